@@ -1,0 +1,63 @@
+"""The one subprocess wrapper.
+
+Commands are argv lists, never shell strings built from user input.  A failing
+command becomes an Error carrying the command, its exit code and the tail of
+its output, so the user sees why without digging.
+"""
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+
+from .errors import Error
+
+log = logging.getLogger(__name__)
+
+TAIL_LINES = 10
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def need_tool(name: str, package: str | None = None) -> str:
+    """Path of a required program, or a clear error naming the package to install."""
+    path = shutil.which(name)
+    if path is None:
+        raise Error(f"{name} is not installed",
+                    hint=f"install it: apt-get install {package or name}", exit_code=127)
+    return path
+
+
+def run(argv: Sequence[str | os.PathLike], *, check: bool = True, capture: bool = True,
+        input: str | bytes | None = None, env: dict | None = None,
+        timeout: float | None = None, what: str | None = None) -> subprocess.CompletedProcess:
+    """Run argv; on failure raise Error with the command, exit code and output tail.
+
+    capture=True collects stdout/stderr as text; capture=False lets the child
+    use our terminal (interactive shells).
+    """
+    argv = [os.fspath(a) for a in argv]
+    log.debug("run: %s", " ".join(argv))
+    text = not isinstance(input, bytes)
+    try:
+        proc = subprocess.run(argv, check=False, input=input, env=env, timeout=timeout,
+                              stdout=subprocess.PIPE if capture else None,
+                              stderr=subprocess.PIPE if capture else None, text=text)
+    except FileNotFoundError:
+        raise Error(f"{argv[0]} is not installed",
+                    hint=f"install the package that provides {argv[0]}", exit_code=127) from None
+    except subprocess.TimeoutExpired:
+        raise Error(f"{what or argv[0]} did not finish within {timeout:g} s") from None
+    if check and proc.returncode != 0:
+        output = ""
+        if capture:
+            out, err = proc.stdout or "", proc.stderr or ""
+            if isinstance(out, bytes):
+                out, err = out.decode(errors="replace"), err.decode(errors="replace")
+            output = tail(err or out)
+        message = f"{what or argv[0]} failed (exit {proc.returncode}): {' '.join(argv)}"
+        raise Error(message + (f"\n{output}" if output else ""))
+    return proc
