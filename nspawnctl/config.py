@@ -202,5 +202,5 @@ def parse_env(text: str) -> str:
     if not sep or not _ENV_NAME_RE.fullmatch(name):
         raise Error(f"invalid environment variable {text!r}: expected NAME=VALUE "
                     "with NAME made of letters, digits and _")
-    check_text(value, "environment variable")
+    check_text(text, "environment variable")
     return text

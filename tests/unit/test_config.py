@@ -1,0 +1,111 @@
+"""ContainerConfig validation and the parsers for CLI strings."""
+
+import pytest
+
+from nspawnctl.config import (Bind, ContainerConfig, format_size, parse_bind, parse_cpus,
+                              parse_env, parse_size, parse_tasks)
+from nspawnctl.errors import Error
+
+G = 1 << 30
+M = 1 << 20
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("512M", 512 * M), ("1G", G), ("1.5G", 3 * G // 2), ("1536M", 3 * G // 2),
+    ("4096", 4096), ("100K", 102400), ("2T", 2 << 40), ("512m", 512 * M),
+    (" 1G ", G), ("infinity", None), ("max", None),
+])
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("size, text", [
+    (512 * M, "512M"), (G, "1G"), (3 * G // 2, "1536M"), (4096, "4K"), (1000, "1000"),
+    (1 << 60, "1E"),
+])
+def test_format_size_is_exact_and_parses_back(size, text):
+    assert format_size(size) == text
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1", 1.0), ("1.5", 1.5), ("0.25", 0.25), ("2.33333", 2.3333), ("infinity", None),
+])
+def test_parse_cpus(text, expected):
+    assert parse_cpus(text) == expected
+
+
+def test_parse_tasks():
+    assert parse_tasks("256") == 256
+    assert parse_tasks("infinity") is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/srv/data:/data", Bind("/srv/data", "/data", False)),
+    ("/srv/data:/data:ro", Bind("/srv/data", "/data", True)),
+    ("/srv/data:/data:rw", Bind("/srv/data", "/data", False)),
+    ("/srv/data", Bind("/srv/data", "/srv/data", False)),
+    ("/srv/my data:/my data", Bind("/srv/my data", "/my data", False)),
+])
+def test_parse_bind(text, expected):
+    assert parse_bind(text) == expected
+
+
+def test_bind_str_parses_back():
+    for bind in (Bind("/a", "/b", True), Bind("/a", "/a", False)):
+        assert parse_bind(str(bind)) == bind
+
+
+@pytest.mark.parametrize("text", ["FOO=bar", "FOO=", "_x1=a b \"c\" $d %e", "A=b=c"])
+def test_parse_env(text):
+    assert parse_env(text) == text
+
+
+# Every bad value gives one Error whose message names the value.
+@pytest.mark.parametrize("parse, text", [
+    (parse_size, "lots"), (parse_size, "12X"), (parse_size, "-1G"), (parse_size, "0"),
+    (parse_size, ""), (parse_size, "1.5.1G"),
+    (parse_cpus, "many"), (parse_cpus, "0"), (parse_cpus, "-1"), (parse_cpus, "nan"),
+    (parse_cpus, "inf"), (parse_cpus, "1e3"), (parse_cpus, "0.00001"),
+    (parse_tasks, "0"), (parse_tasks, "ten"), (parse_tasks, "-5"),
+    (parse_bind, "relative:/x"), (parse_bind, "/x:relative"), (parse_bind, "/a:/b:/c"),
+    (parse_bind, "/a:/b:rx"), (parse_bind, ""), (parse_bind, "/a:/b:ro:x"),
+    (parse_bind, "/a\\b:/c"), (parse_bind, "/a\n:/b"), (parse_bind, "/a :/b"),
+    (parse_env, "FOO"), (parse_env, "1FOO=x"), (parse_env, "FO-O=x"), (parse_env, "=x"),
+    (parse_env, "FOO=a\nb"),
+])
+def test_bad_values_name_the_value(parse, text):
+    with pytest.raises(Error) as error:
+        parse(text)
+    assert repr(text) in error.value.message
+    assert "\n" not in error.value.message.replace(repr(text), "")
+
+
+def test_defaults_are_systemd_templates():
+    cfg = ContainerConfig()
+    assert (cfg.boot, cfg.private_users, cfg.network, cfg.restart) == (True, True, "veth", "no")
+
+
+def test_lists_become_tuples():
+    cfg = ContainerConfig(command=["sh"], env=["A=1"], binds=[parse_bind("/a")])
+    assert cfg.command == ("sh",) and cfg.env == ("A=1",) and isinstance(cfg.binds, tuple)
+    hash(cfg)
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"network": "bridge"}, "'bridge'"),
+    ({"restart": "sometimes"}, "'sometimes'"),
+    ({"env": ("NOPE",)}, "'NOPE'"),
+    ({"command": ("a\nb",)}, "'a\\nb'"),
+    ({"working_dir": "srv"}, "'srv'"),
+    ({"user": "a b"}, "'a b'"),
+    ({"hostname": "-bad-"}, "'-bad-'"),
+    ({"memory_max": 0}, "0"),
+    ({"tasks_max": -1}, "-1"),
+    ({"cpu_quota": 0.0}, "0.0"),
+    ({"image": "x\ny"}, "'x\\ny'"),
+])
+def test_invalid_settings(kwargs, named):
+    with pytest.raises(Error, match=".*") as error:
+        ContainerConfig(**kwargs)
+    assert named in error.value.message
