@@ -1,0 +1,91 @@
+"""The unit drop-in, live unit properties and what needs a restart."""
+
+from dataclasses import replace
+
+import pytest
+
+from nspawnctl.config import ContainerConfig, parse_bind, parse_cpus, parse_size
+from nspawnctl.errors import Error
+from nspawnctl.units import (TEMPLATE_TASKS_MAX, UINT64_INFINITY, diff_needs_restart,
+                             dropin_path, format_cpu_quota, parse_dropin, render_dropin,
+                             unit_properties)
+
+LIMITED = ContainerConfig(memory_max=parse_size("512M"), cpu_quota=parse_cpus("1.5"),
+                          tasks_max=256, restart="on-failure")
+
+
+def service_lines(text):
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_render_dropin_with_everything_set():
+    assert service_lines(render_dropin(LIMITED)) == [
+        "[Service]", "MemoryMax=512M", "CPUQuota=150%", "TasksMax=256", "Restart=on-failure"]
+
+
+def test_render_dropin_only_writes_what_is_set():
+    # Restart=no is the template's own default: nothing to write.
+    assert service_lines(render_dropin(ContainerConfig())) == ["[Service]"]
+    assert service_lines(render_dropin(ContainerConfig(tasks_max=10))) == ["[Service]", "TasksMax=10"]
+
+
+def test_render_dropin_has_no_stray_specifiers():
+    # Unit files expand %-specifiers; only CPUQuota='s own percent sign may appear.
+    text = "\n".join(service_lines(render_dropin(LIMITED)))
+    assert text.count("%") == 1 and "CPUQuota=150%" in text
+
+
+@pytest.mark.parametrize("cfg", [
+    ContainerConfig(),
+    LIMITED,
+    ContainerConfig(memory_max=parse_size("1.5G"), restart="always"),
+    ContainerConfig(memory_max=4097, cpu_quota=parse_cpus("0.3333")),
+    ContainerConfig(cpu_quota=parse_cpus("12"), tasks_max=1),
+])
+def test_dropin_round_trip(cfg):
+    assert replace(ContainerConfig(), **parse_dropin(render_dropin(cfg))) == cfg
+
+
+@pytest.mark.parametrize("cpus, text", [(1.5, "150%"), (1, "100%"), (0.3333, "33.33%"),
+                                        (0.05, "5%"), (16, "1600%")])
+def test_format_cpu_quota(cpus, text):
+    assert format_cpu_quota(cpus) == text
+
+
+def test_parse_dropin_reads_hand_edits():
+    text = "[Unit]\nDescription=x\n[Service]\n  MemoryMax = 1G \nCPUQuota=50%\nTasksMax=infinity\nOther=1\n"
+    assert parse_dropin(text) == {"memory_max": 1 << 30, "cpu_quota": 0.5,
+                                  "tasks_max": None, "restart": "no"}
+
+
+@pytest.mark.parametrize("line", ["MemoryMax=lots", "CPUQuota=1.5", "CPUQuota=x%",
+                                  "TasksMax=-1", "Restart=sometimes"])
+def test_parse_dropin_rejects_bad_values_naming_them(line):
+    with pytest.raises(Error) as error:
+        parse_dropin(f"[Service]\n{line}\n")
+    assert line.partition("=")[2] in error.value.message
+
+
+def test_unit_properties():
+    assert unit_properties(LIMITED) == [("MemoryMax", 512 << 20),
+                                        ("CPUQuotaPerSecUSec", 1_500_000),
+                                        ("TasksMax", 256)]
+
+
+def test_unit_properties_lift_unset_limits():
+    assert unit_properties(ContainerConfig()) == [("MemoryMax", UINT64_INFINITY),
+                                                  ("CPUQuotaPerSecUSec", UINT64_INFINITY),
+                                                  ("TasksMax", TEMPLATE_TASKS_MAX)]
+
+
+def test_diff_needs_restart():
+    old = ContainerConfig()
+    assert diff_needs_restart(old, old) == []
+    assert diff_needs_restart(old, LIMITED) == []
+    assert diff_needs_restart(old, replace(old, image="x")) == []
+    new = replace(old, network="host", binds=(parse_bind("/a"),), env=("A=1",), memory_max=1 << 30)
+    assert diff_needs_restart(old, new) == ["network", "binds", "env"]
+
+
+def test_dropin_path():
+    assert dropin_path("web") == "systemd-nspawn@web.service.d/50-nspawnctl.conf"
