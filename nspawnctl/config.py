@@ -8,7 +8,7 @@ are written on disk is nspawnfile.py's and units.py's business.
 
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from .errors import Error
 

@@ -204,9 +204,8 @@ def _read_bind(value: str, readonly: bool) -> Bind:
     return Bind(parts[0], parts[-1], readonly)
 
 
-def _read_assignment(state: dict, key: tuple[str, str], value: str) -> None:
+def _read_assignment(state: dict, name: str, value: str) -> None:
     """Apply one known assignment to `state` (field -> value), or raise _Unreadable."""
-    section, name = key
     if name == "Boot":
         state["boot"] = parse_bool(value)
     elif name == "Parameters":
@@ -227,13 +226,13 @@ def _read_assignment(state: dict, key: tuple[str, str], value: str) -> None:
     elif name in ("Bind", "BindReadOnly"):
         state["binds"] = state["binds"] + (_read_bind(value, name == "BindReadOnly"),)
     elif name in ("VirtualEthernet", "Private"):
-        state[f"_{name}"] = parse_bool(value)
+        state[name] = parse_bool(value)
 
 
 def _interpret(lines: list[_Line], base: ContainerConfig) -> tuple[ContainerConfig, dict]:
     """The settings the lines describe, and which lines each field owns."""
-    state = {"command": (), "env": (), "binds": ()}
-    seen: set[str] = set()
+    # Lists accumulate from empty: a file's Bind= lines replace base's binds.
+    state: dict = {name: () for name in ("command", "env", "binds")}
     owned: dict[str, list[int]] = {}
     for index, line in enumerate(lines):
         if line.image is not None:
@@ -242,20 +241,21 @@ def _interpret(lines: list[_Line], base: ContainerConfig) -> tuple[ContainerConf
         elif (line.section, line.key) in _KEY_FIELD:
             field = _KEY_FIELD[line.section, line.key]
             try:
-                _read_assignment(state, (line.section, line.key), line.value)
+                _read_assignment(state, line.key, line.value)
             except _Unreadable:
                 continue  # systemd ignores it too (with a warning); leave it be
         else:
             continue
-        seen.add(field)
         owned.setdefault(field, []).append(index)
 
     # Network: VirtualEthernet= decides; Private=no alone means the host's.
-    veth, private = state.pop("_VirtualEthernet", None), state.pop("_Private", None)
+    # (Private=yes without veth, a private network with no link, has no
+    # nspawnctl mode: it reads as the host's and is kept unless network changes.)
+    veth, private = state.pop("VirtualEthernet", None), state.pop("Private", None)
     if veth is not None or private is False:
         state["network"] = "veth" if veth else "host"
-    values = {name: value for name, value in state.items()
-              if name in seen or name not in ("command", "env", "binds")}
+    values = {name: value for name, value in state.items() if name in owned or name not in
+              ("command", "env", "binds")}
     return replace(base, **values), owned
 
 

@@ -202,3 +202,11 @@ def test_continued_lines_survive_verbatim():
     text = "[Exec]\nParameters=/bin/sh -c \\\n  'echo hi'\nHostname=a\n"
     cfg = replace(parse_nspawn(text), hostname="b")
     assert update_nspawn(text, cfg) == text.replace("Hostname=a", "Hostname=b")
+
+
+@pytest.mark.parametrize("network, expected", [
+    ("VirtualEthernet=yes", "veth"), ("VirtualEthernet=no", "host"), ("Private=no", "host"),
+    ("Private=no\nVirtualEthernet=on", "veth"), ("Port=80", "veth"),
+])
+def test_network_modes_read_back(network, expected):
+    assert parse_nspawn(f"[Network]\n{network}\n").network == expected
