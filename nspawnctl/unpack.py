@@ -361,9 +361,9 @@ class LayerApplier:
         if self.max_file_bytes is not None:
             self.file_bytes += member.size
             if self.file_bytes > self.max_file_bytes:
-                raise Error("layer expands beyond the size limit "
-                            f"({self.max_file_bytes} bytes of file data)",
-                            hint="a decompression bomb or a huge sparse file; not unpacked")
+                raise Error(f"layer holds more than {self.max_file_bytes} bytes of file data: "
+                            "a decompression bomb or a huge sparse file",
+                            hint="the image was not unpacked")
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dirfd)
         try:

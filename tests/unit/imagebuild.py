@@ -164,7 +164,7 @@ def tar_tree(root: Path, archive: Path) -> Path:
 
 def docker_archive(path: Path, layers: list[bytes], tags=("img:latest",),
                    config: dict | None = None, layer_names: list[str] | None = None,
-                   manifest: list | None = None) -> Path:
+                   manifest: list | None = None, store_layers: bool = True) -> Path:
     """The legacy `docker save` format: manifest.json, HEX.json config, HEX/layer.tar."""
     config_data = json.dumps(config or image_config([sha256(t) for t in layers])).encode()
     config_name = sha256(config_data).split(":")[1] + ".json"
@@ -173,7 +173,8 @@ def docker_archive(path: Path, layers: list[bytes], tags=("img:latest",),
         [{"Config": config_name, "RepoTags": list(tags), "Layers": names}]
     with tarfile.open(path, "w") as tar:
         for name, data in [("manifest.json", json.dumps(manifest).encode()),
-                           (config_name, config_data), *zip(names, layers)]:
+                           (config_name, config_data),
+                           *(zip(names, layers) if store_layers else ())]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))

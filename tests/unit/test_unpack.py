@@ -378,6 +378,6 @@ def test_xattrs_allowed_and_dropped(box: Sandbox):
 
 
 def test_max_file_bytes(box: Sandbox):
-    with pytest.raises(Error, match="size limit"):
+    with pytest.raises(Error, match="more than 150 bytes of file data"):
         apply_layer(io.BytesIO(layer(file("a", b"x" * 100), file("b", b"y" * 100))), box.root,
                     max_file_bytes=150)
