@@ -1,0 +1,231 @@
+"""The only module that speaks D-Bus: systemd1 and machine1 through pystemd.
+
+One connection per command (open it with `with Bus() as bus:`).  Methods take and return str;
+pystemd's bytes stay in here.  Every D-Bus failure becomes nspawnctl's Error with a readable
+message, so callers never see a pystemd exception.
+
+Calls go straight to sd-bus with known signatures instead of through pystemd's introspecting
+objects: introspection costs a round trip and an XML parse per object, and `list` touches many.
+"""
+
+import contextlib
+import signal
+
+from .errors import Error
+
+SYSTEMD = b"org.freedesktop.systemd1"
+SYSTEMD_PATH = b"/org/freedesktop/systemd1"
+MANAGER = b"org.freedesktop.systemd1.Manager"
+UNIT = b"org.freedesktop.systemd1.Unit"
+SERVICE = b"org.freedesktop.systemd1.Service"
+MACHINED = b"org.freedesktop.machine1"
+MACHINED_PATH = b"/org/freedesktop/machine1"
+MACHINE_MANAGER = b"org.freedesktop.machine1.Manager"
+MACHINE = b"org.freedesktop.machine1.Machine"
+PROPERTIES = b"org.freedesktop.DBus.Properties"
+
+# Error names from D-Bus that have a better explanation than their text.
+HINTS = {
+    "org.freedesktop.DBus.Error.AccessDenied": "run nspawnctl as root",
+    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": "run nspawnctl as root",
+    "org.freedesktop.DBus.Error.ServiceUnknown": "is systemd-machined installed? apt-get install systemd-container",
+}
+
+
+def _s(value):
+    """bytes from pystemd -> str, recursively."""
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, list):
+        return [_s(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_s(v) for v in value)
+    if isinstance(value, dict):
+        return {_s(k): _s(v) for k, v in value.items()}
+    return value
+
+
+def _b(value: str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def unit_path(unit: str) -> bytes:
+    from pystemd.dbuslib import path_encode
+    return path_encode(b"/org/freedesktop/systemd1/unit", _b(unit))
+
+
+def describe(exc: Exception) -> tuple[str, str | None]:
+    """(message, hint) for a pystemd D-Bus exception."""
+    text = str(exc)
+    # pystemd's text looks like: "[err -2]: b'Unit foo.service not found.'" or carries the
+    # D-Bus error name; strip the wrapping so the user reads systemd's own sentence.
+    for name, hint in HINTS.items():
+        if name.rsplit(".", 1)[-1] in type(exc).__name__ or name in text:
+            return _clean(text), hint
+    return _clean(text), None
+
+
+def _clean(text: str) -> str:
+    if "b'" in text or 'b"' in text:
+        start = text.find("b'") if "b'" in text else text.find('b"')
+        text = text[start + 2:].rstrip("'\"")
+    if text.startswith("[err"):
+        text = text.split("]:", 1)[-1].strip()
+    return text.rstrip(".")
+
+
+@contextlib.contextmanager
+def translated(what: str):
+    """Turn pystemd's D-Bus exceptions raised inside into Error('WHAT: reason')."""
+    from pystemd.dbusexc import DBusBaseError
+    try:
+        yield
+    except DBusBaseError as exc:
+        message, hint = describe(exc)
+        raise Error(f"{what}: {message}", hint=hint) from exc
+
+
+class Bus:
+    """One connection to the system bus (or DBUS_SYSTEM_BUS_ADDRESS, as sd-bus honours)."""
+
+    def __init__(self):
+        self._dbus = None
+
+    def __enter__(self):
+        from pystemd.dbuslib import DBus
+        self._dbus = DBus()
+        with translated("cannot connect to the system bus"):
+            try:
+                self._dbus.open()
+            except OSError as exc:  # no socket at all: not a systemd host
+                raise Error(f"cannot connect to the system bus: {exc.strerror or exc}",
+                            hint="nspawnctl needs a host running systemd") from exc
+        return self
+
+    def __exit__(self, *exc):
+        self._dbus.close()
+
+    # low level
+
+    def call(self, dest, path, iface, method, signature=b"", args=(), what=None):
+        from pystemd.dbuslib import apply_signature
+        call_args = apply_signature(signature, list(map(_b, args))) if signature else []
+        with translated(what or method.decode()):
+            return _s(self._dbus.call_method(dest, path, iface, method, call_args).body)
+
+    def get(self, dest, path, iface, prop: str, signature: bytes, what=None):
+        with translated(what or f"reading {prop}"):
+            return _s(self._dbus.get_property(dest, path, iface, _b(prop), signature))
+
+    def get_all(self, dest, path, iface, what=None) -> dict:
+        return self.call(dest, path, PROPERTIES, b"GetAll", b"s", [iface], what=what)
+
+    # systemd1
+
+    def list_units(self, patterns=()) -> list[dict]:
+        rows = self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"ListUnitsByPatterns", b"asas",
+                         [[], [_b(p) for p in patterns]], what="listing units")
+        keys = ("name", "description", "load_state", "active_state", "sub_state")
+        return [dict(zip(keys, row)) for row in rows]
+
+    def unit_properties(self, unit: str, iface=UNIT) -> dict:
+        # LoadUnit makes sure the object exists even for units systemd has not loaded yet.
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"LoadUnit", b"s", [unit], what=unit)
+        return self.get_all(SYSTEMD, unit_path(unit), iface, what=unit)
+
+    def unit_property(self, unit: str, prop: str, signature: bytes, iface=UNIT):
+        return self.get(SYSTEMD, unit_path(unit), iface, prop, signature, what=unit)
+
+    def active_state(self, unit: str) -> str:
+        return self.unit_property(unit, "ActiveState", b"s")
+
+    def start_unit(self, unit: str) -> str:
+        return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"StartUnit", b"ss",
+                         [unit, "replace"], what=f"starting {unit}")
+
+    def stop_unit(self, unit: str) -> str:
+        return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"StopUnit", b"ss",
+                         [unit, "replace"], what=f"stopping {unit}")
+
+    def restart_unit(self, unit: str) -> str:
+        return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"RestartUnit", b"ss",
+                         [unit, "replace"], what=f"restarting {unit}")
+
+    def kill_unit(self, unit: str, signal: int, who: str = "all"):
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"KillUnit", b"ssi", [unit, who, signal],
+                  what=f"killing {unit}")
+
+    def reset_failed(self, unit: str):
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"ResetFailedUnit", b"s", [unit],
+                  what=f"resetting {unit}")
+
+    def set_unit_properties(self, unit: str, properties: list[tuple[str, object]],
+                            runtime: bool = True):
+        from pystemd.systemd1 import Manager
+        manager = Manager(bus=self._dbus)
+        with translated(f"setting properties of {unit}"):
+            manager.SetUnitProperties(MANAGER, _b(unit), runtime,
+                                      [(_b(k), v) for k, v in properties])
+
+    def reload(self):
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"Reload", what="reloading systemd")
+
+    def enable_units(self, units: list[str]):
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"EnableUnitFiles", b"asbb",
+                  [[_b(u) for u in units], False, True], what="enabling " + " ".join(units))
+
+    def disable_units(self, units: list[str]):
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"DisableUnitFiles", b"asb",
+                  [[_b(u) for u in units], False], what="disabling " + " ".join(units))
+
+    def unit_file_state(self, unit: str) -> str:
+        try:
+            return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"GetUnitFileState", b"s", [unit],
+                             what=unit)
+        except Error:
+            return "not-found"
+
+    # machine1
+
+    def list_machines(self) -> list[dict]:
+        rows = self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"ListMachines",
+                         what="listing machines")
+        return [dict(zip(("name", "class", "service", "path"), row)) for row in rows]
+
+    def machine_path(self, name: str) -> str | None:
+        """Object path of a registered machine, or None when machined does not know it."""
+        from pystemd.dbusexc import DBusBaseError
+        try:
+            return _s(self._dbus.call_method(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
+                                             b"GetMachine", [(ord("s"), _b(name))]).body)
+        except DBusBaseError as exc:
+            if "NoSuchMachine" in type(exc).__name__ or "No machine" in str(exc):
+                return None
+            message, hint = describe(exc)
+            raise Error(f"looking up machine {name}: {message}", hint=hint) from exc
+
+    def machine_properties(self, name: str) -> dict | None:
+        path = self.machine_path(name)
+        if path is None:
+            return None
+        return self.get_all(MACHINED, _b(path), MACHINE, what=f"machine {name}")
+
+    def machine_os_release(self, name: str) -> dict:
+        return dict(self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
+                              b"GetMachineOSRelease", b"s", [name],
+                              what=f"reading os-release of {name}"))
+
+    def machine_addresses(self, name: str) -> list[str]:
+        import ipaddress
+        rows = self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"GetMachineAddresses",
+                         b"s", [name], what=f"reading addresses of {name}")
+        return [str(ipaddress.ip_address(bytes(addr))) for _family, addr in rows]
+
+    def poweroff_machine(self, name: str):
+        """What `machinectl poweroff` does: SIGRTMIN+4 to the leader, a clean shutdown."""
+        self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"KillMachine", b"ssi",
+                  [name, "leader", int(signal.SIGRTMIN) + 4], what=f"powering off {name}")
+
+    def terminate_machine(self, name: str):
+        self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"TerminateMachine", b"s", [name],
+                  what=f"terminating {name}")

@@ -1,0 +1,69 @@
+"""Small filesystem primitives the store is built on: no-replace rename, atomic writes."""
+
+import ctypes
+import errno
+import os
+from pathlib import Path
+
+_libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(src: Path, dst: Path):
+    """rename(2) that fails with FileExistsError instead of replacing an existing dst.
+
+    Plain rename() silently replaces an empty directory, which would let two creates of the
+    same name both "succeed"; renameat2(RENAME_NOREPLACE) makes the final move the one place
+    that decides.
+    """
+    rc = _libc.renameat2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst),
+                         RENAME_NOREPLACE)
+    if rc != 0:
+        err = ctypes.get_errno()
+        if err in (errno.ENOSYS, errno.EINVAL):  # filesystem without RENAME_NOREPLACE
+            if os.path.lexists(dst):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst))
+            os.rename(src, dst)
+            return
+        raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644):
+    """Write path so that readers see the old content or the new, never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.rename(tmp, path)
+
+
+def tree_size(path: Path) -> int:
+    """Bytes used on disk by a tree (st_blocks, hardlinks counted once), like `du -s`."""
+    seen = set()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+    return total
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

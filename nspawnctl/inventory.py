@@ -1,0 +1,109 @@
+"""What `list` and `status` show: the store's containers joined with systemd's and machined's
+view of them, read with as few D-Bus calls as possible (two for the whole list)."""
+
+import os
+from pathlib import Path
+
+from .bus import SERVICE, SYSTEMD, Bus, unit_path
+from .config import format_size
+from .container import load_config, unit_name
+from .errors import Error
+from .paths import Paths
+from .store import Store
+
+
+def os_release(tree: Path) -> dict:
+    """The tree's os-release, read without following links out of it."""
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        path = tree / rel
+        if os.path.islink(path):
+            continue  # usually -> ../usr/lib/os-release, which the next candidate reads
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        fields = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                fields[key.strip()] = value.strip().strip("'\"")
+        return fields
+    return {}
+
+
+def is_enabled(paths: Paths, name: str) -> bool:
+    return os.path.lexists(paths.units / "machines.target.wants" / unit_name(name))
+
+
+def _limits(cfg) -> str | None:
+    parts = []
+    if cfg.memory_max is not None:
+        parts.append(f"mem={format_size(cfg.memory_max)}")
+    if cfg.cpu_quota is not None:
+        parts.append(f"cpus={cfg.cpu_quota:g}")
+    if cfg.tasks_max is not None:
+        parts.append(f"tasks={cfg.tasks_max}")
+    return " ".join(parts) or None
+
+
+def _row(paths: Paths, name: str, state: str, addresses: list[str] | None) -> dict:
+    cfg = load_config(paths, name)
+    release = os_release(paths.tree(name))
+    return {"name": name, "state": state,
+            "os": release.get("PRETTY_NAME") or release.get("ID"),
+            "address": addresses or None,
+            "image": cfg.image, "enabled": is_enabled(paths, name),
+            "limits": _limits(cfg)}
+
+
+def _state(unit_state: str | None) -> str:
+    return {"active": "running", "activating": "starting", "deactivating": "stopping",
+            "failed": "failed", "reloading": "running"}.get(unit_state or "", "stopped")
+
+
+def list_containers(paths: Paths) -> list[dict]:
+    names = Store(paths).names()
+    with Bus() as bus:
+        units = {u["name"]: u["active_state"]
+                 for u in bus.list_units(["systemd-nspawn@*.service"])}
+        running = {m["name"] for m in bus.list_machines()}
+        rows = []
+        for name in names:
+            state = _state(units.get(unit_name(name)))
+            addresses = bus.machine_addresses(name) if name in running else None
+            rows.append(_row(paths, name, state, addresses))
+    return rows
+
+
+def status(paths: Paths, name: str) -> dict:
+    Store(paths).require(name)
+    cfg = load_config(paths, name)
+    with Bus() as bus:
+        unit = bus.unit_properties(unit_name(name))
+        machine = bus.machine_properties(name)
+        addresses = bus.machine_addresses(name) if machine else None
+        service = bus.get_all(SYSTEMD, unit_path(unit_name(name)), SERVICE) if machine else {}
+    row = _row(paths, name, _state(unit.get("ActiveState")), addresses)
+    row.update({
+        "unit": unit_name(name), "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
+        "leader": machine.get("Leader") if machine else None,
+        "tree": str(paths.tree(name)),
+        "boot": cfg.boot, "command": list(cfg.command) or None,
+        "private_users": cfg.private_users, "network": cfg.network,
+        "binds": [str(b) for b in cfg.binds] or None, "env": list(cfg.env) or None,
+        "working_dir": cfg.working_dir, "user": cfg.user, "restart": cfg.restart,
+        "memory_current": service.get("MemoryCurrent") if machine else None,
+    })
+    return row
+
+
+def usage_by_image(paths: Paths) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in Store(paths).names():
+        try:
+            image = load_config(paths, name).image
+        except Error:
+            continue
+        if image:
+            counts[image] = counts.get(image, 0) + 1
+    return counts

@@ -1,0 +1,211 @@
+"""Starting, stopping and entering containers, through systemd1 and machine1 on D-Bus.
+
+A container is systemd-nspawn@NAME.service; machined registers it as machine NAME once
+systemd-nspawn has set it up.  "Running" for a booted container means what `machinectl` users
+expect: its own systemd reports running (or degraded), so a shell or exec works right away.
+"""
+
+import os
+import signal as signals
+import subprocess
+import time
+from collections.abc import Callable
+
+from .bus import Bus
+from .container import load_config, unit_name
+from .errors import Error
+from .paths import Paths
+from .run import need_tool, run
+from .store import Store
+
+POLL = 0.05
+
+
+def _journal_tail(name: str, lines: int = 10) -> str:
+    proc = run(["journalctl", "-u", unit_name(name), "-n", str(lines), "--no-pager", "-q",
+                "-o", "cat"], check=False)
+    return proc.stdout.strip()
+
+
+def is_active(bus: Bus, name: str) -> bool:
+    return bus.active_state(unit_name(name)) in ("active", "activating", "reloading")
+
+
+def guest_state(name: str) -> str | None:
+    """SystemState of the container's own systemd, or None while its bus is not up yet."""
+    from pystemd.dbuslib import DBusMachine
+    try:
+        with DBusMachine(name.encode()) as guest:
+            return guest.get_property(b"org.freedesktop.systemd1", b"/org/freedesktop/systemd1",
+                                      b"org.freedesktop.systemd1.Manager", b"SystemState",
+                                      b"s").decode()
+    except Exception:  # not reachable yet: dbus inside is still starting
+        return None
+
+
+def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
+          report: Callable[[str], None] = print) -> str:
+    Store(paths).require(name)
+    cfg = load_config(paths, name)
+    unit = unit_name(name)
+    with Bus() as bus:
+        if is_active(bus, name):
+            report(f"{name} is already running")
+            return "running"
+        bus.reset_failed(unit) if bus.active_state(unit) == "failed" else None
+        bus.start_unit(unit)
+        if not wait:
+            return "starting"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = bus.active_state(unit)
+            if state in ("failed", "inactive"):
+                raise Error(f"{name} failed to start", hint="its log says:\n"
+                            + (_journal_tail(name) or "(nothing)"))
+            if state == "active" and bus.machine_path(name):
+                if not cfg.boot:
+                    return "running"
+                guest = guest_state(name)
+                if guest in ("running", "degraded"):
+                    return guest
+            time.sleep(POLL)
+    raise Error(f"{name} did not finish booting within {timeout:g} s",
+                hint="its log says:\n" + (_journal_tail(name) or "(nothing)"))
+
+
+def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
+    """Power NAME off cleanly, like `machinectl poweroff`; terminate it after timeout.
+
+    Returns False when it was not running (not an error: it is stopped, as asked).
+    """
+    Store(paths).require(name)
+    cfg = load_config(paths, name)
+    unit = unit_name(name)
+    with Bus() as bus:
+        if not is_active(bus, name):
+            return False
+        if cfg.boot and bus.machine_path(name):
+            bus.poweroff_machine(name)
+        else:
+            bus.stop_unit(unit)
+        if _wait_inactive(bus, unit, timeout):
+            return True
+        report(f"{name} did not power off within {timeout:g} s: terminating it")
+        bus.stop_unit(unit)
+        if not _wait_inactive(bus, unit, 30):
+            bus.kill_unit(unit, signals.SIGKILL)
+            _wait_inactive(bus, unit, 10)
+    return True
+
+
+def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if bus.active_state(unit) in ("inactive", "failed"):
+            return True
+        time.sleep(POLL)
+    return False
+
+
+def restart(paths: Paths, name: str, timeout: float = 60, report=print) -> str:
+    stop(paths, name, report=report)
+    return start(paths, name, timeout=timeout, report=report)
+
+
+def parse_signal(value: str) -> int:
+    text = value.upper()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < signals.NSIG:
+            return number
+    else:
+        name = text if text.startswith("SIG") else "SIG" + text
+        if hasattr(signals.Signals, name):
+            return int(signals.Signals[name])
+    raise Error(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
+
+
+def kill(paths: Paths, name: str, signal: str = "TERM"):
+    number = parse_signal(signal)
+    Store(paths).require(name)
+    with Bus() as bus:
+        if not bus.machine_path(name):
+            raise Error(f"{name} is not running")
+        bus.call(b"org.freedesktop.machine1", b"/org/freedesktop/machine1",
+                 b"org.freedesktop.machine1.Manager", b"KillMachine", b"ssi",
+                 [name, "all", number], what=f"killing {name}")
+
+
+def enable(paths: Paths, name: str):
+    """Start NAME at boot: its unit joins machines.target, and machines.target is enabled."""
+    Store(paths).require(name)
+    with Bus() as bus:
+        bus.enable_units([unit_name(name), "machines.target"])
+        bus.reload()
+
+
+def disable(paths: Paths, name: str):
+    Store(paths).require(name)
+    with Bus() as bus:
+        bus.disable_units([unit_name(name)])
+        bus.reload()
+
+
+def leader(bus: Bus, name: str) -> int:
+    props = bus.machine_properties(name)
+    if props is None:
+        raise Error(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
+    return int(props["Leader"])
+
+
+def exec_(paths: Paths, name: str, command: list[str]) -> int:
+    """Run command in NAME with our stdin/stdout/stderr; its exit status is returned.
+
+    In a booted container it runs as a transient unit of the container's own systemd
+    (`systemd-run -M NAME --wait --pipe`), so it gets a clean environment and its own cgroup.
+    A container running a single command has no systemd to ask: there it enters the
+    container's namespaces directly, as `machinectl shell` cannot either.
+    """
+    if not command:
+        raise Error("no command given", hint=f"nspawnctl exec {name} -- CMD [ARG...]")
+    Store(paths).require(name)
+    cfg = load_config(paths, name)
+    with Bus() as bus:
+        pid = leader(bus, name)
+    if cfg.boot:
+        argv = [need_tool("systemd-run", "systemd"), "-M", name, "--quiet", "--wait", "--pipe",
+                "--collect", "--service-type=exec", "--", *command]
+    else:
+        argv = [need_tool("nsenter", "util-linux"), "-t", str(pid), "-a", "-r", "-w", "--",
+                "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                *cfg.env, *command]
+    return subprocess.run(argv).returncode
+
+
+def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
+    """An interactive login shell in a booted container, through machined (machinectl shell).
+
+    machined hands out a pseudo-terminal over D-Bus (OpenMachineShell); relaying it needs a
+    terminal loop, which machinectl already does well, so it runs underneath.
+    """
+    Store(paths).require(name)
+    with Bus() as bus:
+        leader(bus, name)
+    argv = [need_tool("machinectl", "systemd-container"), "shell", "-q"]
+    target = f"{user}@{name}" if user else name
+    return subprocess.run(argv + [target, *command]).returncode
+
+
+def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
+    """The container's own journal while it runs and keeps one, else its unit's log."""
+    Store(paths).require(name)
+    cfg = load_config(paths, name)
+    with Bus() as bus:
+        running = bool(bus.machine_path(name))
+    argv = [need_tool("journalctl", "systemd"), "--no-pager"]
+    argv += ["-M", name] if (running and cfg.boot) else ["-u", unit_name(name)]
+    if lines is not None:
+        argv += ["-n", str(lines)]
+    if follow:
+        argv.append("-f")
+    return subprocess.run(argv, env=dict(os.environ, SYSTEMD_COLORS="0")).returncode

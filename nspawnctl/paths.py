@@ -1,0 +1,58 @@
+"""Every path nspawnctl touches, in one object.
+
+The defaults are systemd's own locations so machinectl, systemctl and journalctl see the same
+containers.  NSPAWNCTL_ROOT prefixes all of them: unit tests use it to work in a temporary tree.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    machines: Path      # container trees: /var/lib/machines/NAME
+    nspawn: Path        # settings: /etc/systemd/nspawn/NAME.nspawn (trusted location)
+    units: Path         # drop-ins: /etc/systemd/system/systemd-nspawn@NAME.service.d/
+    state: Path         # nspawnctl's own state: locks, staging, base trees
+    cache: Path         # downloads that can be thrown away: .deb files, bootstrap logs
+
+    @classmethod
+    def from_env(cls) -> "Paths":
+        root = Path(os.environ.get("NSPAWNCTL_ROOT", "/"))
+        return cls(machines=root / "var/lib/machines",
+                   nspawn=root / "etc/systemd/nspawn",
+                   units=root / "etc/systemd/system",
+                   state=root / "var/lib/nspawnctl",
+                   cache=root / "var/cache/nspawnctl")
+
+    def tree(self, name: str) -> Path:
+        return self.machines / name
+
+    def nspawn_file(self, name: str) -> Path:
+        return self.nspawn / f"{name}.nspawn"
+
+    def dropin_dir(self, name: str) -> Path:
+        return self.units / f"systemd-nspawn@{name}.service.d"
+
+    @property
+    def images(self) -> Path:
+        """Read-only base trees, one directory per cache key."""
+        return self.state / "images"
+
+    @property
+    def staging(self) -> Path:
+        """Half-made trees; on the same filesystem as machines/ so the final move is a rename."""
+        return self.machines / ".nspawnctl-staging"
+
+    @property
+    def locks(self) -> Path:
+        return self.state / "locks"
+
+    @property
+    def debs(self) -> Path:
+        return self.cache / "debs"
+
+    @property
+    def logs(self) -> Path:
+        return self.cache / "logs"

@@ -1,0 +1,244 @@
+"""Bootstrap a Debian tree with debootstrap (or mmdebstrap) into a staging directory.
+
+The bootstrapper runs as a subprocess; its output goes to a log file, and the stage and package
+counts it prints become progress lines.  On failure the user gets the reason (unknown suite,
+unreachable mirror, full disk) and the log's path.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import Error
+from ..run import need_tool, tail
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SUITE = "bookworm"
+# What a tree needs so that systemd-nspawn -b boots it and machinectl can log into it.
+BOOT_PACKAGES = ("systemd", "systemd-sysv", "dbus")
+VARIANTS = ("minbase", "buildd", "fakechroot", "-")
+
+# mkosi's WithDocs=no: what a container does not need.  dpkg keeps honouring these inside the
+# container, so later `apt-get install`s stay slim too.
+SLIM_DPKG_EXCLUDES = (
+    "path-exclude=/usr/share/doc/*",
+    "path-include=/usr/share/doc/*/copyright",
+    "path-exclude=/usr/share/man/*",
+    "path-exclude=/usr/share/info/*",
+    "path-exclude=/usr/share/groff/*",
+    "path-exclude=/usr/share/lintian/*",
+    "path-exclude=/usr/share/linda/*",
+    "path-exclude=/usr/share/locale/*",
+)
+SLIM_APT_CONF = ('APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\n'
+                 'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n')
+
+
+@dataclass(frozen=True)
+class BootstrapSpec:
+    """Everything that changes what a bootstrap produces: its hash keys the base-tree cache."""
+    suite: str = DEFAULT_SUITE
+    mirror: str = DEFAULT_MIRROR
+    variant: str = "minbase"
+    include: tuple[str, ...] = ()
+    arch: str | None = None
+    slim: bool = True
+    bootstrapper: str = "debootstrap"
+
+    def packages(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(BOOT_PACKAGES + self.include))
+
+    def key(self) -> str:
+        data = asdict(self)
+        data["include"] = sorted(set(self.include))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        extra = f" +{','.join(self.include)}" if self.include else ""
+        return (f"{self.bootstrapper}:{self.suite} {self.variant}{extra}"
+                f"{' ' + self.arch if self.arch else ''}{' slim' if self.slim else ''}")
+
+
+def parse_packages(value: str | None) -> tuple[str, ...]:
+    if not value:
+        return ()
+    names = tuple(p.strip() for p in value.split(",") if p.strip())
+    for name in names:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+            raise Error(f"invalid package name {name!r} in --include")
+    return names
+
+
+def check_spec(spec: BootstrapSpec):
+    if not re.fullmatch(r"[a-z][a-z0-9.-]*", spec.suite):
+        raise Error(f"invalid suite name {spec.suite!r}")
+    if spec.bootstrapper not in ("debootstrap", "mmdebstrap"):
+        raise Error(f"unknown bootstrapper {spec.bootstrapper!r}",
+                    hint="use debootstrap or mmdebstrap")
+    if spec.variant not in VARIANTS:
+        raise Error(f"unknown variant {spec.variant!r}", hint="one of " + ", ".join(VARIANTS))
+    if not re.match(r"(https?|file)://", spec.mirror):
+        raise Error(f"invalid mirror {spec.mirror!r}", hint="give a http://, https:// or "
+                    "file:// URL, e.g. " + DEFAULT_MIRROR)
+    if spec.arch and not re.fullmatch(r"[a-z0-9]+", spec.arch):
+        raise Error(f"invalid architecture {spec.arch!r}")
+    if spec.bootstrapper == "debootstrap" and \
+            not Path(f"/usr/share/debootstrap/scripts/{spec.suite}").exists() and \
+            shutil.which("debootstrap"):
+        raise Error(f"unknown suite {spec.suite!r}: debootstrap has no script for it",
+                    hint="see /usr/share/debootstrap/scripts/ for the suites it knows")
+
+
+def bootstrap_argv(spec: BootstrapSpec, target: Path, debs: Path) -> list[str]:
+    packages = ",".join(spec.packages())
+    if spec.bootstrapper == "mmdebstrap":
+        argv = ["mmdebstrap", f"--variant={spec.variant}", f"--include={packages}",
+                # share the .deb cache with debootstrap runs (mmdebstrap's documented recipe)
+                f"--setup-hook=mkdir -p {debs} \"$1\"/var/cache/apt/archives/",
+                f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
+                f"--customize-hook=sync-out /var/cache/apt/archives {debs}"]
+        if spec.arch:
+            argv.append(f"--architectures={spec.arch}")
+        if spec.slim:
+            argv += [f"--dpkgopt={line}" for line in SLIM_DPKG_EXCLUDES]
+            argv.append("--aptopt=APT::Install-Recommends \"false\"")
+        return argv + [spec.suite, str(target), spec.mirror]
+    argv = ["debootstrap", f"--variant={spec.variant}", f"--include={packages}",
+            f"--cache-dir={debs}"]
+    if spec.arch:
+        argv.append(f"--arch={spec.arch}")
+    return argv + [spec.suite, str(target), spec.mirror]
+
+
+# debootstrap's "I: <Stage> <package>..." lines
+_PACKAGE_LINE = re.compile(r"I: (Retrieving|Validating|Extracting|Unpacking|Configuring) (\S+?)(\.\.\.)?$")
+_STAGE_NAMES = {"Retrieving": "downloading", "Validating": "checking", "Extracting": "extracting",
+                "Unpacking": "unpacking", "Configuring": "configuring"}
+
+
+class Progress:
+    """Turns bootstrapper output into "stage: N packages" updates."""
+
+    def __init__(self, report: Callable[[str], None]):
+        self.report = report
+        self.stage = None
+        self.count = 0
+
+    def feed(self, line: str):
+        m = _PACKAGE_LINE.match(line)
+        if m:
+            stage = _STAGE_NAMES[m.group(1)]
+            if stage != self.stage:
+                self.finish()
+                self.stage, self.count = stage, 0
+            self.count += 1
+            if self.count % 25 == 0:
+                self.report(f"  {self.stage}: {self.count} packages")
+        elif line.startswith(("I: ", "W: ")) and not line.startswith("I: Keyring"):
+            self.finish()
+            self.report("  " + line[3:])
+
+    def finish(self):
+        if self.stage and self.count % 25:
+            self.report(f"  {self.stage}: {self.count} packages")
+        self.stage, self.count = None, 0
+
+
+def bootstrap(spec: BootstrapSpec, target: Path, *, debs: Path, log_path: Path,
+              report: Callable[[str], None] = print):
+    """Make a Debian tree in target (an empty directory), slimmed if spec.slim."""
+    check_spec(spec)
+    need_tool(spec.bootstrapper)
+    debs.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = bootstrap_argv(spec, target, debs)
+    progress = Progress(report)
+    report(f"bootstrapping {spec.describe()} (log: {log_path})")
+    with open(log_path, "w") as log:
+        log.write("$ " + " ".join(argv) + "\n")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace")
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                progress.feed(line.rstrip("\n"))
+            proc.wait()
+        except BaseException:  # Ctrl-C or SIGTERM: do not leave the bootstrapper running
+            proc.kill()
+            proc.wait()
+            raise
+        progress.finish()
+    if proc.returncode != 0:
+        raise bootstrap_error(spec, log_path, proc.returncode)
+    if spec.slim:
+        slim_tree(target)
+
+
+def bootstrap_error(spec: BootstrapSpec, log_path: Path, code: int) -> Error:
+    text = log_path.read_text(errors="replace")
+    last = tail(text, 8)
+    if "No space left on device" in text:
+        reason = "the disk is full"
+    elif "Failed getting release file" in text or "Failed getting release signature" in text:
+        if re.search(r"(Connection refused|unable to resolve|Name or service not known|"
+                     r"Network is unreachable|failed: No route|timed out)", text, re.I):
+            reason = f"the mirror {spec.mirror} is unreachable"
+        else:
+            reason = f"unknown suite {spec.suite!r}: the mirror {spec.mirror} does not have it"
+    elif "Couldn't find these debs" in text or "Unable to locate package" in text \
+            or "Couldn't download packages" in text:
+        reason = "a package in --include does not exist in that suite"
+    else:
+        reason = f"{spec.bootstrapper} exited with status {code}"
+    return Error(f"bootstrap failed: {reason}", hint=f"last lines of {log_path}:\n{last}")
+
+
+def slim_tree(root: Path):
+    """Drop what SLIM_DPKG_EXCLUDES keeps out of future installs, and apt's caches and lists."""
+    dpkg_cfg = root / "etc/dpkg/dpkg.cfg.d/01-nspawnctl-slim"
+    dpkg_cfg.parent.mkdir(parents=True, exist_ok=True)
+    dpkg_cfg.write_text("# Written by nspawnctl --slim: no docs, man pages, locales\n"
+                        + "\n".join(SLIM_DPKG_EXCLUDES) + "\n")
+    apt_conf = root / "etc/apt/apt.conf.d/01-nspawnctl-slim"
+    apt_conf.parent.mkdir(parents=True, exist_ok=True)
+    apt_conf.write_text(SLIM_APT_CONF)
+    for sub in ("usr/share/man", "usr/share/info", "usr/share/groff", "usr/share/lintian",
+                "usr/share/linda", "usr/share/locale"):
+        _empty_dir(root / sub)
+    doc = root / "usr/share/doc"
+    if doc.is_dir() and not doc.is_symlink():
+        for pkg in os.listdir(doc):
+            pkgdir = doc / pkg
+            if pkgdir.is_dir() and not pkgdir.is_symlink():
+                for entry in os.listdir(pkgdir):
+                    if entry != "copyright":
+                        _remove(pkgdir / entry)
+    for sub in ("var/cache/apt/archives", "var/lib/apt/lists", "var/log"):
+        _empty_dir(root / sub, keep_dirs=True)
+    for cache in ("var/cache/apt/pkgcache.bin", "var/cache/apt/srcpkgcache.bin",
+                  "var/cache/debconf/config.dat-old", "var/cache/debconf/templates.dat-old"):
+        _remove(root / cache)
+
+
+def _empty_dir(path: Path, keep_dirs: bool = False):
+    if not path.is_dir() or path.is_symlink():
+        return
+    for entry in os.listdir(path):
+        child = path / entry
+        if keep_dirs and child.is_dir() and not child.is_symlink():
+            _empty_dir(child, keep_dirs=True)
+        else:
+            _remove(child)
+
+
+def _remove(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.unlink(path)

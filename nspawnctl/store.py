@@ -1,0 +1,176 @@
+"""Where containers live: locking, staging, atomic install and removal.
+
+A container exists exactly when its tree /var/lib/machines/NAME exists.  Everything else
+(settings, drop-ins) is written before the tree is renamed into place on create, and removed
+after the tree is renamed away on remove, so the rename is the one commit point and an
+interrupted command leaves either the whole container or none of it.  Leftovers of a killed
+command (staging directories, settings without a tree) are swept by the next command.
+"""
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import Error
+from .fsutil import pid_alive, rename_noreplace
+from .names import check_name
+from .paths import Paths
+
+# The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
+OWNED_MARK = "# Settings of an nspawnctl container"
+
+
+class Store:
+    def __init__(self, paths: Paths):
+        self.paths = paths
+
+    # names and existence
+
+    def names(self) -> list[str]:
+        """Every container tree in the machines directory (also ones machinectl made)."""
+        try:
+            entries = sorted(os.scandir(self.paths.machines), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        return [e.name for e in entries
+                if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+
+    def exists(self, name: str) -> bool:
+        return os.path.lexists(self.paths.tree(name))
+
+    def require(self, name: str) -> str:
+        check_name(name)
+        if not self.exists(name):
+            raise Error(f"no container named {name!r}",
+                        hint="see 'nspawnctl list' for the containers there are")
+        return name
+
+    def require_absent(self, name: str):
+        check_name(name)
+        if self.exists(name):
+            raise Error(f"a container named {name!r} already exists",
+                        hint=f"pick another name or remove it: nspawnctl remove {name}")
+
+    # locking
+
+    @contextlib.contextmanager
+    def lock(self, name: str, wait: bool = False):
+        """Hold NAME's lock; a second command on the same name fails at once (or waits).
+
+        flock() locks die with their process, so a killed nspawnctl never leaves a stale one.
+        """
+        self.paths.locks.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.paths.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                     0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                raise Error(f"container {name!r} is busy: another nspawnctl command is "
+                            "working on it") from None
+            self.sweep(name)
+            yield
+        finally:
+            os.close(fd)
+
+    # staging
+
+    @contextlib.contextmanager
+    def staging(self, parent: Path, label: str):
+        """A private (0700) directory next to where the result goes, deleted unless kept.
+
+        The caller renames what it built out of it; whatever is still inside on exit, also on
+        an exception or Ctrl-C, is deleted.  The pid in its name lets a later run spot the
+        leftovers of a SIGKILLed one.
+        """
+        area = parent / ".nspawnctl-staging"
+        area.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = Path(tempfile.mkdtemp(prefix=f"{label}.{os.getpid()}.", dir=area))
+        try:
+            yield path
+        finally:
+            remove_tree(path)
+
+    def sweep(self, name: str | None = None):
+        """Remove staging dirs of dead processes and settings left without a tree."""
+        for parent in (self.paths.machines, self.paths.images):
+            area = parent / ".nspawnctl-staging"
+            for entry in _listdir(area):
+                try:
+                    pid = int(entry.split(".")[1])
+                except (IndexError, ValueError):
+                    continue
+                if not pid_alive(pid):
+                    remove_tree(area / entry)
+        names = [name] if name else self._settings_names()
+        for n in names:
+            if not self.exists(n):
+                self.remove_settings(n, only_ours=True)
+
+    def _settings_names(self) -> list[str]:
+        return [f[:-len(".nspawn")] for f in _listdir(self.paths.nspawn) if f.endswith(".nspawn")]
+
+    # install and remove
+
+    def install(self, staged_tree: Path, name: str):
+        """Move a complete tree into place: the commit point of create."""
+        self.paths.machines.mkdir(parents=True, exist_ok=True)
+        try:
+            rename_noreplace(staged_tree, self.paths.tree(name))
+        except FileExistsError:
+            raise Error(f"a container named {name!r} already exists") from None
+
+    def remove(self, name: str):
+        """Delete NAME's tree and settings.  Never follows a symlink out of the store."""
+        tree = self.paths.tree(name)
+        with self.staging(self.paths.machines, f"remove-{name}") as trash:
+            # The rename is the commit point: from here on the container is gone for everyone,
+            # and if we die the trash is swept as a dead process's staging directory.
+            os.rename(tree, trash / "tree")
+            self.remove_settings(name)
+        remove_overlay_parts(self.paths, name)
+
+    def remove_settings(self, name: str, only_ours: bool = False):
+        nspawn = self.paths.nspawn_file(name)
+        if only_ours and not _is_ours(nspawn):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            nspawn.unlink()
+        dropin = self.paths.dropin_dir(name)
+        for f in _listdir(dropin):
+            if f.startswith("50-nspawnctl"):
+                (dropin / f).unlink()
+        with contextlib.suppress(OSError):
+            dropin.rmdir()  # only when nothing of the user's is left in it
+
+
+def remove_overlay_parts(paths: Paths, name: str):
+    remove_tree(paths.state / "overlays" / name)
+
+
+def remove_tree(path: Path):
+    """rm -rf that never follows symlinks (Python's rmtree is fd-based on Linux)."""
+    assert shutil.rmtree.avoids_symlink_attacks
+    if os.path.islink(path):
+        os.unlink(path)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        with open(path) as f:
+            return f.readline().startswith(OWNED_MARK)
+    except OSError:
+        return False
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []

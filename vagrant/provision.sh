@@ -1,0 +1,57 @@
+#!/bin/sh
+# Install nspawnctl on a Debian 12 host whose PID 1 is systemd (a Vagrant VM, a server, or the
+# test suite's testbed, which runs this very script while it is built).
+#
+#   provision.sh                   install the packages nspawnctl needs, then nspawnctl itself
+#   provision.sh --test            ... and then run the whole test suite (what Vagrant does)
+#   provision.sh --deps PKG...     only install these Debian packages plus nspawnctl's own
+#   provision.sh --print-packages  the Debian packages nspawnctl needs at run time
+#
+# Idempotent: packages already installed and an install already in place are left alone.
+set -eu
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=/opt/nspawnctl
+
+# Debian's python3-pystemd is built against the host's libsystemd, so nothing is compiled here.
+PACKAGES="systemd-container dbus debootstrap mmdebstrap python3 python3-venv python3-setuptools python3-wheel
+python3-click python3-tabulate python3-pystemd python3-zstandard"
+
+apt_install() {
+    missing=""
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"
+    done
+    [ -z "$missing" ] && return 0
+    echo "provision: installing$missing"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >/dev/null
+}
+
+install_nspawnctl() {
+    # An editable install: the testbed mounts the source at the same path on every boot, so it
+    # always runs the code under test without reinstalling.
+    stamp="$PREFIX/.installed-from"
+    want="$SRC $(sha256sum "$SRC/pyproject.toml" | cut -d' ' -f1)"
+    if [ ! -x "$PREFIX/bin/nspawnctl" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        echo "provision: installing nspawnctl from $SRC into $PREFIX"
+        [ -x "$PREFIX/bin/python" ] || python3 -m venv --system-site-packages "$PREFIX"
+        "$PREFIX/bin/pip" install -q --no-deps --no-build-isolation --no-index -e "$SRC"
+        echo "$want" > "$stamp"
+    fi
+    ln -sf "$PREFIX/bin/nspawnctl" /usr/local/bin/nspawnctl
+}
+
+case "${1:-}" in
+    --print-packages) echo $PACKAGES; exit 0 ;;
+    --deps) shift; apt_install $PACKAGES "$@"; exit 0 ;;
+    ""|--test) ;;
+    *) echo "usage: $0 [--test | --deps PKG... | --print-packages]" >&2; exit 2 ;;
+esac
+
+[ "$(id -u)" = 0 ] || { echo "provision: run as root" >&2; exit 1; }
+apt_install $PACKAGES make
+install_nspawnctl
+if [ "${1:-}" = --test ]; then
+    make -C "$SRC" test
+fi
