@@ -76,7 +76,14 @@ def cli(app: App, debug: bool):
         logging.basicConfig(level=logging.DEBUG, format="nspawnctl: %(message)s")
 
 
+def _terminated(_signum, _frame):
+    # SIGTERM unwinds like Ctrl-C, so staging directories and locks are cleaned up.
+    raise KeyboardInterrupt
+
+
 def main():
+    import signal
+    signal.signal(signal.SIGTERM, _terminated)
     debug = "--debug" in sys.argv[1:]
     try:
         code = cli.main(prog_name="nspawnctl", standalone_mode=False)
@@ -111,3 +118,283 @@ def main():
     sys.exit(code if isinstance(code, int) else 0)
 
 
+
+
+# --- making and removing containers --------------------------------------------------------
+
+def _config_options(f):
+    """Options that describe how a container runs; shared by create and set."""
+    options = [
+        click.option("--memory", help="Memory limit (MemoryMax), e.g. 512M; 'infinity' for none."),
+        click.option("--cpus", help="CPU quota in CPUs, e.g. 1.5."),
+        click.option("--tasks", help="Maximum number of tasks (TasksMax)."),
+        click.option("--bind", "binds", multiple=True, metavar="SRC[:DST][:ro]",
+                     help="Bind-mount a host path (repeatable)."),
+        click.option("--env", "envs", multiple=True, metavar="K=V",
+                     help="Set an environment variable (repeatable)."),
+        click.option("--network", type=click.Choice(["veth", "host"]),
+                     help="A private veth link (default) or the host's network."),
+        click.option("--private-users/--no-private-users", default=None,
+                     help="Run in a user namespace of its own (default: on)."),
+        click.option("--hostname", help="Hostname inside (default: the container name)."),
+        click.option("--restart", type=click.Choice(["no", "on-failure", "always"]),
+                     help="Restart policy of the unit."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _changes(memory, cpus, tasks, binds, envs, network, private_users, hostname, restart) -> dict:
+    from .config import parse_bind, parse_cpus, parse_env, parse_size, parse_tasks
+    changes = {}
+    if memory is not None:
+        changes["memory_max"] = parse_size(memory)
+    if cpus is not None:
+        changes["cpu_quota"] = parse_cpus(cpus)
+    if tasks is not None:
+        changes["tasks_max"] = parse_tasks(tasks)
+    if binds:
+        changes["binds"] = tuple(parse_bind(b) for b in binds)
+    if envs:
+        changes["env"] = tuple(parse_env(e) for e in envs)
+    if network is not None:
+        changes["network"] = network
+    if private_users is not None:
+        changes["private_users"] = private_users
+    if hostname is not None:
+        changes["hostname"] = hostname
+    if restart is not None:
+        changes["restart"] = restart
+    return changes
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--from", "source", default="debootstrap:bookworm", show_default=True,
+              help="debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
+                   "docker-archive:PATH or oci:DIR[:REF].")
+@click.option("--mirror", help="Debian mirror URL for debootstrap.")
+@click.option("--variant", default="minbase", show_default=True, help="debootstrap variant.")
+@click.option("--include", help="Extra packages, comma-separated.")
+@click.option("--arch", help="Architecture to bootstrap (default: the host's).")
+@click.option("--slim/--no-slim", default=True, show_default=True,
+              help="Leave out docs, man pages, locales and apt caches.")
+@click.option("--bootstrapper", type=click.Choice(["debootstrap", "mmdebstrap"]),
+              default="debootstrap", show_default=True)
+@click.option("--platform", help="Image platform to pick, e.g. linux/arm64.")
+@_config_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper, platform,
+           as_json, **options):
+    """Create container NAME (a Debian bookworm tree by default)."""
+    from .config import ContainerConfig
+    from .create import create as make
+    from .sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
+    spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
+                         include=parse_packages(include), arch=arch, slim=slim,
+                         bootstrapper=bootstrapper)
+    cfg = ContainerConfig(**_changes(**options))
+    info = make(app.paths, name, source, spec, cfg, platform=platform, report=progress)
+    if as_json:
+        print_record(info, True)
+    else:
+        how = "from the cached base tree" if info.get("cached") else ""
+        click.echo(f"created {name} ({info['method']}{', ' + how if how else ''}, "
+                   f"{info['seconds']:.2f} s)")
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@pass_app
+def clone(app, src, dst):
+    """Copy stopped container SRC to a new container DST."""
+    from .create import clone as copy
+    info = copy(app.paths, src, dst, report=progress)
+    click.echo(f"cloned {src} to {dst} ({info['method']})")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--force", "-f", is_flag=True, help="Stop running containers first.")
+@pass_app
+def remove(app, names, force):
+    """Remove containers: their trees and settings."""
+    from .create import remove as delete
+    for name in names:
+        delete(app.paths, name, force=force, report=progress)
+        click.echo(f"removed {name}")
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def images(ctx, as_json):
+    """List cached base trees (see also: images prune)."""
+    if ctx.invoked_subcommand:
+        return
+    from .images import list_images
+    from .inventory import usage_by_image
+    paths = ctx.ensure_object(App).paths
+    rows = list_images(paths, usage_by_image(paths))
+    if not as_json:
+        import datetime
+        for row in rows:
+            row["size"] = f"{row['size'] / 1e6:.0f} MB"
+            row["created"] = datetime.datetime.fromtimestamp(row["created"]).strftime(
+                "%Y-%m-%d %H:%M")
+    print_table(rows, ["key", "source", "size", "created", "containers"], as_json)
+
+
+@images.command("prune")
+@pass_app
+def images_prune(app):
+    """Remove cached base trees no container uses."""
+    from .create import require_root
+    from .images import prune
+    from .inventory import usage_by_image
+    require_root()
+    removed = prune(app.paths, usage_by_image(app.paths))
+    click.echo(f"removed {len(removed)} base tree(s)" + "".join(f"\n  {k}" for k in removed))
+
+
+# --- lifecycle ---------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Return once the container's systemd reports running.")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
+@pass_app
+def start(app, names, wait, timeout):
+    """Start containers (systemd-nspawn@NAME.service)."""
+    from .lifecycle import start as run
+    for name in names:
+        state = run(app.paths, name, wait=wait, timeout=timeout, report=progress)
+        click.echo(f"{name}: {state}")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30, show_default=True,
+              help="Seconds to wait for a clean poweroff before terminating.")
+@pass_app
+def stop(app, names, timeout):
+    """Power containers off cleanly (terminate them after --timeout)."""
+    from .lifecycle import stop as halt
+    for name in names:
+        stopped = halt(app.paths, name, timeout=timeout, report=progress)
+        click.echo(f"{name}: {'stopped' if stopped else 'already stopped'}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
+@pass_app
+def restart(app, name, timeout):
+    """Stop and start a container."""
+    from .lifecycle import restart as again
+    click.echo(f"{name}: {again(app.paths, name, timeout=timeout, report=progress)}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--signal", "-s", "sig", default="TERM", show_default=True)
+@pass_app
+def kill(app, name, sig):
+    """Send a signal to every process of a container."""
+    from .lifecycle import kill as send
+    send(app.paths, name, sig)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def enable(app, names):
+    """Start containers when the host boots (machines.target)."""
+    from .lifecycle import enable as on
+    for name in names:
+        on(app.paths, name)
+        click.echo(f"{name}: enabled")
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def disable(app, names):
+    """Do not start containers at boot any more."""
+    from .lifecycle import disable as off
+    for name in names:
+        off(app.paths, name)
+        click.echo(f"{name}: disabled")
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def list_(app, as_json):
+    """List every container, running or not."""
+    from .inventory import list_containers
+    rows = list_containers(app.paths)
+    print_table(rows, ["name", "state", "os", "address", "image", "enabled", "limits"], as_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def status(app, name, as_json):
+    """Show one container in detail."""
+    from .inventory import status as describe
+    print_record(describe(app.paths, name), as_json)
+
+
+@cli.command("set")
+@click.argument("name")
+@_config_options
+@pass_app
+def set_(app, name, **options):
+    """Change a container's settings; limits apply at once if it runs."""
+    from .configure import set_config
+    changes = _changes(**options)
+    if not changes:
+        raise Error("nothing to change", hint="see 'nspawnctl set --help'")
+    for line in set_config(app.paths, name, changes):
+        click.echo(line)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@pass_app
+def exec(app, name, command):
+    """Run COMMAND in a running container; its exit status is nspawnctl's.
+
+    Put -- before the command: nspawnctl exec NAME -- ls -l /
+    """
+    from .lifecycle import exec_
+    sys.exit(exec_(app.paths, name, list(command)))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("name")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--user", "-u", help="Log in as this user (default: root).")
+@pass_app
+def shell(app, name, command, user):
+    """An interactive login shell in a running, booted container."""
+    from .lifecycle import shell as login
+    sys.exit(login(app.paths, name, user, list(command)))
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
+@click.option("--lines", "-n", type=click.IntRange(min=0), help="Show the last N entries.")
+@pass_app
+def logs(app, name, follow, lines):
+    """Show a container's journal."""
+    from .lifecycle import logs as journal
+    sys.exit(journal(app.paths, name, follow, lines))

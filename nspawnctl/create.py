@@ -1,0 +1,207 @@
+"""create, clone and remove: making and deleting containers without leaving half of one.
+
+Every new tree is built in a staging directory next to /var/lib/machines/NAME, its settings
+are written, and only then is the tree renamed into place (store.py explains the commit point).
+Base trees (debootstrap results, unpacked images) are cached by key in images.py, so a second
+create of the same kind is a clone.
+"""
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .bus import Bus
+from .config import ContainerConfig
+from .container import save_config, unit_name
+from .errors import Error
+from .images import clone_tree, ensure_image
+from .inventory import is_enabled
+from .lifecycle import is_active, stop
+from .paths import Paths
+from .sources import debootstrap, tarball
+from .store import Store
+
+Report = Callable[[str], None]
+
+
+def require_root():
+    # NSPAWNCTL_ROOT points all paths at a private tree (the unit tests): no root needed there.
+    if os.geteuid() != 0 and "NSPAWNCTL_ROOT" not in os.environ:
+        raise Error("this command needs root", hint="run it with sudo")
+
+
+def parse_source(source: str) -> tuple[str, str]:
+    kind, sep, rest = source.partition(":")
+    if kind in ("debootstrap", "tar", "dir", "oci-archive", "docker-archive", "oci") and sep \
+            and rest:
+        return kind, rest
+    raise Error(f"unknown source {source!r}",
+                hint="use debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
+                     "docker-archive:PATH or oci:DIR[:REF]")
+
+
+def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec,
+           cfg: ContainerConfig, *, platform: str | None = None, report: Report = print) -> dict:
+    """Make container NAME from source; returns what was done (for the user and the tests)."""
+    require_root()
+    store = Store(paths)
+    store.require_absent(name)
+    kind, rest = parse_source(source)
+    if kind == "debootstrap":
+        spec = dataclasses.replace(spec, suite=rest)
+        debootstrap.check_spec(spec)
+    t0 = time.monotonic()
+    with store.lock(name):
+        store.require_absent(name)
+        with store.staging(paths.machines, f"create-{name}") as stage:
+            tree = stage / "tree"
+            info = {"name": name, "source": source}
+            if kind == "debootstrap":
+                cfg, info = _from_base(paths, tree, cfg, info, *_debootstrap_base(paths, spec,
+                                                                                  report))
+            elif kind in ("oci-archive", "docker-archive", "oci"):
+                cfg, info = _from_base(paths, tree, cfg, info,
+                                       *_image_base(paths, source, platform, cfg, report))
+            else:
+                tree.mkdir(mode=0o755)
+                if kind == "tar":
+                    tarball.import_tar(Path(rest), tree, warn=report)
+                else:
+                    tree.rmdir()
+                    tarball.import_dir(Path(rest), tree)
+                info["method"] = "import"
+            prepare_tree(tree, cfg.hostname or name)
+            try:
+                save_config(paths, name, cfg)
+                store.install(tree, name)
+            except BaseException:
+                store.remove_settings(name)
+                raise
+    _reload_if_loaded(name)
+    info["seconds"] = round(time.monotonic() - t0, 3)
+    return info
+
+
+def _debootstrap_base(paths: Paths, spec, report: Report):
+    key = "debootstrap-" + spec.key()
+    meta = {"source": f"debootstrap:{spec.suite}", "suite": spec.suite,
+            "spec": dataclasses.asdict(spec)}
+
+    def build(tree: Path):
+        log_path = paths.logs / f"bootstrap-{key}-{int(time.time())}.log"
+        debootstrap.bootstrap(spec, tree, debs=paths.debs, log_path=log_path, report=report)
+        return None
+
+    return key, meta, build, report, None
+
+
+def _image_base(paths: Paths, source: str, platform: str | None, cfg, report: Report):
+    from .sources import oci
+    kind, path, ref = oci.parse_source(source)
+    config = oci.inspect_image(kind, path, ref, platform)
+    if not (config.entrypoint or config.cmd):
+        raise Error(f"the image {source} has no command to run (no Entrypoint or Cmd)",
+                    hint="it may be a base image meant for building on; images for "
+                         "nspawnctl must say what to run")
+    key = "oci-" + config.digest.split(":", 1)[1][:16]
+    meta = {"source": source, "suite": None, "digest": config.digest,
+            "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes)}
+
+    def build(tree: Path):
+        oci.unpack_image(kind, path, tree, ref, platform, warn=report)
+        return None
+
+    return key, meta, build, report, config
+
+
+def _from_base(paths: Paths, tree: Path, cfg: ContainerConfig, info: dict, key: str,
+               meta: dict, build, report: Report, image_config):
+    base, cached = ensure_image(paths, key, meta, build, report)
+    if cached:
+        report(f"using cached base tree {key}")
+    info.update(image=key, cached=cached, method=clone_tree(base / "tree", tree))
+    cfg = dataclasses.replace(cfg, image=key)
+    if image_config is not None:
+        cfg = _apply_image_config(cfg, image_config)
+    return cfg, info
+
+
+def _apply_image_config(cfg: ContainerConfig, image) -> ContainerConfig:
+    """An image runs its Entrypoint + Cmd as the container's one command (no init to boot)."""
+    return dataclasses.replace(
+        cfg, boot=False, command=cfg.command or tuple(image.entrypoint) + tuple(image.cmd),
+        env=tuple(image.env) + tuple(cfg.env),
+        working_dir=cfg.working_dir or image.working_dir,
+        user=cfg.user or image.user or None)
+
+
+def prepare_tree(tree: Path, hostname: str):
+    """Give a fresh clone its own identity: a machine-id made at first boot, its hostname."""
+    etc = tree / "etc"
+    if not etc.is_dir() or etc.is_symlink():
+        return
+    machine_id = etc / "machine-id"
+    if machine_id.is_file() and not machine_id.is_symlink():
+        machine_id.write_text("")  # empty: systemd makes one at boot, every clone its own
+    hostname_file = etc / "hostname"
+    if not hostname_file.is_symlink():
+        hostname_file.write_text(hostname + "\n")
+
+
+def _reload_if_loaded(name: str):
+    """systemd keeps a loaded unit's old drop-ins until a reload; a new name is not loaded."""
+    try:
+        with Bus() as bus:
+            if bus.list_units([unit_name(name)]):
+                bus.reload()
+    except Error:
+        pass  # no systemd here (e.g. building trees for another host): nothing to tell
+
+
+def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
+    require_root()
+    store = Store(paths)
+    store.require(src)
+    store.require_absent(dst)
+    from .container import load_config
+    first, second = sorted([src, dst])
+    with store.lock(first), store.lock(second):
+        store.require(src)
+        store.require_absent(dst)
+        with Bus() as bus:
+            if is_active(bus, src):
+                raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
+        cfg = load_config(paths, src)
+        with store.staging(paths.machines, f"clone-{dst}") as stage:
+            tree = stage / "tree"
+            method = clone_tree(paths.tree(src), tree)
+            prepare_tree(tree, dst)
+            if cfg.hostname:
+                cfg = dataclasses.replace(cfg, hostname=None)
+            try:
+                save_config(paths, dst, cfg)
+                store.install(tree, dst)
+            except BaseException:
+                store.remove_settings(dst)
+                raise
+    return {"name": dst, "from": src, "method": method}
+
+
+def remove(paths: Paths, name: str, force: bool = False, report: Report = print):
+    require_root()
+    store = Store(paths)
+    store.require(name)
+    with store.lock(name):
+        store.require(name)
+        with Bus() as bus:
+            if is_active(bus, name):
+                if not force:
+                    raise Error(f"{name} is running",
+                                hint=f"stop it first, or: nspawnctl remove --force {name}")
+                report(f"stopping {name}")
+                stop(paths, name, report=report)
+            if is_enabled(paths, name):
+                bus.disable_units([unit_name(name)])
+        store.remove(name)

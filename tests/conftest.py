@@ -1,0 +1,63 @@
+"""Shared fixtures: the systemd host the integration tests run on (see tests/testbed.py)."""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests import testbed  # noqa: E402
+
+
+def _terminate(_signum, _frame):
+    raise KeyboardInterrupt  # so the testbed's teardown runs on SIGTERM as on Ctrl-C
+
+
+signal.signal(signal.SIGTERM, _terminate)
+
+
+@pytest.fixture(scope="session")
+def host(request):
+    """A booted systemd host with machined and D-Bus: this machine if it runs systemd, else
+    the testbed.  Integration tests need root."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root (CI runs them as root)")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def log(message):
+        if reporter:
+            reporter.write_line(message)
+        else:
+            print(message)
+
+    with testbed.open_host(log) as h:
+        yield h
+
+
+class Nspawnctl:
+    """Runs nspawnctl on the host exactly as a user types it."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def __call__(self, *args, input=None, timeout=600, check=True):
+        result = self.host.run(["nspawnctl", *map(str, args)], input=input, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"nspawnctl failed:\n{result}")
+        return result
+
+    def fails(self, *args, input=None):
+        """Run a command that must fail: one clear line, non-zero, no traceback."""
+        result = self(*args, input=input, check=False)
+        assert result.returncode != 0, f"expected a failure:\n{result}"
+        assert "Traceback" not in result.stderr, str(result)
+        assert result.stderr.startswith("nspawnctl"), str(result)
+        return result
+
+
+@pytest.fixture(scope="session")
+def nspawnctl(host):
+    return Nspawnctl(host)
