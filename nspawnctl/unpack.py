@@ -30,6 +30,7 @@ Decisions (the adversarial tests in tests/unit/test_unpack.py pin them down):
 
 import ctypes
 import errno
+import io
 import os
 import platform
 import shutil
@@ -42,7 +43,6 @@ from typing import BinaryIO
 from .errors import Error
 
 COPY_CHUNK = 1 << 20
-TAR_BUFSIZE = 1 << 20
 MAX_SYMLINKS = 40
 
 WHITEOUT_PREFIX = ".wh."
@@ -198,6 +198,7 @@ class LayerApplier:
     # The parent directory of the previous entry: most entries share it.
     _cached: tuple[tuple[str, ...], int] | None = None
     is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+    reader: "ForwardReader | None" = None
 
     # -- parents ---------------------------------------------------------------
     def parent_fd(self, parts: list[str], create: bool = True) -> int:
@@ -368,8 +369,11 @@ class LayerApplier:
                      0o600, dir_fd=dirfd)
         try:
             if member.size:
-                src = tar.extractfile(member)
-                copy_to_fd(src, fd, member.size)
+                if member.issparse() or self.reader is None:
+                    copy_to_fd(tar.extractfile(member), fd, member.size)
+                else:  # the data follows the header: read it straight, no extra layer
+                    self.reader.seek(member.offset_data)
+                    copy_to_fd(self.reader, fd, member.size)
             self.own(fd, member)
             os.chmod(fd, member.mode & 0o7777)
             self.set_xattrs(fd, member)
@@ -451,12 +455,65 @@ class LayerApplier:
                 os.close(fd)
 
 
+class ForwardReader:
+    """A forward-only seekable view of a stream, so tarfile can run in its cheap "r:" mode.
+
+    tarfile's stream mode ("r|") re-copies its whole buffer on every header read;
+    here headers cost a small slice and file data is read in large chunks.
+    Seeking backwards is refused: tarfile never needs it when entries are
+    consumed in order.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        self.raw = raw
+        self.pos = 0
+        self.buf = b""
+        self.off = 0
+
+    def tell(self) -> int:
+        return self.pos
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is None or n < 0:
+            return b"".join(iter(lambda: self.read(COPY_CHUNK), b""))
+        if n <= len(self.buf) - self.off:
+            out = self.buf[self.off:self.off + n]
+            self.off += n
+        else:
+            parts = [self.buf[self.off:]] if self.off < len(self.buf) else []
+            need = n - (len(self.buf) - self.off)
+            self.buf, self.off = b"", 0
+            while need > 0:
+                chunk = self.raw.read(max(need, COPY_CHUNK))
+                if not chunk:
+                    break
+                if len(chunk) > need:
+                    self.buf, self.off = chunk, need
+                    chunk = chunk[:need]
+                parts.append(chunk)
+                need -= len(chunk)
+            out = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.pos += len(out)
+        return out
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_CUR:
+            offset += self.pos
+        elif whence != os.SEEK_SET:
+            raise io.UnsupportedOperation("layer streams cannot seek from the end")
+        if offset < self.pos:
+            raise io.UnsupportedOperation("layer streams only go forward")
+        while offset > self.pos and self.read(min(offset - self.pos, COPY_CHUNK)):
+            pass
+        return self.pos
+
+
 def copy_to_fd(src: BinaryIO, fd: int, size: int) -> None:
     left = size
     while left > 0:
         chunk = src.read(min(COPY_CHUNK, left))
         if not chunk:
-            raise Error("layer ends in the middle of a file", hint="the image is truncated")
+            raise Error("layer is truncated: it ends inside a file", hint="the image is corrupt")
         view = memoryview(chunk)
         while view:
             view = view[os.write(fd, view):]
@@ -487,14 +544,17 @@ def apply_layer(stream: BinaryIO, root: int | os.PathLike | str, *, whiteouts: b
         rootfd = os.open(".", flags, dir_fd=root)
     else:
         rootfd = os.open(root, flags | os.O_NOFOLLOW)
-    applier = LayerApplier(rootfd, whiteouts=whiteouts, max_file_bytes=max_file_bytes)
+    reader = ForwardReader(stream)
+    applier = LayerApplier(rootfd, whiteouts=whiteouts, max_file_bytes=max_file_bytes,
+                           reader=reader)
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", bufsize=TAR_BUFSIZE)
+            tar = tarfile.open(fileobj=reader, mode="r:")
         except (tarfile.TarError, EOFError) as e:
             raise Error(f"layer is not a valid tar archive: {e}") from None
         with tar:
             for member in _members(tar):
+                tar.members.clear()  # tarfile keeps every header; a layer may have millions
                 try:
                     applier.apply(tar, member)
                 except OSError as e:
