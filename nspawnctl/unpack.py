@@ -143,8 +143,13 @@ def _make_dir(parentfd: int, name: str) -> None:
     try:
         os.mkdir(name, 0o755, dir_fd=parentfd)
     except FileExistsError:
-        return  # raced with ourselves (only possible via symlink splicing); re-resolved next
-    os.chmod(name, 0o755, dir_fd=parentfd, follow_symlinks=True)  # just made: a directory
+        return  # the caller looks it up again and finds what is there
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 dir_fd=parentfd)
+    try:
+        os.chmod(fd, 0o755)  # whatever the umask
+    finally:
+        os.close(fd)
 
 
 def open_dir_in_root(rootfd: int, parts: list[str], create: bool = False) -> int:
@@ -561,6 +566,10 @@ def apply_layer(stream: BinaryIO, root: int | os.PathLike | str, *, whiteouts: b
                     raise Error(f"cannot unpack '{member.name}': {e.strerror}") from None
                 except (tarfile.TarError, EOFError) as e:
                     raise Error(f"layer is truncated or corrupt at '{member.name}': {e}") from None
+                except (ValueError, OverflowError) as e:  # NUL in a name, absurd ids or times
+                    raise Error(f"layer entry {member.name!r} is invalid: {e}",
+                                hint="the image is malformed or malicious; it was not unpacked"
+                                ) from None
         applier.finish()
     finally:
         applier.forget_parent()

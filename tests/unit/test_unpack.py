@@ -271,6 +271,11 @@ CASES = [
          expect=exact(x="f:1"), warnings=("skipped device node '/null'",
                                           "skipped device node '/sda'")),
     Case("fifo-created", lambda b: [[fifo("p", mode=0o620)]], expect=exact(p="p")),
+    # tar header fields end at the first NUL: what follows is never seen
+    Case("nul-in-name", lambda b: [[file("a\x00/../outside", b"x")]], expect=exact(a="f:x")),
+    Case("nul-in-symlink-target", lambda b: [[symlink("s", "/etc\x00/passwd")]],
+         expect=exact(s="l:/etc")),
+    Case("absurd-mtime", lambda b: [[file("f", b"x", mtime=10**30)]], error="is invalid"),
     # -- broken tars -------------------------------------------------------------------------
 ]
 BROKEN = {
@@ -381,3 +386,9 @@ def test_max_file_bytes(box: Sandbox):
     with pytest.raises(Error, match="more than 150 bytes of file data"):
         apply_layer(io.BytesIO(layer(file("a", b"x" * 100), file("b", b"y" * 100))), box.root,
                     max_file_bytes=150)
+
+
+@needs_root
+def test_absurd_uid(box: Sandbox):
+    with pytest.raises(Error, match="is invalid"):
+        apply(box, layer(file("f", b"x", uid=2**40)))
