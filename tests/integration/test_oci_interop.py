@@ -19,7 +19,8 @@ from nspawnctl.sources.oci import unpack_image  # noqa: E402
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="podman import and umoci unpack keep owners as root"),
+    pytest.mark.skipif(os.geteuid() != 0,
+                       reason="podman import and umoci unpack keep owners as root"),
     pytest.mark.skipif(bool(imagetools.missing_tools()),
                        reason=f"needs {', '.join(imagetools.missing_tools())}"),
 ]

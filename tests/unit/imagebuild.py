@@ -93,7 +93,8 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def write_blob(root: Path, data: bytes, media_type: str, algorithm: str = "sha256", **extra) -> dict:
+def write_blob(root: Path, data: bytes, media_type: str, algorithm: str = "sha256",
+               **extra) -> dict:
     """Store data under blobs/ of an image layout; return its descriptor."""
     digest = hashlib.new(algorithm, data).hexdigest()
     path = root / "blobs" / algorithm / digest

@@ -108,7 +108,8 @@ def test_docker_archive_with_symlinked_layer(tmp_path, dest):
     """docker save stores a repeated layer once and symlinks the others to it."""
     import tarfile
     h = sha256(BASE).split(":")[1]
-    docker_archive(tmp_path / "d.tar", [BASE, BASE], layer_names=[f"{h}/layer.tar", "again/layer.tar"])
+    docker_archive(tmp_path / "d.tar", [BASE, BASE],
+                   layer_names=[f"{h}/layer.tar", "again/layer.tar"])
     with tarfile.open(tmp_path / "d.tar") as src, tarfile.open(tmp_path / "l.tar", "w") as out:
         for m in src.getmembers():
             if m.name == "again/layer.tar":
