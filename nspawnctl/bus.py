@@ -139,6 +139,11 @@ class Bus:
     def active_state(self, unit: str) -> str:
         return self.unit_property(unit, "ActiveState", b"s")
 
+    def has_job(self, unit: str) -> bool:
+        """Whether systemd still has a job queued or running for unit."""
+        job_id, _path = self.unit_property(unit, "Job", b"(uo)")
+        return job_id != 0
+
     def start_unit(self, unit: str) -> str:
         return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"StartUnit", b"ss",
                          [unit, "replace"], what=f"starting {unit}")
@@ -165,7 +170,7 @@ class Bus:
         manager = Manager(bus=self._dbus)
         with translated(f"setting properties of {unit}"):
             manager.SetUnitProperties(MANAGER, _b(unit), runtime,
-                                      [(_b(k), v) for k, v in properties])
+                                      {_b(k): v for k, v in properties})
 
     def reload(self):
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"Reload", what="reloading systemd")

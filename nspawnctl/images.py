@@ -106,10 +106,17 @@ def clone_tree(src: Path, dst: Path) -> str:
             run(["cp", "-a", "--reflink=auto", "--", src, dst], what="copying the tree")
     except Error as exc:
         if "No space left" in exc.message:
-            raise Error(f"no space left on the filesystem of {dst.parent}",
+            raise Error(f"no space left on the filesystem of {_mount_point(dst.parent)}",
                         hint="free some space, e.g. nspawnctl images prune") from None
         raise
     return method
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
 
 
 def list_images(paths: Paths, usage: dict[str, int]) -> list[dict]:

@@ -56,13 +56,21 @@ def _row(paths: Paths, name: str, state: str, addresses: list[str] | None) -> di
             "limits": _limits(cfg)}
 
 
+def _bytes(value) -> int | None:
+    """systemd says 2^64-1 for "unknown" (no memory accounting)."""
+    return value if isinstance(value, int) and value < 2**64 - 1 else None
+
+
 def _state(unit_state: str | None) -> str:
     return {"active": "running", "activating": "starting", "deactivating": "stopping",
             "failed": "failed", "reloading": "running"}.get(unit_state or "", "stopped")
 
 
 def list_containers(paths: Paths) -> list[dict]:
-    names = Store(paths).names()
+    store = Store(paths)
+    if os.geteuid() == 0:
+        store.sweep()  # what killed commands left must not show up, or linger
+    names = store.names()
     with Bus() as bus:
         units = {u["name"]: u["active_state"]
                  for u in bus.list_units(["systemd-nspawn@*.service"])}
@@ -92,7 +100,7 @@ def status(paths: Paths, name: str) -> dict:
         "private_users": cfg.private_users, "network": cfg.network,
         "binds": [str(b) for b in cfg.binds] or None, "env": list(cfg.env) or None,
         "working_dir": cfg.working_dir, "user": cfg.user, "restart": cfg.restart,
-        "memory_current": service.get("MemoryCurrent") if machine else None,
+        "memory_current": _bytes(service.get("MemoryCurrent")),
     })
     return row
 

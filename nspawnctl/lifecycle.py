@@ -59,7 +59,8 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             state = bus.active_state(unit)
-            if state in ("failed", "inactive"):
+            # "inactive" right after StartUnit only means the job has not begun yet.
+            if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
                 raise Error(f"{name} failed to start", hint="its log says:\n"
                             + (_journal_tail(name) or "(nothing)"))
             if state == "active" and bus.machine_path(name):

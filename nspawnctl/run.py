@@ -22,6 +22,14 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
+def die_with_parent():
+    """preexec_fn: the child gets SIGKILL when nspawnctl dies, even by SIGKILL, so no cp or
+    debootstrap goes on writing into a staging directory nobody owns any more."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9)
+
+
 def need_tool(name: str, package: str | None = None) -> str:
     """Path of a required program, or a clear error naming the package to install."""
     path = shutil.which(name)
@@ -45,7 +53,8 @@ def run(argv: Sequence[str | os.PathLike], *, check: bool = True, capture: bool 
     try:
         proc = subprocess.run(argv, check=False, input=input, env=env, timeout=timeout,
                               stdout=subprocess.PIPE if capture else None,
-                              stderr=subprocess.PIPE if capture else None, text=text)
+                              stderr=subprocess.PIPE if capture else None, text=text,
+                              preexec_fn=die_with_parent)
     except FileNotFoundError:
         raise Error(f"{argv[0]} is not installed",
                     hint=f"install the package that provides {argv[0]}", exit_code=127) from None

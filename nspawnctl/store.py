@@ -71,7 +71,7 @@ class Store:
             except BlockingIOError:
                 raise Error(f"container {name!r} is busy: another nspawnctl command is "
                             "working on it") from None
-            self.sweep(name)
+            self.sweep(name, locked=True)
             yield
         finally:
             os.close(fd)
@@ -94,8 +94,13 @@ class Store:
         finally:
             remove_tree(path)
 
-    def sweep(self, name: str | None = None):
-        """Remove staging dirs of dead processes and settings left without a tree."""
+    def sweep(self, name: str | None = None, locked: bool = False):
+        """Remove staging dirs of dead processes and settings left without a tree.
+
+        Settings without a tree are also what a create in progress looks like just before its
+        commit, so they are removed only under the name's lock (held by the caller, or taken
+        here without waiting: a busy name is someone else's business).
+        """
         for parent in (self.paths.machines, self.paths.images):
             area = parent / ".nspawnctl-staging"
             for entry in _listdir(area):
@@ -105,10 +110,15 @@ class Store:
                     continue
                 if not pid_alive(pid):
                     remove_tree(area / entry)
-        names = [name] if name else self._settings_names()
-        for n in names:
+        if name is not None and locked:
+            if not self.exists(name):
+                self.remove_settings(name, only_ours=True)
+            return
+        for n in [name] if name else self._settings_names():
             if not self.exists(n):
-                self.remove_settings(n, only_ours=True)
+                with contextlib.suppress(Error):
+                    with self.lock(n):  # lock() sweeps n once it holds it
+                        pass
 
     def _settings_names(self) -> list[str]:
         return [f[:-len(".nspawn")] for f in _listdir(self.paths.nspawn) if f.endswith(".nspawn")]

@@ -50,11 +50,16 @@ class Nspawnctl:
         return result
 
     def fails(self, *args, input=None):
-        """Run a command that must fail: one clear line, non-zero, no traceback."""
+        """Run a command that must fail: one clear line, non-zero, no traceback.
+
+        Returns the result; result.error is that line (progress lines may precede it).
+        """
         result = self(*args, input=input, check=False)
         assert result.returncode != 0, f"expected a failure:\n{result}"
         assert "Traceback" not in result.stderr, str(result)
-        assert result.stderr.startswith("nspawnctl"), str(result)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("nspawnctl")]
+        assert len(errors) == 1, str(result)
+        result.error = errors[0]
         return result
 
 

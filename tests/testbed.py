@@ -158,9 +158,11 @@ def _flock(path: Path):
 class Testbed:
     """A booted copy of the tree. Use as a context manager; teardown always runs."""
 
-    def __init__(self, tree: Path, log=print):
+    def __init__(self, tree: Path, log=print, binds: list[tuple[Path, str]] = ()):
         self.tree = tree
         self.log = log
+        self.binds = list(binds)  # (host dir, path inside) that outlive this testbed
+        self.detached = False
         self.run_dir: Path | None = None
         self.nspawn: subprocess.Popen | None = None
         self.socat: subprocess.Popen | None = None
@@ -188,7 +190,14 @@ class Testbed:
             raise
         return self
 
+    def detach(self):
+        """Leave the testbed running after the with-block (the demo); the next testbed run
+        removes it as stale, since its owner is gone by then."""
+        self.detached = True
+
     def __exit__(self, *exc):
+        if self.detached:
+            return
         self.shutdown()
         if self.socat:
             self.socat.kill()
@@ -206,7 +215,8 @@ class Testbed:
              "--private-network", "--console=read-only", "--machine=testbed",
              "-D", self.run_dir / "root",
              f"--bind-ro={REPO}:{SRC_IN_TESTBED}",
-             f"--bind={self.run_dir / 'sock'}:/run/host-mirror"],
+             f"--bind={self.run_dir / 'sock'}:/run/host-mirror",
+             *[f"--bind={src}:{dst}" for src, dst in self.binds]],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
             start_new_session=True)
         console.close()
@@ -320,7 +330,7 @@ def host_has_systemd() -> bool:
 
 
 @contextlib.contextmanager
-def open_host(log=print):
+def open_host(log=print, binds=()):
     """The systemd host the integration tests use: this one if it runs systemd, else a testbed.
 
     NSPAWNCTL_TESTBED=always forces the testbed, =never the local host.
@@ -332,7 +342,7 @@ def open_host(log=print):
     t0 = time.monotonic()
     tree = build_tree(log)
     build_s = time.monotonic() - t0
-    with Testbed(tree, log) as bed:
+    with Testbed(tree, log, binds) as bed:
         log(f"testbed: tree ready in {build_s:.1f} s, copied in {bed.copy_seconds:.1f} s, "
             f"booted in {bed.boot_seconds:.1f} s")
         yield bed

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import Error
-from ..run import need_tool, tail
+from ..run import die_with_parent, need_tool, tail
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
@@ -117,7 +117,7 @@ def bootstrap_argv(spec: BootstrapSpec, target: Path, debs: Path) -> list[str]:
 
 
 # debootstrap's "I: <Stage> <package>..." lines
-_PACKAGE_LINE = re.compile(r"I: (Retrieving|Validating|Extracting|Unpacking|Configuring) (\S+?)(\.\.\.)?$")
+_PACKAGE_LINE = re.compile(r"I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S+")
 _STAGE_NAMES = {"Retrieving": "downloading", "Validating": "checking", "Extracting": "extracting",
                 "Unpacking": "unpacking", "Configuring": "configuring"}
 
@@ -132,6 +132,8 @@ class Progress:
 
     def feed(self, line: str):
         m = _PACKAGE_LINE.match(line)
+        if m and m.group(1) == "Validating":
+            return  # alternates with Retrieving, package by package: part of downloading
         if m:
             stage = _STAGE_NAMES[m.group(1)]
             if stage != self.stage:
@@ -163,7 +165,8 @@ def bootstrap(spec: BootstrapSpec, target: Path, *, debs: Path, log_path: Path,
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace")
+                                stdin=subprocess.DEVNULL, text=True, errors="replace",
+                                preexec_fn=die_with_parent)
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -186,8 +189,7 @@ def bootstrap_error(spec: BootstrapSpec, log_path: Path, code: int) -> Error:
     if "No space left on device" in text:
         reason = "the disk is full"
     elif "Failed getting release file" in text or "Failed getting release signature" in text:
-        if re.search(r"(Connection refused|unable to resolve|Name or service not known|"
-                     r"Network is unreachable|failed: No route|timed out)", text, re.I):
+        if not mirror_reachable(spec.mirror):
             reason = f"the mirror {spec.mirror} is unreachable"
         else:
             reason = f"unknown suite {spec.suite!r}: the mirror {spec.mirror} does not have it"
@@ -197,6 +199,22 @@ def bootstrap_error(spec: BootstrapSpec, log_path: Path, code: int) -> Error:
     else:
         reason = f"{spec.bootstrapper} exited with status {code}"
     return Error(f"bootstrap failed: {reason}", hint=f"last lines of {log_path}:\n{last}")
+
+
+def mirror_reachable(mirror: str) -> bool:
+    """Whether anything answers at the mirror's address (debootstrap does not say why a
+    download failed, so ask the network ourselves)."""
+    import socket
+    from urllib.parse import urlsplit
+    url = urlsplit(mirror)
+    if url.scheme == "file":
+        return Path(url.path).is_dir()
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        with socket.create_connection((url.hostname, port), timeout=5):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def slim_tree(root: Path):

@@ -1,0 +1,36 @@
+# The README's two commands: `sudo make demo` (the main job) and `sudo make test` (every test).
+# Both install what is missing first: Debian packages, then a virtualenv with nspawnctl.
+
+PYTHON := /usr/bin/python3
+VENV := .venv
+# Besides nspawnctl's own packages (vagrant/provision.sh): what the tests and benchmarks use.
+TEST_PACKAGES := make socat busybox-static podman skopeo umoci zstd python3-pip
+
+.PHONY: demo test unit integration bench deps venv
+
+demo: venv
+	$(VENV)/bin/python tests/demo.py
+
+test: venv
+	$(VENV)/bin/python -m pytest tests/unit tests/integration
+
+unit: venv
+	$(VENV)/bin/python -m pytest tests/unit
+
+integration: venv
+	$(VENV)/bin/python -m pytest tests/integration
+
+bench: venv
+	$(VENV)/bin/python -m tests.bench
+
+deps:
+	@vagrant/provision.sh --deps $(TEST_PACKAGES)
+
+# The venv sees Debian's python3-pystemd (built against this host's libsystemd) through the
+# system site-packages; only the test tools come from PyPI.
+$(VENV)/.ready: pyproject.toml | deps
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: deps $(VENV)/.ready

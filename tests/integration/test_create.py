@@ -1,0 +1,237 @@
+"""create from debootstrap, tar and directories; the base-tree cache; clone, remove, images;
+nothing half-made.  Runs inside the systemd host (the testbed) as a user would type it."""
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.integration.helpers import MACHINES, guest_running, listing, store_is_consistent, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def base(nspawnctl):
+    """The default container, created cold: a real debootstrap from the Debian mirror."""
+    r = nspawnctl("create", "base", "--json")
+    return json.loads(r.stdout) | {"stderr": r.stderr}
+
+
+def test_cold_create_bootstraps_with_progress_and_boots(host, nspawnctl, base):
+    assert base["cached"] is False and base["image"].startswith("debootstrap-")
+    assert "bootstrapping debootstrap:bookworm" in base["stderr"]
+    assert "downloading:" in base["stderr"] and "configuring:" in base["stderr"]
+    assert "Base system installed successfully" in base["stderr"]
+    # Booted by machinectl itself: the container is an ordinary systemd-nspawn@ unit.
+    r = host.run(["machinectl", "start", "base"])
+    assert r.returncode == 0, str(r)
+    try:
+        wait_for(lambda: guest_running(host, "base"), what="base's systemd to run")
+    finally:
+        host.run(["machinectl", "poweroff", "base"])
+        wait_for(lambda: host.run(["machinectl", "status", "base"]).returncode != 0,
+                 what="base to power off")
+
+
+def test_cache_hit_does_not_bootstrap(host, nspawnctl, base):
+    logs_before = host.run(["ls", "/var/cache/nspawnctl/logs"]).stdout.split()
+    r = nspawnctl("create", "warm", "--json")
+    info = json.loads(r.stdout)
+    assert info["cached"] is True and info["image"] == base["image"]
+    assert "bootstrapping" not in r.stderr
+    assert host.run(["ls", "/var/cache/nspawnctl/logs"]).stdout.split() == logs_before
+    # Each clone gets its own identity.
+    assert host.run(["cat", f"{MACHINES}/warm/etc/hostname"]).stdout == "warm\n"
+    assert host.run(["cat", f"{MACHINES}/warm/etc/machine-id"]).stdout == ""
+    nspawnctl("remove", "warm")
+
+
+def test_slim_image_has_no_docs_and_is_small(host, base):
+    tree = f"{MACHINES}/base"
+    docs = host.run(["find", f"{tree}/usr/share/doc", "-type", "f", "!", "-name", "copyright"])
+    assert docs.stdout == "", docs.stdout[:500]
+    for empty in ("usr/share/man", "usr/share/locale", "usr/share/info", "var/lib/apt/lists"):
+        r = host.run(["find", f"{tree}/{empty}", "-type", "f"])
+        assert r.stdout == "", f"{empty}: {r.stdout[:300]}"
+    assert "path-exclude=/usr/share/doc/*" in host.run(
+        ["cat", f"{tree}/etc/dpkg/dpkg.cfg.d/01-nspawnctl-slim"]).stdout
+    size_mb = int(host.run(["du", "-sm", tree]).stdout.split()[0])
+    assert size_mb <= 150, f"default image is {size_mb} MB"
+
+
+def test_images_lists_and_prunes(host, nspawnctl, base):
+    rows = json.loads(nspawnctl("images", "--json").stdout)
+    row = next(r for r in rows if r["key"] == base["image"])
+    assert row["source"] == "debootstrap:bookworm" and row["containers"] >= 1
+    assert row["size"] > 50e6
+    # A base no container uses is pruned; one in use stays.
+    host.run(["mkdir", "-p", "/var/lib/nspawnctl/images/unused/tree"])
+    host.run(["sh", "-c", 'echo \'{"source": "x", "created": 0, "size": 1}\' '
+              '> /var/lib/nspawnctl/images/unused/meta.json'])
+    r = nspawnctl("images", "prune")
+    assert "unused" in r.stdout and base["image"] not in r.stdout
+    keys = [r["key"] for r in json.loads(nspawnctl("images", "--json").stdout)]
+    assert base["image"] in keys and "unused" not in keys
+
+
+def test_import_tar_and_dir_and_clone(host, nspawnctl, base):
+    host.run(["tar", "-C", f"{MACHINES}/base", "-czf", "/root/base.tar.gz", "."])
+    nspawnctl("create", "fromtar", "--from", "tar:/root/base.tar.gz")
+    nspawnctl("create", "fromdir", "--from", f"dir:{MACHINES}/base")
+    nspawnctl("clone", "fromtar", "cloned")
+    for name in ("fromtar", "fromdir", "cloned"):
+        r = host.run(["test", "-x", f"{MACHINES}/{name}/usr/lib/systemd/systemd"])
+        assert r.returncode == 0, name
+    # The tarball's owners and modes came through (base may have been chowned to a private
+    # user range by its first boot, so compare with it rather than with root).
+    def modes(name):
+        return host.run(["stat", "-c", "%a %u", f"{MACHINES}/{name}/usr/bin/passwd",
+                         f"{MACHINES}/{name}/tmp"]).stdout
+    assert modes("fromtar") == modes("base") and modes("fromtar").startswith("4755 ")
+    nspawnctl("start", "cloned")
+    assert nspawnctl("exec", "cloned", "--", "hostname").stdout.strip() == "cloned"
+    nspawnctl("remove", "--force", "fromtar", "fromdir", "cloned")
+    assert not {"fromtar", "fromdir", "cloned"} & set(listing(nspawnctl))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["create", "bad/name"], "invalid container name"),
+    (["create", "-x"], "no such option"),
+    (["create", "a" * 65], "longer than 64"),
+    (["create", ".host"], "reserved"),
+    (["create", "base"], "already exists"),
+    (["create", "x1", "--from", "debootstrap:nosuchsuite"], "unknown suite"),
+    (["create", "x1", "--from", "floppy:/dev/fd0"], "unknown source"),
+    (["create", "x1", "--from", "tar:/nonexistent.tar"], "no such tarball"),
+    (["create", "x1", "--mirror", "http://127.0.0.1:9/debian", "--include", "hello"],
+     "mirror http://127.0.0.1:9/debian is unreachable"),
+    (["create", "x1", "--memory", "lots"], "invalid"),
+])
+def test_create_errors_are_one_clear_line(host, nspawnctl, base, args, message):
+    before = host.run(["ls", "-A", MACHINES]).stdout
+    r = nspawnctl.fails(*args)
+    assert message.lower() in r.error.lower(), r.stderr
+    assert host.run(["ls", "-A", MACHINES]).stdout == before
+    assert store_is_consistent(host, nspawnctl) == ("", set())
+
+
+def test_create_without_root_or_tools(host, nspawnctl, base):
+    r = host.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                  "nspawnctl", "create", "x2"])
+    assert r.returncode != 0 and r.stderr.startswith("nspawnctl: this command needs root"), str(r)
+    # A key that needs a bootstrap, with debootstrap missing from PATH.
+    r = host.run(["nspawnctl", "create", "x2", "--include", "hello"],
+                 env={"PATH": "/usr/local/bin"})
+    assert r.returncode == 127 and "debootstrap is not installed" in r.stderr, str(r)
+    assert "x2" not in listing(nspawnctl)
+
+
+def test_full_disk_is_a_clear_error_and_leaves_nothing(host, nspawnctl, base):
+    # A 20 MB filesystem for the containers: the clone of a ~100 MB base cannot fit.
+    host.run(["mkdir", "-p", "/srv/small"])
+    r = host.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", f"{MACHINES}"])
+    assert r.returncode == 0, str(r)
+    try:
+        r = nspawnctl.fails("create", "big")
+        assert "no space left" in r.stderr, r.stderr
+        assert host.run(["ls", "-A", MACHINES]).stdout.split() in ([], [".nspawnctl-staging"])
+        assert host.run(["sh", "-c", f"ls -A {MACHINES}/.nspawnctl-staging 2>/dev/null"]
+                        ).stdout == ""
+        used = host.run(["df", "--output=used", "-m", MACHINES]).stdout.split()[-1]
+        assert int(used) < 2, f"{used} MB still used"
+    finally:
+        host.run(["umount", MACHINES])
+    assert host.run(["ls", "/etc/systemd/nspawn/big.nspawn"]).returncode != 0
+
+
+def test_same_name_twice_at_once_one_wins(host, nspawnctl, base):
+    procs = [host.popen(["nspawnctl", "create", "twin"], stdout=-1, stderr=-1, text=True)
+             for _ in range(2)]
+    results = [(p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes[0] == 0 and codes[1] != 0, results
+    loser = next(err for code, _, err in results if code)
+    assert ("busy" in loser or "already exists" in loser) and "Traceback" not in loser
+    nspawnctl("start", "twin")
+    assert nspawnctl("exec", "twin", "--", "true").returncode == 0
+    nspawnctl("remove", "--force", "twin")
+
+
+def test_same_base_needed_twice_is_bootstrapped_once(host, nspawnctl, base):
+    # --no-slim is another key: both creates need it, one bootstraps, the other waits.
+    logs_before = set(host.run(["ls", "/var/cache/nspawnctl/logs"]).stdout.split())
+    procs = [host.popen(["nspawnctl", "create", name, "--no-slim", "--json"], stdout=-1,
+                        stderr=-1, text=True) for name in ("fat1", "fat2")]
+    results = [(p.wait(), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert all(code == 0 for code, _, _ in results), results
+    infos = [json.loads(out) for _, out, _ in results]
+    assert sorted(i["cached"] for i in infos) == [False, True]
+    assert infos[0]["image"] == infos[1]["image"] != base["image"]
+    new_logs = set(host.run(["ls", "/var/cache/nspawnctl/logs"]).stdout.split()) - logs_before
+    assert len(new_logs) == 1, new_logs
+    # not slim: the docs are there
+    assert host.run(["ls", f"{MACHINES}/fat1/usr/share/man/man1"]).stdout
+    nspawnctl("remove", "fat1", "fat2")
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.5, 0.8, 1.2])
+def test_sigkill_during_create_leaves_a_consistent_store(host, nspawnctl, base, delay):
+    p = host.popen(["nspawnctl", "create", "killed"], stdout=-1, stderr=-1)
+    time.sleep(delay)
+    # nsenter is the parent; kill the nspawnctl process inside.
+    host.run(["pkill", "-KILL", "-f", "nspawnctl create killed"])
+    p.wait()
+    assert store_is_consistent(host, nspawnctl) == ("", set())
+    rows = listing(nspawnctl)
+    if "killed" in rows:  # killed after the commit point: it must be whole
+        assert host.run(["test", "-f", "/etc/systemd/nspawn/killed.nspawn"]).returncode == 0
+        nspawnctl("remove", "killed")
+    nspawnctl("create", "killed")
+    nspawnctl("remove", "killed")
+
+
+def test_sigkill_during_bootstrap_leaves_no_partial_base(host, nspawnctl, base):
+    p = host.popen(["nspawnctl", "create", "boot-killed", "--include", "less"],
+                   stdout=-1, stderr=-1)
+    wait_for(lambda: host.run(["pgrep", "-f", "debootstrap"]).returncode == 0, timeout=30,
+             what="debootstrap to start")
+    time.sleep(2)
+    host.run(["pkill", "-KILL", "-f", "nspawnctl create boot-killed"])
+    p.wait()
+    host.run(["pkill", "-KILL", "-f", "debootstrap"])  # orphaned with its parent gone
+    wait_for(lambda: host.run(["pgrep", "-f", "debootstrap"]).returncode != 0,
+             what="debootstrap to end")
+    assert store_is_consistent(host, nspawnctl) == ("", set())
+    images = [r["key"] for r in json.loads(nspawnctl("images", "--json").stdout)]
+    assert images and all(host.run(["test", "-f", f"/var/lib/nspawnctl/images/{k}/meta.json"]
+                                   ).returncode == 0 for k in images)
+
+
+def test_sigterm_during_create_cleans_up(host, nspawnctl, base):
+    p = host.popen(["nspawnctl", "create", "termed"], stdout=-1, stderr=-1, text=True)
+    time.sleep(0.3)
+    host.run(["pkill", "-TERM", "-f", "nspawnctl create termed"])
+    p.wait()
+    assert store_is_consistent(host, nspawnctl) == ("", set())
+
+
+def test_remove_refuses_running_and_never_leaves_the_store(host, nspawnctl, base):
+    nspawnctl("create", "victim")
+    nspawnctl("start", "victim")
+    r = nspawnctl.fails("remove", "victim")
+    assert "victim is running" in r.stderr
+    # Symlinks planted in the tree point outside the store.
+    host.run(["sh", "-c", "mkdir -p /srv/outside && echo keep > /srv/outside/file && "
+              f"ln -s /srv/outside {MACHINES}/victim/root/link && "
+              f"ln -s / {MACHINES}/victim/root/rootlink"])
+    nspawnctl("remove", "--force", "victim")
+    assert host.run(["cat", "/srv/outside/file"]).stdout == "keep\n"
+    assert host.run(["test", "-e", f"{MACHINES}/victim"]).returncode != 0
+    assert host.run(["test", "-e", "/etc/systemd/nspawn/victim.nspawn"]).returncode != 0
+    # The container's own path a symlink to outside: only the link goes.
+    host.run(["ln", "-s", "/srv/outside", f"{MACHINES}/linked"])
+    nspawnctl("remove", "linked")
+    assert host.run(["cat", "/srv/outside/file"]).stdout == "keep\n"
+    nspawnctl.fails("remove", "../etc")
