@@ -1,0 +1,172 @@
+"""Lifecycle over D-Bus as a user types it: start/stop/exec/set/enable/list/logs, in the
+systemd host (the testbed).  machinectl and systemctl must agree with nspawnctl."""
+
+import json
+import textwrap
+
+import pytest
+
+from tests.integration.helpers import MACHINES, guest_running, listing, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def made(nspawnctl):
+    """Create containers on demand (from the cached default base); remove them at the end."""
+    names = []
+
+    def make(name, *options):
+        nspawnctl("create", name, *options)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        nspawnctl("remove", "--force", name, check=False)
+
+
+def test_create_start_exec_stop_remove(host, nspawnctl, made):
+    name = made("life")
+    r = nspawnctl("start", name)
+    assert r.stdout.strip() in (f"{name}: running", f"{name}: degraded")
+    assert guest_running(host, name)  # --wait returned only once its systemd was up
+    r = nspawnctl("exec", name, "--", "cat", "/etc/os-release")
+    assert 'ID=debian' in r.stdout and 'VERSION_CODENAME=bookworm' in r.stdout
+    assert listing(nspawnctl)[name]["state"] == "running"
+    r = nspawnctl("stop", name)
+    assert r.stdout.strip() == f"{name}: stopped"
+    assert host.run(["systemctl", "is-active", f"systemd-nspawn@{name}.service"]
+                    ).stdout.strip() == "inactive"
+    # stopping a stopped container is not an error
+    assert nspawnctl("stop", name).stdout.strip() == f"{name}: already stopped"
+    nspawnctl("remove", name)
+    assert name not in listing(nspawnctl)
+    assert host.run(["test", "-e", f"{MACHINES}/{name}"]).returncode != 0
+
+
+def test_exec_pipes_stdin_and_returns_the_exit_status(nspawnctl, made):
+    name = made("piped")
+    nspawnctl("start", name)
+    r = nspawnctl("exec", name, "--", "sh", "-c", "tr a-z A-Z; exit 3", input="hello\n",
+                  check=False)
+    assert r.returncode == 3, str(r)
+    assert r.stdout == "HELLO\n"
+    r = nspawnctl("exec", name, "--", "sh", "-c", "echo err >&2", check=False)
+    assert r.returncode == 0 and r.stderr.strip() == "err"
+    nspawnctl("stop", name)
+    r = nspawnctl.fails("exec", name, "--", "true")
+    assert f"{name} is not running" in r.error
+
+
+def test_two_containers_at_once_and_machinectl_agrees(host, nspawnctl, made):
+    a, b = made("twin-a"), made("twin-b")
+    nspawnctl("start", a, b)
+    ours = {n for n, row in listing(nspawnctl).items() if row["state"] == "running"}
+    theirs = {line.split()[0] for line in
+              host.run(["machinectl", "list", "--no-legend"]).stdout.splitlines()}
+    assert {a, b} <= ours
+    assert ours == theirs
+    # each is its own machine, with its own hostname
+    assert nspawnctl("exec", a, "--", "hostname").stdout.strip() == a
+    assert nspawnctl("exec", b, "--", "hostname").stdout.strip() == b
+    nspawnctl("stop", a, b)
+    assert not {a, b} & {line.split()[0] for line in
+                         host.run(["machinectl", "list", "--no-legend"]).stdout.splitlines()}
+
+
+def memory_max_over_dbus(host, name) -> int:
+    r = host.run(["busctl", "get-property", "org.freedesktop.systemd1",
+                  f"/org/freedesktop/systemd1/unit/systemd_2dnspawn_40{name.replace('-', '_2d')}"
+                  "_2eservice", "org.freedesktop.systemd1.Service", "MemoryMax"])
+    assert r.returncode == 0, str(r)
+    return int(r.stdout.split()[1])
+
+
+def test_set_memory_limit_live(host, nspawnctl, made):
+    name = made("limited", "--memory", "512M", "--cpus", "1.5", "--tasks", "256")
+    nspawnctl("start", name)
+    assert memory_max_over_dbus(host, name) == 512 * 2**20
+    r = nspawnctl("set", name, "--memory", "256M")
+    assert "applied to the running container" in r.stdout
+    assert memory_max_over_dbus(host, name) == 256 * 2**20
+    status = json.loads(nspawnctl("status", name, "--json").stdout)
+    assert status["limits"] == "mem=256M cpus=1.5 tasks=256"
+    # A .nspawn setting needs a restart, and says so.
+    r = nspawnctl("set", name, "--env", "GREETING=hi")
+    assert "restart it for env" in r.stdout
+    nspawnctl("restart", name)
+    r = nspawnctl("exec", name, "--", "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ")
+    assert "GREETING=hi" in r.stdout
+    # the limit survived the restart: it is in the drop-in
+    assert memory_max_over_dbus(host, name) == 256 * 2**20
+    nspawnctl("stop", name)
+
+
+def test_hand_edit_of_nspawn_file_is_kept(host, nspawnctl, made):
+    name = made("edited")
+    path = f"/etc/systemd/nspawn/{name}.nspawn"
+    host.run(["sh", "-c", f"printf '# mine\\n[Files]\\nTemporaryFileSystem=/scratch\\n' >> {path}"])
+    nspawnctl("set", name, "--memory", "300M", "--hostname", "renamed")
+    text = host.run(["cat", path]).stdout
+    assert "# mine" in text and "TemporaryFileSystem=/scratch" in text
+    assert "Hostname=renamed" in text
+
+
+def test_enable_survives_reboot_and_disable_stays_down(host, nspawnctl, made):
+    if not host.can_reboot:
+        pytest.skip("only the testbed can be rebooted from a test")  # a real host: no
+    name = made("atboot")
+    nspawnctl("enable", name)
+    assert listing(nspawnctl)[name]["enabled"] is True
+    host.reboot()
+    wait_for(lambda: guest_running(host, name), timeout=60, what=f"{name} to come back")
+    assert listing(nspawnctl)[name]["state"] == "running"
+    nspawnctl("disable", name)
+    assert listing(nspawnctl)[name]["enabled"] is False
+    host.reboot()
+    assert host.run(["systemctl", "is-active", f"systemd-nspawn@{name}.service"]
+                    ).stdout.strip() == "inactive"
+    assert listing(nspawnctl)[name]["state"] == "stopped"
+
+
+def test_kill_and_logs(host, nspawnctl, made):
+    name = made("noisy")
+    nspawnctl("start", name)
+    r = nspawnctl("logs", name, "-n", "50")
+    assert r.returncode == 0 and r.stdout.strip(), str(r)
+    nspawnctl.fails("kill", name, "--signal", "NOPE")
+    # SIGTERM to all its processes: systemd inside ignores it as PID 1; sleeps die.
+    nspawnctl("exec", name, "--", "systemd-run", "--unit=sleeper", "sleep", "1000")
+    nspawnctl("kill", name, "--signal", "KILL")
+    wait_for(lambda: host.run(["systemctl", "is-active", f"systemd-nspawn@{name}.service"]
+                              ).stdout.strip() != "active", what="the container to die")
+
+
+def test_start_of_a_tree_that_cannot_boot_says_why(host, nspawnctl):
+    # A tree with an os-release but no init: systemd-nspawn -b fails, and the log says so.
+    host.run(["sh", "-c", f"mkdir -p {MACHINES}/noinit/etc && "
+              f"echo ID=none > {MACHINES}/noinit/etc/os-release"])
+    try:
+        r = nspawnctl.fails("start", "noinit", "--timeout", "20")
+        assert "noinit failed to start" in r.error
+        assert "init" in r.stderr.lower() or "boot" in r.stderr.lower(), r.stderr
+    finally:
+        nspawnctl("remove", "noinit", check=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["start", "ghost"], "no container named 'ghost'"),
+    (["stop", "ghost"], "no container named 'ghost'"),
+    (["exec", "ghost", "--", "true"], "no container named 'ghost'"),
+    (["status", "ghost"], "no container named 'ghost'"),
+    (["start", "bad/name"], "invalid container name"),
+    (["exec", "base"], "missing argument"),
+    (["set", "base"], "nothing to change"),
+    (["set", "base", "--cpus", "-1"], "cpu"),
+    (["set", "base", "--bind", "relative:/x"], "absolute"),
+    (["create", "x9", "--network", "bridge"], "invalid value"),
+])
+def test_lifecycle_errors_are_one_clear_line(nspawnctl, args, message):
+    r = nspawnctl.fails(*args)
+    assert message.lower() in r.error.lower(), r.stderr
