@@ -73,15 +73,20 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
                     tarball.import_dir(Path(rest), tree)
                 info["method"] = "import"
             prepare_tree(tree, cfg.hostname or name)
-            try:
-                save_config(paths, name, cfg)
-                store.install(tree, name)
-            except BaseException:
-                store.remove_settings(name)
-                raise
+            commit(store, tree, name, cfg)
     _reload_if_loaded(name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
+
+
+def commit(store: Store, tree: Path, name: str, cfg: ContainerConfig):
+    """Settings first, then the tree's rename: the container exists from that rename on."""
+    try:
+        save_config(store.paths, name, cfg)
+        store.install(tree, name)
+    except BaseException:
+        store.remove_settings(name)
+        raise
 
 
 def _debootstrap_base(paths: Paths, spec, report: Report):
@@ -180,12 +185,7 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
             prepare_tree(tree, dst)
             if cfg.hostname:
                 cfg = dataclasses.replace(cfg, hostname=None)
-            try:
-                save_config(paths, dst, cfg)
-                store.install(tree, dst)
-            except BaseException:
-                store.remove_settings(dst)
-                raise
+            commit(store, tree, dst, cfg)
     return {"name": dst, "from": src, "method": method}
 
 
