@@ -8,6 +8,7 @@ from .bus import SERVICE, SYSTEMD, Bus, unit_path
 from .config import format_size
 from .container import load_config, unit_name
 from .errors import Error
+from .images import image_dir, read_meta
 from .paths import Paths
 from .store import Store
 
@@ -102,7 +103,15 @@ def status(paths: Paths, name: str) -> dict:
         "working_dir": cfg.working_dir, "user": cfg.user, "restart": cfg.restart,
         "memory_current": _bytes(service.get("MemoryCurrent")),
     })
+    row.update(_image_ports_and_volumes(paths, cfg.image))
     return row
+
+
+def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
+    """What an OCI image declares (shown, not acted on: Volumes are bound only with --bind)."""
+    meta = (read_meta(image_dir(paths, key)) if key else None) or {}
+    return {"exposed_ports": meta.get("exposed_ports") or None,
+            "volumes": meta.get("volumes") or None}
 
 
 def usage_by_image(paths: Paths) -> dict[str, int]:
