@@ -9,6 +9,7 @@ objects: introspection costs a round trip and an XML parse per object, and `list
 """
 
 import contextlib
+import os
 import signal
 
 from .errors import Error
@@ -55,23 +56,21 @@ def unit_path(unit: str) -> bytes:
 
 
 def describe(exc: Exception) -> tuple[str, str | None]:
-    """(message, hint) for a pystemd D-Bus exception."""
-    text = str(exc)
-    # pystemd's text looks like: "[err -2]: b'Unit foo.service not found.'" or carries the
-    # D-Bus error name; strip the wrapping so the user reads systemd's own sentence.
-    for name, hint in HINTS.items():
-        if name.rsplit(".", 1)[-1] in type(exc).__name__ or name in text:
-            return _clean(text), hint
-    return _clean(text), None
+    """(message, hint) for a pystemd D-Bus exception.
 
-
-def _clean(text: str) -> str:
-    if "b'" in text or 'b"' in text:
-        start = text.find("b'") if "b'" in text else text.find('b"')
-        text = text[start + 2:].rstrip("'\"")
-    if text.startswith("[err"):
-        text = text.split("]:", 1)[-1].strip()
-    return text.rstrip(".")
+    pystemd keeps the D-Bus error's name and text as bytes on the exception; its str() wraps
+    them in reprs and boilerplate, so read the raw parts instead.
+    """
+    name = _s(getattr(exc, "err_name", None) or b"")
+    message = _s(getattr(exc, "err_message", None) or b"").strip().rstrip(".")
+    if not message:
+        errno = getattr(exc, "errno", 0) or 0
+        message = os.strerror(abs(errno)) if errno else type(exc).__name__
+    hint = HINTS.get(name)
+    if hint is None:
+        hint = next((h for n, h in HINTS.items() if n.rsplit(".", 1)[-1] in type(exc).__name__),
+                    None)
+    return message, hint
 
 
 @contextlib.contextmanager
@@ -204,7 +203,8 @@ class Bus:
             return _s(self._dbus.call_method(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
                                              b"GetMachine", [(ord("s"), _b(name))]).body)
         except DBusBaseError as exc:
-            if "NoSuchMachine" in type(exc).__name__ or "No machine" in str(exc):
+            if "NoSuchMachine" in _s(getattr(exc, "err_name", None) or b"") \
+                    or "NoSuchMachine" in type(exc).__name__:
                 return None
             message, hint = describe(exc)
             raise Error(f"looking up machine {name}: {message}", hint=hint) from exc

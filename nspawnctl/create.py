@@ -130,6 +130,9 @@ def _from_base(paths: Paths, tree: Path, cfg: ContainerConfig, info: dict, key: 
     cfg = dataclasses.replace(cfg, image=key)
     if image_config is not None:
         cfg = _apply_image_config(cfg, image_config)
+        warning = image_user_warning(image_config)
+        if warning:
+            report(warning)
     return cfg, info
 
 
@@ -139,7 +142,16 @@ def _apply_image_config(cfg: ContainerConfig, image) -> ContainerConfig:
         cfg, boot=False, command=cfg.command or tuple(image.entrypoint) + tuple(image.cmd),
         env=tuple(image.env) + tuple(cfg.env),
         working_dir=cfg.working_dir or image.working_dir,
-        user=cfg.user or image.user or None)
+        user=cfg.user)
+
+
+def image_user_warning(image) -> str | None:
+    """systemd-nspawn resolves User= with getent inside the container, which minimal images
+    lack, and it takes no UID:GID; so an image's User is not applied (yet): say so."""
+    if image.user and image.user not in ("root", "0", "0:0"):
+        return (f"warning: the image asks to run as user {image.user!r}; nspawnctl runs it as "
+                "root inside its own user namespace")
+    return None
 
 
 def prepare_tree(tree: Path, hostname: str):

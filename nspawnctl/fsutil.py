@@ -1,5 +1,6 @@
 """Small filesystem primitives the store is built on: no-replace rename, atomic writes."""
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -33,12 +34,17 @@ def write_atomic(path: Path, text: str, mode: int = 0o644):
     """Write path so that readers see the old content or the new, never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.rename(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def tree_size(path: Path) -> int:

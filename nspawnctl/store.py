@@ -105,7 +105,8 @@ class Store:
             area = parent / ".nspawnctl-staging"
             for entry in _listdir(area):
                 try:
-                    pid = int(entry.split(".")[1])
+                    # LABEL.PID.RANDOM; LABEL may hold dots (names do), RANDOM never does
+                    pid = int(entry.rsplit(".", 2)[-2])
                 except (IndexError, ValueError):
                     continue
                 if not pid_alive(pid):

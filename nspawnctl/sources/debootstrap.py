@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -100,9 +101,9 @@ def bootstrap_argv(spec: BootstrapSpec, target: Path, debs: Path) -> list[str]:
     if spec.bootstrapper == "mmdebstrap":
         argv = ["mmdebstrap", f"--variant={spec.variant}", f"--include={packages}",
                 # share the .deb cache with debootstrap runs (mmdebstrap's documented recipe)
-                f"--setup-hook=mkdir -p {debs} \"$1\"/var/cache/apt/archives/",
-                f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
-                f"--customize-hook=sync-out /var/cache/apt/archives {debs}"]
+                f"--setup-hook=mkdir -p {shlex.quote(str(debs))} \"$1\"/var/cache/apt/archives/",
+                f"--setup-hook=sync-in {shlex.quote(str(debs))} /var/cache/apt/archives/",
+                f"--customize-hook=sync-out /var/cache/apt/archives {shlex.quote(str(debs))}"]
         if spec.arch:
             argv.append(f"--architectures={spec.arch}")
         if spec.slim:
@@ -117,7 +118,8 @@ def bootstrap_argv(spec: BootstrapSpec, target: Path, debs: Path) -> list[str]:
 
 
 # debootstrap's "I: <Stage> <package>..." lines
-_PACKAGE_LINE = re.compile(r"I: (Retrieving|Validating|Extracting|Unpacking|Configuring) \S+")
+_PACKAGE_LINE = re.compile(r"I: (?:(Retrieving|Validating) \S+ \S+$|"
+                           r"(Extracting|Unpacking|Configuring) \S+\.\.\.$)")
 _STAGE_NAMES = {"Retrieving": "downloading", "Validating": "checking", "Extracting": "extracting",
                 "Unpacking": "unpacking", "Configuring": "configuring"}
 
@@ -132,10 +134,11 @@ class Progress:
 
     def feed(self, line: str):
         m = _PACKAGE_LINE.match(line)
-        if m and m.group(1) == "Validating":
+        verb = m and (m.group(1) or m.group(2))
+        if verb == "Validating" or line.startswith("I: Validating"):
             return  # alternates with Retrieving, package by package: part of downloading
         if m:
-            stage = _STAGE_NAMES[m.group(1)]
+            stage = _STAGE_NAMES[verb]
             if stage != self.stage:
                 self.finish()
                 self.stage, self.count = stage, 0
@@ -188,7 +191,8 @@ def bootstrap_error(spec: BootstrapSpec, log_path: Path, code: int) -> Error:
     last = tail(text, 8)
     if "No space left on device" in text:
         reason = "the disk is full"
-    elif "Failed getting release file" in text or "Failed getting release signature" in text:
+    elif "Failed getting release file" in text or "Failed getting release signature" in text \
+            or "does not have a Release file" in text:
         if not mirror_reachable(spec.mirror):
             reason = f"the mirror {spec.mirror} is unreachable"
         else:

@@ -170,3 +170,16 @@ def test_start_of_a_tree_that_cannot_boot_says_why(host, nspawnctl):
 def test_lifecycle_errors_are_one_clear_line(nspawnctl, args, message):
     r = nspawnctl.fails(*args)
     assert message.lower() in r.error.lower(), r.stderr
+
+
+def test_shell_runs_a_login_shell_command(host, nspawnctl, made):
+    name = made("shelly")
+    nspawnctl("start", name)
+    # machinectl shell underneath: a pty from machined, a login session inside.
+    r = nspawnctl("shell", name, "/bin/sh", "-c", "echo user=$(id -un) tty=$(tty)", check=False)
+    assert r.returncode == 0, str(r)
+    assert "user=root" in r.stdout and "tty=/dev/pts/" in r.stdout, r.stdout
+    r = nspawnctl("shell", name, "--user", "nobody", "/bin/sh", "-c", "id -un", check=False)
+    assert "nobody" in r.stdout, str(r)
+    nspawnctl("stop", name)
+    assert f"{name} is not running" in nspawnctl.fails("shell", name).error
