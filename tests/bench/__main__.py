@@ -1,0 +1,96 @@
+"""Every benchmark of the project, each beside its anchor, in one run and one table.
+
+    python -m tests.bench [--quick] [--only create,lifecycle,oci]     (as root, from the repo)
+
+create and lifecycle run inside one booted systemd host (tests/testbed.py; this machine when
+its PID 1 is systemd), with nspawnctl typed as a user would; the OCI unpacker runs on this
+machine.  Figures are medians of n runs; --quick runs the slow cold bootstraps once.
+Benchmarks report: nothing passes or fails on time.
+"""
+
+import argparse
+import inspect
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests import testbed  # noqa: E402
+from tests.bench import bench_create, bench_lifecycle, common  # noqa: E402
+
+INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_WANTED = 4096  # ~16 booted containers fit in the default 128 (ENVIRONMENT.md)
+
+
+def oci_rows(quick: bool) -> list:
+    from tests.bench import bench_oci
+    kwargs = {"runs": 1 if quick else 3} if "runs" in inspect.signature(bench_oci.run).parameters \
+        else {}
+    rows = []
+    for figure, ours, theirs in bench_oci.run(None, **kwargs):
+        # bench_oci gives plain medians; wrap them so the table shows the run count
+        n = kwargs.get("runs", 1)
+        rows.append((figure, common.Seconds([ours] * n), common.Seconds([theirs] * n),
+                     "umoci unpack"))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="one run of the slow cold bootstraps instead of three")
+    parser.add_argument("--only", default="create,lifecycle,oci",
+                        help="comma-separated subset of: create, lifecycle, oci")
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    if os.geteuid() != 0:
+        print("benchmarks need root (they boot a systemd host and create containers)",
+              file=sys.stderr)
+        return 1
+
+    t0 = time.monotonic()
+    rows: list = []
+    info: dict = {}
+    old_inotify = None
+    try:
+        if {"create", "lifecycle"} & only:
+            old_inotify = int(INOTIFY.read_text())
+            if old_inotify < INOTIFY_WANTED:
+                common.log(f"raising fs.inotify.max_user_instances {old_inotify} -> "
+                           f"{INOTIFY_WANTED} for the run (restored at the end)")
+                INOTIFY.write_text(str(INOTIFY_WANTED))
+            else:
+                old_inotify = None
+            with testbed.open_host(log=common.log) as host:
+                info = common.machine(host)
+                others = [d for d in testbed.RUNS.glob(testbed.RUN_PREFIX + "*")
+                          if getattr(host, "run_dir", None) != d]
+                info["other testbeds running"] = len(others)
+                for argv in (["--version"], ["list"], ["images"], ["create", "--help"]):
+                    host.run(["nspawnctl", *argv], env=common.ENV)  # fill the bytecode cache
+                if "create" in only:
+                    rows += bench_create.run(host, quick=args.quick)
+                if "lifecycle" in only:
+                    rows += bench_lifecycle.run(host, quick=args.quick)
+        else:
+            info = common.machine()
+        if "oci" in only:
+            common.log("OCI unpack vs umoci (on this machine)")
+            common.guarded(rows, "unpack an OCI image", "umoci unpack",
+                           lambda: oci_rows(args.quick))
+    finally:
+        if old_inotify is not None:
+            INOTIFY.write_text(str(old_inotify))
+            common.log(f"fs.inotify.max_user_instances restored to {old_inotify}")
+    info["run took"] = f"{(time.monotonic() - t0) / 60:.1f} min"
+    print()
+    print(common.table(rows, info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

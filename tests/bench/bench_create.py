@@ -1,0 +1,182 @@
+"""Benchmark: making containers, beside what users would run instead.
+
+- cold create (no base tree cached) vs plain debootstrap and mmdebstrap with the same package
+  set, twice: with every .deb cache empty (network-bound: the mirror is reached through a
+  forward), and with each tool's .deb cache warm from its own earlier run (nspawnctl's
+  /var/cache/nspawnctl/debs, debootstrap's --cache-dir, mmdebstrap's sync-in/sync-out hooks),
+  where the work of bootstrapping, not the network, dominates.  Each tool is cold or warm
+  alike in a row, so the ratio is nspawnctl's overhead over the bootstrapper it runs.
+- warm create (base tree cached) vs `cp -a --reflink=auto` of that base tree and vs
+  `machinectl clone` of a container made from it.
+- the default image's size vs a plain `debootstrap --variant=minbase` tree, and vs debootstrap
+  with the same packages (not slimmed).
+
+All of it runs inside the systemd host; its trees live on the same filesystem as
+/var/lib/machines so every contender writes to the same disk.
+"""
+
+from nspawnctl.sources.debootstrap import BOOT_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE, \
+    BootstrapSpec
+
+from .common import ENV, check, du_mb, guarded, log, medians, time_inside
+
+PACKAGES = ",".join(BOOT_PACKAGES)  # what `nspawnctl create` adds to minbase
+WORK = "/var/tmp/nspawnctl-bench"
+IMAGES = "/var/lib/nspawnctl/images"
+NS_DEBS = "/var/cache/nspawnctl/debs"
+BASE = "bench-base"  # a container from the default image, kept for clones and the lifecycle
+
+
+def image_key() -> str:
+    """The default image's cache key, computed by the same code the testbed runs."""
+    return "debootstrap-" + BootstrapSpec().key()
+
+
+def debootstrap_argv(target: str, cache: str, include: bool = True) -> list[str]:
+    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={cache}"]
+    if include:
+        argv.append(f"--include={PACKAGES}")
+    return argv + [DEFAULT_SUITE, target, DEFAULT_MIRROR]
+
+
+def mmdebstrap_argv(target: str, cache: str) -> list[str]:
+    # The deb cache recipe from mmdebstrap's manual page, as nspawnctl --bootstrapper
+    # mmdebstrap uses it; with an empty cache it only adds copying the .debs out.
+    return ["mmdebstrap", "--variant=minbase", f"--include={PACKAGES}",
+            '--setup-hook=mkdir -p "$1"/var/cache/apt/archives/',
+            f"--setup-hook=sync-in {cache} /var/cache/apt/archives/",
+            f"--customize-hook=sync-out /var/cache/apt/archives {cache}",
+            DEFAULT_SUITE, target, DEFAULT_MIRROR]
+
+
+def _rm(*paths) -> list[str]:
+    return ["rm", "-rf", "--one-file-system", *paths]
+
+
+def cold_create(host, runs: int, warm_debs: bool, state: dict) -> list:
+    key = image_key()
+    which = "warm .deb caches" if warm_debs else "empty .deb caches"
+    log(f"cold create with {which}: {runs} run(s) of nspawnctl, debootstrap, mmdebstrap "
+        "(tens of seconds each)")
+    n = {"i": 0}
+
+    def ours():
+        n["i"] += 1
+        name = f"bench-cold{n['i']}"
+        before = [_rm(f"{IMAGES}/{key}")] + ([] if warm_debs else [_rm(NS_DEBS)]) + [["sync"]]
+        s = time_inside(host, [["nspawnctl", "create", name]], before=before, timeout=1200)
+        check(host, ["nspawnctl", "remove", name])
+        return s
+
+    def deb():
+        cache = f"{WORK}/debootstrap-debs"
+        before = [_rm(f"{WORK}/debootstrap")] + ([] if warm_debs else [_rm(cache)]) + \
+            [["mkdir", "-p", cache], ["sync"]]
+        s = time_inside(host, [debootstrap_argv(f"{WORK}/debootstrap", cache)], before=before,
+                        timeout=1200)
+        state["same-packages-size"] = du_mb(host, f"{WORK}/debootstrap")
+        check(host, _rm(f"{WORK}/debootstrap"))
+        return s
+
+    def mm():
+        cache = f"{WORK}/mmdebstrap-debs"
+        before = [_rm(f"{WORK}/mmdebstrap")] + ([] if warm_debs else [_rm(cache)]) + \
+            [["mkdir", "-p", cache], ["sync"]]
+        s = time_inside(host, [mmdebstrap_argv(f"{WORK}/mmdebstrap", cache)], before=before,
+                        timeout=1200)
+        check(host, _rm(f"{WORK}/mmdebstrap"))
+        return s
+
+    rows = []
+    figure = f"cold create, {which} (aim: within 5% of debootstrap)"
+    t_ours, t_deb = medians([ours, deb], runs)
+    rows.append((figure, t_ours, t_deb, "debootstrap, same packages"))
+    guarded(rows, figure, "mmdebstrap, same packages",
+            lambda: [(figure, t_ours, medians([mm], runs)[0], "mmdebstrap, same packages")])
+    return rows
+
+
+def ensure_base(host):
+    """A container of the default image (a cache hit once any create has run)."""
+    if host.run(["test", "-d", f"/var/lib/machines/{BASE}"]).returncode != 0:
+        check(host, ["nspawnctl", "create", BASE], timeout=1200)
+
+
+def warm_create(host, runs: int) -> list:
+    ensure_base(host)
+    key = image_key()
+    log(f"warm create: {runs} runs each of nspawnctl create, cp -a, machinectl clone")
+    n = {"i": 0}
+
+    def ours():
+        n["i"] += 1
+        s = time_inside(host, [["nspawnctl", "create", f"bench-warm{n['i']}"]],
+                        before=[["sync"]])
+        check(host, ["nspawnctl", "remove", f"bench-warm{n['i']}"])
+        return s
+
+    def overlay():
+        s = time_inside(host, [["nspawnctl", "create", "--overlay", f"bench-ovl{n['i']}"]],
+                        before=[["sync"]])
+        check(host, ["nspawnctl", "remove", f"bench-ovl{n['i']}"])
+        return s
+
+    def cp():
+        s = time_inside(host, [["cp", "-a", "--reflink=auto", f"{IMAGES}/{key}/tree",
+                                f"{WORK}/copy"]], before=[_rm(f"{WORK}/copy"), ["sync"]])
+        check(host, _rm(f"{WORK}/copy"))
+        return s
+
+    def clone():
+        s = time_inside(host, [["machinectl", "clone", BASE, "bench-mclone"]],
+                        before=[["sync"]])
+        check(host, ["machinectl", "remove", "bench-mclone"])
+        return s
+
+    check(host, ["mkdir", "-p", WORK])
+    t_ours, t_cp, t_clone = medians([ours, cp, clone], runs)
+    figure = "warm create, base cached (aim < 0.5 s)"
+    rows = [(figure, t_ours, t_cp, "cp -a --reflink=auto of the base tree"),
+            (figure, t_ours, t_clone, "machinectl clone")]
+    if "--overlay" in host.run(["nspawnctl", "create", "--help"], env=ENV).stdout:
+        guarded(rows, "warm create --overlay (aim < 0.1 s)", "cp -a --reflink=auto",
+                lambda: [("warm create --overlay (aim < 0.1 s)", medians([overlay], runs)[0],
+                          t_cp, "cp -a --reflink=auto of the base tree")])
+    else:
+        rows.append(("warm create --overlay (aim < 0.1 s)", "not implemented", t_cp,
+                     "cp -a --reflink=auto of the base tree"))
+    return rows
+
+
+def sizes(host, state: dict) -> list:
+    ensure_base(host)
+    ours = du_mb(host, f"/var/lib/machines/{BASE}")
+    log("size: a plain debootstrap minbase tree (shares debootstrap's .deb cache)")
+    cache = f"{WORK}/debootstrap-debs"
+    check(host, ["mkdir", "-p", cache])
+    check(host, debootstrap_argv(f"{WORK}/minbase", cache, include=False), timeout=1200)
+    minbase = du_mb(host, f"{WORK}/minbase")
+    check(host, _rm(f"{WORK}/minbase"))
+    figure = "default image size (aim <= 150 MB)"
+    rows = [(figure, ours, minbase, "debootstrap minbase (fewer packages)")]
+    if "same-packages-size" in state:
+        rows.append((figure, ours, state["same-packages-size"],
+                     "debootstrap minbase + same packages"))
+    return rows
+
+
+def run(host, quick: bool = False) -> list:
+    # copies are the noisiest figures (writeback of other work on the disk): more runs
+    runs, cold_runs = 5, (1 if quick else 3)
+    check(host, ["mkdir", "-p", WORK])
+    rows: list = []
+    state: dict = {}
+    anchor = "debootstrap, same packages"
+    guarded(rows, "cold create, empty .deb caches", anchor,
+            lambda: cold_create(host, cold_runs, warm_debs=False, state=state))
+    guarded(rows, "cold create, warm .deb caches", anchor,
+            lambda: cold_create(host, cold_runs, warm_debs=True, state=state))
+    guarded(rows, "warm create", "cp -a / machinectl clone", lambda: warm_create(host, runs))
+    guarded(rows, "default image size", "debootstrap minbase", lambda: sizes(host, state))
+    host.run(_rm(f"{WORK}/copy", f"{WORK}/debootstrap", f"{WORK}/mmdebstrap", f"{WORK}/minbase"))
+    return rows

@@ -1,0 +1,113 @@
+"""Benchmark: the lifecycle, beside machinectl doing the same.
+
+- `nspawnctl start --wait NAME` vs `machinectl start NAME` followed by what a user runs to know
+  the container is up: `systemctl -M NAME is-system-running --wait`, retried every 50 ms until
+  the container's bus answers (running or degraded), the same condition and cadence as nspawnctl.
+- `nspawnctl stop NAME` vs `machinectl poweroff NAME` followed by polling
+  `systemctl is-active systemd-nspawn@NAME.service` every 50 ms until inactive.
+  Start and stop alternate on one container; a first, untimed boot does the first-boot work.
+- `nspawnctl list` with 20 containers: stopped (vs `machinectl list-images`, which lists the
+  same trees) and running (vs `machinectl list`).  Booting 20 needs more inotify instances than
+  the kernel default gives: the runner raises fs.inotify.max_user_instances for the run.
+- CLI start-up: `nspawnctl --version` vs `machinectl --version`.
+"""
+
+from .bench_create import ensure_base
+from .common import ENV, BenchError, Seconds, check, guarded, log, medians, time_inside
+
+NAME = "bench-life"
+UP = ("running", "degraded")
+DOWN = ("inactive", "failed")
+FLEET = [f"bench-l{i:02d}" for i in range(1, 21)]
+
+
+def _ensure(host, name):
+    if host.run(["test", "-d", f"/var/lib/machines/{name}"]).returncode != 0:
+        check(host, ["nspawnctl", "create", name], timeout=1200)
+
+
+def start_stop(host, runs: int) -> list:
+    ensure_base(host)
+    _ensure(host, NAME)
+    log(f"start/stop: {runs} runs each of nspawnctl and machinectl on one container")
+    host.run(["nspawnctl", "stop", NAME], env=ENV)
+    check(host, ["nspawnctl", "start", "--wait", NAME])  # first boot: machine-id and such
+    check(host, ["nspawnctl", "stop", NAME])
+    unit = f"systemd-nspawn@{NAME}.service"
+    samples = {k: [] for k in ("ns_start", "ns_stop", "mc_start", "mc_stop")}
+    for _ in range(runs):
+        samples["ns_start"].append(time_inside(host, [["nspawnctl", "start", "--wait", NAME]]))
+        samples["ns_stop"].append(time_inside(host, [["nspawnctl", "stop", NAME]]))
+        samples["mc_start"].append(time_inside(
+            host, [["machinectl", "start", NAME]],
+            until=["systemctl", "-M", NAME, "is-system-running", "--wait"], until_ok=UP))
+        samples["mc_stop"].append(time_inside(
+            host, [["machinectl", "poweroff", NAME]],
+            until=["systemctl", "is-active", unit], until_ok=DOWN))
+    s = {k: Seconds(v) for k, v in samples.items()}
+    return [("start --wait, until its systemd runs (aim: ratio < 1.1)", s["ns_start"],
+             s["mc_start"], "machinectl start + is-system-running --wait"),
+            ("stop, until the unit is inactive", s["ns_stop"], s["mc_stop"],
+             "machinectl poweroff + poll is-active")]
+
+
+def _meminfo_mb(host, field="MemAvailable") -> int:
+    for line in check(host, ["cat", "/proc/meminfo"]).splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def listing(host, runs: int) -> list:
+    ensure_base(host)
+    log(f"list: creating {len(FLEET)} containers from the cached base")
+    for name in FLEET:
+        _ensure(host, name)
+    rows = []
+    n = len(FLEET)
+
+    def ns_list():
+        return time_inside(host, [["nspawnctl", "list"]])
+
+    def mc_images():
+        return time_inside(host, [["machinectl", "list-images"]])
+
+    def mc_list():
+        return time_inside(host, [["machinectl", "list"]])
+
+    t_ns, t_mc = medians([ns_list, mc_images], runs)
+    rows.append((f"list, {n} containers, all stopped (aim < 0.1 s)", t_ns, t_mc,
+                 "machinectl list-images"))
+
+    # ~10 MB each when idle (ENVIRONMENT.md); ask for a wide margin.
+    if _meminfo_mb(host) < 100 * n:
+        raise BenchError(f"not enough free memory to boot {n} containers")
+    log(f"list: booting the {n} containers")
+    r = host.run(["nspawnctl", "start", "--wait", *FLEET], timeout=1200, env=ENV)
+    running = sum(1 for line in check(host, ["machinectl", "list", "--no-legend"]).splitlines()
+                  if line.split() and line.split()[0] in FLEET)
+    if r.returncode != 0:
+        log(f"list: only {running} of {n} booted: {r.stderr.strip()[-300:]}")
+    t_ns, t_mc = medians([ns_list, mc_list], runs)
+    rows.append((f"list, {n} containers, {running} running (aim < 0.1 s)", t_ns, t_mc,
+                 "machinectl list"))
+    log("list: removing the containers")
+    host.run(["nspawnctl", "remove", "--force", *FLEET], timeout=1200, env=ENV)
+    return rows
+
+
+def startup(host, runs: int) -> list:
+    t_ns, t_mc = medians([lambda: time_inside(host, [["nspawnctl", "--version"]]),
+                          lambda: time_inside(host, [["machinectl", "--version"]])], runs)
+    return [("CLI start-up (--version)", t_ns, t_mc, "machinectl --version")]
+
+
+def run(host, quick: bool = False) -> list:
+    runs = 3 if quick else 5
+    rows: list = []
+    guarded(rows, "CLI start-up (--version)", "machinectl --version",
+            lambda: startup(host, 2 * runs))
+    guarded(rows, "start --wait / stop", "machinectl", lambda: start_stop(host, runs))
+    guarded(rows, f"list, {len(FLEET)} containers", "machinectl list",
+            lambda: listing(host, 2 * runs))
+    return rows
