@@ -18,7 +18,13 @@ from .paths import Paths
 from .run import need_tool, run
 from .store import Store
 
-POLL = 0.05
+def _polls(first=0.005, most=0.05):
+    """Sleep intervals for state polling: quick at first, when the answer is often near,
+    then backing off so a slow boot does not cost a busy loop."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 1.5, most)
 
 
 def _journal_tail(name: str, lines: int = 10) -> str:
@@ -57,6 +63,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
         if not wait:
             return "starting"
         deadline = time.monotonic() + timeout
+        polls = _polls()
         while time.monotonic() < deadline:
             state = bus.active_state(unit)
             # "inactive" right after StartUnit only means the job has not begun yet.
@@ -69,7 +76,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
                 guest = guest_state(name)
                 if guest in ("running", "degraded"):
                     return guest
-            time.sleep(POLL)
+            time.sleep(next(polls))
     raise Error(f"{name} did not finish booting within {timeout:g} s",
                 hint="its log says:\n" + (_journal_tail(name) or "(nothing)"))
 
@@ -105,10 +112,11 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
 
 def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
+    polls = _polls()
     while time.monotonic() < deadline:
         if bus.active_state(unit) in ("inactive", "failed"):
             return True
-        time.sleep(POLL)
+        time.sleep(next(polls))
     return False
 
 
