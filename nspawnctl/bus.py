@@ -151,10 +151,6 @@ class Bus:
         return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"StopUnit", b"ss",
                          [unit, "replace"], what=f"stopping {unit}")
 
-    def restart_unit(self, unit: str) -> str:
-        return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"RestartUnit", b"ss",
-                         [unit, "replace"], what=f"restarting {unit}")
-
     def kill_unit(self, unit: str, signal: int, who: str = "all"):
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"KillUnit", b"ssi", [unit, who, signal],
                   what=f"killing {unit}")
@@ -182,13 +178,6 @@ class Bus:
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"DisableUnitFiles", b"asb",
                   [[_b(u) for u in units], False], what="disabling " + " ".join(units))
 
-    def unit_file_state(self, unit: str) -> str:
-        try:
-            return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"GetUnitFileState", b"s", [unit],
-                             what=unit)
-        except Error:
-            return "not-found"
-
     # machine1
 
     def list_machines(self) -> list[dict]:
@@ -215,11 +204,6 @@ class Bus:
             return None
         return self.get_all(MACHINED, _b(path), MACHINE, what=f"machine {name}")
 
-    def machine_os_release(self, name: str) -> dict:
-        return dict(self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
-                              b"GetMachineOSRelease", b"s", [name],
-                              what=f"reading os-release of {name}"))
-
     def machine_addresses(self, name: str) -> list[str]:
         import ipaddress
         rows = self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"GetMachineAddresses",
@@ -230,7 +214,3 @@ class Bus:
         """What `machinectl poweroff` does: SIGRTMIN+4 to the leader, a clean shutdown."""
         self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"KillMachine", b"ssi",
                   [name, "leader", int(signal.SIGRTMIN) + 4], what=f"powering off {name}")
-
-    def terminate_machine(self, name: str):
-        self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"TerminateMachine", b"s", [name],
-                  what=f"terminating {name}")

@@ -142,7 +142,6 @@ class Store:
             # and if we die the trash is swept as a dead process's staging directory.
             os.rename(tree, trash / "tree")
             self.remove_settings(name)
-        remove_overlay_parts(self.paths, name)
 
     def remove_settings(self, name: str, only_ours: bool = False):
         nspawn = self.paths.nspawn_file(name)
@@ -156,10 +155,6 @@ class Store:
                 (dropin / f).unlink()
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
-
-
-def remove_overlay_parts(paths: Paths, name: str):
-    remove_tree(paths.state / "overlays" / name)
 
 
 def remove_tree(path: Path):

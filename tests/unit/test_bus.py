@@ -232,13 +232,6 @@ def test_machine_addresses():
     assert bus.machine_addresses("web") == ["10.0.0.2", "fe80::1"]
 
 
-def test_unit_file_state_of_an_unknown_unit():
-    bus, _ = fake_bus(replies={b"GetUnitFileState": dbus_error(
-        errno.ENOENT, "org.freedesktop.DBus.Error.FileNotFound",
-        "Unit file systemd-nspawn@x.service does not exist.")})
-    assert bus.unit_file_state("systemd-nspawn@x.service") == "not-found"
-
-
 def test_properties():
     bus, fake = fake_bus(properties={b"ActiveState": b"active", b"Job": (0, b"/")})
     assert bus.active_state("systemd-nspawn@web.service") == "active"

@@ -354,13 +354,3 @@ def test_remove_of_a_tree_that_is_a_symlink_removes_only_the_link(store, paths, 
     assert not os.path.lexists(paths.tree("x"))
     assert _sentinel_intact(sentinel)
     assert not paths.nspawn_file("x").exists()
-
-
-def test_remove_deletes_overlay_parts_but_not_through_links(store, paths, sentinel):
-    make_tree(paths, "x")
-    overlays = paths.state / "overlays"
-    overlays.mkdir(parents=True)
-    (overlays / "x").symlink_to(sentinel)
-    store.remove("x")
-    assert not os.path.lexists(overlays / "x")
-    assert _sentinel_intact(sentinel)
