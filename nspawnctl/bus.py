@@ -210,7 +210,10 @@ class Bus:
                          b"s", [name], what=f"reading addresses of {name}")
         return [str(ipaddress.ip_address(bytes(addr))) for _family, addr in rows]
 
+    def kill_machine(self, name: str, who: str, signal_number: int, what: str | None = None):
+        self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"KillMachine", b"ssi",
+                  [name, who, signal_number], what=what or f"killing {name}")
+
     def poweroff_machine(self, name: str):
         """What `machinectl poweroff` does: SIGRTMIN+4 to the leader, a clean shutdown."""
-        self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"KillMachine", b"ssi",
-                  [name, "leader", int(signal.SIGRTMIN) + 4], what=f"powering off {name}")
+        self.kill_machine(name, "leader", int(signal.SIGRTMIN) + 4, what=f"powering off {name}")

@@ -144,9 +144,7 @@ def kill(paths: Paths, name: str, signal: str = "TERM"):
     with Bus() as bus:
         if not bus.machine_path(name):
             raise Error(f"{name} is not running")
-        bus.call(b"org.freedesktop.machine1", b"/org/freedesktop/machine1",
-                 b"org.freedesktop.machine1.Manager", b"KillMachine", b"ssi",
-                 [name, "all", number], what=f"killing {name}")
+        bus.kill_machine(name, "all", number)
 
 
 def enable(paths: Paths, name: str):

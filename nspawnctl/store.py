@@ -18,6 +18,7 @@ from .errors import Error
 from .fsutil import pid_alive, rename_noreplace
 from .names import check_name
 from .paths import Paths
+from .units import DROPIN_NAME
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
 OWNED_MARK = "# Settings of an nspawnctl container"
@@ -150,9 +151,8 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             nspawn.unlink()
         dropin = self.paths.dropin_dir(name)
-        for f in _listdir(dropin):
-            if f.startswith("50-nspawnctl"):
-                (dropin / f).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            (dropin / DROPIN_NAME).unlink()
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
 
