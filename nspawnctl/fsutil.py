@@ -3,7 +3,9 @@
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -45,6 +47,26 @@ def write_atomic(path: Path, text: str, mode: int = 0o644):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def flocked(path: Path, on_busy: Callable[[], None]):
+    """Hold an exclusive flock() on path (made 0600 if missing) for the with-block.
+
+    When another process holds it, on_busy() is called first: raise there to give up at once,
+    or return to wait for it.  flock() locks die with their process, so a killed nspawnctl
+    never leaves a stale one.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_busy()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def tree_size(path: Path) -> int:

@@ -7,7 +7,6 @@ copy on btrfs/XFS, a plain copy elsewhere).
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -15,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Error
-from .fsutil import tree_size
+from .fsutil import flocked, tree_size
 from .paths import Paths
 from .run import run
 from .store import Store, remove_tree
@@ -35,12 +34,12 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
-def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], dict | None],
+def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], None],
                  report: Callable[[str], None]) -> tuple[Path, bool]:
     """The base tree for key, built with build(tree_dir) if missing.  Returns (dir, was_cached).
 
     Two commands that need the same base wait for each other on a lock, so it is built once.
-    build() may return extra metadata (e.g. an image's config) to store with the tree.
+    Its callers hold a container's lock, which has already swept dead staging directories.
     """
     final = image_dir(paths, key)
     if read_meta(final):
@@ -49,14 +48,12 @@ def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], dic
     with _image_lock(paths, key, report):
         if read_meta(final):
             return final, True
-        store = Store(paths)
-        store.sweep()
-        with store.staging(paths.images, f"image-{key}") as stage:
+        with Store(paths).staging(paths.images, f"image-{key}") as stage:
             tree = stage / "tree"
             tree.mkdir(mode=0o755)
             t0 = time.monotonic()
-            extra = build(tree) or {}
-            meta = dict(meta, **extra, key=key, created=time.time(),
+            build(tree)
+            meta = dict(meta, key=key, created=time.time(),
                         build_seconds=round(time.monotonic() - t0, 2), size=tree_size(tree))
             (stage / "meta.json").write_text(json.dumps(meta, indent=2))
             remove_tree(final)  # an entry without meta.json is a leftover, not an image
@@ -64,18 +61,11 @@ def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], dic
     return final, False
 
 
-@contextlib.contextmanager
 def _image_lock(paths: Paths, key: str, report):
-    fd = os.open(paths.images / f".{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            report("waiting for another nspawnctl that is building the same base tree")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+    """KEY's lock: a second command that needs the same base waits for the first."""
+    return flocked(paths.images / f".{key}.lock",
+                   lambda: report("waiting for another nspawnctl that is building the same "
+                                  "base tree"))
 
 
 def clone_method(src: Path) -> str:

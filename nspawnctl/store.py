@@ -8,14 +8,13 @@ command (staging directories, settings without a tree) are swept by the next com
 """
 
 import contextlib
-import fcntl
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from .errors import Error
-from .fsutil import pid_alive, rename_noreplace
+from .fsutil import flocked, pid_alive, rename_noreplace
 from .names import check_name
 from .paths import Paths
 from .units import DROPIN_NAME
@@ -58,24 +57,15 @@ class Store:
     # locking
 
     @contextlib.contextmanager
-    def lock(self, name: str, wait: bool = False):
-        """Hold NAME's lock; a second command on the same name fails at once (or waits).
+    def lock(self, name: str):
+        """Hold NAME's lock; a second command on the same name fails at once."""
+        def busy():
+            raise Error(f"container {name!r} is busy: another nspawnctl command is working on it")
 
-        flock() locks die with their process, so a killed nspawnctl never leaves a stale one.
-        """
         self.paths.locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.paths.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                     0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise Error(f"container {name!r} is busy: another nspawnctl command is "
-                            "working on it") from None
+        with flocked(self.paths.locks / f"{name}.lock", busy):
             self.sweep(name, locked=True)
             yield
-        finally:
-            os.close(fd)
 
     # staging
 
