@@ -59,18 +59,17 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             tree = stage / "tree"
             info = {"name": name, "source": source}
             if kind == "debootstrap":
-                cfg, info = _from_base(paths, tree, cfg, info, *_debootstrap_base(paths, spec,
-                                                                                  report))
+                cfg = _from_base(paths, tree, cfg, info, _debootstrap_base(paths, spec, report),
+                                 report)
             elif kind in ("oci-archive", "docker-archive", "oci"):
-                cfg, info = _from_base(paths, tree, cfg, info,
-                                       *_image_base(paths, source, platform, cfg, report))
-            else:
+                cfg = _from_base(paths, tree, cfg, info, _image_base(source, platform, report),
+                                 report)
+            elif kind == "tar":
                 tree.mkdir(mode=0o755)
-                if kind == "tar":
-                    tarball.import_tar(Path(rest), tree, warn=report)
-                else:
-                    tree.rmdir()
-                    tarball.import_dir(Path(rest), tree)
+                tarball.import_tar(Path(rest), tree, warn=report)
+                info["method"] = "import"
+            else:
+                tarball.import_dir(Path(rest), tree)
                 info["method"] = "import"
             prepare_tree(tree, cfg.hostname or name)
             commit(store, tree, name, cfg)
@@ -89,7 +88,17 @@ def commit(store: Store, tree: Path, name: str, cfg: ContainerConfig):
         raise
 
 
-def _debootstrap_base(paths: Paths, spec, report: Report):
+@dataclasses.dataclass(frozen=True)
+class Base:
+    """A cacheable base tree: its key, what images.py records about it, how to build it, and
+    for images the config that says how to run it."""
+    key: str
+    meta: dict
+    build: Callable[[Path], None]
+    image_config: object = None
+
+
+def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
     key = "debootstrap-" + spec.key()
     meta = {"source": f"debootstrap:{spec.suite}", "suite": spec.suite,
             "spec": dataclasses.asdict(spec)}
@@ -97,12 +106,11 @@ def _debootstrap_base(paths: Paths, spec, report: Report):
     def build(tree: Path):
         log_path = paths.logs / f"bootstrap-{key}-{int(time.time())}.log"
         debootstrap.bootstrap(spec, tree, debs=paths.debs, log_path=log_path, report=report)
-        return None
 
-    return key, meta, build, report, None
+    return Base(key, meta, build)
 
 
-def _image_base(paths: Paths, source: str, platform: str | None, cfg, report: Report):
+def _image_base(source: str, platform: str | None, report: Report) -> Base:
     from .sources import oci
     kind, path, ref = oci.parse_source(source)
     config = oci.inspect_image(kind, path, ref, platform)
@@ -116,24 +124,25 @@ def _image_base(paths: Paths, source: str, platform: str | None, cfg, report: Re
 
     def build(tree: Path):
         oci.unpack_image(kind, path, tree, ref, platform, warn=report)
-        return None
 
-    return key, meta, build, report, config
+    return Base(key, meta, build, config)
 
 
-def _from_base(paths: Paths, tree: Path, cfg: ContainerConfig, info: dict, key: str,
-               meta: dict, build, report: Report, image_config):
-    base, cached = ensure_image(paths, key, meta, build, report)
+def _from_base(paths: Paths, tree: Path, cfg: ContainerConfig, info: dict, base: Base,
+               report: Report) -> ContainerConfig:
+    """Clone base (built first if not cached) to tree; info records how, cfg comes back
+    naming the base and, for an image, running its command."""
+    image, cached = ensure_image(paths, base.key, base.meta, base.build, report)
     if cached:
-        report(f"using cached base tree {key}")
-    info.update(image=key, cached=cached, method=clone_tree(base / "tree", tree))
-    cfg = dataclasses.replace(cfg, image=key)
-    if image_config is not None:
-        cfg = _apply_image_config(cfg, image_config)
-        warning = image_user_warning(image_config)
+        report(f"using cached base tree {base.key}")
+    info.update(image=base.key, cached=cached, method=clone_tree(image / "tree", tree))
+    cfg = dataclasses.replace(cfg, image=base.key)
+    if base.image_config is not None:
+        cfg = _apply_image_config(cfg, base.image_config)
+        warning = image_user_warning(base.image_config)
         if warning:
             report(warning)
-    return cfg, info
+    return cfg
 
 
 def _apply_image_config(cfg: ContainerConfig, image) -> ContainerConfig:
@@ -141,8 +150,7 @@ def _apply_image_config(cfg: ContainerConfig, image) -> ContainerConfig:
     return dataclasses.replace(
         cfg, boot=False, command=cfg.command or tuple(image.entrypoint) + tuple(image.cmd),
         env=tuple(image.env) + tuple(cfg.env),
-        working_dir=cfg.working_dir or image.working_dir,
-        user=cfg.user)
+        working_dir=cfg.working_dir or image.working_dir)
 
 
 def image_user_warning(image) -> str | None:
