@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from .bus import SERVICE, SYSTEMD, Bus, unit_path
-from .config import format_size
+from .config import ContainerConfig, format_size
 from .container import load_config, unit_name
 from .errors import Error
 from .images import image_dir, read_meta
@@ -47,8 +47,7 @@ def _limits(cfg) -> str | None:
     return " ".join(parts) or None
 
 
-def _row(paths: Paths, name: str, state: str, addresses: list[str] | None) -> dict:
-    cfg = load_config(paths, name)
+def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str, addresses: list[str] | None) -> dict:
     release = os_release(paths.tree(name))
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
@@ -80,7 +79,7 @@ def list_containers(paths: Paths) -> list[dict]:
         for name in names:
             state = _state(units.get(unit_name(name)))
             addresses = bus.machine_addresses(name) if name in running else None
-            rows.append(_row(paths, name, state, addresses))
+            rows.append(_row(paths, name, load_config(paths, name), state, addresses))
     return rows
 
 
@@ -92,7 +91,7 @@ def status(paths: Paths, name: str) -> dict:
         machine = bus.machine_properties(name)
         addresses = bus.machine_addresses(name) if machine else None
         service = bus.get_all(SYSTEMD, unit_path(unit_name(name)), SERVICE) if machine else {}
-    row = _row(paths, name, _state(unit.get("ActiveState")), addresses)
+    row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses)
     row.update({
         "unit": unit_name(name), "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
         "leader": machine.get("Leader") if machine else None,
