@@ -40,10 +40,15 @@ class Paths:
         """Read-only base trees, one directory per cache key."""
         return self.state / "images"
 
+    @staticmethod
+    def staging_in(parent: Path) -> Path:
+        """Where half-made things for parent are built: beside their final place, on the same
+        filesystem, so the final move is a rename; hidden, so machinectl does not list it."""
+        return parent / ".nspawnctl-staging"
+
     @property
     def staging(self) -> Path:
-        """Half-made trees; on the same filesystem as machines/ so the final move is a rename."""
-        return self.machines / ".nspawnctl-staging"
+        return self.staging_in(self.machines)
 
     @property
     def locks(self) -> Path:

@@ -77,7 +77,7 @@ class Store:
         an exception or Ctrl-C, is deleted.  The pid in its name lets a later run spot the
         leftovers of a SIGKILLed one.
         """
-        area = parent / ".nspawnctl-staging"
+        area = self.paths.staging_in(parent)
         area.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = Path(tempfile.mkdtemp(prefix=f"{label}.{os.getpid()}.", dir=area))
         try:
@@ -93,7 +93,7 @@ class Store:
         here without waiting: a busy name is someone else's business).
         """
         for parent in (self.paths.machines, self.paths.images):
-            area = parent / ".nspawnctl-staging"
+            area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 try:
                     # LABEL.PID.RANDOM; LABEL may hold dots (names do), RANDOM never does
