@@ -58,7 +58,8 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
         if is_active(bus, name):
             report(f"{name} is already running")
             return "running"
-        bus.reset_failed(unit) if bus.active_state(unit) == "failed" else None
+        if bus.active_state(unit) == "failed":
+            bus.reset_failed(unit)
         bus.start_unit(unit)
         if not wait:
             return "starting"

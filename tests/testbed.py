@@ -275,19 +275,21 @@ class Testbed:
         """The testbed's system bus, for pystemd on the host."""
         return f"unix:path=/proc/{self.leader}/root/run/dbus/system_bus_socket"
 
-    def run(self, argv, input=None, timeout=600, env=None) -> Result:
+    def inside(self, argv, env=None) -> list[str]:
+        """argv entering every namespace of the testbed, with a clean login-like environment."""
         environ = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
         environ.update(env or {})
-        full = ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--", "env", "-i",
+        return ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--", "env", "-i",
                 *[f"{k}={v}" for k, v in environ.items()], *map(str, argv)]
-        p = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout)
+
+    def run(self, argv, input=None, timeout=600, env=None) -> Result:
+        p = subprocess.run(self.inside(argv, env), input=input, capture_output=True, text=True,
+                           timeout=timeout)
         return Result([str(a) for a in argv], p.returncode, p.stdout, p.stderr)
 
     def popen(self, argv, **kw) -> subprocess.Popen:
         """A process inside the testbed that the test controls (signals, stdin)."""
-        full = ["nsenter", "-t", str(self.leader), "-a", "-r", "-w", "--", "env", "-i",
-                f"PATH={PATH}", "HOME=/root", "LANG=C.UTF-8", *map(str, argv)]
-        return subprocess.Popen(full, **kw)
+        return subprocess.Popen(self.inside(argv), **kw)
 
     def path(self, inside: str) -> Path:
         """A path inside the testbed, seen from the host."""
