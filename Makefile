@@ -1,4 +1,4 @@
-# The README's two commands: `sudo make demo` (the main job) and `sudo make test` (every test).
+# The README's two commands, run as root: `make demo` (the main job) and `make test` (every test).
 # Both install what is missing first: Debian packages, then a virtualenv with nspawnctl.
 
 PYTHON := /usr/bin/python3

@@ -46,10 +46,10 @@ def main():
             host.detach()
             print(f"\nThe container runs inside the testbed (a systemd host booted with "
                   f"systemd-nspawn, leader PID {host.leader}). Log into it with:\n"
-                  f"  sudo nsenter -t {host.leader} -a -r -w nspawnctl shell {NAME}\n"
+                  f"  nsenter -t {host.leader} -a -r -w nspawnctl shell {NAME}   (as root)\n"
                   f"The next 'make demo' or 'make test' removes this testbed.")
         else:
-            print(f"\n{NAME} is running. Log into it with:  sudo nspawnctl shell {NAME}")
+            print(f"\n{NAME} is running. Log into it with (as root):  nspawnctl shell {NAME}")
 
 
 if __name__ == "__main__":
