@@ -66,3 +66,33 @@ class Nspawnctl:
 @pytest.fixture(scope="session")
 def nspawnctl(host):
     return Nspawnctl(host)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help="run the long fault and load tests with their full counts "
+                          "(CI runs smaller ones)")
+
+
+@pytest.fixture(scope="session")
+def full(request) -> bool:
+    """True with --full: soak, density and kill trials run their full counts."""
+    return request.config.getoption("--full")
+
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture(scope="session")
+def figures():
+    """figures(what, value): a measured figure, printed together at the end of the run
+    (trials run, faults survived, memory per container, ...), for the issue notes."""
+    return lambda what, value: _FIGURES.append((what, str(value)))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures measured by the tests")
+        width = max(len(what) for what, _ in _FIGURES)
+        for what, value in _FIGURES:
+            terminalreporter.write_line(f"{what:<{width}}  {value}")

@@ -1,6 +1,7 @@
 """Small helpers the integration tests share."""
 
 import json
+import re
 import time
 
 MACHINES = "/var/lib/machines"
@@ -20,17 +21,70 @@ def listing(nspawnctl) -> dict:
     return {row["name"]: row for row in json.loads(nspawnctl("list", "--json").stdout)}
 
 
-def store_is_consistent(host, nspawnctl):
-    """No staging leftovers of dead processes, and no settings without a tree."""
+STATE = "/var/lib/nspawnctl"
+STAGING_AREAS = (f"{MACHINES}/.nspawnctl-staging", f"{STATE}/images/.nspawnctl-staging",
+                 f"{STATE}/overlays/.nspawnctl-staging")
+
+# One shell pass over everything a half-made or half-removed container could leave behind;
+# each line it prints is "KIND PATH".
+_SCAN = r"""
+for d in %(staging)s; do
+  [ -d "$d" ] && find "$d" -mindepth 1 -maxdepth 1 -printf 'staging %%p\n'
+done
+for f in /etc/systemd/nspawn/*.nspawn; do
+  [ -e "$f" ] && head -n1 "$f" | grep -q '^# Settings of an nspawnctl container' \
+    && echo "settings $f"
+done
+for f in /etc/systemd/system/systemd-nspawn@*.service.d/50-nspawnctl.conf; do
+  [ -e "$f" ] && echo "dropin $f"
+done
+for f in /etc/systemd/system/var-lib-machines-*.mount; do
+  [ -e "$f" ] && echo "mountunit $f"
+done
+for d in %(state)s/overlays/*; do [ -d "$d" ] && echo "overlay $d"; done
+for d in %(state)s/images/*; do
+  [ -d "$d" ] && [ ! -e "$d/meta.json" ] && echo "partialimage $d"
+done
+for f in %(state)s/locks/*.lock %(state)s/images/.*.lock; do
+  [ -e "$f" ] && ! flock -n "$f" true && echo "heldlock $f"
+done
+awk '$5 ~ "^%(machines)s/" {print "mount " $5}' /proc/self/mountinfo
+ls -A %(machines)s | sed 's/^/tree /'
+true
+""" % {"staging": " ".join(STAGING_AREAS), "state": STATE, "machines": MACHINES}
+
+
+def _unescape_unit(stem: str) -> str:
+    return re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), stem)
+
+
+def store_problems(host, nspawnctl) -> list[str]:
+    """What a killed or failed command left behind, after the next command's sweep: staging
+    directories, settings, drop-ins, mount units or overlay layers of containers that do not
+    exist, base-tree cache entries without their meta.json, locks still held by nobody's
+    command, mounts on trees that are gone.  Empty when the store is consistent."""
     nspawnctl("list")  # any command sweeps what killed ones left
-    staging = host.run(["sh", "-c", f"find {MACHINES}/.nspawnctl-staging "
-                        "/var/lib/nspawnctl/images/.nspawnctl-staging -mindepth 1 -maxdepth 1 "
-                        "2>/dev/null"]).stdout
-    trees = set(host.run(["ls", "-A", MACHINES]).stdout.split()) - {".nspawnctl-staging"}
-    settings = {f[:-len(".nspawn")] for f in
-                host.run(["ls", "-A", "/etc/systemd/nspawn"]).stdout.split()
-                if f.endswith(".nspawn")}
-    return staging.strip(), settings - trees
+    lines = host.run(["sh", "-c", _SCAN]).stdout.splitlines()
+    found = [line.split(" ", 1) for line in lines if " " in line]
+    trees = {path for kind, path in found if kind == "tree"} - {".nspawnctl-staging"}
+    problems = []
+    for kind, path in found:
+        base = path.rsplit("/", 1)[-1]
+        if kind in ("staging", "partialimage", "heldlock"):
+            problems.append(f"{kind}: {path}")
+        elif kind == "settings" and base[:-len(".nspawn")] not in trees:
+            problems.append(f"settings without a tree: {path}")
+        elif kind == "dropin" and path.split("systemd-nspawn@")[1].split(".service.d")[0] \
+                not in trees:
+            problems.append(f"drop-in without a tree: {path}")
+        elif kind == "mountunit" and \
+                _unescape_unit(base[len("var-lib-machines-"):-len(".mount")]) not in trees:
+            problems.append(f"mount unit without a tree: {path}")
+        elif kind == "overlay" and base not in trees:
+            problems.append(f"overlay layer without a tree: {path}")
+        elif kind == "mount" and path[len(MACHINES) + 1:].split("/")[0] not in trees:
+            problems.append(f"mount on a removed tree: {path}")
+    return problems
 
 
 def guest_running(host, name) -> bool:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.helpers import MACHINES, guest_running, listing, store_is_consistent, wait_for
+from tests.integration.helpers import MACHINES, guest_running, listing, store_problems, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ def test_create_errors_are_one_clear_line(host, nspawnctl, base, args, message):
     r = nspawnctl.fails(*args)
     assert message.lower() in r.error.lower(), r.stderr
     assert host.run(["ls", "-A", MACHINES]).stdout == before
-    assert store_is_consistent(host, nspawnctl) == ("", set())
+    assert store_problems(host, nspawnctl) == []
 
 
 def test_create_without_root_or_tools(host, nspawnctl, base):
@@ -183,7 +183,7 @@ def test_sigkill_during_create_leaves_a_consistent_store(host, nspawnctl, base, 
     # nsenter is the parent; kill the nspawnctl process inside.
     host.run(["pkill", "-KILL", "-f", "nspawnctl create killed"])
     p.wait()
-    assert store_is_consistent(host, nspawnctl) == ("", set())
+    assert store_problems(host, nspawnctl) == []
     rows = listing(nspawnctl)
     if "killed" in rows:  # killed after the commit point: it must be whole
         assert host.run(["test", "-f", "/etc/systemd/nspawn/killed.nspawn"]).returncode == 0
@@ -203,7 +203,7 @@ def test_sigkill_during_bootstrap_leaves_no_partial_base(host, nspawnctl, base):
     host.run(["pkill", "-KILL", "-f", "debootstrap"])  # orphaned with its parent gone
     wait_for(lambda: host.run(["pgrep", "-f", "debootstrap"]).returncode != 0,
              what="debootstrap to end")
-    assert store_is_consistent(host, nspawnctl) == ("", set())
+    assert store_problems(host, nspawnctl) == []
     images = [r["key"] for r in json.loads(nspawnctl("images", "--json").stdout)]
     assert images and all(host.run(["test", "-f", f"/var/lib/nspawnctl/images/{k}/meta.json"]
                                    ).returncode == 0 for k in images)
@@ -214,7 +214,7 @@ def test_sigterm_during_create_cleans_up(host, nspawnctl, base):
     time.sleep(0.3)
     host.run(["pkill", "-TERM", "-f", "nspawnctl create termed"])
     p.wait()
-    assert store_is_consistent(host, nspawnctl) == ("", set())
+    assert store_problems(host, nspawnctl) == []
 
 
 def test_remove_refuses_running_and_never_leaves_the_store(host, nspawnctl, base):

@@ -13,7 +13,7 @@ import pytest
 
 from nspawnctl.sources.oci import parse_platform
 from tests import imagetools
-from tests.integration.helpers import MACHINES, listing, store_is_consistent
+from tests.integration.helpers import MACHINES, listing, store_problems
 from tests.unit import imagebuild as ib
 
 pytestmark = pytest.mark.integration
@@ -163,7 +163,7 @@ def leaves_nothing(host, nspawnctl, name: str, images_before: dict):
     assert host.run(["test", "-e", f"{MACHINES}/{name}"]).returncode != 0
     assert host.run(["test", "-e", f"/etc/systemd/nspawn/{name}.nspawn"]).returncode != 0
     assert image_keys(nspawnctl).keys() == images_before.keys()
-    assert store_is_consistent(host, nspawnctl) == ("", set())
+    assert store_problems(host, nspawnctl) == []
     leftovers = host.run(["sh", "-c", f"ls -A {IMAGES} | grep -v '^\\.' ; true"]).stdout.split()
     assert set(leftovers) == set(images_before), leftovers
 
