@@ -183,11 +183,14 @@ def _changes(memory, cpus, tasks, binds, envs, network, private_users, hostname,
 @click.option("--bootstrapper", type=click.Choice(["debootstrap", "mmdebstrap"]),
               default="debootstrap", show_default=True)
 @click.option("--platform", help="Image platform to pick, e.g. linux/arm64.")
+@click.option("--overlay", "use_overlay", is_flag=True,
+              help="Share the cached base tree read-only and keep only this container's "
+                   "changes (overlayfs) instead of copying it.")
 @_config_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper, platform,
-           as_json, **options):
+           use_overlay, as_json, **options):
     """Create container NAME (a Debian bookworm tree by default)."""
     from .config import ContainerConfig
     from .create import create as make
@@ -196,7 +199,8 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
     cfg = ContainerConfig(**_changes(**options))
-    info = make(app.paths, name, source, spec, cfg, platform=platform, report=progress)
+    info = make(app.paths, name, source, spec, cfg, platform=platform, use_overlay=use_overlay,
+                report=progress)
     if as_json:
         print_record(info, True)
     else:

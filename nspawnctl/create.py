@@ -12,10 +12,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import overlay
 from .bus import Bus
 from .config import ContainerConfig
 from .container import save_config, unit_name
 from .errors import Error
+from .fsutil import rename_noreplace
 from .images import clone_tree, ensure_image
 from .inventory import is_enabled
 from .lifecycle import is_active, stop
@@ -42,13 +44,21 @@ def parse_source(source: str) -> tuple[str, str]:
                      "docker-archive:PATH or oci:DIR[:REF]")
 
 
+BASE_KINDS = ("debootstrap", "oci-archive", "docker-archive", "oci")
+
+
 def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec,
-           cfg: ContainerConfig, *, platform: str | None = None, report: Report = print) -> dict:
+           cfg: ContainerConfig, *, platform: str | None = None, use_overlay: bool = False,
+           report: Report = print) -> dict:
     """Make container NAME from source; returns what was done (for the user and the tests)."""
     require_root()
     store = Store(paths)
     store.require_absent(name)
     kind, rest = parse_source(source)
+    if use_overlay and kind not in BASE_KINDS:
+        raise Error(f"--overlay needs a cached base tree, and {kind}: sources are imported "
+                    "once", hint="use it with debootstrap:, oci-archive:, docker-archive: or "
+                                 "oci: sources")
     if kind == "debootstrap":
         spec = dataclasses.replace(spec, suite=rest)
         debootstrap.check_spec(spec)
@@ -58,12 +68,11 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
         with store.staging(paths.machines, f"create-{name}") as stage:
             tree = stage / "tree"
             info = {"name": name, "source": source}
-            if kind == "debootstrap":
-                cfg = _from_base(paths, tree, cfg, info, _debootstrap_base(paths, spec, report),
-                                 report)
-            elif kind in ("oci-archive", "docker-archive", "oci"):
-                cfg = _from_base(paths, tree, cfg, info, _image_base(source, platform, report),
-                                 report)
+            lower = None
+            if kind in BASE_KINDS:
+                base = _debootstrap_base(paths, spec, report) if kind == "debootstrap" \
+                    else _image_base(source, platform, report)
+                cfg, lower = _from_base(paths, stage, cfg, info, base, use_overlay, report)
             elif kind == "tar":
                 tree.mkdir(mode=0o755)
                 tarball.import_tar(Path(rest), tree, warn=report)
@@ -71,21 +80,36 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             else:
                 tarball.import_dir(Path(rest), tree)
                 info["method"] = "import"
-            prepare_tree(tree, cfg.hostname or name)
-            commit(store, tree, name, cfg)
+            finish(store, stage, name, cfg, cfg.hostname or name, lower)
     _reload_if_loaded(name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
 
 
-def commit(store: Store, tree: Path, name: str, cfg: ContainerConfig):
-    """Settings first, then the tree's rename: the container exists from that rename on."""
+def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname: str,
+           lower: Path | None = None):
+    """Give the staged tree its identity and commit it: settings first, then the tree's rename,
+    from which on the container exists.  With lower (an --overlay container) the tree is an
+    empty mount point and stage/layers holds its changes on top of lower."""
+    paths = store.paths
+    tree = stage / "tree"
+    if lower is None:
+        prepare_tree(tree, hostname)
+    else:
+        with overlay.mounted(lower, stage / "layers", tree):
+            prepare_tree(tree, hostname)
     try:
-        save_config(store.paths, name, cfg)
+        save_config(paths, name, cfg)
+        if lower is not None:
+            overlay.write_unit(paths, name, lower)
+            paths.overlays.mkdir(mode=0o700, exist_ok=True)
+            rename_noreplace(stage / "layers", overlay.layers(paths, name))
         store.install(tree, name)
     except BaseException:
         store.remove_settings(name)
         raise
+    if lower is not None:
+        overlay.ensure_mounted(paths, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,21 +152,30 @@ def _image_base(source: str, platform: str | None, report: Report) -> Base:
     return Base(key, meta, build, config)
 
 
-def _from_base(paths: Paths, tree: Path, cfg: ContainerConfig, info: dict, base: Base,
-               report: Report) -> ContainerConfig:
-    """Clone base (built first if not cached) to tree; info records how, cfg comes back
-    naming the base and, for an image, running its command."""
+def _from_base(paths: Paths, stage: Path, cfg: ContainerConfig, info: dict, base: Base,
+               use_overlay: bool, report: Report) -> tuple[ContainerConfig, Path | None]:
+    """Stage a tree from base (built first if not cached): a clone in stage/tree, or with
+    use_overlay empty layers in stage/layers over it.  info records how; returns cfg naming
+    the base (and for an image running its command), and the lower tree of an overlay."""
     image, cached = ensure_image(paths, base.key, base.meta, base.build, report)
     if cached:
         report(f"using cached base tree {base.key}")
-    info.update(image=base.key, cached=cached, method=clone_tree(image / "tree", tree))
+    lower = None
+    if use_overlay:
+        lower = image / "tree"
+        (stage / "tree").mkdir(mode=0o755)
+        overlay.make_layers(stage / "layers")
+        method = "overlay"
+    else:
+        method = clone_tree(image / "tree", stage / "tree")
+    info.update(image=base.key, cached=cached, method=method)
     cfg = dataclasses.replace(cfg, image=base.key)
     if base.image_config is not None:
         cfg = _apply_image_config(cfg, base.image_config)
         warning = image_user_warning(base.image_config)
         if warning:
             report(warning)
-    return cfg
+    return cfg, lower
 
 
 def _apply_image_config(cfg: ContainerConfig, image) -> ContainerConfig:
@@ -200,12 +233,17 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
                 raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
         cfg = load_config(paths, src)
         with store.staging(paths.machines, f"clone-{dst}") as stage:
-            tree = stage / "tree"
-            method = clone_tree(paths.tree(src), tree)
-            prepare_tree(tree, dst)
+            lower = overlay.lower_of(paths, src)
+            if lower is not None:  # an overlay container's clone shares its base too
+                (stage / "tree").mkdir(mode=0o755)
+                overlay.make_layers(stage / "layers",
+                                    upper_from=overlay.layers(paths, src) / "upper")
+                method = "overlay"
+            else:
+                method = clone_tree(paths.tree(src), stage / "tree")
             if cfg.hostname:
                 cfg = dataclasses.replace(cfg, hostname=None)
-            commit(store, tree, dst, cfg)
+            finish(store, stage, dst, cfg, dst, lower)
     return {"name": dst, "from": src, "method": method}
 
 

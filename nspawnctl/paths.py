@@ -40,6 +40,11 @@ class Paths:
         """Read-only base trees, one directory per cache key."""
         return self.state / "images"
 
+    @property
+    def overlays(self) -> Path:
+        """The layers of --overlay containers (overlay.py): hidden beside their trees."""
+        return self.machines / ".nspawnctl-overlays"
+
     @staticmethod
     def staging_in(parent: Path) -> Path:
         """Where half-made things for parent are built: beside their final place, on the same

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from .errors import Error
-from .fsutil import flocked, pid_alive, rename_noreplace
+from . import overlay
+from .fsutil import flocked, mounts_under, pid_alive, rename_noreplace, unmount
 from .names import check_name
 from .paths import Paths
 from .units import DROPIN_NAME
@@ -92,7 +93,7 @@ class Store:
         commit, so they are removed only under the name's lock (held by the caller, or taken
         here without waiting: a busy name is someone else's business).
         """
-        for parent in (self.paths.machines, self.paths.images):
+        for parent in (self.paths.machines, self.paths.images):  # overlays stage in machines
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 try:
@@ -112,8 +113,16 @@ class Store:
                     with self.lock(n):  # lock() sweeps n once it holds it
                         pass
 
-    def _settings_names(self) -> list[str]:
-        return [f[:-len(".nspawn")] for f in _listdir(self.paths.nspawn) if f.endswith(".nspawn")]
+    def _settings_names(self) -> set[str]:
+        """Names that have settings, drop-ins or overlay layers (with or without a tree)."""
+        names = {f[:-len(".nspawn")] for f in _listdir(self.paths.nspawn)
+                 if f.endswith(".nspawn")}
+        names.update(f[len("systemd-nspawn@"):-len(".service.d")]
+                     for f in _listdir(self.paths.units)
+                     if f.startswith("systemd-nspawn@") and f.endswith(".service.d")
+                     and os.path.exists(self.paths.units / f / DROPIN_NAME))
+        names.update(n for n in _listdir(self.paths.overlays) if not n.startswith("."))
+        return names
 
     # install and remove
 
@@ -126,8 +135,14 @@ class Store:
             raise Error(f"a container named {name!r} already exists") from None
 
     def remove(self, name: str):
-        """Delete NAME's tree and settings.  Never follows a symlink out of the store."""
+        """Delete NAME's tree and settings.  Never follows a symlink out of the store, nor
+        into anything mounted inside it."""
         tree = self.paths.tree(name)
+        if overlay.is_overlay(self.paths, name):
+            overlay.release(self.paths, name)  # the overlay's upper layer is removed below
+        if mounts_under(tree):
+            raise Error(f"something is still mounted in the tree of {name}: "
+                        f"{mounts_under(tree)[-1]}", hint="unmount it first")
         with self.staging(self.paths.machines, f"remove-{name}") as trash:
             # The rename is the commit point: from here on the container is gone for everyone,
             # and if we die the trash is swept as a dead process's staging directory.
@@ -135,21 +150,28 @@ class Store:
             self.remove_settings(name)
 
     def remove_settings(self, name: str, only_ours: bool = False):
+        """Everything of NAME but its tree; with only_ours (sweeping a name whose tree is
+        gone) a .nspawn file or mount unit nspawnctl did not write stays.  The drop-in file
+        is always ours: nspawnctl names it."""
         nspawn = self.paths.nspawn_file(name)
-        if only_ours and not _is_ours(nspawn):
-            return
-        with contextlib.suppress(FileNotFoundError):
-            nspawn.unlink()
+        if not only_ours or _is_ours(nspawn):
+            with contextlib.suppress(FileNotFoundError):
+                nspawn.unlink()
         dropin = self.paths.dropin_dir(name)
         with contextlib.suppress(FileNotFoundError):
             (dropin / DROPIN_NAME).unlink()
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
+        overlay.remove_files(self.paths, name, only_ours)
 
 
 def remove_tree(path: Path):
     """rm -rf that never follows symlinks (Python's rmtree is fd-based on Linux)."""
     assert shutil.rmtree.avoids_symlink_attacks
+    # A staged overlay tree of a killed create may still be mounted: deleting through it
+    # would only whiteout its base, and the mount point would not go.
+    for point in reversed(mounts_under(path)):
+        unmount(Path(point))
     if os.path.islink(path):
         os.unlink(path)
         return

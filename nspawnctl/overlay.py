@@ -1,0 +1,157 @@
+"""`create --overlay`: containers that share their base tree read-only and keep only their own
+changes, in an overlayfs upper directory.
+
+    /var/lib/machines/NAME                         the mount point: the container's tree
+    /var/lib/machines/.nspawnctl-overlays/NAME/    its layers: upper/ (its changes) and work/
+    /etc/systemd/system/var-lib-machines-NAME.mount
+
+The mount unit is what makes the tree appear: enabled for local-fs.target, so it is mounted at
+boot, and systemd-nspawn@.service's RequiresMountsFor=/var/lib/machines/%i mounts it before the
+container starts, whatever happened since.  nspawnctl mounts it itself right after create (a
+mount(2) call; systemd sees it appear and tracks it as that unit).  The layers stay on the
+machines filesystem (overlayfs needs upper and work on one filesystem, and the store's renames
+never cross one); the leading dot keeps them out of machinectl's and nspawnctl's lists.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+from .errors import Error
+from .fsutil import mount, unmount, write_atomic
+from .paths import Paths
+
+HEADER = "# The tree of an nspawnctl --overlay container: its base below, its own changes above."
+WANTED_BY = "local-fs.target"
+
+
+def escape_path(path: Path) -> str:
+    """systemd's path escaping for unit names (systemd-escape --path)."""
+    out = []
+    for i, ch in enumerate(os.fsdecode(path).strip("/")):
+        if ch == "/":
+            out.append("-")
+        elif (ch.isascii() and ch.isalnum()) or ch in ":_" or (ch == "." and i > 0):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return "".join(out) or "-"
+
+
+def unit_name(paths: Paths, name: str) -> str:
+    return escape_path(paths.tree(name)) + ".mount"
+
+
+def unit_file(paths: Paths, name: str) -> Path:
+    return paths.units / unit_name(paths, name)
+
+
+def wants_link(paths: Paths, name: str) -> Path:
+    return paths.units / f"{WANTED_BY}.wants" / unit_name(paths, name)
+
+
+def layers(paths: Paths, name: str) -> Path:
+    return paths.overlays / name
+
+
+def is_overlay(paths: Paths, name: str) -> bool:
+    return unit_file(paths, name).exists()
+
+
+def options(lower: Path, layer_dir: Path) -> str:
+    # Names are hostname labels and base keys are hex, so no path here holds the , or : that
+    # overlayfs options would need escaped.
+    return (f"lowerdir={lower},upperdir={layer_dir}/upper,workdir={layer_dir}/work,"
+            "metacopy=on")
+
+
+def make_layers(layer_dir: Path, upper_from: Path | None = None):
+    """An empty pair of layers, or (for clone) a copy of another container's changes."""
+    from .images import clone_tree
+    layer_dir.mkdir(mode=0o700)
+    if upper_from is None:
+        (layer_dir / "upper").mkdir(mode=0o755)
+    else:
+        clone_tree(upper_from, layer_dir / "upper")
+    (layer_dir / "work").mkdir(mode=0o700)
+
+
+@contextlib.contextmanager
+def mounted(lower: Path, layer_dir: Path, target: Path):
+    """The overlay mounted on target for the with-block (to prepare a staged tree)."""
+    _mount(lower, layer_dir, target)
+    try:
+        yield target
+    finally:
+        unmount(target)
+
+
+def _mount(lower: Path, layer_dir: Path, target: Path):
+    try:
+        mount("overlay", target, "overlay", options(lower, layer_dir))
+    except OSError as exc:
+        raise Error(f"cannot mount the overlay on {target}: {exc.strerror}",
+                    hint="--overlay needs a kernel with overlayfs") from None
+
+
+def write_unit(paths: Paths, name: str, lower: Path):
+    """The mount unit and its enablement (the symlink `systemctl enable` would make; written
+    here to spare a daemon reload: systemd reads new unit files when they are first needed)."""
+    tree = paths.tree(name)
+    write_atomic(unit_file(paths, name), "\n".join([
+        HEADER, "# Written by nspawnctl: removed with the container.", "",
+        "[Unit]", f"Description=Tree of container {name}",
+        f"RequiresMountsFor={lower} {layers(paths, name)}", "",
+        "[Mount]", "What=overlay", f"Where={tree}", "Type=overlay",
+        f"Options={options(lower, layers(paths, name))}", "",
+        "[Install]", f"WantedBy={WANTED_BY}", ""]))
+    link = wants_link(paths, name)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.symlink(unit_file(paths, name), link)
+
+
+def lower_of(paths: Paths, name: str) -> Path | None:
+    """The base tree an overlay container's unit mounts below its changes."""
+    try:
+        text = unit_file(paths, name).read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("Options="):
+            for option in line[len("Options="):].split(","):
+                key, _, value = option.partition("=")
+                if key == "lowerdir":
+                    return Path(value)
+    return None
+
+
+def ensure_mounted(paths: Paths, name: str):
+    """Mount NAME's tree if it is not (after a reboot before anything needed it, or a create
+    killed between its commit and its mount)."""
+    tree = paths.tree(name)
+    lower = lower_of(paths, name)
+    if lower is not None and not os.path.ismount(tree):
+        _mount(lower, layers(paths, name), tree)
+
+
+def release(paths: Paths, name: str):
+    """Unmount NAME's tree, before it is renamed away."""
+    try:
+        unmount(paths.tree(name))
+    except OSError as exc:
+        raise Error(f"cannot unmount the tree of {name}: {exc.strerror}",
+                    hint="a process may still use it: see fuser -vm "
+                         f"{paths.tree(name)}") from None
+
+
+def remove_files(paths: Paths, name: str, only_ours: bool = False):
+    """The unit, its enablement and the layers: what is left once the tree is gone."""
+    from .store import remove_tree
+    unit = unit_file(paths, name)
+    if only_ours and unit.exists() and not unit.read_text().startswith(HEADER):
+        return
+    for path in (wants_link(paths, name), unit):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    remove_tree(layers(paths, name))
