@@ -139,13 +139,31 @@ def warm_create(host, runs: int) -> list:
     rows = [(figure, t_ours, t_cp, "cp -a --reflink=auto of the base tree"),
             (figure, t_ours, t_clone, "machinectl clone")]
     if "--overlay" in host.run(["nspawnctl", "create", "--help"], env=ENV).stdout:
-        guarded(rows, "warm create --overlay (aim < 0.1 s)", "cp -a --reflink=auto",
-                lambda: [("warm create --overlay (aim < 0.1 s)", medians([overlay], runs)[0],
-                          t_cp, "cp -a --reflink=auto of the base tree")])
+        guarded(rows, "warm create --overlay (aim < 0.1 s)", "mount -t overlay",
+                lambda: overlay_rows(host, key, runs, overlay, t_cp))
     else:
         rows.append(("warm create --overlay (aim < 0.1 s)", "not implemented", t_cp,
                      "cp -a --reflink=auto of the base tree"))
     return rows
+
+
+def overlay_rows(host, key: str, runs: int, overlay, t_cp) -> list:
+    """--overlay beside doing it by hand: an overlayfs mount of the base with fresh layers."""
+    d = f"{WORK}/ovl"
+    opts = f"lowerdir={IMAGES}/{key}/tree,upperdir={d}/upper,workdir={d}/work"
+
+    def by_hand():
+        s = time_inside(host, [["sh", "-c", f"mkdir -p {d}/upper {d}/work {d}/merged && "
+                                f"mount -t overlay overlay -o {opts} {d}/merged"]],
+                        before=[["sync"]])
+        check(host, ["umount", f"{d}/merged"])
+        check(host, _rm(d))
+        return s
+
+    t_ours, t_hand = medians([overlay, by_hand], runs)
+    figure = "warm create --overlay (aim < 0.1 s)"
+    return [(figure, t_ours, t_hand, "mkdir + mount -t overlay by hand"),
+            (figure, t_ours, t_cp, "cp -a --reflink=auto of the base tree")]
 
 
 def sizes(host, state: dict) -> list:
