@@ -96,8 +96,7 @@ def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname:
     if lower is None:
         prepare_tree(tree, hostname)
     else:
-        with overlay.mounted(lower, stage / "layers", tree):
-            prepare_tree(tree, hostname)
+        prepare_tree(lower, hostname, upper=stage / "layers" / "upper")
     try:
         save_config(paths, name, cfg)
         if lower is not None:
@@ -195,17 +194,39 @@ def image_user_warning(image) -> str | None:
     return None
 
 
-def prepare_tree(tree: Path, hostname: str):
-    """Give a fresh clone its own identity: a machine-id made at first boot, its hostname."""
+def prepare_tree(tree: Path, hostname: str, upper: Path | None = None):
+    """Give a fresh clone its own identity: a machine-id made at first boot, its hostname.
+
+    With upper (an --overlay container before its first mount) tree is the shared base, read
+    only, and the two files go to upper/etc, as overlayfs would copy them up: that spares a
+    mount and an unmount, which cost more than the rest of such a create.
+    """
     etc = tree / "etc"
     if not etc.is_dir() or etc.is_symlink():
         return
+    out = etc
+    if upper is not None:
+        out = upper / "etc"
+        _copy_up(etc, out, lambda p: p.mkdir(exist_ok=True))
     machine_id = etc / "machine-id"
     if machine_id.is_file() and not machine_id.is_symlink():
-        machine_id.write_text("")  # empty: systemd makes one at boot, every clone its own
+        # empty: systemd makes one at boot, every clone its own
+        _copy_up(machine_id, out / "machine-id", lambda p: p.write_text(""))
     hostname_file = etc / "hostname"
     if not hostname_file.is_symlink():
-        hostname_file.write_text(hostname + "\n")
+        _copy_up(hostname_file, out / "hostname", lambda p: p.write_text(hostname + "\n"))
+        # 0644 whatever the base says: debootstrap copies the build host's file, mode and all
+        os.chmod(out / "hostname", 0o644)
+
+
+def _copy_up(src: Path, dst: Path, write: Callable[[Path], None]):
+    """write(dst); a new dst gets src's owner and mode where src exists."""
+    new = not dst.exists()
+    write(dst)
+    if new and src.exists():
+        st = src.stat()
+        os.chown(dst, st.st_uid, st.st_gid)
+        os.chmod(dst, st.st_mode & 0o7777)
 
 
 def _reload_if_loaded(name: str):

@@ -76,16 +76,6 @@ def make_layers(layer_dir: Path, upper_from: Path | None = None):
     (layer_dir / "work").mkdir(mode=0o700)
 
 
-@contextlib.contextmanager
-def mounted(lower: Path, layer_dir: Path, target: Path):
-    """The overlay mounted on target for the with-block (to prepare a staged tree)."""
-    _mount(lower, layer_dir, target)
-    try:
-        yield target
-    finally:
-        unmount(target)
-
-
 def _mount(lower: Path, layer_dir: Path, target: Path):
     try:
         mount("overlay", target, "overlay", options(lower, layer_dir))

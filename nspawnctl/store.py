@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import Error
 from . import overlay
-from .fsutil import flocked, mounts_under, pid_alive, rename_noreplace, unmount
+from .fsutil import flocked, mounts_under, pid_alive, rename_noreplace
 from .names import check_name
 from .paths import Paths
 from .units import DROPIN_NAME
@@ -168,10 +168,6 @@ class Store:
 def remove_tree(path: Path):
     """rm -rf that never follows symlinks (Python's rmtree is fd-based on Linux)."""
     assert shutil.rmtree.avoids_symlink_attacks
-    # A staged overlay tree of a killed create may still be mounted: deleting through it
-    # would only whiteout its base, and the mount point would not go.
-    for point in reversed(mounts_under(path)):
-        unmount(Path(point))
     if os.path.islink(path):
         os.unlink(path)
         return

@@ -80,3 +80,26 @@ def test_sweep_removes_layers_and_unit_of_a_container_that_never_committed(paths
     assert not overlay.unit_file(paths, "half").exists()
     assert not os.path.lexists(overlay.wants_link(paths, "half"))
     assert not (paths.overlays / "half").exists()
+
+
+def test_prepare_tree_writes_the_identity_to_the_upper_layer_only(tmp_path):
+    from nspawnctl.create import prepare_tree
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    (lower / "etc").mkdir(parents=True)
+    (lower / "etc").chmod(0o751)
+    (lower / "etc/machine-id").write_text("0123456789abcdef\n")
+    (lower / "etc/machine-id").chmod(0o444)
+    (lower / "etc/hostname").write_text("base\n")
+    upper.mkdir()
+    prepare_tree(lower, "web", upper=upper)
+    assert (upper / "etc/hostname").read_text() == "web\n"
+    assert (upper / "etc/machine-id").read_text() == ""
+    # as overlayfs copies up: the directory and files keep the base's modes
+    assert (upper / "etc").stat().st_mode & 0o7777 == 0o751
+    assert (upper / "etc/machine-id").stat().st_mode & 0o7777 == 0o444
+    assert (lower / "etc/hostname").read_text() == "base\n"
+    assert (lower / "etc/machine-id").read_text() == "0123456789abcdef\n"
+    # a clone's upper already has them: rewritten in place
+    prepare_tree(lower, "web2", upper=upper)
+    assert (upper / "etc/hostname").read_text() == "web2\n"
+    assert (upper / "etc/hostname").stat().st_mode & 0o7777 == 0o644
