@@ -24,6 +24,10 @@ _SIZE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
                   "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
 _SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTPEB]?)", re.IGNORECASE)
 _INFINITY = ("infinity", "max")
+# The largest values systemd takes in a unit file: MemoryMax= and TasksMax= are uint64 with
+# UINT64_MAX meaning infinity; CPUQuota= is a percentage that must fit an int in 1/10000ths.
+_MAX_UINT64_VALUE = (1 << 64) - 2
+_MAX_CPUS = 214748
 
 # systemd's env_name_is_valid(): no leading digit, then letters, digits and _.
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -90,8 +94,8 @@ class ContainerConfig:
                         f"expected one of {', '.join(RESTART_POLICIES)}")
         if self.working_dir is not None:
             check_path(self.working_dir, "working directory")
-        if self.user is not None and not _USER_RE.fullmatch(self.user):
-            raise Error(f"invalid user name {self.user!r}")
+        if self.user is not None:
+            check_user(self.user)
         if self.hostname is not None and not (
                 len(self.hostname) <= 64 and _HOSTNAME_RE.fullmatch(self.hostname)):
             raise Error(f"invalid hostname {self.hostname!r}")
@@ -110,6 +114,12 @@ NSPAWN_FIELDS = ("boot", "command", "private_users", "network", "binds", "env",
                  "working_dir", "user", "hostname")
 UNIT_FIELDS = ("memory_max", "cpu_quota", "tasks_max", "restart")
 assert set(NSPAWN_FIELDS + UNIT_FIELDS + ("image",)) == {f.name for f in fields(ContainerConfig)}
+
+
+def check_user(user: str) -> str:
+    if not _USER_RE.fullmatch(user):
+        raise Error(f"invalid user name {user!r}")
+    return user
 
 
 def check_text(value: str, what: str) -> None:
@@ -145,6 +155,8 @@ def parse_size(text: str) -> int | None:
     size = int(float(match.group(1)) * _SIZE_SUFFIXES[match.group(2).upper()])
     if size <= 0:
         raise Error(f"invalid size {text!r}: must be more than zero")
+    if size > _MAX_UINT64_VALUE:
+        raise Error(f"invalid size {text!r}: too large (use 'infinity' for no limit)")
     return size
 
 
@@ -172,6 +184,9 @@ def parse_cpus(text: str) -> float | None:
     cpus = round(cpus, 4)
     if cpus == 0:
         raise Error(f"invalid CPU count {text!r}: too small")
+    if cpus > _MAX_CPUS:
+        raise Error(f"invalid CPU count {text!r}: more than {_MAX_CPUS} "
+                    "(use 'infinity' for no limit)")
     return cpus
 
 
@@ -180,8 +195,11 @@ def parse_tasks(text: str) -> int | None:
     value = text.strip()
     if value.lower() in _INFINITY:
         return None
-    if not value.isdigit() or int(value) <= 0:
+    # isdigit() alone also takes digits int() refuses, like '²'
+    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
         raise Error(f"invalid task limit {text!r}: expected a positive integer")
+    if int(value) > _MAX_UINT64_VALUE:
+        raise Error(f"invalid task limit {text!r}: too large (use 'infinity' for no limit)")
     return int(value)
 
 

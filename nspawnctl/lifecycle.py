@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from .bus import Bus
+from .config import check_user
 from .container import load_config, unit_name
 from .errors import Error
 from .paths import Paths
@@ -128,7 +129,7 @@ def restart(paths: Paths, name: str, timeout: float = 60, report=print) -> str:
 
 def parse_signal(value: str) -> int:
     text = value.upper()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not '²': int() refuses what isdigit() takes
         number = int(text)
         if 0 < number < signals.NSIG:
             return number
@@ -200,9 +201,15 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
     machined hands out a pseudo-terminal over D-Bus (OpenMachineShell); relaying it needs a
     terminal loop, which machinectl already does well, so it runs underneath.
     """
+    if user is not None:
+        check_user(user)
     Store(paths).require(name)
+    cfg = load_config(paths, name)
     with Bus() as bus:
         leader(bus, name)
+    if not cfg.boot:  # machined opens shells through the container's own systemd
+        raise Error(f"{name} runs a single command, not a system with logins",
+                    hint=f"run a shell in it instead: nspawnctl exec {name} -- sh")
     argv = [need_tool("machinectl", "systemd-container"), "shell", "-q"]
     target = f"{user}@{name}" if user else name
     return subprocess.run(argv + [target, *command]).returncode
