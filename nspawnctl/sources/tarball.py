@@ -35,12 +35,38 @@ def _open_decompressed(path: Path):
     return raw
 
 
+class _Checked:
+    """The decompressed bytes of a tarball; a corrupt compressed stream is an Error (the
+    decompressors raise OSError, EOFError or errors of their own)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.stream.read(size)
+        except Exception as e:  # noqa: BLE001 - gzip, bz2, lzma and zstandard differ
+            raise Error(f"compressed data is corrupt: {e}") from None
+
+
 def import_tar(path: Path, tree: Path, warn=print):
     if not path.is_file():
         raise Error(f"no such tarball: {path}")
     with _open_decompressed(path) as stream:
-        for warning in apply_layer(stream, tree, whiteouts=False):
-            warn(warning)
+        checked = _Checked(stream)
+        try:
+            warnings = apply_layer(checked, tree, whiteouts=False)
+            # tar stops at its end-of-archive blocks; the compressed stream's checksum (gzip's
+            # CRC, xz's, zstd's) comes after them: read on, so that it is checked.
+            while checked.read(1 << 20):
+                pass
+        except Error as e:
+            message = e.message  # the unpacker's words are about image layers
+            if message.startswith("layer "):
+                message = "tarball " + message[len("layer "):]
+            raise Error(f"cannot import {path}: {message}", hint=e.hint) from None
+    for warning in warnings:
+        warn(warning)
 
 
 def import_dir(path: Path, tree: Path):
