@@ -220,6 +220,17 @@ def clone(app, src, dst):
     click.echo(f"cloned {src} to {dst} ({info['method']})")
 
 
+def existing(app, names) -> list[str]:
+    """Names given to a command that acts on several: all checked before it acts on any, so
+    a typo in the last one does not leave the first ones half done."""
+    from .store import Store
+    names = list(dict.fromkeys(names))
+    store = Store(app.paths)
+    for name in names:
+        store.require(name)
+    return names
+
+
 @cli.command()
 @click.argument("names", nargs=-1, required=True)
 @click.option("--force", "-f", is_flag=True, help="Stop running containers first.")
@@ -227,7 +238,7 @@ def clone(app, src, dst):
 def remove(app, names, force):
     """Remove containers: their trees and settings."""
     from .create import remove as delete
-    for name in names:
+    for name in existing(app, names):
         delete(app.paths, name, force=force, report=progress)
         click.echo(f"removed {name}")
 
@@ -275,7 +286,7 @@ def images_prune(app):
 def start(app, names, wait, timeout):
     """Start containers (systemd-nspawn@NAME.service)."""
     from .lifecycle import start as run
-    for name in names:
+    for name in existing(app, names):
         state = run(app.paths, name, wait=wait, timeout=timeout, report=progress)
         click.echo(f"{name}: {state}")
 
@@ -288,7 +299,7 @@ def start(app, names, wait, timeout):
 def stop(app, names, timeout):
     """Power containers off cleanly (terminate them after --timeout)."""
     from .lifecycle import stop as halt
-    for name in names:
+    for name in existing(app, names):
         stopped = halt(app.paths, name, timeout=timeout, report=progress)
         click.echo(f"{name}: {'stopped' if stopped else 'already stopped'}")
 
@@ -319,7 +330,7 @@ def kill(app, name, sig):
 def enable(app, names):
     """Start containers when the host boots (machines.target)."""
     from .lifecycle import enable as on
-    for name in names:
+    for name in existing(app, names):
         on(app.paths, name)
         click.echo(f"{name}: enabled")
 
@@ -330,7 +341,7 @@ def enable(app, names):
 def disable(app, names):
     """Do not start containers at boot any more."""
     from .lifecycle import disable as off
-    for name in names:
+    for name in existing(app, names):
         off(app.paths, name)
         click.echo(f"{name}: disabled")
 
