@@ -68,6 +68,9 @@ def test_parse_env(text):
     (parse_cpus, "many"), (parse_cpus, "0"), (parse_cpus, "-1"), (parse_cpus, "nan"),
     (parse_cpus, "inf"), (parse_cpus, "1e3"), (parse_cpus, "0.00001"),
     (parse_tasks, "0"), (parse_tasks, "ten"), (parse_tasks, "-5"),
+    # out of systemd's range (it would drop the line and run without a limit), odd digits
+    (parse_size, "16E"), (parse_size, "99999999E"), (parse_cpus, "1000000"),
+    (parse_tasks, str(1 << 64)), (parse_tasks, "\u00b2"),
     (parse_bind, "relative:/x"), (parse_bind, "/x:relative"), (parse_bind, "/a:/b:/c"),
     (parse_bind, "/a:/b:rx"), (parse_bind, ""), (parse_bind, "/a:/b:ro:x"),
     (parse_bind, "/a\\b:/c"), (parse_bind, "/a\n:/b"), (parse_bind, "/a :/b"),
