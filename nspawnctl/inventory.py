@@ -4,6 +4,7 @@ view of them, read with as few D-Bus calls as possible (two for the whole list).
 import os
 from pathlib import Path
 
+from . import overlay
 from .bus import SERVICE, SYSTEMD, Bus, unit_path
 from .config import ContainerConfig, format_size
 from .container import load_config, unit_name
@@ -96,6 +97,7 @@ def status(paths: Paths, name: str) -> dict:
         "unit": unit_name(name), "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
         "leader": machine.get("Leader") if machine else None,
         "tree": str(paths.tree(name)),
+        "overlay": str(overlay.layers(paths, name)) if overlay.is_overlay(paths, name) else None,
         "boot": cfg.boot, "command": list(cfg.command) or None,
         "private_users": cfg.private_users, "network": cfg.network,
         "binds": [str(b) for b in cfg.binds] or None, "env": list(cfg.env) or None,

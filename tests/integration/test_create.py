@@ -14,7 +14,14 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def base(nspawnctl):
-    """The default container, created cold: a real debootstrap from the Debian mirror."""
+    """The default container, created cold: a real debootstrap from the Debian mirror.
+
+    Earlier test modules may have cached the default base tree; they remove their containers,
+    so pruning makes this create cold again (the .deb cache stays: downloads are not what
+    these tests are about)."""
+    nspawnctl("images", "prune")
+    left = [row["name"] for row in listing(nspawnctl).values()]
+    assert not left, f"earlier tests left containers that keep the base cached: {left}"
     r = nspawnctl("create", "base", "--json")
     return json.loads(r.stdout) | {"stderr": r.stderr}
 

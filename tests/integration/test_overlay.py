@@ -45,6 +45,8 @@ def test_overlay_create_shares_the_base_and_boots(host, nspawnctl, image):
     assert host.run(["systemctl", "is-active", "var-lib-machines-ov1.mount"]
                     ).stdout.strip() == "active"
     assert listing(nspawnctl)["ov1"]["os"].startswith("Debian")
+    status = json.loads(nspawnctl("status", "ov1", "--json").stdout)
+    assert status["overlay"] == f"{LAYERS}/ov1"
 
     nspawnctl("start", "--wait", "ov1")
     assert guest_running(host, "ov1")
