@@ -18,6 +18,7 @@ def set_config(paths: Paths, name: str, changes: dict) -> list[str]:
     store.require(name)
     messages = []
     with store.lock(name):
+        store.require(name)  # again: a remove may have finished while we looked
         old = load_config(paths, name)
         new = dataclasses.replace(old, **changes)
         if new == old:

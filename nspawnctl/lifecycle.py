@@ -35,7 +35,9 @@ def _journal_tail(name: str, lines: int = 10) -> str:
 
 
 def is_active(bus: Bus, name: str) -> bool:
-    return bus.active_state(unit_name(name)) in ("active", "activating", "reloading")
+    """Running, or about to: a queued start job counts (its unit is still inactive)."""
+    unit = unit_name(name)
+    return bus.active_state(unit) in ("active", "activating", "reloading") or bus.has_job(unit)
 
 
 def guest_state(name: str) -> str | None:
@@ -52,16 +54,21 @@ def guest_state(name: str) -> str | None:
 
 def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
           report: Callable[[str], None] = print) -> str:
-    Store(paths).require(name)
+    store = Store(paths)
+    store.require(name)
     cfg = load_config(paths, name)
     unit = unit_name(name)
     with Bus() as bus:
-        if is_active(bus, name):
-            report(f"{name} is already running")
-            return "running"
-        if bus.active_state(unit) == "failed":
-            bus.reset_failed(unit)
-        bus.start_unit(unit)
+        # Under NAME's lock a remove cannot move the tree away between the check and
+        # StartUnit; once the start job is queued, remove sees it (is_active).
+        with store.lock(name):
+            store.require(name)
+            if is_active(bus, name):
+                report(f"{name} is already running")
+                return "running"
+            if bus.active_state(unit) == "failed":
+                bus.reset_failed(unit)
+            bus.start_unit(unit)
         if not wait:
             return "starting"
         deadline = time.monotonic() + timeout
