@@ -30,6 +30,21 @@ def die_with_parent():
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9)
 
 
+def contained(argv: Sequence[str]) -> list[str]:
+    """argv run as PID 1 of its own PID and mount namespaces, for bootstrappers.
+
+    die_with_parent() reaches only the direct child, and debootstrap's own children (dpkg,
+    chroot'ed maintainer scripts) would outlive a SIGKILLed nspawnctl, as would the /proc and
+    /sys it mounts in the tree it builds (its exit trap never runs), leaving a staging
+    directory no sweep can delete.  Here the kernel kills every process in the namespace when
+    its PID 1 dies (unshare --kill-child, itself killed by die_with_parent), and the mounts go
+    with the mount namespace.
+    """
+    need_tool("unshare", "util-linux")
+    return ["unshare", "--mount", "--propagation=private", "--pid", "--kill-child=SIGKILL",
+            "--", *argv]
+
+
 def need_tool(name: str, package: str | None = None) -> str:
     """Path of a required program, or a clear error naming the package to install."""
     path = shutil.which(name)
