@@ -162,6 +162,7 @@ def bootstrap(spec: BootstrapSpec, target: Path, *, debs: Path, log_path: Path,
     need_tool(spec.bootstrapper)
     debs.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    check_free_space(target)
     argv = bootstrap_argv(spec, target, debs)
     progress = Progress(report)
     report(f"bootstrapping {spec.describe()} (log: {log_path})")
@@ -184,6 +185,26 @@ def bootstrap(spec: BootstrapSpec, target: Path, *, debs: Path, log_path: Path,
         raise bootstrap_error(spec, log_path, proc.returncode)
     if spec.slim:
         slim_tree(target)
+
+
+# Less than this free and a bootstrap cannot succeed: the Packages index alone unpacks to about
+# 45 MB, a minbase tree with systemd takes about 240 MB before it is slimmed.
+MIN_FREE = 256 << 20
+
+
+def check_free_space(target: Path):
+    """Refuse at once when target's filesystem is too small.  debootstrap does not always say
+    so itself: a Packages index cut short by a full disk fails as "Couldn't download ...",
+    and the partial file is gone by the time it exits."""
+    st = os.statvfs(target)
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE:
+        mount = target.resolve()
+        while not os.path.ismount(mount):
+            mount = mount.parent
+        raise Error(f"not enough disk space to bootstrap: {free >> 20} MB free on the "
+                    f"filesystem of {mount}, about {MIN_FREE >> 20} MB needed",
+                    hint="free some space, e.g. nspawnctl images prune")
 
 
 def bootstrap_error(spec: BootstrapSpec, log_path: Path, code: int) -> Error:
