@@ -56,18 +56,38 @@ def flocked(path: Path, on_busy: Callable[[], None]):
 
     When another process holds it, on_busy() is called first: raise there to give up at once,
     or return to wait for it.  flock() locks die with their process, so a killed nspawnctl
-    never leaves a stale one.
+    never leaves a stale one.  The holder may delete the file before it lets go (see
+    unlink_lock): whoever got the lock on a file that is no longer at path opens it again.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_busy()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_busy()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, path):
+                yield
+                return
+        finally:
+            os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def unlink_lock(path: Path):
+    """Delete a lock file while holding its lock (flocked above makes that safe), so that
+    names used once do not leave a file each behind."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def tree_size(path: Path) -> int:

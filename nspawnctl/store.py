@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import Error
 from . import overlay
-from .fsutil import flocked, mounts_under, pid_alive, rename_noreplace
+from .fsutil import flocked, mounts_under, pid_alive, rename_noreplace, unlink_lock
 from .names import check_name
 from .paths import Paths
 from .units import DROPIN_NAME
@@ -64,9 +64,14 @@ class Store:
             raise Error(f"container {name!r} is busy: another nspawnctl command is working on it")
 
         self.paths.locks.mkdir(parents=True, exist_ok=True)
-        with flocked(self.paths.locks / f"{name}.lock", busy):
+        path = self.paths.locks / f"{name}.lock"
+        with flocked(path, busy):
             self.sweep(name, locked=True)
-            yield
+            try:
+                yield
+            finally:
+                if not self.exists(name):  # removed, or never made: no file to keep
+                    unlink_lock(path)
 
     # staging
 

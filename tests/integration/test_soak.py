@@ -83,7 +83,7 @@ def per_container_unit(unit: str) -> bool:
             or NAME in unit)
 
 
-def leaks(before: dict, after: dict, *, locks: bool = True) -> list[str]:
+def leaks(before: dict, after: dict) -> list[str]:
     """What after has more of than before; [] when nothing grew."""
     found = []
     for key in COUNTS:
@@ -97,7 +97,7 @@ def leaks(before: dict, after: dict, *, locks: bool = True) -> list[str]:
         elif after[key] > before[key]:
             found.append(f"{key}: {before[key]} -> {after[key]}")
     for key in ("mount", "container-process", "dropin-dir", "nspawn-file", "staging", "tree",
-                "run", "link") + (("lock",) if locks else ()):
+                "run", "link", "lock"):
         for item in after[key] - before[key]:
             found.append(f"{key} left: {item}")
     for item in after["unit"] - before["unit"]:
@@ -168,11 +168,7 @@ def test_soak_same_name(host, nspawnctl, warm, full, figures):
 
 
 def test_soak_distinct_names(host, nspawnctl, warm, full, figures):
-    """A new name every cycle: what is kept per name (here: only the lock file) shows up.
-
-    The lock files are left out of the leak check here and counted instead;
-    test_bug_lock_files_outlive_their_containers below asserts on them on their own.
-    """
+    """A new name every cycle: anything kept per name (a lock file, a unit) shows up."""
     n = FULL_CYCLES if full else DISTINCT_CYCLES
     before = snapshot(host)
     seconds = []
@@ -182,23 +178,18 @@ def test_soak_distinct_names(host, nspawnctl, warm, full, figures):
         seconds.append(time.monotonic() - t)
     problems = store_problems(host, nspawnctl)
     after = snapshot(host)
-    found = leaks(before, after, locks=False)
-    new_locks = sorted(after["lock"] - before["lock"])
+    found = leaks(before, after)
     figures("soak (distinct names): cycles run", n)
     figures("soak (distinct names): seconds per cycle, mean",
             f"{statistics.mean(seconds):.2f}")
-    figures("soak (distinct names): leaks found (lock files aside)",
-            len(found) + len(problems))
-    figures("soak (distinct names): lock files left in /var/lib/nspawnctl/locks",
-            len(new_locks))
+    figures("soak (distinct names): leaks found", len(found) + len(problems))
     assert problems == []
     assert found == []
 
 
-def test_bug_lock_files_outlive_their_containers(host, nspawnctl, warm):
-    """remove leaves /var/lib/nspawnctl/locks/NAME.lock behind: one empty file (an inode) per
-    name ever used, so a host that makes containers with fresh names (CI runners, one per job)
-    grows that directory without bound.  A removed container should leave no lock file."""
+def test_removed_containers_leave_no_lock_files(host, nspawnctl, warm):
+    """A lock file per name ever used would grow /var/lib/nspawnctl/locks without bound on a
+    host that makes containers with fresh names (CI runners, one per job)."""
     locks = "/var/lib/nspawnctl/locks"
     before = set(host.run(["ls", "-A", locks]).stdout.split())
     for i in range(3):

@@ -153,10 +153,40 @@ def test_lock_dies_with_a_killed_process(store):
         pass
 
 
-def test_lock_file_is_private(store, paths):
+def test_lock_file_is_private_and_goes_with_its_container(store, paths):
     with store.lock("x"):
+        assert stat.S_IMODE((paths.locks / "x.lock").stat().st_mode) & 0o077 == 0
+    # no container x: its lock file is not kept (names used once would pile up)
+    assert not (paths.locks / "x.lock").exists()
+    make_tree(paths, "y")
+    with store.lock("y"):
         pass
-    assert stat.S_IMODE((paths.locks / "x.lock").stat().st_mode) & 0o077 == 0
+    assert (paths.locks / "y.lock").exists()
+
+
+def test_a_lock_whose_file_was_deleted_by_its_holder_is_taken_again(tmp_path):
+    """A waiter that wakes up holding a deleted file's lock must not go on: the next
+    command would lock a new file at the same path, and both would run."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO)!r})
+        from pathlib import Path
+        from nspawnctl.fsutil import flocked, unlink_lock
+        path = Path({str(tmp_path / "n.lock")!r})
+        with flocked(path, lambda: None):
+            print("holding", flush=True)
+            time.sleep(0.5)
+            unlink_lock(path)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "holding\n"
+    from nspawnctl.fsutil import flocked
+    waited = []
+    with flocked(tmp_path / "n.lock", lambda: waited.append(True)):
+        # the lock held is on the file now at the path, made anew after the holder's unlink
+        assert (tmp_path / "n.lock").exists()
+        assert holder.poll() is not None or holder.wait(5) == 0
+    assert waited == [True]
 
 
 # staging
