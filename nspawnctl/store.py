@@ -101,13 +101,17 @@ class Store:
         for parent in (self.paths.machines, self.paths.images):  # overlays stage in machines
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
-                try:
-                    # LABEL.PID.RANDOM; LABEL may hold dots (names do), RANDOM never does
-                    pid = int(entry.rsplit(".", 2)[-2])
-                except (IndexError, ValueError):
-                    continue
-                if not pid_alive(pid):
-                    remove_tree(area / entry)
+                if _owner_is_dead(entry):
+                    # What cannot be deleted (something mounted in it by hand) stays for
+                    # the next sweep rather than failing every command until then.
+                    with contextlib.suppress(OSError):
+                        remove_tree(area / entry)
+        # write_atomic's temporary files (.FILE.PID.tmp) of commands killed while writing
+        for directory in self._settings_dirs():
+            for entry in _listdir(directory):
+                if entry.startswith(".") and entry.endswith(".tmp") and _owner_is_dead(entry):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(directory / entry)
         if name is not None and locked:
             if not self.exists(name):
                 self.remove_settings(name, only_ours=True)
@@ -117,6 +121,12 @@ class Store:
                 with contextlib.suppress(Error):
                     with self.lock(n):  # lock() sweeps n once it holds it
                         pass
+
+    def _settings_dirs(self) -> list[Path]:
+        """Where settings files are written: .nspawn files, mount units, drop-ins."""
+        return [self.paths.nspawn, self.paths.units] + [
+            self.paths.units / f for f in _listdir(self.paths.units)
+            if f.startswith("systemd-nspawn@") and f.endswith(".service.d")]
 
     def _settings_names(self) -> set[str]:
         """Names that have settings, drop-ins or overlay layers (with or without a tree)."""
@@ -178,6 +188,16 @@ def remove_tree(path: Path):
         return
     with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(path)
+
+
+def _owner_is_dead(entry: str) -> bool:
+    """For LABEL.PID.RANDOM (staging) and .FILE.PID.tmp (write_atomic): is PID gone?
+    LABEL and FILE may hold dots (names do), RANDOM and tmp never do."""
+    try:
+        pid = int(entry.rsplit(".", 2)[-2])
+    except (IndexError, ValueError):
+        return False
+    return not pid_alive(pid)
 
 
 def _is_ours(path: Path) -> bool:

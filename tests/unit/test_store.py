@@ -242,16 +242,32 @@ def test_sweep_removes_staging_of_dead_processes_only(store, paths):
     assert live.exists() and live_image.exists() and other.exists()
 
 
-def test_bug_sweep_reads_the_pid_of_dotted_names(store, paths):
-    # BUG: sweep() takes the pid from entry.split(".")[1], but container names may contain
-    # dots ("web.example"): the staging dir of a live create of "web.<N>" is deleted when
-    # pid N is dead, and a dead create of "web.example" is never swept.
+def test_sweep_reads_the_pid_of_dotted_names(store, paths):
+    # Container names may contain dots ("web.example"): the pid is the second field from
+    # the end, never the first.
     dead = dead_pid()
     live = _staging_dir(paths.machines, f"create-web.{dead}", os.getpid())
     gone = _staging_dir(paths.machines, "create-web.example", dead)
     store.sweep()
     assert live.exists(), "a live command's staging directory was deleted"
     assert not gone.exists(), "a dead command's staging directory was not swept"
+
+
+def test_sweep_removes_temporary_files_of_killed_writers_only(store, paths):
+    """write_atomic's .FILE.PID.tmp, left by a command killed while writing settings (of an
+    existing container too, so the name-based sweep would never see it)."""
+    make_tree(paths, "web.example")
+    nspawn, dropin = write_settings(paths, "web.example")
+    dead, live = dead_pid(), os.getpid()
+    dead_tmps = [nspawn.parent / f".web.example.nspawn.{dead}.tmp",
+                 dropin.parent / f".50-nspawnctl.conf.{dead}.tmp",
+                 paths.units / f".var-lib-machines-web.example.mount.{dead}.tmp"]
+    live_tmp = nspawn.parent / f".web.example.nspawn.{live}.tmp"
+    for f in dead_tmps + [live_tmp]:
+        f.write_text("half")
+    store.sweep()
+    assert [f for f in dead_tmps if f.exists()] == []
+    assert live_tmp.exists() and nspawn.exists() and dropin.exists()
 
 
 def test_sweep_removes_our_settings_without_a_tree(store, paths):
