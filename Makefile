@@ -11,8 +11,9 @@ TEST_PACKAGES := make socat busybox-static podman skopeo umoci zstd python3-pip
 demo: venv
 	$(VENV)/bin/python tests/demo.py
 
+# ARGS=--full runs the long fault and load tests with their full counts.
 test: venv
-	$(VENV)/bin/python -m pytest tests/unit tests/integration
+	$(VENV)/bin/python -m pytest tests/unit tests/integration $(ARGS)
 
 unit: venv
 	$(VENV)/bin/python -m pytest tests/unit
