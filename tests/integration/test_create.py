@@ -29,7 +29,8 @@ def base(nspawnctl):
 def test_cold_create_bootstraps_with_progress_and_boots(host, nspawnctl, base):
     assert base["cached"] is False and base["image"].startswith("debootstrap-")
     assert "bootstrapping debootstrap:bookworm" in base["stderr"]
-    assert "downloading:" in base["stderr"] and "configuring:" in base["stderr"]
+    # (downloads may all come from the .deb cache, when earlier tests filled it)
+    assert "extracting:" in base["stderr"] and "configuring:" in base["stderr"]
     assert "Base system installed successfully" in base["stderr"]
     # Booted by machinectl itself: the container is an ordinary systemd-nspawn@ unit.
     r = host.run(["machinectl", "start", "base"])

@@ -132,6 +132,13 @@ def podman_docker_archive(work: Path) -> Path:
         podman.cleanup()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def unused_images_pruned(nspawnctl):
+    """Earlier modules build the same busybox image (same digest, so the same cache key):
+    without the ones no container uses, the first create here is a real unpack."""
+    nspawnctl("images", "prune")
+
+
 @pytest.fixture
 def copy_in(host, archives):
     """Copy an archive into the testbed; returns its path there."""
