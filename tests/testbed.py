@@ -247,8 +247,8 @@ class Testbed:
             if self.nspawn.poll() is not None:
                 raise RuntimeError(f"systemd-nspawn exited with {self.nspawn.returncode}\n"
                                    + self.console_tail())
-            for pid in _children(self.nspawn.pid):
-                if _comm(pid) == "systemd":
+            for pid in children(self.nspawn.pid):
+                if comm(pid) == "systemd":
                     return pid
             time.sleep(0.05)
         raise RuntimeError("testbed's systemd did not start\n" + self.console_tail())
@@ -332,7 +332,7 @@ class LocalHost:
 
 
 def host_has_systemd() -> bool:
-    return Path("/run/systemd/system").is_dir() and _comm(1) == "systemd"
+    return Path("/run/systemd/system").is_dir() and comm(1) == "systemd"
 
 
 @contextlib.contextmanager
@@ -356,14 +356,22 @@ def open_host(log=print, binds=()):
 
 # --- cleanup -------------------------------------------------------------------------------
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """Child processes of pid, from all its threads."""
     try:
-        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    kids = []
+    for tid in tasks:
+        try:
+            kids += map(int, Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+        except OSError:  # the process is gone meanwhile
+            pass
+    return kids
 
 
-def _comm(pid: int) -> str:
+def comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
@@ -384,7 +392,10 @@ def remove_run_dir(run_dir: Path):
 
 
 def cleanup_stale_runs(log=print):
-    """Remove what an earlier run that was SIGKILLed left: its testbed, socat and copy."""
+    """Remove what an earlier run that was SIGKILLed left: its testbed, socat and copy.
+
+    The testbed's systemd outlives a killed systemd-nspawn, reparented to this host's PID 1:
+    it is found by its root directory, which is in the copy."""
     for run_dir in RUNS.glob(RUN_PREFIX + "*"):
         try:
             owner = int((run_dir / "owner").read_text())
@@ -400,7 +411,12 @@ def cleanup_stale_runs(log=print):
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if str(run_dir) in cmdline and int(proc.name) != os.getpid():
+            try:  # the testbed's own processes: their root is in the copy
+                root = os.readlink(proc / "root")
+            except OSError:
+                root = ""
+            ours = str(run_dir) in cmdline or root.startswith(str(run_dir) + "/")
+            if ours and int(proc.name) != os.getpid():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
         time.sleep(0.5)
