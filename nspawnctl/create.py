@@ -108,7 +108,7 @@ def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname:
         store.remove_settings(name)
         raise
     if lower is not None:
-        overlay.ensure_mounted(paths, name)
+        overlay.mount_tree(paths, name, lower)
 
 
 @dataclasses.dataclass(frozen=True)

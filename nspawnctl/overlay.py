@@ -76,14 +76,6 @@ def make_layers(layer_dir: Path, upper_from: Path | None = None):
     (layer_dir / "work").mkdir(mode=0o700)
 
 
-def _mount(lower: Path, layer_dir: Path, target: Path):
-    try:
-        mount("overlay", target, "overlay", options(lower, layer_dir))
-    except OSError as exc:
-        raise Error(f"cannot mount the overlay on {target}: {exc.strerror}",
-                    hint="--overlay needs a kernel with overlayfs") from None
-
-
 def write_unit(paths: Paths, name: str, lower: Path):
     """The mount unit and its enablement (the symlink `systemctl enable` would make; written
     here to spare a daemon reload: systemd reads new unit files when they are first needed)."""
@@ -116,13 +108,14 @@ def lower_of(paths: Paths, name: str) -> Path | None:
     return None
 
 
-def ensure_mounted(paths: Paths, name: str):
-    """Mount NAME's tree if it is not (after a reboot before anything needed it, or a create
-    killed between its commit and its mount)."""
+def mount_tree(paths: Paths, name: str, lower: Path):
+    """Mount NAME's tree right after its create (later, the mount unit does it)."""
     tree = paths.tree(name)
-    lower = lower_of(paths, name)
-    if lower is not None and not os.path.ismount(tree):
-        _mount(lower, layers(paths, name), tree)
+    try:
+        mount("overlay", tree, "overlay", options(lower, layers(paths, name)))
+    except OSError as exc:
+        raise Error(f"cannot mount the overlay on {tree}: {exc.strerror}",
+                    hint="--overlay needs a kernel with overlayfs") from None
 
 
 def release(paths: Paths, name: str):

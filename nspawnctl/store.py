@@ -106,8 +106,9 @@ class Store:
                     # the next sweep rather than failing every command until then.
                     with contextlib.suppress(OSError):
                         remove_tree(area / entry)
+        dropins = self._dropin_dirs()
         # write_atomic's temporary files (.FILE.PID.tmp) of commands killed while writing
-        for directory in self._settings_dirs():
+        for directory in [self.paths.nspawn, self.paths.units, *dropins.values()]:
             for entry in _listdir(directory):
                 if entry.startswith(".") and entry.endswith(".tmp") and _owner_is_dead(entry):
                     with contextlib.suppress(FileNotFoundError):
@@ -116,26 +117,23 @@ class Store:
             if not self.exists(name):
                 self.remove_settings(name, only_ours=True)
             return
-        for n in [name] if name else self._settings_names():
+        for n in [name] if name else self._settings_names(dropins):
             if not self.exists(n):
                 with contextlib.suppress(Error):
                     with self.lock(n):  # lock() sweeps n once it holds it
                         pass
 
-    def _settings_dirs(self) -> list[Path]:
-        """Where settings files are written: .nspawn files, mount units, drop-ins."""
-        return [self.paths.nspawn, self.paths.units] + [
-            self.paths.units / f for f in _listdir(self.paths.units)
-            if f.startswith("systemd-nspawn@") and f.endswith(".service.d")]
+    def _dropin_dirs(self) -> dict[str, Path]:
+        """The systemd-nspawn@NAME.service.d directories there are, by NAME."""
+        prefix, suffix = "systemd-nspawn@", ".service.d"
+        return {f[len(prefix):-len(suffix)]: self.paths.units / f
+                for f in _listdir(self.paths.units) if f.startswith(prefix) and f.endswith(suffix)}
 
-    def _settings_names(self) -> set[str]:
+    def _settings_names(self, dropins: dict[str, Path]) -> set[str]:
         """Names that have settings, drop-ins or overlay layers (with or without a tree)."""
         names = {f[:-len(".nspawn")] for f in _listdir(self.paths.nspawn)
                  if f.endswith(".nspawn")}
-        names.update(f[len("systemd-nspawn@"):-len(".service.d")]
-                     for f in _listdir(self.paths.units)
-                     if f.startswith("systemd-nspawn@") and f.endswith(".service.d")
-                     and os.path.exists(self.paths.units / f / DROPIN_NAME))
+        names.update(n for n, d in dropins.items() if os.path.exists(d / DROPIN_NAME))
         names.update(n for n in _listdir(self.paths.overlays) if not n.startswith("."))
         return names
 
@@ -155,9 +153,10 @@ class Store:
         tree = self.paths.tree(name)
         if overlay.is_overlay(self.paths, name):
             overlay.release(self.paths, name)  # the overlay's upper layer is removed below
-        if mounts_under(tree):
-            raise Error(f"something is still mounted in the tree of {name}: "
-                        f"{mounts_under(tree)[-1]}", hint="unmount it first")
+        mounted = mounts_under(tree)
+        if mounted:
+            raise Error(f"something is still mounted in the tree of {name}: {mounted[-1]}",
+                        hint="unmount it first")
         with self.staging(self.paths.machines, f"remove-{name}") as trash:
             # The rename is the commit point: from here on the container is gone for everyone,
             # and if we die the trash is swept as a dead process's staging directory.
