@@ -226,6 +226,7 @@ class Testbed:
         console.close()
         (self.run_dir / "nspawn.pid").write_text(str(self.nspawn.pid))
         self.leader = self._wait_leader(time.monotonic() + timeout)
+        (self.run_dir / "leader").write_text(str(self.leader))  # for cleanup_stale_runs
         state = ""
         while time.monotonic() < t0 + timeout:
             r = self.run(["systemctl", "is-system-running", "--wait"], timeout=timeout)
@@ -394,8 +395,8 @@ def remove_run_dir(run_dir: Path):
 def cleanup_stale_runs(log=print):
     """Remove what an earlier run that was SIGKILLed left: its testbed, socat and copy.
 
-    The testbed's systemd outlives a killed systemd-nspawn, reparented to this host's PID 1:
-    it is found by its root directory, which is in the copy."""
+    The testbed's systemd outlives a killed systemd-nspawn, reparented to this host's PID 1,
+    and nothing in its command line names the run: boot() writes its PID into the run dir."""
     for run_dir in RUNS.glob(RUN_PREFIX + "*"):
         try:
             owner = int((run_dir / "owner").read_text())
@@ -411,14 +412,16 @@ def cleanup_stale_runs(log=print):
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            try:  # the testbed's own processes: their root is in the copy
-                root = os.readlink(proc / "root")
-            except OSError:
-                root = ""
-            ours = str(run_dir) in cmdline or root.startswith(str(run_dir) + "/")
-            if ours and int(proc.name) != os.getpid():
+            if str(run_dir) in cmdline and int(proc.name) != os.getpid():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
+        try:  # killing PID 1 of the testbed's PID namespace ends everything in it
+            leader = int((run_dir / "leader").read_text())
+        except (OSError, ValueError):
+            leader = 0
+        if leader and comm(leader) == "systemd":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(leader, signal.SIGKILL)
         time.sleep(0.5)
         remove_run_dir(run_dir)
 
