@@ -146,7 +146,13 @@ def _config_options(f):
 
 
 def _changes(memory, cpus, tasks, binds, envs, network, private_users, hostname, restart) -> dict:
-    from .config import parse_bind, parse_cpus, parse_env, parse_size, parse_tasks
+    from .settings.model import (
+        parse_bind,
+        parse_cpus,
+        parse_env,
+        parse_size,
+        parse_tasks,
+    )
     changes = {}
     if memory is not None:
         changes["memory_max"] = parse_size(memory)
@@ -192,8 +198,8 @@ def _changes(memory, cpus, tasks, binds, envs, network, private_users, hostname,
 def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper, platform,
            use_overlay, as_json, **options):
     """Create container NAME (a Debian bookworm tree by default)."""
-    from .config import ContainerConfig
-    from .create import create as make
+    from .ops.create import create as make
+    from .settings.model import ContainerConfig
     from .sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
     spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
                          include=parse_packages(include), arch=arch, slim=slim,
@@ -215,7 +221,7 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
 @pass_app
 def clone(app, src, dst):
     """Copy stopped container SRC to a new container DST."""
-    from .create import clone as copy
+    from .ops.clone import clone as copy
     info = copy(app.paths, src, dst, report=progress)
     click.echo(f"cloned {src} to {dst} ({info['method']})")
 
@@ -223,7 +229,7 @@ def clone(app, src, dst):
 def existing(app, names) -> list[str]:
     """Names given to a command that acts on several: all checked before it acts on any, so
     a typo in the last one does not leave the first ones half done."""
-    from .store import Store
+    from .store.containers import Store
     names = list(dict.fromkeys(names))
     store = Store(app.paths)
     for name in names:
@@ -237,7 +243,7 @@ def existing(app, names) -> list[str]:
 @pass_app
 def remove(app, names, force):
     """Remove containers: their trees and settings."""
-    from .create import remove as delete
+    from .ops.remove import remove as delete
     for name in existing(app, names):
         delete(app.paths, name, force=force, report=progress)
         click.echo(f"removed {name}")
@@ -250,10 +256,8 @@ def images(ctx, as_json):
     """List cached base trees (see also: images prune)."""
     if ctx.invoked_subcommand:
         return
-    from .images import list_images
-    from .inventory import usage_by_image
-    paths = ctx.ensure_object(App).paths
-    rows = list_images(paths, usage_by_image(paths))
+    from .ops.images import list_images
+    rows = list_images(ctx.ensure_object(App).paths)
     if not as_json:
         import datetime
         for row in rows:
@@ -267,11 +271,8 @@ def images(ctx, as_json):
 @pass_app
 def images_prune(app):
     """Remove cached base trees no container uses."""
-    from .create import require_root
-    from .images import prune
-    from .inventory import usage_by_image
-    require_root()
-    removed = prune(app.paths, usage_by_image(app.paths))
+    from .ops.images import prune
+    removed = prune(app.paths)
     click.echo(f"removed {len(removed)} base tree(s)" + "".join(f"\n  {k}" for k in removed))
 
 
@@ -285,7 +286,7 @@ def images_prune(app):
 @pass_app
 def start(app, names, wait, timeout):
     """Start containers (systemd-nspawn@NAME.service)."""
-    from .lifecycle import start as run
+    from .ops.lifecycle import start as run
     for name in existing(app, names):
         state = run(app.paths, name, wait=wait, timeout=timeout, report=progress)
         click.echo(f"{name}: {state}")
@@ -298,7 +299,7 @@ def start(app, names, wait, timeout):
 @pass_app
 def stop(app, names, timeout):
     """Power containers off cleanly (terminate them after --timeout)."""
-    from .lifecycle import stop as halt
+    from .ops.lifecycle import stop as halt
     for name in existing(app, names):
         stopped = halt(app.paths, name, timeout=timeout, report=progress)
         click.echo(f"{name}: {'stopped' if stopped else 'already stopped'}")
@@ -310,7 +311,7 @@ def stop(app, names, timeout):
 @pass_app
 def restart(app, name, timeout):
     """Stop and start a container."""
-    from .lifecycle import restart as again
+    from .ops.lifecycle import restart as again
     click.echo(f"{name}: {again(app.paths, name, timeout=timeout, report=progress)}")
 
 
@@ -320,7 +321,7 @@ def restart(app, name, timeout):
 @pass_app
 def kill(app, name, sig):
     """Send a signal to every process of a container."""
-    from .lifecycle import kill as send
+    from .ops.lifecycle import kill as send
     send(app.paths, name, sig)
 
 
@@ -329,7 +330,7 @@ def kill(app, name, sig):
 @pass_app
 def enable(app, names):
     """Start containers when the host boots (machines.target)."""
-    from .lifecycle import enable as on
+    from .ops.lifecycle import enable as on
     for name in existing(app, names):
         on(app.paths, name)
         click.echo(f"{name}: enabled")
@@ -340,7 +341,7 @@ def enable(app, names):
 @pass_app
 def disable(app, names):
     """Do not start containers at boot any more."""
-    from .lifecycle import disable as off
+    from .ops.lifecycle import disable as off
     for name in existing(app, names):
         off(app.paths, name)
         click.echo(f"{name}: disabled")
@@ -351,7 +352,7 @@ def disable(app, names):
 @pass_app
 def list_(app, as_json):
     """List every container, running or not."""
-    from .inventory import list_containers
+    from .ops.inventory import list_containers
     rows = list_containers(app.paths)
     print_table(rows, ["name", "state", "os", "address", "image", "enabled", "limits"], as_json)
 
@@ -362,7 +363,7 @@ def list_(app, as_json):
 @pass_app
 def status(app, name, as_json):
     """Show one container in detail."""
-    from .inventory import status as describe
+    from .ops.inventory import status as describe
     print_record(describe(app.paths, name), as_json)
 
 
@@ -372,7 +373,7 @@ def status(app, name, as_json):
 @pass_app
 def set_(app, name, **options):
     """Change a container's settings; limits apply at once if it runs."""
-    from .configure import set_config
+    from .ops.reconfigure import set_config
     changes = _changes(**options)
     if not changes:
         raise Error("nothing to change", hint="see 'nspawnctl set --help'")
@@ -389,7 +390,7 @@ def exec(app, name, command):
 
     Put -- before the command: nspawnctl exec NAME -- ls -l /
     """
-    from .lifecycle import exec_
+    from .ops.lifecycle import exec_
     sys.exit(exec_(app.paths, name, list(command)))
 
 
@@ -400,7 +401,7 @@ def exec(app, name, command):
 @pass_app
 def shell(app, name, command, user):
     """An interactive login shell in a running, booted container."""
-    from .lifecycle import shell as login
+    from .ops.lifecycle import shell as login
     sys.exit(login(app.paths, name, user, list(command)))
 
 
@@ -411,5 +412,5 @@ def shell(app, name, command, user):
 @pass_app
 def logs(app, name, follow, lines):
     """Show a container's journal."""
-    from .lifecycle import logs as journal
+    from .ops.lifecycle import logs as journal
     sys.exit(journal(app.paths, name, follow, lines))

@@ -19,7 +19,3 @@ class Error(Exception):
     def __str__(self) -> str:
         return self.message
 
-
-def die(message: str, hint: str | None = None, exit_code: int = 1):
-    """Raise Error; reads well at call sites: `die("no such container", hint=...)`."""
-    raise Error(message, hint=hint, exit_code=exit_code)

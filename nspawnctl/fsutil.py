@@ -1,4 +1,5 @@
-"""Small filesystem primitives the store is built on: no-replace rename, atomic writes."""
+"""Small filesystem primitives the store is built on: no-replace rename, atomic writes, locks,
+mounts, and copying and deleting whole trees."""
 
 import contextlib
 import ctypes
@@ -6,8 +7,12 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
+
+from .errors import Error
+from .run import run
 
 _libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
@@ -147,3 +152,50 @@ def mounts_under(path: Path) -> list[str]:
             if point == prefix or point.startswith(prefix + "/"):
                 found.append(point)
     return found
+
+
+BTRFS_MAGIC = 0x9123683E
+XFS_MAGIC = 0x58465342
+
+
+def remove_tree(path: Path):
+    """rm -rf that never follows symlinks (Python's rmtree is fd-based on Linux)."""
+    assert shutil.rmtree.avoids_symlink_attacks
+    if os.path.islink(path):
+        os.unlink(path)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+def clone_method(src: Path) -> str:
+    """"reflink" where cp --reflink=auto shares extents (btrfs, XFS), else "copy".  Base trees
+    are plain directories, never btrfs subvolumes, so a subvolume snapshot is not an option."""
+    return "reflink" if _fs_magic(src) in (BTRFS_MAGIC, XFS_MAGIC) else "copy"
+
+
+def _fs_magic(path: Path) -> int:
+    buf = ctypes.create_string_buffer(120)  # struct statfs; f_type is the first long
+    if _libc.statfs(os.fsencode(path), buf) != 0:
+        return 0
+    return int.from_bytes(buf.raw[:8], "little")
+
+
+def clone_tree(src: Path, dst: Path) -> str:
+    """Copy tree src to dst (which must not exist) the cheapest way; returns the method."""
+    method = clone_method(src)
+    try:
+        run(["cp", "-a", "--reflink=auto", "--", src, dst], what="copying the tree")
+    except Error as exc:
+        if "No space left" in exc.message:
+            raise Error(f"no space left on the filesystem of {_mount_point(dst.parent)}",
+                        hint="free some space, e.g. nspawnctl images prune") from None
+        raise
+    return method
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return path

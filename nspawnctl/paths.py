@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def service_unit(name: str) -> str:
+    """The unit a container runs as: systemd's own template, so machinectl starts it the same."""
+    return f"systemd-nspawn@{name}.service"
+
+
 @dataclass(frozen=True)
 class Paths:
     machines: Path      # container trees: /var/lib/machines/NAME
@@ -33,7 +38,7 @@ class Paths:
         return self.nspawn / f"{name}.nspawn"
 
     def dropin_dir(self, name: str) -> Path:
-        return self.units / f"systemd-nspawn@{name}.service.d"
+        return self.units / f"{service_unit(name)}.d"
 
     @property
     def images(self) -> Path:
@@ -50,10 +55,6 @@ class Paths:
         """Where half-made things for parent are built: beside their final place, on the same
         filesystem, so the final move is a rename; hidden, so machinectl does not list it."""
         return parent / ".nspawnctl-staging"
-
-    @property
-    def staging(self) -> Path:
-        return self.staging_in(self.machines)
 
     @property
     def locks(self) -> Path:

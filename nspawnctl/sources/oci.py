@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import Error
-from ..unpack import apply_layer
+from .unpack import apply_layer
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def blob_path(digest: str) -> str:
     return f"blobs/{algorithm}/{hexpart}"
 
 
-def parse_source(spec: str) -> tuple[str, Path, str | None]:
+def parse_reference(spec: str) -> tuple[str, Path, str | None]:
     """Split "oci-archive:PATH", "docker-archive:PATH", "oci:DIR[:REF]" into (kind, path, ref)."""
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in KINDS or not rest:

@@ -8,8 +8,8 @@ import lzma
 from pathlib import Path
 
 from ..errors import Error
-from ..images import clone_tree
-from ..unpack import apply_layer
+from ..fsutil import clone_tree
+from .unpack import apply_layer
 
 MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nspawnctl.config import Bind, ContainerConfig
-from nspawnctl.nspawnfile import render_nspawn
+from nspawnctl.settings.model import Bind, ContainerConfig
+from nspawnctl.settings.nspawnfile import render_nspawn
 
 pytestmark = pytest.mark.integration
 

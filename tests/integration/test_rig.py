@@ -27,7 +27,7 @@ def test_host_runs_systemd_and_machined(host):
 def test_bus_lists_units_and_machines(host):
     r = py(host, """
         import json
-        from nspawnctl.bus import Bus
+        from nspawnctl.systemd.bus import Bus
         with Bus() as bus:
             units = bus.list_units(["*.target"])
             machines = bus.list_machines()
@@ -65,8 +65,8 @@ def test_handmade_tree_boots_and_machine1_sees_it(host):
         assert r.returncode == 0, str(r)
         code = f"""
             import json, time
-            from nspawnctl.bus import Bus
-            from nspawnctl.lifecycle import guest_state
+            from nspawnctl.systemd.bus import Bus
+            from nspawnctl.ops.lifecycle import guest_state
             deadline = time.monotonic() + 60
             with Bus() as bus:
                 while time.monotonic() < deadline:
@@ -100,7 +100,7 @@ def test_handmade_tree_boots_and_machine1_sees_it(host):
 
 def test_dbus_failure_is_a_clear_error(host):
     r = py(host, """
-        from nspawnctl.bus import Bus
+        from nspawnctl.systemd.bus import Bus
         from nspawnctl.errors import Error
         with Bus() as bus:
             try:

@@ -7,8 +7,8 @@ import pytest
 from pystemd.dbusexc import (DBusAccessDeniedError, DBusBaseError, DBusError,
                              DBusNoSuchUnitError)
 
-from nspawnctl import bus as busmod
-from nspawnctl.bus import Bus, _s, describe, translated, unit_path
+from nspawnctl.systemd import bus as busmod
+from nspawnctl.systemd.bus import Bus, _s, describe, translated, unit_path
 from nspawnctl.errors import Error
 
 

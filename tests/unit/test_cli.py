@@ -204,7 +204,7 @@ def test_create_over_an_existing_container(tmp_path):
 
 
 def test_internal_errors_are_one_line(monkeypatch, capsys, root):
-    from nspawnctl import lifecycle
+    from nspawnctl.ops import lifecycle
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
@@ -219,7 +219,7 @@ def test_internal_errors_are_one_line(monkeypatch, capsys, root):
 
 
 def test_interrupt_exits_130(monkeypatch, capsys, root):
-    from nspawnctl import lifecycle
+    from nspawnctl.ops import lifecycle
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -233,7 +233,7 @@ def test_interrupt_exits_130(monkeypatch, capsys, root):
 
 
 def test_error_exit_code_is_the_errors(monkeypatch, capsys, root):
-    from nspawnctl import lifecycle
+    from nspawnctl.ops import lifecycle
 
     def missing(*args, **kwargs):
         raise climod.Error("journalctl is not installed", hint="install it", exit_code=127)

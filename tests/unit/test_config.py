@@ -2,7 +2,7 @@
 
 import pytest
 
-from nspawnctl.config import (Bind, ContainerConfig, format_size, parse_bind, parse_cpus,
+from nspawnctl.settings.model import (Bind, ContainerConfig, format_size, parse_bind, parse_cpus,
                               parse_env, parse_size, parse_tasks)
 from nspawnctl.errors import Error
 

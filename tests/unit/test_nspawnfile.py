@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from nspawnctl.config import Bind, ContainerConfig, parse_bind
+from nspawnctl.settings.model import Bind, ContainerConfig, parse_bind
 from nspawnctl.errors import Error
-from nspawnctl.nspawnfile import (parse_nspawn, quote_word, render_nspawn, split_words,
+from nspawnctl.settings.nspawnfile import (parse_nspawn, quote_word, render_nspawn, split_words,
                                   update_nspawn)
 
 AWKWARD_ARGS = ("sh", "-c", 'echo "$FOO"; for a in "$@"; do echo "[$a]"; done', "x",

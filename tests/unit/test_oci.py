@@ -11,7 +11,7 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.sources import oci
-from nspawnctl.sources.oci import ImageConfig, inspect_image, parse_source, unpack_image
+from nspawnctl.sources.oci import ImageConfig, inspect_image, parse_reference, unpack_image
 
 from imagebuild import (OCI_INDEX, blob_file, dir, docker_archive, file, image_config, layer,
                         oci_layout, sha256, symlink, tar_tree, write_blob, write_index,
@@ -126,7 +126,7 @@ def test_ref_selection(tmp_path, dest):
     a = write_manifest(root, [BASE], annotations={oci.REF_ANNOTATION: "a"})
     b = write_manifest(root, [BASE, UPPER], annotations={oci.REF_ANNOTATION: "b"})
     write_index(root, [a.manifest, b.manifest])
-    kind, path, ref = parse_source(f"oci:{root}:b")
+    kind, path, ref = parse_reference(f"oci:{root}:b")
     assert inspect_image(kind, path, ref).digest == b.manifest["digest"]
     assert inspect_image("oci", root, "a").digest == a.manifest["digest"]
     with pytest.raises(Error, match="no reference 'c'") as e:
@@ -171,21 +171,21 @@ def test_sha512_blobs(tmp_path, dest, monkeypatch):
     ("oci:/no/such/dir:v1.2", ("oci", Path("/no/such/dir"), "v1.2")),
     ("oci:/no/such/dir", ("oci", Path("/no/such/dir"), None)),
 ])
-def test_parse_source(spec, expected):
-    assert parse_source(spec) == expected
+def test_parse_reference(spec, expected):
+    assert parse_reference(spec) == expected
 
 
 @pytest.mark.parametrize("spec", ["oci", "oci:", "docker:x", "tar-archive:/x", "/x.tar",
                                   "oci::ref"])
-def test_parse_source_rejects(spec):
+def test_parse_reference_rejects(spec):
     with pytest.raises(Error, match="image source"):
-        parse_source(spec)
+        parse_reference(spec)
 
 
-def test_parse_source_dir_with_colon(tmp_path):
+def test_parse_reference_dir_with_colon(tmp_path):
     d = tmp_path / "a:b"
     d.mkdir()
-    assert parse_source(f"oci:{d}") == ("oci", d, None)
+    assert parse_reference(f"oci:{d}") == ("oci", d, None)
 
 
 # -- bad images: each is rejected with a message that says why ------------------------------

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from nspawnctl import overlay
+from nspawnctl.store import overlay
 from nspawnctl.paths import Paths
-from nspawnctl.store import Store
+from nspawnctl.store.containers import Store
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_unit_mounts_the_layers_over_the_base_and_is_enabled(paths):
     lower = paths.images / "debootstrap-0123/tree"
     overlay.write_unit(paths, "my-app", lower)
     # the unit is named after the tree's path (here below NSPAWNCTL_ROOT)
-    assert overlay.unit_name(paths, "my-app").endswith("-var-lib-machines-my\\x2dapp.mount")
+    assert overlay.mount_unit(paths, "my-app").endswith("-var-lib-machines-my\\x2dapp.mount")
     text = overlay.unit_file(paths, "my-app").read_text()
     layer = paths.overlays / "my-app"
     assert f"Where={paths.tree('my-app')}\n" in text
@@ -83,7 +83,7 @@ def test_sweep_removes_layers_and_unit_of_a_container_that_never_committed(paths
 
 
 def test_prepare_tree_writes_the_identity_to_the_upper_layer_only(tmp_path):
-    from nspawnctl.create import prepare_tree
+    from nspawnctl.ops.create import prepare_tree
     lower, upper = tmp_path / "lower", tmp_path / "upper"
     (lower / "etc").mkdir(parents=True)
     (lower / "etc").chmod(0o751)

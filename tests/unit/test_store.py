@@ -11,7 +11,7 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.paths import Paths
-from nspawnctl.store import OWNED_MARK, Store
+from nspawnctl.store.containers import OWNED_MARK, Store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_paths_follow_nspawnctl_root(paths, tmp_path):
     assert paths.machines == root / "var/lib/machines"
     assert paths.nspawn_file("x") == root / "etc/systemd/nspawn/x.nspawn"
     assert paths.dropin_dir("x") == root / "etc/systemd/system/systemd-nspawn@x.service.d"
-    assert paths.staging == paths.machines / ".nspawnctl-staging"
+    assert paths.staging_in(paths.machines) == paths.machines / ".nspawnctl-staging"
 
 
 def test_names_of_an_absent_machines_dir(store):
@@ -111,7 +111,7 @@ def test_lock_held_by_another_process_fails_at_once(store, paths):
         [sys.executable, "-c", textwrap.dedent("""
             import sys
             from nspawnctl.paths import Paths
-            from nspawnctl.store import Store
+            from nspawnctl.store.containers import Store
             with Store(Paths.from_env()).lock("x"):
                 print("locked", flush=True)
                 sys.stdin.read()
@@ -138,7 +138,7 @@ def test_lock_dies_with_a_killed_process(store):
         [sys.executable, "-c", textwrap.dedent("""
             import time
             from nspawnctl.paths import Paths
-            from nspawnctl.store import Store
+            from nspawnctl.store.containers import Store
             with Store(Paths.from_env()).lock("x"):
                 print("locked", flush=True)
                 time.sleep(600)
@@ -193,7 +193,7 @@ def test_a_lock_whose_file_was_deleted_by_its_holder_is_taken_again(tmp_path):
 
 def test_staging_is_private_and_removed_on_exit(store, paths):
     with store.staging(paths.machines, "create-x") as stage:
-        assert stage.parent == paths.staging
+        assert stage.parent == paths.staging_in(paths.machines)
         assert stage.name.startswith(f"create-x.{os.getpid()}.")
         assert stat.S_IMODE(stage.stat().st_mode) == 0o700
         (stage / "tree/etc").mkdir(parents=True)
@@ -209,7 +209,7 @@ def test_staging_is_removed_on_exception_and_interrupt(store, paths, exc):
             (stage / "tree/f").write_text("x")
             raise exc()
     assert not stage.exists()
-    assert os.listdir(paths.staging) == []
+    assert os.listdir(paths.staging_in(paths.machines)) == []
 
 
 def test_what_is_renamed_out_of_staging_survives(store, paths):
@@ -235,7 +235,7 @@ def test_sweep_removes_staging_of_dead_processes_only(store, paths):
     gone_image = _staging_dir(paths.images, "image-abc", dead)
     live = _staging_dir(paths.machines, "create-y", os.getpid())
     live_image = _staging_dir(paths.images, "image-def", os.getpid())
-    other = paths.staging / "not-ours"  # no pid in the name: left alone
+    other = paths.staging_in(paths.machines) / "not-ours"  # no pid in the name: left alone
     other.mkdir()
     store.sweep()
     assert not gone.exists() and not gone_image.exists()
@@ -314,7 +314,7 @@ def test_lock_sweeps_the_name_it_takes(store, paths):
 # install
 
 def test_install_renames_into_place(store, paths):
-    staged = paths.staging / "create-x.1.abc/tree"
+    staged = paths.staging_in(paths.machines) / "create-x.1.abc/tree"
     (staged / "etc").mkdir(parents=True)
     store.install(staged, "x")
     assert (paths.tree("x") / "etc").is_dir()
@@ -323,7 +323,7 @@ def test_install_renames_into_place(store, paths):
 
 @pytest.mark.parametrize("existing", ["tree", "empty dir", "file", "symlink"])
 def test_install_refuses_an_existing_name(store, paths, tmp_path, existing):
-    staged = paths.staging / "create-x.1.abc/tree"
+    staged = paths.staging_in(paths.machines) / "create-x.1.abc/tree"
     (staged / "etc").mkdir(parents=True)
     target = paths.tree("x")
     if existing == "tree":
@@ -368,7 +368,7 @@ def test_remove_deletes_tree_and_settings(store, paths):
     assert not os.path.lexists(tree)
     assert not nspawn.exists()
     assert not dropin.exists()
-    assert os.listdir(paths.staging) == []
+    assert os.listdir(paths.staging_in(paths.machines)) == []
     assert store.names() == []
 
 

@@ -4,9 +4,9 @@ from dataclasses import replace
 
 import pytest
 
-from nspawnctl.config import ContainerConfig, parse_bind, parse_cpus, parse_size
+from nspawnctl.settings.model import ContainerConfig, parse_bind, parse_cpus, parse_size
 from nspawnctl.errors import Error
-from nspawnctl.units import (TEMPLATE_TASKS_MAX, UINT64_INFINITY, diff_needs_restart,
+from nspawnctl.settings.dropin import (TEMPLATE_TASKS_MAX, UINT64_INFINITY, diff_needs_restart,
                              dropin_path, format_cpu_quota, parse_dropin, render_dropin,
                              unit_properties)
 

@@ -16,9 +16,9 @@ from typing import Callable
 
 import pytest
 
-from nspawnctl import unpack
+from nspawnctl.sources import unpack
 from nspawnctl.errors import Error
-from nspawnctl.unpack import apply_layer
+from nspawnctl.sources.unpack import apply_layer
 
 from imagebuild import (MTIME, blockdev, chardev, dir, fifo, file, hardlink, layer,
                          symlink)

@@ -17,9 +17,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from .errors import Error
-from .fsutil import mount, unmount, write_atomic
-from .paths import Paths
+from ..errors import Error
+from ..fsutil import clone_tree, mount, remove_tree, unmount, write_atomic
+from ..paths import Paths
 
 HEADER = "# The tree of an nspawnctl --overlay container: its base below, its own changes above."
 WANTED_BY = "local-fs.target"
@@ -38,16 +38,16 @@ def escape_path(path: Path) -> str:
     return "".join(out) or "-"
 
 
-def unit_name(paths: Paths, name: str) -> str:
+def mount_unit(paths: Paths, name: str) -> str:
     return escape_path(paths.tree(name)) + ".mount"
 
 
 def unit_file(paths: Paths, name: str) -> Path:
-    return paths.units / unit_name(paths, name)
+    return paths.units / mount_unit(paths, name)
 
 
 def wants_link(paths: Paths, name: str) -> Path:
-    return paths.units / f"{WANTED_BY}.wants" / unit_name(paths, name)
+    return paths.units / f"{WANTED_BY}.wants" / mount_unit(paths, name)
 
 
 def layers(paths: Paths, name: str) -> Path:
@@ -67,7 +67,6 @@ def options(lower: Path, layer_dir: Path) -> str:
 
 def make_layers(layer_dir: Path, upper_from: Path | None = None):
     """An empty pair of layers, or (for clone) a copy of another container's changes."""
-    from .images import clone_tree
     layer_dir.mkdir(mode=0o700)
     if upper_from is None:
         (layer_dir / "upper").mkdir(mode=0o755)
@@ -130,7 +129,6 @@ def release(paths: Paths, name: str):
 
 def remove_files(paths: Paths, name: str, only_ours: bool = False):
     """The unit, its enablement and the layers: what is left once the tree is gone."""
-    from .store import remove_tree
     unit = unit_file(paths, name)
     if only_ours and unit.exists() and not unit.read_text().startswith(HEADER):
         return

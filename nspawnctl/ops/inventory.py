@@ -4,14 +4,14 @@ view of them, read with as few D-Bus calls as possible (two for the whole list).
 import os
 from pathlib import Path
 
-from . import overlay
-from .bus import SERVICE, SYSTEMD, Bus, unit_path
-from .config import ContainerConfig, format_size
-from .container import load_config, unit_name
-from .errors import Error
-from .images import image_dir, read_meta
-from .paths import Paths
-from .store import Store
+from ..errors import Error
+from ..paths import Paths, service_unit
+from ..settings.files import load_config
+from ..settings.model import ContainerConfig, format_size
+from ..store import overlay
+from ..store.containers import Store
+from ..store.images import image_dir, read_meta
+from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
 
 
 def os_release(tree: Path) -> dict:
@@ -34,7 +34,7 @@ def os_release(tree: Path) -> dict:
 
 
 def is_enabled(paths: Paths, name: str) -> bool:
-    return os.path.lexists(paths.units / "machines.target.wants" / unit_name(name))
+    return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))
 
 
 def _limits(cfg) -> str | None:
@@ -78,7 +78,7 @@ def list_containers(paths: Paths) -> list[dict]:
         running = {m["name"] for m in bus.list_machines()}
         rows = []
         for name in names:
-            state = _state(units.get(unit_name(name)))
+            state = _state(units.get(service_unit(name)))
             addresses = bus.machine_addresses(name) if name in running else None
             rows.append(_row(paths, name, load_config(paths, name), state, addresses))
     return rows
@@ -88,13 +88,13 @@ def status(paths: Paths, name: str) -> dict:
     Store(paths).require(name)
     cfg = load_config(paths, name)
     with Bus() as bus:
-        unit = bus.unit_properties(unit_name(name))
+        unit = bus.unit_properties(service_unit(name))
         machine = bus.machine_properties(name)
         addresses = bus.machine_addresses(name) if machine else None
-        service = bus.get_all(SYSTEMD, unit_path(unit_name(name)), SERVICE) if machine else {}
+        service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
     row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses)
     row.update({
-        "unit": unit_name(name), "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
+        "unit": service_unit(name), "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
         "leader": machine.get("Leader") if machine else None,
         "tree": str(paths.tree(name)),
         "overlay": str(overlay.layers(paths, name)) if overlay.is_overlay(paths, name) else None,

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .errors import Error
+from ..errors import Error
 
 COPY_CHUNK = 1 << 20
 MAX_SYMLINKS = 40

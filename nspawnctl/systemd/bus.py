@@ -15,7 +15,7 @@ import signal
 import sys
 import types
 
-from .errors import Error
+from ..errors import Error
 
 
 def _import_pystemd_lightly():

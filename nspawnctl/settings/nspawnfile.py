@@ -21,8 +21,8 @@ The syntax follows systemd's conf-parser, as systemd-nspawn reads it:
 
 from dataclasses import dataclass, replace
 
-from .config import Bind, ContainerConfig, check_bind_path, check_path, parse_env
-from .errors import Error
+from ..errors import Error
+from .model import Bind, ContainerConfig, check_bind_path, check_path, parse_env
 
 HEADER = ("# Settings of an nspawnctl container, see systemd.nspawn(5).\n"
           "# Hand edits are kept: nspawnctl only rewrites the settings it changes.")

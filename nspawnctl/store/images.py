@@ -1,9 +1,9 @@
-"""The cache of read-only base trees, and cloning them into containers.
+"""The cache of read-only base trees.
 
 A base tree is made once per key (the hash of everything that decides its content) and kept
-under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.  Containers are clones of it, made with
-the cheapest method the filesystem has: a btrfs snapshot, else `cp --reflink=auto` (a reflink
-copy on btrfs/XFS, a plain copy elsewhere).
+under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.  Containers are clones of it
+(fsutil.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
+overlayfs mounts over it (overlay.py).
 """
 
 import contextlib
@@ -13,14 +13,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Error
-from .fsutil import flocked, tree_size
-from .paths import Paths
-from .run import run
-from .store import Store, remove_tree
-
-BTRFS_MAGIC = 0x9123683E
-XFS_MAGIC = 0x58465342
+from ..fsutil import flocked, remove_tree, tree_size
+from ..paths import Paths
+from .containers import Store
 
 
 def image_dir(paths: Paths, key: str) -> Path:
@@ -66,47 +61,6 @@ def _image_lock(paths: Paths, key: str, report):
     return flocked(paths.images / f".{key}.lock",
                    lambda: report("waiting for another nspawnctl that is building the same "
                                   "base tree"))
-
-
-def clone_method(src: Path) -> str:
-    fstype = _fs_magic(src)
-    if fstype == BTRFS_MAGIC and os.stat(src).st_ino == 256:
-        return "btrfs-snapshot"
-    if fstype in (BTRFS_MAGIC, XFS_MAGIC):
-        return "reflink"
-    return "copy"
-
-
-def _fs_magic(path: Path) -> int:
-    import ctypes
-    buf = ctypes.create_string_buffer(120)  # struct statfs; f_type is the first long
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.statfs(os.fsencode(path), buf) != 0:
-        return 0
-    return int.from_bytes(buf.raw[:8], "little")
-
-
-def clone_tree(src: Path, dst: Path) -> str:
-    """Copy tree src to dst (which must not exist) the cheapest way; returns the method."""
-    method = clone_method(src)
-    try:
-        if method == "btrfs-snapshot":
-            run(["btrfs", "subvolume", "snapshot", src, dst], what="btrfs snapshot")
-        else:
-            run(["cp", "-a", "--reflink=auto", "--", src, dst], what="copying the tree")
-    except Error as exc:
-        if "No space left" in exc.message:
-            raise Error(f"no space left on the filesystem of {_mount_point(dst.parent)}",
-                        hint="free some space, e.g. nspawnctl images prune") from None
-        raise
-    return method
-
-
-def _mount_point(path: Path) -> Path:
-    path = path.resolve()
-    while not os.path.ismount(path):
-        path = path.parent
-    return path
 
 
 def list_images(paths: Paths, usage: dict[str, int]) -> list[dict]:

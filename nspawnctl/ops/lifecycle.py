@@ -11,13 +11,14 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from .bus import Bus
-from .config import check_user
-from .container import load_config, unit_name
-from .errors import Error
-from .paths import Paths
-from .run import need_tool, run
-from .store import Store
+from ..errors import Error
+from ..paths import Paths, service_unit
+from ..run import need_tool, run
+from ..settings.files import load_config
+from ..settings.model import check_user
+from ..store.containers import Store
+from ..systemd.bus import Bus
+
 
 def _polls(first=0.005, most=0.05):
     """Sleep intervals for state polling: quick at first, when the answer is often near,
@@ -29,14 +30,14 @@ def _polls(first=0.005, most=0.05):
 
 
 def _journal_tail(name: str, lines: int = 10) -> str:
-    proc = run(["journalctl", "-u", unit_name(name), "-n", str(lines), "--no-pager", "-q",
+    proc = run(["journalctl", "-u", service_unit(name), "-n", str(lines), "--no-pager", "-q",
                 "-o", "cat"], check=False)
     return proc.stdout.strip()
 
 
 def is_active(bus: Bus, name: str) -> bool:
     """Running, or about to: a queued start job counts (its unit is still inactive)."""
-    unit = unit_name(name)
+    unit = service_unit(name)
     return bus.active_state(unit) in ("active", "activating", "reloading") or bus.has_job(unit)
 
 
@@ -57,7 +58,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
     store = Store(paths)
     store.require(name)
     cfg = load_config(paths, name)
-    unit = unit_name(name)
+    unit = service_unit(name)
     with Bus() as bus:
         # Under NAME's lock a remove cannot move the tree away between the check and
         # StartUnit; once the start job is queued, remove sees it (is_active).
@@ -97,7 +98,7 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
     """
     Store(paths).require(name)
     cfg = load_config(paths, name)
-    unit = unit_name(name)
+    unit = service_unit(name)
     with Bus() as bus:
         if not is_active(bus, name):
             return False
@@ -160,14 +161,14 @@ def enable(paths: Paths, name: str):
     """Start NAME at boot: its unit joins machines.target, and machines.target is enabled."""
     Store(paths).require(name)
     with Bus() as bus:
-        bus.enable_units([unit_name(name), "machines.target"])
+        bus.enable_units([service_unit(name), "machines.target"])
         bus.reload()
 
 
 def disable(paths: Paths, name: str):
     Store(paths).require(name)
     with Bus() as bus:
-        bus.disable_units([unit_name(name)])
+        bus.disable_units([service_unit(name)])
         bus.reload()
 
 
@@ -229,7 +230,7 @@ def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
     with Bus() as bus:
         running = bool(bus.machine_path(name))
     argv = [need_tool("journalctl", "systemd"), "--no-pager"]
-    argv += ["-M", name] if (running and cfg.boot) else ["-u", unit_name(name)]
+    argv += ["-M", name] if (running and cfg.boot) else ["-u", service_unit(name)]
     if lines is not None:
         argv += ["-n", str(lines)]
     if follow:

@@ -2,13 +2,13 @@
 
 import dataclasses
 
-from .bus import Bus
-from .container import load_config, save_config, unit_name
-from .create import require_root
+from ..paths import Paths, service_unit
+from ..settings.dropin import diff_needs_restart, unit_properties
+from ..settings.files import load_config, save_config
+from ..store.containers import Store
+from ..systemd.bus import Bus
+from .common import require_root
 from .lifecycle import is_active
-from .paths import Paths
-from .store import Store
-from .units import diff_needs_restart, unit_properties
 
 
 def set_config(paths: Paths, name: str, changes: dict) -> list[str]:
@@ -28,7 +28,7 @@ def set_config(paths: Paths, name: str, changes: dict) -> list[str]:
             bus.reload()  # so the unit reads the new drop-in (limits, restart policy)
             if is_active(bus, name):
                 # Runtime properties make the new limits bite now, without a restart.
-                bus.set_unit_properties(unit_name(name), unit_properties(new), runtime=True)
+                bus.set_unit_properties(service_unit(name), unit_properties(new), runtime=True)
                 messages.append(f"{name}: limits applied to the running container")
                 later = diff_needs_restart(old, new)
                 if later:

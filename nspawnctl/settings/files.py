@@ -3,15 +3,11 @@ ContainerConfig.  The unit is the ordinary systemd-nspawn@NAME.service."""
 
 from dataclasses import replace
 
-from .config import ContainerConfig
-from .fsutil import write_atomic
+from ..fsutil import write_atomic
+from ..paths import Paths
+from .dropin import DROPIN_NAME, parse_dropin, render_dropin
+from .model import ContainerConfig
 from .nspawnfile import parse_nspawn, render_nspawn, update_nspawn
-from .paths import Paths
-from .units import DROPIN_NAME, parse_dropin, render_dropin
-
-
-def unit_name(name: str) -> str:
-    return f"systemd-nspawn@{name}.service"
 
 
 def load_config(paths: Paths, name: str) -> ContainerConfig:

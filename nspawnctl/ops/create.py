@@ -1,4 +1,4 @@
-"""create, clone and remove: making and deleting containers without leaving half of one.
+"""create: making a container without ever leaving half of one.
 
 Every new tree is built in a staging directory next to /var/lib/machines/NAME, its settings
 are written, and only then is the tree renamed into place (store.py explains the commit point).
@@ -12,37 +12,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import overlay
-from .bus import Bus
-from .config import ContainerConfig
-from .container import save_config, unit_name
-from .errors import Error
-from .fsutil import rename_noreplace
-from .images import clone_tree, ensure_image
-from .inventory import is_enabled
-from .lifecycle import is_active, stop
-from .paths import Paths
-from .sources import debootstrap, tarball
-from .store import Store
-
-Report = Callable[[str], None]
-
-
-def require_root():
-    # NSPAWNCTL_ROOT points all paths at a private tree (the unit tests): no root needed there.
-    if os.geteuid() != 0 and "NSPAWNCTL_ROOT" not in os.environ:
-        raise Error("this command needs root", hint="run it with sudo")
-
-
-def parse_source(source: str) -> tuple[str, str]:
-    kind, sep, rest = source.partition(":")
-    if kind in ("debootstrap", "tar", "dir", "oci-archive", "docker-archive", "oci") and sep \
-            and rest:
-        return kind, rest
-    raise Error(f"unknown source {source!r}",
-                hint="use debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
-                     "docker-archive:PATH or oci:DIR[:REF]")
-
+from ..errors import Error
+from ..fsutil import clone_tree, rename_noreplace
+from ..paths import Paths, service_unit
+from ..settings.files import save_config
+from ..settings.model import ContainerConfig
+from ..sources import debootstrap, split_source, tarball
+from ..store import overlay
+from ..store.containers import Store
+from ..store.images import ensure_image
+from ..systemd.bus import Bus
+from .common import Report, require_root
 
 BASE_KINDS = ("debootstrap", "oci-archive", "docker-archive", "oci")
 
@@ -54,7 +34,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
     require_root()
     store = Store(paths)
     store.require_absent(name)
-    kind, rest = parse_source(source)
+    kind, rest = split_source(source)
     if use_overlay and kind not in BASE_KINDS:
         raise Error(f"--overlay needs a cached base tree, and {kind}: sources are imported "
                     "once", hint="use it with debootstrap:, oci-archive:, docker-archive: or "
@@ -134,8 +114,8 @@ def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
 
 
 def _image_base(source: str, platform: str | None, report: Report) -> Base:
-    from .sources import oci
-    kind, path, ref = oci.parse_source(source)
+    from ..sources import oci
+    kind, path, ref = oci.parse_reference(source)
     config = oci.inspect_image(kind, path, ref, platform)
     if not (config.entrypoint or config.cmd):
         raise Error(f"the image {source} has no command to run (no Entrypoint or Cmd)",
@@ -233,54 +213,7 @@ def _reload_if_loaded(name: str):
     """systemd keeps a loaded unit's old drop-ins until a reload; a new name is not loaded."""
     try:
         with Bus() as bus:
-            if bus.list_units([unit_name(name)]):
+            if bus.list_units([service_unit(name)]):
                 bus.reload()
     except Error:
         pass  # no systemd here (e.g. building trees for another host): nothing to tell
-
-
-def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
-    require_root()
-    store = Store(paths)
-    store.require(src)
-    store.require_absent(dst)
-    from .container import load_config
-    first, second = sorted([src, dst])
-    with store.lock(first), store.lock(second):
-        store.require(src)
-        store.require_absent(dst)
-        with Bus() as bus:
-            if is_active(bus, src):
-                raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
-        cfg = load_config(paths, src)
-        with store.staging(paths.machines, f"clone-{dst}") as stage:
-            lower = overlay.lower_of(paths, src)
-            if lower is not None:  # an overlay container's clone shares its base too
-                (stage / "tree").mkdir(mode=0o755)
-                overlay.make_layers(stage / "layers",
-                                    upper_from=overlay.layers(paths, src) / "upper")
-                method = "overlay"
-            else:
-                method = clone_tree(paths.tree(src), stage / "tree")
-            if cfg.hostname:
-                cfg = dataclasses.replace(cfg, hostname=None)
-            finish(store, stage, dst, cfg, dst, lower)
-    return {"name": dst, "from": src, "method": method}
-
-
-def remove(paths: Paths, name: str, force: bool = False, report: Report = print):
-    require_root()
-    store = Store(paths)
-    store.require(name)
-    with store.lock(name):
-        store.require(name)
-        with Bus() as bus:
-            if is_active(bus, name):
-                if not force:
-                    raise Error(f"{name} is running",
-                                hint=f"stop it first, or: nspawnctl remove --force {name}")
-                report(f"stopping {name}")
-                stop(paths, name, report=report)
-            if is_enabled(paths, name):
-                bus.disable_units([unit_name(name)])
-        store.remove(name)

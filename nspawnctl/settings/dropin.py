@@ -7,9 +7,17 @@ SetUnitProperties.  Nothing here talks to D-Bus: bus.py sends what
 `unit_properties` returns.
 """
 
-from .config import (DEFAULT_RESTART, NSPAWN_FIELDS, UNIT_FIELDS, ContainerConfig,
-                     format_size, parse_cpus, parse_size, parse_tasks)
-from .errors import Error
+from ..errors import Error
+from .model import (
+    DEFAULT_RESTART,
+    NSPAWN_FIELDS,
+    UNIT_FIELDS,
+    ContainerConfig,
+    format_size,
+    parse_cpus,
+    parse_size,
+    parse_tasks,
+)
 
 DROPIN_NAME = "50-nspawnctl.conf"
 HEADER = ("# Limits and restart policy of an nspawnctl container, see systemd.resource-control(5).\n"

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, fields
 
-from .errors import Error
+from ..errors import Error
 
 NETWORK_MODES = ("veth", "host")
 RESTART_POLICIES = ("no", "on-failure", "always")

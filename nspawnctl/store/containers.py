@@ -9,16 +9,22 @@ command (staging directories, settings without a tree) are swept by the next com
 
 import contextlib
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import Error
+from ..errors import Error
+from ..fsutil import (
+    flocked,
+    mounts_under,
+    pid_alive,
+    remove_tree,
+    rename_noreplace,
+    unlink_lock,
+)
+from ..names import check_name
+from ..paths import Paths
+from ..settings.dropin import DROPIN_NAME
 from . import overlay
-from .fsutil import flocked, mounts_under, pid_alive, rename_noreplace, unlink_lock
-from .names import check_name
-from .paths import Paths
-from .units import DROPIN_NAME
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
 OWNED_MARK = "# Settings of an nspawnctl container"
@@ -177,16 +183,6 @@ class Store:
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
         overlay.remove_files(self.paths, name, only_ours)
-
-
-def remove_tree(path: Path):
-    """rm -rf that never follows symlinks (Python's rmtree is fd-based on Linux)."""
-    assert shutil.rmtree.avoids_symlink_attacks
-    if os.path.islink(path):
-        os.unlink(path)
-        return
-    with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(path)
 
 
 def _owner_is_dead(entry: str) -> bool:
