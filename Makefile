@@ -4,7 +4,7 @@
 PYTHON := /usr/bin/python3
 VENV := .venv
 # Besides nspawnctl's own packages (vagrant/provision.sh): what the tests and benchmarks use.
-TEST_PACKAGES := make socat busybox-static podman skopeo umoci zstd python3-pip
+TEST_PACKAGES := make socat busybox-static podman skopeo umoci zstd python3-pip dnsmasq-base
 
 .PHONY: demo test unit integration bench deps venv
 

@@ -35,7 +35,7 @@ SUITE = "bookworm"
 # nspawnctl's own packages with apt, as it does on any host.  (debootstrap's own dependency
 # resolver fails on some of those, e.g. python3-zstandard, when given them with --include.)
 EXTRA_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps", "socat",
-                  "busybox-static", "make"]
+                  "busybox-static", "make", "dnsmasq-base"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_REBOOT = 133  # systemd-nspawn's exit status when the container rebooted
 
