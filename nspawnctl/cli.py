@@ -123,56 +123,20 @@ def main():
 # --- making and removing containers --------------------------------------------------------
 
 def _config_options(f):
-    """Options that describe how a container runs; shared by create and set."""
-    options = [
-        click.option("--memory", help="Memory limit (MemoryMax), e.g. 512M; 'infinity' for none."),
-        click.option("--cpus", help="CPU quota in CPUs, e.g. 1.5."),
-        click.option("--tasks", help="Maximum number of tasks (TasksMax)."),
-        click.option("--bind", "binds", multiple=True, metavar="SRC[:DST][:ro]",
-                     help="Bind-mount a host path (repeatable)."),
-        click.option("--env", "envs", multiple=True, metavar="K=V",
-                     help="Set an environment variable (repeatable)."),
-        click.option("--network", type=click.Choice(["veth", "host"]),
-                     help="A private veth link (default) or the host's network."),
-        click.option("--private-users/--no-private-users", default=None,
-                     help="Run in a user namespace of its own (default: on)."),
-        click.option("--hostname", help="Hostname inside (default: the container name)."),
-        click.option("--restart", type=click.Choice(["no", "on-failure", "always"]),
-                     help="Restart policy of the unit."),
-    ]
-    for option in reversed(options):
+    """The options that describe how a container runs, shared by create and set: one per
+    setting of the table in settings/model.py that has a flag."""
+    from .settings.model import CLI_SETTINGS
+    for s in reversed(CLI_SETTINGS):
+        assert s.flag is not None
+        if s.switch:
+            option = click.option(f"{s.flag}/--no-{s.flag[2:]}", s.name, default=None,
+                                  help=s.help)
+        else:
+            option = click.option(s.flag, s.name, multiple=s.multiple, metavar=s.metavar,
+                                  type=click.Choice(s.choices) if s.choices else None,
+                                  help=s.help)
         f = option(f)
     return f
-
-
-def _changes(memory, cpus, tasks, binds, envs, network, private_users, hostname, restart) -> dict:
-    from .settings.model import (
-        parse_bind,
-        parse_cpus,
-        parse_env,
-        parse_size,
-        parse_tasks,
-    )
-    changes = {}
-    if memory is not None:
-        changes["memory_max"] = parse_size(memory)
-    if cpus is not None:
-        changes["cpu_quota"] = parse_cpus(cpus)
-    if tasks is not None:
-        changes["tasks_max"] = parse_tasks(tasks)
-    if binds:
-        changes["binds"] = tuple(parse_bind(b) for b in binds)
-    if envs:
-        changes["env"] = tuple(parse_env(e) for e in envs)
-    if network is not None:
-        changes["network"] = network
-    if private_users is not None:
-        changes["private_users"] = private_users
-    if hostname is not None:
-        changes["hostname"] = hostname
-    if restart is not None:
-        changes["restart"] = restart
-    return changes
 
 
 @cli.command()
@@ -199,12 +163,12 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
            use_overlay, as_json, **options):
     """Create container NAME (a Debian bookworm tree by default)."""
     from .ops.create import create as make
-    from .settings.model import ContainerConfig
+    from .settings.model import ContainerConfig, parse_cli
     from .sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
     spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
-    cfg = ContainerConfig(**_changes(**options))
+    cfg = ContainerConfig(**parse_cli(options))
     info = make(app.paths, name, source, spec, cfg, platform=platform, use_overlay=use_overlay,
                 report=progress)
     if as_json:
@@ -374,7 +338,8 @@ def status(app, name, as_json):
 def set_(app, name, **options):
     """Change a container's settings; limits apply at once if it runs."""
     from .ops.reconfigure import set_config
-    changes = _changes(**options)
+    from .settings.model import parse_cli
+    changes = parse_cli(options)
     if not changes:
         raise Error("nothing to change", hint="see 'nspawnctl set --help'")
     for line in set_config(app.paths, name, changes):

@@ -38,5 +38,5 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
                 method = clone_tree(paths.tree(src), stage / "tree")
             if cfg.hostname:
                 cfg = dataclasses.replace(cfg, hostname=None)
-            finish(store, stage, dst, cfg, dst, lower)
+            finish(store, stage, dst, cfg, dst, lower, like=src)
     return {"name": dst, "from": src, "method": method}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import clone_tree, rename_noreplace
+from ..fsutil import clone_tree, write_atomic, rename_noreplace
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig
@@ -67,25 +67,36 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
 
 
 def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname: str,
-           lower: Path | None = None):
+           lower: Path | None = None, like: str | None = None):
     """Give the staged tree its identity and commit it: settings first, then the tree's rename,
     from which on the container exists.  With lower (an --overlay container) the tree is an
-    empty mount point and stage/layers holds its changes on top of lower."""
+    empty mount point and stage/layers holds its changes on top of lower.  With like (clone)
+    the settings start from that container's, hand edits included.
+
+    A NAME.nspawn the user wrote before running create is edited, not replaced, and a failed
+    create gives it back as it was."""
     paths = store.paths
     tree = stage / "tree"
     if lower is None:
         prepare_tree(tree, hostname)
     else:
         prepare_tree(lower, hostname, upper=stage / "layers" / "upper")
+    nspawn = paths.nspawn_file(name)
+    before = nspawn.read_text() if nspawn.is_file() and not nspawn.is_symlink() else None
+    copied: list[Path] = []
     try:
-        save_config(paths, name, cfg)
+        copied = save_config(paths, name, cfg, like=like)
         if lower is not None:
             overlay.write_unit(paths, name, lower)
             paths.overlays.mkdir(mode=0o700, exist_ok=True)
             rename_noreplace(stage / "layers", overlay.layers(paths, name))
         store.install(tree, name)
     except BaseException:
+        for path in copied:
+            path.unlink(missing_ok=True)
         store.remove_settings(name)
+        if before is not None:
+            write_atomic(nspawn, before)
         raise
     if lower is not None:
         overlay.mount_tree(paths, name, lower)

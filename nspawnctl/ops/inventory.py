@@ -7,7 +7,7 @@ from pathlib import Path
 from ..errors import Error
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
-from ..settings.model import ContainerConfig, format_size
+from ..settings.model import ContainerConfig, describe, limits_text
 from ..store import overlay
 from ..store.containers import Store
 from ..store.images import image_dir, read_meta
@@ -37,24 +37,13 @@ def is_enabled(paths: Paths, name: str) -> bool:
     return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))
 
 
-def _limits(cfg) -> str | None:
-    parts = []
-    if cfg.memory_max is not None:
-        parts.append(f"mem={format_size(cfg.memory_max)}")
-    if cfg.cpu_quota is not None:
-        parts.append(f"cpus={cfg.cpu_quota:g}")
-    if cfg.tasks_max is not None:
-        parts.append(f"tasks={cfg.tasks_max}")
-    return " ".join(parts) or None
-
-
 def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str, addresses: list[str] | None) -> dict:
     release = os_release(paths.tree(name))
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
             "address": addresses or None,
             "image": cfg.image, "enabled": is_enabled(paths, name),
-            "limits": _limits(cfg)}
+            "limits": limits_text(cfg)}
 
 
 def _bytes(value) -> int | None:
@@ -98,12 +87,9 @@ def status(paths: Paths, name: str) -> dict:
         "leader": machine.get("Leader") if machine else None,
         "tree": str(paths.tree(name)),
         "overlay": str(overlay.layers(paths, name)) if overlay.is_overlay(paths, name) else None,
-        "boot": cfg.boot, "command": list(cfg.command) or None,
-        "private_users": cfg.private_users, "network": cfg.network,
-        "binds": [str(b) for b in cfg.binds] or None, "env": list(cfg.env) or None,
-        "working_dir": cfg.working_dir, "user": cfg.user, "restart": cfg.restart,
-        "memory_current": _bytes(service.get("MemoryCurrent")),
     })
+    row.update(describe(cfg))  # every setting, as the table in settings/model.py shows it
+    row["memory_current"] = _bytes(service.get("MemoryCurrent"))
     row.update(_image_ports_and_volumes(paths, cfg.image))
     return row
 

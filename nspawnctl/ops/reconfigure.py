@@ -3,7 +3,7 @@
 import dataclasses
 
 from ..paths import Paths, service_unit
-from ..settings.dropin import diff_needs_restart, unit_properties
+from ..settings.model import live_properties, needs_restart
 from ..settings.files import load_config, save_config
 from ..store.containers import Store
 from ..systemd.bus import Bus
@@ -28,9 +28,9 @@ def set_config(paths: Paths, name: str, changes: dict) -> list[str]:
             bus.reload()  # so the unit reads the new drop-in (limits, restart policy)
             if is_active(bus, name):
                 # Runtime properties make the new limits bite now, without a restart.
-                bus.set_unit_properties(service_unit(name), unit_properties(new), runtime=True)
+                bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
                 messages.append(f"{name}: limits applied to the running container")
-                later = diff_needs_restart(old, new)
+                later = needs_restart(old, new)
                 if later:
                     messages.append(f"{name}: restart it for {', '.join(later)} to take effect "
                                     f"(nspawnctl restart {name})")

@@ -2,6 +2,7 @@
 ContainerConfig.  The unit is the ordinary systemd-nspawn@NAME.service."""
 
 from dataclasses import replace
+from pathlib import Path
 
 from ..fsutil import write_atomic
 from ..paths import Paths
@@ -24,12 +25,39 @@ def load_config(paths: Paths, name: str) -> ContainerConfig:
     return cfg
 
 
-def save_config(paths: Paths, name: str, cfg: ContainerConfig):
-    """Write cfg, editing an existing .nspawn file in place so hand edits survive."""
+def save_config(paths: Paths, name: str, cfg: ContainerConfig,
+                like: str | None = None) -> list[Path]:
+    """Write cfg, editing an existing .nspawn file in place so hand edits survive.
+
+    With `like` (clone), the .nspawn file starts from that container's, so keys nspawnctl does
+    not model are kept, and the user's own drop-ins beside ours are copied.  Returns those
+    copies, which a failed create must delete with the rest.
+    """
     nspawn = paths.nspawn_file(name)
     try:
         text = update_nspawn(nspawn.read_text(), cfg)
     except FileNotFoundError:
-        text = render_nspawn(cfg)
+        try:
+            text = update_nspawn(paths.nspawn_file(like).read_text(), cfg) if like else None
+        except FileNotFoundError:
+            text = None
+        text = text or render_nspawn(cfg)
     write_atomic(nspawn, text)
     write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg))
+    copied = []
+    if like:
+        for source in _user_dropins(paths.dropin_dir(like)):
+            target = paths.dropin_dir(name) / source.name
+            write_atomic(target, source.read_text(), mode=source.stat().st_mode & 0o7777)
+            copied.append(target)
+    return copied
+
+
+def _user_dropins(directory: Path) -> list[Path]:
+    """The *.conf files in a drop-in directory that nspawnctl did not write."""
+    try:
+        entries = sorted(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    return [p for p in entries if p.name.endswith(".conf") and p.name != DROPIN_NAME
+            and p.is_file() and not p.is_symlink()]

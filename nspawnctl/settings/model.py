@@ -1,224 +1,242 @@
-"""A container's settings: one frozen dataclass and the parsers for CLI strings.
+"""A container's settings, each declared once.
 
-The defaults are those of systemd's own systemd-nspawn@.service template
-(--boot, -U, --network-veth, no Restart=), so a container with default
-settings behaves exactly like one machinectl would start.  Where the settings
-are written on disk is nspawnfile.py's and units.py's business.
+Every field of ContainerConfig carries its Setting: the CLI flag and help, the parser of what
+users type, where it lives (a .nspawn key or a unit drop-in property, with the D-Bus property
+that applies it live), when a change takes effect, and how `list` and `status` show it.  The
+CLI options of `create` and `set`, the .nspawn file, the drop-in, the live update, `status`
+and the restart decision are all derived from these declarations (mkosi's config.py is the
+model).  Adding a setting is one field here plus its tests; tests/unit/test_settings_table.py
+walks the table.
+
+The defaults are those of systemd's own systemd-nspawn@.service template (--boot, -U,
+--network-veth, no Restart=), so a container with default settings behaves exactly like one
+machinectl would start.
 """
 
+import enum
 import math
-import re
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from ..errors import Error
+from . import keys
+from .values import (check_choice, check_hostname, check_path, check_text, check_user,
+                     format_cpu_quota, format_size, parse_bind, parse_cpu_quota, parse_cpus,
+                     parse_env, parse_size, parse_tasks)
 
 NETWORK_MODES = ("veth", "host")
 RESTART_POLICIES = ("no", "on-failure", "always")
-
-# systemd-nspawn@.service sets no Restart=, so systemd's own default (no)
-# applies; a reboot from inside still restarts through RestartForceExitStatus=133.
+# systemd-nspawn@.service sets no Restart=, so systemd's own default (no) applies; a reboot
+# from inside still restarts through RestartForceExitStatus=133.
 DEFAULT_RESTART = "no"
+# D-Bus spells "no limit" as the largest uint64.
+UINT64_INFINITY = 2**64 - 1
+# What TasksMax= falls back to when ours is removed: systemd-nspawn@.service's value.
+TEMPLATE_TASKS_MAX = 16384
+USEC_PER_SEC = 1_000_000
 
-# systemd's parse_size(): 1024-based suffixes.
-_SIZE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
-                  "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
-_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTPEB]?)", re.IGNORECASE)
-_INFINITY = ("infinity", "max")
-# The largest values systemd takes in a unit file: MemoryMax= and TasksMax= are uint64 with
-# UINT64_MAX meaning infinity; CPUQuota= is a percentage that must fit an int in 1/10000ths.
-_MAX_UINT64_VALUE = (1 << 64) - 2
-_MAX_CPUS = 214748
 
-# systemd's env_name_is_valid(): no leading digit, then letters, digits and _.
-_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# A relaxed user name (also numeric UIDs, as OCI images use them).
-_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
-_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+class Apply(enum.Enum):
+    """When a changed setting takes effect on a running container."""
+    LIVE = "live"        # at once: a D-Bus property of the running unit
+    RELOAD = "reload"    # with the daemon-reload `set` does (the unit's restart policy)
+    RESTART = "restart"  # at the next start: systemd-nspawn reads its .nspawn file then
+    RECORD = "record"    # never: a record nspawnctl keeps (the base image)
 
 
 @dataclass(frozen=True)
-class Bind:
-    """A bind mount from the host: nspawn's Bind= / BindReadOnly=."""
+class Setting:
+    """One container setting, declared once; see the module docstring."""
 
-    source: str
-    dest: str
-    readonly: bool = False
+    help: str
+    flag: str | None = None               # CLI option; None: not settable from the CLI
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None   # CLI text -> value (each item if multiple)
+    multiple: bool = False                # repeatable option; the value is a tuple
+    choices: tuple[str, ...] | None = None
+    switch: bool = False                  # a --flag/--no-flag pair
+    check: Callable[[Any], Any] | None = None   # raises Error for a value no file can hold
+    nspawn: keys.NspawnKey | None = None
+    unit: keys.UnitKey | None = None
+    apply: Apply = Apply.RESTART
+    label: str | None = None              # its name in list's LIMITS column
+    show: Callable[[Any], str] = str      # one value as list/status text
+    example: tuple[str, ...] = ()         # CLI input for the round-trip test
+    name: str = ""                        # the field's name: filled in below
 
-    def __post_init__(self):
-        for path in (self.source, self.dest):
-            check_bind_path(path, str(self))
+    def to_json(self, value: Any) -> Any:
+        """The value as `status --json` shows it (lists of text; None when unset or empty)."""
+        if isinstance(value, tuple):
+            return [self.show(v) for v in value] or None
+        return value
 
-    def __str__(self) -> str:
-        """The SRC:DST[:ro] form the CLI takes and `parse_bind` reads."""
-        return f"{self.source}:{self.dest}" + (":ro" if self.readonly else "")
+
+def _setting(default: Any, **declaration: Any) -> Any:
+    return field(default=default, metadata={"setting": Setting(**declaration)})
+
+
+def _check_each(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda values: [check(v) for v in values]
+
+
+def _check_positive_int(what: str) -> Callable[[Any], Any]:
+    def check(value):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise Error(f"invalid {what} {value!r}: expected a positive integer")
+    return check
+
+
+def _check_cpus(value: Any) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise Error(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
+
+
+def _live_limit(value: int | None) -> int:
+    return UINT64_INFINITY if value is None else value
 
 
 @dataclass(frozen=True)
 class ContainerConfig:
     """Everything nspawnctl decides about one container.
 
-    `boot` and `command` mirror nspawn's Boot= and Parameters=: with boot the
-    command (normally empty) is extra arguments for the tree's init; without
-    boot it is the one program to run (OCI images).  Limits and restart live in
-    the unit drop-in, everything else in the .nspawn file.
+    `boot` and `command` mirror nspawn's Boot= and Parameters=: with boot the command
+    (normally empty) is extra arguments for the tree's init; without boot it is the one
+    program to run (OCI images).
     """
 
-    boot: bool = True
-    command: tuple[str, ...] = ()
-    private_users: bool = True
-    network: str = "veth"
-    binds: tuple[Bind, ...] = ()
-    env: tuple[str, ...] = ()
-    working_dir: str | None = None
-    user: str | None = None
-    hostname: str | None = None
-    memory_max: int | None = None
-    cpu_quota: float | None = None
-    tasks_max: int | None = None
-    restart: str = DEFAULT_RESTART
-    image: str | None = None
+    boot: bool = _setting(
+        True, help="Boot the tree's init (off: run the command alone).",
+        nspawn=keys.Flag("Exec", "Boot"))
+    command: tuple[str, ...] = _setting(
+        (), help="The command (or the init's arguments).", check=_check_each(
+            lambda arg: check_text(arg, "command argument")),
+        nspawn=keys.Words("Exec", "Parameters"))
+    private_users: bool = _setting(
+        True, flag="--private-users", switch=True,
+        help="Run in a user namespace of its own (default: on).",
+        nspawn=keys.PrivateUsers(), example=("no",))
+    network: str = _setting(
+        "veth", flag="--network", choices=NETWORK_MODES,
+        help="A private veth link (default) or the host's network.",
+        check=lambda v: check_choice(v, NETWORK_MODES, "network mode"),
+        nspawn=keys.NetworkMode(), example=("host",))
+    binds: tuple = _setting(
+        (), flag="--bind", metavar="SRC[:DST][:ro]", parse=parse_bind, multiple=True,
+        help="Bind-mount a host path (repeatable).", nspawn=keys.Binds(),
+        example=("/srv/a:/a:ro", "/srv/b"))
+    env: tuple[str, ...] = _setting(
+        (), flag="--env", metavar="K=V", parse=parse_env, multiple=True,
+        help="Set an environment variable (repeatable).", check=_check_each(parse_env),
+        nspawn=keys.Words("Exec", "Environment", check=parse_env, one_per_line=True),
+        example=("MODE=prod", "A=b c"))
+    working_dir: str | None = _setting(
+        None, help="The working directory of the command.",
+        check=lambda v: check_path(v, "working directory"),
+        nspawn=keys.Text("Exec", "WorkingDirectory",
+                         check=lambda v: check_path(v, "working directory")))
+    user: str | None = _setting(
+        None, help="The user the command runs as.", check=check_user,
+        nspawn=keys.Text("Exec", "User", check=check_user))
+    hostname: str | None = _setting(
+        None, flag="--hostname", help="Hostname inside (default: the container name).",
+        check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname),
+        example=("web.example",))
+    memory_max: int | None = _setting(
+        None, flag="--memory", parse=parse_size, label="mem", show=format_size,
+        help="Memory limit (MemoryMax), e.g. 512M; 'infinity' for none.",
+        check=_check_positive_int("memory max"), apply=Apply.LIVE,
+        unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_limit),
+        example=("512M",))
+    cpu_quota: float | None = _setting(
+        None, flag="--cpus", parse=parse_cpus, label="cpus", show=lambda v: f"{v:g}",
+        help="CPU quota in CPUs, e.g. 1.5.", check=_check_cpus, apply=Apply.LIVE,
+        unit=keys.UnitKey("CPUQuota", format_cpu_quota, parse_cpu_quota, "CPUQuotaPerSecUSec",
+                          lambda v: UINT64_INFINITY if v is None else round(v * USEC_PER_SEC)),
+        example=("1.5",))
+    tasks_max: int | None = _setting(
+        None, flag="--tasks", parse=parse_tasks, label="tasks",
+        help="Maximum number of tasks (TasksMax).", check=_check_positive_int("tasks max"),
+        apply=Apply.LIVE,
+        unit=keys.UnitKey("TasksMax", str, parse_tasks, "TasksMax",
+                          lambda v: TEMPLATE_TASKS_MAX if v is None else v),
+        example=("256",))
+    restart: str = _setting(
+        DEFAULT_RESTART, flag="--restart", choices=RESTART_POLICIES, apply=Apply.RELOAD,
+        help="Restart policy of the unit.",
+        check=lambda v: check_choice(v, RESTART_POLICIES, "restart policy"),
+        unit=keys.UnitKey("Restart", str, str), example=("on-failure",))
+    image: str | None = _setting(
+        None, help="The cached base tree it was made from.", apply=Apply.RECORD,
+        check=lambda v: check_text(v, "image name"), nspawn=keys.Comment("nspawnctl-image"))
 
     def __post_init__(self):
-        # Accept lists from callers; store tuples so the object stays hashable.
-        for name in ("command", "binds", "env"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        for arg in self.command:
-            check_text(arg, "command argument")
-        for assignment in self.env:
-            parse_env(assignment)
-        if self.network not in NETWORK_MODES:
-            raise Error(f"invalid network mode {self.network!r}: "
-                        f"expected one of {', '.join(NETWORK_MODES)}")
-        if self.restart not in RESTART_POLICIES:
-            raise Error(f"invalid restart policy {self.restart!r}: "
-                        f"expected one of {', '.join(RESTART_POLICIES)}")
-        if self.working_dir is not None:
-            check_path(self.working_dir, "working directory")
-        if self.user is not None:
-            check_user(self.user)
-        if self.hostname is not None and not (
-                len(self.hostname) <= 64 and _HOSTNAME_RE.fullmatch(self.hostname)):
-            raise Error(f"invalid hostname {self.hostname!r}")
-        for name in ("memory_max", "tasks_max"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise Error(f"invalid {name.replace('_', ' ')} {value!r}: expected a positive integer")
-        if self.cpu_quota is not None and not (
-                math.isfinite(self.cpu_quota) and self.cpu_quota > 0):
-            raise Error(f"invalid CPU quota {self.cpu_quota!r}: expected a positive number of CPUs")
-        if self.image is not None:
-            check_text(self.image, "image name")
+        for s in SETTINGS:
+            value = getattr(self, s.name)
+            if s.multiple or isinstance(value, list):
+                # lists from callers become tuples, so the object stays hashable
+                value = tuple(value)
+                object.__setattr__(self, s.name, value)
+            if s.check is not None and value is not None:
+                s.check(value)
 
 
-NSPAWN_FIELDS = ("boot", "command", "private_users", "network", "binds", "env",
-                 "working_dir", "user", "hostname")
-UNIT_FIELDS = ("memory_max", "cpu_quota", "tasks_max", "restart")
-assert set(NSPAWN_FIELDS + UNIT_FIELDS + ("image",)) == {f.name for f in fields(ContainerConfig)}
+def _declare() -> tuple[Setting, ...]:
+    table = []
+    for f in fields(ContainerConfig):
+        table.append(replace(f.metadata["setting"], name=f.name))
+    return tuple(table)
 
 
-def check_user(user: str) -> str:
-    if not _USER_RE.fullmatch(user):
-        raise Error(f"invalid user name {user!r}")
-    return user
+SETTINGS: tuple[Setting, ...] = _declare()
+BY_NAME = {s.name: s for s in SETTINGS}
+NSPAWN_SETTINGS = tuple(s for s in SETTINGS if s.nspawn is not None)
+UNIT_SETTINGS = tuple(s for s in SETTINGS if s.unit is not None)
+CLI_SETTINGS = tuple(s for s in SETTINGS if s.flag is not None)
+# The table is whole: every setting lives in exactly one file.
+assert all((s.nspawn is None) != (s.unit is None) for s in SETTINGS)
 
 
-def check_text(value: str, what: str) -> None:
-    """Neither file format can carry a line break or NUL inside a value."""
-    if any(c in value for c in "\n\r\0"):
-        raise Error(f"invalid {what} {value!r}: line breaks are not allowed")
+# ---------------------------------------------------------------- what the table derives
+
+def parse_cli(options: dict[str, Any]) -> dict[str, Any]:
+    """The changes the CLI options ask for (click's values by setting name): only the options
+    given.  Each text goes through its setting's parser."""
+    changes = {}
+    for s in CLI_SETTINGS:
+        given = options.get(s.name)
+        if given is None or (s.multiple and not given):
+            continue
+        if s.multiple:
+            changes[s.name] = tuple(s.parse(v) if s.parse else v for v in given)
+        elif s.parse is not None:
+            changes[s.name] = s.parse(given)
+        else:
+            changes[s.name] = given
+    return changes
 
 
-def check_path(path: str, what: str) -> None:
-    check_text(path, what)
-    if not path.startswith("/"):
-        raise Error(f"invalid {what} {path!r}: an absolute path is required")
-    if path != path.strip():
-        raise Error(f"invalid {what} {path!r}: leading or trailing whitespace")
+def describe(cfg: ContainerConfig) -> dict[str, Any]:
+    """Every setting as `status` and `--json` show it, keyed by its name."""
+    return {s.name: s.to_json(getattr(cfg, s.name)) for s in SETTINGS}
 
 
-def check_bind_path(path: str, spec: str) -> None:
-    # nspawn splits Bind= on ':' and treats '\' as an escape: neither may
-    # appear inside a path, or the path nspawn sees would differ from ours.
-    check_path(path, f"bind mount {spec!r}: path")
-    if ":" in path or "\\" in path:
-        raise Error(f"invalid bind mount {spec!r}: paths may not contain ':' or '\\'")
+def limits_text(cfg: ContainerConfig) -> str | None:
+    """list's LIMITS column: 'mem=512M cpus=1.5 tasks=256', or None without limits."""
+    parts = [f"{s.label}={s.show(getattr(cfg, s.name))}" for s in SETTINGS
+             if s.label and getattr(cfg, s.name) is not None]
+    return " ".join(parts) or None
 
 
-def parse_size(text: str) -> int | None:
-    """'512M', '1.5G', '1073741824' -> bytes (1024-based, like systemd); 'infinity' -> None."""
-    value = text.strip()
-    if value.lower() in _INFINITY:
-        return None
-    match = _SIZE_RE.fullmatch(value)
-    if not match:
-        raise Error(f"invalid size {text!r}: expected a number with an optional K, M, G, T suffix")
-    size = int(float(match.group(1)) * _SIZE_SUFFIXES[match.group(2).upper()])
-    if size <= 0:
-        raise Error(f"invalid size {text!r}: must be more than zero")
-    if size > _MAX_UINT64_VALUE:
-        raise Error(f"invalid size {text!r}: too large (use 'infinity' for no limit)")
-    return size
+def needs_restart(old: ContainerConfig, new: ContainerConfig) -> list[str]:
+    """Names of the changed settings that take effect only at the next start."""
+    return [s.name for s in SETTINGS
+            if s.apply is Apply.RESTART and getattr(old, s.name) != getattr(new, s.name)]
 
 
-def format_size(size: int) -> str:
-    """Bytes -> the largest exact 1024-based unit: 536870912 -> '512M'; lossless."""
-    for suffix in "EPTGMK":
-        unit = _SIZE_SUFFIXES[suffix]
-        if size % unit == 0:
-            return f"{size // unit}{suffix}"
-    return str(size)
-
-
-def parse_cpus(text: str) -> float | None:
-    """'1.5' (CPUs) -> 1.5; 'infinity' -> None.  Kept to 1/10000 CPU, the
-    precision CPUQuota= percentages carry."""
-    value = text.strip()
-    if value.lower() in _INFINITY:
-        return None
-    try:
-        cpus = float(value)
-    except ValueError:
-        cpus = math.nan
-    if not (math.isfinite(cpus) and cpus > 0) or not re.fullmatch(r"[0-9.]+", value):
-        raise Error(f"invalid CPU count {text!r}: expected a positive number such as 1.5")
-    cpus = round(cpus, 4)
-    if cpus == 0:
-        raise Error(f"invalid CPU count {text!r}: too small")
-    if cpus > _MAX_CPUS:
-        raise Error(f"invalid CPU count {text!r}: more than {_MAX_CPUS} "
-                    "(use 'infinity' for no limit)")
-    return cpus
-
-
-def parse_tasks(text: str) -> int | None:
-    """'256' -> 256; 'infinity' -> None."""
-    value = text.strip()
-    if value.lower() in _INFINITY:
-        return None
-    # isdigit() alone also takes digits int() refuses, like '²'
-    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
-        raise Error(f"invalid task limit {text!r}: expected a positive integer")
-    if int(value) > _MAX_UINT64_VALUE:
-        raise Error(f"invalid task limit {text!r}: too large (use 'infinity' for no limit)")
-    return int(value)
-
-
-def parse_bind(text: str) -> Bind:
-    """'SRC:DST[:ro|:rw]' or 'SRC' (mounted at the same path inside)."""
-    parts = text.split(":")
-    readonly = False
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        readonly = parts.pop() == "ro"
-    if len(parts) not in (1, 2):
-        raise Error(f"invalid bind mount {text!r}: expected SRC[:DST[:ro]]")
-    return Bind(parts[0], parts[-1], readonly)
-
-
-def parse_env(text: str) -> str:
-    """'K=V' checked the way systemd checks it; returned unchanged."""
-    name, sep, value = text.partition("=")
-    if not sep or not _ENV_NAME_RE.fullmatch(name):
-        raise Error(f"invalid environment variable {text!r}: expected NAME=VALUE "
-                    "with NAME made of letters, digits and _")
-    check_text(text, "environment variable")
-    return text
+def live_properties(cfg: ContainerConfig) -> list[tuple[str, int]]:
+    """(D-Bus property, value) pairs that apply cfg's live settings to a running unit; all of
+    signature 't'.  Every one is given, unset ones as "no limit", so that removing a limit
+    while the container runs takes effect too."""
+    return [(s.unit.dbus, s.unit.live(getattr(cfg, s.name))) for s in UNIT_SETTINGS
+            if s.unit is not None and s.unit.dbus and s.unit.live]

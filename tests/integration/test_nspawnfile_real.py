@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from nspawnctl.settings.model import Bind, ContainerConfig
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.values import Bind
 from nspawnctl.settings.nspawnfile import render_nspawn
 
 pytestmark = pytest.mark.integration

@@ -2,7 +2,8 @@
 
 import pytest
 
-from nspawnctl.settings.model import (Bind, ContainerConfig, format_size, parse_bind, parse_cpus,
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.values import (Bind, format_size, parse_bind, parse_cpus,
                               parse_env, parse_size, parse_tasks)
 from nspawnctl.errors import Error
 

@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from nspawnctl.settings.model import Bind, ContainerConfig, parse_bind
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.values import Bind, parse_bind
 from nspawnctl.errors import Error
 from nspawnctl.settings.nspawnfile import (parse_nspawn, quote_word, render_nspawn, split_words,
                                   update_nspawn)

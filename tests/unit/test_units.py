@@ -6,9 +6,11 @@ import pytest
 
 from nspawnctl.settings.model import ContainerConfig, parse_bind, parse_cpus, parse_size
 from nspawnctl.errors import Error
-from nspawnctl.settings.dropin import (TEMPLATE_TASKS_MAX, UINT64_INFINITY, diff_needs_restart,
-                             dropin_path, format_cpu_quota, parse_dropin, render_dropin,
-                             unit_properties)
+from nspawnctl.settings.dropin import dropin_path, parse_dropin, render_dropin
+from nspawnctl.settings.model import TEMPLATE_TASKS_MAX, UINT64_INFINITY
+from nspawnctl.settings.model import live_properties as unit_properties
+from nspawnctl.settings.model import needs_restart as diff_needs_restart
+from nspawnctl.settings.values import format_cpu_quota
 
 LIMITED = ContainerConfig(memory_max=parse_size("512M"), cpu_quota=parse_cpus("1.5"),
                           tasks_max=256, restart="on-failure")

@@ -1,0 +1,281 @@
+"""How each kind of setting is spelled in a .nspawn file or a unit drop-in.
+
+A setting's declaration (model.py) names one of these codecs; nspawnfile.py and dropin.py are
+generic and only ask the codecs.  A .nspawn codec reads the file's assignments one at a time
+into a partial value (lists accumulate, a later scalar wins, as systemd-nspawn reads them) and
+writes a value back as lines of its section.  A value the codec cannot represent raises
+Unreadable: systemd ignores such a line with a warning, and nspawnctl leaves it to its author.
+
+The syntax follows systemd's conf-parser as systemd-nspawn reads it: Parameters= and
+Environment= are lists split like extract_first_word() with EXTRACT_UNQUOTE|
+EXTRACT_RETAIN_ESCAPE (whitespace separates words, '...' and "..." quote, adjacent pieces join
+into one word, a backslash is an ordinary character); an empty assignment resets a list;
+booleans are parse_boolean()'s; no %-specifiers or $-variables are expanded.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import Error
+from .values import Bind, check_bind_path
+
+_TRUE = ("1", "yes", "y", "true", "t", "on")
+_FALSE = ("0", "no", "n", "false", "f", "off")
+_WHITESPACE = " \t\n\r"
+
+
+class Unreadable(Exception):
+    """A value nspawnctl cannot represent: the line is left to its author."""
+
+
+class _Unset:
+    def __repr__(self):
+        return "UNSET"
+
+
+UNSET: Any = _Unset()  # no assignment for the setting was read (yet)
+
+
+# ---------------------------------------------------------------- words and booleans
+
+def quote_word(word: str) -> str:
+    """Quote one list word so that systemd's splitter gives back exactly `word`."""
+    if "\n" in word or "\r" in word or "\0" in word:
+        raise Error(f"cannot write {word!r} to a settings file: line breaks are not allowed")
+    # A backslash is literal, but one at the end of a line would continue it.
+    if word and not any(c in word for c in _WHITESPACE + "'\"\\"):
+        return word
+    if "'" not in word:
+        return f"'{word}'"
+    if '"' not in word:
+        return f'"{word}"'
+    # Both kinds: close the single quotes around each ', as a shell does.
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def split_words(value: str) -> list[str]:
+    """extract_first_word(EXTRACT_UNQUOTE|EXTRACT_RETAIN_ESCAPE) over the whole value."""
+    words: list[str] = []
+    word: list[str] = []
+    quote, in_word = None, False
+    for c in value:
+        if quote:
+            if c == quote:
+                quote = None
+            else:
+                word.append(c)
+        elif c in "'\"":
+            quote, in_word = c, True
+        elif c in _WHITESPACE:
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        else:
+            word.append(c)
+            in_word = True
+    if quote:
+        raise Unreadable("unbalanced quotes")
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def parse_bool(value: str) -> bool:
+    """systemd's parse_boolean()."""
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise Unreadable(value)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _checked(check: Callable[[str], Any] | None, value: str) -> None:
+    try:
+        if check:
+            check(value)
+    except Error as e:
+        raise Unreadable(str(e)) from None
+
+
+# ---------------------------------------------------------------- .nspawn codecs
+
+class NspawnKey:
+    """A setting written as one or more keys of one .nspawn section."""
+
+    section: str
+    names: tuple[str, ...]
+
+    def __init__(self, section: str, *names: str):
+        self.section, self.names = section, names
+
+    @property
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        return tuple((self.section, name) for name in self.names)
+
+    def read(self, partial: Any, name: str, raw: str) -> Any:
+        raise NotImplementedError
+
+    def done(self, partial: Any, default: Any) -> Any:
+        """The setting's value once every line is read; default when none set it."""
+        return default if partial is UNSET else partial
+
+    def lines(self, value: Any) -> list[str]:
+        raise NotImplementedError
+
+
+class Flag(NspawnKey):
+    """A boolean, always written out (yes/no) so the file means the same however it is used."""
+
+    def read(self, partial, name, raw):
+        return parse_bool(raw)
+
+    def lines(self, value):
+        return [f"{self.names[0]}={_yes(value)}"]
+
+
+class Text(NspawnKey):
+    """An optional scalar taken raw (no quotes), checked by `check`."""
+
+    def __init__(self, section: str, name: str, check: Callable[[str], Any] | None = None):
+        super().__init__(section, name)
+        self.check = check
+
+    def read(self, partial, name, raw):
+        if not raw:
+            return None
+        _checked(self.check, raw)
+        return raw
+
+    def lines(self, value):
+        return [] if value is None else [f"{self.names[0]}={value}"]
+
+
+class Words(NspawnKey):
+    """A list of words: on one line (Parameters=) or one line per word (Environment=)."""
+
+    def __init__(self, section: str, name: str, check: Callable[[str], Any] | None = None,
+                 one_per_line: bool = False):
+        super().__init__(section, name)
+        self.check, self.one_per_line = check, one_per_line
+
+    def read(self, partial, name, raw):
+        if not raw:
+            return ()  # an empty assignment resets the list
+        words = split_words(raw)
+        for word in words:
+            _checked(self.check, word)
+        return (() if partial is UNSET else partial) + tuple(words)
+
+    def lines(self, value):
+        if not value:
+            return []
+        if self.one_per_line:
+            return [f"{self.names[0]}={quote_word(word)}" for word in value]
+        return [f"{self.names[0]}=" + " ".join(map(quote_word, value))]
+
+
+class PrivateUsers(NspawnKey):
+    """PrivateUsers=: pick (a UID range of its own, as systemd-nspawn@.service's -U) or no.
+    identity, managed and a fixed UID[:RANGE] are user namespaces too."""
+
+    def __init__(self):
+        super().__init__("Exec", "PrivateUsers")
+
+    def read(self, partial, name, raw):
+        if raw.lower() in ("pick", "identity", "managed"):
+            return True
+        try:
+            return parse_bool(raw)
+        except Unreadable:
+            pass
+        if all(part.isdigit() for part in raw.split(":", 1)):
+            return True
+        raise Unreadable(raw)
+
+    def lines(self, value):
+        return ["PrivateUsers=" + ("pick" if value else "no")]
+
+
+class Binds(NspawnKey):
+    """Bind= and BindReadOnly=; a bind with mount options (:norbind, :idmap) is the author's."""
+
+    def __init__(self):
+        super().__init__("Files", "Bind", "BindReadOnly")
+
+    def read(self, partial, name, raw):
+        parts = raw.split(":")
+        if len(parts) > 2:
+            raise Unreadable("mount options")
+        for part in parts:
+            _checked(lambda p: check_bind_path(p, raw), part)
+        bind = Bind(parts[0], parts[-1], name == "BindReadOnly")
+        return (() if partial is UNSET else partial) + (bind,)
+
+    def lines(self, value):
+        return [("BindReadOnly=" if b.readonly else "Bind=")
+                + (b.source if b.source == b.dest else f"{b.source}:{b.dest}") for b in value]
+
+
+class NetworkMode(NspawnKey):
+    """VirtualEthernet= decides; Private=no alone means the host's network.  (Private=yes
+    without veth, a private network with no link, reads as the host's and is kept unless the
+    network setting changes.)"""
+
+    def __init__(self):
+        super().__init__("Network", "VirtualEthernet", "Private")
+
+    def read(self, partial, name, raw):
+        seen = {} if partial is UNSET else dict(partial)
+        seen[name] = parse_bool(raw)
+        return seen
+
+    def done(self, partial, default):
+        if partial is UNSET:
+            return default
+        veth, private = partial.get("VirtualEthernet"), partial.get("Private")
+        if veth is not None or private is False:
+            return "veth" if veth else "host"
+        return default
+
+    def lines(self, value):
+        if value == "veth":
+            return ["VirtualEthernet=yes"]
+        return ["VirtualEthernet=no", "Private=no"]
+
+
+class Comment(NspawnKey):
+    """A record nspawnctl keeps for itself in a comment at the top ("# nspawnctl-image: X")."""
+
+    def __init__(self, tag: str):
+        super().__init__("", tag)
+        self.tag = tag
+
+    @property
+    def prefix(self) -> str:
+        return f"# {self.tag}: "
+
+    def read(self, partial, name, raw):
+        return raw or None
+
+    def lines(self, value):
+        return [self.prefix + value] if value else []
+
+
+# ---------------------------------------------------------------- unit drop-in codecs
+
+@dataclass(frozen=True)
+class UnitKey:
+    """A setting of the [Service] section of the container's unit drop-in, and (for limits)
+    the D-Bus property that applies it to the running unit: `live(value)` is its value."""
+
+    name: str
+    format: Callable[[Any], str]
+    parse: Callable[[str], Any]
+    dbus: str | None = None
+    live: Callable[[Any], int] | None = None
+    section: str = "Service"

@@ -1,0 +1,180 @@
+"""The values of container settings: parsers for what users type, and the checks that keep a
+value writable to a systemd file (no line breaks, absolute paths, no ':' in bind paths).
+
+Every parser takes the CLI's text and returns the value a ContainerConfig holds, or raises
+Error naming the value; 'infinity' means "no limit" (None) wherever systemd has one.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+
+from ..errors import Error
+
+# systemd's parse_size(): 1024-based suffixes.
+_SIZE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
+                  "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
+_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTPEB]?)", re.IGNORECASE)
+_INFINITY = ("infinity", "max")
+# The largest values systemd takes in a unit file: MemoryMax= and TasksMax= are uint64 with
+# UINT64_MAX meaning infinity; CPUQuota= is a percentage that must fit an int in 1/10000ths.
+_MAX_UINT64_VALUE = (1 << 64) - 2
+_MAX_CPUS = 214748
+
+# systemd's env_name_is_valid(): no leading digit, then letters, digits and _.
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A relaxed user name (also numeric UIDs, as OCI images use them).
+_USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
+_HOSTNAME_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A bind mount from the host: nspawn's Bind= / BindReadOnly=."""
+
+    source: str
+    dest: str
+    readonly: bool = False
+
+    def __post_init__(self):
+        for path in (self.source, self.dest):
+            check_bind_path(path, str(self))
+
+    def __str__(self) -> str:
+        """The SRC:DST[:ro] form the CLI takes and `parse_bind` reads."""
+        return f"{self.source}:{self.dest}" + (":ro" if self.readonly else "")
+
+
+def check_user(user: str) -> str:
+    if not _USER_RE.fullmatch(user):
+        raise Error(f"invalid user name {user!r}")
+    return user
+
+
+def check_text(value: str, what: str) -> None:
+    """Neither file format can carry a line break or NUL inside a value."""
+    if any(c in value for c in "\n\r\0"):
+        raise Error(f"invalid {what} {value!r}: line breaks are not allowed")
+
+
+def check_path(path: str, what: str) -> None:
+    check_text(path, what)
+    if not path.startswith("/"):
+        raise Error(f"invalid {what} {path!r}: an absolute path is required")
+    if path != path.strip():
+        raise Error(f"invalid {what} {path!r}: leading or trailing whitespace")
+
+
+def check_bind_path(path: str, spec: str) -> None:
+    # nspawn splits Bind= on ':' and treats '\' as an escape: neither may
+    # appear inside a path, or the path nspawn sees would differ from ours.
+    check_path(path, f"bind mount {spec!r}: path")
+    if ":" in path or "\\" in path:
+        raise Error(f"invalid bind mount {spec!r}: paths may not contain ':' or '\\'")
+
+
+def parse_size(text: str) -> int | None:
+    """'512M', '1.5G', '1073741824' -> bytes (1024-based, like systemd); 'infinity' -> None."""
+    value = text.strip()
+    if value.lower() in _INFINITY:
+        return None
+    match = _SIZE_RE.fullmatch(value)
+    if not match:
+        raise Error(f"invalid size {text!r}: expected a number with an optional K, M, G, T suffix")
+    size = int(float(match.group(1)) * _SIZE_SUFFIXES[match.group(2).upper()])
+    if size <= 0:
+        raise Error(f"invalid size {text!r}: must be more than zero")
+    if size > _MAX_UINT64_VALUE:
+        raise Error(f"invalid size {text!r}: too large (use 'infinity' for no limit)")
+    return size
+
+
+def format_size(size: int) -> str:
+    """Bytes -> the largest exact 1024-based unit: 536870912 -> '512M'; lossless."""
+    for suffix in "EPTGMK":
+        unit = _SIZE_SUFFIXES[suffix]
+        if size % unit == 0:
+            return f"{size // unit}{suffix}"
+    return str(size)
+
+
+def parse_cpus(text: str) -> float | None:
+    """'1.5' (CPUs) -> 1.5; 'infinity' -> None.  Kept to 1/10000 CPU, the
+    precision CPUQuota= percentages carry."""
+    value = text.strip()
+    if value.lower() in _INFINITY:
+        return None
+    try:
+        cpus = float(value)
+    except ValueError:
+        cpus = math.nan
+    if not (math.isfinite(cpus) and cpus > 0) or not re.fullmatch(r"[0-9.]+", value):
+        raise Error(f"invalid CPU count {text!r}: expected a positive number such as 1.5")
+    cpus = round(cpus, 4)
+    if cpus == 0:
+        raise Error(f"invalid CPU count {text!r}: too small")
+    if cpus > _MAX_CPUS:
+        raise Error(f"invalid CPU count {text!r}: more than {_MAX_CPUS} "
+                    "(use 'infinity' for no limit)")
+    return cpus
+
+
+def parse_tasks(text: str) -> int | None:
+    """'256' -> 256; 'infinity' -> None."""
+    value = text.strip()
+    if value.lower() in _INFINITY:
+        return None
+    # isdigit() alone also takes digits int() refuses, like '²'
+    if not (value.isascii() and value.isdigit()) or int(value) <= 0:
+        raise Error(f"invalid task limit {text!r}: expected a positive integer")
+    if int(value) > _MAX_UINT64_VALUE:
+        raise Error(f"invalid task limit {text!r}: too large (use 'infinity' for no limit)")
+    return int(value)
+
+
+def parse_bind(text: str) -> Bind:
+    """'SRC:DST[:ro|:rw]' or 'SRC' (mounted at the same path inside)."""
+    parts = text.split(":")
+    readonly = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        readonly = parts.pop() == "ro"
+    if len(parts) not in (1, 2):
+        raise Error(f"invalid bind mount {text!r}: expected SRC[:DST[:ro]]")
+    return Bind(parts[0], parts[-1], readonly)
+
+
+def parse_env(text: str) -> str:
+    """'K=V' checked the way systemd checks it; returned unchanged."""
+    name, sep, value = text.partition("=")
+    if not sep or not _ENV_NAME_RE.fullmatch(name):
+        raise Error(f"invalid environment variable {text!r}: expected NAME=VALUE "
+                    "with NAME made of letters, digits and _")
+    check_text(text, "environment variable")
+    return text
+
+
+def check_hostname(hostname: str) -> str:
+    if not (len(hostname) <= 64 and _HOSTNAME_RE.fullmatch(hostname)):
+        raise Error(f"invalid hostname {hostname!r}")
+    return hostname
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise Error(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def format_cpu_quota(cpus: float) -> str:
+    """1.5 CPUs -> '150%'; CPUQuota= takes percentages with two decimals."""
+    return f"{cpus * 100:.2f}".rstrip("0").rstrip(".") + "%"
+
+
+def parse_cpu_quota(value: str) -> float | None:
+    """CPUQuota='150%' as a unit file says it -> 1.5 CPUs; an empty percentage is no limit."""
+    if not value.endswith("%"):
+        raise Error(f"invalid CPUQuota= value {value!r}: expected a percentage")
+    try:
+        return parse_cpus(str(float(value[:-1]) / 100)) if value[:-1] else None
+    except ValueError:
+        raise Error(f"invalid CPUQuota= value {value!r}") from None
