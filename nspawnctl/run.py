@@ -62,26 +62,46 @@ def run(argv: Sequence[str | os.PathLike], *, check: bool = True, capture: bool 
     capture=True collects stdout/stderr as text; capture=False lets the child
     use our terminal (interactive shells).
     """
-    argv = [os.fspath(a) for a in argv]
-    log.debug("run: %s", " ".join(argv))
+    args = [os.fspath(a) for a in argv]
+    log.debug("run: %s", " ".join(args))
     text = not isinstance(input, bytes)
     try:
-        proc = subprocess.run(argv, check=False, input=input, env=env, timeout=timeout,
+        proc = subprocess.run(args, check=False, input=input, env=env, timeout=timeout,
                               stdout=subprocess.PIPE if capture else None,
                               stderr=subprocess.PIPE if capture else None, text=text,
                               preexec_fn=die_with_parent)
     except FileNotFoundError:
-        raise Error(f"{argv[0]} is not installed",
-                    hint=f"install the package that provides {argv[0]}", exit_code=127) from None
+        raise Error(f"{args[0]} is not installed",
+                    hint=f"install the package that provides {args[0]}", exit_code=127) from None
     except subprocess.TimeoutExpired:
-        raise Error(f"{what or argv[0]} did not finish within {timeout:g} s") from None
+        raise Error(f"{what or args[0]} did not finish within {timeout:g} s") from None
     if check and proc.returncode != 0:
         output = ""
         if capture:
-            out, err = proc.stdout or "", proc.stderr or ""
-            if isinstance(out, bytes):
-                out, err = out.decode(errors="replace"), err.decode(errors="replace")
+            out, err = _text(proc.stdout), _text(proc.stderr)
             output = tail(err or out)
-        message = f"{what or argv[0]} failed (exit {proc.returncode}): {' '.join(argv)}"
+        message = f"{what or args[0]} failed (exit {proc.returncode}): {' '.join(args)}"
         raise Error(message + (f"\n{output}" if output else ""))
     return proc
+
+
+def _text(output: str | bytes | None) -> str:
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
+
+
+def interactive(argv: Sequence[str], env: dict | None = None) -> int:
+    """Run argv on our own terminal (stdin, stdout and stderr pass through, as for a shell or
+    `exec`); returns its exit status for nspawnctl to pass on."""
+    log.debug("run: %s", " ".join(argv))
+    return subprocess.run(list(argv), env=env).returncode
+
+
+def stream(argv: Sequence[str]) -> subprocess.Popen:
+    """Start argv with its stdout and stderr merged into one text pipe the caller reads line by
+    line (progress of a long command); it dies with nspawnctl."""
+    log.debug("run: %s", " ".join(argv))
+    return subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True, errors="replace",
+                            preexec_fn=die_with_parent)

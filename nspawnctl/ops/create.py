@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import Error
 from ..fsutil import clone_tree, write_atomic, rename_noreplace
@@ -47,7 +48,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
         store.require_absent(name)
         with store.staging(paths.machines, f"create-{name}") as stage:
             tree = stage / "tree"
-            info = {"name": name, "source": source}
+            info: dict[str, Any] = {"name": name, "source": source}
             lower = None
             if kind in BASE_KINDS:
                 base = _debootstrap_base(paths, spec, report) if kind == "debootstrap" \
@@ -210,7 +211,7 @@ def prepare_tree(tree: Path, hostname: str, upper: Path | None = None):
         os.chmod(out / "hostname", 0o644)
 
 
-def _copy_up(src: Path, dst: Path, write: Callable[[Path], None]):
+def _copy_up(src: Path, dst: Path, write: Callable[[Path], object]):
     """write(dst); a new dst gets src's owner and mode where src exists."""
     new = not dst.exists()
     write(dst)

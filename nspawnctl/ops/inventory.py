@@ -37,7 +37,8 @@ def is_enabled(paths: Paths, name: str) -> bool:
     return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))
 
 
-def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str, addresses: list[str] | None) -> dict:
+def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
+         addresses: list[str] | None) -> dict:
     release = os_release(paths.tree(name))
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
@@ -83,7 +84,8 @@ def status(paths: Paths, name: str) -> dict:
         service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
     row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses)
     row.update({
-        "unit": service_unit(name), "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
+        "unit": service_unit(name),
+        "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
         "leader": machine.get("Leader") if machine else None,
         "tree": str(paths.tree(name)),
         "overlay": str(overlay.layers(paths, name)) if overlay.is_overlay(paths, name) else None,

@@ -7,17 +7,16 @@ expect: its own systemd reports running (or degraded), so a shell or exec works 
 
 import os
 import signal as signals
-import subprocess
 import time
 from collections.abc import Callable
 
 from ..errors import Error
 from ..paths import Paths, service_unit
-from ..run import need_tool, run
+from ..run import interactive, need_tool, run
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..store.containers import Store
-from ..systemd.bus import Bus
+from ..systemd.bus import Bus, guest_state
 
 
 def _polls(first=0.005, most=0.05):
@@ -39,18 +38,6 @@ def is_active(bus: Bus, name: str) -> bool:
     """Running, or about to: a queued start job counts (its unit is still inactive)."""
     unit = service_unit(name)
     return bus.active_state(unit) in ("active", "activating", "reloading") or bus.has_job(unit)
-
-
-def guest_state(name: str) -> str | None:
-    """SystemState of the container's own systemd, or None while its bus is not up yet."""
-    from pystemd.dbuslib import DBusMachine
-    try:
-        with DBusMachine(name.encode()) as guest:
-            return guest.get_property(b"org.freedesktop.systemd1", b"/org/freedesktop/systemd1",
-                                      b"org.freedesktop.systemd1.Manager", b"SystemState",
-                                      b"s").decode()
-    except Exception:  # not reachable yet: dbus inside is still starting
-        return None
 
 
 def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
@@ -200,7 +187,7 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
         argv = [need_tool("nsenter", "util-linux"), "-t", str(pid), "-a", "-r", "-w", "--",
                 "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 *cfg.env, *command]
-    return subprocess.run(argv).returncode
+    return interactive(argv)
 
 
 def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
@@ -220,7 +207,7 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
                     hint=f"run a shell in it instead: nspawnctl exec {name} -- sh")
     argv = [need_tool("machinectl", "systemd-container"), "shell", "-q"]
     target = f"{user}@{name}" if user else name
-    return subprocess.run(argv + [target, *command]).returncode
+    return interactive(argv + [target, *command])
 
 
 def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
@@ -235,4 +222,4 @@ def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
         argv += ["-n", str(lines)]
     if follow:
         argv.append("-f")
-    return subprocess.run(argv, env=dict(os.environ, SYSTEMD_COLORS="0")).returncode
+    return interactive(argv, env=dict(os.environ, SYSTEMD_COLORS="0"))

@@ -34,14 +34,13 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
     copies, which a failed create must delete with the rest.
     """
     nspawn = paths.nspawn_file(name)
-    try:
-        text = update_nspawn(nspawn.read_text(), cfg)
-    except FileNotFoundError:
+    text = render_nspawn(cfg)
+    for start in [nspawn] + ([paths.nspawn_file(like)] if like else []):
         try:
-            text = update_nspawn(paths.nspawn_file(like).read_text(), cfg) if like else None
+            text = update_nspawn(start.read_text(), cfg)
+            break
         except FileNotFoundError:
-            text = None
-        text = text or render_nspawn(cfg)
+            continue
     write_atomic(nspawn, text)
     write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg))
     copied = []

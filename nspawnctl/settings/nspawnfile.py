@@ -171,8 +171,8 @@ def update_nspawn(text: str, cfg: ContainerConfig) -> str:
             dropped.update(owned[field])
             replaced[owned[field][0]] = [text for _, text in new]
         else:
-            for section, line in new:
-                appended.setdefault(section, []).append(line)
+            for section, text_line in new:
+                appended.setdefault(section, []).append(text_line)
 
     out: list[str] = appended.pop(None, [])  # the image comment goes on top
     last_of_section = _last_line_of_sections(lines)

@@ -11,13 +11,12 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import Error
-from ..run import contained, die_with_parent, need_tool, tail
+from ..run import contained, need_tool, stream, tail
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
@@ -129,15 +128,15 @@ class Progress:
 
     def __init__(self, report: Callable[[str], None]):
         self.report = report
-        self.stage = None
+        self.stage: str | None = None
         self.count = 0
 
     def feed(self, line: str):
         m = _PACKAGE_LINE.match(line)
-        verb = m and (m.group(1) or m.group(2))
+        verb = (m.group(1) or m.group(2)) if m else None
         if verb == "Validating" or line.startswith("I: Validating"):
             return  # alternates with Retrieving, package by package: part of downloading
-        if m:
+        if verb:
             stage = _STAGE_NAMES[verb]
             if stage != self.stage:
                 self.finish()
@@ -168,9 +167,8 @@ def bootstrap(spec: BootstrapSpec, target: Path, *, debs: Path, log_path: Path,
     report(f"bootstrapping {spec.describe()} (log: {log_path})")
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(argv) + "\n")
-        proc = subprocess.Popen(contained(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, text=True, errors="replace",
-                                preexec_fn=die_with_parent)
+        proc = stream(contained(argv))
+        assert proc.stdout is not None
         try:
             for line in proc.stdout:
                 log.write(line)

@@ -53,7 +53,8 @@ PROPERTIES = b"org.freedesktop.DBus.Properties"
 HINTS = {
     "org.freedesktop.DBus.Error.AccessDenied": "run nspawnctl as root",
     "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired": "run nspawnctl as root",
-    "org.freedesktop.DBus.Error.ServiceUnknown": "is systemd-machined installed? apt-get install systemd-container",
+    "org.freedesktop.DBus.Error.ServiceUnknown":
+        "is systemd-machined installed? apt-get install systemd-container",
 }
 
 
@@ -241,3 +242,15 @@ class Bus:
     def poweroff_machine(self, name: str):
         """What `machinectl poweroff` does: SIGRTMIN+4 to the leader, a clean shutdown."""
         self.kill_machine(name, "leader", int(signal.SIGRTMIN) + 4, what=f"powering off {name}")
+
+
+def guest_state(name: str) -> str | None:
+    """SystemState of the container's own systemd (running, degraded, ...), over the
+    container's bus through machined; None while that bus is not up yet."""
+    from pystemd.dbuslib import DBusMachine
+    try:
+        with DBusMachine(name.encode()) as guest:
+            return guest.get_property(SYSTEMD, SYSTEMD_PATH, MANAGER, b"SystemState",
+                                      b"s").decode()
+    except Exception:  # not reachable yet: dbus inside is still starting
+        return None

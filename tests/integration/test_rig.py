@@ -66,7 +66,7 @@ def test_handmade_tree_boots_and_machine1_sees_it(host):
         code = f"""
             import json, time
             from nspawnctl.systemd.bus import Bus
-            from nspawnctl.ops.lifecycle import guest_state
+            from nspawnctl.systemd.bus import guest_state
             deadline = time.monotonic() + 60
             with Bus() as bus:
                 while time.monotonic() < deadline:

@@ -1,0 +1,107 @@
+"""The package's shape: imports flow one way (no cycle between modules), and the concerns the
+README gives one home each stay there (pystemd in systemd/bus.py, processes in run.py)."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "nspawnctl"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every nspawnctl module `path` imports, at the top or inside a function."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            candidates = [f"{target}.{alias.name}" for alias in node.names] + [target]
+        elif isinstance(node, ast.Import):
+            candidates = [alias.name for alias in node.names]
+        else:
+            continue
+        for candidate in candidates:
+            if candidate.startswith("nspawnctl") and candidate in MODULES:
+                found.add(candidate)
+                break
+    found.discard(name)
+    return found
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def graph() -> dict[str, set[str]]:
+    # A package's __init__ that only names its folder is no edge: importing pkg.mod runs it.
+    return {name: {t for t in imports_of(path)} for name, path in MODULES.items()}
+
+
+def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules, or None (iterative DFS, three colours)."""
+    colour = dict.fromkeys(edges, 0)
+    for start in edges:
+        if colour[start]:
+            continue
+        stack = [(start, iter(sorted(edges[start])))]
+        path = [start]
+        colour[start] = 1
+        while stack:
+            node, children = stack[-1]
+            for child in children:
+                if colour.get(child, 2) == 1:
+                    return path[path.index(child):] + [child]
+                if colour.get(child) == 0:
+                    colour[child] = 1
+                    path.append(child)
+                    stack.append((child, iter(sorted(edges[child]))))
+                    break
+            else:
+                colour[node] = 2
+                path.pop()
+                stack.pop()
+    return None
+
+
+def test_no_import_cycle_inside_the_package():
+    assert find_cycle(graph()) is None
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+def test_layers_import_downwards_only():
+    """The foundation imports no layer; no layer imports the operations or the CLI."""
+    foundation = {"nspawnctl.errors", "nspawnctl.run", "nspawnctl.names", "nspawnctl.paths",
+                  "nspawnctl.fsutil"}
+    for name, targets in graph().items():
+        if name in foundation:
+            assert targets <= foundation, (name, targets - foundation)
+        if not name.startswith(("nspawnctl.ops", "nspawnctl.cli", "nspawnctl.__main__")):
+            assert not any(t.startswith(("nspawnctl.ops", "nspawnctl.cli")) for t in targets), \
+                (name, targets)
+
+
+def test_one_home_per_concern():
+    for name, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and not node.level}
+        if "pystemd" in imported:
+            assert name == "nspawnctl.systemd.bus", name
+        if "subprocess" in imported:
+            assert name == "nspawnctl.run", name
