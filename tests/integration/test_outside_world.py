@@ -1,0 +1,107 @@
+"""The outside world of the networking tests (tests/outside.py) works, seen from the testbed
+host itself: the upstream's web page and DNS name, the lan machine reaching the host, no route
+back from the upstream, and nothing left once it is down (also after a run that was killed)."""
+
+import time
+
+import pytest
+
+from tests import outside
+from tests.outside import OutsideWorld, fetch, outside_world
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def testbed_host(host):
+    if getattr(host, "leader", None) is None:
+        pytest.skip("the outside world is built only inside the testbed")
+    return host
+
+
+def snapshot(host) -> dict:
+    """What the world may change on the host: namespaces, links, routes, resolver, processes."""
+    def out(*argv):
+        return host.run(list(argv)).stdout
+
+    return {
+        "netns": out("ip", "netns", "list"),
+        "links": sorted(line.split(":")[1].split("@")[0].strip()
+                        for line in out("ip", "-o", "link", "show").splitlines()),
+        "addresses": out("ip", "-o", "addr", "show"),
+        "routes": out("ip", "route", "show", "table", "all"),
+        "resolv.conf": out("sh", "-c", "ls -l /etc/resolv.conf | cut -c1; cat /etc/resolv.conf"),
+        "saved": out("sh", "-c", f"ls -d {outside.RESOLV_SAVED}* {outside.STATE} 2>/dev/null"),
+        "servers": out("sh", "-c", "pgrep -ax dnsmasq; pgrep -af '[h]ttp[.]server'; true"),
+    }
+
+
+# Runs first, before the module's world is up, so it sees the host as the testbed booted it.
+def test_down_leaves_nothing_even_after_a_killed_run(testbed_host):
+    host = testbed_host
+    before = snapshot(host)
+    assert before["netns"] == "" and before["servers"] == ""
+    killed = OutsideWorld().up(host)  # never brought down: a run that was SIGKILLed
+    second = OutsideWorld().up(host)  # replaces it: one set of namespaces and servers
+    names = [line.split()[0] for line in host.run(["ip", "netns", "list"]).stdout.splitlines()]
+    assert sorted(names) == sorted([outside.LAN_NS, outside.UPSTREAM_NS])
+    assert len(host.run(["pgrep", "dnsmasq"]).stdout.split()) == 1
+    assert fetch(host) == (True, outside.HTTP_PAGE)
+    second.down(host)
+    for p in killed.servers:  # their processes were killed with the namespaces' others
+        assert p.wait(timeout=10) is not None
+    assert snapshot(host) == before
+    assert host.run(["ip", "netns", "list"]).stdout == ""
+
+
+@pytest.fixture(scope="module")
+def world(testbed_host):
+    with outside_world(testbed_host) as w:
+        yield w
+
+
+def test_http_page_from_the_host(testbed_host, world):
+    assert fetch(testbed_host) == (True, outside.HTTP_PAGE)
+    # Straight from the host, no NAT involved: the server sees the host's upstream address.
+    assert world.http_clients(testbed_host)[-1] == outside.HOST_UPSTREAM_ADDR
+
+
+def test_dns_name_resolves_and_the_mirror_name_still_points_at_loopback(testbed_host, world):
+    r = testbed_host.run(["getent", "hosts", outside.UPSTREAM_NAME])
+    assert r.returncode == 0 and r.stdout.split() == [outside.HTTP_ADDR, outside.UPSTREAM_NAME]
+    assert fetch(testbed_host, f"http://{outside.UPSTREAM_NAME}/") == (True, outside.HTTP_PAGE)
+    r = testbed_host.run(["getent", "hosts", "deb.debian.org"])
+    assert r.stdout.split()[0] == "127.0.0.1"  # /etc/hosts first: the mirror forwarder
+    conf = testbed_host.run(["cat", "/etc/resolv.conf"]).stdout
+    assert [ln.split()[1] for ln in conf.splitlines() if ln.startswith("nameserver")] == \
+        [outside.DNS_ADDR]
+
+
+def test_the_upstream_routes_nothing_back(testbed_host, world):
+    routes = world.upstream_run(testbed_host, ["ip", "-4", "route", "show"]).stdout
+    assert [line.split()[0] for line in routes.splitlines()] == [outside.UPSTREAM_NET]
+    r = world.upstream_run(testbed_host, ["sysctl", "-n", "net.ipv4.ip_forward"])
+    assert r.stdout.strip() == "0"
+    # The lan cannot reach the internet directly either: only through the host.
+    r = world.lan_run(testbed_host, ["ip", "route", "get", outside.HTTP_ADDR])
+    assert r.returncode != 0 and "unreachable" in r.stderr
+
+
+def test_lan_reaches_the_host(testbed_host, world):
+    host = testbed_host
+    # timeout: the listener ends by itself even if the test fails before connecting.
+    listener = host.popen(["timeout", "30", "socat", f"TCP-LISTEN:7000,bind={outside.HOST_LAN_ADDR},reuseaddr",
+                           "SYSTEM:echo hello from the host"])
+    try:
+        for _ in range(100):
+            if f"{outside.HOST_LAN_ADDR}:7000" in host.run(["ss", "-Hltn"]).stdout:
+                break
+            time.sleep(0.1)
+        r = world.lan_run(host, ["socat", "-T5", "-", f"TCP:{outside.HOST_LAN_ADDR}:7000"],
+                          input="")
+        assert r.returncode == 0 and r.stdout == "hello from the host\n", str(r)
+        assert listener.wait(timeout=10) == 0
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait()
