@@ -1,0 +1,223 @@
+"""nspawnctl's one nftables table, `inet nspawnctl`: NAT, isolation, published ports.
+
+The whole table is rendered from the networks and publications and loaded in one
+transaction that adds, deletes and re-adds it, so a reload never leaves half a table and never
+touches another table.  Rules (per network N with bridge B and subnet S):
+
+- egress: S going out anywhere but B is masqueraded; B's traffic may go out (forward).
+- isolation: nothing is forwarded from one nspawnctl bridge to another, and nothing enters
+  B from outside unless it was DNAT'ed to a published port (or answers a connection).
+- published ports: a packet for any local address of the host (`fib daddr type local`:
+  the LAN address, the gateways, 127.0.0.1), or for HOST_IP if given, on HOST_PORT is
+  DNAT'ed to the container, in prerouting (from elsewhere) and in output (from the host
+  itself).  A connection from 127.x is masqueraded on its way into B (the container could
+  not answer 127.0.0.1), as is a container's connection to a published port of its own
+  network (hairpin: the answer must come back through the host to be un-NATed).
+- the loopback guard: route_localnet (needed for 127.0.0.1 publishing, bridge.py) also lets
+  the kernel route packets *for* 127.x that arrive on B to the host's loopback services
+  (kubernetes#90259).  Any packet for 127.0.0.0/8 arriving on another device than lo is
+  dropped before NAT and routing, and no packet with a 127.x source leaves through B.
+
+Another table's base chain can still drop what this one accepts (iptables-nft's
+`ip filter FORWARD` with policy drop, left by Docker or ufw): forward_blockers() names them.
+"""
+
+from ..errors import Error
+from .model import BRIDGE_PREFIX, Network, Port
+
+FAMILY = "inet"
+TABLE = "nspawnctl"
+LOOPBACK = {"prefix": {"addr": "127.0.0.0", "len": 8}}
+# Chain priorities, as numbers (the JSON parser of nftables 1.0.6 wants them so)
+RAW, DSTNAT, FILTER, SRCNAT = -300, -100, 0, 100
+
+Publication = tuple[str, Port]  # (container address, port)
+
+
+def render(networks: list[Network], publications: list[Publication]) -> dict:
+    """The nftables JSON batch that replaces table inet nspawnctl with these contents."""
+    table = {"family": FAMILY, "name": TABLE}
+    cmds: list[dict] = [{"add": {"table": table}}, {"delete": {"table": table}},
+                        {"add": {"table": table}}]
+
+    def chain(name, kind, hook, prio):
+        cmds.append({"add": {"chain": {**_in_table(), "name": name, "type": kind,
+                                       "hook": hook, "prio": prio, "policy": "accept"}}})
+
+    def rule(chain_name, comment, *expr):
+        cmds.append({"add": {"rule": {**_in_table(), "chain": chain_name,
+                                      "expr": list(expr), "comment": comment}}})
+
+    bridges = [n.bridge for n in networks]
+
+    chain("guard", "filter", "prerouting", RAW)
+    rule("guard", "loopback guard: 127/8 only from lo (kubernetes#90259)",
+         _match(_meta("iifname"), "lo", "!="), _ip("daddr", LOOPBACK), {"drop": None})
+
+    chain("prerouting", "nat", "prerouting", DSTNAT)
+    chain("output", "nat", "output", DSTNAT)
+    for address, port in publications:
+        expr = _publication(address, port)
+        rule("prerouting", f"publish {port}", *expr)
+        rule("output", f"publish {port}", *expr)
+
+    chain("postrouting", "nat", "postrouting", SRCNAT)
+    if bridges:
+        rule("postrouting", "a loopback connection into a network gets a source it can answer",
+             _match(_meta("oifname"), _set(bridges)), _ip("saddr", LOOPBACK),
+             {"masquerade": None})
+    for n in networks:
+        rule("postrouting", f"{n.name}: egress NAT", _ip("saddr", _prefix(n.subnet)),
+             _match(_meta("oifname"), n.bridge, "!="), {"masquerade": None})
+        rule("postrouting", f"{n.name}: hairpin to a published port",
+             _ip("saddr", _prefix(n.subnet)), _match(_meta("oifname"), n.bridge),
+             _match({"ct": {"key": "status"}}, "dnat", "in"), {"masquerade": None})
+
+    chain("forward", "filter", "forward", FILTER)
+    rule("forward", "answers", _match({"ct": {"key": "state"}}, ["established", "related"],
+                                      "in"), {"accept": None})
+    for n in networks:
+        b = n.bridge
+        others = [o for o in bridges if o != b]
+        rule("forward", f"{n.name}: published ports, from anywhere",
+             _match(_meta("oifname"), b), _match({"ct": {"key": "status"}}, "dnat", "in"),
+             {"accept": None})
+        rule("forward", f"{n.name}: no spoofed sources", _match(_meta("iifname"), b),
+             _ip("saddr", _prefix(n.subnet), "!="), {"drop": None})
+        rule("forward", f"{n.name}: within the network", _match(_meta("iifname"), b),
+             _match(_meta("oifname"), b), {"accept": None})
+        if others:
+            rule("forward", f"{n.name}: isolated from other networks",
+                 _match(_meta("iifname"), b), _match(_meta("oifname"), _set(others)),
+                 {"drop": None})
+        rule("forward", f"{n.name}: out", _match(_meta("iifname"), b), {"accept": None})
+        rule("forward", f"{n.name}: nothing else in", _match(_meta("oifname"), b),
+             {"drop": None})
+
+    # after NAT (srcnat is 100): whatever still has a loopback source must not leave
+    chain("leak", "filter", "postrouting", SRCNAT + 1)
+    if bridges:
+        rule("leak", "loopback guard: no 127/8 source into a network",
+             _match(_meta("oifname"), _set(bridges)), _ip("saddr", LOOPBACK), {"drop": None})
+    return {"nftables": cmds}
+
+
+def apply(networks: list[Network], publications: list[Publication]):
+    """Load the table (one transaction: the old table or the new one, never half)."""
+    _run(render(networks, publications), "load nspawnctl's firewall table")
+
+
+def remove():
+    """Delete the table if it exists."""
+    table = {"family": FAMILY, "name": TABLE}
+    _run({"nftables": [{"add": {"table": table}}, {"delete": {"table": table}}]},
+         "delete nspawnctl's firewall table")
+
+
+def present() -> bool:
+    rc, _, _ = _nft().json_cmd({"nftables": [{"list": {"table": _table()}}]})
+    return rc == 0
+
+
+def forward_blockers(ruleset: dict | None = None) -> list[str]:
+    """Other tables' forward base chains that drop by default and let nothing of ours
+    through: each one line saying which, and what the admin can run.  Never changes them.
+
+    ruleset is `nft -j list ruleset` (read here when not given)."""
+    if ruleset is None:
+        rc, ruleset, err = _nft().json_cmd({"nftables": [{"list": {"ruleset": None}}]})
+        if rc != 0:
+            raise Error(f"cannot read the firewall ruleset: {_first_line(err)}")
+    items = ruleset.get("nftables", [])
+    allowed = set()  # (family, table, chain) with a rule accepting nsc-* traffic
+    for item in items:
+        r = item.get("rule")
+        if r and BRIDGE_PREFIX in repr(r.get("expr")) and "'accept'" in repr(r.get("expr")):
+            allowed.add((r["family"], r["table"], r["chain"]))
+    found = []
+    for item in items:
+        c = item.get("chain")
+        if not c or c.get("hook") != "forward" or c.get("policy") != "drop":
+            continue
+        if c["family"] not in ("ip", "inet") or (c["family"], c["table"]) == (FAMILY, TABLE):
+            continue
+        key = (c["family"], c["table"], c["name"])
+        if key in allowed:
+            continue
+        found.append(f"table {c['family']} {c['table']} chain {c['name']} drops forwarded "
+                     f"packets (policy drop), so containers cannot reach out nor be reached; "
+                     f"let them through: {_fix(*key)}")
+    return found
+
+
+def _fix(family: str, table: str, chain: str) -> str:
+    if (family, table, chain) == ("ip", "filter", "FORWARD"):  # iptables(-nft)'s own chain
+        return (f"iptables -I FORWARD -i {BRIDGE_PREFIX}+ -j ACCEPT && iptables -I FORWARD "
+                f"-o {BRIDGE_PREFIX}+ -m conntrack --ctstate ESTABLISHED,RELATED,DNAT "
+                f"-j ACCEPT")
+    return (f"nft insert rule {family} {table} {chain} iifname \"{BRIDGE_PREFIX}*\" accept "
+            f"&& nft insert rule {family} {table} {chain} oifname \"{BRIDGE_PREFIX}*\" "
+            f"ct state established,related accept && nft insert rule {family} {table} "
+            f"{chain} oifname \"{BRIDGE_PREFIX}*\" ct status dnat accept")
+
+
+# --- JSON expression helpers --------------------------------------------------------------
+
+def _table() -> dict:
+    return {"family": FAMILY, "name": TABLE}
+
+
+def _in_table() -> dict:
+    return {"family": FAMILY, "table": TABLE}
+
+
+def _meta(key: str) -> dict:
+    return {"meta": {"key": key}}
+
+
+def _match(left, right, op: str = "==") -> dict:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _ip(field: str, right, op: str = "==") -> dict:
+    return _match({"payload": {"protocol": "ip", "field": field}}, right, op)
+
+
+def _prefix(subnet) -> dict:
+    return {"prefix": {"addr": str(subnet.network_address), "len": subnet.prefixlen}}
+
+
+def _set(names: list[str]):
+    return {"set": list(names)} if len(names) > 1 else names[0]
+
+
+def _publication(address: str, port: Port) -> list[dict]:
+    expr = [_match(_meta("nfproto"), "ipv4"),
+            _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")]
+    if port.host_ip:
+        expr.append(_ip("daddr", port.host_ip))
+    expr.append(_match({"payload": {"protocol": port.proto, "field": "dport"}},
+                       port.host_port))
+    expr.append({"dnat": {"family": "ip", "addr": str(address),
+                          "port": port.container_port}})
+    return expr
+
+
+def _nft():
+    import nftables  # libnftables through ctypes: cheap, but only the firewall needs it
+    nft = nftables.Nftables()
+    nft.set_json_output(True)
+    nft.set_handle_output(False)
+    return nft
+
+
+def _run(batch: dict, what: str):
+    rc, _, err = _nft().json_cmd(batch)
+    if rc != 0:
+        raise Error(f"cannot {what}: {_first_line(err)}",
+                    hint="nftables must be usable (root, a kernel with nf_tables)")
+
+
+def _first_line(text) -> str:
+    lines = [line for line in str(text or "").splitlines() if line.strip()]
+    return lines[0] if lines else "unknown error"

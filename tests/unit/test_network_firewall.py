@@ -1,0 +1,153 @@
+"""network.firewall: the rendered table, checked structurally (no nftables needed)."""
+
+import json
+
+from nspawnctl.network import firewall
+from nspawnctl.network.model import Network, parse_port
+
+A = Network.make("a", "192.0.2.0/25")
+B = Network.make("b", "192.0.2.128/25")
+PUBS = [("192.0.2.2", parse_port("8080:80")),
+        ("192.0.2.130", parse_port("127.0.0.1:5353:53/udp"))]
+
+
+def commands(networks=(A, B), pubs=PUBS):
+    return firewall.render(list(networks), list(pubs))["nftables"]
+
+
+def rules(chain, networks=(A, B), pubs=PUBS):
+    return [c["add"]["rule"] for c in commands(networks, pubs)
+            if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain]
+
+
+def has(rule, *fragments) -> bool:
+    text = json.dumps(rule["expr"])
+    return all(json.dumps(f)[1:-1] in text for f in fragments)
+
+
+def matches(rule, key, right, op="=="):
+    return {"match": {"op": op, "left": {"meta": {"key": key}}, "right": right}} in rule["expr"]
+
+
+def test_one_transaction_recreates_only_our_table():
+    cmds = commands()
+    table = {"family": "inet", "name": "nspawnctl"}
+    assert cmds[:3] == [{"add": {"table": table}}, {"delete": {"table": table}},
+                        {"add": {"table": table}}]
+    for c in cmds[3:]:
+        (verb, body), = c.items()
+        assert verb == "add"
+        (kind, obj), = body.items()
+        assert kind in ("chain", "rule")
+        assert (obj["family"], obj["table"]) == ("inet", "nspawnctl")
+
+
+def test_base_chains_hook_where_they_must():
+    chains = {c["add"]["chain"]["name"]: c["add"]["chain"] for c in commands()
+              if "chain" in c.get("add", {})}
+    want = {"guard": ("filter", "prerouting", -300), "prerouting": ("nat", "prerouting", -100),
+            "output": ("nat", "output", -100), "postrouting": ("nat", "postrouting", 100),
+            "forward": ("filter", "forward", 0), "leak": ("filter", "postrouting", 101)}
+    assert {n: (c["type"], c["hook"], c["prio"]) for n, c in chains.items()} == want
+    assert all(c["policy"] == "accept" for c in chains.values())  # we never drop by default
+
+
+def test_the_loopback_guard_is_first_and_drops_127_not_from_lo():
+    (guard,) = rules("guard")
+    assert matches(guard, "iifname", "lo", "!=")
+    assert has(guard, {"payload": {"protocol": "ip", "field": "daddr"}},
+               {"prefix": {"addr": "127.0.0.0", "len": 8}})
+    assert guard["expr"][-1] == {"drop": None}
+    (leak,) = rules("leak")
+    assert matches(leak, "oifname", {"set": ["nsc-a", "nsc-b"]})
+    assert leak["expr"][-1] == {"drop": None}
+    # the guard is there even with no network at all
+    assert len(rules("guard", networks=(), pubs=())) == 1
+
+
+def test_egress_nat_and_hairpin_per_network():
+    post = rules("postrouting")
+    for n in (A, B):
+        prefix = {"prefix": {"addr": str(n.subnet.network_address), "len": 25}}
+        egress = [r for r in post if has(r, prefix) and matches(r, "oifname", n.bridge, "!=")]
+        hairpin = [r for r in post if has(r, prefix) and matches(r, "oifname", n.bridge)
+                   and has(r, {"ct": {"key": "status"}}, "dnat")]
+        assert len(egress) == len(hairpin) == 1
+        assert egress[0]["expr"][-1] == hairpin[0]["expr"][-1] == {"masquerade": None}
+    loop = [r for r in post if has(r, {"prefix": {"addr": "127.0.0.0", "len": 8}})]
+    assert len(loop) == 1 and matches(loop[0], "oifname", {"set": ["nsc-a", "nsc-b"]})
+
+
+def test_networks_are_isolated_from_each_other():
+    fwd = rules("forward")
+    for n, other in ((A, B), (B, A)):
+        iso = [r for r in fwd if matches(r, "iifname", n.bridge)
+               and matches(r, "oifname", other.bridge)]
+        assert len(iso) == 1 and iso[0]["expr"][-1] == {"drop": None}
+        # and it comes before the accept of n's traffic going out
+        out = [i for i, r in enumerate(fwd) if matches(r, "iifname", n.bridge)
+               and r["expr"][-1] == {"accept": None} and len(r["expr"]) == 2]
+        assert fwd.index(iso[0]) < out[0]
+    # one network: no isolation rule, nothing to isolate from
+    assert not [r for r in rules("forward", networks=(A,)) if "isolated" in r["comment"]]
+
+
+def test_forward_answers_first_published_in_rest_of_inbound_dropped():
+    fwd = rules("forward")
+    assert has(fwd[0], {"ct": {"key": "state"}}) and fwd[0]["expr"][-1] == {"accept": None}
+    for n in (A, B):
+        dnat = [i for i, r in enumerate(fwd) if matches(r, "oifname", n.bridge)
+                and has(r, "dnat") and r["expr"][-1] == {"accept": None}]
+        last = [i for i, r in enumerate(fwd) if matches(r, "oifname", n.bridge)
+                and len(r["expr"]) == 2 and r["expr"][-1] == {"drop": None}]
+        assert len(dnat) == len(last) == 1 and dnat[0] < last[0]
+
+
+def test_published_ports_in_prerouting_and_output():
+    for chain in ("prerouting", "output"):
+        tcp, udp = rules(chain)
+        for r in (tcp, udp):
+            assert has(r, {"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+        assert has(tcp, {"payload": {"protocol": "tcp", "field": "dport"}}, 8080)
+        assert tcp["expr"][-1] == {"dnat": {"family": "ip", "addr": "192.0.2.2", "port": 80}}
+        assert not has(tcp, {"protocol": "ip", "field": "daddr"})  # every host address
+        assert has(udp, {"payload": {"protocol": "ip", "field": "daddr"}}, "127.0.0.1")
+        assert has(udp, {"payload": {"protocol": "udp", "field": "dport"}}, 5353)
+        assert udp["expr"][-1] == {"dnat": {"family": "ip", "addr": "192.0.2.130",
+                                            "port": 53}}
+
+
+def test_render_is_json_and_deterministic():
+    assert json.dumps(firewall.render([A, B], PUBS)) == json.dumps(firewall.render([A, B], PUBS))
+
+
+def ruleset(*items):
+    return {"nftables": [{"metainfo": {"json_schema_version": 1}}, *items]}
+
+
+def chain(family, table, name, hook="forward", policy="drop"):
+    return {"chain": {"family": family, "table": table, "name": name, "handle": 1,
+                      "type": "filter", "hook": hook, "prio": 0, "policy": policy}}
+
+
+def test_forward_blockers_names_other_tables_dropping_forward():
+    found = firewall.forward_blockers(ruleset(
+        chain("ip", "filter", "FORWARD"),               # iptables-nft after Docker or ufw
+        chain("inet", "firewalld", "filter_FORWARD"),
+        chain("inet", "mine", "fwd", policy="accept"),  # accepts: no blocker
+        chain("ip", "filter", "INPUT", hook="input"),   # not forwarding
+        chain("bridge", "br", "fwd"),                   # bridge family: not routed traffic
+        chain("inet", "nspawnctl", "forward"),          # our own
+    ))
+    assert len(found) == 2
+    assert found[0].startswith("table ip filter chain FORWARD drops forwarded packets")
+    assert "iptables -I FORWARD -i nsc-+ -j ACCEPT" in found[0]
+    assert "nft insert rule inet firewalld filter_FORWARD iifname \"nsc-*\" accept" in found[1]
+    assert all("\n" not in f for f in found)
+
+
+def test_forward_blockers_accepts_a_chain_that_lets_ours_through():
+    accept = {"rule": {"family": "ip", "table": "filter", "chain": "FORWARD", "handle": 3,
+                       "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
+                                           "right": "nsc-*"}}, {"accept": None}]}}
+    assert firewall.forward_blockers(ruleset(chain("ip", "filter", "FORWARD"), accept)) == []
