@@ -97,7 +97,7 @@ class OutsideWorld:
         for p in self.servers:
             try:
                 p.wait(timeout=10)
-            except Exception:  # nsenter itself; its child in the namespace is dead already
+            except subprocess.TimeoutExpired:  # nsenter itself; its child is dead already
                 p.kill()
                 p.wait()
         self.servers = []
@@ -151,13 +151,14 @@ class OutsideWorld:
             printf '%s' '{HTTP_PAGE}' > {STATE}/www/index.html""")
         http = (f"exec python3 -u -m http.server --bind {HTTP_ADDR} --directory {STATE}/www 80"
                 f" >>{HTTP_LOG} 2>&1")
+        # --local: the .test zone is answered here only (NXDOMAIN, NODATA), never forwarded.
         dns = (f"exec dnsmasq --no-daemon --conf-file=/dev/null --no-resolv --no-hosts"
                f" --user=root --pid-file= --bind-interfaces --listen-address={DNS_ADDR}"
-               f" --local=/test/ --address=/{UPSTREAM_NAME}/{HTTP_ADDR} --log-queries --log-facility=-"
-               f" >>{DNS_LOG} 2>&1")
+               f" --local=/test/ --address=/{UPSTREAM_NAME}/{HTTP_ADDR}"
+               f" --log-queries --log-facility=- >>{DNS_LOG} 2>&1")
         for script in (http, dns):
-            self.servers.append(host.popen(["ip", "netns", "exec", UPSTREAM_NS, "sh", "-c", script],
-                                           stdin=_DEVNULL, stdout=_DEVNULL, stderr=_DEVNULL))
+            self.upstream_popen(host, ["sh", "-c", script],
+                                stdin=_DEVNULL, stdout=_DEVNULL, stderr=_DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
             listening = self.upstream_run(host, ["ss", "-Hln"]).stdout
@@ -197,11 +198,14 @@ class OutsideWorld:
 
 
 def fetch(host, url=HTTP_URL, timeout=5, runner=None):
-    """GET url with Python's urllib on the host (or through runner, e.g. a container's
-    exec): (ok, body or error).  No proxy: the environment is clean."""
+    """GET url with Python's urllib: (ok, body or error).  On the host, or through runner, e.g.
+    `lambda argv: host.run(["nsenter", "-t", LEADER, "-n", *argv])` for a container's network
+    namespace (the host's python3 there: the default image has none; bash's /dev/tcp works in
+    it too).  No proxy: host.run's environment is clean."""
     code = ("import sys, urllib.request\n"
             "try:\n"
-            f"    print(urllib.request.urlopen(sys.argv[1], timeout={timeout}).read().decode(), end='')\n"
+            f"    page = urllib.request.urlopen(sys.argv[1], timeout={timeout}).read()\n"
+            "    print(page.decode(), end='')\n"
             "except Exception as e:\n"
             "    print(e, file=sys.stderr); sys.exit(1)\n")
     r = (runner or host.run)(["python3", "-c", code, url])

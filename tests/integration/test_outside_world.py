@@ -90,7 +90,8 @@ def test_the_upstream_routes_nothing_back(testbed_host, world):
 def test_lan_reaches_the_host(testbed_host, world):
     host = testbed_host
     # timeout: the listener ends by itself even if the test fails before connecting.
-    listener = host.popen(["timeout", "30", "socat", f"TCP-LISTEN:7000,bind={outside.HOST_LAN_ADDR},reuseaddr",
+    listener = host.popen(["timeout", "30", "socat",
+                           f"TCP-LISTEN:7000,bind={outside.HOST_LAN_ADDR},reuseaddr",
                            "SYSTEM:echo hello from the host"])
     try:
         for _ in range(100):
