@@ -1,0 +1,304 @@
+"""`nspawnctl doctor`: is this host fit for containers?  One line per check, and the command
+that fixes what is wrong.  Nothing here changes the host: fixes are printed, never applied.
+
+Every reading goes through a Probe: a root prefix for the files (/proc, /sys, /run) and
+callables for what is not a file (the nftables ruleset, the system bus, free space), so the
+unit tests feed a good and a bad host without touching this one.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import Error
+from ..paths import Paths
+from ..run import run
+
+ERROR, WARNING = "error", "warning"
+BRIDGE_PREFIX = "nsc-"     # nspawnctl's bridges (network/model.py's BRIDGE_PREFIX)
+OWN_TABLE = ("inet", "nspawnctl")  # nspawnctl's own nftables table (network/firewall.py)
+INOTIFY_WANTED = 4096      # 128 (the kernel default) boots about 16 containers; 4096 boots 60+
+INOTIFY_PER_CONTAINER = 8
+MIN_FREE = 1 << 30
+SYSCTL_FILE = "/etc/sysctl.d/60-nspawnctl.conf"
+WANTED_CONTROLLERS = ("cpu", "memory", "pids")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    severity: str          # what a failure costs: ERROR (exit status) or WARNING
+    message: str
+    fix: str | None = None  # a command the admin can run; None when there is none
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def failed(checks: list[Check]) -> bool:
+    """The exit status rule: any failed check of severity error."""
+    return any(not c.ok and c.severity == ERROR for c in checks)
+
+
+def to_json(checks: list[Check]) -> dict:
+    return {"ok": not failed(checks), "checks": [c.to_json() for c in checks]}
+
+
+# --- where readings come from ---------------------------------------------------------------
+
+def read_ruleset() -> dict:
+    """`nft -j list ruleset`, through python3-nftables when it is there."""
+    try:
+        import nftables
+    except ImportError:
+        return json.loads(run(["nft", "-j", "list", "ruleset"]).stdout or "{}")
+    nft = nftables.Nftables()
+    nft.set_json_output(True)
+    rc, out, err = nft.cmd("list ruleset")
+    if rc != 0:
+        raise Error(f"nft list ruleset failed: {err.strip()}")
+    return json.loads(out or "{}")
+
+
+def read_legacy_rules() -> str:
+    return run(["iptables-legacy-save"]).stdout
+
+
+def free_bytes(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent  # /var/lib/machines is made by the first create
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def bus_reachable(socket_path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect(str(socket_path))
+        except OSError:
+            return False
+    return True
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+@dataclass
+class Probe:
+    """This host (root=/) or a fake one."""
+    root: Path = Path("/")
+    ruleset: Callable[[], dict] = read_ruleset
+    legacy_rules: Callable[[], str] = read_legacy_rules
+    which: Callable[[str], str | None] = shutil.which
+    importable: Callable[[str], bool] = _importable
+    free_bytes: Callable[[Path], int] = free_bytes
+    bus_reachable: Callable[[Path], bool] = bus_reachable
+    environ: dict = field(default_factory=lambda: dict(os.environ))
+
+    def path(self, p: str) -> Path:
+        return self.root / p.lstrip("/")
+
+    def read(self, p: str) -> str | None:
+        try:
+            return self.path(p).read_text()
+        except OSError:
+            return None
+
+    def kernel(self) -> tuple[int, int]:
+        release = (self.read("/proc/sys/kernel/osrelease") or "0.0").strip()
+        major, minor = (release.split("-")[0].split(".") + ["0"])[:2]
+        return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+# --- the checks -----------------------------------------------------------------------------
+
+def run_checks(paths: Paths, probe: Probe | None = None) -> list[Check]:
+    probe = probe or Probe()
+    checks = [check_systemd(probe), check_bus(probe), check_cgroups(probe),
+              check_overlayfs(probe), check_idmapped(probe), check_space(paths, probe),
+              check_inotify(probe), check_forwarding(probe), check_firewall(probe)]
+    checks += check_legacy_iptables(probe)
+    checks += check_forward_chains(probe)
+    return checks
+
+
+def check_systemd(probe: Probe) -> Check:
+    comm = (probe.read("/proc/1/comm") or "").strip()
+    ok = comm == "systemd" and probe.path("/run/systemd/system").is_dir()
+    return Check("systemd", ok, ERROR,
+                 "PID 1 is systemd" if ok else
+                 f"PID 1 is {comm or 'unknown'}, not systemd: nspawnctl runs containers as "
+                 f"systemd units and needs a host booted with systemd")
+
+
+def check_bus(probe: Probe) -> Check:
+    address = probe.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "")
+    if address.startswith("unix:path="):
+        sock = Path(address.removeprefix("unix:path=").split(",")[0])
+    else:
+        sock = probe.path("/run/dbus/system_bus_socket")
+    ok = probe.bus_reachable(sock)
+    return Check("system bus", ok, ERROR,
+                 f"the system bus answers at {sock}" if ok else
+                 f"the system bus is not reachable at {sock}",
+                 None if ok else "systemctl start dbus.socket dbus.service")
+
+
+def check_cgroups(probe: Probe) -> Check:
+    mounts = {}
+    for line in (probe.read("/proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts[fields[1]] = fields[2]
+    if mounts.get("/sys/fs/cgroup") != "cgroup2":
+        kind = "hybrid" if mounts.get("/sys/fs/cgroup/unified") == "cgroup2" else "v1"
+        return Check("cgroups", False, WARNING,
+                     f"cgroup {kind}, not cgroup2 at /sys/fs/cgroup: limits (--memory, --cpus) "
+                     f"may not be enforced; boot with systemd.unified_cgroup_hierarchy=1")
+    have = (probe.read("/sys/fs/cgroup/cgroup.controllers") or "").split()
+    missing = [c for c in WANTED_CONTROLLERS if c not in have]
+    return Check("cgroups", not missing, WARNING,
+                 f"cgroup2, controllers: {' '.join(have) or 'none'}" if not missing else
+                 f"cgroup2 lacks the {', '.join(missing)} controller(s): those limits are not "
+                 f"enforced")
+
+
+def check_overlayfs(probe: Probe) -> Check:
+    names = [line.split()[-1] for line in (probe.read("/proc/filesystems") or "").splitlines()
+             if line.strip()]
+    if "overlay" in names:
+        return Check("overlayfs", True, WARNING, "overlayfs is available (create --overlay)")
+    return Check("overlayfs", False, WARNING,
+                 "overlayfs is not loaded: create --overlay will fail", "modprobe overlay")
+
+
+def check_idmapped(probe: Probe) -> Check:
+    kernel = probe.kernel()
+    version = f"{kernel[0]}.{kernel[1]}"
+    if kernel < (5, 12):
+        return Check("idmapped mounts", False, WARNING,
+                     f"kernel {version} has no idmapped mounts (5.12+): private user ranges "
+                     f"mean chowning every file of a tree on its first start")
+    if kernel < (5, 19):
+        return Check("idmapped mounts", True, WARNING,
+                     f"kernel {version} has idmapped mounts, but overlayfs cannot be an "
+                     f"idmapped lower layer before 5.19")
+    return Check("idmapped mounts", True, WARNING,
+                 f"kernel {version}: idmapped mounts, overlayfs included")
+
+
+def check_space(paths: Paths, probe: Probe) -> Check:
+    free = probe.free_bytes(paths.machines)
+    ok = free >= MIN_FREE
+    return Check("disk space", ok, WARNING,
+                 f"{free / (1 << 30):.1f} GB free in {paths.machines}"
+                 + ("" if ok else ": under 1 GB, a default image needs about 100 MB, a "
+                                  "debootstrap run about 300 MB"))
+
+
+def check_inotify(probe: Probe) -> Check:
+    text = (probe.read("/proc/sys/fs/inotify/max_user_instances") or "0").strip()
+    value = int(text) if text.isdigit() else 0
+    ok = value >= INOTIFY_WANTED
+    return Check("inotify instances", ok, WARNING,
+                 f"fs.inotify.max_user_instances = {value}" + (
+                     "" if ok else f": about {value // INOTIFY_PER_CONTAINER} booted containers "
+                                   f"fit, the rest fail with 'Too many open files'"),
+                 None if ok else _sysctl_fix("fs.inotify.max_user_instances", INOTIFY_WANTED))
+
+
+def check_forwarding(probe: Probe) -> Check:
+    ok = (probe.read("/proc/sys/net/ipv4/ip_forward") or "").strip() == "1"
+    return Check("ip forwarding", ok, ERROR,
+                 "IPv4 forwarding is on" if ok else
+                 "IPv4 forwarding is off: containers on nspawnctl networks cannot reach out",
+                 None if ok else _sysctl_fix("net.ipv4.ip_forward", 1))
+
+
+def check_firewall(probe: Probe) -> Check:
+    missing = [pkg for pkg, there in (("nftables", probe.which("nft")),
+                                      ("python3-nftables", probe.importable("nftables")))
+               if not there]
+    return Check("firewall", not missing, ERROR,
+                 "nftables: nft and python3-nftables are installed" if not missing else
+                 f"{', '.join(missing)} not installed: nspawnctl's networks need nftables",
+                 None if not missing else f"apt-get install {' '.join(missing)}")
+
+
+def check_legacy_iptables(probe: Probe) -> list[Check]:
+    """Rules in iptables-legacy tables apply beside nftables and do not show in `nft list`.
+    Read only when some legacy table exists, so that the read loads no module."""
+    tables = (probe.read("/proc/net/ip_tables_names") or "").split()
+    if not tables:
+        return []
+    try:
+        dump = probe.legacy_rules()
+    except Error as e:
+        return [Check("iptables-legacy", False, WARNING,
+                      f"iptables-legacy tables exist ({', '.join(tables)}) but cannot be read: "
+                      f"{e.message.splitlines()[0]}")]
+    rules = sum(1 for line in dump.splitlines() if line.startswith("-A "))
+    if any(line.startswith(":FORWARD DROP") for line in dump.splitlines()):
+        return [Check("iptables-legacy", False, ERROR,
+                      f"iptables-legacy's FORWARD chain drops by default ({rules} legacy rules):"
+                      f" containers cannot reach out nor be reached",
+                      f"iptables-legacy -I FORWARD -i {BRIDGE_PREFIX}+ -j ACCEPT && "
+                      f"iptables-legacy -I FORWARD -o {BRIDGE_PREFIX}+ -j ACCEPT")]
+    return [Check("iptables-legacy", rules == 0, WARNING,
+                  f"{rules} iptables-legacy rules in {', '.join(tables)}: they apply too, and "
+                  f"`nft list ruleset` does not show them (iptables-legacy-save does)")]
+
+
+def check_forward_chains(probe: Probe) -> list[Check]:
+    """Another table's forward base chain with policy drop drops what nspawnctl's table
+    accepts (an accept ends only its own chain): Docker and ufw leave `ip filter FORWARD` so."""
+    try:
+        ruleset = probe.ruleset()
+    except Error as e:
+        return [Check("forward chains", False, WARNING,
+                      f"cannot read the nftables ruleset: {e.message.splitlines()[0]}")]
+    items = ruleset.get("nftables", [])
+    let_through = {(r["family"], r["table"], r["chain"])
+                   for r in (i.get("rule") for i in items) if r and _accepts_bridges(r)}
+    checks = []
+    for c in (i.get("chain") for i in items):
+        if not c or c.get("hook") != "forward" or c.get("policy") != "drop":
+            continue
+        key = (c["family"], c["table"], c["name"])
+        if key[:2] == OWN_TABLE or c["family"] not in ("ip", "inet") or key in let_through:
+            continue
+        checks.append(Check(f"forward chain {' '.join(key)}", False, ERROR,
+                            f"table {key[0]} {key[1]} chain {key[2]} drops forwarded packets "
+                            f"(policy drop): containers cannot reach out nor be reached",
+                            _forward_fix(*key)))
+    return checks or [Check("forward chains", True, ERROR,
+                            "no other table drops forwarded packets by default")]
+
+
+def _accepts_bridges(rule: dict) -> bool:
+    text = json.dumps(rule.get("expr", []))
+    return BRIDGE_PREFIX in text and '"accept"' in text
+
+
+def _forward_fix(family: str, table: str, chain: str) -> str:
+    if (family, table, chain) == ("ip", "filter", "FORWARD"):
+        # iptables-nft's own chain: rules nft adds there make `iptables -L` complain.
+        return (f"iptables -I FORWARD -i {BRIDGE_PREFIX}+ -j ACCEPT && "
+                f"iptables -I FORWARD -o {BRIDGE_PREFIX}+ -j ACCEPT")
+    return (f"nft insert rule {family} {table} {chain} iifname \"{BRIDGE_PREFIX}*\" accept && "
+            f"nft insert rule {family} {table} {chain} oifname \"{BRIDGE_PREFIX}*\" accept")
+
+
+def _sysctl_fix(key: str, value: int) -> str:
+    # Its own file per key, so one fix never overwrites the other's.
+    path = SYSCTL_FILE.replace(".conf", f"-{key.rsplit('.', 1)[-1].replace('_', '-')}.conf")
+    return f"echo '{key} = {value}' > {path} && sysctl -p {path}"
