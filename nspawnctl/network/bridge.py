@@ -1,0 +1,103 @@
+"""nspawnctl's bridges: one per network, named nsc-NAME, holding the network's gateway.
+
+systemd-nspawn (Bridge= in a container's .nspawn file) makes the veth pair and enslaves its
+host side to the bridge; the bridge must exist, be up and hold the gateway address first.
+Only links named nsc-* are ever created, changed or deleted here.
+"""
+
+import ipaddress
+import socket
+from pathlib import Path
+
+from ..errors import Error
+from .model import BRIDGE_PREFIX, Network
+
+PROC_SYS = Path("/proc/sys")
+
+
+def ensure_bridge(net: Network):
+    """Make net's bridge exist, hold exactly its gateway/prefix, and be up; turn on IPv4
+    forwarding and route_localnet on it.  Idempotent: a second call changes nothing.
+
+    route_localnet lets the host send a connection to 127.0.0.1 on to a container (a port
+    published from 127.0.0.1, DNAT'ed in the output hook and masqueraded on its way out:
+    the kernel refuses a 127.x source on any other device otherwise).  It also lets packets
+    for 127.x in from the bridge, which firewall.py's loopback guard drops before routing.
+    ip_forward is machine-wide: like Docker, libvirt and LXC, the host becomes a router.
+    """
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    gateway = str(net.gateway)
+    with IPRoute() as ipr:
+        index = _index(ipr, net.bridge)
+        if index is None:
+            try:
+                ipr.link("add", ifname=net.bridge, kind="bridge")
+            except NetlinkError as exc:
+                if exc.code != 17:  # EEXIST: another nspawnctl made it meanwhile
+                    raise Error(f"cannot create bridge {net.bridge}: {exc.args[1]}") from None
+            index = _index(ipr, net.bridge)
+        link = ipr.get_links(index)[0]
+        info = link.get_attr("IFLA_LINKINFO")
+        kind = info.get_attr("IFLA_INFO_KIND") if info else None
+        if kind != "bridge":
+            raise Error(f"{net.bridge} exists but is not a bridge ({kind or 'no kind'})",
+                        hint=f"nspawnctl owns the names {BRIDGE_PREFIX}*: rename or "
+                             f"delete that link")
+        have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                for a in ipr.get_addr(family=socket.AF_INET, index=index)}
+        for address, prefixlen in have - {(gateway, net.prefixlen)}:
+            ipr.addr("del", index=index, address=address, prefixlen=prefixlen)
+        if (gateway, net.prefixlen) not in have:
+            ipr.addr("add", index=index, address=gateway, prefixlen=net.prefixlen,
+                     broadcast=str(net.subnet.broadcast_address))
+        if not link["flags"] & 1:  # IFF_UP
+            ipr.link("set", index=index, state="up")
+    set_sysctl("net/ipv4/ip_forward", "1")
+    set_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
+
+
+def remove_bridge(net: Network):
+    """Delete net's bridge if it exists (systemd-nspawn removes the veth links it made)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        index = _index(ipr, net.bridge)
+        if index is not None:
+            ipr.link("del", index=index)
+
+
+def bridges() -> list[str]:
+    """Names of the bridges nspawnctl owns (nsc-*) that exist now."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        names = (link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
+        return sorted(n for n in names if n and n.startswith(BRIDGE_PREFIX))
+
+
+def bridge_addresses(name: str) -> list[ipaddress.IPv4Interface]:
+    """The IPv4 addresses a bridge holds (for status and doctor)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return []
+        return [ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
+                for a in ipr.get_addr(family=socket.AF_INET, index=index)]
+
+
+def set_sysctl(key: str, value: str):
+    """Write /proc/sys/KEY (this network namespace's) unless it already holds value."""
+    path = PROC_SYS / key
+    try:
+        if path.read_text().strip() == value:
+            return
+        path.write_text(value + "\n")
+    except OSError as exc:
+        raise Error(f"cannot set {key.replace('/', '.')}={value}: {exc.strerror}",
+                    hint="run as root") from None
+
+
+def _index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
