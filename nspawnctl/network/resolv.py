@@ -1,4 +1,5 @@
-"""The resolv.conf a container gets, and writing it into a container's tree safely.
+"""The resolv.conf a container gets, and reading and writing files of a container's /etc
+(resolv.conf, hosts) without following the links it may have made.
 
 A container on a bridge cannot use the host's loopback resolvers (systemd-resolved's stub
 127.0.0.53, a local dnsmasq on 127.0.0.1): those are the host's own lo.  So it gets the
@@ -8,15 +9,18 @@ out: nspawnctl's networks are IPv4 only, and an unreachable server costs every l
 timeout.
 """
 
+import contextlib
 import errno
 import ipaddress
 import os
+import stat
 from pathlib import Path
 
 from ..errors import Error
 
 RESOLVED_UPLINK = Path("/run/systemd/resolve/resolv.conf")
 MAXNS = 3  # glibc reads no more nameserver lines than this
+MAX_READ = 1 << 20  # /etc/hosts and friends are small; a container may make them huge
 
 
 def container_resolv_conf(host_resolv_text: str, resolved_uplink_text: str | None = None
@@ -35,7 +39,7 @@ def container_resolv_conf(host_resolv_text: str, resolved_uplink_text: str | Non
     return "\n".join(lines) + "\n"
 
 
-def host_resolv_conf() -> str | None:
+def container_resolv_conf_for_host() -> str | None:
     """container_resolv_conf() of this host's /etc/resolv.conf and resolved's uplink file."""
     def read(path) -> str | None:
         try:
@@ -66,7 +70,12 @@ def _parse(text: str) -> tuple[list[str], list[str]]:
 
 
 def write_resolv_conf(tree, text: str):
-    """Write TREE/etc/resolv.conf with text, never following a symlink the container made.
+    """write_etc_file(tree, "resolv.conf", text)."""
+    write_etc_file(tree, "resolv.conf", text)
+
+
+def write_etc_file(tree, name: str, text: str):
+    """Write TREE/etc/NAME with text, never following a symlink the container made.
 
     tree is a path or an open directory fd of the container's root.  Every component is
     opened with O_NOFOLLOW relative to the one before; the file is written beside the old
@@ -74,6 +83,55 @@ def write_resolv_conf(tree, text: str):
     following it.  It is owned by the owner of the tree's etc directory, so a tree shifted
     into a user-namespace UID range keeps its own root's file.
     """
+    with _etc(tree, name) as etc:
+        try:
+            _replace(etc, name, text.encode())
+        except OSError as exc:
+            raise Error(f"cannot write the container's /etc/{name}: {exc.strerror}") from None
+
+
+def read_etc_file(tree, name: str) -> str | None:
+    """TREE/etc/NAME's text; None if it is missing or a symlink (never followed: the
+    container may point it anywhere on the host).  A FIFO, a device or a file larger than
+    MAX_READ is refused: the container controls what is there."""
+    with _etc(tree, name) as etc:
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=etc)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return None
+            raise Error(f"cannot read the container's /etc/{name}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise Error(f"the container's /etc/{name} is not a regular file")
+            if st.st_size > MAX_READ:
+                raise Error(f"the container's /etc/{name} is too large "
+                            f"({st.st_size} bytes, at most {MAX_READ})")
+            chunks, size = [], 0
+            while size <= MAX_READ:
+                chunk = os.read(fd, MAX_READ + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            data = b"".join(chunks)
+        finally:
+            os.close(fd)
+    if len(data) > MAX_READ:  # it grew meanwhile
+        raise Error(f"the container's /etc/{name} is too large (at most {MAX_READ} bytes)")
+    return data.decode(errors="replace")
+
+
+@contextlib.contextmanager
+def _etc(tree, name: str):
+    """An O_NOFOLLOW fd of TREE/etc for the with-block (name is checked to be one plain
+    file name in it)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"not a file name: {name!r}")
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     root = tree if isinstance(tree, int) else os.open(tree, flags)
     try:
@@ -82,14 +140,11 @@ def write_resolv_conf(tree, text: str):
         except OSError as exc:
             why = "a symlink or not a directory" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
                 else exc.strerror
-            raise Error(f"cannot write the container's /etc/resolv.conf: its /etc is {why}",
+            raise Error(f"cannot reach the container's /etc/{name}: its /etc is {why}",
                         hint="nspawnctl never follows links out of a container's tree"
                         ) from None
         try:
-            _replace(etc, "resolv.conf", text.encode())
-        except OSError as exc:
-            raise Error(f"cannot write the container's /etc/resolv.conf: {exc.strerror}"
-                        ) from None
+            yield etc
         finally:
             os.close(etc)
     finally:

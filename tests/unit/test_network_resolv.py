@@ -6,7 +6,12 @@ import os
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.network.resolv import container_resolv_conf, write_resolv_conf
+from nspawnctl.network.resolv import (
+    container_resolv_conf,
+    read_etc_file,
+    write_etc_file,
+    write_resolv_conf,
+)
 
 RESOLVED_STUB = """# This is /run/systemd/resolve/stub-resolv.conf (systemd-resolved)
 nameserver 127.0.0.53
@@ -118,3 +123,39 @@ def test_owner_is_the_owner_of_etc(tmp_path):
         os.close(fd)
     st = (root / "etc/resolv.conf").stat()
     assert (st.st_uid, st.st_gid) == (655360, 655360)
+
+
+def test_read_etc_file(tmp_path):
+    root = tree(tmp_path)
+    assert read_etc_file(root, "hosts") is None
+    write_etc_file(root, "hosts", "127.0.0.1\tlocalhost\n")
+    assert read_etc_file(root, "hosts") == "127.0.0.1\tlocalhost\n"
+
+
+def test_read_never_follows_a_symlink(tmp_path):
+    root = tree(tmp_path)
+    secret = tmp_path / "shadow"
+    secret.write_text("root:x:0\n")
+    (root / "etc/hosts").symlink_to(secret)
+    assert read_etc_file(root, "hosts") is None
+    write_etc_file(root, "hosts", "192.0.2.2\tweb\n")
+    assert secret.read_text() == "root:x:0\n"
+    assert read_etc_file(root, "hosts") == "192.0.2.2\tweb\n"
+
+
+def test_read_refuses_fifos_and_huge_files(tmp_path):
+    root = tree(tmp_path)
+    os.mkfifo(root / "etc/hosts")  # a blocking read would hang the container's start
+    with pytest.raises(Error, match="not a regular file"):
+        read_etc_file(root, "hosts")
+    os.unlink(root / "etc/hosts")
+    with open(root / "etc/hosts", "wb") as f:
+        f.truncate(2 << 20)
+    with pytest.raises(Error, match="too large"):
+        read_etc_file(root, "hosts")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../passwd", "a/b"])
+def test_etc_file_names_are_one_component(tmp_path, name):
+    with pytest.raises(ValueError):
+        write_etc_file(tree(tmp_path), name, "x")
