@@ -1,0 +1,104 @@
+"""Tiny servers and clients for the network-namespace tests, run with `ip netns exec NS`.
+
+    servers.py http NAME ADDR PORT          HTTP: every GET answers "NAME CLIENT_IP"
+    servers.py udp NAME ADDR PORT [LOG]     UDP: answers "NAME CLIENT_IP", appends to LOG
+    servers.py sink ADDR PORT               TCP: reads to EOF, answers the byte count
+    servers.py udpclient ADDR PORT          one datagram, prints the answer (3 s timeout)
+    servers.py send ADDR PORT MB            sends MB MiB to a sink, prints seconds
+
+Servers print "ready" once they listen.  Only the standard library: the namespaces run the
+Debian python3, not the venv.
+"""
+
+import http.server
+import socket
+import socketserver
+import sys
+import time
+
+
+def http_server(name, addr, port):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"{name} {self.client_address[0]}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    server = Server((addr, int(port)), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+def udp_server(name, addr, port, log=None):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((addr, int(port)))
+    print("ready", flush=True)
+    while True:
+        data, peer = sock.recvfrom(2048)
+        if log:
+            with open(log, "a") as f:
+                f.write(f"{peer[0]} {data.decode(errors='replace')}\n")
+        sock.sendto(f"{name} {peer[0]}\n".encode(), peer)
+
+
+def sink(addr, port):
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            total = 0
+            while True:
+                chunk = self.request.recv(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+            self.request.sendall(f"{total}\n".encode())
+
+    class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    server = Server((addr, int(port)), Handler)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+def udp_client(addr, port, message="ping"):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(3)
+    sock.sendto(message.encode(), (addr, int(port)))
+    try:
+        print(sock.recvfrom(2048)[0].decode().strip())
+    except socket.timeout:
+        print("timeout")
+        sys.exit(1)
+
+
+def send(addr, port, mib):
+    """MIB MiB of zeros to a sink; the time from connect until the sink has counted them."""
+    chunk = bytes(1 << 20)
+    total = int(mib) << 20
+    t0 = time.perf_counter()
+    with socket.create_connection((addr, int(port)), timeout=30) as sock:
+        for _ in range(int(mib)):
+            sock.sendall(chunk)
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.makefile().readline().strip()
+    seconds = time.perf_counter() - t0
+    if answer != str(total):
+        print(f"sink counted {answer!r} bytes, not {total}")
+        sys.exit(1)
+    print(f"{seconds:.6f}")
+
+
+if __name__ == "__main__":
+    what, *args = sys.argv[1:]
+    {"http": http_server, "udp": udp_server, "sink": sink, "udpclient": udp_client,
+     "send": send}[what](*args)

@@ -1,0 +1,430 @@
+"""The networking library on a real kernel, with real traffic, in network namespaces only.
+
+The lab (lab.py) is a host namespace H with nspawnctl's bridges and table made by the library
+itself, containers attached the way systemd-nspawn attaches them, an upstream "internet" with
+no route back, and a LAN machine.  Each test proves one promise of issue 12 by sending
+packets; where a rule is what makes the difference, the test also shows the traffic without
+it (the control), so a test cannot pass because of something else.
+
+Root only (namespaces, nftables); nothing leaves the namespaces, and the fixture checks at
+the end that this machine's own firewall and sysctls are as they were.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import pytest
+
+from tests.netns.lab import (
+    HOST_LAN_ADDR,
+    HOST_LO_PORT,
+    HOST_UP_ADDR,
+    LAN_ADDR,
+    PYTHON,
+    REPO,
+    UPSTREAM_ADDR,
+    Lab,
+)
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+UPSTREAM = f"http://{UPSTREAM_ADDR}/"
+GUARDED = ("guard", "leak")
+
+
+def _machine_snapshot():
+    """What the lab must never change in this machine's own network namespace."""
+    def read(path):
+        try:
+            return open(path).read()
+        except OSError:
+            return None
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
+                                      text=True).stdout)
+    return {
+        "ruleset": subprocess.run(["nft", "list", "ruleset"], capture_output=True,
+                                  text=True).stdout,
+        "ip_forward": read("/proc/sys/net/ipv4/ip_forward"),
+        "route_localnet": read("/proc/sys/net/ipv4/conf/all/route_localnet"),
+        "our links": sorted(link["ifname"] for link in links
+                            if link["ifname"].startswith(("nsc-", "vb-", "eth-up", "eth-lan"))),
+    }
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    before = _machine_snapshot()
+    lab = Lab(tmp_path_factory.mktemp("netns"))
+    try:
+        yield lab.up()
+    finally:
+        lab.down()
+        assert _machine_snapshot() == before, "the lab changed this machine's own network"
+
+
+def fw(lab, name, *args):
+    """firewall.NAME(*args) in H."""
+    return lab.in_host(_firewall_call, name, *args)
+
+
+def _firewall_call(name, *args):
+    from nspawnctl.network import firewall
+    return getattr(firewall, name)(*args)
+
+
+def test_container_is_configured_like_nspawn_would_leave_it(lab):
+    addr = json.loads(lab.ip("c1", "-j", "addr", "show", "host0").stdout)[0]
+    assert "UP" in addr["flags"]
+    assert [(a["local"], a["prefixlen"]) for a in addr["addr_info"] if a["family"] == "inet"] \
+        == [("192.0.2.2", 25)]
+    routes = json.loads(lab.ip("c1", "-j", "route", "show", "default").stdout)
+    assert [(r["gateway"], r["dev"]) for r in routes] == [("192.0.2.1", "host0")]
+    assert "UP" in json.loads(lab.ip("c1", "-j", "link", "show", "lo").stdout)[0]["flags"]
+    port = json.loads(lab.ip("host", "-j", "-d", "link", "show", "vb-c1").stdout)[0]
+    assert port["linkinfo"]["info_slave_data"]["hairpin"] is True
+    assert lab.addresses == {"c1": "192.0.2.2", "c2": "192.0.2.3", "evil": "192.0.2.4",
+                             "c3": "192.0.2.130"}
+
+
+def test_configure_container_is_idempotent_and_repairs(lab):
+    assert lab.configure("c1") == []
+    lab.ip("c1", "route", "del", "default")
+    assert lab.configure("c1") == ["default via 192.0.2.1"]
+    assert lab.configure("c1") == []
+    assert lab.curl("c1", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+
+
+def test_configure_container_errors_are_one_line(lab):
+    from nspawnctl.errors import Error
+    upstream_server = next(p for p in lab.procs if "upstream" in p.args)
+    with pytest.raises(Error, match="no interface host0"):
+        lab.in_host(_configure_raw, upstream_server.pid)
+    with pytest.raises(Error, match="not running"):
+        lab.in_host(_configure_raw, 2 ** 22 + 1)  # above pid_max: never a process
+
+
+def _configure_raw(pid):
+    from nspawnctl.network.inside import configure_container
+    return configure_container(pid, "192.0.2.9", 25, "192.0.2.1")
+
+
+def test_bridges_are_idempotent_and_listed(lab):
+    show = lambda: (lab.ip("host", "-j", "addr", "show", "nsc-default").stdout,  # noqa: E731
+                    lab.exec("host", "cat", "/proc/sys/net/ipv4/conf/nsc-default/route_localnet",
+                             "/proc/sys/net/ipv4/ip_forward").stdout)
+    before = show()
+    assert json.loads(before[0])[0]["addr_info"][0]["local"] == "192.0.2.1"
+    assert before[1].split() == ["1", "1"]
+    lab.in_host(_ensure_bridges, lab.networks)
+    assert show() == before
+    # repairs what was undone
+    lab.ip("host", "addr", "flush", "dev", "nsc-default")
+    lab.ip("host", "addr", "add", "192.0.2.77/25", "dev", "nsc-default")
+    lab.ip("host", "link", "set", "nsc-default", "down")
+    lab.in_host(_ensure_bridges, lab.networks)
+    addr = json.loads(lab.ip("host", "-j", "addr", "show", "nsc-default").stdout)[0]
+    assert [a["local"] for a in addr["addr_info"] if a["family"] == "inet"] == ["192.0.2.1"]
+    assert "UP" in addr["flags"]
+    for name in ("c1", "c2", "evil"):
+        lab.configure(name)  # down/up of the bridge dropped nothing in the containers
+    assert lab.curl("c1", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+    assert lab.in_host(_bridges) == ["nsc-b", "nsc-default"]
+
+
+def _ensure_bridges(networks):
+    from nspawnctl.network import bridge
+    for net in networks:
+        bridge.ensure_bridge(net)
+
+
+def _bridges():
+    from nspawnctl.network import bridge
+    return bridge.bridges()
+
+
+def test_a_link_that_is_not_a_bridge_is_not_taken(lab):
+    from nspawnctl.errors import Error
+    from nspawnctl.network.model import Network
+    lab.ip("host", "link", "add", "nsc-dummy", "type", "veth", "peer", "name", "dummy-peer")
+    try:
+        with pytest.raises(Error, match="not a bridge"):
+            lab.in_host(_ensure_bridges, [Network.make("dummy", "203.0.113.128/25")])
+    finally:
+        lab.ip("host", "link", "del", "nsc-dummy")
+
+
+def test_remove_bridge(lab):
+    from nspawnctl.network.model import Network
+    net = Network.make("tmp", "192.0.2.0/30")
+    lab.in_host(_ensure_bridges, [net])
+    assert "nsc-tmp" in lab.in_host(_bridges)
+    lab.in_host(_remove_bridge, net)
+    lab.in_host(_remove_bridge, net)  # gone already: nothing to do
+    assert "nsc-tmp" not in lab.in_host(_bridges)
+
+
+def _remove_bridge(net):
+    from nspawnctl.network import bridge
+    bridge.remove_bridge(net)
+
+
+def test_subnets_that_overlap_the_hosts_routes_are_refused(lab):
+    from nspawnctl.errors import Error
+    with pytest.raises(Error, match=r"the host's route to 198\.51\.100\.0/24 \(dev eth-lan\)"):
+        lab.in_host(_create, lab.state_dir, "x", "198.51.100.0/25")
+    with pytest.raises(Error, match=r"network 'b' \(192\.0\.2\.128/25\)"):
+        lab.in_host(_create, lab.state_dir, "x", "192.0.2.192/26")
+    with pytest.raises(Error, match="no free subnet"):
+        lab.in_host(_create, lab.state_dir, "x", None, "192.0.2.0/24,203.0.113.0/24")
+
+
+def _create(state_dir, name, subnet, pool="192.0.2.0/25,192.0.2.128/25"):
+    from nspawnctl.network.state import NetworkState
+    return NetworkState(state_dir, pool=pool).create(name, subnet)
+
+
+def test_egress_is_masqueraded(lab):
+    # the upstream has no route back: only the host's own address can get an answer
+    assert lab.curl("c1", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+    assert lab.curl("c3", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+    fw(lab, "remove")
+    try:
+        assert lab.curl("c1", UPSTREAM, timeout=2) is None  # the control: no NAT, no answer
+    finally:
+        lab.apply()
+    assert lab.curl("c1", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+
+
+def test_published_port_from_the_lan(lab):
+    # the container sees the LAN machine's own address: inbound is not masqueraded
+    assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8080/") == f"c1 {LAN_ADDR}"
+    assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8090/") == f"c3 {LAN_ADDR}"
+    assert lab.udp("lan", HOST_LAN_ADDR, 5353) == f"c1 {LAN_ADDR}"
+
+
+def test_published_port_from_the_host_on_its_own_addresses(lab):
+    # the host's own source address, except network b's gateway: b's egress NAT makes that
+    # one the gateway of c1's network, which c1 can answer just as well
+    for addr, source in ((HOST_LAN_ADDR, HOST_LAN_ADDR), (HOST_UP_ADDR, HOST_UP_ADDR),
+                         ("192.0.2.1", "192.0.2.1"), ("192.0.2.129", "192.0.2.1")):
+        assert lab.curl("host", f"http://{addr}:8080/") == f"c1 {source}"
+
+
+def test_published_port_from_the_host_on_127_0_0_1(lab):
+    # DNAT'ed in the output hook, masqueraded to the bridge's address on the way in
+    assert lab.curl("host", "http://127.0.0.1:8080/") == "c1 192.0.2.1"
+    assert lab.curl("host", "http://127.0.0.1:8081/") == "c1 192.0.2.1"
+    assert lab.udp("host", "127.0.0.1", 5353) == "c1 192.0.2.1"
+
+
+def test_a_port_published_on_127_0_0_1_only_is_not_on_the_lan(lab):
+    assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8081/", timeout=2) is None
+    assert lab.curl("host", f"http://{HOST_LAN_ADDR}:8081/", timeout=2) is None
+
+
+def test_hairpin_a_container_reaches_published_ports_through_the_host(lab):
+    assert lab.curl("c1", f"http://{HOST_LAN_ADDR}:8080/") == "c1 192.0.2.1"  # its own
+    assert lab.curl("c2", f"http://{HOST_LAN_ADDR}:8080/") == "c1 192.0.2.1"  # a neighbour's
+    assert lab.curl("c1", "http://192.0.2.1:8080/") == "c1 192.0.2.1"         # via its gateway
+    assert lab.curl("c3", f"http://{HOST_LAN_ADDR}:8080/") == "c1 192.0.2.1"  # another network
+
+
+def test_hairpin_to_itself_needs_the_ports_hairpin_mode(lab):
+    # br_netfilter is on in every namespace here (bridge-nf-call-iptables=1): the DNAT'ed
+    # frame goes back out of the port it came in by
+    assert lab.exec("host", "cat", "/proc/sys/net/bridge/bridge-nf-call-iptables"
+                    ).stdout.strip() == "1"
+    lab.ip("host", "link", "set", "vb-c1", "type", "bridge_slave", "hairpin", "off")
+    try:
+        assert lab.curl("c1", f"http://{HOST_LAN_ADDR}:8080/", timeout=2) is None
+    finally:
+        assert lab.configure("c1") == ["vb-c1 hairpin"]
+    assert lab.curl("c1", f"http://{HOST_LAN_ADDR}:8080/") == "c1 192.0.2.1"
+
+
+def test_containers_of_one_network_reach_each_other(lab):
+    assert lab.curl("c1", "http://192.0.2.3/") == "c2 192.0.2.2"
+    assert lab.curl("c2", "http://192.0.2.2/") == "c1 192.0.2.3"
+
+
+def test_two_networks_cannot_reach_each_other(lab):
+    assert lab.curl("c1", "http://192.0.2.130/", timeout=2) is None
+    assert lab.curl("c3", "http://192.0.2.2/", timeout=2) is None
+    fw(lab, "remove")
+    try:  # the control: without the table the host routes between them
+        assert lab.curl("c1", "http://192.0.2.130/") == "c3 192.0.2.2"
+    finally:
+        lab.apply()
+    assert lab.curl("c1", "http://192.0.2.130/", timeout=2) is None
+
+
+def test_the_lan_reaches_containers_only_through_published_ports(lab):
+    lab.ip("lan", "route", "add", "192.0.2.0/24", "via", HOST_LAN_ADDR)
+    try:
+        assert lab.curl("lan", "http://192.0.2.2/", timeout=2) is None
+        fw(lab, "remove")
+        try:  # the control
+            assert lab.curl("lan", "http://192.0.2.2/") == f"c1 {LAN_ADDR}"
+        finally:
+            lab.apply()
+        assert lab.curl("lan", "http://192.0.2.2/", timeout=2) is None
+    finally:
+        lab.ip("lan", "route", "del", "192.0.2.0/24")
+
+
+def _aim_at_loopback(lab, role, dev, gateway):
+    """Make role send packets for 127.0.0.0/8 to gateway (its kernel would keep them on its
+    own lo otherwise): no 127.0.0.1 of its own, a route, and route_localnet to send them."""
+    lab.ip(role, "addr", "del", "127.0.0.1/8", "dev", "lo")
+    lab.ip(role, "route", "add", "127.0.0.0/8", "via", gateway, "dev", dev)
+    lab.sysctl(role, f"net.ipv4.conf.{dev}.route_localnet", 1)
+
+
+def _unaim(lab, role, dev):
+    lab.ip(role, "route", "del", "127.0.0.0/8", check=False)
+    lab.ip(role, "addr", "add", "127.0.0.1/8", "dev", "lo", check=False)
+    lab.sysctl(role, f"net.ipv4.conf.{dev}.route_localnet", 0)
+
+
+def _host_udp_seen(lab) -> list[str]:
+    try:
+        return lab.host_udp_log.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _drop_chains(lab, *chains):
+    for chain in chains:
+        lab.nft("host", "delete", "chain", "inet", "nspawnctl", chain, check=True)
+
+
+def test_loopback_guard_a_container_cannot_reach_the_hosts_127_services(lab):
+    """kubernetes#90259: route_localnet on the bridge (needed to publish on 127.0.0.1) lets
+    the kernel route a container's packets for 127.x to the host's loopback services."""
+    _aim_at_loopback(lab, "evil", "host0", "192.0.2.1")
+    try:
+        assert lab.curl("evil", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
+        assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
+        assert _host_udp_seen(lab) == []
+        # the controls: without the guard a one-way datagram arrives (the leak rule only
+        # stops the answers), and without both a TCP connection works
+        _drop_chains(lab, "guard")
+        assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
+        assert _host_udp_seen(lab) == ["192.0.2.4 ping"]
+        _drop_chains(lab, "leak")
+        assert lab.curl("evil", f"http://127.0.0.1:{HOST_LO_PORT}/") == "host-lo 192.0.2.4"
+        lab.apply()
+        assert lab.curl("evil", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
+        assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
+        assert _host_udp_seen(lab) == ["192.0.2.4 ping"]
+    finally:
+        lab.apply()
+        _unaim(lab, "evil", "host0")
+        lab.host_udp_log.unlink(missing_ok=True)
+
+
+def test_loopback_guard_the_lan_cannot_reach_the_hosts_127_services(lab):
+    """The same from the LAN, on a host where someone turned route_localnet on for every
+    interface (kube-proxy does): the guard holds; without it the service answers."""
+    _aim_at_loopback(lab, "lan", "eth0", HOST_LAN_ADDR)
+    try:
+        assert lab.curl("lan", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
+        lab.sysctl("host", "net.ipv4.conf.all.route_localnet", 1)
+        assert lab.curl("lan", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
+        _drop_chains(lab, *GUARDED)
+        assert lab.curl("lan", f"http://127.0.0.1:{HOST_LO_PORT}/") == f"host-lo {LAN_ADDR}"
+        lab.apply()
+        assert lab.curl("lan", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
+    finally:
+        lab.sysctl("host", "net.ipv4.conf.all.route_localnet", 0)
+        lab.apply()
+        _unaim(lab, "lan", "eth0")
+    # and the host's own use of its loopback is untouched by the guard
+    assert lab.curl("host", f"http://127.0.0.1:{HOST_LO_PORT}/") == "host-lo 127.0.0.1"
+
+
+def test_reapply_after_flush_ruleset_restores_everything(lab):
+    assert fw(lab, "present") is True
+    lab.nft("host", "flush", "ruleset", check=True)
+    try:
+        assert fw(lab, "present") is False
+        assert lab.curl("c1", UPSTREAM, timeout=2) is None
+        assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8080/", timeout=2) is None
+    finally:
+        lab.apply()
+    assert fw(lab, "present") is True
+    assert lab.curl("c1", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+    assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8080/") == f"c1 {LAN_ADDR}"
+    assert lab.curl("host", "http://127.0.0.1:8081/") == "c1 192.0.2.1"
+    assert lab.curl("c1", "http://192.0.2.130/", timeout=2) is None
+
+
+def test_apply_and_remove_leave_other_tables_alone(lab):
+    lab.nft("host", "add table inet keepme; add chain inet keepme c { type filter hook input "
+            "priority 10; policy accept; }; add rule inet keepme c tcp dport 9 counter accept")
+    try:
+        before = lab.nft("host", "-j", "list", "table", "inet", "keepme").stdout
+        lab.apply()
+        lab.apply()
+        fw(lab, "remove")
+        lab.apply()
+        assert lab.nft("host", "-j", "list", "table", "inet", "keepme").stdout == before
+    finally:
+        lab.nft("host", "delete", "table", "inet", "keepme", check=False)
+
+
+def test_forward_blockers_finds_iptables_policy_drop_and_its_fix_works(lab):
+    # what Docker and ufw leave: iptables-nft's FORWARD chain with policy DROP
+    lab.exec("host", "iptables", "-P", "FORWARD", "DROP", check=True)
+    try:
+        (blocker,) = fw(lab, "forward_blockers")
+        assert blocker.startswith("table ip filter chain FORWARD drops forwarded packets")
+        assert lab.curl("c1", UPSTREAM, timeout=2) is None
+        assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8080/", timeout=2) is None
+        fix = blocker.split("let them through: ", 1)[1]
+        lab.exec("host", "sh", "-c", fix, check=True)
+        assert fw(lab, "forward_blockers") == []
+        assert lab.curl("c1", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+        assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:8080/") == f"c1 {LAN_ADDR}"
+        # and ours still isolates: the fix lets nsc-* through iptables, not across networks
+        assert lab.curl("c1", "http://192.0.2.130/", timeout=2) is None
+    finally:
+        lab.nft("host", "delete", "table", "ip", "filter", check=False)
+    assert fw(lab, "forward_blockers") == []
+
+
+def test_configure_container_cost_at_start(lab, figures):
+    """What inside.configure_container adds to a start: a fresh Python process, as an
+    ExecStartPost= runs it, against `python -c pass`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    pid = lab.sleepers["c2"].pid
+    code = ("from nspawnctl.network.inside import configure_container; "
+            f"configure_container({pid}, '192.0.2.3', 25, '192.0.2.1')")
+
+    def timed(argv):
+        t0 = time.perf_counter()
+        subprocess.run(["ip", "netns", "exec", lab.ns("host"), *argv], check=True, env=env,
+                       capture_output=True)
+        return time.perf_counter() - t0
+
+    python = str(REPO / ".venv/bin/python")
+    if not os.path.exists(python):
+        python = PYTHON
+    runs = {"pass": [], "import": [], "configure (nothing to do)": [],
+            "configure (all to do)": []}
+    for _ in range(5):
+        runs["pass"].append(timed([python, "-c", "pass"]))
+        runs["import"].append(timed([python, "-c", "import nspawnctl.network.inside"]))
+        runs["configure (nothing to do)"].append(timed([python, "-c", code]))
+        lab.ip("c2", "addr", "flush", "dev", "host0")
+        lab.ip("c2", "link", "set", "host0", "down")
+        runs["configure (all to do)"].append(timed([python, "-c", code]))
+    assert lab.configure("c2") == []
+    assert lab.curl("c2", UPSTREAM) == f"upstream {HOST_UP_ADDR}"
+    for what, samples in runs.items():
+        figures(f"netns: python process, {what}",
+                f"median {statistics.median(samples) * 1000:.1f} ms "
+                f"(min {min(samples) * 1000:.1f}, max {max(samples) * 1000:.1f}, n=5)")
