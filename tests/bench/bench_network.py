@@ -20,6 +20,7 @@ Figures are MB/s (10^6 bytes), higher is faster: ratio = nspawnctl / anchor, so 
 """
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def run(quick: bool) -> list[dict]:
                   " MB/s", flush=True)
     finally:
         lab.down()
+        shutil.rmtree(lab.workdir, ignore_errors=True)
 
     def row(figure, ours, anchor, theirs):
         a, b = samples[ours], samples[theirs]
