@@ -5,6 +5,7 @@ with --json).  Operation modules are imported inside the commands so `nspawnctl 
 fast: importing pystemd and tabulate is left to the commands that use them.
 """
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -122,11 +123,15 @@ def main():
 
 # --- making and removing containers --------------------------------------------------------
 
-def _config_options(f):
+def _config_options(f, editing: bool = False):
     """The options that describe how a container runs, shared by create and set: one per
-    setting of the table in settings/model.py that has a flag."""
+    setting of the table in settings/model.py that has a flag (and for set, --no-FLAG for the
+    settings it edits item by item)."""
     from .settings.model import CLI_SETTINGS
     for s in reversed(CLI_SETTINGS):
+        if editing and s.removes is not None:
+            f = click.option(f"--no-{s.flag[2:]}", f"no_{s.name}", multiple=True,
+                             metavar="KEY", help=f"Remove a {s.flag} item (repeatable).")(f)
         assert s.flag is not None
         if s.switch:
             option = click.option(f"{s.flag}/--no-{s.flag[2:]}", s.name, default=None,
@@ -168,7 +173,7 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
     spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
-    cfg = ContainerConfig(**parse_cli(options))
+    cfg = ContainerConfig(**parse_cli(options, creating=True))
     info = make(app.paths, name, source, spec, cfg, platform=platform, use_overlay=use_overlay,
                 report=progress)
     if as_json:
@@ -318,7 +323,8 @@ def list_(app, as_json):
     """List every container, running or not."""
     from .ops.inventory import list_containers
     rows = list_containers(app.paths)
-    print_table(rows, ["name", "state", "os", "address", "image", "enabled", "limits"], as_json)
+    print_table(rows, ["name", "state", "os", "address", "ports", "image", "enabled", "limits"],
+                as_json)
 
 
 @cli.command()
@@ -333,16 +339,14 @@ def status(app, name, as_json):
 
 @cli.command("set")
 @click.argument("name")
-@_config_options
+@functools.partial(_config_options, editing=True)
 @pass_app
 def set_(app, name, **options):
-    """Change a container's settings; limits apply at once if it runs."""
+    """Change a container's settings; limits and ports apply at once if it runs."""
     from .ops.reconfigure import set_config
-    from .settings.model import parse_cli
-    changes = parse_cli(options)
-    if not changes:
+    if not any(v for v in options.values() if v not in (None, ())):
         raise Error("nothing to change", hint="see 'nspawnctl set --help'")
-    for line in set_config(app.paths, name, changes):
+    for line in set_config(app.paths, name, options):
         click.echo(line)
 
 
@@ -379,3 +383,89 @@ def logs(app, name, follow, lines):
     """Show a container's journal."""
     from .ops.lifecycle import logs as journal
     sys.exit(journal(app.paths, name, follow, lines))
+
+
+
+# --- networks and the host ---------------------------------------------------------------
+
+@cli.group()
+def network():
+    """nspawnctl's networks: containers on one network reach each other by name, and the
+    outside through NAT; containers on different networks cannot reach each other."""
+
+
+@network.command("create")
+@click.argument("name")
+@click.option("--subnet", metavar="CIDR", help="Its IPv4 subnet (default: a free one).")
+@pass_app
+def network_create(app, name, subnet):
+    """Create network NAME (a bridge nsc-NAME and its subnet)."""
+    from .ops.network import create_network
+    net = create_network(app.paths, name, subnet)
+    click.echo(f"created network {net.name} ({net.subnet}, bridge {net.bridge})")
+
+
+@network.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def network_list(app, as_json):
+    """List networks and their containers."""
+    from .ops.network import list_networks
+    print_table(list_networks(app.paths), ["name", "subnet", "gateway", "bridge", "containers"],
+                as_json)
+
+
+@network.command("remove")
+@click.argument("names", nargs=-1, required=True)
+@pass_app
+def network_remove(app, names):
+    """Remove networks that no container uses."""
+    from .ops.network import remove_network
+    for name in names:
+        remove_network(app.paths, name)
+        click.echo(f"removed network {name}")
+
+
+@network.command("apply", hidden=True)
+@pass_app
+def network_apply(app):
+    """Bring the host side of every network up to date (bridges, firewall table)."""
+    from .ops.network import apply_host
+    apply_host(app.paths)
+
+
+@network.command("watch", hidden=True)
+@pass_app
+def network_watch(app):
+    """Apply, then put the firewall table back whenever it is deleted (the boot unit)."""
+    from .ops.network import watch
+    watch(app.paths)
+
+
+@network.command("attach", hidden=True)
+@click.argument("name")
+@pass_app
+def network_attach(app, name):
+    """Configure a just-started container's network (its unit's ExecStartPost=)."""
+    from .ops.network import attach_running
+    attach_running(app.paths, name, report=progress)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def doctor(app, as_json):
+    """Check this host for what containers need; say what to run for what is missing.
+    Exits 1 when something would stop containers from working."""
+    from .ops.doctor import failed, run_checks, to_json
+    checks = run_checks(app.paths)
+    if as_json:
+        click.echo(json.dumps(to_json(checks), indent=2))
+    else:
+        for check in checks:
+            mark = "ok" if check.ok else check.severity
+            click.echo(f"{mark:<8} {check.name}: {check.message}")
+            if not check.ok and check.fix:
+                click.echo(f"{'':<8} fix: {check.fix}")
+    if failed(checks):
+        sys.exit(1)

@@ -34,6 +34,7 @@ def host(request):
             print(message)
 
     with testbed.open_host(log) as h:
+        testbed.prepare_networks(h)
         yield h
 
 

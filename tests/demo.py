@@ -36,6 +36,7 @@ def main():
         binds = [(PERSIST / "state", "/var/lib/nspawnctl"),
                  (PERSIST / "cache", "/var/cache/nspawnctl")]
     with testbed.open_host(binds=binds) as host:
+        testbed.prepare_networks(host)
         step(host, "--version")
         if "demo" not in step(host, "list").stdout.split():
             step(host, "create", NAME)

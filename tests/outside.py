@@ -56,6 +56,7 @@ HTTP_URL = f"http://{HTTP_ADDR}/"
 
 STATE = "/run/outside-world"        # on the testbed host: the page, server logs
 HTTP_LOG = f"{STATE}/http.log"
+SERVER_UNITS = {"outside-http.service": "http", "outside-dns.service": "dns"}
 DNS_LOG = f"{STATE}/dns.log"
 # The host's own resolv.conf, moved aside while the world is up (a file or a symlink, kept as
 # it was).  In /etc, not /run, so a testbed reboot in between does not lose it.
@@ -85,6 +86,7 @@ class OutsideWorld:
         self._remove(host)
 
     def _remove(self, host):
+        host.run(["systemctl", "stop", *SERVER_UNITS])
         for ns in (UPSTREAM_NS, LAN_NS):
             # Every process in the namespace, whoever started it (an earlier run too).
             pids = host.run(["ip", "netns", "pids", ns]).stdout.split()
@@ -156,9 +158,13 @@ class OutsideWorld:
                f" --user=root --pid-file= --bind-interfaces --listen-address={DNS_ADDR}"
                f" --local=/test/ --address=/{UPSTREAM_NAME}/{HTTP_ADDR}"
                f" --log-queries --log-facility=- >>{DNS_LOG} 2>&1")
-        for script in (http, dns):
-            self.upstream_popen(host, ["sh", "-c", script],
-                                stdin=_DEVNULL, stdout=_DEVNULL, stderr=_DEVNULL)
+        # Transient units of the host's systemd, in the upstream's namespace: a shutdown of the
+        # host (a test rebooting the testbed) stops them like any service, where processes
+        # entered from outside would be waited for until systemd's final SIGKILL.
+        for unit, script in SERVER_UNITS.items():
+            host.run(["systemd-run", f"--unit={unit}", "--collect", "--quiet",
+                      f"--property=NetworkNamespacePath=/run/netns/{UPSTREAM_NS}",
+                      "sh", "-c", {"http": http, "dns": dns}[script]])
         deadline = time.monotonic() + timeout
         while True:
             listening = self.upstream_run(host, ["ss", "-Hln"]).stdout

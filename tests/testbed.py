@@ -332,6 +332,26 @@ class LocalHost:
         raise RuntimeError("cannot reboot the machine the tests run on")
 
 
+# The testbed's containers live on documentation-range subnets (RFC 5737), never on the
+# private ranges nspawnctl's own pool picks from on a real host: the default network here, and
+# a pool for the networks tests make.
+DEFAULT_SUBNET = "192.0.2.0/25"
+SUBNET_POOL = "192.0.2.128/25"
+
+
+def prepare_networks(host):
+    """Make the testbed's default network on DEFAULT_SUBNET before anything uses it (on a real
+    systemd host, nspawnctl's own defaults apply)."""
+    if not isinstance(host, Testbed):
+        return
+    listed = host.run(["nspawnctl", "network", "list", "--json"])
+    if listed.returncode == 0 and '"default"' in listed.stdout:
+        return
+    made = host.run(["nspawnctl", "network", "create", "default", "--subnet", DEFAULT_SUBNET])
+    if made.returncode != 0:
+        raise RuntimeError(f"testbed: cannot make the default network:\n{made}")
+
+
 def host_has_systemd() -> bool:
     return Path("/run/systemd/system").is_dir() and comm(1) == "systemd"
 

@@ -22,6 +22,8 @@ Another table's base chain can still drop what this one accepts (iptables-nft's
 `ip filter FORWARD` with policy drop, left by Docker or ufw): forward_blockers() names them.
 """
 
+import shutil
+
 from ..errors import Error
 from .model import BRIDGE_PREFIX, Network, Port
 
@@ -121,9 +123,17 @@ def present() -> bool:
 
 def forward_blockers(ruleset: dict | None = None) -> list[str]:
     """Other tables' forward base chains that drop by default and let nothing of ours
-    through: each one line saying which, and what the admin can run.  Never changes them.
+    through: each one line saying which, and what the admin can run.  Never changes them."""
+    return [f"table {family} {table} chain {chain} drops forwarded packets (policy drop), so "
+            f"containers cannot reach out nor be reached; let them through: "
+            f"{forward_fix(family, table, chain)}"
+            for family, table, chain in blocking_chains(ruleset)]
 
-    ruleset is `nft -j list ruleset` (read here when not given)."""
+
+def blocking_chains(ruleset: dict | None = None) -> list[tuple[str, str, str]]:
+    """(family, table, chain) of every other table's forward base chain with policy drop and
+    no rule accepting nspawnctl's bridges.  ruleset is `nft -j list ruleset` (read here when
+    not given).  An accept in our table ends only our chain: theirs still drops."""
     if ruleset is None:
         rc, ruleset, err = _nft().json_cmd({"nftables": [{"list": {"ruleset": None}}]})
         if rc != 0:
@@ -142,16 +152,16 @@ def forward_blockers(ruleset: dict | None = None) -> list[str]:
         if c["family"] not in ("ip", "inet") or (c["family"], c["table"]) == (FAMILY, TABLE):
             continue
         key = (c["family"], c["table"], c["name"])
-        if key in allowed:
-            continue
-        found.append(f"table {c['family']} {c['table']} chain {c['name']} drops forwarded "
-                     f"packets (policy drop), so containers cannot reach out nor be reached; "
-                     f"let them through: {_fix(*key)}")
+        if key not in allowed:
+            found.append(key)
     return found
 
 
-def _fix(family: str, table: str, chain: str) -> str:
-    if (family, table, chain) == ("ip", "filter", "FORWARD"):  # iptables(-nft)'s own chain
+def forward_fix(family: str, table: str, chain: str) -> str:
+    """The command that lets nspawnctl's traffic through a chain that drops it: iptables for
+    iptables-nft's own `ip filter FORWARD` (rules nft adds there confuse `iptables -L`) where
+    iptables is installed, nft otherwise."""
+    if (family, table, chain) == ("ip", "filter", "FORWARD") and shutil.which("iptables"):
         return (f"iptables -I FORWARD -i {BRIDGE_PREFIX}+ -j ACCEPT && iptables -I FORWARD "
                 f"-o {BRIDGE_PREFIX}+ -m conntrack --ctstate ESTABLISHED,RELATED,DNAT "
                 f"-j ACCEPT")

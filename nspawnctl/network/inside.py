@@ -47,6 +47,10 @@ def configure_container(leader_pid: int, address, prefixlen: int, gateway,
                               str(iface.network.broadcast_address))
             changed.append(f"{ifname} {iface}")
         if not link.flags & IFF_UP:
+            try:
+                inner.no_ipv6_link_local(link)
+            except OSError:
+                pass  # a kernel without IPv6: nothing to keep off
             inner.set_up(link)
             changed.append(f"{ifname} up")
         if inner.default_routes() != [(gateway, link.index)]:

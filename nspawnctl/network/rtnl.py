@@ -23,6 +23,7 @@ RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 IFLA_IFNAME, IFLA_LINK, IFLA_MASTER, IFLA_PROTINFO, IFLA_LINKINFO = 3, 5, 10, 12, 18
 IFLA_INFO_SLAVE_DATA = 5
+IFLA_AF_SPEC, IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE = 26, 8, 1
 IFLA_BRPORT_MODE = 4  # the bridge port's hairpin flag
 IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
@@ -141,6 +142,15 @@ class Rtnl:
         body += _attr(RTA_GATEWAY, socket.inet_aton(gateway))
         body += _attr(RTA_OIF, struct.pack("=I", index))
         self._request(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, body)
+
+    def no_ipv6_link_local(self, link: Link):
+        """Make no IPv6 link-local address on the link when it comes up (addr_gen_mode none).
+        Containers get IPv4 only; machined would list the fe80:: address first, and without
+        its scope nothing can use it (libnss-mymachines resolving a container's name)."""
+        mode = _attr(IFLA_INET6_ADDR_GEN_MODE, bytes([IN6_ADDR_GEN_MODE_NONE]))
+        spec = _attr(IFLA_AF_SPEC | NLA_F_NESTED, _attr(socket.AF_INET6 | NLA_F_NESTED, mode))
+        self._request(RTM_SETLINK, NLM_F_ACK,
+                      _IFINFO.pack(socket.AF_UNSPEC, 0, link.index, 0, 0) + spec)
 
     def set_hairpin(self, index: int):
         """Let the bridge send a frame back out of the port it came in by (see inside.py)."""

@@ -9,6 +9,7 @@ from ..settings.files import load_config
 from ..store import overlay
 from ..store.containers import Store
 from ..systemd.bus import Bus
+from . import network
 from .common import Report, require_root
 from .create import finish
 from .lifecycle import is_active
@@ -36,7 +37,10 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
                 method = "overlay"
             else:
                 method = clone_tree(paths.tree(src), stage / "tree")
-            if cfg.hostname:
-                cfg = dataclasses.replace(cfg, hostname=None)
+            # Its own name and address; the ports stay with the original, which publishes them.
+            cfg = dataclasses.replace(cfg, hostname=None, ports=())
+            network.join(paths, dst, cfg)  # given back if the commit fails
             finish(store, stage, dst, cfg, dst, lower, like=src)
+    if network.managed(cfg):
+        network.joined(paths, cfg)
     return {"name": dst, "from": src, "method": method}

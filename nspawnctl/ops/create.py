@@ -23,6 +23,7 @@ from ..store import overlay
 from ..store.containers import Store
 from ..store.images import ensure_image
 from ..systemd.bus import Bus
+from . import network
 from .common import Report, require_root
 
 BASE_KINDS = ("debootstrap", "oci-archive", "docker-archive", "oci")
@@ -43,6 +44,9 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
     if kind == "debootstrap":
         spec = dataclasses.replace(spec, suite=rest)
         debootstrap.check_spec(spec)
+    if network.managed(cfg):  # refused now, not after a bootstrap: unknown network, taken port
+        network.network_state(paths).get(cfg.network)
+        network.check_ports(paths, name, cfg)
     t0 = time.monotonic()
     with store.lock(name):
         store.require_absent(name)
@@ -61,7 +65,11 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             else:
                 tarball.import_dir(Path(rest), tree)
                 info["method"] = "import"
+            address = network.join(paths, name, cfg)  # given back if the commit fails
             finish(store, stage, name, cfg, cfg.hostname or name, lower)
+        if address is not None:
+            info["address"] = str(address)
+            network.joined(paths, cfg)
     _reload_if_loaded(name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
@@ -126,19 +134,23 @@ def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
 
 
 def _image_base(source: str, platform: str | None, report: Report) -> Base:
+    """The image resolved once: its full manifest digest keys the cache, and the build unpacks
+    that resolution, each layer checked against its digests (an archive swapped in between
+    fails; it cannot be cached under the first one's key)."""
     from ..sources import oci
     kind, path, ref = oci.parse_reference(source)
-    config = oci.inspect_image(kind, path, ref, platform)
+    image = oci.resolve_image(kind, path, ref, platform)
+    config = image.config
     if not (config.entrypoint or config.cmd):
         raise Error(f"the image {source} has no command to run (no Entrypoint or Cmd)",
                     hint="it may be a base image meant for building on; images for "
                          "nspawnctl must say what to run")
-    key = "oci-" + config.digest.split(":", 1)[1][:16]
+    key = "oci-" + config.digest.replace(":", "-")
     meta = {"source": source, "suite": None, "digest": config.digest,
             "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes)}
 
     def build(tree: Path):
-        oci.unpack_image(kind, path, tree, ref, platform, warn=report)
+        oci.unpack_resolved(image, tree, warn=report)
 
     return Base(key, meta, build, config)
 

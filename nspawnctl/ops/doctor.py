@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Error
+from ..network import firewall
+from ..network.model import BRIDGE_PREFIX
 from ..paths import Paths
 from ..run import run
 
 ERROR, WARNING = "error", "warning"
-BRIDGE_PREFIX = "nsc-"     # nspawnctl's bridges (network/model.py's BRIDGE_PREFIX)
-OWN_TABLE = ("inet", "nspawnctl")  # nspawnctl's own nftables table (network/firewall.py)
 INOTIFY_WANTED = 4096      # 128 (the kernel default) boots about 16 containers; 4096 boots 60+
 INOTIFY_PER_CONTAINER = 8
 MIN_FREE = 1 << 30
@@ -262,40 +262,16 @@ def check_forward_chains(probe: Probe) -> list[Check]:
     """Another table's forward base chain with policy drop drops what nspawnctl's table
     accepts (an accept ends only its own chain): Docker and ufw leave `ip filter FORWARD` so."""
     try:
-        ruleset = probe.ruleset()
+        chains = firewall.blocking_chains(probe.ruleset())
     except Error as e:
         return [Check("forward chains", False, WARNING,
                       f"cannot read the nftables ruleset: {e.message.splitlines()[0]}")]
-    items = ruleset.get("nftables", [])
-    let_through = {(r["family"], r["table"], r["chain"])
-                   for r in (i.get("rule") for i in items) if r and _accepts_bridges(r)}
-    checks = []
-    for c in (i.get("chain") for i in items):
-        if not c or c.get("hook") != "forward" or c.get("policy") != "drop":
-            continue
-        key = (c["family"], c["table"], c["name"])
-        if key[:2] == OWN_TABLE or c["family"] not in ("ip", "inet") or key in let_through:
-            continue
-        checks.append(Check(f"forward chain {' '.join(key)}", False, ERROR,
-                            f"table {key[0]} {key[1]} chain {key[2]} drops forwarded packets "
-                            f"(policy drop): containers cannot reach out nor be reached",
-                            _forward_fix(*key)))
+    checks = [Check(f"forward chain {' '.join(key)}", False, ERROR,
+                    f"table {key[0]} {key[1]} chain {key[2]} drops forwarded packets "
+                    f"(policy drop): containers cannot reach out nor be reached",
+                    firewall.forward_fix(*key)) for key in chains]
     return checks or [Check("forward chains", True, ERROR,
                             "no other table drops forwarded packets by default")]
-
-
-def _accepts_bridges(rule: dict) -> bool:
-    text = json.dumps(rule.get("expr", []))
-    return BRIDGE_PREFIX in text and '"accept"' in text
-
-
-def _forward_fix(family: str, table: str, chain: str) -> str:
-    if (family, table, chain) == ("ip", "filter", "FORWARD"):
-        # iptables-nft's own chain: rules nft adds there make `iptables -L` complain.
-        return (f"iptables -I FORWARD -i {BRIDGE_PREFIX}+ -j ACCEPT && "
-                f"iptables -I FORWARD -o {BRIDGE_PREFIX}+ -j ACCEPT")
-    return (f"nft insert rule {family} {table} {chain} iifname \"{BRIDGE_PREFIX}*\" accept && "
-            f"nft insert rule {family} {table} {chain} oifname \"{BRIDGE_PREFIX}*\" accept")
 
 
 def _sysctl_fix(key: str, value: int) -> str:

@@ -16,6 +16,7 @@ from ..run import interactive, need_tool, run
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..store.containers import Store
+from . import network
 from ..systemd.bus import Bus, guest_state
 
 
@@ -56,6 +57,11 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
                 return "running"
             if bus.active_state(unit) == "failed":
                 bus.reset_failed(unit)
+            if network.managed(cfg):
+                # Docker or ufw may have left a FORWARD policy of drop: the container would
+                # start, unable to reach anything.  Say so, with what to run.
+                for line in network.forward_warnings():
+                    report(f"warning: {line}")
             bus.start_unit(unit)
         if not wait:
             return "starting"

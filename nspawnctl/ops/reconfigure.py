@@ -1,18 +1,21 @@
-"""`set`: change a container's settings, applying resource limits live when it runs."""
+"""`set`: change a container's settings, applying limits and published ports live when it
+runs; what needs a restart is said."""
 
-import dataclasses
+from typing import Any
 
 from ..paths import Paths, service_unit
-from ..settings.model import live_properties, needs_restart
 from ..settings.files import load_config, save_config
+from ..settings.model import edit, live_properties, needs_restart
 from ..store.containers import Store
 from ..systemd.bus import Bus
+from . import network
 from .common import require_root
 from .lifecycle import is_active
 
 
-def set_config(paths: Paths, name: str, changes: dict) -> list[str]:
-    """Apply changes; returns lines telling the user what took effect and what waits."""
+def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
+    """Apply the CLI's options; returns lines telling the user what took effect and what
+    waits."""
     require_root()
     store = Store(paths)
     store.require(name)
@@ -20,16 +23,23 @@ def set_config(paths: Paths, name: str, changes: dict) -> list[str]:
     with store.lock(name):
         store.require(name)  # again: a remove may have finished while we looked
         old = load_config(paths, name)
-        new = dataclasses.replace(old, **changes)
+        new = edit(old, options)
         if new == old:
             return [f"{name}: nothing changed"]
+        networked = network.managed(old) or network.managed(new)
+        if networked:
+            network.join(paths, name, new)  # refuses taken ports and unknown networks
         save_config(paths, name, new)
+        if networked:
+            network.ensure_host_unit(paths)
+            network.apply_host(paths)  # published ports change at once
+            network.write_all_hosts(paths)
         with Bus() as bus:
-            bus.reload()  # so the unit reads the new drop-in (limits, restart policy)
+            bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
             if is_active(bus, name):
                 # Runtime properties make the new limits bite now, without a restart.
                 bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
-                messages.append(f"{name}: limits applied to the running container")
+                messages.append(f"{name}: limits and ports applied to the running container")
                 later = needs_restart(old, new)
                 if later:
                     messages.append(f"{name}: restart it for {', '.join(later)} to take effect "

@@ -4,6 +4,8 @@ from ..errors import Error
 from ..paths import Paths, service_unit
 from ..store.containers import Store
 from ..systemd.bus import Bus
+from ..settings.files import load_config
+from . import network
 from .common import Report, require_root
 from .inventory import is_enabled
 from .lifecycle import is_active, stop
@@ -24,4 +26,12 @@ def remove(paths: Paths, name: str, force: bool = False, report: Report = print)
                 stop(paths, name, report=report)
             if is_enabled(paths, name):
                 bus.disable_units([service_unit(name)])
-        store.remove(name)
+        try:
+            cfg = load_config(paths, name)
+        except Error:
+            cfg = None
+        store.remove(name)  # its leases go with its settings
+        if cfg is not None and network.managed(cfg):
+            # its ports are unpublished, its peers forget its name
+            network.apply_host(paths)
+            network.write_all_hosts(paths)

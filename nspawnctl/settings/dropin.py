@@ -13,6 +13,9 @@ from ..errors import Error
 from .model import UNIT_SETTINGS, ContainerConfig
 
 DROPIN_NAME = "50-nspawnctl.conf"
+# The network hook of containers on nspawnctl's networks (units/container-network.conf).
+NETWORK_DROPIN_NAME = "60-nspawnctl-network.conf"
+OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME)
 HEADER = ("# Limits and restart policy of an nspawnctl container, "
           "see systemd.resource-control(5).\n"
           "# Written by nspawnctl: change them with `nspawnctl set`.")

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ..fsutil import write_atomic
 from ..paths import Paths
-from .dropin import DROPIN_NAME, parse_dropin, render_dropin
-from .model import ContainerConfig
+from ..systemd.units import install, render
+from .dropin import DROPIN_NAME, NETWORK_DROPIN_NAME, OUR_DROPINS, parse_dropin, render_dropin
+from .model import NETWORK_MODES, ContainerConfig
 from .nspawnfile import parse_nspawn, render_nspawn, update_nspawn
 
 
@@ -43,6 +44,11 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
             continue
     write_atomic(nspawn, text)
     write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg))
+    network = paths.dropin_dir(name) / NETWORK_DROPIN_NAME
+    if cfg.network in NETWORK_MODES:
+        network.unlink(missing_ok=True)
+    else:
+        install(paths.dropin_dir(name), NETWORK_DROPIN_NAME, render("container-network.conf"))
     copied = []
     if like:
         for source in _user_dropins(paths.dropin_dir(like)):
@@ -58,5 +64,5 @@ def _user_dropins(directory: Path) -> list[Path]:
         entries = sorted(directory.iterdir())
     except FileNotFoundError:
         return []
-    return [p for p in entries if p.name.endswith(".conf") and p.name != DROPIN_NAME
+    return [p for p in entries if p.name.endswith(".conf") and p.name not in OUR_DROPINS
             and p.is_file() and not p.is_symlink()]

@@ -222,30 +222,72 @@ class Binds(NspawnKey):
 
 
 class NetworkMode(NspawnKey):
-    """VirtualEthernet= decides; Private=no alone means the host's network.  (Private=yes
-    without veth, a private network with no link, reads as the host's and is kept unless the
-    network setting changes.)"""
+    """The network mode: "host" (VirtualEthernet=no, Private=no), "none" (Private=yes, no
+    link: loopback only), an nspawnctl network ("default" or a name made with `nspawnctl
+    network create`: Bridge=nsc-NAME, systemd-nspawn puts the container's veth on it), or
+    "veth" (VirtualEthernet=yes alone: the link systemd-nspawn@.service makes, which nobody
+    configures; what a file that says nothing else means).  Bridge= decides when present;
+    then VirtualEthernet=; Private=no alone means the host's network."""
 
-    def __init__(self):
-        super().__init__("Network", "VirtualEthernet", "Private")
+    def __init__(self, bridge_prefix: str):
+        super().__init__("Network", "Bridge", "VirtualEthernet", "Private")
+        self.bridge_prefix = bridge_prefix
 
     def read(self, partial, name, raw):
         seen = {} if partial is UNSET else dict(partial)
-        seen[name] = parse_bool(raw)
+        if name == "Bridge":
+            if raw and not raw.startswith(self.bridge_prefix):
+                raise Unreadable(raw)  # a bridge nspawnctl does not manage: the author's
+            seen[name] = raw[len(self.bridge_prefix):] or None
+        else:
+            seen[name] = parse_bool(raw)
         return seen
 
     def done(self, partial, default):
         if partial is UNSET:
             return default
+        bridge = partial.get("Bridge")
         veth, private = partial.get("VirtualEthernet"), partial.get("Private")
+        if bridge:
+            return bridge
+        if veth:
+            return "veth"
+        if veth is False and private:
+            return "none"
         if veth is not None or private is False:
-            return "veth" if veth else "host"
+            return "host"
         return default
 
     def lines(self, value):
         if value == "veth":
             return ["VirtualEthernet=yes"]
-        return ["VirtualEthernet=no", "Private=no"]
+        if value == "host":
+            return ["VirtualEthernet=no", "Private=no"]
+        if value == "none":
+            return ["VirtualEthernet=no", "Private=yes"]
+        return ["VirtualEthernet=yes", f"Bridge={self.bridge_prefix}{value}"]
+
+
+class Ports(NspawnKey):
+    """Published ports, one X-NspawnctlPort= line each.  systemd ignores X- keys; nspawn's own
+    Port= is not used because it never forwards from 127.0.0.1 (systemd #6106): nspawnctl's
+    firewall table does the forwarding."""
+
+    def __init__(self, parse: Callable[[str], Any]):
+        super().__init__("Network", "X-NspawnctlPort")
+        self.parse = parse
+
+    def read(self, partial, name, raw):
+        if not raw:
+            return ()
+        try:
+            port = self.parse(raw)
+        except Error as e:
+            raise Unreadable(str(e)) from None
+        return (() if partial is UNSET else partial) + (port,)
+
+    def lines(self, value):
+        return [f"X-NspawnctlPort={port}" for port in value]
 
 
 class Comment(NspawnKey):

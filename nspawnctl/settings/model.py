@@ -20,12 +20,15 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import Error
+from ..network.model import (BRIDGE_PREFIX, DEFAULT as DEFAULT_NETWORK, PROTOCOLS, Port,
+                             check_network_name, parse_port)
 from . import keys
 from .values import (check_choice, check_hostname, check_path, check_text, check_user,
                      format_cpu_quota, format_size, parse_bind, parse_cpu_quota, parse_cpus,
                      parse_env, parse_size, parse_tasks)
 
-NETWORK_MODES = ("veth", "host")
+# Network modes besides the names of nspawnctl networks ("default" is one of those).
+NETWORK_MODES = ("host", "none", "veth")
 RESTART_POLICIES = ("no", "on-failure", "always")
 # systemd-nspawn@.service sets no Restart=, so systemd's own default (no) applies; a reboot
 # from inside still restarts through RestartForceExitStatus=133.
@@ -41,6 +44,7 @@ class Apply(enum.Enum):
     """When a changed setting takes effect on a running container."""
     LIVE = "live"        # at once: a D-Bus property of the running unit
     RELOAD = "reload"    # with the daemon-reload `set` does (the unit's restart policy)
+    FIREWALL = "firewall"  # at once: nspawnctl's firewall table is rewritten
     RESTART = "restart"  # at the next start: systemd-nspawn reads its .nspawn file then
     RECORD = "record"    # never: a record nspawnctl keeps (the base image)
 
@@ -63,6 +67,12 @@ class Setting:
     label: str | None = None              # its name in list's LIMITS column
     show: Callable[[Any], str] = str      # one value as list/status text
     example: tuple[str, ...] = ()         # CLI input for the round-trip test
+    example_with: tuple[tuple[str, Any], ...] = ()  # other settings the example needs
+    create_default: Any = None            # what `create` uses when the flag is not given
+    # Repeatable settings that `set` edits item by item instead of replacing: --no-FLAG TEXT
+    # removes the items `removes(item, TEXT)` matches; a new item replaces those with its key.
+    removes: Callable[[Any, str], bool] | None = None
+    key: Callable[[Any], Any] | None = None
     name: str = ""                        # the field's name: filled in below
 
     def to_json(self, value: Any) -> Any:
@@ -92,6 +102,22 @@ def _check_cpus(value: Any) -> None:
         raise Error(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
 
 
+def _check_network(value: str) -> str:
+    if value in NETWORK_MODES:
+        return value
+    check_text(value, "network")
+    return check_network_name(value)
+
+
+def _port_matches(port: Port, text: str) -> bool:
+    """set --no-port 8080 removes every port published on host port 8080; 8080/udp only
+    the UDP one."""
+    number, _, proto = text.partition("/")
+    if not (number.isascii() and number.isdigit()) or proto not in ("", *PROTOCOLS):
+        raise Error(f"invalid --no-port {text!r}: expected HOSTPORT[/tcp|/udp]")
+    return port.host_port == int(number) and proto in ("", port.proto)
+
+
 def _live_limit(value: int | None) -> int:
     return UINT64_INFINITY if value is None else value
 
@@ -117,10 +143,11 @@ class ContainerConfig:
         help="Run in a user namespace of its own (default: on).",
         nspawn=keys.PrivateUsers(), example=("no",))
     network: str = _setting(
-        "veth", flag="--network", choices=NETWORK_MODES,
-        help="A private veth link (default) or the host's network.",
-        check=lambda v: check_choice(v, NETWORK_MODES, "network mode"),
-        nspawn=keys.NetworkMode(), example=("host",))
+        "veth", flag="--network", metavar="MODE", parse=_check_network,
+        create_default=DEFAULT_NETWORK, check=_check_network, example=("host",),
+        help="default (nspawnctl's default network), none (loopback only), host (the host's "
+             "network) or the name of a network made with `nspawnctl network create`.",
+        nspawn=keys.NetworkMode(BRIDGE_PREFIX))
     binds: tuple = _setting(
         (), flag="--bind", metavar="SRC[:DST][:ro]", parse=parse_bind, multiple=True,
         help="Bind-mount a host path (repeatable).", nspawn=keys.Binds(),
@@ -138,6 +165,14 @@ class ContainerConfig:
     user: str | None = _setting(
         None, help="The user the command runs as.", check=check_user,
         nspawn=keys.Text("Exec", "User", check=check_user))
+    ports: tuple = _setting(
+        (), flag="--port", metavar="[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]",
+        parse=parse_port, multiple=True, apply=Apply.FIREWALL,
+        help="Publish a container port on the host, also on 127.0.0.1 (repeatable; "
+             "set --no-port HOSTPORT[/PROTO] removes one).",
+        nspawn=keys.Ports(parse_port), example=("8080:80", "127.0.0.1:5353:53/udp"),
+        example_with=(("network", DEFAULT_NETWORK),),
+        key=lambda p: (p.host_ip, p.host_port, p.proto), removes=_port_matches)
     hostname: str | None = _setting(
         None, flag="--hostname", help="Hostname inside (default: the container name).",
         check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname),
@@ -179,6 +214,15 @@ class ContainerConfig:
                 object.__setattr__(self, s.name, value)
             if s.check is not None and value is not None:
                 s.check(value)
+        if self.ports and self.network in NETWORK_MODES:
+            raise Error(f"published ports need an nspawnctl network, not --network "
+                        f"{self.network}", hint="use --network default or a network of "
+                                                "`nspawnctl network create`")
+        seen = set()
+        for port in self.ports:
+            if (port.host_ip, port.host_port, port.proto) in seen:
+                raise Error(f"port {port.host_port}/{port.proto} is published twice")
+            seen.add((port.host_ip, port.host_port, port.proto))
 
 
 def _declare() -> tuple[Setting, ...]:
@@ -199,13 +243,16 @@ assert all((s.nspawn is None) != (s.unit is None) for s in SETTINGS)
 
 # ---------------------------------------------------------------- what the table derives
 
-def parse_cli(options: dict[str, Any]) -> dict[str, Any]:
+def parse_cli(options: dict[str, Any], creating: bool = False) -> dict[str, Any]:
     """The changes the CLI options ask for (click's values by setting name): only the options
-    given.  Each text goes through its setting's parser."""
+    given, and when creating the create_default of those not given.  Each text goes through
+    its setting's parser."""
     changes = {}
     for s in CLI_SETTINGS:
         given = options.get(s.name)
         if given is None or (s.multiple and not given):
+            if creating and s.create_default is not None:
+                changes[s.name] = s.create_default
             continue
         if s.multiple:
             changes[s.name] = tuple(s.parse(v) if s.parse else v for v in given)
@@ -214,6 +261,30 @@ def parse_cli(options: dict[str, Any]) -> dict[str, Any]:
         else:
             changes[s.name] = given
     return changes
+
+
+def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
+    """cfg changed as `set` asks: given settings replace the old values, except those edited
+    item by item (ports), where new items join the old ones and --no-FLAG removes some."""
+    changes = parse_cli(options)
+    for s in CLI_SETTINGS:
+        if s.key is None or s.removes is None:
+            continue
+        removals = options.get(f"no_{s.name}") or ()
+        if s.name not in changes and not removals:
+            continue
+        added = changes.get(s.name, ())
+        replaced = {s.key(item) for item in added}
+        kept = []
+        for item in getattr(cfg, s.name):
+            if s.key(item) in replaced or any(s.removes(item, text) for text in removals):
+                continue
+            kept.append(item)
+        for text in removals:  # a removal that matches nothing is a mistake worth saying
+            if not any(s.removes(item, text) for item in getattr(cfg, s.name)):
+                raise Error(f"nothing to remove: no {s.flag} {text} is set")
+        changes[s.name] = tuple(kept) + tuple(added)
+    return replace(cfg, **changes)
 
 
 def describe(cfg: ContainerConfig) -> dict[str, Any]:

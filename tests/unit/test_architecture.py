@@ -105,3 +105,22 @@ def test_one_home_per_concern():
             assert name == "nspawnctl.systemd.bus", name
         if "subprocess" in imported:
             assert name == "nspawnctl.run", name
+
+
+def test_every_package_ships():
+    """pyproject.toml lists packages by hand (units/ is mapped in as nspawnctl.units): a new
+    folder left out of it would be missing from the installed tool."""
+    import tomllib
+    config = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert set(config["packages"]) == on_disk | {"nspawnctl.units"}
+    assert config["package-dir"] == {"nspawnctl.units": "units"}
+
+
+def test_every_file_in_units_is_used():
+    """A unit file nobody renders is dead; a name the code renders must exist (issue 13)."""
+    units = PACKAGE.parent / "units"
+    names = {p.name for p in units.iterdir() if p.is_file() and p.name != "__init__.py"}
+    code = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
+    for name in names:
+        assert f'"{name}"' in code, f"units/{name} is not used by the code"

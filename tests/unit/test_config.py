@@ -97,7 +97,7 @@ def test_lists_become_tuples():
 
 
 @pytest.mark.parametrize("kwargs, named", [
-    ({"network": "bridge"}, "'bridge'"),
+    ({"network": "no/such"}, "'no/such'"),
     ({"restart": "sometimes"}, "'sometimes'"),
     ({"env": ("NOPE",)}, "'NOPE'"),
     ({"command": ("a\nb",)}, "'a\\nb'"),

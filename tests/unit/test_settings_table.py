@@ -52,7 +52,7 @@ def test_setting_round_trips_cli_files_status_json(setting, tmp_path):
     assert setting.example, f"{setting.name} needs an example to be tested"
     changes = through_cli(cli_args(setting))
     assert list(changes) == [setting.name]
-    cfg = ContainerConfig(**changes)
+    cfg = ContainerConfig(**dict(setting.example_with), **changes)
     assert getattr(cfg, setting.name) != getattr(ContainerConfig(), setting.name)
 
     # files: written by save_config, read back by load_config, as every command does
@@ -74,8 +74,9 @@ def _paths(root):
 
 @pytest.mark.parametrize("setting", FLAGGED, ids=[s.name for s in FLAGGED])
 def test_restart_decision_follows_the_declaration(setting):
-    cfg = ContainerConfig(**through_cli(cli_args(setting)))
-    later = needs_restart(ContainerConfig(), cfg)
+    base = ContainerConfig(**dict(setting.example_with))
+    cfg = replace(base, **through_cli(cli_args(setting)))
+    later = needs_restart(base, cfg)
     assert later == ([setting.name] if setting.apply is Apply.RESTART else [])
     if setting.apply is Apply.LIVE:
         assert live_properties(cfg) != live_properties(ContainerConfig())

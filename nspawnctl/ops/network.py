@@ -1,0 +1,298 @@
+"""Containers on nspawnctl's networks: their addresses, the host side (bridges and the firewall
+table) and the container side at every start.
+
+A container whose network setting names an nspawnctl network ("default" or one made with
+`nspawnctl network create`) holds a lease on it from its create on: a stable address, which it
+keeps across restarts and reboots until it leaves the network or is removed.  The host side is
+rendered from nspawnctl's state, whole, every time something changes (bridges are made if
+missing, the firewall table replaced in one transaction), so it can also be brought back at
+boot or after a firewall reload by running `nspawnctl network apply` (units/
+nspawnctl-network.service).  The container side (address, route, resolv.conf, /etc/hosts) is
+set by `attach`, which the container's unit runs as ExecStartPost= at every start, however it
+was started.
+"""
+
+import errno
+import ipaddress
+import socket
+
+from ..errors import Error
+from ..fsutil import flocked
+from ..network import bridge, firewall
+from ..network.model import DEFAULT, Network, Port
+from ..network.state import NetworkState
+from ..paths import Paths
+from ..settings.files import load_config
+from ..settings.model import NETWORK_MODES, ContainerConfig
+from ..store.containers import Store
+from .common import Report
+
+HOST_UNIT = "nspawnctl-network.service"
+HOSTS_BEGIN = "# nspawnctl: containers of network {network} (rewritten by nspawnctl)"
+HOSTS_END = "# nspawnctl: end"
+
+
+def network_state(paths: Paths) -> NetworkState:
+    return NetworkState(paths.state / "network")
+
+
+def managed(cfg: ContainerConfig) -> bool:
+    """Whether cfg puts the container on an nspawnctl network (not host, none or bare veth)."""
+    return cfg.network not in NETWORK_MODES
+
+
+# ---------------------------------------------------------------- joining and leaving
+
+def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address | None:
+    """Lease NAME an address on cfg's network (made first if it is the default one), after
+    checking that its ports are free; the host side is then brought up to date.  Leaves any
+    other network NAME was on.  Returns the address, or None when cfg has no nspawnctl
+    network."""
+    state = network_state(paths)
+    check_ports(paths, name, cfg)
+    if any(net.name != cfg.network for net, _ in state.leased(name)):
+        state.release(name)  # it moves to another network (or to none)
+    if not managed(cfg):
+        return None
+    state.get(cfg.network)  # refuses an unknown network; makes the default one
+    return state.lease(cfg.network, name)
+
+
+def joined(paths: Paths, cfg: ContainerConfig):
+    """After a container joined cfg's network (create, clone): the boot unit installed, its
+    ports published, its peers able to find it by name."""
+    ensure_host_unit(paths)
+    apply_host(paths)
+    write_hosts(paths, network_state(paths).get(cfg.network))
+
+
+def leave(paths: Paths, name: str):
+    """Give back NAME's leases (remove)."""
+    network_state(paths).release(name)
+
+
+def check_ports(paths: Paths, name: str, cfg: ContainerConfig):
+    """Refuse ports another container publishes, and ports a host process holds (its
+    traffic would be taken from it)."""
+    mine = {(p.host_ip, p.host_port, p.proto) for p in cfg.ports}
+    if not mine:
+        return
+    for other, _address, port in publications(paths):
+        if other == name:
+            continue
+        for ip, number, proto in mine:
+            if number == port.host_port and proto == port.proto \
+                    and None in (ip, port.host_ip) or (ip, number, proto) == (
+                        port.host_ip, port.host_port, port.proto):
+                raise Error(f"port {number}/{proto} is already published by container "
+                            f"{other}", hint=f"see nspawnctl status {other}")
+    for port in cfg.ports:
+        holder = _held_by_host(port)
+        if holder:
+            raise Error(f"port {port.host_port}/{port.proto} is in use on the host "
+                        f"({holder})", hint="stop what listens there, or pick another port")
+
+
+def _held_by_host(port: Port) -> str | None:
+    """Whether a host socket holds the port: binding it ourselves is the kernel's own test."""
+    kind = socket.SOCK_STREAM if port.proto == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as sock:
+        try:
+            sock.bind((port.host_ip or "0.0.0.0", port.host_port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{port.host_ip or '*'}:{port.host_port} is bound by a process"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise Error(f"{port.host_ip} is not an address of this host",
+                            hint="publish on one of its addresses, or leave HOSTIP out") \
+                    from None
+            raise
+    return None
+
+
+# ---------------------------------------------------------------- the host side
+
+def publications(paths: Paths) -> list[tuple[str, str, Port]]:
+    """(container, address, port) for every published port of every container."""
+    state = network_state(paths)
+    found = []
+    for name in Store(paths).names():
+        try:
+            cfg = load_config(paths, name)
+        except Error:
+            continue
+        if not cfg.ports or not managed(cfg):
+            continue
+        for net, address in state.leased(name):
+            if net.name == cfg.network:
+                found += [(name, str(address), port) for port in cfg.ports]
+    return found
+
+
+def apply_host(paths: Paths):
+    """Bridges for every network and the firewall table for every published port: the whole
+    host side, from nspawnctl's state (idempotent; what the boot unit runs).  Under a lock, so
+    that two commands never load their views of the state in the wrong order."""
+    state = network_state(paths)
+    state.dir.mkdir(parents=True, exist_ok=True)
+    with flocked(state.dir / "host.lock", lambda: None):
+        networks = state.networks()
+        for net in networks:
+            bridge.ensure_bridge(net)
+        firewall.apply(networks, [(address, port) for _, address, port in publications(paths)])
+
+
+def ensure_host_unit(paths: Paths):
+    """Install units/nspawnctl-network.service (brings the host side up at boot and after a
+    firewall reload), enable it and start it; nothing when it is already so."""
+    from ..systemd.bus import Bus
+    from ..systemd.units import install, render
+    changed = install(paths.units, HOST_UNIT, render(HOST_UNIT))
+    with Bus() as bus:
+        if changed:
+            bus.reload()
+            bus.enable_units([HOST_UNIT])
+        if bus.active_state(HOST_UNIT) != "active":
+            bus.start_unit(HOST_UNIT)
+
+
+def forward_warnings() -> list[str]:
+    """Other tables' forward chains that would drop the containers' traffic (firewall.py's
+    forward_blockers), one line each with the command that lets it through."""
+    try:
+        return firewall.forward_blockers()
+    except Error:
+        return []  # no nftables to ask: doctor says so
+
+
+# ---------------------------------------------------------------- the container side
+
+def attach_running(paths: Paths, name: str, report: Report | None = None):
+    """attach() for the running container NAME, whose leader machined knows."""
+    from ..systemd.bus import Bus
+    with Bus() as bus:
+        props = bus.machine_properties(name)
+    if props is None:
+        raise Error(f"{name} is not running: nothing to attach")
+    attach(paths, name, int(props["Leader"]), report)
+
+
+def attach(paths: Paths, name: str, leader: int, report: Report | None = None):
+    """Configure a just-started container of an nspawnctl network from outside: its address
+    and default route inside its network namespace, its resolv.conf and /etc/hosts in its
+    tree.  Runs as ExecStartPost= of its unit (by `nspawnctl network attach NAME`)."""
+    from ..network import inside, resolv
+    cfg = load_config(paths, name)
+    if not managed(cfg):
+        return
+    state = network_state(paths)
+    net = state.get(cfg.network)
+    address = state.lease(cfg.network, name)
+    if not firewall.present():  # flushed by someone since: bring the host side back
+        apply_host(paths)
+    inside.configure_container(leader, address, net.prefixlen, net.gateway)
+    tree = paths.tree(name)
+    text = resolv.container_resolv_conf_for_host()
+    if text is None:
+        if report:
+            report(f"warning: {name}: the host has no usable DNS server to give it")
+    else:
+        resolv.write_etc_file(tree, "resolv.conf", text)
+    write_hosts(paths, net)
+
+
+def write_all_hosts(paths: Paths):
+    for net in network_state(paths).networks():
+        write_hosts(paths, net)
+
+
+def write_hosts(paths: Paths, net: Network):
+    """Every container of net finds the others by name: a block in each one's /etc/hosts
+    (kept apart from the rest of the file, which stays the container's own)."""
+    from ..network import resolv
+    state = network_state(paths)
+    block = [HOSTS_BEGIN.format(network=net.name)]
+    block += [f"{address}\t{name}" for address, name in state.hosts_for(net.name)]
+    block.append(HOSTS_END)
+    for name in state.leases(net.name):
+        tree = paths.tree(name)
+        try:
+            old = resolv.read_etc_file(tree, "hosts") or ""
+        except Error:
+            continue  # a container whose /etc is no directory: nothing to do there
+        text = merge_hosts(old, block)
+        if text != old:
+            resolv.write_etc_file(tree, "hosts", text)
+
+
+def merge_hosts(old: str, block: list[str]) -> str:
+    """old with nspawnctl's block replaced (or added at the end)."""
+    lines = old.splitlines()
+    out, inside_block = [], False
+    for line in lines:
+        if line.startswith("# nspawnctl: containers of network"):
+            inside_block = True
+            continue
+        if inside_block:
+            if line == HOSTS_END:
+                inside_block = False
+            continue
+        out.append(line)
+    if not any(line.split()[1:2] == ["localhost"] for line in out if line.strip()):
+        out.insert(0, "127.0.0.1\tlocalhost")
+    return "\n".join(out + block) + "\n"
+
+
+# ---------------------------------------------------------------- networks themselves
+
+def create_network(paths: Paths, name: str, subnet: str | None) -> Network:
+    state = network_state(paths)
+    net = state.create(name, subnet)
+    apply_host(paths)
+    return net
+
+
+def remove_network(paths: Paths, name: str):
+    state = network_state(paths)
+    users = [c for c in state.leases(name)]
+    if users:
+        raise Error(f"network {name} still has containers: {', '.join(users)}",
+                    hint="remove them or move them: nspawnctl set NAME --network default")
+    net = state.get(name) if name != DEFAULT or name in {n.name for n in state.networks()} \
+        else None
+    state.remove(name)
+    if net is not None:
+        bridge.remove_bridge(net)
+    apply_host(paths)
+
+
+def list_networks(paths: Paths) -> list[dict]:
+    state = network_state(paths)
+    rows = []
+    for net in state.networks():
+        leases = state.leases(net.name)
+        rows.append({"name": net.name, "subnet": str(net.subnet), "bridge": net.bridge,
+                     "gateway": str(net.gateway), "containers": sorted(leases)})
+    return rows
+
+
+
+# ---------------------------------------------------------------- at boot and after reloads
+
+def watch(paths: Paths):
+    """Bring the host side up, tell systemd we are ready, then put the firewall table back
+    whenever something deletes it (`nft flush ruleset`, a reload of nftables.service).  Our
+    own apply deletes and re-adds the table in one transaction, so it is present again by
+    the time its events are read: only a table that stays gone is re-applied."""
+    from ..run import need_tool, stream
+    from ..systemd.notify import notify
+    apply_host(paths)
+    notify("READY=1")
+    proc = stream([need_tool("nft", "nftables"), "monitor", "tables"])
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(f"delete table {firewall.FAMILY} {firewall.TABLE}") \
+                and not firewall.present():
+            apply_host(paths)
+            notify(f"STATUS=firewall table restored")
+    raise Error(f"nft monitor ended (exit {proc.wait()})")

@@ -1,0 +1,52 @@
+"""Unit files from the top-level units/ folder: read, rendered, installed.
+
+Every unit nspawnctl writes comes from a file in units/ (shipped as the package data
+nspawnctl.units), with @NAME@ placeholders filled in here; nothing renders a unit from a string
+literal in the code.  Installing writes the rendered text to /etc/systemd/system (under
+NSPAWNCTL_ROOT in tests) only when it differs, so a second install changes nothing.
+"""
+
+import re
+import sys
+from importlib import resources
+from pathlib import Path
+
+from ..errors import Error
+from ..fsutil import write_atomic
+
+_PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+
+
+def template(name: str) -> str:
+    """The text of units/NAME."""
+    try:
+        return resources.files("nspawnctl.units").joinpath(name).read_text()
+    except (FileNotFoundError, ModuleNotFoundError):
+        raise Error(f"nspawnctl's unit file {name} is missing from its installation",
+                    hint="reinstall nspawnctl") from None
+
+
+def render(name: str, **values: str) -> str:
+    """units/NAME with every @KEY@ replaced by values[key.lower()]; @PYTHON@ defaults to the
+    interpreter running nspawnctl, so units run the same installation."""
+    values.setdefault("python", sys.executable)
+
+    def fill(match: re.Match) -> str:
+        key = match.group(1).lower()
+        if key not in values:
+            raise AssertionError(f"units/{name}: no value for @{match.group(1)}@")
+        return values[key]
+
+    return _PLACEHOLDER.sub(fill, template(name))
+
+
+def install(directory: Path, name: str, text: str) -> bool:
+    """Write directory/name if its content differs; True when it changed."""
+    path = directory / name
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(path, text)
+    return True

@@ -1,0 +1,377 @@
+"""Networking as a user meets it, in the testbed with its outside world (tests/outside.py):
+addresses, NAT, DNS, published ports (also from 127.0.0.1), names, isolation, the loopback
+guard, firewall reloads, doctor, bad input, and nothing left behind.
+
+All traffic stays inside the testbed: containers on 192.0.2.0/24 (tests/testbed.py), the
+"internet" on 203.0.113.0/24 and the LAN on 198.51.100.0/24, namespaces the tests make.
+"""
+
+import ipaddress
+import json
+import shutil
+
+import pytest
+
+from tests import imagetools, outside
+from tests.integration.helpers import listing, wait_for
+from tests.testbed import DEFAULT_SUBNET
+from tests.unit import imagebuild as ib
+
+pytestmark = pytest.mark.integration
+
+APPLETS = ("sh", "cat", "echo", "env", "sleep", "httpd", "wget", "nslookup", "ls", "true",
+           "timeout")
+SEGFAULT = 139  # Debian's busybox-static wget crashes with -T: bound it with timeout instead
+PAGE = b"hello from busybox\n"
+
+
+def busybox_web_layer() -> bytes:
+    """busybox serving PAGE on port 80 (httpd in the foreground is the container's command)."""
+    busybox = imagetools.BUSYBOX.read_bytes()
+    return ib.layer(
+        ib.dir("bin"), ib.file("bin/busybox", busybox, 0o755),
+        *[ib.symlink(f"bin/{applet}", "busybox") for applet in APPLETS],
+        ib.dir("usr"), ib.dir("usr/bin"), ib.dir("etc"), ib.file("etc/os-release", b"ID=busybox\n"),
+        ib.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"),
+        ib.file("etc/group", b"root:x:0:\n"),
+        ib.dir("www"), ib.file("www/index.html", PAGE), ib.dir("tmp", 0o1777))
+
+
+@pytest.fixture(scope="module")
+def web_image(host, tmp_path_factory):
+    from nspawnctl.sources.oci import parse_platform
+    work = tmp_path_factory.mktemp("netimg")
+    layers = [busybox_web_layer()]
+    config = ib.image_config([ib.sha256(t) for t in layers], parse_platform(None).architecture,
+                             Entrypoint=["/bin/httpd", "-f", "-p", "80", "-h", "/www"],
+                             Cmd=None, Env=["PATH=/bin"], WorkingDir="/", User=None,
+                             ExposedPorts={"80/tcp": {}}, Volumes=None)
+    ib.oci_layout(work / "web", layers, config=config)
+    archive = ib.tar_tree(work / "web", work / "web.tar")
+    shutil.copyfile(archive, host.path("/root/web.tar"))
+    yield "oci-archive:/root/web.tar"
+    host.run(["rm", "-f", "/root/web.tar"])
+
+
+@pytest.fixture(scope="module")
+def world(host):
+    if getattr(host, "leader", None) is None:
+        pytest.skip("the outside world is made in the testbed only")
+    with outside.outside_world(host) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def made(nspawnctl):
+    names = []
+
+    def make(name, *options):
+        nspawnctl("create", name, *options)
+        names.append(name)
+        return name
+
+    yield make
+    for name in reversed(names):
+        nspawnctl("remove", "--force", name, check=False)
+
+
+def wget_fails(nspawnctl, name, url):
+    """A GET from container NAME that must fail by the network (refused, unreachable, timed
+    out), not because the client broke."""
+    r = nspawnctl("exec", name, "--", "timeout", "-s", "KILL", "3", "wget", "-q", "-O", "-",
+                  url, check=False)
+    assert r.returncode not in (0, SEGFAULT), str(r)
+    return r
+
+
+def address_of(nspawnctl, name) -> str:
+    (address,) = listing(nspawnctl)[name]["address"]
+    return address
+
+
+def leader(nspawnctl, name) -> str:
+    return str(json.loads(nspawnctl("status", name, "--json").stdout)["leader"])
+
+
+def in_container_netns(host, nspawnctl, name):
+    """A runner for outside.fetch that sends from inside the container's network."""
+    pid = leader(nspawnctl, name)
+    return lambda argv: host.run(["nsenter", "-t", pid, "-n", *argv])
+
+
+def lan(host):
+    return lambda argv: host.run(["ip", "netns", "exec", outside.LAN_NS, *argv])
+
+
+def http_get_bash(url_host: str) -> list[str]:
+    """GET / with bash's /dev/tcp (the default image has no curl, wget or python)."""
+    return ["bash", "-c", f"exec 3<>/dev/tcp/{url_host}/80 && "
+                          "printf 'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3"]
+
+
+# --- a booted container on the default network -------------------------------------------
+
+def test_booted_container_gets_address_route_dns_and_nat(host, nspawnctl, world, made):
+    name = made("netboot")
+    nspawnctl("start", name)
+    address = address_of(nspawnctl, name)
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(DEFAULT_SUBNET)
+    status = json.loads(nspawnctl("status", name, "--json").stdout)
+    assert status["address"] == [address] and status["network"] == "default"
+
+    routes = host.run(["nsenter", "-t", leader(nspawnctl, name), "-n", "ip", "-4", "route"])
+    assert "default via 192.0.2.1 dev host0" in routes.stdout, str(routes)
+    resolv = nspawnctl("exec", name, "--", "cat", "/etc/resolv.conf").stdout
+    assert f"nameserver {outside.DNS_ADDR}" in resolv
+    assert "127.0.0." not in resolv
+    r = nspawnctl("exec", name, "--", "getent", "hosts", outside.UPSTREAM_NAME)
+    assert r.stdout.split()[0] == outside.HTTP_ADDR
+
+    # egress by name, through NAT: the upstream sees the host's address, not the container's
+    r = nspawnctl("exec", name, "--", *http_get_bash(outside.UPSTREAM_NAME))
+    assert outside.HTTP_PAGE.strip() in r.stdout
+    clients = world.http_clients(host)
+    assert clients and set(clients) == {outside.HOST_UPSTREAM_ADDR}, clients
+
+    # the host resolves the container's name (libnss-mymachines), to IPv4 only
+    r = host.run(["getent", "hosts", name])
+    assert r.returncode == 0 and r.stdout.split()[0] == address, str(r)
+
+    # the address is stable across restarts
+    nspawnctl("restart", name)
+    assert address_of(nspawnctl, name) == address
+    r = nspawnctl("exec", name, "--", *http_get_bash(outside.HTTP_ADDR))
+    assert outside.HTTP_PAGE.strip() in r.stdout
+
+
+# --- a single-command (OCI) container, its published ports ----------------------------------
+
+def test_oci_container_egress_and_published_ports(host, nspawnctl, world, made, web_image):
+    name = made("web", "--from", web_image, "--port", "8080:80", "--port", "127.0.0.1:8081:80")
+    nspawnctl("start", name)
+    row = listing(nspawnctl)[name]
+    assert row["ports"] == ["8080:80/tcp", "127.0.0.1:8081:80/tcp"]
+
+    r = nspawnctl("exec", name, "--", "wget", "-q", "-O", "-", f"http://{outside.UPSTREAM_NAME}/")
+    assert r.stdout == outside.HTTP_PAGE
+    r = nspawnctl("exec", name, "--", "nslookup", outside.UPSTREAM_NAME, check=False)
+    assert outside.HTTP_ADDR in r.stdout
+
+    page = PAGE.decode()
+    # from another machine on the LAN, from the host's own addresses, and from 127.0.0.1
+    assert outside.fetch(host, f"http://{outside.HOST_LAN_ADDR}:8080/", runner=lan(host)) \
+        == (True, page)
+    for address in (outside.HOST_LAN_ADDR, outside.HOST_UPSTREAM_ADDR, "127.0.0.1"):
+        assert outside.fetch(host, f"http://{address}:8080/") == (True, page), address
+    assert outside.fetch(host, "http://127.0.0.1:8081/") == (True, page)
+    # published on 127.0.0.1 only: not on the LAN
+    ok, _ = outside.fetch(host, f"http://{outside.HOST_LAN_ADDR}:8081/", timeout=2,
+                          runner=lan(host))
+    assert not ok
+
+    # ports change while it runs
+    r = nspawnctl("set", name, "--no-port", "8081", "--port", "8082:80")
+    assert "applied" in r.stdout
+    assert outside.fetch(host, "http://127.0.0.1:8082/") == (True, page)
+    ok, _ = outside.fetch(host, "http://127.0.0.1:8081/", timeout=2)
+    assert not ok
+    assert listing(nspawnctl)[name]["ports"] == ["8080:80/tcp", "8082:80/tcp"]
+
+
+# --- networks: names inside one, nothing across two ---------------------------------------
+
+def test_containers_find_each_other_by_name_and_networks_are_isolated(
+        host, nspawnctl, world, made, web_image):
+    nspawnctl("network", "create", "n1", "--subnet", "192.0.2.128/26")
+    nspawnctl("network", "create", "n2", "--subnet", "192.0.2.192/26")
+    try:
+        a = made("na", "--from", web_image, "--network", "n1")
+        b = made("nb", "--from", web_image, "--network", "n1")
+        c = made("nc", "--from", web_image, "--network", "n2")
+        for name in (a, b, c):
+            nspawnctl("start", name)
+        r = nspawnctl("exec", a, "--", "wget", "-q", "-O", "-", f"http://{b}/")
+        assert r.stdout == PAGE.decode()
+        r = nspawnctl("exec", b, "--", "wget", "-q", "-O", "-", f"http://{a}/")
+        assert r.stdout == PAGE.decode()
+        # across networks: neither by address nor by name
+        wget_fails(nspawnctl, c, f"http://{address_of(nspawnctl, a)}/")
+        wget_fails(nspawnctl, c, f"http://{a}/")
+        # control: the same client reaches the outside, so its failures above are isolation
+        r = nspawnctl("exec", c, "--", "wget", "-q", "-O", "-", outside.HTTP_URL)
+        assert r.stdout == outside.HTTP_PAGE
+        networks = {n["name"]: n for n in json.loads(
+            nspawnctl("network", "list", "--json").stdout)}
+        assert networks["n1"]["containers"] == [a, b] and networks["n2"]["containers"] == [c]
+
+        r = nspawnctl.fails("network", "remove", "n1")
+        assert "still has containers" in r.error
+    finally:
+        for name in ("na", "nb", "nc"):
+            nspawnctl("remove", "--force", name, check=False)
+    nspawnctl("network", "remove", "n1", "n2")
+    links = host.run(["ip", "-o", "link"]).stdout
+    assert "nsc-n1" not in links and "nsc-n2" not in links
+
+
+# --- the loopback guard ------------------------------------------------------------------------
+
+def test_lan_cannot_reach_the_hosts_loopback_services(host, nspawnctl, world):
+    """route_localnet is on for nspawnctl's bridges; with it on everywhere (kube-proxy does
+    that), a LAN machine could send to the host's 127.0.0.1 services: the guard stops it."""
+    server = host.popen(["socat", "TCP-LISTEN:7777,bind=127.0.0.1,reuseaddr,fork",
+                         "SYSTEM:echo secret"])
+    run_lan = lan(host)
+    saved = host.run(["sysctl", "-n", "net.ipv4.conf.all.route_localnet"]).stdout.strip()
+    try:
+        wait_for(lambda: host.run(["socat", "-", "TCP:127.0.0.1:7777"]).stdout.strip()
+                 == "secret", what="the loopback service")
+        host.run(["sysctl", "-w", "net.ipv4.conf.all.route_localnet=1",
+                  f"net.ipv4.conf.{outside.HOST_LAN_LINK}.route_localnet=1"])
+        # the LAN machine sends to 127.0.0.1 through the host, as an attacker would
+        run_lan(["ip", "addr", "flush", "dev", "lo"])
+        run_lan(["sysctl", "-w", "net.ipv4.conf.all.route_localnet=1"])
+        run_lan(["ip", "route", "add", "127.0.0.0/8", "via", outside.HOST_LAN_ADDR])
+
+        def probe():
+            return run_lan(["socat", "-T", "2", "-", "TCP:127.0.0.1:7777,connect-timeout=2"])
+
+        assert "secret" not in probe().stdout  # the guard holds
+        # control: without nspawnctl's guard chain the same probe gets through
+        host.run(["nft", "delete", "chain", "inet", "nspawnctl", "guard"])
+        assert "secret" in probe().stdout, "the probe cannot show the guard working"
+    finally:
+        host.run(["sysctl", "-w", f"net.ipv4.conf.all.route_localnet={saved}"])
+        server.kill()
+        server.wait()
+        nspawnctl("network", "apply")
+    assert host.run(["nft", "list", "chain", "inet", "nspawnctl", "guard"]).returncode == 0
+
+
+# --- the host's firewall reloaded --------------------------------------------------------------
+
+def test_firewall_flush_is_repaired_without_restarting_containers(host, nspawnctl, world,
+                                                                  made, web_image):
+    name = made("reload", "--from", web_image, "--port", "8090:80")
+    nspawnctl("start", name)
+    unit = f"systemd-nspawn@{name}.service"
+    started = host.run(["systemctl", "show", "-P", "ExecMainPID", unit]).stdout
+    assert outside.fetch(host, "http://127.0.0.1:8090/")[0]
+    host.run(["nft", "flush", "ruleset"])
+    wait_for(lambda: host.run(["nft", "list", "table", "inet", "nspawnctl"]).returncode == 0,
+             timeout=10, what="the table to come back")
+    assert outside.fetch(host, "http://127.0.0.1:8090/") == (True, PAGE.decode())
+    r = nspawnctl("exec", name, "--", "wget", "-q", "-O", "-", outside.HTTP_URL)
+    assert r.stdout == outside.HTTP_PAGE
+    assert host.run(["systemctl", "show", "-P", "ExecMainPID", unit]).stdout == started
+
+
+# --- doctor, and a FORWARD policy of drop -------------------------------------------------
+
+def test_doctor_and_a_forward_drop_policy(host, nspawnctl, world, made, web_image):
+    r = nspawnctl("doctor", check=False)
+    assert r.returncode == 0, str(r)
+    checks = {c["name"]: c for c in json.loads(nspawnctl("doctor", "--json",
+                                                         check=False).stdout)["checks"]}
+    assert checks["ip forwarding"]["ok"]
+    name = made("fwd", "--from", web_image)
+    host.run(["nft", "add", "table", "ip", "filter"])
+    host.run(["nft", "add chain ip filter FORWARD "
+              "{ type filter hook forward priority 0 ; policy drop ; }"])
+    try:
+        r = nspawnctl("doctor", check=False)
+        assert r.returncode == 1, str(r)
+        line = next(line for line in r.stdout.splitlines() if "ip filter FORWARD" in line)
+        assert line.startswith("error")
+        fix = r.stdout.splitlines()[r.stdout.splitlines().index(line) + 1]
+        assert fix.strip().startswith("fix: ")
+        # start says why egress will not work, and what to run
+        r = nspawnctl("start", name)
+        assert "table ip filter chain FORWARD" in r.stderr and "drop" in r.stderr, str(r)
+        wget_fails(nspawnctl, name, outside.HTTP_URL)
+        # the printed fix works
+        r = host.run(["sh", "-c", fix.strip()[len("fix: "):]])
+        assert r.returncode == 0, str(r)
+        r = nspawnctl("exec", name, "--", "wget", "-q", "-O", "-", outside.HTTP_URL, check=False)
+        assert r.stdout == outside.HTTP_PAGE, (str(r), host.run(["nft", "list", "ruleset"]))
+        assert r.stdout == outside.HTTP_PAGE
+    finally:
+        host.run(["nft", "delete", "table", "ip", "filter"])
+
+
+# --- bad input: one line, nothing changed --------------------------------------------------
+
+@pytest.mark.parametrize("args, says", [
+    (["create", "bad1", "--port", "0:80"], "out of range"),
+    (["create", "bad1", "--port", "80:65536"], "out of range"),
+    (["create", "bad1", "--port", "80:80/sctp"], "unknown protocol"),
+    (["create", "bad1", "--network", "host", "--port", "80:80"], "need an nspawnctl network"),
+    (["create", "bad1", "--network", "none", "--port", "80:80"], "need an nspawnctl network"),
+    (["create", "bad1", "--network", "nosuchnet"], "no network named 'nosuchnet'"),
+    (["network", "create", "averylongname"], "longer than 11"),
+    (["network", "create", "up", "--subnet", "203.0.113.0/24"], "overlaps"),
+    (["network", "create", "dup", "--subnet", DEFAULT_SUBNET], "overlaps"),
+    (["network", "create", "bad", "--subnet", "192.0.2.0/33"], "invalid subnet"),
+    (["network", "remove", "nosuchnet"], "no network named"),
+])
+def test_bad_network_input(host, nspawnctl, world, args, says):
+    before = host.run(["sh", "-c", "ls /var/lib/machines; nspawnctl network list; "
+                                   "nft list table inet nspawnctl"]).stdout
+    r = nspawnctl.fails(*args)
+    assert says in r.error, r.error
+    after = host.run(["sh", "-c", "ls /var/lib/machines; nspawnctl network list; "
+                                  "nft list table inet nspawnctl"]).stdout
+    assert after == before
+
+
+def test_taken_ports_are_refused(host, nspawnctl, world, made, web_image):
+    made("owner", "--from", web_image, "--port", "8100:80")
+    r = nspawnctl.fails("create", "thief", "--from", web_image, "--port", "8100:80")
+    assert "already published by container owner" in r.error
+    squatter = host.popen(["socat", "TCP-LISTEN:8101,reuseaddr,fork", "SYSTEM:true"])
+    try:
+        wait_for(lambda: ":8101 " in host.run(["ss", "-Htln"]).stdout, what="socat listening")
+        r = nspawnctl.fails("create", "thief", "--from", web_image, "--port", "8101:80")
+        assert "in use on the host" in r.error
+        r = nspawnctl.fails("set", "owner", "--port", "8101:80")
+        assert "in use on the host" in r.error
+    finally:
+        squatter.kill()
+        squatter.wait()
+    assert "thief" not in listing(nspawnctl)
+
+
+# --- nothing left -------------------------------------------------------------------------------
+
+def test_remove_leaves_no_interface_rule_or_lease(host, nspawnctl, world, web_image):
+    nspawnctl("create", "gone", "--from", web_image, "--port", "8110:80")
+    nspawnctl("start", "gone")
+    address = address_of(nspawnctl, "gone")
+    assert "vb-gone" in host.run(["ip", "-o", "link"]).stdout
+    assert address in host.run(["nft", "list", "table", "inet", "nspawnctl"]).stdout
+    nspawnctl("remove", "--force", "gone")
+    assert "vb-gone" not in host.run(["ip", "-o", "link"]).stdout
+    assert address not in host.run(["nft", "list", "table", "inet", "nspawnctl"]).stdout
+    leases = json.loads(nspawnctl("network", "list", "--json").stdout)
+    assert all("gone" not in n["containers"] for n in leases)
+
+
+# --- a reboot of the host ----------------------------------------------------------------------
+
+@pytest.mark.reboot
+def test_enabled_container_comes_back_with_its_address_and_port(host, nspawnctl, made,
+                                                                web_image):
+    if not host.can_reboot:
+        pytest.skip("only the testbed can be rebooted from a test")
+    name = made("rebooted", "--from", web_image, "--port", "8120:80")
+    nspawnctl("enable", name)
+    nspawnctl("start", name)
+    address = address_of(nspawnctl, name)
+    host.reboot()
+    wait_for(lambda: listing(nspawnctl)[name]["state"] == "running", what=f"{name} at boot")
+    assert address_of(nspawnctl, name) == address
+    wait_for(lambda: outside.fetch(host, "http://127.0.0.1:8120/")[0], timeout=20,
+             what="the published port after the reboot")
+    r = host.run(["systemctl", "is-active", "nspawnctl-network.service"])
+    assert r.stdout.strip() == "active"
+    nspawnctl("disable", name)
