@@ -6,17 +6,22 @@ VENV := .venv
 # Besides nspawnctl's own packages (vagrant/provision.sh): what the tests and benchmarks use.
 TEST_PACKAGES := make socat busybox-static podman skopeo umoci zstd python3-pip dnsmasq-base
 
-.PHONY: demo test unit integration bench deps venv
+.PHONY: demo test unit lint integration bench deps venv
 
 demo: venv
 	$(VENV)/bin/python tests/demo.py
 
 # ARGS=--full runs the long fault and load tests with their full counts.
-test: venv
-	$(VENV)/bin/python -m pytest tests/unit tests/integration $(ARGS)
+test: venv lint
+	$(VENV)/bin/python -m pytest tests/unit tests/netns tests/integration $(ARGS)
 
-unit: venv
+unit: venv lint
 	$(VENV)/bin/python -m pytest tests/unit
+
+# ruff (lint, import order) and mypy over the package; the cycle check is a unit test.
+lint: venv
+	$(VENV)/bin/ruff check nspawnctl tests
+	$(VENV)/bin/mypy nspawnctl
 
 integration: venv
 	$(VENV)/bin/python -m pytest tests/integration

@@ -6,6 +6,7 @@ Only links named nsc-* are ever created, changed or deleted here.
 """
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 
@@ -58,13 +59,20 @@ def ensure_bridge(net: Network):
     set_sysctl(f"net/ipv4/conf/{net.bridge}/route_localnet", "1")
 
 
-def remove_bridge(net: Network):
-    """Delete net's bridge if it exists (systemd-nspawn removes the veth links it made)."""
+def remove_bridge(name: str):
+    """Delete bridge NAME (one of ours: nsc-*) if it exists; systemd-nspawn removes the veth
+    links it made."""
+    assert name.startswith(BRIDGE_PREFIX), name
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
-        index = _index(ipr, net.bridge)
+        index = _index(ipr, name)
         if index is not None:
             ipr.link("del", index=index)
+
+
+def exists(name: str) -> bool:
+    """Whether link NAME exists: a file test, no netlink (it runs before every start)."""
+    return os.path.exists(f"/sys/class/net/{name}")
 
 
 def bridges() -> list[str]:

@@ -113,6 +113,10 @@ class NetworkState:
         return [(self._network(net, data), ipaddress.IPv4Address(leases[container]))
                 for net, leases in sorted(data["leases"].items()) if container in leases]
 
+    def holders(self) -> set[str]:
+        """Every container that holds a lease on any network."""
+        return {c for leases in self._read()["leases"].values() for c in leases}
+
     def hosts_for(self, network: str) -> list[tuple[ipaddress.IPv4Address, str]]:
         """(address, name) of every container of a network, by address: its hosts file."""
         return sorted((ip, name) for name, ip in self.leases(network).items())

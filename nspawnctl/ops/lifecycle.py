@@ -58,6 +58,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
             if bus.active_state(unit) == "failed":
                 bus.reset_failed(unit)
             if network.managed(cfg):
+                network.ensure_host(paths, cfg)  # systemd-nspawn needs the bridge to exist
                 # Docker or ufw may have left a FORWARD policy of drop: the container would
                 # start, unable to reach anything.  Say so, with what to run.
                 for line in network.forward_warnings():

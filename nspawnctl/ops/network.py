@@ -139,7 +139,18 @@ def apply_host(paths: Paths):
         networks = state.networks()
         for net in networks:
             bridge.ensure_bridge(net)
+        # bridges of networks that are gone (a `network remove` killed after its commit)
+        for name in set(bridge.bridges()) - {net.bridge for net in networks}:
+            bridge.remove_bridge(name)
         firewall.apply(networks, [(address, port) for _, address, port in publications(paths)])
+
+
+def ensure_host(paths: Paths, cfg: ContainerConfig):
+    """Before a start: cfg's bridge must exist (systemd-nspawn refuses to start without it) and
+    the firewall table must be loaded; apply the host side when either is missing."""
+    net = network_state(paths).get(cfg.network)
+    if not bridge.exists(net.bridge) or not firewall.present():
+        apply_host(paths)
 
 
 def ensure_host_unit(paths: Paths):
@@ -262,7 +273,7 @@ def remove_network(paths: Paths, name: str):
         else None
     state.remove(name)
     if net is not None:
-        bridge.remove_bridge(net)
+        bridge.remove_bridge(net.bridge)
     apply_host(paths)
 
 
@@ -294,5 +305,5 @@ def watch(paths: Paths):
         if line.startswith(f"delete table {firewall.FAMILY} {firewall.TABLE}") \
                 and not firewall.present():
             apply_host(paths)
-            notify(f"STATUS=firewall table restored")
+            notify("STATUS=firewall table restored")
     raise Error(f"nft monitor ended (exit {proc.wait()})")

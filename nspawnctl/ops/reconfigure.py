@@ -25,6 +25,9 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
         old = load_config(paths, name)
         new = edit(old, options)
         if new == old:
+            # The files already say so, but a `set` killed after writing them may not have
+            # reached the running unit or the firewall: roll it forward, it costs little.
+            _apply_live(paths, name, new)
             return [f"{name}: nothing changed"]
         networked = network.managed(old) or network.managed(new)
         if networked:
@@ -47,3 +50,11 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
             else:
                 messages.append(f"{name}: settings saved; they apply at the next start")
     return messages
+
+
+def _apply_live(paths: Paths, name: str, cfg) -> None:
+    if network.managed(cfg):
+        network.apply_host(paths)
+    with Bus() as bus:
+        if is_active(bus, name):
+            bus.set_unit_properties(service_unit(name), live_properties(cfg), runtime=True)

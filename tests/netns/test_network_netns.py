@@ -168,7 +168,7 @@ def test_remove_bridge(lab):
 
 def _remove_bridge(net):
     from nspawnctl.network import bridge
-    bridge.remove_bridge(net)
+    bridge.remove_bridge(net.bridge)
 
 
 def test_subnets_that_overlap_the_hosts_routes_are_refused(lab):
