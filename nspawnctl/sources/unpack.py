@@ -26,24 +26,49 @@ Decisions (the adversarial tests in tests/unit/test_unpack.py pin them down):
   host nor in the image's /etc/passwd); modes are set after chown so setuid
   and setgid bits stay; xattrs only from an allow-list; directory modes and
   times are set at the end of the layer, once their content is written.
+- Every read and every header is bounded (Go's archive/tar limits, since CVE-2022-2879):
+  pax, GNU long-name and sparse-map headers at MAX_HEADER_BYTES each, at most
+  MAX_HEADER_CHAIN of them before an entry, at most MAX_ENTRIES entries and as many
+  distinct paths per layer, at most MAX_WARNINGS warnings kept.  The stream must end with
+  tar's end-of-archive block, or it is truncated.
+- Nothing recurses and nothing holds a descriptor per level: parents are reached from the
+  previous entry's directory (up through "..", down by name), removals and whiteouts walk
+  iteratively (fsutil.DirCursor), and what the layer wrote is a tree of path components, so
+  a layer thousands of directories deep costs what a flat one does.
 """
 
-import ctypes
 import errno
 import io
 import os
-import platform
-import shutil
 import stat
 import tarfile
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, Protocol, cast
 
 from ..errors import Error
+from ..fsutil import (
+    RESOLVE_BENEATH,
+    RESOLVE_IN_ROOT,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    DirCursor,
+    openat2,
+    remove_tree_at,
+)
 
 COPY_CHUNK = 1 << 20
 MAX_SYMLINKS = 40
+
+MAX_HEADER_BYTES = 1 << 20     # one pax, GNU long name/link or sparse map header; Go's limit
+MAX_HEADER_CHAIN = 16          # extension headers before one entry (a real one has 1 to 3)
+MAX_ENTRIES = 1_000_000        # entries of one layer, and distinct paths it writes
+MAX_WARNINGS = 100
+MAX_READ = 2 * COPY_CHUNK      # no read of the stream asks for more, whatever a header says
+PATH_CHUNK = 4000              # bytes of path one openat2 call is given (PATH_MAX is 4096)
+
+MALICIOUS = "the image is malformed or malicious; it was not unpacked"
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_WHITEOUT = ".wh..wh..opq"
@@ -52,50 +77,157 @@ XATTR_PAX_PREFIX = "SCHILY.xattr."
 ALLOWED_XATTRS = ("security.capability", "system.posix_acl_access", "system.posix_acl_default")
 ALLOWED_XATTR_PREFIXES = ("user.",)
 
-# openat2(2): struct open_how and the RESOLVE_* flags from <linux/openat2.h>.
-SYS_OPENAT2 = {"x86_64": 437, "aarch64": 437, "armv7l": 437, "ppc64le": 437, "s390x": 437,
-               "riscv64": 437}
-RESOLVE_NO_MAGICLINKS = 0x02
-RESOLVE_IN_ROOT = 0x10
-
 O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
-                ("resolve", ctypes.c_uint64)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
 # None: not tried yet; tests set it to False to exercise the fallback walk.
-HAVE_OPENAT2: bool | None = None if platform.machine() in SYS_OPENAT2 else False
+HAVE_OPENAT2: bool | None = None
+
+
+class Readable(Protocol):
+    """What the unpacker reads from: any object with read(n) -> bytes."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+# -- tar headers, bounded -------------------------------------------------------------------
+
+EXTENSION_HEADERS = {tarfile.GNUTYPE_LONGNAME: "GNU long name",
+                     tarfile.GNUTYPE_LONGLINK: "GNU long link name",
+                     tarfile.XHDTYPE: "pax extended", tarfile.XGLTYPE: "pax global",
+                     tarfile.SOLARIS_XHDTYPE: "Solaris extended"}
+
+
+class _TarInfo(tarfile.TarInfo):
+    """tarfile's header parser, with every size a header declares checked before it is read.
+
+    tarfile reads a pax or GNU long-name header in one read(size), and chains of them
+    recursively: unchecked, a few bytes of gzip declaring a 1 GB header cost 1-2 GB of memory.
+    """
+
+    @classmethod
+    def fromtarfile(cls, tar):
+        buf = tar.fileobj.read(tarfile.BLOCKSIZE)
+        tar.end_marker = len(buf) == tarfile.BLOCKSIZE and not buf.strip(b"\0")
+        obj = cls.frombuf(buf, tar.encoding, tar.errors)
+        obj.offset = tar.fileobj.tell() - tarfile.BLOCKSIZE
+        return obj._proc_member(tar)
+
+    def _where(self, tar) -> str:
+        return f"{tar.what} header at byte {self.offset} ({self.name[:100]!r})"
+
+    def _proc_member(self, tar):
+        kind = EXTENSION_HEADERS.get(self.type)
+        if kind is None:
+            tar.chain = 0
+            return super()._proc_member(tar)
+        if self.size > MAX_HEADER_BYTES:
+            raise Error(f"{self._where(tar)} declares a {kind} header of {self.size} bytes, "
+                        f"more than the limit of {MAX_HEADER_BYTES}", hint=MALICIOUS)
+        tar.chain += 1
+        if tar.chain > MAX_HEADER_CHAIN:
+            raise Error(f"{self._where(tar)} is the {tar.chain}th extension header in a row, "
+                        f"more than the limit of {MAX_HEADER_CHAIN}", hint=MALICIOUS)
+        if self.type == tarfile.XGLTYPE:
+            tar.global_bytes += self.size
+            if tar.global_bytes > MAX_HEADER_BYTES:
+                raise Error(f"{self._where(tar)} brings pax global headers to more than the "
+                            f"limit of {MAX_HEADER_BYTES} bytes", hint=MALICIOUS)
+        return super()._proc_member(tar)
+
+    def _proc_sparse(self, tar):
+        """Old GNU sparse headers: tarfile's own loop, with a bound on extension blocks."""
+        structs, isextended, origsize = self._sparse_structs
+        del self._sparse_structs
+        blocks = 0
+        while isextended:
+            blocks += 1
+            if blocks * tarfile.BLOCKSIZE > MAX_HEADER_BYTES:
+                raise Error(f"{self._where(tar)} has a GNU sparse map of more than "
+                            f"{MAX_HEADER_BYTES} bytes, the limit", hint=MALICIOUS)
+            buf = tar.fileobj.read(tarfile.BLOCKSIZE)
+            if len(buf) != tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("unexpected end of data in a sparse header")
+            for pos in range(0, 21 * 24, 24):
+                try:
+                    offset = tarfile.nti(buf[pos:pos + 12])
+                    numbytes = tarfile.nti(buf[pos + 12:pos + 24])
+                except ValueError:
+                    break
+                if offset and numbytes:
+                    structs.append((offset, numbytes))
+            isextended = bool(buf[504])
+        self.sparse = structs
+        self.offset_data = tar.fileobj.tell()
+        tar.offset = self.offset_data + self._block(self.size)
+        self.size = origsize
+        return self
+
+    def _proc_gnusparse_10(self, next, pax_headers, tar):
+        """GNU sparse 1.0: the map leads the file's data; read at most MAX_HEADER_BYTES of it."""
+        numbers, buf, taken = [], b"", 0
+        count = None
+        while count is None or len(numbers) < 2 * count:
+            if b"\n" not in buf:
+                if len(buf) > 40 or taken >= MAX_HEADER_BYTES:
+                    raise Error(f"{self._where(tar)} has a GNU sparse map of more than "
+                                f"{MAX_HEADER_BYTES} bytes, the limit", hint=MALICIOUS)
+                more = tar.fileobj.read(tarfile.BLOCKSIZE)
+                if len(more) != tarfile.BLOCKSIZE:
+                    raise tarfile.ReadError("unexpected end of data in a sparse map")
+                buf += more
+                taken += len(more)
+                continue
+            line, buf = buf.split(b"\n", 1)
+            try:
+                value = int(line)
+            except ValueError:
+                raise tarfile.ReadError("invalid GNU sparse map") from None
+            if value < 0:
+                raise tarfile.ReadError("invalid GNU sparse map")
+            if count is None:
+                count = value
+            else:
+                numbers.append(value)
+        next.offset_data = tar.fileobj.tell()
+        next.sparse = list(zip(numbers[::2], numbers[1::2]))
+
+
+class SafeTarFile(tarfile.TarFile):
+    """A TarFile whose headers are bounded (see _TarInfo); it records whether the archive
+    ended with its end-of-archive block (end_marker) rather than just stopping."""
+
+    tarinfo = _TarInfo
+
+    def __init__(self, *args, what: str = "layer", **kwargs):
+        self.what = what  # what errors call the archive
+        self.chain = 0
+        self.global_bytes = 0
+        self.end_marker = False
+        super().__init__(*args, **kwargs)
+
+
+# -- finding directories inside the tree ---------------------------------------------------
+
+def _openat2(dirfd: int, path: str, resolve: int) -> int:
+    return openat2(dirfd, path, O_DIR_PATH, resolve)
 
 
 def _openat2_in_root(rootfd: int, path: str) -> int:
     """openat2(rootfd, path, O_PATH|O_DIRECTORY, RESOLVE_IN_ROOT); OSError on failure."""
-    how = _OpenHow(O_DIR_PATH, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    encoded = os.fsencode(path)
-    for _ in range(16):  # EAGAIN: a concurrent rename raced the lookup; retry
-        fd = _libc.syscall(ctypes.c_long(SYS_OPENAT2[platform.machine()]), ctypes.c_int(rootfd),
-                           ctypes.c_char_p(encoded), ctypes.byref(how),
-                           ctypes.c_size_t(ctypes.sizeof(how)))
-        if fd >= 0:
-            return fd
-        err = ctypes.get_errno()
-        if err not in (errno.EAGAIN, errno.EINTR):
-            break
-    raise OSError(err, os.strerror(err), path)
+    return _openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 
 
 def _walk_in_root(rootfd: int, parts: list[str], create: bool) -> int:
     """Resolve parts to a directory the way RESOLVE_IN_ROOT does, one component at a time.
 
-    Every component is opened with O_NOFOLLOW; a symlink is read and its target
-    spliced in, "/" restarting at the root and ".." never climbing above it.
-    Missing directories are made when create is set.
+    Every component is opened with O_NOFOLLOW; a symlink is read and its target spliced in,
+    "/" restarting at the root and ".." never climbing above it.  Missing directories are
+    made when create is set.  One directory is open at a time whatever the depth: ".." goes
+    up through the directory's own "..", checked against the inode the walk came down from.
     """
-    stack = [os.dup(rootfd)]
+    fd = os.dup(rootfd)
+    st = os.fstat(fd)
+    inodes = [(st.st_dev, st.st_ino)]
     todo = list(reversed(parts))
     links = 0
     try:
@@ -104,37 +236,46 @@ def _walk_in_root(rootfd: int, parts: list[str], create: bool) -> int:
             if name in ("", "."):
                 continue
             if name == "..":
-                if len(stack) > 1:
-                    os.close(stack.pop())
+                if len(inodes) > 1:
+                    up = os.open("..", O_DIR_PATH, dir_fd=fd)
+                    st = os.fstat(up)
+                    os.close(fd)
+                    fd = up
+                    if (st.st_dev, st.st_ino) != inodes[-2]:
+                        raise OSError(errno.ESTALE, "the tree changed while it was walked")
+                    inodes.pop()
                 continue
             try:
-                fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=stack[-1])
+                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             except FileNotFoundError:
                 if not create:
                     raise
-                _make_dir(stack[-1], name)
+                _make_dir(fd, name)
                 todo.append(name)
                 continue
-            st = os.fstat(fd)
+            st = os.fstat(nfd)
             if stat.S_ISLNK(st.st_mode):
-                os.close(fd)
+                os.close(nfd)
                 links += 1
                 if links > MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts))
-                target = os.readlink(name, dir_fd=stack[-1])
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts)[:200])
+                target = os.readlink(name, dir_fd=fd)
                 if target.startswith("/"):
-                    for extra in stack[1:]:
-                        os.close(extra)
-                    del stack[1:]
+                    os.close(fd)
+                    fd = os.dup(rootfd)
+                    del inodes[1:]
                 todo.extend(reversed(target.split("/")))
                 continue
             if not stat.S_ISDIR(st.st_mode):
-                os.close(fd)
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), "/".join(parts))
-            stack.append(fd)
-        return stack.pop()
+                os.close(nfd)
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), "/".join(parts)[:200])
+            os.close(fd)
+            fd = nfd
+            inodes.append((st.st_dev, st.st_ino))
+        result, fd = fd, -1
+        return result
     finally:
-        for fd in stack:
+        if fd >= 0:
             os.close(fd)
 
 
@@ -157,9 +298,10 @@ def open_dir_in_root(rootfd: int, parts: list[str], create: bool = False) -> int
     global HAVE_OPENAT2
     if not parts:
         return os.dup(rootfd)
-    if HAVE_OPENAT2 is not False:
+    path = "/".join(parts)
+    if HAVE_OPENAT2 is not False and len(os.fsencode(path)) < PATH_CHUNK:
         try:
-            fd = _openat2_in_root(rootfd, "/".join(parts))
+            fd = _openat2_in_root(rootfd, path)
             HAVE_OPENAT2 = True
             return fd
         except OSError as e:
@@ -170,21 +312,204 @@ def open_dir_in_root(rootfd: int, parts: list[str], create: bool = False) -> int
     return _walk_in_root(rootfd, parts, create)
 
 
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    """How many leading components a and b share (list slices compare in C: deep paths too)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class _Symlink(Exception):
+    """A symlink on the way: the path must be resolved from the root, in the root."""
+
+
+class _Cursor:
+    """The directory the last entry went into, kept open for the next one.
+
+    Entries come mostly in tree order, so the next parent is usually the same directory or
+    a few steps up and down from it.  While the path that led here went through no symlink
+    (plain), ".." from here is the path's own parent, and the next path is reached by going
+    up and down from here: one descriptor, a few syscalls, whatever the depth, and no
+    PATH_MAX.  A symlink on the way (which must resolve in the root), or a removal (which
+    may have changed what a path names), sends the next lookup back to the root.
+    """
+
+    def __init__(self, rootfd: int):
+        self.rootfd = rootfd
+        self.fd = os.dup(rootfd)
+        self.key: list[str] | None = []
+        self.plain = True
+
+    def invalidate(self) -> None:
+        """Resolve again next time; the descriptor stays open for the entry being applied."""
+        self.key = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def goto(self, parts: list[str], create: bool) -> int:
+        key = self.key
+        if key is not None and key == parts:
+            return self.fd
+        if key is not None and self.plain:
+            common = _common_prefix(key, parts)
+            ups = len(key) - common
+        else:
+            common = ups = -1
+        if common < 0 or ups > common:  # from the root is as near
+            start, common = os.dup(self.rootfd), 0
+        else:
+            start = _up(self.fd, ups)
+        plain = True
+        try:
+            fd = _down(start, parts, common, create)
+        except _Symlink:
+            fd = open_dir_in_root(self.rootfd, parts, create)
+            plain = False
+        os.close(self.fd)
+        self.fd, self.key, self.plain = fd, list(parts), plain
+        return fd
+
+
+def _up(fd: int, levels: int) -> int:
+    """A new descriptor of the directory levels above fd (through "..", never a symlink)."""
+    fd = os.dup(fd)
+    while levels > 0:
+        step = min(levels, PATH_CHUNK // 3)
+        try:
+            up = os.open("/".join([".."] * step), O_DIR_PATH, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd, levels = up, levels - step
+    return fd
+
+
+def _down(fd: int, parts: list[str], start: int, create: bool) -> int:
+    """Go from fd (which this takes over) down parts[start:], through no symlink (_Symlink)."""
+    global HAVE_OPENAT2
+    try:
+        rest = parts[start:]
+        if not rest:
+            result, fd = fd, -1
+            return result
+        path = "/".join(rest)
+        if HAVE_OPENAT2 is not False and len(os.fsencode(path)) < PATH_CHUNK:
+            try:
+                nfd = _openat2(fd, path, RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)
+                HAVE_OPENAT2 = True
+                return nfd
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    raise _Symlink() from None
+                if e.errno == errno.ENOSYS:
+                    HAVE_OPENAT2 = False
+                elif e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EXDEV):
+                    raise
+        for name in rest:  # component by component: what is missing is made
+            try:
+                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                _make_dir(fd, name)
+                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            st = os.fstat(nfd)
+            if stat.S_ISLNK(st.st_mode):
+                os.close(nfd)
+                raise _Symlink()
+            if not stat.S_ISDIR(st.st_mode):
+                os.close(nfd)
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), name[:200])
+            os.close(fd)
+            fd = nfd
+        result, fd = fd, -1
+        return result
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
 def split_name(name: str, what: str = "entry") -> list[str]:
     """Components of a tar name relative to the root; '..' is refused."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise Error(f"layer {what} '{name}' contains a '..' component",
-                    hint="the image is malformed or malicious; it was not unpacked")
+        raise Error(f"layer {what} '{name[:200]}' contains a '..' component", hint=MALICIOUS)
     return parts
 
 
-@dataclass
-class _DirMeta:
-    parent: list[str]
-    name: str
-    mode: int
-    mtime: float
+# -- what a layer wrote ----------------------------------------------------------------------
+
+class _PathTree:
+    """The paths a layer wrote and their parents, as a tree of components.
+
+    Whiteouts spare what the layer itself wrote, so it must be remembered; as strings, every
+    prefix of a path 100,000 levels deep would be a string of its own.  Here a path costs one
+    node per component it does not share, and the number of nodes is bounded.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.children: dict[tuple[int, str], int] = {}
+        self.parent = array("q", [-1])
+        self.depth = array("q", [0])
+        self.names = [""]
+        self._last: list[str] = []   # the last path added, and its nodes (root first)
+        self._nodes = [0]
+
+    def add(self, parts: list[str]) -> int:
+        common = _common_prefix(self._last, parts)
+        nodes = self._nodes
+        del nodes[common + 1:]
+        node = nodes[-1]
+        for name in parts[common:]:
+            child = self.children.get((node, name))
+            if child is None:
+                child = len(self.names)  # the root is node 0: this is the child-th path
+                if child > self.limit:
+                    raise Error(f"layer writes more than {self.limit} distinct paths (the "
+                                f"limit), at '{'/'.join(parts)[:200]}'", hint=MALICIOUS)
+                self.children[(node, name)] = child
+                self.parent.append(node)
+                self.depth.append(self.depth[node] + 1)
+                self.names.append(name)
+            nodes.append(child)
+            node = child
+        self._last = parts
+        return node
+
+    def find(self, parts: list[str]) -> int | None:
+        node: int | None = 0
+        for name in parts:
+            node = self.children.get((cast(int, node), name))
+            if node is None:
+                return None
+        return node
+
+    def child(self, node: int | None, name: str) -> int | None:
+        return None if node is None else self.children.get((node, name))
+
+    def path_to(self, node: int, path: list[str], nodes: list[int]) -> None:
+        """Make path (components) and nodes (root first) name node, keeping what they share."""
+        chain = []
+        while not (self.depth[node] < len(nodes) and nodes[self.depth[node]] == node):
+            chain.append(node)
+            node = self.parent[node]
+        depth = self.depth[node]
+        del nodes[depth + 1:]
+        del path[depth:]
+        for n in reversed(chain):
+            nodes.append(n)
+            path.append(self.names[n])
 
 
 @dataclass
@@ -194,111 +519,130 @@ class LayerApplier:
     rootfd: int
     whiteouts: bool = True
     max_file_bytes: int | None = None
+    max_entries: int = MAX_ENTRIES
     warnings: list[str] = field(default_factory=list)
-    # What this layer wrote, by name, so whiteouts can spare it.
-    written: set[str] = field(default_factory=set)
-    written_parents: set[str] = field(default_factory=set)
-    dirs: list[_DirMeta] = field(default_factory=list)
+    dropped_warnings: int = 0
+    entries: int = 0
+    # Directories of this layer, (path node, mode, mtime): set once their content is written.
+    dirs: list[tuple[int, int, float]] = field(default_factory=list)
     file_bytes: int = 0
-    # The parent directory of the previous entry: most entries share it.
-    _cached: tuple[tuple[str, ...], int] | None = None
     is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
     reader: "ForwardReader | None" = None
 
-    # -- parents ---------------------------------------------------------------
+    def __post_init__(self):
+        self.paths = _PathTree(self.max_entries)
+        self.cursor = _Cursor(self.rootfd)
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+        else:
+            self.dropped_warnings += 1
+
+    def all_warnings(self) -> list[str]:
+        more = [f"... and {self.dropped_warnings} more warnings"] if self.dropped_warnings else []
+        return self.warnings + more
+
+    # -- parents ---------------------------------------------------------------------------
     def parent_fd(self, parts: list[str], create: bool = True) -> int:
-        key = tuple(parts)
-        if self._cached is not None and self._cached[0] == key:
-            return self._cached[1]
-        fd = open_dir_in_root(self.rootfd, parts, create=create)
-        self.forget_parent()
-        self._cached = (key, fd)
-        return fd
+        return self.cursor.goto(parts, create)
 
     def invalidate_parent(self) -> None:
         """A removal may turn a cached path into something else: resolve it again next time.
 
         The descriptor stays open: the entry being applied still works in it.
         """
-        if self._cached is not None:
-            self._cached = (None, self._cached[1])
+        self.cursor.invalidate()
 
     def forget_parent(self) -> None:
-        if self._cached is not None:
-            os.close(self._cached[1])
-            self._cached = None
+        self.cursor.close()
 
     def parent_or_error(self, parts: list[str], name: str) -> int:
         try:
             return self.parent_fd(parts)
         except OSError as e:
-            raise Error(f"cannot create the parent directory of '{name}': "
+            raise Error(f"cannot create the parent directory of '{name[:200]}': "
                         f"{os.strerror(e.errno or 0)}") from None
 
-    # -- removal ---------------------------------------------------------------
+    # -- removal ---------------------------------------------------------------------------
     def remove(self, dirfd: int, name: str, st: os.stat_result) -> None:
         self.invalidate_parent()
         if stat.S_ISDIR(st.st_mode):
-            # shutil.rmtree with dir_fd works fd-relative and refuses symlinks.
-            shutil.rmtree(name, dir_fd=dirfd)
+            remove_tree_at(dirfd, name)  # iterative, fd-relative, refuses symlinks
         else:
             os.unlink(name, dir_fd=dirfd)
 
-    def remove_lower(self, dirfd: int, name: str, rel: str) -> None:
-        """Remove rel (at dirfd/name) except what this layer wrote at or below it."""
+    def remove_lower(self, dirfd: int, name: str, node: int | None) -> None:
+        """Remove dirfd/name except what this layer wrote at or below it; node is its path
+        in self.paths (None: the layer wrote nothing there)."""
         try:
             st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except FileNotFoundError:
             return
-        if rel not in self.written and rel not in self.written_parents:
+        if node is None:
             self.remove(dirfd, name, st)
             return
         if not stat.S_ISDIR(st.st_mode):
             return  # this layer's own file
-        # A directory of this layer (or holding its entries): keep it, clear what is lower.
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     dir_fd=dirfd)
-        try:
-            for child in os.listdir(fd):
-                self.remove_lower(fd, child, f"{rel}/{child}")
-        finally:
-            os.close(fd)
+        # A directory of this layer (or holding its entries): keep it, clear what is lower,
+        # level by level with one directory open.
+        self.invalidate_parent()
+        with DirCursor(dirfd, name) as cursor:
+            stack: list[tuple[int, list[tuple[str, int]] | None]] = [(node, None)]
+            while stack:
+                node, todo = stack[-1]
+                if todo is None:
+                    todo = []
+                    with os.scandir(cursor.fd) as entries:
+                        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+                    for child, is_dir in names:
+                        child_node = self.paths.child(node, child)
+                        if child_node is None:
+                            remove_tree_at(cursor.fd, child)
+                        elif is_dir:
+                            todo.append((child, child_node))
+                    stack[-1] = (node, todo)
+                if todo:
+                    child, child_node = todo.pop()
+                    cursor.down(child)
+                    stack.append((child_node, None))
+                else:
+                    stack.pop()
+                    if stack:
+                        cursor.up()
 
     def whiteout(self, parts: list[str], wh: str, original: str) -> None:
         parent = parts[:-1]
         if wh == OPAQUE_WHITEOUT:
             target = None
         elif wh.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
-            self.warnings.append(f"ignored unknown whiteout metadata '{original}'")
+            self.warn(f"ignored unknown whiteout metadata '{original[:200]}'")
             return
         else:
             target = wh[len(WHITEOUT_PREFIX):]
             if target in ("", ".", ".."):
-                raise Error(f"layer whiteout '{original}' names no entry",
-                            hint="the image is malformed or malicious; it was not unpacked")
+                raise Error(f"layer whiteout '{original[:200]}' names no entry", hint=MALICIOUS)
         try:
             dirfd = self.parent_fd(parent, create=False)
         except OSError:
             return  # nothing below to hide
-        prefix = "/".join(parent)
-        join = (lambda n: f"{prefix}/{n}") if prefix else (lambda n: n)
+        node = self.paths.find(parent)
         if target is not None:
-            self.remove_lower(dirfd, target, join(target))
+            self.remove_lower(dirfd, target, self.paths.child(node, target))
             return
         fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dirfd)
         try:
             for child in os.listdir(fd):
-                self.remove_lower(fd, child, join(child))
+                self.remove_lower(fd, child, self.paths.child(node, child))
         finally:
             os.close(fd)
 
-    # -- entries ---------------------------------------------------------------
-    def note_written(self, parts: list[str]) -> None:
-        self.written.add("/".join(parts))
-        for i in range(1, len(parts)):
-            self.written_parents.add("/".join(parts[:i]))
-
+    # -- entries ---------------------------------------------------------------------------
     def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        self.entries += 1
+        if self.entries > self.max_entries:
+            raise Error(f"layer has more than {self.max_entries} entries (the limit), at "
+                        f"'{member.name[:200]}'", hint=MALICIOUS)
         parts = split_name(member.name)
         if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
             self.whiteout(parts, parts[-1], member.name)
@@ -306,18 +650,17 @@ class LayerApplier:
         if not parts:
             if not member.isdir():
                 raise Error(f"layer entry '{member.name}' would replace the root directory "
-                            "with something that is not a directory",
-                            hint="the image is malformed or malicious; it was not unpacked")
-            self.dirs.append(_DirMeta([], ".", member.mode, member.mtime))
+                            "with something that is not a directory", hint=MALICIOUS)
+            self.dirs.append((0, member.mode, member.mtime))
             self.own(self.rootfd, member)
             return
         if member.ischr() or member.isblk():
-            self.warnings.append(f"skipped device node '/{'/'.join(parts)}'")
+            self.warn(f"skipped device node '/{'/'.join(parts)[:200]}'")
             return
         if not (member.isreg() or member.isdir() or member.issym() or member.islnk()
                 or member.isfifo()):
-            self.warnings.append(f"skipped '/{'/'.join(parts)}' of unknown tar type "
-                                 f"{member.type!r}")
+            self.warn(f"skipped '/{'/'.join(parts)[:200]}' of unknown tar type "
+                      f"{member.type!r}")
             return
         name = parts[-1]
         dirfd = self.parent_or_error(parts[:-1], member.name)
@@ -325,7 +668,7 @@ class LayerApplier:
             existing = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
         except FileNotFoundError:
             existing = None
-        self.note_written(parts)
+        node = self.paths.add(parts)
 
         if member.isdir():
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
@@ -339,7 +682,7 @@ class LayerApplier:
                 self.own(fd, member)
             finally:
                 os.close(fd)
-            self.dirs.append(_DirMeta(parts[:-1], name, member.mode, member.mtime))
+            self.dirs.append((node, member.mode, member.mtime))
             return
 
         if member.islnk():
@@ -375,7 +718,9 @@ class LayerApplier:
         try:
             if member.size:
                 if member.issparse() or self.reader is None:
-                    copy_to_fd(tar.extractfile(member), fd, member.size)
+                    data = tar.extractfile(member)
+                    assert data is not None  # a regular file always has data to extract
+                    copy_to_fd(data, fd, member.size)
                 else:  # the data follows the header: read it straight, no extra layer
                     self.reader.seek(member.offset_data)
                     copy_to_fd(self.reader, fd, member.size)
@@ -390,22 +735,21 @@ class LayerApplier:
                  existing: os.stat_result | None) -> None:
         target = split_name(member.linkname, "hardlink target")
         if not target:
-            raise Error(f"layer hardlink '{member.name}' points to the root directory")
+            raise Error(f"layer hardlink '{member.name[:200]}' points to the root directory")
+        missing = Error(f"layer hardlink '{member.name[:200]}' points to "
+                        f"'{member.linkname[:200]}', which is not in the tree")
         try:
             tfd = open_dir_in_root(self.rootfd, target[:-1])
         except OSError:
-            raise Error(f"layer hardlink '{member.name}' points to '{member.linkname}', "
-                        "which is not in the tree") from None
+            raise missing from None
         try:
             try:
                 tst = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
             except FileNotFoundError:
-                raise Error(f"layer hardlink '{member.name}' points to '{member.linkname}', "
-                            "which is not in the tree") from None
+                raise missing from None
             if stat.S_ISDIR(tst.st_mode):
-                raise Error(f"layer hardlink '{member.name}' points to a directory "
-                            f"('{member.linkname}')",
-                            hint="the image is malformed or malicious; it was not unpacked")
+                raise Error(f"layer hardlink '{member.name[:200]}' points to a directory "
+                            f"('{member.linkname[:200]}')", hint=MALICIOUS)
             if existing is not None:
                 if os.path.samestat(existing, tst):
                     return  # already the same file
@@ -415,7 +759,7 @@ class LayerApplier:
         finally:
             os.close(tfd)
 
-    # -- metadata --------------------------------------------------------------
+    # -- metadata --------------------------------------------------------------------------
     def own(self, fd: int, member: tarfile.TarInfo) -> None:
         if self.is_root:
             os.chown(fd, member.uid, member.gid)
@@ -429,35 +773,44 @@ class LayerApplier:
             if not key.startswith(XATTR_PAX_PREFIX):
                 continue
             attr = key[len(XATTR_PAX_PREFIX):]
+            where = member.name.lstrip('/')[:200]
             if not (attr in ALLOWED_XATTRS or attr.startswith(ALLOWED_XATTR_PREFIXES)):
-                self.warnings.append(f"dropped xattr {attr} of '/{member.name.lstrip('/')}'")
+                self.warn(f"dropped xattr {attr[:100]} of '/{where}'")
                 continue
             try:
                 os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
             except OSError as e:
-                self.warnings.append(f"could not set xattr {attr} on "
-                                     f"'/{member.name.lstrip('/')}': {e.strerror}")
+                self.warn(f"could not set xattr {attr[:100]} on '/{where}': {e.strerror}")
 
     def finish(self) -> None:
-        """Directory modes and times, now that nothing more is written into them."""
-        self.forget_parent()
-        for meta in reversed(self.dirs):
+        """Directory modes and times, now that nothing more is written into them.
+
+        The last directory first, each reached from the one before (path_to and the cursor
+        move by what two paths do not share), so a deep layer costs no more than a flat one.
+        """
+        path: list[str] = []
+        nodes = [0]
+        for node, mode, mtime in reversed(self.dirs):
+            if node == 0:
+                pfd, name = self.rootfd, "."
+            else:
+                self.paths.path_to(self.paths.parent[node], path, nodes)
+                try:
+                    pfd = self.cursor.goto(path, create=False)
+                except OSError:
+                    continue  # removed or replaced later in this layer
+                name = self.paths.names[node]
             try:
-                pfd = open_dir_in_root(self.rootfd, meta.parent)
-            except OSError:
-                continue  # removed or replaced later in this layer
-            try:
-                fd = os.open(meta.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, dir_fd=pfd)
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             dir_fd=pfd)
             except OSError:
                 continue
-            finally:
-                os.close(pfd)
             try:
-                os.chmod(fd, meta.mode & 0o7777)
-                os.utime(fd, (meta.mtime, meta.mtime))
+                os.chmod(fd, mode & 0o7777)
+                os.utime(fd, (mtime, mtime))
             finally:
                 os.close(fd)
+        self.forget_parent()
 
 
 class ForwardReader:
@@ -466,10 +819,11 @@ class ForwardReader:
     tarfile's stream mode ("r|") re-copies its whole buffer on every header read;
     here headers cost a small slice and file data is read in large chunks.
     Seeking backwards is refused: tarfile never needs it when entries are
-    consumed in order.
+    consumed in order.  No read may ask for more than MAX_READ bytes: the headers that
+    declare sizes are checked before they are read (_TarInfo), and this is the backstop.
     """
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: Readable):
         self.raw = raw
         self.pos = 0
         self.buf = b""
@@ -479,8 +833,9 @@ class ForwardReader:
         return self.pos
 
     def read(self, n: int | None = -1) -> bytes:
-        if n is None or n < 0:
-            return b"".join(iter(lambda: self.read(COPY_CHUNK), b""))
+        if n is None or n < 0 or n > MAX_READ:
+            raise Error(f"layer reader was asked for {n} bytes at once, more than the limit "
+                        f"of {MAX_READ}", hint=MALICIOUS)
         if n <= len(self.buf) - self.off:
             out = self.buf[self.off:self.off + n]
             self.off += n
@@ -513,7 +868,7 @@ class ForwardReader:
         return self.pos
 
 
-def copy_to_fd(src: BinaryIO, fd: int, size: int) -> None:
+def copy_to_fd(src: Readable, fd: int, size: int) -> None:
     left = size
     while left > 0:
         chunk = src.read(min(COPY_CHUNK, left))
@@ -529,20 +884,30 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     while True:
         try:
             member = tar.next()
-        except (tarfile.TarError, EOFError) as e:
+        except (tarfile.TarError, EOFError, ValueError, IndexError, OverflowError) as e:
             raise Error(f"layer is not a valid tar archive: {e}") from None
         if member is None:
             return
         yield member
 
 
-def apply_layer(stream: BinaryIO, root: int | os.PathLike | str, *, whiteouts: bool = True,
-                max_file_bytes: int | None = None) -> list[str]:
+def open_tar(fileobj: Readable) -> SafeTarFile:
+    """A bounded tarfile reading fileobj in order; Error if it is not a tar archive."""
+    try:
+        return SafeTarFile(fileobj=cast(Any, fileobj))
+    except (tarfile.TarError, EOFError, ValueError, IndexError, OverflowError) as e:
+        raise Error(f"layer is not a valid tar archive: {e}") from None
+
+
+def apply_layer(stream: Readable, root: int | os.PathLike | str, *, whiteouts: bool = True,
+                max_file_bytes: int | None = None, max_entries: int | None = None) -> list[str]:
     """Apply the uncompressed tar read from stream onto the tree at root; return warnings.
 
     root is a directory path or descriptor.  whiteouts=False treats '.wh.' names
     as ordinary files (plain root tarballs).  max_file_bytes bounds the file
-    data written, sparse files included.
+    data written, sparse files included; max_entries (default MAX_ENTRIES) the entries.
+    The stream is read up to tar's end-of-archive block, which must be there; what follows
+    it is the caller's to read (and check).
     """
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
     if isinstance(root, int):
@@ -550,28 +915,32 @@ def apply_layer(stream: BinaryIO, root: int | os.PathLike | str, *, whiteouts: b
     else:
         rootfd = os.open(root, flags | os.O_NOFOLLOW)
     reader = ForwardReader(stream)
-    applier = LayerApplier(rootfd, whiteouts=whiteouts, max_file_bytes=max_file_bytes,
-                           reader=reader)
     try:
-        try:
-            tar = tarfile.open(fileobj=reader, mode="r:")
-        except (tarfile.TarError, EOFError) as e:
-            raise Error(f"layer is not a valid tar archive: {e}") from None
-        with tar:
+        applier = LayerApplier(rootfd, whiteouts=whiteouts, max_file_bytes=max_file_bytes,
+                               max_entries=MAX_ENTRIES if max_entries is None else max_entries,
+                               reader=reader)
+    except BaseException:
+        os.close(rootfd)
+        raise
+    try:
+        with open_tar(reader) as tar:
             for member in _members(tar):
-                tar.members.clear()  # tarfile keeps every header; a layer may have millions
+                cast(Any, tar).members.clear()  # tarfile keeps every header; there may be millions
                 try:
                     applier.apply(tar, member)
                 except OSError as e:
-                    raise Error(f"cannot unpack '{member.name}': {e.strerror}") from None
+                    raise Error(f"cannot unpack '{member.name[:200]}': {e.strerror}") from None
                 except (tarfile.TarError, EOFError) as e:
-                    raise Error(f"layer is truncated or corrupt at '{member.name}': {e}") from None
+                    raise Error(f"layer is truncated or corrupt at '{member.name[:200]}': "
+                                f"{e}") from None
                 except (ValueError, OverflowError) as e:  # NUL in a name, absurd ids or times
-                    raise Error(f"layer entry {member.name!r} is invalid: {e}",
-                                hint="the image is malformed or malicious; it was not unpacked"
-                                ) from None
+                    raise Error(f"layer entry {member.name[:200]!r} is invalid: {e}",
+                                hint=MALICIOUS) from None
+            if not tar.end_marker:
+                raise Error("layer is truncated: it ends without tar's end-of-archive block",
+                            hint="the image is corrupt; it was not unpacked")
         applier.finish()
     finally:
         applier.forget_parent()
         os.close(rootfd)
-    return applier.warnings
+    return applier.all_warnings()
