@@ -1,65 +1,43 @@
 """Root trees from a tarball (`tar:PATH`, like machinectl import-tar) or a directory
-(`dir:PATH`, like machinectl import-fs).  Tarballs go through the same safe unpacker as image
-layers: a tarball from the internet is no more trusted than an image."""
+(`dir:PATH`, like machinectl import-fs).
 
-import bz2
-import gzip
-import lzma
+Tarballs go through the same safe unpacker and the same limits as image layers (total bytes,
+expansion ratio, entries, header sizes): a tarball from the internet is no more trusted than
+an image.  They are read to the end, tar's end-of-archive block and the compressed stream's
+own end and checksum included, so a truncated or corrupt one fails rather than leaving part
+of a tree."""
+
+import os
+import stat
 from pathlib import Path
 
 from ..errors import Error
 from ..fsutil import clone_tree
+from . import compression
 from .unpack import apply_layer
-
-MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
-
-
-def _open_decompressed(path: Path):
-    raw = open(path, "rb")
-    head = raw.read(6)
-    raw.seek(0)
-    kind = next((k for magic, k in MAGIC.items() if head.startswith(magic)), None)
-    if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw)
-    if kind == "bzip2":
-        return bz2.BZ2File(raw)
-    if kind == "xz":
-        return lzma.LZMAFile(raw)
-    if kind == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            raise Error("cannot read a zstd tarball: the zstandard module is missing",
-                        hint="apt-get install python3-zstandard") from None
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
-    return raw
-
-
-class _Checked:
-    """The decompressed bytes of a tarball; a corrupt compressed stream is an Error (the
-    decompressors raise OSError, EOFError or errors of their own)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self.stream.read(size)
-        except Exception as e:  # noqa: BLE001 - gzip, bz2, lzma and zstandard differ
-            raise Error(f"compressed data is corrupt: {e}") from None
 
 
 def import_tar(path: Path, tree: Path, warn=print):
-    if not path.is_file():
+    if not path.is_file():  # before open(): a fifo would block it
         raise Error(f"no such tarball: {path}")
-    with _open_decompressed(path) as stream:
-        checked = _Checked(stream)
+    try:
+        raw = open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise Error(f"no such tarball: {path}") from None
+    with raw:
+        st = os.fstat(raw.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise Error(f"no such tarball: {path}", hint="it is not a regular file")
+        kind = compression.sniff(raw.read(8))
+        raw.seek(0)
+        limit, why = compression.expansion_limit(st.st_size, compression.MAX_TOTAL_BYTES,
+                                                 "tarball")
         try:
-            warnings = apply_layer(checked, tree, whiteouts=False)
+            stream = compression.Stream(raw, kind, limit, why, what="tarball")
+            warnings = apply_layer(stream, tree, whiteouts=False, max_file_bytes=limit)
             # tar stops at its end-of-archive blocks; the compressed stream's checksum (gzip's
-            # CRC, xz's, zstd's) comes after them: read on, so that it is checked.
-            while checked.read(1 << 20):
-                pass
+            # CRC, xz's, zstd's frame end) comes after them: read on, so that it is checked.
+            stream.drain()
         except Error as e:
             message = e.message  # the unpacker's words are about image layers
             if message.startswith("layer "):
