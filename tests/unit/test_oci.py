@@ -8,14 +8,26 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from imagebuild import (
+    OCI_INDEX,
+    blob_file,
+    dir,
+    docker_archive,
+    file,
+    image_config,
+    layer,
+    oci_layout,
+    sha256,
+    symlink,
+    tar_tree,
+    write_blob,
+    write_index,
+    write_manifest,
+)
 
 from nspawnctl.errors import Error
-from nspawnctl.sources import oci
+from nspawnctl.sources import compression, oci
 from nspawnctl.sources.oci import ImageConfig, inspect_image, parse_reference, unpack_image
-
-from imagebuild import (OCI_INDEX, blob_file, dir, docker_archive, file, image_config, layer,
-                        oci_layout, sha256, symlink, tar_tree, write_blob, write_index,
-                        write_manifest)
 
 HOST_ARCH, OTHER_ARCH = "amd64", "arm64"
 
@@ -23,7 +35,7 @@ HOST_ARCH, OTHER_ARCH = "amd64", "arm64"
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
     """The images built here are amd64 unless told otherwise; so is the host, for the tests."""
-    monkeypatch.setattr(oci, "ARCHES", {platform.machine(): HOST_ARCH})
+    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): HOST_ARCH})
 
 BASE = layer(dir("bin"), file("bin/sh", b"#!shell", mode=0o755), dir("etc"),
              file("etc/os-release", b"ID=test\n"), dir("srv"))
@@ -350,7 +362,7 @@ def zeros_layer(size: int) -> bytes:
 
 
 def test_decompression_bomb(tmp_path, dest, sentinel, monkeypatch):
-    monkeypatch.setattr(oci, "BOMB_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(compression, "BOMB_MIN_BYTES", 1 << 20)
     oci_layout(tmp_path / "img", [zeros_layer(16 << 20)])  # 16 MiB of zeros: ~16 KiB gzip
     with pytest.raises(Error, match="decompression bomb"):
         unpack_image("oci", tmp_path / "img", dest)
@@ -358,14 +370,14 @@ def test_decompression_bomb(tmp_path, dest, sentinel, monkeypatch):
 
 
 def test_zstd_bomb(tmp_path, dest, monkeypatch):
-    monkeypatch.setattr(oci, "BOMB_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(compression, "BOMB_MIN_BYTES", 1 << 20)
     oci_layout(tmp_path / "img", [zeros_layer(16 << 20)], compression="zstd")
     with pytest.raises(Error, match="decompression bomb"):
         unpack_image("oci", tmp_path / "img", dest)
 
 
 def test_total_size_limit(tmp_path, dest, monkeypatch):
-    monkeypatch.setattr(oci, "MAX_TOTAL_BYTES", 64 << 10)
+    monkeypatch.setattr(compression, "MAX_TOTAL_BYTES", 64 << 10)
     oci_layout(tmp_path / "img", [layer(file("a", os.urandom(40 << 10))),
                                   layer(file("b", os.urandom(40 << 10)))])
     with pytest.raises(Error, match="beyond the limit"):
@@ -374,7 +386,7 @@ def test_total_size_limit(tmp_path, dest, monkeypatch):
 
 def test_uncompressed_layers_not_held_to_ratio(tmp_path, dest, monkeypatch):
     """Zeros stored plainly are big but no bomb: the ratio is 1."""
-    monkeypatch.setattr(oci, "BOMB_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(compression, "BOMB_MIN_BYTES", 1 << 20)
     oci_layout(tmp_path / "img", [zeros_layer(4 << 20)], compression=None)
     unpack_image("oci", tmp_path / "img", dest)
     assert (dest / "zeros").stat().st_size == 4 << 20
@@ -450,7 +462,7 @@ def test_corpus_size():
 
 def test_bomb_after_the_tar_end(tmp_path, dest, monkeypatch):
     """Zeros past the end-of-archive marker are still read (for the diff_id): still bounded."""
-    monkeypatch.setattr(oci, "BOMB_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(compression, "BOMB_MIN_BYTES", 1 << 20)
     oci_layout(tmp_path / "img", [BASE + bytes(16 << 20)])
     with pytest.raises(Error, match="decompression bomb"):
         unpack_image("oci", tmp_path / "img", dest)

@@ -1,0 +1,244 @@
+"""Where the files of an image live (a directory or a tar archive), and reading them verified.
+
+Everything read is untrusted: a digest is checked against its grammar before it becomes a
+path, every blob against its descriptor's size and digest before it is parsed or
+decompressed, and JSON documents are bounded.
+"""
+
+import hashlib
+import json
+import os
+import re
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from ...errors import Error
+from ..unpack import SafeTarFile
+
+MAX_JSON_BYTES = 4 << 20
+MAX_ARCHIVE_LINKS = 8
+MAX_ARCHIVE_MEMBERS = 1 << 16
+CHUNK = 1 << 20
+
+KINDS = ("oci-archive", "docker-archive", "oci")
+DIGEST_RE = re.compile(r"(sha256:[a-f0-9]{64})|(sha512:[a-f0-9]{128})")
+TAMPERED = "the image is corrupt or was tampered with; it was not unpacked"
+MALICIOUS = "the image is malformed or malicious; it was not unpacked"
+TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, IndexError, OverflowError)
+
+
+def check_digest(value: object, what: str = "blob") -> str:
+    """The digest, once it is known to be algorithm:hex and thus safe as a path."""
+    if not isinstance(value, str) or not DIGEST_RE.fullmatch(value):
+        raise Error(f"image {what} has an invalid digest: {str(value)[:100]!r}", hint=MALICIOUS)
+    return value
+
+
+def blob_path(digest: str) -> str:
+    algorithm, hexpart = check_digest(digest).split(":")
+    return f"blobs/{algorithm}/{hexpart}"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    platform: dict | None = None
+    annotations: dict | None = None
+
+    @classmethod
+    def parse(cls, obj: object, what: str) -> "Descriptor":
+        if not isinstance(obj, dict):
+            raise Error(f"image {what} descriptor is not an object")
+        media_type, size = obj.get("mediaType"), obj.get("size")
+        if not isinstance(media_type, str):
+            raise Error(f"image {what} descriptor has no media type")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise Error(f"image {what} descriptor has an invalid size: {size!r}")
+        platform, annotations = obj.get("platform"), obj.get("annotations")
+        return cls(media_type, check_digest(obj.get("digest"), what), size,
+                   platform if isinstance(platform, dict) else None,
+                   annotations if isinstance(annotations, dict) else None)
+
+
+class Layout:
+    """Files of an image by their name in the layout (e.g. "index.json", "blobs/sha256/...").
+
+    JSON blobs are read, verified and parsed once per digest (blob_json), however often the
+    image's indexes refer to them.
+    """
+
+    def __init__(self):
+        self._json: dict[str, tuple[int, dict]] = {}
+
+    def size(self, name: str) -> int | None:
+        raise NotImplementedError
+
+    def open(self, name: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def blob_json(self, desc: Descriptor, what: str) -> dict:
+        cached = self._json.get(desc.digest)
+        if cached is None:
+            cached = (desc.size, read_blob_json(self, desc, what))
+            self._json[desc.digest] = cached
+        elif cached[0] != desc.size:
+            raise Error(f"image {what} blob {desc.digest} has {cached[0]} bytes, "
+                        f"its descriptor says {desc.size}", hint=TAMPERED)
+        return cached[1]
+
+
+class DirLayout(Layout):
+    def __init__(self, path: Path):
+        super().__init__()
+        if not path.is_dir():
+            raise Error(f"{path} is not an image-layout directory")
+        self.path = path
+
+    def size(self, name: str) -> int | None:
+        try:
+            st = (self.path / name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def open(self, name: str) -> BinaryIO:
+        f = open(self.path / name, "rb", buffering=0)
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            f.close()
+            raise Error(f"{self.path / name} is not a regular file")
+        return f
+
+
+class TarLayout(Layout):
+    """An uncompressed tar read in place: members are indexed once, then read by offset.
+
+    The archive's headers go through the same bounded parser as layers, and at most
+    MAX_ARCHIVE_MEMBERS of them are indexed.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        try:
+            self.tar = SafeTarFile(path, "r", what="image archive")
+        except FileNotFoundError:
+            raise Error(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise Error(f"{path} is a directory", hint="use oci:DIR for an image-layout directory")
+        except TAR_ERRORS as e:
+            raise Error(f"{path} is not an uncompressed tar archive ({e})",
+                        hint="decompress it first (image archives are plain tar files)") from None
+        self.members: dict[str, tarfile.TarInfo] = {}
+        try:
+            while True:
+                try:
+                    m = self.tar.next()
+                except TAR_ERRORS as e:
+                    raise Error(f"{path} is not a valid tar archive ({e})") from None
+                if m is None:
+                    break
+                cast(Any, self.tar).members.clear()  # indexed here instead
+                if len(self.members) >= MAX_ARCHIVE_MEMBERS:
+                    raise Error(f"{path} has more than {MAX_ARCHIVE_MEMBERS} files, the limit "
+                                "for an image archive", hint=MALICIOUS)
+                self.members[os.path.normpath(m.name).lstrip("/")] = m
+        except BaseException:
+            self.tar.close()
+            raise
+
+    def member(self, name: str):
+        m = self.members.get(name)
+        for _ in range(MAX_ARCHIVE_LINKS):  # follow in-archive links (docker save uses them)
+            if m is None or not (m.issym() or m.islnk()):
+                return m
+            target = m.linkname if m.islnk() else os.path.join(os.path.dirname(m.name),
+                                                                  m.linkname)
+            m = self.members.get(os.path.normpath(target).lstrip("/"))
+        return None
+
+    def size(self, name: str) -> int | None:
+        m = self.member(name)
+        return m.size if m is not None and m.isfile() else None
+
+    def open(self, name: str) -> BinaryIO:
+        m = self.member(name)
+        if m is None or not m.isfile():
+            raise Error(f"image archive has no file '{name}'")
+        f = self.tar.extractfile(m)
+        assert f is not None  # a regular file
+        return cast(BinaryIO, f)
+
+    def close(self) -> None:
+        self.tar.close()
+
+
+def open_layout(kind: str, path: Path) -> Layout:
+    if kind not in KINDS:
+        raise Error(f"unknown image source kind '{kind}'")
+    return DirLayout(path) if kind == "oci" else TarLayout(path)
+
+
+def read_json(layout: Layout, name: str, what: str) -> object:
+    size = layout.size(name)
+    if size is None:
+        raise Error(f"image has no {what} ('{name}')")
+    if size > MAX_JSON_BYTES:
+        raise Error(f"image {what} is too large ({size} bytes, limit {MAX_JSON_BYTES})")
+    with layout.open(name) as f:
+        return parse_json(f.read(MAX_JSON_BYTES + 1), what)
+
+
+def parse_json(data: bytes, what: str) -> object:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:
+        raise Error(f"image {what} is not valid JSON: {e}") from None
+
+
+def hash_stream(f: BinaryIO, algorithm: str, limit: int) -> tuple[str, int]:
+    """Digest and length of at most limit + 1 bytes of f (one more tells that it is too long)."""
+    h = hashlib.new(algorithm)
+    n = 0
+    while n <= limit:
+        chunk = f.read(min(CHUNK, limit + 1 - n))
+        if not chunk:
+            break
+        h.update(chunk)
+        n += len(chunk)
+    return f"{algorithm}:{h.hexdigest()}", n
+
+
+def verify_blob(layout: Layout, desc: Descriptor, what: str, name: str | None = None) -> None:
+    """Check a blob's size and digest before anything parses or decompresses it."""
+    name = name or blob_path(desc.digest)
+    size = layout.size(name)
+    if size is None:
+        raise Error(f"image {what} blob {desc.digest} is missing")
+    if size != desc.size:
+        raise Error(f"image {what} blob {desc.digest} has {size} bytes, "
+                    f"its descriptor says {desc.size}", hint=TAMPERED)
+    with layout.open(name) as f:
+        digest, n = hash_stream(f, desc.digest.split(":")[0], desc.size)
+    if n != desc.size or digest != desc.digest:
+        raise Error(f"image {what} blob {desc.digest} does not match its digest", hint=TAMPERED)
+
+
+def read_blob_json(layout: Layout, desc: Descriptor, what: str) -> dict:
+    if desc.size > MAX_JSON_BYTES:
+        raise Error(f"image {what} is too large ({desc.size} bytes, limit {MAX_JSON_BYTES})")
+    verify_blob(layout, desc, what)
+    with layout.open(blob_path(desc.digest)) as f:
+        data = f.read(desc.size + 1)
+    if hashlib.new(desc.digest.split(":")[0], data).hexdigest() != desc.digest.split(":")[1]:
+        raise Error(f"image {what} blob {desc.digest} changed while reading it")
+    obj = parse_json(data, what)
+    if not isinstance(obj, dict):
+        raise Error(f"image {what} is not a JSON object")
+    return obj
