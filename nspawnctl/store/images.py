@@ -1,21 +1,30 @@
 """The cache of read-only base trees.
 
-A base tree is made once per key (the hash of everything that decides its content) and kept
-under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.  Containers are clones of it
+A base tree is made once per key (the hash of everything that decides its content: for
+images, their full manifest digest) and kept under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.
+A cache hit is held to what its meta.json says it is: an entry whose recorded digest is not
+the one asked for is refused, never used for another image.  Containers are clones of it
 (fsutil.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
 overlayfs mounts over it (overlay.py).
 """
 
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import Error
 from ..fsutil import flocked, remove_tree, tree_size
 from ..paths import Paths
 from .containers import Store
+
+log = logging.getLogger(__name__)
+
+# meta.json fields that say what a base tree is: a hit must agree on each the caller gives.
+IDENTITY = ("digest",)
 
 
 def image_dir(paths: Paths, key: str) -> Path:
@@ -37,11 +46,11 @@ def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], Non
     Its callers hold a container's lock, which has already swept dead staging directories.
     """
     final = image_dir(paths, key)
-    if read_meta(final):
+    if _cached(final, key, meta):
         return final, True
     paths.images.mkdir(parents=True, exist_ok=True)
     with _image_lock(paths, key, report):
-        if read_meta(final):
+        if _cached(final, key, meta):
             return final, True
         with Store(paths).staging(paths.images, f"image-{key}") as stage:
             tree = stage / "tree"
@@ -54,6 +63,20 @@ def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], Non
             remove_tree(final)  # an entry without meta.json is a leftover, not an image
             os.rename(stage, final)
     return final, False
+
+
+def _cached(final: Path, key: str, meta: dict) -> bool:
+    """Whether the base tree for key is there, and is what meta says it must be."""
+    found = read_meta(final)
+    if not found:
+        return False
+    for field in IDENTITY:
+        if field in meta and found.get(field) != meta[field]:
+            raise Error(f"cached base tree {key} is recorded as {field} "
+                        f"{str(found.get(field))[:80]}, not {str(meta[field])[:80]}",
+                        hint=f"the cache entry {final} is not what its key says: "
+                             "move it away, or remove it if no container uses it")
+    return True
 
 
 def _image_lock(paths: Paths, key: str, report):
@@ -76,12 +99,19 @@ def list_images(paths: Paths, usage: dict[str, int]) -> list[dict]:
 
 
 def prune(paths: Paths, usage: dict[str, int]) -> list[str]:
+    """Remove the base trees no container uses; one that cannot be removed is reported (a
+    warning) and skipped, the others still go."""
     removed = []
     for row in list_images(paths, usage):
         if row["containers"]:
             continue
         with _image_lock(paths, row["key"], lambda _m: None):
-            remove_tree(image_dir(paths, row["key"]))
+            try:
+                remove_tree(image_dir(paths, row["key"]))
+            except OSError as e:
+                log.warning("could not remove base tree %s: %s: %s", row["key"],
+                            e.filename or image_dir(paths, row["key"]), e.strerror or e)
+                continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(paths.images / f".{row['key']}.lock")
         removed.append(row["key"])
