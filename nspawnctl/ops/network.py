@@ -258,13 +258,20 @@ def merge_hosts(old: str, block: list[str]) -> str:
 
 def create_network(paths: Paths, name: str, subnet: str | None) -> Network:
     state = network_state(paths)
-    net = state.create(name, subnet)
+    try:
+        net = state.create(name, subnet)
+    except Error:
+        apply_host(paths)  # a create killed after its commit left the bridge unmade
+        raise
     apply_host(paths)
+    ensure_host_unit(paths)  # brings it up again at boot
     return net
 
 
 def remove_network(paths: Paths, name: str):
     state = network_state(paths)
+    if name not in {net.name for net in state.networks()}:
+        apply_host(paths)  # a remove killed after its commit left the bridge behind
     users = [c for c in state.leases(name)]
     if users:
         raise Error(f"network {name} still has containers: {', '.join(users)}",

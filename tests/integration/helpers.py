@@ -23,7 +23,7 @@ def listing(nspawnctl) -> dict:
 
 STATE = "/var/lib/nspawnctl"
 STAGING_AREAS = (f"{MACHINES}/.nspawnctl-staging", f"{STATE}/images/.nspawnctl-staging",
-                 f"{STATE}/overlays/.nspawnctl-staging")
+                 f"{MACHINES}/.nspawnctl-overlays/.nspawnctl-staging")
 
 # One shell pass over everything a half-made or half-removed container could leave behind;
 # each line it prints is "KIND PATH".
@@ -41,7 +41,7 @@ done
 for f in /etc/systemd/system/var-lib-machines-*.mount; do
   [ -e "$f" ] && echo "mountunit $f"
 done
-for d in %(state)s/overlays/*; do [ -d "$d" ] && echo "overlay $d"; done
+for d in %(machines)s/.nspawnctl-overlays/*; do [ -d "$d" ] && echo "overlay $d"; done
 for d in %(state)s/images/*; do
   [ -d "$d" ] && [ ! -e "$d/meta.json" ] && echo "partialimage $d"
 done
@@ -50,6 +50,13 @@ for f in %(state)s/locks/*.lock %(state)s/images/.*.lock; do
 done
 awk '$5 ~ "^%(machines)s/" {print "mount " $5}' /proc/self/mountinfo
 ls -A %(machines)s | sed 's/^/tree /'
+[ -e %(state)s/network/networks.json ] && python3 -c '
+import json, sys
+for leases in json.load(open(sys.argv[1])).get("leases", {}).values():
+    for name in leases:
+        print("lease", name)' %(state)s/network/networks.json
+find /etc/systemd/system -path "*systemd-nspawn@*.service.d/60-nspawnctl-network.conf" \
+    -printf 'netdropin %%p\n'
 true
 """ % {"staging": " ".join(STAGING_AREAS), "state": STATE, "machines": MACHINES}
 
@@ -82,6 +89,11 @@ def store_problems(host, nspawnctl) -> list[str]:
             problems.append(f"mount unit without a tree: {path}")
         elif kind == "overlay" and base not in trees:
             problems.append(f"overlay layer without a tree: {path}")
+        elif kind == "lease" and path not in trees:
+            problems.append(f"address lease without a tree: {path}")
+        elif kind == "netdropin" and path.split("systemd-nspawn@")[1].split(".service.d")[0] \
+                not in trees:
+            problems.append(f"network drop-in without a tree: {path}")
         elif kind == "mount" and path[len(MACHINES) + 1:].split("/")[0] not in trees:
             problems.append(f"mount on a removed tree: {path}")
     return problems

@@ -60,7 +60,7 @@ USAGE, ERROR = 2, 1  # click's usage errors; nspawnctl's own (errors.Error's def
 # change by themselves while a container's network comes up.
 SNAPSHOT = r"""
 for spec in "%(machines)s 1" "/etc/systemd/nspawn 1" "/etc/systemd/system 2" "%(state)s 1" \
-            "%(state)s/images 2" "%(state)s/overlays 1"; do
+            "%(state)s/images 2" "%(machines)s/.nspawnctl-overlays 1" "%(state)s/network 1"; do
   set -- $spec
   [ -d "$1" ] || { echo "absent $1"; continue; }
   find "$1" -mindepth 1 -maxdepth "$2" \( -type d -printf '%%p %%y %%m %%u:%%g\n' \) \
@@ -326,8 +326,16 @@ CASES = [
     case("hostname-space", *CREATE, "--hostname", "bad host", says="invalid hostname"),
     case("set-hostname-dash", "set", IDLE, "--hostname=-bad", says="invalid hostname"),
     case("set-bind-relative-running", "set", BUSY, "--bind", "rel", says="absolute path"),
-    case("network-unknown", *CREATE, "--network", "bridge", exit=USAGE,
-         says="invalid value for '--network'"),
+    case("network-unknown", *CREATE, "--network", "bridge", says="no network named 'bridge'"),
+    case("network-bad-name", *CREATE, "--network", "Bad_Net", says="invalid network name"),
+    case("set-network-unknown", "set", IDLE, "--network", "nosuch",
+         says="no network named 'nosuch'"),
+    case("port-zero", *CREATE, "--port", "0:80", says="out of range"),
+    case("port-too-high", *CREATE, "--port", "80:65536", says="out of range"),
+    case("port-protocol", *CREATE, "--port", "80:80/sctp", says="unknown protocol"),
+    case("port-host-network", *CREATE, "--network", "host", "--port", "80:80",
+         says="need an nspawnctl network"),
+    case("set-no-port-unset", "set", IDLE, "--no-port", "4444", says="nothing to remove"),
     case("restart-policy-unknown", "set", IDLE, "--restart", "sometimes", exit=USAGE,
          says="invalid value for '--restart'"),
     case("set-nothing", "set", IDLE, says="nothing to change"),

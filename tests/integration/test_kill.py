@@ -432,3 +432,125 @@ def test_kill_set(host, nspawnctl, full, figures, base):
         tally.report()
         nspawnctl("remove", "--force", name)
     assert tally.problems == []
+
+
+
+# Networking: published ports, networks, start
+
+def firewall_ports(host) -> set[int]:
+    """The host ports nspawnctl's table publishes now."""
+    table = host.run(["nft", "list", "table", "inet", "nspawnctl"]).stdout
+    return {int(word) for line in table.splitlines() if " dnat " in line
+            for before, word in zip(line.split(), line.split()[1:]) if before == "dport"}
+
+
+def test_kill_set_port(host, nspawnctl, full, figures, base, archive):
+    """set --port on a running container: settings and the firewall are rewritten.  After a
+    kill the settings hold the old port or the new one, and the rerun (or any later set)
+    leaves the firewall publishing exactly what the settings say."""
+    rng = random.Random(f"{SEED}:set-port")
+    name = "kill-port"
+    if exists(host, name):
+        nspawnctl("remove", "--force", name)
+    nspawnctl("create", name, "--from", f"oci-archive:{archive}", "--port", "9000:80")
+    nspawnctl("start", name)
+    duration = timed(host, ["set", name, "--no-port", "9000", "--port", "9001:80"],
+                     lambda: nspawnctl("set", name, "--no-port", "9001", "--port", "9000:80")
+                     if ports(nspawnctl, name) != [9000] else None, runs=3)
+    tally = Tally(figures, "set --port (running)", duration, "the new port was in the settings")
+    old = ports(nspawnctl, name)[0]
+    try:
+        for trial in tally.attempts(trials(full)):
+            new = rng.choice([p for p in range(9000, 9010) if p != old])
+            argv = ["set", name, "--no-port", str(old), "--port", f"{new}:80"]
+            delay = rng.uniform(0, duration)
+            where, problems, run = kill_trial(host, nspawnctl, argv, delay)
+            seen = ports(nspawnctl, name)
+            assert seen in ([old], [new]), (old, new, seen)
+            if seen == [old]:
+                nspawnctl(*argv)  # the rerun
+            else:
+                nspawnctl("set", name, "--port", f"{new}:80")  # nothing changed: rolls forward
+            assert ports(nspawnctl, name) == [new]
+            assert firewall_ports(host) == {new}, host.run(["nft", "list", "ruleset"])
+            tally.record(trial, delay, where, seen == [new], problems)
+            old = new
+    finally:
+        tally.report()
+        nspawnctl("remove", "--force", name)
+    assert tally.problems == []
+    assert firewall_ports(host) == set()
+
+
+def ports(nspawnctl, name) -> list[int]:
+    shown = json.loads(nspawnctl("status", name, "--json").stdout)["ports"] or []
+    return [int(p.split(":")[-2]) for p in shown]
+
+
+def test_kill_network_create_and_remove(host, nspawnctl, full, figures, seed):
+    """network create and remove: the registry is the commit point, the bridge follows.
+    After a kill the network is there or not, and once the command is run again the bridge
+    exists exactly when the network does."""
+    rng = random.Random(f"{SEED}:network")
+    name, bridge = "kn", "nsc-kn"
+    create = ["network", "create", name, "--subnet", "192.0.2.240/28"]
+    remove = ["network", "remove", name]
+
+    def listed() -> bool:
+        return name in {n["name"] for n in json.loads(
+            nspawnctl("network", "list", "--json").stdout)}
+
+    def has_bridge() -> bool:
+        return host.run(["ip", "link", "show", bridge]).returncode == 0
+
+    if listed():
+        nspawnctl(*remove)
+    duration = max(timed(host, create, lambda: listed() and nspawnctl(*remove), runs=3),
+                   timed(host, remove, lambda: listed() or nspawnctl(*create), runs=3))
+    tally = Tally(figures, "network create / remove", duration, "the registry said so")
+    try:
+        for trial in tally.attempts(trials(full)):
+            argv = remove if listed() else create
+            delay = rng.uniform(0, duration)
+            where, problems, run = kill_trial(host, nspawnctl, argv, delay)
+            done = listed() == (argv is create)
+            nspawnctl(*argv, check=False)  # the rerun: "exists" / "no network" once done
+            assert listed() == (argv is create)
+            assert has_bridge() == listed(), (argv, host.run(["ip", "-o", "link"]))
+            tally.record(trial, delay, where, done, problems)
+    finally:
+        tally.report()
+        if listed():
+            nspawnctl(*remove)
+    assert tally.problems == []
+    assert not has_bridge()
+
+
+def test_kill_start(host, nspawnctl, full, figures, base, archive):
+    """start of a container on a network (the unit starts, ExecStartPost= gives it its
+    address): killing nspawnctl never leaves a half-configured container; it runs or not,
+    and the rerun finds it running with its address."""
+    rng = random.Random(f"{SEED}:start")
+    name = "kill-start"
+    if exists(host, name):
+        nspawnctl("remove", "--force", name)
+    nspawnctl("create", name, "--from", f"oci-archive:{archive}")
+    address = listing(nspawnctl)[name]["address"][0]
+    duration = timed(host, ["start", name], lambda: nspawnctl("stop", name), runs=3)
+    tally = Tally(figures, "start (on a network)", duration, "it was running")
+    try:
+        for trial in tally.attempts(trials(full)):
+            nspawnctl("stop", name)
+            delay = rng.uniform(0, duration)
+            where, problems, run = kill_trial(host, nspawnctl, ["start", name], delay)
+            state = listing(nspawnctl)[name]["state"]
+            nspawnctl("start", name)  # the rerun
+            leader = json.loads(nspawnctl("status", name, "--json").stdout)["leader"]
+            inside = host.run(["nsenter", "-t", str(leader), "-n", "ip", "-4", "-o", "addr",
+                               "show", "host0"]).stdout
+            assert f"{address}/" in inside, inside
+            tally.record(trial, delay, where, state == "running", problems)
+    finally:
+        tally.report()
+        nspawnctl("remove", "--force", name)
+    assert tally.problems == []

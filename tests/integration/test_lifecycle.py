@@ -165,7 +165,7 @@ def test_start_of_a_tree_that_cannot_boot_says_why(host, nspawnctl):
     (["set", "base"], "nothing to change"),
     (["set", "base", "--cpus", "-1"], "cpu"),
     (["set", "base", "--bind", "relative:/x"], "absolute"),
-    (["create", "x9", "--network", "bridge"], "invalid value"),
+    (["create", "x9", "--network", "bridge"], "no network named 'bridge'"),
 ])
 def test_lifecycle_errors_are_one_clear_line(nspawnctl, args, message):
     r = nspawnctl.fails(*args)

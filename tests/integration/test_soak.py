@@ -46,6 +46,8 @@ for d in %(staging)s; do [ -d "$d" ] && ls -A "$d" | sed "s|^|staging $d/|"; don
 ls -A /var/lib/machines | sed 's/^/tree /'
 find /run/systemd/nspawn /run/systemd/machines -mindepth 1 2>/dev/null | sed 's/^/run /'
 ip -o link | awk -F': ' '{print "link " $2}'
+echo "nft-lines $(nft list table inet nspawnctl 2>/dev/null | wc -l)"
+ip -o addr | awk '{print "address " $2 " " $4}'
 echo "pid1-fds $(ls /proc/1/fd | wc -l)"
 echo "state-files $(find %(state)s -path %(state)s/locks -prune -o -print | wc -l)"
 echo "state-bytes $(du -sb --exclude=%(state)s/locks %(state)s | cut -f1)"
@@ -56,7 +58,7 @@ true
 """ % {"state": STATE, "cache": CACHE, "staging": " ".join(STAGING_AREAS)}
 
 COUNTS = ("mountinfo-lines", "pid1-fds", "state-files", "state-bytes", "cache-files",
-          "cache-bytes")
+          "cache-bytes", "nft-lines")
 
 
 def snapshot(host) -> dict:
@@ -71,7 +73,7 @@ def snapshot(host) -> dict:
         else:
             snap[key][value] += 1
     # The snapshot's own sh, ps, grep, ... are not the containers' doing.
-    for own in ("sh", "ps", "grep", "sed", "awk", "wc", "ls", "find", "du", "cut", "ip"):
+    for own in ("sh", "ps", "grep", "sed", "awk", "wc", "ls", "find", "du", "cut", "ip", "nft"):
         snap["process"].pop(own, None)
     return snap
 
