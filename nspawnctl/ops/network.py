@@ -209,7 +209,8 @@ def attach(paths: Paths, name: str, leader: int, report: Report | None = None):
             report(f"warning: {name}: the host has no usable DNS server to give it")
     else:
         resolv.write_etc_file(tree, "resolv.conf", text)
-    write_hosts(paths, net)
+    # Its own hosts file only: the others learnt its name when it joined (create, set).
+    write_hosts(paths, net, only=name)
 
 
 def write_all_hosts(paths: Paths):
@@ -217,15 +218,24 @@ def write_all_hosts(paths: Paths):
         write_hosts(paths, net)
 
 
-def write_hosts(paths: Paths, net: Network):
-    """Every container of net finds the others by name: a block in each one's /etc/hosts
-    (kept apart from the rest of the file, which stays the container's own)."""
-    from ..network import resolv
+def write_hosts(paths: Paths, net: Network, only: str | None = None):
+    """Every container of net (or only that one) finds the others by name: a block in each
+    one's /etc/hosts, kept apart from the rest of the file, which stays the container's own."""
     state = network_state(paths)
+    state.dir.mkdir(parents=True, exist_ok=True)
+    # Under the host lock: two creates at once must not write each other's stale view last.
+    with flocked(state.dir / "host.lock", lambda: None):
+        _write_hosts(paths, state, net, only)
+
+
+def _write_hosts(paths: Paths, state: NetworkState, net: Network, only: str | None):
+    from ..network import resolv
     block = [HOSTS_BEGIN.format(network=net.name)]
     block += [f"{address}\t{name}" for address, name in state.hosts_for(net.name)]
     block.append(HOSTS_END)
     for name in state.leases(net.name):
+        if only is not None and name != only:
+            continue
         tree = paths.tree(name)
         try:
             old = resolv.read_etc_file(tree, "hosts") or ""

@@ -40,8 +40,8 @@ def main() -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
-    parser.add_argument("--only", default="create,lifecycle,oci",
-                        help="comma-separated subset of: create, lifecycle, oci")
+    parser.add_argument("--only", default="create,lifecycle,oci,network",
+                        help="comma-separated subset of: create, lifecycle, oci, network")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -56,6 +56,7 @@ def main() -> int:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
+            testbed.prepare_networks(host)
             info = common.machine(host)
             others = [d for d in testbed.RUNS.glob(testbed.RUN_PREFIX + "*")
                       if getattr(host, "run_dir", None) != d]
@@ -72,6 +73,11 @@ def main() -> int:
         common.log("OCI unpack vs umoci (on this machine)")
         common.guarded(rows, "unpack an OCI image", "umoci unpack",
                        lambda: oci_rows(args.quick))
+    if "network" in only:
+        common.log("published ports vs straight routing and socat (network namespaces here)")
+        from tests.bench import bench_network
+        common.guarded(rows, "TCP through a published port", "socat",
+                       lambda: bench_network.run(args.quick))
     info["run took"] = f"{(time.monotonic() - t0) / 60:.1f} min"
     print()
     print(common.table(rows, info))

@@ -192,11 +192,31 @@ def _fstype(path: str) -> str:
 
 # --- the table -----------------------------------------------------------------------------
 
+class Rate(float):
+    """A median rate in MB/s (higher is faster) that remembers its samples."""
+    samples: list
+
+    def __new__(cls, samples):
+        self = super().__new__(cls, statistics.median(samples))
+        self.samples = list(samples)
+        return self
+
+    def __str__(self):
+        return f"{self:.0f} MB/s"
+
+
 def _cell(value) -> str:
+    """The median, and the spread when there were several runs: 'median (min-max)'."""
     if isinstance(value, MB):
         return str(value)
+    samples = getattr(value, "samples", [])
+    if isinstance(value, Rate):
+        spread = f" ({min(samples):.0f}-{max(samples):.0f})" if len(samples) > 1 else ""
+        return f"{value}{spread}"
     if isinstance(value, float):
-        return fmt_seconds(value)
+        spread = (f" ({fmt_seconds(min(samples))}-{fmt_seconds(max(samples))})"
+                  if len(samples) > 1 else "")
+        return fmt_seconds(value) + spread
     return str(value)
 
 

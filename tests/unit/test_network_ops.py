@@ -1,0 +1,85 @@
+"""The network operations' own logic: hosts blocks, port edits and conflicts (no root)."""
+
+import pytest
+
+from nspawnctl.errors import Error
+from nspawnctl.network.model import parse_port
+from nspawnctl.ops import network
+from nspawnctl.settings.model import ContainerConfig, edit
+
+BLOCK = [network.HOSTS_BEGIN.format(network="default"), "192.0.2.2\ta", "192.0.2.3\tb",
+         network.HOSTS_END]
+
+
+def test_hosts_block_is_added_and_the_rest_kept():
+    old = "127.0.0.1\tlocalhost\n10.0.0.9\tmine  # the container's own\n"
+    new = network.merge_hosts(old, BLOCK)
+    assert new.startswith(old)
+    assert new.endswith("\n".join(BLOCK) + "\n")
+
+
+def test_hosts_block_is_replaced_not_repeated():
+    once = network.merge_hosts("127.0.0.1\tlocalhost\n", BLOCK)
+    changed = BLOCK[:2] + BLOCK[3:]  # b left
+    twice = network.merge_hosts(once, changed)
+    assert twice.count(network.HOSTS_END) == 1
+    assert "\tb" not in twice and "\ta" in twice
+    assert network.merge_hosts(twice, changed) == twice  # idempotent
+
+
+def test_hosts_gets_localhost_when_it_has_none():
+    assert network.merge_hosts("", BLOCK).splitlines()[0] == "127.0.0.1\tlocalhost"
+
+
+def on_default(*ports):
+    return ContainerConfig(network="default", ports=tuple(parse_port(p) for p in ports))
+
+
+def test_set_adds_ports_and_no_port_removes_them():
+    cfg = on_default("8080:80", "127.0.0.1:5353:53/udp")
+    assert [str(p) for p in edit(cfg, {"ports": ("9000:90",)}).ports] == \
+        ["8080:80/tcp", "127.0.0.1:5353:53/udp", "9000:90/tcp"]
+    assert [str(p) for p in edit(cfg, {"no_ports": ("8080",)}).ports] == \
+        ["127.0.0.1:5353:53/udp"]
+    assert [str(p) for p in edit(cfg, {"no_ports": ("5353/udp",)}).ports] == ["8080:80/tcp"]
+    with pytest.raises(Error, match="nothing to remove"):  # 5353 is published for udp only
+        edit(cfg, {"no_ports": ("5353/tcp",)})
+
+
+def test_no_port_that_matches_nothing_is_an_error():
+    with pytest.raises(Error, match="nothing to remove"):
+        edit(on_default("8080:80"), {"no_ports": ("9999",)})
+    with pytest.raises(Error, match="invalid --no-port"):
+        edit(on_default("8080:80"), {"no_ports": ("80/sctp",)})
+
+
+def test_a_port_given_again_replaces_the_old_mapping():
+    cfg = edit(on_default("8080:80"), {"ports": ("8080:81",)})
+    assert [str(p) for p in cfg.ports] == ["8080:81/tcp"]
+
+
+def test_ports_need_a_network_and_are_unique():
+    with pytest.raises(Error, match="need an nspawnctl network"):
+        ContainerConfig(network="host", ports=(parse_port("80:80"),))
+    with pytest.raises(Error, match="published twice"):
+        on_default("80:80", "80:81")
+
+
+@pytest.mark.parametrize("mine, theirs, clash", [
+    ("8080:80", "8080:80", True),
+    ("8080:80", "127.0.0.1:8080:80", True),    # all addresses include 127.0.0.1
+    ("127.0.0.1:8080:80", "8080:80", True),
+    ("127.0.0.1:8080:80", "127.0.0.2:8080:80", False),
+    ("8080:80/udp", "8080:80/tcp", False),
+    ("8081:80", "8080:80", False),
+])
+def test_ports_published_by_another_container_are_refused(monkeypatch, mine, theirs, clash):
+    monkeypatch.setattr(network, "publications",
+                        lambda paths: [("other", "192.0.2.9", parse_port(theirs))])
+    monkeypatch.setattr(network, "_held_by_host", lambda port: None)
+    cfg = on_default(mine)
+    if clash:
+        with pytest.raises(Error, match="already published by container other"):
+            network.check_ports(None, "me", cfg)
+    else:
+        network.check_ports(None, "me", cfg)
