@@ -181,8 +181,21 @@ def bootstrap(spec: BootstrapSpec, target: Path, *, debs: Path, log_path: Path,
         progress.finish()
     if proc.returncode != 0:
         raise bootstrap_error(spec, log_path, proc.returncode)
+    forget_build_host(target)
     if spec.slim:
         slim_tree(target)
+
+
+def forget_build_host(root: Path):
+    """debootstrap copies the building host's /etc/resolv.conf into the tree: its resolvers
+    are none of a container's business (and may be a 127.x stub it cannot reach).  An empty
+    file instead; a container's network writes the right one at every start, systemd-nspawn
+    gives host-network containers the host's."""
+    resolv = root / "etc/resolv.conf"
+    if resolv.is_symlink() or not resolv.parent.is_dir():
+        return
+    resolv.write_text("")
+    os.chmod(resolv, 0o644)
 
 
 # Less than this free and a bootstrap cannot succeed: the Packages index alone unpacks to about

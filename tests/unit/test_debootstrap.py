@@ -447,3 +447,17 @@ def test_slim_tree_does_not_follow_links_out_of_the_tree(tmp_path):
 def test_slim_tree_of_an_empty_tree(tmp_path):
     slim_tree(tmp_path)
     assert (tmp_path / "etc/dpkg/dpkg.cfg.d/01-nspawnctl-slim").exists()
+
+
+def test_the_build_hosts_resolvers_stay_out_of_the_tree(tmp_path):
+    from nspawnctl.sources.debootstrap import forget_build_host
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/resolv.conf").write_text("nameserver 127.0.0.53\nsearch corp.example\n")
+    forget_build_host(tmp_path)
+    assert (tmp_path / "etc/resolv.conf").read_text() == ""
+    # a symlink (the tree's own choice) is left alone, and so is what it points at
+    (tmp_path / "etc/resolv.conf").unlink()
+    (tmp_path / "target").write_text("keep\n")
+    (tmp_path / "etc/resolv.conf").symlink_to(tmp_path / "target")
+    forget_build_host(tmp_path)
+    assert (tmp_path / "target").read_text() == "keep\n"
