@@ -129,10 +129,10 @@ def _config_options(f, editing: bool = False):
     settings it edits item by item)."""
     from .settings.model import CLI_SETTINGS
     for s in reversed(CLI_SETTINGS):
+        assert s.flag is not None
         if editing and s.removes is not None:
             f = click.option(f"--no-{s.flag[2:]}", f"no_{s.name}", multiple=True,
                              metavar="KEY", help=f"Remove a {s.flag} item (repeatable).")(f)
-        assert s.flag is not None
         if s.switch:
             option = click.option(f"{s.flag}/--no-{s.flag[2:]}", s.name, default=None,
                                   help=s.help)

@@ -62,6 +62,7 @@ class Network:
 
 def check_subnet(value) -> ipaddress.IPv4Network:
     """An IPv4 subnet with room for a gateway and at least one container."""
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network
     if isinstance(value, ipaddress.IPv4Network):
         net = value
     else:

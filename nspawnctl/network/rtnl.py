@@ -166,7 +166,7 @@ class Rtnl:
         seq = self.seq
         self.sock.send(_HDR.pack(_HDR.size + len(body), mtype, NLM_F_REQUEST | flags, seq, 0)
                        + body)
-        answers = []
+        answers: list[bytes] = []
         while True:
             data = self.sock.recv(65536)
             offset = 0

@@ -33,7 +33,7 @@ Route = tuple[ipaddress.IPv4Network, str | None]  # destination, device name (No
 def parse_pool(text: str) -> list[ipaddress.IPv4Network]:
     """Candidate subnets of a pool: comma-separated blocks, each cut into /24s (a block
     smaller than a /24 is one subnet), e.g. "192.0.2.0/25,192.0.2.128/25"."""
-    subnets = []
+    subnets: list[ipaddress.IPv4Network] = []
     for block in (b.strip() for b in text.split(",")):
         if not block:
             continue

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Error
-from ..fsutil import clone_tree, write_atomic, rename_noreplace
+from ..fsutil import clone_tree, rename_noreplace, write_atomic
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig

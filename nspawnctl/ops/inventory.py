@@ -10,9 +10,9 @@ from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
 from ..store import overlay
 from ..store.containers import Store
-from .network import managed, network_state
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
+from .network import managed, network_state
 
 
 def os_release(tree: Path) -> dict:

@@ -16,8 +16,8 @@ from ..run import interactive, need_tool, run
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..store.containers import Store
-from . import network
 from ..systemd.bus import Bus, guest_state
+from . import network
 
 
 def _polls(first=0.005, most=0.05):

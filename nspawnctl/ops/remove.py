@@ -2,9 +2,9 @@
 
 from ..errors import Error
 from ..paths import Paths, service_unit
+from ..settings.files import load_config
 from ..store.containers import Store
 from ..systemd.bus import Bus
-from ..settings.files import load_config
 from . import network
 from .common import Report, require_root
 from .inventory import is_enabled

@@ -20,12 +20,24 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import Error
-from ..network.model import (BRIDGE_PREFIX, DEFAULT as DEFAULT_NETWORK, PROTOCOLS, Port,
-                             check_network_name, parse_port)
+from ..network.model import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
+from ..network.model import DEFAULT as DEFAULT_NETWORK
 from . import keys
-from .values import (check_choice, check_hostname, check_path, check_text, check_user,
-                     format_cpu_quota, format_size, parse_bind, parse_cpu_quota, parse_cpus,
-                     parse_env, parse_size, parse_tasks)
+from .values import (
+    check_choice,
+    check_hostname,
+    check_path,
+    check_text,
+    check_user,
+    format_cpu_quota,
+    format_size,
+    parse_bind,
+    parse_cpu_quota,
+    parse_cpus,
+    parse_env,
+    parse_size,
+    parse_tasks,
+)
 
 # Network modes besides the names of nspawnctl networks ("default" is one of those).
 NETWORK_MODES = ("host", "none", "veth")

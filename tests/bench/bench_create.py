@@ -15,8 +15,12 @@ All of it runs inside the systemd host; its trees live on the same filesystem as
 /var/lib/machines so every contender writes to the same disk.
 """
 
-from nspawnctl.sources.debootstrap import BOOT_PACKAGES, DEFAULT_MIRROR, DEFAULT_SUITE, \
-    BootstrapSpec
+from nspawnctl.sources.debootstrap import (
+    BOOT_PACKAGES,
+    DEFAULT_MIRROR,
+    DEFAULT_SUITE,
+    BootstrapSpec,
+)
 
 from .common import ENV, check, du_mb, guarded, log, medians, time_inside
 

@@ -14,10 +14,10 @@ import os
 import random
 import subprocess
 import time
+
 import pytest
 
 from tests import sysctl
-
 from tests.integration.helpers import MACHINES, listing, store_problems
 
 pytestmark = pytest.mark.integration

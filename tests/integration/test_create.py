@@ -2,7 +2,6 @@
 nothing half-made.  Runs inside the systemd host (the testbed) as a user would type it."""
 
 import json
-import signal
 import time
 
 import pytest

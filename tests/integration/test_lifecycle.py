@@ -2,7 +2,6 @@
 systemd host (the testbed).  machinectl and systemctl must agree with nspawnctl."""
 
 import json
-import textwrap
 
 import pytest
 

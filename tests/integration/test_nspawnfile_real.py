@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.settings.values import Bind
 from nspawnctl.settings.nspawnfile import render_nspawn
+from nspawnctl.settings.values import Bind
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from tests.integration.helpers import (MACHINES, guest_running, listing, store_problems,
-                                       wait_for)
+from tests.integration.helpers import MACHINES, guest_running, listing, store_problems, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -4,12 +4,11 @@ import errno
 import types
 
 import pytest
-from pystemd.dbusexc import (DBusAccessDeniedError, DBusBaseError, DBusError,
-                             DBusNoSuchUnitError)
+from pystemd.dbusexc import DBusAccessDeniedError, DBusBaseError, DBusError, DBusNoSuchUnitError
 
+from nspawnctl.errors import Error
 from nspawnctl.systemd import bus as busmod
 from nspawnctl.systemd.bus import Bus, _s, describe, translated, unit_path
-from nspawnctl.errors import Error
 
 
 def dbus_error(errno_, name: str, message: str):

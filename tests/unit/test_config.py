@@ -2,10 +2,17 @@
 
 import pytest
 
-from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.settings.values import (Bind, format_size, parse_bind, parse_cpus,
-                              parse_env, parse_size, parse_tasks)
 from nspawnctl.errors import Error
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.values import (
+    Bind,
+    format_size,
+    parse_bind,
+    parse_cpus,
+    parse_env,
+    parse_size,
+    parse_tasks,
+)
 
 G = 1 << 30
 M = 1 << 20

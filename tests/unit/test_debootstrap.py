@@ -8,10 +8,18 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.sources import debootstrap
-from nspawnctl.sources.debootstrap import (DEFAULT_MIRROR, SLIM_DPKG_EXCLUDES, BootstrapSpec,
-                                           Progress, bootstrap_argv, bootstrap_error,
-                                           check_spec, mirror_reachable, parse_packages,
-                                           slim_tree)
+from nspawnctl.sources.debootstrap import (
+    DEFAULT_MIRROR,
+    SLIM_DPKG_EXCLUDES,
+    BootstrapSpec,
+    Progress,
+    bootstrap_argv,
+    bootstrap_error,
+    check_spec,
+    mirror_reachable,
+    parse_packages,
+    slim_tree,
+)
 
 # BootstrapSpec.key
 

@@ -6,9 +6,8 @@ import socket
 
 import pytest
 
-from nspawnctl.network.firewall import forward_fix
-
 from nspawnctl.errors import Error
+from nspawnctl.network.firewall import forward_fix
 from nspawnctl.ops import doctor
 from nspawnctl.ops.doctor import ERROR, WARNING, Probe, failed, run_checks, to_json
 from nspawnctl.paths import Paths

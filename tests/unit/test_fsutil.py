@@ -10,7 +10,6 @@ import pytest
 from nspawnctl import fsutil
 from nspawnctl.fsutil import pid_alive, rename_noreplace, tree_size, write_atomic
 
-
 # rename_noreplace
 
 def test_rename_moves_to_a_new_name(tmp_path):

@@ -4,11 +4,16 @@ from dataclasses import replace
 
 import pytest
 
-from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.settings.values import Bind, parse_bind
 from nspawnctl.errors import Error
-from nspawnctl.settings.nspawnfile import (parse_nspawn, quote_word, render_nspawn, split_words,
-                                  update_nspawn)
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.nspawnfile import (
+    parse_nspawn,
+    quote_word,
+    render_nspawn,
+    split_words,
+    update_nspawn,
+)
+from nspawnctl.settings.values import Bind, parse_bind
 
 AWKWARD_ARGS = ("sh", "-c", 'echo "$FOO"; for a in "$@"; do echo "[$a]"; done', "x",
                 "a b", 'c"d', "e'f", "g\"h'i", "back\\slash\\", "%i %n $HOME", "", "\ttab",

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from nspawnctl.store import overlay
 from nspawnctl.paths import Paths
+from nspawnctl.store import overlay
 from nspawnctl.store.containers import Store
 
 

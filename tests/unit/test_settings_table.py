@@ -11,8 +11,16 @@ from click.testing import CliRunner
 from nspawnctl import cli
 from nspawnctl.paths import Paths
 from nspawnctl.settings.files import load_config, save_config
-from nspawnctl.settings.model import (CLI_SETTINGS, SETTINGS, Apply, ContainerConfig, describe,
-                                      live_properties, needs_restart, parse_cli)
+from nspawnctl.settings.model import (
+    CLI_SETTINGS,
+    SETTINGS,
+    Apply,
+    ContainerConfig,
+    describe,
+    live_properties,
+    needs_restart,
+    parse_cli,
+)
 
 FLAGGED = [s for s in CLI_SETTINGS]
 

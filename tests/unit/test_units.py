@@ -4,10 +4,16 @@ from dataclasses import replace
 
 import pytest
 
-from nspawnctl.settings.model import ContainerConfig, parse_bind, parse_cpus, parse_size
 from nspawnctl.errors import Error
 from nspawnctl.settings.dropin import dropin_path, parse_dropin, render_dropin
-from nspawnctl.settings.model import TEMPLATE_TASKS_MAX, UINT64_INFINITY
+from nspawnctl.settings.model import (
+    TEMPLATE_TASKS_MAX,
+    UINT64_INFINITY,
+    ContainerConfig,
+    parse_bind,
+    parse_cpus,
+    parse_size,
+)
 from nspawnctl.settings.model import live_properties as unit_properties
 from nspawnctl.settings.model import needs_restart as diff_needs_restart
 from nspawnctl.settings.values import format_cpu_quota

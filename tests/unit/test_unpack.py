@@ -15,13 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from imagebuild import MTIME, blockdev, chardev, dir, fifo, file, hardlink, layer, symlink
 
-from nspawnctl.sources import unpack
 from nspawnctl.errors import Error
+from nspawnctl.sources import unpack
 from nspawnctl.sources.unpack import apply_layer
-
-from imagebuild import (MTIME, blockdev, chardev, dir, fifo, file, hardlink, layer,
-                         symlink)
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="ownership, setuid and caps need root")
