@@ -5,14 +5,19 @@ Tarballs go through the same safe unpacker and the same limits as image layers (
 expansion ratio, entries, header sizes): a tarball from the internet is no more trusted than
 an image.  They are read to the end, tar's end-of-archive block and the compressed stream's
 own end and checksum included, so a truncated or corrupt one fails rather than leaving part
-of a tree."""
+of a tree.
+
+A directory is copied as the tree it names: a symlink given as the source is resolved first
+(else the container's tree would be that symlink, and writing its /etc/hostname would write
+the source's), and the copy stays on the source's filesystem: what is mounted inside it is
+not copied."""
 
 import os
 import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import clone_tree
+from ..run import run
 from . import compression
 from .unpack import apply_layer
 
@@ -48,6 +53,26 @@ def import_tar(path: Path, tree: Path, warn=print):
 
 
 def import_dir(path: Path, tree: Path):
-    if not path.is_dir():
+    """Copy the directory path names (through symlinks) to tree, which must not exist."""
+    try:
+        source = Path(path).resolve(strict=True)
+    except (FileNotFoundError, NotADirectoryError, RuntimeError):  # RuntimeError: a loop
+        raise Error(f"no such directory: {path}") from None
+    if not source.is_dir():
         raise Error(f"no such directory: {path}")
-    clone_tree(path, tree)  # the cheapest copy the filesystem has, as for base trees
+    if source == Path("/"):
+        raise Error(f"{path} is the host's root directory", hint="import a container's tree")
+    # tree is made here, as a directory, and cp copies source's content and attributes into
+    # it: symlinks inside stay symlinks, and --one-file-system leaves mount points empty.
+    tree.mkdir(mode=0o700)
+    try:
+        run(["cp", "-a", "--reflink=auto", "--one-file-system", "--", f"{source}/.",
+             str(tree)], what="copying the tree")
+    except Error as exc:
+        if "No space left" in exc.message:
+            raise Error(f"no space left to copy {path}",
+                        hint="free some space, e.g. nspawnctl images prune") from None
+        raise
+    st = os.lstat(tree)
+    if not stat.S_ISDIR(st.st_mode):
+        raise Error(f"copying {path} did not make a directory")  # cp never does this
