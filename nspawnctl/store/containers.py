@@ -8,6 +8,7 @@ command (staging directories, settings without a tree) are swept by the next com
 """
 
 import contextlib
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,8 @@ from . import overlay
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
 OWNED_MARK = "# Settings of an nspawnctl container"
+
+log = logging.getLogger(__name__)
 
 
 class Store:
@@ -95,7 +98,9 @@ class Store:
         try:
             yield path
         finally:
-            remove_tree(path)
+            # What cannot go (something mounted in it) stays for a sweep once this process is
+            # gone: the command's own outcome stands, with a warning that says why.
+            _try_delete(f"staging directory {path}", remove_tree, path)
 
     def sweep(self, name: str | None = None, locked: bool = False):
         """Remove staging dirs of dead processes and settings left without a tree.
@@ -103,31 +108,34 @@ class Store:
         Settings without a tree are also what a create in progress looks like just before its
         commit, so they are removed only under the name's lock (held by the caller, or taken
         here without waiting: a busy name is someone else's business).
+
+        Nothing the sweep cannot delete fails the command that sweeps: it goes on past it and
+        says, as a warning line, what it could not delete and why; the next sweep tries again.
         """
         for parent in (self.paths.machines, self.paths.images):  # overlays stage in machines
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 if _owner_is_dead(entry):
-                    # What cannot be deleted (something mounted in it by hand) stays for
-                    # the next sweep rather than failing every command until then.
-                    with contextlib.suppress(OSError):
-                        remove_tree(area / entry)
+                    _try_delete(f"staging directory {area / entry}", remove_tree, area / entry)
         dropins = self._dropin_dirs()
         # write_atomic's temporary files (.FILE.PID.tmp) of commands killed while writing
         for directory in [self.paths.nspawn, self.paths.units, *dropins.values()]:
             for entry in _listdir(directory):
                 if entry.startswith(".") and entry.endswith(".tmp") and _owner_is_dead(entry):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(directory / entry)
+                    _try_delete(f"temporary file {directory / entry}", _unlink, directory / entry)
         if name is not None and locked:
             if not self.exists(name):
-                self.remove_settings(name, only_ours=True)
+                _try_delete(f"the settings of {name} (it has no tree)", self.remove_settings,
+                            name, only_ours=True)
             return
         for n in [name] if name else self._settings_names(dropins):
             if not self.exists(n):
-                with contextlib.suppress(Error):
-                    with self.lock(n):  # lock() sweeps n once it holds it
-                        pass
+                with contextlib.suppress(Error):  # busy: another command's business
+                    _try_delete(f"the settings of {n} (it has no tree)", self._sweep_locked, n)
+
+    def _sweep_locked(self, name: str):
+        with self.lock(name):  # lock() sweeps name once it holds it
+            pass
 
     def _dropin_dirs(self) -> dict[str, Path]:
         """The systemd-nspawn@NAME.service.d directories there are, by NAME."""
@@ -183,6 +191,21 @@ class Store:
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
         overlay.remove_files(self.paths, name, only_ours)
+
+
+def _try_delete(what: str, delete, *args, **kwargs):
+    """delete(*args, **kwargs); an OSError is a warning line saying what and why, no more."""
+    try:
+        delete(*args, **kwargs)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) not in what else ""
+        log.warning("warning: could not delete %s: %s%s", what,
+                    e.strerror or str(e) or type(e).__name__, where)
+
+
+def _unlink(path: Path):
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _owner_is_dead(entry: str) -> bool:
