@@ -24,7 +24,8 @@ from ..fsutil import (
 )
 from ..names import check_name
 from ..paths import Paths
-from ..settings.dropin import DROPIN_NAME
+from ..network.state import NetworkState
+from ..settings.dropin import DROPIN_NAME, OUR_DROPINS
 from . import overlay
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
@@ -144,11 +145,14 @@ class Store:
                 for f in _listdir(self.paths.units) if f.startswith(prefix) and f.endswith(suffix)}
 
     def _settings_names(self, dropins: dict[str, Path]) -> set[str]:
-        """Names that have settings, drop-ins or overlay layers (with or without a tree)."""
+        """Names that have settings, drop-ins, overlay layers or address leases (with or
+        without a tree: a create killed after taking its lease has nothing else yet)."""
         names = {f[:-len(".nspawn")] for f in _listdir(self.paths.nspawn)
                  if f.endswith(".nspawn")}
         names.update(n for n, d in dropins.items() if os.path.exists(d / DROPIN_NAME))
         names.update(n for n in _listdir(self.paths.overlays) if not n.startswith("."))
+        with contextlib.suppress(Error):  # an unreadable registry is said by network commands
+            names.update(NetworkState(self.paths.state / "network").holders())
         return names
 
     # install and remove
@@ -179,15 +183,17 @@ class Store:
 
     def remove_settings(self, name: str, only_ours: bool = False):
         """Everything of NAME but its tree; with only_ours (sweeping a name whose tree is
-        gone) a .nspawn file or mount unit nspawnctl did not write stays.  The drop-in file
-        is always ours: nspawnctl names it."""
+        gone) a .nspawn file or mount unit nspawnctl did not write stays.  The drop-in files
+        nspawnctl names are always ours, and so are its address leases."""
         nspawn = self.paths.nspawn_file(name)
         if not only_ours or _is_ours(nspawn):
             with contextlib.suppress(FileNotFoundError):
                 nspawn.unlink()
         dropin = self.paths.dropin_dir(name)
-        with contextlib.suppress(FileNotFoundError):
-            (dropin / DROPIN_NAME).unlink()
+        for ours in OUR_DROPINS:
+            with contextlib.suppress(FileNotFoundError):
+                (dropin / ours).unlink()
+        NetworkState(self.paths.state / "network").release(name)
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
         overlay.remove_files(self.paths, name, only_ours)
