@@ -23,8 +23,8 @@ from ..fsutil import (
     unlink_lock,
 )
 from ..names import check_name
-from ..paths import Paths
 from ..network.state import NetworkState
+from ..paths import Paths
 from ..settings.dropin import DROPIN_NAME, OUR_DROPINS
 from . import overlay
 

@@ -2,7 +2,8 @@
 
 import ipaddress
 import json
-import multiprocessing
+import subprocess
+import sys
 
 import pytest
 
@@ -190,17 +191,27 @@ def test_unreadable_registry_is_one_line(tmp_path):
     assert "not a network registry" in err.value.message
 
 
-def _lease_many(args):
-    path, names = args
-    s = NetworkState(path, pool="192.0.2.0/24", routes=lambda: [])
-    return [(n, str(s.lease("default", n))) for n in names]
+_LEASE_MANY = """
+import sys
+from nspawnctl.network.state import NetworkState
+s = NetworkState(sys.argv[1], pool="192.0.2.0/24", routes=lambda: [])
+for name in sys.argv[2:]:
+    print(name, s.lease("default", name))
+"""
 
 
 def test_concurrent_leases_never_share_an_address(tmp_path):
+    # Separate processes (not a fork pool: forking a pytest process can deadlock on a lock
+    # another thread held), each leasing ten names at once with the others.
     path = tmp_path / "network"
-    jobs = [(path, [f"c{i}-{j}" for j in range(10)]) for i in range(6)]
-    with multiprocessing.get_context("fork").Pool(6) as pool:
-        got = [pair for chunk in pool.map(_lease_many, jobs) for pair in chunk]
+    procs = [subprocess.Popen([sys.executable, "-c", _LEASE_MANY, str(path),
+                               *[f"c{i}-{j}" for j in range(10)]],
+                              stdout=subprocess.PIPE, text=True) for i in range(6)]
+    got = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        got += [tuple(line.split()) for line in out.splitlines()]
     addresses = [a for _, a in got]
     assert len(set(addresses)) == len(addresses) == 60
     assert NetworkState(path, pool="192.0.2.0/24", routes=lambda: []).leases("default") == \
