@@ -110,7 +110,9 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
         bus.stop_unit(unit)
         if not _wait_inactive(bus, unit, 30):
             bus.kill_unit(unit, signals.SIGKILL)
-            _wait_inactive(bus, unit, 10)
+            if not _wait_inactive(bus, unit, 10):
+                raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
+                            hint=f"see: systemctl status {unit}")
     return True
 
 

@@ -24,6 +24,9 @@ def remove(paths: Paths, name: str, force: bool = False, report: Report = print)
                                 hint=f"stop it first, or: nspawnctl remove --force {name}")
                 report(f"stopping {name}")
                 stop(paths, name, report=report)
+                if is_active(bus, name):  # never delete the tree under a running container
+                    raise Error(f"{name} is still running after its stop: not removed",
+                                hint=f"see: systemctl status {service_unit(name)}")
             if is_enabled(paths, name):
                 bus.disable_units([service_unit(name)])
         try:

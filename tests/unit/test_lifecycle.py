@@ -1,0 +1,75 @@
+"""ops.lifecycle and ops.remove against a fake Bus: what a command must never change."""
+
+import pytest
+
+from nspawnctl.errors import Error
+from nspawnctl.ops import lifecycle
+from nspawnctl.ops import remove as remove_op
+from nspawnctl.paths import Paths
+
+
+class FakeBus:
+    """A unit that never leaves "active", whatever is asked of it."""
+
+    def __init__(self, state="active"):
+        self.state = state
+        self.calls = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def active_state(self, unit):
+        return self.state
+
+    def has_job(self, unit):
+        return False
+
+    def machine_path(self, name):
+        return None
+
+    def __getattr__(self, method):
+        def call(*args):
+            self.calls.append((method, args))
+        return call
+
+
+@pytest.fixture
+def paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
+    p = Paths.from_env()
+    (p.tree("c1") / "etc").mkdir(parents=True)
+    (p.tree("c1") / "etc/os-release").write_text("ID=debian\n")
+    return p
+
+
+@pytest.fixture
+def stuck(monkeypatch):
+    bus = FakeBus()
+    monkeypatch.setattr(lifecycle, "Bus", lambda: bus)
+    monkeypatch.setattr(remove_op, "Bus", lambda: bus)
+    monkeypatch.setattr(lifecycle, "_wait_inactive", lambda bus, unit, timeout: False)
+    return bus
+
+
+def test_stop_fails_when_the_unit_outlives_sigkill(paths, stuck):
+    with pytest.raises(Error) as err:
+        lifecycle.stop(paths, "c1", report=lambda line: None)
+    assert "still active after SIGKILL" in err.value.message
+    assert "\n" not in err.value.message and err.value.hint
+    assert ("kill_unit", ("systemd-nspawn@c1.service", 9)) in stuck.calls
+
+
+def test_remove_force_keeps_the_tree_of_a_container_still_running(paths, stuck, monkeypatch):
+    monkeypatch.setattr(remove_op, "stop", lambda *a, **k: True)  # a stop that claims success
+    with pytest.raises(Error, match="still running"):
+        remove_op.remove(paths, "c1", force=True, report=lambda line: None)
+    assert paths.tree("c1").is_dir()
+
+
+def test_remove_force_keeps_the_tree_when_stop_fails(paths, stuck):
+    with pytest.raises(Error, match="after SIGKILL"):
+        remove_op.remove(paths, "c1", force=True, report=lambda line: None)
+    assert paths.tree("c1").is_dir()
