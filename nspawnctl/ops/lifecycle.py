@@ -155,15 +155,21 @@ def kill(paths: Paths, name: str, signal: str = "TERM"):
 
 def enable(paths: Paths, name: str):
     """Start NAME at boot: its unit joins machines.target, and machines.target is enabled."""
-    Store(paths).require(name)
-    with Bus() as bus:
+    store = Store(paths)
+    store.require(name)
+    # Under NAME's lock, as start: a remove cannot go between the check and the link, which
+    # would leave a machines.target.wants link to a container that is gone.
+    with Bus() as bus, store.lock(name):
+        store.require(name)
         bus.enable_units([service_unit(name), "machines.target"])
         bus.reload()
 
 
 def disable(paths: Paths, name: str):
-    Store(paths).require(name)
-    with Bus() as bus:
+    store = Store(paths)
+    store.require(name)
+    with Bus() as bus, store.lock(name):
+        store.require(name)
         bus.disable_units([service_unit(name)])
         bus.reload()
 

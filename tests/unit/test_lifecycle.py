@@ -1,11 +1,15 @@
 """ops.lifecycle and ops.remove against a fake Bus: what a command must never change."""
 
+import contextlib
+import shutil
+
 import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.ops import lifecycle
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.paths import Paths
+from nspawnctl.store.containers import Store
 
 
 class FakeBus:
@@ -73,3 +77,44 @@ def test_remove_force_keeps_the_tree_when_stop_fails(paths, stuck):
     with pytest.raises(Error, match="after SIGKILL"):
         remove_op.remove(paths, "c1", force=True, report=lambda line: None)
     assert paths.tree("c1").is_dir()
+
+
+@pytest.mark.parametrize("command", [lifecycle.enable, lifecycle.disable])
+def test_enable_and_disable_link_under_the_containers_lock(paths, monkeypatch, command):
+    held = []
+
+    class LockCheckingBus(FakeBus):
+        def enable_units(self, units):
+            self.check()
+
+        def disable_units(self, units):
+            self.check()
+
+        def check(self):
+            try:
+                with Store(paths).lock("c1"):
+                    held.append(False)
+            except Error:
+                held.append(True)  # busy: this command holds it
+
+    monkeypatch.setattr(lifecycle, "Bus", LockCheckingBus)
+    command(paths, "c1")
+    assert held == [True]
+
+
+@pytest.mark.parametrize("command", [lifecycle.enable, lifecycle.disable])
+def test_enable_and_disable_recheck_the_container_under_its_lock(paths, monkeypatch, command):
+    bus = FakeBus()
+    monkeypatch.setattr(lifecycle, "Bus", lambda: bus)
+    real_lock = Store.lock
+
+    @contextlib.contextmanager
+    def lock_after_a_remove(self, name):
+        shutil.rmtree(paths.tree(name))  # a remove that won the race for the lock
+        with real_lock(self, name):
+            yield
+
+    monkeypatch.setattr(Store, "lock", lock_after_a_remove)
+    with pytest.raises(Error, match="no container named"):
+        command(paths, "c1")
+    assert not [call for call in bus.calls if call[0].endswith("_units")]
