@@ -21,6 +21,8 @@ class Paths:
     units: Path         # drop-ins: /etc/systemd/system/systemd-nspawn@NAME.service.d/
     state: Path         # nspawnctl's own state: locks, staging, base trees
     cache: Path         # downloads that can be thrown away: .deb files, bootstrap logs
+    # runtime drop-ins systemd writes for SetUnitProperties(runtime=True): they override /etc
+    control: Path = Path("/run/systemd/system.control")
 
     @classmethod
     def from_env(cls) -> "Paths":
@@ -29,7 +31,8 @@ class Paths:
                    nspawn=root / "etc/systemd/nspawn",
                    units=root / "etc/systemd/system",
                    state=root / "var/lib/nspawnctl",
-                   cache=root / "var/cache/nspawnctl")
+                   cache=root / "var/cache/nspawnctl",
+                   control=root / "run/systemd/system.control")
 
     def tree(self, name: str) -> Path:
         return self.machines / name
@@ -39,6 +42,10 @@ class Paths:
 
     def dropin_dir(self, name: str) -> Path:
         return self.units / f"{service_unit(name)}.d"
+
+    def control_dir(self, name: str) -> Path:
+        """systemd's runtime drop-ins of NAME's unit (live limits): gone only at reboot."""
+        return self.control / f"{service_unit(name)}.d"
 
     @property
     def images(self) -> Path:

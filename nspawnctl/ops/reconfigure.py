@@ -27,7 +27,7 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.
-            _apply_live(paths, name, new)
+            _apply_live(paths, store, name, new)
             return [f"{name}: nothing changed"]
         networked = network.managed(old) or network.managed(new)
         if networked:
@@ -38,8 +38,13 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
             network.apply_host(paths)  # published ports change at once
             network.write_all_hosts(paths)
         with Bus() as bus:
+            running = is_active(bus, name)
+            if not running:
+                # The runtime drop-ins of an earlier live `set` override /etc: gone, so the
+                # saved settings are what the next start gets.
+                store.clear_live_limits(name)
             bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
-            if is_active(bus, name):
+            if running:
                 # Runtime properties make the new limits bite now, without a restart.
                 bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
                 messages.append(f"{name}: limits and ports applied to the running container")
@@ -52,9 +57,11 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
     return messages
 
 
-def _apply_live(paths: Paths, name: str, cfg) -> None:
+def _apply_live(paths: Paths, store: Store, name: str, cfg) -> None:
     if network.managed(cfg):
         network.apply_host(paths)
     with Bus() as bus:
         if is_active(bus, name):
             bus.set_unit_properties(service_unit(name), live_properties(cfg), runtime=True)
+        elif store.clear_live_limits(name):
+            bus.reload()

@@ -16,6 +16,11 @@ DROPIN_NAME = "50-nspawnctl.conf"
 # The network hook of containers on nspawnctl's networks (units/container-network.conf).
 NETWORK_DROPIN_NAME = "60-nspawnctl-network.conf"
 OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME)
+# What systemd writes in /run/systemd/system.control/UNIT.d/ for the live properties nspawnctl
+# sets (unit_write_setting: 50-KEY.conf, KEY the unit file's key, CPUQuota for
+# CPUQuotaPerSecUSec).  They override the drop-in in /etc until they are deleted.
+LIVE_DROPINS = tuple(f"50-{s.unit.name}.conf" for s in UNIT_SETTINGS
+                     if s.unit is not None and s.unit.dbus and s.unit.live)
 HEADER = ("# Limits and restart policy of an nspawnctl container, "
           "see systemd.resource-control(5).\n"
           "# Written by nspawnctl: change them with `nspawnctl set`.")

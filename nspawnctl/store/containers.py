@@ -25,7 +25,7 @@ from ..fsutil import (
 from ..names import check_name
 from ..network.state import NetworkState
 from ..paths import Paths
-from ..settings.dropin import DROPIN_NAME, OUR_DROPINS
+from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
 from . import overlay
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
@@ -196,7 +196,29 @@ class Store:
         NetworkState(self.paths.state / "network").release(name)
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
+        self.clear_live_limits(name)
+        if not only_ours:  # the next container of that name starts from /etc, not from these
+            control = self.paths.control_dir(name)
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(control):
+                    _unlink(Path(entry.path))
+            with contextlib.suppress(OSError):
+                control.rmdir()
         overlay.remove_files(self.paths, name, only_ours)
+
+    def clear_live_limits(self, name: str) -> bool:
+        """Delete the runtime drop-ins of the live limits a `set` applied to the running unit,
+        so that the drop-in in /etc decides again (after a daemon-reload).  True when there
+        were some."""
+        control = self.paths.control_dir(name)
+        cleared = False
+        for live in LIVE_DROPINS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(control / live)
+                cleared = True
+        with contextlib.suppress(OSError):
+            control.rmdir()
+        return cleared
 
 
 def _try_delete(what: str, delete, *args, **kwargs):

@@ -6,9 +6,11 @@ import shutil
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.ops import lifecycle
+from nspawnctl.ops import lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.paths import Paths
+from nspawnctl.settings.files import save_config
+from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store.containers import Store
 
 
@@ -35,7 +37,7 @@ class FakeBus:
         return None
 
     def __getattr__(self, method):
-        def call(*args):
+        def call(*args, **kwargs):
             self.calls.append((method, args))
         return call
 
@@ -118,3 +120,49 @@ def test_enable_and_disable_recheck_the_container_under_its_lock(paths, monkeypa
     with pytest.raises(Error, match="no container named"):
         command(paths, "c1")
     assert not [call for call in bus.calls if call[0].endswith("_units")]
+
+
+def live_limit_dropins(paths, name):
+    control = paths.control_dir(name)
+    control.mkdir(parents=True)
+    (control / "50-MemoryMax.conf").write_text("[Service]\nMemoryMax=536870912\n")
+    (control / "50-CPUQuota.conf").write_text("[Service]\nCPUQuota=50%\n")
+    return control
+
+
+def test_paths_control_is_under_nspawnctl_root(paths):
+    assert paths.control_dir("c1") == (paths.machines.parents[2]
+                                       / "run/systemd/system.control/systemd-nspawn@c1.service.d")
+
+
+def test_remove_deletes_the_units_runtime_dropins(paths, monkeypatch):
+    monkeypatch.setattr(remove_op, "Bus", lambda: FakeBus(state="inactive"))
+    control = live_limit_dropins(paths, "c1")
+    (control / "50-Delegate.conf").write_text("[Service]\nDelegate=yes\n")
+    remove_op.remove(paths, "c1", report=lambda line: None)
+    assert not paths.tree("c1").exists()
+    assert not control.exists()
+
+
+@pytest.mark.parametrize("saved", [None, 512 << 20])
+def test_set_on_a_stopped_container_clears_the_live_limits_before_the_reload(paths,
+                                                                             monkeypatch, saved):
+    save_config(paths, "c1", ContainerConfig(memory_max=saved))
+    control = live_limit_dropins(paths, "c1")
+    (control / "50-Delegate.conf").write_text("[Service]\nDelegate=yes\n")  # not nspawnctl's
+    seen = []
+
+    class Stopped(FakeBus):
+        def reload(self):
+            seen.append(sorted(p.name for p in control.iterdir()))
+
+    monkeypatch.setattr(reconfigure, "Bus", lambda: Stopped(state="inactive"))
+    reconfigure.set_config(paths, "c1", {"memory_max": "infinity"})
+    assert seen == [["50-Delegate.conf"]]
+
+
+def test_set_on_a_running_container_keeps_the_live_limits(paths, monkeypatch):
+    control = live_limit_dropins(paths, "c1")
+    monkeypatch.setattr(reconfigure, "Bus", lambda: FakeBus(state="active"))
+    reconfigure.set_config(paths, "c1", {"memory_max": "1G"})
+    assert (control / "50-CPUQuota.conf").exists()
