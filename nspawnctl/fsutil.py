@@ -39,6 +39,15 @@ def rename_noreplace(src: Path, dst: Path):
         raise OSError(err, os.strerror(err), str(src), None, str(dst))
 
 
+def mkdir_private(path: Path):
+    """Create path 0700 when it is missing (its parents as usual); one that exists is left as
+    it is.  For the roots of container trees and of nspawnctl's state: an image's setuid
+    binaries must not be reachable by local users."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+
+
 def write_atomic(path: Path, text: str, mode: int = 0o644):
     """Write path so that readers see the old content or the new, never a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,8 @@ def run_checks(paths: Paths, probe: Probe | None = None) -> list[Check]:
     probe = probe or Probe()
     checks = [check_systemd(probe), check_bus(probe), check_cgroups(probe),
               check_overlayfs(probe), check_idmapped(probe), check_space(paths, probe),
-              check_inotify(probe), check_forwarding(probe), check_firewall(probe)]
+              check_inotify(probe), check_forwarding(probe), check_firewall(probe),
+              check_private_dirs(paths)]
     checks += check_legacy_iptables(probe)
     checks += check_forward_chains(probe)
     return checks
@@ -203,6 +204,26 @@ def check_space(paths: Paths, probe: Probe) -> Check:
                  f"{free / (1 << 30):.1f} GB free in {paths.machines}"
                  + ("" if ok else ": under 1 GB, a default image needs about 100 MB, a "
                                   "debootstrap run about 300 MB"))
+
+
+def check_private_dirs(paths: Paths) -> Check:
+    """The container trees and nspawnctl's state: 0700, or an image's setuid binaries are
+    within local users' reach."""
+    wide = []
+    for path in (paths.machines, paths.state):
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            wide.append((path, mode))
+    if not wide:
+        return Check("directory modes", True, WARNING,
+                     f"{paths.machines} and {paths.state} are private (0700)")
+    return Check("directory modes", False, WARNING,
+                 ", ".join(f"{path} is {mode:04o}" for path, mode in wide)
+                 + ": local users can reach the containers' setuid binaries",
+                 "chmod 0700 " + " ".join(str(path) for path, _ in wide))
 
 
 def check_inotify(probe: Probe) -> Check:

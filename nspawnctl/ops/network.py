@@ -17,7 +17,7 @@ import ipaddress
 import socket
 
 from ..errors import Error
-from ..fsutil import flocked
+from ..fsutil import flocked, mkdir_private
 from ..network import bridge, firewall
 from ..network.model import DEFAULT, Network, Port
 from ..network.state import NetworkState
@@ -134,6 +134,7 @@ def apply_host(paths: Paths):
     host side, from nspawnctl's state (idempotent; what the boot unit runs).  Under a lock, so
     that two commands never load their views of the state in the wrong order."""
     state = network_state(paths)
+    mkdir_private(paths.state)
     state.dir.mkdir(parents=True, exist_ok=True)
     with flocked(state.dir / "host.lock", lambda: None):
         networks = state.networks()
@@ -222,6 +223,7 @@ def write_hosts(paths: Paths, net: Network, only: str | None = None):
     """Every container of net (or only that one) finds the others by name: a block in each
     one's /etc/hosts, kept apart from the rest of the file, which stays the container's own."""
     state = network_state(paths)
+    mkdir_private(paths.state)
     state.dir.mkdir(parents=True, exist_ok=True)
     # Under the host lock: two creates at once must not write each other's stale view last.
     with flocked(state.dir / "host.lock", lambda: None):

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import Error
 from ..fsutil import (
     flocked,
+    mkdir_private,
     mounts_under,
     pid_alive,
     remove_tree,
@@ -73,6 +74,7 @@ class Store:
         def busy():
             raise Error(f"container {name!r} is busy: another nspawnctl command is working on it")
 
+        self._make_roots()
         self.paths.locks.mkdir(parents=True, exist_ok=True)
         path = self.paths.locks / f"{name}.lock"
         with flocked(path, busy):
@@ -82,6 +84,11 @@ class Store:
             finally:
                 if not self.exists(name):  # removed, or never made: no file to keep
                     unlink_lock(path)
+
+    def _make_roots(self):
+        """/var/lib/machines and /var/lib/nspawnctl, 0700 when nspawnctl creates them."""
+        mkdir_private(self.paths.machines)
+        mkdir_private(self.paths.state)
 
     # staging
 
@@ -93,6 +100,7 @@ class Store:
         an exception or Ctrl-C, is deleted.  The pid in its name lets a later run spot the
         leftovers of a SIGKILLed one.
         """
+        self._make_roots()
         area = self.paths.staging_in(parent)
         area.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = Path(tempfile.mkdtemp(prefix=f"{label}.{os.getpid()}.", dir=area))
@@ -159,7 +167,7 @@ class Store:
 
     def install(self, staged_tree: Path, name: str):
         """Move a complete tree into place: the commit point of create."""
-        self.paths.machines.mkdir(parents=True, exist_ok=True)
+        self._make_roots()
         try:
             rename_noreplace(staged_tree, self.paths.tree(name))
         except FileExistsError:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import flocked, remove_tree, tree_size
+from ..fsutil import flocked, mkdir_private, remove_tree, tree_size
 from ..paths import Paths
 from .containers import Store
 
@@ -48,6 +48,7 @@ def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], Non
     final = image_dir(paths, key)
     if _cached(final, key, meta):
         return final, True
+    mkdir_private(paths.state)
     paths.images.mkdir(parents=True, exist_ok=True)
     with _image_lock(paths, key, report):
         if _cached(final, key, meta):

@@ -78,7 +78,8 @@ def test_a_good_host_passes_every_check(tmp_path):
     assert not failed(checks)
     assert set(by_name(checks)) == {"systemd", "system bus", "cgroups", "overlayfs",
                                     "idmapped mounts", "disk space", "inotify instances",
-                                    "ip forwarding", "firewall", "forward chains"}
+                                    "ip forwarding", "firewall", "forward chains",
+                                    "directory modes"}
     report = to_json(checks)
     assert report["ok"] is True and json.loads(json.dumps(report)) == report
     assert report["checks"][0] == {"name": "systemd", "ok": True, "severity": ERROR,
@@ -234,3 +235,16 @@ def test_bus_reachable_connects_to_a_socket(tmp_path):
         s.bind(str(path))
         s.listen()
         assert doctor.bus_reachable(path)
+
+
+def test_container_trees_and_state_wider_than_0700_are_a_warning(tmp_path):
+    p = paths(tmp_path)
+    p.machines.mkdir(parents=True, mode=0o755)
+    p.machines.chmod(0o755)
+    p.state.mkdir(mode=0o700)
+    check = by_name(run_checks(p, make_probe(tmp_path)))["directory modes"]
+    assert not check.ok and check.severity == WARNING
+    assert check.message.startswith(f"{p.machines} is 0755")
+    assert check.fix == f"chmod 0700 {p.machines}"
+    p.machines.chmod(0o700)
+    assert by_name(run_checks(p, make_probe(tmp_path)))["directory modes"].ok

@@ -400,3 +400,13 @@ def test_remove_of_a_tree_that_is_a_symlink_removes_only_the_link(store, paths, 
     assert not os.path.lexists(paths.tree("x"))
     assert _sentinel_intact(sentinel)
     assert not paths.nspawn_file("x").exists()
+
+
+def test_machines_and_state_are_created_0700(paths, store):
+    with store.lock("c1"):
+        pass
+    with store.staging(paths.machines, "x") as stage:
+        (stage / "tree").mkdir()
+        store.install(stage / "tree", "c1")
+    assert stat.S_IMODE(paths.machines.stat().st_mode) == 0o700
+    assert stat.S_IMODE(paths.state.stat().st_mode) == 0o700
