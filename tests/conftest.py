@@ -1,7 +1,6 @@
 """Shared fixtures: the systemd host the integration tests run on (see tests/testbed.py)."""
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -12,11 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests import testbed  # noqa: E402
 
 
-def _terminate(_signum, _frame):
-    raise KeyboardInterrupt  # so the testbed's teardown runs on SIGTERM as on Ctrl-C
-
-
-signal.signal(signal.SIGTERM, _terminate)
+testbed.interrupt_on_sigterm()  # the testbed's teardown runs on SIGTERM as on Ctrl-C
 
 
 @pytest.fixture(scope="session")

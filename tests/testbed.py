@@ -446,9 +446,19 @@ def cleanup_stale_runs(log=print):
         remove_run_dir(run_dir)
 
 
-if __name__ == "__main__":
-    keep = "--keep" in sys.argv
-    cmd = [a for a in sys.argv[1:] if a != "--keep"]
+def interrupt_on_sigterm():
+    """SIGTERM raises KeyboardInterrupt, so the testbed's teardown (systemd-nspawn, its socat,
+    its run directory) runs on a kill as on Ctrl-C."""
+    def terminate(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def main(argv: list[str]):
+    interrupt_on_sigterm()
+    keep = "--keep" in argv
+    cmd = [a for a in argv if a != "--keep"]
     with open_host() as host:
         if cmd:
             r = host.run(cmd)
@@ -458,3 +468,7 @@ if __name__ == "__main__":
             print(f"testbed up: nsenter -t {host.leader} -a -r -w bash   (Ctrl-C to tear down)")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
