@@ -10,7 +10,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests import testbed  # noqa: E402
 
-
 testbed.interrupt_on_sigterm()  # the testbed's teardown runs on SIGTERM as on Ctrl-C
 
 
