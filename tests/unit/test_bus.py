@@ -104,11 +104,10 @@ def test_translated_lets_other_exceptions_through():
                 "Job type reload is not applicable for unit x.service."),
      "Job type reload is not applicable for unit x.service"),
 ])
-def test_bug_describe_unmapped_dbus_errors(exc, message):
-    # BUG: describe() parses str(exc); for DBusBaseError that is
-    # "b'org.freedesktop.systemd1.UnitMasked'[err -132]: b'Unit x.service is masked.'\nThis is
-    # DBusBaseError, a base error for DBus (i bet you did not see that coming)...", and the
-    # user sees all of it.  Fix: read exc.err_message (bytes) instead of parsing str(exc).
+def test_describe_shows_only_the_message_of_an_unmapped_dbus_error(exc, message):
+    # str(exc) of a DBusBaseError is "b'org.freedesktop.systemd1.UnitMasked'[err -132]:
+    # b'Unit x.service is masked.'\nThis is DBusBaseError, a base error for DBus (...)":
+    # describe() shows the user exc.err_message alone, on one line.
     assert type(exc) is DBusBaseError
     got, _hint = describe(exc)
     assert "b'" not in got and 'b"' not in got
@@ -122,10 +121,9 @@ def test_bug_describe_unmapped_dbus_errors(exc, message):
     "No such file 'x'",                    # ends in a quote: rstrip("'\"") eats it
     "No such file 'caf\u00e9'",             # non-ASCII arrives as \\x escapes
 ])
-def test_bug_describe_keeps_the_message_intact(message):
-    # BUG: _clean() cuts str(exc) at the first "b'" (or 'b"') and strips quotes from the end,
-    # so messages are mangled whenever the text itself has "b'" in it or ends in a quote.
-    # Fix: decode exc.err_message rather than parsing the repr of the bytes.
+def test_describe_keeps_the_message_intact(message):
+    # The message is exc.err_message decoded, not cut out of the repr of the bytes: "b'"
+    # inside it, a quote at its end and non-ASCII text come through unchanged.
     got, _ = describe(dbus_error(errno.ENOENT, "org.freedesktop.DBus.Error.FileNotFound",
                                  message))
     assert got == message.rstrip(".")

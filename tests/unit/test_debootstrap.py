@@ -262,11 +262,11 @@ def test_progress_ignores_blank_and_other_lines():
     assert _progress(["", "dpkg: warning: something", "E: boom"]) == []
 
 
-def test_bug_progress_counts_only_packages():
-    # BUG: "I: Retrieving InRelease", "I: Retrieving Packages" (the index files) and the
-    # stage headers "I: Unpacking required packages..." / "I: Configuring required
-    # packages..." match the package pattern: the user reads "downloading: 1 packages"
-    # twice before any package is fetched, and 21 instead of 20 unpacked/configured.
+def test_progress_counts_only_packages():
+    # "I: Retrieving InRelease", "I: Retrieving Packages" (the index files) and the stage
+    # headers "I: Unpacking required packages..." / "I: Configuring required packages..."
+    # look like packages but are not counted: no "downloading: 1 packages" before any
+    # package is fetched, 20 unpacked/configured and not 21.
     out = _progress(DEBOOTSTRAP_LOG.splitlines())
     counts = [line for line in out if line.endswith(" packages") and ": " in line
               and line.split(":")[0].strip() in ("downloading", "extracting", "unpacking",

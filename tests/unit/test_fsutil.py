@@ -99,8 +99,8 @@ def test_write_atomic_replaces_a_symlink_not_its_target(tmp_path):
     assert not link.is_symlink() and link.read_text() == "new"
 
 
-def test_bug_write_atomic_leaves_no_temp_file_when_writing_fails(tmp_path):
-    # BUG: a failed write (here: text that cannot be encoded) leaves .f.PID.tmp behind.
+def test_write_atomic_leaves_no_temp_file_when_writing_fails(tmp_path):
+    # a failed write (here: text that cannot be encoded) leaves no .f.PID.tmp behind
     target = tmp_path / "f"
     with pytest.raises(UnicodeEncodeError):
         write_atomic(target, "bad \udcff surrogate")
