@@ -333,10 +333,9 @@ class LocalHost:
 
 
 # The testbed's containers live on documentation-range subnets (RFC 5737), never on the
-# private ranges nspawnctl's own pool picks from on a real host: the default network here, and
-# a pool for the networks tests make.
+# private ranges nspawnctl's own pool picks from on a real host: the default network here;
+# the networks tests make name their subnets in 192.0.2.128/25.
 DEFAULT_SUBNET = "192.0.2.0/25"
-SUBNET_POOL = "192.0.2.128/25"
 
 
 def prepare_networks(host):

@@ -42,5 +42,5 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
             network.join(paths, dst, cfg)  # given back if the commit fails
             finish(store, stage, dst, cfg, dst, lower, like=src)
     if network.managed(cfg):
-        network.joined(paths, cfg)
+        network.joined(paths, dst, cfg)
     return {"name": dst, "from": src, "method": method}

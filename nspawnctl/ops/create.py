@@ -69,7 +69,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             finish(store, stage, name, cfg, cfg.hostname or name, lower)
         if address is not None:
             info["address"] = str(address)
-            network.joined(paths, cfg)
+            network.joined(paths, name, cfg)
     _reload_if_loaded(name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info

@@ -49,21 +49,25 @@ def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address
     other network NAME was on.  Returns the address, or None when cfg has no nspawnctl
     network."""
     state = network_state(paths)
+    if managed(cfg):
+        state.get(cfg.network)  # refuses an unknown network (changing nothing); makes default
     check_ports(paths, name, cfg)
     if any(net.name != cfg.network for net, _ in state.leased(name)):
         state.release(name)  # it moves to another network (or to none)
     if not managed(cfg):
         return None
-    state.get(cfg.network)  # refuses an unknown network; makes the default one
     return state.lease(cfg.network, name)
 
 
-def joined(paths: Paths, cfg: ContainerConfig):
+def joined(paths: Paths, name: str, cfg: ContainerConfig):
     """After a container joined cfg's network (create, clone): the boot unit installed, its
     ports published, its peers able to find it by name."""
     ensure_host_unit(paths)
     apply_host(paths)
-    write_hosts(paths, network_state(paths).get(cfg.network))
+    # The others learn its name now; its own hosts file is written when it starts, so the
+    # fresh tree holds nothing nspawnctl did not have to write (an --overlay upper layer stays
+    # its identity alone).
+    write_hosts(paths, network_state(paths).get(cfg.network), skip=name)
 
 
 def leave(paths: Paths, name: str):
@@ -219,7 +223,8 @@ def write_all_hosts(paths: Paths):
         write_hosts(paths, net)
 
 
-def write_hosts(paths: Paths, net: Network, only: str | None = None):
+def write_hosts(paths: Paths, net: Network, only: str | None = None,
+                skip: str | None = None):
     """Every container of net (or only that one) finds the others by name: a block in each
     one's /etc/hosts, kept apart from the rest of the file, which stays the container's own."""
     state = network_state(paths)
@@ -227,16 +232,17 @@ def write_hosts(paths: Paths, net: Network, only: str | None = None):
     state.dir.mkdir(parents=True, exist_ok=True)
     # Under the host lock: two creates at once must not write each other's stale view last.
     with flocked(state.dir / "host.lock", lambda: None):
-        _write_hosts(paths, state, net, only)
+        _write_hosts(paths, state, net, only, skip)
 
 
-def _write_hosts(paths: Paths, state: NetworkState, net: Network, only: str | None):
+def _write_hosts(paths: Paths, state: NetworkState, net: Network, only: str | None,
+                 skip: str | None):
     from ..network import resolv
     block = [HOSTS_BEGIN.format(network=net.name)]
     block += [f"{address}\t{name}" for address, name in state.hosts_for(net.name)]
     block.append(HOSTS_END)
     for name in state.leases(net.name):
-        if only is not None and name != only:
+        if (only is not None and name != only) or name == skip:
             continue
         tree = paths.tree(name)
         try:

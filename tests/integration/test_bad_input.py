@@ -224,9 +224,9 @@ CASES = [
          says=f"cannot import {EMPTY}: tarball is not a valid tar archive"),
     # A gzip whose data is intact but whose CRC is not: tar stops before the CRC is read.
     case("tar-gzip-bad-checksum", "create", NEW, "--from", f"tar:{BAD_CRC}",
-         says=f"cannot import {BAD_CRC}: compressed data is corrupt: CRC check failed"),
+         says=f"cannot import {BAD_CRC}: tarball is corrupt: CRC check failed"),
     case("tar-bzip2-garbage", "create", NEW, "--from", f"tar:{BAD_BZIP2}",
-         says=f"cannot import {BAD_BZIP2}: compressed data is corrupt"),
+         says=f"cannot import {BAD_BZIP2}: tarball is corrupt"),
     case("dir-missing", "create", NEW, "--from", f"dir:{WORK}/missing",
          says="no such directory"),
     case("dir-is-a-file", "create", NEW, "--from", f"dir:{ARCHIVE}", says="no such directory"),

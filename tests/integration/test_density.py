@@ -125,6 +125,15 @@ def test_density(host, nspawnctl, fleet, figures):
     figures("density: of those, degraded (a unit failed under the boot storm)", len(degraded))
     rows = listing(nspawnctl)
     assert all(rows[name]["state"] == "running" for name in fleet), rows
+    # every one on the default network, each with its own address configured inside: what
+    # machined sees in the containers (its ADDRESSES column), not nspawnctl's leases
+    seen = {}
+    for line in host.run(["machinectl", "list", "--no-legend", "--no-pager"]).stdout.splitlines():
+        words = line.split()
+        if words and words[0] in fleet:
+            seen[words[0]] = words[-1]
+    assert all(seen.get(name) == rows[name]["address"][0] for name in fleet), (seen, rows)
+    figures("density: containers with their own address, as machined sees it", len(seen))
 
     # Memory, two ways.  Pss of each container's processes counts what its processes map,
     # including its own copy of libc and systemd (the clones are copies: no page sharing

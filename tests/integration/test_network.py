@@ -183,7 +183,7 @@ def test_oci_container_egress_and_published_ports(host, nspawnctl, world, made, 
 def test_containers_find_each_other_by_name_and_networks_are_isolated(
         host, nspawnctl, world, made, web_image):
     nspawnctl("network", "create", "n1", "--subnet", "192.0.2.128/26")
-    nspawnctl("network", "create", "n2", "--subnet", "192.0.2.192/26")
+    nspawnctl("network", "create", "n2", "--subnet", "192.0.2.192/27")
     try:
         a = made("na", "--from", web_image, "--network", "n1")
         b = made("nb", "--from", web_image, "--network", "n1")
