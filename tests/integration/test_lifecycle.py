@@ -182,3 +182,22 @@ def test_shell_runs_a_login_shell_command(host, nspawnctl, made):
     assert "nobody" in r.stdout, str(r)
     nspawnctl("stop", name)
     assert f"{name} is not running" in nspawnctl.fails("shell", name).error
+
+
+def test_a_limit_set_live_does_not_outlive_a_change_or_the_container(host, nspawnctl, made):
+    """Live limits go to /run/systemd/system.control, which overrides /etc: a later set on
+    the stopped container, or a new container of the same name, must not inherit them."""
+    name = made("runtime-limit", "--network", "none")
+    unit = f"systemd-nspawn@{name}.service"
+    nspawnctl("start", name)
+    nspawnctl("set", name, "--memory", "300M")
+    control = f"/run/systemd/system.control/{unit}.d/50-MemoryMax.conf"
+    assert host.run(["test", "-e", control]).returncode == 0  # systemd 252's own name for it
+    nspawnctl("stop", name)
+    nspawnctl("set", name, "--memory", "infinity")
+    assert host.run(["systemctl", "show", "-P", "MemoryMax", unit]).stdout.strip() == "infinity"
+    nspawnctl("start", name)
+    nspawnctl("set", name, "--memory", "200M")
+    nspawnctl("remove", "--force", name)
+    nspawnctl("create", name, "--network", "none")
+    assert host.run(["systemctl", "show", "-P", "MemoryMax", unit]).stdout.strip() == "infinity"
