@@ -66,8 +66,9 @@ def write_atomic(path: Path, text: str, mode: int = 0o644):
 
 
 @contextlib.contextmanager
-def flocked(path: Path, on_busy: Callable[[], None]):
-    """Hold an exclusive flock() on path (made 0600 if missing) for the with-block.
+def flocked(path: Path, on_busy: Callable[[], None], shared: bool = False):
+    """Hold an exclusive (or with shared, a shared) flock() on path (made 0600 if missing)
+    for the with-block.
 
     When another process holds it, on_busy() is called first: raise there to give up at once,
     or return to wait for it.  flock() locks die with their process, so a killed nspawnctl
@@ -77,11 +78,12 @@ def flocked(path: Path, on_busy: Callable[[], None]):
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
             except BlockingIOError:
                 on_busy()
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                fcntl.flock(fd, mode)
             if _same_file(fd, path):
                 yield
                 return

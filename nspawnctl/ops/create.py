@@ -6,6 +6,7 @@ Base trees (debootstrap results, unpacked images) are cached by key in images.py
 create of the same kind is a clone.
 """
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -21,7 +22,7 @@ from ..settings.model import ContainerConfig
 from ..sources import debootstrap, split_source, tarball
 from ..store import overlay
 from ..store.containers import Store
-from ..store.images import ensure_image
+from ..store.images import held_image
 from ..systemd.bus import Bus
 from . import network
 from .common import Report, require_root
@@ -54,19 +55,24 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             tree = stage / "tree"
             info: dict[str, Any] = {"name": name, "source": source}
             lower = None
-            if kind in BASE_KINDS:
-                base = _debootstrap_base(paths, spec, report) if kind == "debootstrap" \
-                    else _image_base(source, platform, report)
-                cfg, lower = _from_base(paths, stage, cfg, info, base, use_overlay, report)
-            elif kind == "tar":
-                tree.mkdir(mode=0o755)
-                tarball.import_tar(Path(rest), tree, warn=report)
-                info["method"] = "import"
-            else:
-                tarball.import_dir(Path(rest), tree)
-                info["method"] = "import"
-            address = network.join(paths, name, cfg)  # given back if the commit fails
-            finish(store, stage, name, cfg, cfg.hostname or name, lower)
+            with contextlib.ExitStack() as held:
+                if kind in BASE_KINDS:
+                    base = _debootstrap_base(paths, spec, report) if kind == "debootstrap" \
+                        else _image_base(source, platform, report)
+                    # held until the commit: `images prune` cannot take it away meanwhile
+                    image, cached = held.enter_context(
+                        held_image(paths, base.key, base.meta, base.build, report))
+                    cfg, lower = _from_base(stage, cfg, info, base, image, cached, use_overlay,
+                                            report)
+                elif kind == "tar":
+                    tree.mkdir(mode=0o755)
+                    tarball.import_tar(Path(rest), tree, warn=report)
+                    info["method"] = "import"
+                else:
+                    tarball.import_dir(Path(rest), tree)
+                    info["method"] = "import"
+                address = network.join(paths, name, cfg)  # given back if the commit fails
+                finish(store, stage, name, cfg, cfg.hostname or name, lower)
         if address is not None:
             info["address"] = str(address)
             network.joined(paths, name, cfg)
@@ -155,12 +161,12 @@ def _image_base(source: str, platform: str | None, report: Report) -> Base:
     return Base(key, meta, build, config)
 
 
-def _from_base(paths: Paths, stage: Path, cfg: ContainerConfig, info: dict, base: Base,
-               use_overlay: bool, report: Report) -> tuple[ContainerConfig, Path | None]:
-    """Stage a tree from base (built first if not cached): a clone in stage/tree, or with
+def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image: Path,
+               cached: bool, use_overlay: bool,
+               report: Report) -> tuple[ContainerConfig, Path | None]:
+    """Stage a tree from base's cached tree (image): a clone in stage/tree, or with
     use_overlay empty layers in stage/layers over it.  info records how; returns cfg naming
     the base (and for an image running its command), and the lower tree of an overlay."""
-    image, cached = ensure_image(paths, base.key, base.meta, base.build, report)
     if cached:
         report(f"using cached base tree {base.key}")
     lower = None

@@ -13,4 +13,4 @@ def list_images(paths: Paths) -> list[dict]:
 def prune(paths: Paths) -> list[str]:
     """Remove the base trees no container uses; returns their keys."""
     require_root()
-    return images.prune(paths, usage_by_image(paths))
+    return images.prune(paths, lambda: usage_by_image(paths))

@@ -1,6 +1,7 @@
 """What `list` and `status` show: the store's containers joined with systemd's and machined's
 view of them, read with as few D-Bus calls as possible (two for the whole list)."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -126,12 +127,17 @@ def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
 
 
 def usage_by_image(paths: Paths) -> dict[str, int]:
+    """How many containers use each base tree: the one their settings name, and, for an
+    --overlay container, the one its mount unit really stacks on (a hand-edited .nspawn file
+    without its image comment must not let prune delete a live overlay's lower tree)."""
     counts: dict[str, int] = {}
     for name in Store(paths).names():
-        try:
-            image = load_config(paths, name).image
-        except Error:
-            continue
-        if image:
-            counts[image] = counts.get(image, 0) + 1
+        keys: set[str] = set()
+        with contextlib.suppress(Error):
+            keys.add(load_config(paths, name).image or "")
+        lower = overlay.lower_of(paths, name)
+        if lower is not None and lower.parent.parent == paths.images:
+            keys.add(lower.parent.name)
+        for key in keys - {""}:
+            counts[key] = counts.get(key, 0) + 1
     return counts

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import Error
@@ -36,6 +36,26 @@ def read_meta(path: Path) -> dict | None:
         return json.loads((path / "meta.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def held_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], None],
+               report: Callable[[str], None]) -> Iterator[tuple[Path, bool]]:
+    """ensure_image(), and then the base tree held for the with-block: a shared lock on its
+    key that `images prune` must wait for, taken before the tree is looked at.  A create
+    holds it from choosing the base until its commit, when the new container counts as a user
+    (prune counts users again once it has the lock)."""
+    cached = True
+    while True:
+        mkdir_private(paths.state)
+        paths.images.mkdir(parents=True, exist_ok=True)
+        with flocked(paths.images / f".{key}.lock", lambda: None, shared=True):
+            if _cached(image_dir(paths, key), key, meta):
+                yield image_dir(paths, key), cached
+                return
+        # not there (or pruned meanwhile): build it under the exclusive lock, then hold it
+        _, was_cached = ensure_image(paths, key, meta, build, report)
+        cached = cached and was_cached
 
 
 def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], None],
@@ -99,14 +119,17 @@ def list_images(paths: Paths, usage: dict[str, int]) -> list[dict]:
     return rows
 
 
-def prune(paths: Paths, usage: dict[str, int]) -> list[str]:
+def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
     """Remove the base trees no container uses; one that cannot be removed is reported (a
-    warning) and skipped, the others still go."""
+    warning) and skipped, the others still go.  Users are counted again under each tree's
+    lock, which a create holds from choosing a base until its commit (held_image)."""
     removed = []
-    for row in list_images(paths, usage):
+    for row in list_images(paths, usage()):
         if row["containers"]:
             continue
         with _image_lock(paths, row["key"], lambda _m: None):
+            if usage().get(row["key"]):
+                continue  # a create committed a container on it while we waited
             try:
                 remove_tree(image_dir(paths, row["key"]))
             except OSError as e:
