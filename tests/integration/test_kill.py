@@ -397,6 +397,15 @@ def test_kill_clone(host, nspawnctl, full, figures, base):
     check_whole(host, nspawnctl, base)  # the source is untouched
 
 
+def live_memory_max(host, name) -> int:
+    return int(host.run(["systemctl", "show", "-P", "MemoryMax",
+                         f"systemd-nspawn@{name}.service"]).stdout.strip())
+
+
+def size_bytes(text: str) -> int:
+    return int(text[:-1]) << {"M": 20, "G": 30}[text[-1]]
+
+
 def test_kill_set(host, nspawnctl, full, figures, base):
     """set on a running container (settings rewritten, the limit applied live over D-Bus):
     after a kill the limit is the old one or the new one, and the settings still parse."""
@@ -425,6 +434,10 @@ def test_kill_set(host, nspawnctl, full, figures, base):
             assert seen in (f"mem={old}", f"mem={new}"), (old, new, seen)
             nspawnctl("set", name, "--memory", new)  # the rerun
             assert limit() == f"mem={new}"
+            # the running unit, not only the files: a kill between writing them and the live
+            # update must not leave it on the old value once the command has run again
+            assert live_memory_max(host, name) == size_bytes(new), (new, live_memory_max(
+                host, name))
             tally.record(trial, delay, where, seen == f"mem={new}", problems)
             old = new
         assert nspawnctl("exec", name, "--", "true").returncode == 0  # still running
