@@ -247,11 +247,13 @@ def _write_hosts(paths: Paths, state: NetworkState, net: Network, only: str | No
         tree = paths.tree(name)
         try:
             old = resolv.read_etc_file(tree, "hosts") or ""
-        except Error:
-            continue  # a container whose /etc is no directory: nothing to do there
-        text = merge_hosts(old, block)
-        if text != old:
-            resolv.write_etc_file(tree, "hosts", text)
+            text = merge_hosts(old, block)
+            if text != old:
+                resolv.write_etc_file(tree, "hosts", text)
+        except (Error, OSError):
+            # a container removed meanwhile (its lease goes with it), or whose /etc is no
+            # directory: nothing to write there
+            continue
 
 
 def merge_hosts(old: str, block: list[str]) -> str:
