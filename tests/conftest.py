@@ -63,6 +63,22 @@ def nspawnctl(host):
     return Nspawnctl(host)
 
 
+@pytest.fixture(scope="module")
+def made(nspawnctl):
+    """Create containers on demand, as a user types it; each module's are removed at its end
+    (also running ones), newest first."""
+    names = []
+
+    def make(name, *options):
+        nspawnctl("create", name, *options)
+        names.append(name)
+        return name
+
+    yield make
+    for name in reversed(names):
+        nspawnctl("remove", "--force", name, check=False)
+
+
 def pytest_addoption(parser):
     parser.addoption("--full", action="store_true",
                      help="run the long fault and load tests with their full counts "

@@ -113,6 +113,11 @@ class NetworkState:
         return [(self._network(net, data), ipaddress.IPv4Address(leases[container]))
                 for net, leases in sorted(data["leases"].items()) if container in leases]
 
+    def all_leases(self) -> dict[tuple[str, str], ipaddress.IPv4Address]:
+        """(network, container) -> address for every lease, from one read of the registry."""
+        return {(net, c): ipaddress.IPv4Address(a)
+                for net, leases in self._read()["leases"].items() for c, a in leases.items()}
+
     def holders(self) -> set[str]:
         """Every container that holds a lease on any network."""
         return {c for leases in self._read()["leases"].values() for c in leases}

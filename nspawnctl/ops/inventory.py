@@ -82,9 +82,7 @@ def list_containers(paths: Paths) -> list[dict]:
 def _leases(paths: Paths) -> dict[tuple[str, str], str]:
     """(network, container) -> address, from nspawnctl's own state: one file read instead of
     one machined call per container."""
-    state = network_state(paths)
-    return {(net.name, container): str(address) for net in state.networks()
-            for container, address in state.leases(net.name).items()}
+    return {key: str(address) for key, address in network_state(paths).all_leases().items()}
 
 
 def _addresses(bus: Bus, cfg: ContainerConfig, name: str, running: set[str],

@@ -261,7 +261,7 @@ def merge_hosts(old: str, block: list[str]) -> str:
     lines = old.splitlines()
     out, inside_block = [], False
     for line in lines:
-        if line.startswith("# nspawnctl: containers of network"):
+        if line.startswith(HOSTS_BEGIN.split("{")[0]):
             inside_block = True
             continue
         if inside_block:

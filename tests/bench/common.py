@@ -63,8 +63,8 @@ class BenchError(Exception):
     pass
 
 
-class Seconds(float):
-    """A median in seconds that remembers its samples."""
+class Median(float):
+    """The median of samples, which it remembers (the table shows their min-max)."""
     samples: list
 
     def __new__(cls, samples):
@@ -72,6 +72,8 @@ class Seconds(float):
         self.samples = list(samples)
         return self
 
+
+class Seconds(Median):
     def __str__(self):
         return fmt_seconds(self)
 
@@ -192,14 +194,8 @@ def _fstype(path: str) -> str:
 
 # --- the table -----------------------------------------------------------------------------
 
-class Rate(float):
-    """A median rate in MB/s (higher is faster) that remembers its samples."""
-    samples: list
-
-    def __new__(cls, samples):
-        self = super().__new__(cls, statistics.median(samples))
-        self.samples = list(samples)
-        return self
+class Rate(Median):
+    """A median rate in MB/s (higher is faster)."""
 
     def __str__(self):
         return f"{self:.0f} MB/s"

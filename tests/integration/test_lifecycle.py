@@ -10,19 +10,6 @@ from tests.integration.helpers import MACHINES, guest_running, listing, wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def made(nspawnctl):
-    """Create containers on demand (from the cached default base); remove them at the end."""
-    names = []
-
-    def make(name, *options):
-        nspawnctl("create", name, *options)
-        names.append(name)
-        return name
-
-    yield make
-    for name in names:
-        nspawnctl("remove", "--force", name, check=False)
 
 
 def test_create_start_exec_stop_remove(host, nspawnctl, made):

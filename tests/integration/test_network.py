@@ -61,18 +61,6 @@ def world(host):
         yield w
 
 
-@pytest.fixture(scope="module")
-def made(nspawnctl):
-    names = []
-
-    def make(name, *options):
-        nspawnctl("create", name, *options)
-        names.append(name)
-        return name
-
-    yield make
-    for name in reversed(names):
-        nspawnctl("remove", "--force", name, check=False)
 
 
 def wget_fails(nspawnctl, name, url):
