@@ -368,10 +368,25 @@ def open_host(log=print, binds=()):
     t0 = time.monotonic()
     tree = build_tree(log)
     build_s = time.monotonic() - t0
-    with Testbed(tree, log, binds) as bed:
+    with _one_testbed(log), Testbed(tree, log, binds) as bed:
         log(f"testbed: tree ready in {build_s:.1f} s, copied in {bed.copy_seconds:.1f} s, "
             f"booted in {bed.boot_seconds:.1f} s")
         yield bed
+
+
+@contextlib.contextmanager
+def _one_testbed(log):
+    """One testbed at a time on a machine: two would share the host's cgroup tree, the machine
+    name and the stale-run cleanup, and flake.  A second run waits here for the first."""
+    import fcntl
+    RUNS.mkdir(parents=True, exist_ok=True)
+    with open(RUNS / "nspawnctl-testbed-lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("testbed: another testbed runs on this machine; waiting for it to end")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 # --- cleanup -------------------------------------------------------------------------------
