@@ -48,10 +48,63 @@ def mkdir_private(path: Path):
         path.mkdir(mode=0o700)
 
 
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    """This boot's id, short: 12 hex digits are plenty to tell two boots apart."""
+    try:
+        return _BOOT_ID.read_text().strip().replace("-", "")[:12]
+    except OSError:
+        return "noboot"
+
+
+def owner_token() -> str:
+    """PID-BOOT: who owns a staging directory or temporary file.  The boot id is part of it
+    because after a reboot (or a power cut) PIDs start again from 1: a dead command's PID may
+    well belong to a live process of the next boot."""
+    return f"{os.getpid()}-{boot_id()}"
+
+
+def owner_is_dead(token: str) -> bool:
+    """For an owner_token(): is its process gone (or from another boot)?  A bare PID (the
+    token of nspawnctl before boot ids) is judged by the PID alone."""
+    pid, _, boot = token.partition("-")
+    if not (pid.isascii() and pid.isdigit()):
+        raise ValueError(f"not an owner token: {token!r}")
+    if boot and boot != boot_id():
+        return True
+    return not pid_alive(int(pid))
+
+
+def fsync_dir(path: Path):
+    """Make the entries of directory path durable (a rename or unlink in it survives a power
+    cut once this returns)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_filesystem(path: Path):
+    """syncfs(2) of the filesystem holding path: every file written there reaches the disk.
+    Called once before a tree is renamed into place, so that after a power cut a committed
+    tree is never one whose files are still empty (ext4 writes data lazily)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, text: str, mode: int = 0o644):
-    """Write path so that readers see the old content or the new, never a torn file."""
+    """Write path so that readers see the old content or the new, never a torn file, also
+    after a power cut: the data is synced before the rename, the rename after it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{owner_token()}.tmp")
     try:
         with open(tmp, "w") as f:
             f.write(text)
@@ -63,6 +116,7 @@ def write_atomic(path: Path, text: str, mode: int = 0o644):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
 
 
 @contextlib.contextmanager

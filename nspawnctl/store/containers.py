@@ -16,11 +16,14 @@ from pathlib import Path
 from ..errors import Error
 from ..fsutil import (
     flocked,
+    fsync_dir,
     mkdir_private,
     mounts_under,
-    pid_alive,
+    owner_is_dead,
+    owner_token,
     remove_tree,
     rename_noreplace,
+    sync_filesystem,
     unlink_lock,
 )
 from ..names import check_name
@@ -103,7 +106,7 @@ class Store:
         self._make_roots()
         area = self.paths.staging_in(parent)
         area.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = Path(tempfile.mkdtemp(prefix=f"{label}.{os.getpid()}.", dir=area))
+        path = Path(tempfile.mkdtemp(prefix=f"{label}.{owner_token()}.", dir=area))
         try:
             yield path
         finally:
@@ -166,12 +169,18 @@ class Store:
     # install and remove
 
     def install(self, staged_tree: Path, name: str):
-        """Move a complete tree into place: the commit point of create."""
+        """Move a complete tree into place: the commit point of create.
+
+        Durable in this order: the tree's files and the settings (written before) reach the
+        disk first (one syncfs), then the rename, then the directory that holds it; so after
+        a power cut the container is whole or absent, never a tree of empty files."""
         self._make_roots()
+        sync_filesystem(staged_tree)
         try:
             rename_noreplace(staged_tree, self.paths.tree(name))
         except FileExistsError:
             raise Error(f"a container named {name!r} already exists") from None
+        fsync_dir(self.paths.machines)
 
     def remove(self, name: str):
         """Delete NAME's tree and settings.  Never follows a symlink out of the store, nor
@@ -187,6 +196,7 @@ class Store:
             # The rename is the commit point: from here on the container is gone for everyone,
             # and if we die the trash is swept as a dead process's staging directory.
             os.rename(tree, trash / "tree")
+            fsync_dir(self.paths.machines)
             self.remove_settings(name)
 
     def remove_settings(self, name: str, only_ours: bool = False):
@@ -245,13 +255,13 @@ def _unlink(path: Path):
 
 
 def _owner_is_dead(entry: str) -> bool:
-    """For LABEL.PID.RANDOM (staging) and .FILE.PID.tmp (write_atomic): is PID gone?
-    LABEL and FILE may hold dots (names do), RANDOM and tmp never do."""
+    """For LABEL.OWNER.RANDOM (staging) and .FILE.OWNER.tmp (write_atomic), OWNER an
+    fsutil.owner_token(): is its owner gone?  LABEL and FILE may hold dots (names do), RANDOM
+    and tmp never do."""
     try:
-        pid = int(entry.rsplit(".", 2)[-2])
+        return owner_is_dead(entry.rsplit(".", 2)[-2])
     except (IndexError, ValueError):
         return False
-    return not pid_alive(pid)
 
 
 def _is_ours(path: Path) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import flocked, mkdir_private, remove_tree, tree_size
+from ..fsutil import flocked, fsync_dir, mkdir_private, remove_tree, sync_filesystem, tree_size
 from ..paths import Paths
 from .containers import Store
 
@@ -82,7 +82,9 @@ def ensure_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], Non
                         build_seconds=round(time.monotonic() - t0, 2), size=tree_size(tree))
             (stage / "meta.json").write_text(json.dumps(meta, indent=2))
             remove_tree(final)  # an entry without meta.json is a leftover, not an image
+            sync_filesystem(stage)  # the tree on disk before the rename that commits it
             os.rename(stage, final)
+            fsync_dir(paths.images)
     return final, False
 
 

@@ -161,3 +161,21 @@ def test_pid_alive():
     child = subprocess.Popen(["true"])
     child.wait()
     assert not pid_alive(child.pid)
+
+
+def test_owner_token_names_this_process_and_boot():
+    from nspawnctl.fsutil import boot_id, owner_is_dead, owner_token
+    token = owner_token()
+    assert token == f"{os.getpid()}-{boot_id()}" and len(boot_id()) == 12
+    assert not owner_is_dead(token)
+    assert owner_is_dead(f"{os.getpid()}-{'f' * 12}")  # same PID, another boot
+    assert not owner_is_dead(str(os.getpid()))          # a bare PID: the PID decides
+    with pytest.raises(ValueError):
+        owner_is_dead("abc-def")
+
+
+def test_write_atomic_leaves_no_temporary_file(tmp_path):
+    from nspawnctl.fsutil import write_atomic
+    write_atomic(tmp_path / "f", "one")
+    write_atomic(tmp_path / "f", "two", mode=0o600)
+    assert os.listdir(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "two"

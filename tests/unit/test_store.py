@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from nspawnctl.errors import Error
+from nspawnctl.fsutil import owner_token
 from nspawnctl.paths import Paths
 from nspawnctl.store.containers import OWNED_MARK, Store
 
@@ -194,7 +195,7 @@ def test_a_lock_whose_file_was_deleted_by_its_holder_is_taken_again(tmp_path):
 def test_staging_is_private_and_removed_on_exit(store, paths):
     with store.staging(paths.machines, "create-x") as stage:
         assert stage.parent == paths.staging_in(paths.machines)
-        assert stage.name.startswith(f"create-x.{os.getpid()}.")
+        assert stage.name.startswith(f"create-x.{owner_token()}.")
         assert stat.S_IMODE(stage.stat().st_mode) == 0o700
         (stage / "tree/etc").mkdir(parents=True)
         (stage / "tree/etc/f").write_text("x")
@@ -221,6 +222,23 @@ def test_what_is_renamed_out_of_staging_survives(store, paths):
 
 
 # sweep
+
+def test_staging_of_a_live_pid_from_another_boot_is_swept(store, paths):
+    # After a reboot PIDs start again: this process's PID under another boot id is a dead
+    # command's directory, whatever runs under that PID now.
+    mine = owner_token()
+    other_boot = f"{os.getpid()}-{'0' * 12}"
+    assert mine != other_boot
+    stale = paths.staging_in(paths.machines) / f"create-x.{other_boot}.abc123"
+    live = paths.staging_in(paths.machines) / f"create-y.{mine}.abc123"
+    stale.mkdir(parents=True)
+    live.mkdir()
+    temp = paths.nspawn / f".x.nspawn.{other_boot}.tmp"
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_text("half")
+    store.sweep()
+    assert not stale.exists() and not temp.exists()
+    assert live.exists()
 
 def _staging_dir(parent: Path, label: str, pid: int) -> Path:
     d = parent / ".nspawnctl-staging" / f"{label}.{pid}.abc123"
