@@ -213,8 +213,9 @@ def existing(app, names) -> list[str]:
 def remove(app, names, force):
     """Remove containers: their trees and settings."""
     from .ops.remove import remove as delete
-    for name in existing(app, names):
-        delete(app.paths, name, force=force, report=progress)
+    names = existing(app, names)
+    for i, name in enumerate(names):
+        delete(app.paths, name, force=force, report=progress, along=tuple(names[i + 1:]))
         click.echo(f"removed {name}")
 
 
@@ -449,6 +450,27 @@ def network_attach(app, name):
     """Configure a just-started container's network (its unit's ExecStartPost=)."""
     from .ops.network import attach_running
     attach_running(app.paths, name, report=progress)
+
+
+@cli.command()
+@pass_app
+def recover(app):
+    """Finish or roll back what a crash left half-done (runs at boot, before any container)."""
+    from .ops.common import require_root
+    from .ops.host import recover as make_whole
+    require_root()
+    for line in make_whole(app.paths):
+        click.echo(line)
+
+
+@cli.command("install-units", hidden=True)
+@pass_app
+def install_units(app):
+    """Install nspawnctl's boot-time units (the README's commands run this)."""
+    from .ops.common import require_root
+    from .ops.host import ensure_units
+    require_root()
+    ensure_units(app.paths)
 
 
 @cli.command()

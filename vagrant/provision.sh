@@ -43,6 +43,8 @@ install_nspawnctl() {
         echo "$want" > "$stamp"
     fi
     ln -sf "$PREFIX/bin/nspawnctl" /usr/local/bin/nspawnctl
+    # nspawnctl's boot-time units (units/): the store is made whole before containers start
+    "$PREFIX/bin/nspawnctl" install-units
 }
 
 case "${1:-}" in

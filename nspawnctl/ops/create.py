@@ -24,7 +24,7 @@ from ..store import overlay
 from ..store.containers import Store
 from ..store.images import held_image
 from ..systemd.bus import Bus
-from . import network
+from . import host, network, order
 from .common import Report, require_root
 
 BASE_KINDS = ("debootstrap", "oci-archive", "docker-archive", "oci")
@@ -37,6 +37,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
     require_root()
     store = Store(paths)
     store.require_absent(name)
+    host.ensure_units(paths)  # the boot-time recovery, for this container's first start
     kind, rest = split_source(source)
     if use_overlay and kind not in BASE_KINDS:
         raise Error(f"--overlay needs a cached base tree, and {kind}: sources are imported "
@@ -45,6 +46,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
     if kind == "debootstrap":
         spec = dataclasses.replace(spec, suite=rest)
         debootstrap.check_spec(spec)
+    order.check(paths, name, cfg)  # refused now, not after a bootstrap: unknown names, cycles
     if network.managed(cfg):  # refused now, not after a bootstrap: unknown network, taken port
         network.network_state(paths).get(cfg.network)
         network.check_ports(paths, name, cfg)
@@ -114,6 +116,7 @@ def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname:
             write_atomic(nspawn, before)
         raise
     if lower is not None:
+        overlay.enable(paths, name)  # after the commit; a crash before it: recover does it
         overlay.mount_tree(paths, name, lower)
 
 

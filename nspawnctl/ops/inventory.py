@@ -47,7 +47,8 @@ def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
             "address": addresses or None,
             "ports": [str(p) for p in cfg.ports] or None,
             "image": cfg.image, "enabled": is_enabled(paths, name),
-            "limits": limits_text(cfg)}
+            "limits": limits_text(cfg),
+            "after": list(cfg.after) or None, "requires": list(cfg.requires) or None}
 
 
 def _bytes(value) -> int | None:

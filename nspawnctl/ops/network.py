@@ -162,7 +162,7 @@ def ensure_host_unit(paths: Paths):
     """Install units/nspawnctl-network.service (brings the host side up at boot and after a
     firewall reload), enable it and start it; nothing when it is already so."""
     from ..systemd.bus import Bus
-    from ..systemd.units import install, render
+    from ..systemd.unitfiles import install, render
     changed = install(paths.units, HOST_UNIT, render(HOST_UNIT))
     with Bus() as bus:
         if changed:

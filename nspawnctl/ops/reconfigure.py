@@ -5,10 +5,10 @@ from typing import Any
 
 from ..paths import Paths, service_unit
 from ..settings.files import load_config, save_config
-from ..settings.model import edit, live_properties, needs_restart
+from ..settings.model import dependencies, edit, live_properties, needs_restart
 from ..store.containers import Store
 from ..systemd.bus import Bus
-from . import network
+from . import network, order
 from .common import require_root
 from .lifecycle import is_active
 
@@ -29,6 +29,8 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
             # reached the running unit or the firewall: roll it forward, it costs little.
             _apply_live(paths, store, name, new)
             return [f"{name}: nothing changed"]
+        if dependencies(new) != dependencies(old):
+            order.check(paths, name, new)
         networked = network.managed(old) or network.managed(new)
         if networked:
             network.join(paths, name, new)  # refuses taken ports and unknown networks

@@ -5,18 +5,27 @@ from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..store.containers import Store
 from ..systemd.bus import Bus
-from . import network
+from . import network, order
 from .common import Report, require_root
 from .inventory import is_enabled
 from .lifecycle import is_active, stop
 
 
-def remove(paths: Paths, name: str, force: bool = False, report: Report = print):
+def remove(paths: Paths, name: str, force: bool = False, report: Report = print,
+           along: tuple[str, ...] = ()):
+    """Remove NAME; along: the other containers this command removes (after it), which may
+    be ordered after it."""
     require_root()
     store = Store(paths)
     store.require(name)
     with store.lock(name):
         store.require(name)
+        left = order.dependents(paths, name, ignoring=along)
+        if left:
+            raise Error(f"{', '.join(left)} {'is' if len(left) == 1 else 'are'} ordered after "
+                        f"{name} (--after/--requires): not removed",
+                        hint=f"remove {'it' if len(left) == 1 else 'them'} too, or: nspawnctl "
+                             f"set {left[0]} --no-requires {name} / --no-after {name}")
         with Bus() as bus:
             if is_active(bus, name):
                 if not force:

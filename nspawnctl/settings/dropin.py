@@ -1,5 +1,5 @@
 """The unit drop-in: the settings that belong to systemd-nspawn@NAME.service, not to the
-container (limits, restart policy).
+container (limits, restart policy, order between containers).
 
 They go into /etc/systemd/system/systemd-nspawn@NAME.service.d/50-nspawnctl.conf (kept across
 restarts) and, while the container runs, the live ones are applied at once with
@@ -10,6 +10,7 @@ declarations in model.py.  Nothing here talks to D-Bus.
 from typing import Any
 
 from ..errors import Error
+from ..systemd.unitfiles import render
 from .model import UNIT_SETTINGS, ContainerConfig
 
 DROPIN_NAME = "50-nspawnctl.conf"
@@ -21,9 +22,6 @@ OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME)
 # CPUQuotaPerSecUSec).  They override the drop-in in /etc until they are deleted.
 LIVE_DROPINS = tuple(f"50-{s.unit.name}.conf" for s in UNIT_SETTINGS
                      if s.unit is not None and s.unit.dbus and s.unit.live)
-HEADER = ("# Limits and restart policy of an nspawnctl container, "
-          "see systemd.resource-control(5).\n"
-          "# Written by nspawnctl: change them with `nspawnctl set`.")
 
 
 def dropin_path(name: str) -> str:
@@ -32,18 +30,20 @@ def dropin_path(name: str) -> str:
 
 
 def render_dropin(cfg: ContainerConfig) -> str:
-    """The [Service] drop-in: only the settings that differ from the template's.
+    """units/container-settings.conf with the settings that differ from the template's.
 
-    No value here is free text, so nothing needs %-escaping (unit files would expand
-    specifiers); the % of CPUQuota= is the percent sign it expects.
+    No value here is free text (container names are hostname labels), so nothing needs
+    %-escaping (unit files would expand specifiers); the % of CPUQuota= is the percent sign
+    it expects.
     """
-    lines = [HEADER, "", "[Service]"]
+    sections: dict[str, list[str]] = {"Unit": [], "Service": []}
     for s in UNIT_SETTINGS:
         assert s.unit is not None
         value = getattr(cfg, s.name)
         if value != getattr(ContainerConfig(), s.name):
-            lines.append(f"{s.unit.name}={s.unit.format(value)}")
-    return "\n".join(lines) + "\n"
+            sections[s.unit.section].append(f"{s.unit.name}={s.unit.format(value)}")
+    return render("container-settings.conf", unit_settings="\n".join(sections["Unit"]),
+                  service_settings="\n".join(sections["Service"]))
 
 
 def parse_dropin(text: str) -> dict[str, Any]:
@@ -67,8 +67,13 @@ def parse_dropin(text: str) -> dict[str, Any]:
             continue
         value = value.strip()
         try:
-            values[setting.name] = setting.unit.parse(value) if value else values[setting.name]
-        except ValueError:
+            if setting.multiple:  # After=/Requires= lines add up, as systemd reads them
+                values[setting.name] = (tuple(values[setting.name]) + setting.unit.parse(value)
+                                        if value else ())
+            else:
+                values[setting.name] = (setting.unit.parse(value) if value
+                                        else values[setting.name])
+        except (ValueError, Error):
             raise Error(f"invalid {key.strip()}= value {value!r} in the unit drop-in") from None
     ContainerConfig(**values)  # validates the restart policy and the limits
     return values

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..fsutil import write_atomic
 from ..paths import Paths
-from ..systemd.units import install, render
+from ..systemd.unitfiles import install, render
 from .dropin import DROPIN_NAME, NETWORK_DROPIN_NAME, OUR_DROPINS, parse_dropin, render_dropin
 from .model import NETWORK_MODES, ContainerConfig
 from .nspawnfile import parse_nspawn, render_nspawn, update_nspawn

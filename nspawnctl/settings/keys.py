@@ -312,8 +312,9 @@ class Comment(NspawnKey):
 
 @dataclass(frozen=True)
 class UnitKey:
-    """A setting of the [Service] section of the container's unit drop-in, and (for limits)
-    the D-Bus property that applies it to the running unit: `live(value)` is its value."""
+    """A setting of the container's unit drop-in (in its [Service] section unless `section`
+    says [Unit]), and (for limits) the D-Bus property that applies it to the running unit:
+    `live(value)` is its value."""
 
     name: str
     format: Callable[[Any], str]

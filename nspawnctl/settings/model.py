@@ -20,8 +20,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import Error
+from ..names import check_name
 from ..network.model import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from ..network.model import DEFAULT as DEFAULT_NETWORK
+from ..paths import service_unit
 from . import keys
 from .values import (
     check_choice,
@@ -130,6 +132,28 @@ def _port_matches(port: Port, text: str) -> bool:
     return port.host_port == int(number) and proto in ("", port.proto)
 
 
+def _name_matches(name: str, text: str) -> bool:
+    return name == check_name(text)
+
+
+def format_units(names: tuple[str, ...]) -> str:
+    """Container names as the unit names After=/Requires= take."""
+    return " ".join(service_unit(n) for n in names)
+
+
+def parse_units(text: str) -> tuple[str, ...]:
+    """The containers an After=/Requires= line names; other units (a hand edit) are not ours
+    to model and are left out."""
+    prefix, suffix = service_unit("|").split("|")
+    return tuple(check_name(u[len(prefix):-len(suffix)]) for u in text.split()
+                 if u.startswith(prefix) and u.endswith(suffix) and len(u) > len(prefix + suffix))
+
+
+def dependencies(cfg: "ContainerConfig") -> tuple[str, ...]:
+    """The containers cfg's container is ordered after (required ones included)."""
+    return tuple(dict.fromkeys(cfg.requires + cfg.after))
+
+
 def _live_limit(value: int | None) -> int:
     return UINT64_INFINITY if value is None else value
 
@@ -213,6 +237,19 @@ class ContainerConfig:
         help="Restart policy of the unit.",
         check=lambda v: check_choice(v, RESTART_POLICIES, "restart policy"),
         unit=keys.UnitKey("Restart", str, str), example=("on-failure",))
+    after: tuple[str, ...] = _setting(
+        (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
+        help="Start after container NAME when both start (repeatable; set --no-after NAME "
+             "removes one).", check=_check_each(check_name),
+        unit=keys.UnitKey("After", format_units, parse_units, section="Unit"),
+        example=("db", "cache"), key=lambda n: n, removes=_name_matches)
+    requires: tuple[str, ...] = _setting(
+        (), flag="--requires", metavar="NAME", parse=check_name, multiple=True,
+        apply=Apply.RELOAD,
+        help="Start container NAME first and stop with it (repeatable; set --no-requires NAME "
+             "removes one).", check=_check_each(check_name),
+        unit=keys.UnitKey("Requires", format_units, parse_units, section="Unit"),
+        example=("db",), key=lambda n: n, removes=_name_matches)
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=lambda v: check_text(v, "image name"), nspawn=keys.Comment("nspawnctl-image"))

@@ -114,8 +114,9 @@ class Store:
             # gone: the command's own outcome stands, with a warning that says why.
             _try_delete(f"staging directory {path}", remove_tree, path)
 
-    def sweep(self, name: str | None = None, locked: bool = False):
-        """Remove staging dirs of dead processes and settings left without a tree.
+    def sweep(self, name: str | None = None, locked: bool = False) -> list[str]:
+        """Remove staging dirs of dead processes and settings left without a tree; returns
+        what it removed.
 
         Settings without a tree are also what a create in progress looks like just before its
         commit, so they are removed only under the name's lock (held by the caller, or taken
@@ -124,26 +125,33 @@ class Store:
         Nothing the sweep cannot delete fails the command that sweeps: it goes on past it and
         says, as a warning line, what it could not delete and why; the next sweep tries again.
         """
+        removed: list[str] = []
+
+        def delete(what: str, how, *args, **kwargs):
+            if _try_delete(what, how, *args, **kwargs):
+                removed.append(what)
+
         for parent in (self.paths.machines, self.paths.images):  # overlays stage in machines
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 if _owner_is_dead(entry):
-                    _try_delete(f"staging directory {area / entry}", remove_tree, area / entry)
+                    delete(f"staging directory {area / entry}", remove_tree, area / entry)
         dropins = self._dropin_dirs()
-        # write_atomic's temporary files (.FILE.PID.tmp) of commands killed while writing
+        # write_atomic's temporary files (.FILE.OWNER.tmp) of commands killed while writing
         for directory in [self.paths.nspawn, self.paths.units, *dropins.values()]:
             for entry in _listdir(directory):
                 if entry.startswith(".") and entry.endswith(".tmp") and _owner_is_dead(entry):
-                    _try_delete(f"temporary file {directory / entry}", _unlink, directory / entry)
+                    delete(f"temporary file {directory / entry}", _unlink, directory / entry)
         if name is not None and locked:
-            if not self.exists(name):
+            if not self.exists(name):  # (not counted: most often there is nothing)
                 _try_delete(f"the settings of {name} (it has no tree)", self.remove_settings,
                             name, only_ours=True)
-            return
+            return removed
         for n in [name] if name else self._settings_names(dropins):
             if not self.exists(n):
                 with contextlib.suppress(Error):  # busy: another command's business
-                    _try_delete(f"the settings of {n} (it has no tree)", self._sweep_locked, n)
+                    delete(f"the settings of {n} (it has no tree)", self._sweep_locked, n)
+        return removed
 
     def _sweep_locked(self, name: str):
         with self.lock(name):  # lock() sweeps name once it holds it
@@ -239,14 +247,17 @@ class Store:
         return cleared
 
 
-def _try_delete(what: str, delete, *args, **kwargs):
-    """delete(*args, **kwargs); an OSError is a warning line saying what and why, no more."""
+def _try_delete(what: str, delete, *args, **kwargs) -> bool:
+    """delete(*args, **kwargs); an OSError is a warning line saying what and why, no more.
+    True when it was deleted."""
     try:
         delete(*args, **kwargs)
     except OSError as e:
         where = f" ({e.filename})" if e.filename and str(e.filename) not in what else ""
         log.warning("warning: could not delete %s: %s%s", what,
                     e.strerror or str(e) or type(e).__name__, where)
+        return False
+    return True
 
 
 def _unlink(path: Path):

@@ -20,9 +20,9 @@ from pathlib import Path
 from ..errors import Error
 from ..fsutil import clone_tree, mount, remove_tree, unmount, write_atomic
 from ..paths import Paths
+from ..systemd.unitfiles import render, template
 
-HEADER = "# The tree of an nspawnctl --overlay container: its base below, its own changes above."
-WANTED_BY = "local-fs.target"
+WANTED_BY = "local-fs.target"  # as units/overlay.mount says
 
 
 def escape_path(path: Path) -> str:
@@ -76,20 +76,31 @@ def make_layers(layer_dir: Path, upper_from: Path | None = None):
 
 
 def write_unit(paths: Paths, name: str, lower: Path):
-    """The mount unit and its enablement (the symlink `systemctl enable` would make; written
-    here to spare a daemon reload: systemd reads new unit files when they are first needed)."""
-    tree = paths.tree(name)
-    write_atomic(unit_file(paths, name), "\n".join([
-        HEADER, "# Written by nspawnctl: removed with the container.", "",
-        "[Unit]", f"Description=Tree of container {name}",
-        f"RequiresMountsFor={lower} {layers(paths, name)}", "",
-        "[Mount]", "What=overlay", f"Where={tree}", "Type=overlay",
-        f"Options={options(lower, layers(paths, name))}", "",
-        "[Install]", f"WantedBy={WANTED_BY}", ""]))
+    """The mount unit (units/overlay.mount), written before the tree's commit; not enabled
+    yet: see enable()."""
+    write_atomic(unit_file(paths, name), render(
+        "overlay.mount", name=name, lower=str(lower), layers=str(layers(paths, name)),
+        tree=str(paths.tree(name)), options=options(lower, layers(paths, name))))
+
+
+def enable(paths: Paths, name: str):
+    """The symlink `systemctl enable` would make (written here to spare a daemon reload:
+    systemd reads new unit files when they are first needed).  Only after the tree's commit:
+    at boot, an enabled mount unit makes its mount point, which would turn the leftovers of a
+    create cut short into a tree that looks whole."""
     link = wants_link(paths, name)
     link.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.symlink(unit_file(paths, name), link)
+
+
+def is_ours(paths: Paths, name: str) -> bool:
+    try:
+        with open(unit_file(paths, name)) as f:
+            # its first line, as units/overlay.mount has it, says whose it is
+            return f.readline() == template("overlay.mount").splitlines(keepends=True)[0]
+    except OSError:
+        return False
 
 
 def lower_of(paths: Paths, name: str) -> Path | None:
@@ -130,7 +141,7 @@ def release(paths: Paths, name: str):
 def remove_files(paths: Paths, name: str, only_ours: bool = False):
     """The unit, its enablement and the layers: what is left once the tree is gone."""
     unit = unit_file(paths, name)
-    if only_ours and unit.exists() and not unit.read_text().startswith(HEADER):
+    if only_ours and unit.exists() and not is_ours(paths, name):
         return
     for path in (wants_link(paths, name), unit):
         with contextlib.suppress(FileNotFoundError):

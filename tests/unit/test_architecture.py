@@ -2,6 +2,7 @@
 README gives one home each stay there (pystemd in systemd/bus.py, processes in run.py)."""
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "nspawnctl"
@@ -124,3 +125,19 @@ def test_every_file_in_units_is_used():
     code = "\n".join(p.read_text() for p in PACKAGE.rglob("*.py"))
     for name in names:
         assert f'"{name}"' in code, f"units/{name} is not used by the code"
+
+
+UNIT_SECTION = re.compile(r"^\[(Unit|Service|Mount|Install|Timer|Socket|Path)\]", re.MULTILINE)
+
+
+def test_no_unit_is_written_from_a_string_in_the_code():
+    """Every unit file comes from units/ (issue 13): no string in the package holds a unit
+    section header (docstrings may name one in passing, not start a line with it)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and UNIT_SECTION.search(node.value):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert offenders == []
+

@@ -43,6 +43,12 @@ def test_unit_mounts_the_layers_over_the_base_and_is_enabled(paths):
     assert f"RequiresMountsFor={lower} {layer}\n" in text
     assert "WantedBy=local-fs.target" in text
     link = overlay.wants_link(paths, "my-app")
+    # enabled only once the tree is committed: an enabled unit would make its mount point at
+    # boot, and the leftovers of a create cut short would look like a whole container
+    assert not os.path.lexists(link)
+    assert overlay.is_ours(paths, "my-app")
+    overlay.enable(paths, "my-app")
+    overlay.enable(paths, "my-app")  # twice is once
     assert link.parent.name == "local-fs.target.wants"
     assert os.readlink(link) == str(overlay.unit_file(paths, "my-app"))
     assert overlay.is_overlay(paths, "my-app")

@@ -26,18 +26,18 @@ def template(name: str) -> str:
                     hint="reinstall nspawnctl") from None
 
 
-def render(name: str, **values: str) -> str:
-    """units/NAME with every @KEY@ replaced by values[key.lower()]; @PYTHON@ defaults to the
+def render(unit: str, /, **values: str) -> str:
+    """units/UNIT with every @KEY@ replaced by values[key.lower()]; @PYTHON@ defaults to the
     interpreter running nspawnctl, so units run the same installation."""
     values.setdefault("python", sys.executable)
 
     def fill(match: re.Match) -> str:
         key = match.group(1).lower()
         if key not in values:
-            raise AssertionError(f"units/{name}: no value for @{match.group(1)}@")
+            raise AssertionError(f"units/{unit}: no value for @{match.group(1)}@")
         return values[key]
 
-    return _PLACEHOLDER.sub(fill, template(name))
+    return _PLACEHOLDER.sub(fill, template(unit))
 
 
 def install(directory: Path, name: str, text: str) -> bool:

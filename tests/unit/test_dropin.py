@@ -23,7 +23,14 @@ LIMITED = ContainerConfig(memory_max=parse_size("512M"), cpu_quota=parse_cpus("1
 
 
 def service_lines(text):
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "[Unit]"
+    return lines[lines.index("[Service]"):]
+
+
+def unit_lines(text):
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    return lines[1:lines.index("[Service]")]
 
 
 def test_render_dropin_with_everything_set():
@@ -63,7 +70,30 @@ def test_format_cpu_quota(cpus, text):
 def test_parse_dropin_reads_hand_edits():
     text = "[Unit]\nDescription=x\n[Service]\n  MemoryMax = 1G \nCPUQuota=50%\nTasksMax=infinity\nOther=1\n"
     assert parse_dropin(text) == {"memory_max": 1 << 30, "cpu_quota": 0.5,
-                                  "tasks_max": None, "restart": "no"}
+                                  "tasks_max": None, "restart": "no", "after": (),
+                                  "requires": ()}
+
+
+def test_dropin_orders_after_other_containers():
+    cfg = ContainerConfig(after=("cache", "db"), requires=("db",))
+    text = render_dropin(cfg)
+    assert unit_lines(text) == ["After=systemd-nspawn@cache.service systemd-nspawn@db.service",
+                                "Requires=systemd-nspawn@db.service"]
+    assert service_lines(text) == ["[Service]"]
+    assert replace(ContainerConfig(), **parse_dropin(text)) == cfg
+
+
+def test_parse_dropin_adds_up_order_lines_and_leaves_other_units_out():
+    text = ("[Unit]\nAfter=systemd-nspawn@a.service network.target\n"
+            "After=systemd-nspawn@b.service\nRequires=\n[Service]\nAfter=x\n")
+    values = parse_dropin(text)
+    assert values["after"] == ("a", "b") and values["requires"] == ()
+
+
+def test_parse_dropin_refuses_a_bad_container_name():
+    with pytest.raises(Error) as error:
+        parse_dropin("[Unit]\nAfter=systemd-nspawn@-bad.service\n")
+    assert "-bad" in error.value.message
 
 
 @pytest.mark.parametrize("line", ["MemoryMax=lots", "CPUQuota=1.5", "CPUQuota=x%",

@@ -1,0 +1,71 @@
+"""nspawnctl's own units on the host, and `recover`, the boot-time one's work.
+
+units/nspawnctl-recover.service runs `nspawnctl recover` early at boot (before machines.target
+and nspawnctl's networks), and units/nspawn-recover.conf, a drop-in of the
+systemd-nspawn@.service template, orders every container's start after it: whatever a crash
+or power cut interrupted is finished or rolled back before any container starts.
+
+What there can be to do (store/containers.py has the commit points):
+- staging directories and temporary files of commands that died (their owner token names a
+  PID of another boot, or a dead one): deleted, so a cut-short create, clone, remove or image
+  build is rolled back;
+- settings, drop-ins, overlay layers and address leases of a name that has no tree: a create
+  cut before its commit, or a remove cut after it; deleted (only what nspawnctl wrote);
+- an --overlay container whose tree was committed but whose mount unit was not enabled yet:
+  enabled (rolled forward), so it is mounted from the next boot on as from this start on.
+Commands do the same for the names they touch (the sweep); this does it for all of them before
+anything else can look.
+"""
+
+import os
+
+from ..paths import Paths
+from ..store import overlay
+from ..store.containers import Store
+
+RECOVER_UNIT = "nspawnctl-recover.service"
+# A drop-in of the template, so it applies to every container, also ones made before it.
+TEMPLATE_DROPINS = "systemd-nspawn@.service.d"
+RECOVER_DROPIN = "10-nspawnctl-recover.conf"
+WANTED_BY = ("machines.target", "multi-user.target")  # as units/nspawnctl-recover.service says
+
+
+def install_units(paths: Paths) -> bool:
+    """Install and enable the boot-time units (without a daemon reload: the caller's business,
+    see ensure_units).  True when a file changed."""
+    from ..systemd.unitfiles import install, render
+    changed = install(paths.units, RECOVER_UNIT,
+                      render(RECOVER_UNIT, machines=str(paths.machines), state=str(paths.state)))
+    changed |= install(paths.units / TEMPLATE_DROPINS, RECOVER_DROPIN,
+                       render("nspawn-recover.conf"))
+    for target in WANTED_BY:  # what `systemctl enable` makes, without needing systemd to run
+        link = paths.units / f"{target}.wants" / RECOVER_UNIT
+        if not os.path.islink(link):
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(paths.units / RECOVER_UNIT, link)
+            changed = True
+    return changed
+
+
+def ensure_units(paths: Paths):
+    """install_units(), and a daemon reload when that changed something and systemd runs."""
+    if install_units(paths):
+        from ..errors import Error
+        from ..systemd.bus import Bus
+        try:
+            with Bus() as bus:
+                bus.reload()
+        except Error:
+            pass  # no systemd here (a tree built for another host): it reads them at boot
+
+
+def recover(paths: Paths) -> list[str]:
+    """Make the store whole (see the module docstring); lines saying what was done."""
+    store = Store(paths)
+    done = [f"removed {what}" for what in store.sweep()]
+    for name in store.names():
+        if overlay.is_overlay(paths, name) and overlay.is_ours(paths, name) \
+                and not os.path.islink(overlay.wants_link(paths, name)):
+            overlay.enable(paths, name)
+            done.append(f"enabled the mount unit of overlay container {name}")
+    return done
