@@ -37,7 +37,8 @@ SUITE = "bookworm"
 EXTRA_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps", "socat",
                   "busybox-static", "make", "dnsmasq-base"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-EXIT_REBOOT = 133  # systemd-nspawn's exit status when the container rebooted
+EXIT_REBOOT = 133
+TREE_MAX_IDLE = 24 * 3600  # seconds an unused testbed tree of another recipe is kept  # systemd-nspawn's exit status when the container rebooted
 
 
 @dataclass
@@ -98,13 +99,17 @@ def build_tree(log=print) -> Path:
     key = tree_key()
     tree = CACHE / f"tree-{key}"
     if tree.is_dir():
+        os.utime(tree)  # in use: see the pruning below
         return tree
     CACHE.mkdir(parents=True, exist_ok=True)
     with _flock(CACHE / "build.lock"):
         if tree.is_dir():  # another run built it while we waited
             return tree
+        # Trees of other recipes (other branches, older commits) go once unused for a day:
+        # a checkout beside this one may be about to copy its own.
         for old in CACHE.glob("tree-*"):
-            shutil.rmtree(old, ignore_errors=True)
+            if time.time() - old.stat().st_mtime > TREE_MAX_IDLE:
+                shutil.rmtree(old, ignore_errors=True)
         stage = Path(tempfile.mkdtemp(prefix=".build-", dir=CACHE))
         try:
             t0 = time.monotonic()
@@ -262,6 +267,18 @@ class Testbed:
             raise RuntimeError(f"systemd-nspawn exited {rc}, not {EXIT_REBOOT}, on reboot")
         self.boot(timeout)
 
+    def crash(self, timeout=90):
+        """A power cut: every process of the testbed dies at once (SIGKILL of its systemd,
+        PID 1 of its PID namespace, takes all the others with it; then its systemd-nspawn),
+        and it boots again.  What nspawnctl wrote survives as far as it reached the page
+        cache, which a real power cut would lose too: commit points sync what they need."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.leader, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.nspawn.pid, signal.SIGKILL)
+        self.nspawn.wait(timeout=timeout)
+        self.boot(timeout)
+
     def shutdown(self, timeout=60):
         if not self.nspawn or self.nspawn.poll() is not None:
             return
@@ -365,13 +382,14 @@ def open_host(log=print, binds=()):
     if mode == "never" or (mode == "auto" and host_has_systemd()):
         yield LocalHost()
         return
-    t0 = time.monotonic()
-    tree = build_tree(log)
-    build_s = time.monotonic() - t0
-    with _one_testbed(log), Testbed(tree, log, binds) as bed:
-        log(f"testbed: tree ready in {build_s:.1f} s, copied in {bed.copy_seconds:.1f} s, "
-            f"booted in {bed.boot_seconds:.1f} s")
-        yield bed
+    with _one_testbed(log):
+        t0 = time.monotonic()
+        tree = build_tree(log)
+        build_s = time.monotonic() - t0
+        with Testbed(tree, log, binds) as bed:
+            log(f"testbed: tree ready in {build_s:.1f} s, copied in {bed.copy_seconds:.1f} s, "
+                f"booted in {bed.boot_seconds:.1f} s")
+            yield bed
 
 
 @contextlib.contextmanager
