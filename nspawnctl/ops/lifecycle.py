@@ -86,9 +86,13 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
 
 
 def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
-    """Power NAME off cleanly, like `machinectl poweroff`; terminate it after timeout.
+    """Power NAME off cleanly; terminate it after timeout.
 
-    Returns False when it was not running (not an error: it is stopped, as asked).
+    A stop of its unit, as `systemctl stop` does: systemd-nspawn turns the SIGTERM into a
+    clean poweroff of a booted container, and systemd stops the containers that require this
+    one first (--requires; a poweroff from inside, like `machinectl poweroff`, would leave
+    them running).  Returns False when it was not running (not an error: it is stopped, as
+    asked).
     """
     Store(paths).require(name)
     cfg = load_config(paths, name)
@@ -96,10 +100,7 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
     with Bus() as bus:
         if not is_active(bus, name):
             return False
-        if cfg.boot and bus.machine_path(name):
-            bus.poweroff_machine(name)
-        else:
-            bus.stop_unit(unit)
+        bus.stop_unit(unit)
         if _wait_inactive(bus, unit, timeout):
             if not cfg.boot and bus.active_state(unit) == "failed":
                 # A single command has no init to power off: systemd-nspawn kills it and

@@ -246,8 +246,8 @@ class ContainerConfig:
     requires: tuple[str, ...] = _setting(
         (), flag="--requires", metavar="NAME", parse=check_name, multiple=True,
         apply=Apply.RELOAD,
-        help="Start container NAME first and stop with it (repeatable; set --no-requires NAME "
-             "removes one).", check=_check_each(check_name),
+        help="Start container NAME first (implies --after) and stop with it (repeatable; "
+             "set --no-requires NAME removes one).", check=_check_each(check_name),
         unit=keys.UnitKey("Requires", format_units, parse_units, section="Unit"),
         example=("db",), key=lambda n: n, removes=_name_matches)
     image: str | None = _setting(
@@ -263,6 +263,11 @@ class ContainerConfig:
                 object.__setattr__(self, s.name, value)
             if s.check is not None and value is not None:
                 s.check(value)
+        # Requires= alone starts both at once: a required container is also one to start
+        # after (systemd.unit(5) says to pair them), so --requires implies --after.
+        missing = tuple(n for n in self.requires if n not in self.after)
+        if missing:
+            object.__setattr__(self, "after", self.after + missing)
         if self.ports and self.network in NETWORK_MODES:
             raise Error(f"published ports need an nspawnctl network, not --network "
                         f"{self.network}", hint="use --network default or a network of "

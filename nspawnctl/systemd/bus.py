@@ -11,7 +11,6 @@ objects: introspection costs a round trip and an XML parse per object, and `list
 import contextlib
 import importlib.util
 import os
-import signal
 import sys
 import types
 
@@ -238,10 +237,6 @@ class Bus:
     def kill_machine(self, name: str, who: str, signal_number: int, what: str | None = None):
         self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"KillMachine", b"ssi",
                   [name, who, signal_number], what=what or f"killing {name}")
-
-    def poweroff_machine(self, name: str):
-        """What `machinectl poweroff` does: SIGRTMIN+4 to the leader, a clean shutdown."""
-        self.kill_machine(name, "leader", int(signal.SIGRTMIN) + 4, what=f"powering off {name}")
 
 
 def guest_state(name: str) -> str | None:

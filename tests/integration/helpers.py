@@ -41,6 +41,9 @@ done
 for f in /etc/systemd/system/var-lib-machines-*.mount; do
   [ -e "$f" ] && echo "mountunit $f"
 done
+for f in /etc/systemd/system/local-fs.target.wants/var-lib-machines-*.mount; do
+  [ -L "$f" ] && echo "mountlink $f"
+done
 for d in %(machines)s/.nspawnctl-overlays/*; do [ -d "$d" ] && echo "overlay $d"; done
 for d in %(state)s/images/*; do
   [ -d "$d" ] && [ ! -e "$d/meta.json" ] && echo "partialimage $d"
@@ -65,15 +68,19 @@ def _unescape_unit(stem: str) -> str:
     return re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(int(m.group(1), 16)), stem)
 
 
-def store_problems(host, nspawnctl) -> list[str]:
-    """What a killed or failed command left behind, after the next command's sweep: staging
+def store_problems(host, nspawnctl, sweep: bool = True) -> list[str]:
+    """What a killed or failed command left behind, after the next command's sweep (without
+    sweep: as it is, e.g. right after a boot, before any nspawnctl command ran): staging
     directories, settings, drop-ins, mount units or overlay layers of containers that do not
-    exist, base-tree cache entries without their meta.json, locks still held by nobody's
-    command, mounts on trees that are gone.  Empty when the store is consistent."""
-    nspawnctl("list")  # any command sweeps what killed ones left
+    exist, overlay trees whose mount unit is not enabled, base-tree cache entries without
+    their meta.json, locks still held by nobody's command, mounts on trees that are gone.
+    Empty when the store is consistent."""
+    if sweep:
+        nspawnctl("list")  # any command sweeps what killed ones left
     lines = host.run(["sh", "-c", _SCAN]).stdout.splitlines()
     found = [line.split(" ", 1) for line in lines if " " in line]
     trees = {path for kind, path in found if kind == "tree"} - {".nspawnctl-staging"}
+    links = {path.rsplit("/", 1)[-1] for kind, path in found if kind == "mountlink"}
     problems = []
     for kind, path in found:
         base = path.rsplit("/", 1)[-1]
@@ -87,6 +94,11 @@ def store_problems(host, nspawnctl) -> list[str]:
         elif kind == "mountunit" and \
                 _unescape_unit(base[len("var-lib-machines-"):-len(".mount")]) not in trees:
             problems.append(f"mount unit without a tree: {path}")
+        elif kind == "mountunit" and base not in links:
+            problems.append(f"overlay tree whose mount unit is not enabled: {path}")
+        elif kind == "mountlink" and \
+                _unescape_unit(base[len("var-lib-machines-"):-len(".mount")]) not in trees:
+            problems.append(f"mount unit enabled without a tree: {path}")
         elif kind == "overlay" and base not in trees:
             problems.append(f"overlay layer without a tree: {path}")
         elif kind == "lease" and path not in trees:

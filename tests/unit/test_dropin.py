@@ -79,6 +79,10 @@ def test_dropin_orders_after_other_containers():
     text = render_dropin(cfg)
     assert unit_lines(text) == ["After=systemd-nspawn@cache.service systemd-nspawn@db.service",
                                 "Requires=systemd-nspawn@db.service"]
+    # Requires= alone would start both at once: requiring implies ordering
+    assert ContainerConfig(requires=("db",)).after == ("db",)
+    assert unit_lines(render_dropin(ContainerConfig(requires=("db",)))) == [
+        "After=systemd-nspawn@db.service", "Requires=systemd-nspawn@db.service"]
     assert service_lines(text) == ["[Service]"]
     assert replace(ContainerConfig(), **parse_dropin(text)) == cfg
 
