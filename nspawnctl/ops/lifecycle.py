@@ -10,6 +10,7 @@ import signal as signals
 import time
 from collections.abc import Callable
 
+from ..confine import bounding_set, join_cgroups_of, setpriv_bounding
 from ..errors import Error
 from ..paths import Paths, service_unit
 from ..run import interactive, need_tool, run
@@ -188,7 +189,8 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     In a booted container it runs as a transient unit of the container's own systemd
     (`systemd-run -M NAME --wait --pipe`), so it gets a clean environment and its own cgroup.
     A container running a single command has no systemd to ask: there it enters the
-    container's namespaces directly, as `machinectl shell` cannot either.
+    container's namespaces directly (as `machinectl shell` cannot either), confined as the
+    container's own processes are (confine.py: its cgroups, its capability bounding set).
     """
     if not command:
         raise Error("no command given", hint=f"nspawnctl exec {name} -- CMD [ARG...]")
@@ -200,8 +202,18 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
         argv = [need_tool("systemd-run", "systemd"), "-M", name, "--quiet", "--wait", "--pipe",
                 "--collect", "--service-type=exec", "--", *command]
     else:
-        argv = [need_tool("nsenter", "util-linux"), "-t", str(pid), "-a", "-r", "-w", "--",
-                "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        if not cfg.private_users:
+            # Its processes run as the host's root; only systemd-nspawn's seccomp filter and
+            # bounding set hold them, and the filter cannot be put on from outside.
+            raise Error(f"{name} runs without a user namespace: a command entered from "
+                        "outside would run as the host's root without the container's seccomp "
+                        "filter", hint=f"nspawnctl set {name} --private-users, then restart it")
+        mask = bounding_set(pid)
+        join_cgroups_of(pid)  # nspawnctl's own process: nsenter and the command inherit it
+        argv = [need_tool("setpriv", "util-linux"), f"--bounding-set={setpriv_bounding(mask)}",
+                "--", need_tool("nsenter", "util-linux"), "-t", str(pid), "-a", "-r", "-w",
+                "--", "env", "-i",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 *cfg.env, *command]
     return interactive(argv)
 

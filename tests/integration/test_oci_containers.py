@@ -197,6 +197,20 @@ def test_oci_archive_runs_its_entrypoint(host, nspawnctl, copy_in):
         log = host.run(["journalctl", "-u", "systemd-nspawn@bb.service", "-o", "cat",
                         "--no-pager"]).stdout
         assert "started" in log.splitlines(), log[-2000:]
+        # exec is confined as the container's own processes are (issue 11): its unit's
+        # cgroup, which stop kills and the limits hold, and its capability bounding set.
+        leader = json.loads(nspawnctl("status", "bb", "--json").stdout)["leader"]
+        leader_caps = host.run(["grep", "CapBnd", f"/proc/{leader}/status"]).stdout
+        r = nspawnctl("exec", "bb", "--", "sh", "-c", "grep CapBnd /proc/self/status")
+        assert r.stdout == leader_caps and int(leader_caps.split()[1], 16) != 2**41 - 1, str(r)
+        r = host.run(["sh", "-c", "nspawnctl exec bb -- sleep 300 >/dev/null 2>&1 & "
+                      "sleep 1; pgrep -f -x 'sleep 300'"])
+        sleeper = r.stdout.strip()
+        assert sleeper.isdigit(), str(r)
+        unit_procs = host.run(["systemctl", "show", "-p", "ControlGroup", "--value",
+                               "systemd-nspawn@bb.service"]).stdout.strip()
+        cgroup = host.run(["cat", f"/proc/{sleeper}/cgroup"]).stdout
+        assert unit_procs and unit_procs in cgroup, (unit_procs, cgroup)
 
         row = listing(nspawnctl)["bb"]
         assert row["state"] == "running" and row["image"] == info["image"]
@@ -216,6 +230,8 @@ def test_oci_archive_runs_its_entrypoint(host, nspawnctl, copy_in):
 
         assert nspawnctl("stop", "bb").stdout.strip() == "bb: stopped"
         assert listing(nspawnctl)["bb"]["state"] == "stopped"
+        assert host.run(["test", "-e", f"/proc/{sleeper}"]).returncode != 0, \
+            "an exec'd process outlived its container's stop"
         r = nspawnctl.fails("exec", "bb", "--", "true")
         assert "bb is not running" in r.error
 
@@ -227,6 +243,19 @@ def test_oci_archive_runs_its_entrypoint(host, nspawnctl, copy_in):
         nspawnctl("remove", "--force", "bb", check=False)
     assert "bb" not in listing(nspawnctl)
     assert host.run(["test", "-e", f"{MACHINES}/bb"]).returncode != 0
+
+
+def test_exec_without_a_user_namespace_is_refused(host, nspawnctl, copy_in):
+    """Without a user namespace, a process entered from outside would be the host's root
+    without the container's seccomp filter: exec says so instead (issue 11)."""
+    archive = copy_in("oci")
+    nspawnctl("create", "bbroot", "--from", f"oci-archive:{archive}", "--no-private-users")
+    try:
+        nspawnctl("start", "bbroot")
+        r = nspawnctl.fails("exec", "bbroot", "--", "true")
+        assert "runs without a user namespace" in r.error
+    finally:
+        nspawnctl("remove", "--force", "bbroot", check=False)
 
 
 def test_second_create_from_the_same_image_is_a_cache_hit(host, nspawnctl, copy_in):
