@@ -22,9 +22,9 @@ import time
 
 import pytest
 
+from tests import testbed
 from tests.integration.helpers import store_problems
 from tests.integration.test_kill import _EXTRA_SCAN, KEY, SEED, Tally, check_whole, exists, timed
-from tests.testbed import Testbed
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ def crashes(full: bool, cold: bool = False) -> int:
 
 @pytest.fixture(scope="module")
 def bed(host):
-    if not isinstance(host, Testbed):
+    if not isinstance(host, testbed.Testbed):
         pytest.skip("a host crash needs the testbed (this host would crash with it)")
     return host
 
