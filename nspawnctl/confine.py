@@ -1,20 +1,30 @@
-"""Confining a process entered into a running container from outside (`exec` into a container
-that runs a single command, which has no systemd inside to start it for us).
+"""Entering a running container from outside, confined (`exec` into a container that runs a
+single command, which has no systemd inside to start it for us).
 
-nsenter alone gives the container's namespaces but keeps the caller's cgroup and full
-capability bounding set: the command would escape the container's limits and could use
-capabilities systemd-nspawn dropped.  So the caller first joins the cgroups of the container's
-leader (each hierarchy whose cgroup.procs it may write: in a testbed, cgroup v1 controllers
-are read-only, and there only the systemd and unified hierarchies take it), and the command
-runs under the leader's bounding set (setpriv).  systemd-nspawn's seccomp filter cannot be
-put on from outside; with a user namespace (the default), the capabilities it guards are
+nsenter(1) gives the container's namespaces but keeps the caller's cgroup, and entering a user
+namespace gives a full capability bounding set (the kernel's set_cred_user_ns), so a bounding
+set dropped before nsenter does not hold: the command would escape the container's limits and
+could use capabilities systemd-nspawn dropped.  So enter() does what nsenter does, in order:
+the caller has joined the leader's cgroups (each hierarchy whose cgroup.procs it may write: in
+a testbed, cgroup v1 controllers are read-only, and there only the systemd and unified
+hierarchies take it); the child joins the other namespaces, the user namespace last, then
+drops every capability the leader's bounding set lacks, takes the container's root and working
+directory, becomes its root user and runs the command.  systemd-nspawn's seccomp filter cannot
+be put on from outside; with a user namespace (the default), the capabilities it guards are
 those of that namespace only, and without one `exec` is refused (ops/lifecycle.py).
 """
 
+import ctypes
 import os
+import signal
 from pathlib import Path
 
 from .errors import Error
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_CAPBSET_DROP = 24
+# The order nsenter uses when it lowers its privileges: the user namespace last.
+NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt", "user")
 
 # linux/capability.h, by bit number: the names setpriv(1) takes.
 CAPABILITIES = (
@@ -40,10 +50,71 @@ def bounding_set(pid: int) -> int:
     raise Error(f"cannot read the capabilities of the container's leader (pid {pid})")
 
 
-def setpriv_bounding(mask: int) -> str:
-    """mask as setpriv's --bounding-set argument: -all, then each capability it keeps."""
-    kept = [name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1]
-    return ",".join(["-all", *(f"+{name}" for name in kept)])
+def enter(pid: int, argv: list[str], env: dict[str, str]) -> int:
+    """Run argv inside the container whose leader is pid, as its root user, confined as its
+    own processes are (see the module docstring); returns its exit status (128+N for a
+    signal, as a shell says it)."""
+    mask = bounding_set(pid)
+    join_cgroups_of(pid)
+    fds = {}
+    try:
+        for ns in NAMESPACES:
+            fds[ns] = os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+        root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        cwd = os.open(f"/proc/{pid}/cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        for fd in fds.values():
+            os.close(fd)
+        raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
+    _setns(fds["pid"])  # takes effect for our children only
+    child = os.fork()
+    if child == 0:  # pragma: no cover (exits through exec or _exit)
+        try:
+            for ns in NAMESPACES:
+                if ns != "pid":
+                    _setns(fds[ns])
+            for cap in range(len(CAPABILITIES)):
+                if not mask >> cap & 1:
+                    _prctl(PR_CAPBSET_DROP, cap)
+            os.fchdir(root)
+            os.chroot(".")
+            os.fchdir(cwd)
+            try:
+                os.setgroups([])
+            except PermissionError:
+                pass  # setgroups denied in this user namespace: there are none to drop
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            os.execvpe(argv[0], argv, env)
+        except OSError as e:
+            os.write(2, f"nspawnctl: cannot run {argv[0]} in the container: "
+                        f"{e.strerror}\n".encode())
+            os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+        os._exit(126)
+    for fd in [*fds.values(), root, cwd]:
+        os.close(fd)
+    # Ctrl-C reaches the command (our terminal's foreground group): we wait for its outcome.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _, status = os.waitpid(child, 0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def _setns(fd: int):
+    if _libc.setns(fd, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _prctl(option: int, arg: int):
+    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        if err != 22:  # EINVAL: a capability this kernel does not know
+            raise OSError(err, os.strerror(err))
 
 
 def join_cgroups_of(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:

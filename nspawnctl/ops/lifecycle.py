@@ -10,7 +10,7 @@ import signal as signals
 import time
 from collections.abc import Callable
 
-from ..confine import bounding_set, join_cgroups_of, setpriv_bounding
+from ..confine import enter
 from ..errors import Error
 from ..paths import Paths, service_unit
 from ..run import interactive, need_tool, run
@@ -199,23 +199,20 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     with Bus() as bus:
         pid = leader(bus, name)
     if cfg.boot:
-        argv = [need_tool("systemd-run", "systemd"), "-M", name, "--quiet", "--wait", "--pipe",
-                "--collect", "--service-type=exec", "--", *command]
-    else:
-        if not cfg.private_users:
-            # Its processes run as the host's root; only systemd-nspawn's seccomp filter and
-            # bounding set hold them, and the filter cannot be put on from outside.
-            raise Error(f"{name} runs without a user namespace: a command entered from "
-                        "outside would run as the host's root without the container's seccomp "
-                        "filter", hint=f"nspawnctl set {name} --private-users, then restart it")
-        mask = bounding_set(pid)
-        join_cgroups_of(pid)  # nspawnctl's own process: nsenter and the command inherit it
-        argv = [need_tool("setpriv", "util-linux"), f"--bounding-set={setpriv_bounding(mask)}",
-                "--", need_tool("nsenter", "util-linux"), "-t", str(pid), "-a", "-r", "-w",
-                "--", "env", "-i",
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                *cfg.env, *command]
-    return interactive(argv)
+        return interactive([need_tool("systemd-run", "systemd"), "-M", name, "--quiet",
+                            "--wait", "--pipe", "--collect", "--service-type=exec", "--",
+                            *command])
+    if not cfg.private_users:
+        # Its processes run as the host's root; only systemd-nspawn's seccomp filter and
+        # bounding set hold them, and the filter cannot be put on from outside.
+        raise Error(f"{name} runs without a user namespace: a command entered from "
+                    "outside would run as the host's root without the container's seccomp "
+                    "filter", hint=f"nspawnctl set {name} --private-users, then restart it")
+    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    for item in cfg.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return enter(pid, command, env)
 
 
 def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
