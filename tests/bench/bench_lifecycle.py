@@ -102,9 +102,16 @@ def listing(host, runs: int) -> list:
     def mc_list():
         return time_inside(host, [["machinectl", "list"]])
 
-    t_ns, t_mc = medians([ns_list, mc_images], runs)
+    python = interpreter(host)
+
+    def floor():
+        return time_inside(host, [[python, "-c", "import click"]])
+
+    t_ns, t_mc, t_floor = medians([ns_list, mc_images, floor], runs)
     rows.append((f"list, {n} containers, all stopped (aim < 0.1 s)", t_ns, t_mc,
                  "machinectl list-images"))
+    rows.append((f"list, {n} containers, all stopped (aim: ratio <= 1.2)", t_ns, t_floor,
+                 f"{python} -c 'import click'"))
 
     # ~10 MB each when idle (ENVIRONMENT.md); ask for a wide margin.
     if _meminfo_mb(host) < 100 * n:
