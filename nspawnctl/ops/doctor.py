@@ -231,7 +231,7 @@ SYSCTL_UNIT = "60-nspawnctl.conf"  # units/60-nspawnctl.conf, installed as SYSCT
 
 def shipped_sysctl() -> dict[str, int]:
     """key -> value of the sysctl drop-in nspawnctl ships (units/60-nspawnctl.conf)."""
-    from ..systemd.units import template
+    from ..systemd.unitfiles import template
     wanted = {}
     for line in template(SYSCTL_UNIT).splitlines():
         key, sep, value = line.partition("=")
