@@ -63,7 +63,9 @@ def print_record(record: dict, as_json: bool):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="nspawnctl")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=lambda ctx, _param, value: _print_version(ctx, value),
+              help="Show the version and exit.")
 @click.option("--debug", is_flag=True, help="Show tracebacks and every command run.")
 @pass_app
 def cli(app: App, debug: bool):
@@ -76,6 +78,14 @@ def cli(app: App, debug: bool):
     if debug:
         import logging
         logging.basicConfig(level=logging.DEBUG, format="nspawnctl: %(message)s")
+
+
+def _print_version(ctx, value: bool):
+    """click.version_option's output, without its gettext lookups (locale and .mo file
+    searches: ~1-2 ms of the 4 ms nspawnctl --version spends over importing click)."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"nspawnctl, version {__version__}")
+        ctx.exit()
 
 
 def _terminated(_signum, _frame):
