@@ -6,7 +6,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 import re
 import stat
 from collections.abc import Callable
@@ -346,7 +345,7 @@ class _OpenHow(ctypes.Structure):
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
     """openat2(2); OSError on failure, ENOSYS where the kernel or the libc wrapper lacks it."""
-    number = SYS_OPENAT2.get(platform.machine())
+    number = SYS_OPENAT2.get(os.uname().machine)  # platform.machine() without its import
     if number is None:
         raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
     how = _OpenHow(flags, 0, resolve)

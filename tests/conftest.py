@@ -8,6 +8,22 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+
+def _units_of_this_checkout():
+    """nspawnctl.units (package data from the top-level units/) as this checkout has it: an
+    editable install made from another checkout (a git worktree's) maps it to that one's
+    units/, and the tests would read the other checkout's unit files."""
+    import importlib.util
+    units = Path(__file__).resolve().parent.parent / "units"
+    spec = importlib.util.spec_from_file_location(
+        "nspawnctl.units", units / "__init__.py", submodule_search_locations=[str(units)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nspawnctl.units"] = module
+    spec.loader.exec_module(module)
+
+
+_units_of_this_checkout()
+
 from tests import testbed  # noqa: E402
 
 testbed.interrupt_on_sigterm()  # the testbed's teardown runs on SIGTERM as on Ctrl-C

@@ -47,6 +47,15 @@ install_nspawnctl() {
     "$PREFIX/bin/nspawnctl" install-units
 }
 
+install_sysctl() {
+    # units/60-nspawnctl.conf: the inotify limits many booted containers need (the file says
+    # why).  systemd-sysctl applies /etc/sysctl.d at every boot; applied now as well.  In a
+    # container (the testbed while it is built) /proc/sys is read-only: the host's count.
+    install -m 0644 "$SRC/units/60-nspawnctl.conf" /etc/sysctl.d/60-nspawnctl.conf
+    /lib/systemd/systemd-sysctl /etc/sysctl.d/60-nspawnctl.conf 2>/dev/null ||
+        echo "provision: /etc/sysctl.d/60-nspawnctl.conf installed, applied at the next boot"
+}
+
 case "${1:-}" in
     --print-packages) echo $PACKAGES; exit 0 ;;
     --deps) shift; apt_install $PACKAGES "$@"; exit 0 ;;
@@ -57,6 +66,7 @@ esac
 [ "$(id -u)" = 0 ] || { echo "provision: run as root" >&2; exit 1; }
 apt_install $PACKAGES make
 install_nspawnctl
+install_sysctl
 if [ "${1:-}" = --test ]; then
     make -C "$SRC" test
 fi

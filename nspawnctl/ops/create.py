@@ -19,7 +19,7 @@ from ..fsutil import clone_tree, rename_noreplace, write_atomic
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig
-from ..sources import debootstrap, split_source, tarball
+from ..sources import debootstrap, split_source
 from ..store import overlay
 from ..store.containers import Store
 from ..store.images import held_image
@@ -67,10 +67,12 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
                     cfg, lower = _from_base(stage, cfg, info, base, image, cached, use_overlay,
                                             report)
                 elif kind == "tar":
+                    from ..sources import tarball  # with the decompressors: tar: only
                     tree.mkdir(mode=0o755)
                     tarball.import_tar(Path(rest), tree, warn=report)
                     info["method"] = "import"
                 else:
+                    from ..sources import tarball
                     tarball.import_dir(Path(rest), tree)
                     info["method"] = "import"
                 address = network.join(paths, name, cfg)  # given back if the commit fails

@@ -125,7 +125,7 @@ def run_checks(paths: Paths, probe: Probe | None = None) -> list[Check]:
     probe = probe or Probe()
     checks = [check_systemd(probe), check_bus(probe), check_cgroups(probe),
               check_overlayfs(probe), check_idmapped(probe), check_space(paths, probe),
-              check_inotify(probe), check_forwarding(probe), check_firewall(probe),
+              *check_inotify(probe), check_forwarding(probe), check_firewall(probe),
               check_private_dirs(paths)]
     checks += check_legacy_iptables(probe)
     checks += check_forward_chains(probe)
@@ -226,15 +226,48 @@ def check_private_dirs(paths: Paths) -> Check:
                  "chmod 0700 " + " ".join(str(path) for path, _ in wide))
 
 
-def check_inotify(probe: Probe) -> Check:
-    text = (probe.read("/proc/sys/fs/inotify/max_user_instances") or "0").strip()
-    value = int(text) if text.isdigit() else 0
-    ok = value >= INOTIFY_WANTED
-    return Check("inotify instances", ok, WARNING,
-                 f"fs.inotify.max_user_instances = {value}" + (
-                     "" if ok else f": about {value // INOTIFY_PER_CONTAINER} booted containers "
-                                   f"fit, the rest fail with 'Too many open files'"),
-                 None if ok else _sysctl_fix("fs.inotify.max_user_instances", INOTIFY_WANTED))
+SYSCTL_UNIT = "60-nspawnctl.conf"  # units/60-nspawnctl.conf, installed as SYSCTL_FILE
+
+
+def shipped_sysctl() -> dict[str, int]:
+    """key -> value of the sysctl drop-in nspawnctl ships (units/60-nspawnctl.conf)."""
+    from ..systemd.unitfiles import template
+    wanted = {}
+    for line in template(SYSCTL_UNIT).splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not key.lstrip().startswith(("#", ";")) and value.strip().isdigit():
+            wanted[key.strip()] = int(value)
+    return wanted
+
+
+def sysctl_install_fix() -> str:
+    """The command that installs and applies the shipped drop-in (what provision.sh does)."""
+    from importlib import resources
+    shipped = resources.files("nspawnctl.units").joinpath(SYSCTL_UNIT)
+    return (f"install -m 0644 {shipped} {SYSCTL_FILE} && "
+            f"/lib/systemd/systemd-sysctl {SYSCTL_FILE}")
+
+
+def check_inotify(probe: Probe) -> list[Check]:
+    """The inotify limits booted containers need (every one is charged to root on the host),
+    against the values of the drop-in nspawnctl ships."""
+    wanted = shipped_sysctl()
+    checks = []
+    for key, name in (("fs.inotify.max_user_instances", "inotify instances"),
+                      ("fs.inotify.max_user_watches", "inotify watches")):
+        want = wanted.get(key, INOTIFY_WANTED)
+        text = (probe.read("/proc/sys/" + key.replace(".", "/")) or "0").strip()
+        value = int(text) if text.isdigit() else 0
+        ok = value >= want
+        why = ""
+        if not ok and key.endswith("instances"):
+            why = (f": about {value // INOTIFY_PER_CONTAINER} booted containers fit, the rest "
+                   "fail with 'Too many open files'")
+        elif not ok:
+            why = f": under the {want} nspawnctl's {SYSCTL_FILE} sets"
+        checks.append(Check(name, ok, WARNING, f"{key} = {value}{why}",
+                            None if ok else sysctl_install_fix()))
+    return checks
 
 
 def check_forwarding(probe: Probe) -> Check:

@@ -41,7 +41,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
     parser.add_argument("--only", default="create,lifecycle,oci,network",
-                        help="comma-separated subset of: create, lifecycle, oci, network")
+                        help="comma-separated subset of: create, lifecycle, oci, network "
+                             "(or of create only warm-create, of lifecycle only startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -52,7 +53,7 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
-    if {"create", "lifecycle"} & only:
+    if {"create", "lifecycle", "warm-create", "startup"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -65,8 +66,14 @@ def main() -> int:
                 host.run(["nspawnctl", *argv], env=common.ENV)  # fill the bytecode cache
             if "create" in only:
                 rows += bench_create.run(host, quick=args.quick)
+            elif "warm-create" in only:
+                common.guarded(rows, "warm create", "cp -a / machinectl clone",
+                               lambda: bench_create.warm_create(host, 5))
             if "lifecycle" in only:
                 rows += bench_lifecycle.run(host, quick=args.quick)
+            elif "startup" in only:
+                common.guarded(rows, "CLI start-up", "python -c 'import click'",
+                               lambda: bench_lifecycle.startup(host, 10))
     else:
         info = common.machine()
     if "oci" in only:

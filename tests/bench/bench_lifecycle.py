@@ -9,7 +9,8 @@
 - `nspawnctl list` with 20 containers: stopped (vs `machinectl list-images`, which lists the
   same trees) and running (vs `machinectl list`).  Booting 20 needs more inotify instances than
   the kernel default gives: the runner raises fs.inotify.max_user_instances for the run.
-- CLI start-up: `nspawnctl --version` vs `machinectl --version`.
+- CLI start-up: `nspawnctl --version` and `--help` vs the floor of any click program (the same
+  Python running `import click`), and vs `machinectl --version`.
 """
 
 from .bench_create import ensure_base
@@ -101,9 +102,16 @@ def listing(host, runs: int) -> list:
     def mc_list():
         return time_inside(host, [["machinectl", "list"]])
 
-    t_ns, t_mc = medians([ns_list, mc_images], runs)
+    python = interpreter(host)
+
+    def floor():
+        return time_inside(host, [[python, "-c", "import click"]])
+
+    t_ns, t_mc, t_floor = medians([ns_list, mc_images, floor], runs)
     rows.append((f"list, {n} containers, all stopped (aim < 0.1 s)", t_ns, t_mc,
                  "machinectl list-images"))
+    rows.append((f"list, {n} containers, all stopped (aim: ratio <= 1.2)", t_ns, t_floor,
+                 f"{python} -c 'import click'"))
 
     # ~10 MB each when idle (ENVIRONMENT.md); ask for a wide margin.
     if _meminfo_mb(host) < 100 * n:
@@ -122,10 +130,27 @@ def listing(host, runs: int) -> list:
     return rows
 
 
+def interpreter(host) -> str:
+    """The Python that runs nspawnctl (its script's #! line): the floor's interpreter."""
+    script = check(host, ["sh", "-c", "command -v nspawnctl"]).strip()
+    first = check(host, ["head", "-n1", script]).strip()
+    return first[2:].split()[0] if first.startswith("#!") else "python3"
+
+
 def startup(host, runs: int) -> list:
-    t_ns, t_mc = medians([lambda: time_inside(host, [["nspawnctl", "--version"]]),
-                          lambda: time_inside(host, [["machinectl", "--version"]])], runs)
-    return [("CLI start-up (--version)", t_ns, t_mc, "machinectl --version")]
+    """nspawnctl --version and --help beside the floor of any click program: the same Python
+    importing click and nothing else (and machinectl --version, a C program, for scale)."""
+    python = interpreter(host)
+    floor = [python, "-c", "import click"]
+    t_ver, t_help, t_floor, t_mc = medians(
+        [lambda: time_inside(host, [["nspawnctl", "--version"]]),
+         lambda: time_inside(host, [["nspawnctl", "--help"]]),
+         lambda: time_inside(host, [floor]),
+         lambda: time_inside(host, [["machinectl", "--version"]])], runs)
+    anchor = f"{python} -c 'import click'"
+    return [("CLI start-up, --version (aim: ratio <= 1.1)", t_ver, t_floor, anchor),
+            ("CLI start-up, --help (aim: ratio <= 1.1)", t_help, t_floor, anchor),
+            ("CLI start-up, --version", t_ver, t_mc, "machinectl --version")]
 
 
 def run(host, quick: bool = False) -> list:

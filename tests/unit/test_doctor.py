@@ -19,6 +19,7 @@ GOOD_FILES = {
     "proc/filesystems": "nodev\tsysfs\nnodev\tproc\n\text4\nnodev\toverlay\n",
     "proc/sys/kernel/osrelease": "6.1.0-13-amd64\n",
     "proc/sys/fs/inotify/max_user_instances": "4096\n",
+    "proc/sys/fs/inotify/max_user_watches": "524288\n",
     "proc/sys/net/ipv4/ip_forward": "1\n",
 }
 
@@ -78,6 +79,7 @@ def test_a_good_host_passes_every_check(tmp_path):
     assert not failed(checks)
     assert set(by_name(checks)) == {"systemd", "system bus", "cgroups", "overlayfs",
                                     "idmapped mounts", "disk space", "inotify instances",
+                                    "inotify watches",
                                     "ip forwarding", "firewall", "forward chains",
                                     "directory modes"}
     report = to_json(checks)
@@ -103,8 +105,12 @@ def test_a_bad_host_forwarding_off_forward_drop_inotify_128(tmp_path):
     ino = checks["inotify instances"]
     assert (ino.ok, ino.severity) == (False, WARNING)
     assert "= 128: about 16 booted containers fit" in ino.message
-    assert "fs.inotify.max_user_instances = 4096" in ino.fix
-    assert "/etc/sysctl.d/60-nspawnctl-max-user-instances.conf" in ino.fix
+    # the fix installs the drop-in nspawnctl ships, which sets what the check wants
+    assert ino.fix.startswith("install -m 0644 ")
+    assert ino.fix.endswith("/60-nspawnctl.conf /etc/sysctl.d/60-nspawnctl.conf && "
+                            "/lib/systemd/systemd-sysctl /etc/sysctl.d/60-nspawnctl.conf")
+    assert doctor.shipped_sysctl() == {"fs.inotify.max_user_instances": 4096,
+                                       "fs.inotify.max_user_watches": 524288}
     assert "forward chains" not in checks  # a blocker replaces the all-clear line
     assert failed(list(checks.values()))
     assert to_json(list(checks.values()))["ok"] is False
@@ -248,3 +254,18 @@ def test_container_trees_and_state_wider_than_0700_are_a_warning(tmp_path):
     assert check.fix == f"chmod 0700 {p.machines}"
     p.machines.chmod(0o700)
     assert by_name(run_checks(p, make_probe(tmp_path)))["directory modes"].ok
+
+
+def test_inotify_watches_below_the_shipped_drop_in(tmp_path):
+    probe = make_probe(tmp_path, {"proc/sys/fs/inotify/max_user_watches": "8192\n"})
+    checks = by_name(run_checks(paths(tmp_path), probe))
+    watches = checks["inotify watches"]
+    assert (watches.ok, watches.severity) == (False, WARNING)
+    assert watches.message == ("fs.inotify.max_user_watches = 8192: under the 524288 "
+                               "nspawnctl's /etc/sysctl.d/60-nspawnctl.conf sets")
+    assert watches.fix == checks_fix()
+    assert checks["inotify instances"].ok
+
+
+def checks_fix() -> str:
+    return doctor.sysctl_install_fix()

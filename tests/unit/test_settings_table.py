@@ -92,7 +92,8 @@ def test_restart_decision_follows_the_declaration(setting):
 
 def test_every_flag_is_on_create_and_set():
     for command in ("create", "set"):
-        params = {p.name for p in cli.cli.commands[command].params}
+        cmd = cli.cli.commands[command]
+        params = {p.name for p in cmd.get_params(click.Context(cmd))}
         assert {s.name for s in FLAGGED} <= params, command
 
 
