@@ -488,6 +488,19 @@ cli.add_command(snapshot_list, "snapshots")
 cli.add_command(snapshot_rollback, "rollback")
 
 
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@pass_app
+def cp(app, src, dst):
+    """Copy a file or directory into or out of a container, running or stopped: one side is
+    NAME:/PATH.  Owners are mapped through the container's user namespace; a path in the
+    container never leads out of its tree."""
+    from .ops.copy import copy
+    info = copy(app.paths, src, dst, report=progress)
+    click.echo(f"copied {info['from']} to {info['to']}")
+
+
 # --- networks and the host ---------------------------------------------------------------
 
 @cli.group()
