@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import remove_tree_at
+from ..fsutil import pid_alive, remove_tree_at
 from ..names import check_name
 from ..paths import Paths
 from ..run import run
@@ -76,6 +76,7 @@ def _copy_in(rootfd: int, base: int, src: str, name: str, dst: str) -> dict:
     parentfd, last = _container_target(rootfd, dst, os.path.basename(os.path.normpath(src)),
                                        where)
     try:
+        _sweep(parentfd)
         tmp = _tmp_name()
         try:
             _cp(Path(os.path.abspath(src)), _fd_path(parentfd, tmp))
@@ -113,6 +114,7 @@ def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str) -> dict:
             raise Error(f"{target.parent}: no such directory")
         hostfd = os.open(target.parent, _DIR | os.O_CLOEXEC)
         try:
+            _sweep(hostfd)
             tmp = _tmp_name()
             try:
                 _cp(source, _fd_path(hostfd, tmp))
@@ -181,6 +183,21 @@ def _discard(dirfd: int, tmp: str):
         remove_tree_at(dirfd, tmp)
     except OSError:
         pass
+
+
+def _sweep(dirfd: int):
+    """The temporary copies of killed cp commands in the directory a copy goes to: the next
+    copy there deletes them (they are nowhere else, so nothing else has to look for them)."""
+    with os.scandir(dirfd) as entries:
+        names = [e.name for e in entries if e.name.startswith(".nspawnctl-cp.")
+                 and e.name.endswith(".tmp")]
+    for name in names:
+        try:
+            pid = int(name.split(".")[2])
+        except (IndexError, ValueError):
+            continue
+        if not pid_alive(pid):
+            _discard(dirfd, name)
 
 
 def _tmp_name() -> str:

@@ -112,3 +112,15 @@ def test_bad_input(paths, tmp_path):
         copy(paths, str(tmp_path / "missing"), "c1:/etc/")
     with pytest.raises(Error, match="no such directory"):
         copy(paths, "c1:/etc/os-release", str(tmp_path / "nope/x"))
+
+
+def test_a_killed_copys_temporary_is_deleted_by_the_next_copy_there(paths, tmp_path):
+    etc = paths.tree("c1") / "etc"
+    dead = etc / ".nspawnctl-cp.4194300.abcd.tmp"  # pid_max is at most 4194304
+    (dead / "half").mkdir(parents=True)
+    alive = etc / f".nspawnctl-cp.{os.getpid()}.beef.tmp"
+    alive.write_text("in progress")
+    src = tmp_path / "f"
+    src.write_text("x")
+    copy(paths, str(src), "c1:/etc/f")
+    assert not dead.exists() and alive.exists()
