@@ -185,6 +185,28 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--check", "check_cmd", metavar="CMD",
+              help="A shell command run inside after the upgrade: non-zero rolls it back.")
+@click.option("--keep-snapshot", is_flag=True, help="Keep the snapshot taken before it.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds the container has to come back after its restart.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def upgrade(app, name, check_cmd, keep_snapshot, timeout, as_json):
+    """Upgrade a booted container's packages (apt-get update and full-upgrade), restart it
+    and check it; roll back to a snapshot taken first if any step fails."""
+    from .ops.upgrade import upgrade as up
+    info = up(app.paths, name, check=check_cmd, keep_snapshot=keep_snapshot, timeout=timeout,
+              report=progress)
+    if as_json:
+        print_record(info, True)
+    else:
+        kept = f", snapshot {info['snapshot']} kept" if info["snapshot"] else ""
+        click.echo(f"{name} upgraded: {info['state']}{kept}")
+
+
+@cli.command()
 @click.argument("src")
 @click.argument("dst")
 @pass_app

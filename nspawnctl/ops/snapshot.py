@@ -27,41 +27,48 @@ def snapshot(paths: Paths, name: str, tag: str | None = None, stop_if_needed: bo
         snapshots.check_tag(tag)
     with store.lock(name):
         store.require(name)
-        tag = tag or snapshots.default_tag(paths, name)
-        snapshots.require_absent(paths, name, tag)
-        with Bus() as bus, store.staging(paths.machines, f"snapshot-{name}") as stage:
-            (stage / "snapshot").mkdir(mode=0o700)
-            running = is_active(bus, name)
-            info: dict = {"running": running}
-            if not running:
-                info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
+        return take(paths, name, tag, stop_if_needed, report)
+
+
+def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
+         report: Report) -> dict:
+    """snapshot, for a caller holding NAME's lock (snapshot, upgrade)."""
+    store = Store(paths)
+    tag = tag or snapshots.default_tag(paths, name)
+    snapshots.require_absent(paths, name, tag)
+    with Bus() as bus, store.staging(paths.machines, f"snapshot-{name}") as stage:
+        (stage / "snapshot").mkdir(mode=0o700)
+        running = is_active(bus, name)
+        info: dict = {"running": running}
+        if not running:
+            info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
+        else:
+            why = bus.freeze_unit(service_unit(name))
+            if why is None:
+                t0 = time.monotonic()
+                try:
+                    info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
+                finally:
+                    bus.thaw_unit(service_unit(name))
+                    info["frozen_seconds"] = round(time.monotonic() - t0, 3)
+                report(f"{name} was frozen for {info['frozen_seconds']:.2f} s")
+            elif not stop_if_needed:
+                raise Error(f"cannot freeze running container {name} for a consistent "
+                            f"snapshot: {why}",
+                            hint="systemd freezes units only on the unified cgroup "
+                                 "hierarchy (cgroup v2); stop it first, or: nspawnctl "
+                                 f"snapshot --stop {name}")
             else:
-                why = bus.freeze_unit(service_unit(name))
-                if why is None:
-                    t0 = time.monotonic()
-                    try:
-                        info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
-                    finally:
-                        bus.thaw_unit(service_unit(name))
-                        info["frozen_seconds"] = round(time.monotonic() - t0, 3)
-                    report(f"{name} was frozen for {info['frozen_seconds']:.2f} s")
-                elif not stop_if_needed:
-                    raise Error(f"cannot freeze running container {name} for a consistent "
-                                f"snapshot: {why}",
-                                hint="systemd freezes units only on the unified cgroup "
-                                     "hierarchy (cgroup v2); stop it first, or: nspawnctl "
-                                     f"snapshot --stop {name}")
-                else:
-                    report(f"cannot freeze {name} ({why}): stopping it for the copy")
-                    t0 = time.monotonic()
-                    stop(paths, name, report=report)
-                    try:
-                        info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
-                    finally:
-                        start(paths, name, report=report, locked=True)
-                        info["stopped_seconds"] = round(time.monotonic() - t0, 3)
-                    report(f"{name} was stopped for {info['stopped_seconds']:.2f} s")
-            return snapshots.commit(paths, name, tag, stage, info)
+                report(f"cannot freeze {name} ({why}): stopping it for the copy")
+                t0 = time.monotonic()
+                stop(paths, name, report=report)
+                try:
+                    info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
+                finally:
+                    start(paths, name, report=report, locked=True)
+                    info["stopped_seconds"] = round(time.monotonic() - t0, 3)
+                report(f"{name} was stopped for {info['stopped_seconds']:.2f} s")
+        return snapshots.commit(paths, name, tag, stage, info)
 
 
 def list_snapshots(paths: Paths, name: str) -> list[dict]:
@@ -88,33 +95,41 @@ def rollback(paths: Paths, name: str, tag: str, report: Report = print) -> dict:
     snapshots.check_tag(tag)
     with store.lock(name):  # an upgrade holds it too: no rollback in the middle of one
         store.require(name)
-        meta = snapshots.require(paths, name, tag)
-        is_overlay = overlay.is_overlay(paths, name)
-        if meta.get("lower") and not is_overlay or not meta.get("lower") and is_overlay:
-            raise Error(f"snapshot {tag!r} of {name} is of another kind of tree "
-                        "(overlay or not) than the container is now")
-        with Bus() as bus:
-            running = is_active(bus, name)
-        if running:
-            report(f"stopping {name}")
-            stop(paths, name, report=report)
-        with store.staging(paths.machines, f"rollback-{name}") as stage:
-            lower = overlay.lower_of(paths, name) if is_overlay else None
-            if lower is not None:
-                overlay.release(paths, name)
-            try:
-                method = snapshots.restore_tree(paths, name, tag, stage)
-            finally:
-                if lower is not None:
-                    overlay.mount_tree(paths, name, lower)
-            changed = snapshots.restore_settings(paths, name, tag)
-        if changed:
-            with Bus() as bus:
-                bus.reload()  # the drop-in the unit runs with may be another now
-        state = None
-        if running:
-            report(f"starting {name}")
-            state = start(paths, name, report=report, locked=True)
-    return {"name": name, "tag": tag, "method": method, "restarted": running, "state": state,
-            "settings_changed": changed}
+        return restore(paths, name, tag, report)
 
+
+def restore(paths: Paths, name: str, tag: str, report: Report,
+            start_after: bool | None = None) -> dict:
+    """rollback, for a caller holding NAME's lock; start_after: start it again (default:
+    when it was running)."""
+    store = Store(paths)
+    meta = snapshots.require(paths, name, tag)
+    is_overlay = overlay.is_overlay(paths, name)
+    if bool(meta.get("lower")) != is_overlay:
+        raise Error(f"snapshot {tag!r} of {name} is of another kind of tree "
+                    "(overlay or not) than the container is now")
+    with Bus() as bus:
+        running = is_active(bus, name)
+    if running:
+        report(f"stopping {name}")
+        stop(paths, name, report=report)
+    with store.staging(paths.machines, f"rollback-{name}") as stage:
+        lower = overlay.lower_of(paths, name) if is_overlay else None
+        if lower is not None:
+            overlay.release(paths, name)
+        try:
+            method = snapshots.restore_tree(paths, name, tag, stage)
+        finally:
+            if lower is not None:
+                overlay.mount_tree(paths, name, lower)
+        changed = snapshots.restore_settings(paths, name, tag)
+    if changed:
+        with Bus() as bus:
+            bus.reload()  # the drop-in the unit runs with may be another now
+    state = None
+    again = running if start_after is None else start_after
+    if again:
+        report(f"starting {name}")
+        state = start(paths, name, report=report, locked=True)
+    return {"name": name, "tag": tag, "method": method, "restarted": again, "state": state,
+            "settings_changed": changed}

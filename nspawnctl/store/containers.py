@@ -236,6 +236,8 @@ class Store:
         overlay.remove_files(self.paths, name, only_ours)
         if not self.exists(name):  # a remove killed before it took them: they go too
             snapshots.sweep(self.paths, name)
+        with contextlib.suppress(FileNotFoundError):  # an interrupted upgrade's record
+            os.unlink(self.paths.state / "upgrades" / f"{name}.json")
 
     def clear_live_limits(self, name: str) -> bool:
         """Delete the runtime drop-ins of the live limits a `set` applied to the running unit,
