@@ -40,8 +40,9 @@ def main() -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
-    parser.add_argument("--only", default="create,lifecycle,oci,network",
-                        help="comma-separated subset of: create, lifecycle, oci, network")
+    parser.add_argument("--only", default="create,lifecycle,oci,network,snapshot",
+                        help="comma-separated subset of: create, lifecycle, oci, network, "
+                             "snapshot")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -52,7 +53,7 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
-    if {"create", "lifecycle"} & only:
+    if {"create", "lifecycle", "snapshot"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -67,6 +68,9 @@ def main() -> int:
                 rows += bench_create.run(host, quick=args.quick)
             if "lifecycle" in only:
                 rows += bench_lifecycle.run(host, quick=args.quick)
+            if "snapshot" in only:
+                from tests.bench import bench_snapshot
+                rows += bench_snapshot.run(host, quick=args.quick)
     else:
         info = common.machine()
     if "oci" in only:
