@@ -66,7 +66,12 @@ def publish(host, deb: str | None):
 
 
 @pytest.fixture(scope="module")
-def repo(host):
+def repo(host, nspawnctl, made):
+    """The HTTP server on the gateway: started once a container runs on the default network,
+    so that its bridge (and the address to bind) exists."""
+    made("upg-net")
+    nspawnctl("start", "upg-net")
+    publish(host, None)
     server = host.popen(["python3", "-m", "http.server", "--bind", GATEWAY, "--directory",
                          REPO, str(PORT)], stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL)
@@ -83,7 +88,7 @@ def debs(host):
 
 
 @pytest.fixture(scope="module")
-def box(host, nspawnctl, made, debs, repo):
+def box(host, nspawnctl, made, debs, repo):  # noqa: ARG001 (repo: the server runs)
     """A booted container with the probe at 1.0 and only the local repository as source."""
     name = made("upg1")
     tree = f"{MACHINES}/{name}"
