@@ -26,7 +26,16 @@ import time
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import AT_FDCWD, clone_tree, remove_tree, rename_noreplace, tree_size, write_atomic
+from ..fsutil import (
+    AT_FDCWD,
+    clone_tree,
+    fsync_dir,
+    remove_tree,
+    rename_noreplace,
+    sync_filesystem,
+    tree_size,
+    write_atomic,
+)
 from ..paths import Paths
 from ..settings.dropin import OUR_DROPINS
 from . import overlay
@@ -136,10 +145,12 @@ def commit(paths: Paths, name: str, tag: str, stage: Path, meta: dict) -> dict:
     mine = snapshot_dir(paths, name)
     root(paths).mkdir(mode=0o700, exist_ok=True)
     mine.mkdir(mode=0o700, exist_ok=True)
+    sync_filesystem(built)  # as a create's commit: never a listed snapshot of empty files
     try:
         rename_noreplace(built, snapshot_dir(paths, name, tag))
     except FileExistsError:
         raise Error(f"{name} already has a snapshot {tag!r}") from None
+    fsync_dir(mine)
     return meta
 
 
@@ -162,6 +173,7 @@ def restore_tree(paths: Paths, name: str, tag: str, stage: Path) -> str:
     else:
         live = paths.tree(name)
         method = clone_tree(snap / "tree", stage / "restored")
+    sync_filesystem(stage / "restored")
     try:
         exchange(stage / "restored", live)
     except OSError as exc:
@@ -169,6 +181,7 @@ def restore_tree(paths: Paths, name: str, tag: str, stage: Path) -> str:
             raise Error(f"the tree of {name} is busy (mounted or in use): not rolled back",
                         hint=f"see: fuser -vm {live}") from None
         raise
+    fsync_dir(live.parent)
     return method
 
 
