@@ -140,6 +140,8 @@ def _container_target(rootfd: int, dst: str, default: str, where: str) -> tuple[
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
             raise inside.describe(exc, where) from None
+        if dst.endswith(("/", "/.", "/..")):  # meant as a directory: never a file's name
+            raise Error(f"{where}: no such directory in the container") from None
     parent, last = inside.split(dst)
     try:
         fd = inside.resolve(rootfd, parent, _DIR)

@@ -53,9 +53,11 @@ def test_hostile_symlink_stays_in_the_tree(host, nspawnctl, made):
     nspawnctl("exec", name, "--", "sh", "-c",
               f"ln -s {HOSTONLY} /evil && ln -s ../../../../..{HOSTONLY} /tmp/evil2 && "
               f"ln -s {HOSTONLY}/secret /evil-file")
-    for dst in (f"{name}:/evil/x", f"{name}:/tmp/evil2/x", f"{name}:/evil/"):
+    for dst in (f"{name}:/evil/x", f"{name}:/tmp/evil2/x"):
         r = nspawnctl.fails("cp", "/root/payload", dst)
         assert "does not exist in the container" in r.error, r.error
+    r = nspawnctl.fails("cp", "/root/payload", f"{name}:/evil/")
+    assert "no such directory in the container" in r.error, r.error
     assert host.run(["ls", HOSTONLY]).stdout.split() == ["secret"]
     for src in (f"{name}:/evil/secret", f"{name}:/tmp/evil2/secret"):
         r = nspawnctl.fails("cp", src, "/root/stolen")

@@ -83,7 +83,10 @@ def test_a_hostile_symlink_never_leads_out_of_the_tree(paths, host_dir, tmp_path
     for dst in ("c1:/etc/evil-dir/x", "c1:/etc/evil-dots/x"):
         with pytest.raises(Error, match="does not exist in the container"):
             copy(paths, str(src), dst)
+    with pytest.raises(Error, match="no such directory in the container"):
+        copy(paths, str(src), "c1:/etc/evil-dir/")
     assert sorted(os.listdir(host_dir)) == ["secret"]
+    assert os.path.islink(tree / "etc/evil-dir")
     # in, onto the link itself: the link is replaced, its target on the host untouched
     copy(paths, str(src), "c1:/etc/evil-file")
     assert (host_dir / "secret").read_text() == "host secret\n"
