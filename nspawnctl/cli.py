@@ -223,6 +223,28 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
 
 
 @cli.command()
+@click.argument("name")
+@click.option("--check", "check_cmd", metavar="CMD",
+              help="A shell command run inside after the upgrade: non-zero rolls it back.")
+@click.option("--keep-snapshot", is_flag=True, help="Keep the snapshot taken before it.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
+              help="Seconds the container has to come back after its restart.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def upgrade(app, name, check_cmd, keep_snapshot, timeout, as_json):
+    """Upgrade a booted container's packages (apt-get update and full-upgrade), restart it
+    and check it; roll back to a snapshot taken first if any step fails."""
+    from .ops.upgrade import upgrade as up
+    info = up(app.paths, name, check=check_cmd, keep_snapshot=keep_snapshot, timeout=timeout,
+              report=progress)
+    if as_json:
+        print_record(info, True)
+    else:
+        kept = f", snapshot {info['snapshot']} kept" if info["snapshot"] else ""
+        click.echo(f"{name} upgraded: {info['state']}{kept}")
+
+
+@cli.command()
 @click.argument("src")
 @click.argument("dst")
 @pass_app
@@ -253,8 +275,10 @@ def remove(app, names, force):
     from .ops.remove import remove as delete
     names = existing(app, names)
     for i, name in enumerate(names):
-        delete(app.paths, name, force=force, report=progress, along=tuple(names[i + 1:]))
-        click.echo(f"removed {name}")
+        count = delete(app.paths, name, force=force, report=progress,
+                       along=tuple(names[i + 1:]))
+        extra = f" and its {count} snapshot{'s' if count != 1 else ''}" if count else ""
+        click.echo(f"removed {name}{extra}")
 
 
 @cli.group(invoke_without_command=True)
@@ -422,6 +446,118 @@ def logs(app, name, follow, lines):
     from .ops.lifecycle import logs as journal
     sys.exit(journal(app.paths, name, follow, lines))
 
+
+
+# --- day two: snapshots ------------------------------------------------------------------
+
+class DefaultGroup(click.Group):
+    """A group whose first argument, when it names no subcommand, goes to a default one:
+    `snapshot NAME [TAG]` creates, `snapshot rm|list|rollback ...` do the rest.  A container
+    named like a subcommand is reached through `snapshot create NAME`."""
+
+    default = "create"
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = [self.default, *args]
+        return super().resolve_command(ctx, args)
+
+    def parse_args(self, ctx, args):
+        # `snapshot --stop NAME`: options before NAME belong to create, not to the group
+        if args and args[0].startswith("-") and args[0] not in ("-h", "--help"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+def _snapshot_rows(rows: list[dict], as_json: bool) -> None:
+    if not as_json:
+        import datetime
+        for row in rows:
+            row["size"] = f"{(row.get('size') or 0) / 1e6:.1f} MB"
+            row["created"] = datetime.datetime.fromtimestamp(
+                row.get("created") or 0, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    print_table(rows, ["tag", "method", "size", "created"], as_json)
+
+
+@cli.group(cls=DefaultGroup)
+def snapshot():
+    """Snapshots of a container's tree and settings: snapshot NAME [TAG] makes one
+    (create, list, rm and rollback are the subcommands)."""
+
+
+@snapshot.command("create")
+@click.argument("name")
+@click.argument("tag", required=False)
+@click.option("--stop", "stop_if_needed", is_flag=True,
+              help="Where a running container cannot be frozen, stop it for the copy and "
+                   "start it again.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def snapshot_create(app, name, tag, stop_if_needed, as_json):
+    """Snapshot NAME as TAG (default: the UTC time, e.g. 20261128T192500Z)."""
+    from .ops.snapshot import snapshot as take
+    info = take(app.paths, name, tag, stop_if_needed=stop_if_needed, report=progress)
+    if as_json:
+        print_record(info, True)
+    else:
+        click.echo(f"snapshot {info['tag']} of {name} ({info['method']}, "
+                   f"{info['size'] / 1e6:.1f} MB)")
+
+
+@snapshot.command("list")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def snapshot_list(app, name, as_json):
+    """List NAME's snapshots with their size and time."""
+    from .ops.snapshot import list_snapshots
+    _snapshot_rows(list_snapshots(app.paths, name), as_json)
+
+
+@snapshot.command("rm")
+@click.argument("name")
+@click.argument("tag")
+@pass_app
+def snapshot_rm(app, name, tag):
+    """Remove NAME's snapshot TAG."""
+    from .ops.snapshot import remove_snapshot
+    remove_snapshot(app.paths, name, tag)
+    click.echo(f"removed snapshot {tag} of {name}")
+
+
+@snapshot.command("rollback")
+@click.argument("name")
+@click.argument("tag")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def snapshot_rollback(app, name, tag, as_json):
+    """Put NAME back as snapshot TAG holds it (tree and settings); a running container is
+    stopped and started again.  The snapshot stays."""
+    from .ops.snapshot import rollback as back
+    info = back(app.paths, name, tag, report=progress)
+    if as_json:
+        print_record(info, True)
+    else:
+        click.echo(f"{name} rolled back to {tag} ({info['method']})"
+                   + (f": {info['state']}" if info["restarted"] else ""))
+
+
+# `snapshots NAME` and `rollback NAME TAG`, as the issue and machinectl users would type them
+cli.add_command(snapshot_list, "snapshots")
+cli.add_command(snapshot_rollback, "rollback")
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dst")
+@pass_app
+def cp(app, src, dst):
+    """Copy a file or directory into or out of a container, running or stopped: one side is
+    NAME:/PATH.  Owners are mapped through the container's user namespace; a path in the
+    container never leads out of its tree."""
+    from .ops.copy import copy
+    info = copy(app.paths, src, dst, report=progress)
+    click.echo(f"copied {info['from']} to {info['to']}")
 
 
 # --- networks and the host ---------------------------------------------------------------

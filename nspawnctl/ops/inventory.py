@@ -9,7 +9,7 @@ from ..errors import Error
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
-from ..store import overlay
+from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
@@ -139,4 +139,7 @@ def usage_by_image(paths: Paths) -> dict[str, int]:
             keys.add(lower.parent.name)
         for key in keys - {""}:
             counts[key] = counts.get(key, 0) + 1
+    # an --overlay container's snapshots hold only its upper layer: they need its base too
+    for key, n in snapshots.lowers(paths).items():
+        counts[key] = counts.get(key, 0) + n
     return counts

@@ -5,6 +5,7 @@ systemd-nspawn has set it up.  "Running" for a booted container means what `mach
 expect: its own systemd reports running (or degraded), so a shell or exec works right away.
 """
 
+import contextlib
 import os
 import signal as signals
 import time
@@ -48,7 +49,8 @@ def is_active(bus: Bus, name: str) -> bool:
 
 
 def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
-          report: Callable[[str], None] = print) -> str:
+          report: Callable[[str], None] = print, locked: bool = False) -> str:
+    """Start NAME; locked: the caller holds NAME's lock already (snapshot, rollback)."""
     store = Store(paths)
     store.require(name)
     cfg = load_config(paths, name)
@@ -56,7 +58,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
     with Bus() as bus:
         # Under NAME's lock a remove cannot move the tree away between the check and
         # StartUnit; once the start job is queued, remove sees it (is_active).
-        with store.lock(name):
+        with contextlib.nullcontext() if locked else store.lock(name):
             store.require(name)
             if is_active(bus, name):
                 report(f"{name} is already running")

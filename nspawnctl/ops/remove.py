@@ -12,9 +12,9 @@ from .lifecycle import is_active, stop
 
 
 def remove(paths: Paths, name: str, force: bool = False, report: Report = print,
-           along: tuple[str, ...] = ()):
+           along: tuple[str, ...] = ()) -> int:
     """Remove NAME; along: the other containers this command removes (after it), which may
-    be ordered after it."""
+    be ordered after it.  Returns how many of NAME's snapshots went with it."""
     require_root()
     store = Store(paths)
     store.require(name)
@@ -42,8 +42,9 @@ def remove(paths: Paths, name: str, force: bool = False, report: Report = print,
             cfg = load_config(paths, name)
         except Error:
             cfg = None
-        store.remove(name)  # its leases go with its settings
+        count = store.remove(name)  # its leases go with its settings, its snapshots too
         if cfg is not None and network.managed(cfg):
             # its ports are unpublished, its peers forget its name
             network.apply_host(paths)
             network.write_all_hosts(paths)
+    return count

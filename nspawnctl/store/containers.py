@@ -30,7 +30,7 @@ from ..names import check_name
 from ..network.state import NetworkState
 from ..paths import Paths
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
-from . import overlay
+from . import overlay, snapshots
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
 OWNED_MARK = "# Settings of an nspawnctl container"
@@ -170,6 +170,7 @@ class Store:
                  if f.endswith(".nspawn")}
         names.update(n for n, d in dropins.items() if os.path.exists(d / DROPIN_NAME))
         names.update(n for n in _listdir(self.paths.overlays) if not n.startswith("."))
+        names.update(snapshots.names(self.paths))
         with contextlib.suppress(Error):  # an unreadable registry is said by network commands
             names.update(NetworkState(self.paths.state / "network").holders())
         return names
@@ -190,9 +191,9 @@ class Store:
             raise Error(f"a container named {name!r} already exists") from None
         fsync_dir(self.paths.machines)
 
-    def remove(self, name: str):
-        """Delete NAME's tree and settings.  Never follows a symlink out of the store, nor
-        into anything mounted inside it."""
+    def remove(self, name: str) -> int:
+        """Delete NAME's tree, settings and snapshots; returns how many snapshots went.
+        Never follows a symlink out of the store, nor into anything mounted inside it."""
         tree = self.paths.tree(name)
         if overlay.is_overlay(self.paths, name):
             overlay.release(self.paths, name)  # the overlay's upper layer is removed below
@@ -205,7 +206,9 @@ class Store:
             # and if we die the trash is swept as a dead process's staging directory.
             os.rename(tree, trash / "tree")
             fsync_dir(self.paths.machines)
+            count = snapshots.take_all(self.paths, name, trash)
             self.remove_settings(name)
+        return count
 
     def remove_settings(self, name: str, only_ours: bool = False):
         """Everything of NAME but its tree; with only_ours (sweeping a name whose tree is
@@ -231,6 +234,10 @@ class Store:
             with contextlib.suppress(OSError):
                 control.rmdir()
         overlay.remove_files(self.paths, name, only_ours)
+        if not self.exists(name):  # a remove killed before it took them: they go too
+            snapshots.sweep(self.paths, name)
+        with contextlib.suppress(FileNotFoundError):  # an interrupted upgrade's record
+            os.unlink(self.paths.state / "upgrades" / f"{name}.json")
 
     def clear_live_limits(self, name: str) -> bool:
         """Delete the runtime drop-ins of the live limits a `set` applied to the running unit,

@@ -191,6 +191,21 @@ class Bus:
             manager.SetUnitProperties(MANAGER, _b(unit), runtime,
                                       {_b(k): v for k, v in properties})
 
+    def freeze_unit(self, unit: str) -> str | None:
+        """Freeze every process of unit (cgroup v2's freezer); returns None once frozen, else
+        systemd's reason why it cannot (no unified cgroup hierarchy, not running, ...)."""
+        from pystemd.dbusexc import DBusBaseError
+        try:
+            self._dbus.call_method(SYSTEMD, SYSTEMD_PATH, MANAGER, b"FreezeUnit",
+                                   [(ord("s"), _b(unit))])
+        except DBusBaseError as exc:
+            return describe(exc)[0]
+        return None
+
+    def thaw_unit(self, unit: str):
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"ThawUnit", b"s", [unit],
+                  what=f"thawing {unit}")
+
     def reload(self):
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"Reload", what="reloading systemd")
 

@@ -40,9 +40,10 @@ def main() -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
-    parser.add_argument("--only", default="create,lifecycle,oci,network",
-                        help="comma-separated subset of: create, lifecycle, oci, network "
-                             "(or of create only warm-create, of lifecycle only startup)")
+    parser.add_argument("--only", default="create,lifecycle,oci,network,snapshot",
+                        help="comma-separated subset of: create, lifecycle, oci, network, "
+                             "snapshot (or of create only warm-create, of lifecycle only "
+                             "startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -53,7 +54,7 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
-    if {"create", "lifecycle", "warm-create", "startup"} & only:
+    if {"create", "lifecycle", "warm-create", "startup", "snapshot"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -74,6 +75,9 @@ def main() -> int:
             elif "startup" in only:
                 common.guarded(rows, "CLI start-up", "python -c 'import click'",
                                lambda: bench_lifecycle.startup(host, 10))
+            if "snapshot" in only:
+                from tests.bench import bench_snapshot
+                rows += bench_snapshot.run(host, quick=args.quick)
     else:
         info = common.machine()
     if "oci" in only:

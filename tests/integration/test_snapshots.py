@@ -1,0 +1,115 @@
+"""snapshot, snapshots, rollback, snapshot rm in the testbed, as a user types them: a snapshot,
+a destructive change (no /usr/bin any more), a rollback, and the container boots again; its
+settings roll back with its tree; overlay containers keep only their layer and hold their base.
+"""
+
+import json
+
+import pytest
+
+from tests.integration.helpers import MACHINES, guest_running, listing, store_problems
+
+pytestmark = pytest.mark.integration
+
+SNAPS = f"{MACHINES}/.nspawnctl-snapshots"
+
+
+def snaps(nspawnctl, name) -> dict:
+    return {r["tag"]: r for r in json.loads(nspawnctl("snapshots", name, "--json").stdout)}
+
+
+def limits(nspawnctl, name) -> str:
+    return json.loads(nspawnctl("status", name, "--json").stdout)["limits"]
+
+
+def test_snapshot_destroy_rollback_boots_again(host, nspawnctl, made, figures):
+    name = made("snap1", "--memory", "100M")
+    nspawnctl("start", name)
+    nspawnctl("exec", name, "--", "sh", "-c", "echo kept > /root/note")
+    # The testbed's cgroups are hybrid: systemd cannot freeze the unit there, and says so.
+    frozen = nspawnctl("snapshot", name, "good", "--json", check=False)
+    if frozen.returncode == 0:  # a unified-cgroup host: frozen for the copy
+        info = json.loads(frozen.stdout)
+        assert info["frozen_seconds"] >= 0 and "frozen for" in frozen.stderr
+        figures("snapshot of a running container: frozen for", f"{info['frozen_seconds']} s")
+    else:
+        r = nspawnctl.fails("snapshot", name, "good")
+        assert "cannot freeze running container snap1" in r.error, r.error
+        figures("snapshot of a running container: freezing refused", r.error[:120])
+        assert "good" not in snaps(nspawnctl, name)
+        r = nspawnctl("snapshot", "--stop", name, "good", "--json")
+        info = json.loads(r.stdout)
+        assert info["stopped_seconds"] > 0 and "was stopped for" in r.stderr
+        figures("snapshot --stop of a running container: stopped for",
+                f"{info['stopped_seconds']} s ({info['method']})")
+        assert guest_running(host, name)  # started again after the copy
+    assert info["method"] in ("copy", "reflink")
+    row = snaps(nspawnctl, name)["good"]
+    assert row["size"] > 50_000_000 and row["created"] > 0  # a whole Debian tree
+    table = nspawnctl("snapshots", name).stdout
+    assert "good" in table and "MB" in table
+
+    # the destruction, and a settings change after the snapshot
+    nspawnctl("exec", name, "--", "rm", "-rf", "/usr/bin", check=False)
+    assert host.run(["test", "-e", f"{MACHINES}/{name}/usr/bin"]).returncode != 0
+    nspawnctl("set", name, "--memory", "300M")
+    assert limits(nspawnctl, name) == "mem=300M"
+
+    r = nspawnctl("rollback", name, "good")
+    assert r.stdout.strip().startswith(f"{name} rolled back to good"), r.stdout
+    assert "stopping" in r.stderr and "starting" in r.stderr
+    assert guest_running(host, name)
+    assert nspawnctl("exec", name, "--", "cat", "/root/note").stdout == "kept\n"
+    assert nspawnctl("exec", name, "--", "/usr/bin/true").returncode == 0
+    assert limits(nspawnctl, name) == "mem=100M"
+    assert host.run(["systemctl", "show", "-P", "MemoryMax",
+                     f"systemd-nspawn@{name}.service"]).stdout.strip() == str(100 << 20)
+    assert "good" in snaps(nspawnctl, name)  # the snapshot stays
+    assert store_problems(host, nspawnctl) == []
+
+
+def test_bad_input(host, nspawnctl, made):
+    name = made("snap2")
+    nspawnctl("snapshot", name, "t1")
+    assert "t1" in snaps(nspawnctl, name)
+    assert "already has a snapshot 't1'" in nspawnctl.fails("snapshot", name, "t1").error
+    assert "has no snapshot 'nope'" in nspawnctl.fails("rollback", name, "nope").error
+    assert "has no snapshot 'nope'" in nspawnctl.fails("snapshot", "rm", name, "nope").error
+    for tag in (".x", "-x", "a/b", "..", "x" * 65):
+        r = nspawnctl.fails("snapshot", "create", name, "--", tag)
+        assert "invalid snapshot tag" in r.error, r.error
+    assert "no container named 'ghost'" in nspawnctl.fails("snapshot", "ghost").error
+    # rollback while another command (an upgrade) holds the container's lock
+    r = host.run(["flock", f"/var/lib/nspawnctl/locks/{name}.lock",
+                  "nspawnctl", "rollback", name, "t1"])
+    assert r.returncode != 0 and "is busy" in r.stderr, str(r)
+    nspawnctl("snapshot", "rm", name, "t1")
+    assert snaps(nspawnctl, name) == {}
+    # a default tag is a UTC time, and remove says how many snapshots went with the container
+    nspawnctl("snapshot", name)
+    nspawnctl("snapshot", name)
+    assert all(t.endswith("Z") or "Z-" in t for t in snaps(nspawnctl, name))
+    r = nspawnctl("remove", name)
+    assert r.stdout.strip() == f"removed {name} and its 2 snapshots"
+    assert host.run(["test", "-e", f"{SNAPS}/{name}"]).returncode != 0
+
+
+def test_overlay_snapshot_keeps_only_the_layer_and_holds_its_base(host, nspawnctl, made):
+    name = made("snap-ov", "--overlay")
+    image = json.loads(nspawnctl("status", name, "--json").stdout)["image"]
+    host.run(["sh", "-c", f"echo one > {MACHINES}/{name}/root/note"])
+    info = json.loads(nspawnctl("snapshot", name, "one", "--json").stdout)
+    assert info["method"].startswith("overlay+") and info["size"] < 1_000_000, info
+    assert host.run(["test", "-d", f"{SNAPS}/{name}/one/upper"]).returncode == 0
+    host.run(["sh", "-c", f"rm -rf {MACHINES}/{name}/usr/bin; echo two > "
+              f"{MACHINES}/{name}/root/note"])
+    # the base is needed by the snapshot as well as by the container
+    row = next(r for r in json.loads(nspawnctl("images", "--json").stdout) if r["key"] == image)
+    assert row["containers"] >= 2
+    nspawnctl("rollback", name, "one")
+    assert host.run(["cat", f"{MACHINES}/{name}/root/note"]).stdout == "one\n"
+    assert host.run(["mountpoint", "-q", f"{MACHINES}/{name}"]).returncode == 0
+    nspawnctl("start", name)
+    assert nspawnctl("exec", name, "--", "/usr/bin/true").returncode == 0
+    nspawnctl("stop", name)
+    assert name in listing(nspawnctl)

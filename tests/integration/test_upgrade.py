@@ -1,0 +1,152 @@
+"""upgrade in the testbed, against a testbed-local apt repository served from the testbed host
+on its default network's gateway (192.0.2.1, documentation range): an upgrade that succeeds,
+one whose --check fails and one whose package breaks the boot (a failing unit: degraded), both
+rolled back to a working container; single-command containers are refused."""
+
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import MACHINES, guest_running
+from tests.integration.test_oci_containers import busybox_layer, oci_archive
+
+pytestmark = pytest.mark.integration
+
+GATEWAY = "192.0.2.1"  # the testbed's default network (tests/testbed.py DEFAULT_SUBNET)
+PORT = 8931
+REPO = "/srv/nspawnctl-repo"
+PROBE = "nspawnctl-probe"
+VERSION_FILE = f"/usr/share/{PROBE}/version"
+
+
+def build_deb(host, version: str, broken: bool = False) -> str:
+    """A tiny arch-all package; broken: it enables a unit that fails at boot."""
+    work = f"/root/debs/{PROBE}-{version}"
+    unit = "[Unit]\nDescription=broken by the upgrade\n[Service]\nType=oneshot\n" \
+           "ExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n"
+    script = f"""set -e
+rm -rf {work} && mkdir -p {work}/DEBIAN {work}/usr/share/{PROBE}
+printf 'Package: {PROBE}\\nVersion: {version}\\nArchitecture: all\\nMaintainer: t <t@example.org>\\n\
+Description: nspawnctl upgrade test package\\n' > {work}/DEBIAN/control
+echo {version} > {work}{VERSION_FILE}
+"""
+    if broken:
+        script += f"""mkdir -p {work}/lib/systemd/system {work}/etc/systemd/system/multi-user.target.wants
+printf '{unit}' > {work}/lib/systemd/system/{PROBE}-broken.service
+ln -s /lib/systemd/system/{PROBE}-broken.service \
+{work}/etc/systemd/system/multi-user.target.wants/{PROBE}-broken.service
+"""
+    script += f"dpkg-deb -Zgzip --root-owner-group -b {work} /root/debs/{PROBE}_{version}_all.deb\n"
+    r = host.run(["sh", "-c", script])
+    assert r.returncode == 0, str(r)
+    return f"/root/debs/{PROBE}_{version}_all.deb"
+
+
+def publish(host, deb: str | None):
+    """The repository holds deb (or nothing): a flat repository with Packages and Release."""
+    host.run(["sh", "-c", f"rm -rf {REPO} && mkdir -p {REPO}"])
+    entries = []
+    if deb:
+        host.run(["cp", deb, REPO])
+        data = Path(host.path(deb)).read_bytes()
+        control = host.run(["dpkg-deb", "-f", deb]).stdout.strip()
+        entries.append(f"{control}\nFilename: ./{Path(deb).name}\nSize: {len(data)}\n"
+                       f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+    packages = "\n".join(entries)
+    digest = hashlib.sha256(packages.encode()).hexdigest()
+    release = ("Origin: nspawnctl-test\nLabel: nspawnctl-test\nSuite: test\nCodename: test\n"
+               f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S UTC', time.gmtime())}\n"
+               f"SHA256:\n {digest} {len(packages.encode())} Packages\n")
+    host.run(["sh", "-c", f"cat > {REPO}/Packages"], input=packages)
+    host.run(["sh", "-c", f"cat > {REPO}/Release"], input=release)
+
+
+@pytest.fixture(scope="module")
+def repo(host, nspawnctl, made):
+    """The HTTP server on the gateway: started once a container runs on the default network,
+    so that its bridge (and the address to bind) exists."""
+    made("upg-net")
+    nspawnctl("start", "upg-net")
+    publish(host, None)
+    server = host.popen(["python3", "-m", "http.server", "--bind", GATEWAY, "--directory",
+                         REPO, str(PORT)], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture(scope="module")
+def debs(host):
+    return {v: build_deb(host, v, broken=(v == "3.0")) for v in ("1.0", "2.0", "3.0")}
+
+
+@pytest.fixture(scope="module")
+def box(host, nspawnctl, made, debs, repo):  # noqa: ARG001 (repo: the server runs)
+    """A booted container with the probe at 1.0 and only the local repository as source."""
+    name = made("upg1")
+    tree = f"{MACHINES}/{name}"
+    host.run(["sh", "-c", f"rm -f {tree}/etc/apt/sources.list.d/* && echo "
+              f"'deb [trusted=yes] http://{GATEWAY}:{PORT}/ ./' > {tree}/etc/apt/sources.list"])
+    nspawnctl("start", name)
+    nspawnctl("cp", debs["1.0"], f"{name}:/root/")
+    nspawnctl("exec", name, "--", "dpkg", "-i", f"/root/{Path(debs['1.0']).name}")
+    return name
+
+
+def version(nspawnctl, name) -> str:
+    return nspawnctl("exec", name, "--", "cat", VERSION_FILE).stdout.strip()
+
+
+def snapshots_of(nspawnctl, name) -> list:
+    return json.loads(nspawnctl("snapshots", name, "--json").stdout)
+
+
+def test_upgrade_succeeds(host, nspawnctl, box, debs):
+    publish(host, debs["2.0"])
+    r = nspawnctl("upgrade", box)
+    assert r.stdout.strip() == f"{box} upgraded: running", str(r)
+    for step in ("[1/5] snapshot", "[2/5] apt-get update", "[3/5] apt-get full-upgrade",
+                 "[4/5] restart", "[5/5] health check"):
+        assert step in r.stderr, r.stderr
+    assert version(nspawnctl, box) == "2.0"
+    assert guest_running(host, box)
+    assert snapshots_of(nspawnctl, box) == []  # dropped without --keep-snapshot
+
+
+def test_failing_check_rolls_back(host, nspawnctl, box, debs):
+    before = version(nspawnctl, box)
+    publish(host, build_deb(host, "2.5"))
+    r = nspawnctl.fails("upgrade", box, "--check", f"grep -q 9 {VERSION_FILE}")
+    assert "failed at --check" in r.error and "rolled back to snapshot upgrade-" in r.error, \
+        r.error
+    assert version(nspawnctl, box) == before
+    assert guest_running(host, box)
+
+
+def test_package_that_breaks_boot_rolls_back(host, nspawnctl, box, debs):
+    before = version(nspawnctl, box)
+    publish(host, debs["3.0"])
+    r = nspawnctl.fails("upgrade", box, "--keep-snapshot")
+    assert "failed at health check (its systemd is degraded, was running)" in r.error, r.error
+    assert f"{PROBE}-broken.service" in r.stderr  # the failing step's output: the failed unit
+    assert version(nspawnctl, box) == before
+    assert host.run(["systemctl", "-M", box, "is-system-running"]).stdout.strip() == "running"
+    # the snapshot taken before it stays when asked to
+    assert [s["tag"] for s in snapshots_of(nspawnctl, box)][0].startswith("upgrade-")
+
+
+def test_single_command_container_does_not_apply(host, nspawnctl, made, tmp_path_factory):
+    archive = "/root/upgrade-busybox.tar"
+    built = oci_archive(tmp_path_factory.mktemp("upg-oci"), "busybox", [busybox_layer()])
+    with open(built, "rb") as src, open(host.path(archive), "wb") as dst:
+        dst.write(src.read())
+    name = made("upg-oci", "--from", f"oci-archive:{archive}")
+    r = nspawnctl.fails("upgrade", name)
+    assert "upgrade does not apply to upg-oci: it runs a single command" in r.error, r.error

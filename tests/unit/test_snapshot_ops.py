@@ -1,0 +1,179 @@
+"""ops.snapshot and store.snapshots in a private root against a fake Bus: what is copied,
+what is refused, what rollback swaps back, and that a frozen unit is always thawed."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from nspawnctl import cli as cli_module
+from nspawnctl.errors import Error
+from nspawnctl.ops import inventory
+from nspawnctl.ops import remove as remove_op
+from nspawnctl.ops import snapshot as snap_op
+from nspawnctl.paths import Paths
+from nspawnctl.settings.files import save_config
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.store import snapshots
+from nspawnctl.store.containers import Store
+
+
+class FakeBus:
+    def __init__(self, state="inactive", freeze_error=None):
+        self.state = state
+        self.freeze_error = freeze_error
+        self.calls = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def active_state(self, unit):
+        return self.state
+
+    def has_job(self, unit):
+        return False
+
+    def freeze_unit(self, unit):
+        self.calls.append(("freeze", unit))
+        return self.freeze_error
+
+    def __getattr__(self, method):
+        def call(*args, **kwargs):
+            self.calls.append((method, args))
+        return call
+
+
+@pytest.fixture
+def paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
+    p = Paths.from_env()
+    (p.tree("c1") / "usr/bin").mkdir(parents=True)
+    (p.tree("c1") / "usr/bin/true").write_text("#!/bin/sh\n")
+    os.chmod(p.tree("c1") / "usr/bin/true", 0o755)
+    save_config(p, "c1", ContainerConfig())
+    return p
+
+
+@pytest.fixture
+def bus(monkeypatch):
+    b = FakeBus()
+    monkeypatch.setattr(snap_op, "Bus", lambda: b)
+    monkeypatch.setattr(remove_op, "Bus", lambda: b)
+    return b
+
+
+def test_snapshot_of_a_stopped_container_copies_tree_and_settings(paths, bus):
+    info = snap_op.snapshot(paths, "c1", "before")
+    assert info["method"] in ("copy", "reflink") and info["running"] is False
+    where = snapshots.snapshot_dir(paths, "c1", "before")
+    assert (where / "tree/usr/bin/true").read_text() == "#!/bin/sh\n"
+    assert (where / "settings/nspawn").read_text() == paths.nspawn_file("c1").read_text()
+    assert [r["tag"] for r in snap_op.list_snapshots(paths, "c1")] == ["before"]
+    assert not any(bus.calls)  # nothing frozen: it was not running
+
+
+def test_default_tag_is_a_utc_timestamp_and_never_clashes(paths, bus):
+    first = snap_op.snapshot(paths, "c1")["tag"]
+    second = snap_op.snapshot(paths, "c1")["tag"]
+    assert first != second and first.endswith("Z") or "Z-" in first
+    assert len(snap_op.list_snapshots(paths, "c1")) == 2
+
+
+@pytest.mark.parametrize("tag", ["", ".hidden", "-x", "a/b", "..", "a" * 65, "x y"])
+def test_invalid_tags_are_refused(paths, bus, tag):
+    with pytest.raises(Error, match="invalid snapshot tag"):
+        snap_op.snapshot(paths, "c1", tag)
+
+
+def test_an_existing_tag_and_an_unknown_tag_are_refused(paths, bus):
+    snap_op.snapshot(paths, "c1", "t1")
+    with pytest.raises(Error, match="already has a snapshot 't1'"):
+        snap_op.snapshot(paths, "c1", "t1")
+    with pytest.raises(Error, match="has no snapshot 'nope'"):
+        snap_op.rollback(paths, "c1", "nope")
+    with pytest.raises(Error, match="has no snapshot 'nope'"):
+        snap_op.remove_snapshot(paths, "c1", "nope")
+
+
+def test_rollback_swaps_the_tree_and_settings_back_and_keeps_the_snapshot(paths, bus):
+    snap_op.snapshot(paths, "c1", "good")
+    nspawn = paths.nspawn_file("c1").read_text()
+    (paths.tree("c1") / "usr/bin/true").unlink()
+    os.rmdir(paths.tree("c1") / "usr/bin")
+    paths.nspawn_file("c1").write_text(nspawn + "# changed\n")
+    info = snap_op.rollback(paths, "c1", "good")
+    assert info["restarted"] is False and info["settings_changed"] is True
+    assert (paths.tree("c1") / "usr/bin/true").read_text() == "#!/bin/sh\n"
+    assert paths.nspawn_file("c1").read_text() == nspawn
+    assert snapshots.read_meta(snapshots.snapshot_dir(paths, "c1", "good"))  # still there
+    assert not os.listdir(paths.staging_in(paths.machines))  # the old tree is gone
+
+
+def test_running_container_is_frozen_for_the_copy_and_thawed(paths, bus):
+    bus.state = "active"
+    info = snap_op.snapshot(paths, "c1", "hot")
+    assert [c[0] for c in bus.calls] == ["freeze", "thaw_unit"]
+    assert info["frozen_seconds"] >= 0
+
+
+def test_thawed_even_when_the_copy_fails(paths, bus, monkeypatch):
+    bus.state = "active"
+
+    def broken(*a):
+        raise Error("copying the tree failed")
+    monkeypatch.setattr(snapshots, "copy_content", broken)
+    with pytest.raises(Error, match="copying the tree failed"):
+        snap_op.snapshot(paths, "c1", "hot")
+    assert ("thaw_unit", ("systemd-nspawn@c1.service",)) in bus.calls
+    assert snap_op.list_snapshots(paths, "c1") == []
+    assert not os.listdir(paths.staging_in(paths.machines))
+
+
+def test_running_container_that_cannot_be_frozen_is_refused_without_stop(paths, bus):
+    bus.state = "active"
+    bus.freeze_error = "Unit does not support freezing"
+    with pytest.raises(Error, match="cannot freeze running container c1"):
+        snap_op.snapshot(paths, "c1", "hot")
+    assert snap_op.list_snapshots(paths, "c1") == []
+
+
+def test_remove_takes_the_snapshots_and_says_how_many(paths, bus):
+    snap_op.snapshot(paths, "c1", "a")
+    snap_op.snapshot(paths, "c1", "b")
+    assert remove_op.remove(paths, "c1", report=lambda m: None) == 2
+    assert not snapshots.snapshot_dir(paths, "c1").exists()
+
+
+def test_snapshots_of_a_removed_container_are_swept(paths, bus):
+    snap_op.snapshot(paths, "c1", "a")
+    os.rename(paths.tree("c1"), paths.machines / ".gone")  # a remove killed after its commit
+    Store(paths).sweep()
+    assert not snapshots.snapshot_dir(paths, "c1").exists()
+
+
+def test_overlay_snapshot_needs_its_base(paths, bus, monkeypatch):
+    key = "k" * 16
+    lower = paths.images / key / "tree"
+    meta = {"tag": "t", "lower": str(lower), "created": 1}
+    where = snapshots.snapshot_dir(paths, "c1", "t")
+    where.mkdir(parents=True)
+    (where / "meta.json").write_text(json.dumps(meta))
+    assert inventory.usage_by_image(paths).get(key) == 1
+
+
+def test_cli_snapshot_group_defaults_to_create(paths, bus, monkeypatch):
+    seen = []
+    monkeypatch.setattr(snap_op, "snapshot", lambda p, n, t, stop_if_needed, report: seen.append(
+        (n, t, stop_if_needed)) or {"tag": t or "x", "method": "copy", "size": 0})
+    monkeypatch.setattr(snap_op, "remove_snapshot", lambda p, n, t: seen.append(("rm", n, t)))
+    runner = CliRunner()
+    for args in (["snapshot", "c1"], ["snapshot", "c1", "t1"], ["snapshot", "--stop", "c1"],
+                 ["snapshot", "create", "rm"], ["snapshot", "rm", "c1", "t1"]):
+        result = runner.invoke(cli_module.cli, args)
+        assert result.exit_code == 0, result.output
+    assert seen == [("c1", None, False), ("c1", "t1", False), ("c1", None, True),
+                    ("rm", None, False), ("rm", "c1", "t1")]
