@@ -141,19 +141,25 @@ def test_start_of_a_tree_that_cannot_boot_says_why(host, nspawnctl):
         nspawnctl("remove", "noinit", check=False)
 
 
+@pytest.fixture(scope="module")
+def errs(made):
+    """The existing container the error cases name (of its own: no other module's)."""
+    return made("lc-errs", "--network", "none")
+
+
 @pytest.mark.parametrize("args, message", [
     (["start", "ghost"], "no container named 'ghost'"),
     (["stop", "ghost"], "no container named 'ghost'"),
     (["exec", "ghost", "--", "true"], "no container named 'ghost'"),
     (["status", "ghost"], "no container named 'ghost'"),
     (["start", "bad/name"], "invalid container name"),
-    (["exec", "base"], "missing argument"),
-    (["set", "base"], "nothing to change"),
-    (["set", "base", "--cpus", "-1"], "cpu"),
-    (["set", "base", "--bind", "relative:/x"], "absolute"),
+    (["exec", "lc-errs"], "missing argument"),
+    (["set", "lc-errs"], "nothing to change"),
+    (["set", "lc-errs", "--cpus", "-1"], "cpu"),
+    (["set", "lc-errs", "--bind", "relative:/x"], "absolute"),
     (["create", "x9", "--network", "bridge"], "no network named 'bridge'"),
 ])
-def test_lifecycle_errors_are_one_clear_line(nspawnctl, args, message):
+def test_lifecycle_errors_are_one_clear_line(nspawnctl, errs, args, message):
     r = nspawnctl.fails(*args)
     assert message.lower() in r.error.lower(), r.stderr
 
