@@ -88,6 +88,10 @@ def is_elf(path: str) -> bool:
         return False
 
 
+class OverBudget(Error):
+    """Raised when the reads run out: never taken for an unusable candidate."""
+
+
 class Budget:
     """How many more ELF files may be read, shared by every lookup of one create."""
 
@@ -96,7 +100,7 @@ class Budget:
 
     def take(self, path: str):
         if self.reads <= 0:
-            raise Error(f"too many ELF files to read (more than {MAX_ELF_READS}) at {path}",
+            raise OverBudget(f"too many ELF files to read (more than {MAX_ELF_READS}) at {path}",
                         hint="add fewer or smaller directories")
         self.reads -= 1
 
@@ -113,6 +117,8 @@ def read_elf(path: str, budget: Budget) -> Elf:
                 return _parse(ELFFile(f), path)
             except Error:
                 raise
+            except RecursionError:
+                raise Error(f"{path} is not a valid ELF file (nested too deeply)") from None
             except (ELFError, struct.error, ValueError, KeyError, IndexError, TypeError,
                     AttributeError, UnicodeDecodeError, EOFError, AssertionError) as e:
                 raise Error(f"{path} is not a valid ELF file ({_why(e)})",
@@ -345,6 +351,8 @@ class Closure:
                 continue
             try:
                 lib = self.elf(path)
+            except OverBudget:
+                raise
             except Error:
                 continue  # ld.so skips a file it cannot use, and so do we
             if lib.kind() != elf.kind() or lib.etype != "ET_DYN":
