@@ -204,12 +204,16 @@ def _walk(result: Plan, top: str, dest: str, report) -> list[tuple[str, str, str
     stack = [(top, dest)]
     while stack:
         host_dir, tree_dir = stack.pop()
+        items = []
         try:
             with os.scandir(host_dir) as it:
-                items = sorted(it, key=lambda e: e.name)
+                for item in it:  # one directory's entries, bounded like the whole tree's
+                    items.append(item)
+                    if len(items) + len(result.entries) > MAX_FILES:
+                        raise Error(f"more than {MAX_FILES} files to add", hint="add less")
         except OSError as e:
             raise Error(f"cannot read {host_dir}: {e.strerror}") from None
-        for item in items:
+        for item in sorted(items, key=lambda e: e.name):
             host = os.path.join(host_dir, item.name)
             tree = tree_dir.rstrip("/") + "/" + item.name
             st = item.stat(follow_symlinks=False)

@@ -284,3 +284,11 @@ def test_create_bad_scratch_arguments_make_nothing(tmp_path, args, line):
     assert_error(nspawnctl(tmp_path, "create", "x", "--network", "none", *args), line)
     assert not (tmp_path / "var/lib/machines/x").exists()
     assert not (tmp_path / "etc/systemd/nspawn/x.nspawn").exists()
+
+
+def test_the_number_of_files_is_bounded(tmp_path, monkeypatch):
+    for i in range(30):
+        write(tmp_path / "many" / f"f{i}", b"x", 0o644)
+    monkeypatch.setattr(scratch, "MAX_FILES", 20)
+    with pytest.raises(Error, match="more than 20 files to add"):
+        scratch.plan([f"{tmp_path}/many:/many", LS], "ls")
