@@ -1,7 +1,7 @@
 """A root tree from scratch (`--from scratch --add PATH[:DEST]...`): only what was added, the
 shared libraries and program interpreters its ELF files need (elfdeps.py), and the few files
 a program expects to find (scratch_files/: passwd, group, nsswitch.conf, hosts, os-release,
-plus /tmp and /root).
+plus /tmp, /root and /usr, which systemd-nspawn looks for).
 
 Two steps, so that bad input fails before anything is made: plan() reads the host (the added
 paths, iteratively, and the ELF files) into a plan of tree paths, and make_tree() writes the
@@ -244,6 +244,9 @@ def _base_files(result: Plan):
         result.put(f"/etc/{name}", Entry("file", 0o644, text=text))
     result.put("/tmp", Entry("dir", 0o1777))
     result.put("/root", Entry("dir", 0o700))
+    # systemd-nspawn refuses to run a command in a tree without /usr ("doesn't look like it
+    # has an OS tree"), even an empty one
+    result.put("/usr", Entry("dir", 0o755))
 
 
 def _command(result: Plan, cmd: str | None, executables: list[str]) -> tuple[str, ...]:

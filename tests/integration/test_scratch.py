@@ -69,7 +69,8 @@ def test_static_busybox_serves_http(host, nspawnctl, made, work, figures):
     assert tree_files(host, name) == {
         "bin": "d", "bin/busybox": "f", "www": "d", "www/index.html": "f",
         "etc": "d", "etc/passwd": "f", "etc/group": "f", "etc/nsswitch.conf": "f",
-        "etc/hosts": "f", "etc/os-release": "f", "etc/hostname": "f", "tmp": "d", "root": "d"}
+        "etc/hosts": "f", "etc/os-release": "f", "etc/hostname": "f", "tmp": "d", "root": "d",
+        "usr": "d"}
     assert host.run(["stat", "-c", "%a", f"{MACHINES}/{name}/tmp"]).stdout.strip() == "1777"
     size = disk_bytes(host, name)
     figures("scratch busybox tree on disk", f"{size} bytes")
@@ -101,8 +102,8 @@ def test_static_busybox_serves_http(host, nspawnctl, made, work, figures):
 
 
 def test_python3_with_its_libraries_runs(host, nspawnctl, made, work, figures):
-    code = "import json, sqlite3, ssl, sys; print(json.dumps({'hello': 'scratch'})," \
-           " flush=True); sys.stdin.read()"
+    code = "import json, sqlite3, ssl, time; print(json.dumps({'hello': 'scratch'})," \
+           " flush=True); time.sleep(100000)"
     name = made("spy", "--from", "scratch", "--add", "/usr/bin/python3",
                 "--add", "/usr/lib/python3.11", "--cmd", f"python3 -c \"{code}\"")
     libs = [p for p, kind in tree_files(host, name).items()
