@@ -190,6 +190,7 @@ def test_tree_has_only_what_was_added_and_the_base_files(tmp_path):
     scratch.make_tree(result, str(tmp_path / "t"))
     t = tmp_path / "t"
     assert stat.S_IMODE(os.lstat(t / "tmp").st_mode) == 0o1777
+    assert (t / "usr").is_dir()  # systemd-nspawn looks for it
     assert "ID=scratch" in (t / "etc/os-release").read_text()
     assert "root:x:0:0:" in (t / "etc/passwd").read_text()
     assert "nobody:" in (t / "etc/passwd").read_text()
