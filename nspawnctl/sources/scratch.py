@@ -175,7 +175,7 @@ def plan(adds: tuple[str, ...] | list[str], cmd: str | None,
             result.put(dest, _file_entry(host, st), replace=True)
             if elfdeps.is_elf(host):
                 elves.append((host, dest, host))
-            if st.st_mode & 0o111:
+            if st.st_mode & 0o111 and dest not in executables:
                 executables.append(dest)
         else:
             raise Error(f"cannot add {host}: not a regular file or directory")

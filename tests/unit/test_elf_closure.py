@@ -222,6 +222,7 @@ def test_directory_is_added_whole_with_links_and_elf_closure(tmp_path):
 
 def test_cmd_default_and_lookup(tmp_path):
     assert scratch.plan([LS], "ls -l").command == ("ls", "-l")  # found on PATH in the tree
+    assert scratch.plan([LS, LS], None).command == (os.path.abspath(LS),)  # one, twice
     with pytest.raises(Error, match="/bin/sh, which was not added"):
         scratch.plan([LS], "/bin/sh -c true")
     with pytest.raises(Error, match="nope, which was not added"):
