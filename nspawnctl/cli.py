@@ -187,7 +187,13 @@ class _ConfigCommand(click.Command):
 @click.argument("name")
 @click.option("--from", "source", default="debootstrap:bookworm", show_default=True,
               help="debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
-                   "docker-archive:PATH or oci:DIR[:REF].")
+                   "docker-archive:PATH, oci:DIR[:REF] or scratch (only what --add puts in).")
+@click.option("--add", "adds", multiple=True, metavar="PATH[:DEST]",
+              help="With --from scratch: a host file or directory to put in the tree, with "
+                   "the shared libraries its programs need (repeatable).")
+@click.option("--cmd", metavar="'CMD ARGS'",
+              help="The command to run (scratch: default, the one program added; images: "
+                   "instead of the image's).")
 @click.option("--mirror", help="Debian mirror URL for debootstrap.")
 @click.option("--variant", default="minbase", show_default=True, help="debootstrap variant.")
 @click.option("--include", help="Extra packages, comma-separated.")
@@ -202,8 +208,8 @@ class _ConfigCommand(click.Command):
                    "changes (overlayfs) instead of copying it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper, platform,
-           use_overlay, as_json, **options):
+def create(app, name, source, adds, cmd, mirror, variant, include, arch, slim, bootstrapper,
+           platform, use_overlay, as_json, **options):
     """Create container NAME (a Debian bookworm tree by default)."""
     from .ops.create import create as make
     from .settings.model import ContainerConfig, parse_cli
@@ -213,7 +219,7 @@ def create(app, name, source, mirror, variant, include, arch, slim, bootstrapper
                          bootstrapper=bootstrapper)
     cfg = ContainerConfig(**parse_cli(options, creating=True))
     info = make(app.paths, name, source, spec, cfg, platform=platform, use_overlay=use_overlay,
-                report=progress)
+                adds=adds, cmd=cmd, report=progress)
     if as_json:
         print_record(info, True)
     else:

@@ -9,6 +9,7 @@ create of the same kind is a clone.
 import contextlib
 import dataclasses
 import os
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,13 +33,28 @@ BASE_KINDS = ("debootstrap", "oci-archive", "docker-archive", "oci")
 
 def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec,
            cfg: ContainerConfig, *, platform: str | None = None, use_overlay: bool = False,
+           adds: tuple[str, ...] = (), cmd: str | None = None,
            report: Report = print) -> dict:
-    """Make container NAME from source; returns what was done (for the user and the tests)."""
+    """Make container NAME from source; returns what was done (for the user and the tests).
+    adds and cmd: what a scratch tree holds and runs (an image's command, cmd overrides)."""
     require_root()
     store = Store(paths)
     store.require_absent(name)
     host.ensure_units(paths)  # the boot-time recovery, for this container's first start
     kind, rest = split_source(source)
+    if adds and kind != "scratch":
+        raise Error("--add puts files in a tree made from scratch",
+                    hint="use it with --from scratch")
+    planned = None
+    if kind == "scratch":  # read (and refused) before anything is made
+        from ..sources import scratch  # with pyelftools: scratch only
+        planned = scratch.plan(adds, cmd, report=report)
+        cfg = dataclasses.replace(cfg, boot=False, command=planned.command)
+    elif cmd is not None:
+        if kind not in BASE_KINDS or kind == "debootstrap":
+            raise Error(f"--cmd names the one command of a container that runs one: a {kind} "
+                        "tree is booted", hint="use it with --from scratch or an image source")
+        cfg = dataclasses.replace(cfg, command=_split_cmd(cmd))
     if use_overlay and kind not in BASE_KINDS:
         raise Error(f"--overlay needs a cached base tree, and {kind}: sources are imported "
                     "once", hint="use it with debootstrap:, oci-archive:, docker-archive: or "
@@ -66,6 +82,11 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
                         held_image(paths, base.key, base.meta, base.build, report))
                     cfg, lower = _from_base(stage, cfg, info, base, image, cached, use_overlay,
                                             report)
+                elif planned is not None:
+                    from ..sources import scratch
+                    scratch.make_tree(planned, str(tree))
+                    info.update(method="scratch", command=list(planned.command),
+                                added=planned.added)
                 elif kind == "tar":
                     from ..sources import tarball  # with the decompressors: tar: only
                     tree.mkdir(mode=0o755)
@@ -83,6 +104,16 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
     _reload_if_loaded(name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
+
+
+def _split_cmd(cmd: str) -> tuple[str, ...]:
+    try:
+        argv = tuple(shlex.split(cmd))
+    except ValueError as e:
+        raise Error(f"invalid --cmd {cmd!r}: {e}") from None
+    if not argv:
+        raise Error("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
+    return argv
 
 
 def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname: str,

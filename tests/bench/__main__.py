@@ -1,6 +1,6 @@
 """Every benchmark of the project, each beside its anchor, in one run and one table.
 
-    python -m tests.bench [--quick] [--only create,lifecycle,oci]     (as root, from the repo)
+    python -m tests.bench [--quick] [--only create,lifecycle,oci,network,scratch]     (as root, from the repo)
 
 create and lifecycle run inside one booted systemd host (tests/testbed.py; this machine when
 its PID 1 is systemd), with nspawnctl typed as a user would; the OCI unpacker runs on this
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests import sysctl, testbed  # noqa: E402
-from tests.bench import bench_create, bench_lifecycle, common  # noqa: E402
+from tests.bench import bench_create, bench_lifecycle, bench_scratch, common  # noqa: E402
 
 
 def oci_rows(quick: bool) -> list:
@@ -40,10 +40,10 @@ def main() -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
-    parser.add_argument("--only", default="create,lifecycle,oci,network,snapshot",
+    parser.add_argument("--only", default="create,lifecycle,oci,network,snapshot,scratch",
                         help="comma-separated subset of: create, lifecycle, oci, network, "
-                             "snapshot (or of create only warm-create, of lifecycle only "
-                             "startup)")
+                             "snapshot, scratch (or of create only warm-create, of lifecycle "
+                             "only startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -54,7 +54,7 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
-    if {"create", "lifecycle", "warm-create", "startup", "snapshot"} & only:
+    if {"create", "lifecycle", "warm-create", "startup", "snapshot", "scratch"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -78,6 +78,8 @@ def main() -> int:
             if "snapshot" in only:
                 from tests.bench import bench_snapshot
                 rows += bench_snapshot.run(host, quick=args.quick)
+            if "scratch" in only:
+                rows += bench_scratch.run(host, quick=args.quick)
     else:
         info = common.machine()
     if "oci" in only:

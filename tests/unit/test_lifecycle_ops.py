@@ -166,3 +166,17 @@ def test_set_on_a_running_container_keeps_the_live_limits(paths, monkeypatch):
     monkeypatch.setattr(reconfigure, "Bus", lambda: FakeBus(state="active"))
     reconfigure.set_config(paths, "c1", {"memory_max": "1G"})
     assert (control / "50-CPUQuota.conf").exists()
+
+
+def test_exec_in_a_single_command_container_needs_nothing_in_its_tree(paths, monkeypatch):
+    """No env(1) inside: a tree from scratch has none.  The environment is given to the
+    entered process itself, and the command runs as given."""
+    save_config(paths, "c1", ContainerConfig(boot=False, command=("/bin/app",),
+                                             env=("MODE=prod", "PATH=/opt/bin")))
+    monkeypatch.setattr(lifecycle, "Bus", lambda: FakeBus())
+    monkeypatch.setattr(lifecycle, "leader", lambda bus, name: 4242)
+    ran = []
+    monkeypatch.setattr(lifecycle, "enter", lambda pid, command, env: ran.append(
+        (pid, command, env)) or 0)
+    assert lifecycle.exec_(paths, "c1", ["app", "--x"]) == 0
+    assert ran == [(4242, ["app", "--x"], {"PATH": "/opt/bin", "MODE": "prod"})]
