@@ -1,0 +1,245 @@
+"""export: a container's tree as a tarball or a one-layer image, checked by the tools that
+read them (machinectl import-tar, umoci, skopeo, podman) and by nspawnctl's own create; and
+OCI images that carry an init but no command, which boot.
+
+The container exported is the default one, started once so that its tree is stored in its
+user namespace's UID range (systemd-nspawn -U chowns it): every round trip must give the
+tree as the container sees it, root as 0.  podman, skopeo and umoci run on the machine the
+tests run on, against the files inside the testbed (host.path).
+"""
+
+import hashlib
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import imagetools  # noqa: E402
+
+from tests.integration.helpers import MACHINES, guest_running, wait_for  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+SRC = "ex-src"
+OUT = "/var/tmp/nspawnctl-export"
+# what create gives every new container its own of
+OWN_IDENTITY = {"etc/hostname", "etc/machine-id"}
+NEED_TOOLS = pytest.mark.skipif(bool(imagetools.missing_tools()),
+                                reason=f"needs {', '.join(imagetools.missing_tools())}")
+
+
+def manifest(root: Path) -> dict:
+    """Path -> (type, mode, uid, gid, size, sha256, link target) of every entry, owners as
+    the container sees them (shifted back by its root's UID range, as systemd-nspawn does)."""
+    top = root.lstat()
+    shift = top.st_uid if top.st_uid % 0x10000 == 0 else 0
+    out = {}
+    pending = [root]
+    while pending:
+        d = pending.pop()
+        for entry in os.scandir(d):
+            p = Path(entry.path)
+            st = p.lstat()
+            rel = str(p.relative_to(root))
+            digest = target = None
+            if stat.S_ISREG(st.st_mode):
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+                digest = h.hexdigest()
+            elif stat.S_ISLNK(st.st_mode):
+                target = os.readlink(p)
+            elif stat.S_ISDIR(st.st_mode):
+                pending.append(p)
+            out[rel] = (stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode),
+                        st.st_uid - shift, st.st_gid - shift,
+                        st.st_size if digest else None, digest, target)
+    return out
+
+
+def differences(a: dict, b: dict, ignore=frozenset()) -> list[str]:
+    diffs = [f"only in first: {p}" for p in sorted(a.keys() - b.keys() - ignore)]
+    diffs += [f"only in second: {p}" for p in sorted(b.keys() - a.keys() - ignore)]
+    diffs += [f"{p}: {a[p]} != {b[p]}" for p in sorted(a.keys() & b.keys() - ignore)
+              if a[p] != b[p]]
+    return diffs
+
+
+def devices(m: dict) -> set:
+    return {p for p, e in m.items() if stat.S_ISCHR(e[0]) or stat.S_ISBLK(e[0])}
+
+
+@pytest.fixture(scope="module")
+def exported(host, nspawnctl, made):
+    """The default container, started (its tree chowned into its UID range), exported in
+    the three formats while it runs, then stopped; and the manifest of its tree."""
+    made(SRC)
+    nspawnctl("start", "--wait", SRC)
+    host.run(["mkdir", "-p", OUT])
+    files = {}
+    for fmt, name in (("tar", "src.tar"), ("oci-archive", "src.oci.tar"),
+                      ("docker-archive", "src.docker.tar")):
+        info = json.loads(nspawnctl("export", SRC, f"{OUT}/{name}", "--format", fmt,
+                                    "--json").stdout)
+        assert info["frozen"] is True, info
+        files[fmt] = f"{OUT}/{name}"
+    nspawnctl("stop", SRC)
+    tree = host.path(f"{MACHINES}/{SRC}")
+    assert tree.lstat().st_uid >= 0x10000, "the started tree was expected to be chowned"
+    yield files, manifest(tree)
+    host.run(["rm", "-rf", OUT])
+
+
+def test_running_container_is_frozen_while_read_and_thawed_after(host, nspawnctl, exported):
+    # the fixture exported it running: after each export it runs on, thawed
+    files, _ = exported
+    assert host.run(["systemctl", "show", "-P", "FreezerState",
+                     f"systemd-nspawn@{SRC}.service"]).stdout.strip() in ("running", "")
+    r = host.run(["tar", "-tvf", files["tar"]])
+    assert r.returncode == 0, str(r)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("drwxr-xr-x 0/0") and lines[0].endswith(" ./"), lines[0]
+    # owners as the container sees them: none from the UID range the tree is stored in
+    owners = {int(i) for line in lines for i in line.split()[1].split("/")}
+    assert max(owners - {65534}) < 0x10000, sorted(owners)
+
+
+def test_tar_is_accepted_by_machinectl_import_tar(host, nspawnctl, exported):
+    files, source = exported
+    r = host.run(["machinectl", "import-tar", files["tar"], "ex-imported"])
+    assert r.returncode == 0, str(r)
+    try:
+        ours = manifest(host.path(f"{MACHINES}/ex-imported"))
+        assert differences(source, ours) == []
+    finally:
+        host.run(["machinectl", "remove", "ex-imported"])
+
+
+def test_oci_archive_round_trips_through_create(host, nspawnctl, made, exported):
+    files, source = exported
+    info = json.loads(nspawnctl("create", "ex-back", "--from",
+                                f"oci-archive:{files['oci-archive']}", "--json").stdout)
+    try:
+        assert info["boot"] is True, info  # its command is its init: booted as here
+        back = manifest(host.path(f"{MACHINES}/ex-back"))
+        # device nodes are never unpacked from images (sources/unpack.py)
+        assert differences(source, back, OWN_IDENTITY | devices(source)) == []
+        nspawnctl("start", "--wait", "ex-back")
+        assert guest_running(host, "ex-back")
+    finally:
+        nspawnctl("remove", "--force", "ex-back", check=False)
+
+
+@NEED_TOOLS
+def test_umoci_unpacks_the_same_tree(host, exported, tmp_path):
+    files, source = exported
+    layout = imagetools.skopeo_to_oci_dir(f"oci-archive:{host.path(files['oci-archive'])}",
+                                          tmp_path / "layout", "t")
+    rootfs = imagetools.umoci_unpack(layout, "t", tmp_path / "bundle")
+    assert differences(source, manifest(rootfs)) == []
+
+
+@NEED_TOOLS
+@pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
+def test_skopeo_and_podman_accept_the_image(host, exported, tmp_path, fmt):
+    files, _ = exported
+    path = host.path(files[fmt])
+    r = imagetools.run("skopeo", "inspect", "--config", f"{fmt}:{path}",
+                       capture_output=True, text=True)
+    config = json.loads(r.stdout)
+    assert config["config"]["Cmd"][0] in ("/sbin/init", "/lib/systemd/systemd",
+                                          "/usr/lib/systemd/systemd"), config
+    assert config["rootfs"]["diff_ids"], config
+    podman = imagetools.Podman(tmp_path)
+    try:
+        out = podman("load", "-i", path).stdout
+        assert "Loaded image" in out, out
+        images = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+        assert SRC in images, images
+    finally:
+        podman.cleanup()
+
+
+def test_format_follows_the_name_and_unknown_names_are_refused(host, nspawnctl, exported):
+    nspawnctl("export", SRC, f"{OUT}/n.tar.zst")
+    assert host.path(f"{OUT}/n.tar.zst").read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    nspawnctl("export", SRC, f"{OUT}/n.tar.gz")
+    assert host.path(f"{OUT}/n.tar.gz").read_bytes()[:2] == b"\x1f\x8b"
+    r = nspawnctl.fails("export", SRC, f"{OUT}/n.img")
+    assert "cannot tell the format" in r.error and "--format" in r.stderr, str(r)
+    assert not host.path(f"{OUT}/n.img").exists()
+
+
+def test_failed_export_leaves_no_file_and_thaws(host, nspawnctl, exported):
+    """A disk that fills up mid-export: an error, no file, no temporary, the container
+    running again."""
+    tiny = f"{OUT}/tiny"
+    host.run(["mkdir", "-p", tiny])
+    assert host.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", tiny]).returncode == 0
+    try:
+        nspawnctl("start", "--wait", SRC)
+        r = nspawnctl.fails("export", SRC, f"{tiny}/full.tar")
+        assert "No space left" in r.stderr, str(r)
+        assert os.listdir(host.path(tiny)) == []
+        assert host.run(["systemctl", "show", "-P", "FreezerState",
+                         f"systemd-nspawn@{SRC}.service"]).stdout.strip() == "running"
+        assert guest_running(host, SRC)
+    finally:
+        nspawnctl("stop", SRC, check=False)
+        host.run(["umount", tiny])
+
+
+def test_sigkill_leaves_no_file(host, nspawnctl, exported):
+    target = f"{OUT}/killed.tar"
+    proc = host.popen(["nspawnctl", "export", SRC, target, "--format", "oci-archive"])
+    out = host.path(OUT)
+
+    def temp():
+        return [n for n in os.listdir(out) if n.startswith(".killed.tar.nspawnctl-export.")]
+
+    try:
+        wait_for(lambda: temp() and (out / temp()[0]).stat().st_size > (1 << 20),
+                 interval=0.005, what="the export to be under way")
+    finally:
+        for name in temp():  # .killed.tar.nspawnctl-export.PID.tmp: PID in the testbed
+            host.run(["kill", "-KILL", name.rsplit(".", 2)[-2]])
+        proc.wait()
+    assert not host.path(target).exists()
+    assert temp(), "the killed export's temporary file was expected to stay"
+    nspawnctl("export", SRC, target)  # the next export to that name sweeps it
+    assert temp() == [] and host.path(target).exists()
+
+
+@NEED_TOOLS
+def test_image_with_an_init_and_no_command_boots(host, nspawnctl, exported, tmp_path):
+    """What `podman import` + `podman save` make of a Debian tree: no Cmd at all."""
+    files, _ = exported
+    podman = imagetools.Podman(tmp_path)
+    try:
+        podman("import", host.path(files["tar"]), "localhost/nocmd:1")
+        saved = podman.save("localhost/nocmd:1", "oci-archive", tmp_path / "nocmd.tar")
+    finally:
+        podman.cleanup()
+    r = imagetools.run("skopeo", "inspect", "--config", f"oci-archive:{saved}",
+                       capture_output=True, text=True)
+    assert not json.loads(r.stdout)["config"].get("Cmd"), r.stdout
+    inside = f"{OUT}/nocmd.tar"
+    imagetools.run("cp", saved, host.path(inside))
+    info = json.loads(nspawnctl("create", "ex-nocmd", "--from", f"oci-archive:{inside}",
+                                "--json").stdout)
+    try:
+        assert info["boot"] is True and "no command" in info["why"], info
+        nspawnctl("start", "--wait", "ex-nocmd")
+        assert wait_for(lambda: guest_running(host, "ex-nocmd"), timeout=30)
+        # --no-boot with --cmd overrides it
+        nspawnctl("create", "ex-nocmd2", "--from", f"oci-archive:{inside}", "--cmd",
+                  "/bin/sleep 1000")
+        text = host.path("/etc/systemd/nspawn/ex-nocmd2.nspawn").read_text()
+        assert "Boot=no" in text and "Parameters=/bin/sleep 1000" in text, text
+    finally:
+        nspawnctl("remove", "--force", "ex-nocmd", "ex-nocmd2", check=False)
