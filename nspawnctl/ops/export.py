@@ -116,8 +116,13 @@ def _frozen(bus: Bus, name: str, report: Report):
         yield False
         return
     unit = service_unit(name)
-    bus.freeze_unit(unit, why=f"{name} is running and cannot be frozen to be read "
-                              "consistently")
+    try:
+        bus.freeze_unit(unit, why=f"{name} is running and cannot be frozen to be read "
+                                  "consistently")
+    except Error as e:
+        raise Error(e.message, hint=f"stop it first (nspawnctl stop {name}); systemd "
+                                    "freezes units only with the unified cgroup hierarchy "
+                                    "(cgroup v2)") from None
     report(f"{name} is running: frozen while its tree is read")
     try:
         yield True

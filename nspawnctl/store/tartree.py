@@ -18,6 +18,7 @@ the range are shifted back to 0..65535, ids outside it are what the container se
 import errno
 import os
 import stat
+import struct
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -175,6 +176,31 @@ def _names(dirfd: int) -> list[str]:
     return sorted(os.listdir(dirfd), reverse=True)
 
 
+_USTAR = struct.Struct("100s8s8s8s12s12s8s1s100s6s2s32s32s8s8s155s12x")
+_TYPES_WITH_DEVICE = (tarfile.CHRTYPE, tarfile.BLKTYPE)
+
+
+def _ustar(info: tarfile.TarInfo) -> bytes | None:
+    """The one-block ustar header tarfile would write for info, made directly (tarfile's
+    tobuf costs more than reading a small file); None when it needs more than one block."""
+    if info.pax_headers:
+        return None
+    name = os.fsencode(info.name + "/" if info.type == tarfile.DIRTYPE else info.name)
+    link = os.fsencode(info.linkname)
+    if (len(name) > 100 or len(link) > 100 or not name.isascii() or not link.isascii()
+            or info.uid >= 0o7777777 or info.gid >= 0o7777777 or info.size >= 0o77777777777
+            or not 0 <= info.mtime < 0o77777777777):
+        return None
+    device = info.type in _TYPES_WITH_DEVICE
+    buf = _USTAR.pack(
+        name, b"%07o\0" % info.mode, b"%07o\0" % info.uid, b"%07o\0" % info.gid,
+        b"%011o\0" % info.size, b"%011o\0" % info.mtime, b"        ", info.type, link,
+        b"ustar\0", b"00", b"", b"",
+        b"%07o\0" % info.devmajor if device else b"", b"%07o\0" % info.devminor if device else b"",
+        b"")
+    return b"%s%06o\0%s" % (buf[:148], sum(buf), buf[155:])
+
+
 class _Writer:
     def __init__(self, sink: Sink, shift: int, counts: Counts):
         self.sink, self.shift, self.counts = sink, shift, counts
@@ -194,7 +220,10 @@ class _Writer:
         return info
 
     def _put(self, info: tarfile.TarInfo) -> None:
-        self.sink.write(info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape"))
+        header = _ustar(info)
+        if header is None:  # long names, xattrs, big numbers: tarfile's pax headers
+            header = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+        self.sink.write(header)
         self.counts.entries += 1
 
     def header(self, arcname: str, st: os.stat_result, fd: int | None) -> None:

@@ -330,3 +330,27 @@ def test_sink_counts_and_hashes(tmp_path):
     data = (tmp_path / "f").read_bytes()
     assert sink.count == len(data) == 300_004 and h.hexdigest() == hashlib.sha256(data).hexdigest()
     assert io.BytesIO(data).read(4)
+
+
+@pytest.mark.parametrize("type_,extra", [
+    (tarfile.REGTYPE, {"size": 12345}), (tarfile.DIRTYPE, {}),
+    (tarfile.SYMTYPE, {"linkname": "../x/y"}), (tarfile.LNKTYPE, {"linkname": "./a/b"}),
+    (tarfile.CHRTYPE, {"devmajor": 1, "devminor": 3}), (tarfile.FIFOTYPE, {}),
+    (tarfile.REGTYPE, {"name": "./" + "n" * 120}),           # long: pax
+    (tarfile.REGTYPE, {"name": "./caf\udce9"}),               # not UTF-8: pax, binary
+    (tarfile.REGTYPE, {"uid": 1 << 22}),                      # too big for ustar: pax
+])
+def test_fast_headers_are_tarfiles_own(type_, extra):
+    """The one-block headers made directly are byte for byte what tarfile writes; what does
+    not fit one ustar block goes through tarfile itself."""
+    from nspawnctl.store.tartree import _ustar
+    info = tarfile.TarInfo("./etc/some/name")
+    info.type, info.mode, info.uid, info.gid, info.mtime = type_, 0o4755, 33, 65534, 1700000000
+    info.uname = info.gname = ""
+    for key, value in extra.items():
+        setattr(info, key, value)
+    fast = _ustar(info)
+    if "name" in extra or "uid" in extra:
+        assert fast is None
+    else:
+        assert fast == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
