@@ -194,7 +194,7 @@ def _ustar(info: tarfile.TarInfo) -> bytes | None:
     device = info.type in _TYPES_WITH_DEVICE
     buf = _USTAR.pack(
         name, b"%07o\0" % info.mode, b"%07o\0" % info.uid, b"%07o\0" % info.gid,
-        b"%011o\0" % info.size, b"%011o\0" % info.mtime, b"        ", info.type, link,
+        b"%011o\0" % info.size, b"%011o\0" % int(info.mtime), b"        ", info.type, link,
         b"ustar\0", b"00", b"", b"",
         b"%07o\0" % info.devmajor if device else b"", b"%07o\0" % info.devminor if device else b"",
         b"")
