@@ -293,6 +293,32 @@ class _Writer:
                 value = os.getxattr(fd, key)
             except OSError:
                 continue  # gone meanwhile, or not readable here
+            if self.shift and key in _ID_XATTRS:
+                value = _ID_XATTRS[key](value, self._id, self.shift)
             pax["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
         if pax:
             info.pax_headers = pax
+
+
+def _shift_acl(value: bytes, to_inside, shift: int) -> bytes:
+    """A POSIX ACL xattr (version, then 8-byte entries tag, perm, id) with the ids of its
+    named users and groups shifted back like the owners."""
+    out = bytearray(value)
+    for off in range(4, len(value) - 7, 8):
+        tag, _perm, id_ = struct.unpack_from("<HHI", value, off)
+        if tag in (0x02, 0x08):  # ACL_USER, ACL_GROUP
+            struct.pack_into("<I", out, off + 4, to_inside(id_))
+    return bytes(out)
+
+
+def _shift_caps(value: bytes, to_inside, shift: int) -> bytes:
+    """File capabilities of revision 3 name the namespace root they hold for (the tree's
+    UID range once chowned): written as revision 2, which holds for whoever is root."""
+    if len(value) == 24 and struct.unpack_from("<I", value)[0] & 0xFF000000 == 0x03000000:
+        magic = (struct.unpack_from("<I", value)[0] & 0x00FFFFFF) | 0x02000000
+        return struct.pack("<I", magic) + value[4:20]
+    return value
+
+
+_ID_XATTRS = {"system.posix_acl_access": _shift_acl, "system.posix_acl_default": _shift_acl,
+              "security.capability": _shift_caps}

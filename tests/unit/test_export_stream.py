@@ -354,3 +354,20 @@ def test_fast_headers_are_tarfiles_own(type_, extra):
         assert fast is None
     else:
         assert fast == info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def test_id_carrying_xattrs_are_shifted_back():
+    import struct
+
+    from nspawnctl.store.tartree import _shift_acl, _shift_caps
+    inside = lambda i: i - BASE if BASE <= i < BASE + 0x10000 else NOBODY  # noqa: E731
+    acl = struct.pack("<I", 2) + struct.pack("<HHI", 0x01, 7, 0xFFFFFFFF) \
+        + struct.pack("<HHI", 0x02, 5, BASE + 1000) + struct.pack("<HHI", 0x08, 4, BASE + 33)
+    shifted = _shift_acl(acl, inside, BASE)
+    assert struct.unpack_from("<HHI", shifted, 12) == (0x02, 5, 1000)
+    assert struct.unpack_from("<HHI", shifted, 20) == (0x08, 4, 33)
+    assert shifted[:12] == acl[:12]
+    v3 = struct.pack("<I", 0x03000001) + bytes(range(16)) + struct.pack("<I", BASE)
+    v2 = _shift_caps(v3, inside, BASE)
+    assert v2 == struct.pack("<I", 0x02000001) + bytes(range(16))
+    assert _shift_caps(v2, inside, BASE) == v2
