@@ -226,9 +226,14 @@ def test_sigkill_leaves_no_file(host, nspawnctl, exported):
     def temp():
         return [n for n in os.listdir(out) if n.startswith(".killed.tar.nspawnctl-export.")]
 
+    def under_way():
+        try:
+            return any((out / n).stat().st_size > (1 << 20) for n in temp())
+        except FileNotFoundError:
+            return False
+
     try:
-        wait_for(lambda: temp() and (out / temp()[0]).stat().st_size > (1 << 20),
-                 interval=0.005, what="the export to be under way")
+        wait_for(under_way, interval=0.005, what="the export to be under way")
     finally:
         for name in temp():  # .killed.tar.nspawnctl-export.PID.tmp: PID in the testbed
             host.run(["kill", "-KILL", name.rsplit(".", 2)[-2]])
