@@ -272,3 +272,17 @@ def test_image_with_an_init_and_no_command_boots(host, nspawnctl, exported, tmp_
         assert "Boot=no" in text and "Parameters=/bin/sleep 1000" in text, text
     finally:
         nspawnctl("remove", "--force", "ex-nocmd", "ex-nocmd2", check=False)
+
+
+def test_overlay_container_is_flattened(host, nspawnctl, made, exported):
+    """Its base and its own changes (a new file, a file of the base deleted) in one layer,
+    no whiteout; also when its overlay was not mounted (export mounts it, as boot would)."""
+    made("ex-ov", "--overlay")
+    tree = f"{MACHINES}/ex-ov"
+    host.run(["sh", "-c", f"echo mine > {tree}/root/squashed && rm {tree}/etc/issue"])
+    assert host.run(["umount", tree]).returncode == 0
+    nspawnctl("export", "ex-ov", f"{OUT}/ov.tar")
+    names = set(host.run(["tar", "-tf", f"{OUT}/ov.tar"]).stdout.split())
+    assert {"./root/squashed", "./usr/bin/bash", "./etc/os-release"} <= names
+    assert "./etc/issue" not in names and not any(".wh." in n for n in names)
+    assert host.run(["tar", "-xOf", f"{OUT}/ov.tar", "./root/squashed"]).stdout == "mine\n"
