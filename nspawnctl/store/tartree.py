@@ -185,7 +185,9 @@ def _ustar(info: tarfile.TarInfo) -> bytes | None:
     tobuf costs more than reading a small file); None when it needs more than one block."""
     if info.pax_headers:
         return None
-    name = os.fsencode(info.name + "/" if info.type == tarfile.DIRTYPE else info.name)
+    name = os.fsencode(info.name)
+    if info.type == tarfile.DIRTYPE and not name.endswith(b"/"):
+        name += b"/"
     link = os.fsencode(info.linkname)
     if (len(name) > 100 or len(link) > 100 or not name.isascii() or not link.isascii()
             or info.uid >= 0o7777777 or info.gid >= 0o7777777 or info.size >= 0o77777777777
