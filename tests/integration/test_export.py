@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,6 +82,14 @@ def local(host, inside: str, tmp_path: Path) -> Path:
     copy = tmp_path / Path(inside).name
     shutil.copyfile(host.path(inside), copy)
     return copy
+
+
+def tool(fn, *args):
+    """fn(*args) of imagetools, failing the test with the tool's own words."""
+    try:
+        return fn(*args)
+    except subprocess.CalledProcessError as e:
+        pytest.fail(f"{' '.join(map(str, e.cmd[:1] + e.cmd[-4:]))} failed:\n{e.stderr[-3000:]}")
 
 
 def can_freeze(host) -> bool:
@@ -187,7 +196,7 @@ def test_skopeo_and_podman_accept_the_image(host, exported, tmp_path, fmt):
     assert config["rootfs"]["diff_ids"], config
     podman = imagetools.Podman(tmp_path)
     try:
-        out = podman("load", "-i", path).stdout
+        out = tool(podman, "load", "-i", path).stdout
         assert "Loaded image" in out, out
         images = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
         assert SRC in images, images
@@ -258,7 +267,7 @@ def test_image_with_an_init_and_no_command_boots(host, nspawnctl, exported, tmp_
     files, _ = exported
     podman = imagetools.Podman(tmp_path)
     try:
-        podman("import", local(host, files["tar"], tmp_path), "localhost/nocmd:1")
+        tool(podman, "import", local(host, files["tar"], tmp_path), "localhost/nocmd:1")
         saved = podman.save("localhost/nocmd:1", "oci-archive", tmp_path / "nocmd.tar")
     finally:
         podman.cleanup()
