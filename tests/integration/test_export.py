@@ -196,8 +196,8 @@ def test_skopeo_and_podman_accept_the_image(host, exported, tmp_path, fmt):
     assert config["rootfs"]["diff_ids"], config
     podman = imagetools.Podman(tmp_path)
     try:
-        out = tool(podman, "load", "-i", path).stdout
-        assert "Loaded image" in out, out
+        r = tool(podman, "load", "-i", path)
+        assert "Loaded image" in r.stdout + r.stderr, r
         images = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
         assert SRC in images, images
     finally:
