@@ -22,8 +22,6 @@ from ..fsutil import mounts_under, pid_alive
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
-from ..sources.oci.writer import FORMATS as IMAGE_FORMATS
-from ..sources.oci.writer import RunConfig, write_archive
 from ..store import overlay
 from ..store.containers import Store
 from ..store.inits import find_init
@@ -32,6 +30,8 @@ from ..systemd.bus import Bus
 from .common import Report, require_root
 from .lifecycle import is_active
 
+# the image writer (and the OCI package it lives in) is imported only for images
+IMAGE_FORMATS = ("oci-archive", "docker-archive")
 FORMATS = ("tar",) + IMAGE_FORMATS
 # file name endings and what they mean: (format, compression)
 SUFFIXES = ((".tar.gz", ("tar", "gzip")), (".tgz", ("tar", "gzip")),
@@ -61,9 +61,11 @@ def choose_format(file: Path, fmt: str | None) -> tuple[str, str | None]:
     return fmt, None
 
 
-def run_config(cfg: ContainerConfig, tree: Path) -> RunConfig:
-    """How the container runs here, as an image config: a booted container's command is its
-    init (with the init's arguments), an application container's its command."""
+def run_config(cfg: ContainerConfig, tree: Path):
+    """How the container runs here, as an image config (a writer.RunConfig): a booted
+    container's command is its init (with the init's arguments), an application container's
+    its command."""
+    from ..sources.oci.writer import RunConfig
     if cfg.boot:
         init = find_init(tree)
         if init is None:
@@ -93,14 +95,13 @@ def export(paths: Paths, name: str, file: Path, fmt: str | None = None,
     t0 = time.monotonic()
     with store.lock(name):
         store.require(name)
-        cfg = load_config(paths, name)
         tree = paths.tree(name)
         if overlay.is_overlay(paths, name) and str(tree) not in mounts_under(tree):
             lower = overlay.lower_of(paths, name)
             if lower is None:
                 raise Error(f"the overlay unit of {name} names no base tree")
             overlay.mount_tree(paths, name, lower)  # what its mount unit does at boot
-        run = run_config(cfg, tree) if fmt != "tar" else None
+        run = run_config(load_config(paths, name), tree) if fmt != "tar" else None
         with Bus() as bus, _frozen(bus, name, report) as frozen:
             info = _write(tree, file, fmt, compression, run, name)
     info.update(name=name, file=str(file), format=fmt, compression=compression,
@@ -130,8 +131,7 @@ def _frozen(bus: Bus, name: str, report: Report):
         bus.thaw_unit(unit)
 
 
-def _write(tree: Path, file: Path, fmt: str, compression: str | None, run: RunConfig | None,
-           name: str) -> dict:
+def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name: str) -> dict:
     _sweep_temps(file)
     tmp = file.with_name(f".{file.name}{TEMP_MARK}{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -144,6 +144,7 @@ def _write(tree: Path, file: Path, fmt: str, compression: str | None, run: RunCo
                 sink.close()
                 info: dict = {}
             else:
+                from ..sources.oci.writer import write_archive
                 assert run is not None
                 holder: list = []
 

@@ -24,7 +24,7 @@ MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER = "application/vnd.oci.image.layer.v1.tar"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
-FORMATS = ("oci-archive", "docker-archive")
+FORMATS = ("oci-archive", "docker-archive")  # ops/export.py names them too
 
 
 @dataclass(frozen=True)
