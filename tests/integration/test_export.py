@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,17 @@ def tool(fn, *args):
         return fn(*args)
     except subprocess.CalledProcessError as e:
         pytest.fail(f"{' '.join(map(str, e.cmd[:1] + e.cmd[-4:]))} failed:\n{e.stderr[-3000:]}")
+
+
+@pytest.fixture
+def podman():
+    """podman with a private store; under a short path: podman refuses a runroot of more
+    than 50 characters, which pytest's tmp_path of a long test name is."""
+    work = Path(tempfile.mkdtemp(prefix="nsx-", dir="/tmp"))
+    p = imagetools.Podman(work)
+    yield p
+    p.cleanup()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def can_freeze(host) -> bool:
@@ -186,7 +198,7 @@ def test_umoci_unpacks_the_same_tree(host, exported, tmp_path):
 
 @NEED_TOOLS
 @pytest.mark.parametrize("fmt", ["oci-archive", "docker-archive"])
-def test_skopeo_and_podman_accept_the_image(host, exported, tmp_path, fmt):
+def test_skopeo_and_podman_accept_the_image(host, exported, tmp_path, podman, fmt):
     files, _ = exported
     path = local(host, files[fmt], tmp_path)
     r = imagetools.run("skopeo", "inspect", "--config", f"{fmt}:{path}")
@@ -194,14 +206,10 @@ def test_skopeo_and_podman_accept_the_image(host, exported, tmp_path, fmt):
     assert config["config"]["Cmd"][0] in ("/sbin/init", "/lib/systemd/systemd",
                                           "/usr/lib/systemd/systemd"), config
     assert config["rootfs"]["diff_ids"], config
-    podman = imagetools.Podman(tmp_path)
-    try:
-        r = tool(podman, "load", "-i", path)
-        assert "Loaded image" in r.stdout + r.stderr, r
-        images = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
-        assert SRC in images, images
-    finally:
-        podman.cleanup()
+    r = tool(podman, "load", "-i", path)
+    assert "Loaded image" in r.stdout + r.stderr, r
+    images = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert SRC in images, images
 
 
 def test_format_follows_the_name_and_unknown_names_are_refused(host, nspawnctl, exported):
@@ -262,15 +270,12 @@ def test_sigkill_leaves_no_file(host, nspawnctl, exported):
 
 
 @NEED_TOOLS
-def test_image_with_an_init_and_no_command_boots(host, nspawnctl, exported, tmp_path):
+def test_image_with_an_init_and_no_command_boots(host, nspawnctl, exported, tmp_path,
+                                                 podman):
     """What `podman import` + `podman save` make of a Debian tree: no Cmd at all."""
     files, _ = exported
-    podman = imagetools.Podman(tmp_path)
-    try:
-        tool(podman, "import", local(host, files["tar"], tmp_path), "localhost/nocmd:1")
-        saved = podman.save("localhost/nocmd:1", "oci-archive", tmp_path / "nocmd.tar")
-    finally:
-        podman.cleanup()
+    tool(podman, "import", local(host, files["tar"], tmp_path), "localhost/nocmd:1")
+    saved = podman.save("localhost/nocmd:1", "oci-archive", tmp_path / "nocmd.tar")
     r = imagetools.run("skopeo", "inspect", "--config", f"oci-archive:{saved}")
     assert not json.loads(r.stdout)["config"].get("Cmd"), r.stdout
     inside = f"{OUT}/nocmd.tar"
