@@ -81,7 +81,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             with contextlib.ExitStack() as held:
                 if kind in BASE_KINDS:
                     base = _debootstrap_base(paths, spec, report) if kind == "debootstrap" \
-                        else _image_base(source, platform, boot, cfg.command, report)
+                        else _image_base(source, platform, report, boot, cfg.command)
                     # held until the commit: `images prune` cannot take it away meanwhile
                     image, cached = held.enter_context(
                         held_image(paths, base.key, base.meta, base.build, report))
@@ -180,8 +180,8 @@ def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
     return Base(key, meta, build)
 
 
-def _image_base(source: str, platform: str | None, boot: bool | None,
-                cmd: tuple[str, ...], report: Report) -> Base:
+def _image_base(source: str, platform: str | None, report: Report,
+                boot: bool | None = None, cmd: tuple[str, ...] = ()) -> Base:
     """The image resolved once: its full manifest digest keys the cache, and the build unpacks
     that resolution, each layer checked against its digests (an archive swapped in between
     fails; it cannot be cached under the first one's key)."""
