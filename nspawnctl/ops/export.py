@@ -117,13 +117,12 @@ def _frozen(bus: Bus, name: str, report: Report):
         yield False
         return
     unit = service_unit(name)
-    try:
-        bus.freeze_unit(unit, why=f"{name} is running and cannot be frozen to be read "
-                                  "consistently")
-    except Error as e:
-        raise Error(e.message, hint=f"stop it first (nspawnctl stop {name}); systemd "
-                                    "freezes units only with the unified cgroup hierarchy "
-                                    "(cgroup v2)") from None
+    reason = bus.freeze_unit(unit)
+    if reason is not None:
+        raise Error(f"{name} is running and cannot be frozen to be read consistently: "
+                    f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
+                                      "freezes units only with the unified cgroup hierarchy "
+                                      "(cgroup v2)")
     report(f"{name} is running: frozen while its tree is read")
     try:
         yield True

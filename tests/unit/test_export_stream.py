@@ -380,10 +380,9 @@ class FakeBus:
         self.calls: list = []
         self.refuse = refuse
 
-    def freeze_unit(self, unit, why):
+    def freeze_unit(self, unit):
         self.calls.append(("freeze", unit))
-        if self.refuse:
-            raise Error(f"{why}: Unit does not support freeze/thaw")
+        return "Unit does not support freeze/thaw" if self.refuse else None
 
     def thaw_unit(self, unit):
         self.calls.append(("thaw", unit))
