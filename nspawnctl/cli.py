@@ -206,10 +206,15 @@ class _ConfigCommand(click.Command):
 @click.option("--overlay", "use_overlay", is_flag=True,
               help="Share the cached base tree read-only and keep only this container's "
                    "changes (overlayfs) instead of copying it.")
+@click.option("--boot/--no-boot", default=None,
+              help="Images: boot the tree's init, or run one command.  Default: an image "
+                   "boots when its command is an init, or when it has no command or only a "
+                   "shell (sh, bash) and has an init; else it runs its command.  With "
+                   "--boot, --cmd gives the init's arguments.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def create(app, name, source, adds, cmd, mirror, variant, include, arch, slim, bootstrapper,
-           platform, use_overlay, as_json, **options):
+           platform, use_overlay, boot, as_json, **options):
     """Create container NAME (a Debian bookworm tree by default)."""
     from .ops.create import create as make
     from .settings.model import ContainerConfig, parse_cli
@@ -219,7 +224,7 @@ def create(app, name, source, adds, cmd, mirror, variant, include, arch, slim, b
                          bootstrapper=bootstrapper)
     cfg = ContainerConfig(**parse_cli(options, creating=True))
     info = make(app.paths, name, source, spec, cfg, platform=platform, use_overlay=use_overlay,
-                adds=adds, cmd=cmd, report=progress)
+                adds=adds, cmd=cmd, boot=boot, report=progress)
     if as_json:
         print_record(info, True)
     else:
@@ -259,6 +264,39 @@ def clone(app, src, dst):
     from .ops.clone import clone as copy
     info = copy(app.paths, src, dst, report=progress)
     click.echo(f"cloned {src} to {dst} ({info['method']})")
+
+
+@cli.command("export")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["tar", "oci-archive", "docker-archive"]),
+              help="tar (a root tarball, for machinectl import-tar or create --from tar:), "
+                   "oci-archive or docker-archive (a one-layer image that runs as the "
+                   "container runs here).  Default: from FILE's name, .tar, .tar.gz or "
+                   ".tar.zst for a tarball; images always need --format.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def export(app, name, file, fmt, as_json):
+    """Write container NAME's whole tree to FILE as one layer.
+
+    An --overlay container is flattened; owners are written as the container sees them
+    (root is 0).  A running container is frozen while its tree is read.  FILE appears only
+    once complete (an existing FILE is replaced).
+
+    \b
+    nspawnctl export web web.tar.zst
+    nspawnctl export web web.oci.tar --format oci-archive
+    """
+    from pathlib import Path
+
+    from .ops.export import export as run_export
+    info = run_export(app.paths, name, Path(file), fmt, report=progress)
+    if as_json:
+        print_record(info, True)
+    else:
+        kind = info["format"] + (f" ({info['compression']})" if info["compression"] else "")
+        click.echo(f"exported {name} to {info['file']} ({kind}, {info['entries']} entries, "
+                   f"{info['size'] / 1e6:.1f} MB, {info['seconds']:.2f} s)")
 
 
 def existing(app, names) -> list[str]:

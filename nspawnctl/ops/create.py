@@ -33,10 +33,12 @@ BASE_KINDS = ("debootstrap", "oci-archive", "docker-archive", "oci")
 
 def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec,
            cfg: ContainerConfig, *, platform: str | None = None, use_overlay: bool = False,
-           adds: tuple[str, ...] = (), cmd: str | None = None,
+           adds: tuple[str, ...] = (), cmd: str | None = None, boot: bool | None = None,
            report: Report = print) -> dict:
     """Make container NAME from source; returns what was done (for the user and the tests).
-    adds and cmd: what a scratch tree holds and runs (an image's command, cmd overrides)."""
+    adds and cmd: what a scratch tree holds and runs (an image's command, cmd overrides).
+    boot is --boot/--no-boot (None: neither given): for images they override what the image
+    says, with cmd (see boot_rule)."""
     require_root()
     store = Store(paths)
     store.require_absent(name)
@@ -55,6 +57,9 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             raise Error(f"--cmd names the one command of a container that runs one: a {kind} "
                         "tree is booted", hint="use it with --from scratch or an image source")
         cfg = dataclasses.replace(cfg, command=_split_cmd(cmd))
+    if boot is not None and kind not in BASE_KINDS[1:]:
+        raise Error("--boot and --no-boot choose how an image runs",
+                    hint="use them with oci-archive:, docker-archive: or oci: sources")
     if use_overlay and kind not in BASE_KINDS:
         raise Error(f"--overlay needs a cached base tree, and {kind}: sources are imported "
                     "once", hint="use it with debootstrap:, oci-archive:, docker-archive: or "
@@ -76,12 +81,12 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
             with contextlib.ExitStack() as held:
                 if kind in BASE_KINDS:
                     base = _debootstrap_base(paths, spec, report) if kind == "debootstrap" \
-                        else _image_base(source, platform, report)
+                        else _image_base(source, platform, report, boot, cfg.command)
                     # held until the commit: `images prune` cannot take it away meanwhile
                     image, cached = held.enter_context(
                         held_image(paths, base.key, base.meta, base.build, report))
                     cfg, lower = _from_base(stage, cfg, info, base, image, cached, use_overlay,
-                                            report)
+                                            boot, report)
                 elif planned is not None:
                     from ..sources import scratch
                     scratch.make_tree(planned, str(tree))
@@ -175,7 +180,8 @@ def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
     return Base(key, meta, build)
 
 
-def _image_base(source: str, platform: str | None, report: Report) -> Base:
+def _image_base(source: str, platform: str | None, report: Report,
+                boot: bool | None = None, cmd: tuple[str, ...] = ()) -> Base:
     """The image resolved once: its full manifest digest keys the cache, and the build unpacks
     that resolution, each layer checked against its digests (an archive swapped in between
     fails; it cannot be cached under the first one's key)."""
@@ -183,22 +189,20 @@ def _image_base(source: str, platform: str | None, report: Report) -> Base:
     kind, path, ref = oci.parse_reference(source)
     image = oci.resolve_image(kind, path, ref, platform)
     config = image.config
-    if not (config.entrypoint or config.cmd):
-        raise Error(f"the image {source} has no command to run (no Entrypoint or Cmd)",
-                    hint="it may be a base image meant for building on; images for "
-                         "nspawnctl must say what to run")
     key = "oci-" + config.digest.replace(":", "-")
     meta = {"source": source, "suite": None, "digest": config.digest,
             "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes)}
 
     def build(tree: Path):
         oci.unpack_resolved(image, tree, warn=report)
+        # an image this create cannot run is refused before it is cached
+        boot_rule(config, tree, boot, cmd)
 
     return Base(key, meta, build, config)
 
 
 def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image: Path,
-               cached: bool, use_overlay: bool,
+               cached: bool, use_overlay: bool, boot: bool | None,
                report: Report) -> tuple[ContainerConfig, Path | None]:
     """Stage a tree from base's cached tree (image): a clone in stage/tree, or with
     use_overlay empty layers in stage/layers over it.  info records how; returns cfg naming
@@ -216,19 +220,61 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
     info.update(image=base.key, cached=cached, method=method)
     cfg = dataclasses.replace(cfg, image=base.key)
     if base.image_config is not None:
-        cfg = _apply_image_config(cfg, base.image_config)
-        warning = image_user_warning(base.image_config)
-        if warning:
-            report(warning)
+        booted, command, why = boot_rule(base.image_config, image / "tree", boot, cfg.command)
+        info.update(boot=booted, why=why)
+        cfg = _apply_image_config(cfg, base.image_config, booted, command)
+        if not booted:
+            warning = image_user_warning(base.image_config)
+            if warning:
+                report(warning)
     return cfg, lower
 
 
-def _apply_image_config(cfg: ContainerConfig, image) -> ContainerConfig:
-    """An image runs its Entrypoint + Cmd as the container's one command (no init to boot)."""
+def boot_rule(image, tree: Path, boot: bool | None,
+              cmd: tuple[str, ...]) -> tuple[bool, tuple[str, ...], str]:
+    """Whether a container made from an image boots its init, and its command (the init's
+    arguments when it boots); with the reason, for the user.
+
+    --boot and --no-boot/--cmd decide when given.  Otherwise: an image whose command is an
+    init (/sbin/init, /lib/systemd/systemd, ...) boots, with the rest as its arguments; one
+    with no Entrypoint and no Cmd boots if its tree has an init; one whose command is a bare
+    interactive shell (the debian, ubuntu, alpine images) boots if its tree has an init, and
+    keeps the shell as its command if not; any other command runs alone, as the image says.
+    """
+    from ..store.inits import find_init, is_init_command, is_shell_command
+    said = tuple(image.entrypoint) + tuple(image.cmd)
+    init = find_init(tree)
+    if boot is True:
+        if init is None:
+            raise Error("--boot: the image has no init to boot (no /sbin/init or "
+                        "/lib/systemd/systemd)", hint="give the command to run with --cmd")
+        return True, cmd, "--boot"
+    if cmd:
+        return False, cmd, "--cmd"
+    if boot is False:
+        if not said:
+            raise Error("--no-boot: the image has no command to run (no Entrypoint or Cmd)",
+                        hint="give one with --cmd 'CMD ARGS'")
+        return False, said, "--no-boot: the image's command"
+    if said and is_init_command(said) and init is not None:
+        return True, said[1:], f"the image's command {said[0]} is an init"
+    if not said:
+        if init is None:
+            raise Error("the image has no command to run (no Entrypoint or Cmd) and no init "
+                        "to boot", hint="give the command with --cmd 'CMD ARGS'")
+        return True, (), f"the image has no command and has an init ({init})"
+    if is_shell_command(said) and init is not None:
+        return True, (), (f"the image's command is a shell ({' '.join(said)}) and it has an "
+                          f"init ({init})")
+    return False, said, "the image's command"
+
+
+def _apply_image_config(cfg: ContainerConfig, image, booted: bool,
+                        command: tuple[str, ...]) -> ContainerConfig:
+    """The image's environment and, for a single command, its working directory."""
     return dataclasses.replace(
-        cfg, boot=False, command=cfg.command or tuple(image.entrypoint) + tuple(image.cmd),
-        env=tuple(image.env) + tuple(cfg.env),
-        working_dir=cfg.working_dir or image.working_dir)
+        cfg, boot=booted, command=command, env=tuple(image.env) + tuple(cfg.env),
+        working_dir=cfg.working_dir or (None if booted else image.working_dir))
 
 
 def image_user_warning(image) -> str | None:

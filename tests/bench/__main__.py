@@ -1,6 +1,6 @@
 """Every benchmark of the project, each beside its anchor, in one run and one table.
 
-    python -m tests.bench [--quick] [--only create,lifecycle,oci,network,scratch]     (as root, from the repo)
+    python -m tests.bench [--quick] [--only create,lifecycle,export,oci,...]     (as root, from the repo)
 
 create and lifecycle run inside one booted systemd host (tests/testbed.py; this machine when
 its PID 1 is systemd), with nspawnctl typed as a user would; the OCI unpacker runs on this
@@ -40,10 +40,11 @@ def main() -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
-    parser.add_argument("--only", default="create,lifecycle,oci,network,snapshot,scratch",
+    parser.add_argument("--only",
+                        default="create,lifecycle,oci,network,snapshot,scratch,export",
                         help="comma-separated subset of: create, lifecycle, oci, network, "
-                             "snapshot, scratch (or of create only warm-create, of lifecycle "
-                             "only startup)")
+                             "snapshot, scratch, export (or of create only warm-create, of "
+                             "lifecycle only startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -54,7 +55,8 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
-    if {"create", "lifecycle", "warm-create", "startup", "snapshot", "scratch"} & only:
+    if {"create", "lifecycle", "warm-create", "startup", "snapshot", "scratch",
+            "export"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -80,6 +82,9 @@ def main() -> int:
                 rows += bench_snapshot.run(host, quick=args.quick)
             if "scratch" in only:
                 rows += bench_scratch.run(host, quick=args.quick)
+            if "export" in only:
+                from tests.bench import bench_export
+                rows += bench_export.run(host, quick=args.quick)
     else:
         info = common.machine()
     if "oci" in only:

@@ -15,7 +15,7 @@ from nspawnctl.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["create", "start", "stop", "restart", "kill", "enable", "disable", "list", "status",
-            "shell", "exec", "logs", "remove", "clone", "set", "images"]
+            "shell", "exec", "logs", "remove", "clone", "set", "images", "export"]
 NO_BUS = "unix:path=/nonexistent"
 
 
@@ -273,3 +273,12 @@ def test_help_does_not_import_pystemd_or_tabulate():
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "[]"
     assert "Commands:" in result.stdout
+
+
+def test_export_of_a_name_without_a_format_is_one_error(tmp_path):
+    make_tree(tmp_path, "web")
+    result = nspawnctl(tmp_path, "export", "web", str(tmp_path / "web.img"))
+    assert_error(result, "nspawnctl: cannot tell the format of 'web.img' from its name")
+    assert "--format oci-archive" in result.stderr
+    assert not (tmp_path / "web.img").exists()
+

@@ -1,0 +1,184 @@
+"""export: a container's whole tree as one tarball or one-layer image ("build big, squash").
+
+The tree is read as the container sees it: an --overlay container's through its mounted
+overlay (its layers flattened), owners shifted back from the UID range the user namespace
+stored them in (store/tartree.py).  A running container is frozen (systemd's FreezeUnit)
+while its tree is read and thawed afterwards, whatever happens; a stopped one is read as it
+is, under its lock, so it cannot start meanwhile.
+
+The file is written under a temporary name beside FILE (.FILE.nspawnctl-export.PID.tmp) and
+renamed to FILE once complete and synced: a killed export never leaves a partial FILE, and
+its temporary file is deleted by the next export to the same FILE.
+"""
+
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+
+from ..errors import Error
+from ..fsutil import mounts_under, pid_alive
+from ..paths import Paths, service_unit
+from ..settings.files import load_config
+from ..settings.model import ContainerConfig
+from ..store import overlay
+from ..store.containers import Store
+from ..store.inits import find_init
+from ..store.tartree import Sink, write_tree
+from ..systemd.bus import Bus
+from .common import Report, require_root
+from .lifecycle import is_active
+
+# the image writer (and the OCI package it lives in) is imported only for images
+IMAGE_FORMATS = ("oci-archive", "docker-archive")
+FORMATS = ("tar",) + IMAGE_FORMATS
+# file name endings and what they mean: (format, compression)
+SUFFIXES = ((".tar.gz", ("tar", "gzip")), (".tgz", ("tar", "gzip")),
+            (".tar.zst", ("tar", "zstd")), (".tar.zstd", ("tar", "zstd")),
+            (".tzst", ("tar", "zstd")), (".tar", ("tar", None)))
+TEMP_MARK = ".nspawnctl-export."
+
+
+def choose_format(file: Path, fmt: str | None) -> tuple[str, str | None]:
+    """(format, compression) for FILE: --format if given, else what its name ends with."""
+    lower = file.name.lower()
+    by_name = next((what for suffix, what in SUFFIXES if lower.endswith(suffix)), None)
+    if fmt is None:
+        if by_name is None:
+            raise Error(f"cannot tell the format of {file.name!r} from its name",
+                        hint="name it .tar, .tar.gz or .tar.zst, or give --format tar, "
+                             "--format oci-archive or --format docker-archive")
+        return by_name
+    if fmt not in FORMATS:
+        raise Error(f"unknown export format {fmt!r}", hint="use tar, oci-archive or "
+                                                          "docker-archive")
+    if fmt == "tar":
+        return "tar", by_name[1] if by_name else None
+    if by_name is not None and by_name[1] is not None:
+        raise Error(f"{fmt} archives are not compressed, but {file.name!r} says "
+                    f"{by_name[1]}", hint="name it .tar (its layer is stored uncompressed)")
+    return fmt, None
+
+
+def run_config(cfg: ContainerConfig, tree: Path):
+    """How the container runs here, as an image config (a writer.RunConfig): a booted
+    container's command is its init (with the init's arguments), an application container's
+    its command."""
+    from ..sources.oci.writer import RunConfig
+    if cfg.boot:
+        init = find_init(tree)
+        if init is None:
+            raise Error("the container boots, but its tree has no init to name as the "
+                        "image's command", hint="set a command with nspawnctl set, or export "
+                                                "--format tar")
+        cmd = (init, *cfg.command)
+    else:
+        cmd = tuple(cfg.command)
+    user = cfg.user if cfg.user and cfg.user != "root" else None
+    ports = tuple(sorted({f"{p.container_port}/{p.proto}" for p in cfg.ports}))
+    return RunConfig(cmd=cmd, env=tuple(cfg.env), working_dir=cfg.working_dir, user=user,
+                     exposed_ports=ports)
+
+
+def export(paths: Paths, name: str, file: Path, fmt: str | None = None,
+           report: Report = print) -> dict:
+    require_root()
+    fmt, compression = choose_format(file, fmt)
+    store = Store(paths)
+    store.require(name)
+    file = Path(os.path.abspath(file))
+    if not file.parent.is_dir():
+        raise Error(f"no directory {file.parent} to write {file.name} in")
+    if file.is_dir():
+        raise Error(f"{file} is a directory", hint="give the name of the file to write")
+    t0 = time.monotonic()
+    with store.lock(name):
+        store.require(name)
+        tree = paths.tree(name)
+        if overlay.is_overlay(paths, name) and str(tree) not in mounts_under(tree):
+            lower = overlay.lower_of(paths, name)
+            if lower is None:
+                raise Error(f"the overlay unit of {name} names no base tree")
+            overlay.mount_tree(paths, name, lower)  # what its mount unit does at boot
+        run = run_config(load_config(paths, name), tree) if fmt != "tar" else None
+        with Bus() as bus, _frozen(bus, name, report) as frozen:
+            info = _write(tree, file, fmt, compression, run, name)
+    info.update(name=name, file=str(file), format=fmt, compression=compression,
+                frozen=frozen, seconds=round(time.monotonic() - t0, 3))
+    return info
+
+
+@contextlib.contextmanager
+def _frozen(bus: Bus, name: str, report: Report):
+    """Freeze NAME's unit for the with-block if it runs (yields whether it did); thawed on
+    the way out, also on an error or Ctrl-C."""
+    if not is_active(bus, name):
+        yield False
+        return
+    unit = service_unit(name)
+    reason = bus.freeze_unit(unit)
+    if reason is not None:
+        raise Error(f"{name} is running and cannot be frozen to be read consistently: "
+                    f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
+                                      "freezes units only with the unified cgroup hierarchy "
+                                      "(cgroup v2)")
+    report(f"{name} is running: frozen while its tree is read")
+    try:
+        yield True
+    finally:
+        bus.thaw_unit(unit)
+
+
+def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name: str) -> dict:
+    _sweep_temps(file)
+    tmp = file.with_name(f".{file.name}{TEMP_MARK}{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            counts = None
+            if fmt == "tar":
+                sink = Sink(fd, compression=compression)
+                counts = write_tree(tree, sink)
+                sink.close()
+                info: dict = {}
+            else:
+                from ..sources.oci.writer import write_archive
+                assert run is not None
+                holder: list = []
+
+                def layer(sink: Sink):
+                    holder.append(write_tree(tree, sink))
+
+                info = write_archive(fd, fmt, layer, run, name, f"nspawnctl export {name}")
+                counts = holder[0]
+            os.fchmod(fd, 0o644)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, file)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            where = f" ({e.filename})" if e.filename else ""
+            raise Error(f"exporting {name} to {file} failed: {e.strerror or e}{where}",
+                        hint="nothing was written under that name") from None
+        raise
+    info.update(entries=counts.entries, bytes=counts.bytes, size=file.stat().st_size)
+    if counts.skipped:
+        info["skipped"] = counts.skipped[:20]
+    return info
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)" + re.escape(TEMP_MARK) + r"(?P<pid>\d+)\.tmp$")
+
+
+def _sweep_temps(file: Path):
+    """Delete the temporary files killed exports to FILE left (their process is gone)."""
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(file.parent):
+            m = _TEMP.match(entry)
+            if m and m["name"] == file.name and not pid_alive(int(m["pid"])):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(file.parent / entry)
