@@ -676,8 +676,11 @@ def recover(app):
     from .ops.common import require_root
     from .ops.host import recover as make_whole
     require_root()
-    for line in make_whole(app.paths):
+    done = make_whole(app.paths)
+    for line in done:
         click.echo(line)
+    if not done:
+        click.echo("the store is whole: nothing to recover")
 
 
 @cli.command("install-units", hidden=True)
