@@ -9,7 +9,6 @@ create of the same kind is a clone.
 import contextlib
 import dataclasses
 import os
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from ..fsutil import clone_tree, rename_noreplace, write_atomic
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig
-from ..sources import debootstrap, split_source
+from ..sources import debootstrap, split_cmd, split_source
 from ..store import overlay
 from ..store.containers import Store
 from ..store.images import held_image
@@ -56,7 +55,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
         if kind not in BASE_KINDS or kind == "debootstrap":
             raise Error(f"--cmd names the one command of a container that runs one: a {kind} "
                         "tree is booted", hint="use it with --from scratch or an image source")
-        cfg = dataclasses.replace(cfg, command=_split_cmd(cmd))
+        cfg = dataclasses.replace(cfg, command=split_cmd(cmd))
     if boot is not None and kind not in BASE_KINDS[1:]:
         raise Error("--boot and --no-boot choose how an image runs",
                     hint="use them with oci-archive:, docker-archive: or oci: sources")
@@ -109,16 +108,6 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
     _reload_if_loaded(name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
-
-
-def _split_cmd(cmd: str) -> tuple[str, ...]:
-    try:
-        argv = tuple(shlex.split(cmd))
-    except ValueError as e:
-        raise Error(f"invalid --cmd {cmd!r}: {e}") from None
-    if not argv:
-        raise Error("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
-    return argv
 
 
 def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname: str,

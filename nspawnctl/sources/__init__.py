@@ -1,5 +1,7 @@
 """Ways to get a root tree: each module produces a tree in a staging directory, nothing else."""
 
+import shlex
+
 from ..errors import Error
 
 KINDS = ("debootstrap", "tar", "dir", "oci-archive", "docker-archive", "oci")
@@ -14,3 +16,14 @@ def split_source(source: str) -> tuple[str, str]:
     raise Error(f"unknown source {source!r}",
                 hint="use debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
                      "docker-archive:PATH, oci:DIR[:REF] or scratch")
+
+
+def split_cmd(cmd: str) -> tuple[str, ...]:
+    """create --cmd 'PROGRAM ARGS', split as a shell would (for scratch trees and images)."""
+    try:
+        argv = tuple(shlex.split(cmd))
+    except ValueError as e:
+        raise Error(f"invalid --cmd {cmd!r}: {e}") from None
+    if not argv:
+        raise Error("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
+    return argv

@@ -17,14 +17,13 @@ and as libc's /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2) are hard links in the 
 """
 
 import os
-import shlex
 import stat
 from dataclasses import dataclass, field
 from importlib import resources
 
 from .. import __version__
 from ..errors import Error
-from . import elfdeps
+from . import elfdeps, split_cmd
 
 MAX_FILES = 200_000           # entries of the tree
 MAX_BYTES = 8 << 30           # bytes copied into it
@@ -257,12 +256,7 @@ def _command(result: Plan, cmd: str | None, executables: list[str]) -> tuple[str
                     + ("no executable file was added" if not executables else
                        f"{len(executables)} executable files were added"),
                     hint="say what to run, e.g. --cmd '/bin/program --option'")
-    try:
-        argv = tuple(shlex.split(cmd))
-    except ValueError as e:
-        raise Error(f"invalid --cmd {cmd!r}: {e}") from None
-    if not argv:
-        raise Error("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
+    argv = split_cmd(cmd)
     program = argv[0]
     candidates = [program] if "/" in program else [f"{d}/{program}" for d in SEARCH_PATH]
     for candidate in candidates:
