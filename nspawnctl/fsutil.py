@@ -5,6 +5,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import re
 import stat
@@ -50,8 +51,10 @@ def mkdir_private(path: Path):
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+@functools.cache
 def boot_id() -> str:
-    """This boot's id, short: 12 hex digits are plenty to tell two boots apart."""
+    """This boot's id, short: 12 hex digits are plenty to tell two boots apart.  Read once:
+    a process lives in one boot, and the sweep asks for each entry it looks at."""
     try:
         return _BOOT_ID.read_text().strip().replace("-", "")[:12]
     except OSError:
