@@ -12,16 +12,20 @@ What there can be to do (store/containers.py has the commit points):
 - settings, drop-ins, overlay layers and address leases of a name that has no tree: a create
   cut before its commit, or a remove cut after it; deleted (only what nspawnctl wrote);
 - an --overlay container whose tree was committed but whose mount unit was not enabled yet:
-  enabled (rolled forward), so it is mounted from the next boot on as from this start on.
+  enabled (rolled forward), so it is mounted from the next boot on as from this start on;
+- an upgrade killed after it swapped the upgraded tree in, before its health check: rolled
+  back to the snapshot it took (ops/upgrade.py), so no container boots an unchecked upgrade.
 Commands do the same for the names they touch (the sweep); this does it for all of them before
 anything else can look.
 """
 
 import os
 
+from ..errors import Error
 from ..paths import Paths
 from ..store import overlay
 from ..store.containers import Store
+from .upgrade import finish_interrupted, interrupted
 
 RECOVER_UNIT = "nspawnctl-recover.service"
 # A drop-in of the template, so it applies to every container, also ones made before it.
@@ -68,4 +72,12 @@ def recover(paths: Paths) -> list[str]:
                 and not os.path.islink(overlay.wants_link(paths, name)):
             overlay.enable(paths, name)
             done.append(f"enabled the mount unit of overlay container {name}")
+    for name in interrupted(paths):
+        try:
+            with store.lock(name):  # held by an upgrade that is still running: not ours
+                if finish_interrupted(paths, name, lambda _line: None, start_after=False,
+                                      running=False):
+                    done.append(f"finished the interrupted upgrade of {name}")
+        except Error as exc:
+            done.append(f"left the upgrade record of {name}: {exc.message}")
     return done

@@ -99,17 +99,19 @@ def rollback(paths: Paths, name: str, tag: str, report: Report = print) -> dict:
 
 
 def restore(paths: Paths, name: str, tag: str, report: Report,
-            start_after: bool | None = None) -> dict:
+            start_after: bool | None = None, running: bool | None = None) -> dict:
     """rollback, for a caller holding NAME's lock; start_after: start it again (default:
-    when it was running)."""
+    when it was running); running=False: the caller knows it is stopped (recover at boot,
+    which may run before the system bus is up)."""
     store = Store(paths)
     meta = snapshots.require(paths, name, tag)
     is_overlay = overlay.is_overlay(paths, name)
     if bool(meta.get("lower")) != is_overlay:
         raise Error(f"snapshot {tag!r} of {name} is of another kind of tree "
                     "(overlay or not) than the container is now")
-    with Bus() as bus:
-        running = is_active(bus, name)
+    if running is None:
+        with Bus() as bus:
+            running = is_active(bus, name)
     if running:
         report(f"stopping {name}")
         stop(paths, name, report=report)

@@ -1,10 +1,13 @@
 """upgrade in the testbed, against a testbed-local apt repository served from the testbed host
 on its default network's gateway (192.0.2.1, documentation range): an upgrade that succeeds,
 one whose --check fails and one whose package breaks the boot (a failing unit: degraded), both
-rolled back to a working container; single-command containers are refused."""
+rolled back to a working container; SIGKILL at any moment of an upgrade (the tree is the old
+one or the new one, dpkg's state whole, nothing left running, the rerun succeeds); single-command
+containers are refused."""
 
 import hashlib
 import json
+import random
 import subprocess
 import time
 from pathlib import Path
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.helpers import MACHINES, guest_running
+from tests.integration.test_kill import SEED, Tally, check_whole, kill_trial, timed
 from tests.integration.test_oci_containers import busybox_layer, oci_archive
 
 pytestmark = pytest.mark.integration
@@ -90,7 +94,10 @@ def debs(host):
 @pytest.fixture(scope="module")
 def box(host, nspawnctl, made, debs, repo):  # noqa: ARG001 (repo: the server runs)
     """A booted container with the probe at 1.0 and only the local repository as source."""
-    name = made("upg1")
+    return prepared(host, nspawnctl, made("upg1"), debs)
+
+
+def prepared(host, nspawnctl, name, debs) -> str:
     tree = f"{MACHINES}/{name}"
     host.run(["sh", "-c", f"rm -f {tree}/etc/apt/sources.list.d/* && echo "
               f"'deb [trusted=yes] http://{GATEWAY}:{PORT}/ ./' > {tree}/etc/apt/sources.list"])
@@ -112,12 +119,26 @@ def test_upgrade_succeeds(host, nspawnctl, box, debs):
     publish(host, debs["2.0"])
     r = nspawnctl("upgrade", box)
     assert r.stdout.strip() == f"{box} upgraded: running", str(r)
-    for step in ("[1/5] snapshot", "[2/5] apt-get update", "[3/5] apt-get full-upgrade",
-                 "[4/5] restart", "[5/5] health check"):
+    for step in ("[1/6] apt-get update", "[2/6] download the upgrade", "[3/6] stop, snapshot",
+                 "[4/6] install the upgrade into a copy", "[5/6] start", "[6/6] health check"):
         assert step in r.stderr, r.stderr
     assert version(nspawnctl, box) == "2.0"
     assert guest_running(host, box)
     assert snapshots_of(nspawnctl, box) == []  # dropped without --keep-snapshot
+
+
+def test_upgrade_of_an_overlay_container(host, nspawnctl, made, debs, repo):  # noqa: ARG001
+    """Only its upper layer is copied and upgraded; the shared base stays as it was."""
+    name = prepared(host, nspawnctl, made("upg-ov", "--overlay"), debs)
+    publish(host, debs["2.0"])
+    nspawnctl("upgrade", name)
+    assert version(nspawnctl, name) == "2.0" and guest_running(host, name)
+    options = host.run(["findmnt", "-n", "-o", "OPTIONS", f"{MACHINES}/{name}"]).stdout
+    base = [o[len("lowerdir="):] for o in options.strip().split(",")
+            if o.startswith("lowerdir=")]
+    assert base, options  # still an overlay, on the same base, which has no probe
+    assert host.run(["test", "-e", f"{base[0]}{VERSION_FILE}"]).returncode != 0
+    nspawnctl("remove", "--force", name)
 
 
 def test_failing_check_rolls_back(host, nspawnctl, box, debs):
@@ -140,6 +161,49 @@ def test_package_that_breaks_boot_rolls_back(host, nspawnctl, box, debs):
     assert host.run(["systemctl", "-M", box, "is-system-running"]).stdout.strip() == "running"
     # the snapshot taken before it stays when asked to
     assert [s["tag"] for s in snapshots_of(nspawnctl, box)][0].startswith("upgrade-")
+
+
+def test_kill_upgrade(host, nspawnctl, full, figures, box, debs):
+    """Each trial puts the container back at 1.0 (rollback to a snapshot), kills an upgrade to
+    2.0 at a random moment, checks the tree, then runs the upgrade again."""
+    rng = random.Random(f"{SEED}:upgrade")
+    tree = f"{MACHINES}/{box}"
+    publish(host, debs["1.0"])
+    if version(nspawnctl, box) != "1.0":
+        nspawnctl("exec", box, "--", "dpkg", "-i", f"/root/{Path(debs['1.0']).name}")
+    if "v1" not in {s["tag"] for s in snapshots_of(nspawnctl, box)}:
+        nspawnctl("snapshot", "--stop", box, "v1")
+    publish(host, debs["2.0"])
+
+    def reset():
+        nspawnctl("rollback", box, "v1")
+        nspawnctl("start", box)
+
+    duration = timed(host, ["upgrade", box], reset, runs=2)  # the first is slower
+    tally = Tally(figures, "upgrade", duration, "the tree was the upgraded one")
+    try:
+        for trial in tally.attempts(4 if not full else 20):  # some 30 s each
+            reset()
+            delay = rng.uniform(0, duration)
+            where, problems, _ = kill_trial(host, nspawnctl, ["upgrade", box], delay)
+            check_whole(host, nspawnctl, box)
+            seen = host.run(["cat", f"{tree}{VERSION_FILE}"]).stdout.strip()
+            assert seen in ("1.0", "2.0"), seen
+            # dpkg's own view of the tree: nothing half installed or half configured
+            audit = host.run(["dpkg", f"--root={tree}", "--audit"])
+            if audit.stdout.strip():
+                problems = problems + [f"dpkg --audit: {audit.stdout.strip()[:200]}"]
+            rerun = nspawnctl("upgrade", box)
+            assert guest_running(host, box), str(rerun)
+            assert version(nspawnctl, box) == "2.0", str(rerun)
+            kept = {s["tag"] for s in snapshots_of(nspawnctl, box)}
+            if kept != {"v1"}:
+                problems = problems + [f"snapshots left: {sorted(kept - {'v1'})}"]
+            tally.record(trial, delay, where, seen == "2.0", problems)
+    finally:
+        tally.report()
+        nspawnctl("snapshot", "rm", box, "v1", check=False)
+    assert tally.problems == []
 
 
 def test_single_command_container_does_not_apply(host, nspawnctl, made, tmp_path_factory):

@@ -1,5 +1,6 @@
-"""ops.upgrade with the container's commands and its systemd faked, the snapshot and rollback
-real (in a private root): each failing step rolls the tree back, and says why."""
+"""ops.upgrade with the container's commands and its systemd faked, the snapshot, the staged
+copy, its swap and the rollback real (in a private root): each failing step leaves or puts the
+tree back, and says why."""
 
 import json
 import os
@@ -25,10 +26,21 @@ class Guest:
         self.running = False
 
     def run_inside(self, name, command, timeout, report):
+        assert self.running, "a step inside needs the container running"
         self.commands.append(command)
-        word = command[-1] if command[0] != "sh" else "check"
-        if word == "full-upgrade":  # the upgrade changes the tree
-            (self.paths.tree(name) / "usr/bin/true").write_text("new\n")
+        word = {"update": "update", "full-upgrade": "download"}.get(command[-1], "check")
+        return self._result(word)
+
+    def run_in_copy(self, root, name, private_users, command, timeout, report,
+                    overlay_options=None):
+        assert not self.running, "the copy is made of a stopped tree"
+        assert root != self.paths.tree(name) and root.is_dir()
+        self.commands.append(command)
+        (root / "usr/bin/true").write_text("new\n")  # the install changes the copy only
+        assert (self.paths.tree(name) / "usr/bin/true").read_text() == "old\n"
+        return self._result("install")
+
+    def _result(self, word):
         if self.fail == word:
             return 100, "line 1\nE: the failing step's last words"
         return 0, "ok"
@@ -65,12 +77,14 @@ def guest(paths, monkeypatch):
             monkeypatch.setattr(module, "start", g.start)
             monkeypatch.setattr(module, "stop", g.stop)
         monkeypatch.setattr(up, "guest_state", lambda name: g.state)
+        monkeypatch.setattr(up, "_stop_step_unit", lambda name: None)
         return g
     return make
 
 
 def upgrade(paths, g, **kw):
-    return up.upgrade(paths, "c1", report=lambda m: None, run_inside=g.run_inside, **kw)
+    return up.upgrade(paths, "c1", report=lambda m: None, run_inside=g.run_inside,
+                      run_in_copy=g.run_in_copy, **kw)
 
 
 def content(paths):
@@ -81,7 +95,8 @@ def test_success_upgrades_and_drops_the_snapshot(paths, guest):
     g = guest()
     info = upgrade(paths, g)
     assert info["state"] == "running" and content(paths) == "new\n"
-    assert [c[-1] for c in g.commands] == ["update", "full-upgrade"]
+    assert [c[-1] for c in g.commands][:2] == ["update", "full-upgrade"]
+    assert "--download-only" in g.commands[1] and "--no-download" in g.commands[2][2]
     assert snapshots.list_snapshots(paths, "c1") == []
     assert g.running is False  # it was stopped before: stopped after
 
@@ -92,13 +107,34 @@ def test_keep_snapshot(paths, guest):
 
 
 @pytest.mark.parametrize("step,said", [("update", "apt-get update (exit 100)"),
-                                       ("full-upgrade", "apt-get full-upgrade (exit 100)"),
-                                       ("check", "--check 'test -x /x' (exit 100)")])
-def test_a_failing_step_rolls_back_and_says_why(paths, guest, step, said):
+                                       ("download", "download the upgrade (exit 100)")])
+def test_a_failing_download_changes_nothing(paths, guest, step, said):
     g = guest(fail=step)
     with pytest.raises(Error) as exc:
+        upgrade(paths, g)
+    assert said in exc.value.message and "nothing was changed" in exc.value.message
+    assert "E: the failing step's last words" in exc.value.hint
+    assert content(paths) == "old\n" and snapshots.list_snapshots(paths, "c1") == []
+    assert not (paths.state / "upgrades/c1.json").exists()
+
+
+def test_a_failing_install_leaves_the_tree_and_no_snapshot(paths, guest):
+    g = guest(fail="install")
+    with pytest.raises(Error) as exc:
+        upgrade(paths, g)
+    assert "apt-get full-upgrade (exit 100)" in exc.value.message
+    assert "its tree was not changed" in exc.value.message
+    assert content(paths) == "old\n" and snapshots.list_snapshots(paths, "c1") == []
+    assert not (paths.state / "upgrades/c1.json").exists()
+    assert not os.listdir(paths.staging_in(paths.machines))  # the copy is gone
+
+
+def test_a_failing_check_rolls_back_and_says_why(paths, guest):
+    g = guest(fail="check")
+    with pytest.raises(Error) as exc:
         upgrade(paths, g, check="test -x /x")
-    assert said in exc.value.message and "rolled back to snapshot upgrade-" in exc.value.message
+    assert "--check 'test -x /x' (exit 100)" in exc.value.message
+    assert "rolled back to snapshot upgrade-" in exc.value.message
     assert "E: the failing step's last words" in exc.value.hint
     assert content(paths) == "old\n"
     assert not (paths.state / "upgrades/c1.json").exists()
@@ -122,13 +158,39 @@ def test_does_not_apply_to_single_command_or_apt_less_containers(paths, guest):
         upgrade(paths, guest())
 
 
-def test_an_interrupted_upgrade_is_rolled_back_by_the_next(paths, guest):
-    g = guest()
+def interrupt(paths, phase, keep=False):
+    """What a kill leaves: the snapshot, the record, and (after the swap) the new tree."""
     snap_op.take(paths, "c1", "upgrade-x", False, lambda m: None)
-    (paths.tree("c1") / "usr/bin/true").write_text("half\n")  # killed mid-upgrade
+    if phase == "swapped":
+        (paths.tree("c1") / "usr/bin/true").write_text("new, unchecked\n")
     (paths.state / "upgrades").mkdir(parents=True)
-    (paths.state / "upgrades/c1.json").write_text(json.dumps({"tag": "upgrade-x", "pid": 1}))
-    g.fail = "update"
+    (paths.state / "upgrades/c1.json").write_text(json.dumps(
+        {"tag": "upgrade-x", "phase": phase, "was_running": True, "keep_snapshot": keep}))
+
+
+def test_an_upgrade_killed_after_its_swap_is_rolled_back_by_the_next(paths, guest):
+    g = guest(fail="update")
+    interrupt(paths, "swapped")
     with pytest.raises(Error):
         upgrade(paths, g)
-    assert content(paths) == "old\n"  # the interrupted one's snapshot, not "half"
+    assert content(paths) == "old\n"  # the interrupted one's snapshot, not its new tree
+    assert snapshots.list_snapshots(paths, "c1") == []
+
+
+def test_an_upgrade_killed_before_its_swap_has_nothing_to_undo(paths, guest):
+    g = guest()
+    interrupt(paths, "install", keep=True)
+    (paths.tree("c1") / "usr/bin/true").write_text("changed since\n")
+    assert up.finish_interrupted(paths, "c1", lambda m: None)
+    assert content(paths) == "changed since\n"  # not rolled back: the swap never came
+    assert g.running  # it was running before the upgrade stopped it
+    assert [m["tag"] for m in snapshots.list_snapshots(paths, "c1")] == ["upgrade-x"]
+    assert not up.finish_interrupted(paths, "c1", lambda m: None)  # done: no record
+
+
+def test_recover_rolls_back_an_upgrade_killed_after_its_swap(paths, guest):
+    from nspawnctl.ops import host
+    guest()
+    interrupt(paths, "swapped")
+    assert "finished the interrupted upgrade of c1" in host.recover(paths)
+    assert content(paths) == "old\n" and up.interrupted(paths) == []
