@@ -243,8 +243,9 @@ def create(app, name, source, adds, cmd, mirror, variant, include, arch, slim, b
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def upgrade(app, name, check_cmd, keep_snapshot, timeout, as_json):
-    """Upgrade a booted container's packages (apt-get update and full-upgrade), restart it
-    and check it; roll back to a snapshot taken first if any step fails."""
+    """Upgrade a booted container's packages: download inside it, install into a copy of its
+    stopped tree, swap the copy in, start it and check it; roll back to a snapshot taken first
+    if it is not healthy."""
     from .ops.upgrade import upgrade as up
     info = up(app.paths, name, check=check_cmd, keep_snapshot=keep_snapshot, timeout=timeout,
               report=progress)
