@@ -15,9 +15,13 @@ from tests.integration.helpers import guest_running, listing, store_problems
 
 pytestmark = pytest.mark.integration
 
-# The same count in CI and with --full: 50 fit well inside the 5 minutes CI gives this file
-# (about 3 minutes on 2 CPUs, a cold bootstrap of the default base included).
-COUNT = 50
+# 50 in CI: they fit well inside the 5 minutes CI gives this file (about 3 minutes on 2 CPUs, a
+# cold bootstrap of the default base included).  --full boots the 200 the performance issue
+# asks for; the default network (a /25 in the testbed) holds 125, so from the 100th on they go
+# on a second network, on a documentation range no other test uses at the same time.
+COUNT, FULL_COUNT = 50, 200
+PER_NETWORK = 100
+SECOND_NETWORK = ("dense2", "198.51.100.0/24")
 PREFIX = "dens-"
 LIST_RUNS = 5
 
@@ -89,22 +93,32 @@ def inotify(host):
 
 
 @pytest.fixture(scope="module")
-def fleet(host, nspawnctl, inotify, figures):
-    """COUNT containers cloned from the cached default base; removed afterwards whatever
-    happened (the test removes them itself and checks; this is the safety net)."""
-    names = [f"{PREFIX}{i:02d}" for i in range(COUNT)]
+def fleet(host, nspawnctl, inotify, figures, full):
+    """COUNT (FULL_COUNT) containers cloned from the cached default base; removed afterwards
+    whatever happened (the test removes them itself and checks; this is the safety net)."""
+    count = FULL_COUNT if full else COUNT
+    names = [f"{PREFIX}{i:03d}" for i in range(count)]
     nspawnctl("create", names[0])  # bootstraps the default base if it is not cached yet
+    if count > PER_NETWORK:
+        nspawnctl("network", "create", SECOND_NETWORK[0], "--subnet", SECOND_NETWORK[1])
     # The rest four at a time: clones of the cached base, so the disk is what limits them.
-    seconds = timed(host, 'printf "%s\\n" "$@" | xargs -P 4 -I{} sh -c '
-                          '\'out=$(nspawnctl create {} 2>&1) || echo "FAILED {}: $out"\'',
-                    *names[1:])
-    figures(f"density: create {COUNT - 1} clones of the default base, 4 at a time, seconds",
+    def create_all(batch, *options):
+        return timed(host, 'printf "%s\\n" "$@" | xargs -P 4 -I{} sh -c '
+                           f'\'out=$(nspawnctl create {{}} {" ".join(options)} 2>&1) '
+                           '|| echo "FAILED {}: $out"\'', *batch)
+
+    seconds = create_all(names[1:PER_NETWORK])
+    if count > PER_NETWORK:
+        seconds += create_all(names[PER_NETWORK:], "--network", SECOND_NETWORK[0])
+    figures(f"density: create {count - 1} clones of the default base, 4 at a time, seconds",
             f"{seconds:.1f}")
     yield names
     left = [n for n in names if host.run(["test", "-d", f"/var/lib/machines/{n}"]).returncode
             == 0]
     if left:
         nspawnctl("remove", "--force", *left, check=False, timeout=1800)
+    if count > PER_NETWORK:
+        nspawnctl("network", "remove", SECOND_NETWORK[0], check=False)
 
 
 def test_density(host, nspawnctl, fleet, figures):
