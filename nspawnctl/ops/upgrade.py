@@ -27,7 +27,6 @@ and `nspawnctl recover` at boot, finish one that was killed (roll back after the
 import datetime
 import json
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 from ..errors import Error
 from ..fsutil import clone_tree, fsync_dir, sync_filesystem, write_atomic
 from ..paths import Paths
-from ..run import contained, die_with_parent, need_tool, tail
+from ..run import contained, need_tool, run, stream, tail
 from ..settings.files import load_config
 from ..store import overlay, snapshots
 from ..store.containers import Store
@@ -59,7 +58,7 @@ class StepFailed(Exception):
         self.step, self.output = step, output
 
 
-def follow(proc: subprocess.Popen, timeout: float, report: Report) -> tuple[int, str]:
+def follow(proc, timeout: float, report: Report) -> tuple[int, str]:
     """Read proc's merged output to its end, progress lines to report; kill it after timeout.
     Returns (exit status, last lines of output)."""
     assert proc.stdout is not None
@@ -81,18 +80,12 @@ def follow(proc: subprocess.Popen, timeout: float, report: Report) -> tuple[int,
     return rc, "\n".join(kept)
 
 
-def _popen(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, errors="replace",
-                            preexec_fn=die_with_parent)
-
-
 def inside(name: str, command: list[str], timeout: float, report: Report) -> tuple[int, str]:
     """Run command in booted container NAME as a transient unit of its own systemd."""
     argv = [need_tool("systemd-run", "systemd"), "-M", name, "--quiet", "--wait", "--pipe",
             "--collect", f"--unit={STEP_UNIT}", "--service-type=exec",
             *[f"--setenv={e}" for e in APT_ENV], "--", *command]
-    return follow(_popen(argv), timeout, report)
+    return follow(stream(argv), timeout, report)
 
 
 def in_copy(root: Path, name: str, private_users: bool, command: list[str], timeout: float,
@@ -116,7 +109,7 @@ def in_copy(root: Path, name: str, private_users: bool, command: list[str], time
     scope = [need_tool("systemd-run", "systemd"), "--scope", "--quiet", "--collect",
              f"--unit=nspawnctl-upgrade-{name}", f"--description=nspawnctl upgrade of {name}",
              "--"]
-    return follow(_popen([*scope, *contained(nspawn, own_proc=True)]), timeout, report)
+    return follow(stream([*scope, *contained(nspawn, own_proc=True)]), timeout, report)
 
 
 def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bool = False,
@@ -263,8 +256,7 @@ def _install_in_copy(paths: Paths, store: Store, name: str, private_users: bool,
 
 
 def _stop_step_unit(name: str):
-    subprocess.run([need_tool("systemctl", "systemd"), "-M", name, "stop", STEP_UNIT],
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    run([need_tool("systemctl", "systemd"), "-M", name, "stop", STEP_UNIT], check=False)
 
 
 def _drop(paths: Paths, store: Store, name: str, tag: str, keep: bool):
