@@ -183,37 +183,23 @@ def tree_size(path: Path) -> int:
                            same_fs=False)
     finally:
         os.close(parentfd)
-    pending: list[list[str] | None] = [None]  # per level: subdirectories still to visit
     with cursor:
-        while pending:
-            if pending[-1] is None:
-                subdirs = []
-                with os.scandir(cursor.fd) as entries:
-                    for entry in entries:
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except FileNotFoundError:
+        for subdirs in walk(cursor, tolerant=True):
+            with os.scandir(cursor.fd) as entries:
+                for entry in entries:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if st.st_dev != cursor.dev:
+                        continue  # a mount point: what is mounted there is not this tree
+                    if stat.S_ISDIR(st.st_mode):
+                        subdirs.append(entry.name)
+                    elif st.st_nlink > 1:
+                        if (st.st_dev, st.st_ino) in seen:
                             continue
-                        if st.st_dev != cursor.dev:
-                            continue  # a mount point: what is mounted there is not this tree
-                        if stat.S_ISDIR(st.st_mode):
-                            subdirs.append(entry.name)
-                        elif st.st_nlink > 1:
-                            if (st.st_dev, st.st_ino) in seen:
-                                continue
-                            seen.add((st.st_dev, st.st_ino))
-                        total += st.st_blocks * 512
-                pending[-1] = subdirs
-            if pending[-1]:
-                try:
-                    cursor.down(pending[-1].pop())
-                except OSError:
-                    continue  # gone, replaced, or a bind mount: nothing of this tree to count
-                pending.append(None)
-            else:
-                pending.pop()
-                if pending:
-                    cursor.up()
+                        seen.add((st.st_dev, st.st_ino))
+                    total += st.st_blocks * 512
     return total
 
 
@@ -450,6 +436,32 @@ class DirCursor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def walk(cursor: DirCursor, tolerant: bool = False):
+    """Visit cursor's directory and every one below it, depth first, with cursor on it: at
+    each, yields an empty list for the caller to fill with the names of the subdirectories to
+    go into (the last first).  One descriptor whatever the depth.  tolerant: a subdirectory
+    that cannot be entered (gone, replaced, a mount) is passed over instead of raising."""
+    pending: list[list[str]] = []
+    subdirs: list[str] = []
+    yield subdirs
+    pending.append(subdirs)
+    while pending:
+        if not pending[-1]:
+            pending.pop()
+            if pending:
+                cursor.up()
+            continue
+        try:
+            cursor.down(pending[-1].pop())
+        except OSError:
+            if tolerant:
+                continue
+            raise
+        subdirs = []
+        yield subdirs
+        pending.append(subdirs)
 
 
 def clone_method(src: Path) -> str:

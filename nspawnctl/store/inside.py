@@ -18,6 +18,7 @@ from ..fsutil import (
     RESOLVE_NO_MAGICLINKS,
     DirCursor,
     openat2,
+    walk,
 )
 
 RANGE = 0x10000
@@ -71,24 +72,13 @@ def shift_tree(dirfd: int, name: str, convert):
     if not stat.S_ISDIR(st.st_mode):
         return
     with DirCursor(dirfd, name, same_fs=True) as cursor:
-        pending: list[list[str] | None] = [None]
-        while pending:
-            if pending[-1] is None:
-                subdirs = []
-                with os.scandir(cursor.fd) as entries:
-                    for entry in entries:
-                        st = entry.stat(follow_symlinks=False)
-                        _shift(cursor.fd, entry.name, convert, st)
-                        if stat.S_ISDIR(st.st_mode):
-                            subdirs.append(entry.name)
-                pending[-1] = subdirs
-            if pending[-1]:
-                cursor.down(pending[-1].pop())
-                pending.append(None)
-            else:
-                pending.pop()
-                if pending:
-                    cursor.up()
+        for subdirs in walk(cursor):
+            with os.scandir(cursor.fd) as entries:
+                for entry in entries:
+                    st = entry.stat(follow_symlinks=False)
+                    _shift(cursor.fd, entry.name, convert, st)
+                    if stat.S_ISDIR(st.st_mode):
+                        subdirs.append(entry.name)
 
 
 def _shift(dirfd: int, name: str, convert, st: os.stat_result | None = None):

@@ -144,19 +144,10 @@ def listing(top: Path):
         os.close(parent)
     with cursor:
         yield [describe(cursor.fd, ".", inodes)]
-        pending: list = [None]
-        while pending:
-            if pending[-1] is None:
-                entries = [describe(cursor.fd, n, inodes) for n in sorted(os.listdir(cursor.fd))]
-                yield entries
-                pending[-1] = [e[0] for e in reversed(entries) if e[1].startswith("d")]
-            if pending[-1]:
-                cursor.down(pending[-1].pop())
-                pending.append(None)
-            else:
-                pending.pop()
-                if pending:
-                    cursor.up()
+        for subdirs in fsutil.walk(cursor):
+            entries = [describe(cursor.fd, n, inodes) for n in sorted(os.listdir(cursor.fd))]
+            yield entries
+            subdirs.extend(e[0] for e in reversed(entries) if e[1].startswith("d"))
 
 
 def same_trees(a: Path, b: Path) -> bool:
