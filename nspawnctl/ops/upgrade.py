@@ -202,6 +202,7 @@ def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bo
             report(f"upgrade failed at {step}: rolling back to {tag}")
             restore(paths, name, tag, report, start_after=was_running)
             _record(paths, name).unlink()
+            _drop(paths, store, name, tag, keep_snapshot)  # the tree is its copy now
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise Error(f"upgrade of {name} failed at {step}; rolled back to snapshot {tag}",

@@ -137,6 +137,7 @@ def test_a_failing_check_rolls_back_and_says_why(paths, guest):
     assert "rolled back to snapshot upgrade-" in exc.value.message
     assert "E: the failing step's last words" in exc.value.hint
     assert content(paths) == "old\n"
+    assert snapshots.list_snapshots(paths, "c1") == []  # not asked to keep it
     assert not (paths.state / "upgrades/c1.json").exists()
 
 
