@@ -3,7 +3,10 @@ decoder, the decoder runs in a second thread (readahead.py), and whatever fails 
 (digest, truncation, limits, the decoder) is one Error line and leaves dest empty."""
 
 import gzip
+import io
 import json
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -23,9 +26,10 @@ from imagebuild import (
 )
 
 from nspawnctl.errors import Error
-from nspawnctl.sources import compression, readahead
+from nspawnctl.sources import compression, readahead, unpack
 from nspawnctl.sources.oci import layout as oci_layout_mod
 from nspawnctl.sources.oci import unpack_image
+from nspawnctl.sources.unpack import apply_layer
 
 BIG = layer(dir("usr"), *[file(f"usr/f{i}", bytes([i]) * 300_000) for i in range(20)])
 
@@ -250,3 +254,59 @@ def test_readahead_close_stops_a_blocked_worker():
     time.sleep(0.1)
     assert source.reads == reads  # nothing reads the source once close() returned
     assert r.read(10) == b"" or True
+
+
+# -- headers parsed in the worker, files made in the caller's thread -----------------------
+
+def test_whiteout_with_data_is_skipped(tmp_path):
+    """An entry that does not use its data (a whiteout with content): the data is passed
+    over, and the next entry is read where it starts."""
+    root = tmp_path / "root"
+    root.mkdir()
+    apply_layer(io.BytesIO(layer(file("x", b"1"), file("keep", b"k"))), root)
+    apply_layer(io.BytesIO(layer(file(".wh.x", b"w" * 300_000), file("y", b"2"))), root)
+    assert sorted(p.name for p in root.iterdir()) == ["keep", "y"]
+    assert (root / "y").read_bytes() == b"2"
+
+
+def test_parser_stops_with_the_unpacker(tmp_path, monkeypatch):
+    """A bad entry early in a long layer: the worker had parsed a bounded number of headers
+    ahead, not the whole layer, and is gone once the Error is raised."""
+    parsed = []
+    real = unpack._members
+
+    def counting(tar):
+        for m in real(tar):
+            parsed.append(m.name)
+            yield m
+
+    monkeypatch.setattr(unpack, "_members", counting)
+    entries = [file("a", b"1"), file("b/../../escape", b"x")]
+    entries += [file(f"f{i}") for i in range(5000)]
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(Error, match="contains a '..' component"):
+        apply_layer(io.BytesIO(layer(*entries)), root)
+    assert len(parsed) <= 2 + (unpack.BATCHES_AHEAD + 2) * unpack.BATCH < 5000
+    assert no_worker_left()
+
+
+@pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
+def test_sparse_file_through_the_worker(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.truncate(8 << 20)
+        f.seek(3 << 20)
+        f.write(b"middle")
+        f.seek((8 << 20) - 3)
+        f.write(b"end")
+    (src / "after").write_bytes(b"after")
+    archive = tmp_path / "s.tar"
+    subprocess.run(["tar", "--sparse", "-C", str(src), "-cf", str(archive), "sparse", "after"],
+                   check=True)
+    root = tmp_path / "root"
+    root.mkdir()
+    apply_layer(io.BytesIO(archive.read_bytes()), root)
+    assert (root / "sparse").read_bytes() == (src / "sparse").read_bytes()
+    assert (root / "after").read_bytes() == b"after"
