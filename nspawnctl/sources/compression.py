@@ -17,7 +17,7 @@ import zlib
 from typing import Any, cast
 
 from ..errors import Error
-from .unpack import Readable
+from .readahead import Readable
 
 CHUNK = 1 << 20
 MAX_TOTAL_BYTES = 64 << 30          # uncompressed bytes of one import (all its layers)

@@ -26,6 +26,8 @@ Decisions (the adversarial tests in tests/unit/test_unpack.py pin them down):
   host nor in the image's /etc/passwd); modes are set after chown so setuid
   and setgid bits stay; xattrs only from an allow-list; directory modes and
   times are set at the end of the layer, once their content is written.
+- Headers are parsed, and file data read, in a worker thread a bounded number of entries
+  ahead (readahead.Ahead); files are made in the calling thread, in the tar's order.
 - Every read and every header is bounded (Go's archive/tar limits, since CVE-2022-2879):
   pax, GNU long-name and sparse-map headers at MAX_HEADER_BYTES each, at most
   MAX_HEADER_CHAIN of them before an entry, at most MAX_ENTRIES entries and as many

@@ -1,8 +1,10 @@
 """Where the files of an image live (a directory or a tar archive), and reading them verified.
 
 Everything read is untrusted: a digest is checked against its grammar before it becomes a
-path, every blob against its descriptor's size and digest before it is parsed or
-decompressed, and JSON documents are bounded.
+path, every blob's size against its descriptor before it is read, JSON blobs against their
+digest before they are parsed, and JSON documents are bounded.  Layers are hashed as they
+are decompressed (BlobReader, one read of each), and a layer that does not match fails the
+whole unpack (layers.py).
 """
 
 import hashlib
