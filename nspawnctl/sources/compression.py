@@ -10,15 +10,14 @@ and CRC; zstd frames are checked to be complete here.  Every failure is one Erro
 """
 
 import bz2
-import gzip
 import hashlib
 import io
 import lzma
 import zlib
-from typing import Any, BinaryIO
+from typing import Any, cast
 
 from ..errors import Error
-from .unpack import Readable
+from .readahead import Readable
 
 CHUNK = 1 << 20
 MAX_TOTAL_BYTES = 64 << 30          # uncompressed bytes of one import (all its layers)
@@ -27,6 +26,7 @@ BOMB_MIN_BYTES = 256 << 20
 XZ_MEMLIMIT = 256 << 20             # xz -9 needs 65 MiB; a crafted header may ask for 4 GiB
 ZSTD_MAX_WINDOW = 1 << 27           # zstd's own default limit, said out loud
 ZSTD_FEED = 1 << 10                 # one zstd block of 4 bytes may become 128 KiB
+GZIP_FEED = 256 << 10               # compressed bytes given to zlib at a time (output is capped)
 
 MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
          b"\x28\xb5\x2f\xfd": "zstd"}
@@ -47,12 +47,12 @@ def expansion_limit(compressed: int, budget: int, what: str) -> tuple[int, str]:
                   "bytes: a decompression bomb")
 
 
-def decoder(raw: BinaryIO, kind: str | None) -> Readable:
+def decoder(raw: Readable, kind: str | None) -> Readable:
     """A reader of raw's decompressed bytes; kind as sniff() names them, None for none."""
     if kind == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
+        return _Frames(raw, _GzipMember, "gzip", feed=GZIP_FEED)
     if kind == "bzip2":
-        return bz2.BZ2File(raw)
+        return bz2.BZ2File(cast(Any, raw))
     if kind == "xz":
         return _Frames(raw, lambda: lzma.LZMADecompressor(memlimit=XZ_MEMLIMIT), "xz")
     if kind == "zstd":
@@ -68,19 +68,55 @@ def decoder(raw: BinaryIO, kind: str | None) -> Readable:
     raise Error(f"unknown compression {kind!r}")
 
 
-class _Frames(io.RawIOBase):
-    """Concatenated xz streams or zstd frames, each checked to end where it says it does.
+class _GzipMember:
+    """One gzip member through zlib (header, CRC32 and length checked by zlib itself), with
+    lzma's decoder interface: decompress(data, max_length), needs_input, eof, unused_data.
 
-    The standard library's LZMAFile cannot cap the decoder's memory, and zstandard's
-    stream_reader returns a truncated frame's bytes without a word; this reads either through
-    decompressobj-style decoders.  Output stays bounded: xz's decoder takes a max_length;
-    zstd's does not, so it is fed ZSTD_FEED bytes at a time.  Zero padding may come between
-    and after frames, as both formats allow; anything else must be another frame.
+    gzip.GzipFile does the same in Python, 8 KiB at a time, with a second pass for the CRC;
+    this gives zlib large pieces and keeps the checking in C."""
+
+    def __init__(self):
+        self.z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.needs_input = True
+
+    @property
+    def eof(self) -> bool:
+        return self.z.eof
+
+    @property
+    def unused_data(self) -> bytes:
+        return self.z.unused_data
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        try:
+            out = self.z.decompress(self.z.unconsumed_tail + data, max_length)
+        except zlib.error as e:  # say what gzip tools say for the two trailer checks
+            text = str(e)
+            if "incorrect data check" in text:
+                raise OSError("CRC check failed") from None
+            if "incorrect length check" in text:
+                raise OSError("length check failed") from None
+            raise
+        # output cut at max_length: zlib may hold more, to be asked for without new input
+        self.needs_input = not self.z.unconsumed_tail and len(out) < max_length
+        return out
+
+
+class _Frames(io.RawIOBase):
+    """Concatenated gzip members, xz streams or zstd frames, each checked to end where it says
+    it does.
+
+    The standard library's LZMAFile cannot cap the decoder's memory, zstandard's
+    stream_reader returns a truncated frame's bytes without a word, and GzipFile is slow;
+    this reads all three through decompressobj-style decoders.  Output stays bounded: the gzip
+    and xz decoders take a max_length; zstd's does not, so it is fed ZSTD_FEED bytes at a
+    time.  Zero padding may come between and after frames, as all three formats allow;
+    anything else must be another frame.
     """
 
-    def __init__(self, raw: BinaryIO, make, name: str, feed: int = 64 << 10):
+    def __init__(self, raw: Readable, make, name: str, feed: int = 64 << 10):
         self.raw, self.make, self.name, self.feed = raw, make, name, feed
-        self.bounded = name == "xz"  # its decompress() takes max_length
+        self.bounded = name != "zstd"  # its decompress() takes max_length
         self.dec: Any = None         # None: between frames
         self.pending = b""           # input read but not given to a decoder yet
         self.out, self.pos = b"", 0
@@ -137,7 +173,7 @@ class Stream(io.RawIOBase):
     once the consumer (tar) has seen all it wants, or a truncated stream goes unnoticed.
     """
 
-    def __init__(self, raw: BinaryIO, kind: str | None, limit: int, why: str,
+    def __init__(self, raw: Readable, kind: str | None, limit: int, why: str,
                  what: str = "layer", hash_name: str | None = None):
         self.source = decoder(raw, kind)
         self.limit, self.why, self.what = limit, why, what

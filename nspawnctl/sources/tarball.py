@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import Error
 from ..run import run
 from . import compression
+from .readahead import ReadAhead
 from .unpack import apply_layer
 
 
@@ -39,10 +40,12 @@ def import_tar(path: Path, tree: Path, warn=print):
                                                  "tarball")
         try:
             stream = compression.Stream(raw, kind, limit, why, what="tarball")
-            warnings = apply_layer(stream, tree, whiteouts=False, max_file_bytes=limit)
-            # tar stops at its end-of-archive blocks; the compressed stream's checksum (gzip's
-            # CRC, xz's, zstd's frame end) comes after them: read on, so that it is checked.
-            stream.drain()
+            with ReadAhead(stream) as ahead:  # decompressed in a second thread
+                warnings = apply_layer(ahead, tree, whiteouts=False, max_file_bytes=limit)
+                # tar stops at its end-of-archive blocks; the compressed stream's checksum
+                # (gzip's CRC, xz's, zstd's frame end) comes after them: read on, so that it
+                # is checked.
+                ahead.drain()
         except Error as e:
             message = e.message  # the unpacker's words are about image layers
             if message.startswith("layer "):

@@ -26,6 +26,8 @@ Decisions (the adversarial tests in tests/unit/test_unpack.py pin them down):
   host nor in the image's /etc/passwd); modes are set after chown so setuid
   and setgid bits stay; xattrs only from an allow-list; directory modes and
   times are set at the end of the layer, once their content is written.
+- Headers are parsed, and file data read, in a worker thread a bounded number of entries
+  ahead (readahead.Ahead); files are made in the calling thread, in the tar's order.
 - Every read and every header is bounded (Go's archive/tar limits, since CVE-2022-2879):
   pax, GNU long-name and sparse-map headers at MAX_HEADER_BYTES each, at most
   MAX_HEADER_CHAIN of them before an entry, at most MAX_ENTRIES entries and as many
@@ -45,7 +47,7 @@ import tarfile
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from ..errors import Error
 from ..fsutil import (
@@ -57,6 +59,7 @@ from ..fsutil import (
     openat2,
     remove_tree_at,
 )
+from .readahead import Ahead, Readable
 
 COPY_CHUNK = 1 << 20
 MAX_SYMLINKS = 40
@@ -81,12 +84,6 @@ O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 # None: not tried yet; tests set it to False to exercise the fallback walk.
 HAVE_OPENAT2: bool | None = None
-
-
-class Readable(Protocol):
-    """What the unpacker reads from: any object with read(n) -> bytes."""
-
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 # -- tar headers, bounded -------------------------------------------------------------------
@@ -527,7 +524,6 @@ class LayerApplier:
     dirs: list[tuple[int, int, float]] = field(default_factory=list)
     file_bytes: int = 0
     is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
-    reader: "ForwardReader | None" = None
 
     def __post_init__(self):
         self.paths = _PathTree(self.max_entries)
@@ -638,7 +634,8 @@ class LayerApplier:
             os.close(fd)
 
     # -- entries ---------------------------------------------------------------------------
-    def apply(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def apply(self, member: tarfile.TarInfo, data: Readable) -> None:
+        """Apply one entry; data reads a regular file's member.size bytes of content."""
         self.entries += 1
         if self.entries > self.max_entries:
             raise Error(f"layer has more than {self.max_entries} entries (the limit), at "
@@ -703,9 +700,9 @@ class LayerApplier:
             os.chmod(name, member.mode & 0o7777, dir_fd=dirfd)
             os.utime(name, (member.mtime, member.mtime), dir_fd=dirfd, follow_symlinks=False)
         else:
-            self.write_file(tar, dirfd, name, member)
+            self.write_file(data, dirfd, name, member)
 
-    def write_file(self, tar: tarfile.TarFile, dirfd: int, name: str,
+    def write_file(self, data: Readable, dirfd: int, name: str,
                    member: tarfile.TarInfo) -> None:
         if self.max_file_bytes is not None:
             self.file_bytes += member.size
@@ -716,14 +713,7 @@ class LayerApplier:
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dirfd)
         try:
-            if member.size:
-                if member.issparse() or self.reader is None:
-                    data = tar.extractfile(member)
-                    assert data is not None  # a regular file always has data to extract
-                    copy_to_fd(data, fd, member.size)
-                else:  # the data follows the header: read it straight, no extra layer
-                    self.reader.seek(member.offset_data)
-                    copy_to_fd(self.reader, fd, member.size)
+            copy_to_fd(data, fd, member.size)
             self.own(fd, member)
             os.chmod(fd, member.mode & 0o7777)
             self.set_xattrs(fd, member)
@@ -891,6 +881,61 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
+# The parsing thread hands over headers and file data in batches of up to BATCH items or
+# about BATCH_BYTES, pieces of DATA_CHUNK bytes at most, and is at most BATCHES_AHEAD
+# batches ahead: about 20 MiB.
+BATCH, BATCH_BYTES, BATCHES_AHEAD, DATA_CHUNK = 64, 1 << 20, 16, 256 << 10
+
+
+def _entries(tar: SafeTarFile) -> Iterator[tarfile.TarInfo | bytes | bool]:
+    """Run by the worker: each header, then a regular file's data in pieces; at the end
+    whether the archive ended with its end-of-archive block."""
+    reader = cast(ForwardReader, tar.fileobj)
+    for member in _members(tar):
+        cast(Any, tar).members.clear()  # tarfile keeps every header; there may be millions
+        yield member
+        if not (member.isreg() and member.size):
+            continue
+        data: Readable
+        if member.issparse():  # holes to fill in: tarfile's own reader
+            data = cast(Readable, tar.extractfile(member))
+        else:  # the data follows the header: read it straight, no extra layer
+            reader.seek(member.offset_data)
+            data = reader
+        left = member.size
+        while left > 0:
+            chunk = data.read(min(DATA_CHUNK, left))
+            if not chunk:
+                raise Error("layer is truncated: it ends inside a file",
+                            hint="the image is corrupt")
+            yield chunk
+            left -= len(chunk)
+    yield tar.end_marker
+
+
+class _Data:
+    """The data of one entry, as the worker hands it over: at most size bytes."""
+
+    def __init__(self, entries: Ahead, size: int):
+        self.entries, self.left = entries, size
+        self.buf = b""
+
+    def read(self, n: int = -1, /) -> bytes:
+        if not self.buf:
+            if self.left <= 0:
+                return b""
+            self.buf = self.entries.get()
+            assert isinstance(self.buf, bytes)  # the worker hands over size bytes or fails
+            self.left -= len(self.buf)
+        n = len(self.buf) if n is None or n < 0 else n
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def skip(self) -> None:
+        while self.read(DATA_CHUNK):
+            pass
+
+
 def open_tar(fileobj: Readable) -> SafeTarFile:
     """A bounded tarfile reading fileobj in order; Error if it is not a tar archive."""
     try:
@@ -914,20 +959,22 @@ def apply_layer(stream: Readable, root: int | os.PathLike | str, *, whiteouts: b
         rootfd = os.open(".", flags, dir_fd=root)
     else:
         rootfd = os.open(root, flags | os.O_NOFOLLOW)
-    reader = ForwardReader(stream)
     try:
         applier = LayerApplier(rootfd, whiteouts=whiteouts, max_file_bytes=max_file_bytes,
-                               max_entries=MAX_ENTRIES if max_entries is None else max_entries,
-                               reader=reader)
+                               max_entries=MAX_ENTRIES if max_entries is None else max_entries)
+        tar = open_tar(ForwardReader(stream))
     except BaseException:
         os.close(rootfd)
         raise
     try:
-        with open_tar(reader) as tar:
-            for member in _members(tar):
-                cast(Any, tar).members.clear()  # tarfile keeps every header; there may be millions
+        # Headers are parsed and file data read in a worker thread, a few entries ahead;
+        # this thread makes the files.  Only the worker touches tar from here on.
+        with tar, Ahead(_entries(tar), BATCHES_AHEAD, BATCH, BATCH_BYTES) as entries:
+            while not isinstance(member := entries.get(False), bool):
+                data = _Data(entries, member.size if member.isreg() else 0)
                 try:
-                    applier.apply(tar, member)
+                    applier.apply(member, data)
+                    data.skip()  # what the entry did not use (a whiteout's data)
                 except OSError as e:
                     raise Error(f"cannot unpack '{member.name[:200]}': {e.strerror}") from None
                 except (tarfile.TarError, EOFError) as e:
@@ -936,7 +983,7 @@ def apply_layer(stream: Readable, root: int | os.PathLike | str, *, whiteouts: b
                 except (ValueError, OverflowError) as e:  # NUL in a name, absurd ids or times
                     raise Error(f"layer entry {member.name[:200]!r} is invalid: {e}",
                                 hint=MALICIOUS) from None
-            if not tar.end_marker:
+            if not member:  # the worker's last item: whether tar's end-of-archive block came
                 raise Error("layer is truncated: it ends without tar's end-of-archive block",
                             hint="the image is corrupt; it was not unpacked")
         applier.finish()

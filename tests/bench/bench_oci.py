@@ -6,12 +6,13 @@ Without --tree, a realistic tree is made by copying real files from this host
 (Python's standard library and site packages, documentation, busybox).  The tree
 becomes an image with podman (import, then save as an OCI archive) and skopeo
 (an OCI layout for umoci).  Each unpacker runs --runs times into a fresh
-directory; the table shows the medians.  Benchmarks report; they do not judge.
+directory, interleaved; the table shows min, median and max, and the log the load
+average at each run (other work on the machine shows in both).  Benchmarks report;
+they do not judge.
 """
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -45,23 +46,32 @@ def du(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def median_times(contenders: list, runs: int, scratch: Path) -> list[float]:
-    """Median seconds of each contender(dest), runs interleaved so disk noise hits all alike.
+def times(contenders: list, runs: int, scratch: Path) -> list[list[float]]:
+    """Seconds of each run of each contender(dest), runs interleaved so disk noise hits all
+    alike.
 
     Dirty pages of the previous run are written back (sync) before each timed run,
-    so no one pays for someone else's writeback.
+    so no one pays for someone else's writeback.  Every run unpacks into a new directory
+    and the trees go only with scratch, at the end: ext4 without a journal (as where this
+    was written) skips, one at a time, the inodes freed in the last minutes when it
+    allocates one, so removing a run's 8,000 files just before the next run cost that run
+    seconds of kernel time (perf: most of its cycles in ext4's recently_deleted), whoever
+    it was.  scratch gets ext4's "top of a directory hierarchy" attribute (chattr +T, where
+    it can) so that each run's tree starts in a block group of its own.
     """
-    times: list[list[float]] = [[] for _ in contenders]
-    for _ in range(runs):
+    subprocess.run(["chattr", "+T", str(scratch)], capture_output=True)  # best effort
+    took: list[list[float]] = [[] for _ in contenders]
+    for r in range(runs):
         for i, fn in enumerate(contenders):
-            dest = scratch / f"run{i}"
+            dest = scratch / f"run{r}-{i}"
             dest.mkdir(mode=0o700)
             os.sync()
             start = time.perf_counter()
             fn(dest)
-            times[i].append(time.perf_counter() - start)
-            shutil.rmtree(dest)
-    return [statistics.median(t) for t in times]
+            took[i].append(time.perf_counter() - start)
+            print(f"bench_oci: contender {i} run {len(took[i])}: {took[i][-1]:.2f} s, load "
+                  f"average {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+    return took
 
 
 def build_image(tree: Path, work: Path) -> tuple[Path, Path]:
@@ -76,8 +86,8 @@ def build_image(tree: Path, work: Path) -> tuple[Path, Path]:
     return archive, layout
 
 
-def run(tree: Path | None, runs: int = 3) -> list[tuple[str, float, float]]:
-    """Figures as (name, nspawnctl seconds, umoci seconds): medians of runs."""
+def run(tree: Path | None, runs: int = 3) -> list[tuple[str, list[float], list[float]]]:
+    """Figures as (name, nspawnctl seconds, umoci seconds), each the seconds of every run."""
     missing = imagetools.missing_tools()
     if missing:
         raise SystemExit(f"bench_oci needs {', '.join(missing)}")
@@ -94,7 +104,7 @@ def run(tree: Path | None, runs: int = 3) -> list[tuple[str, float, float]]:
                            check=True, capture_output=True)
 
         label = f"unpack {size_archive} MB gzip image of a {size_tree} MB tree"
-        umoci_s, layout_s, archive_s = median_times([
+        umoci_s, layout_s, archive_s = times([
             umoci,
             lambda d: unpack_image("oci", layout, d, ref="bench"),
             lambda d: unpack_image("oci-archive", archive, d),
@@ -110,9 +120,13 @@ def main() -> None:
     args = parser.parse_args()
     rows = run(args.tree, args.runs)
     width = max(len(r[0]) for r in rows)
-    print(f"{'figure':<{width}}  {'nspawnctl':>9}  {'umoci':>7}  {'ratio':>5}")
+    print(f"{'figure':<{width}}  {'nspawnctl min/median/max':>24}  {'umoci min/median/max':>22}"
+          f"  {'ratio':>5}")
     for name, ours, theirs in rows:
-        print(f"{name:<{width}}  {ours:>8.2f}s  {theirs:>6.2f}s  {ours / theirs:>5.2f}")
+        def spread(t):
+            return f"{min(t):.2f}/{statistics.median(t):.2f}/{max(t):.2f} s"
+        ratio = statistics.median(ours) / statistics.median(theirs)
+        print(f"{name:<{width}}  {spread(ours):>24}  {spread(theirs):>22}  {ratio:>5.2f}")
 
 
 if __name__ == "__main__":

@@ -1,34 +1,62 @@
-"""Layer streams: each layer verified, decompressed within its limits and applied in order."""
+"""Layer streams: each layer read once, verified as it is read, decompressed within its
+limits and applied in order.
+
+A layer is read in one pass: its compressed bytes are hashed on their way to the decoder (no
+pass before it to check the digest), the decoder and the hash of what it gives run in a
+second thread (readahead.py), and the unpacker writes files meanwhile.  A layer that is not
+what its digests say fails once it is read, and then nothing of the image stays in dest: a
+tree is whole and verified, or not there.  When anything fails while a layer is read, its
+digest is checked first, since a tampered blob is the cause to report.
+"""
 
 import logging
+import os
 import re
 from pathlib import Path
 
 from ...errors import Error
+from ...fsutil import remove_tree_at
 from .. import compression
+from ..readahead import ReadAhead
 from ..unpack import apply_layer
 from .config import Image
 from .index import LAYER_TYPES
-from .layout import TAMPERED, Descriptor, Layout, check_digest, verify_blob
+from .layout import TAMPERED, BlobReader, Descriptor, Layout, check_digest, check_size
 
 log = logging.getLogger(__name__)
 
 
 def unpack_layers(layout: Layout, image: Image, dest: Path, warn=None) -> None:
-    """Apply every layer of image in order into dest, all of them within one byte budget."""
+    """Apply every layer of image in order into dest (an empty directory), all of them within
+    one byte budget; on any failure dest is emptied again."""
     budget = compression.MAX_TOTAL_BYTES
-    for name, desc, diff_id in image.layers:
-        used, warnings = unpack_layer(layout, name, desc, diff_id, dest, budget)
-        budget -= used
-        for w in warnings:
-            (warn or log.warning)(w)
+    try:
+        for name, desc, diff_id in image.layers:
+            used, warnings = unpack_layer(layout, name, desc, diff_id, dest, budget)
+            budget -= used
+            for w in warnings:
+                (warn or log.warning)(w)
+    except BaseException:
+        empty_dir(dest)
+        raise
+
+
+def empty_dir(path: Path) -> None:
+    """Remove what is in path (iteratively, never following a symlink), keeping path."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in os.listdir(fd):
+            remove_tree_at(fd, name)
+    finally:
+        os.close(fd)
 
 
 def unpack_layer(layout: Layout, name: str, desc: Descriptor | None, diff_id: str, dest: Path,
                  budget: int) -> tuple[int, list[str]]:
     """Verify and apply one layer; return the uncompressed bytes it took and warnings."""
+    expect = desc
     if desc is not None:
-        verify_blob(layout, desc, "layer")
+        check_size(layout, desc, "layer")
         kind, size = LAYER_TYPES[desc.media_type], desc.size
     else:
         found = layout.size(name)
@@ -38,20 +66,32 @@ def unpack_layer(layout: Layout, name: str, desc: Descriptor | None, diff_id: st
         with layout.open(name) as f:
             kind = compression.sniff(f.read(8))
         named = re.fullmatch(r"blobs/(sha256|sha512)/([a-f0-9]+)", name)
-        if named or kind is None:  # its name or its diff_id is its digest: check first
+        expect = None
+        if named or kind is None:  # its name or its diff_id is its digest
             digest = f"{named.group(1)}:{named.group(2)}" if named else diff_id
-            verify_blob(layout, Descriptor("", check_digest(digest, "layer"), size), "layer",
-                        name)
+            expect = Descriptor("", check_digest(digest, "layer"), size)
     if not diff_id.startswith("sha256:"):
         raise Error(f"layer diff_id {diff_id[:14]}... uses an unsupported algorithm")
     limit, why = compression.expansion_limit(size, budget, f"layer {diff_id}")
     if budget <= limit:
         why = f"image expands beyond the limit of {compression.MAX_TOTAL_BYTES} bytes"
+    # a plain docker layer named by its diff_id: one hash checks both
+    same = kind is None and expect is not None and expect.digest == diff_id
     with layout.open(name) as raw:
-        stream = compression.Stream(raw, kind, limit, why, hash_name="sha256")
-        warnings = apply_layer(stream, dest, whiteouts=True, max_file_bytes=limit)
-        stream.drain()  # to the end: the diff_id covers it, and the decoder checks its end
-    if "sha256:" + stream.hexdigest() != diff_id:
+        blob = BlobReader(raw, expect, "layer") if expect is not None else None
+        try:
+            stream = compression.Stream(blob or raw, kind, limit, why,
+                                        hash_name=None if same else "sha256")
+            with ReadAhead(stream) as ahead:
+                warnings = apply_layer(ahead, dest, whiteouts=True, max_file_bytes=limit)
+                ahead.drain()  # to the end: the diff_id covers it, the decoder checks its end
+        except Error:
+            if blob is not None:
+                blob.check()  # the reader thread has stopped: the rest is read here
+            raise
+        if blob is not None:
+            blob.check()
+    if not same and "sha256:" + stream.hexdigest() != diff_id:
         raise Error(f"layer {diff_id} does not match its diff_id once uncompressed",
                     hint=TAMPERED)
     return stream.count, warnings

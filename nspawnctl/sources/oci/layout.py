@@ -1,11 +1,14 @@
 """Where the files of an image live (a directory or a tar archive), and reading them verified.
 
 Everything read is untrusted: a digest is checked against its grammar before it becomes a
-path, every blob against its descriptor's size and digest before it is parsed or
-decompressed, and JSON documents are bounded.
+path, every blob's size against its descriptor before it is read, JSON blobs against their
+digest before they are parsed, and JSON documents are bounded.  Layers are hashed as they
+are decompressed (BlobReader, one read of each), and a layer that does not match fails the
+whole unpack (layers.py).
 """
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -171,12 +174,42 @@ class TarLayout(Layout):
         m = self.member(name)
         if m is None or not m.isfile():
             raise Error(f"image archive has no file '{name}'")
-        f = self.tar.extractfile(m)
+        if not m.issparse():
+            fileobj = cast(Any, self.tar).fileobj
+            return cast(BinaryIO, _Member(fileobj.fileno(), m.offset_data, m.size, name))
+        f = self.tar.extractfile(m)  # holes to fill in: tarfile's own reader
         assert f is not None  # a regular file
         return cast(BinaryIO, f)
 
     def close(self) -> None:
         self.tar.close()
+
+
+class _Member(io.RawIOBase):
+    """A member of an archive read in place, by offset (pread): no copy of it anywhere, and
+    no buffering layers between the reader and the file."""
+
+    def __init__(self, fd: int, offset: int, size: int, name: str):
+        self.fd, self.pos, self.end, self.name = fd, offset, offset + size, name
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        left = self.end - self.pos
+        n = left if n is None or n < 0 else min(n, left)
+        if n <= 0:
+            return b""
+        data = os.pread(self.fd, n, self.pos)
+        if not data:
+            raise Error(f"image archive ends inside its file '{self.name}'", hint=TAMPERED)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, b) -> int:
+        data = self.read(len(b))
+        b[:len(data)] = data
+        return len(data)
 
 
 def open_layout(kind: str, path: Path) -> Layout:
@@ -202,21 +235,8 @@ def parse_json(data: bytes, what: str) -> object:
         raise Error(f"image {what} is not valid JSON: {e}") from None
 
 
-def hash_stream(f: BinaryIO, algorithm: str, limit: int) -> tuple[str, int]:
-    """Digest and length of at most limit + 1 bytes of f (one more tells that it is too long)."""
-    h = hashlib.new(algorithm)
-    n = 0
-    while n <= limit:
-        chunk = f.read(min(CHUNK, limit + 1 - n))
-        if not chunk:
-            break
-        h.update(chunk)
-        n += len(chunk)
-    return f"{algorithm}:{h.hexdigest()}", n
-
-
-def verify_blob(layout: Layout, desc: Descriptor, what: str, name: str | None = None) -> None:
-    """Check a blob's size and digest before anything parses or decompresses it."""
+def check_size(layout: Layout, desc: Descriptor, what: str, name: str | None = None) -> str:
+    """The blob's name, once its size is known to be its descriptor's (nothing read yet)."""
     name = name or blob_path(desc.digest)
     size = layout.size(name)
     if size is None:
@@ -224,10 +244,47 @@ def verify_blob(layout: Layout, desc: Descriptor, what: str, name: str | None = 
     if size != desc.size:
         raise Error(f"image {what} blob {desc.digest} has {size} bytes, "
                     f"its descriptor says {desc.size}", hint=TAMPERED)
-    with layout.open(name) as f:
-        digest, n = hash_stream(f, desc.digest.split(":")[0], desc.size)
-    if n != desc.size or digest != desc.digest:
-        raise Error(f"image {what} blob {desc.digest} does not match its digest", hint=TAMPERED)
+    return name
+
+
+def verify_blob(layout: Layout, desc: Descriptor, what: str, name: str | None = None) -> None:
+    """Check a blob's size and digest before anything parses it."""
+    with layout.open(check_size(layout, desc, what, name)) as f:
+        blob = BlobReader(f, desc, what)
+        blob.check()
+
+
+class BlobReader:
+    """A blob read once, hashed on the way, for what decompresses it as it is read.
+
+    Reads stop one byte past the descriptor's size (that byte tells a blob too long).
+    check() reads what is left and raises the digest's Error unless the whole blob is what
+    its descriptor says: call it at the end, and also when anything read from the blob
+    failed, since a blob that is not what it should be is the cause to report.
+    """
+
+    def __init__(self, raw: BinaryIO, desc: Descriptor, what: str):
+        self.raw, self.desc, self.what = raw, desc, what
+        self.hash = hashlib.new(desc.digest.split(":")[0])
+        self.count = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        left = self.desc.size + 1 - self.count
+        n = min(CHUNK, left) if n is None or n < 0 else min(n, left)
+        if n <= 0:
+            return b""
+        data = self.raw.read(n)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+    def check(self) -> None:
+        while self.read(CHUNK):
+            pass
+        if self.count != self.desc.size or \
+                f"{self.hash.name}:{self.hash.hexdigest()}" != self.desc.digest:
+            raise Error(f"image {self.what} blob {self.desc.digest} does not match its digest",
+                        hint=TAMPERED)
 
 
 def read_blob_json(layout: Layout, desc: Descriptor, what: str) -> dict:
