@@ -38,6 +38,12 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def is_cached(paths: Paths, key: str) -> bool:
+    """Whether a base tree is cached under key (looked at without its lock: a hint, which
+    held_image() makes sure of)."""
+    return read_meta(image_dir(paths, key)) is not None
+
+
 @contextlib.contextmanager
 def held_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], None],
                report: Callable[[str], None]) -> Iterator[tuple[Path, bool]]:

@@ -1,0 +1,116 @@
+"""Add packages to a copy of a cached Debian tree: how an incremental base is made.
+
+`create --include PKGS` starts from the cached default base where there is one and installs
+only what it lacks (mkosi's Incremental=), instead of bootstrapping from nothing.  Two steps:
+
+1. download, with this host's apt, network and resolver (as mmdebstrap does it): the tree's
+   own sources.list, keys and apt settings, the package lists in a directory of the build's
+   own, the .debs into nspawnctl's .deb cache (shared with the bootstrappers);
+2. install, with the tree's own apt-get under systemd-nspawn, offline (--private-network,
+   --no-download): the same lists and the same settings resolve the same packages.
+   policy-rc.d keeps services from starting meanwhile, and dpkg skips its fsyncs
+   (force-unsafe-io: nothing uses the tree before its commit, which syncs the filesystem).
+
+Every process runs in its own PID namespace (run.contained), so a killed nspawnctl leaves
+nothing running, and systemd-nspawn's mounts go with their namespace: what is left is the
+staging directory, which the sweep removes.
+"""
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import Error
+from ..fsutil import flocked, remove_tree
+from ..run import contained, need_tool, run
+
+POLICY_RC_D = "usr/sbin/policy-rc.d"
+# One download into the shared .deb cache at a time (apt's own lock there fails, not waits).
+DEBS_LOCK = ".nspawnctl-download.lock"
+
+
+def apt_config(tree: Path, lists: Path, debs: Path, arch: str) -> str:
+    """apt's configuration for the download step: the tree is the system apt looks at."""
+    return "".join(f'{key} "{value}";\n' for key, value in (
+        ("Dir", f"{tree}/"),
+        ("Dir::State::Lists", f"{lists}/"),
+        ("Dir::Cache::Archives", f"{debs}/"),
+        ("APT::Architecture", arch),
+        ("APT::Architectures", arch),
+        ("APT::Sandbox::User", "root"),  # no _apt of this host's owning files in the tree
+        ("Acquire::Languages", "none"),
+        ("Acquire::PDiffs", "false"),
+    ))
+
+
+def install_argv(tree: Path, lists: Path, debs: Path, packages: Sequence[str]) -> list[str]:
+    """The install step: the tree's apt-get, offline, under systemd-nspawn."""
+    return ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network",
+            "--resolv-conf=off", "--timezone=off", "--link-journal=no", f"--directory={tree}",
+            f"--bind-ro={lists}:/var/lib/apt/lists", f"--bind-ro={debs}:/var/cache/apt/archives",
+            "--setenv=DEBIAN_FRONTEND=noninteractive",
+            "apt-get", "install", "--yes", "--no-download", "-o", "Debug::NoLocking=true",
+            "-o", "DPkg::Options::=--force-unsafe-io", "--", *packages]
+
+
+def tree_arch(tree: Path) -> str:
+    try:
+        return (tree / "var/lib/dpkg/arch").read_text().split()[0]
+    except (OSError, IndexError):
+        return run(["dpkg", "--print-architecture"]).stdout.strip()
+
+
+def install(tree: Path, packages: Sequence[str], *, work: Path, debs: Path, log_path: Path,
+            report: Callable[[str], None] = print):
+    """apt-get install packages into tree (a copy of a cached base).  work: an empty directory
+    beside it for the build's own files, removed afterwards."""
+    need_tool("apt-get", "apt")
+    need_tool("systemd-nspawn", "systemd-container")
+    lists = work / "lists"
+    (lists / "partial").mkdir(parents=True)
+    debs.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    conf = work / "apt.conf"
+    conf.write_text(apt_config(tree, lists, debs, tree_arch(tree)))
+    env = dict(os.environ, APT_CONFIG=str(conf), DEBIAN_FRONTEND="noninteractive")
+    report(f"installing {', '.join(packages)} into a copy of the cached base (log: {log_path})")
+    policy = tree / POLICY_RC_D
+    had_policy = os.path.lexists(policy)
+    try:
+        with open(log_path, "w") as log:
+            with flocked(debs / DEBS_LOCK, lambda: report("waiting for another download")):
+                _step(log, ["apt-get", "update"], env, "reading the package lists")
+                _step(log, ["apt-get", "install", "--yes", "--download-only", "--", *packages],
+                      env, "downloading")
+            if not had_policy:  # no service starts in a tree that is being built
+                policy.write_text("#!/bin/sh\nexit 101\n")
+                os.chmod(policy, 0o755)
+            _step(log, contained(install_argv(tree, lists, debs, packages), mount_proc=True), None,
+                  "installing")
+    finally:
+        if not had_policy:
+            policy.unlink(missing_ok=True)
+        remove_tree(work)
+
+
+def _step(log, argv: list[str], env: dict | None, what: str):
+    log.write("$ " + " ".join(argv) + "\n")
+    log.flush()
+    r = run(argv, env=env, check=False, what=what)
+    log.write(r.stdout + r.stderr)
+    log.flush()
+    if r.returncode != 0:
+        raise install_error(what, r.stdout + r.stderr, log.name)
+
+
+def install_error(what: str, output: str, log_path: str) -> Error:
+    """One line from apt's own first error ("Unable to locate package nosuch")."""
+    errors = [m.group(1) for m in re.finditer(r"^E: (.*)$", output, re.M)]
+    reason = errors[0] if errors else f"{what} failed"
+    if "Unable to locate package" in reason:
+        reason = reason.replace("Unable to locate package", "no package named") + \
+            " in the suite of the base tree"
+    return Error(f"cannot add packages to the base tree: {reason}",
+                 hint=f"see {log_path}")
+
