@@ -133,8 +133,11 @@ def bootstrap_argv(spec: BootstrapSpec, target: Path, debs: Path) -> list[str]:
         argv = ["mmdebstrap", f"--variant={spec.variant}", f"--include={packages}"]
         # /usr merged as debootstrap does it (not by the usrmerge package, which brings perl),
         # and dpkg under eatmydata: mmdebstrap's own hooks, where this mmdebstrap has them
-        argv += [f"--hook-dir={MMDEBSTRAP_HOOKS / hook}" for hook in ("maybe-merged-usr",
-                 "eatmydata") if (MMDEBSTRAP_HOOKS / hook).is_dir()]
+        # (the eatmydata hook asks dpkg-architecture, of dpkg-dev, for the library's path)
+        hooks = ["maybe-merged-usr"] + (["eatmydata"] if shutil.which("dpkg-architecture")
+                                        else [])
+        argv += [f"--hook-dir={MMDEBSTRAP_HOOKS / hook}" for hook in hooks
+                 if (MMDEBSTRAP_HOOKS / hook).is_dir()]
         argv += [
             # share the .deb cache with debootstrap runs (mmdebstrap's documented recipe)
             f"--setup-hook=mkdir -p {shlex.quote(str(debs))} \"$1\"/var/cache/apt/archives/",

@@ -151,10 +151,17 @@ def test_mmdebstrap_argv_builds_fast_and_leaves_no_unsafe_io(tmp_path, monkeypat
     for hook in ("maybe-merged-usr", "eatmydata", "busybox"):
         (hooks / hook).mkdir(parents=True)
     monkeypatch.setattr(debootstrap, "MMDEBSTRAP_HOOKS", hooks)
+    monkeypatch.setattr(debootstrap.shutil, "which", lambda name: f"/usr/bin/{name}")
     argv = bootstrap_argv(BootstrapSpec(bootstrapper="mmdebstrap"), tmp_path / "t",
                           tmp_path / "debs")
     assert [a for a in argv if a.startswith("--hook-dir=")] == \
         [f"--hook-dir={hooks}/maybe-merged-usr", f"--hook-dir={hooks}/eatmydata"]
+    # the eatmydata hook needs dpkg-architecture: without it, only unsafe-io
+    monkeypatch.setattr(debootstrap.shutil, "which",
+                        lambda name: None if name == "dpkg-architecture" else f"/usr/bin/{name}")
+    assert [a for a in bootstrap_argv(BootstrapSpec(bootstrapper="mmdebstrap"), tmp_path / "t",
+                                      tmp_path / "debs") if a.startswith("--hook-dir=")] == \
+        [f"--hook-dir={hooks}/maybe-merged-usr"]
     conf = debootstrap.UNSAFE_IO_CONF
     setup = [a for a in argv if a.startswith("--setup-hook=") and conf in a]
     assert len(setup) == 1 and "force-unsafe-io" in setup[0]
