@@ -22,7 +22,7 @@ from ..settings.model import ContainerConfig
 from ..sources import debootstrap, split_cmd, split_source
 from ..store import overlay
 from ..store.containers import Store
-from ..store.images import held_image, is_cached
+from ..store.images import apt_lists, held_image, is_cached
 from ..systemd.bus import Bus
 from . import host, network, order
 from .common import Report, require_root
@@ -181,14 +181,15 @@ def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
 
     def build_incremental(tree: Path):
         from ..sources import aptinstall
-        # held (shared) while it is copied: `images prune` cannot take it away meanwhile;
-        # rebuilt if it was pruned since it was looked at
+        # held (shared) while it is copied and its package lists are used: `images prune`
+        # cannot take them away meanwhile; rebuilt if it was pruned since it was looked at
         with held_image(paths, parent.key, parent.meta, parent.build, report) as (image, _):
             tree.rmdir()  # ensure_image's empty directory: clone_tree makes its own
             clone_tree(image / "tree", tree)
-        aptinstall.install(tree, packages, work=tree.parent / "apt", debs=paths.debs,
-                           log_path=paths.logs / f"install-{inc_key}-{int(time.time())}.log",
-                           report=report)
+            aptinstall.install(tree, packages, work=tree.parent / "apt", debs=paths.debs,
+                               lists=apt_lists(paths, parent.key),
+                               log_path=paths.logs / f"install-{inc_key}-{int(time.time())}.log",
+                               report=report)
         if spec.slim:
             debootstrap.slim_tree(tree)
 

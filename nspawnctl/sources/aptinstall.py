@@ -4,8 +4,9 @@
 only what it lacks (mkosi's Incremental=), instead of bootstrapping from nothing.  Two steps:
 
 1. download, with this host's apt, network and resolver (as mmdebstrap does it): the tree's
-   own sources.list, keys and apt settings, the package lists in a directory of the build's
-   own, the .debs into nspawnctl's .deb cache (shared with the bootstrappers);
+   own sources.list, keys and apt settings, the package lists kept per base tree outside it
+   (the next build's `apt-get update` only asks whether they changed), the .debs into
+   nspawnctl's .deb cache (shared with the bootstrappers);
 2. install, with the tree's own apt-get under systemd-nspawn, offline (--private-network,
    --no-download): the same lists and the same settings resolve the same packages.
    policy-rc.d keeps services from starting meanwhile, and dpkg skips its fsyncs
@@ -26,8 +27,10 @@ from ..fsutil import flocked, remove_tree
 from ..run import contained, need_tool, run
 
 POLICY_RC_D = "usr/sbin/policy-rc.d"
-# One download into the shared .deb cache at a time (apt's own lock there fails, not waits).
+# One download into the shared .deb cache at a time (apt's own lock there fails, not waits),
+# and one build on a set of lists from their update to the install that reads them.
 DEBS_LOCK = ".nspawnctl-download.lock"
+LISTS_LOCK = ".nspawnctl-lists.lock"
 
 
 def apt_config(tree: Path, lists: Path, debs: Path, arch: str) -> str:
@@ -61,33 +64,38 @@ def tree_arch(tree: Path) -> str:
         return run(["dpkg", "--print-architecture"]).stdout.strip()
 
 
-def install(tree: Path, packages: Sequence[str], *, work: Path, debs: Path, log_path: Path,
-            report: Callable[[str], None] = print):
+def install(tree: Path, packages: Sequence[str], *, work: Path, lists: Path, debs: Path,
+            log_path: Path, report: Callable[[str], None] = print):
     """apt-get install packages into tree (a copy of a cached base).  work: an empty directory
-    beside it for the build's own files, removed afterwards."""
+    beside it for the build's own files, removed afterwards; lists: where the package lists
+    of trees like this one are kept, held (a lock) from their update until the install."""
     need_tool("apt-get", "apt")
     need_tool("systemd-nspawn", "systemd-container")
-    lists = work / "lists"
-    (lists / "partial").mkdir(parents=True)
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
     debs.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    work.mkdir()
     conf = work / "apt.conf"
     conf.write_text(apt_config(tree, lists, debs, tree_arch(tree)))
     env = dict(os.environ, APT_CONFIG=str(conf), DEBIAN_FRONTEND="noninteractive")
     report(f"installing {', '.join(packages)} into a copy of the cached base (log: {log_path})")
     policy = tree / POLICY_RC_D
     had_policy = os.path.lexists(policy)
+
+    def waiting():
+        report("waiting for another nspawnctl that is installing packages")
+
     try:
-        with open(log_path, "w") as log:
-            with flocked(debs / DEBS_LOCK, lambda: report("waiting for another download")):
+        with open(log_path, "w") as log, flocked(lists / LISTS_LOCK, waiting):
+            with flocked(debs / DEBS_LOCK, waiting):
                 _step(log, ["apt-get", "update"], env, "reading the package lists")
                 _step(log, ["apt-get", "install", "--yes", "--download-only", "--", *packages],
                       env, "downloading")
             if not had_policy:  # no service starts in a tree that is being built
                 policy.write_text("#!/bin/sh\nexit 101\n")
                 os.chmod(policy, 0o755)
-            _step(log, contained(install_argv(tree, lists, debs, packages), mount_proc=True), None,
-                  "installing")
+            _step(log, contained(install_argv(tree, lists, debs, packages), mount_proc=True),
+                  None, "installing")
     finally:
         if not had_policy:
             policy.unlink(missing_ok=True)
