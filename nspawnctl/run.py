@@ -30,7 +30,7 @@ def die_with_parent():
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9)
 
 
-def contained(argv: Sequence[str], mount_proc: bool = False) -> list[str]:
+def contained(argv: Sequence[str]) -> list[str]:
     """argv run as PID 1 of its own PID and mount namespaces, for bootstrappers.
 
     die_with_parent() reaches only the direct child, and debootstrap's own children (dpkg,
@@ -38,12 +38,11 @@ def contained(argv: Sequence[str], mount_proc: bool = False) -> list[str]:
     /sys it mounts in the tree it builds (its exit trap never runs), leaving a staging
     directory no sweep can delete.  Here the kernel kills every process in the namespace when
     its PID 1 dies (unshare --kill-child, itself killed by die_with_parent), and the mounts go
-    with the mount namespace.  mount_proc: a /proc of the new PID namespace (systemd-nspawn
-    reads its own processes there).
+    with the mount namespace.
     """
     need_tool("unshare", "util-linux")
     return ["unshare", "--mount", "--propagation=private", "--pid", "--kill-child=SIGKILL",
-            *(["--mount-proc"] if mount_proc else []), "--", *argv]
+            "--", *argv]
 
 
 def need_tool(name: str, package: str | None = None) -> str:

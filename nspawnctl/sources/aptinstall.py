@@ -7,13 +7,13 @@ only what it lacks (mkosi's Incremental=), instead of bootstrapping from nothing
    own sources.list, keys and apt settings, the package lists kept per base tree outside it
    (the next build's `apt-get update` only asks whether they changed), the .debs into
    nspawnctl's .deb cache (shared with the bootstrappers);
-2. install, with the tree's own apt-get under systemd-nspawn, offline (--private-network,
-   --no-download): the same lists and the same settings resolve the same packages.
-   policy-rc.d keeps services from starting meanwhile, and dpkg skips its fsyncs
+2. install, with the tree's own apt-get chrooted into it, offline (an empty network
+   namespace, --no-download): the same lists and the same settings resolve the same
+   packages.  policy-rc.d keeps services from starting meanwhile, and dpkg skips its fsyncs
    (force-unsafe-io: nothing uses the tree before its commit, which syncs the filesystem).
 
-Every process runs in its own PID namespace (run.contained), so a killed nspawnctl leaves
-nothing running, and systemd-nspawn's mounts go with their namespace: what is left is the
+The install runs in PID and mount namespaces of its own (as run.contained's), so a killed
+nspawnctl leaves nothing running, and its mounts go with their namespace: what is left is the
 staging directory, which the sweep removes.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import Error
 from ..fsutil import flocked, remove_tree
-from ..run import contained, need_tool, run
+from ..run import need_tool, run
 
 POLICY_RC_D = "usr/sbin/policy-rc.d"
 # One download into the shared .deb cache at a time (apt's own lock there fails, not waits),
@@ -47,14 +47,28 @@ def apt_config(tree: Path, lists: Path, debs: Path, arch: str) -> str:
     ))
 
 
+# The install step's shell: constant text, the paths and packages come as its arguments.
+# The binds are made in the step's own mount namespace and go with it; read-only, so the
+# tree's slim apt setting (DPkg::Post-Invoke "rm -f /var/cache/apt/archives/*.deb") cannot
+# empty the shared .deb cache.
+INSTALL_SCRIPT = """\
+tree=$1 lists=$2 debs=$3; shift 3
+mount -o bind,ro "$lists" "$tree/var/lib/apt/lists"
+mount -o bind,ro "$debs" "$tree/var/cache/apt/archives"
+exec chroot "$tree" apt-get install --yes --no-download -o Debug::NoLocking=true \\
+    -o Dpkg::Use-Pty=false -o DPkg::Options::=--force-unsafe-io -- "$@"
+"""
+
+
 def install_argv(tree: Path, lists: Path, debs: Path, packages: Sequence[str]) -> list[str]:
-    """The install step: the tree's apt-get, offline, under systemd-nspawn."""
-    return ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--private-network",
-            "--resolv-conf=off", "--timezone=off", "--link-journal=no", f"--directory={tree}",
-            f"--bind-ro={lists}:/var/lib/apt/lists", f"--bind-ro={debs}:/var/cache/apt/archives",
-            "--setenv=DEBIAN_FRONTEND=noninteractive",
-            "apt-get", "install", "--yes", "--no-download", "-o", "Debug::NoLocking=true",
-            "-o", "DPkg::Options::=--force-unsafe-io", "--", *packages]
+    """The install step: the tree's apt-get, offline, chrooted into the tree, in namespaces
+    of its own (run.contained's, plus a network namespace with nothing in it and the /proc
+    of its PID namespace in the tree): a killed nspawnctl leaves no process and no mount.
+    (Not systemd-nspawn: it needs a cgroup or a scope of its own, which a command run from a
+    login session or from outside a container's cgroup namespace does not have.)"""
+    return ["unshare", "--mount", "--propagation=private", "--pid", "--kill-child=SIGKILL",
+            f"--mount-proc={tree}/proc", "--net", "--",
+            "sh", "-ec", INSTALL_SCRIPT, "sh", str(tree), str(lists), str(debs), *packages]
 
 
 def tree_arch(tree: Path) -> str:
@@ -70,7 +84,7 @@ def install(tree: Path, packages: Sequence[str], *, work: Path, lists: Path, deb
     beside it for the build's own files, removed afterwards; lists: where the package lists
     of trees like this one are kept, held (a lock) from their update until the install."""
     need_tool("apt-get", "apt")
-    need_tool("systemd-nspawn", "systemd-container")
+    need_tool("unshare", "util-linux")
     (lists / "partial").mkdir(parents=True, exist_ok=True)
     debs.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -94,8 +108,9 @@ def install(tree: Path, packages: Sequence[str], *, work: Path, lists: Path, deb
             if not had_policy:  # no service starts in a tree that is being built
                 policy.write_text("#!/bin/sh\nexit 101\n")
                 os.chmod(policy, 0o755)
-            _step(log, contained(install_argv(tree, lists, debs, packages), mount_proc=True),
-                  None, "installing")
+            for mountpoint in ("proc", "var/lib/apt/lists", "var/cache/apt/archives"):
+                (tree / mountpoint).mkdir(parents=True, exist_ok=True)
+            _step(log, install_argv(tree, lists, debs, packages), None, "installing")
     finally:
         if not had_policy:
             policy.unlink(missing_ok=True)

@@ -18,12 +18,15 @@ def test_apt_config_makes_the_tree_the_system_apt_looks_at():
 
 def test_install_is_offline_and_sees_the_same_lists_and_debs():
     argv = install_argv(Path("/s/tree"), Path("/s/apt/lists"), Path("/c/debs"), ["nginx", "less"])
-    assert argv[0] == "systemd-nspawn" and "--private-network" in argv
-    assert "--directory=/s/tree" in argv
-    assert "--bind-ro=/s/apt/lists:/var/lib/apt/lists" in argv
-    assert "--bind-ro=/c/debs:/var/cache/apt/archives" in argv
-    assert "--no-download" in argv and "DPkg::Options::=--force-unsafe-io" in argv
-    assert argv[-3:] == ["--", "nginx", "less"]  # packages never read as options
+    assert argv[0] == "unshare" and "--net" in argv and "--pid" in argv  # no network, and
+    assert "--kill-child=SIGKILL" in argv and "--mount-proc=/s/tree/proc" in argv  # dies whole
+    script = argv[argv.index("-ec") + 1]
+    assert 'mount -o bind,ro "$lists" "$tree/var/lib/apt/lists"' in script
+    assert 'mount -o bind,ro "$debs" "$tree/var/cache/apt/archives"' in script
+    assert "--no-download" in script and "DPkg::Options::=--force-unsafe-io" in script
+    assert '-- "$@"' in script  # packages are arguments, never read as options or shell text
+    assert argv[argv.index("-ec") + 2:] == ["sh", "/s/tree", "/s/apt/lists", "/c/debs",
+                                            "nginx", "less"]
 
 
 def test_tree_arch_reads_dpkgs_record(tmp_path):
