@@ -137,9 +137,9 @@ def test_mmdebstrap_argv_slim(tmp_path):
     assert "--variant=minbase" in argv
     assert "--include=systemd,systemd-sysv,dbus" in argv
     assert "--architectures=amd64" in argv
-    assert [a for a in argv if a.startswith("--dpkgopt=")] == \
-        [f"--dpkgopt={line}" for line in SLIM_DPKG_EXCLUDES]
-    assert "--dpkgopt=path-include=/usr/share/doc/*/copyright" in argv
+    # slimmed afterwards (slim_tree), not through dpkg's excludes: mmdebstrap's tar filter
+    # for those is slow
+    assert not [a for a in argv if a.startswith("--dpkgopt=")]
     assert any(a.startswith("--aptopt=") and "Install-Recommends" in a for a in argv)
     assert f"--setup-hook=sync-in {debs} /var/cache/apt/archives/" in argv
     assert f"--customize-hook=sync-out /var/cache/apt/archives {debs}" in argv
