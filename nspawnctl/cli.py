@@ -196,12 +196,14 @@ class _ConfigCommand(click.Command):
                    "instead of the image's).")
 @click.option("--mirror", help="Debian mirror URL for debootstrap.")
 @click.option("--variant", default="minbase", show_default=True, help="debootstrap variant.")
-@click.option("--include", help="Extra packages, comma-separated.")
+@click.option("--include", help="Extra packages, comma-separated (installed into a copy of "
+              "the cached default base where there is one).")
 @click.option("--arch", help="Architecture to bootstrap (default: the host's).")
 @click.option("--slim/--no-slim", default=True, show_default=True,
               help="Leave out docs, man pages, locales and apt caches.")
-@click.option("--bootstrapper", type=click.Choice(["debootstrap", "mmdebstrap"]),
-              default="debootstrap", show_default=True)
+@click.option("--bootstrapper", type=click.Choice(["auto", "mmdebstrap", "debootstrap"]),
+              default="auto", show_default=True,
+              help="auto: mmdebstrap where it is installed (the faster), else debootstrap.")
 @click.option("--platform", help="Image platform to pick, e.g. linux/arm64.")
 @click.option("--overlay", "use_overlay", is_flag=True,
               help="Share the cached base tree read-only and keep only this container's "

@@ -16,8 +16,9 @@ PREFIX=/opt/nspawnctl
 # Debian's python3-pystemd is built against the host's libsystemd, so nothing is compiled here.
 # Networking: pyroute2 (netlink) and the nftables library's JSON API; libnss-mymachines lets the
 # host resolve container names through machined. pyelftools reads ELF files for create --from
-# scratch (a program's shared libraries, without running ldd).
-PACKAGES="systemd-container dbus debootstrap mmdebstrap python3 python3-venv python3-setuptools python3-wheel
+# scratch (a program's shared libraries, without running ldd).  dpkg-dev: mmdebstrap's eatmydata
+# hook asks its dpkg-architecture where the library goes (bootstraps are faster with it).
+PACKAGES="systemd-container dbus debootstrap mmdebstrap dpkg-dev python3 python3-venv python3-setuptools python3-wheel
 python3-click python3-tabulate python3-pystemd python3-zstandard
 iproute2 nftables python3-nftables python3-pyroute2 libnss-mymachines python3-pyelftools"
 

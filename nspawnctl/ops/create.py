@@ -22,7 +22,7 @@ from ..settings.model import ContainerConfig
 from ..sources import debootstrap, split_cmd, split_source
 from ..store import overlay
 from ..store.containers import Store
-from ..store.images import held_image
+from ..store.images import apt_lists, held_image, is_cached
 from ..systemd.bus import Bus
 from . import host, network, order
 from .common import Report, require_root
@@ -64,7 +64,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
                     "once", hint="use it with debootstrap:, oci-archive:, docker-archive: or "
                                  "oci: sources")
     if kind == "debootstrap":
-        spec = dataclasses.replace(spec, suite=rest)
+        spec = dataclasses.replace(spec, suite=rest).resolved()
         debootstrap.check_spec(spec)
     order.check(paths, name, cfg)  # refused now, not after a bootstrap: unknown names, cycles
     if network.managed(cfg):  # refused now, not after a bootstrap: unknown network, taken port
@@ -158,15 +158,42 @@ class Base:
 
 
 def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
+    """The base tree of a debootstrap: source.  With --include, where the default base (the
+    same spec without it) is cached and this one is not, an incremental base: a copy of the
+    default with only the missing packages installed (sources/aptinstall.py), cached under
+    its own key (the default's key and the sorted packages)."""
     key = "debootstrap-" + spec.key()
     meta = {"source": f"debootstrap:{spec.suite}", "suite": spec.suite,
-            "spec": dataclasses.asdict(spec)}
+            "spec": dataclasses.asdict(spec.resolved())}
 
     def build(tree: Path):
         log_path = paths.logs / f"bootstrap-{key}-{int(time.time())}.log"
         debootstrap.bootstrap(spec, tree, debs=paths.debs, log_path=log_path, report=report)
 
-    return Base(key, meta, build)
+    direct = Base(key, meta, build)
+    if not spec.include or is_cached(paths, key):
+        return direct
+    parent = _debootstrap_base(paths, dataclasses.replace(spec, include=()), report)
+    packages = sorted(set(spec.include))
+    inc_key = "debootstrap-" + debootstrap.incremental_key(parent.key, packages)
+    if not is_cached(paths, inc_key) and not is_cached(paths, parent.key):
+        return direct  # nothing to start from: one bootstrap with every package
+
+    def build_incremental(tree: Path):
+        from ..sources import aptinstall
+        # held (shared) while it is copied and its package lists are used: `images prune`
+        # cannot take them away meanwhile; rebuilt if it was pruned since it was looked at
+        with held_image(paths, parent.key, parent.meta, parent.build, report) as (image, _):
+            tree.rmdir()  # ensure_image's empty directory: clone_tree makes its own
+            clone_tree(image / "tree", tree)
+            aptinstall.install(tree, packages, work=tree.parent / "apt", debs=paths.debs,
+                               lists=apt_lists(paths, parent.key),
+                               log_path=paths.logs / f"install-{inc_key}-{int(time.time())}.log",
+                               report=report)
+        if spec.slim:
+            debootstrap.slim_tree(tree)
+
+    return Base(inc_key, dict(meta, base=parent.key, packages=packages), build_incremental)
 
 
 def _image_base(source: str, platform: str | None, report: Report,

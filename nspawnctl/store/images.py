@@ -38,6 +38,18 @@ def read_meta(path: Path) -> dict | None:
         return None
 
 
+def apt_lists(paths: Paths, key: str) -> Path:
+    """Where the package lists of the incremental builds on base key are kept (a cache: they
+    go with the base)."""
+    return paths.cache / "apt-lists" / key
+
+
+def is_cached(paths: Paths, key: str) -> bool:
+    """Whether a base tree is cached under key (looked at without its lock: a hint, which
+    held_image() makes sure of)."""
+    return read_meta(image_dir(paths, key)) is not None
+
+
 @contextlib.contextmanager
 def held_image(paths: Paths, key: str, meta: dict, build: Callable[[Path], None],
                report: Callable[[str], None]) -> Iterator[tuple[Path, bool]]:
@@ -134,6 +146,7 @@ def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
                 continue  # a create committed a container on it while we waited
             try:
                 remove_tree(image_dir(paths, row["key"]))
+                remove_tree(apt_lists(paths, row["key"]))
             except OSError as e:
                 log.warning("could not remove base tree %s: %s: %s", row["key"],
                             e.filename or image_dir(paths, row["key"]), e.strerror or e)

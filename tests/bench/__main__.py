@@ -40,8 +40,8 @@ def main() -> int:
     parser.add_argument("--only",
                         default="create,lifecycle,oci,network,snapshot,scratch,export",
                         help="comma-separated subset of: create, lifecycle, oci, network, "
-                             "snapshot, scratch, export (or of create only warm-create, of "
-                             "lifecycle only startup)")
+                             "snapshot, scratch, export (or of create only warm-create, "
+                             "cold-create or incremental, of lifecycle only startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -52,8 +52,8 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
-    if {"create", "lifecycle", "warm-create", "startup", "snapshot", "scratch",
-            "export"} & only:
+    if {"create", "lifecycle", "warm-create", "cold-create", "incremental", "startup",
+            "snapshot", "scratch", "export"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -66,9 +66,17 @@ def main() -> int:
                 host.run(["nspawnctl", *argv], env=common.ENV)  # fill the bytecode cache
             if "create" in only:
                 rows += bench_create.run(host, quick=args.quick)
-            elif "warm-create" in only:
+            if "create" not in only and "warm-create" in only:
                 common.guarded(rows, "warm create", "cp -a / machinectl clone",
                                lambda: bench_create.warm_create(host, 5))
+            if "create" not in only and "cold-create" in only:  # with warm .deb caches
+                common.guarded(rows, "cold create", "mmdebstrap, same packages",
+                               lambda: bench_create.cold_create(
+                                   host, 1 if args.quick else 3, warm_debs=True, state={}))
+            if "create" not in only and "incremental" in only:
+                common.guarded(rows, "incremental create", "cold create, same packages",
+                               lambda: bench_create.incremental_create(
+                                   host, 1 if args.quick else 3))
             if "lifecycle" in only:
                 rows += bench_lifecycle.run(host, quick=args.quick)
             elif "startup" in only:

@@ -163,7 +163,7 @@ for d in /etc/systemd/system/systemd-nspawn@*.service.d; do
 done
 awk '$5 ~ "^/var/lib/nspawnctl/" {print "mount " $5}' /proc/self/mountinfo
 # (bracketed so that the pattern does not match this shell's own command line)
-pgrep -a -f '[d]ebootstrap|[d]pkg|[c]p -a --reflink' | sed 's/^/process /'
+pgrep -a -f '[d]ebootstrap|[m]mdebstrap|[a]pt-get|[d]pkg|[c]p -a --reflink' | sed 's/^/process /'
 true
 """
 

@@ -39,7 +39,7 @@ def test_key_ignores_include_order_and_duplicates():
 
 CHANGES = {
     "suite": "trixie", "mirror": "http://ftp.de.debian.org/debian", "variant": "buildd",
-    "include": ("vim",), "arch": "arm64", "slim": False, "bootstrapper": "mmdebstrap",
+    "include": ("vim",), "arch": "arm64", "slim": False, "bootstrapper": "debootstrap",
 }
 
 
@@ -49,7 +49,7 @@ def test_every_field_is_covered():
 
 @pytest.mark.parametrize("field, value", CHANGES.items())
 def test_key_changes_with_every_field(field, value):
-    base = BootstrapSpec()
+    base = BootstrapSpec(bootstrapper="mmdebstrap")
     assert getattr(base, field) != value
     assert dataclasses.replace(base, **{field: value}).key() != base.key()
 
@@ -60,9 +60,37 @@ def test_packages_add_what_booting_needs_once():
 
 
 def test_describe():
-    assert BootstrapSpec().describe() == "debootstrap:bookworm minbase slim"
-    assert BootstrapSpec(include=("vim",), arch="arm64", slim=False).describe() == \
-        "debootstrap:bookworm minbase +vim arm64"
+    assert BootstrapSpec(bootstrapper="mmdebstrap").describe() == \
+        "debootstrap:bookworm minbase slim with mmdebstrap"
+    assert BootstrapSpec(include=("vim",), arch="arm64", slim=False,
+                         bootstrapper="debootstrap").describe() == \
+        "debootstrap:bookworm minbase +vim arm64 with debootstrap"
+
+
+# auto: the fastest bootstrapper there is
+
+@pytest.mark.parametrize("installed, chosen", [
+    ({"mmdebstrap", "debootstrap"}, "mmdebstrap"), ({"debootstrap"}, "debootstrap"),
+    ({"mmdebstrap"}, "mmdebstrap"), (set(), "debootstrap"),  # (need_tool names it later)
+])
+def test_auto_takes_mmdebstrap_where_installed(monkeypatch, installed, chosen):
+    monkeypatch.setattr(debootstrap.shutil, "which",
+                        lambda name: f"/usr/bin/{name}" if name in installed else None)
+    spec = BootstrapSpec()
+    assert spec.bootstrapper == "auto" and spec.resolved().bootstrapper == chosen
+    # the key is the chosen one's: an auto create and an explicit one share a cached base
+    assert spec.key() == BootstrapSpec(bootstrapper=chosen).key()
+    assert BootstrapSpec(bootstrapper="debootstrap").resolved().bootstrapper == "debootstrap"
+
+
+def test_incremental_key_is_the_base_and_the_sorted_packages():
+    from nspawnctl.sources.debootstrap import incremental_key
+    assert incremental_key("a", ["vim", "curl"]) == incremental_key("a", ["curl", "vim", "vim"])
+    assert incremental_key("a", ["vim"]) != incremental_key("b", ["vim"])
+    assert incremental_key("a", ["vim"]) != incremental_key("a", ["vim", "curl"])
+    base = BootstrapSpec(bootstrapper="mmdebstrap")
+    assert incremental_key(base.key(), ["vim"]) != \
+        dataclasses.replace(base, include=("vim",)).key()
 
 
 # parse_packages
@@ -84,7 +112,8 @@ def test_parse_packages_refuses_bad_names(text):
 # bootstrap_argv
 
 def test_debootstrap_argv(tmp_path):
-    argv = bootstrap_argv(BootstrapSpec(suite="bookworm", include=("vim",)), tmp_path / "t",
+    argv = bootstrap_argv(BootstrapSpec(suite="bookworm", include=("vim",),
+                                        bootstrapper="debootstrap"), tmp_path / "t",
                           tmp_path / "debs")
     assert argv == ["debootstrap", "--variant=minbase", "--include=systemd,systemd-sysv,dbus,vim",
                     f"--cache-dir={tmp_path / 'debs'}", "bookworm", str(tmp_path / "t"),
@@ -92,7 +121,8 @@ def test_debootstrap_argv(tmp_path):
 
 
 def test_debootstrap_argv_with_arch_and_variant(tmp_path):
-    argv = bootstrap_argv(BootstrapSpec(arch="arm64", variant="buildd", mirror="file:///m"),
+    argv = bootstrap_argv(BootstrapSpec(arch="arm64", variant="buildd", mirror="file:///m",
+                                        bootstrapper="debootstrap"),
                           tmp_path / "t", tmp_path / "debs")
     assert "--arch=arm64" in argv and "--variant=buildd" in argv
     assert argv[-3:] == ["bookworm", str(tmp_path / "t"), "file:///m"]
@@ -107,13 +137,41 @@ def test_mmdebstrap_argv_slim(tmp_path):
     assert "--variant=minbase" in argv
     assert "--include=systemd,systemd-sysv,dbus" in argv
     assert "--architectures=amd64" in argv
-    assert [a for a in argv if a.startswith("--dpkgopt=")] == \
-        [f"--dpkgopt={line}" for line in SLIM_DPKG_EXCLUDES]
-    assert "--dpkgopt=path-include=/usr/share/doc/*/copyright" in argv
+    # slimmed afterwards (slim_tree), not through dpkg's excludes: mmdebstrap's tar filter
+    # for those is slow
+    assert not [a for a in argv if a.startswith("--dpkgopt=")]
     assert any(a.startswith("--aptopt=") and "Install-Recommends" in a for a in argv)
     assert f"--setup-hook=sync-in {debs} /var/cache/apt/archives/" in argv
     assert f"--customize-hook=sync-out /var/cache/apt/archives {debs}" in argv
     assert argv[-3:] == ["bookworm", str(tmp_path / "t"), DEFAULT_MIRROR]
+
+
+def test_mmdebstrap_argv_builds_fast_and_leaves_no_unsafe_io(tmp_path, monkeypatch):
+    hooks = tmp_path / "hooks"
+    for hook in ("maybe-merged-usr", "eatmydata", "busybox"):
+        (hooks / hook).mkdir(parents=True)
+    monkeypatch.setattr(debootstrap, "MMDEBSTRAP_HOOKS", hooks)
+    monkeypatch.setattr(debootstrap.shutil, "which", lambda name: f"/usr/bin/{name}")
+    argv = bootstrap_argv(BootstrapSpec(bootstrapper="mmdebstrap"), tmp_path / "t",
+                          tmp_path / "debs")
+    assert [a for a in argv if a.startswith("--hook-dir=")] == \
+        [f"--hook-dir={hooks}/maybe-merged-usr", f"--hook-dir={hooks}/eatmydata"]
+    # the eatmydata hook needs dpkg-architecture: without it, only unsafe-io
+    monkeypatch.setattr(debootstrap.shutil, "which",
+                        lambda name: None if name == "dpkg-architecture" else f"/usr/bin/{name}")
+    assert [a for a in bootstrap_argv(BootstrapSpec(bootstrapper="mmdebstrap"), tmp_path / "t",
+                                      tmp_path / "debs") if a.startswith("--hook-dir=")] == \
+        [f"--hook-dir={hooks}/maybe-merged-usr"]
+    conf = debootstrap.UNSAFE_IO_CONF
+    setup = [a for a in argv if a.startswith("--setup-hook=") and conf in a]
+    assert len(setup) == 1 and "force-unsafe-io" in setup[0]
+    # written by a hook and removed by one, never --dpkgopt (which stays in the tree)
+    assert f'--customize-hook=rm -f "$1"/{conf}' in argv
+    assert not any("unsafe-io" in a for a in argv if a.startswith("--dpkgopt"))
+    # an mmdebstrap without the hooks: none named
+    monkeypatch.setattr(debootstrap, "MMDEBSTRAP_HOOKS", tmp_path / "none")
+    assert not any(a.startswith("--hook-dir=") for a in bootstrap_argv(
+        BootstrapSpec(bootstrapper="mmdebstrap"), tmp_path / "t", tmp_path / "debs"))
 
 
 def test_mmdebstrap_argv_not_slim(tmp_path):
@@ -166,10 +224,15 @@ def test_invalid_mirror_hint_gives_an_example(with_debootstrap):
     assert DEFAULT_MIRROR in info.value.hint
 
 
-def test_unknown_suite_is_left_to_mmdebstrap_and_missing_debootstrap(monkeypatch):
-    check_spec(BootstrapSpec(suite="nosuchsuite", bootstrapper="mmdebstrap"))
+def test_unknown_suite_is_refused_by_debootstraps_list_for_both(with_debootstrap):
+    with pytest.raises(Error, match="unknown suite"):
+        check_spec(BootstrapSpec(suite="nosuchsuite", bootstrapper="mmdebstrap"))
+
+
+def test_unknown_suite_is_left_to_the_bootstrapper_without_debootstrap(monkeypatch):
     monkeypatch.setattr(debootstrap.shutil, "which", lambda name: None)
     check_spec(BootstrapSpec(suite="nosuchsuite"))  # need_tool() says what is missing later
+    check_spec(BootstrapSpec(suite="nosuchsuite", bootstrapper="mmdebstrap"))
 
 
 @pytest.mark.skipif(not Path("/usr/share/debootstrap/scripts/bookworm").exists(),
@@ -330,6 +393,26 @@ def test_release_file_failure_with_a_reachable_mirror_is_an_unknown_suite(log, r
     assert err.message == ("bootstrap failed: unknown suite 'nosuch': the mirror "
                            f"{DEFAULT_MIRROR} does not have it")
     assert reachable["asked"] == [DEFAULT_MIRROR]
+
+
+# What mmdebstrap's apt says when the mirror does not answer (mmdebstrap 1.3.5)
+MM_UNREACHABLE = """\
+E: Failed to fetch http://127.0.0.1:9/debian/dists/bookworm/InRelease  Could not connect to 127.0.0.1:9 (127.0.0.1). - connect (111: Connection refused)
+E: Some index files failed to download. They have been ignored, or old ones used instead.
+E: mmdebstrap failed to run
+"""
+
+
+def test_mmdebstraps_failed_index_fetch_is_an_unreachable_mirror(log, reachable):
+    reachable["up"] = False
+    err = bootstrap_error(BootstrapSpec(mirror="http://127.0.0.1:9/debian"),
+                          log(MM_UNREACHABLE), 1)
+    assert err.message == "bootstrap failed: the mirror http://127.0.0.1:9/debian is unreachable"
+    # a package's failed download is not about the suite
+    err = bootstrap_error(BootstrapSpec(include=("x",)), log(
+        "E: Failed to fetch http://m/debian/pool/main/x/x_1_all.deb  404\n"
+        "E: Unable to locate package x\n"), 1)
+    assert "does not exist" in err.message
 
 
 def test_release_file_failure_with_an_unreachable_mirror(log, reachable):

@@ -43,8 +43,13 @@ def test_prune_waits_for_a_held_base_and_counts_its_users_again(tmp_path):
 def test_prune_removes_an_unheld_unused_base(tmp_path):
     paths = paths_in(tmp_path)
     make_image(paths, "k2")
+    lists = images.apt_lists(paths, "k2")  # an incremental build's package lists on it
+    (lists / "partial").mkdir(parents=True)
+    other = images.apt_lists(paths, "k-other")
+    other.mkdir()
     assert images.prune(paths, dict) == ["k2"]
     assert not (paths.images / "k2").exists()
+    assert not lists.exists() and other.is_dir()  # they go with their base, and only those
 
 
 def test_overlay_lower_counts_as_a_user_without_the_image_comment(tmp_path, monkeypatch):
