@@ -30,20 +30,23 @@ def die_with_parent():
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9)
 
 
-def contained(argv: Sequence[str], own_proc: bool = False) -> list[str]:
-    """argv run as PID 1 of its own PID and mount namespaces, for bootstrappers.
+def contained(argv: Sequence[str], proc: str | None = None, network: bool = True) -> list[str]:
+    """argv run as PID 1 of its own PID and mount namespaces, for bootstrappers and the
+    package installs of upgrade and incremental bases.
 
     die_with_parent() reaches only the direct child, and debootstrap's own children (dpkg,
     chroot'ed maintainer scripts) would outlive a SIGKILLed nspawnctl, as would the /proc and
     /sys it mounts in the tree it builds (its exit trap never runs), leaving a staging
     directory no sweep can delete.  Here the kernel kills every process in the namespace when
     its PID 1 dies (unshare --kill-child, itself killed by die_with_parent), and the mounts go
-    with the mount namespace.  own_proc: a /proc of the new PID namespace (systemd-nspawn finds
-    its children there by the PIDs it sees).
+    with the mount namespace.  proc: where to mount a /proc of the new PID namespace
+    (systemd-nspawn finds its children there by the PIDs it sees; a chroot needs one in the
+    tree).  network=False: a network namespace with nothing in it.
     """
     need_tool("unshare", "util-linux")
     return ["unshare", "--mount", "--propagation=private", "--pid", "--kill-child=SIGKILL",
-            *(["--mount-proc"] if own_proc else []), "--", *argv]
+            *([f"--mount-proc={proc}"] if proc else []), *([] if network else ["--net"]),
+            "--", *argv]
 
 
 def need_tool(name: str, package: str | None = None) -> str:

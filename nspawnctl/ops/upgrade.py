@@ -109,7 +109,7 @@ def in_copy(root: Path, name: str, private_users: bool, command: list[str], time
     scope = [need_tool("systemd-run", "systemd"), "--scope", "--quiet", "--collect",
              f"--unit=nspawnctl-upgrade-{name}", f"--description=nspawnctl upgrade of {name}",
              "--"]
-    return follow(stream([*scope, *contained(nspawn, own_proc=True)]), timeout, report)
+    return follow(stream([*scope, *contained(nspawn, proc="/proc")]), timeout, report)
 
 
 def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bool = False,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import Error
 from ..fsutil import flocked, remove_tree
-from ..run import need_tool, run
+from ..run import contained, need_tool, run
 
 POLICY_RC_D = "usr/sbin/policy-rc.d"
 # One download into the shared .deb cache at a time (apt's own lock there fails, not waits),
@@ -66,9 +66,8 @@ def install_argv(tree: Path, lists: Path, debs: Path, packages: Sequence[str]) -
     of its PID namespace in the tree): a killed nspawnctl leaves no process and no mount.
     (Not systemd-nspawn: it needs a cgroup or a scope of its own, which a command run from a
     login session or from outside a container's cgroup namespace does not have.)"""
-    return ["unshare", "--mount", "--propagation=private", "--pid", "--kill-child=SIGKILL",
-            f"--mount-proc={tree}/proc", "--net", "--",
-            "sh", "-ec", INSTALL_SCRIPT, "sh", str(tree), str(lists), str(debs), *packages]
+    return contained(["sh", "-ec", INSTALL_SCRIPT, "sh", str(tree), str(lists), str(debs),
+                      *packages], proc=f"{tree}/proc", network=False)
 
 
 def tree_arch(tree: Path) -> str:
