@@ -37,9 +37,12 @@ vm: venv
 
 # The whole suite inside the VM, on its own kernel with systemd as PID 1 (not in CI: slow
 # under emulation).  Lint ran on this host; ruff and mypy would need PyPI in the VM.
+# While it runs, its log grows in the VM's /var/tmp/vm-test.log (the first line printed says
+# how to log in).
 vm-test: venv
-	$(VENV)/bin/python -m tests.vm sh -c 'cd /vagrant && NSPAWNCTL_VM=never \
-		python3 -m pytest -p no:cacheprovider tests/unit tests/netns tests/integration $(ARGS)'
+	$(VENV)/bin/python -m tests.vm sh -c 'cd /vagrant && NSPAWNCTL_VM=never python3 -m pytest \
+		-p no:cacheprovider tests/unit tests/netns tests/integration $(ARGS) \
+		>/var/tmp/vm-test.log 2>&1; rc=$$?; cat /var/tmp/vm-test.log; exit $$rc'
 
 bench: venv
 	$(VENV)/bin/python -m tests.bench

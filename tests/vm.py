@@ -183,7 +183,15 @@ def _make_tree(tree: Path, logf):
     _run(["systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", tree,
           f"--bind-ro={REPO}:/vagrant", "--setenv=LANG=C.UTF-8", "/vagrant/vagrant/provision.sh"],
          stdout=logf, stderr=subprocess.STDOUT)
-    (tree / "etc/hostname").write_text("bookworm\n")
+    # ... but without nspawnctl's boot-time units: they would run at boot before Vagrant
+    # copies the source to /vagrant, where the install points.  Provisioning puts them back.
+    for unit in (tree / "etc/systemd/system").rglob("*nspawnctl-recover*"):
+        unit.unlink()
+    # the Vagrantfile's hostname already (Vagrant's Debian hostname step then only checks:
+    # half a minute under emulation otherwise)
+    (tree / "etc/hostname").write_text("nspawnctl\n")
+    with open(tree / "etc/hosts", "a") as f:
+        f.write("127.0.1.1 nspawnctl\n")
     (tree / "etc/fstab").write_text("/dev/vda1 / ext4 errors=remount-ro 0 1\n")
     (tree / "etc/systemd/network/50-dhcp.network").write_text(NETWORKD_DHCP)
     wants = tree / "etc/systemd/system/multi-user.target.wants"
@@ -392,6 +400,10 @@ class VM:
         for p in self.procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=10)
+        # the last run's logs outlive it, for a failure seen after the fact
+        for name in ("vagrant.log", "libvirtd.log"):
+            with contextlib.suppress(OSError):
+                shutil.copy(self.run_dir / name, CACHE / f"last-run-{name}")
         remove_run(self.run_dir, self.netns)
         self.run_dir = None
 
@@ -512,16 +524,21 @@ def main(argv: list[str]):
     keep = "--keep" in argv
     cmd = [a for a in argv if a != "--keep"]
     with open_vm() as vm:
+        login = (f"cd {REPO}/vagrant && nsenter -t {vm._libvirtd_pid()} -n -m env -C $PWD "
+                 f"VAGRANT_HOME={vm.home} VAGRANT_DOTFILE_PATH={vm.run_dir}/dotvagrant "
+                 "vagrant ssh")
+        print(f"vm up; to log in: {login}", flush=True)
+        rc = 0
         if cmd:
             r = vm.run(cmd, timeout=24 * 3600)
             print(r.stdout, end="")
             print(r.stderr, end="", file=sys.stderr)
+            rc = r.returncode
         if keep:
-            print(f"vm up: nsenter -t {vm._libvirtd_pid()} -n -m env VAGRANT_HOME={vm.home} "
-                  f"VAGRANT_DOTFILE_PATH={vm.run_dir}/dotvagrant vagrant ssh  "
-                  f"(in {REPO}/vagrant; Ctrl-C to tear down)")
+            print("Ctrl-C tears it down")
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
+    sys.exit(rc)
 
 
 if __name__ == "__main__":
