@@ -323,7 +323,9 @@ class VM:
                      f"TCP-LISTEN:80,fork,reuseaddr,bind={GATEWAY}",
                      f"UNIX-CONNECT:{sock}"], wait_for_gateway=True)
         # `ip netns exec` makes a mount namespace of its own: the binds stay in it.
-        script = "set -e; mkdir -p /run/libvirt; " + "; ".join(binds) + "; exec libvirtd"
+        # its pid file in its own /run/libvirt: two runs at once (two checkouts) must not meet
+        script = ("set -e; mkdir -p /run/libvirt; " + "; ".join(binds)
+                  + "; exec libvirtd --pid-file /run/libvirt/libvirtd.pid")
         self.libvirtd = self._spawn(["ip", "netns", "exec", self.netns, "tini", "-s", "--",
                                      "sh", "-c", script], log_name="libvirtd.log")
         deadline = time.monotonic() + 60
