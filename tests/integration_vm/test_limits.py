@@ -9,6 +9,7 @@ its own and removes it.  Every VM command is one `vagrant ssh` (seconds under em
 each step is one shell script that prints what the test then checks."""
 
 import re
+import socket
 
 import pytest
 
@@ -48,17 +49,25 @@ def container(vm):
 
 
 def test_vm_is_a_cgroup2_systemd_host(vm):
-    got = values(sh(vm, """
+    real_mirror = socket.gethostbyname("deb.debian.org")  # as this machine resolves it
+    got = values(sh(vm, f"""
         echo state=$(systemctl is-system-running || true)
         echo failed="$(systemctl --failed --no-legend --plain | cut -d' ' -f1 | tr '\n' ' ')"
         echo fs=$(stat -f -c %T /sys/fs/cgroup)
         echo controllers="$(cat /sys/fs/cgroup/cgroup.subtree_control)"
         echo mirror="$(getent hosts deb.debian.org)"
+        get() {{ python3 -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=10)' \
+            "http://$1/debian/dists/bookworm/Release" 2>/dev/null; }}
+        get deb.debian.org && echo through_mirror=ok
+        # the mirror's real address answers this machine, not the VM: nothing else leaves
+        get {real_mirror} && echo direct=reached || echo direct=unreachable
         echo nspawnctl=$(nspawnctl --version)""").stdout)
     assert got["state"] == "running", got
     assert got["fs"] == "cgroup2fs"
     assert {"cpu", "memory", "pids"} <= set(got["controllers"].split())
-    assert got["mirror"].split()[0] == "198.51.100.1"  # the namespace's side, nothing else
+    assert got["mirror"].split()[0] == "198.51.100.1"  # the namespace's side
+    assert got.get("through_mirror") == "ok", got
+    assert got["direct"] == "unreachable", got
 
 
 def test_memory_limit_oom_kills_inside_the_container_only(vm, container):
