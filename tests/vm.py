@@ -36,7 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.testbed import Result, _flock, comm, remove_run_dir
+from tests.testbed import Result, _flock, children, comm, remove_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("NSPAWNCTL_VM_CACHE", "/var/cache/nspawnctl-vm"))
@@ -349,7 +349,8 @@ class VM:
 
     def _libvirtd_pid(self) -> int | None:
         """libvirtd: the child of tini, in the namespaces vagrant and virsh must enter."""
-        from tests.testbed import children
+        if self.libvirtd is None:
+            return None
         for pid in children(self.libvirtd.pid):  # ip netns exec execs tini itself
             if comm(pid) == "libvirtd":
                 return pid
@@ -457,7 +458,7 @@ def _ns_inode(netns: str) -> int | None:
 def kill_netns(netns: str):
     """SIGKILL every process in the namespace: libvirtd, qemu (daemonised, so no child of
     ours), dnsmasq, socat, a vagrant or ssh in flight."""
-    inode = _ns_inode(netns)
+    inode = _ns_inode(netns) if netns else None
     if inode is None:
         return
     for _ in range(20):
