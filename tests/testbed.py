@@ -497,7 +497,8 @@ def main(argv: list[str]):
             print(r.stdout, end="")
             print(r.stderr, end="", file=sys.stderr)
         if keep and isinstance(host, Testbed):
-            print(f"testbed up: nsenter -t {host.leader} -a -r -w bash   (Ctrl-C to tear down)")
+            print(f"testbed up: nsenter -t {host.leader} -a -r -w bash   (Ctrl-C to tear down)",
+                  flush=True)  # to a pipe too: a caller waits for this line
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
 
