@@ -29,9 +29,11 @@ from tests.testbed import children, comm
 pytestmark = pytest.mark.integration
 
 SEED = int(os.environ.get("NSPAWNCTL_KILL_SEED") or random.SystemRandom().randrange(10**6))
-# A bootstrap key of our own (one extra tiny package): no other test's container uses it, so
-# `images prune` really drops it and each cold trial bootstraps.
-KEY = ("--include", "ed")
+# A bootstrap key of our own (one extra tiny package, not slimmed): no other test's container
+# uses it, so `images prune` really drops it and each cold trial bootstraps.  Not slimmed so
+# that its base without the package is not the cached default base either: from that, create
+# --include would build an incremental base (apt-get into a copy), not bootstrap.
+KEY = ("--include", "ed", "--no-slim")
 BASE = "kill-base"  # made by the cold test's last run; the other tests clone it
 ARCHIVE = "/root/kill-busybox.tar"
 THERE = "the container was there"
