@@ -29,12 +29,9 @@ from tests import testbed  # noqa: E402
 testbed.interrupt_on_sigterm()  # the testbed's teardown runs on SIGTERM as on Ctrl-C
 
 
-@pytest.fixture(scope="session")
-def host(request):
-    """A booted systemd host with machined and D-Bus: this machine if it runs systemd, else
-    the testbed.  Integration tests need root."""
-    if os.geteuid() != 0:
-        pytest.skip("integration tests need root (CI runs them as root)")
+def session_log(request):
+    """A log function for a session fixture: lines go to pytest's terminal as they come
+    (booting a testbed or a VM takes a while), not into captured output."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def log(message):
@@ -42,8 +39,16 @@ def host(request):
             reporter.write_line(message)
         else:
             print(message)
+    return log
 
-    with testbed.open_host(log) as h:
+
+@pytest.fixture(scope="session")
+def host(request):
+    """A booted systemd host with machined and D-Bus: this machine if it runs systemd, else
+    the testbed.  Integration tests need root."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests need root (CI runs them as root)")
+    with testbed.open_host(session_log(request)) as h:
         testbed.prepare_networks(h)
         yield h
 

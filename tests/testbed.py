@@ -90,8 +90,13 @@ def recipe() -> dict:
     }
 
 
+def recipe_key(recipe: dict) -> str:
+    """A cache key that changes whenever anything in recipe does (the VM box uses it too)."""
+    return hashlib.sha256(repr(sorted(recipe.items())).encode()).hexdigest()[:16]
+
+
 def tree_key() -> str:
-    return hashlib.sha256(repr(sorted(recipe().items())).encode()).hexdigest()[:16]
+    return recipe_key(recipe())
 
 
 def build_tree(log=print) -> Path:

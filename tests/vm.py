@@ -24,7 +24,6 @@ Run as a script:  python -m tests.vm [--keep] [--test] [CMD...]
 """
 
 import contextlib
-import hashlib
 import inspect
 import os
 import re
@@ -36,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.testbed import Result, _flock, children, comm, remove_run_dir
+from tests.testbed import Result, _flock, children, comm, recipe_key, remove_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("NSPAWNCTL_VM_CACHE", "/var/cache/nspawnctl-vm"))
@@ -119,7 +118,7 @@ def recipe() -> dict:
 
 
 def box_key() -> str:
-    return hashlib.sha256(repr(sorted(recipe().items())).encode()).hexdigest()[:16]
+    return recipe_key(recipe())
 
 
 # --- box builder ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from tests import vm as vmtier
+from tests.conftest import session_log
 
 
 @pytest.fixture(scope="session")
@@ -21,13 +22,5 @@ def vm(request):
     missing = [t for t in ("vagrant", "libvirtd", "qemu-system-x86_64", "tini", "mmdebstrap",
                            "extlinux") if shutil.which(t) is None]
     assert not missing, f"the VM tier needs {missing}: `make deps` installs them"
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-
-    def log(message):
-        if reporter:
-            reporter.write_line(message)
-        else:
-            print(message)
-
-    with vmtier.open_vm(log) as machine:
+    with vmtier.open_vm(session_log(request)) as machine:
         yield machine
