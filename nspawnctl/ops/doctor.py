@@ -242,9 +242,8 @@ def shipped_sysctl() -> dict[str, int]:
 
 def sysctl_install_fix() -> str:
     """The command that installs and applies the shipped drop-in (what provision.sh does)."""
-    from importlib import resources
-    shipped = resources.files("nspawnctl.units").joinpath(SYSCTL_UNIT)
-    return (f"install -m 0644 {shipped} {SYSCTL_FILE} && "
+    from ..systemd.unitfiles import shipped
+    return (f"install -m 0644 {shipped(SYSCTL_UNIT)} {SYSCTL_FILE} && "
             f"/lib/systemd/systemd-sysctl {SYSCTL_FILE}")
 
 

@@ -17,13 +17,23 @@ from ..fsutil import write_atomic
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
 
+def shipped(name: str) -> Path:
+    """The path of units/NAME: the installed package data nspawnctl.units, or, when nspawnctl
+    runs from a source checkout that is not installed (e.g. `python3 -m nspawnctl` in the
+    Vagrant VM's /vagrant), the checkout's top-level units/ beside the package."""
+    try:
+        path = Path(str(resources.files("nspawnctl.units").joinpath(name)))
+    except ModuleNotFoundError:
+        path = Path(__file__).resolve().parents[2] / "units" / name
+    if not path.is_file():
+        raise Error(f"nspawnctl's unit file {name} is missing from its installation",
+                    hint="reinstall nspawnctl")
+    return path
+
+
 def template(name: str) -> str:
     """The text of units/NAME."""
-    try:
-        return resources.files("nspawnctl.units").joinpath(name).read_text()
-    except (FileNotFoundError, ModuleNotFoundError):
-        raise Error(f"nspawnctl's unit file {name} is missing from its installation",
-                    hint="reinstall nspawnctl") from None
+    return shipped(name).read_text()
 
 
 def render(unit: str, /, **values: str) -> str:
