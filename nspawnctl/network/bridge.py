@@ -7,7 +7,6 @@ Only links named nsc-* are ever created, changed or deleted here.
 
 import ipaddress
 import os
-import socket
 from pathlib import Path
 
 from ..errors import Error
@@ -26,6 +25,8 @@ def ensure_bridge(net: Network):
     for 127.x in from the bridge, which firewall.py's loopback guard drops before routing.
     ip_forward is machine-wide: like Docker, libvirt and LXC, the host becomes a router.
     """
+    import socket  # with pyroute2, here: neither is needed at start-up
+
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -85,6 +86,8 @@ def bridges() -> list[str]:
 
 def bridge_addresses(name: str) -> list[ipaddress.IPv4Interface]:
     """The IPv4 addresses a bridge holds (for status and doctor)."""
+    import socket
+
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
         index = _index(ipr, name)

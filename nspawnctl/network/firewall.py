@@ -22,7 +22,6 @@ Another table's base chain can still drop what this one accepts (iptables-nft's
 `ip filter FORWARD` with policy drop, left by Docker or ufw): forward_blockers() names them.
 """
 
-import shutil
 
 from ..errors import Error
 from .model import BRIDGE_PREFIX, Network, Port
@@ -161,6 +160,7 @@ def forward_fix(family: str, table: str, chain: str) -> str:
     """The command that lets nspawnctl's traffic through a chain that drops it: iptables for
     iptables-nft's own `ip filter FORWARD` (rules nft adds there confuse `iptables -L`) where
     iptables is installed, nft otherwise."""
+    import shutil  # here, not at start-up: only doctor's advice needs it
     if (family, table, chain) == ("ip", "filter", "FORWARD") and shutil.which("iptables"):
         return (f"iptables -I FORWARD -i {BRIDGE_PREFIX}+ -j ACCEPT && iptables -I FORWARD "
                 f"-o {BRIDGE_PREFIX}+ -m conntrack --ctstate ESTABLISHED,RELATED,DNAT "

@@ -14,7 +14,6 @@ was started.
 
 import errno
 import ipaddress
-import socket
 
 from ..errors import Error
 from ..fsutil import flocked, mkdir_private
@@ -104,6 +103,7 @@ def check_ports(paths: Paths, name: str, cfg: ContainerConfig):
 
 def _held_by_host(port: Port) -> str | None:
     """Whether a host socket holds the port: binding it ourselves is the kernel's own test."""
+    import socket  # here: 2 ms of start-up that only publishing a port needs
     kind = socket.SOCK_STREAM if port.proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as sock:
         try:

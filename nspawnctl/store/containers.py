@@ -8,11 +8,10 @@ command (staging directories, settings without a tree) are swept by the next com
 """
 
 import contextlib
-import logging
 import os
-import tempfile
 from pathlib import Path
 
+from .. import log
 from ..errors import Error
 from ..fsutil import (
     flocked,
@@ -35,7 +34,6 @@ from . import overlay, snapshots
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
 OWNED_MARK = "# Settings of an nspawnctl container"
 
-log = logging.getLogger(__name__)
 
 
 class Store:
@@ -106,6 +104,7 @@ class Store:
         self._make_roots()
         area = self.paths.staging_in(parent)
         area.mkdir(parents=True, exist_ok=True, mode=0o700)
+        import tempfile  # here: with shutil and random, 4 ms that list and stop do not need
         path = Path(tempfile.mkdtemp(prefix=f"{label}.{owner_token()}.", dir=area))
         try:
             yield path
@@ -261,7 +260,7 @@ def _try_delete(what: str, delete, *args, **kwargs) -> bool:
         delete(*args, **kwargs)
     except OSError as e:
         where = f" ({e.filename})" if e.filename and str(e.filename) not in what else ""
-        log.warning("warning: could not delete %s: %s%s", what,
+        log.warning(__name__, "warning: could not delete %s: %s%s", what,
                     e.strerror or str(e) or type(e).__name__, where)
         return False
     return True

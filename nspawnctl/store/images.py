@@ -10,18 +10,16 @@ overlayfs mounts over it (overlay.py).
 
 import contextlib
 import json
-import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from .. import log
 from ..errors import Error
 from ..fsutil import flocked, fsync_dir, mkdir_private, remove_tree, sync_filesystem, tree_size
 from ..paths import Paths
 from .containers import Store
-
-log = logging.getLogger(__name__)
 
 # meta.json fields that say what a base tree is: a hit must agree on each the caller gives.
 IDENTITY = ("digest",)
@@ -148,7 +146,7 @@ def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
                 remove_tree(image_dir(paths, row["key"]))
                 remove_tree(apt_lists(paths, row["key"]))
             except OSError as e:
-                log.warning("could not remove base tree %s: %s: %s", row["key"],
+                log.warning(__name__, "could not remove base tree %s: %s: %s", row["key"],
                             e.filename or image_dir(paths, row["key"]), e.strerror or e)
                 continue
             with contextlib.suppress(FileNotFoundError):

@@ -9,11 +9,11 @@ tree is whole and verified, or not there.  When anything fails while a layer is 
 digest is checked first, since a tampered blob is the cause to report.
 """
 
-import logging
 import os
 import re
 from pathlib import Path
 
+from ... import log
 from ...errors import Error
 from ...fsutil import remove_tree_at
 from .. import compression
@@ -22,8 +22,6 @@ from ..unpack import apply_layer
 from .config import Image
 from .index import LAYER_TYPES
 from .layout import TAMPERED, BlobReader, Descriptor, Layout, check_digest, check_size
-
-log = logging.getLogger(__name__)
 
 
 def unpack_layers(layout: Layout, image: Image, dest: Path, warn=None) -> None:
@@ -35,7 +33,10 @@ def unpack_layers(layout: Layout, image: Image, dest: Path, warn=None) -> None:
             used, warnings = unpack_layer(layout, name, desc, diff_id, dest, budget)
             budget -= used
             for w in warnings:
-                (warn or log.warning)(w)
+                if warn:
+                    warn(w)
+                else:
+                    log.warning(__name__, "%s", w)
     except BaseException:
         empty_dir(dest)
         raise
