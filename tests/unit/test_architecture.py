@@ -147,7 +147,7 @@ def test_no_unit_is_written_from_a_string_in_the_code():
 # list, status, start and stop use none of them (issue 16: list is timed against the floor of
 # a bare `import click`).
 NOT_AT_START_UP = ("logging", "subprocess", "tempfile", "socket", "shutil",
-                   "importlib.resources")
+                   "importlib.resources", "locale")
 
 
 def test_list_start_and_stop_load_no_module_they_do_not_use():

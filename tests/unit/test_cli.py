@@ -282,3 +282,12 @@ def test_export_of_a_name_without_a_format_is_one_error(tmp_path):
     assert "--format oci-archive" in result.stderr
     assert not (tmp_path / "web.img").exists()
 
+
+
+def test_export_to_a_directory_is_one_error(tmp_path):
+    """FILE is a plain string to click (no click.Path): export itself refuses a directory."""
+    make_tree(tmp_path, "web")
+    (tmp_path / "out.tar").mkdir()
+    result = nspawnctl(tmp_path, "export", "web", str(tmp_path / "out.tar"))
+    assert_error(result, f"nspawnctl: {tmp_path / 'out.tar'} is a directory")
+    assert list((tmp_path / "out.tar").iterdir()) == []
