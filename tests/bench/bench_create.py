@@ -104,13 +104,15 @@ def cold_create(host, runs: int, warm_debs: bool, state: dict) -> list:
                             before=before, timeout=1200)
             check(host, _rm(f"{WORK}/mmdebstrap"))
             return s
+        mm.__name__ = "mmdebstrap+eatmydata" if eatmydata else "mmdebstrap"  # for the log
         return mm
 
     rows = []
     figure = f"cold create, {which} (aim: <= 1.0 of mmdebstrap)"
     # all interleaved, so that a change of load falls on every contender alike
     have_mm = host.run(["sh", "-c", "command -v mmdebstrap"]).returncode == 0
-    times = medians([ours, deb] + ([mm_run(False), mm_run(True)] if have_mm else []), runs)
+    times = medians([ours, deb] + ([mm_run(False), mm_run(True)] if have_mm else []), runs,
+                    say=True)
     rows.append((figure, times[0], times[1], "debootstrap, same packages"))
     if have_mm:
         rows.append((figure, times[0], times[2], "mmdebstrap, same packages"))

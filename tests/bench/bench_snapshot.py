@@ -8,11 +8,16 @@
   stopped (from its --json), vs cp -a of the tree.
 - an --overlay container: only its upper layer is copied, vs cp -a of the whole tree.
 - rollback of a stopped container vs cp -a of the tree (rollback copies the snapshot back).
-Each snapshot is removed before the next run.
+Each snapshot is removed before the next run.  Every timed run, ours and cp's, starts synced
+with the page cache dropped, and cp copies into a fresh directory in the parent nspawnctl
+stages its copies in: on ext4 where a new directory lands decides much (see warm_create).
+An earlier version copied to /var/lib/machines/.bench-cp with warm caches and published
+snapshot 0.13x cp -a, which cannot be: the snapshot is that same copy.
 """
 
 import json
 
+from .bench_create import STAGING, _rm
 from .common import Seconds, check, guarded, log, time_inside
 
 NAME = "bench-snap"
@@ -31,16 +36,16 @@ def _clear(host, name):
 
 
 def _cp(host, src: str) -> float:
-    s = time_inside(host, [["cp", "-a", "--reflink=auto", src, "/var/lib/machines/.bench-cp"]],
-                    before=[["rm", "-rf", "/var/lib/machines/.bench-cp"], ["sync"]])
-    check(host, ["rm", "-rf", "/var/lib/machines/.bench-cp"])
+    d = f"{STAGING}/bench-cp"
+    s = time_inside(host, [["mkdir", "-p", d], ["cp", "-a", "--reflink=auto", src, f"{d}/tree"]],
+                    before=[_rm(d)], cold=True)
+    check(host, _rm(d))
     return s
 
 
 def _snap(host, name, *options) -> tuple[float, dict]:
     _clear(host, name)
-    check(host, ["sync"])
-    s = time_inside(host, [["nspawnctl", "snapshot", *options, name, "b"]])
+    s = time_inside(host, [["nspawnctl", "snapshot", *options, name, "b"]], cold=True)
     info = json.loads(check(host, ["nspawnctl", "snapshots", name, "--json"]))[0]
     return s, info
 
@@ -65,13 +70,12 @@ def running(host, runs: int) -> list:
     how = "frozen"
     for _ in range(runs):
         _clear(host, NAME)
-        check(host, ["sync"])
         out = host.run(["nspawnctl", "snapshot", NAME, "b", "--json"])
         if out.returncode != 0:  # no freezer here (hybrid cgroups): stopped for the copy
             how = "stopped"
             _clear(host, NAME)
         ours.append(time_inside(host, [["nspawnctl", "snapshot", *(
-            ["--stop"] if how == "stopped" else []), NAME, "c", "--json"]]))
+            ["--stop"] if how == "stopped" else []), NAME, "c", "--json"]], cold=True))
         info = json.loads(check(host, ["nspawnctl", "snapshots", NAME, "--json"]))[-1]
         held.append(info.get("frozen_seconds") or info.get("stopped_seconds") or 0.0)
         theirs.append(_cp(host, TREE))
@@ -102,8 +106,7 @@ def rollback(host, runs: int) -> list:
     check(host, ["nspawnctl", "snapshot", NAME, "r"])
     ours, theirs = [], []
     for _ in range(runs):
-        ours.append(time_inside(host, [["nspawnctl", "rollback", NAME, "r"]],
-                                before=[["sync"]]))
+        ours.append(time_inside(host, [["nspawnctl", "rollback", NAME, "r"]], cold=True))
         theirs.append(_cp(host, TREE))
     _clear(host, NAME)
     return [("rollback, stopped", Seconds(ours), Seconds(theirs),

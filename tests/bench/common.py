@@ -137,12 +137,16 @@ def du_mb(host, path: str) -> MB:
     return MB(int(check(host, ["du", "-sm", path]).split()[0]))
 
 
-def medians(contenders, runs: int) -> list[Seconds]:
-    """Each contender() -> seconds, run `runs` times, interleaved so noise hits all alike."""
+def medians(contenders, runs: int, say: bool = False) -> list[Seconds]:
+    """Each contender() -> seconds, run `runs` times, interleaved so noise hits all alike.
+    say: log every sample as it comes (for long runs, so that a min or max far from the
+    median can be traced to its run)."""
     samples = [[] for _ in contenders]
-    for _ in range(runs):
+    for run in range(1, runs + 1):
         for i, fn in enumerate(contenders):
             samples[i].append(fn())
+            if say:
+                log(f"  {getattr(fn, '__name__', i)} run {run}: {samples[i][-1]:.2f} s")
     return [Seconds(s) for s in samples]
 
 
