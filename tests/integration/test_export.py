@@ -142,10 +142,14 @@ def exported(host, nspawnctl, made):
         if freezes:
             assert freezer_state(host, SRC) == "running"  # thawed after each
         files[fmt] = f"{OUT}/{name}"
-    nspawnctl("stop", SRC)
     tree = host.path(f"{MACHINES}/{SRC}")
+    # Exported frozen, the files hold the running tree: the reference is that tree, taken
+    # while it still runs (booted and idle).  The stop removes what the guest's services hold
+    # only while they run (the VM showed logind's PrivateTmp directory in /var/tmp).
+    source = manifest(tree) if freezes else None
+    nspawnctl("stop", SRC)
     assert tree.lstat().st_uid >= 0x10000, "the started tree was expected to be chowned"
-    yield files, manifest(tree)
+    yield files, source if freezes else manifest(tree)
     host.run(["rm", "-rf", OUT])
 
 
