@@ -22,7 +22,6 @@ Another table's base chain can still drop what this one accepts (iptables-nft's
 `ip filter FORWARD` with policy drop, left by Docker or ufw): forward_blockers() names them.
 """
 
-
 from ..errors import Error
 from .model import BRIDGE_PREFIX, Network, Port
 

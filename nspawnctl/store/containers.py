@@ -35,7 +35,6 @@ from . import overlay, snapshots
 OWNED_MARK = "# Settings of an nspawnctl container"
 
 
-
 class Store:
     def __init__(self, paths: Paths):
         self.paths = paths

@@ -180,6 +180,19 @@ def ensure_base(host):
 STAGING = "/var/lib/machines/.nspawnctl-staging"  # where nspawnctl builds a new tree
 
 
+def staged_copy(host, src: str, sync: bool) -> float:
+    """The copy anchor: cp -a of src into a fresh directory in the parent nspawnctl stages its
+    own copies in (see warm_create for why the place decides much), from a synced start with
+    the page cache dropped; sync: then `sync -f`, as nspawnctl makes its copy durable before
+    the rename that commits it."""
+    d = f"{STAGING}/bench-cp"
+    s = time_inside(host, [["mkdir", "-p", d], ["cp", "-a", "--reflink=auto", src, f"{d}/tree"],
+                           *([["sync", "-f", d]] if sync else [])],
+                    before=[_rm(d)], cold=True)
+    check(host, _rm(d))
+    return s
+
+
 def warm_create(host, runs: int) -> list:
     """nspawnctl create from the cached base beside cp -a of that base tree, interleaved,
     each run from the same start: the page cache dropped, nothing in writeback (sync).
@@ -212,21 +225,10 @@ def warm_create(host, runs: int) -> list:
         return s
 
     def cp():
-        d = f"{STAGING}/bench-cp"
-        s = time_inside(host, [["mkdir", "-p", d],
-                               ["cp", "-a", "--reflink=auto", f"{IMAGES}/{key}/tree",
-                                f"{d}/tree"]], before=[_rm(d)], cold=True)
-        check(host, _rm(d))
-        return s
+        return staged_copy(host, f"{IMAGES}/{key}/tree", sync=False)
 
     def cp_sync():
-        # nspawnctl makes its commit durable (syncfs before the rename): so does this one
-        d = f"{STAGING}/bench-cp"
-        s = time_inside(host, [["mkdir", "-p", d],
-                               ["cp", "-a", "--reflink=auto", f"{IMAGES}/{key}/tree",
-                                f"{d}/tree"], ["sync", "-f", d]], before=[_rm(d)], cold=True)
-        check(host, _rm(d))
-        return s
+        return staged_copy(host, f"{IMAGES}/{key}/tree", sync=True)
 
     def clone():
         s = time_inside(host, [["machinectl", "clone", BASE, "bench-mclone"]], cold=True)

@@ -17,7 +17,7 @@ snapshot 0.13x cp -a, which cannot be: the snapshot is that same copy.
 
 import json
 
-from .bench_create import STAGING, _rm
+from .bench_create import staged_copy
 from .common import Seconds, check, guarded, log, time_inside
 
 NAME = "bench-snap"
@@ -35,17 +35,6 @@ def _clear(host, name):
         check(host, ["nspawnctl", "snapshot", "rm", name, row["tag"]])
 
 
-def _cp(host, src: str, sync: bool = True) -> float:
-    """cp -a of src, then (sync) `sync -f` as a snapshot makes its copy durable before the
-    rename that lists it."""
-    d = f"{STAGING}/bench-cp"
-    s = time_inside(host, [["mkdir", "-p", d], ["cp", "-a", "--reflink=auto", src, f"{d}/tree"],
-                           *([["sync", "-f", d]] if sync else [])],
-                    before=[_rm(d)], cold=True)
-    check(host, _rm(d))
-    return s
-
-
 def _snap(host, name, *options) -> tuple[float, dict]:
     _clear(host, name)
     s = time_inside(host, [["nspawnctl", "snapshot", *options, name, "b"]], cold=True)
@@ -61,8 +50,8 @@ def stopped(host, runs: int) -> list:
         s, info = _snap(host, NAME)
         ours.append(s)
         method = info["method"]
-        theirs.append(_cp(host, TREE))
-        bare.append(_cp(host, TREE, sync=False))
+        theirs.append(staged_copy(host, TREE, sync=True))
+        bare.append(staged_copy(host, TREE, sync=False))
     return [(f"snapshot, stopped ({method})", Seconds(ours), Seconds(theirs),
              "cp -a --reflink=auto of the tree + sync -f (durable, as ours)"),
             (f"snapshot, stopped ({method})", Seconds(ours), Seconds(bare),
@@ -84,7 +73,7 @@ def running(host, runs: int) -> list:
             ["--stop"] if how == "stopped" else []), NAME, "c", "--json"]], cold=True))
         info = json.loads(check(host, ["nspawnctl", "snapshots", NAME, "--json"]))[-1]
         held.append(info.get("frozen_seconds") or info.get("stopped_seconds") or 0.0)
-        theirs.append(_cp(host, TREE))
+        theirs.append(staged_copy(host, TREE, sync=True))
     check(host, ["nspawnctl", "stop", NAME])
     _clear(host, NAME)
     return [(f"snapshot, running ({how} for the copy)", Seconds(ours), Seconds(theirs),
@@ -98,7 +87,7 @@ def overlay(host, runs: int) -> list:
     for _ in range(runs):
         s, info = _snap(host, OVERLAY)
         ours.append(s)
-        theirs.append(_cp(host, f"/var/lib/machines/{OVERLAY}"))
+        theirs.append(staged_copy(host, f"/var/lib/machines/{OVERLAY}", sync=True))
     _clear(host, OVERLAY)
     return [(f"snapshot, --overlay container ({info['method']}, "
              f"{info['size'] / 1e6:.1f} MB)", Seconds(ours), Seconds(theirs),
@@ -113,7 +102,7 @@ def rollback(host, runs: int) -> list:
     ours, theirs = [], []
     for _ in range(runs):
         ours.append(time_inside(host, [["nspawnctl", "rollback", NAME, "r"]], cold=True))
-        theirs.append(_cp(host, TREE))
+        theirs.append(staged_copy(host, TREE, sync=True))
     _clear(host, NAME)
     return [("rollback, stopped", Seconds(ours), Seconds(theirs),
              "cp -a --reflink=auto of the tree + sync -f")]

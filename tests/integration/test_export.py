@@ -146,10 +146,10 @@ def exported(host, nspawnctl, made):
     # Exported frozen, the files hold the running tree: the reference is that tree, taken
     # while it still runs (booted and idle).  The stop removes what the guest's services hold
     # only while they run (the VM showed logind's PrivateTmp directory in /var/tmp).
-    source = manifest(tree) if freezes else None
+    running = manifest(tree) if freezes else None
     nspawnctl("stop", SRC)
     assert tree.lstat().st_uid >= 0x10000, "the started tree was expected to be chowned"
-    yield files, source if freezes else manifest(tree)
+    yield files, running or manifest(tree)
     host.run(["rm", "-rf", OUT])
 
 

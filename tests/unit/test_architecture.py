@@ -142,7 +142,6 @@ def test_no_unit_is_written_from_a_string_in_the_code():
     assert offenders == []
 
 
-
 # Imported only where they are used: each costs 1-4 ms of the start-up of every command, and
 # list, status, start and stop use none of them (issue 16: list is timed against the floor of
 # a bare `import click`).

@@ -283,7 +283,6 @@ def test_export_of_a_name_without_a_format_is_one_error(tmp_path):
     assert not (tmp_path / "web.img").exists()
 
 
-
 def test_export_to_a_directory_is_one_error(tmp_path):
     """FILE is a plain string to click (no click.Path): export itself refuses a directory."""
     make_tree(tmp_path, "web")
