@@ -37,6 +37,7 @@ from .values import (
     parse_cpu_quota,
     parse_cpus,
     parse_env,
+    parse_seconds,
     parse_size,
     parse_tasks,
 )
@@ -52,6 +53,13 @@ UINT64_INFINITY = 2**64 - 1
 # What TasksMax= falls back to when ours is removed: systemd-nspawn@.service's value.
 TEMPLATE_TASKS_MAX = 16384
 USEC_PER_SEC = 1_000_000
+# systemd-nspawn@.service keeps systemd's default TimeoutStartSec= of 90 s, and systemd kills a
+# container whose systemd-nspawn has not said READY by then.  When many containers start at
+# once (enabled ones at the host's boot, a fleet started together) on a slow host, their setup
+# shares the CPUs with the guests already booting, and 90 s was too short for 50 at once in the
+# VM tier: the later ones were killed while starting.  New containers get 5 minutes;
+# `set --start-timeout` changes it.
+CREATE_START_TIMEOUT = 300
 
 
 class Apply(enum.Enum):
@@ -237,6 +245,13 @@ class ContainerConfig:
         help="Restart policy of the unit.",
         check=lambda v: check_choice(v, RESTART_POLICIES, "restart policy"),
         unit=keys.UnitKey("Restart", str, str), example=("on-failure",))
+    start_timeout: int | None = _setting(
+        None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
+        create_default=CREATE_START_TIMEOUT, check=_check_positive_int("start timeout"),
+        help="How long systemd lets the container take to start before it kills it "
+             f"(TimeoutStartSec), e.g. 300 or 10min; new containers get "
+             f"{CREATE_START_TIMEOUT // 60}min.",
+        unit=keys.UnitKey("TimeoutStartSec", str, parse_seconds), example=("10min",))
     after: tuple[str, ...] = _setting(
         (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
         help="Start after container NAME when both start (repeatable; set --no-after NAME "

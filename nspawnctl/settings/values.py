@@ -132,6 +132,32 @@ def parse_tasks(text: str) -> int | None:
     return int(value)
 
 
+# systemd's time spans (parse_sec) in the units a start timeout needs: "300", "5min", "1h 30s".
+_SPAN_UNITS = {"": 1, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
+               "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600}
+_SPAN_RE = re.compile(r"\s*([0-9]+)\s*([a-z]*)")
+# A day: longer is a mistake, not a start that is merely slow.
+_MAX_SPAN = 86400
+
+
+def parse_seconds(text: str) -> int:
+    """'300', '5min', '1h 30s' -> whole seconds (positive, at most a day)."""
+    value, seconds, pos = text.strip(), 0, 0
+    while pos < len(value):
+        m = _SPAN_RE.match(value, pos)
+        if not m or m.group(2) not in _SPAN_UNITS:
+            raise Error(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
+        if len(m.group(1)) > 6:  # more than a day in any unit; int() of it is not needed
+            raise Error(f"invalid time span {text!r}: more than a day")
+        seconds += int(m.group(1)) * _SPAN_UNITS[m.group(2)]
+        pos = m.end()
+    if not value or seconds <= 0:
+        raise Error(f"invalid time span {text!r}: expected a positive number of seconds")
+    if seconds > _MAX_SPAN:
+        raise Error(f"invalid time span {text!r}: more than a day")
+    return seconds
+
+
 def parse_bind(text: str) -> Bind:
     """'SRC:DST[:ro|:rw]' or 'SRC' (mounted at the same path inside)."""
     parts = text.split(":")

@@ -194,3 +194,21 @@ def test_a_limit_set_live_does_not_outlive_a_change_or_the_container(host, nspaw
     nspawnctl("remove", "--force", name)
     nspawnctl("create", name, "--network", "none")
     assert host.run(["systemctl", "show", "-P", "MemoryMax", unit]).stdout.strip() == "infinity"
+
+
+def test_new_containers_get_five_minutes_to_start_and_set_changes_it(host, nspawnctl, made):
+    """systemd's own 90 s killed containers that started in a crowd on a slow host (50 at once
+    in the VM tier); what systemd itself reads from the drop-in, not nspawnctl's record."""
+    name = made("slowstart", "--network", "none")
+    unit = f"systemd-nspawn@{name}.service"
+
+    def timeout():
+        return host.run(["systemctl", "show", "-P", "TimeoutStartUSec", unit]).stdout.strip()
+
+    assert timeout() == "5min"
+    nspawnctl("set", name, "--start-timeout", "10min")
+    assert timeout() == "10min"
+    assert json.loads(nspawnctl("status", name, "--json").stdout)["start_timeout"] == 600
+    r = nspawnctl.fails("set", name, "--start-timeout", "soon")
+    assert r.error == "nspawnctl: invalid time span 'soon': expected seconds, or e.g. 5min"
+    assert timeout() == "10min"

@@ -10,6 +10,7 @@ from nspawnctl.settings.values import (
     parse_bind,
     parse_cpus,
     parse_env,
+    parse_seconds,
     parse_size,
     parse_tasks,
 )
@@ -49,6 +50,14 @@ def test_parse_tasks():
 
 
 @pytest.mark.parametrize("text, expected", [
+    ("300", 300), ("90s", 90), ("5min", 300), ("10 min", 600), ("1h 30s", 3630), ("2m", 120),
+    ("86400", 86400),
+])
+def test_parse_seconds(text, expected):
+    assert parse_seconds(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
     ("/srv/data:/data", Bind("/srv/data", "/data", False)),
     ("/srv/data:/data:ro", Bind("/srv/data", "/data", True)),
     ("/srv/data:/data:rw", Bind("/srv/data", "/data", False)),
@@ -79,6 +88,9 @@ def test_parse_env(text):
     # out of systemd's range (it would drop the line and run without a limit), odd digits
     (parse_size, "16E"), (parse_size, "99999999E"), (parse_cpus, "1000000"),
     (parse_tasks, str(1 << 64)), (parse_tasks, "\u00b2"),
+    (parse_seconds, "0"), (parse_seconds, ""), (parse_seconds, "soon"), (parse_seconds, "2d"),
+    (parse_seconds, "-5"), (parse_seconds, "86401"), (parse_seconds, "9" * 5000),
+    (parse_seconds, "\u00b2"), (parse_seconds, "5 minutes later"),
     (parse_bind, "relative:/x"), (parse_bind, "/x:relative"), (parse_bind, "/a:/b:/c"),
     (parse_bind, "/a:/b:rx"), (parse_bind, ""), (parse_bind, "/a:/b:ro:x"),
     (parse_bind, "/a\\b:/c"), (parse_bind, "/a\n:/b"), (parse_bind, "/a :/b"),
@@ -90,6 +102,17 @@ def test_bad_values_name_the_value(parse, text):
         parse(text)
     assert repr(text) in error.value.message
     assert "\n" not in error.value.message.replace(repr(text), "")
+
+
+def test_new_containers_get_a_start_timeout_longer_than_systemds():
+    from nspawnctl.settings.dropin import render_dropin
+    from nspawnctl.settings.model import CREATE_START_TIMEOUT, parse_cli
+
+    assert ContainerConfig().start_timeout is None  # a plain unit keeps systemd's 90 s
+    changes = parse_cli({}, creating=True)
+    assert changes["start_timeout"] == CREATE_START_TIMEOUT > 90
+    assert "TimeoutStartSec=300" in render_dropin(ContainerConfig(**changes)).splitlines()
+    assert parse_cli({"start_timeout": "10min"}, creating=True)["start_timeout"] == 600
 
 
 def test_defaults_are_systemd_templates():

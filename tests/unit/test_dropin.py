@@ -70,7 +70,8 @@ def test_format_cpu_quota(cpus, text):
 def test_parse_dropin_reads_hand_edits():
     text = "[Unit]\nDescription=x\n[Service]\n  MemoryMax = 1G \nCPUQuota=50%\nTasksMax=infinity\nOther=1\n"
     assert parse_dropin(text) == {"memory_max": 1 << 30, "cpu_quota": 0.5,
-                                  "tasks_max": None, "restart": "no", "after": (),
+                                  "tasks_max": None, "restart": "no", "start_timeout": None,
+                                  "after": (),
                                   "requires": ()}
 
 
