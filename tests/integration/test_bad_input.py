@@ -316,6 +316,13 @@ CASES = [
     case("set-tasks-garbage", "set", IDLE, "--tasks", "lots", says="invalid task limit"),
     case("set-tasks-overflow-running", "set", BUSY, "--tasks", str(1 << 64),
          says="too large"),
+    case("start-timeout-garbage", *CREATE, "--start-timeout", "soon", says="invalid time span"),
+    case("start-timeout-zero", *CREATE, "--start-timeout", "0", says="invalid time span"),
+    case("start-timeout-days", *CREATE, "--start-timeout", "2d", says="invalid time span"),
+    case("start-timeout-overflow", *CREATE, "--start-timeout", "9" * 5000,
+         says="more than a day"),
+    case("set-start-timeout-negative-running", "set", BUSY, "--start-timeout=-5",
+         says="invalid time span"),
 
     # --- other settings ---
     case("bind-relative", *CREATE, "--bind", "srv:/srv", says="absolute path"),
