@@ -18,7 +18,7 @@ from ..run import interactive, need_tool, run
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..store.containers import Store
-from ..systemd.bus import Bus
+from ..systemd.bus import SERVICE, Bus
 from . import network
 
 
@@ -81,8 +81,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
             state = bus.active_state(unit)
             # "inactive" right after StartUnit only means the job has not begun yet.
             if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
-                raise Error(f"{name} failed to start", hint="its log says:\n"
-                            + (_journal_tail(name) or "(nothing)"))
+                raise _start_failed(bus, name)
             if state == "active" and (leader or bus.machine_path(name)):
                 if not cfg.boot:
                     return "running"
@@ -94,6 +93,17 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
             time.sleep(next(polls))
     raise Error(f"{name} did not finish booting within {timeout:g} s",
                 hint="its log says:\n" + (_journal_tail(name) or "(nothing)"))
+
+
+def _start_failed(bus: Bus, name: str) -> Error:
+    """Why the start failed: systemd's start timeout (--start-timeout) is its own case, since
+    the log only says the start "timed out" and the cure is a setting of nspawnctl's."""
+    log = "its log says:\n" + (_journal_tail(name) or "(nothing)")
+    if bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout":
+        return Error(f"{name} did not start within its start timeout, and systemd stopped it",
+                     hint=f"on a busy host give it longer: nspawnctl set {name} "
+                          f"--start-timeout 10min\n{log}")
+    return Error(f"{name} failed to start", hint=log)
 
 
 def _guest_bus_ready(leader: int | None) -> bool:

@@ -212,3 +212,21 @@ def test_new_containers_get_five_minutes_to_start_and_set_changes_it(host, nspaw
     r = nspawnctl.fails("set", name, "--start-timeout", "soon")
     assert r.error == "nspawnctl: invalid time span 'soon': expected seconds, or e.g. 5min"
     assert timeout() == "10min"
+
+
+def test_a_start_systemd_timed_out_says_so_and_names_the_setting(host, nspawnctl, made):
+    """A start that outlives TimeoutStartSec= (here a drop-in of the user's that sleeps before
+    systemd-nspawn runs) ends in systemd's Result=timeout: start says which limit it was."""
+    name = made("toolate", "--network", "none")
+    slow = f"/etc/systemd/system/systemd-nspawn@{name}.service.d/10-slow.conf"
+    host.run(["sh", "-c", f"printf '[Service]\\nExecStartPre=/bin/sleep 30\\n' > {slow}"])
+    try:
+        nspawnctl("set", name, "--start-timeout", "2")  # its daemon-reload reads both
+        r = nspawnctl.fails("start", name, "--timeout", "60")
+        assert r.error == (f"nspawnctl: {name} did not start within its start timeout, and "
+                           "systemd stopped it"), r.stderr
+        assert f"nspawnctl set {name} --start-timeout 10min" in r.stderr
+        assert "timed out" in r.stderr  # systemd's own words, from the log
+    finally:
+        host.run(["rm", "-f", slow])
+        nspawnctl("remove", "--force", name, check=False)
