@@ -44,7 +44,9 @@ def image_keys(nspawnctl) -> set[str]:
 
 
 def create(nspawnctl, name, *args) -> dict:
-    r = nspawnctl("create", name, "--json", *MIRROR, *args)
+    # Cold bootstraps: debootstrap's one by one dpkg runs are several times mmdebstrap's, and
+    # under emulation in the VM tier that went past the default 10 minutes.
+    r = nspawnctl("create", name, "--json", *MIRROR, *args, timeout=1800)
     return json.loads(r.stdout) | {"stderr": r.stderr}
 
 
