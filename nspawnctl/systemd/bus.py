@@ -9,6 +9,7 @@ objects: introspection costs a round trip and an XML parse per object, and `list
 """
 
 import contextlib
+import errno
 import importlib.util
 import os
 import sys
@@ -88,8 +89,8 @@ def describe(exc: Exception) -> tuple[str, str | None]:
     name = _s(getattr(exc, "err_name", None) or b"")
     message = _s(getattr(exc, "err_message", None) or b"").strip().rstrip(".")
     if not message:
-        errno = getattr(exc, "errno", 0) or 0
-        message = os.strerror(abs(errno)) if errno else type(exc).__name__
+        code = getattr(exc, "errno", 0) or 0
+        message = os.strerror(abs(code)) if code else type(exc).__name__
     hint = HINTS.get(name)
     if hint is None:
         hint = next((h for n, h in HINTS.items() if n.rsplit(".", 1)[-1] in type(exc).__name__),
@@ -108,6 +109,13 @@ def translated(what: str):
         raise Error(f"{what}: {message}", hint=hint) from exc
 
 
+# Methods that only read, which Bus sends again on a new connection when the bus had dropped
+# the old one (Bus._read); and the errors that mean it did.
+_READS = frozenset({b"LoadUnit", b"GetAll", b"ListUnitsByPatterns", b"ListMachines",
+                    b"GetMachine"})
+_DROPPED = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE})
+
+
 class Bus:
     """One connection to the system bus (or DBUS_SYSTEM_BUS_ADDRESS, as sd-bus honours)."""
 
@@ -115,6 +123,10 @@ class Bus:
         self._dbus = None
 
     def __enter__(self):
+        self._open()
+        return self
+
+    def _open(self):
         from pystemd.dbuslib import DBus
         self._dbus = DBus()
         with translated("cannot connect to the system bus"):
@@ -123,22 +135,42 @@ class Bus:
             except OSError as exc:  # no socket at all: not a systemd host
                 raise Error(f"cannot connect to the system bus: {exc.strerror or exc}",
                             hint="nspawnctl needs a host running systemd") from exc
-        return self
 
     def __exit__(self, *exc):
         self._dbus.close()
 
     # low level
 
+    def _read(self, what: str, send):
+        """send() a call that only reads; once more on a new connection if the bus had dropped
+        this one.  On a host overloaded for many minutes the bus daemon can drop a client (seen
+        once: one of 50 `start --wait` polling through 50 first starts at once under emulation
+        got ENOTCONN); a read is safe to repeat, a call that changes something is not."""
+        from pystemd.dbusexc import DBusBaseError
+        with translated(what):
+            try:
+                return send()
+            except DBusBaseError as exc:
+                if abs(getattr(exc, "errno", 0) or 0) not in _DROPPED:
+                    raise
+            self._dbus.close()
+            self._open()
+            return send()
+
     def call(self, dest, path, iface, method, signature=b"", args=(), what=None):
         from pystemd.dbuslib import apply_signature
         call_args = apply_signature(signature, list(map(_b, args))) if signature else []
-        with translated(what or method.decode()):
+
+        def send():
             return _s(self._dbus.call_method(dest, path, iface, method, call_args).body)
+        if method in _READS:
+            return self._read(what or method.decode(), send)
+        with translated(what or method.decode()):
+            return send()
 
     def get(self, dest, path, iface, prop: str, signature: bytes, what=None):
-        with translated(what or f"reading {prop}"):
-            return _s(self._dbus.get_property(dest, path, iface, _b(prop), signature))
+        return self._read(what or f"reading {prop}", lambda: _s(
+            self._dbus.get_property(dest, path, iface, _b(prop), signature)))
 
     def get_all(self, dest, path, iface, what=None) -> dict:
         return self.call(dest, path, PROPERTIES, b"GetAll", b"s", [iface], what=what)

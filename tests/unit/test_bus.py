@@ -254,3 +254,53 @@ def test_connecting_without_a_bus(monkeypatch):
             pass
     assert info.value.message.startswith("cannot connect to the system bus")
     assert "b'" not in info.value.message and "\n" not in info.value.message
+
+
+# a connection the bus daemon dropped
+
+class DroppingDBus(FakeDBus):
+    """Fails every call with `errno_` until it is closed (the bus had dropped it)."""
+
+    def __init__(self, errno_=errno.ENOTCONN, **kwargs):
+        super().__init__(**kwargs)
+        self.errno_ = errno_
+
+    def call_method(self, dest, path, iface, method, args):
+        self.calls.append(method)
+        raise DBusError(-self.errno_, b"", b"")
+
+    def get_property(self, dest, path, iface, prop, signature):
+        self.calls.append(prop)
+        raise DBusError(-self.errno_, b"", b"")
+
+
+def reconnecting_bus(dropped: FakeDBus) -> tuple[Bus, list]:
+    bus, opened = Bus(), []
+    bus._dbus = dropped
+
+    def reopen():
+        bus._dbus = FakeDBus(replies={b"LoadUnit": b"/u", b"StartUnit": b"/job"},
+                             properties={b"ActiveState": b"active"})
+        opened.append(bus._dbus)
+    bus._open = reopen
+    return bus, opened
+
+
+def test_a_read_is_sent_again_on_a_new_connection_when_the_bus_dropped_the_old_one():
+    bus, opened = reconnecting_bus(DroppingDBus())
+    assert bus.active_state("systemd-nspawn@web.service") == "active"
+    assert len(opened) == 1
+
+
+def test_a_call_that_changes_something_is_not_repeated():
+    bus, opened = reconnecting_bus(DroppingDBus())
+    with pytest.raises(Error, match="Transport endpoint is not connected"):
+        bus.start_unit("systemd-nspawn@web.service")
+    assert opened == []
+
+
+def test_other_errors_of_a_read_are_not_retried():
+    bus, opened = reconnecting_bus(DroppingDBus(errno_=errno.EACCES))
+    with pytest.raises(Error):
+        bus.active_state("systemd-nspawn@web.service")
+    assert opened == []
