@@ -55,10 +55,11 @@ TEMPLATE_TASKS_MAX = 16384
 USEC_PER_SEC = 1_000_000
 # systemd-nspawn@.service keeps systemd's default TimeoutStartSec= of 90 s, and systemd kills a
 # container whose systemd-nspawn has not said READY by then.  When many containers start at
-# once (enabled ones at the host's boot, a fleet started together) on a slow host, their setup
-# shares the CPUs with the guests already booting, and 90 s was too short for 50 at once in the
-# VM tier: the later ones were killed while starting.  New containers get 5 minutes;
-# `set --start-timeout` changes it.
+# once (enabled ones at the host's boot, a fleet started together), they wait on each other:
+# systemd-nspawn takes the host's /etc/.pwd.lock to pick a UID range, and a first start chowns
+# its tree meanwhile.  In the VM tier 50 first starts at once came up one every 20-40 s, and
+# with 90 s the later ones were killed.  New containers get 5 minutes; `set --start-timeout`
+# changes it.
 CREATE_START_TIMEOUT = 300
 
 
