@@ -109,10 +109,11 @@ def translated(what: str):
         raise Error(f"{what}: {message}", hint=hint) from exc
 
 
-# Methods that only read, which Bus sends again on a new connection when the bus had dropped
-# the old one (Bus._read); and the errors that mean it did.
+# Methods that only read, which Bus.call sends again on a new connection when the bus had
+# dropped the old one (Bus._read; property reads and machine_path go through it too); and the
+# errors that mean it did.
 _READS = frozenset({b"LoadUnit", b"GetAll", b"ListUnitsByPatterns", b"ListMachines",
-                    b"GetMachine"})
+                    b"GetMachineAddresses"})
 _DROPPED = frozenset({errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE})
 
 
@@ -257,17 +258,20 @@ class Bus:
         return [dict(zip(("name", "class", "service", "path"), row)) for row in rows]
 
     def machine_path(self, name: str) -> str | None:
-        """Object path of a registered machine, or None when machined does not know it."""
+        """Object path of a registered machine, or None when machined does not know it.
+        A read like the others (start polls it), so it is sent again on a dropped connection."""
         from pystemd.dbusexc import DBusBaseError
-        try:
-            return _s(self._dbus.call_method(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
-                                             b"GetMachine", [(ord("s"), _b(name))]).body)
-        except DBusBaseError as exc:
-            if "NoSuchMachine" in _s(getattr(exc, "err_name", None) or b"") \
-                    or "NoSuchMachine" in type(exc).__name__:
-                return None
-            message, hint = describe(exc)
-            raise Error(f"looking up machine {name}: {message}", hint=hint) from exc
+
+        def send():
+            try:
+                return _s(self._dbus.call_method(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
+                                                 b"GetMachine", [(ord("s"), _b(name))]).body)
+            except DBusBaseError as exc:
+                if "NoSuchMachine" in _s(getattr(exc, "err_name", None) or b"") \
+                        or "NoSuchMachine" in type(exc).__name__:
+                    return None
+                raise
+        return self._read(f"looking up machine {name}", send)
 
     def machine_properties(self, name: str) -> dict | None:
         path = self.machine_path(name)

@@ -279,7 +279,8 @@ def reconnecting_bus(dropped: FakeDBus) -> tuple[Bus, list]:
     bus._dbus = dropped
 
     def reopen():
-        bus._dbus = FakeDBus(replies={b"LoadUnit": b"/u", b"StartUnit": b"/job"},
+        bus._dbus = FakeDBus(replies={b"LoadUnit": b"/u", b"StartUnit": b"/job",
+                                      b"GetMachine": b"/org/freedesktop/machine1/machine/web"},
                              properties={b"ActiveState": b"active"})
         opened.append(bus._dbus)
     bus._open = reopen
@@ -289,6 +290,12 @@ def reconnecting_bus(dropped: FakeDBus) -> tuple[Bus, list]:
 def test_a_read_is_sent_again_on_a_new_connection_when_the_bus_dropped_the_old_one():
     bus, opened = reconnecting_bus(DroppingDBus())
     assert bus.active_state("systemd-nspawn@web.service") == "active"
+    assert len(opened) == 1
+
+
+def test_the_machine_lookup_start_polls_is_sent_again_too():
+    bus, opened = reconnecting_bus(DroppingDBus())
+    assert bus.machine_path("web") == "/org/freedesktop/machine1/machine/web"
     assert len(opened) == 1
 
 
