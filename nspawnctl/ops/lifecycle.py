@@ -91,14 +91,17 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
                     if guest in ("running", "degraded"):
                         return guest
             time.sleep(next(polls))
-    raise Error(f"{name} did not finish booting within {timeout:g} s",
-                hint="its log says:\n" + (_journal_tail(name) or "(nothing)"))
+    raise Error(f"{name} did not finish booting within {timeout:g} s", hint=_log_hint(name))
+
+
+def _log_hint(name: str) -> str:
+    return "its log says:\n" + (_journal_tail(name) or "(nothing)")
 
 
 def _start_failed(bus: Bus, name: str) -> Error:
     """Why the start failed: systemd's start timeout (--start-timeout) is its own case, since
     the log only says the start "timed out" and the cure is a setting of nspawnctl's."""
-    log = "its log says:\n" + (_journal_tail(name) or "(nothing)")
+    log = _log_hint(name)
     if bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout":
         return Error(f"{name} did not start within its start timeout, and systemd stopped it",
                      hint=f"on a busy host give it longer: nspawnctl set {name} "
