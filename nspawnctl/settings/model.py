@@ -33,12 +33,14 @@ from .values import (
     check_user,
     format_cpu_quota,
     format_size,
+    format_span,
     parse_bind,
     parse_cpu_quota,
     parse_cpus,
     parse_env,
     parse_seconds,
     parse_size,
+    parse_span,
     parse_tasks,
 )
 
@@ -89,6 +91,7 @@ class Setting:
     apply: Apply = Apply.RESTART
     label: str | None = None              # its name in list's LIMITS column
     show: Callable[[Any], str] = str      # one value as list/status text
+    json: Callable[[Any], Any] | None = None  # a set value as status --json shows it
     example: tuple[str, ...] = ()         # CLI input for the round-trip test
     example_with: tuple[tuple[str, Any], ...] = ()  # other settings the example needs
     create_default: Any = None            # what `create` uses when the flag is not given
@@ -102,7 +105,7 @@ class Setting:
         """The value as `status --json` shows it (lists of text; None when unset or empty)."""
         if isinstance(value, tuple):
             return [self.show(v) for v in value] or None
-        return value
+        return value if value is None or self.json is None else self.json(value)
 
 
 def _setting(default: Any, **declaration: Any) -> Any:
@@ -118,6 +121,12 @@ def _check_positive_int(what: str) -> Callable[[Any], Any]:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise Error(f"invalid {what} {value!r}: expected a positive integer")
     return check
+
+
+def _check_span(value: Any) -> None:
+    """Whole seconds, or math.inf for no limit (a start timeout)."""
+    if value != math.inf:
+        _check_positive_int("time span")(value)
 
 
 def _check_cpus(value: Any) -> None:
@@ -246,13 +255,15 @@ class ContainerConfig:
         help="Restart policy of the unit.",
         check=lambda v: check_choice(v, RESTART_POLICIES, "restart policy"),
         unit=keys.UnitKey("Restart", str, str), example=("on-failure",))
-    start_timeout: int | None = _setting(
+    start_timeout: int | float | None = _setting(
         None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
-        create_default=CREATE_START_TIMEOUT, check=_check_positive_int("start timeout"),
+        create_default=CREATE_START_TIMEOUT, check=_check_span, show=format_span,
+        json=lambda v: format_span(v) if v == math.inf else v,
         help="How long systemd lets the container take to start before it kills it "
-             f"(TimeoutStartSec), e.g. 300 or 10min; new containers get "
+             f"(TimeoutStartSec), e.g. 300 or 10min, or 'infinity'; new containers get "
              f"{CREATE_START_TIMEOUT // 60}min.",
-        unit=keys.UnitKey("TimeoutStartSec", str, parse_seconds), example=("10min",))
+        unit=keys.UnitKey("TimeoutStartSec", format_span, parse_span),
+        example=("10min", "infinity"))
     after: tuple[str, ...] = _setting(
         (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
         help="Start after container NAME when both start (repeatable; set --no-after NAME "

@@ -8,6 +8,7 @@ Error naming the value; 'infinity' means "no limit" (None) wherever systemd has 
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from ..errors import Error
 
@@ -132,30 +133,69 @@ def parse_tasks(text: str) -> int | None:
     return int(value)
 
 
-# systemd's time spans (parse_sec) in the units a start timeout needs: "300", "5min", "1h 30s".
-_SPAN_UNITS = {"": 1, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60, "min": 60,
-               "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600}
-_SPAN_RE = re.compile(r"\s*([0-9]+)\s*([a-z]*)")
-# A day: longer is a mistake, not a start that is merely slow.
+# systemd's time spans (parse_sec()): numbers, fractions allowed, each with a unit, as in
+# "300", "5min", "1h 30s", "1.5h"; units are case-sensitive (M is a month, m a minute).
+_SPAN_UNITS = {
+    **dict.fromkeys(("us", "usec", "\u00b5s", "\u03bcs"), Fraction(1, 1_000_000)),
+    **dict.fromkeys(("ms", "msec"), Fraction(1, 1000)),
+    **dict.fromkeys(("", "s", "sec", "second", "seconds"), Fraction(1)),
+    **dict.fromkeys(("m", "min", "minute", "minutes"), Fraction(60)),
+    **dict.fromkeys(("h", "hr", "hour", "hours"), Fraction(3600)),
+    **dict.fromkeys(("d", "day", "days"), Fraction(86400)),
+    **dict.fromkeys(("w", "week", "weeks"), Fraction(7 * 86400)),
+    **dict.fromkeys(("M", "month", "months"), Fraction(2629800)),
+    **dict.fromkeys(("y", "year", "years"), Fraction(31557600)),
+}
+_SPAN_RE = re.compile(r"[ \t]*([0-9]+(?:\.[0-9]*)?)[ \t]*([a-zA-Z\u00b5\u03bc]*)")
+# Longer numbers are beyond usec_t in any unit; the bound keeps Fraction() small.
+_MAX_SPAN_DIGITS = 40
+# The most systemd's usec_t holds (UINT64_MAX is its infinity).
+_MAX_SPAN_USEC = (1 << 64) - 2
+# A day: a longer --start-timeout is a mistake, not a start that is merely slow; 'infinity'
+# says "no limit" on purpose.
 _MAX_SPAN = 86400
 
 
-def parse_seconds(text: str) -> int:
-    """'300', '5min', '1h 30s' -> whole seconds (positive, at most a day)."""
-    value, seconds, pos = text.strip(), 0, 0
+def parse_span(text: str) -> int | float:
+    """A time span as systemd reads TimeoutStartSec= (parse_sec_fix_0()) -> whole seconds,
+    rounded up; 'infinity', and 0, which systemd has always read there as no limit ->
+    math.inf.  For values in unit files, which systemd wrote or a user edited."""
+    value = text.strip(" \t")
+    if value == "infinity":
+        return math.inf
+    total, pos = Fraction(0), 0
     while pos < len(value):
         m = _SPAN_RE.match(value, pos)
-        if not m or m.group(2) not in _SPAN_UNITS:
+        if not m or m.end() == pos or m.group(2) not in _SPAN_UNITS:
             raise Error(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
-        if len(m.group(1)) > 6:  # more than a day in any unit; int() of it is not needed
-            raise Error(f"invalid time span {text!r}: more than a day")
-        seconds += int(m.group(1)) * _SPAN_UNITS[m.group(2)]
+        if len(m.group(1)) > _MAX_SPAN_DIGITS:
+            raise Error(f"invalid time span {text!r}: too large (use 'infinity' for no limit)")
+        total += Fraction(m.group(1)) * _SPAN_UNITS[m.group(2)]
         pos = m.end()
-    if not value or seconds <= 0:
-        raise Error(f"invalid time span {text!r}: expected a positive number of seconds")
+    if not value:
+        raise Error(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
+    if total * 1_000_000 > _MAX_SPAN_USEC:
+        raise Error(f"invalid time span {text!r}: too large (use 'infinity' for no limit)")
+    return math.inf if total == 0 else math.ceil(total)
+
+
+def parse_seconds(text: str) -> int | float:
+    """What --start-timeout takes: '300', '5min', '1h 30s' -> whole seconds (positive, at most
+    a day), or 'infinity' -> math.inf (no limit)."""
+    if text.strip(" \t") == "infinity":
+        return math.inf
+    seconds = parse_span(text)
+    if seconds == math.inf:  # a 0 here is a typo more often than systemd's old spelling
+        raise Error(f"invalid time span {text!r}: expected a positive number of seconds "
+                    "('infinity' for no limit)")
     if seconds > _MAX_SPAN:
-        raise Error(f"invalid time span {text!r}: more than a day")
+        raise Error(f"invalid time span {text!r}: more than a day (use 'infinity' for no limit)")
     return seconds
+
+
+def format_span(seconds: int | float) -> str:
+    """Seconds as TimeoutStartSec= takes them; math.inf -> 'infinity'."""
+    return "infinity" if seconds == math.inf else str(seconds)
 
 
 def parse_bind(text: str) -> Bind:

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from nspawnctl.settings.dropin import dropin_path
 from tests.integration.helpers import MACHINES, guest_running, listing, wait_for
 
 pytestmark = pytest.mark.integration
@@ -212,6 +213,18 @@ def test_new_containers_get_five_minutes_to_start_and_set_changes_it(host, nspaw
     r = nspawnctl.fails("set", name, "--start-timeout", "soon")
     assert r.error == "nspawnctl: invalid time span 'soon': expected seconds, or e.g. 5min"
     assert timeout() == "10min"
+    nspawnctl("set", name, "--start-timeout", "infinity")
+    assert timeout() == "infinity"
+    assert json.loads(nspawnctl("status", name, "--json").stdout)["start_timeout"] == "infinity"
+    # A hand edit of the drop-in in a spelling systemd takes (its old 0 for "no limit") is read
+    # as systemd reads it, and a later `set` keeps it.
+    dropin = f"/etc/systemd/system/{dropin_path(name)}"
+    host.run(["sed", "-i", "s/^TimeoutStartSec=.*/TimeoutStartSec=0/", dropin])
+    host.run(["systemctl", "daemon-reload"])
+    assert timeout() == "infinity"
+    nspawnctl("set", name, "--memory", "256M")
+    assert json.loads(nspawnctl("status", name, "--json").stdout)["start_timeout"] == "infinity"
+    assert timeout() == "infinity"
 
 
 def test_a_start_systemd_timed_out_says_so_and_names_the_setting(host, nspawnctl, made):

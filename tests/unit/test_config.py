@@ -1,5 +1,7 @@
 """ContainerConfig validation and the parsers for CLI strings."""
 
+import math
+
 import pytest
 
 from nspawnctl.errors import Error
@@ -12,6 +14,7 @@ from nspawnctl.settings.values import (
     parse_env,
     parse_seconds,
     parse_size,
+    parse_span,
     parse_tasks,
 )
 
@@ -51,10 +54,21 @@ def test_parse_tasks():
 
 @pytest.mark.parametrize("text, expected", [
     ("300", 300), ("90s", 90), ("5min", 300), ("10 min", 600), ("1h 30s", 3630), ("2m", 120),
-    ("86400", 86400),
+    ("86400", 86400), ("1.5h", 5400), ("500ms", 1), ("infinity", math.inf),
 ])
 def test_parse_seconds(text, expected):
     assert parse_seconds(text) == expected
+
+
+# What systemd itself reads in TimeoutStartSec=, from a hand-edited drop-in: no day limit, and
+# 0 is its old spelling of "no limit" (parse_sec_fix_0).
+@pytest.mark.parametrize("text, expected", [
+    ("0", math.inf), ("infinity", math.inf), ("2d", 172800), ("1w", 604800),
+    ("1.5min", 90), ("1M", 2629800), ("1m", 60), ("5min30s", 330), ("2500ms", 3),
+    ("1y", 31557600),
+])
+def test_parse_span_reads_what_systemd_reads(text, expected):
+    assert parse_span(text) == expected
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -90,7 +104,9 @@ def test_parse_env(text):
     (parse_tasks, str(1 << 64)), (parse_tasks, "\u00b2"),
     (parse_seconds, "0"), (parse_seconds, ""), (parse_seconds, "soon"), (parse_seconds, "2d"),
     (parse_seconds, "-5"), (parse_seconds, "86401"), (parse_seconds, "9" * 5000),
-    (parse_seconds, "\u00b2"), (parse_seconds, "5 minutes later"),
+    (parse_seconds, "\u00b2"), (parse_seconds, "5 minutes later"), (parse_seconds, "1e3"),
+    (parse_span, "9" * 5000), (parse_span, "600000y"), (parse_span, ".5s"), (parse_span, "1.2.3"),
+    (parse_span, "5 later"), (parse_span, "inf"), (parse_span, ""), (parse_span, "-1"),
     (parse_bind, "relative:/x"), (parse_bind, "/x:relative"), (parse_bind, "/a:/b:/c"),
     (parse_bind, "/a:/b:rx"), (parse_bind, ""), (parse_bind, "/a:/b:ro:x"),
     (parse_bind, "/a\\b:/c"), (parse_bind, "/a\n:/b"), (parse_bind, "/a :/b"),

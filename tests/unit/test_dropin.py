@@ -1,5 +1,6 @@
 """The unit drop-in, live unit properties and what needs a restart."""
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -10,6 +11,7 @@ from nspawnctl.settings.model import (
     TEMPLATE_TASKS_MAX,
     UINT64_INFINITY,
     ContainerConfig,
+    describe,
     parse_bind,
     parse_cpus,
     parse_size,
@@ -56,6 +58,7 @@ def test_render_dropin_has_no_stray_specifiers():
     ContainerConfig(memory_max=parse_size("1.5G"), restart="always"),
     ContainerConfig(memory_max=4097, cpu_quota=parse_cpus("0.3333")),
     ContainerConfig(cpu_quota=parse_cpus("12"), tasks_max=1),
+    ContainerConfig(start_timeout=math.inf), ContainerConfig(start_timeout=600),
 ])
 def test_dropin_round_trip(cfg):
     assert replace(ContainerConfig(), **parse_dropin(render_dropin(cfg))) == cfg
@@ -73,6 +76,17 @@ def test_parse_dropin_reads_hand_edits():
                                   "tasks_max": None, "restart": "no", "start_timeout": None,
                                   "after": (),
                                   "requires": ()}
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("infinity", math.inf), ("0", math.inf), ("2d", 172800), ("1min 30s", 90)])
+def test_parse_dropin_reads_start_timeouts_as_systemd_does(value, expected):
+    """Hand edits systemd takes are read, not refused: a day is the CLI's limit, not the file's."""
+    cfg = replace(ContainerConfig(), **parse_dropin(f"[Service]\nTimeoutStartSec={value}\n"))
+    assert cfg.start_timeout == expected
+    assert f"TimeoutStartSec={'infinity' if expected == math.inf else expected}" in \
+        service_lines(render_dropin(cfg))
+    assert describe(cfg)["start_timeout"] == ("infinity" if expected == math.inf else expected)
 
 
 def test_dropin_orders_after_other_containers():
@@ -102,7 +116,8 @@ def test_parse_dropin_refuses_a_bad_container_name():
 
 
 @pytest.mark.parametrize("line", ["MemoryMax=lots", "CPUQuota=1.5", "CPUQuota=x%",
-                                  "TasksMax=-1", "Restart=sometimes"])
+                                  "TasksMax=-1", "Restart=sometimes",
+                                  "TimeoutStartSec=soon", "TimeoutStartSec=600000y"])
 def test_parse_dropin_rejects_bad_values_naming_them(line):
     with pytest.raises(Error) as error:
         parse_dropin(f"[Service]\n{line}\n")
