@@ -46,7 +46,9 @@ from .values import (
 
 # Network modes besides the names of nspawnctl networks ("default" is one of those).
 NETWORK_MODES = ("host", "none", "veth")
-RESTART_POLICIES = ("no", "on-failure", "always")
+# systemd's Restart= values, all of them, so a hand edit systemd takes is read too.
+RESTART_POLICIES = ("no", "on-success", "on-failure", "on-abnormal", "on-watchdog", "on-abort",
+                    "always")
 # systemd-nspawn@.service sets no Restart=, so systemd's own default (no) applies; a reboot
 # from inside still restarts through RestartForceExitStatus=133.
 DEFAULT_RESTART = "no"

@@ -89,6 +89,13 @@ def test_parse_dropin_reads_start_timeouts_as_systemd_does(value, expected):
     assert describe(cfg)["start_timeout"] == ("infinity" if expected == math.inf else expected)
 
 
+@pytest.mark.parametrize("policy", ["on-abnormal", "on-abort", "on-success", "on-watchdog"])
+def test_parse_dropin_reads_every_restart_policy_systemd_has(policy):
+    cfg = replace(ContainerConfig(), **parse_dropin(f"[Service]\nRestart={policy}\n"))
+    assert cfg.restart == policy
+    assert f"Restart={policy}" in service_lines(render_dropin(cfg))
+
+
 def test_dropin_orders_after_other_containers():
     cfg = ContainerConfig(after=("cache", "db"), requires=("db",))
     text = render_dropin(cfg)
