@@ -5,6 +5,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from .. import log
 from ..errors import Error
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
@@ -74,7 +75,11 @@ def list_containers(paths: Paths) -> list[dict]:
         rows = []
         for name in names:
             state = _state(units.get(service_unit(name)))
-            cfg = load_config(paths, name)
+            try:
+                cfg = load_config(paths, name)
+            except Error as exc:  # one container's broken drop-in must not hide the others
+                log.warning(__name__, "warning: %s: its limits are not shown", exc.message)
+                cfg = load_config(paths, name, dropin=False)
             rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running,
                                                                  leases)))
     return rows

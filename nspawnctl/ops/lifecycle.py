@@ -145,7 +145,7 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
     asked).
     """
     Store(paths).require(name)
-    cfg = load_config(paths, name)
+    cfg = load_config(paths, name, dropin=False)
     unit = service_unit(name)
     with Bus() as bus:
         if not is_active(bus, name):
@@ -244,7 +244,7 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     if not command:
         raise Error("no command given", hint=f"nspawnctl exec {name} -- CMD [ARG...]")
     Store(paths).require(name)
-    cfg = load_config(paths, name)
+    cfg = load_config(paths, name, dropin=False)
     with Bus() as bus:
         pid = leader(bus, name)
     if cfg.boot:
@@ -273,7 +273,7 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
     if user is not None:
         check_user(user)
     Store(paths).require(name)
-    cfg = load_config(paths, name)
+    cfg = load_config(paths, name, dropin=False)
     with Bus() as bus:
         leader(bus, name)
     if not cfg.boot:  # machined opens shells through the container's own systemd
@@ -287,7 +287,7 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
 def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
     """The container's own journal while it runs and keeps one, else its unit's log."""
     Store(paths).require(name)
-    cfg = load_config(paths, name)
+    cfg = load_config(paths, name, dropin=False)
     with Bus() as bus:
         running = bool(bus.machine_path(name))
     argv = [need_tool("journalctl", "systemd"), "--no-pager"]

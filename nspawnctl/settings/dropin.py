@@ -46,7 +46,7 @@ def render_dropin(cfg: ContainerConfig) -> str:
                   service_settings="\n".join(sections["Service"]))
 
 
-def parse_dropin(text: str) -> dict[str, Any]:
+def parse_dropin(text: str, where: str = "the unit drop-in") -> dict[str, Any]:
     """The drop-in's settings as ContainerConfig field values, for
     `dataclasses.replace(cfg, **parse_dropin(text))`.  Settings the file does not give get
     their defaults: the drop-in is their only source."""
@@ -74,6 +74,9 @@ def parse_dropin(text: str) -> dict[str, Any]:
                 values[setting.name] = (setting.unit.parse(value) if value
                                         else values[setting.name])
         except (ValueError, Error):
-            raise Error(f"invalid {key.strip()}= value {value!r} in the unit drop-in") from None
-    ContainerConfig(**values)  # validates the restart policy and the limits
+            raise Error(f"invalid {key.strip()}= value {value!r} in {where}") from None
+    try:
+        ContainerConfig(**values)  # validates the restart policy and the limits
+    except Error as exc:
+        raise Error(f"{exc.message} in {where}") from None
     return values

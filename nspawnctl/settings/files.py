@@ -4,6 +4,7 @@ ContainerConfig.  The unit is the ordinary systemd-nspawn@NAME.service."""
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import Error
 from ..fsutil import write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import install, render
@@ -12,18 +13,31 @@ from .model import NETWORK_MODES, ContainerConfig
 from .nspawnfile import parse_nspawn, render_nspawn, update_nspawn
 
 
-def load_config(paths: Paths, name: str) -> ContainerConfig:
-    """The settings NAME runs with; systemd's defaults where no file says otherwise."""
+def load_config(paths: Paths, name: str, dropin: bool = True) -> ContainerConfig:
+    """The settings NAME runs with; systemd's defaults where no file says otherwise.
+
+    dropin=False reads the .nspawn file alone: all that commands needing only what
+    systemd-nspawn reads (boot, env, user namespace) use, so that a drop-in a hand edit broke
+    does not stop them too (stop, exec, shell, logs, and list's other columns)."""
     cfg = ContainerConfig()
     try:
         cfg = parse_nspawn(paths.nspawn_file(name).read_text(), cfg)
     except FileNotFoundError:
         pass
+    if not dropin:
+        return cfg
+    path = paths.dropin_dir(name) / DROPIN_NAME
     try:
-        cfg = replace(cfg, **parse_dropin((paths.dropin_dir(name) / DROPIN_NAME).read_text()))
+        text = path.read_text()
     except FileNotFoundError:
-        pass
-    return cfg
+        return cfg
+    try:
+        return replace(cfg, **parse_dropin(text, where=str(path)))
+    except Error as exc:
+        raise Error(f"{name}: {exc.message}",
+                    hint="nspawnctl reads there only the values its own options write; fix or "
+                         "remove that line (then: systemctl daemon-reload), or put such a "
+                         "setting in a drop-in of your own beside it") from None
 
 
 def save_config(paths: Paths, name: str, cfg: ContainerConfig,

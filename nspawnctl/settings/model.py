@@ -256,7 +256,9 @@ class ContainerConfig:
         DEFAULT_RESTART, flag="--restart", choices=RESTART_POLICIES, apply=Apply.RELOAD,
         help="Restart policy of the unit.",
         check=lambda v: check_choice(v, RESTART_POLICIES, "restart policy"),
-        unit=keys.UnitKey("Restart", str, str), example=("on-failure",))
+        unit=keys.UnitKey("Restart", str,
+                          lambda v: check_choice(v, RESTART_POLICIES, "restart policy")),
+        example=("on-failure",))
     start_timeout: int | float | None = _setting(
         None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
         create_default=CREATE_START_TIMEOUT, check=_check_span, show=format_span,
