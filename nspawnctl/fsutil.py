@@ -102,6 +102,40 @@ def sync_filesystem(path: Path):
         os.close(fd)
 
 
+# Settings files are a few hundred bytes; a megabyte is a mistake, not a setting.
+SMALL_FILE_MAX = 1 << 20
+
+
+def read_small_text(path: Path, what: str, limit: int = SMALL_FILE_MAX) -> str | None:
+    """A small text file users may edit (a container's settings), or None if it is not
+    there.  One clear Error, naming `what` and the path, if it is not a regular file (a
+    FIFO would block the read), is larger than `limit`, or is not UTF-8 text, instead of a
+    traceback, a hang or a read of gigabytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise Error(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Error(f"{what} {path} is not a regular file")
+        data = b""
+        while len(data) <= limit:
+            chunk = os.read(fd, limit + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise Error(f"{what} {path} is larger than {limit >> 10} KiB")
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise Error(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
 def write_atomic(path: Path, text: str, mode: int = 0o644):
     """Write path so that readers see the old content or the new, never a torn file, also
     after a power cut: the data is synced before the rename, the rename after it."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Error
-from ..fsutil import clone_tree, rename_noreplace, write_atomic
+from ..fsutil import clone_tree, read_small_text, rename_noreplace, write_atomic
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig
@@ -126,7 +126,8 @@ def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname:
     else:
         prepare_tree(lower, hostname, upper=stage / "layers" / "upper")
     nspawn = paths.nspawn_file(name)
-    before = nspawn.read_text() if nspawn.is_file() and not nspawn.is_symlink() else None
+    before = (read_small_text(nspawn, f"{name}'s settings file")
+              if nspawn.is_file() and not nspawn.is_symlink() else None)
     copied: list[Path] = []
     try:
         copied = save_config(paths, name, cfg, like=like)

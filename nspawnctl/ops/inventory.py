@@ -77,9 +77,13 @@ def list_containers(paths: Paths) -> list[dict]:
             state = _state(units.get(service_unit(name)))
             try:
                 cfg = load_config(paths, name)
-            except Error as exc:  # one container's broken drop-in must not hide the others
-                log.warning(__name__, "warning: %s: its limits are not shown", exc.message)
-                cfg = load_config(paths, name, dropin=False)
+            except Error as exc:  # one container's broken settings must not hide the others
+                log.warning(__name__, "warning: %s (its row shows what could be read)",
+                            exc.message)
+                try:
+                    cfg = load_config(paths, name, dropin=False)
+                except Error:
+                    cfg = ContainerConfig()
             rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running,
                                                                  leases)))
     return rows

@@ -145,14 +145,17 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
     asked).
     """
     Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
+    try:
+        boot = load_config(paths, name, dropin=False).boot
+    except Error:  # settings broken by a hand edit: stopping must still work
+        boot = True
     unit = service_unit(name)
     with Bus() as bus:
         if not is_active(bus, name):
             return False
         bus.stop_unit(unit)
         if _wait_inactive(bus, unit, timeout):
-            if not cfg.boot and bus.active_state(unit) == "failed":
+            if not boot and bus.active_state(unit) == "failed":
                 # A single command has no init to power off: systemd-nspawn kills it and
                 # exits 1 for that, which is the stop that was asked for, not a failure.
                 bus.reset_failed(unit)

@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import write_atomic
+from ..fsutil import read_small_text, write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import install, render
 from .dropin import DROPIN_NAME, NETWORK_DROPIN_NAME, OUR_DROPINS, parse_dropin, render_dropin
@@ -20,16 +20,14 @@ def load_config(paths: Paths, name: str, dropin: bool = True) -> ContainerConfig
     systemd-nspawn reads (boot, env, user namespace) use, so that a drop-in a hand edit broke
     does not stop them too (stop, exec, shell, logs, and list's other columns)."""
     cfg = ContainerConfig()
-    try:
-        cfg = parse_nspawn(paths.nspawn_file(name).read_text(), cfg)
-    except FileNotFoundError:
-        pass
+    text = read_small_text(paths.nspawn_file(name), f"{name}'s settings file")
+    if text is not None:
+        cfg = parse_nspawn(text, cfg)
     if not dropin:
         return cfg
     path = paths.dropin_dir(name) / DROPIN_NAME
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    text = read_small_text(path, f"{name}'s unit drop-in")
+    if text is None:
         return cfg
     try:
         return replace(cfg, **parse_dropin(text, where=str(path)))
@@ -51,11 +49,10 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
     nspawn = paths.nspawn_file(name)
     text = render_nspawn(cfg)
     for start in [nspawn] + ([paths.nspawn_file(like)] if like else []):
-        try:
-            text = update_nspawn(start.read_text(), cfg)
+        old = read_small_text(start, "settings file")
+        if old is not None:
+            text = update_nspawn(old, cfg)
             break
-        except FileNotFoundError:
-            continue
     write_atomic(nspawn, text)
     write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg))
     network = paths.dropin_dir(name) / NETWORK_DROPIN_NAME
@@ -67,7 +64,10 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
     if like:
         for source in _user_dropins(paths.dropin_dir(like)):
             target = paths.dropin_dir(name) / source.name
-            write_atomic(target, source.read_text(), mode=source.stat().st_mode & 0o7777)
+            content = read_small_text(source, f"{like}'s drop-in")
+            if content is None:
+                continue  # removed meanwhile
+            write_atomic(target, content, mode=source.stat().st_mode & 0o7777)
             copied.append(target)
     return copied
 

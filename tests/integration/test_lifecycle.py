@@ -274,3 +274,35 @@ def test_a_hand_edit_nspawnctl_cannot_read_stops_only_what_needs_it(host, nspawn
         assert json.loads(nspawnctl("status", name, "--json").stdout)["cpu_quota"] == 1
     finally:
         nspawnctl("remove", "--force", name, check=False)
+
+
+@pytest.mark.parametrize("damage, says", [
+    ("printf '[Exec]\\nBoot=yes\\377\\n' >> {nspawn}", "is not UTF-8 text"),
+    ("head -c 2M /dev/zero | tr '\\0' '#' >> {nspawn}", "is larger than 1024 KiB"),
+    ("rm {nspawn} && mkfifo {nspawn}", "is not a regular file"),
+], ids=["not-utf8", "two-megabytes", "fifo"])
+def test_a_damaged_settings_file_is_named_and_hides_no_other_container(host, nspawnctl, damage,
+                                                                      says):
+    """A .nspawn file no parser should take whole (binary, huge, a FIFO that would block the
+    read) gave an internal error (or a hang) in every `list`; now list shows the others and
+    warns, the commands that need the file name it, and stop and remove still work."""
+    name, other = "damaged", "undamaged"
+    nspawn = f"/etc/systemd/nspawn/{name}.nspawn"
+    try:
+        for n in (name, other):
+            nspawnctl("create", n, "--network", "none")
+        host.run(["sh", "-c", damage.format(nspawn=nspawn)])
+        r = nspawnctl("list", "--json")
+        assert {name, other} <= {row["name"] for row in json.loads(r.stdout)}
+        assert f"warning: {name}'s settings file {nspawn} {says}" in r.stderr, r.stderr
+        r = nspawnctl.fails("status", name)
+        assert r.error.startswith(f"nspawnctl: {name}'s settings file {nspawn} {says}")
+        nspawnctl.fails("set", name, "--cpus", "1")
+        nspawnctl("stop", name)
+        nspawnctl("status", other)
+        nspawnctl("remove", name)
+        assert host.run(["test", "-e", f"{MACHINES}/{name}"]).returncode != 0
+    finally:
+        for n in (name, other):
+            nspawnctl("remove", "--force", n, check=False)
+        host.run(["rm", "-f", nspawn])

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from nspawnctl import fsutil
+from nspawnctl.errors import Error
 from nspawnctl.fsutil import pid_alive, rename_noreplace, tree_size, write_atomic
 
 # rename_noreplace
@@ -179,3 +180,28 @@ def test_write_atomic_leaves_no_temporary_file(tmp_path):
     write_atomic(tmp_path / "f", "one")
     write_atomic(tmp_path / "f", "two", mode=0o600)
     assert os.listdir(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "two"
+
+
+def test_read_small_text_names_the_file_instead_of_a_traceback_or_a_hang(tmp_path):
+    from nspawnctl.fsutil import read_small_text
+
+    path = tmp_path / "a.nspawn"
+    assert read_small_text(path, "a's settings file") is None  # not there
+    path.write_text("[Exec]\nBoot=no\n")
+    assert read_small_text(path, "a's settings file") == "[Exec]\nBoot=no\n"
+    path.write_bytes(b"[Exec]\nBoot=no\xff\n")
+    with pytest.raises(Error, match=f"a's settings file {path} is not UTF-8 text"):
+        read_small_text(path, "a's settings file")
+    path.write_bytes(b"#" * 4097)
+    with pytest.raises(Error, match="is larger than 4 KiB"):
+        read_small_text(path, "a's settings file", limit=4096)
+    path.write_bytes(b"#" * 4096)  # the limit itself is fine
+    assert len(read_small_text(path, "x", limit=4096)) == 4096
+    path.unlink()
+    os.mkfifo(path)  # a plain open() would wait for a writer forever
+    with pytest.raises(Error, match="is not a regular file"):
+        read_small_text(path, "a's settings file")
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(Error, match="is not a regular file"):
+        read_small_text(path, "a's settings file")
