@@ -7,16 +7,21 @@ joined to it by a veth pair:
     upstream (ow-upstream)  "the internet": 203.0.113.2, plus 203.0.113.80 (HTTP, a known page)
                             and 203.0.113.53 (DNS: dnsmasq answers upstream.test).  The testbed
                             host's default route goes to it and its resolv.conf points at it.
-    lan (ow-lan)            another machine on the host's LAN: 198.51.100.2.
+    lan (ow-lan)            another machine on the host's LAN: 198.51.100.2, on 198.51.100.0/25
+                            (the VM tier's own network is the upper half).
 
     testbed host:  ow-up  203.0.113.1/24  <->  uplink 203.0.113.2/24 (upstream)
-                   ow-lan 198.51.100.1/24 <->  eth0   198.51.100.2/24 (lan)
+                   ow-lan 198.51.100.1/25 <->  eth0   198.51.100.2/25 (lan)
 
 The upstream has only its connected route: no default route and no route back to container
 subnets, and it does not forward.  So a container reaches it only through NAT on the host, and
 the HTTP server's log then shows the host's address (203.0.113.1) as the client.  Nothing here
 can leave the testbed: every address is in a documentation range, and the namespaces route
 nowhere else.
+
+It is built only on an isolated host: the testbed, or the VM tier's VM (tests/vm.py marks it
+with VM_MARKER), whose only way out is the namespace made for it on this machine.  On a real
+host a default route to a namespace and a new resolv.conf would cut it off its network.
 
 Usage:
     with outside_world(host) as world:          # or world.up(host) ... world.down(host)
@@ -48,7 +53,8 @@ HTTP_ADDR = "203.0.113.80"          # "a web server on the internet"
 DNS_ADDR = "203.0.113.53"           # "the internet's resolver"
 HOST_LAN_ADDR = "198.51.100.1"      # the testbed host on the LAN
 LAN_ADDR = "198.51.100.2"           # another machine on the LAN
-LAN_NET = "198.51.100.0/24"
+LAN_NET = "198.51.100.0/25"
+LAN_PREFIX = 25
 
 UPSTREAM_NAME = "upstream.test"     # resolves to HTTP_ADDR through the upstream's DNS
 HTTP_PAGE = "hello from upstream\n"
@@ -63,6 +69,8 @@ DNS_LOG = f"{STATE}/dns.log"
 RESOLV_CONF = "/etc/resolv.conf"
 RESOLV_SAVED = "/etc/.resolv.conf.outside-world"
 RESOLV_NONE = RESOLV_SAVED + ".none"  # there was no resolv.conf: down() removes ours
+# Written in the VM tier's VM when it is provisioned (tests/vm.py): the host is a throwaway.
+VM_MARKER = "/etc/nspawnctl-test-vm"
 
 
 class OutsideWorld:
@@ -130,10 +138,10 @@ class OutsideWorld:
         _sh(host, f"""
             ip netns add {LAN_NS}
             ip link add {HOST_LAN_LINK} type veth peer name {LAN_LINK} netns {LAN_NS}
-            ip addr add {HOST_LAN_ADDR}/24 dev {HOST_LAN_LINK}
+            ip addr add {HOST_LAN_ADDR}/{LAN_PREFIX} dev {HOST_LAN_LINK}
             ip link set {HOST_LAN_LINK} up
             ip -n {LAN_NS} link set lo up
-            ip -n {LAN_NS} addr add {LAN_ADDR}/24 dev {LAN_LINK}
+            ip -n {LAN_NS} addr add {LAN_ADDR}/{LAN_PREFIX} dev {LAN_LINK}
             ip -n {LAN_NS} link set {LAN_LINK} up""")
 
     def _point_resolver(self, host):
@@ -240,12 +248,24 @@ def _sh(host, script, check=True):
     return r
 
 
+def isolated(host) -> bool:
+    """Whether the world may be built on host: the testbed, or the VM tier's VM."""
+    if getattr(host, "leader", None) is not None:
+        return True
+    return host.run(["test", "-e", VM_MARKER]).returncode == 0
+
+
 def _check_isolated(host):
-    """Refuse anywhere but an isolated host (the testbed): on a real machine a default route
-    to a namespace and a new resolv.conf would cut it off its own network."""
+    """Refuse anywhere but an isolated host (the testbed, the VM tier's VM): on a real machine
+    a default route to a namespace and a new resolv.conf would cut it off its own network."""
+    if not isolated(host):
+        raise RuntimeError("the outside world is built only inside the testbed or the VM "
+                           "tier's VM, never on a real host")
     if getattr(host, "leader", None) is None:
-        raise RuntimeError("the outside world is built only inside the testbed "
-                           "(NSPAWNCTL_TESTBED=always), never on a real host")
+        # The VM keeps the default route of its own network (which leads only to the
+        # namespace made for it): the world's, with metric 0, goes before it and leaves with
+        # the world's link, so nothing needs putting back.
+        return
     routes = host.run(["ip", "-4", "route", "show", "default"]).stdout
     for line in routes.splitlines():
         if f"dev {HOST_UPSTREAM_LINK}" not in line:

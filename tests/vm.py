@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.outside import VM_MARKER
 from tests.testbed import Result, _flock, children, comm, recipe_key, remove_run_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,9 +47,10 @@ SUITE = "bookworm"
 BOX = "debian/bookworm64"
 MIRROR_HOST = "deb.debian.org"
 # vagrant-libvirt's management network, on a documentation range; its gateway (the namespace's
-# side) is where the VM's mirror name points.
-NETWORK = "198.51.100.0/24"
-GATEWAY = "198.51.100.1"
+# side) is where the VM's mirror name points.  The upper half: the lower one is the LAN of the
+# networking tests' outside world (tests/outside.py), which the VM builds too.
+NETWORK = "198.51.100.128/25"
+GATEWAY = "198.51.100.129"
 BOX_MAX_IDLE = 24 * 3600  # seconds an unused box of another recipe is kept
 VAGRANT_KEY = Path("/usr/share/rubygems-integration/all/gems/vagrant-2.3.4/keys/vagrant.pub")
 # What a Vagrant box needs, plus what the tests use inside.  nspawnctl's own packages and the
@@ -75,6 +77,7 @@ Vagrant.configure("2") do |config|
   config.vm.boot_timeout = 600
   config.vm.provision "mirror", type: "shell",
     inline: "grep -q ' {MIRROR_HOST}$' /etc/hosts || echo '{GATEWAY} {MIRROR_HOST}' >> /etc/hosts"
+  config.vm.provision "isolated", type: "shell", inline: "touch {VM_MARKER}"
 end
 """
 
@@ -289,7 +292,7 @@ class VM:
         try:
             self._start_libvirtd()
             t0 = time.monotonic()
-            self.vagrant("up", "--provider=libvirt", "--provision-with", "mirror,nspawnctl",
+            self.vagrant("up", "--provider=libvirt", "--provision-with", "mirror,isolated,nspawnctl",
                          timeout=1800)
             self.up_seconds = time.monotonic() - t0
         except BaseException:

@@ -3,7 +3,7 @@ addresses, NAT, DNS, published ports (also from 127.0.0.1), names, isolation, th
 guard, firewall reloads, doctor, bad input, and nothing left behind.
 
 All traffic stays inside the testbed: containers on 192.0.2.0/24 (tests/testbed.py), the
-"internet" on 203.0.113.0/24 and the LAN on 198.51.100.0/24, namespaces the tests make.
+"internet" on 203.0.113.0/24 and the LAN on 198.51.100.0/25, namespaces the tests make.
 """
 
 import ipaddress
@@ -55,8 +55,8 @@ def web_image(host, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def world(host):
-    if getattr(host, "leader", None) is None:
-        pytest.skip("the outside world is made in the testbed only")
+    if not outside.isolated(host):
+        pytest.skip("the outside world is made only in the testbed or the VM tier's VM")
     with outside.outside_world(host) as w:
         yield w
 

@@ -13,6 +13,8 @@ import socket
 
 import pytest
 
+from tests.vm import GATEWAY
+
 BUSYBOX = "/bin/busybox"
 CG = "/sys/fs/cgroup/machine.slice/systemd-nspawn@{}.service"
 
@@ -65,7 +67,7 @@ def test_vm_is_a_cgroup2_systemd_host(vm):
     assert got["state"] == "running", got
     assert got["fs"] == "cgroup2fs"
     assert {"cpu", "memory", "pids"} <= set(got["controllers"].split())
-    assert got["mirror"].split()[0] == "198.51.100.1"  # the namespace's side
+    assert got["mirror"].split()[0] == GATEWAY  # the namespace's side
     assert got.get("through_mirror") == "ok", got
     assert got["direct"] == "unreachable", got
 
