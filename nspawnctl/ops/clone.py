@@ -32,7 +32,7 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
             lower = overlay.lower_of(paths, src)
             if lower is not None:  # an overlay container's clone shares its base too
                 (stage / "tree").mkdir(mode=0o755)
-                overlay.make_layers(stage / "layers",
+                overlay.make_layers(stage / "layers", lower,
                                     upper_from=overlay.layers(paths, src) / "upper")
                 method = "overlay"
             else:

@@ -230,7 +230,7 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
     if use_overlay:
         lower = image / "tree"
         (stage / "tree").mkdir(mode=0o755)
-        overlay.make_layers(stage / "layers")
+        overlay.make_layers(stage / "layers", lower)
         method = "overlay"
     else:
         method = clone_tree(image / "tree", stage / "tree")

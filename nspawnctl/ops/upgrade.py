@@ -232,7 +232,7 @@ def _install_in_copy(paths: Paths, store: Store, name: str, private_users: bool,
             built = stage / "tree"
         else:
             live = overlay.layers(paths, name) / "upper"
-            overlay.make_layers(stage / "layers", upper_from=live)
+            overlay.make_layers(stage / "layers", lower, upper_from=live)
             (stage / "merged").mkdir()
             rc, output = run_in_copy(stage / "merged", name, private_users, command, timeout,
                                      report, overlay.options(lower, stage / "layers"))

@@ -2,6 +2,7 @@
 removal and the store's sweep take away."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -60,10 +61,10 @@ def test_make_layers_copies_another_containers_changes(tmp_path):
     src = tmp_path / "src"
     (src / "upper/etc").mkdir(parents=True)
     (src / "upper/etc/hostname").write_text("src\n")
-    overlay.make_layers(tmp_path / "new", upper_from=src / "upper")
+    overlay.make_layers(tmp_path / "new", tmp_path / "lower", upper_from=src / "upper")
     assert (tmp_path / "new/upper/etc/hostname").read_text() == "src\n"
     assert (tmp_path / "new/work").is_dir()
-    overlay.make_layers(tmp_path / "empty")
+    overlay.make_layers(tmp_path / "empty", tmp_path / "lower")
     assert os.listdir(tmp_path / "empty/upper") == []
 
 
@@ -81,7 +82,7 @@ def test_sweep_removes_layers_and_unit_of_a_container_that_never_committed(paths
     # What a create killed after writing its settings but before its commit leaves.
     overlay.write_unit(paths, "half", paths.images / "k/tree")
     paths.overlays.mkdir(parents=True)
-    overlay.make_layers(paths.overlays / "half")
+    overlay.make_layers(paths.overlays / "half", paths.images / "none")
     Store(paths).sweep()
     assert not overlay.unit_file(paths, "half").exists()
     assert not os.path.lexists(overlay.wants_link(paths, "half"))
@@ -109,3 +110,58 @@ def test_prepare_tree_writes_the_identity_to_the_upper_layer_only(tmp_path):
     prepare_tree(lower, "web2", upper=upper)
     assert (upper / "etc/hostname").read_text() == "web2\n"
     assert (upper / "etc/hostname").stat().st_mode & 0o7777 == 0o644
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="device nodes need root (CI runs as root)")
+def test_make_layers_hides_the_bases_device_nodes(tmp_path):
+    """A chown of a device node in the merged tree (systemd-nspawn's first start) would copy
+    it up with mknod, which DevicePolicy=closed forbids on a host enforcing it: the layers
+    start with whiteouts for them instead."""
+    import stat
+
+    lower = tmp_path / "lower"
+    (lower / "dev/pts").mkdir(parents=True)
+    (lower / "dev/shm").mkdir()
+    os.chmod(lower / "dev/pts", 0o711)
+    os.mknod(lower / "dev/console", stat.S_IFCHR | 0o600, os.makedev(5, 1))
+    os.mknod(lower / "dev/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    os.mknod(lower / "dev/loop9", stat.S_IFBLK | 0o660, os.makedev(7, 9))
+    os.mknod(lower / "dev/pts/ptmx", stat.S_IFCHR | 0o000, os.makedev(5, 2))
+    os.mknod(lower / "dev/initctl", stat.S_IFIFO | 0o600)  # no mknod permission needed
+    os.symlink("/proc/self/fd", lower / "dev/fd")
+    (lower / "etc").mkdir()
+    overlay.make_layers(tmp_path / "a", lower)
+    upper = tmp_path / "a/upper"
+
+    def whiteouts(root):
+        found = []
+        for top, dirs, files in os.walk(root):
+            for name in files + dirs:
+                st = os.lstat(os.path.join(top, name))
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0):
+                    found.append(os.path.relpath(os.path.join(top, name), root))
+        return sorted(found)
+
+    assert whiteouts(upper) == ["dev/console", "dev/loop9", "dev/null", "dev/pts/ptmx"]
+    assert sorted(os.listdir(upper)) == ["dev"]
+    assert stat.S_IMODE(os.stat(upper / "dev/pts").st_mode) == 0o711  # as overlayfs copies up
+    # a clone of layers keeps the container's own entries; only what is missing is hidden
+    os.unlink(upper / "dev/null")
+    (upper / "dev/null").write_text("mine")
+    overlay.make_layers(tmp_path / "b", lower, upper_from=upper)
+    assert (tmp_path / "b/upper/dev/null").read_text() == "mine"
+    assert whiteouts(tmp_path / "b/upper") == ["dev/console", "dev/loop9", "dev/pts/ptmx"]
+    # mounted, the merged tree has no device node left for a chown to copy up
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    opts = overlay.options(lower, tmp_path / "b")
+    if subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)]).returncode:
+        pytest.skip("cannot mount an overlay here")
+    try:
+        nodes = [n for n in os.listdir(merged / "dev")
+                 if stat.S_ISCHR(os.lstat(merged / "dev" / n).st_mode)
+                 or stat.S_ISBLK(os.lstat(merged / "dev" / n).st_mode)]
+        assert nodes == [] and sorted(os.listdir(merged / "dev")) == \
+            ["fd", "initctl", "null", "pts", "shm"]
+    finally:
+        subprocess.run(["umount", str(merged)])
