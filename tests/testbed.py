@@ -354,16 +354,17 @@ class LocalHost:
         raise RuntimeError("cannot reboot the machine the tests run on")
 
 
-# The testbed's containers live on documentation-range subnets (RFC 5737), never on the
-# private ranges nspawnctl's own pool picks from on a real host: the default network here;
+# The testbed's (and the VM's) containers live on documentation-range subnets (RFC 5737), never
+# on the private ranges nspawnctl's own pool picks from on a real host: the default network here;
 # the networks tests make name their subnets in 192.0.2.128/25.
 DEFAULT_SUBNET = "192.0.2.0/25"
 
 
 def prepare_networks(host):
-    """Make the testbed's default network on DEFAULT_SUBNET before anything uses it (on a real
-    systemd host, nspawnctl's own defaults apply)."""
-    if not isinstance(host, Testbed):
+    """Make the default network on DEFAULT_SUBNET before anything uses it, in the testbed and in
+    the VM tier's VM (on a real systemd host, nspawnctl's own defaults apply)."""
+    from tests.outside import isolated
+    if not isolated(host):
         return
     listed = host.run(["nspawnctl", "network", "list", "--json"])
     if listed.returncode == 0 and '"default"' in listed.stdout:
