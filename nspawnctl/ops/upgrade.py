@@ -139,7 +139,11 @@ def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bo
         _stop_step_unit(name)  # a step of a killed upgrade may still run inside
         try:
             for label, command in [
-                ("[1/6] apt-get update", ["apt-get", *APT_OPTIONS, "update"]),
+                # Error-Mode=any: a source that cannot be fetched fails the step (exit 100);
+                # by default apt only warns, and the upgrade went on with stale lists and
+                # said "upgraded" having installed nothing.  Older apt ignores the key.
+                ("[1/6] apt-get update",
+                 ["apt-get", *APT_OPTIONS, "-o", "APT::Update::Error-Mode=any", "update"]),
                 ("[2/6] download the upgrade",
                  ["apt-get", *APT_OPTIONS, "-y", "--download-only", "full-upgrade"]),
             ]:

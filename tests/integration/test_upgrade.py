@@ -141,6 +141,24 @@ def test_upgrade_of_an_overlay_container(host, nspawnctl, made, debs, repo):  # 
     nspawnctl("remove", "--force", name)
 
 
+def test_an_unreachable_source_fails_the_upgrade_and_changes_nothing(host, nspawnctl, made,
+                                                                     repo):  # noqa: ARG001
+    """apt-get update only warns when a source cannot be fetched; the upgrade used to go on
+    with stale lists and say "upgraded" (seen in the VM tier, whose containers could not reach
+    the test repository)."""
+    name = made("upg-off")
+    tree = f"{MACHINES}/{name}"
+    host.run(["sh", "-c", f"rm -f {tree}/etc/apt/sources.list.d/* && echo "
+              f"'deb [trusted=yes] http://{GATEWAY}:9/ ./' > {tree}/etc/apt/sources.list"])
+    nspawnctl("start", name)
+    r = nspawnctl.fails("upgrade", name)
+    assert r.error == (f"nspawnctl: upgrade of {name} failed at apt-get update (exit 100); "
+                       "nothing was changed"), r.stderr
+    assert "Failed to fetch" in r.stderr
+    assert snapshots_of(nspawnctl, name) == []
+    assert guest_running(host, name)
+
+
 def test_failing_check_rolls_back(host, nspawnctl, box, debs):
     before = version(nspawnctl, box)
     publish(host, build_deb(host, "2.5"))
