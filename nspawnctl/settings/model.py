@@ -131,6 +131,10 @@ def _check_span(value: Any) -> None:
         _check_positive_int("time span")(value)
 
 
+def _check_restart(value: str) -> str:
+    return check_choice(value, RESTART_POLICIES, "restart policy")
+
+
 def _check_cpus(value: Any) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
         raise Error(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
@@ -255,9 +259,7 @@ class ContainerConfig:
     restart: str = _setting(
         DEFAULT_RESTART, flag="--restart", choices=RESTART_POLICIES, apply=Apply.RELOAD,
         help="Restart policy of the unit.",
-        check=lambda v: check_choice(v, RESTART_POLICIES, "restart policy"),
-        unit=keys.UnitKey("Restart", str,
-                          lambda v: check_choice(v, RESTART_POLICIES, "restart policy")),
+        check=_check_restart, unit=keys.UnitKey("Restart", str, _check_restart),
         example=("on-failure",))
     start_timeout: int | float | None = _setting(
         None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
