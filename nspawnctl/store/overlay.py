@@ -96,9 +96,9 @@ def hide_device_nodes(lower: Path, upper: Path):
     dev = lower / "dev"
     if dev.is_symlink() or not dev.is_dir():
         return
-    for top, dirs, files in os.walk(dev):
+    for top, _, files in os.walk(dev):  # a device node is never among the directories
         rel = Path(top).relative_to(lower)
-        for name in files + dirs:
+        for name in files:
             st = os.lstat(Path(top) / name)
             if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)):
                 continue
