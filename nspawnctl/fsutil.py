@@ -117,17 +117,11 @@ def read_small_text(path: Path, what: str, limit: int = SMALL_FILE_MAX) -> str |
         return None
     except OSError as exc:
         raise Error(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise Error(f"{what} {path} is not a regular file")
-        data = b""
-        while len(data) <= limit:
-            chunk = os.read(fd, limit + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
+        raise Error(f"{what} {path} is not a regular file")
+    with open(fd, "rb") as f:
+        data = f.read(limit + 1)  # buffered: reads on until limit + 1 bytes or the end
     if len(data) > limit:
         raise Error(f"{what} {path} is larger than {limit >> 10} KiB")
     try:
