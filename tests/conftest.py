@@ -104,12 +104,28 @@ def pytest_addoption(parser):
     parser.addoption("--full", action="store_true",
                      help="run the long fault and load tests with their full counts "
                           "(CI runs smaller ones)")
+    parser.addoption("--kill-trials", type=_positive, metavar="N",
+                     help="run each kill test (test_kill*.py) N trials, whatever its own count: "
+                          "for a run in parts, such as the VM's under emulation")
+
+
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise ValueError(f"{n} is not a positive count")
+    return n
 
 
 @pytest.fixture(scope="session")
 def full(request) -> bool:
     """True with --full: soak, density and kill trials run their full counts."""
     return request.config.getoption("--full")
+
+
+@pytest.fixture(scope="session")
+def kill_trials(request) -> int | None:
+    """--kill-trials N, or None: each kill test then runs its own count."""
+    return request.config.getoption("--kill-trials")
 
 
 _FIGURES: list[tuple[str, str]] = []

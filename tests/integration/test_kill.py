@@ -39,8 +39,10 @@ ARCHIVE = "/root/kill-busybox.tar"
 THERE = "the container was there"
 
 
-def trials(full) -> int:
-    return 50 if full else 20
+@pytest.fixture(scope="module")
+def trials(full, kill_trials) -> int:
+    """Trials per kill test: 20, 50 with --full, or --kill-trials N."""
+    return kill_trials or (50 if full else 20)
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +271,7 @@ def image_keys(nspawnctl) -> set[str]:
 
 # The tests
 
-def test_kill_cold_create(host, nspawnctl, full, figures, seed):
+def test_kill_cold_create(host, nspawnctl, trials, figures, seed):
     """Cold create: each trial prunes the base tree first, so the kill may hit debootstrap
     (downloading, unpacking, configuring), the slimming, the cache entry's rename, the clone or
     the commit.  Debootstrap's .deb cache stays warm (packages are not downloaded again),
@@ -284,7 +286,7 @@ def test_kill_cold_create(host, nspawnctl, full, figures, seed):
     key = image_key(nspawnctl, BASE)
     tally = Tally(figures, "create (cold, debootstrap)", duration, THERE)
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             if exists(host, BASE):  # the previous kill came after the commit point
                 nspawnctl("remove", BASE)
             nspawnctl("images", "prune")
@@ -307,7 +309,7 @@ def test_kill_cold_create(host, nspawnctl, full, figures, seed):
     assert tally.problems == []
 
 
-def _create_trials(host, nspawnctl, full, figures, rng, name, argv, label, prune_every=0):
+def _create_trials(host, nspawnctl, trials, figures, rng, name, argv, label, prune_every=0):
     """Kill create argv at random points; rerun it when the container did not make it."""
     def absent():
         if exists(host, name):
@@ -321,7 +323,7 @@ def _create_trials(host, nspawnctl, full, figures, rng, name, argv, label, prune
     tally = Tally(figures, label, duration, THERE)
     booted = False
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             if prune_every and trial % prune_every == 0:
                 nspawnctl("images", "prune")  # this trial builds the base tree again
             delay = rng.uniform(0, duration)
@@ -344,10 +346,10 @@ def _create_trials(host, nspawnctl, full, figures, rng, name, argv, label, prune
     assert tally.problems == []
 
 
-def test_kill_cached_create(host, nspawnctl, full, figures, base):
+def test_kill_cached_create(host, nspawnctl, trials, figures, base):
     """A cache hit: the kill lands in the clone of the base tree, the settings or the rename."""
     rng = random.Random(f"{SEED}:create-cached")
-    _create_trials(host, nspawnctl, full, figures, rng, "kill-warm", ["create", "kill-warm", *KEY],
+    _create_trials(host, nspawnctl, trials, figures, rng, "kill-warm", ["create", "kill-warm", *KEY],
                    "create (cache hit)")
 
 
@@ -362,16 +364,16 @@ def archive(host, tmp_path_factory):
     return ARCHIVE
 
 
-def test_kill_oci_create(host, nspawnctl, full, figures, base, archive):
+def test_kill_oci_create(host, nspawnctl, trials, figures, base, archive):
     """From an OCI archive; every other trial prunes first so the kill may hit the unpack of
     the image into the cache as well as the clone of the cached tree."""
     rng = random.Random(f"{SEED}:create-oci")
-    _create_trials(host, nspawnctl, full, figures, rng, "kill-oci",
+    _create_trials(host, nspawnctl, trials, figures, rng, "kill-oci",
                    ["create", "kill-oci", "--from", f"oci-archive:{archive}"],
                    "create --from oci-archive", prune_every=2)
 
 
-def test_kill_remove(host, nspawnctl, full, figures, base):
+def test_kill_remove(host, nspawnctl, trials, figures, base):
     """remove: before its rename the container is whole, after it gone; the rerun finishes."""
     rng = random.Random(f"{SEED}:remove")
     name = "kill-rm"
@@ -380,7 +382,7 @@ def test_kill_remove(host, nspawnctl, full, figures, base):
     duration = timed(host, ["remove", name], lambda: nspawnctl("create", name, *KEY), runs=3)
     tally = Tally(figures, "remove", duration, "the container was gone")
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             nspawnctl("create", name, *KEY)
             delay = rng.uniform(0, duration)
             where, problems, run = kill_trial(host, nspawnctl, ["remove", name], delay)
@@ -396,9 +398,9 @@ def test_kill_remove(host, nspawnctl, full, figures, base):
     assert tally.problems == []
 
 
-def test_kill_clone(host, nspawnctl, full, figures, base):
+def test_kill_clone(host, nspawnctl, trials, figures, base):
     rng = random.Random(f"{SEED}:clone")
-    _create_trials(host, nspawnctl, full, figures, rng, "kill-clone",
+    _create_trials(host, nspawnctl, trials, figures, rng, "kill-clone",
                    ["clone", base, "kill-clone"], "clone")
     check_whole(host, nspawnctl, base)  # the source is untouched
 
@@ -412,7 +414,7 @@ def size_bytes(text: str) -> int:
     return int(text[:-1]) << {"M": 20, "G": 30}[text[-1]]
 
 
-def test_kill_set(host, nspawnctl, full, figures, base):
+def test_kill_set(host, nspawnctl, trials, figures, base):
     """set on a running container (settings rewritten, the limit applied live over D-Bus):
     after a kill the limit is the old one or the new one, and the settings still parse."""
     rng = random.Random(f"{SEED}:set")
@@ -431,7 +433,7 @@ def test_kill_set(host, nspawnctl, full, figures, base):
         return check_whole(host, nspawnctl, name)["limits"]
 
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             new = rng.choice([s for s in sizes if s != old])
             delay = rng.uniform(0, duration)
             where, problems, run = kill_trial(host, nspawnctl, ["set", name, "--memory", new],
@@ -463,7 +465,7 @@ def firewall_ports(host) -> set[int]:
             for before, word in zip(line.split(), line.split()[1:]) if before == "dport"}
 
 
-def test_kill_set_port(host, nspawnctl, full, figures, base, archive):
+def test_kill_set_port(host, nspawnctl, trials, figures, base, archive):
     """set --port on a running container: settings and the firewall are rewritten.  After a
     kill the settings hold the old port or the new one, and the rerun (or any later set)
     leaves the firewall publishing exactly what the settings say."""
@@ -479,7 +481,7 @@ def test_kill_set_port(host, nspawnctl, full, figures, base, archive):
     tally = Tally(figures, "set --port (running)", duration, "the new port was in the settings")
     old = ports(nspawnctl, name)[0]
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             new = rng.choice([p for p in range(9000, 9010) if p != old])
             argv = ["set", name, "--no-port", str(old), "--port", f"{new}:80"]
             delay = rng.uniform(0, duration)
@@ -506,7 +508,7 @@ def ports(nspawnctl, name) -> list[int]:
     return [int(p.split(":")[-2]) for p in shown]
 
 
-def test_kill_network_create_and_remove(host, nspawnctl, full, figures, seed):
+def test_kill_network_create_and_remove(host, nspawnctl, trials, figures, seed):
     """network create and remove: the registry is the commit point, the bridge follows.
     After a kill the network is there or not, and once the command is run again the bridge
     exists exactly when the network does."""
@@ -528,7 +530,7 @@ def test_kill_network_create_and_remove(host, nspawnctl, full, figures, seed):
                    timed(host, remove, lambda: listed() or nspawnctl(*create), runs=3))
     tally = Tally(figures, "network create / remove", duration, "the registry said so")
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             argv = remove if listed() else create
             delay = rng.uniform(0, duration)
             where, problems, run = kill_trial(host, nspawnctl, argv, delay)
@@ -545,7 +547,7 @@ def test_kill_network_create_and_remove(host, nspawnctl, full, figures, seed):
     assert not has_bridge()
 
 
-def test_kill_start(host, nspawnctl, full, figures, base, archive):
+def test_kill_start(host, nspawnctl, trials, figures, base, archive):
     """start of a container on a network (the unit starts, ExecStartPost= gives it its
     address): killing nspawnctl never leaves a half-configured container; it runs or not,
     and the rerun finds it running with its address."""
@@ -558,7 +560,7 @@ def test_kill_start(host, nspawnctl, full, figures, base, archive):
     duration = timed(host, ["start", name], lambda: nspawnctl("stop", name), runs=3)
     tally = Tally(figures, "start (on a network)", duration, "it was running")
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             nspawnctl("stop", name)
             delay = rng.uniform(0, duration)
             where, problems, run = kill_trial(host, nspawnctl, ["start", name], delay)

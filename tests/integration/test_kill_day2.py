@@ -25,8 +25,10 @@ pytestmark = pytest.mark.integration
 SNAPS = f"{MACHINES}/.nspawnctl-snapshots"
 
 
-def trials(full) -> int:
-    return 30 if full else 10
+@pytest.fixture(scope="module")
+def trials(full, kill_trials) -> int:
+    """Trials per kill test: 10, 30 with --full, or --kill-trials N."""
+    return kill_trials or (30 if full else 10)
 
 
 def draw(rng, duration: float) -> float:
@@ -55,7 +57,7 @@ def snapshot_entries(host, name) -> list[str]:
     return host.run(["sh", "-c", f"ls -A {SNAPS}/{name} 2>/dev/null; true"]).stdout.split()
 
 
-def test_kill_snapshot(host, nspawnctl, full, figures, victim):
+def test_kill_snapshot(host, nspawnctl, trials, figures, victim):
     rng = random.Random(f"{SEED}:snapshot")
 
     def clear():
@@ -65,7 +67,7 @@ def test_kill_snapshot(host, nspawnctl, full, figures, victim):
     duration = timed(host, ["snapshot", victim, "t"], clear, runs=2)
     tally = Tally(figures, "snapshot", duration, "the snapshot was listed")
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             clear()
             delay = draw(rng, duration)
             where, problems, run = kill_trial(host, nspawnctl, ["snapshot", victim, "t"], delay)
@@ -84,7 +86,7 @@ def test_kill_snapshot(host, nspawnctl, full, figures, victim):
     assert tally.problems == []
 
 
-def test_kill_rollback(host, nspawnctl, full, figures, victim):
+def test_kill_rollback(host, nspawnctl, trials, figures, victim):
     rng = random.Random(f"{SEED}:rollback")
     marker = f"{MACHINES}/{victim}/root/marker"
     host.run(["sh", "-c", f"echo good > {marker}"])
@@ -97,7 +99,7 @@ def test_kill_rollback(host, nspawnctl, full, figures, victim):
     duration = timed(host, ["rollback", victim, "good"], spoil, runs=2)
     tally = Tally(figures, "rollback", duration, "the tree was the snapshot's")
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             spoil()
             delay = draw(rng, duration)
             where, problems, run = kill_trial(host, nspawnctl, ["rollback", victim, "good"],
@@ -114,7 +116,7 @@ def test_kill_rollback(host, nspawnctl, full, figures, victim):
     assert tally.problems == []
 
 
-def test_kill_cp_in(host, nspawnctl, full, figures, victim):
+def test_kill_cp_in(host, nspawnctl, trials, figures, victim):
     """cp of a directory of some 1,000 files into the container: after a kill, the destination
     is absent or whole, and the rerun leaves no temporary copy beside it."""
     rng = random.Random(f"{SEED}:cp")
@@ -130,7 +132,7 @@ def test_kill_cp_in(host, nspawnctl, full, figures, victim):
     duration = timed(host, argv, clear, runs=2)
     tally = Tally(figures, "cp (in)", duration, "the directory was in place")
     try:
-        for trial in tally.attempts(trials(full)):
+        for trial in tally.attempts(trials):
             clear()
             delay = draw(rng, duration)
             where, problems, run = kill_trial(host, nspawnctl, argv, delay)
