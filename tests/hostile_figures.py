@@ -3,14 +3,12 @@
     python tests/hostile_figures.py [--only NAME,...] [--keep]
 
 Each input is built in a temporary directory, then imported by a child process (a `tar:`
-import, an OCI unpack, a tree walk) whose peak RSS (getrusage of the child) and wall time
-are printed with its outcome: the one-line error, or what it made.  Figures, not pass/fail.
+import, an OCI unpack, a tree walk) whose peak RSS (its own VmHWM, see hostile.PRINT_PEAK_RSS)
+and wall time are printed with its outcome: the one-line error, or what it made.  Figures,
+not pass/fail.
 """
 
 import argparse
-import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,7 +22,8 @@ import hostile  # noqa: E402
 from imagebuild import file, layer, oci_layout, tar_tree, write_manifest  # noqa: E402
 
 PRELUDE = f"""
-import os, sys, time
+import atexit, os, sys, time
+atexit.register(lambda: {hostile.PRINT_PEAK_RSS})
 sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests/unit')!r}]
 from pathlib import Path
 from nspawnctl.errors import Error
@@ -94,18 +93,20 @@ print("tree is a", "symlink" if tree.is_symlink() else "directory", "; source ho
 """
 
 
-def run(code: str, *args) -> tuple[str, float, int]:
+def run(code: str, *args) -> tuple[str, float, int | None]:
     t0 = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-c", code, *map(str, args)],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
+    child = subprocess.run([sys.executable, "-c", code, *map(str, args)],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     elapsed = time.monotonic() - t0
-    line = out.strip().splitlines()[-1] if out.strip() else ""
+    lines, rss = hostile.peak_rss(child.stdout)
+    line = lines[-1] if lines else ""
     if child.returncode:
         line = f"exit {child.returncode}: {line}"
-    return line, elapsed, usage.ru_maxrss
+    return line, elapsed, rss
+
+
+def mib(kib: int | None) -> str:
+    return "died" if kib is None else f"{kib / 1024:.0f}M"
 
 
 def gz(work: Path, name: str, chunks, kind="gzip") -> Path:
@@ -216,42 +217,28 @@ print("nothing imported")
 """
 
 
-def build_in_child(name: str, work: Path) -> list[str]:
-    """Build the input in a process of its own: the RSS of a process that forks and execs a
-    child counts in that child's peak RSS, so the one measuring must stay small."""
-    out = subprocess.run([sys.executable, __file__, "--build", name, str(work)],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--build", nargs=2, metavar=("NAME", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.build:
-        name, work = args.build
-        print(json.dumps([str(a) for a in CASES[name][1](Path(work))]))
-        return
     names = args.only.split(",") if args.only else list(CASES)
     line, elapsed, rss = run(BASELINE)
-    print(f"baseline: python + nspawnctl imported, nothing done: {rss / 1024:.0f}M peak RSS, "
+    print(f"baseline: python + nspawnctl imported, nothing done: {mib(rss)} peak RSS, "
           f"{elapsed:.1f}s")
     print(f"{'input':14} {'size':>9} {'peak RSS':>9} {'time':>7}  outcome")
     for name in names:
         code = CASES[name][2]
         work = Path(tempfile.mkdtemp(prefix=f"hostile-{name}-"))
         try:
-            built = build_in_child(name, work)
+            built = CASES[name][1](work)
             size = sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
             line, elapsed, rss = run(code, *built)
-            print(f"{name:14} {size / 1e6:8.1f}M {rss / 1024:8.0f}M {elapsed:6.1f}s  "
+            print(f"{name:14} {size / 1e6:8.1f}M {mib(rss):>9} {elapsed:6.1f}s  "
                   f"{line[:200]}", flush=True)
         finally:
             if not args.keep:
                 subprocess.run(["rm", "-rf", "--one-file-system", str(work)])
-    print(f"(this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10} MiB)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,22 @@ from imagebuild import (
 
 BLOCK = tarfile.BLOCKSIZE
 
+# Code that prints a child's peak RSS in KiB as "peak-rss N": VmHWM, the high-water mark of
+# its own memory since its exec.  Not getrusage's or wait4's ru_maxrss: that also keeps the
+# peak of the memory the child had before its exec, a copy of its parent's, so a child of a
+# large pytest "peaks" at pytest's size (CI once failed on it).
+PRINT_PEAK_RSS = ("print('peak-rss', next(line.split()[1] for line in open('/proc/self/status')"
+                  " if line.startswith('VmHWM:')), flush=True)")
+
+
+def peak_rss(output: str) -> tuple[list[str], int | None]:
+    """Split a child's output into its lines before the peak-rss line, and that peak in KiB
+    (None if the child died before printing it)."""
+    lines = output.strip().splitlines()
+    if lines and lines[-1].startswith("peak-rss "):
+        return lines[:-1], int(lines[-1].split()[1])
+    return lines, None
+
 
 def header(name: str, type_: bytes, size: int = 0, linkname: str = "", mode: int = 0o644,
            fmt: int = tarfile.USTAR_FORMAT) -> bytes:

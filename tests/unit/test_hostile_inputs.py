@@ -110,20 +110,15 @@ def test_reader_refuses_an_unbounded_read():
 
 
 def run_child(code: str, *args) -> tuple[str, int]:
-    """Run code in a fresh python; return its last line of output and its peak RSS in KiB.
-
-    The peak is VmHWM, the high-water mark of the child's own memory since its exec.  Not
-    getrusage's ru_maxrss: that also keeps the peak of the memory the child had before exec,
-    a copy of pytest's (hundreds of MiB late in a full run), and CI once failed on it."""
+    """Run code in a fresh python; return its last line of output and its peak RSS in KiB."""
     paths = [str(REPO), str(REPO / "tests/unit")]
-    script = (f"import sys\nsys.path[:0] = {paths!r}\n" + code
-              + "\nprint('RSS', next(line.split()[1] for line in open('/proc/self/status')"
-              " if line.startswith('VmHWM:')))")
+    script = f"import sys\nsys.path[:0] = {paths!r}\n{code}\n{hostile.PRINT_PEAK_RSS}"
     out = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    lines = out.stdout.strip().splitlines()
-    return lines[-2] if len(lines) > 1 else "", int(lines[-1].split()[1])
+    lines, rss = hostile.peak_rss(out.stdout)
+    assert rss is not None, out.stdout[-2000:]
+    return lines[-1] if lines else "", rss
 
 
 IMPORT_ONLY = """
