@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import Error
 from ..systemd.unitfiles import render
+from . import conffile
 from .model import UNIT_SETTINGS, ContainerConfig
 
 DROPIN_NAME = "50-nspawnctl.conf"
@@ -53,19 +54,13 @@ def parse_dropin(text: str, where: str = "the unit drop-in") -> dict[str, Any]:
     defaults = ContainerConfig()
     by_key = {s.unit.name: s for s in UNIT_SETTINGS if s.unit is not None}
     values = {s.name: getattr(defaults, s.name) for s in UNIT_SETTINGS}
-    section = None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";")):
+    for line in conffile.read_lines(text):  # as systemd reads it: see conffile.py
+        if line.key is None:
             continue
-        if line.startswith("["):
-            section = line.strip("[]")
+        key, value = line.key, line.value or ""
+        setting = by_key.get(key)
+        if setting is None or setting.unit is None or line.section != setting.unit.section:
             continue
-        key, _, value = line.partition("=")
-        setting = by_key.get(key.strip())
-        if setting is None or setting.unit is None or section != setting.unit.section:
-            continue
-        value = value.strip()
         try:
             if setting.multiple:  # After=/Requires= lines add up, as systemd reads them
                 values[setting.name] = (tuple(values[setting.name]) + setting.unit.parse(value)
@@ -74,7 +69,7 @@ def parse_dropin(text: str, where: str = "the unit drop-in") -> dict[str, Any]:
                 values[setting.name] = (setting.unit.parse(value) if value
                                         else values[setting.name])
         except (ValueError, Error):
-            raise Error(f"invalid {key.strip()}= value {value!r} in {where}") from None
+            raise Error(f"invalid {key}= value {value!r} in {where}") from None
     try:
         ContainerConfig(**values)  # validates the restart policy and the limits
     except Error as exc:

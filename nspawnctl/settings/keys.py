@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Error
-from .values import Bind, check_bind_path
+from .conffile import continues
+from .values import Bind, check_bind_path, check_text
 
 _TRUE = ("1", "yes", "y", "true", "t", "on")
 _FALSE = ("0", "no", "n", "false", "f", "off")
@@ -41,8 +42,7 @@ UNSET: Any = _Unset()  # no assignment for the setting was read (yet)
 
 def quote_word(word: str) -> str:
     """Quote one list word so that systemd's splitter gives back exactly `word`."""
-    if "\n" in word or "\r" in word or "\0" in word:
-        raise Error(f"cannot write {word!r} to a settings file: line breaks are not allowed")
+    check_text(word, "word")
     # A backslash is literal, but one at the end of a line would continue it.
     if word and not any(c in word for c in _WHITESPACE + "'\"\\"):
         return word
@@ -79,6 +79,18 @@ def split_words(value: str) -> list[str]:
     if in_word:
         words.append("".join(word))
     return words
+
+
+def check_raw(value: str, what: str) -> str:
+    """A value written unquoted after KEY= (or in a record comment): it must come back from
+    the file as it went in.  systemd strips blanks around it, and a backslash at its end
+    would continue the line, swallowing the next one into it."""
+    check_text(value, what)
+    if value != value.strip(_WHITESPACE):
+        raise Error(f"invalid {what} {value!r}: leading or trailing blanks are not allowed")
+    if continues(value):
+        raise Error(f"invalid {what} {value!r}: it may not end in a backslash")
+    return value
 
 
 def parse_bool(value: str) -> bool:
@@ -152,7 +164,9 @@ class Text(NspawnKey):
         return raw
 
     def lines(self, value):
-        return [] if value is None else [f"{self.names[0]}={value}"]
+        if value is None:
+            return []
+        return [f"{self.names[0]}={check_raw(value, self.names[0] + '= value')}"]
 
 
 class Words(NspawnKey):
@@ -305,7 +319,7 @@ class Comment(NspawnKey):
         return raw or None
 
     def lines(self, value):
-        return [self.prefix + value] if value else []
+        return [self.prefix + check_raw(value, self.tag)] if value else []
 
 
 # ---------------------------------------------------------------- unit drop-in codecs

@@ -147,6 +147,12 @@ def _check_network(value: str) -> str:
     return check_network_name(value)
 
 
+def _check_image(value: str) -> None:
+    check_text(value, "image name")
+    if not value.strip():
+        raise Error("invalid image name: it is empty")
+
+
 def _port_matches(port: Port, text: str) -> bool:
     """set --no-port 8080 removes every port published on host port 8080; 8080/udp only
     the UDP one."""
@@ -285,7 +291,7 @@ class ContainerConfig:
         example=("db",), key=lambda n: n, removes=_name_matches)
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
-        check=lambda v: check_text(v, "image name"), nspawn=keys.Comment("nspawnctl-image"))
+        check=_check_image, nspawn=keys.Comment("nspawnctl-image"))
 
     def __post_init__(self):
         for s in SETTINGS:

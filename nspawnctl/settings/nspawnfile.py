@@ -6,15 +6,15 @@ file instead of regenerating it: a setting is rewritten only when its value chan
 and comments, unknown keys, unknown sections and lines nspawnctl cannot represent (a Bind= with
 mount options, a value systemd would reject) are kept as they were.
 
-`#` or `;` starts a comment line; a line ending in a backslash continues; keys are
-case-sensitive; whitespace around `=` and the value is stripped; later assignments win and
-lists accumulate (keys.py has the rest of systemd's syntax).
+The file is cut into lines exactly as systemd cuts it (conffile.py: lines, comments,
+continuations); keys are case-sensitive; later assignments win and lists accumulate (keys.py
+has the rest of systemd's syntax).
 """
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import keys
+from . import conffile, keys
 from .keys import quote_word, split_words  # noqa: F401  (the file syntax's words, for callers)
 from .model import NSPAWN_SETTINGS, ContainerConfig, Setting
 
@@ -41,36 +41,20 @@ class _Line:
     tag: str | None = None     # a record comment's tag
 
 
-def _continues(physical: str) -> bool:
-    trailing = len(physical) - len(physical.rstrip("\\"))
-    return trailing % 2 == 1
-
-
 def _read_lines(text: str) -> list[_Line]:
-    lines, section, pending = [], None, []
-    for physical in text.splitlines():
-        pending.append(physical)
-        stripped = physical.strip()
-        if _continues(physical) and not stripped.startswith(("#", ";")):
-            continue
-        raw, pending = "\n".join(pending), []
-        # The joined value: each continuing backslash becomes a space.
-        logical = " ".join(p.strip()[:-1] if _continues(p) else p.strip()
-                           for p in raw.split("\n")).strip()
-        line = _Line(raw, section)
-        tag = _record_tag(logical)
+    """The file's logical lines as systemd reads them (conffile.py), with the physical text
+    each came from, which is written back unchanged unless its setting changes."""
+    lines = []
+    for line in conffile.read_lines(text):
+        out = _Line("\n".join(line.physical), line.section)
+        tag = _record_tag(line.text) if line.comment else None
         if tag is not None:
-            line.tag, line.value = tag, logical.partition(":")[2].strip()
-        elif not logical or logical.startswith(("#", ";")):
-            pass
-        elif logical.startswith("[") and logical.endswith("]"):
-            section = line.section = logical[1:-1]
-        elif "=" in logical:
-            key, _, value = logical.partition("=")
-            line.key, line.value = key.strip(), value.strip()
-        lines.append(line)
-    if pending:
-        lines.append(_Line("\n".join(pending), section))
+            out.tag, out.value = tag, line.text.partition(":")[2].strip(" \t")
+        elif line.header:
+            out.section = line.section
+        elif line.key is not None:
+            out.key, out.value = line.key, line.value
+        lines.append(out)
     return lines
 
 

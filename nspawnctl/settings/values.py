@@ -52,10 +52,26 @@ def check_user(user: str) -> str:
     return user
 
 
+# Characters no value may hold, whatever file it lands in: every control character but the
+# tab (C0, DEL and C1, which holds U+0085), the Unicode line and paragraph separators, and
+# lone surrogates (not text: they cannot even be written as UTF-8).  systemd ends a line at
+# \n, \r and NUL only, but other readers end lines elsewhere (Python's str.splitlines() at
+# \v, \f, \x1c-\x1e, U+0085, U+2028 and U+2029), and a value one reader takes as one line
+# and another as several can carry lines of its own into a file rewritten from it.  The tab
+# is systemd's blank: quoting keeps it inside a word, and no reader ends a line at it.
+_NOT_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_SHOWN = 60  # characters of a refused value the error shows
+
+
 def check_text(value: str, what: str) -> None:
-    """Neither file format can carry a line break or NUL inside a value."""
-    if any(c in value for c in "\n\r\0"):
-        raise Error(f"invalid {what} {value!r}: line breaks are not allowed")
+    """A value that lands in a line of a file (a .nspawn setting, a unit, a record): nothing
+    in it may end that line for any reader, or hide in it (see _NOT_TEXT)."""
+    bad = _NOT_TEXT.search(value)
+    if bad:
+        shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
+        raise Error(f"invalid {what} {shown!r}: it holds U+{ord(bad.group()):04X} at "
+                    f"position {bad.start()}; line breaks and control characters are not "
+                    "allowed")
 
 
 def check_path(path: str, what: str) -> None:
