@@ -152,7 +152,8 @@ def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name:
 
                 info = write_archive(fd, fmt, layer, run, name, f"nspawnctl export {name}")
                 counts = holder[0]
-            os.fchmod(fd, 0o644)
+            mode = archive_mode(counts.private)
+            os.fchmod(fd, mode)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -165,10 +166,32 @@ def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name:
             raise Error(f"exporting {name} to {file} failed: {e.strerror or e}{where}",
                         hint="nothing was written under that name") from None
         raise
-    info.update(entries=counts.entries, bytes=counts.bytes, size=file.stat().st_size)
+    info.update(entries=counts.entries, bytes=counts.bytes, size=file.stat().st_size,
+                mode=f"{mode:04o}")
     if counts.skipped:
         info["skipped"] = counts.skipped[:20]
     return info
+
+
+def archive_mode(private: bool) -> int:
+    """The export's mode: what the umask lets a new file have, as for any file a command
+    makes, and no more than 0600 when the tree holds anything others may not read there
+    (every OS tree has /etc/shadow): the archive must not hand it to every local user."""
+    mask = _umask()
+    return (0o666 & ~mask) & (0o600 if private else 0o666)
+
+
+def _umask() -> int:
+    try:  # read, not set: os.umask() would change it for every thread meanwhile
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 _TEMP = re.compile(r"^\.(?P<name>.+)" + re.escape(TEMP_MARK) + r"(?P<pid>\d+)\.tmp$")

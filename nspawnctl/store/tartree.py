@@ -127,6 +127,8 @@ class Counts:
     entries: int = 0
     bytes: int = 0
     skipped: list[str] = field(default_factory=list)  # sockets: a tar cannot hold them
+    # an entry others may not read (/etc/shadow, /root, a key): the archive holds secrets
+    private: bool = False
 
 
 def write_tree(tree: str | os.PathLike, sink: Sink) -> Counts:
@@ -216,6 +218,8 @@ class _Writer:
     def _info(self, arcname: str, st: os.stat_result) -> tarfile.TarInfo:
         info = tarfile.TarInfo(arcname)
         info.mode = stat.S_IMODE(st.st_mode)
+        if not st.st_mode & stat.S_IROTH and not stat.S_ISLNK(st.st_mode):
+            self.counts.private = True
         info.uid, info.gid = self._id(st.st_uid), self._id(st.st_gid)
         info.uname = info.gname = ""
         info.mtime = int(st.st_mtime)

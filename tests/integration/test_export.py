@@ -165,6 +165,14 @@ def test_tarball_owners_are_as_the_container_sees_them(host, figures, exported):
     assert max(owners - {65534}) < 0x10000, sorted(owners)
 
 
+def test_archives_of_a_tree_with_secrets_are_private(host, exported):
+    # its /etc/shadow is 0640: under the testbed's umask (022) the archive would be 0644
+    files, _ = exported
+    assert host.run(["sh", "-c", "umask"]).stdout.strip() == "0022"
+    for fmt, path in files.items():
+        assert oct(host.path(path).stat().st_mode & 0o777) == "0o600", fmt
+
+
 def test_tar_is_accepted_by_machinectl_import_tar(host, nspawnctl, exported):
     files, source = exported
     r = host.run(["machinectl", "import-tar", files["tar"], "ex-imported"])

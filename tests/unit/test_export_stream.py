@@ -255,7 +255,31 @@ def test_failed_write_leaves_nothing_and_dead_temps_are_swept(tmp_path, monkeypa
     info = export_op._write(tree, out / "x.tar", "tar", None, None, "web")
     assert info["entries"] == 9
     assert sorted(os.listdir(out)) == [others.name, "x.tar"]
-    assert oct((out / "x.tar").stat().st_mode & 0o777) == "0o644"
+    assert oct((out / "x.tar").stat().st_mode & 0o777) == "0o644"  # all public, umask 022
+
+
+@pytest.fixture
+def umask():
+    """Set this process's umask for the test (restored after)."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, secret, want", [
+    (0o022, False, 0o644), (0o027, False, 0o640), (0o077, False, 0o600),
+    (0o022, True, 0o600), (0o002, True, 0o600), (0o077, True, 0o600), (0o277, True, 0o400),
+], ids=lambda v: f"{v:04o}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+def test_the_archive_is_no_more_readable_than_the_umask_or_its_secrets(tmp_path, umask, mask,
+                                                                        secret, want):
+    tree = make_tree(tmp_path / "tree")
+    if secret:  # as /etc/shadow is in every OS tree
+        (tree / "shadow").write_text("root:$6$secret:::\n")
+        (tree / "shadow").chmod(0o640)
+    umask(mask)
+    info = export_op._write(tree, tmp_path / "x.tar", "tar", None, None, "web")
+    assert stat.S_IMODE((tmp_path / "x.tar").stat().st_mode) == want
+    assert info["mode"] == f"{want:04o}"
 
 
 def image(entrypoint=(), cmd=()):
