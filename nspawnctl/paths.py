@@ -8,6 +8,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Where nspawnctl marks the containers it holds stopped (store/hold.py); each container's drop-in
+# asserts that its mark is absent.  Under /run: a hold never outlives a reboot.
+HOLDS = "/run/nspawnctl/holds"
+
 
 def service_unit(name: str) -> str:
     """The unit a container runs as: systemd's own template, so machinectl starts it the same."""
@@ -23,6 +27,7 @@ class Paths:
     cache: Path         # downloads that can be thrown away: .deb files, bootstrap logs
     # runtime drop-ins systemd writes for SetUnitProperties(runtime=True): they override /etc
     control: Path = Path("/run/systemd/system.control")
+    holds: Path = Path(HOLDS)
 
     @classmethod
     def from_env(cls) -> "Paths":
@@ -32,7 +37,8 @@ class Paths:
                    units=root / "etc/systemd/system",
                    state=root / "var/lib/nspawnctl",
                    cache=root / "var/cache/nspawnctl",
-                   control=root / "run/systemd/system.control")
+                   control=root / "run/systemd/system.control",
+                   holds=root / HOLDS.lstrip("/"))
 
     def tree(self, name: str) -> Path:
         return self.machines / name

@@ -25,6 +25,7 @@ from ..errors import Error
 from ..paths import Paths
 from ..store import overlay
 from ..store.containers import Store
+from ..store.hold import drop_stale
 from .upgrade import finish_interrupted, interrupted
 
 RECOVER_UNIT = "nspawnctl-recover.service"
@@ -72,6 +73,9 @@ def recover(paths: Paths) -> list[str]:
                 and not os.path.islink(overlay.wants_link(paths, name)):
             overlay.enable(paths, name)
             done.append(f"enabled the mount unit of overlay container {name}")
+    for name in store.names():
+        if drop_stale(paths, name):
+            done.append(f"removed the hold of a killed command on {name}")
     for name in interrupted(paths):
         try:
             with store.lock(name):  # held by an upgrade that is still running: not ours

@@ -18,6 +18,7 @@ from ..run import interactive, need_tool, run
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..store.containers import Store
+from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
 from . import network
 
@@ -65,6 +66,7 @@ def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
                 return "running"
             if bus.active_state(unit) == "failed":
                 bus.reset_failed(unit)
+            drop_stale(paths, name)  # a killed upgrade's or rollback's: its unit asserts none
             if network.managed(cfg):
                 network.ensure_host(paths, cfg)  # systemd-nspawn needs the bridge to exist
                 # Docker or ufw may have left a FORWARD policy of drop: the container would

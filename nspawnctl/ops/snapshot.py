@@ -7,12 +7,15 @@ hierarchy (cgroup v2); where it cannot, the snapshot of a running container is r
 stop=True the container is stopped for the copy and started again.
 """
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 from ..errors import Error
 from ..paths import Paths, service_unit
 from ..store import overlay, snapshots
 from ..store.containers import Store
+from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import Bus
 from .common import Report, require_root
 from .lifecycle import is_active, start, stop
@@ -61,14 +64,40 @@ def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
             else:
                 report(f"cannot freeze {name} ({why}): stopping it for the copy")
                 t0 = time.monotonic()
-                stop(paths, name, report=report)
+                dependents = running_dependents(bus, name)
                 try:
-                    info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
+                    # held: nothing starts it, and changes the tree, while it is copied
+                    with hold(paths, bus, name):
+                        stop(paths, name, report=report)
+                        require_stopped(bus, name)
+                        info["method"] = snapshots.copy_content(paths, name,
+                                                                stage / "snapshot")
                 finally:
                     start(paths, name, report=report, locked=True)
+                    restart_dependents(dependents, report)
                     info["stopped_seconds"] = round(time.monotonic() - t0, 3)
                 report(f"{name} was stopped for {info['stopped_seconds']:.2f} s")
         return snapshots.commit(paths, name, tag, stage, info)
+
+
+@contextlib.contextmanager
+def _held(paths: Paths, name: str, at_boot: bool) -> Iterator[Bus | None]:
+    """NAME held stopped (store/hold.py) for the with-block, and the bus; at boot neither."""
+    if at_boot:
+        yield None
+        return
+    with Bus() as bus, hold(paths, bus, name):
+        yield bus
+
+
+def restart_dependents(units: list[str], report: Report):
+    """Start again the units a stop of the container took down (they require it)."""
+    if not units:
+        return
+    report("starting again what requires it: " + " ".join(units))
+    with Bus() as bus:
+        for unit in units:
+            bus.start_unit(unit)
 
 
 def list_snapshots(paths: Paths, name: str) -> list[dict]:
@@ -109,21 +138,26 @@ def restore(paths: Paths, name: str, tag: str, report: Report,
     if bool(meta.get("lower")) != is_overlay:
         raise Error(f"snapshot {tag!r} of {name} is of another kind of tree "
                     "(overlay or not) than the container is now")
-    if running is None:
-        with Bus() as bus:
+    # running=False comes from recover at boot, before any container starts and maybe before
+    # the bus is up: there is nothing to hold back then
+    dependents: list[str] = []
+    with _held(paths, name, at_boot=running is False) as bus:
+        if bus is not None:
             running = is_active(bus, name)
-    if running:
-        report(f"stopping {name}")
-        stop(paths, name, report=report)
-    with store.staging(paths.machines, f"rollback-{name}") as stage:
-        lower = overlay.lower_of(paths, name) if is_overlay else None
-        if lower is not None:
-            overlay.release(paths, name)
-        try:
-            method = snapshots.restore_tree(paths, name, tag, stage)
-        finally:
+            if running:
+                dependents = running_dependents(bus, name)
+                report(f"stopping {name}")
+                stop(paths, name, report=report)
+            require_stopped(bus, name)
+        with store.staging(paths.machines, f"rollback-{name}") as stage:
+            lower = overlay.lower_of(paths, name) if is_overlay else None
             if lower is not None:
-                overlay.mount_tree(paths, name, lower)
+                overlay.release(paths, name)
+            try:
+                method = snapshots.restore_tree(paths, name, tag, stage)
+            finally:
+                if lower is not None:
+                    overlay.mount_tree(paths, name, lower)
         changed = snapshots.restore_settings(paths, name, tag)
     if changed:
         with Bus() as bus:
@@ -133,5 +167,6 @@ def restore(paths: Paths, name: str, tag: str, report: Report,
     if again:
         report(f"starting {name}")
         state = start(paths, name, report=report, locked=True)
+        restart_dependents(dependents, report)
     return {"name": name, "tag": tag, "method": method, "restarted": again, "state": state,
             "settings_changed": changed}

@@ -38,10 +38,11 @@ from ..run import contained, need_tool, run, stream, tail
 from ..settings.files import load_config
 from ..store import overlay, snapshots
 from ..store.containers import Store
+from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import Bus, guest_state
 from .common import Report, require_root
 from .lifecycle import is_active, start, stop
-from .snapshot import restore, take
+from .snapshot import restart_dependents, restore, take
 
 APT_ENV = ["DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none",
            "NEEDRESTART_MODE=a"]
@@ -166,23 +167,31 @@ def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bo
                   "keep_snapshot": keep_snapshot}
         write_atomic(_record(paths, name), json.dumps(record))
         report(f"[3/6] stop, snapshot {tag}")
-        stop(paths, name, report=report)
-        info = take(paths, name, tag, stop_if_needed=False, report=report)
-        report("[4/6] install the upgrade into a copy of the tree")
-        try:
-            _install_in_copy(paths, store, name, cfg.private_users, record, step_timeout,
-                             report, run_in_copy)
-        except (StepFailed, Error, KeyboardInterrupt) as exc:
+        failure: StepFailed | Error | KeyboardInterrupt | None = None
+        # Held from the stop to the swap: systemd starts it for nobody meanwhile (a container
+        # that requires it, machinectl); those it stopped start again with it.
+        with Bus() as bus, hold(paths, bus, name):
+            dependents = running_dependents(bus, name)
+            stop(paths, name, report=report)
+            info = take(paths, name, tag, stop_if_needed=False, report=report)
+            report("[4/6] install the upgrade into a copy of the tree")
+            try:
+                _install_in_copy(paths, store, bus, name, cfg.private_users, record,
+                                 step_timeout, report, run_in_copy)
+            except (StepFailed, Error, KeyboardInterrupt) as exc:
+                failure = exc
+        if failure is not None:
             # the tree is as it was: nothing to roll back
             _drop(paths, store, name, tag, keep_snapshot)
             _record(paths, name).unlink()
             if was_running:
                 start(paths, name, timeout=timeout, report=report, locked=True)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            step = exc.step if isinstance(exc, StepFailed) else exc.message
+                restart_dependents(dependents, report)
+            if isinstance(failure, KeyboardInterrupt):
+                raise failure
+            step = failure.step if isinstance(failure, StepFailed) else failure.message
             raise Error(f"upgrade of {name} failed at {step}; its tree was not changed",
-                        hint=_last_output(getattr(exc, "output", ""))) from None
+                        hint=_last_output(getattr(failure, "output", ""))) from None
         try:
             report("[5/6] start")
             try:
@@ -207,6 +216,8 @@ def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bo
             restore(paths, name, tag, report, start_after=was_running)
             _record(paths, name).unlink()
             _drop(paths, store, name, tag, keep_snapshot)  # the tree is its copy now
+            if was_running:
+                restart_dependents(dependents, report)
             if isinstance(exc, KeyboardInterrupt):
                 raise
             raise Error(f"upgrade of {name} failed at {step}; rolled back to snapshot {tag}",
@@ -214,12 +225,14 @@ def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bo
         _record(paths, name).unlink()  # healthy: from here a kill keeps the upgrade
         if not was_running:
             stop(paths, name, report=report)
+        else:
+            restart_dependents(dependents, report)
         _drop(paths, store, name, tag, keep_snapshot)
     return {"name": name, "state": state, "snapshot": tag if keep_snapshot else None,
             "snapshot_method": info["method"]}
 
 
-def _install_in_copy(paths: Paths, store: Store, name: str, private_users: bool,
+def _install_in_copy(paths: Paths, store: Store, bus: Bus, name: str, private_users: bool,
                      record: dict, timeout: float, report: Report,
                      run_in_copy: Callable[..., tuple[int, str]]):
     """Copy NAME's stopped tree (an overlay container: its upper layer) into staging, run the
@@ -247,6 +260,7 @@ def _install_in_copy(paths: Paths, store: Store, name: str, private_users: bool,
         # From the swap on, a kill leaves the new tree unchecked: the record makes the next
         # upgrade (or recover) roll it back.  Written first, it is true by the time it counts.
         write_atomic(_record(paths, name), json.dumps(dict(record, phase="swapped")))
+        require_stopped(bus, name)  # held, but a start may have come before the hold
         if lower is not None:
             overlay.release(paths, name)
         try:

@@ -10,6 +10,7 @@ declarations in model.py.  Nothing here talks to D-Bus.
 from typing import Any
 
 from ..errors import Error
+from ..paths import HOLDS
 from ..systemd.unitfiles import render
 from . import conffile
 from .model import UNIT_SETTINGS, ContainerConfig
@@ -30,7 +31,7 @@ def dropin_path(name: str) -> str:
     return f"systemd-nspawn@{name}.service.d/{DROPIN_NAME}"
 
 
-def render_dropin(cfg: ContainerConfig) -> str:
+def render_dropin(cfg: ContainerConfig, holds: str = HOLDS) -> str:
     """units/container-settings.conf with the settings that differ from the template's.
 
     No value here is free text (container names are hostname labels), so nothing needs
@@ -44,7 +45,7 @@ def render_dropin(cfg: ContainerConfig) -> str:
         if value != getattr(ContainerConfig(), s.name):
             sections[s.unit.section].append(f"{s.unit.name}={s.unit.format(value)}")
     return render("container-settings.conf", unit_settings="\n".join(sections["Unit"]),
-                  service_settings="\n".join(sections["Service"]))
+                  service_settings="\n".join(sections["Service"]), holds=holds)
 
 
 def parse_dropin(text: str, where: str = "the unit drop-in") -> dict[str, Any]:

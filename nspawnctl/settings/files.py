@@ -54,7 +54,7 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
             text = update_nspawn(old, cfg)
             break
     write_atomic(nspawn, text)
-    write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg))
+    write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg, str(paths.holds)))
     network = paths.dropin_dir(name) / NETWORK_DROPIN_NAME
     if cfg.network in NETWORK_MODES:
         network.unlink(missing_ok=True)

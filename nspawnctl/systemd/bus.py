@@ -200,6 +200,18 @@ class Bus:
         job_id, _path = self.unit_property(unit, "Job", b"(uo)")
         return job_id != 0
 
+    def unit_asserts(self, unit: str) -> list[str]:
+        """The paths unit's loaded Assert*= settings name (as systemd read them)."""
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"LoadUnit", b"s", [unit], what=unit)
+        return [param for _kind, _trigger, _negate, param, _state
+                in self.unit_property(unit, "Asserts", b"a(sbbsi)")]
+
+    def unit_dependents(self, unit: str) -> list[str]:
+        """The units a stop of unit stops too: those that require it or are bound to it."""
+        self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"LoadUnit", b"s", [unit], what=unit)
+        return [*self.unit_property(unit, "RequiredBy", b"as"),
+                *self.unit_property(unit, "BoundBy", b"as")]
+
     def start_unit(self, unit: str) -> str:
         return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"StartUnit", b"ss",
                          [unit, "replace"], what=f"starting {unit}")

@@ -30,9 +30,22 @@ def service_lines(text):
     return lines[lines.index("[Service]"):]
 
 
+HOLD_ASSERTION = "AssertPathExists=!/run/nspawnctl/holds/%i"
+
+
 def unit_lines(text):
+    """The [Unit] settings besides the hold assertion every drop-in has (see below)."""
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    return lines[1:lines.index("[Service]")]
+    assert lines[1] == HOLD_ASSERTION, lines
+    return lines[2:lines.index("[Service]")]
+
+
+def test_every_dropin_asserts_its_container_is_not_held():
+    # ops/hold.py: while nspawnctl swaps a tree, a start by anyone fails this assertion
+    for cfg in (ContainerConfig(), LIMITED):
+        assert HOLD_ASSERTION in render_dropin(cfg).splitlines()
+    assert "AssertPathExists=!/x/run/nspawnctl/holds/%i" in render_dropin(
+        ContainerConfig(), holds="/x/run/nspawnctl/holds").splitlines()
 
 
 def test_render_dropin_with_everything_set():

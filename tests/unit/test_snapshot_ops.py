@@ -41,6 +41,14 @@ class FakeBus:
         self.calls.append(("freeze", unit))
         return self.freeze_error
 
+    def unit_asserts(self, unit):
+        # what units/container-settings.conf has systemd assert (store/hold.py)
+        name = unit.split("@", 1)[1].rsplit(".", 1)[0]
+        return [str(Paths.from_env().holds / name)]
+
+    def unit_dependents(self, unit):
+        return []
+
     def __getattr__(self, method):
         def call(*args, **kwargs):
             self.calls.append((method, args))

@@ -34,6 +34,8 @@ class Guest:
     def run_in_copy(self, root, name, private_users, command, timeout, report,
                     overlay_options=None):
         assert not self.running, "the copy is made of a stopped tree"
+        # held stopped (store/hold.py): systemd starts it for nobody until the swap
+        assert (self.paths.holds / name).exists(), "the container is not held"
         assert root != self.paths.tree(name) and root.is_dir()
         self.commands.append(command)
         (root / "usr/bin/true").write_text("new\n")  # the install changes the copy only
@@ -46,6 +48,7 @@ class Guest:
         return 0, "ok"
 
     def start(self, paths, name, **kw):
+        assert not (paths.holds / name).exists(), "started while held"
         self.running = True
         self.state = self.after if self.commands else self.state
         return self.state
