@@ -17,6 +17,8 @@ input queue: what the admin's shell would now take as typed.  Prints one JSON ob
   seconds   how long ARGV took
   stdout    what ARGV wrote to stdout, with --stdout file
   stderr    what ARGV wrote to stderr, with --stderr file
+  victims   "DEV:INO" of the other terminals made first (--victims N), as other users' are
+  victimized  what was written to or typed into any of those
 
 Used by tests/unit/test_ptyrelay.py on this machine and by tests/integration/test_exec_terminal.py
 inside the testbed (where the worktree is at /usr/src/nspawnctl): standard library only.
@@ -49,10 +51,13 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--linger", type=float, default=0.0)
     parser.add_argument("--size", default="33x101", help="ROWSxCOLS of the terminal")
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--victims", type=int, default=0,
+                        help="open this many other terminals first (other users' sessions)")
     parser.add_argument("command", nargs="+")
     args = parser.parse_args(argv)
     keys = args.keys.encode().decode("unicode_escape").encode("latin-1")
 
+    victims = [os.openpty() for _ in range(args.victims)]
     master, slave = os.openpty()
     rows, cols = map(int, args.size.split("x"))
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
@@ -111,7 +116,30 @@ def main(argv: list[str] | None = None):
     for name, f in outputs.items():
         f.seek(0)
         result[name] = f.read().decode(errors="replace")
+    result["victims"] = [f"{st.st_dev}:{st.st_ino}"
+                         for st in (os.fstat(v_slave) for _, v_slave in victims)]
+    result["victimized"] = "".join(_pending(v_master) + _pending(v_slave)
+                                   for v_master, v_slave in victims)
     print(json.dumps(result))
+
+
+def _pending(fd: int) -> str:
+    """What waits to be read on one side of another terminal (its screen on the master, its
+    typed input on the slave)."""
+    if fd == -1:
+        return ""
+    attrs = termios.tcgetattr(fd)
+    attrs[3] &= ~termios.ICANON
+    attrs[6][termios.VMIN], attrs[6][termios.VTIME] = 0, 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while chunk := os.read(fd, 65536):
+            data += chunk
+    except OSError:
+        pass
+    return data.decode(errors="replace")
 
 
 def _raw(master: int) -> bool:
