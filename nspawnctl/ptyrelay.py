@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
+from .errors import Error
+
 STDIO = (0, 1, 2)
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 # Python starts with these ignored, and an ignored signal stays ignored across exec: a command
@@ -59,7 +61,11 @@ def spawn(child: Callable[[], None]) -> int:
     ttys = terminals()
     master = slave = -1
     if ttys:
-        master, slave = os.openpty()
+        try:
+            master, slave = os.openpty()
+        except OSError as e:
+            raise Error(f"cannot open a pseudo-terminal for the command: {e.strerror}",
+                        hint="is /dev/pts mounted, and kernel.pty.max not reached?") from None
         _copy_window_size(ttys[0], master)
     # Blocked from before the fork until each side has its own handlers: a Ctrl-C in between
     # neither runs our forwarding in the child nor ends us with the child left behind.
@@ -69,12 +75,12 @@ def spawn(child: Callable[[], None]) -> int:
     forwarded = [sig for sig in FORWARDED if signal.getsignal(sig) != signal.SIG_IGN]
     try:
         pid = os.fork()
-    except OSError:
+    except OSError as e:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in (master, slave):
             if fd >= 0:
                 os.close(fd)
-        raise
+        raise Error(f"cannot start the command: {e.strerror}") from None
     if pid == 0:  # pragma: no cover (ends in exec or _exit)
         _become_child(child, mask, forwarded, master, slave, ttys)
     if slave >= 0:

@@ -172,3 +172,17 @@ def test_the_command_gets_sigpipe_as_programs_expect():
     ignored = int(report["screen"].split()[1], 16)
     assert not ignored & (1 << (13 - 1)), report  # SIGPIPE
     assert not ignored & (1 << (25 - 1)), report  # SIGXFSZ
+
+
+def test_no_pseudo_terminal_left_is_one_clear_error(monkeypatch):
+    from nspawnctl import ptyrelay
+    from nspawnctl.errors import Error
+
+    def no_pty():
+        raise OSError(11, "Resource temporarily unavailable")
+    monkeypatch.setattr(ptyrelay, "terminals", lambda: (0, 1, 2))
+    monkeypatch.setattr(os, "openpty", no_pty)
+    with pytest.raises(Error) as error:
+        ptyrelay.spawn(lambda: None)
+    assert error.value.message == \
+        "cannot open a pseudo-terminal for the command: Resource temporarily unavailable"
