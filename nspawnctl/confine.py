@@ -12,16 +12,26 @@ drops every capability the leader's bounding set lacks, takes the container's ro
 directory, becomes its root user and runs the command.  systemd-nspawn's seccomp filter cannot
 be put on from outside; with a user namespace (the default), the capabilities it guards are
 those of that namespace only, and without one `exec` is refused (ops/lifecycle.py).
+
+The child is made non-dumpable before it joins anything: from its first setns until its exec
+it holds host file descriptors (the container's root and working directory, the namespaces),
+and once in the container's user namespace its root could ptrace it and use them (runc's
+CVE-2016-9962).  A non-dumpable process can be traced only with CAP_SYS_PTRACE in the user
+namespace its memory was made in, the host's; the exec then gives the command a memory of the
+container's own, traceable there as any of its processes.  It runs in a session of its own,
+on a pty of its own if our stdin, stdout or stderr is a terminal (ptyrelay.py): never on the
+admin's terminal, which it could type into.
 """
 
 import ctypes
 import os
-import signal
 from pathlib import Path
 
+from . import ptyrelay
 from .errors import Error
 
 _libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 # The order nsenter uses when it lowers its privileges: the user namespace last.
 NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt", "user")
@@ -52,8 +62,8 @@ def bounding_set(pid: int) -> int:
 
 def enter(pid: int, argv: list[str], env: dict[str, str]) -> int:
     """Run argv inside the container whose leader is pid, as its root user, confined as its
-    own processes are (see the module docstring); returns its exit status (128+N for a
-    signal, as a shell says it)."""
+    own processes are and kept off our terminal (see the module docstring); returns its exit
+    status (128+N for a signal, as a shell says it)."""
     mask = bounding_set(pid)
     join_cgroups_of(pid)
     fds = {}
@@ -66,42 +76,40 @@ def enter(pid: int, argv: list[str], env: dict[str, str]) -> int:
         for fd in fds.values():
             os.close(fd)
         raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
-    _setns(fds["pid"])  # takes effect for our children only
-    child = os.fork()
-    if child == 0:  # pragma: no cover (exits through exec or _exit)
-        try:
-            for ns in NAMESPACES:
-                if ns != "pid":
-                    _setns(fds[ns])
-            for cap in range(len(CAPABILITIES)):
-                if not mask >> cap & 1:
-                    _prctl(PR_CAPBSET_DROP, cap)
-            os.fchdir(root)
-            os.chroot(".")
-            os.fchdir(cwd)
-            try:
-                os.setgroups([])
-            except PermissionError:
-                pass  # setgroups denied in this user namespace: there are none to drop
-            os.setresgid(0, 0, 0)
-            os.setresuid(0, 0, 0)
-            os.execvpe(argv[0], argv, env)
-        except OSError as e:
-            os.write(2, f"nspawnctl: cannot run {argv[0]} in the container: "
-                        f"{e.strerror}\n".encode())
-            os._exit(127 if isinstance(e, FileNotFoundError) else 126)
-        os._exit(126)
-    for fd in [*fds.values(), root, cwd]:
-        os.close(fd)
-    # Ctrl-C reaches the command (our terminal's foreground group): we wait for its outcome.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _, status = os.waitpid(child, 0)
+        try:
+            _setns(fds["pid"])  # takes effect for our children only
+        except OSError as e:
+            raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
+
+        def child():  # pragma: no cover (runs in the forked child, ends in exec or _exit)
+            try:
+                _prctl(PR_SET_DUMPABLE, 0)
+                for ns in NAMESPACES:
+                    if ns != "pid":
+                        _setns(fds[ns])
+                for cap in range(len(CAPABILITIES)):
+                    if not mask >> cap & 1:
+                        _prctl(PR_CAPBSET_DROP, cap)
+                os.fchdir(root)
+                os.chroot(".")
+                os.fchdir(cwd)
+                try:
+                    os.setgroups([])
+                except PermissionError:
+                    pass  # setgroups denied in this user namespace: there are none to drop
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
+                os.execvpe(argv[0], argv, env)
+            except OSError as e:
+                os.write(2, f"nspawnctl: cannot run {argv[0]} in the container: "
+                            f"{e.strerror}\n".encode())
+                os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+        return ptyrelay.spawn(child)
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
+        for fd in [*fds.values(), root, cwd]:
+            os.close(fd)
 
 
 def _setns(fd: int):

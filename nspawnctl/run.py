@@ -5,7 +5,7 @@ command becomes an Error carrying the command, its exit code and the tail of
 its output, so the user sees why without digging.
 
 subprocess and shutil are imported where a command runs: list, status and stop run none, and
-the imports are about 3 ms of their start-up.
+the imports are about 3 ms of their start-up (ptyrelay, for `exec`, likewise).
 """
 
 from __future__ import annotations
@@ -108,6 +108,22 @@ def interactive(argv: Sequence[str], env: dict | None = None) -> int:
     import subprocess
     log.debug(__name__, "run: %s", " ".join(argv))
     return subprocess.run(list(argv), env=env).returncode
+
+
+def relayed(argv: Sequence[str]) -> int:
+    """Run argv, which reaches into a container, in a session of its own and with a new pty in
+    place of each of our standard streams that is a terminal (ptyrelay.py): nothing it starts
+    there gets the admin's terminal.  Returns its exit status for nspawnctl to pass on."""
+    from . import ptyrelay
+    log.debug(__name__, "run: %s", " ".join(argv))
+
+    def child():
+        try:
+            os.execvp(argv[0], list(argv))
+        except OSError as e:
+            os.write(2, f"nspawnctl: cannot run {argv[0]}: {e.strerror}\n".encode())
+            os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+    return ptyrelay.spawn(child)
 
 
 def stream(argv: Sequence[str]) -> subprocess.Popen:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from ..confine import enter
 from ..errors import Error
 from ..paths import Paths, service_unit
-from ..run import interactive, need_tool, run
+from ..run import interactive, need_tool, relayed, run
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..store.containers import Store
@@ -240,8 +240,17 @@ def leader(bus: Bus, name: str) -> int:
 def exec_(paths: Paths, name: str, command: list[str]) -> int:
     """Run command in NAME with our stdin/stdout/stderr; its exit status is returned.
 
+    Whatever runs in the container is in a session of its own and gets a new pty in place of
+    each of those streams that is a terminal, relayed to ours (ptyrelay.py): it never holds
+    the admin's terminal, which it could type into (TIOCSTI) or read after `exec` returned.
+    That holds for systemd-run too, whose helper forks into the container's namespaces to
+    reach its bus: all it could lose there is that pty.
+
     In a booted container it runs as a transient unit of the container's own systemd
     (`systemd-run -M NAME --wait --pipe`), so it gets a clean environment and its own cgroup.
+    Not `--pty`: systemd 252's systemd-run opens the pty that machined made in the container
+    by its name (/dev/pts/N) on the host, and hands the container that host terminal,
+    whichever it is (another user's, or ours).
     A container running a single command has no systemd to ask: there it enters the
     container's namespaces directly (as `machinectl shell` cannot either), confined as the
     container's own processes are (confine.py: its cgroups, its capability bounding set).
@@ -253,9 +262,9 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     with Bus() as bus:
         pid = leader(bus, name)
     if cfg.boot:
-        return interactive([need_tool("systemd-run", "systemd"), "-M", name, "--quiet",
-                            "--wait", "--pipe", "--collect", "--service-type=exec", "--",
-                            *command])
+        return relayed([need_tool("systemd-run", "systemd"), "-M", name, "--quiet",
+                        "--wait", "--pipe", "--collect", "--service-type=exec", "--",
+                        *command])
     if not cfg.private_users:
         # Its processes run as the host's root; only systemd-nspawn's seccomp filter and
         # bounding set hold them, and the filter cannot be put on from outside.

@@ -1,5 +1,6 @@
 """confine.py: what `exec` into a single-command container puts on the entered process."""
 
+import ctypes
 import os
 
 import pytest
@@ -51,3 +52,63 @@ def test_join_cgroups_fails_when_no_hierarchy_takes_it(tmp_path):
     with pytest.raises(Error) as error:
         confine.join_cgroups_of(os.getpid(), mountinfo=str(tmp_path / "mountinfo"))
     assert "cannot join the cgroup" in error.value.message
+
+
+@pytest.fixture
+def no_terminal():
+    """Standard streams that are not terminals while the test runs (pytest may be run on one,
+    and enter() would relay it): /dev/null in place of each that is."""
+    saved = {fd: os.dup(fd) for fd in (0, 1, 2) if os.isatty(fd)}
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in saved:
+        os.dup2(null, fd)
+    os.close(null)
+    yield
+    for fd, copy in saved.items():
+        os.dup2(copy, fd)
+        os.close(copy)
+
+
+def fake_entering(monkeypatch, tmp_path):
+    """enter() on this process's own namespaces, with the steps that need root and a
+    container faked; each setns made in a child appends the child's state to a file:
+    "DUMPABLE SESSION-LEADER"."""
+    record = tmp_path / "setns"
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def fake_setns(fd):
+        if os.getpid() != parent:
+            with open(record, "a") as f:
+                f.write(f"{libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)} "
+                        f"{os.getsid(0) == os.getpid()}\n")
+
+    monkeypatch.setattr(confine, "_setns", fake_setns)
+    monkeypatch.setattr(confine, "join_cgroups_of", lambda pid: [])
+    monkeypatch.setattr(os, "chroot", lambda path: None)
+    monkeypatch.setattr(os, "setgroups", lambda groups: None)
+    monkeypatch.setattr(os, "setresgid", lambda *ids: None)
+    monkeypatch.setattr(os, "setresuid", lambda *ids: None)
+    return record
+
+
+PR_GET_DUMPABLE = 3
+ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
+def test_the_child_is_a_non_dumpable_session_leader_before_it_joins(monkeypatch, tmp_path,
+                                                                     no_terminal):
+    """From its first setns until its exec the child holds host fds in the container's user
+    namespace, where the container's root could ptrace it (runc's CVE-2016-9962): it is
+    non-dumpable before it joins anything, and in a session of its own (no terminal of ours
+    as its controlling terminal, issue 26 item 4)."""
+    record = fake_entering(monkeypatch, tmp_path)
+    assert confine.enter(os.getpid(), ["sh", "-c", "exit 5"], ENV) == 5
+    joined = [ns for ns in confine.NAMESPACES if ns != "pid"]
+    assert record.read_text().splitlines() == ["0 True"] * len(joined)
+
+
+def test_exit_status_of_the_entered_command(monkeypatch, tmp_path, no_terminal):
+    fake_entering(monkeypatch, tmp_path)
+    assert confine.enter(os.getpid(), ["sh", "-c", "kill -TERM $$"], ENV) == 128 + 15
+    assert confine.enter(os.getpid(), ["no-such-program"], ENV) == 127
