@@ -48,8 +48,19 @@ def _cell(value):
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value)) or "-"
-    return value
+        return ",".join(map(_shown, value)) or "-"
+    return _shown(value) if isinstance(value, str) else value
+
+
+def _shown(value) -> str:
+    """Text as a terminal may show it: what a container or an image wrote (an OS name, a
+    port, a path) could hold escape sequences that rewrite the admin's screen or a line
+    break that forges a row, so every character that is not printable shows escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
 
 
 def print_record(record: dict, as_json: bool):

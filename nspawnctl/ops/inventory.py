@@ -10,25 +10,25 @@ from ..errors import Error
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
-from ..store import overlay, snapshots
+from ..store import inside, overlay, snapshots
 from ..store.containers import Store
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
 from .network import managed, network_state
 
+OS_RELEASE_MAX = 64 << 10  # a real one is a few hundred bytes
+
 
 def os_release(tree: Path) -> dict:
-    """The tree's os-release, read without following links out of it."""
-    for rel in ("etc/os-release", "usr/lib/os-release"):
-        path = tree / rel
-        if os.path.islink(path):
-            continue  # usually -> ../usr/lib/os-release, which the next candidate reads
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
+    """The tree's os-release, as the container itself would find it (os-release(5): /etc,
+    else /usr/lib): its root owns every byte of it, so the file is resolved inside the tree,
+    opened once and read bounded (store/inside.py); the values are shown escaped (cli)."""
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        data = inside.read_small(tree, path, OS_RELEASE_MAX)
+        if data is None:
             continue
         fields = {}
-        for line in text.splitlines():
+        for line in data.decode(errors="replace").split("\n"):
             key, sep, value = line.partition("=")
             if sep:
                 fields[key.strip()] = value.strip().strip("'\"")

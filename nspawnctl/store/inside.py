@@ -54,6 +54,33 @@ def resolve(rootfd: int, path: str, flags: int) -> int:
     return openat2(rootfd, path.lstrip("/") or ".", flags | os.O_CLOEXEC, _RESOLVE)
 
 
+def read_small(tree: Path, path: str, limit: int) -> bytes | None:
+    """The content of path (absolute inside the container) as the container sees it, or None
+    if it is missing, not a regular file (a FIFO would block the read) or over limit bytes:
+    opened once, inside the tree, and read at most limit + 1 bytes, whatever the container
+    puts there or changes meanwhile."""
+    try:
+        rootfd = open_root(tree)
+    except OSError:
+        return None
+    try:
+        fd = resolve(rootfd, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    finally:
+        os.close(rootfd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with open(fd, "rb", closefd=False) as f:
+            data = f.read(limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
+
+
 def split(path: str) -> tuple[str, str]:
     """(parent, last name) of an absolute path inside the container; the last name is never
     '', '.' or '..' (a path like that names a directory to copy into, resolved by the caller)."""
