@@ -8,6 +8,7 @@ from ..paths import Paths
 from ..settings.files import load_config
 from ..store import overlay
 from ..store.containers import Store
+from ..store.hold import hold
 from ..systemd.bus import Bus
 from . import network
 from .common import Report, require_root
@@ -24,11 +25,14 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
     with store.lock(first), store.lock(second):
         store.require(src)
         store.require_absent(dst)
-        with Bus() as bus:
+        # src is held stopped while it is copied: started meanwhile (by systemd, for
+        # machinectl or a container requiring it), its root could change the tree under the
+        # copy, e.g. turn a directory into a link to a host path (store/hold.py)
+        with Bus() as bus, hold(paths, bus, src), \
+                store.staging(paths.machines, f"clone-{dst}") as stage:
             if is_active(bus, src):
                 raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
-        cfg = load_config(paths, src)
-        with store.staging(paths.machines, f"clone-{dst}") as stage:
+            cfg = load_config(paths, src)
             lower = overlay.lower_of(paths, src)
             if lower is not None:  # an overlay container's clone shares its base too
                 (stage / "tree").mkdir(mode=0o755)

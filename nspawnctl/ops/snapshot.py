@@ -44,7 +44,9 @@ def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
         running = is_active(bus, name)
         info: dict = {"running": running}
         if not running:
-            info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
+            with hold(paths, bus, name):  # stays stopped, and its tree still, for the copy
+                require_stopped(bus, name)
+                info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
         else:
             why = bus.freeze_unit(service_unit(name))
             if why is None:
