@@ -29,7 +29,7 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 
 
 def progress(message: str):
-    click.echo(message, err=True)
+    click.echo(_shown(message, keep=_LINES), err=True)
 
 
 def print_table(rows: list[dict], columns: list[str], as_json: bool):
@@ -52,15 +52,19 @@ def _cell(value):
     return _shown(value) if isinstance(value, str) else value
 
 
-def _shown(value) -> str:
+_LINES = "\n\t"  # what messages may hold: a hint's lines, a log's tabs
+
+
+def _shown(value, keep: str = "") -> str:
     """Text as a terminal may show it: what a container or an image wrote (an OS name, a
-    port, a path) could hold escape sequences that rewrite the admin's screen or a line
-    break that forges a row, so every character that is not printable shows escaped."""
+    port, a path, a line of its log in a hint, apt's progress inside it) could hold escape
+    sequences that rewrite the admin's screen, or a line break that forges a row, so every
+    character that is not printable (but those in keep) shows escaped."""
     text = str(value)
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
+    return "".join(c if c.isprintable() or c in keep
+                   else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def print_record(record: dict, as_json: bool):
@@ -113,9 +117,9 @@ def main():
     except Error as exc:
         if debug:
             raise
-        click.echo(f"nspawnctl: {exc.message}", err=True)
+        click.echo(f"nspawnctl: {_shown(exc.message, keep=_LINES)}", err=True)
         if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
+            click.echo(f"hint: {_shown(exc.hint, keep=_LINES)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

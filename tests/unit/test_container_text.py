@@ -10,6 +10,8 @@ admin's terminal or a line break that forges a row of the table.
 import os
 import threading
 
+import pytest
+
 from nspawnctl import cli
 from nspawnctl.ops.inventory import os_release
 
@@ -73,3 +75,23 @@ def test_what_a_container_wrote_is_shown_escaped():
     assert shown == "\\x1b]0;owned\\x07Debian\\nweb2 running"
     assert cli._cell(["ok", "a\u2028b"]) == "ok,a\\u2028b"
     assert cli._cell("Debian GNU/Linux 12 (bookworm)") == "Debian GNU/Linux 12 (bookworm)"
+
+
+def test_messages_keep_their_lines_and_lose_escapes():
+    hint = "its log says:\n\x1b[2Jline\twith tab"
+    assert cli._shown(hint, keep=cli._LINES) == "its log says:\n\\x1b[2Jline\twith tab"
+
+
+def test_an_error_with_escapes_is_printed_escaped(monkeypatch, capsys):
+    from nspawnctl.errors import Error
+
+    def boom(**kw):
+        raise Error("bad \x1b]0;x\x07 value", hint="log:\n\x1b[31mred")
+    monkeypatch.setattr(cli.cli, "main", boom)
+    monkeypatch.setattr(cli.sys, "argv", ["nspawnctl", "list"])
+    with pytest.raises(SystemExit) as exit:
+        cli.main()
+    assert exit.value.code == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert err == "nspawnctl: bad \\x1b]0;x\\x07 value\nhint: log:\n\\x1b[31mred\n"
