@@ -83,3 +83,56 @@ def test_ports_published_by_another_container_are_refused(monkeypatch, mine, the
             network.check_ports(None, "me", cfg)
     else:
         network.check_ports(None, "me", cfg)
+
+
+# --- a relocated root never drives the host's network (issue 26, item 8) ----------------------
+
+def test_only_the_hosts_own_paths_are_not_relocated(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from nspawnctl.paths import Paths
+    assert not Paths.under(Path("/")).relocated
+    monkeypatch.delenv("NSPAWNCTL_ROOT", raising=False)
+    assert not Paths.from_env().relocated
+    for root in (tmp_path, Path("//"), Path("/proc/1/root"), Path("")):
+        monkeypatch.setenv("NSPAWNCTL_ROOT", str(root))
+        assert Paths.from_env().relocated, root
+
+
+def relocated_paths(tmp_path, monkeypatch):
+    """Paths under tmp_path, with every way to the host's network made to fail the test."""
+    from nspawnctl.network import bridge, firewall
+    from nspawnctl.paths import Paths
+
+    def touched(*args, **kwargs):
+        raise AssertionError("the host's network was touched under a relocated root")
+    for module, names in ((bridge, ("ensure_bridge", "remove_bridge", "bridges", "set_sysctl")),
+                          (firewall, ("apply", "remove", "present"))):
+        for name in names:
+            monkeypatch.setattr(module, name, touched)
+    return Paths.under(tmp_path)
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: network.apply_host(p),
+    lambda p: network.ensure_host(p, ContainerConfig(network="default")),
+    lambda p: network.ensure_host_unit(p),
+    lambda p: network.create_network(p, "n1", None),
+    lambda p: network.remove_network(p, "default"),
+    lambda p: network.attach(p, "x", 1),
+    lambda p: network.attach_running(p, "x"),
+    lambda p: network.join(p, "x", ContainerConfig(network="default")),
+    lambda p: network.joined(p, "x", ContainerConfig(network="default")),
+    lambda p: network.watch(p),
+])
+def test_host_network_operations_refuse_under_a_relocated_root(tmp_path, monkeypatch, call):
+    paths = relocated_paths(tmp_path, monkeypatch)
+    with pytest.raises(Error, match="not changed under a relocated root") as caught:
+        call(paths)
+    assert "\n" not in caught.value.message
+    assert not (tmp_path / "var/lib/nspawnctl/network/networks.json").exists()  # nothing made
+
+
+def test_joining_no_network_under_a_relocated_root_is_fine(tmp_path, monkeypatch):
+    paths = relocated_paths(tmp_path, monkeypatch)
+    assert network.join(paths, "x", ContainerConfig(network="none")) is None
