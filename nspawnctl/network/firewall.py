@@ -2,8 +2,14 @@
 
 The whole table is rendered from the networks and publications and loaded in one
 transaction that adds, deletes and re-adds it, so a reload never leaves half a table and never
-touches another table.  Rules (per network N with bridge B and subnet S):
+touches another table.  Rules (per network N with bridge B, subnet S and container addresses
+C, S without its network, gateway and broadcast addresses):
 
+- forged sources (prerouting, before conntrack and NAT, whatever the host's rp_filter says:
+  systemd's default is loose, which lets through any source the default route could reach):
+  from B only C, and C only from B.  Published ports are DNAT'ed from anywhere, so a check
+  after DNAT (it was in forward, after the accept of published ports) let a container of
+  another network reach them with any source address.
 - egress: S going out anywhere but B is masqueraded; B's traffic may go out (forward).
 - isolation: nothing is forwarded from one nspawnctl bridge to another, and nothing enters
   B from outside unless it was DNAT'ed to a published port (or answers a connection).
@@ -53,6 +59,13 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
     chain("guard", "filter", "prerouting", RAW)
     rule("guard", "loopback guard: 127/8 only from lo (kubernetes#90259)",
          _match(_meta("iifname"), "lo", "!="), _ip("daddr", LOOPBACK), {"drop": None})
+    for n in networks:
+        rule("guard", f"{n.name}: only its containers' addresses come from {n.bridge}",
+             _match(_meta("iifname"), n.bridge), _ip("saddr", _containers(n), "!="),
+             {"drop": None})
+        rule("guard", f"{n.name}: its containers' addresses come from {n.bridge} only",
+             _match(_meta("iifname"), n.bridge, "!="), _ip("saddr", _containers(n)),
+             {"drop": None})
 
     chain("prerouting", "nat", "prerouting", DSTNAT)
     chain("output", "nat", "output", DSTNAT)
@@ -82,8 +95,6 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
         rule("forward", f"{n.name}: published ports, from anywhere",
              _match(_meta("oifname"), b), _match({"ct": {"key": "status"}}, "dnat", "in"),
              {"accept": None})
-        rule("forward", f"{n.name}: no spoofed sources", _match(_meta("iifname"), b),
-             _ip("saddr", _prefix(n.subnet), "!="), {"drop": None})
         rule("forward", f"{n.name}: within the network", _match(_meta("iifname"), b),
              _match(_meta("oifname"), b), {"accept": None})
         if others:
@@ -190,6 +201,13 @@ def _match(left, right, op: str = "==") -> dict:
 
 def _ip(field: str, right, op: str = "==") -> dict:
     return _match({"payload": {"protocol": "ip", "field": field}}, right, op)
+
+
+def _containers(net: Network):
+    """The addresses containers of net hold (state.py leases them): the subnet without its
+    network, gateway and broadcast addresses."""
+    first, last = net.gateway + 1, net.subnet.broadcast_address - 1
+    return str(first) if first == last else {"range": [str(first), str(last)]}
 
 
 def _prefix(subnet) -> dict:

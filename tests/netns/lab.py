@@ -156,7 +156,8 @@ class Lab:
         self.start("upstream", "http", "upstream", UPSTREAM_ADDR, 80)
         for name in CONTAINERS:
             self.start(name, "http", name, "0.0.0.0", 80)
-        self.start("c1", "udp", "c1", "0.0.0.0", 53)
+        self.c1_udp_log = self.workdir / "c1-udp.log"
+        self.start("c1", "udp", "c1", "0.0.0.0", 53, self.c1_udp_log)
         self.host_udp_log = self.workdir / "host-lo-udp.log"
         self.start("host", "http", "host-lo", "127.0.0.1", HOST_LO_PORT)
         self.start("host", "udp", "host-lo", "127.0.0.1", HOST_LO_PORT, self.host_udp_log)
@@ -204,6 +205,10 @@ class Lab:
     def udp(self, role: str, addr: str, port: int, message="ping") -> str | None:
         r = self.exec(role, PYTHON, SERVERS, "udpclient", addr, port, timeout=15)
         return r.stdout.strip() if r.returncode == 0 else None
+
+    def forge(self, role: str, src: str, dst: str, port: int, message: str):
+        """One UDP datagram from role with source address src, whatever role's own is."""
+        self.exec(role, PYTHON, SERVERS, "forge", src, dst, port, message, check=True)
 
     # --- tearing down --------------------------------------------------------------------
 

@@ -5,6 +5,8 @@
     servers.py sink ADDR PORT               TCP: reads to EOF, answers the byte count
     servers.py udpclient ADDR PORT          one datagram, prints the answer (3 s timeout)
     servers.py send ADDR PORT MB            sends MB MiB to a sink, prints seconds
+    servers.py forge SRC DST PORT MESSAGE   one UDP datagram with any IPv4 source (a raw
+                                            socket, as a container's root can send)
 
 Servers print "ready" once they listen.  Only the standard library: the namespaces run the
 Debian python3, not the venv.
@@ -13,6 +15,7 @@ Debian python3, not the venv.
 import http.server
 import socket
 import socketserver
+import struct
 import sys
 import time
 
@@ -98,7 +101,18 @@ def send(addr, port, mib):
     print(f"{seconds:.6f}")
 
 
+def forge(src, dst, port, message):
+    """A UDP datagram from src, whatever this namespace's addresses are: IPPROTO_RAW writes
+    the IPv4 header itself (the kernel fills in its checksum); UDP checksum 0 is "none"."""
+    payload = message.encode()
+    udp = struct.pack("!HHHH", 40000, int(port), 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP,
+                         0, socket.inet_aton(src), socket.inet_aton(dst))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as sock:
+        sock.sendto(header + udp, (dst, 0))
+
+
 if __name__ == "__main__":
     what, *args = sys.argv[1:]
     {"http": http_server, "udp": udp_server, "sink": sink, "udpclient": udp_client,
-     "send": send}[what](*args)
+     "send": send, "forge": forge}[what](*args)

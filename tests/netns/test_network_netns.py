@@ -368,6 +368,41 @@ def test_loopback_guard_the_lan_cannot_reach_the_hosts_127_services(lab):
     assert lab.curl("host", f"http://127.0.0.1:{HOST_LO_PORT}/") == "host-lo 127.0.0.1"
 
 
+# --- issue 26: no forged sources ------------------------------------------------------------------
+
+def _c1_seen(lab) -> list[str]:
+    try:
+        return [line.split(" ", 1)[1] for line in lab.c1_udp_log.read_text().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def test_forged_sources_never_reach_a_published_port(lab):
+    """Issue 26, item 6: `oifname B ct status dnat accept` came before the anti-spoofing
+    rules, so a datagram with any source went through to a published port (with rp_filter
+    0, as here on purpose: the table must not depend on it).  A container's address comes
+    only from its own bridge, and a bridge brings only its containers' addresses."""
+    for link in ("all", "default", "nsc-default", "nsc-b", "eth-lan", "eth-up"):
+        lab.sysctl("host", f"net.ipv4.conf.{link}.rp_filter", 0)
+    lab.c1_udp_log.unlink(missing_ok=True)
+    forged = [("c3", "198.51.100.7"),     # network b, an outside address
+              ("c3", "192.0.2.3"),        # network b, a container of the default network
+              ("evil", "198.51.100.7"),   # c1's own network, an outside address
+              ("evil", "192.0.2.130"),    # c1's own network, a container of network b
+              ("evil", "192.0.2.1"),      # the gateway itself
+              ("lan", "192.0.2.3")]       # the LAN, a container's address
+    genuine = [("c3", "192.0.2.130"), ("evil", "192.0.2.4"), ("lan", LAN_ADDR)]
+    for role, src in forged:
+        lab.forge(role, src, HOST_LAN_ADDR, 5353, f"forged:{role}:{src}")
+    for role, src in genuine:  # the control: the same tool's datagrams do arrive
+        lab.forge(role, src, HOST_LAN_ADDR, 5353, f"genuine:{role}:{src}")
+    deadline = time.monotonic() + 5
+    while len(_c1_seen(lab)) < len(genuine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # and a moment for anything else to come
+    assert sorted(_c1_seen(lab)) == sorted(f"genuine:{r}:{s}" for r, s in genuine)
+
+
 def test_reapply_after_flush_ruleset_restores_everything(lab):
     assert fw(lab, "present") is True
     lab.nft("host", "flush", "ruleset", check=True)

@@ -53,7 +53,7 @@ def test_base_chains_hook_where_they_must():
 
 
 def test_the_loopback_guard_is_first_and_drops_127_not_from_lo():
-    (guard,) = rules("guard")
+    guard = rules("guard")[0]
     assert matches(guard, "iifname", "lo", "!=")
     assert has(guard, {"payload": {"protocol": "ip", "field": "daddr"}},
                {"prefix": {"addr": "127.0.0.0", "len": 8}})
@@ -151,3 +151,40 @@ def test_forward_blockers_accepts_a_chain_that_lets_ours_through():
                        "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
                                            "right": "nsc-*"}}, {"accept": None}]}}
     assert firewall.forward_blockers(ruleset(chain("ip", "filter", "FORWARD"), accept)) == []
+
+
+# --- issue 26: forged sources ------------------------------------------------------------------
+
+def sources(rule):
+    return next(e["match"] for e in rule["expr"] if "match" in e and e["match"]["left"] ==
+                {"payload": {"protocol": "ip", "field": "saddr"}})
+
+
+def test_forged_sources_are_dropped_in_prerouting_before_nat_per_bridge():
+    """Item 6: a check after DNAT let any source reach a published port.  From B come only
+    its containers' addresses, and those come only from B: before conntrack and DNAT (the
+    guard hooks at raw priority), whatever rp_filter says."""
+    chains = {c["add"]["chain"]["name"]: c["add"]["chain"] for c in commands()
+              if "chain" in c.get("add", {})}
+    assert chains["guard"]["hook"] == "prerouting"
+    assert chains["guard"]["prio"] < -200 < chains["prerouting"]["prio"]  # before conntrack
+    guard = rules("guard")
+    for n, want in ((A, {"range": ["192.0.2.2", "192.0.2.126"]}),
+                    (B, {"range": ["192.0.2.130", "192.0.2.254"]})):
+        (only_mine,) = [r for r in guard if matches(r, "iifname", n.bridge)]
+        assert sources(only_mine) == {"op": "!=", "left": sources(only_mine)["left"],
+                                      "right": want}
+        assert only_mine["expr"][-1] == {"drop": None}
+        (only_here,) = [r for r in guard if matches(r, "iifname", n.bridge, "!=")]
+        assert sources(only_here)["op"] == "==" and sources(only_here)["right"] == want
+        assert only_here["expr"][-1] == {"drop": None}
+    # nothing judges sources after DNAT any more: it would come too late
+    for chain in ("forward", "prerouting"):
+        assert not [r for r in rules(chain) if has(r, {"protocol": "ip", "field": "saddr"})]
+
+
+def test_container_addresses_leave_out_network_gateway_and_broadcast():
+    tiny = firewall._containers(Network.make("t", "192.0.2.0/30"))
+    assert tiny == "192.0.2.2"  # a /30: one container
+    assert firewall._containers(Network.make("t", "10.213.0.0/24")) == \
+        {"range": ["10.213.0.2", "10.213.0.254"]}
