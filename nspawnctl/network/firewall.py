@@ -10,6 +10,10 @@ C, S without its network, gateway and broadcast addresses):
   from B only C, and C only from B.  Published ports are DNAT'ed from anywhere, so a check
   after DNAT (it was in forward, after the accept of published ports) let a container of
   another network reach them with any source address.
+- IPv6 (prerouting and postrouting): nspawnctl's networks are IPv4 only, and bridge.py turns
+  IPv6 off on the host's side of every link; nothing IPv6 from a container reaches the host
+  (a router advertisement gave it a default route and an address through the container),
+  nor goes into a network.
 - egress: S going out anywhere but B is masqueraded; B's traffic may go out (forward).
 - isolation: nothing is forwarded from one nspawnctl bridge to another, and nothing enters
   B from outside unless it was DNAT'ed to a published port (or answers a connection).
@@ -59,6 +63,10 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
     chain("guard", "filter", "prerouting", RAW)
     rule("guard", "loopback guard: 127/8 only from lo (kubernetes#90259)",
          _match(_meta("iifname"), "lo", "!="), _ip("daddr", LOOPBACK), {"drop": None})
+    if bridges:
+        rule("guard", "no IPv6 from containers: the networks are IPv4 only",
+             _match(_meta("iifname"), _set(bridges)), _match(_meta("nfproto"), "ipv6"),
+             {"drop": None})
     for n in networks:
         rule("guard", f"{n.name}: only its containers' addresses come from {n.bridge}",
              _match(_meta("iifname"), n.bridge), _ip("saddr", _containers(n), "!="),
@@ -110,6 +118,9 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
     if bridges:
         rule("leak", "loopback guard: no 127/8 source into a network",
              _match(_meta("oifname"), _set(bridges)), _ip("saddr", LOOPBACK), {"drop": None})
+        rule("leak", "no IPv6 into a network",
+             _match(_meta("oifname"), _set(bridges)), _match(_meta("nfproto"), "ipv6"),
+             {"drop": None})
     return {"nftables": cmds}
 
 

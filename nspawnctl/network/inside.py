@@ -17,11 +17,14 @@ def configure_container(leader_pid: int, address, prefixlen: int, gateway,
     gateway, with ifname and lo up.  Idempotent: returns what it changed ([] the second
     time).
 
-    hairpin turns on hairpin mode on ifname's peer (the bridge port, in this namespace):
-    with br_netfilter (bridge-nf-call-iptables=1, the kernel's default once the module is
-    loaded) a container's connection to its own published port is DNAT'ed back to the port
-    it came in by, and a bridge drops such frames unless the port is in hairpin mode.
+    IPv6 is turned off on ifname's peer (the bridge port, in this namespace), as on the
+    bridge (bridge.ipv6_off): systemd-nspawn makes the port with the kernel's defaults.
+    hairpin turns on hairpin mode on the port: with br_netfilter (bridge-nf-call-iptables=1,
+    the kernel's default once the module is loaded) a container's connection to its own
+    published port is DNAT'ed back to the port it came in by, and a bridge drops such frames
+    unless the port is in hairpin mode.
     """
+    from .bridge import ipv6_off  # without pyroute2: bridge.py imports it where it uses it
     from .rtnl import IFF_UP, IFLA_LINK, IFLA_MASTER, Rtnl
 
     address = str(ipaddress.IPv4Address(str(address)))
@@ -57,12 +60,14 @@ def configure_container(leader_pid: int, address, prefixlen: int, gateway,
             inner.replace_default_route(gateway, link.index)
             changed.append(f"default via {gateway}")
         peer = link.u32(IFLA_LINK)  # the peer's index, in its own (our) namespace
-    if hairpin and peer:
+    if peer:
         with Rtnl() as outer:
             port = outer.link(index=peer)
             # the peer is ours only if it points back at ifname and sits on a bridge
             if port is not None and port.u32(IFLA_LINK) == link.index and port.u32(IFLA_MASTER):
-                if not port.hairpin:
+                if ipv6_off(port.name):
+                    changed.append(f"{port.name} IPv6 off")
+                if hairpin and not port.hairpin:
                     outer.set_hairpin(port.index)
                     changed.append(f"{port.name} hairpin")
     return changed

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from tests.netns.lab import (
+    HOST_ANY_PORT,
     HOST_LAN_ADDR,
     HOST_LO_PORT,
     HOST_UP_ADDR,
@@ -368,7 +369,108 @@ def test_loopback_guard_the_lan_cannot_reach_the_hosts_127_services(lab):
     assert lab.curl("host", f"http://127.0.0.1:{HOST_LO_PORT}/") == "host-lo 127.0.0.1"
 
 
-# --- issue 26: no forged sources ------------------------------------------------------------------
+# --- issue 26: IPv6 off, no forged sources ----------------------------------------------------------
+
+def _ipv6_sysctls(lab, ifname) -> tuple[str, str]:
+    r = lab.exec("host", "cat", f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6",
+                 f"/proc/sys/net/ipv6/conf/{ifname}/accept_ra", check=True)
+    disable, accept_ra = r.stdout.split()
+    return disable, accept_ra
+
+
+def _host_ipv6(lab) -> dict:
+    """What a router advertisement could give H: IPv6 default routes, and IPv6 addresses
+    on nspawnctl's links."""
+    routes = json.loads(lab.ip("host", "-j", "-6", "route", "show", "default").stdout or "[]")
+    addrs = json.loads(lab.ip("host", "-j", "-6", "addr").stdout or "[]")
+    return {"default routes": [(r.get("gateway"), r.get("dev")) for r in routes],
+            "addresses": sorted((a["ifname"], i["local"]) for a in addrs
+                                for i in a["addr_info"]
+                                if a["ifname"].startswith(("nsc-", "vb-")))}
+
+
+NOTHING_V6 = {"default routes": [], "addresses": []}
+EVIL_LL = "fe80::bad"
+RA_PREFIX = "2001:db8:26::/64"  # documentation range (RFC 3849)
+
+
+def test_ipv6_is_off_on_the_hosts_side_of_every_nspawnctl_link(lab):
+    for link in ("nsc-default", "nsc-b", "vb-c1", "vb-c2", "vb-evil", "vb-c3"):
+        assert _ipv6_sysctls(lab, link)[0] == "1", link
+    for bridge in ("nsc-default", "nsc-b"):
+        assert _ipv6_sysctls(lab, bridge)[1] == "0", bridge
+    assert _host_ipv6(lab) == NOTHING_V6
+
+
+def _wait_v6(lab, timeout=5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = _host_ipv6(lab)
+        if seen["default routes"] and seen["addresses"]:
+            return seen
+        time.sleep(0.1)
+    return _host_ipv6(lab)
+
+
+def _advertise(lab) -> dict:
+    """evil's root says "I am your router" on the network; what H has a second later."""
+    lab.router_advertisement("evil", "host0", RA_PREFIX)
+    time.sleep(1)
+    return _host_ipv6(lab)
+
+
+def test_a_containers_router_advertisement_gives_the_host_nothing(lab):
+    """Issue 26, item 5: with accept_ra=1 on the bridge, one RA from a container's root gave
+    the host a default route and an address through that container.  Two guards, each shown
+    holding alone: IPv6 off on the host's side of the link, and the table dropping IPv6 that
+    comes from a bridge; without both (the control) the same RA is taken."""
+    lab.ip("evil", "addr", "add", f"{EVIL_LL}/64", "dev", "host0", "nodad")
+    try:
+        assert _advertise(lab) == NOTHING_V6
+        # the table alone: the bridge back at the kernel's defaults (IPv6 on, RAs accepted)
+        lab.sysctl("host", "net.ipv6.conf.nsc-default.disable_ipv6", 0)
+        lab.sysctl("host", "net.ipv6.conf.nsc-default.accept_ra", 1)
+        assert _advertise(lab)["default routes"] == []
+        # the control: no table either, and the host routes through the container
+        fw(lab, "remove")
+        lab.router_advertisement("evil", "host0", RA_PREFIX)
+        taken = _wait_v6(lab)
+        assert taken["default routes"] == [(EVIL_LL, "nsc-default")], taken
+        assert any(addr.startswith("2001:db8:26:") for _, addr in taken["addresses"]), taken
+        # the sysctls alone (no table): ensure_bridge turns IPv6 off again, which also drops
+        # what was taken, and a new RA gives nothing
+        lab.in_host(_ensure_bridges, lab.networks)
+        assert _advertise(lab) == NOTHING_V6
+    finally:
+        lab.ip("evil", "addr", "del", f"{EVIL_LL}/64", "dev", "host0", check=False)
+        lab.in_host(_ensure_bridges, lab.networks)
+        lab.apply()
+    assert _host_ipv6(lab) == NOTHING_V6
+
+
+def test_a_host_service_on_ipv6_is_closed_to_containers(lab):
+    """A service on [::] answered a container on the bridge's link-local address.  The
+    bridge has none now; given one back (IPv6 on again), the table still refuses; without
+    either (the control) the container gets in."""
+    lab.ip("evil", "addr", "add", f"{EVIL_LL}/64", "dev", "host0", "nodad")
+    try:
+        assert _host_ipv6(lab)["addresses"] == []
+        lab.sysctl("host", "net.ipv6.conf.nsc-default.disable_ipv6", 0)
+        deadline = time.monotonic() + 5
+        while not (bridge_ll := [a for link, a in _host_ipv6(lab)["addresses"]
+                                 if link == "nsc-default" and a.startswith("fe80:")]):
+            assert time.monotonic() < deadline, "the bridge got no link-local address"
+            time.sleep(0.1)
+        url = f"http://[{bridge_ll[0]}%host0]:{HOST_ANY_PORT}/"
+        assert lab.curl("evil", url, timeout=2) is None
+        fw(lab, "remove")
+        assert lab.curl("evil", url) == f"host-any {EVIL_LL}"
+    finally:
+        lab.ip("evil", "addr", "del", f"{EVIL_LL}/64", "dev", "host0", check=False)
+        lab.in_host(_ensure_bridges, lab.networks)
+        lab.apply()
+    assert _host_ipv6(lab) == NOTHING_V6
+
 
 def _c1_seen(lab) -> list[str]:
     try:

@@ -58,8 +58,9 @@ def test_the_loopback_guard_is_first_and_drops_127_not_from_lo():
     assert has(guard, {"payload": {"protocol": "ip", "field": "daddr"}},
                {"prefix": {"addr": "127.0.0.0", "len": 8}})
     assert guard["expr"][-1] == {"drop": None}
-    (leak,) = rules("leak")
+    leak = rules("leak")[0]
     assert matches(leak, "oifname", {"set": ["nsc-a", "nsc-b"]})
+    assert has(leak, {"prefix": {"addr": "127.0.0.0", "len": 8}})
     assert leak["expr"][-1] == {"drop": None}
     # the guard is there even with no network at all
     assert len(rules("guard", networks=(), pubs=())) == 1
@@ -188,3 +189,15 @@ def test_container_addresses_leave_out_network_gateway_and_broadcast():
     assert tiny == "192.0.2.2"  # a /30: one container
     assert firewall._containers(Network.make("t", "10.213.0.0/24")) == \
         {"range": ["10.213.0.2", "10.213.0.254"]}
+
+
+def test_no_ipv6_from_or_into_a_network():
+    (v6_in,) = [r for r in rules("guard") if has(r, "ipv6")]
+    assert matches(v6_in, "iifname", {"set": ["nsc-a", "nsc-b"]})
+    assert matches(v6_in, "nfproto", "ipv6") and v6_in["expr"][-1] == {"drop": None}
+    (v6_out,) = [r for r in rules("leak") if has(r, "ipv6")]
+    assert matches(v6_out, "oifname", {"set": ["nsc-a", "nsc-b"]})
+    assert matches(v6_out, "nfproto", "ipv6") and v6_out["expr"][-1] == {"drop": None}
+    # with one network the sets are one name
+    (one,) = [r for r in rules("guard", networks=(A,)) if has(r, "ipv6")]
+    assert matches(one, "iifname", "nsc-a")

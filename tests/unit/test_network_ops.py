@@ -136,3 +136,19 @@ def test_host_network_operations_refuse_under_a_relocated_root(tmp_path, monkeyp
 def test_joining_no_network_under_a_relocated_root_is_fine(tmp_path, monkeypatch):
     paths = relocated_paths(tmp_path, monkeypatch)
     assert network.join(paths, "x", ContainerConfig(network="none")) is None
+
+
+# --- IPv6 off on the host's side of nspawnctl's links (issue 26, item 5) ----------------------
+
+def test_ipv6_off_writes_both_knobs_once_and_skips_a_kernel_without_ipv6(tmp_path, monkeypatch):
+    from nspawnctl.network import bridge
+    monkeypatch.setattr(bridge, "PROC_SYS", tmp_path)
+    assert bridge.ipv6_off("nsc-a") is False  # no /proc/sys/net/ipv6: nothing to turn off
+    conf = tmp_path / "net/ipv6/conf/nsc-a"
+    conf.mkdir(parents=True)
+    (conf / "disable_ipv6").write_text("0\n")
+    (conf / "accept_ra").write_text("1\n")
+    assert bridge.ipv6_off("nsc-a") is True
+    assert (conf / "disable_ipv6").read_text() == "1\n"
+    assert (conf / "accept_ra").read_text() == "0\n"
+    assert bridge.ipv6_off("nsc-a") is False  # idempotent
