@@ -22,7 +22,7 @@ import ipaddress
 
 from ..errors import Error
 from ..fsutil import flocked, mkdir_private
-from ..network import bridge, firewall
+from ..network import bridge, firewall, resolv
 from ..network.model import DEFAULT, Network, Port
 from ..network.state import NetworkState
 from ..paths import Paths
@@ -175,7 +175,8 @@ def apply_host(paths: Paths):
         # bridges of networks that are gone (a `network remove` killed after its commit)
         for name in set(bridge.bridges()) - {net.bridge for net in networks}:
             bridge.remove_bridge(name)
-        firewall.apply(networks, [(address, port) for _, address, port in publications(paths)])
+        firewall.apply(networks, [(address, port) for _, address, port in publications(paths)],
+                       resolv.container_nameservers_for_host())
 
 
 def ensure_host(paths: Paths, cfg: ContainerConfig):
@@ -228,7 +229,7 @@ def attach(paths: Paths, name: str, leader: int, report: Report | None = None):
     """Configure a just-started container of an nspawnctl network from outside: its address
     and default route inside its network namespace, its resolv.conf and /etc/hosts in its
     tree.  Runs as ExecStartPost= of its unit (by `nspawnctl network attach NAME`)."""
-    from ..network import inside, resolv
+    from ..network import inside
     require_host_network(paths)
     cfg = load_config(paths, name)
     if not managed(cfg):
@@ -236,7 +237,10 @@ def attach(paths: Paths, name: str, leader: int, report: Report | None = None):
     state = network_state(paths)
     net = state.get(cfg.network)
     address = state.lease(cfg.network, name)
-    if not firewall.present():  # flushed by someone since: bring the host side back
+    # The table gone (flushed by someone since), or opening DNS at other resolvers than the
+    # ones the container is given now (the host's resolv.conf changed): bring it up to date.
+    if firewall.offered_dns() != sorted(resolv.container_nameservers_for_host(),
+                                        key=ipaddress.IPv4Address):
         apply_host(paths)
     inside.configure_container(leader, address, net.prefixlen, net.gateway)
     tree = paths.tree(name)
@@ -269,7 +273,6 @@ def write_hosts(paths: Paths, net: Network, only: str | None = None,
 
 def _write_hosts(paths: Paths, state: NetworkState, net: Network, only: str | None,
                  skip: str | None):
-    from ..network import resolv
     block = [HOSTS_BEGIN.format(network=net.name)]
     block += [f"{address}\t{name}" for address, name in state.hosts_for(net.name)]
     block.append(HOSTS_END)

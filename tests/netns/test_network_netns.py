@@ -332,9 +332,13 @@ def test_loopback_guard_a_container_cannot_reach_the_hosts_127_services(lab):
         assert lab.curl("evil", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
         assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
         assert _host_udp_seen(lab) == []
-        # the controls: without the guard a one-way datagram arrives (the leak rule only
-        # stops the answers), and without both a TCP connection works
+        # the controls: without the guard the host's input chain still refuses it (the
+        # host is closed to containers); without both a one-way datagram arrives (the leak
+        # rule only stops the answers), and without all three a TCP connection works
         _drop_chains(lab, "guard")
+        assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
+        assert _host_udp_seen(lab) == []
+        _drop_chains(lab, "input")
         assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
         assert _host_udp_seen(lab) == ["192.0.2.4 ping"]
         _drop_chains(lab, "leak")
@@ -369,7 +373,7 @@ def test_loopback_guard_the_lan_cannot_reach_the_hosts_127_services(lab):
     assert lab.curl("host", f"http://127.0.0.1:{HOST_LO_PORT}/") == "host-lo 127.0.0.1"
 
 
-# --- issue 26: IPv6 off, no forged sources ----------------------------------------------------------
+# --- issue 26: IPv6 off, the host closed to containers, no forged sources ----------------------
 
 def _ipv6_sysctls(lab, ifname) -> tuple[str, str]:
     r = lab.exec("host", "cat", f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6",
@@ -446,6 +450,45 @@ def test_a_containers_router_advertisement_gives_the_host_nothing(lab):
         lab.in_host(_ensure_bridges, lab.networks)
         lab.apply()
     assert _host_ipv6(lab) == NOTHING_V6
+
+
+def _host_any_seen(lab) -> list[str]:
+    try:
+        return lab.host_any_log.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_the_host_is_closed_to_containers_but_for_the_dns_it_hands_them(lab):
+    """Issue 26, item 5: host services on every address answered containers.  A container
+    reaches the host only for what nspawnctl gives it (the host's resolver, when it is one
+    of the host's own addresses) and for answers to the host's own connections; everything
+    else is refused, on every address of the host, from every network."""
+    # the LAN reaches the host's services: the table closes the host to containers only
+    assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:{HOST_ANY_PORT}/") == f"host-any {LAN_ADDR}"
+    for role, addr in (("c1", "192.0.2.1"), ("c1", HOST_LAN_ADDR), ("c1", "192.0.2.129"),
+                       ("c3", "192.0.2.129"), ("c3", HOST_UP_ADDR)):
+        assert lab.curl(role, f"http://{addr}:{HOST_ANY_PORT}/", timeout=2) is None, (role, addr)
+        assert lab.udp(role, addr, HOST_ANY_PORT) is None, (role, addr)
+    assert _host_any_seen(lab) == []
+    # what it hands them: DNS on the resolver's address (UDP, and TCP for long answers),
+    # and not on the host's other addresses
+    assert lab.udp("c1", HOST_LAN_ADDR, 53) == "host-dns 192.0.2.2"
+    assert lab.curl("c3", f"http://{HOST_LAN_ADDR}:53/") == "host-dns 192.0.2.130"
+    assert lab.udp("c1", "192.0.2.1", 53) is None
+    # answers to the host's own connections, and published ports (hairpin included)
+    assert lab.curl("host", "http://192.0.2.2/") == "c1 192.0.2.1"
+    assert lab.udp("host", "192.0.2.2", 53) == "c1 192.0.2.1"
+    assert lab.curl("c2", f"http://{HOST_LAN_ADDR}:8080/") == "c1 192.0.2.1"
+    assert lab.curl("host", "http://127.0.0.1:8081/") == "c1 192.0.2.1"
+    # the control: without the table the same requests reach the host's service
+    fw(lab, "remove")
+    try:
+        assert lab.curl("c1", f"http://192.0.2.1:{HOST_ANY_PORT}/") == "host-any 192.0.2.2"
+        assert lab.udp("c3", HOST_UP_ADDR, HOST_ANY_PORT) == "host-any 192.0.2.130"
+    finally:
+        lab.apply()
+        lab.host_any_log.unlink(missing_ok=True)
 
 
 def test_a_host_service_on_ipv6_is_closed_to_containers(lab):

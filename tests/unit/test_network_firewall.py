@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from nspawnctl.network import firewall
 from nspawnctl.network.model import Network, parse_port
 
@@ -11,12 +13,15 @@ PUBS = [("192.0.2.2", parse_port("8080:80")),
         ("192.0.2.130", parse_port("127.0.0.1:5353:53/udp"))]
 
 
-def commands(networks=(A, B), pubs=PUBS):
-    return firewall.render(list(networks), list(pubs))["nftables"]
+DNS = ["198.51.100.53", "192.0.2.200"]
 
 
-def rules(chain, networks=(A, B), pubs=PUBS):
-    return [c["add"]["rule"] for c in commands(networks, pubs)
+def commands(networks=(A, B), pubs=PUBS, dns=DNS):
+    return firewall.render(list(networks), list(pubs), dns)["nftables"]
+
+
+def rules(chain, networks=(A, B), pubs=PUBS, dns=DNS):
+    return [c["add"]["rule"] for c in commands(networks, pubs, dns)
             if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain]
 
 
@@ -38,7 +43,7 @@ def test_one_transaction_recreates_only_our_table():
         (verb, body), = c.items()
         assert verb == "add"
         (kind, obj), = body.items()
-        assert kind in ("chain", "rule")
+        assert kind in ("set", "element", "chain", "rule")
         assert (obj["family"], obj["table"]) == ("inet", "nspawnctl")
 
 
@@ -47,7 +52,8 @@ def test_base_chains_hook_where_they_must():
               if "chain" in c.get("add", {})}
     want = {"guard": ("filter", "prerouting", -300), "prerouting": ("nat", "prerouting", -100),
             "output": ("nat", "output", -100), "postrouting": ("nat", "postrouting", 100),
-            "forward": ("filter", "forward", 0), "leak": ("filter", "postrouting", 101)}
+            "forward": ("filter", "forward", 0), "leak": ("filter", "postrouting", 101),
+            "input": ("filter", "input", 0)}
     assert {n: (c["type"], c["hook"], c["prio"]) for n, c in chains.items()} == want
     assert all(c["policy"] == "accept" for c in chains.values())  # we never drop by default
 
@@ -154,7 +160,7 @@ def test_forward_blockers_accepts_a_chain_that_lets_ours_through():
     assert firewall.forward_blockers(ruleset(chain("ip", "filter", "FORWARD"), accept)) == []
 
 
-# --- issue 26: forged sources ------------------------------------------------------------------
+# --- issue 26: forged sources, IPv6, the host closed to containers ---------------------------
 
 def sources(rule):
     return next(e["match"] for e in rule["expr"] if "match" in e and e["match"]["left"] ==
@@ -180,7 +186,7 @@ def test_forged_sources_are_dropped_in_prerouting_before_nat_per_bridge():
         assert sources(only_here)["op"] == "==" and sources(only_here)["right"] == want
         assert only_here["expr"][-1] == {"drop": None}
     # nothing judges sources after DNAT any more: it would come too late
-    for chain in ("forward", "prerouting"):
+    for chain in ("forward", "prerouting", "input"):
         assert not [r for r in rules(chain) if has(r, {"protocol": "ip", "field": "saddr"})]
 
 
@@ -201,3 +207,34 @@ def test_no_ipv6_from_or_into_a_network():
     # with one network the sets are one name
     (one,) = [r for r in rules("guard", networks=(A,)) if has(r, "ipv6")]
     assert matches(one, "iifname", "nsc-a")
+
+
+def test_the_host_is_closed_to_containers_but_answers_and_dns():
+    """Item 5: containers reach the host only for answers to its own connections and DNS at
+    the resolvers they are given; the last rule refuses everything else from any bridge."""
+    answers, dns, rest = rules("input")
+    bridges = {"set": ["nsc-a", "nsc-b"]}
+    for r in (answers, dns, rest):
+        assert matches(r, "iifname", bridges)
+    assert has(answers, {"ct": {"key": "state"}}, "established", "related")
+    assert answers["expr"][-1] == {"accept": None}
+    assert has(dns, {"payload": {"protocol": "ip", "field": "daddr"}}, "@dns")
+    assert has(dns, {"payload": {"protocol": "th", "field": "dport"}}, 53)
+    assert matches(dns, "l4proto", {"set": ["tcp", "udp"]})
+    assert dns["expr"][-1] == {"accept": None}
+    assert rest["expr"] == [rest["expr"][0], {"reject": None}]
+    # no network: nothing to close
+    assert rules("input", networks=(), pubs=()) == []
+
+
+def test_the_dns_set_holds_the_resolvers_containers_are_given():
+    def dns_set(dns):
+        cmds = commands(dns=dns)
+        (made,) = [c["add"]["set"] for c in cmds if "set" in c.get("add", {})]
+        assert (made["name"], made["type"]) == ("dns", "ipv4_addr")
+        return [e for c in cmds if "element" in c.get("add", {})
+                for e in c["add"]["element"]["elem"]]
+    assert dns_set(DNS + ["192.0.2.200"]) == ["192.0.2.200", "198.51.100.53"]  # once, sorted
+    assert dns_set([]) == []  # an empty set: nothing open
+    with pytest.raises(ValueError):
+        dns_set(["fe80::1"])  # only IPv4 ever reaches the table

@@ -1,5 +1,7 @@
 """The network operations' own logic: hosts blocks, port edits and conflicts (no root)."""
 
+from pathlib import Path
+
 import pytest
 
 from nspawnctl.errors import Error
@@ -88,8 +90,6 @@ def test_ports_published_by_another_container_are_refused(monkeypatch, mine, the
 # --- a relocated root never drives the host's network (issue 26, item 8) ----------------------
 
 def test_only_the_hosts_own_paths_are_not_relocated(tmp_path, monkeypatch):
-    from pathlib import Path
-
     from nspawnctl.paths import Paths
     assert not Paths.under(Path("/")).relocated
     monkeypatch.delenv("NSPAWNCTL_ROOT", raising=False)
@@ -152,3 +152,35 @@ def test_ipv6_off_writes_both_knobs_once_and_skips_a_kernel_without_ipv6(tmp_pat
     assert (conf / "disable_ipv6").read_text() == "1\n"
     assert (conf / "accept_ra").read_text() == "0\n"
     assert bridge.ipv6_off("nsc-a") is False  # idempotent
+
+
+@pytest.mark.parametrize("offered, applied", [
+    (["198.51.100.53"], False),       # the table opens what the container is given
+    (None, True),                     # no table (flushed): brought back
+    (["192.0.2.53"], True),           # the host's resolvers changed since the last apply
+    ([], True),
+])
+def test_a_start_brings_the_table_up_to_date_with_the_resolvers(monkeypatch, tmp_path,
+                                                                offered, applied):
+    from nspawnctl.network import firewall, inside, resolv
+    from nspawnctl.network.model import Network
+    from nspawnctl.paths import Paths
+    calls = []
+    net = Network.make("default", "192.0.2.0/25")
+
+    class State:
+        def get(self, name):
+            return net
+
+        def lease(self, network, name):
+            return "192.0.2.2"
+    monkeypatch.setattr(network, "load_config", lambda paths, name: on_default())
+    monkeypatch.setattr(network, "network_state", lambda paths: State())
+    monkeypatch.setattr(network, "apply_host", lambda paths: calls.append("apply"))
+    monkeypatch.setattr(network, "write_hosts", lambda *args, **kwargs: None)
+    monkeypatch.setattr(firewall, "offered_dns", lambda: offered)
+    monkeypatch.setattr(resolv, "container_nameservers_for_host", lambda: ["198.51.100.53"])
+    monkeypatch.setattr(resolv, "container_resolv_conf_for_host", lambda: None)
+    monkeypatch.setattr(inside, "configure_container", lambda *args: calls.append("inside"))
+    network.attach(Paths.under(Path("/")), "x", 1)
+    assert calls == (["apply", "inside"] if applied else ["inside"])
