@@ -416,6 +416,17 @@ def _wait_v6(lab, timeout=5.0) -> dict:
     return _host_ipv6(lab)
 
 
+def _arm(lab):
+    """evil's root turns IPv6 back on for its own host0 (nspawnctl turned it off) and takes a
+    link-local address to send from: what a container's root can do."""
+    lab.sysctl("evil", "net.ipv6.conf.host0.disable_ipv6", 0)
+    lab.ip("evil", "addr", "add", f"{EVIL_LL}/64", "dev", "host0", "nodad")
+
+
+def _disarm(lab):
+    lab.sysctl("evil", "net.ipv6.conf.host0.disable_ipv6", 1)
+
+
 def _advertise(lab) -> dict:
     """evil's root says "I am your router" on the network; what H has a second later."""
     lab.router_advertisement("evil", "host0", RA_PREFIX)
@@ -428,7 +439,7 @@ def test_a_containers_router_advertisement_gives_the_host_nothing(lab):
     the host a default route and an address through that container.  Two guards, each shown
     holding alone: IPv6 off on the host's side of the link, and the table dropping IPv6 that
     comes from a bridge; without both (the control) the same RA is taken."""
-    lab.ip("evil", "addr", "add", f"{EVIL_LL}/64", "dev", "host0", "nodad")
+    _arm(lab)
     try:
         assert _advertise(lab) == NOTHING_V6
         # the table alone: the bridge back at the kernel's defaults (IPv6 on, RAs accepted)
@@ -446,10 +457,57 @@ def test_a_containers_router_advertisement_gives_the_host_nothing(lab):
         lab.in_host(_ensure_bridges, lab.networks)
         assert _advertise(lab) == NOTHING_V6
     finally:
-        lab.ip("evil", "addr", "del", f"{EVIL_LL}/64", "dev", "host0", check=False)
+        _disarm(lab)
         lab.in_host(_ensure_bridges, lab.networks)
         lab.apply()
     assert _host_ipv6(lab) == NOTHING_V6
+
+
+def _c2_ipv6(lab) -> dict:
+    routes = json.loads(lab.ip("c2", "-j", "-6", "route", "show", "default").stdout or "[]")
+    addrs = json.loads(lab.ip("c2", "-j", "-6", "addr", "show", "dev", "host0").stdout or "[]")
+    return {"default routes": [(r.get("gateway"), r.get("dev")) for r in routes],
+            "addresses": sorted(i["local"] for a in addrs for i in a["addr_info"])}
+
+
+BRIDGE_NF6 = "/proc/sys/net/bridge/bridge-nf-call-ip6tables"
+
+
+def test_a_neighbours_router_advertisement_gives_a_container_nothing(lab):
+    """Containers of a network share a link: evil's router advertisements reach c2 bridged,
+    past the host's IP layer.  nspawnctl turns IPv6 off on host0 before it comes up, so c2
+    takes nothing; given IPv6 back (the control), c2 routes through evil.  Where br_netfilter
+    hands bridged IPv6 to the table (bridge-nf-call-ip6tables=1), the table drops it as well:
+    shown too, and then that call is turned off (in H only, as on a host without the module)
+    so that the container's own guard is what is tested."""
+    have_nf6 = lab.exec("host", "cat", BRIDGE_NF6).returncode == 0
+    assert lab.exec("c2", "cat", "/proc/sys/net/ipv6/conf/host0/disable_ipv6",
+                    check=True).stdout.strip() == "1"
+    _arm(lab)
+    try:
+        if have_nf6:
+            lab.exec("host", "sh", "-c", f"echo 1 > {BRIDGE_NF6}", check=True)
+            lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 0)
+            lab.router_advertisement("evil", "host0", RA_PREFIX)
+            time.sleep(1)
+            assert _c2_ipv6(lab)["default routes"] == []  # the table alone
+            lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 1)
+            lab.exec("host", "sh", "-c", f"echo 0 > {BRIDGE_NF6}", check=True)
+        lab.router_advertisement("evil", "host0", RA_PREFIX)
+        time.sleep(1)
+        assert _c2_ipv6(lab) == {"default routes": [], "addresses": []}
+        lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 0)  # the control
+        deadline = time.monotonic() + 5
+        while not _c2_ipv6(lab)["default routes"] and time.monotonic() < deadline:
+            lab.router_advertisement("evil", "host0", RA_PREFIX)
+            time.sleep(0.3)
+        assert _c2_ipv6(lab)["default routes"] == [(EVIL_LL, "host0")]
+    finally:
+        lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 1)
+        if have_nf6:
+            lab.exec("host", "sh", "-c", f"echo 1 > {BRIDGE_NF6}", check=True)
+        _disarm(lab)
+    assert _c2_ipv6(lab) == {"default routes": [], "addresses": []}
 
 
 def _host_any_seen(lab) -> list[str]:
@@ -495,7 +553,7 @@ def test_a_host_service_on_ipv6_is_closed_to_containers(lab):
     """A service on [::] answered a container on the bridge's link-local address.  The
     bridge has none now; given one back (IPv6 on again), the table still refuses; without
     either (the control) the container gets in."""
-    lab.ip("evil", "addr", "add", f"{EVIL_LL}/64", "dev", "host0", "nodad")
+    _arm(lab)
     try:
         assert _host_ipv6(lab)["addresses"] == []
         lab.sysctl("host", "net.ipv6.conf.nsc-default.disable_ipv6", 0)
@@ -509,7 +567,7 @@ def test_a_host_service_on_ipv6_is_closed_to_containers(lab):
         fw(lab, "remove")
         assert lab.curl("evil", url) == f"host-any {EVIL_LL}"
     finally:
-        lab.ip("evil", "addr", "del", f"{EVIL_LL}/64", "dev", "host0", check=False)
+        _disarm(lab)
         lab.in_host(_ensure_bridges, lab.networks)
         lab.apply()
     assert _host_ipv6(lab) == NOTHING_V6
