@@ -228,7 +228,8 @@ def test_lan_cannot_reach_the_hosts_loopback_services(host, nspawnctl, world):
 
         assert "secret" not in probe().stdout  # the guard holds
         # control: without nspawnctl's guard chain the same probe gets through
-        host.run(["nft", "delete", "chain", "inet", "nspawnctl", "guard"])
+        for chain in ("guard", "input"):
+            host.run(["nft", "delete", "chain", "inet", "nspawnctl", chain])
         assert "secret" in probe().stdout, "the probe cannot show the guard working"
     finally:
         host.run(["sysctl", "-w", f"net.ipv4.conf.all.route_localnet={saved}"])
@@ -264,8 +265,9 @@ def test_a_containers_router_advertisement_gives_the_host_nothing(host, nspawnct
                                                                    web_image):
     """The container's root turns IPv6 on for its own host0 (nspawnctl turned it off), takes
     a link-local address and advertises itself as a router: the host takes no route and no
-    address.  The control: with the bridge at the kernel's defaults and no table, the same
-    advertisement is taken."""
+    address.  The control: with the bridge at the kernel's defaults and without the guard and
+    input chains (deleting the whole table would bring nspawnctl-network.service's watch to
+    put it back), the same advertisement is taken."""
     name = made("ra", "--from", web_image)
     nspawnctl("start", name)
     root = as_container_root(host, nspawnctl, name)
@@ -285,7 +287,8 @@ def test_a_containers_router_advertisement_gives_the_host_nothing(host, nspawnct
         # the control
         host.run(["sysctl", "-w", f"net.ipv6.conf.{bridge}.disable_ipv6=0",
                   f"net.ipv6.conf.{bridge}.accept_ra=1"])
-        host.run(["nft", "delete", "table", "inet", "nspawnctl"])
+        for chain in ("guard", "input"):
+            host.run(["nft", "delete", "chain", "inet", "nspawnctl", chain])
 
         def taken():
             root(advertise)
@@ -316,8 +319,9 @@ def test_the_host_is_closed_to_a_containers_root(host, nspawnctl, world, made, w
         # what it is given still works: DNS (the outside's resolver), egress through NAT
         r = nspawnctl("exec", name, "--", "wget", "-q", "-O", "-", f"http://{outside.UPSTREAM_NAME}/")
         assert r.stdout == outside.HTTP_PAGE
-        # the control: without the table the container gets in
-        host.run(["nft", "delete", "table", "inet", "nspawnctl"])
+        # the control: without the input chain the container gets in (the chain, not the
+        # table: nspawnctl-network.service puts a deleted table back)
+        host.run(["nft", "delete", "chain", "inet", "nspawnctl", "input"])
         r = nspawnctl("exec", name, "--", "timeout", "-s", "KILL", "3", "wget", "-q", "-O",
                       "/dev/null", "http://192.0.2.1:7778/", check=False)
         assert r.returncode == 0, str(r)
