@@ -2,6 +2,8 @@
 
 The defaults are systemd's own locations so machinectl, systemctl and journalctl see the same
 containers.  NSPAWNCTL_ROOT prefixes all of them: unit tests use it to work in a temporary tree.
+Only files move: the host's network (bridges, firewall table, sysctls) is one for the whole
+machine, so only the host's own paths may drive it (Paths.relocated, ops/network.py).
 """
 
 import os
@@ -31,7 +33,10 @@ class Paths:
 
     @classmethod
     def from_env(cls) -> "Paths":
-        root = Path(os.environ.get("NSPAWNCTL_ROOT", "/"))
+        return cls.under(Path(os.environ.get("NSPAWNCTL_ROOT", "/")))
+
+    @classmethod
+    def under(cls, root: Path) -> "Paths":
         return cls(machines=root / "var/lib/machines",
                    nspawn=root / "etc/systemd/nspawn",
                    units=root / "etc/systemd/system",
@@ -39,6 +44,13 @@ class Paths:
                    cache=root / "var/cache/nspawnctl",
                    control=root / "run/systemd/system.control",
                    holds=root / HOLDS.lstrip("/"))
+
+    @property
+    def relocated(self) -> bool:
+        """Whether these are not the host's own paths (NSPAWNCTL_ROOT, or a test's own): the
+        state here does not describe the host's bridges and firewall table, and must never
+        replace them.  Compared as written, so any other spelling of / counts as elsewhere."""
+        return self != Paths.under(Path("/"))
 
     def tree(self, name: str) -> Path:
         return self.machines / name

@@ -17,7 +17,8 @@ PROC_SYS = Path("/proc/sys")
 
 def ensure_bridge(net: Network):
     """Make net's bridge exist, hold exactly its gateway/prefix, and be up; turn on IPv4
-    forwarding and route_localnet on it.  Idempotent: a second call changes nothing.
+    forwarding and route_localnet on it, and IPv6 off (before it is up).  Idempotent: a
+    second call changes nothing.
 
     route_localnet lets the host send a connection to 127.0.0.1 on to a container (a port
     published from 127.0.0.1, DNAT'ed in the output hook and masqueraded on its way out:
@@ -47,6 +48,7 @@ def ensure_bridge(net: Network):
             raise Error(f"{net.bridge} exists but is not a bridge ({kind or 'no kind'})",
                         hint=f"nspawnctl owns the names {BRIDGE_PREFIX}*: rename or "
                              f"delete that link")
+        ipv6_off(net.bridge)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in ipr.get_addr(family=socket.AF_INET, index=index)}
         for address, prefixlen in have - {(gateway, net.prefixlen)}:
@@ -97,13 +99,29 @@ def bridge_addresses(name: str) -> list[ipaddress.IPv4Interface]:
                 for a in ipr.get_addr(family=socket.AF_INET, index=index)]
 
 
-def set_sysctl(key: str, value: str):
-    """Write /proc/sys/KEY (this network namespace's) unless it already holds value."""
+def ipv6_off(ifname: str) -> bool:
+    """Turn IPv6 off on the host's side of a link of nspawnctl's (a bridge, a bridge port):
+    no address, no router advertisements taken.  The networks are IPv4 only, and with the
+    kernel's defaults (accept_ra=1 wherever IPv6 forwarding is off) one router advertisement
+    from a container's root gave the host a default route and an address through that
+    container, and host services on [::] answered on the bridge's link-local address.  The
+    firewall table drops IPv6 from the bridges too (firewall.py): either holds alone.
+    Nothing to do on a kernel without IPv6.  True when something changed."""
+    if not (PROC_SYS / "net/ipv6/conf" / ifname).is_dir():
+        return False
+    changed = set_sysctl(f"net/ipv6/conf/{ifname}/accept_ra", "0")
+    return set_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "1") or changed
+
+
+def set_sysctl(key: str, value: str) -> bool:
+    """Write /proc/sys/KEY (this network namespace's) unless it already holds value; True
+    when it was written."""
     path = PROC_SYS / key
     try:
         if path.read_text().strip() == value:
-            return
+            return False
         path.write_text(value + "\n")
+        return True
     except OSError as exc:
         raise Error(f"cannot set {key.replace('/', '.')}={value}: {exc.strerror}",
                     hint="run as root") from None

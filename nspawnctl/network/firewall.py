@@ -1,9 +1,28 @@
-"""nspawnctl's one nftables table, `inet nspawnctl`: NAT, isolation, published ports.
+"""nspawnctl's one nftables table, `inet nspawnctl`: NAT, isolation, published ports, and the
+host closed to containers.
 
 The whole table is rendered from the networks and publications and loaded in one
 transaction that adds, deletes and re-adds it, so a reload never leaves half a table and never
-touches another table.  Rules (per network N with bridge B and subnet S):
+touches another table.  Rules (per network N with bridge B, subnet S and container addresses
+C, S without its network, gateway and broadcast addresses):
 
+- the guard (prerouting, before conntrack and NAT): what never gets in, whatever the host's
+  rp_filter says (systemd's default is loose, which lets any source through that the default
+  route could reach):
+  - forged sources: from B only C, and C only from B.  Published ports are DNAT'ed from
+    anywhere, so a check after DNAT (it was in forward, after the accept of published ports)
+    let a container of another network reach them with any source address;
+  - IPv6: nspawnctl's networks are IPv4 only, and bridge.py turns IPv6 off on the host's side
+    of every link; nothing IPv6 from a container reaches the host (router advertisements:
+    a default route and an address through the container), nor goes into a bridge (leak);
+  - the loopback guard: route_localnet (needed for 127.0.0.1 publishing, bridge.py) also
+    lets the kernel route packets *for* 127.x that arrive on B to the host's loopback
+    services (kubernetes#90259).  Any packet for 127.0.0.0/8 arriving on another device than
+    lo is dropped, and no packet with a 127.x source leaves through B (leak).
+- the host (input): a container reaches the host only for what nspawnctl hands it, DNS at the
+  resolvers written into its resolv.conf (the `dns` set: when one is a host address), and
+  for answers to the host's own connections; everything else is refused, on every address of
+  the host.  nspawnctl serves nothing else (no DHCP: addresses are set from outside).
 - egress: S going out anywhere but B is masqueraded; B's traffic may go out (forward).
 - isolation: nothing is forwarded from one nspawnctl bridge to another, and nothing enters
   B from outside unless it was DNAT'ed to a published port (or answers a connection).
@@ -13,14 +32,12 @@ touches another table.  Rules (per network N with bridge B and subnet S):
   itself).  A connection from 127.x is masqueraded on its way into B (the container could
   not answer 127.0.0.1), as is a container's connection to a published port of its own
   network (hairpin: the answer must come back through the host to be un-NATed).
-- the loopback guard: route_localnet (needed for 127.0.0.1 publishing, bridge.py) also lets
-  the kernel route packets *for* 127.x that arrive on B to the host's loopback services
-  (kubernetes#90259).  Any packet for 127.0.0.0/8 arriving on another device than lo is
-  dropped before NAT and routing, and no packet with a 127.x source leaves through B.
 
 Another table's base chain can still drop what this one accepts (iptables-nft's
 `ip filter FORWARD` with policy drop, left by Docker or ufw): forward_blockers() names them.
 """
+
+import ipaddress
 
 from ..errors import Error
 from .model import BRIDGE_PREFIX, Network, Port
@@ -32,13 +49,21 @@ LOOPBACK = {"prefix": {"addr": "127.0.0.0", "len": 8}}
 RAW, DSTNAT, FILTER, SRCNAT = -300, -100, 0, 100
 
 Publication = tuple[str, Port]  # (container address, port)
+DNS_SET = "dns"
 
 
-def render(networks: list[Network], publications: list[Publication]) -> dict:
-    """The nftables JSON batch that replaces table inet nspawnctl with these contents."""
+def render(networks: list[Network], publications: list[Publication],
+           dns: list[str] | tuple[str, ...] = ()) -> dict:
+    """The nftables JSON batch that replaces table inet nspawnctl with these contents; dns:
+    the resolvers containers are given (their resolv.conf), open to them on the host."""
     table = {"family": FAMILY, "name": TABLE}
     cmds: list[dict] = [{"add": {"table": table}}, {"delete": {"table": table}},
                         {"add": {"table": table}}]
+    resolvers = sorted({str(ipaddress.IPv4Address(a)) for a in dns},
+                       key=ipaddress.IPv4Address)
+    cmds.append({"add": {"set": {**_in_table(), "name": DNS_SET, "type": "ipv4_addr"}}})
+    if resolvers:
+        cmds.append({"add": {"element": {**_in_table(), "name": DNS_SET, "elem": resolvers}}})
 
     def chain(name, kind, hook, prio):
         cmds.append({"add": {"chain": {**_in_table(), "name": name, "type": kind,
@@ -53,6 +78,17 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
     chain("guard", "filter", "prerouting", RAW)
     rule("guard", "loopback guard: 127/8 only from lo (kubernetes#90259)",
          _match(_meta("iifname"), "lo", "!="), _ip("daddr", LOOPBACK), {"drop": None})
+    if bridges:
+        rule("guard", "no IPv6 from containers: the networks are IPv4 only",
+             _match(_meta("iifname"), _set(bridges)), _match(_meta("nfproto"), "ipv6"),
+             {"drop": None})
+    for n in networks:
+        rule("guard", f"{n.name}: only its containers' addresses come from {n.bridge}",
+             _match(_meta("iifname"), n.bridge), _ip("saddr", _containers(n), "!="),
+             {"drop": None})
+        rule("guard", f"{n.name}: its containers' addresses come from {n.bridge} only",
+             _match(_meta("iifname"), n.bridge, "!="), _ip("saddr", _containers(n)),
+             {"drop": None})
 
     chain("prerouting", "nat", "prerouting", DSTNAT)
     chain("output", "nat", "output", DSTNAT)
@@ -82,8 +118,6 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
         rule("forward", f"{n.name}: published ports, from anywhere",
              _match(_meta("oifname"), b), _match({"ct": {"key": "status"}}, "dnat", "in"),
              {"accept": None})
-        rule("forward", f"{n.name}: no spoofed sources", _match(_meta("iifname"), b),
-             _ip("saddr", _prefix(n.subnet), "!="), {"drop": None})
         rule("forward", f"{n.name}: within the network", _match(_meta("iifname"), b),
              _match(_meta("oifname"), b), {"accept": None})
         if others:
@@ -94,17 +128,33 @@ def render(networks: list[Network], publications: list[Publication]) -> dict:
         rule("forward", f"{n.name}: nothing else in", _match(_meta("oifname"), b),
              {"drop": None})
 
+    chain("input", "filter", "input", FILTER)
+    if bridges:
+        into_host = _match(_meta("iifname"), _set(bridges))
+        rule("input", "answers to the host's own connections", into_host,
+             _match({"ct": {"key": "state"}}, ["established", "related"], "in"),
+             {"accept": None})
+        rule("input", "DNS at the resolvers containers are given", into_host,
+             _ip("daddr", f"@{DNS_SET}"), _match(_meta("l4proto"), {"set": ["tcp", "udp"]}),
+             _match({"payload": {"protocol": "th", "field": "dport"}}, 53), {"accept": None})
+        rule("input", "nothing else of the host is open to containers", into_host,
+             {"reject": None})
+
     # after NAT (srcnat is 100): whatever still has a loopback source must not leave
     chain("leak", "filter", "postrouting", SRCNAT + 1)
     if bridges:
         rule("leak", "loopback guard: no 127/8 source into a network",
              _match(_meta("oifname"), _set(bridges)), _ip("saddr", LOOPBACK), {"drop": None})
+        rule("leak", "no IPv6 into a network",
+             _match(_meta("oifname"), _set(bridges)), _match(_meta("nfproto"), "ipv6"),
+             {"drop": None})
     return {"nftables": cmds}
 
 
-def apply(networks: list[Network], publications: list[Publication]):
+def apply(networks: list[Network], publications: list[Publication],
+          dns: list[str] | tuple[str, ...] = ()):
     """Load the table (one transaction: the old table or the new one, never half)."""
-    _run(render(networks, publications), "load nspawnctl's firewall table")
+    _run(render(networks, publications, dns), "load nspawnctl's firewall table")
 
 
 def remove():
@@ -117,6 +167,21 @@ def remove():
 def present() -> bool:
     rc, _, _ = _nft().json_cmd({"nftables": [{"list": {"table": _table()}}]})
     return rc == 0
+
+
+def offered_dns() -> list[str] | None:
+    """The resolvers the loaded table opens to containers (sorted), None without the table:
+    a container start compares them with the ones it is given, which follow the host's
+    resolv.conf."""
+    rc, out, _ = _nft().json_cmd({"nftables": [{"list": {"set": {**_in_table(),
+                                                                  "name": DNS_SET}}}]})
+    if rc != 0:
+        return None
+    for item in out.get("nftables", []):
+        if "set" in item:
+            return sorted((str(e) for e in item["set"].get("elem", [])),
+                          key=ipaddress.IPv4Address)
+    return None
 
 
 def forward_blockers(ruleset: dict | None = None) -> list[str]:
@@ -190,6 +255,13 @@ def _match(left, right, op: str = "==") -> dict:
 
 def _ip(field: str, right, op: str = "==") -> dict:
     return _match({"payload": {"protocol": "ip", "field": field}}, right, op)
+
+
+def _containers(net: Network):
+    """The addresses containers of net hold (state.py leases them): the subnet without its
+    network, gateway and broadcast addresses."""
+    first, last = net.gateway + 1, net.subnet.broadcast_address - 1
+    return str(first) if first == last else {"range": [str(first), str(last)]}
 
 
 def _prefix(subnet) -> dict:

@@ -17,12 +17,17 @@ def configure_container(leader_pid: int, address, prefixlen: int, gateway,
     gateway, with ifname and lo up.  Idempotent: returns what it changed ([] the second
     time).
 
-    hairpin turns on hairpin mode on ifname's peer (the bridge port, in this namespace):
-    with br_netfilter (bridge-nf-call-iptables=1, the kernel's default once the module is
-    loaded) a container's connection to its own published port is DNAT'ed back to the port
-    it came in by, and a bridge drops such frames unless the port is in hairpin mode.
+    IPv6 is turned off on ifname before it comes up, and on its peer (the bridge port, in
+    this namespace) as on the bridge (bridge.ipv6_off): nspawnctl's networks are IPv4 only,
+    and with the kernel's defaults a neighbour's root sending router advertisements on the
+    bridge would give the container a default route and an address through that neighbour.
+    hairpin turns on hairpin mode on the port: with br_netfilter (bridge-nf-call-iptables=1,
+    the kernel's default once the module is loaded) a container's connection to its own
+    published port is DNAT'ed back to the port it came in by, and a bridge drops such frames
+    unless the port is in hairpin mode.
     """
-    from .rtnl import IFF_UP, IFLA_LINK, IFLA_MASTER, Rtnl
+    from .bridge import ipv6_off  # without pyroute2: bridge.py imports it where it uses it
+    from .rtnl import IFF_UP, IFLA_LINK, IFLA_MASTER, Rtnl, ipv6_off_in
 
     address = str(ipaddress.IPv4Address(str(address)))
     gateway = str(ipaddress.IPv4Address(str(gateway)))
@@ -51,18 +56,21 @@ def configure_container(leader_pid: int, address, prefixlen: int, gateway,
                 inner.no_ipv6_link_local(link)
             except OSError:
                 pass  # a kernel without IPv6: nothing to keep off
+            ipv6_off_in(netns, ifname)
             inner.set_up(link)
             changed.append(f"{ifname} up")
         if inner.default_routes() != [(gateway, link.index)]:
             inner.replace_default_route(gateway, link.index)
             changed.append(f"default via {gateway}")
         peer = link.u32(IFLA_LINK)  # the peer's index, in its own (our) namespace
-    if hairpin and peer:
+    if peer:
         with Rtnl() as outer:
             port = outer.link(index=peer)
             # the peer is ours only if it points back at ifname and sits on a bridge
             if port is not None and port.u32(IFLA_LINK) == link.index and port.u32(IFLA_MASTER):
-                if not port.hairpin:
+                if ipv6_off(port.name):
+                    changed.append(f"{port.name} IPv6 off")
+                if hairpin and not port.hairpin:
                     outer.set_hairpin(port.index)
                     changed.append(f"{port.name} hairpin")
     return changed

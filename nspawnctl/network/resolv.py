@@ -27,26 +27,49 @@ def container_resolv_conf(host_resolv_text: str, resolved_uplink_text: str | Non
                           ) -> str | None:
     """resolv.conf text for a container, or None if the host has no usable nameserver
     (the caller warns: the container then resolves nothing)."""
-    servers, others = _parse(host_resolv_text)
-    if not servers and resolved_uplink_text:
-        servers, uplink_others = _parse(resolved_uplink_text)
-        others = others or uplink_others
+    servers, others = _choose(host_resolv_text, resolved_uplink_text)
     if not servers:
         return None
     lines = ["# written by nspawnctl from the host's resolvers"]
-    lines += [f"nameserver {s}" for s in servers[:MAXNS]]
+    lines += [f"nameserver {s}" for s in servers]
     lines += others
     return "\n".join(lines) + "\n"
 
 
+def container_nameservers(host_resolv_text: str, resolved_uplink_text: str | None = None
+                          ) -> list[str]:
+    """The nameservers container_resolv_conf() writes: the firewall opens DNS on the host to
+    containers at exactly these (when one is a host address: a resolver on the LAN address)."""
+    return _choose(host_resolv_text, resolved_uplink_text)[0]
+
+
 def container_resolv_conf_for_host() -> str | None:
     """container_resolv_conf() of this host's /etc/resolv.conf and resolved's uplink file."""
+    return container_resolv_conf(*_host_files())
+
+
+def container_nameservers_for_host() -> list[str]:
+    """container_nameservers() of this host's files."""
+    return container_nameservers(*_host_files())
+
+
+def _host_files() -> tuple[str, str | None]:
     def read(path) -> str | None:
         try:
             return Path(path).read_text()
         except OSError:
             return None
-    return container_resolv_conf(read("/etc/resolv.conf") or "", read(RESOLVED_UPLINK))
+    return read("/etc/resolv.conf") or "", read(RESOLVED_UPLINK)
+
+
+def _choose(host_resolv_text: str, resolved_uplink_text: str | None
+            ) -> tuple[list[str], list[str]]:
+    """(nameservers, search/domain/options lines) a container gets."""
+    servers, others = _parse(host_resolv_text)
+    if not servers and resolved_uplink_text:
+        servers, uplink_others = _parse(resolved_uplink_text)
+        others = others or uplink_others
+    return servers[:MAXNS], others
 
 
 def _parse(text: str) -> tuple[list[str], list[str]]:

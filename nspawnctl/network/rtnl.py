@@ -4,8 +4,9 @@ Why not pyroute2 here: importing pyroute2 0.7 takes about 130 ms (its package sc
 installed distribution's entry points), and inside.py runs at every container start.  This
 module imports only socket, struct, os and ctypes, and speaks to the kernel directly:
 get a link, set it up, list and add IPv4 addresses, read and replace the default route,
-turn on a bridge port's hairpin mode.  Everything else (bridges, routes listing) uses
-pyroute2 in bridge.py and state.py.
+turn on a bridge port's hairpin mode (and, not netlink, IPv6 off in a container's network
+namespace).  Everything else (bridges, routes listing) uses pyroute2 in bridge.py and
+state.py.
 """
 
 import ctypes
@@ -186,6 +187,23 @@ class Rtnl:
                 answers.append(payload)
                 if not flags & NLM_F_DUMP and not flags & NLM_F_ACK:
                     return answers
+
+
+def ipv6_off_in(netns_path: str, ifname: str) -> bool:
+    """Turn IPv6 off on ifname in the network namespace of netns_path (its disable_ipv6
+    sysctl, opened while this thread is in that namespace: /proc/sys/net shows the opener's).
+    False when that namespace has no IPv6 (nothing to turn off)."""
+    with _in_netns(netns_path):
+        try:
+            fd = os.open(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6",
+                         os.O_WRONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+    try:
+        os.write(fd, b"1\n")
+    finally:
+        os.close(fd)
+    return True
 
 
 def _socket() -> socket.socket:

@@ -33,6 +33,8 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
             if is_active(bus, src):
                 raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
             cfg = load_config(paths, src)
+            if network.managed(cfg):  # refused before the copy, not after it
+                network.require_host_network(paths)
             lower = overlay.lower_of(paths, src)
             if lower is not None:  # an overlay container's clone shares its base too
                 (stage / "tree").mkdir(mode=0o755)

@@ -68,6 +68,7 @@ def create(paths: Paths, name: str, source: str, spec: debootstrap.BootstrapSpec
         debootstrap.check_spec(spec)
     order.check(paths, name, cfg)  # refused now, not after a bootstrap: unknown names, cycles
     if network.managed(cfg):  # refused now, not after a bootstrap: unknown network, taken port
+        network.require_host_network(paths)
         network.network_state(paths).get(cfg.network)
         network.check_ports(paths, name, cfg)
     t0 = time.monotonic()

@@ -10,6 +10,11 @@ boot or after a firewall reload by running `nspawnctl network apply` (units/
 nspawnctl-network.service).  The container side (address, route, resolv.conf, /etc/hosts) is
 set by `attach`, which the container's unit runs as ExecStartPost= at every start, however it
 was started.
+
+The host side is the whole machine's (bridge names, the table, sysctls, the boot unit), and
+it is rendered from the registry under paths.state: only the host's own paths may drive it.
+Under a relocated root (NSPAWNCTL_ROOT) every command that would change it refuses, before it
+changes anything (require_host_network).
 """
 
 import errno
@@ -17,7 +22,7 @@ import ipaddress
 
 from ..errors import Error
 from ..fsutil import flocked, mkdir_private
-from ..network import bridge, firewall
+from ..network import bridge, firewall, resolv
 from ..network.model import DEFAULT, Network, Port
 from ..network.state import NetworkState
 from ..paths import Paths
@@ -40,6 +45,20 @@ def managed(cfg: ContainerConfig) -> bool:
     return cfg.network not in NETWORK_MODES
 
 
+def require_host_network(paths: Paths):
+    """Refuse to change the host's network from a relocated root's registry.
+
+    Bridge names (15 bytes: no room for a root's tag), the table, ip_forward and the boot unit
+    are one for the whole machine, and a relocated registry knows nothing of the host's
+    networks: applying it deleted the host's real bridges and emptied its table.  Relocated
+    roots hold containers of files (the unit tests'), never a host network."""
+    if paths.relocated:
+        raise Error("the host's network is not changed under a relocated root "
+                    "(NSPAWNCTL_ROOT): its nsc-* bridges and firewall table are the whole "
+                    "machine's", hint="unset NSPAWNCTL_ROOT, or use --network none, host or "
+                                      "veth")
+
+
 # ---------------------------------------------------------------- joining and leaving
 
 def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address | None:
@@ -48,6 +67,8 @@ def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address
     other network NAME was on.  Returns the address, or None when cfg has no nspawnctl
     network."""
     state = network_state(paths)
+    if managed(cfg) or state.leased(name):
+        require_host_network(paths)
     if managed(cfg):
         state.get(cfg.network)  # refuses an unknown network (changing nothing); makes default
     check_ports(paths, name, cfg)
@@ -61,6 +82,7 @@ def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address
 def joined(paths: Paths, name: str, cfg: ContainerConfig):
     """After a container joined cfg's network (create, clone): the boot unit installed, its
     ports published, its peers able to find it by name."""
+    require_host_network(paths)
     ensure_host_unit(paths)
     if cfg.ports:
         apply_host(paths)  # its ports are published from now on
@@ -142,6 +164,7 @@ def apply_host(paths: Paths):
     """Bridges for every network and the firewall table for every published port: the whole
     host side, from nspawnctl's state (idempotent; what the boot unit runs).  Under a lock, so
     that two commands never load their views of the state in the wrong order."""
+    require_host_network(paths)
     state = network_state(paths)
     mkdir_private(paths.state)
     state.dir.mkdir(parents=True, exist_ok=True)
@@ -152,12 +175,14 @@ def apply_host(paths: Paths):
         # bridges of networks that are gone (a `network remove` killed after its commit)
         for name in set(bridge.bridges()) - {net.bridge for net in networks}:
             bridge.remove_bridge(name)
-        firewall.apply(networks, [(address, port) for _, address, port in publications(paths)])
+        firewall.apply(networks, [(address, port) for _, address, port in publications(paths)],
+                       resolv.container_nameservers_for_host())
 
 
 def ensure_host(paths: Paths, cfg: ContainerConfig):
     """Before a start: cfg's bridge must exist (systemd-nspawn refuses to start without it) and
     the firewall table must be loaded; apply the host side when either is missing."""
+    require_host_network(paths)
     net = network_state(paths).get(cfg.network)
     if not bridge.exists(net.bridge) or not firewall.present():
         apply_host(paths)
@@ -166,6 +191,7 @@ def ensure_host(paths: Paths, cfg: ContainerConfig):
 def ensure_host_unit(paths: Paths):
     """Install units/nspawnctl-network.service (brings the host side up at boot and after a
     firewall reload), enable it and start it; nothing when it is already so."""
+    require_host_network(paths)
     from ..systemd.bus import Bus
     from ..systemd.unitfiles import install, render
     changed = install(paths.units, HOST_UNIT, render(HOST_UNIT))
@@ -190,6 +216,7 @@ def forward_warnings() -> list[str]:
 
 def attach_running(paths: Paths, name: str, report: Report | None = None):
     """attach() for the running container NAME, whose leader machined knows."""
+    require_host_network(paths)
     from ..systemd.bus import Bus
     with Bus() as bus:
         props = bus.machine_properties(name)
@@ -202,14 +229,18 @@ def attach(paths: Paths, name: str, leader: int, report: Report | None = None):
     """Configure a just-started container of an nspawnctl network from outside: its address
     and default route inside its network namespace, its resolv.conf and /etc/hosts in its
     tree.  Runs as ExecStartPost= of its unit (by `nspawnctl network attach NAME`)."""
-    from ..network import inside, resolv
+    from ..network import inside
+    require_host_network(paths)
     cfg = load_config(paths, name)
     if not managed(cfg):
         return
     state = network_state(paths)
     net = state.get(cfg.network)
     address = state.lease(cfg.network, name)
-    if not firewall.present():  # flushed by someone since: bring the host side back
+    # The table gone (flushed by someone since), or opening DNS at other resolvers than the
+    # ones the container is given now (the host's resolv.conf changed): bring it up to date.
+    if firewall.offered_dns() != sorted(resolv.container_nameservers_for_host(),
+                                        key=ipaddress.IPv4Address):
         apply_host(paths)
     inside.configure_container(leader, address, net.prefixlen, net.gateway)
     tree = paths.tree(name)
@@ -242,7 +273,6 @@ def write_hosts(paths: Paths, net: Network, only: str | None = None,
 
 def _write_hosts(paths: Paths, state: NetworkState, net: Network, only: str | None,
                  skip: str | None):
-    from ..network import resolv
     block = [HOSTS_BEGIN.format(network=net.name)]
     block += [f"{address}\t{name}" for address, name in state.hosts_for(net.name)]
     block.append(HOSTS_END)
@@ -282,6 +312,7 @@ def merge_hosts(old: str, block: list[str]) -> str:
 # ---------------------------------------------------------------- networks themselves
 
 def create_network(paths: Paths, name: str, subnet: str | None) -> Network:
+    require_host_network(paths)
     state = network_state(paths)
     try:
         net = state.create(name, subnet)
@@ -294,6 +325,7 @@ def create_network(paths: Paths, name: str, subnet: str | None) -> Network:
 
 
 def remove_network(paths: Paths, name: str):
+    require_host_network(paths)
     state = network_state(paths)
     if name not in {net.name for net in state.networks()}:
         apply_host(paths)  # a remove killed after its commit left the bridge behind
@@ -329,6 +361,7 @@ def watch(paths: Paths):
     the time its events are read: only a table that stays gone is re-applied."""
     from ..run import need_tool, stream
     from ..systemd.notify import notify
+    require_host_network(paths)
     apply_host(paths)
     notify("READY=1")
     proc = stream([need_tool("nft", "nftables"), "monitor", "tables"])

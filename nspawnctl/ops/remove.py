@@ -26,6 +26,12 @@ def remove(paths: Paths, name: str, force: bool = False, report: Report = print,
                         f"{name} (--after/--requires): not removed",
                         hint=f"remove {'it' if len(left) == 1 else 'them'} too, or: nspawnctl "
                              f"set {left[0]} --no-requires {name} / --no-after {name}")
+        try:
+            cfg = load_config(paths, name)
+        except Error:
+            cfg = None
+        if cfg is not None and network.managed(cfg):
+            network.require_host_network(paths)  # refused before anything is stopped
         with Bus() as bus:
             if is_active(bus, name):
                 if not force:
@@ -38,10 +44,6 @@ def remove(paths: Paths, name: str, force: bool = False, report: Report = print,
                                 hint=f"see: systemctl status {service_unit(name)}")
             if is_enabled(paths, name):
                 bus.disable_units([service_unit(name)])
-        try:
-            cfg = load_config(paths, name)
-        except Error:
-            cfg = None
         count = store.remove(name)  # its leases go with its settings, its snapshots too
         if cfg is not None and network.managed(cfg):
             # its ports are unpublished, its peers forget its name

@@ -9,6 +9,8 @@ All traffic stays inside the testbed: containers on 192.0.2.0/24 (tests/testbed.
 import ipaddress
 import json
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -226,7 +228,8 @@ def test_lan_cannot_reach_the_hosts_loopback_services(host, nspawnctl, world):
 
         assert "secret" not in probe().stdout  # the guard holds
         # control: without nspawnctl's guard chain the same probe gets through
-        host.run(["nft", "delete", "chain", "inet", "nspawnctl", "guard"])
+        for chain in ("guard", "input"):
+            host.run(["nft", "delete", "chain", "inet", "nspawnctl", chain])
         assert "secret" in probe().stdout, "the probe cannot show the guard working"
     finally:
         host.run(["sysctl", "-w", f"net.ipv4.conf.all.route_localnet={saved}"])
@@ -234,6 +237,169 @@ def test_lan_cannot_reach_the_hosts_loopback_services(host, nspawnctl, world):
         server.wait()
         nspawnctl("network", "apply")
     assert host.run(["nft", "list", "chain", "inet", "nspawnctl", "guard"]).returncode == 0
+
+
+# --- a container's root against the host (issue 26, items 5 and 6) -----------------------------
+
+SERVERS = "/usr/src/nspawnctl/tests/netns/servers.py"  # the worktree, bound into the testbed
+RP_FILTER = ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter",
+             "net.ipv4.conf.nsc-default.rp_filter")
+RA_PREFIX = "2001:db8:26::/64"
+
+
+def as_container_root(host, nspawnctl, name):
+    """A runner of argv as the root of container NAME: in its user namespace (when it has one
+    of its own) and network namespace, with the testbed's tools (the image has no python)."""
+    pid = leader(nspawnctl, name)
+    own = host.run(["readlink", f"/proc/{pid}/ns/user", "/proc/self/ns/user"]).stdout.split()
+    userns = ["-U"] if own[0] != own[1] else []
+    return lambda argv: host.run(["nsenter", "-t", pid, *userns, "-n", *argv])
+
+
+def host_ipv6(host, bridge) -> dict:
+    return {"default routes": host.run(["ip", "-6", "route", "show", "default"]).stdout,
+            "bridge addresses": host.run(["ip", "-6", "addr", "show", "dev", bridge]).stdout}
+
+
+def test_a_containers_router_advertisement_gives_the_host_nothing(host, nspawnctl, world, made,
+                                                                   web_image):
+    """The container's root turns IPv6 on for its own host0 (nspawnctl turned it off), takes
+    a link-local address and advertises itself as a router: the host takes no route and no
+    address.  The control: with the bridge at the kernel's defaults and without the guard and
+    input chains (deleting the whole table would bring nspawnctl-network.service's watch to
+    put it back), the same advertisement is taken."""
+    name = made("ra", "--from", web_image)
+    nspawnctl("start", name)
+    root = as_container_root(host, nspawnctl, name)
+    bridge = "nsc-default"
+    r = root(["sysctl", "-w", "net.ipv6.conf.host0.disable_ipv6=0"])
+    assert r.returncode == 0, str(r)
+    r = root(["ip", "addr", "add", "fe80::bad/64", "dev", "host0", "nodad"])
+    assert r.returncode == 0, str(r)
+    advertise = ["python3", SERVERS, "ra", "host0", RA_PREFIX]
+    try:
+        r = root(advertise)
+        assert r.returncode == 0, str(r)
+        time.sleep(1)
+        assert host_ipv6(host, bridge) == {"default routes": "", "bridge addresses": ""}
+        assert host.run(["sysctl", "-n", f"net.ipv6.conf.{bridge}.disable_ipv6"]
+                        ).stdout.strip() == "1"
+        # the control
+        host.run(["sysctl", "-w", f"net.ipv6.conf.{bridge}.disable_ipv6=0",
+                  f"net.ipv6.conf.{bridge}.accept_ra=1"])
+        for chain in ("guard", "input"):
+            host.run(["nft", "delete", "chain", "inet", "nspawnctl", chain])
+
+        def taken():
+            root(advertise)
+            return "fe80::bad" in host_ipv6(host, bridge)["default routes"]
+        wait_for(taken, timeout=10, what="the control: the host taking the advertisement")
+    finally:
+        nspawnctl("network", "apply")
+    assert host_ipv6(host, bridge) == {"default routes": "", "bridge addresses": ""}
+
+
+def test_the_host_is_closed_to_a_containers_root(host, nspawnctl, world, made, web_image):
+    """A host service on every address answers the LAN, never a container (on the gateway,
+    the LAN address, over TCP or UDP); the container's DNS and egress keep working."""
+    name = made("probe", "--from", web_image)
+    nspawnctl("start", name)
+    host.run(["mkdir", "-p", "/run/host-service"])
+    server = host.popen(["python3", "-m", "http.server", "--bind", "::", "--directory",
+                         "/run/host-service", "7778"], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: outside.fetch(host, f"http://{outside.HOST_LAN_ADDR}:7778/",
+                                       runner=lan(host))[0], what="the host's service")
+        for address in ("192.0.2.1", outside.HOST_LAN_ADDR, outside.HOST_UPSTREAM_ADDR):
+            wget_fails(nspawnctl, name, f"http://{address}:7778/")
+        root = as_container_root(host, nspawnctl, name)
+        ok, _ = outside.fetch(host, "http://192.0.2.1:7778/", timeout=2, runner=root)
+        assert not ok
+        # what it is given still works: DNS (the outside's resolver), egress through NAT
+        r = nspawnctl("exec", name, "--", "wget", "-q", "-O", "-", f"http://{outside.UPSTREAM_NAME}/")
+        assert r.stdout == outside.HTTP_PAGE
+        # the control: without the input chain the container gets in (the chain, not the
+        # table: nspawnctl-network.service puts a deleted table back)
+        host.run(["nft", "delete", "chain", "inet", "nspawnctl", "input"])
+        r = nspawnctl("exec", name, "--", "timeout", "-s", "KILL", "3", "wget", "-q", "-O",
+                      "/dev/null", "http://192.0.2.1:7778/", check=False)
+        assert r.returncode == 0, str(r)
+    finally:
+        server.kill()
+        server.wait()
+        nspawnctl("network", "apply")
+
+
+def test_forged_sources_from_a_containers_root_never_reach_a_published_port(
+        host, nspawnctl, world, made, web_image):
+    """The root of a container on another network sends datagrams with forged sources to a
+    published port (rp_filter 0 on the host, so that the table is what is tested): none
+    arrives; one with its own address does."""
+    nspawnctl("network", "create", "nx", "--subnet", "192.0.2.224/28")
+    log = "/run/forged.log"
+    receiver, saved = None, {}
+    try:
+        victim = made("victim", "--from", web_image, "--port", "5399:5399/udp")
+        attacker = made("forger", "--from", web_image, "--network", "nx")
+        for name in (victim, attacker):
+            nspawnctl("start", name)
+        saved = {key: host.run(["sysctl", "-n", key]).stdout.strip() for key in RP_FILTER}
+        host.run(["sysctl", "-w", *[f"{key}=0" for key in RP_FILTER],
+                  "net.ipv4.conf.nsc-nx.rp_filter=0"])
+        host.run(["rm", "-f", log])
+        receiver = host.popen(["nsenter", "-t", leader(nspawnctl, victim), "-n", "python3",
+                               SERVERS, "udp", victim, "0.0.0.0", "5399", log],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert receiver.stdout.readline().strip() == "ready"
+        root = as_container_root(host, nspawnctl, attacker)
+        own = address_of(nspawnctl, attacker)
+        for source in ("198.51.100.7", address_of(nspawnctl, victim), "192.0.2.1"):
+            r = root(["python3", SERVERS, "forge", source, outside.HOST_LAN_ADDR, "5399",
+                      f"forged:{source}"])
+            assert r.returncode == 0, str(r)
+        r = root(["python3", SERVERS, "forge", own, outside.HOST_LAN_ADDR, "5399", "genuine"])
+        assert r.returncode == 0, str(r)
+
+        def seen():
+            return [line.split(" ", 1)[1] for line in
+                    host.run(["cat", log]).stdout.splitlines()]
+        wait_for(lambda: "genuine" in seen(), timeout=10, what="the genuine datagram")
+        time.sleep(0.5)
+        assert seen() == ["genuine"]
+    finally:
+        if saved:
+            host.run(["sysctl", "-w", *[f"{key}={value}" for key, value in saved.items()]])
+        if receiver is not None:
+            receiver.kill()
+            receiver.wait()
+        for name in ("victim", "forger"):
+            nspawnctl("remove", "--force", name, check=False)
+        nspawnctl("network", "remove", "nx", check=False)
+
+
+def test_a_relocated_root_leaves_the_hosts_network_alone(host, nspawnctl, world, made,
+                                                         web_image):
+    """Issue 26, item 8: under NSPAWNCTL_ROOT, commands that would change the host's network
+    refuse with one line, and the real bridges and table are as they were."""
+    made("real", "--from", web_image, "--port", "8130:80")  # a bridge, a rule to lose
+
+    def state():
+        return (host.run(["ip", "-o", "link", "show", "type", "bridge"]).stdout,
+                host.run(["nft", "list", "table", "inet", "nspawnctl"]).stdout)
+    before = state()
+    assert "nsc-default" in before[0]
+    env = {"NSPAWNCTL_ROOT": "/tmp/relocated"}
+    try:
+        for args in (["network", "apply"], ["network", "create", "elsewhere"],
+                     ["create", "x", "--from", "scratch", "--add", "/bin/true"]):
+            r = host.run(["nspawnctl", *args], env=env)
+            assert r.returncode == 1, str(r)
+            assert r.stderr.startswith("nspawnctl: the host's network is not changed under a "
+                                       "relocated root"), str(r)
+            assert state() == before, args
+    finally:
+        host.run(["rm", "-rf", "/tmp/relocated"])
 
 
 # --- the host's firewall reloaded --------------------------------------------------------------

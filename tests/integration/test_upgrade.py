@@ -1,5 +1,6 @@
-"""upgrade in the testbed, against a testbed-local apt repository served from the testbed host
-on its default network's gateway (192.0.2.1, documentation range): an upgrade that succeeds,
+"""upgrade in the testbed, against a testbed-local apt repository served from the outside world's
+"internet" (tests/outside.py: 203.0.113.2, documentation range), which containers reach through
+NAT as they reach a real mirror (the host itself is closed to them): an upgrade that succeeds,
 one whose --check fails and one whose package breaks the boot (a failing unit: degraded), both
 rolled back to a working container; SIGKILL at any moment of an upgrade (the tree is the old
 one or the new one, dpkg's state whole, nothing left running, the rerun succeeds); single-command
@@ -14,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tests import outside
 from tests.integration.helpers import MACHINES, guest_running
 from tests.integration.test_kill import SEED, Tally, check_whole, kill_trial, timed
 from tests.integration.test_oci_containers import busybox_layer, oci_archive
 
 pytestmark = pytest.mark.integration
 
-GATEWAY = "192.0.2.1"  # the testbed's default network (tests/testbed.py DEFAULT_SUBNET)
+MIRROR = outside.UPSTREAM_ADDR  # "a mirror on the internet"
 PORT = 8931
 REPO = "/srv/nspawnctl-repo"
 PROBE = "nspawnctl-probe"
@@ -70,20 +72,21 @@ def publish(host, deb: str | None):
 
 
 @pytest.fixture(scope="module")
-def repo(host, nspawnctl, made):
-    """The HTTP server on the gateway: started once a container runs on the default network,
-    so that its bridge (and the address to bind) exists."""
-    made("upg-net")
-    nspawnctl("start", "upg-net")
+def repo(host):
+    """The HTTP server on the mirror, in the outside world's upstream namespace (the
+    repository's files are the testbed's: a namespace shares its filesystem)."""
+    if not outside.isolated(host):
+        pytest.skip("the outside world is made only in the testbed or the VM tier's VM")
     publish(host, None)
-    server = host.popen(["python3", "-m", "http.server", "--bind", GATEWAY, "--directory",
-                         REPO, str(PORT)], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        server.kill()
-        server.wait()
+    with outside.outside_world(host) as world:
+        server = world.upstream_popen(host, ["python3", "-m", "http.server", "--bind", MIRROR,
+                                             "--directory", REPO, str(PORT)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            server.kill()
+            server.wait()
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def box(host, nspawnctl, made, debs, repo):  # noqa: ARG001 (repo: the server ru
 def prepared(host, nspawnctl, name, debs) -> str:
     tree = f"{MACHINES}/{name}"
     host.run(["sh", "-c", f"rm -f {tree}/etc/apt/sources.list.d/* && echo "
-              f"'deb [trusted=yes] http://{GATEWAY}:{PORT}/ ./' > {tree}/etc/apt/sources.list"])
+              f"'deb [trusted=yes] http://{MIRROR}:{PORT}/ ./' > {tree}/etc/apt/sources.list"])
     nspawnctl("start", name)
     nspawnctl("cp", debs["1.0"], f"{name}:/root/")
     nspawnctl("exec", name, "--", "dpkg", "-i", f"/root/{Path(debs['1.0']).name}")
@@ -149,7 +152,7 @@ def test_an_unreachable_source_fails_the_upgrade_and_changes_nothing(host, nspaw
     name = made("upg-off")
     tree = f"{MACHINES}/{name}"
     host.run(["sh", "-c", f"rm -f {tree}/etc/apt/sources.list.d/* && echo "
-              f"'deb [trusted=yes] http://{GATEWAY}:9/ ./' > {tree}/etc/apt/sources.list"])
+              f"'deb [trusted=yes] http://{MIRROR}:9/ ./' > {tree}/etc/apt/sources.list"])
     nspawnctl("start", name)
     r = nspawnctl.fails("upgrade", name)
     assert r.error == (f"nspawnctl: upgrade of {name} failed at apt-get update (exit 100); "

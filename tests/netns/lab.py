@@ -3,7 +3,9 @@
     upstream (U)   203.0.113.2/24 "the internet": HTTP server; no route back to containers
     lan (L)        198.51.100.2/24 another machine on the host's LAN
     host (H)       eth-up 203.0.113.1/24 (default route via U), eth-lan 198.51.100.1/24,
-                   nspawnctl's bridges and table, made by the library under test
+                   nspawnctl's bridges and table, made by the library under test; services
+                   of its own: on 127.0.0.1 only, on every address ([::]), and a DNS server
+                   (the one nspawnctl hands to containers: DNS_SERVERS)
     c1, c2, evil   containers of the "default" network (192.0.2.0/25, bridge nsc-default)
     c3             a container of network "b" (192.0.2.128/25, bridge nsc-b)
 
@@ -38,6 +40,8 @@ UPSTREAM_ADDR, HOST_UP_ADDR = "203.0.113.2", "203.0.113.1"
 LAN_ADDR, HOST_LAN_ADDR = "198.51.100.2", "198.51.100.1"
 POOL = "192.0.2.0/25,192.0.2.128/25"
 HOST_LO_PORT = 8999  # a service of H bound to 127.0.0.1 only: what the guard protects
+HOST_ANY_PORT = 8998  # services of H on every address (TCP on [::], UDP on 0.0.0.0)
+DNS_SERVERS = [HOST_LAN_ADDR]  # the host's resolver as nspawnctl hands it to containers
 
 CONTAINERS = {"c1": "default", "c2": "default", "evil": "default", "c3": "b"}
 # container -> published ports
@@ -156,10 +160,16 @@ class Lab:
         self.start("upstream", "http", "upstream", UPSTREAM_ADDR, 80)
         for name in CONTAINERS:
             self.start(name, "http", name, "0.0.0.0", 80)
-        self.start("c1", "udp", "c1", "0.0.0.0", 53)
+        self.c1_udp_log = self.workdir / "c1-udp.log"
+        self.start("c1", "udp", "c1", "0.0.0.0", 53, self.c1_udp_log)
         self.host_udp_log = self.workdir / "host-lo-udp.log"
         self.start("host", "http", "host-lo", "127.0.0.1", HOST_LO_PORT)
         self.start("host", "udp", "host-lo", "127.0.0.1", HOST_LO_PORT, self.host_udp_log)
+        self.host_any_log = self.workdir / "host-any-udp.log"
+        self.start("host", "http", "host-any", "::", HOST_ANY_PORT)
+        self.start("host", "udp", "host-any", "0.0.0.0", HOST_ANY_PORT, self.host_any_log)
+        self.start("host", "udp", "host-dns", "0.0.0.0", 53)
+        self.start("host", "http", "host-dns", "0.0.0.0", 53)  # DNS over TCP, as a probe
         return self
 
     def add_container(self, name: str, network: str):
@@ -188,7 +198,7 @@ class Lab:
                 for p in ports]
 
     def apply(self):
-        self.in_host(_apply, self.networks, self.publications())
+        self.in_host(_apply, self.networks, self.publications(), DNS_SERVERS)
 
     def nft(self, role: str, *args, check=True):
         return self.exec(role, "nft", *args, check=check)
@@ -204,6 +214,13 @@ class Lab:
     def udp(self, role: str, addr: str, port: int, message="ping") -> str | None:
         r = self.exec(role, PYTHON, SERVERS, "udpclient", addr, port, timeout=15)
         return r.stdout.strip() if r.returncode == 0 else None
+
+    def forge(self, role: str, src: str, dst: str, port: int, message: str):
+        """One UDP datagram from role with source address src, whatever role's own is."""
+        self.exec(role, PYTHON, SERVERS, "forge", src, dst, port, message, check=True)
+
+    def router_advertisement(self, role: str, ifname: str, prefix: str):
+        self.exec(role, PYTHON, SERVERS, "ra", ifname, prefix, check=True)
 
     # --- tearing down --------------------------------------------------------------------
 
@@ -244,9 +261,9 @@ def _configure(pid, address, prefixlen, gateway):
     return configure_container(pid, address, prefixlen, gateway)
 
 
-def _apply(networks, publications):
+def _apply(networks, publications, dns):
     from nspawnctl.network import firewall
-    firewall.apply(networks, publications)
+    firewall.apply(networks, publications, dns)
 
 
 # --- entering a namespace in a child ----------------------------------------------------

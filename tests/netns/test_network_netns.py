@@ -19,6 +19,7 @@ import time
 import pytest
 
 from tests.netns.lab import (
+    HOST_ANY_PORT,
     HOST_LAN_ADDR,
     HOST_LO_PORT,
     HOST_UP_ADDR,
@@ -331,9 +332,13 @@ def test_loopback_guard_a_container_cannot_reach_the_hosts_127_services(lab):
         assert lab.curl("evil", f"http://127.0.0.1:{HOST_LO_PORT}/", timeout=2) is None
         assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
         assert _host_udp_seen(lab) == []
-        # the controls: without the guard a one-way datagram arrives (the leak rule only
-        # stops the answers), and without both a TCP connection works
+        # the controls: without the guard the host's input chain still refuses it (the
+        # host is closed to containers); without both a one-way datagram arrives (the leak
+        # rule only stops the answers), and without all three a TCP connection works
         _drop_chains(lab, "guard")
+        assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
+        assert _host_udp_seen(lab) == []
+        _drop_chains(lab, "input")
         assert lab.udp("evil", "127.0.0.1", HOST_LO_PORT) is None
         assert _host_udp_seen(lab) == ["192.0.2.4 ping"]
         _drop_chains(lab, "leak")
@@ -366,6 +371,239 @@ def test_loopback_guard_the_lan_cannot_reach_the_hosts_127_services(lab):
         _unaim(lab, "lan", "eth0")
     # and the host's own use of its loopback is untouched by the guard
     assert lab.curl("host", f"http://127.0.0.1:{HOST_LO_PORT}/") == "host-lo 127.0.0.1"
+
+
+# --- issue 26: IPv6 off, the host closed to containers, no forged sources ----------------------
+
+def _ipv6_sysctls(lab, ifname) -> tuple[str, str]:
+    r = lab.exec("host", "cat", f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6",
+                 f"/proc/sys/net/ipv6/conf/{ifname}/accept_ra", check=True)
+    disable, accept_ra = r.stdout.split()
+    return disable, accept_ra
+
+
+def _host_ipv6(lab) -> dict:
+    """What a router advertisement could give H: IPv6 default routes, and IPv6 addresses
+    on nspawnctl's links."""
+    routes = json.loads(lab.ip("host", "-j", "-6", "route", "show", "default").stdout or "[]")
+    addrs = json.loads(lab.ip("host", "-j", "-6", "addr").stdout or "[]")
+    return {"default routes": [(r.get("gateway"), r.get("dev")) for r in routes],
+            "addresses": sorted((a["ifname"], i["local"]) for a in addrs
+                                for i in a["addr_info"]
+                                if a["ifname"].startswith(("nsc-", "vb-")))}
+
+
+NOTHING_V6 = {"default routes": [], "addresses": []}
+EVIL_LL = "fe80::bad"
+RA_PREFIX = "2001:db8:26::/64"  # documentation range (RFC 3849)
+
+
+def test_ipv6_is_off_on_the_hosts_side_of_every_nspawnctl_link(lab):
+    for link in ("nsc-default", "nsc-b", "vb-c1", "vb-c2", "vb-evil", "vb-c3"):
+        assert _ipv6_sysctls(lab, link)[0] == "1", link
+    for bridge in ("nsc-default", "nsc-b"):
+        assert _ipv6_sysctls(lab, bridge)[1] == "0", bridge
+    assert _host_ipv6(lab) == NOTHING_V6
+
+
+def _wait_v6(lab, timeout=5.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = _host_ipv6(lab)
+        if seen["default routes"] and seen["addresses"]:
+            return seen
+        time.sleep(0.1)
+    return _host_ipv6(lab)
+
+
+def _arm(lab):
+    """evil's root turns IPv6 back on for its own host0 (nspawnctl turned it off) and takes a
+    link-local address to send from: what a container's root can do."""
+    lab.sysctl("evil", "net.ipv6.conf.host0.disable_ipv6", 0)
+    lab.ip("evil", "addr", "add", f"{EVIL_LL}/64", "dev", "host0", "nodad")
+
+
+def _disarm(lab):
+    lab.sysctl("evil", "net.ipv6.conf.host0.disable_ipv6", 1)
+
+
+def _advertise(lab) -> dict:
+    """evil's root says "I am your router" on the network; what H has a second later."""
+    lab.router_advertisement("evil", "host0", RA_PREFIX)
+    time.sleep(1)
+    return _host_ipv6(lab)
+
+
+def test_a_containers_router_advertisement_gives_the_host_nothing(lab):
+    """Issue 26, item 5: with accept_ra=1 on the bridge, one RA from a container's root gave
+    the host a default route and an address through that container.  Two guards, each shown
+    holding alone: IPv6 off on the host's side of the link, and the table dropping IPv6 that
+    comes from a bridge; without both (the control) the same RA is taken."""
+    _arm(lab)
+    try:
+        assert _advertise(lab) == NOTHING_V6
+        # the table alone: the bridge back at the kernel's defaults (IPv6 on, RAs accepted)
+        lab.sysctl("host", "net.ipv6.conf.nsc-default.disable_ipv6", 0)
+        lab.sysctl("host", "net.ipv6.conf.nsc-default.accept_ra", 1)
+        assert _advertise(lab)["default routes"] == []
+        # the control: no table either, and the host routes through the container
+        fw(lab, "remove")
+        lab.router_advertisement("evil", "host0", RA_PREFIX)
+        taken = _wait_v6(lab)
+        assert taken["default routes"] == [(EVIL_LL, "nsc-default")], taken
+        assert any(addr.startswith("2001:db8:26:") for _, addr in taken["addresses"]), taken
+        # the sysctls alone (no table): ensure_bridge turns IPv6 off again, which also drops
+        # what was taken, and a new RA gives nothing
+        lab.in_host(_ensure_bridges, lab.networks)
+        assert _advertise(lab) == NOTHING_V6
+    finally:
+        _disarm(lab)
+        lab.in_host(_ensure_bridges, lab.networks)
+        lab.apply()
+    assert _host_ipv6(lab) == NOTHING_V6
+
+
+def _c2_ipv6(lab) -> dict:
+    routes = json.loads(lab.ip("c2", "-j", "-6", "route", "show", "default").stdout or "[]")
+    addrs = json.loads(lab.ip("c2", "-j", "-6", "addr", "show", "dev", "host0").stdout or "[]")
+    return {"default routes": [(r.get("gateway"), r.get("dev")) for r in routes],
+            "addresses": sorted(i["local"] for a in addrs for i in a["addr_info"])}
+
+
+BRIDGE_NF6 = "/proc/sys/net/bridge/bridge-nf-call-ip6tables"
+
+
+def test_a_neighbours_router_advertisement_gives_a_container_nothing(lab):
+    """Containers of a network share a link: evil's router advertisements reach c2 bridged,
+    past the host's IP layer.  nspawnctl turns IPv6 off on host0 before it comes up, so c2
+    takes nothing; given IPv6 back (the control), c2 routes through evil.  Where br_netfilter
+    hands bridged IPv6 to the table (bridge-nf-call-ip6tables=1), the table drops it as well:
+    shown too, and then that call is turned off (in H only, as on a host without the module)
+    so that the container's own guard is what is tested."""
+    have_nf6 = lab.exec("host", "cat", BRIDGE_NF6).returncode == 0
+    assert lab.exec("c2", "cat", "/proc/sys/net/ipv6/conf/host0/disable_ipv6",
+                    check=True).stdout.strip() == "1"
+    _arm(lab)
+    try:
+        if have_nf6:
+            lab.exec("host", "sh", "-c", f"echo 1 > {BRIDGE_NF6}", check=True)
+            lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 0)
+            lab.router_advertisement("evil", "host0", RA_PREFIX)
+            time.sleep(1)
+            assert _c2_ipv6(lab)["default routes"] == []  # the table alone
+            lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 1)
+            lab.exec("host", "sh", "-c", f"echo 0 > {BRIDGE_NF6}", check=True)
+        lab.router_advertisement("evil", "host0", RA_PREFIX)
+        time.sleep(1)
+        assert _c2_ipv6(lab) == {"default routes": [], "addresses": []}
+        lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 0)  # the control
+        deadline = time.monotonic() + 5
+        while not _c2_ipv6(lab)["default routes"] and time.monotonic() < deadline:
+            lab.router_advertisement("evil", "host0", RA_PREFIX)
+            time.sleep(0.3)
+        assert _c2_ipv6(lab)["default routes"] == [(EVIL_LL, "host0")]
+    finally:
+        lab.sysctl("c2", "net.ipv6.conf.host0.disable_ipv6", 1)
+        if have_nf6:
+            lab.exec("host", "sh", "-c", f"echo 1 > {BRIDGE_NF6}", check=True)
+        _disarm(lab)
+    assert _c2_ipv6(lab) == {"default routes": [], "addresses": []}
+
+
+def _host_any_seen(lab) -> list[str]:
+    try:
+        return lab.host_any_log.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def test_the_host_is_closed_to_containers_but_for_the_dns_it_hands_them(lab):
+    """Issue 26, item 5: host services on every address answered containers.  A container
+    reaches the host only for what nspawnctl gives it (the host's resolver, when it is one
+    of the host's own addresses) and for answers to the host's own connections; everything
+    else is refused, on every address of the host, from every network."""
+    # the LAN reaches the host's services: the table closes the host to containers only
+    assert lab.curl("lan", f"http://{HOST_LAN_ADDR}:{HOST_ANY_PORT}/") == f"host-any {LAN_ADDR}"
+    for role, addr in (("c1", "192.0.2.1"), ("c1", HOST_LAN_ADDR), ("c1", "192.0.2.129"),
+                       ("c3", "192.0.2.129"), ("c3", HOST_UP_ADDR)):
+        assert lab.curl(role, f"http://{addr}:{HOST_ANY_PORT}/", timeout=2) is None, (role, addr)
+        assert lab.udp(role, addr, HOST_ANY_PORT) is None, (role, addr)
+    assert _host_any_seen(lab) == []
+    # what it hands them: DNS on the resolver's address (UDP, and TCP for long answers),
+    # and not on the host's other addresses
+    assert lab.udp("c1", HOST_LAN_ADDR, 53) == "host-dns 192.0.2.2"
+    assert lab.curl("c3", f"http://{HOST_LAN_ADDR}:53/") == "host-dns 192.0.2.130"
+    assert lab.udp("c1", "192.0.2.1", 53) is None
+    # answers to the host's own connections, and published ports (hairpin included)
+    assert lab.curl("host", "http://192.0.2.2/") == "c1 192.0.2.1"
+    assert lab.udp("host", "192.0.2.2", 53) == "c1 192.0.2.1"
+    assert lab.curl("c2", f"http://{HOST_LAN_ADDR}:8080/") == "c1 192.0.2.1"
+    assert lab.curl("host", "http://127.0.0.1:8081/") == "c1 192.0.2.1"
+    # the control: without the table the same requests reach the host's service
+    fw(lab, "remove")
+    try:
+        assert lab.curl("c1", f"http://192.0.2.1:{HOST_ANY_PORT}/") == "host-any 192.0.2.2"
+        assert lab.udp("c3", HOST_UP_ADDR, HOST_ANY_PORT) == "host-any 192.0.2.130"
+    finally:
+        lab.apply()
+        lab.host_any_log.unlink(missing_ok=True)
+
+
+def test_a_host_service_on_ipv6_is_closed_to_containers(lab):
+    """A service on [::] answered a container on the bridge's link-local address.  The
+    bridge has none now; given one back (IPv6 on again), the table still refuses; without
+    either (the control) the container gets in."""
+    _arm(lab)
+    try:
+        assert _host_ipv6(lab)["addresses"] == []
+        lab.sysctl("host", "net.ipv6.conf.nsc-default.disable_ipv6", 0)
+        deadline = time.monotonic() + 5
+        while not (bridge_ll := [a for link, a in _host_ipv6(lab)["addresses"]
+                                 if link == "nsc-default" and a.startswith("fe80:")]):
+            assert time.monotonic() < deadline, "the bridge got no link-local address"
+            time.sleep(0.1)
+        url = f"http://[{bridge_ll[0]}%host0]:{HOST_ANY_PORT}/"
+        assert lab.curl("evil", url, timeout=2) is None
+        fw(lab, "remove")
+        assert lab.curl("evil", url) == f"host-any {EVIL_LL}"
+    finally:
+        _disarm(lab)
+        lab.in_host(_ensure_bridges, lab.networks)
+        lab.apply()
+    assert _host_ipv6(lab) == NOTHING_V6
+
+
+def _c1_seen(lab) -> list[str]:
+    try:
+        return [line.split(" ", 1)[1] for line in lab.c1_udp_log.read_text().splitlines()]
+    except FileNotFoundError:
+        return []
+
+
+def test_forged_sources_never_reach_a_published_port(lab):
+    """Issue 26, item 6: `oifname B ct status dnat accept` came before the anti-spoofing
+    rules, so a datagram with any source went through to a published port (with rp_filter
+    0, as here on purpose: the table must not depend on it).  A container's address comes
+    only from its own bridge, and a bridge brings only its containers' addresses."""
+    for link in ("all", "default", "nsc-default", "nsc-b", "eth-lan", "eth-up"):
+        lab.sysctl("host", f"net.ipv4.conf.{link}.rp_filter", 0)
+    lab.c1_udp_log.unlink(missing_ok=True)
+    forged = [("c3", "198.51.100.7"),     # network b, an outside address
+              ("c3", "192.0.2.3"),        # network b, a container of the default network
+              ("evil", "198.51.100.7"),   # c1's own network, an outside address
+              ("evil", "192.0.2.130"),    # c1's own network, a container of network b
+              ("evil", "192.0.2.1"),      # the gateway itself
+              ("lan", "192.0.2.3")]       # the LAN, a container's address
+    genuine = [("c3", "192.0.2.130"), ("evil", "192.0.2.4"), ("lan", LAN_ADDR)]
+    for role, src in forged:
+        lab.forge(role, src, HOST_LAN_ADDR, 5353, f"forged:{role}:{src}")
+    for role, src in genuine:  # the control: the same tool's datagrams do arrive
+        lab.forge(role, src, HOST_LAN_ADDR, 5353, f"genuine:{role}:{src}")
+    deadline = time.monotonic() + 5
+    while len(_c1_seen(lab)) < len(genuine) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # and a moment for anything else to come
+    assert sorted(_c1_seen(lab)) == sorted(f"genuine:{r}:{s}" for r, s in genuine)
 
 
 def test_reapply_after_flush_ruleset_restores_everything(lab):

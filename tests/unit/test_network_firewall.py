@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from nspawnctl.network import firewall
 from nspawnctl.network.model import Network, parse_port
 
@@ -11,12 +13,15 @@ PUBS = [("192.0.2.2", parse_port("8080:80")),
         ("192.0.2.130", parse_port("127.0.0.1:5353:53/udp"))]
 
 
-def commands(networks=(A, B), pubs=PUBS):
-    return firewall.render(list(networks), list(pubs))["nftables"]
+DNS = ["198.51.100.53", "192.0.2.200"]
 
 
-def rules(chain, networks=(A, B), pubs=PUBS):
-    return [c["add"]["rule"] for c in commands(networks, pubs)
+def commands(networks=(A, B), pubs=PUBS, dns=DNS):
+    return firewall.render(list(networks), list(pubs), dns)["nftables"]
+
+
+def rules(chain, networks=(A, B), pubs=PUBS, dns=DNS):
+    return [c["add"]["rule"] for c in commands(networks, pubs, dns)
             if "rule" in c.get("add", {}) and c["add"]["rule"]["chain"] == chain]
 
 
@@ -38,7 +43,7 @@ def test_one_transaction_recreates_only_our_table():
         (verb, body), = c.items()
         assert verb == "add"
         (kind, obj), = body.items()
-        assert kind in ("chain", "rule")
+        assert kind in ("set", "element", "chain", "rule")
         assert (obj["family"], obj["table"]) == ("inet", "nspawnctl")
 
 
@@ -47,19 +52,21 @@ def test_base_chains_hook_where_they_must():
               if "chain" in c.get("add", {})}
     want = {"guard": ("filter", "prerouting", -300), "prerouting": ("nat", "prerouting", -100),
             "output": ("nat", "output", -100), "postrouting": ("nat", "postrouting", 100),
-            "forward": ("filter", "forward", 0), "leak": ("filter", "postrouting", 101)}
+            "forward": ("filter", "forward", 0), "leak": ("filter", "postrouting", 101),
+            "input": ("filter", "input", 0)}
     assert {n: (c["type"], c["hook"], c["prio"]) for n, c in chains.items()} == want
     assert all(c["policy"] == "accept" for c in chains.values())  # we never drop by default
 
 
 def test_the_loopback_guard_is_first_and_drops_127_not_from_lo():
-    (guard,) = rules("guard")
+    guard = rules("guard")[0]
     assert matches(guard, "iifname", "lo", "!=")
     assert has(guard, {"payload": {"protocol": "ip", "field": "daddr"}},
                {"prefix": {"addr": "127.0.0.0", "len": 8}})
     assert guard["expr"][-1] == {"drop": None}
-    (leak,) = rules("leak")
+    leak = rules("leak")[0]
     assert matches(leak, "oifname", {"set": ["nsc-a", "nsc-b"]})
+    assert has(leak, {"prefix": {"addr": "127.0.0.0", "len": 8}})
     assert leak["expr"][-1] == {"drop": None}
     # the guard is there even with no network at all
     assert len(rules("guard", networks=(), pubs=())) == 1
@@ -151,3 +158,83 @@ def test_forward_blockers_accepts_a_chain_that_lets_ours_through():
                        "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}},
                                            "right": "nsc-*"}}, {"accept": None}]}}
     assert firewall.forward_blockers(ruleset(chain("ip", "filter", "FORWARD"), accept)) == []
+
+
+# --- issue 26: forged sources, IPv6, the host closed to containers ---------------------------
+
+def sources(rule):
+    return next(e["match"] for e in rule["expr"] if "match" in e and e["match"]["left"] ==
+                {"payload": {"protocol": "ip", "field": "saddr"}})
+
+
+def test_forged_sources_are_dropped_in_prerouting_before_nat_per_bridge():
+    """Item 6: a check after DNAT let any source reach a published port.  From B come only
+    its containers' addresses, and those come only from B: before conntrack and DNAT (the
+    guard hooks at raw priority), whatever rp_filter says."""
+    chains = {c["add"]["chain"]["name"]: c["add"]["chain"] for c in commands()
+              if "chain" in c.get("add", {})}
+    assert chains["guard"]["hook"] == "prerouting"
+    assert chains["guard"]["prio"] < -200 < chains["prerouting"]["prio"]  # before conntrack
+    guard = rules("guard")
+    for n, want in ((A, {"range": ["192.0.2.2", "192.0.2.126"]}),
+                    (B, {"range": ["192.0.2.130", "192.0.2.254"]})):
+        (only_mine,) = [r for r in guard if matches(r, "iifname", n.bridge)]
+        assert sources(only_mine) == {"op": "!=", "left": sources(only_mine)["left"],
+                                      "right": want}
+        assert only_mine["expr"][-1] == {"drop": None}
+        (only_here,) = [r for r in guard if matches(r, "iifname", n.bridge, "!=")]
+        assert sources(only_here)["op"] == "==" and sources(only_here)["right"] == want
+        assert only_here["expr"][-1] == {"drop": None}
+    # nothing judges sources after DNAT any more: it would come too late
+    for chain in ("forward", "prerouting", "input"):
+        assert not [r for r in rules(chain) if has(r, {"protocol": "ip", "field": "saddr"})]
+
+
+def test_container_addresses_leave_out_network_gateway_and_broadcast():
+    tiny = firewall._containers(Network.make("t", "192.0.2.0/30"))
+    assert tiny == "192.0.2.2"  # a /30: one container
+    assert firewall._containers(Network.make("t", "10.213.0.0/24")) == \
+        {"range": ["10.213.0.2", "10.213.0.254"]}
+
+
+def test_no_ipv6_from_or_into_a_network():
+    (v6_in,) = [r for r in rules("guard") if has(r, "ipv6")]
+    assert matches(v6_in, "iifname", {"set": ["nsc-a", "nsc-b"]})
+    assert matches(v6_in, "nfproto", "ipv6") and v6_in["expr"][-1] == {"drop": None}
+    (v6_out,) = [r for r in rules("leak") if has(r, "ipv6")]
+    assert matches(v6_out, "oifname", {"set": ["nsc-a", "nsc-b"]})
+    assert matches(v6_out, "nfproto", "ipv6") and v6_out["expr"][-1] == {"drop": None}
+    # with one network the sets are one name
+    (one,) = [r for r in rules("guard", networks=(A,)) if has(r, "ipv6")]
+    assert matches(one, "iifname", "nsc-a")
+
+
+def test_the_host_is_closed_to_containers_but_answers_and_dns():
+    """Item 5: containers reach the host only for answers to its own connections and DNS at
+    the resolvers they are given; the last rule refuses everything else from any bridge."""
+    answers, dns, rest = rules("input")
+    bridges = {"set": ["nsc-a", "nsc-b"]}
+    for r in (answers, dns, rest):
+        assert matches(r, "iifname", bridges)
+    assert has(answers, {"ct": {"key": "state"}}, "established", "related")
+    assert answers["expr"][-1] == {"accept": None}
+    assert has(dns, {"payload": {"protocol": "ip", "field": "daddr"}}, "@dns")
+    assert has(dns, {"payload": {"protocol": "th", "field": "dport"}}, 53)
+    assert matches(dns, "l4proto", {"set": ["tcp", "udp"]})
+    assert dns["expr"][-1] == {"accept": None}
+    assert rest["expr"] == [rest["expr"][0], {"reject": None}]
+    # no network: nothing to close
+    assert rules("input", networks=(), pubs=()) == []
+
+
+def test_the_dns_set_holds_the_resolvers_containers_are_given():
+    def dns_set(dns):
+        cmds = commands(dns=dns)
+        (made,) = [c["add"]["set"] for c in cmds if "set" in c.get("add", {})]
+        assert (made["name"], made["type"]) == ("dns", "ipv4_addr")
+        return [e for c in cmds if "element" in c.get("add", {})
+                for e in c["add"]["element"]["elem"]]
+    assert dns_set(DNS + ["192.0.2.200"]) == ["192.0.2.200", "198.51.100.53"]  # once, sorted
+    assert dns_set([]) == []  # an empty set: nothing open
+    with pytest.raises(ValueError):
+        dns_set(["fe80::1"])  # only IPv4 ever reaches the table

@@ -1,5 +1,7 @@
 """The network operations' own logic: hosts blocks, port edits and conflicts (no root)."""
 
+from pathlib import Path
+
 import pytest
 
 from nspawnctl.errors import Error
@@ -83,3 +85,102 @@ def test_ports_published_by_another_container_are_refused(monkeypatch, mine, the
             network.check_ports(None, "me", cfg)
     else:
         network.check_ports(None, "me", cfg)
+
+
+# --- a relocated root never drives the host's network (issue 26, item 8) ----------------------
+
+def test_only_the_hosts_own_paths_are_not_relocated(tmp_path, monkeypatch):
+    from nspawnctl.paths import Paths
+    assert not Paths.under(Path("/")).relocated
+    monkeypatch.delenv("NSPAWNCTL_ROOT", raising=False)
+    assert not Paths.from_env().relocated
+    for root in (tmp_path, Path("//"), Path("/proc/1/root"), Path("")):
+        monkeypatch.setenv("NSPAWNCTL_ROOT", str(root))
+        assert Paths.from_env().relocated, root
+
+
+def relocated_paths(tmp_path, monkeypatch):
+    """Paths under tmp_path, with every way to the host's network made to fail the test."""
+    from nspawnctl.network import bridge, firewall
+    from nspawnctl.paths import Paths
+
+    def touched(*args, **kwargs):
+        raise AssertionError("the host's network was touched under a relocated root")
+    for module, names in ((bridge, ("ensure_bridge", "remove_bridge", "bridges", "set_sysctl")),
+                          (firewall, ("apply", "remove", "present"))):
+        for name in names:
+            monkeypatch.setattr(module, name, touched)
+    return Paths.under(tmp_path)
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: network.apply_host(p),
+    lambda p: network.ensure_host(p, ContainerConfig(network="default")),
+    lambda p: network.ensure_host_unit(p),
+    lambda p: network.create_network(p, "n1", None),
+    lambda p: network.remove_network(p, "default"),
+    lambda p: network.attach(p, "x", 1),
+    lambda p: network.attach_running(p, "x"),
+    lambda p: network.join(p, "x", ContainerConfig(network="default")),
+    lambda p: network.joined(p, "x", ContainerConfig(network="default")),
+    lambda p: network.watch(p),
+])
+def test_host_network_operations_refuse_under_a_relocated_root(tmp_path, monkeypatch, call):
+    paths = relocated_paths(tmp_path, monkeypatch)
+    with pytest.raises(Error, match="not changed under a relocated root") as caught:
+        call(paths)
+    assert "\n" not in caught.value.message
+    assert not (tmp_path / "var/lib/nspawnctl/network/networks.json").exists()  # nothing made
+
+
+def test_joining_no_network_under_a_relocated_root_is_fine(tmp_path, monkeypatch):
+    paths = relocated_paths(tmp_path, monkeypatch)
+    assert network.join(paths, "x", ContainerConfig(network="none")) is None
+
+
+# --- IPv6 off on the host's side of nspawnctl's links (issue 26, item 5) ----------------------
+
+def test_ipv6_off_writes_both_knobs_once_and_skips_a_kernel_without_ipv6(tmp_path, monkeypatch):
+    from nspawnctl.network import bridge
+    monkeypatch.setattr(bridge, "PROC_SYS", tmp_path)
+    assert bridge.ipv6_off("nsc-a") is False  # no /proc/sys/net/ipv6: nothing to turn off
+    conf = tmp_path / "net/ipv6/conf/nsc-a"
+    conf.mkdir(parents=True)
+    (conf / "disable_ipv6").write_text("0\n")
+    (conf / "accept_ra").write_text("1\n")
+    assert bridge.ipv6_off("nsc-a") is True
+    assert (conf / "disable_ipv6").read_text() == "1\n"
+    assert (conf / "accept_ra").read_text() == "0\n"
+    assert bridge.ipv6_off("nsc-a") is False  # idempotent
+
+
+@pytest.mark.parametrize("offered, applied", [
+    (["198.51.100.53"], False),       # the table opens what the container is given
+    (None, True),                     # no table (flushed): brought back
+    (["192.0.2.53"], True),           # the host's resolvers changed since the last apply
+    ([], True),
+])
+def test_a_start_brings_the_table_up_to_date_with_the_resolvers(monkeypatch, tmp_path,
+                                                                offered, applied):
+    from nspawnctl.network import firewall, inside, resolv
+    from nspawnctl.network.model import Network
+    from nspawnctl.paths import Paths
+    calls = []
+    net = Network.make("default", "192.0.2.0/25")
+
+    class State:
+        def get(self, name):
+            return net
+
+        def lease(self, network, name):
+            return "192.0.2.2"
+    monkeypatch.setattr(network, "load_config", lambda paths, name: on_default())
+    monkeypatch.setattr(network, "network_state", lambda paths: State())
+    monkeypatch.setattr(network, "apply_host", lambda paths: calls.append("apply"))
+    monkeypatch.setattr(network, "write_hosts", lambda *args, **kwargs: None)
+    monkeypatch.setattr(firewall, "offered_dns", lambda: offered)
+    monkeypatch.setattr(resolv, "container_nameservers_for_host", lambda: ["198.51.100.53"])
+    monkeypatch.setattr(resolv, "container_resolv_conf_for_host", lambda: None)
+    monkeypatch.setattr(inside, "configure_container", lambda *args: calls.append("inside"))
+    network.attach(Paths.under(Path("/")), "x", 1)
+    assert calls == (["apply", "inside"] if applied else ["inside"])

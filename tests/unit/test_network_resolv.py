@@ -7,6 +7,7 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.network.resolv import (
+    container_nameservers,
     container_resolv_conf,
     read_etc_file,
     write_etc_file,
@@ -159,3 +160,16 @@ def test_read_refuses_fifos_and_huge_files(tmp_path):
 def test_etc_file_names_are_one_component(tmp_path, name):
     with pytest.raises(ValueError):
         write_etc_file(tree(tmp_path), name, "x")
+
+
+@pytest.mark.parametrize("host, uplink", [
+    ("nameserver 127.0.0.1\nnameserver 203.0.113.53\nnameserver 2001:db8::1\n", None),
+    (RESOLVED_STUB, RESOLVED_UPLINK),
+    ("".join(f"nameserver 192.0.2.{i}\n" for i in range(1, 6)), None),  # glibc reads 3
+    ("nameserver 127.0.0.53\n", None),
+])
+def test_the_nameservers_the_firewall_opens_are_the_ones_written(host, uplink):
+    """The table opens DNS on the host at container_nameservers(): exactly the servers the
+    container's resolv.conf names, no more."""
+    text = container_resolv_conf(host, uplink)
+    assert container_nameservers(host, uplink) == (servers(text) if text else [])
