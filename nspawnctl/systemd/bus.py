@@ -16,6 +16,7 @@ import sys
 import types
 
 from ..errors import Error
+from ..paths import Paths
 
 
 def _import_pystemd_lightly():
@@ -128,6 +129,13 @@ class Bus:
         return self
 
     def _open(self):
+        if Paths.from_env().relocated:
+            # The units systemd runs are the machine's own: under NSPAWNCTL_ROOT the files
+            # nspawnctl reads and writes are not theirs, so start, stop, set or a reload there
+            # would act on the host's containers of the same names.
+            raise Error("systemd is not asked about containers under a relocated root "
+                        "(NSPAWNCTL_ROOT): its units are the whole machine's",
+                        hint="unset NSPAWNCTL_ROOT")
         from pystemd.dbuslib import DBus
         self._dbus = DBus()
         with translated("cannot connect to the system bus"):

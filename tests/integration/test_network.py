@@ -398,6 +398,17 @@ def test_a_relocated_root_leaves_the_hosts_network_alone(host, nspawnctl, world,
             assert r.stderr.startswith("nspawnctl: the host's network is not changed under a "
                                        "relocated root"), str(r)
             assert state() == before, args
+        # nor are the machine's units of the same names: the tree and files there are not
+        # theirs (an old nspawnctl started, stopped and reloaded the real ones)
+        host.run(["mkdir", "-p", "/tmp/relocated/var/lib/machines/real"])
+        for args in (["start", "real"], ["kill", "real"], ["enable", "real"]):
+            r = host.run(["nspawnctl", *args], env=env)
+            assert r.returncode == 1, str(r)
+            assert r.stderr.startswith("nspawnctl: systemd is not asked about containers "
+                                       "under a relocated root"), str(r)
+        unit = "systemd-nspawn@real.service"
+        assert host.run(["systemctl", "is-active", unit]).stdout.strip() == "inactive"
+        assert host.run(["systemctl", "is-enabled", unit]).stdout.strip() != "enabled"
     finally:
         host.run(["rm", "-rf", "/tmp/relocated"])
 
