@@ -3,7 +3,7 @@
 import dataclasses
 
 from ..errors import Error
-from ..fsutil import clone_tree
+from ..fscopy import clone_tree
 from ..paths import Paths
 from ..settings.files import load_config
 from ..store import overlay
