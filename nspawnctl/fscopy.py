@@ -76,13 +76,16 @@ class Rules:
     uid, gid: the copy's owner and group from the source's (named users and groups of POSIX
     ACLs are mapped too).  setuid_ok, setgid_ok: whether a set-user-ID (set-group-ID) bit may
     stay, given the copy's uid (gid).  xattr_ok: which extended attributes are copied.
-    devices: whether device nodes are copied (else the copy fails, naming the first)."""
+    devices: whether device nodes are copied (else the copy fails, naming the first).
+    empty_mounts: a filesystem mounted inside is copied as an empty directory (cp -a
+    --one-file-system), instead of stopping the copy."""
     uid: Callable[[int], int] = _same
     gid: Callable[[int], int] = _same
     setuid_ok: Callable[[int], bool] = _always
     setgid_ok: Callable[[int], bool] = _always
     xattr_ok: Callable[[str], bool] = _any_xattr
     devices: bool = True
+    empty_mounts: bool = False
 
 
 PLAIN = Rules()
@@ -183,6 +186,15 @@ def _copy_entries(copy: _Copy, s: DirCursor, d: DirCursor, node: tuple | None) -
                 fd = _open_below(s.fd, entry.name)
             except FileNotFoundError:
                 continue  # gone meanwhile
+            except OSError as e:
+                if e.errno != errno.EXDEV or not copy.rules.empty_mounts:
+                    raise
+                fd = openat2(s.fd, entry.name, _PATH, RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)
+                try:
+                    _copy_mount_point(copy, fd, d.fd, entry.name, partial(s.path, entry.name))
+                finally:
+                    os.close(fd)
+                continue
             try:
                 st = os.fstat(fd)
                 if stat.S_ISDIR(st.st_mode):
@@ -243,6 +255,22 @@ def _copy_node(copy: _Copy, fd: int, st: os.stat_result, dst_dir: int, name: str
     if st.st_nlink > 1:
         copy.links[key] = [node, name, st.st_nlink - 1, (made.st_dev, made.st_ino)]
     return made.st_dev, made.st_ino
+
+
+def _copy_mount_point(copy: _Copy, fd: int, dst_dir: int, name: str,
+                      where: Callable[[], str]):
+    """What is mounted at name (fd: its root, O_PATH): a directory made empty with its
+    metadata, as cp --one-file-system leaves it; a file (a bind mount) copied."""
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):
+        _copy_node(copy, fd, st, dst_dir, name, where)
+        return
+    os.mkdir(name, 0o700, dir_fd=dst_dir)
+    made = _open_made_dir(dst_dir, name)
+    try:
+        _set_meta(copy.rules, made, st, f"/proc/self/fd/{fd}")
+    finally:
+        os.close(made)
 
 
 def _link(copy: _Copy, first: list, dst_dir: int, name: str) -> tuple[int, int]:
