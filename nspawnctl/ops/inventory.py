@@ -3,6 +3,7 @@ view of them, read with as few D-Bus calls as possible (two for the whole list).
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 from .. import log
@@ -10,29 +11,48 @@ from ..errors import Error
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
-from ..store import overlay, snapshots
+from ..store import inside, overlay, snapshots
 from ..store.containers import Store
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
 from .network import managed, network_state
 
+OS_RELEASE_MAX = 64 << 10  # os-release is a few hundred bytes; more is not one
+
 
 def os_release(tree: Path) -> dict:
-    """The tree's os-release, read without following links out of it."""
-    for rel in ("etc/os-release", "usr/lib/os-release"):
-        path = tree / rel
-        if os.path.islink(path):
-            continue  # usually -> ../usr/lib/os-release, which the next candidate reads
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        fields = {}
-        for line in text.splitlines():
-            key, sep, value = line.partition("=")
-            if sep:
-                fields[key.strip()] = value.strip().strip("'\"")
-        return fields
+    """The tree's os-release as the container sees it: resolved inside the tree (a symlink
+    never leads out of it), opened once, and read only if it is a regular file, at most
+    OS_RELEASE_MAX bytes.  A running container's root decides what is there: a FIFO must not
+    hang `list`, a device must not be opened, a huge file must not be read whole."""
+    try:
+        rootfd = inside.open_root(tree)
+    except OSError:
+        return {}
+    try:
+        for rel in ("/etc/os-release", "/usr/lib/os-release"):
+            try:
+                fd = inside.resolve(rootfd, rel, os.O_PATH)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue
+                with open(os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC),
+                          "rb") as f:
+                    text = f.read(OS_RELEASE_MAX).decode(errors="replace")
+            except OSError:
+                continue
+            finally:
+                os.close(fd)
+            fields = {}
+            for line in text.splitlines():
+                key, sep, value = line.partition("=")
+                if sep:
+                    fields[key.strip()] = value.strip().strip("'\"")
+            return fields
+    finally:
+        os.close(rootfd)
     return {}
 
 
