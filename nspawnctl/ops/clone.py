@@ -12,7 +12,7 @@ from ..systemd.bus import Bus
 from . import network
 from .common import Report, require_root
 from .create import finish
-from .lifecycle import is_active
+from .lifecycle import running_for_copy
 
 
 def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
@@ -25,7 +25,7 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
         store.require(src)
         store.require_absent(dst)
         with Bus() as bus:
-            if is_active(bus, src):
+            if running_for_copy(bus, src, report):
                 raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
         cfg = load_config(paths, src)
         with store.staging(paths.machines, f"clone-{dst}") as stage:

@@ -15,7 +15,7 @@ from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..systemd.bus import Bus
 from .common import Report, require_root
-from .lifecycle import is_active, start, stop
+from .lifecycle import is_active, running_for_copy, start, stop
 
 
 def snapshot(paths: Paths, name: str, tag: str | None = None, stop_if_needed: bool = False,
@@ -38,7 +38,7 @@ def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
     snapshots.require_absent(paths, name, tag)
     with Bus() as bus, store.staging(paths.machines, f"snapshot-{name}") as stage:
         (stage / "snapshot").mkdir(mode=0o700)
-        running = is_active(bus, name)
+        running = running_for_copy(bus, name, report)
         info: dict = {"running": running}
         if not running:
             info["method"] = snapshots.copy_content(paths, name, stage / "snapshot")
