@@ -82,11 +82,12 @@ def test_a_directory_made_then_swapped_for_a_symlink_is_not_followed(tmp_path, h
             os.symlink(str(victim), name, dir_fd=dir_fd)
             swaps.append(name)
     monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
-    with pytest.raises(Error, match=r"^copying the tree failed in .*/src/sub: Not a directory "
-                                    r"\(sub\)$"):  # O_DIRECTORY|O_NOFOLLOW on a symlink
+    with pytest.raises(Error) as e:
         copy(tmp_path / "src", tmp_path / "dst")
     assert swaps == ["sub"]
     unchanged(victim)
+    # O_DIRECTORY|O_NOFOLLOW on a symlink
+    assert e.value.message.endswith("/src/sub: Not a directory (sub)"), e.value.message
 
 
 def test_the_top_made_then_swapped_is_filled_where_it_was_moved(tmp_path, host, monkeypatch):
@@ -146,6 +147,29 @@ def test_a_source_directory_swapped_before_it_is_entered_is_copied_as_the_link(
     monkeypatch.setattr(fscopy, "openat2", swap_then_open)
     copy(tmp_path / "src", tmp_path / "dst")
     assert os.readlink(tmp_path / "dst/sub") == str(secret)
+    no_secret(tmp_path / "dst")
+
+
+def test_a_source_directory_swapped_once_opened_is_read_through_what_was_opened(
+        tmp_path, host, monkeypatch):
+    """Swapped right after the copy opened it to go in (as what it was: a directory): the
+    copy goes into the directory it opened, never the name again."""
+    _, secret = host
+    tree_with_abc(tmp_path / "src")
+    real = fscopy.openat2
+    opens, swaps = [], []
+
+    def open_then_swap(dirfd, name, flags, resolve):
+        fd = real(dirfd, name, flags, resolve)
+        opens.append(name)
+        if opens.count("sub") == 2 and not swaps:  # once listed, when it is gone into
+            os.rename(tmp_path / "src/sub", tmp_path / "src/moved")
+            os.symlink(secret, tmp_path / "src/sub")
+            swaps.append(name)
+        return fd
+    monkeypatch.setattr(fscopy, "openat2", open_then_swap)
+    copy(tmp_path / "src", tmp_path / "dst")
+    assert swaps
     no_secret(tmp_path / "dst")
 
 
