@@ -126,8 +126,10 @@ def count(path, n):
     os.rename(path + ".new", path)
 
 def copy_in():
+    # Moved aside in the same directory: the host's root owns the temporary directory, a
+    # user the container does not map, so it may not be moved to another parent (its ".."
+    # would change); a rename or exchange in place is allowed.
     n = 0
-    os.makedirs("/moved", exist_ok=True)
     while True:
         for entry in os.scandir("/dst"):
             if entry.name.startswith(".nspawnctl-cp.") and entry.is_dir(follow_symlinks=False):
@@ -138,8 +140,11 @@ def copy_in():
                     pass
                 if exchange("/dst/" + entry.name, link):
                     n += 1
-                    os.rename(link, "/moved/%%d" %% n)
                     count("/swaps-in", n)
+                    try:
+                        os.rename(link, "/dst/.moved-%%d" %% n)
+                    except OSError:
+                        pass
 
 def copy_out():
     n = 0
@@ -201,6 +206,7 @@ def test_a_racing_container_cannot_steer_a_copy_in_onto_the_host(host, nspawnctl
         if r.returncode != 0:
             refused += 1
             assert "Traceback" not in r.stderr, str(r)
+            assert "the copy was moved away while it was made" in r.stderr, str(r)
         # nothing of the copy on the host, and the directory's mode as it was
         assert host.run(["ls", "-A", VICTIM]).stdout.split() == [], (attempts, str(r))
         assert host.run(["stat", "-c", "%a", VICTIM]).stdout.strip() == "700", str(r)
