@@ -132,10 +132,13 @@ def test_a_stopping_container_is_copied_once_it_has_stopped(host, nspawnctl, mad
     """A stopping container (its unit deactivating) still runs and writes its tree: the
     snapshot waits for the stop to end, so it holds what was written on the way down."""
     name = made("snap-stop")
+    units = f"{MACHINES}/{name}/etc/systemd/system"
+    host.path(f"{units}/slowstop.service").write_text(SLOW_STOP)  # as an image would bring it
+    host.run(["mkdir", "-p", f"{units}/multi-user.target.wants"])
+    host.run(["ln", "-s", "../slowstop.service", f"{units}/multi-user.target.wants/"])
     nspawnctl("start", name)
-    nspawnctl("exec", name, "--", "sh", "-c",
-              "printf '%s' \"$0\" > /etc/systemd/system/slowstop.service && "
-              "systemctl daemon-reload && systemctl start slowstop.service", SLOW_STOP)
+    assert nspawnctl("exec", name, "--", "systemctl", "is-active", "slowstop.service").stdout \
+        == "active\n"
     unit = f"systemd-nspawn@{name}.service"
     stopping = host.popen(["nspawnctl", "stop", name], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
