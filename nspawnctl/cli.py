@@ -615,13 +615,18 @@ cli.add_command(snapshot_rollback, "rollback")
 @cli.command()
 @click.argument("src")
 @click.argument("dst")
+@click.option("--preserve-owner", is_flag=True,
+              help="Out of a container: keep owners and groups as they are on disk (the "
+                   "container's user-namespace range), and set-ID bits of ids in that range.")
 @pass_app
-def cp(app, src, dst):
+def cp(app, src, dst, preserve_owner):
     """Copy a file or directory into or out of a container, running or stopped: one side is
-    NAME:/PATH.  Owners are mapped through the container's user namespace; a path in the
-    container never leads out of its tree."""
+    NAME:/PATH.  A copy in is owned as the container sees it (owners mapped through its user
+    namespace); a copy out belongs to the invoking user (sudo's SUDO_UID/SUDO_GID), without
+    set-ID bits, file capabilities or device nodes.  A path in the container never leads out
+    of its tree, whatever the container does meanwhile."""
     from .ops.copy import copy
-    info = copy(app.paths, src, dst, report=progress)
+    info = copy(app.paths, src, dst, preserve_owner=preserve_owner, report=progress)
     click.echo(f"copied {info['from']} to {info['to']}")
 
 

@@ -1,5 +1,6 @@
 """Small filesystem primitives the store is built on: no-replace rename, atomic writes, locks,
-mounts, and copying and deleting whole trees."""
+mounts, the fd-relative walk (DirCursor) and deleting whole trees (copying them is
+fscopy.py's)."""
 
 import contextlib
 import ctypes
@@ -13,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .errors import Error
-from .run import run
 
 _libc = ctypes.CDLL(None, use_errno=True)
 AT_FDCWD = -100
@@ -272,10 +272,6 @@ def mounts_under(path: Path) -> list[str]:
     return found
 
 
-BTRFS_MAGIC = 0x9123683E
-XFS_MAGIC = 0x58465342
-
-
 def remove_tree(path: Path):
     """rm -rf that never follows a symlink and never deletes inside a mounted filesystem.
 
@@ -418,6 +414,16 @@ class DirCursor:
         self.inodes = [st.st_ino]
         self.names = [label or name]
 
+    @classmethod
+    def of(cls, fd: int, label: str) -> "DirCursor":
+        """A cursor on a directory already open as fd (the cursor owns it from here)."""
+        cursor = cls.__new__(cls)
+        st = os.fstat(fd)
+        cursor.fd, cursor.dev = fd, st.st_dev
+        cursor.inodes = [st.st_ino]
+        cursor.names = [label]
+        return cursor
+
     @property
     def depth(self) -> int:
         return len(self.inodes) - 1
@@ -433,6 +439,11 @@ class DirCursor:
                 raise OSError(errno.EXDEV, "a filesystem is mounted there",
                               self.path(name)) from None
             raise
+        self.enter(fd, name)
+
+    def enter(self, fd: int, name: str):
+        """Go down into fd, the subdirectory name of this one, opened by the caller (the
+        cursor owns it from here): for a walk that looked at what it opened first."""
         st = os.fstat(fd)
         if st.st_dev != self.dev:
             os.close(fd)
@@ -490,235 +501,3 @@ def walk(cursor: DirCursor, tolerant: bool = False):
         subdirs = []
         yield subdirs
         pending.append(subdirs)
-
-
-def clone_method(src: Path) -> str:
-    """"reflink" where cp --reflink=auto shares extents (btrfs, XFS), else "copy".  Base trees
-    are plain directories, never btrfs subvolumes, so a subvolume snapshot is not an option."""
-    return "reflink" if _fs_magic(src) in (BTRFS_MAGIC, XFS_MAGIC) else "copy"
-
-
-def _fs_magic(path: Path) -> int:
-    buf = ctypes.create_string_buffer(120)  # struct statfs; f_type is the first long
-    if _libc.statfs(os.fsencode(path), buf) != 0:
-        return 0
-    return int.from_bytes(buf.raw[:8], "little")
-
-
-def clone_tree(src: Path, dst: Path, *, _walk: bool = False) -> str:
-    """Copy tree src to dst (which must not exist) the cheapest way; returns the method.
-
-    cp -a does it (reflinks where the filesystem can), but cp fails once a path passes PATH_MAX
-    (coreutils 9.1: "File name too long"), a tree some 2,000 levels deep: then what it made is
-    removed and copy_tree copies the tree again, one directory at a time.  _walk goes straight
-    there (tests).
-    """
-    method = clone_method(src)
-    try:
-        if not _walk:
-            try:
-                run(["cp", "-a", "--reflink=auto", "--", src, dst], what="copying the tree",
-                    env={**os.environ, "LC_ALL": "C"})  # the messages matched below
-                return method
-            except Error as exc:
-                if "File name too long" not in exc.message:
-                    raise
-            remove_tree(dst)
-        copy_tree(src, dst)
-    except Error as exc:
-        if "No space left" in exc.message:
-            raise Error(f"no space left on the filesystem of {_mount_point(dst.parent)}",
-                        hint="free some space, e.g. nspawnctl images prune") from None
-        raise
-    return method
-
-
-def copy_tree(src: Path, dst: Path):
-    """cp -a for trees of any depth: types, data, hard links, owners, modes, extended
-    attributes (POSIX ACLs and file capabilities among them) and times; dst must not exist.
-
-    Iterative and fd-relative like remove_tree: one DirCursor in each tree, walked in step, so
-    neither PATH_MAX nor the recursion or descriptor limits bound the depth.  Never follows a
-    symlink; another filesystem mounted in src stops it (cp -a would copy what is mounted).
-    Slower than cp (no reflinks but what copy_file_range makes): the fallback, not the way.
-    Any failure is an Error of one line; what was made of dst stays for the caller to remove.
-    """
-    src_name, dst_name = os.path.basename(os.path.abspath(src)), os.path.basename(
-        os.path.abspath(dst))
-    fds: list[int] = []
-    s = d = None
-    try:
-        for path in (src, dst):
-            fds.append(os.open(os.path.dirname(os.path.abspath(path)), _DIR_FLAGS))
-        top = os.stat(src_name, dir_fd=fds[0], follow_symlinks=False)
-        os.mkdir(dst_name, 0o700, dir_fd=fds[1])
-        s = DirCursor(fds[0], src_name, str(src), same_fs=False)  # src may be a mount
-        d = DirCursor(fds[1], dst_name, str(dst))
-        fds.append(os.open(dst_name, _DIR_FLAGS, dir_fd=fds[1]))  # where hard links are sought
-        _copy_walk(s, d, fds[2])
-        _copy_meta(fds[0], src_name, fds[1], dst_name, top)
-    except OSError as e:
-        where = _short(s.names if s else [str(src)])
-        name = f" ({os.path.basename(e.filename)})" if isinstance(e.filename, str) else ""
-        raise Error(f"copying the tree failed in {where}: {e.strerror}{name}") from None
-    finally:
-        for cursor in (s, d):
-            if cursor:
-                cursor.close()
-        for fd in fds:
-            os.close(fd)
-
-
-def _copy_walk(s: DirCursor, d: DirCursor, dst_top: int):
-    """Copy what is below s into d, depth first; each directory's metadata once it is full."""
-    links: dict[tuple[int, int], list] = {}  # inode -> [dir node, name, links not yet met]
-    nodes: list[tuple | None] = [None]  # per level: (parent node, name), shared by its children
-    stats: list[os.stat_result] = []  # per level below the top: the directory's, as it was met
-    pending: list[list | None] = [None]  # per level: (name, stat) of subdirectories to copy
-    while pending:
-        if pending[-1] is None:
-            pending[-1] = _copy_entries(s, d, nodes[-1], links, dst_top)
-        subdirs = pending[-1]
-        if subdirs:
-            name, st = subdirs.pop()
-            s.down(name)
-            d.down(name)
-            nodes.append((nodes[-1], name))
-            stats.append(st)
-            pending.append(None)
-        else:
-            pending.pop()
-            nodes.pop()
-            if pending:
-                name = s.up()
-                d.up()
-                _copy_meta(s.fd, name, d.fd, name, stats.pop())
-
-
-def _copy_entries(s: DirCursor, d: DirCursor, node: tuple | None, links: dict,
-                  dst_top: int) -> list[tuple[str, os.stat_result]]:
-    """Copy the entries of one directory but for the contents of its subdirectories, which
-    are made (empty, 0700 until they are full) and returned with their stat."""
-    subdirs = []
-    with os.scandir(s.fd) as entries:
-        for entry in entries:
-            name = entry.name
-            st = entry.stat(follow_symlinks=False)
-            if st.st_dev != s.dev:
-                raise OSError(errno.EXDEV, "a filesystem is mounted there", name)
-            if stat.S_ISDIR(st.st_mode):
-                os.mkdir(name, 0o700, dir_fd=d.fd)
-                subdirs.append((name, st))
-                continue
-            first = links.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
-            if first is None:
-                _copy_node(s.fd, d.fd, name, st)
-                _copy_meta(s.fd, name, d.fd, name, st)
-                if st.st_nlink > 1:
-                    links[(st.st_dev, st.st_ino)] = [node, name, st.st_nlink - 1]
-                continue
-            where = d.fd if first[0] is node else _open_node(dst_top, first[0])
-            try:
-                os.link(first[1], name, src_dir_fd=where, dst_dir_fd=d.fd,
-                        follow_symlinks=False)
-            finally:
-                if where != d.fd:
-                    os.close(where)
-            first[2] -= 1
-            if first[2] == 0:
-                del links[(st.st_dev, st.st_ino)]
-    return subdirs
-
-
-def _open_node(top: int, node: tuple | None) -> int:
-    """Open the directory a node of _copy_walk names, from the top of the tree, some names at
-    a time (15 names of at most 255 bytes fit in PATH_MAX)."""
-    names = []
-    while node is not None:
-        node, name = node
-        names.append(name)
-    names.reverse()
-    fd = os.dup(top)
-    for i in range(0, len(names), 15):
-        try:
-            nfd = _open_subdir(fd, "/".join(names[i:i + 15]))
-        finally:
-            os.close(fd)
-        fd = nfd
-    return fd
-
-
-def _copy_node(sfd: int, dfd: int, name: str, st: os.stat_result):
-    """Make name in dfd a copy of name in sfd (not a directory), but for its metadata."""
-    if stat.S_ISREG(st.st_mode):
-        fin = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                      dir_fd=sfd)
-        try:
-            fout = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                           | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-            try:
-                _copy_data(fin, fout)
-            finally:
-                os.close(fout)
-        finally:
-            os.close(fin)
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
-    else:  # a device, FIFO or socket
-        os.mknod(name, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev, dir_fd=dfd)
-
-
-def _copy_data(fin: int, fout: int):
-    """copy_file_range (a reflink on btrfs and XFS), read and write where it cannot."""
-    try:
-        while os.copy_file_range(fin, fout, 1 << 30):
-            pass
-        return
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise
-    while data := os.read(fin, 1 << 20):
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fout, view):]
-
-
-def _copy_meta(sfd: int, sname: str, dfd: int, dname: str, st: os.stat_result):
-    """Owner, mode, extended attributes and times of sname in sfd onto dname in dfd, in this
-    order: chown clears set-user-ID bits and file capabilities."""
-    try:
-        os.chown(dname, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
-    except OSError as e:  # like cp -a, which keeps owners only for root
-        if os.geteuid() == 0 or e.errno not in (errno.EPERM, errno.EINVAL):
-            raise
-    if not stat.S_ISLNK(st.st_mode):  # a symlink has no mode of its own
-        os.chmod(dname, stat.S_IMODE(st.st_mode), dir_fd=dfd)
-    src, dst = f"/proc/self/fd/{sfd}/{sname}", f"/proc/self/fd/{dfd}/{dname}"
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError as e:
-        if e.errno != errno.EOPNOTSUPP:
-            raise
-        names = []
-    for key in names:
-        try:
-            os.setxattr(dst, key, os.getxattr(src, key, follow_symlinks=False),
-                        follow_symlinks=False)
-        except OSError as e:  # a filesystem without them, or one only root may set
-            if e.errno not in (errno.EOPNOTSUPP, errno.EPERM):
-                raise
-    os.utime(dname, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
-
-
-def _short(names: list[str]) -> str:
-    """A path of many levels shortened for a message of one line."""
-    if len(names) <= 6:
-        return "/".join(names)
-    return "/".join(names[:2] + ["..."] + names[-3:]) + f" ({len(names) - 1} levels down)"
-
-
-def _mount_point(path: Path) -> Path:
-    path = path.resolve()
-    while not os.path.ismount(path):
-        path = path.parent
-    return path

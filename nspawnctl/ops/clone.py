@@ -3,7 +3,7 @@
 import dataclasses
 
 from ..errors import Error
-from ..fsutil import clone_tree
+from ..fscopy import clone_tree
 from ..paths import Paths
 from ..settings.files import load_config
 from ..store import overlay
@@ -13,7 +13,7 @@ from ..systemd.bus import Bus
 from . import network
 from .common import Report, require_root
 from .create import finish
-from .lifecycle import is_active
+from .lifecycle import running_for_copy
 
 
 def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
@@ -27,10 +27,10 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
         store.require_absent(dst)
         # src is held stopped while it is copied: started meanwhile (by systemd, for
         # machinectl or a container requiring it), its root could change the tree under the
-        # copy, e.g. turn a directory into a link to a host path (store/hold.py)
+        # copy (store/hold.py); one stopping is waited for
         with Bus() as bus, hold(paths, bus, src), \
                 store.staging(paths.machines, f"clone-{dst}") as stage:
-            if is_active(bus, src):
+            if running_for_copy(bus, src, report):
                 raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
             cfg = load_config(paths, src)
             if network.managed(cfg):  # refused before the copy, not after it

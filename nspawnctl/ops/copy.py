@@ -1,10 +1,16 @@
 """cp: files and directories into and out of a container, running or stopped.
 
 The container side is resolved inside its tree (store/inside.py: RESOLVE_IN_ROOT), its parent
-directory held open, and the copy made through that descriptor (/proc/PID/fd/N/...), so no
-symlink in the container, nor one swapped in meanwhile, leads it onto the host.  The copy is
-made under a temporary name beside its destination and renamed over it: a reader (or a kill)
-sees the old file or the new one.  Owners are mapped through the container's user namespace.
+directory held open, and the copy made by fscopy.copy_at below that descriptor: every name
+resolved once, never through a symlink, so neither a symlink in the container nor one it swaps
+in while the copy runs leads the copy onto the host, in or out.  The copy is made under a
+temporary name beside its destination and renamed over it (once checked to be still what was
+made): a reader (or a kill) sees the old file or the new one.
+
+A copy in is owned by the container's users (owners mapped through its user namespace).  A
+copy out belongs to the user who ran nspawnctl, without set-ID bits, file capabilities or
+device nodes; --preserve-owner keeps the ids as they are on disk (store/inside.py: rules_out
+says exactly what comes out).
 """
 
 import errno
@@ -15,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Error
+from ..fscopy import copy_at
 from ..fsutil import pid_alive, remove_tree_at
 from ..names import check_name
 from ..paths import Paths
-from ..run import run
 from ..store import inside, overlay
 from ..store.containers import Store
 from .common import Report, require_root
@@ -45,12 +51,18 @@ def parse_side(text: str) -> Side:
     return Side(None, text)
 
 
-def copy(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
+def copy(paths: Paths, src: str, dst: str, preserve_owner: bool = False,
+         report: Report = print) -> dict:
     require_root()
     s, d = parse_side(src), parse_side(dst)
     if (s.name is None) == (d.name is None):
         raise Error("one side of cp must be in a container (NAME:/PATH), the other on the host",
                     hint="nspawnctl cp FILE NAME:/DIR or nspawnctl cp NAME:/FILE DIR")
+    if preserve_owner and d.name is not None:
+        raise Error("--preserve-owner is for a copy out of a container",
+                    hint="a copy in is owned by the container's users, mapped through its "
+                         "user namespace")
+    owner = None if preserve_owner or d.name is not None else invoking_user()
     name = s.name or d.name
     assert name is not None
     store = Store(paths)
@@ -64,33 +76,60 @@ def copy(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
     try:
         if d.name is not None:
             return _copy_in(rootfd, base, s.path, name, d.path)
-        return _copy_out(rootfd, base, name, s.path, d.path)
+        return _copy_out(rootfd, base, name, s.path, d.path, owner)
     finally:
         os.close(rootfd)
+
+
+def invoking_user() -> tuple[int, int]:
+    """Whom a copy out belongs to: the user who ran nspawnctl.  Through sudo (root's real
+    user id, SUDO_UID and SUDO_GID set) that is sudo's caller; otherwise the real user and
+    group ids, root's own when root runs it."""
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0 and "SUDO_UID" in os.environ and "SUDO_GID" in os.environ:
+        return _env_id("SUDO_UID"), _env_id("SUDO_GID")
+    return uid, gid
+
+
+def _env_id(key: str) -> int:
+    value = os.environ[key]
+    if not (value.isascii() and value.isdigit() and len(value) <= 10
+            and int(value) < 0xFFFFFFFF):
+        raise Error(f"{key}={value[:20]!r} is not a user or group id",
+                    hint="it names whom a copy out belongs to: unset it, or give "
+                         "--preserve-owner")
+    return int(value)
 
 
 def _copy_in(rootfd: int, base: int, src: str, name: str, dst: str) -> dict:
     if not os.path.lexists(src):
         raise Error(f"{src}: no such file or directory")
     where = f"{name}:{dst}"
-    parentfd, last = _container_target(rootfd, dst, os.path.basename(os.path.normpath(src)),
-                                       where)
+    source = os.path.abspath(src)
+    if source == "/":
+        raise Error("cannot copy the host's / into a container", hint="copy what is in it")
+    hostfd = os.open(os.path.dirname(source), _DIR | os.O_CLOEXEC)
     try:
-        _sweep(parentfd)
-        tmp = _tmp_name()
+        parentfd, last = _container_target(rootfd, dst, os.path.basename(source), where)
         try:
-            _cp(Path(os.path.abspath(src)), _fd_path(parentfd, tmp))
-            inside.shift_tree(parentfd, tmp, lambda i: inside.to_host(base, i))
-            _commit(parentfd, tmp, last, where)
-        except BaseException:
-            _discard(parentfd, tmp)
-            raise
+            _sweep(parentfd)
+            tmp = _tmp_name()
+            try:
+                made = copy_at(hostfd, os.path.basename(source), parentfd, tmp,
+                               inside.rules_in(base), label=source, what=src)
+                _commit(parentfd, tmp, last, where, made)
+            except BaseException:
+                _discard(parentfd, tmp)
+                raise
+        finally:
+            os.close(parentfd)
     finally:
-        os.close(parentfd)
+        os.close(hostfd)
     return {"from": src, "to": f"{name}:{_join(dst, last)}"}
 
 
-def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str) -> dict:
+def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str,
+              owner: tuple[int, int] | None) -> dict:
     where = f"{name}:{src}"
     parent, last = inside.split(src)
     try:
@@ -101,9 +140,7 @@ def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str) -> dict:
         raise inside.describe(exc, where) from None
     try:
         if not last:  # / or a path ending in ..: the directory itself
-            last, source = ".", _fd_path(parentfd, ".")
-        else:
-            source = _fd_path(parentfd, last)
+            last = "."
         target = Path(dst)
         if target.is_dir():
             if last == ".":
@@ -117,10 +154,9 @@ def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str) -> dict:
             _sweep(hostfd)
             tmp = _tmp_name()
             try:
-                _cp(source, _fd_path(hostfd, tmp))
-                if base:
-                    inside.shift_tree(hostfd, tmp, lambda i: inside.to_container(base, i))
-                _commit(hostfd, tmp, target.name, str(target))
+                made = copy_at(parentfd, last, hostfd, tmp, inside.rules_out(base, owner),
+                               label=where.rstrip("/"), what=where)
+                _commit(hostfd, tmp, target.name, str(target), made)
             except BaseException:
                 _discard(hostfd, tmp)
                 raise
@@ -153,17 +189,17 @@ def _container_target(rootfd: int, dst: str, default: str, where: str) -> tuple[
     return fd, last
 
 
-def _cp(src: Path, dst: Path):
-    """cp -a (reflinks where it can) of src to dst, which must not exist: -T keeps cp from
-    copying into a directory someone put at dst meanwhile."""
-    run(["cp", "-a", "--reflink=auto", "-T", "--", src, dst], what="copying",
-        env={**os.environ, "LC_ALL": "C"})
-
-
-def _commit(dirfd: int, tmp: str, final: str, where: str):
+def _commit(dirfd: int, tmp: str, final: str, where: str, made: tuple[int, int]):
     """Rename tmp over final in dirfd: a file is replaced in one step; a directory only takes
-    the place of nothing (or of an empty directory)."""
-    st = os.stat(tmp, dir_fd=dirfd, follow_symlinks=False)
+    the place of nothing (or of an empty directory).  tmp must still be the copy made (a
+    container may have moved it away and put something else there meanwhile)."""
+    try:
+        st = os.stat(tmp, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        st = None
+    if st is None or (st.st_dev, st.st_ino) != made:
+        raise Error(f"{where}: the copy was moved away while it was made; nothing was put "
+                    "in place", hint="something in the container renamed it: try again")
     try:
         old = os.stat(final, dir_fd=dirfd, follow_symlinks=False)
     except FileNotFoundError:
@@ -204,11 +240,6 @@ def _sweep(dirfd: int):
 
 def _tmp_name() -> str:
     return f".nspawnctl-cp.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-
-
-def _fd_path(fd: int, name: str) -> Path:
-    # /proc/PID, not /proc/self: cp is another process, and reaches our descriptor by it
-    return Path(f"/proc/{os.getpid()}/fd/{fd}/{name}")
 
 
 def _join(dst: str, last: str) -> str:

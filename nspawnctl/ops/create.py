@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Error
-from ..fsutil import clone_tree, read_small_text, rename_noreplace, write_atomic
+from ..fscopy import clone_tree
+from ..fsutil import read_small_text, rename_noreplace, write_atomic
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig
@@ -187,7 +188,7 @@ def _debootstrap_base(paths: Paths, spec, report: Report) -> Base:
         # cannot take them away meanwhile; rebuilt if it was pruned since it was looked at
         with held_image(paths, parent.key, parent.meta, parent.build, report) as (image, _):
             tree.rmdir()  # ensure_image's empty directory: clone_tree makes its own
-            clone_tree(image / "tree", tree)
+            clone_tree(image / "tree", tree, trusted=True)  # a base tree: nspawnctl's
             aptinstall.install(tree, packages, work=tree.parent / "apt", debs=paths.debs,
                                lists=apt_lists(paths, parent.key),
                                log_path=paths.logs / f"install-{inc_key}-{int(time.time())}.log",
@@ -234,7 +235,7 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
         overlay.make_layers(stage / "layers", lower)
         method = "overlay"
     else:
-        method = clone_tree(image / "tree", stage / "tree")
+        method = clone_tree(image / "tree", stage / "tree", trusted=True)
     info.update(image=base.key, cached=cached, method=method)
     cfg = dataclasses.replace(cfg, image=base.key)
     if base.image_config is not None:

@@ -28,7 +28,7 @@ from ..store.inits import find_init
 from ..store.tartree import Sink, write_tree
 from ..systemd.bus import Bus
 from .common import Report, require_root
-from .lifecycle import is_active
+from .lifecycle import running_for_copy
 
 # the image writer (and the OCI package it lives in) is imported only for images
 IMAGE_FORMATS = ("oci-archive", "docker-archive")
@@ -113,7 +113,7 @@ def export(paths: Paths, name: str, file: Path, fmt: str | None = None,
 def _frozen(bus: Bus, name: str, report: Report):
     """Freeze NAME's unit for the with-block if it runs (yields whether it did); thawed on
     the way out, also on an error or Ctrl-C."""
-    if not is_active(bus, name):
+    if not running_for_copy(bus, name, report):
         yield False
         return
     unit = service_unit(name)

@@ -172,6 +172,32 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
     return True
 
 
+SETTLE_TIMEOUT = 120.0  # beyond systemd's default stop timeout (90 s)
+
+
+def running_for_copy(bus: Bus, name: str, report: Callable[[str], None] = print,
+                     timeout: float = SETTLE_TIMEOUT) -> bool:
+    """Whether NAME runs, asked by a command about to copy or read its whole tree (snapshot,
+    export, clone): a container that is stopping still runs (its processes, and its root,
+    write its tree until they are gone; is_active says no), and one starting is about to.
+    Either is waited for, up to timeout, so that the answer holds for the copy: a copy is
+    made only of a stopped tree or a frozen one."""
+    unit = service_unit(name)
+    state = bus.active_state(unit)
+    if state in ("deactivating", "activating"):
+        report(f"{name} is {'stopping' if state == 'deactivating' else 'starting'}: "
+               "waiting for it before its tree is read")
+        deadline = time.monotonic() + timeout
+        polls = _polls()
+        while state in ("deactivating", "activating") and time.monotonic() < deadline:
+            time.sleep(next(polls))
+            state = bus.active_state(unit)
+        if state in ("deactivating", "activating"):
+            raise Error(f"{name} is still {state} after {timeout:g} s: its tree is not read "
+                        "while it changes", hint=f"see: systemctl status {unit}")
+    return is_active(bus, name)
+
+
 def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     polls = _polls()

@@ -18,7 +18,7 @@ from ..store.containers import Store
 from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import Bus
 from .common import Report, require_root
-from .lifecycle import is_active, start, stop
+from .lifecycle import running_for_copy, start, stop
 
 
 def snapshot(paths: Paths, name: str, tag: str | None = None, stop_if_needed: bool = False,
@@ -41,7 +41,7 @@ def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
     snapshots.require_absent(paths, name, tag)
     with Bus() as bus, store.staging(paths.machines, f"snapshot-{name}") as stage:
         (stage / "snapshot").mkdir(mode=0o700)
-        running = is_active(bus, name)
+        running = running_for_copy(bus, name, report)
         info: dict = {"running": running}
         if not running:
             with hold(paths, bus, name):  # stays stopped, and its tree still, for the copy
@@ -145,7 +145,7 @@ def restore(paths: Paths, name: str, tag: str, report: Report,
     dependents: list[str] = []
     with _held(paths, name, at_boot=running is False) as bus:
         if bus is not None:
-            running = is_active(bus, name)
+            running = running_for_copy(bus, name, report)  # one stopping is waited for
             if running:
                 dependents = running_dependents(bus, name)
                 report(f"stopping {name}")

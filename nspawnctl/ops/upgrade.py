@@ -32,7 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import clone_tree, fsync_dir, sync_filesystem, write_atomic
+from ..fscopy import clone_tree
+from ..fsutil import fsync_dir, sync_filesystem, write_atomic
 from ..paths import Paths
 from ..run import contained, need_tool, run, stream, tail
 from ..settings.files import load_config

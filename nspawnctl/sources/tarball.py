@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..run import run
+from ..fscopy import Rules, copy_path
 from . import compression
 from .readahead import ReadAhead
 from .unpack import apply_layer
@@ -65,12 +65,11 @@ def import_dir(path: Path, tree: Path):
         raise Error(f"no such directory: {path}")
     if source == Path("/"):
         raise Error(f"{path} is the host's root directory", hint="import a container's tree")
-    # tree is made here, as a directory, and cp copies source's content and attributes into
-    # it: symlinks inside stay symlinks, and --one-file-system leaves mount points empty.
-    tree.mkdir(mode=0o700)
+    # Copied by fscopy, not cp -a: the directory may be a tree someone else writes meanwhile
+    # (a running container's, a user's), and cp names each path twice.  Symlinks inside stay
+    # symlinks, and mount points are left empty (cp's --one-file-system).
     try:
-        run(["cp", "-a", "--reflink=auto", "--one-file-system", "--", f"{source}/.",
-             str(tree)], what="copying the tree")
+        copy_path(source, tree, Rules(empty_mounts=True))
     except Error as exc:
         if "No space left" in exc.message:
             raise Error(f"no space left to copy {path}",

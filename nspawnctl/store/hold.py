@@ -89,7 +89,7 @@ def require_stopped(bus: "Bus", name: str):
     """Before a swap: NAME is still stopped (a start that came before the hold could have
     slipped in)."""
     unit = service_unit(name)
-    if bus.active_state(unit) in ("active", "activating", "reloading") or bus.has_job(unit):
+    if bus.active_state(unit) not in ("inactive", "failed") or bus.has_job(unit):
         raise Error(f"{name} was started while nspawnctl was about to replace its tree; "
                     "nothing was replaced", hint=f"stop it and try again: nspawnctl stop {name}")
 

@@ -4,7 +4,7 @@ A base tree is made once per key (the hash of everything that decides its conten
 images, their full manifest digest) and kept under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.
 A cache hit is held to what its meta.json says it is: an entry whose recorded digest is not
 the one asked for is refused, never used for another image.  Containers are clones of it
-(fsutil.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
+(fscopy.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
 overlayfs mounts over it (overlay.py).
 """
 

@@ -5,6 +5,8 @@ root, as in a chroot), so a copy cannot be steered onto the host (CVE-2018-15664
 Owners are mapped through the container's user namespace: a tree booted with PrivateUsers=pick
 is owned on disk by a range of 65536 host UIDs starting at the owner of its root directory;
 a tree that never ran in its own range (or one idmapped) is owned by 0 there, and maps 1:1.
+What a copy in or out keeps of owners, set-ID bits, attributes and device nodes is decided
+here (rules_in, rules_out), and done by fscopy.copy_at.
 """
 
 import errno
@@ -13,13 +15,8 @@ import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import (
-    RESOLVE_IN_ROOT,
-    RESOLVE_NO_MAGICLINKS,
-    DirCursor,
-    openat2,
-    walk,
-)
+from ..fscopy import Rules
+from ..fsutil import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 RANGE = 0x10000
 NOBODY = 65534
@@ -40,11 +37,6 @@ def to_host(base: int, ident: int) -> int:
     return base + (ident if ident < RANGE else NOBODY)
 
 
-def to_container(base: int, ident: int) -> int:
-    """A host UID/GID for a file copied out: what the container sees it as."""
-    return ident - base if base <= ident < base + RANGE else NOBODY
-
-
 def open_root(tree: Path) -> int:
     return os.open(tree, _DIR | os.O_NOFOLLOW)
 
@@ -55,10 +47,10 @@ def resolve(rootfd: int, path: str, flags: int) -> int:
 
 
 def read_small(tree: Path, path: str, limit: int) -> bytes | None:
-    """The content of path (absolute inside the container) as the container sees it, or None
-    if it is missing, not a regular file (a FIFO would block the read) or over limit bytes:
-    opened once, inside the tree, and read at most limit + 1 bytes, whatever the container
-    puts there or changes meanwhile."""
+    """At most the first limit bytes of path (absolute inside the container) as the container
+    sees it, or None if it is missing or not a regular file (a FIFO would block the read, a
+    device could be anything): opened once, inside the tree, whatever the container puts
+    there or changes meanwhile."""
     try:
         rootfd = open_root(tree)
     except OSError:
@@ -73,12 +65,11 @@ def read_small(tree: Path, path: str, limit: int) -> bytes | None:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
         with open(fd, "rb", closefd=False) as f:
-            data = f.read(limit + 1)
+            return f.read(limit)
     except OSError:
         return None
     finally:
         os.close(fd)
-    return data if len(data) <= limit else None
 
 
 def split(path: str) -> tuple[str, str]:
@@ -90,30 +81,53 @@ def split(path: str) -> tuple[str, str]:
     return "/" + "/".join(parts[:-1]), parts[-1]
 
 
-def shift_tree(dirfd: int, name: str, convert):
-    """chown every entry of the tree name in dirfd (it included) by convert(id), keeping modes
-    (chown drops set-user-ID bits).  Iterative and fd-relative: never follows a symlink, never
-    leaves the tree, whatever the container does to it meanwhile."""
-    _shift(dirfd, name, convert)
-    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-    if not stat.S_ISDIR(st.st_mode):
-        return
-    with DirCursor(dirfd, name, same_fs=True) as cursor:
-        for subdirs in walk(cursor):
-            with os.scandir(cursor.fd) as entries:
-                for entry in entries:
-                    st = entry.stat(follow_symlinks=False)
-                    _shift(cursor.fd, entry.name, convert, st)
-                    if stat.S_ISDIR(st.st_mode):
-                        subdirs.append(entry.name)
+def rules_in(base: int) -> Rules:
+    """A copy into the container: each owner (and each named user and group of an ACL) the
+    same number inside it (to_host); modes, set-ID bits included, and every extended attribute
+    as cp -a keeps them: what the host's root puts in is its choice."""
+    def ident(i: int) -> int:
+        return to_host(base, i)
+    return Rules(uid=ident, gid=ident)
 
 
-def _shift(dirfd: int, name: str, convert, st: os.stat_result | None = None):
-    if st is None:
-        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
-    os.chown(name, convert(st.st_uid), convert(st.st_gid), dir_fd=dirfd, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o6000:
-        os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dirfd)
+def rules_out(base: int, owner: tuple[int, int] | None) -> Rules:
+    """A copy out of the container, which must hand the host no privilege:
+
+    - owner (uid, gid) given (the default: the invoking user): every entry is owned by it, no
+      set-user-ID or set-group-ID bit is kept, POSIX ACLs are dropped (their ids mean nothing
+      once the owners changed);
+    - owner None (--preserve-owner): ids as they are on disk, ACLs too.  A set-user-ID
+      (set-group-ID) bit stays only when the file's owner (group) lies in the container's own
+      range of a shifted tree (base > 0): never on an id of 0, never on a host id outside the
+      range, never from a tree that is not shifted (base 0, where the range would be the
+      host's own users);
+    - either way: no file capability (a v2 security.capability is honoured for any user in the
+      host's namespace), no security.* or trusted.* attribute (the host's policy and
+      overlayfs's own), and no device node (a device file on the host would open the device
+      for whoever may open the file): of extended attributes only user.* (and the ACLs above)
+      come out.
+    """
+    if owner is not None:
+        uid, gid = owner
+        return Rules(uid=lambda _i: uid, gid=lambda _i: gid, setuid_ok=_never, setgid_ok=_never,
+                     xattr_ok=_user_xattr, devices=False)
+
+    def in_range(i: int) -> bool:
+        return base > 0 and base <= i < base + RANGE
+    return Rules(setuid_ok=in_range, setgid_ok=in_range, xattr_ok=_user_or_acl, devices=False)
+
+
+def _never(_i: int) -> bool:
+    return False
+
+
+def _user_xattr(key: str) -> bool:
+    return key.startswith("user.")
+
+
+def _user_or_acl(key: str) -> bool:
+    return key.startswith("user.") or key in ("system.posix_acl_access",
+                                              "system.posix_acl_default")
 
 
 def describe(exc: OSError, where: str) -> Error:

@@ -19,7 +19,8 @@ import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import clone_tree, mount, remove_tree, unmount, write_atomic
+from ..fscopy import clone_tree
+from ..fsutil import mount, remove_tree, unmount, write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import render, template
 

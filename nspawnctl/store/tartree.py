@@ -24,6 +24,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fscopy import map_acl
 from ..fsutil import DirCursor
 
 BUFFER = 1 << 20          # bytes gathered before one write
@@ -307,14 +308,9 @@ class _Writer:
 
 
 def _shift_acl(value: bytes, to_inside, shift: int) -> bytes:
-    """A POSIX ACL xattr (version, then 8-byte entries tag, perm, id) with the ids of its
-    named users and groups shifted back like the owners."""
-    out = bytearray(value)
-    for off in range(4, len(value) - 7, 8):
-        tag, _perm, id_ = struct.unpack_from("<HHI", value, off)
-        if tag in (0x02, 0x08):  # ACL_USER, ACL_GROUP
-            struct.pack_into("<I", out, off + 4, to_inside(id_))
-    return bytes(out)
+    """A POSIX ACL xattr with the ids of its named users and groups shifted back like the
+    owners."""
+    return map_acl(value, to_inside, to_inside)
 
 
 def _shift_caps(value: bytes, to_inside, shift: int) -> bytes:

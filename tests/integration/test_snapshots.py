@@ -4,10 +4,11 @@ settings roll back with its tree; overlay containers keep only their layer and h
 """
 
 import json
+import subprocess
 
 import pytest
 
-from tests.integration.helpers import MACHINES, guest_running, listing, store_problems
+from tests.integration.helpers import MACHINES, guest_running, listing, store_problems, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -113,3 +114,41 @@ def test_overlay_snapshot_keeps_only_the_layer_and_holds_its_base(host, nspawnct
     assert nspawnctl("exec", name, "--", "/usr/bin/true").returncode == 0
     nspawnctl("stop", name)
     assert name in listing(nspawnctl)
+
+
+SLOW_STOP = """[Unit]
+Description=takes its time to stop, and writes the container's tree meanwhile
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+ExecStop=/bin/sh -c 'sleep 4; echo written-while-stopping > /root/late'
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_a_stopping_container_is_copied_once_it_has_stopped(host, nspawnctl, made):
+    """A stopping container (its unit deactivating) still runs and writes its tree: the
+    snapshot waits for the stop to end, so it holds what was written on the way down."""
+    name = made("snap-stop")
+    units = f"{MACHINES}/{name}/etc/systemd/system"
+    host.path(f"{units}/slowstop.service").write_text(SLOW_STOP)  # as an image would bring it
+    host.run(["mkdir", "-p", f"{units}/multi-user.target.wants"])
+    host.run(["ln", "-s", "../slowstop.service", f"{units}/multi-user.target.wants/"])
+    nspawnctl("start", name)
+    assert nspawnctl("exec", name, "--", "systemctl", "is-active", "slowstop.service").stdout \
+        == "active\n"
+    unit = f"systemd-nspawn@{name}.service"
+    stopping = host.popen(["nspawnctl", "stop", name], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: host.run(["systemctl", "show", "-P", "ActiveState", unit]).stdout
+                 .strip() == "deactivating", timeout=30, what="the container to be stopping")
+        r = nspawnctl("snapshot", name, "down", "--json")
+    finally:
+        stopping.wait(timeout=120)
+    assert host.run(["cat", f"{SNAPS}/{name}/down/tree/root/late"]).stdout == \
+        "written-while-stopping\n"
+    assert "is stopping: waiting for it" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["running"] is False

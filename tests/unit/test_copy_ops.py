@@ -57,18 +57,37 @@ def test_file_in_is_owned_by_the_containers_root_and_keeps_its_mode(paths, tmp_p
     assert not [n for n in os.listdir(paths.tree("c1") / "etc") if n.startswith(".")]
 
 
-def test_directory_in_and_out_maps_owners_both_ways(paths, tmp_path):
+def owners(top) -> set:
+    return {(st.st_uid, st.st_gid) for st in
+            [os.lstat(top)] + [os.lstat(p) for p in top.rglob("*")]}
+
+
+def test_directory_in_maps_owners_and_out_belongs_to_the_invoking_user(paths, tmp_path,
+                                                                       monkeypatch):
     src = tmp_path / "conf"
     (src / "sub").mkdir(parents=True)
     (src / "sub/a").write_text("a\n")
     os.chown(src / "sub/a", 33, 33)
     copy(paths, str(src), "c1:/etc/conf")
     assert os.lstat(paths.tree("c1") / "etc/conf/sub/a").st_uid == BASE + 33
-    out = tmp_path / "out"
-    copy(paths, "c1:/etc", str(out))
-    assert os.lstat(out / "os-release").st_uid == 1000
-    assert os.lstat(out / "conf/sub/a").st_uid == 33
-    assert os.lstat(out).st_uid == 0
+    # out, by root itself: root's; through sudo: sudo's caller's
+    copy(paths, "c1:/etc", str(tmp_path / "out"))
+    assert owners(tmp_path / "out") == {(0, 0)}
+    monkeypatch.setenv("SUDO_UID", "1234")
+    monkeypatch.setenv("SUDO_GID", "2345")
+    copy(paths, "c1:/etc", str(tmp_path / "mine"))
+    assert owners(tmp_path / "mine") == {(1234, 2345)}
+    # --preserve-owner: as on disk, the container's range
+    copy(paths, "c1:/etc", str(tmp_path / "kept"), preserve_owner=True)
+    assert os.lstat(tmp_path / "kept/os-release").st_uid == BASE + 1000
+    assert os.lstat(tmp_path / "kept/conf/sub/a").st_uid == BASE + 33
+    assert os.lstat(tmp_path / "kept").st_uid == BASE
+    with pytest.raises(Error, match="--preserve-owner is for a copy out"):
+        copy(paths, str(src), "c1:/etc/conf2", preserve_owner=True)
+    monkeypatch.setenv("SUDO_UID", "12x")
+    with pytest.raises(Error, match="SUDO_UID='12x' is not a user or group id"):
+        copy(paths, "c1:/etc", str(tmp_path / "bad"))
+    assert not os.path.lexists(tmp_path / "bad")
 
 
 def test_a_hostile_symlink_never_leads_out_of_the_tree(paths, host_dir, tmp_path):

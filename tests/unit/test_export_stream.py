@@ -416,7 +416,7 @@ class FakeBus:
 def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
     """systemd's freezer cannot be reached in the testbed (hybrid cgroups), so the order of
     the calls is pinned here: frozen before the read, thawed after, also when it fails."""
-    monkeypatch.setattr(export_op, "is_active", lambda bus, name: running)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: running)
     bus = FakeBus()
     with pytest.raises(KeyboardInterrupt):
         with export_op._frozen(bus, "web", lambda m: None) as frozen:
@@ -428,7 +428,7 @@ def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
 
 
 def test_a_container_systemd_cannot_freeze_is_refused(monkeypatch):
-    monkeypatch.setattr(export_op, "is_active", lambda bus, name: True)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: True)
     bus = FakeBus(refuse=True)
     with pytest.raises(Error, match="web is running and cannot be frozen") as e:
         with export_op._frozen(bus, "web", lambda m: None):

@@ -7,6 +7,7 @@ import os
 import hostile
 import pytest
 
+from nspawnctl.errors import Error
 from nspawnctl.sources import tarball
 
 ROOT = os.geteuid() == 0
@@ -68,3 +69,43 @@ def test_create_from_a_symlinked_dir_leaves_the_source_alone(tmp_path, linked_so
     tree = store.paths.tree("fromlink")
     assert not tree.is_symlink() and (tree / "etc/hostname").read_text() == "fromlink\n"
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before
+
+
+def test_import_dir_racing_a_writer_never_reads_outside_the_source(tmp_path):
+    """dir: may name a tree someone writes meanwhile (a running container's): a thread flips
+    a directory of it with a symlink to other files of the same names (renameat2
+    RENAME_EXCHANGE, so no name is ever missing) while the import runs; nothing of those
+    files may come in.  (cp -a, which resolves each path again, read them.)"""
+    import ctypes
+    import threading
+    libc = ctypes.CDLL(None, use_errno=True)
+    src, secret = tmp_path / "src", tmp_path / "secret"
+    (src / "sub").mkdir(parents=True)
+    secret.mkdir()
+    for i in range(2000):
+        (src / "sub" / f"f{i}").write_text("the source's\n")
+        (secret / f"f{i}").write_text("SECRET\n")
+    os.symlink(secret, src / "link")
+    stop, flips = threading.Event(), [0]
+
+    def flip():
+        a, b = os.fsencode(src / "sub"), os.fsencode(src / "link")
+        while not stop.is_set():
+            flips[0] += libc.renameat2(-100, a, -100, b, 2) == 0  # RENAME_EXCHANGE
+    thread = threading.Thread(target=flip)
+    thread.start()
+    failed = []
+    try:
+        for n in range(5):
+            try:
+                tarball.import_dir(src, tmp_path / f"tree{n}")
+            except Error as e:
+                failed.append(e.message)
+    finally:
+        stop.set()
+        thread.join()
+    assert flips[0] > 0
+    leaked = [path for n in range(5) for path in (tmp_path / f"tree{n}").rglob("*")
+              if path.is_file() and not path.is_symlink() and path.read_text() == "SECRET\n"]
+    assert leaked == []
+    assert failed == []

@@ -185,3 +185,36 @@ def test_cli_snapshot_group_defaults_to_create(paths, bus, monkeypatch):
         assert result.exit_code == 0, result.output
     assert seen == [("c1", None, False), ("c1", "t1", False), ("c1", None, True),
                     ("rm", None, False), ("rm", "c1", "t1")]
+
+
+def test_a_stopping_container_is_copied_only_once_it_has_stopped(paths, bus, monkeypatch):
+    """Stopping (deactivating), its processes still write its tree (is_active says it is not
+    running): the snapshot waits for it to stop, and copies then; never while it stops."""
+    from nspawnctl.ops import lifecycle
+    states = ["deactivating"] * 5 + ["inactive"]
+    bus.active_state = lambda unit: states.pop(0) if len(states) > 1 else states[0]
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
+    seen = []
+    real = snapshots.copy_content
+
+    def copy_content(paths_, name, stage):
+        seen.append(states[0])
+        return real(paths_, name, stage)
+    monkeypatch.setattr(snapshots, "copy_content", copy_content)
+    lines = []
+    info = snap_op.snapshot(paths, "c1", "late", report=lines.append)
+    assert seen == ["inactive"] and info["running"] is False
+    assert lines == ["c1 is stopping: waiting for it before its tree is read"]
+    assert not any(c[0] == "freeze" for c in bus.calls)
+
+
+def test_a_container_that_never_stops_is_not_copied(paths, bus, monkeypatch):
+    from nspawnctl.ops import lifecycle
+    bus.state = "deactivating"
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
+    with pytest.raises(Error, match=r"c1 is still deactivating after 120 s: its tree is not "
+                                    r"read while it changes"):
+        snap_op.snapshot(paths, "c1", "never", report=lambda m: None)
+    assert snap_op.list_snapshots(paths, "c1") == []

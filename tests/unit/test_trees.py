@@ -15,7 +15,7 @@ from pathlib import Path
 import hostile
 import pytest
 
-from nspawnctl import fsutil
+from nspawnctl import fscopy, fsutil
 from nspawnctl.errors import Error
 
 fast_tmp, few_fds, tmpfs_in = hostile.fast_tmp, hostile.few_fds, hostile.tmpfs_in
@@ -95,7 +95,7 @@ def test_remove_tree_never_follows_symlinks(tmp_path):
     assert not os.path.lexists(link) and (outside / "sub/f").exists()
 
 
-# -- clone_tree: cp -a, and past PATH_MAX its own walk (copy_tree) ------------------------------
+# -- clone_tree: cp -a for trusted trees (past PATH_MAX the copier), the copier for the rest ----
 
 CAPABILITY = struct.pack("<5I", 0x02000001, 1 << 13, 0, 0, 0)  # v2, effective: cap_net_raw
 ACL = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in [  # u::rwx,u:1234:rwx,...
@@ -181,8 +181,10 @@ def test_deep_tree_clones(fast_tmp, few_fds):
             set_xattr(f"/proc/self/fd/{fd}", "user.note", b"bottom")
             os.chmod(fd, 0o555)
     hostile.deep_dirs(root, DEPTH, "d", fill)
-    assert fsutil.clone_tree(root, fast_tmp / "copy") == "copy"
+    assert fscopy.clone_tree(root, fast_tmp / "copy", trusted=True) == "copy"
     assert same_trees(root, fast_tmp / "copy")
+    assert fscopy.clone_tree(root, fast_tmp / "copy2") == "copy"
+    assert same_trees(root, fast_tmp / "copy2")
 
 
 def small_tree(top: Path):
@@ -228,10 +230,10 @@ def small_tree(top: Path):
 
 
 def test_tree_copy_is_what_cp_makes(fast_tmp):
-    """The walk clone_tree falls back to, on an ordinary tree: the same as cp -a's copy."""
+    """The copier (fscopy.copy_at), on an ordinary tree: the same as cp -a's copy."""
     small_tree(fast_tmp / "tree")
-    fsutil.clone_tree(fast_tmp / "tree", fast_tmp / "cp")
-    fsutil.clone_tree(fast_tmp / "tree", fast_tmp / "walk", _walk=True)
+    fscopy.clone_tree(fast_tmp / "tree", fast_tmp / "cp", trusted=True)
+    fscopy.clone_tree(fast_tmp / "tree", fast_tmp / "walk")
     cp, walk, tree = (list(listing(fast_tmp / n)) for n in ("cp", "walk", "tree"))
     assert cp == tree and walk == tree
     xattrs = {e[0]: dict(e[8]) for entries in tree for e in entries}
@@ -243,11 +245,11 @@ def test_tree_copy_stops_at_a_mount_and_when_full(tmp_path, tmpfs_in):
     tmpfs_in(tmp_path / "t" / "m")
     with pytest.raises(Error, match=r"^copying the tree failed in .*/t: a filesystem is "
                        r"mounted there \(m\)$"):
-        fsutil.clone_tree(tmp_path / "t", tmp_path / "c", _walk=True)
+        fscopy.clone_tree(tmp_path / "t", tmp_path / "c")
     small = tmpfs_in(tmp_path / "small")
     subprocess.run(["mount", "-o", "remount,size=1m", str(small)], check=True)
     (tmp_path / "big").mkdir()
     (tmp_path / "big/f").write_bytes(bytes(2 << 20))
     with pytest.raises(Error) as e:
-        fsutil.clone_tree(tmp_path / "big", small / "copy", _walk=True)
+        fscopy.clone_tree(tmp_path / "big", small / "copy")
     assert e.value.message == f"no space left on the filesystem of {small}"
