@@ -52,11 +52,11 @@ except Error as e:
 """
 
 DEEP = PRELUDE + """
-from nspawnctl import fsutil
+from nspawnctl.fs import walk as fswalk
 tree = Path(sys.argv[2]); tree.mkdir()
 t = time.monotonic(); c = oci.unpack_image("oci", Path(sys.argv[1]), tree); t1 = time.monotonic()
-size = fsutil.tree_size(tree); t2 = time.monotonic()
-fsutil.remove_tree(tree); t3 = time.monotonic()
+size = fswalk.tree_size(tree); t2 = time.monotonic()
+fswalk.remove_tree(tree); t3 = time.monotonic()
 print(f"unpacked {t1 - t:.1f}s, tree_size {size} B {t2 - t1:.2f}s, remove_tree {t3 - t2:.1f}s;",
       "gone" if not tree.exists() else "LEFT")
 """

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import flocked, write_atomic
+from ..fs.files import write_atomic
+from ..fs.locks import flocked
 from ..names import check_name
 from .model import BRIDGE_PREFIX, DEFAULT, Network, check_network_name, check_subnet
 

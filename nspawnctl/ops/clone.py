@@ -3,7 +3,7 @@
 import dataclasses
 
 from ..errors import Error
-from ..fscopy import clone_tree
+from ..fs.copy import clone_tree
 from ..paths import Paths
 from ..settings.files import load_config
 from ..store import overlay

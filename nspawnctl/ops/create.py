@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Error
-from ..fscopy import clone_tree
-from ..fsutil import read_small_text, rename_noreplace, write_atomic
+from ..fs.copy import clone_tree
+from ..fs.files import read_small_text, rename_noreplace, write_atomic
 from ..paths import Paths, service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import mounts_under, pid_alive
+from ..fs.locks import pid_alive
+from ..fs.mounts import mounts_under
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig

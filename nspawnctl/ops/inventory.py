@@ -7,10 +7,11 @@ from pathlib import Path
 
 from .. import log
 from ..errors import Error
+from ..fs import resolve
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
-from ..store import inside, overlay, snapshots
+from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
@@ -22,9 +23,9 @@ OS_RELEASE_MAX = 64 << 10  # a real one is a few hundred bytes
 def os_release(tree: Path) -> dict:
     """The tree's os-release, as the container itself would find it (os-release(5): /etc,
     else /usr/lib): its root owns every byte of it, so the file is resolved inside the tree,
-    opened once and read bounded (store/inside.py); the values are shown escaped (cli)."""
+    opened once and read bounded (fs/resolve.py); the values are shown escaped (cli)."""
     for path in ("/etc/os-release", "/usr/lib/os-release"):
-        data = inside.read_small(tree, path, OS_RELEASE_MAX)
+        data = resolve.read_small(tree, path, OS_RELEASE_MAX)
         if data is None:
             continue
         fields = {}

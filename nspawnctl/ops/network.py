@@ -21,7 +21,8 @@ import errno
 import ipaddress
 
 from ..errors import Error
-from ..fsutil import flocked, mkdir_private
+from ..fs.files import mkdir_private
+from ..fs.locks import flocked
 from ..network import bridge, firewall, resolv
 from ..network.model import DEFAULT, Network, Port
 from ..network.state import NetworkState

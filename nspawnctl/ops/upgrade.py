@@ -32,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Error
-from ..fscopy import clone_tree
-from ..fsutil import fsync_dir, sync_filesystem, write_atomic
+from ..fs.copy import clone_tree
+from ..fs.files import fsync_dir, sync_filesystem, write_atomic
 from ..paths import Paths
 from ..run import contained, need_tool, run, stream, tail
 from ..settings.files import load_config

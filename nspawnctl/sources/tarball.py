@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..fscopy import Rules, copy_path
+from ..fs.copy import Rules, copy_path
 from . import compression
 from .readahead import ReadAhead
 from .unpack import apply_layer
@@ -65,7 +65,7 @@ def import_dir(path: Path, tree: Path):
         raise Error(f"no such directory: {path}")
     if source == Path("/"):
         raise Error(f"{path} is the host's root directory", hint="import a container's tree")
-    # Copied by fscopy, not cp -a: the directory may be a tree someone else writes meanwhile
+    # Copied by fs/copy.py, not cp -a: the directory may be a tree someone else writes meanwhile
     # (a running container's, a user's), and cp names each path twice.  Symlinks inside stay
     # symlinks, and mount points are left empty (cp's --one-file-system).
     try:

@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import Error
-from ..fsutil import owner_is_dead, owner_token, read_small_text, write_atomic
+from ..fs.files import read_small_text, write_atomic
+from ..fs.locks import owner_is_dead, owner_token
 from ..paths import Paths, service_unit
 from ..settings.dropin import DROPIN_NAME
 from ..settings.files import load_config, save_config

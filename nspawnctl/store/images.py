@@ -4,7 +4,7 @@ A base tree is made once per key (the hash of everything that decides its conten
 images, their full manifest digest) and kept under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.
 A cache hit is held to what its meta.json says it is: an entry whose recorded digest is not
 the one asked for is refused, never used for another image.  Containers are clones of it
-(fscopy.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
+(fs.copy.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
 overlayfs mounts over it (overlay.py).
 """
 
@@ -17,7 +17,9 @@ from pathlib import Path
 
 from .. import log
 from ..errors import Error
-from ..fsutil import flocked, fsync_dir, mkdir_private, remove_tree, sync_filesystem, tree_size
+from ..fs.files import fsync_dir, mkdir_private, sync_filesystem
+from ..fs.locks import flocked
+from ..fs.walk import remove_tree, tree_size
 from ..paths import Paths
 from .containers import Store
 

@@ -86,7 +86,9 @@ def test_the_cycle_check_finds_a_cycle():
 def test_layers_import_downwards_only():
     """The foundation imports no layer; no layer imports the operations or the CLI."""
     foundation = {"nspawnctl.errors", "nspawnctl.run", "nspawnctl.names", "nspawnctl.paths",
-                  "nspawnctl.fsutil", "nspawnctl.log", "nspawnctl.ptyrelay"}
+                  "nspawnctl.log", "nspawnctl.ptyrelay", "nspawnctl.fs",
+                  *(f"nspawnctl.fs.{m}" for m in ("files", "locks", "walk", "resolve", "copy",
+                                                  "mounts"))}
     for name, targets in graph().items():
         if name in foundation:
             assert targets <= foundation, (name, targets - foundation)
