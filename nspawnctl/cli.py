@@ -192,6 +192,12 @@ class _ConfigCommand(click.Command):
     def get_params(self, ctx):
         if not self._config_added:
             self._config_added = True
+            for param in self.params:
+                if param.name == "source":  # the sources' list, from their registry
+                    from .sources import SOURCES, syntaxes
+                    param.help = f"Where the tree comes from: {syntaxes()}."  # type: ignore
+                    self.epilog = "Sources for --from:\n\n\b\n" + "\n".join(
+                        f"  {s.syntax:<22} {s.summary}" for s in SOURCES.values())
             at = next((i for i, p in enumerate(self.params) if p.name == "as_json"),
                       len(self.params))
             self.params[at:at] = _config_params(self._editing)
@@ -201,8 +207,7 @@ class _ConfigCommand(click.Command):
 @cli.command(cls=_ConfigCommand)
 @click.argument("name")
 @click.option("--from", "source", default="debootstrap:bookworm", show_default=True,
-              help="debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
-                   "docker-archive:PATH, oci:DIR[:REF] or scratch (only what --add puts in).")
+              help="Where the tree comes from (the sources are listed below).")
 @click.option("--add", "adds", multiple=True, metavar="PATH[:DEST]",
               help="With --from scratch: a host file or directory to put in the tree, with "
                    "the shared libraries its programs need (repeatable).")
@@ -235,13 +240,15 @@ def create(app, name, source, adds, cmd, mirror, variant, include, arch, slim, b
     """Create container NAME (a Debian bookworm tree by default)."""
     from .ops.create import create as make
     from .settings.model import ContainerConfig, parse_cli
+    from .sources.base import Request
     from .sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
     spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
     cfg = ContainerConfig(**parse_cli(options, creating=True))
-    info = make(app.paths, name, source, spec, cfg, platform=platform, use_overlay=use_overlay,
-                adds=adds, cmd=cmd, boot=boot, report=progress)
+    request = Request(app.paths, report=progress, platform=platform, adds=adds, cmd=cmd,
+                      boot=boot, bootstrap=spec)
+    info = make(name, source, cfg, request, use_overlay=use_overlay)
     if as_json:
         print_record(info, True)
     else:

@@ -70,9 +70,9 @@ except Error as e:
 
 SWAP = PRELUDE + """
 import shutil
-from nspawnctl.ops.create import _image_base
+from nspawnctl.sources.oci.source import image_base
 path = Path(sys.argv[1])
-base = _image_base(f"oci-archive:{path}", None, lambda m: None)
+base = image_base(f"oci-archive:{path}", None, lambda m: None)
 os.replace(sys.argv[3], path)
 tree = Path(sys.argv[2]); tree.mkdir()
 try:

@@ -17,10 +17,10 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.ops import export as export_op
-from nspawnctl.ops.create import boot_rule
 from nspawnctl.ops.export import choose_format, run_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
+from nspawnctl.sources.oci.source import boot_rule
 from nspawnctl.sources.oci.writer import RunConfig, write_archive
 from nspawnctl.store.tartree import NOBODY, Sink, uid_shift, write_tree
 
