@@ -68,6 +68,8 @@ def list_containers(paths: Paths) -> list[dict]:
     if os.geteuid() == 0:
         store.sweep()  # what killed commands left must not show up, or linger
     names = store.names()
+    if not names:
+        return []  # nothing to ask systemd about: no connection (and no pystemd) at all
     with Bus() as bus:
         units = {u["name"]: u["active_state"]
                  for u in bus.list_units(["systemd-nspawn@*.service"])}

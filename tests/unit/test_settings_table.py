@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from nspawnctl import cli
+from nspawnctl.cli import options as cli_options
 from nspawnctl.paths import Paths
 from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import (
@@ -37,7 +38,7 @@ def through_cli(args: list[str]) -> dict:
     seen = {}
 
     @click.command()
-    @cli._config_options
+    @cli_options.config_options()
     def probe(**options):
         seen.update(parse_cli(options))
 
@@ -92,7 +93,7 @@ def test_restart_decision_follows_the_declaration(setting):
 
 def test_every_flag_is_on_create_and_set():
     for command in ("create", "set"):
-        cmd = cli.cli.commands[command]
+        cmd = cli.load(command)
         params = {p.name for p in cmd.get_params(click.Context(cmd))}
         assert {s.name for s in FLAGGED} <= params, command
 

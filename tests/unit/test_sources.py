@@ -70,11 +70,16 @@ def test_options_a_source_cannot_honour_are_refused_by_its_flags(greeting, paths
         sources.check(hello, Request(paths, adds=("/bin/true",)), overlay=False)
 
 
-def test_help_and_errors_list_every_source(greeting):
+def test_help_lists_every_source():
     out = CliRunner().invoke(cli.cli, ["create", "--help"]).output
     for source in sources.SOURCES.values():
         assert source.syntax in out and source.summary.split(",")[0] in out.replace("\n", " ")
-    assert "hello:NAME" in out
+
+
+def test_help_and_errors_know_a_new_source(greeting):
+    from nspawnctl.cli import options
+    assert "hello:NAME" in options.sources_help()
+    assert "hello:NAME      " in options.sources_epilog()
     with pytest.raises(Error) as error:
         sources.lookup("nope:x")
     assert "hello:NAME" in (error.value.hint or "")
