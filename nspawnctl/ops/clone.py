@@ -4,13 +4,13 @@ import dataclasses
 
 from ..errors import Error
 from ..fs.copy import clone_tree
+from ..network import containers as network
 from ..paths import Paths
 from ..settings.files import load_config
 from ..store import overlay
 from ..store.containers import Store
 from ..store.hold import hold
 from ..systemd.bus import Bus
-from . import network
 from .common import Report, require_root
 from .create import finish
 from .lifecycle import running_for_copy

@@ -19,6 +19,7 @@ from .. import sources
 from ..errors import Error
 from ..fs.copy import clone_tree
 from ..fs.files import read_small_text, rename_noreplace, write_atomic
+from ..network import containers as network
 from ..paths import service_unit
 from ..settings.files import save_config
 from ..settings.model import ContainerConfig
@@ -28,7 +29,7 @@ from ..store import overlay
 from ..store.containers import Store
 from ..store.images import held_image
 from ..systemd.bus import Bus
-from . import host, network, order
+from . import host, order
 from .common import Report, require_root
 
 

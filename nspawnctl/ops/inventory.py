@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import log
 from ..errors import Error
 from ..fs import resolve
+from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
@@ -15,7 +16,6 @@ from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
-from .network import managed, network_state
 
 OS_RELEASE_MAX = 64 << 10  # a real one is a few hundred bytes
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ..confine import enter
 from ..errors import Error
+from ..network import containers as network
 from ..paths import Paths, service_unit
 from ..run import interactive, need_tool, relayed, run
 from ..settings.files import load_config
@@ -20,7 +21,6 @@ from ..settings.model import check_user
 from ..store.containers import Store
 from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
-from . import network
 
 
 def _polls(quick=0.01, quick_for=2.0, most=0.05):

@@ -3,12 +3,13 @@ runs; what needs a restart is said."""
 
 from typing import Any
 
+from ..network import containers as network
 from ..paths import Paths, service_unit
 from ..settings.files import load_config, save_config
 from ..settings.model import dependencies, edit, live_properties, needs_restart
 from ..store.containers import Store
 from ..systemd.bus import Bus
-from . import network, order
+from . import order
 from .common import require_root
 from .lifecycle import is_active
 

@@ -1,11 +1,12 @@
 """remove: a container's tree, settings and enablement; the tree's rename away is the commit."""
 
 from ..errors import Error
+from ..network import containers as network
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..store.containers import Store
 from ..systemd.bus import Bus
-from . import network, order
+from . import order
 from .common import Report, require_root
 from .inventory import is_enabled
 from .lifecycle import is_active, stop

@@ -123,6 +123,11 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "invalid container name" in result.stderr
 
 
+def test_list_of_no_container_needs_no_bus(tmp_path):
+    result = nspawnctl(tmp_path, "list", "--json")
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result
+
+
 def test_list_without_a_bus(tmp_path):
     make_tree(tmp_path, "x")
     result = nspawnctl(tmp_path, "list")
@@ -133,6 +138,7 @@ def test_list_without_a_bus(tmp_path):
 
 
 def test_list_json_without_a_bus(tmp_path):
+    make_tree(tmp_path, "x")  # with no container at all, list has nothing to ask systemd
     assert_error(nspawnctl(tmp_path, "list", "--json"),
                  "nspawnctl: systemd is not asked about containers under a relocated root")
 
