@@ -6,6 +6,7 @@ import sys
 import click
 
 from ..ops import common, doctor, host
+from ..systemd import bootunits
 from . import pass_app
 
 
@@ -26,7 +27,7 @@ def recover(app):
 def install_units(app):
     """Install nspawnctl's boot-time units (the README's commands run this)."""
     common.require_root()
-    host.ensure_units(app.paths)
+    bootunits.ensure_units(app.paths)
 
 
 @click.command("doctor")

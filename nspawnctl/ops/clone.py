@@ -6,6 +6,7 @@ from ..errors import Error
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..paths import Paths
+from ..runtime.lifecycle import running_for_copy
 from ..settings.files import load_config
 from ..store import overlay
 from ..store.containers import Store
@@ -13,7 +14,6 @@ from ..store.hold import hold
 from ..systemd.bus import Bus
 from .common import Report, require_root
 from .create import finish
-from .lifecycle import running_for_copy
 
 
 def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:

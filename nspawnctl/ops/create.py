@@ -25,11 +25,11 @@ from ..settings.files import save_config
 from ..settings.model import ContainerConfig
 from ..sources.base import Base, Request
 from ..sources.oci.source import apply_image_config, boot_rule, image_user_warning
-from ..store import overlay
+from ..store import order, overlay
 from ..store.containers import Store
 from ..store.images import held_image
+from ..systemd import bootunits
 from ..systemd.bus import Bus
-from . import host, order
 from .common import Report, require_root
 
 
@@ -42,7 +42,7 @@ def create(name: str, source: str, cfg: ContainerConfig, request: Request,
     require_root()
     store = Store(paths)
     store.require_absent(name)
-    host.ensure_units(paths)  # the boot-time recovery, for this container's first start
+    bootunits.ensure_units(paths)  # the boot-time recovery, for this container's first start
     kind, rest = sources.lookup(source)
     sources.check(kind, request, use_overlay)
     plan = kind.plan(rest, request)  # a source refuses what it cannot make now

@@ -21,6 +21,7 @@ from ..errors import Error
 from ..fs.locks import pid_alive
 from ..fs.mounts import mounts_under
 from ..paths import Paths, service_unit
+from ..runtime.lifecycle import running_for_copy
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
 from ..store import overlay
@@ -29,7 +30,6 @@ from ..store.inits import find_init
 from ..store.tartree import Sink, write_tree
 from ..systemd.bus import Bus
 from .common import Report, require_root
-from .lifecycle import running_for_copy
 
 # the image writer (and the OCI package it lives in) is imported only for images
 IMAGE_FORMATS = ("oci-archive", "docker-archive")

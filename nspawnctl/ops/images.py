@@ -2,8 +2,8 @@
 
 from ..paths import Paths
 from ..store import images
+from ..store.images import usage_by_image
 from .common import require_root
-from .inventory import usage_by_image
 
 
 def list_images(paths: Paths) -> list[dict]:

@@ -1,7 +1,6 @@
 """What `list` and `status` show: the store's containers joined with systemd's and machined's
 view of them, read with as few D-Bus calls as possible (two for the whole list)."""
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -12,8 +11,8 @@ from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
-from ..store import overlay, snapshots
-from ..store.containers import Store
+from ..store import overlay
+from ..store.containers import Store, is_enabled
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
 
@@ -35,10 +34,6 @@ def os_release(tree: Path) -> dict:
                 fields[key.strip()] = value.strip().strip("'\"")
         return fields
     return {}
-
-
-def is_enabled(paths: Paths, name: str) -> bool:
-    return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))
 
 
 def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
@@ -137,21 +132,3 @@ def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
             "volumes": meta.get("volumes") or None}
 
 
-def usage_by_image(paths: Paths) -> dict[str, int]:
-    """How many containers use each base tree: the one their settings name, and, for an
-    --overlay container, the one its mount unit really stacks on (a hand-edited .nspawn file
-    without its image comment must not let prune delete a live overlay's lower tree)."""
-    counts: dict[str, int] = {}
-    for name in Store(paths).names():
-        keys: set[str] = set()
-        with contextlib.suppress(Error):
-            keys.add(load_config(paths, name).image or "")
-        lower = overlay.lower_of(paths, name)
-        if lower is not None and lower.parent.parent == paths.images:
-            keys.add(lower.parent.name)
-        for key in keys - {""}:
-            counts[key] = counts.get(key, 0) + 1
-    # an --overlay container's snapshots hold only its upper layer: they need its base too
-    for key, n in snapshots.lowers(paths).items():
-        counts[key] = counts.get(key, 0) + n
-    return counts

@@ -5,13 +5,13 @@ from typing import Any
 
 from ..network import containers as network
 from ..paths import Paths, service_unit
+from ..runtime.lifecycle import is_active
 from ..settings.files import load_config, save_config
 from ..settings.model import dependencies, edit, live_properties, needs_restart
+from ..store import order
 from ..store.containers import Store
 from ..systemd.bus import Bus
-from . import order
 from .common import require_root
-from .lifecycle import is_active
 
 
 def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:

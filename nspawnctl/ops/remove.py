@@ -3,13 +3,12 @@
 from ..errors import Error
 from ..network import containers as network
 from ..paths import Paths, service_unit
+from ..runtime.lifecycle import is_active, stop
 from ..settings.files import load_config
-from ..store.containers import Store
+from ..store import order
+from ..store.containers import Store, is_enabled
 from ..systemd.bus import Bus
-from . import order
 from .common import Report, require_root
-from .inventory import is_enabled
-from .lifecycle import is_active, stop
 
 
 def remove(paths: Paths, name: str, force: bool = False, report: Report = print,

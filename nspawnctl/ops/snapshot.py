@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 from ..errors import Error
 from ..paths import Paths, service_unit
+from ..runtime.lifecycle import running_for_copy, start, stop
 from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import Bus
 from .common import Report, require_root
-from .lifecycle import running_for_copy, start, stop
 
 
 def snapshot(paths: Paths, name: str, tag: str | None = None, stop_if_needed: bool = False,

@@ -36,13 +36,13 @@ from ..fs.copy import clone_tree
 from ..fs.files import fsync_dir, sync_filesystem, write_atomic
 from ..paths import Paths
 from ..run import contained, need_tool, run, stream, tail
+from ..runtime.lifecycle import is_active, start, stop
 from ..settings.files import load_config
 from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import Bus, guest_state
 from .common import Report, require_root
-from .lifecycle import is_active, start, stop
 from .snapshot import restart_dependents, restore, take
 
 APT_ENV = ["DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none",

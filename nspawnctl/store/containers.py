@@ -19,7 +19,7 @@ from ..fs.mounts import mounts_under
 from ..fs.walk import remove_tree
 from ..names import check_name
 from ..network.state import NetworkState
-from ..paths import Paths
+from ..paths import Paths, service_unit
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
 from . import overlay, snapshots
 
@@ -285,3 +285,8 @@ def _listdir(path: Path) -> list[str]:
         return os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def is_enabled(paths: Paths, name: str) -> bool:
+    """Whether NAME starts at boot (enabled for machines.target)."""
+    return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))

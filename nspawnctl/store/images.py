@@ -21,6 +21,8 @@ from ..fs.files import fsync_dir, mkdir_private, sync_filesystem
 from ..fs.locks import flocked
 from ..fs.walk import remove_tree, tree_size
 from ..paths import Paths
+from ..settings.files import load_config
+from . import overlay, snapshots
 from .containers import Store
 
 # meta.json fields that say what a base tree is: a hit must agree on each the caller gives.
@@ -155,3 +157,23 @@ def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
                 os.unlink(paths.images / f".{row['key']}.lock")
         removed.append(row["key"])
     return removed
+
+
+def usage_by_image(paths: Paths) -> dict[str, int]:
+    """How many containers use each base tree: the one their settings name, and, for an
+    --overlay container, the one its mount unit really stacks on (a hand-edited .nspawn file
+    without its image comment must not let prune delete a live overlay's lower tree)."""
+    counts: dict[str, int] = {}
+    for name in Store(paths).names():
+        keys: set[str] = set()
+        with contextlib.suppress(Error):
+            keys.add(load_config(paths, name).image or "")
+        lower = overlay.lower_of(paths, name)
+        if lower is not None and lower.parent.parent == paths.images:
+            keys.add(lower.parent.name)
+        for key in keys - {""}:
+            counts[key] = counts.get(key, 0) + 1
+    # an --overlay container's snapshots hold only its upper layer: they need its base too
+    for key, n in snapshots.lowers(paths).items():
+        counts[key] = counts.get(key, 0) + n
+    return counts

@@ -1,4 +1,4 @@
-"""ops.lifecycle and ops.remove against a fake Bus: what a command must never change."""
+"""ops.lifecycle (runtime.lifecycle) and ops.remove against a fake Bus: what a command must never change."""
 
 import contextlib
 import shutil
@@ -9,6 +9,7 @@ from nspawnctl.errors import Error
 from nspawnctl.ops import lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.paths import Paths
+from nspawnctl.runtime import lifecycle as runtime_lifecycle
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store.containers import Store
@@ -54,9 +55,9 @@ def paths(tmp_path, monkeypatch):
 @pytest.fixture
 def stuck(monkeypatch):
     bus = FakeBus()
-    monkeypatch.setattr(lifecycle, "Bus", lambda: bus)
+    monkeypatch.setattr(runtime_lifecycle, "Bus", lambda: bus)
     monkeypatch.setattr(remove_op, "Bus", lambda: bus)
-    monkeypatch.setattr(lifecycle, "_wait_inactive", lambda bus, unit, timeout: False)
+    monkeypatch.setattr(runtime_lifecycle, "_wait_inactive", lambda bus, unit, timeout: False)
     return bus
 
 

@@ -9,13 +9,12 @@ from click.testing import CliRunner
 
 from nspawnctl import cli as cli_module
 from nspawnctl.errors import Error
-from nspawnctl.ops import inventory
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.ops import snapshot as snap_op
 from nspawnctl.paths import Paths
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.store import snapshots
+from nspawnctl.store import images, snapshots
 from nspawnctl.store.containers import Store
 
 
@@ -170,7 +169,7 @@ def test_overlay_snapshot_needs_its_base(paths, bus, monkeypatch):
     where = snapshots.snapshot_dir(paths, "c1", "t")
     where.mkdir(parents=True)
     (where / "meta.json").write_text(json.dumps(meta))
-    assert inventory.usage_by_image(paths).get(key) == 1
+    assert images.usage_by_image(paths).get(key) == 1
 
 
 def test_cli_snapshot_group_defaults_to_create(paths, bus, monkeypatch):
@@ -190,7 +189,7 @@ def test_cli_snapshot_group_defaults_to_create(paths, bus, monkeypatch):
 def test_a_stopping_container_is_copied_only_once_it_has_stopped(paths, bus, monkeypatch):
     """Stopping (deactivating), its processes still write its tree (is_active says it is not
     running): the snapshot waits for it to stop, and copies then; never while it stops."""
-    from nspawnctl.ops import lifecycle
+    from nspawnctl.runtime import lifecycle
     states = ["deactivating"] * 5 + ["inactive"]
     bus.active_state = lambda unit: states.pop(0) if len(states) > 1 else states[0]
     monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
@@ -209,7 +208,7 @@ def test_a_stopping_container_is_copied_only_once_it_has_stopped(paths, bus, mon
 
 
 def test_a_container_that_never_stops_is_not_copied(paths, bus, monkeypatch):
-    from nspawnctl.ops import lifecycle
+    from nspawnctl.runtime import lifecycle
     bus.state = "deactivating"
     clock = iter(range(0, 10_000, 10))
     monkeypatch.setattr(lifecycle.time, "monotonic", lambda: next(clock))
