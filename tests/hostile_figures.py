@@ -83,7 +83,7 @@ except Error as e:
 """
 
 DIRLINK = PRELUDE + """
-from nspawnctl.ops.create import prepare_tree
+from nspawnctl.store.commit import prepare_tree
 from nspawnctl.sources.tarball import import_dir
 src = Path(sys.argv[1]); tree = Path(sys.argv[2])
 import_dir(src.parent / "link", tree)

@@ -9,11 +9,11 @@ from ..paths import Paths
 from ..runtime.lifecycle import running_for_copy
 from ..settings.files import load_config
 from ..store import overlay
+from ..store.commit import finish
 from ..store.containers import Store
 from ..store.hold import hold
 from ..systemd.bus import Bus
 from .common import Report, require_root
-from .create import finish
 
 
 def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:

@@ -36,7 +36,7 @@ def linked_source(tmp_path):
 
 
 def test_import_dir_copies_what_a_symlink_names(tmp_path, linked_source):
-    from nspawnctl.ops.create import prepare_tree
+    from nspawnctl.store.commit import prepare_tree
     src, link = linked_source
     tree = tmp_path / "stage" / "tree"
     tree.parent.mkdir()

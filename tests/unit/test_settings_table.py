@@ -126,7 +126,7 @@ def test_clone_keeps_hand_edits_and_user_dropins(tmp_path):
 
 def test_failed_create_gives_back_the_users_nspawn_file(tmp_path):
     from nspawnctl.errors import Error
-    from nspawnctl.ops.create import finish
+    from nspawnctl.store.commit import finish
     from nspawnctl.store.containers import Store
     paths = _paths(tmp_path)
     paths.nspawn.mkdir(parents=True)
