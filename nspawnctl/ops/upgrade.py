@@ -37,13 +37,13 @@ from ..fs.files import fsync_dir, sync_filesystem, write_atomic
 from ..paths import Paths
 from ..run import contained, need_tool, run, stream, tail
 from ..runtime.lifecycle import is_active, start, stop
+from ..runtime.snapshot import restart_dependents, restore, take
 from ..settings.files import load_config
 from ..store import overlay, snapshots
 from ..store.containers import Store
 from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import Bus, guest_state
 from .common import Report, require_root
-from .snapshot import restart_dependents, restore, take
 
 APT_ENV = ["DEBIAN_FRONTEND=noninteractive", "APT_LISTCHANGES_FRONTEND=none",
            "NEEDRESTART_MODE=a"]

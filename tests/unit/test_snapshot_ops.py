@@ -12,6 +12,7 @@ from nspawnctl.errors import Error
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.ops import snapshot as snap_op
 from nspawnctl.paths import Paths
+from nspawnctl.runtime import snapshot as runtime_snapshot
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store import images, snapshots
@@ -68,7 +69,7 @@ def paths(tmp_path, monkeypatch):
 @pytest.fixture
 def bus(monkeypatch):
     b = FakeBus()
-    monkeypatch.setattr(snap_op, "Bus", lambda: b)
+    monkeypatch.setattr(runtime_snapshot, "Bus", lambda: b)
     monkeypatch.setattr(remove_op, "Bus", lambda: b)
     return b
 

@@ -8,9 +8,9 @@ import os
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.ops import snapshot as snap_op
 from nspawnctl.ops import upgrade as up
 from nspawnctl.paths import Paths
+from nspawnctl.runtime import snapshot as runtime_snapshot
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store import snapshots
@@ -73,10 +73,10 @@ def paths(tmp_path, monkeypatch):
 def guest(paths, monkeypatch):
     def make(**kw):
         g = Guest(paths, **kw)
-        monkeypatch.setattr(snap_op, "Bus", lambda: FakeBus())
+        monkeypatch.setattr(runtime_snapshot, "Bus", lambda: FakeBus())
         monkeypatch.setattr(up, "Bus", lambda: FakeBus())
         monkeypatch.setattr(up, "is_active", lambda bus, name: g.running)
-        for module in (up, snap_op):
+        for module in (up, runtime_snapshot):
             monkeypatch.setattr(module, "start", g.start)
             monkeypatch.setattr(module, "stop", g.stop)
         monkeypatch.setattr(up, "guest_state", lambda name: g.state)
@@ -164,7 +164,7 @@ def test_does_not_apply_to_single_command_or_apt_less_containers(paths, guest):
 
 def interrupt(paths, phase, keep=False):
     """What a kill leaves: the snapshot, the record, and (after the swap) the new tree."""
-    snap_op.take(paths, "c1", "upgrade-x", False, lambda m: None)
+    runtime_snapshot.take(paths, "c1", "upgrade-x", False, lambda m: None)
     if phase == "swapped":
         (paths.tree("c1") / "usr/bin/true").write_text("new, unchecked\n")
     (paths.state / "upgrades").mkdir(parents=True)
