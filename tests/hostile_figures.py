@@ -28,7 +28,7 @@ sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests/unit')!r}]
 from pathlib import Path
 from nspawnctl.errors import Error
 from nspawnctl.sources import oci
-from nspawnctl.sources.oci import platforms
+from nspawnctl.formats import platforms
 platforms.ARCHES[os.uname().machine] = "amd64"
 """
 

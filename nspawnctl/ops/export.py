@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 
 from ..errors import Error
+from ..formats.oci import RunConfig, write_archive
+from ..formats.tar import Sink, write_tree
 from ..fs.locks import pid_alive
 from ..fs.mounts import mounts_under
 from ..paths import Paths, service_unit
@@ -27,7 +29,6 @@ from ..settings.model import ContainerConfig
 from ..store import overlay
 from ..store.containers import Store
 from ..store.inits import find_init
-from ..store.tartree import Sink, write_tree
 from ..systemd.bus import Bus
 from .common import Report, require_root
 
@@ -66,7 +67,6 @@ def run_config(cfg: ContainerConfig, tree: Path):
     """How the container runs here, as an image config (a writer.RunConfig): a booted
     container's command is its init (with the init's arguments), an application container's
     its command."""
-    from ..sources.oci.writer import RunConfig
     if cfg.boot:
         init = find_init(tree)
         if init is None:
@@ -144,7 +144,6 @@ def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name:
                 sink.close()
                 info: dict = {}
             else:
-                from ..sources.oci.writer import write_archive
                 assert run is not None
                 holder: list = []
 

@@ -16,13 +16,14 @@ from types import SimpleNamespace
 import pytest
 
 from nspawnctl.errors import Error
+from nspawnctl.formats import platforms
+from nspawnctl.formats.oci import RunConfig, write_archive
+from nspawnctl.formats.tar import NOBODY, Sink, uid_shift, write_tree
 from nspawnctl.ops import export as export_op
 from nspawnctl.ops.export import choose_format, run_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
 from nspawnctl.sources.oci.source import boot_rule
-from nspawnctl.sources.oci.writer import RunConfig, write_archive
-from nspawnctl.store.tartree import NOBODY, Sink, uid_shift, write_tree
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="chown and mknod need root")
@@ -31,7 +32,7 @@ BASE = 0x50000  # a UID range systemd-nspawn -U could have picked
 
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): "amd64"})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): "amd64"})
 
 
 def make_tree(root: Path, shift: int = 0) -> Path:
@@ -369,7 +370,7 @@ def test_sink_counts_and_hashes(tmp_path):
 def test_fast_headers_are_tarfiles_own(type_, extra):
     """The one-block headers made directly are byte for byte what tarfile writes; what does
     not fit one ustar block goes through tarfile itself."""
-    from nspawnctl.store.tartree import _ustar
+    from nspawnctl.formats.tar import _ustar
     info = tarfile.TarInfo("./etc/some/name")
     info.type, info.mode, info.uid, info.gid, info.mtime = type_, 0o4755, 33, 65534, 1700000000
     info.uname = info.gname = ""
@@ -385,7 +386,7 @@ def test_fast_headers_are_tarfiles_own(type_, extra):
 def test_id_carrying_xattrs_are_shifted_back():
     import struct
 
-    from nspawnctl.store.tartree import _shift_acl, _shift_caps
+    from nspawnctl.formats.tar import _shift_acl, _shift_caps
     inside = lambda i: i - BASE if BASE <= i < BASE + 0x10000 else NOBODY  # noqa: E731
     acl = struct.pack("<I", 2) + struct.pack("<HHI", 0x01, 7, 0xFFFFFFFF) \
         + struct.pack("<HHI", 0x02, 5, BASE + 1000) + struct.pack("<HHI", 0x08, 4, BASE + 33)

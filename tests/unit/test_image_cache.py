@@ -11,13 +11,13 @@ import pytest
 from imagebuild import docker_archive, file, layer, oci_layout, tar_tree
 
 from nspawnctl.errors import Error
-from nspawnctl.sources import oci
+from nspawnctl.formats import platforms
 
 
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
     import platform
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): "amd64"})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): "amd64"})
 
 
 GOOD = layer(file("etc/os-release", b"ID=test\n"))
