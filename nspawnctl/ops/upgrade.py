@@ -128,8 +128,9 @@ class Phase:
 
     When a phase fails, the undos owed run newest first: those of the phases that completed,
     and the failing one's if it is recorded.  When the upgrade succeeds they run too, but for
-    a kept phase's, whose work is the upgrade: so the undo of the stop starts the container
-    again after a failure and a success alike, and the swap is rolled back only on a failure.
+    a kept phase's, whose work is the upgrade: so the stop's undo (start it again if it ran,
+    and what the stop took down; drop the snapshot) runs after a failure and a success alike,
+    and the swap is rolled back only on a failure.
 
     A recorded phase's word is in the record (state/upgrades/NAME.json) from just before it
     runs: a SIGKILL skips every undo, and the next upgrade or `nspawnctl recover` runs the
