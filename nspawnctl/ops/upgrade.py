@@ -10,6 +10,8 @@ and swapped in whole, undone when the upgraded container is not healthy.
     [5/6] start
     [6/6] health check              else: rollback to the snapshot, and say why
 
+These steps, and what undoes each, are the table PHASES below (Phase says when an undo runs).
+
 The install runs on a copy so that a SIGKILL at any moment leaves the container whole: the old
 tree until the swap, the new one after it, never a tree that dpkg left half unpacked.  Its
 processes die with nspawnctl (a PID namespace whose init dies with us), so nothing writes
@@ -24,12 +26,16 @@ A record in the state directory says how far an upgrade got; the next upgrade of
 and `nspawnctl recover` at boot, finish one that was killed (roll back after the swap).
 """
 
+import contextlib
 import datetime
+import itertools
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from ..errors import Error
 from ..fs.copy import clone_tree
@@ -114,6 +120,262 @@ def in_copy(root: Path, name: str, private_users: bool, command: list[str], time
     return follow(stream([*scope, *contained(nspawn, proc="/proc")]), timeout, report)
 
 
+# -- the phases: PHASES below is the upgrade, _drive runs it -------------------------------------
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of an upgrade, and its undo, which puts back what it did.
+
+    When a phase fails, the undos owed run newest first: those of the phases that completed,
+    and the failing one's if it is recorded.  When the upgrade succeeds they run too, but for
+    a kept phase's, whose work is the upgrade: so the stop's undo (start it again if it ran,
+    and what the stop took down; drop the snapshot) runs after a failure and a success alike,
+    and the swap is rolled back only on a failure.
+
+    A recorded phase's word is in the record (state/upgrades/NAME.json) from just before it
+    runs: a SIGKILL skips every undo, and the next upgrade or `nspawnctl recover` runs the
+    undos of the recorded phases up to the one the record names (finish_interrupted).  So the
+    undo of a recorded phase copes with its phase cut short anywhere."""
+    label: str | None  # its progress line, after [k/N]; None: no line of its own
+    do: Callable[["Upgrade"], None]
+    undo: Callable[["Upgrade"], None] | None = None
+    record: str | None = None  # the record's word for it (the words are the record's format)
+    held: bool = False  # the container is held stopped meanwhile (store/hold.py)
+    kept: bool = False  # its undo runs only on a failure
+
+
+@dataclass
+class Upgrade:
+    """An upgrade of a container as it goes (or, in finish_interrupted, as its record says)."""
+    paths: Paths
+    name: str
+    report: Report
+    why: str = ""  # the start of a rollback's line: a failure, or an interruption
+    check: str | None = None
+    keep_snapshot: bool = False
+    timeout: float = 60  # for its starts
+    step_timeout: float = 1800
+    private_users: bool = False
+    run_inside: Callable[..., tuple[int, str]] = inside
+    run_in_copy: Callable[..., tuple[int, str]] = in_copy
+    running: bool | None = None  # False: recover at boot, with no bus and nothing running
+    # learned on the way
+    was_running: bool = False
+    before: str | None = None  # its systemd's state before the upgrade
+    tag: str = ""  # its snapshot's, chosen as the record is first written
+    dependents: list[str] = field(default_factory=list)  # what the stop took down
+    method: str | None = None  # how the snapshot was copied
+    lower: Path | None = None  # an overlay container's base
+    copy: tuple[Path, Path] | None = None  # the upgraded copy, and the tree it replaces
+    state: str | None = None  # its systemd's state after the upgraded start
+    bus: Bus | None = None  # while held: the hold's
+    stage: Path | None = None  # while held: a staging directory for the copy
+
+    def write_record(self, word: str):
+        self.tag = self.tag or _new_tag(self.paths, self.name)
+        write_atomic(_record(self.paths, self.name), json.dumps(
+            {"tag": self.tag, "phase": word, "was_running": self.was_running,
+             "keep_snapshot": self.keep_snapshot}))
+
+
+def _ready(up: Upgrade):
+    """Running, for the steps inside it: started for the upgrade if it was stopped."""
+    with Bus() as bus:
+        up.was_running = is_active(bus, up.name)
+    if not up.was_running:
+        up.report(f"starting {up.name} for the upgrade")
+        start(up.paths, up.name, timeout=up.timeout, report=up.report, locked=True)
+    up.before = guest_state(up.name)  # for the health check
+    _stop_step_unit(up.name)  # a step of a killed upgrade may still run inside
+
+
+def _stop_again(up: Upgrade):
+    if not up.was_running:
+        stop(up.paths, up.name, report=up.report)  # nothing to do when stopped
+
+
+def _update(up: Upgrade):
+    # Error-Mode=any: a source that cannot be fetched fails the step (exit 100); by default
+    # apt only warns, and the upgrade went on with stale lists and said "upgraded" having
+    # installed nothing.  Older apt ignores the key.
+    _step_inside(up, "apt-get update",
+                 ["apt-get", *APT_OPTIONS, "-o", "APT::Update::Error-Mode=any", "update"])
+
+
+def _download(up: Upgrade):
+    _step_inside(up, "download the upgrade",
+                 ["apt-get", *APT_OPTIONS, "-y", "--download-only", "full-upgrade"])
+
+
+def _stop_and_snapshot(up: Upgrade):
+    assert up.bus is not None  # held
+    up.dependents = running_dependents(up.bus, up.name)  # a stop takes them down
+    stop(up.paths, up.name, report=up.report)
+    up.method = take(up.paths, up.name, up.tag, stop_if_needed=False, report=up.report)["method"]
+
+
+def _start_again(up: Upgrade):
+    """Running again if it ran before the upgrade, and what its stop took down; the snapshot
+    goes unless asked to stay.  After a success (or a rollback) it runs already."""
+    if up.was_running:  # never at boot (recover), which may have no bus
+        with Bus() as bus:
+            running = is_active(bus, up.name)
+        if not running:
+            start(up.paths, up.name, timeout=up.timeout, report=up.report, locked=True)
+        restart_dependents(up.dependents, up.report)
+    if not up.keep_snapshot and _has_snapshot(up):
+        with Store(up.paths).staging(up.paths.machines, f"snapshot-rm-{up.name}") as trash:
+            snapshots.remove(up.paths, up.name, up.tag, trash)
+
+
+def _install(up: Upgrade):
+    """apt-get full-upgrade --no-download in a copy of the stopped tree (an overlay
+    container's: of its upper layer), under systemd-nspawn with no network."""
+    paths, name, stage = up.paths, up.name, up.stage
+    assert up.bus is not None and stage is not None  # held
+    lower = up.lower = overlay.lower_of(paths, name) if overlay.is_overlay(paths, name) \
+        else None
+    command = ["sh", "-c", 'apt-get "$@" -y --no-download full-upgrade && apt-get clean',
+               "sh", *APT_OPTIONS]
+    if lower is None:
+        clone_tree(paths.tree(name), stage / "tree")
+        rc, output = up.run_in_copy(stage / "tree", name, up.private_users, command,
+                                    up.step_timeout, up.report)
+        up.copy = stage / "tree", paths.tree(name)
+    else:
+        upper = overlay.layers(paths, name) / "upper"
+        overlay.make_layers(stage / "layers", lower, upper_from=upper)
+        (stage / "merged").mkdir()
+        rc, output = up.run_in_copy(stage / "merged", name, up.private_users, command,
+                                    up.step_timeout, up.report,
+                                    overlay.options(lower, stage / "layers"))
+        up.copy = stage / "layers" / "upper", upper
+    if rc != 0:
+        raise StepFailed(f"apt-get full-upgrade (exit {rc})", output)
+    sync_filesystem(up.copy[0])
+    require_stopped(up.bus, name)  # held, but a start may have come before the hold
+
+
+def _swap(up: Upgrade):
+    """The upgraded copy swapped with the tree in one rename."""
+    assert up.copy is not None
+    built, live = up.copy
+    lower = up.lower
+    if lower is not None:
+        overlay.release(up.paths, up.name)
+    try:
+        snapshots.exchange(built, live)
+    except OSError as exc:
+        raise Error(f"cannot swap the upgraded tree of {up.name} in: {exc.strerror}") \
+            from None
+    finally:
+        if lower is not None:
+            overlay.mount_tree(up.paths, up.name, lower)
+    fsync_dir(live.parent)
+
+
+def _roll_back(up: Upgrade):
+    """The tree its snapshot holds, started again if it ran before the upgrade.  Only
+    recovery can find the snapshot gone (removed by hand): then nothing is rolled back."""
+    if _has_snapshot(up):
+        up.report(f"{up.why}: rolling back to {up.tag}")
+        restore(up.paths, up.name, up.tag, up.report, start_after=up.was_running,
+                running=up.running)
+
+
+def _start(up: Upgrade):
+    try:
+        up.state = start(up.paths, up.name, timeout=up.timeout, report=up.report, locked=True)
+    except Error as exc:
+        raise StepFailed("start", f"{exc.message}\n{exc.hint or ''}") from None
+
+
+def _health_check(up: Upgrade):
+    if up.state != "running" and not (up.state == "degraded" and up.before == "degraded"):
+        _, output = up.run_inside(up.name, ["systemctl", "--failed", "--no-legend"], 60,
+                                  lambda _m: None)
+        raise StepFailed(f"health check (its systemd is {up.state}, was {up.before})", output)
+    if up.check:
+        _step_inside(up, f"--check {up.check!r}", ["sh", "-c", up.check])
+
+
+PHASES = (
+    #     label                       do                  undo
+    Phase(None,                       _ready,             _stop_again),
+    Phase("apt-get update",           _update),
+    Phase("download the upgrade",     _download),
+    Phase("stop, snapshot {up.tag}",  _stop_and_snapshot, _start_again, record="install",
+          held=True),
+    Phase("install the upgrade into a copy of the tree", _install, held=True),
+    Phase(None,                       _swap,              _roll_back,   record="swapped",
+          held=True, kept=True),
+    Phase("start",                    _start),
+    Phase("health check: {up.state}", _health_check),
+)
+
+
+def _drive(up: Upgrade, phases: Sequence[Phase]):
+    """Run the phases, undo as Phase says; a failure raises one Error that says where it
+    failed and what it left."""
+    count = sum(1 for p in phases if p.label)
+    numbers = iter(range(1, count + 1))
+    owed: list[Phase] = []  # the phases whose undo is due, oldest first
+    try:
+        for held, group in itertools.groupby(phases, key=lambda p: p.held):
+            with _holding(up) if held else contextlib.nullcontext():  # one for the group
+                for phase in group:
+                    if phase.record:
+                        up.write_record(phase.record)
+                        owed.append(phase)
+                    if phase.label:
+                        up.report(f"[{next(numbers)}/{count}] {phase.label.format(up=up)}")
+                    phase.do(up)
+                    if not phase.record:
+                        owed.append(phase)
+    except (StepFailed, Error, KeyboardInterrupt) as exc:
+        _fail(up, owed, exc)
+    _record(up.paths, up.name).unlink(missing_ok=True)  # healthy: a kill now keeps it
+    _undo(up, [p for p in owed if not p.kept])
+
+
+@contextlib.contextmanager
+def _holding(up: Upgrade) -> Iterator[None]:
+    """The container held stopped: systemd starts it for nobody (a container that requires
+    it, machinectl) from the stop to the swap.  The copy's staging directory goes with it."""
+    with Bus() as bus, hold(up.paths, bus, up.name), \
+            Store(up.paths).staging(up.paths.machines, f"upgrade-{up.name}") as stage:
+        up.bus, up.stage = bus, stage
+        try:
+            yield
+        finally:
+            up.bus = up.stage = None
+
+
+def _fail(up: Upgrade, owed: list[Phase],
+          exc: StepFailed | Error | KeyboardInterrupt) -> NoReturn:
+    step = exc.step if isinstance(exc, StepFailed) else (
+        "interrupted" if isinstance(exc, KeyboardInterrupt) else exc.message)
+    up.why = f"upgrade failed at {step}"
+    _undo(up, owed)
+    _record(up.paths, up.name).unlink(missing_ok=True)  # put right: nothing to recover
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    if any(p.kept for p in owed):
+        left = f"rolled back to snapshot {up.tag}"
+    elif any(p.record for p in owed):
+        left = "its tree was not changed"
+    else:
+        left = "nothing was changed"
+    hint = _last_output(exc.output) if isinstance(exc, StepFailed) else exc.hint
+    raise Error(f"upgrade of {up.name} failed at {step}; {left}", hint=hint) from None
+
+
+def _undo(up: Upgrade, phases: list[Phase]):
+    for phase in reversed(phases):
+        if phase.undo is not None:
+            phase.undo(up)
+
+
 def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bool = False,
             timeout: float = 120, step_timeout: float = 1800, report: Report = print,
             run_inside: Callable[..., tuple[int, str]] = inside,
@@ -129,168 +391,15 @@ def upgrade(paths: Paths, name: str, check: str | None = None, keep_snapshot: bo
     if not os.path.lexists(paths.tree(name) / "usr/bin/apt-get"):
         raise Error(f"upgrade does not apply to {name}: it has no apt-get",
                     hint="nspawnctl upgrades Debian and Ubuntu containers")
+    up = Upgrade(paths, name, report, check=check, keep_snapshot=keep_snapshot,
+                 timeout=timeout, step_timeout=step_timeout, private_users=cfg.private_users,
+                 run_inside=run_inside, run_in_copy=run_in_copy)
     with store.lock(name):
         store.require(name)
         finish_interrupted(paths, name, report)
-        with Bus() as bus:
-            was_running = is_active(bus, name)
-        if not was_running:
-            report(f"starting {name} for the upgrade")
-            start(paths, name, timeout=timeout, report=report, locked=True)
-        before = guest_state(name)
-        _stop_step_unit(name)  # a step of a killed upgrade may still run inside
-        try:
-            for label, command in [
-                # Error-Mode=any: a source that cannot be fetched fails the step (exit 100);
-                # by default apt only warns, and the upgrade went on with stale lists and
-                # said "upgraded" having installed nothing.  Older apt ignores the key.
-                ("[1/6] apt-get update",
-                 ["apt-get", *APT_OPTIONS, "-o", "APT::Update::Error-Mode=any", "update"]),
-                ("[2/6] download the upgrade",
-                 ["apt-get", *APT_OPTIONS, "-y", "--download-only", "full-upgrade"]),
-            ]:
-                report(label)
-                rc, output = run_inside(name, command, step_timeout, report)
-                if rc != 0:
-                    raise StepFailed(label.split("] ")[1] + f" (exit {rc})", output)
-        except StepFailed as exc:
-            if not was_running:
-                stop(paths, name, report=report)
-            raise Error(f"upgrade of {name} failed at {exc.step}; nothing was changed",
-                        hint=_last_output(exc.output)) from None
-        tag = "upgrade-" + datetime.datetime.now(datetime.timezone.utc).strftime(
-            "%Y%m%dT%H%M%SZ")
-        tag = tag if not os.path.lexists(snapshots.snapshot_dir(paths, name, tag)) \
-            else snapshots.default_tag(paths, name)
-        # From the stop on, a kill leaves the container stopped (and, after the swap, with an
-        # unchecked tree): this record lets the next upgrade, or recover, put it right.
-        record = {"tag": tag, "phase": "install", "was_running": was_running,
-                  "keep_snapshot": keep_snapshot}
-        write_atomic(_record(paths, name), json.dumps(record))
-        report(f"[3/6] stop, snapshot {tag}")
-        failure: StepFailed | Error | KeyboardInterrupt | None = None
-        # Held from the stop to the swap: systemd starts it for nobody meanwhile (a container
-        # that requires it, machinectl); those it stopped start again with it.
-        with Bus() as bus, hold(paths, bus, name):
-            dependents = running_dependents(bus, name)
-            stop(paths, name, report=report)
-            info = take(paths, name, tag, stop_if_needed=False, report=report)
-            report("[4/6] install the upgrade into a copy of the tree")
-            try:
-                _install_in_copy(paths, store, bus, name, cfg.private_users, record,
-                                 step_timeout, report, run_in_copy)
-            except (StepFailed, Error, KeyboardInterrupt) as exc:
-                failure = exc
-        if failure is not None:
-            # the tree is as it was: nothing to roll back
-            _drop(paths, store, name, tag, keep_snapshot)
-            _record(paths, name).unlink()
-            if was_running:
-                start(paths, name, timeout=timeout, report=report, locked=True)
-                restart_dependents(dependents, report)
-            if isinstance(failure, KeyboardInterrupt):
-                raise failure
-            step = failure.step if isinstance(failure, StepFailed) else failure.message
-            raise Error(f"upgrade of {name} failed at {step}; its tree was not changed",
-                        hint=_last_output(getattr(failure, "output", ""))) from None
-        try:
-            report("[5/6] start")
-            try:
-                state = start(paths, name, timeout=timeout, report=report, locked=True)
-            except Error as exc:
-                raise StepFailed("start", f"{exc.message}\n{exc.hint or ''}") from None
-            report(f"[6/6] health check: {state}")
-            if state != "running" and not (state == "degraded" and before == "degraded"):
-                _, output = run_inside(name, ["systemctl", "--failed", "--no-legend"], 60,
-                                       lambda _m: None)
-                raise StepFailed(f"health check (its systemd is {state}, was {before})",
-                                 output)
-            if check:
-                rc, output = run_inside(name, ["sh", "-c", check], step_timeout, report)
-                if rc != 0:
-                    raise StepFailed(f"--check {check!r} (exit {rc})", output)
-        except (StepFailed, Error, KeyboardInterrupt) as exc:
-            step = exc.step if isinstance(exc, StepFailed) else (
-                "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc))
-            output = exc.output if isinstance(exc, StepFailed) else ""
-            report(f"upgrade failed at {step}: rolling back to {tag}")
-            restore(paths, name, tag, report, start_after=was_running)
-            _record(paths, name).unlink()
-            _drop(paths, store, name, tag, keep_snapshot)  # the tree is its copy now
-            if was_running:
-                restart_dependents(dependents, report)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            raise Error(f"upgrade of {name} failed at {step}; rolled back to snapshot {tag}",
-                        hint=_last_output(output)) from None
-        _record(paths, name).unlink()  # healthy: from here a kill keeps the upgrade
-        if not was_running:
-            stop(paths, name, report=report)
-        else:
-            restart_dependents(dependents, report)
-        _drop(paths, store, name, tag, keep_snapshot)
-    return {"name": name, "state": state, "snapshot": tag if keep_snapshot else None,
-            "snapshot_method": info["method"]}
-
-
-def _install_in_copy(paths: Paths, store: Store, bus: Bus, name: str, private_users: bool,
-                     record: dict, timeout: float, report: Report,
-                     run_in_copy: Callable[..., tuple[int, str]]):
-    """Copy NAME's stopped tree (an overlay container: its upper layer) into staging, run the
-    install there, and swap the result in."""
-    lower = overlay.lower_of(paths, name) if overlay.is_overlay(paths, name) else None
-    command = ["sh", "-c", 'apt-get "$@" -y --no-download full-upgrade && apt-get clean',
-               "sh", *APT_OPTIONS]
-    with store.staging(paths.machines, f"upgrade-{name}") as stage:
-        if lower is None:
-            live = paths.tree(name)
-            clone_tree(live, stage / "tree")
-            rc, output = run_in_copy(stage / "tree", name, private_users, command, timeout,
-                                     report)
-            built = stage / "tree"
-        else:
-            live = overlay.layers(paths, name) / "upper"
-            overlay.make_layers(stage / "layers", lower, upper_from=live)
-            (stage / "merged").mkdir()
-            rc, output = run_in_copy(stage / "merged", name, private_users, command, timeout,
-                                     report, overlay.options(lower, stage / "layers"))
-            built = stage / "layers" / "upper"
-        if rc != 0:
-            raise StepFailed(f"apt-get full-upgrade (exit {rc})", output)
-        sync_filesystem(built)
-        # From the swap on, a kill leaves the new tree unchecked: the record makes the next
-        # upgrade (or recover) roll it back.  Written first, it is true by the time it counts.
-        write_atomic(_record(paths, name), json.dumps(dict(record, phase="swapped")))
-        require_stopped(bus, name)  # held, but a start may have come before the hold
-        if lower is not None:
-            overlay.release(paths, name)
-        try:
-            snapshots.exchange(built, live)
-        except OSError as exc:
-            raise Error(f"cannot swap the upgraded tree of {name} in: {exc.strerror}") \
-                from None
-        finally:
-            if lower is not None:
-                overlay.mount_tree(paths, name, lower)
-        fsync_dir(live.parent)
-
-
-def _stop_step_unit(name: str):
-    run([need_tool("systemctl", "systemd"), "-M", name, "stop", STEP_UNIT], check=False)
-
-
-def _drop(paths: Paths, store: Store, name: str, tag: str, keep: bool):
-    if not keep and snapshots.read_meta(snapshots.snapshot_dir(paths, name, tag)) is not None:
-        with store.staging(paths.machines, f"snapshot-rm-{name}") as trash:
-            snapshots.remove(paths, name, tag, trash)
-
-
-def _last_output(output: str) -> str | None:
-    return ("its last output:\n" + tail(output)) if output.strip() else None
-
-
-def _record(paths: Paths, name: str) -> Path:
-    return paths.state / "upgrades" / f"{name}.json"
+        _drive(up, PHASES)
+    return {"name": name, "state": up.state, "snapshot": up.tag if keep_snapshot else None,
+            "snapshot_method": up.method}
 
 
 def interrupted(paths: Paths) -> list[str]:
@@ -305,8 +414,9 @@ def interrupted(paths: Paths) -> list[str]:
 def finish_interrupted(paths: Paths, name: str, report: Report,
                        start_after: bool | None = None, running: bool | None = None) -> bool:
     """An upgrade of NAME killed before its end (the caller holds NAME's lock, so its writer
-    is gone): after the swap, roll back to its snapshot; before, there is nothing to undo.
-    Its snapshot goes unless it was asked to stay.  True when there was one."""
+    is gone): the undos its record calls for (see Phase), so after the swap it is rolled back
+    to its snapshot, and before it started again if it ran.  Its snapshot goes unless it was
+    asked to stay.  True when there was one."""
     path = _record(paths, name)
     try:
         record = json.loads(path.read_text())
@@ -316,18 +426,50 @@ def finish_interrupted(paths: Paths, name: str, report: Report,
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)  # not one we wrote whole: write_atomic writes whole
         return False
-    store = Store(paths)
-    has_snapshot = snapshots.read_meta(snapshots.snapshot_dir(paths, name, tag)) is not None
-    again = bool(record.get("was_running")) if start_after is None else start_after
-    if record.get("phase") == "swapped" and has_snapshot:
-        report(f"an earlier upgrade of {name} was interrupted: rolling back to {tag}")
-        restore(paths, name, tag, report, start_after=again, running=running)
-    else:
-        report(f"an earlier upgrade of {name} was interrupted before its install: "
-               "nothing to roll back")
-        if again:
-            start(paths, name, report=report, locked=True)  # it stopped it
-    if has_snapshot:
-        _drop(paths, store, name, tag, bool(record.get("keep_snapshot")))
+    up = Upgrade(paths, name, report, why=f"an earlier upgrade of {name} was interrupted",
+                 tag=tag, keep_snapshot=bool(record.get("keep_snapshot")), running=running,
+                 was_running=bool(record.get("was_running")) if start_after is None
+                 else start_after)
+    owed = recorded_through(record.get("phase"), PHASES)
+    if not (any(p.kept for p in owed) and _has_snapshot(up)):
+        report(f"{up.why} before its install: nothing to roll back")
+    _undo(up, owed)
     path.unlink()
     return True
+
+
+def recorded_through(word: str | None, phases: Sequence[Phase]) -> list[Phase]:
+    """The recorded phases up to the one a record's word names (an unknown word: the first,
+    whose undo does the least)."""
+    recorded = [p for p in phases if p.record]
+    words = [p.record for p in recorded]
+    return recorded[:words.index(word) + 1] if word in words else recorded[:1]
+
+
+def _step_inside(up: Upgrade, step: str, command: list[str]):
+    rc, output = up.run_inside(up.name, command, up.step_timeout, up.report)
+    if rc != 0:
+        raise StepFailed(f"{step} (exit {rc})", output)
+
+
+def _stop_step_unit(name: str):
+    run([need_tool("systemctl", "systemd"), "-M", name, "stop", STEP_UNIT], check=False)
+
+
+def _new_tag(paths: Paths, name: str) -> str:
+    tag = "upgrade-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return tag if not os.path.lexists(snapshots.snapshot_dir(paths, name, tag)) \
+        else snapshots.default_tag(paths, name)
+
+
+def _has_snapshot(up: Upgrade) -> bool:
+    return bool(up.tag) and \
+        snapshots.read_meta(snapshots.snapshot_dir(up.paths, up.name, up.tag)) is not None
+
+
+def _last_output(output: str) -> str | None:
+    return ("its last output:\n" + tail(output)) if output.strip() else None
+
+
+def _record(paths: Paths, name: str) -> Path:
+    return paths.state / "upgrades" / f"{name}.json"
