@@ -23,10 +23,10 @@ import os
 
 from ..errors import Error
 from ..paths import Paths
+from ..runtime.upgrade import finish_interrupted, interrupted
 from ..store import overlay
 from ..store.containers import Store
 from ..store.hold import drop_stale
-from .upgrade import finish_interrupted, interrupted
 
 
 def recover(paths: Paths) -> list[str]:

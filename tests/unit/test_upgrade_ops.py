@@ -1,4 +1,4 @@
-"""ops.upgrade with the container's commands and its systemd faked, the snapshot, the staged
+"""ops.upgrade (runtime.upgrade) with the container's commands and its systemd faked, the snapshot, the staged
 copy, its swap and the rollback real (in a private root): each failing step leaves or puts the
 tree back, and says why."""
 
@@ -9,9 +9,10 @@ import os
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.ops import upgrade as up
+from nspawnctl.ops import upgrade as up_op
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import snapshot as runtime_snapshot
+from nspawnctl.runtime import upgrade as up
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store import snapshots
@@ -87,7 +88,7 @@ def guest(paths, monkeypatch):
 
 
 def upgrade(paths, g, **kw):
-    return up.upgrade(paths, "c1", report=lambda m: None, run_inside=g.run_inside,
+    return up_op.upgrade(paths, "c1", report=lambda m: None, run_inside=g.run_inside,
                       run_in_copy=g.run_in_copy, **kw)
 
 
@@ -205,7 +206,7 @@ def test_recover_rolls_back_an_upgrade_killed_after_its_swap(paths, guest):
 
 def test_the_progress_lines_are_numbered_from_the_table(paths, guest):
     g, lines = guest(), []
-    up.upgrade(paths, "c1", report=lines.append, run_inside=g.run_inside,
+    up_op.upgrade(paths, "c1", report=lines.append, run_inside=g.run_inside,
                run_in_copy=g.run_in_copy)
     steps = [line for line in lines if line.startswith("[")]
     assert steps[0:2] == ["[1/6] apt-get update", "[2/6] download the upgrade"]
@@ -258,7 +259,7 @@ def test_a_failure_at_each_phase_undoes_those_begun_newest_first(paths, guest, f
     log, lines = [], []
     table = fake_table(paths, log, fail_at)
     with pytest.raises(Error) as exc:
-        up._drive(up.Upgrade(paths, "c1", lines.append, tag="t"), table)
+        up.drive(up.Upgrade(paths, "c1", lines.append, tag="t"), table)
     ran = DONE[:"abcdef".index(fail_at) + 1]
     assert log == ran + undone
     assert exc.value.message == f"upgrade of c1 failed at {fail_at} broke; {left}"
@@ -273,7 +274,7 @@ def test_a_failure_at_each_phase_undoes_those_begun_newest_first(paths, guest, f
 def test_a_success_undoes_all_but_the_kept_phase(paths, guest):
     guest()
     log = []
-    up._drive(up.Upgrade(paths, "c1", lambda m: None, tag="t"), fake_table(paths, log))
+    up.drive(up.Upgrade(paths, "c1", lambda m: None, tag="t"), fake_table(paths, log))
     assert log == DONE + ["undo f", "undo c", "undo a"]  # e (the swap) stays
     assert not (paths.state / "upgrades/c1.json").exists()
 
@@ -282,7 +283,7 @@ def test_an_interrupt_undoes_and_goes_on(paths, guest):
     guest()
     log = []
     with pytest.raises(KeyboardInterrupt):
-        up._drive(up.Upgrade(paths, "c1", lambda m: None, tag="t"),
+        up.drive(up.Upgrade(paths, "c1", lambda m: None, tag="t"),
                   fake_table(paths, log, "d", KeyboardInterrupt))
     assert log == DONE[:4] + ["undo c", "undo a"]
 
