@@ -19,15 +19,26 @@ from .output import LINES, shown
 
 
 class App:
-    """What every command gets (a plain class: dataclasses costs ~10 ms of start-up)."""
+    """What every command gets: its Context (runtime/context.py: the paths, the store, one bus
+    connection opened when first needed), made once and closed when the command ends."""
 
     def __init__(self, debug: bool = False):
         self.debug = debug
+        self._ctx = None
 
     @property
     def paths(self):
-        from ..paths import Paths
-        return Paths.from_env()
+        return self.ctx.paths
+
+    @property
+    def ctx(self):
+        if self._ctx is None:  # imported here: --version and --help need none of it
+            from ..paths import Paths
+            from ..runtime.context import Context
+            from .output import progress
+            self._ctx = Context(Paths.from_env(), report=progress)
+            click.get_current_context().call_on_close(self._ctx.close)
+        return self._ctx
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

@@ -10,7 +10,7 @@ from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from . import pass_app
 from .options import config_options, existing, sources_epilog, sources_help
-from .output import print_record, progress
+from .output import print_record
 
 
 @click.command("create", epilog=sources_epilog())
@@ -52,9 +52,9 @@ def create_command(app, name, source, adds, cmd, mirror, variant, include, arch,
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
     cfg = ContainerConfig(**parse_cli(options, creating=True))
-    request = Request(app.paths, report=progress, platform=platform, adds=adds, cmd=cmd,
+    request = Request(app.paths, report=app.ctx.report, platform=platform, adds=adds, cmd=cmd,
                       boot=boot, bootstrap=spec)
-    info = create.create(name, source, cfg, request, use_overlay=use_overlay)
+    info = create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
     if as_json:
         print_record(info, True)
     else:
@@ -78,8 +78,8 @@ def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
     """Upgrade a booted container's packages: download inside it, install into a copy of its
     stopped tree, swap the copy in, start it and check it; roll back to a snapshot taken first
     if it is not healthy."""
-    info = upgrade.upgrade(app.paths, name, check=check_cmd, keep_snapshot=keep_snapshot,
-                           timeout=timeout, report=progress)
+    info = upgrade.upgrade(app.ctx, name, check=check_cmd, keep_snapshot=keep_snapshot,
+                           timeout=timeout)
     if as_json:
         print_record(info, True)
     else:
@@ -95,7 +95,7 @@ def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
 @pass_app
 def clone_command(app, src, dst):
     """Copy stopped container SRC to a new container DST."""
-    info = clone.clone(app.paths, src, dst, report=progress)
+    info = clone.clone(app.ctx, src, dst)
     click.echo(f"cloned {src} to {dst} ({info['method']})")
 
 
@@ -126,7 +126,7 @@ def export_command(app, name, file, fmt, as_json):
     nspawnctl export web web.oci.tar --format oci-archive
     """
 
-    info = export.export(app.paths, name, Path(file), fmt, report=progress)
+    info = export.export(app.ctx, name, Path(file), fmt)
     if as_json:
         print_record(info, True)
     else:
@@ -145,7 +145,7 @@ def remove_command(app, names, force):
     """Remove containers: their trees and settings."""
     names = existing(app, names)
     for i, name in enumerate(names):
-        count = remove.remove(app.paths, name, force=force, report=progress,
+        count = remove.remove(app.ctx, name, force=force,
                        along=tuple(names[i + 1:]))
         extra = f" and its {count} snapshot{'s' if count != 1 else ''}" if count else ""
         click.echo(f"removed {name}{extra}")

@@ -6,7 +6,7 @@ import click
 
 from ..ops import copy, snapshot
 from . import pass_app
-from .output import print_record, print_table, progress
+from .output import print_record, print_table
 
 
 class DefaultGroup(click.Group):
@@ -53,7 +53,7 @@ def snapshot_group():
 @pass_app
 def snapshot_create(app, name, tag, stop_if_needed, as_json):
     """Snapshot NAME as TAG (default: the UTC time, e.g. 20261128T192500Z)."""
-    info = snapshot.snapshot(app.paths, name, tag, stop_if_needed=stop_if_needed, report=progress)
+    info = snapshot.snapshot(app.ctx, name, tag, stop_if_needed=stop_if_needed)
     if as_json:
         print_record(info, True)
     else:
@@ -67,7 +67,7 @@ def snapshot_create(app, name, tag, stop_if_needed, as_json):
 @pass_app
 def snapshot_list(app, name, as_json):
     """List NAME's snapshots with their size and time."""
-    _snapshot_rows(snapshot.list_snapshots(app.paths, name), as_json)
+    _snapshot_rows(snapshot.list_snapshots(app.ctx, name), as_json)
 
 
 @snapshot_group.command("rm")
@@ -76,7 +76,7 @@ def snapshot_list(app, name, as_json):
 @pass_app
 def snapshot_rm(app, name, tag):
     """Remove NAME's snapshot TAG."""
-    snapshot.remove_snapshot(app.paths, name, tag)
+    snapshot.remove_snapshot(app.ctx, name, tag)
     click.echo(f"removed snapshot {tag} of {name}")
 
 
@@ -88,7 +88,7 @@ def snapshot_rm(app, name, tag):
 def snapshot_rollback(app, name, tag, as_json):
     """Put NAME back as snapshot TAG holds it (tree and settings); a running container is
     stopped and started again.  The snapshot stays."""
-    info = snapshot.rollback(app.paths, name, tag, report=progress)
+    info = snapshot.rollback(app.ctx, name, tag)
     if as_json:
         print_record(info, True)
     else:
@@ -111,5 +111,5 @@ def cp(app, src, dst, preserve_owner):
     namespace); a copy out belongs to the invoking user (sudo's SUDO_UID/SUDO_GID), without
     set-ID bits, file capabilities or device nodes.  A path in the container never leads out
     of its tree, whatever the container does meanwhile."""
-    info = copy.copy(app.paths, src, dst, preserve_owner=preserve_owner, report=progress)
+    info = copy.copy(app.ctx, src, dst, preserve_owner=preserve_owner)
     click.echo(f"copied {info['from']} to {info['to']}")

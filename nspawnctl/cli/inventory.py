@@ -14,7 +14,7 @@ from .output import print_record, print_table
 @pass_app
 def list_(app, as_json):
     """List every container, running or not."""
-    rows = inventory.list_containers(app.paths)
+    rows = inventory.list_containers(app.ctx)
     print_table(rows, ["name", "state", "os", "address", "ports", "image", "enabled", "limits"],
                 as_json)
 
@@ -25,7 +25,7 @@ def list_(app, as_json):
 @pass_app
 def status(app, name, as_json):
     """Show one container in detail."""
-    print_record(inventory.status(app.paths, name), as_json)
+    print_record(inventory.status(app.ctx, name), as_json)
 
 
 
@@ -37,7 +37,7 @@ def images_group(ctx, as_json):
     """List cached base trees (see also: images prune)."""
     if ctx.invoked_subcommand:
         return
-    rows = images.list_images(ctx.ensure_object(App).paths)
+    rows = images.list_images(ctx.ensure_object(App).ctx)
     if not as_json:
         for row in rows:
             row["size"] = f"{row['size'] / 1e6:.0f} MB"
@@ -50,5 +50,5 @@ def images_group(ctx, as_json):
 @pass_app
 def images_prune(app):
     """Remove cached base trees no container uses."""
-    removed = images.prune(app.paths)
+    removed = images.prune(app.ctx)
     click.echo(f"removed {len(removed)} base tree(s)" + "".join(f"\n  {k}" for k in removed))

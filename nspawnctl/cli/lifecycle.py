@@ -7,7 +7,6 @@ import click
 from ..ops import lifecycle
 from . import pass_app
 from .options import existing
-from .output import progress
 
 
 @click.command()
@@ -19,7 +18,7 @@ from .output import progress
 def start(app, names, wait, timeout):
     """Start containers (systemd-nspawn@NAME.service)."""
     for name in existing(app, names):
-        state = lifecycle.start(app.paths, name, wait=wait, timeout=timeout, report=progress)
+        state = lifecycle.start(app.ctx, name, wait=wait, timeout=timeout)
         click.echo(f"{name}: {state}")
 
 
@@ -31,7 +30,7 @@ def start(app, names, wait, timeout):
 def stop(app, names, timeout):
     """Power containers off cleanly (terminate them after --timeout)."""
     for name in existing(app, names):
-        stopped = lifecycle.stop(app.paths, name, timeout=timeout, report=progress)
+        stopped = lifecycle.stop(app.ctx, name, timeout=timeout)
         click.echo(f"{name}: {'stopped' if stopped else 'already stopped'}")
 
 
@@ -41,7 +40,7 @@ def stop(app, names, timeout):
 @pass_app
 def restart(app, name, timeout):
     """Stop and start a container."""
-    click.echo(f"{name}: {lifecycle.restart(app.paths, name, timeout=timeout, report=progress)}")
+    click.echo(f"{name}: {lifecycle.restart(app.ctx, name, timeout=timeout)}")
 
 
 @click.command()
@@ -50,7 +49,7 @@ def restart(app, name, timeout):
 @pass_app
 def kill(app, name, sig):
     """Send a signal to every process of a container."""
-    lifecycle.kill(app.paths, name, sig)
+    lifecycle.kill(app.ctx, name, sig)
 
 
 @click.command()
@@ -59,7 +58,7 @@ def kill(app, name, sig):
 def enable(app, names):
     """Start containers when the host boots (machines.target)."""
     for name in existing(app, names):
-        lifecycle.enable(app.paths, name)
+        lifecycle.enable(app.ctx, name)
         click.echo(f"{name}: enabled")
 
 
@@ -69,7 +68,7 @@ def enable(app, names):
 def disable(app, names):
     """Do not start containers at boot any more."""
     for name in existing(app, names):
-        lifecycle.disable(app.paths, name)
+        lifecycle.disable(app.ctx, name)
         click.echo(f"{name}: disabled")
 
 
@@ -84,7 +83,7 @@ def exec(app, name, command):
 
     Put -- before the command: nspawnctl exec NAME -- ls -l /
     """
-    sys.exit(lifecycle.exec_(app.paths, name, list(command)))
+    sys.exit(lifecycle.exec_(app.ctx, name, list(command)))
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -94,7 +93,7 @@ def exec(app, name, command):
 @pass_app
 def shell(app, name, command, user):
     """An interactive login shell in a running, booted container."""
-    sys.exit(lifecycle.shell(app.paths, name, user, list(command)))
+    sys.exit(lifecycle.shell(app.ctx, name, user, list(command)))
 
 
 @click.command()
@@ -104,4 +103,4 @@ def shell(app, name, command, user):
 @pass_app
 def logs(app, name, follow, lines):
     """Show a container's journal."""
-    sys.exit(lifecycle.logs(app.paths, name, follow, lines))
+    sys.exit(lifecycle.logs(app.ctx, name, follow, lines))

@@ -5,7 +5,7 @@ import click
 
 from ..ops import network
 from . import pass_app
-from .output import print_table, progress
+from .output import print_table
 
 
 @click.group("network")
@@ -20,7 +20,7 @@ def network_group():
 @pass_app
 def network_create(app, name, subnet):
     """Create network NAME (a bridge nsc-NAME and its subnet)."""
-    net = network.create_network(app.paths, name, subnet)
+    net = network.create_network(app.ctx, name, subnet)
     click.echo(f"created network {net.name} ({net.subnet}, bridge {net.bridge})")
 
 
@@ -29,7 +29,7 @@ def network_create(app, name, subnet):
 @pass_app
 def network_list(app, as_json):
     """List networks and their containers."""
-    print_table(network.list_networks(app.paths),
+    print_table(network.list_networks(app.ctx),
                 ["name", "subnet", "gateway", "bridge", "containers"], as_json)
 
 
@@ -39,7 +39,7 @@ def network_list(app, as_json):
 def network_remove(app, names):
     """Remove networks that no container uses."""
     for name in names:
-        network.remove_network(app.paths, name)
+        network.remove_network(app.ctx, name)
         click.echo(f"removed network {name}")
 
 
@@ -47,14 +47,14 @@ def network_remove(app, names):
 @pass_app
 def network_apply(app):
     """Bring the host side of every network up to date (bridges, firewall table)."""
-    network.apply_host(app.paths)
+    network.apply_host(app.ctx.paths)
 
 
 @network_group.command("watch", hidden=True)
 @pass_app
 def network_watch(app):
     """Apply, then put the firewall table back whenever it is deleted (the boot unit)."""
-    network.watch(app.paths)
+    network.watch(app.ctx)
 
 
 @network_group.command("attach", hidden=True)
@@ -62,4 +62,4 @@ def network_watch(app):
 @pass_app
 def network_attach(app, name):
     """Configure a just-started container's network (its unit's ExecStartPost=)."""
-    network.attach_running(app.paths, name, report=progress)
+    network.attach_running(app.ctx, name)

@@ -4,7 +4,6 @@ import click
 
 from ..settings.model import CLI_SETTINGS
 from ..sources import SOURCES, syntaxes
-from ..store.containers import Store
 
 
 def config_params(editing: bool = False) -> list:
@@ -52,7 +51,7 @@ def existing(app, names) -> list[str]:
     """Names given to a command that acts on several: all checked before it acts on any, so
     a typo in the last one does not leave the first ones half done."""
     names = list(dict.fromkeys(names))
-    store = Store(app.paths)
+    store = app.ctx.store
     for name in names:
         store.require(name)
     return names

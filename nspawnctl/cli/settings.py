@@ -16,5 +16,5 @@ def set_(app, name, **options):
     """Change a container's settings; limits and ports apply at once if it runs."""
     if not any(v for v in options.values() if v not in (None, ())):
         raise Error("nothing to change", hint="see 'nspawnctl set --help'")
-    for line in reconfigure.set_config(app.paths, name, options):
+    for line in reconfigure.set_config(app.ctx, name, options):
         click.echo(line)

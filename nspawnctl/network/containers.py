@@ -77,11 +77,11 @@ def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address
     return state.lease(cfg.network, name)
 
 
-def joined(paths: Paths, name: str, cfg: ContainerConfig):
+def joined(paths: Paths, bus: Bus, name: str, cfg: ContainerConfig):
     """After a container joined cfg's network (create, clone): the boot unit installed, its
     ports published, its peers able to find it by name."""
     require_host_network(paths)
-    ensure_host_unit(paths)
+    ensure_host_unit(paths, bus)
     if cfg.ports:
         apply_host(paths)  # its ports are published from now on
     else:
@@ -186,17 +186,16 @@ def ensure_host(paths: Paths, cfg: ContainerConfig):
         apply_host(paths)
 
 
-def ensure_host_unit(paths: Paths):
+def ensure_host_unit(paths: Paths, bus: Bus):
     """Install units/nspawnctl-network.service (brings the host side up at boot and after a
     firewall reload), enable it and start it; nothing when it is already so."""
     require_host_network(paths)
     changed = install(paths.units, HOST_UNIT, render(HOST_UNIT))
-    with Bus() as bus:
-        if changed:
-            bus.reload()
-            bus.enable_units([HOST_UNIT])
-        if bus.active_state(HOST_UNIT) != "active":
-            bus.start_unit(HOST_UNIT)
+    if changed:
+        bus.reload()
+        bus.enable_units([HOST_UNIT])
+    if bus.active_state(HOST_UNIT) != "active":
+        bus.start_unit(HOST_UNIT)
 
 
 def forward_warnings() -> list[str]:

@@ -26,10 +26,9 @@ from ..fs.copy import copy_at
 from ..fs.locks import pid_alive
 from ..fs.walk import remove_tree_at
 from ..names import check_name
-from ..paths import Paths
+from ..runtime.context import Context
 from ..store import inside, overlay
-from ..store.containers import Store
-from .common import Report, require_root
+from .common import require_root
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY
 
@@ -53,8 +52,7 @@ def parse_side(text: str) -> Side:
     return Side(None, text)
 
 
-def copy(paths: Paths, src: str, dst: str, preserve_owner: bool = False,
-         report: Report = print) -> dict:
+def copy(ctx: Context, src: str, dst: str, preserve_owner: bool = False) -> dict:
     require_root()
     s, d = parse_side(src), parse_side(dst)
     if (s.name is None) == (d.name is None):
@@ -67,8 +65,8 @@ def copy(paths: Paths, src: str, dst: str, preserve_owner: bool = False,
     owner = None if preserve_owner or d.name is not None else invoking_user()
     name = s.name or d.name
     assert name is not None
-    store = Store(paths)
-    store.require(name)
+    paths = ctx.paths
+    ctx.store.require(name)
     tree = paths.tree(name)
     if overlay.is_overlay(paths, name) and not os.path.ismount(tree):
         raise Error(f"the tree of {name} is not mounted",

@@ -18,26 +18,24 @@ from ..errors import Error
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..paths import service_unit
+from ..runtime.context import Context
 from ..settings.model import ContainerConfig
 from ..sources.base import Base, Request
 from ..sources.oci.source import apply_image_config, boot_rule, image_user_warning
 from ..store import order, overlay
 from ..store.commit import finish
-from ..store.containers import Store
 from ..store.images import held_image
 from ..systemd import bootunits
-from ..systemd.bus import Bus
 from .common import Report, require_root
 
 
-def create(name: str, source: str, cfg: ContainerConfig, request: Request,
+def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: Request,
            use_overlay: bool = False) -> dict:
     """Make container NAME from the source --from names; returns what was done (for the user
-    and the tests).  request holds the paths, the progress callback and the options sources
-    read (sources/base.py); use_overlay: stand on the cached base instead of copying it."""
-    paths, report = request.paths, request.report
+    and the tests).  request holds the options sources read (sources/base.py); use_overlay:
+    stand on the cached base instead of copying it."""
+    paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
-    store = Store(paths)
     store.require_absent(name)
     bootunits.ensure_units(paths)  # the boot-time recovery, for this container's first start
     kind, rest = sources.lookup(source)
@@ -73,8 +71,8 @@ def create(name: str, source: str, cfg: ContainerConfig, request: Request,
                 finish(store, stage, name, cfg, cfg.hostname or name, lower)
         if address is not None:
             info["address"] = str(address)
-            network.joined(paths, name, cfg)
-    _reload_if_loaded(name)
+            network.joined(paths, ctx.bus, name, cfg)
+    _reload_if_loaded(ctx, name)
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
 
@@ -108,11 +106,10 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
     return cfg, lower
 
 
-def _reload_if_loaded(name: str):
+def _reload_if_loaded(ctx: Context, name: str):
     """systemd keeps a loaded unit's old drop-ins until a reload; a new name is not loaded."""
     try:
-        with Bus() as bus:
-            if bus.list_units([service_unit(name)]):
-                bus.reload()
+        if ctx.bus.list_units([service_unit(name)]):
+            ctx.bus.reload()
     except Error:
         pass  # no systemd here (e.g. building trees for another host): nothing to tell

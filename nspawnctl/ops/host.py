@@ -23,15 +23,17 @@ import os
 
 from ..errors import Error
 from ..paths import Paths
+from ..runtime.context import Context
 from ..runtime.upgrade import finish_interrupted, interrupted
 from ..store import overlay
-from ..store.containers import Store
 from ..store.hold import drop_stale
 
 
 def recover(paths: Paths) -> list[str]:
-    """Make the store whole (see the module docstring); lines saying what was done."""
-    store = Store(paths)
+    """Make the store whole (see the module docstring); lines saying what was done.  At boot
+    the bus may not be up yet: nothing here needs it."""
+    ctx = Context(paths, report=lambda _line: None)
+    store = ctx.store
     done = [f"removed {what}" for what in store.sweep()]
     for name in store.names():
         if overlay.is_overlay(paths, name) and overlay.is_ours(paths, name) \
@@ -43,9 +45,8 @@ def recover(paths: Paths) -> list[str]:
             done.append(f"removed the hold of a killed command on {name}")
     for name in interrupted(paths):
         try:
-            with store.lock(name):  # held by an upgrade that is still running: not ours
-                if finish_interrupted(paths, name, lambda _line: None, start_after=False,
-                                      running=False):
+            with ctx.holding(name) as held:  # held by an upgrade still running: not ours
+                if finish_interrupted(held, start_after=False, running=False):
                     done.append(f"finished the interrupted upgrade of {name}")
         except Error as exc:
             done.append(f"left the upgrade record of {name}: {exc.message}")

@@ -9,10 +9,11 @@ from ..errors import Error
 from ..fs import resolve
 from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
+from ..runtime.context import Context
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
 from ..store import overlay
-from ..store.containers import Store, is_enabled
+from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
 
@@ -58,32 +59,30 @@ def _state(unit_state: str | None) -> str:
             "failed": "failed", "reloading": "running"}.get(unit_state or "", "stopped")
 
 
-def list_containers(paths: Paths) -> list[dict]:
-    store = Store(paths)
+def list_containers(ctx: Context) -> list[dict]:
+    paths, store = ctx.paths, ctx.store
     if os.geteuid() == 0:
         store.sweep()  # what killed commands left must not show up, or linger
     names = store.names()
     if not names:
         return []  # nothing to ask systemd about: no connection (and no pystemd) at all
-    with Bus() as bus:
-        units = {u["name"]: u["active_state"]
-                 for u in bus.list_units(["systemd-nspawn@*.service"])}
-        running = {m["name"] for m in bus.list_machines()}
-        leases = _leases(paths)
-        rows = []
-        for name in names:
-            state = _state(units.get(service_unit(name)))
+    bus = ctx.bus
+    units = {u["name"]: u["active_state"] for u in bus.list_units(["systemd-nspawn@*.service"])}
+    running = {m["name"] for m in bus.list_machines()}
+    leases = _leases(paths)
+    rows = []
+    for name in names:
+        state = _state(units.get(service_unit(name)))
+        try:
+            cfg = load_config(paths, name)
+        except Error as exc:  # one container's broken settings must not hide the others
+            log.warning(__name__, "warning: %s (its row shows what could be read)",
+                        exc.message)
             try:
-                cfg = load_config(paths, name)
-            except Error as exc:  # one container's broken settings must not hide the others
-                log.warning(__name__, "warning: %s (its row shows what could be read)",
-                            exc.message)
-                try:
-                    cfg = load_config(paths, name, dropin=False)
-                except Error:
-                    cfg = ContainerConfig()
-            rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running,
-                                                                 leases)))
+                cfg = load_config(paths, name, dropin=False)
+            except Error:
+                cfg = ContainerConfig()
+        rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running, leases)))
     return rows
 
 
@@ -103,14 +102,15 @@ def _addresses(bus: Bus, cfg: ContainerConfig, name: str, running: set[str],
     return bus.machine_addresses(name) if name in running else None
 
 
-def status(paths: Paths, name: str) -> dict:
-    Store(paths).require(name)
+def status(ctx: Context, name: str) -> dict:
+    paths = ctx.paths
+    ctx.store.require(name)  # before the bus: a typo needs no systemd to be said
     cfg = load_config(paths, name)
-    with Bus() as bus:
-        unit = bus.unit_properties(service_unit(name))
-        machine = bus.machine_properties(name)
-        addresses = _addresses(bus, cfg, name, {name} if machine else set(), _leases(paths))
-        service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
+    bus = ctx.bus
+    unit = bus.unit_properties(service_unit(name))
+    machine = bus.machine_properties(name)
+    addresses = _addresses(bus, cfg, name, {name} if machine else set(), _leases(paths))
+    service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
     row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses)
     row.update({
         "unit": service_unit(name),

@@ -7,18 +7,31 @@ import signal as signals
 
 from ..confine import enter
 from ..errors import Error
-from ..paths import Paths, service_unit
+from ..paths import service_unit
 from ..run import interactive, need_tool, relayed
-from ..runtime.lifecycle import leader, start, stop
+from ..runtime import lifecycle
+from ..runtime.context import Context
+from ..runtime.lifecycle import leader
 from ..settings.files import load_config
 from ..settings.model import check_user
-from ..store.containers import Store
-from ..systemd.bus import Bus
 
 
-def restart(paths: Paths, name: str, timeout: float = 60, report=print) -> str:
-    stop(paths, name, report=report)
-    return start(paths, name, timeout=timeout, report=report)
+def start(ctx: Context, name: str, wait: bool = True, timeout: float = 60) -> str:
+    """Start NAME: asked under its lock, then waited for without it (its start job holds it
+    from there: a remove sees the job)."""
+    with ctx.holding(name) as held:
+        if lifecycle.request_start(held):
+            return "running"
+    return lifecycle.wait_started(ctx, name, timeout) if wait else "starting"
+
+
+def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
+    return lifecycle.stop(ctx, name, timeout)
+
+
+def restart(ctx: Context, name: str, timeout: float = 60) -> str:
+    lifecycle.stop(ctx, name)
+    return start(ctx, name, timeout=timeout)
 
 
 def parse_signal(value: str) -> int:
@@ -34,37 +47,30 @@ def parse_signal(value: str) -> int:
     raise Error(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
 
 
-def kill(paths: Paths, name: str, signal: str = "TERM"):
+def kill(ctx: Context, name: str, signal: str = "TERM"):
     number = parse_signal(signal)
-    Store(paths).require(name)
-    with Bus() as bus:
-        if not bus.machine_path(name):
-            raise Error(f"{name} is not running")
-        bus.kill_machine(name, "all", number)
+    ctx.store.require(name)
+    if not ctx.bus.machine_path(name):
+        raise Error(f"{name} is not running")
+    ctx.bus.kill_machine(name, "all", number)
 
 
-def enable(paths: Paths, name: str):
+def enable(ctx: Context, name: str):
     """Start NAME at boot: its unit joins machines.target, and machines.target is enabled."""
-    store = Store(paths)
-    store.require(name)
     # Under NAME's lock, as start: a remove cannot go between the check and the link, which
     # would leave a machines.target.wants link to a container that is gone.
-    with Bus() as bus, store.lock(name):
-        store.require(name)
-        bus.enable_units([service_unit(name), "machines.target"])
-        bus.reload()
+    with ctx.holding(name):
+        ctx.bus.enable_units([service_unit(name), "machines.target"])
+        ctx.bus.reload()
 
 
-def disable(paths: Paths, name: str):
-    store = Store(paths)
-    store.require(name)
-    with Bus() as bus, store.lock(name):
-        store.require(name)
-        bus.disable_units([service_unit(name)])
-        bus.reload()
+def disable(ctx: Context, name: str):
+    with ctx.holding(name):
+        ctx.bus.disable_units([service_unit(name)])
+        ctx.bus.reload()
 
 
-def exec_(paths: Paths, name: str, command: list[str]) -> int:
+def exec_(ctx: Context, name: str, command: list[str]) -> int:
     """Run command in NAME with our stdin/stdout/stderr; its exit status is returned.
 
     Whatever runs in the container is in a session of its own and gets a new pty in place of
@@ -84,10 +90,9 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     """
     if not command:
         raise Error("no command given", hint=f"nspawnctl exec {name} -- CMD [ARG...]")
-    Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
-    with Bus() as bus:
-        pid = leader(bus, name)
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    pid = leader(ctx.bus, name)
     if cfg.boot:
         return relayed([need_tool("systemd-run", "systemd"), "-M", name, "--quiet",
                         "--wait", "--pipe", "--collect", "--service-type=exec", "--",
@@ -105,7 +110,7 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     return enter(pid, command, env)
 
 
-def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
+def shell(ctx: Context, name: str, user: str | None, command: list[str]) -> int:
     """An interactive login shell in a booted container, through machined (machinectl shell).
 
     machined hands out a pseudo-terminal over D-Bus (OpenMachineShell); relaying it needs a
@@ -113,10 +118,9 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
     """
     if user is not None:
         check_user(user)
-    Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
-    with Bus() as bus:
-        leader(bus, name)
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    leader(ctx.bus, name)
     if not cfg.boot:  # machined opens shells through the container's own systemd
         raise Error(f"{name} runs a single command, not a system with logins",
                     hint=f"run a shell in it instead: nspawnctl exec {name} -- sh")
@@ -125,12 +129,11 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
     return interactive(argv + [target, *command])
 
 
-def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
+def logs(ctx: Context, name: str, follow: bool, lines: int | None) -> int:
     """The container's own journal while it runs and keeps one, else its unit's log."""
-    Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
-    with Bus() as bus:
-        running = bool(bus.machine_path(name))
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    running = bool(ctx.bus.machine_path(name))
     argv = [need_tool("journalctl", "systemd"), "--no-pager"]
     argv += ["-M", name] if (running and cfg.boot) else ["-u", service_unit(name)]
     if lines is not None:

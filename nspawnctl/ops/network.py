@@ -11,26 +11,24 @@ from ..network.containers import (
     require_host_network,
 )
 from ..network.model import DEFAULT, Network
-from ..paths import Paths
 from ..run import need_tool, stream
-from ..systemd.bus import Bus
+from ..runtime.context import Context
 from ..systemd.notify import notify
-from .common import Report
 
 
-def attach_running(paths: Paths, name: str, report: Report | None = None):
+def attach_running(ctx: Context, name: str):
     """attach() for the running container NAME, whose leader machined knows."""
-    require_host_network(paths)
-    with Bus() as bus:
-        props = bus.machine_properties(name)
+    require_host_network(ctx.paths)
+    props = ctx.bus.machine_properties(name)
     if props is None:
         raise Error(f"{name} is not running: nothing to attach")
-    attach(paths, name, int(props["Leader"]), report)
+    attach(ctx.paths, name, int(props["Leader"]), ctx.report)
 
 
 # ---------------------------------------------------------------- networks themselves
 
-def create_network(paths: Paths, name: str, subnet: str | None) -> Network:
+def create_network(ctx: Context, name: str, subnet: str | None) -> Network:
+    paths = ctx.paths
     require_host_network(paths)
     state = network_state(paths)
     try:
@@ -39,11 +37,12 @@ def create_network(paths: Paths, name: str, subnet: str | None) -> Network:
         apply_host(paths)  # a create killed after its commit left the bridge unmade
         raise
     apply_host(paths)
-    ensure_host_unit(paths)  # brings it up again at boot
+    ensure_host_unit(paths, ctx.bus)  # brings it up again at boot
     return net
 
 
-def remove_network(paths: Paths, name: str):
+def remove_network(ctx: Context, name: str):
+    paths = ctx.paths
     require_host_network(paths)
     state = network_state(paths)
     if name not in {net.name for net in state.networks()}:
@@ -60,7 +59,8 @@ def remove_network(paths: Paths, name: str):
     apply_host(paths)
 
 
-def list_networks(paths: Paths) -> list[dict]:
+def list_networks(ctx: Context) -> list[dict]:
+    paths = ctx.paths
     state = network_state(paths)
     rows = []
     for net in state.networks():
@@ -73,11 +73,12 @@ def list_networks(paths: Paths) -> list[dict]:
 
 # ---------------------------------------------------------------- at boot and after reloads
 
-def watch(paths: Paths):
+def watch(ctx: Context):
     """Bring the host side up, tell systemd we are ready, then put the firewall table back
     whenever something deletes it (`nft flush ruleset`, a reload of nftables.service).  Our
     own apply deletes and re-adds the table in one transaction, so it is present again by
     the time its events are read: only a table that stays gone is re-applied."""
+    paths = ctx.paths
     require_host_network(paths)
     apply_host(paths)
     notify("READY=1")

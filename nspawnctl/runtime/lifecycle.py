@@ -7,20 +7,18 @@ systemd-nspawn has set it up.  "Running" for a booted container means what `mach
 expect: its own systemd reports running (or degraded), so a shell or exec works right away.
 """
 
-import contextlib
 import os
 import signal as signals
 import time
-from collections.abc import Callable
 
 from ..errors import Error
 from ..network import containers as network
-from ..paths import Paths, service_unit
+from ..paths import service_unit
 from ..run import run
 from ..settings.files import load_config
-from ..store.containers import Store
 from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
+from .context import Context, Held
 
 
 def _polls(quick=0.01, quick_for=2.0, most=0.05):
@@ -44,55 +42,64 @@ def _journal_tail(name: str, lines: int = 10) -> str:
 
 
 def is_active(bus: Bus, name: str) -> bool:
-    """Running, or about to: a queued start job counts (its unit is still inactive)."""
-    unit = service_unit(name)
-    return bus.active_state(unit) in ("active", "activating", "reloading") or bus.has_job(unit)
+    """Whether container NAME runs, or is about to (Bus.is_active of its unit)."""
+    return bus.is_active(service_unit(name))
 
 
-def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
-          report: Callable[[str], None] = print, locked: bool = False) -> str:
-    """Start NAME; locked: the caller holds NAME's lock already (snapshot, rollback)."""
-    store = Store(paths)
-    store.require(name)
-    cfg = load_config(paths, name)
-    unit = service_unit(name)
-    with Bus() as bus:
-        # Under NAME's lock a remove cannot move the tree away between the check and
-        # StartUnit; once the start job is queued, remove sees it (is_active).
-        with contextlib.nullcontext() if locked else store.lock(name):
-            store.require(name)
-            if is_active(bus, name):
-                report(f"{name} is already running")
+def start(held: Held, wait: bool = True, timeout: float = 60) -> str:
+    """Start the container held; with wait, return once it runs (see wait_started)."""
+    if request_start(held):
+        return "running"
+    return wait_started(held.ctx, held.name, timeout) if wait else "starting"
+
+
+def request_start(held: Held) -> bool:
+    """Ask systemd to start the container held; True when it runs already.  Under the lock,
+    a remove cannot move the tree away between the check and StartUnit; once the start job
+    is queued, remove sees it (is_active)."""
+    ctx, name = held.ctx, held.name
+    bus, unit = ctx.bus, service_unit(name)
+    if is_active(bus, name):
+        ctx.report(f"{name} is already running")
+        return True
+    if bus.active_state(unit) == "failed":
+        bus.reset_failed(unit)
+    drop_stale(ctx.paths, name)  # a killed upgrade's or rollback's: its unit asserts none
+    cfg = load_config(ctx.paths, name)
+    if network.managed(cfg):
+        network.ensure_host(ctx.paths, cfg)  # systemd-nspawn needs the bridge to exist
+        # Docker or ufw may have left a FORWARD policy of drop: the container would start,
+        # unable to reach anything.  Say so, with what to run.
+        for line in network.forward_warnings():
+            ctx.report(f"warning: {line}")
+    bus.start_unit(unit)
+    return False
+
+
+def wait_started(ctx: Context, name: str, timeout: float = 60) -> str:
+    """Wait (no lock needed: the start job holds the tree) until NAME runs: its unit active,
+    machined knowing it, and, for a booted container, its own systemd done with its boot
+    ("running" or "degraded").  A failed start, or one past timeout, is one Error with its
+    log."""
+    cfg = load_config(ctx.paths, name)
+    bus, unit = ctx.bus, service_unit(name)
+    deadline = time.monotonic() + timeout
+    polls = _polls()
+    leader = None
+    while time.monotonic() < deadline:
+        state = bus.active_state(unit)
+        # "inactive" right after StartUnit only means the job has not begun yet.
+        if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
+            raise _start_failed(bus, name)
+        if state == "active" and (leader or bus.machine_path(name)):
+            if not cfg.boot:
                 return "running"
-            if bus.active_state(unit) == "failed":
-                bus.reset_failed(unit)
-            drop_stale(paths, name)  # a killed upgrade's or rollback's: its unit asserts none
-            if network.managed(cfg):
-                network.ensure_host(paths, cfg)  # systemd-nspawn needs the bridge to exist
-                # Docker or ufw may have left a FORWARD policy of drop: the container would
-                # start, unable to reach anything.  Say so, with what to run.
-                for line in network.forward_warnings():
-                    report(f"warning: {line}")
-            bus.start_unit(unit)
-        if not wait:
-            return "starting"
-        deadline = time.monotonic() + timeout
-        polls = _polls()
-        leader = None
-        while time.monotonic() < deadline:
-            state = bus.active_state(unit)
-            # "inactive" right after StartUnit only means the job has not begun yet.
-            if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
-                raise _start_failed(bus, name)
-            if state == "active" and (leader or bus.machine_path(name)):
-                if not cfg.boot:
-                    return "running"
-                leader = leader or (bus.machine_properties(name) or {}).get("Leader")
-                if _guest_bus_ready(leader):
-                    guest = _guest_boot_finished(name, deadline)
-                    if guest in ("running", "degraded"):
-                        return guest
-            time.sleep(next(polls))
+            leader = leader or (bus.machine_properties(name) or {}).get("Leader")
+            if _guest_bus_ready(leader):
+                guest = _guest_boot_finished(name, deadline)
+                if guest in ("running", "degraded"):
+                    return guest
+        time.sleep(next(polls))
     raise Error(f"{name} did not finish booting within {timeout:g} s", hint=_log_hint(name))
 
 
@@ -137,7 +144,7 @@ def _guest_boot_finished(name: str, deadline: float) -> str | None:
     return proc.stdout.strip() or None
 
 
-def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
+def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
     """Power NAME off cleanly; terminate it after timeout.
 
     A stop of its unit, as `systemctl stop` does: systemd-nspawn turns the SIGTERM into a
@@ -146,46 +153,45 @@ def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
     them running).  Returns False when it was not running (not an error: it is stopped, as
     asked).
     """
-    Store(paths).require(name)
+    ctx.store.require(name)
     try:
-        boot = load_config(paths, name, dropin=False).boot
+        boot = load_config(ctx.paths, name, dropin=False).boot
     except Error:  # settings broken by a hand edit: stopping must still work
         boot = True
     unit = service_unit(name)
-    with Bus() as bus:
-        if not is_active(bus, name):
-            return False
-        bus.stop_unit(unit)
-        if _wait_inactive(bus, unit, timeout):
-            if not boot and bus.active_state(unit) == "failed":
-                # A single command has no init to power off: systemd-nspawn kills it and
-                # exits 1 for that, which is the stop that was asked for, not a failure.
-                bus.reset_failed(unit)
-            return True
-        report(f"{name} did not power off within {timeout:g} s: terminating it")
-        bus.stop_unit(unit)
-        if not _wait_inactive(bus, unit, 30):
-            bus.kill_unit(unit, signals.SIGKILL)
-            if not _wait_inactive(bus, unit, 10):
-                raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
-                            hint=f"see: systemctl status {unit}")
+    bus = ctx.bus
+    if not is_active(bus, name):
+        return False
+    bus.stop_unit(unit)
+    if _wait_inactive(bus, unit, timeout):
+        if not boot and bus.active_state(unit) == "failed":
+            # A single command has no init to power off: systemd-nspawn kills it and
+            # exits 1 for that, which is the stop that was asked for, not a failure.
+            bus.reset_failed(unit)
+        return True
+    ctx.report(f"{name} did not power off within {timeout:g} s: terminating it")
+    bus.stop_unit(unit)
+    if not _wait_inactive(bus, unit, 30):
+        bus.kill_unit(unit, signals.SIGKILL)
+        if not _wait_inactive(bus, unit, 10):
+            raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
+                        hint=f"see: systemctl status {unit}")
     return True
 
 
 SETTLE_TIMEOUT = 120.0  # beyond systemd's default stop timeout (90 s)
 
 
-def running_for_copy(bus: Bus, name: str, report: Callable[[str], None] = print,
-                     timeout: float = SETTLE_TIMEOUT) -> bool:
+def running_for_copy(ctx: Context, name: str, timeout: float = SETTLE_TIMEOUT) -> bool:
     """Whether NAME runs, asked by a command about to copy or read its whole tree (snapshot,
     export, clone): a container that is stopping still runs (its processes, and its root,
     write its tree until they are gone; is_active says no), and one starting is about to.
     Either is waited for, up to timeout, so that the answer holds for the copy: a copy is
     made only of a stopped tree or a frozen one."""
-    unit = service_unit(name)
+    bus, unit = ctx.bus, service_unit(name)
     state = bus.active_state(unit)
     if state in ("deactivating", "activating"):
-        report(f"{name} is {'stopping' if state == 'deactivating' else 'starting'}: "
+        ctx.report(f"{name} is {'stopping' if state == 'deactivating' else 'starting'}: "
                "waiting for it before its tree is read")
         deadline = time.monotonic() + timeout
         polls = _polls()

@@ -9,28 +9,25 @@ stop=True the container is stopped for the copy and started again.
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from ..errors import Error
-from ..paths import Paths, service_unit
+from ..paths import service_unit
 from ..store import overlay, snapshots
-from ..store.containers import Store
 from ..store.hold import hold, require_stopped, running_dependents
-from ..systemd.bus import Bus
+from .context import Context, Held
 from .lifecycle import running_for_copy, start, stop
 
-Report = Callable[[str], None]
 
-
-def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
-         report: Report) -> dict:
-    """snapshot, for a caller holding NAME's lock (snapshot, upgrade)."""
-    store = Store(paths)
+def take(held: Held, tag: str | None, stop_if_needed: bool) -> dict:
+    """A snapshot of the container held (the snapshot command, upgrade)."""
+    ctx, name = held.ctx, held.name
+    paths, bus, report = ctx.paths, ctx.bus, ctx.report
     tag = tag or snapshots.default_tag(paths, name)
     snapshots.require_absent(paths, name, tag)
-    with Bus() as bus, store.staging(paths.machines, f"snapshot-{name}") as stage:
+    with ctx.store.staging(paths.machines, f"snapshot-{name}") as stage:
         (stage / "snapshot").mkdir(mode=0o700)
-        running = running_for_copy(bus, name, report)
+        running = running_for_copy(ctx, name)
         info: dict = {"running": running}
         if not running:
             with hold(paths, bus, name):  # stays stopped, and its tree still, for the copy
@@ -59,44 +56,45 @@ def take(paths: Paths, name: str, tag: str | None, stop_if_needed: bool,
                 try:
                     # held: nothing starts it, and changes the tree, while it is copied
                     with hold(paths, bus, name):
-                        stop(paths, name, report=report)
+                        stop(ctx, name)
                         require_stopped(bus, name)
                         info["method"] = snapshots.copy_content(paths, name,
                                                                 stage / "snapshot")
                 finally:
-                    start(paths, name, report=report, locked=True)
-                    restart_dependents(dependents, report)
+                    start(held)
+                    restart_dependents(ctx, dependents)
                     info["stopped_seconds"] = round(time.monotonic() - t0, 3)
                 report(f"{name} was stopped for {info['stopped_seconds']:.2f} s")
         return snapshots.commit(paths, name, tag, stage, info)
 
 
 @contextlib.contextmanager
-def _held(paths: Paths, name: str, at_boot: bool) -> Iterator[Bus | None]:
-    """NAME held stopped (store/hold.py) for the with-block, and the bus; at boot neither."""
+def _held_stopped(ctx: Context, name: str, at_boot: bool) -> Iterator[bool]:
+    """NAME held stopped (store/hold.py) for the with-block; at boot nothing to hold back
+    (yields whether it holds)."""
     if at_boot:
-        yield None
+        yield False
         return
-    with Bus() as bus, hold(paths, bus, name):
-        yield bus
+    with hold(ctx.paths, ctx.bus, name):
+        yield True
 
 
-def restart_dependents(units: list[str], report: Report):
+def restart_dependents(ctx: Context, units: list[str]):
     """Start again the units a stop of the container took down (they require it)."""
     if not units:
         return
-    report("starting again what requires it: " + " ".join(units))
-    with Bus() as bus:
-        for unit in units:
-            bus.start_unit(unit)
+    ctx.report("starting again what requires it: " + " ".join(units))
+    for unit in units:
+        ctx.bus.start_unit(unit)
 
 
-def restore(paths: Paths, name: str, tag: str, report: Report,
-            start_after: bool | None = None, running: bool | None = None) -> dict:
-    """rollback, for a caller holding NAME's lock; start_after: start it again (default:
-    when it was running); running=False: the caller knows it is stopped (recover at boot,
-    which may run before the system bus is up)."""
-    store = Store(paths)
+def restore(held: Held, tag: str, start_after: bool | None = None,
+            running: bool | None = None) -> dict:
+    """The container held, put back as snapshot TAG holds it; start_after: start it again
+    (default: when it was running); running=False: the caller knows it is stopped (recover at
+    boot, which may run before the system bus is up)."""
+    ctx, name = held.ctx, held.name
+    paths, report = ctx.paths, ctx.report
     meta = snapshots.require(paths, name, tag)
     is_overlay = overlay.is_overlay(paths, name)
     if bool(meta.get("lower")) != is_overlay:
@@ -105,15 +103,15 @@ def restore(paths: Paths, name: str, tag: str, report: Report,
     # running=False comes from recover at boot, before any container starts and maybe before
     # the bus is up: there is nothing to hold back then
     dependents: list[str] = []
-    with _held(paths, name, at_boot=running is False) as bus:
-        if bus is not None:
-            running = running_for_copy(bus, name, report)  # one stopping is waited for
+    with _held_stopped(ctx, name, at_boot=running is False) as holding:
+        if holding:
+            running = running_for_copy(ctx, name)  # one stopping is waited for
             if running:
-                dependents = running_dependents(bus, name)
+                dependents = running_dependents(ctx.bus, name)
                 report(f"stopping {name}")
-                stop(paths, name, report=report)
-            require_stopped(bus, name)
-        with store.staging(paths.machines, f"rollback-{name}") as stage:
+                stop(ctx, name)
+            require_stopped(ctx.bus, name)
+        with ctx.store.staging(paths.machines, f"rollback-{name}") as stage:
             lower = overlay.lower_of(paths, name) if is_overlay else None
             if lower is not None:
                 overlay.release(paths, name)
@@ -124,13 +122,12 @@ def restore(paths: Paths, name: str, tag: str, report: Report,
                     overlay.mount_tree(paths, name, lower)
         changed = snapshots.restore_settings(paths, name, tag)
     if changed:
-        with Bus() as bus:
-            bus.reload()  # the drop-in the unit runs with may be another now
+        ctx.bus.reload()  # the drop-in the unit runs with may be another now
     state = None
     again = running if start_after is None else start_after
     if again:
         report(f"starting {name}")
-        state = start(paths, name, report=report, locked=True)
-        restart_dependents(dependents, report)
+        state = start(held)
+        restart_dependents(ctx, dependents)
     return {"name": name, "tag": tag, "method": method, "restarted": again, "state": state,
             "settings_changed": changed}

@@ -44,9 +44,9 @@ from ..fs.files import fsync_dir, sync_filesystem, write_atomic
 from ..paths import Paths
 from ..run import contained, need_tool, run, stream, tail
 from ..store import overlay, snapshots
-from ..store.containers import Store
 from ..store.hold import hold, require_stopped, running_dependents
-from ..systemd.bus import Bus, guest_state
+from ..systemd.bus import guest_state
+from .context import Context, Held
 from .lifecycle import is_active, start, stop
 from .snapshot import restart_dependents, restore, take
 
@@ -148,9 +148,7 @@ class Phase:
 @dataclass
 class Upgrade:
     """An upgrade of a container as it goes (or, in finish_interrupted, as its record says)."""
-    paths: Paths
-    name: str
-    report: Report
+    held: Held
     why: str = ""  # the start of a rollback's line: a failure, or an interruption
     check: str | None = None
     keep_snapshot: bool = False
@@ -169,8 +167,23 @@ class Upgrade:
     lower: Path | None = None  # an overlay container's base
     copy: tuple[Path, Path] | None = None  # the upgraded copy, and the tree it replaces
     state: str | None = None  # its systemd's state after the upgraded start
-    bus: Bus | None = None  # while held: the hold's
-    stage: Path | None = None  # while held: a staging directory for the copy
+    holding: bool = False  # held stopped (store/hold.py), by the phases marked held
+    stage: Path | None = None  # while held stopped: a staging directory for the copy
+
+    @property
+    def ctx(self) -> Context:
+        return self.held.ctx
+
+    @property
+    def paths(self) -> Paths:
+        return self.held.ctx.paths
+
+    @property
+    def name(self) -> str:
+        return self.held.name
+
+    def report(self, line: str):
+        self.held.ctx.report(line)
 
     def write_record(self, word: str):
         self.tag = self.tag or _new_tag(self.paths, self.name)
@@ -181,18 +194,17 @@ class Upgrade:
 
 def _ready(up: Upgrade):
     """Running, for the steps inside it: started for the upgrade if it was stopped."""
-    with Bus() as bus:
-        up.was_running = is_active(bus, up.name)
+    up.was_running = is_active(up.ctx.bus, up.name)
     if not up.was_running:
         up.report(f"starting {up.name} for the upgrade")
-        start(up.paths, up.name, timeout=up.timeout, report=up.report, locked=True)
+        start(up.held, timeout=up.timeout)
     up.before = guest_state(up.name)  # for the health check
     _stop_step_unit(up.name)  # a step of a killed upgrade may still run inside
 
 
 def _stop_again(up: Upgrade):
     if not up.was_running:
-        stop(up.paths, up.name, report=up.report)  # nothing to do when stopped
+        stop(up.ctx, up.name)  # nothing to do when stopped
 
 
 def _update(up: Upgrade):
@@ -209,23 +221,21 @@ def _download(up: Upgrade):
 
 
 def _stop_and_snapshot(up: Upgrade):
-    assert up.bus is not None  # held
-    up.dependents = running_dependents(up.bus, up.name)  # a stop takes them down
-    stop(up.paths, up.name, report=up.report)
-    up.method = take(up.paths, up.name, up.tag, stop_if_needed=False, report=up.report)["method"]
+    assert up.holding
+    up.dependents = running_dependents(up.ctx.bus, up.name)  # a stop takes them down
+    stop(up.ctx, up.name)
+    up.method = take(up.held, up.tag, stop_if_needed=False)["method"]
 
 
 def _start_again(up: Upgrade):
     """Running again if it ran before the upgrade, and what its stop took down; the snapshot
     goes unless asked to stay.  After a success (or a rollback) it runs already."""
     if up.was_running:  # never at boot (recover), which may have no bus
-        with Bus() as bus:
-            running = is_active(bus, up.name)
-        if not running:
-            start(up.paths, up.name, timeout=up.timeout, report=up.report, locked=True)
-        restart_dependents(up.dependents, up.report)
+        if not is_active(up.ctx.bus, up.name):
+            start(up.held, timeout=up.timeout)
+        restart_dependents(up.ctx, up.dependents)
     if not up.keep_snapshot and _has_snapshot(up):
-        with Store(up.paths).staging(up.paths.machines, f"snapshot-rm-{up.name}") as trash:
+        with up.ctx.store.staging(up.paths.machines, f"snapshot-rm-{up.name}") as trash:
             snapshots.remove(up.paths, up.name, up.tag, trash)
 
 
@@ -233,7 +243,7 @@ def _install(up: Upgrade):
     """apt-get full-upgrade --no-download in a copy of the stopped tree (an overlay
     container's: of its upper layer), under systemd-nspawn with no network."""
     paths, name, stage = up.paths, up.name, up.stage
-    assert up.bus is not None and stage is not None  # held
+    assert up.holding and stage is not None
     lower = up.lower = overlay.lower_of(paths, name) if overlay.is_overlay(paths, name) \
         else None
     command = ["sh", "-c", 'apt-get "$@" -y --no-download full-upgrade && apt-get clean',
@@ -254,7 +264,7 @@ def _install(up: Upgrade):
     if rc != 0:
         raise StepFailed(f"apt-get full-upgrade (exit {rc})", output)
     sync_filesystem(up.copy[0])
-    require_stopped(up.bus, name)  # held, but a start may have come before the hold
+    require_stopped(up.ctx.bus, name)  # held, but a start may have come before the hold
 
 
 def _swap(up: Upgrade):
@@ -280,13 +290,12 @@ def _roll_back(up: Upgrade):
     recovery can find the snapshot gone (removed by hand): then nothing is rolled back."""
     if _has_snapshot(up):
         up.report(f"{up.why}: rolling back to {up.tag}")
-        restore(up.paths, up.name, up.tag, up.report, start_after=up.was_running,
-                running=up.running)
+        restore(up.held, up.tag, start_after=up.was_running, running=up.running)
 
 
 def _start(up: Upgrade):
     try:
-        up.state = start(up.paths, up.name, timeout=up.timeout, report=up.report, locked=True)
+        up.state = start(up.held, timeout=up.timeout)
     except Error as exc:
         raise StepFailed("start", f"{exc.message}\n{exc.hint or ''}") from None
 
@@ -343,13 +352,13 @@ def drive(up: Upgrade, phases: Sequence[Phase]):
 def _holding(up: Upgrade) -> Iterator[None]:
     """The container held stopped: systemd starts it for nobody (a container that requires
     it, machinectl) from the stop to the swap.  The copy's staging directory goes with it."""
-    with Bus() as bus, hold(up.paths, bus, up.name), \
-            Store(up.paths).staging(up.paths.machines, f"upgrade-{up.name}") as stage:
-        up.bus, up.stage = bus, stage
+    with hold(up.paths, up.ctx.bus, up.name), \
+            up.ctx.store.staging(up.paths.machines, f"upgrade-{up.name}") as stage:
+        up.holding, up.stage = True, stage
         try:
             yield
         finally:
-            up.bus = up.stage = None
+            up.holding, up.stage = False, None
 
 
 def _fail(up: Upgrade, owed: list[Phase],
@@ -386,12 +395,13 @@ def interrupted(paths: Paths) -> list[str]:
         return []
 
 
-def finish_interrupted(paths: Paths, name: str, report: Report,
-                       start_after: bool | None = None, running: bool | None = None) -> bool:
+def finish_interrupted(held: Held, start_after: bool | None = None,
+                       running: bool | None = None) -> bool:
     """An upgrade of NAME killed before its end (the caller holds NAME's lock, so its writer
     is gone): the undos its record calls for (see Phase), so after the swap it is rolled back
     to its snapshot, and before it started again if it ran.  Its snapshot goes unless it was
     asked to stay.  True when there was one."""
+    paths, name = held.paths, held.name
     path = _record(paths, name)
     try:
         record = json.loads(path.read_text())
@@ -401,13 +411,13 @@ def finish_interrupted(paths: Paths, name: str, report: Report,
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)  # not one we wrote whole: write_atomic writes whole
         return False
-    up = Upgrade(paths, name, report, why=f"an earlier upgrade of {name} was interrupted",
+    up = Upgrade(held, why=f"an earlier upgrade of {name} was interrupted",
                  tag=tag, keep_snapshot=bool(record.get("keep_snapshot")), running=running,
                  was_running=bool(record.get("was_running")) if start_after is None
                  else start_after)
     owed = recorded_through(record.get("phase"), PHASES)
     if not (any(p.kept for p in owed) and _has_snapshot(up)):
-        report(f"{up.why} before its install: nothing to roll back")
+        up.report(f"{up.why} before its install: nothing to roll back")
     _undo(up, owed)
     path.unlink()
     return True

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Sequence
 
 from ..errors import Error
 from ..paths import Paths
@@ -203,6 +204,11 @@ class Bus:
     def active_state(self, unit: str) -> str:
         return self.unit_property(unit, "ActiveState", b"s")
 
+    def is_active(self, unit: str) -> bool:
+        """Running, or about to: a queued start job counts (its unit is still inactive)."""
+        return self.active_state(unit) in ("active", "activating", "reloading") \
+            or self.has_job(unit)
+
     def has_job(self, unit: str) -> bool:
         """Whether systemd still has a job queued or running for unit."""
         job_id, _path = self.unit_property(unit, "Job", b"(uo)")
@@ -236,7 +242,7 @@ class Bus:
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"ResetFailedUnit", b"s", [unit],
                   what=f"resetting {unit}")
 
-    def set_unit_properties(self, unit: str, properties: list[tuple[str, object]],
+    def set_unit_properties(self, unit: str, properties: Sequence[tuple[str, object]],
                             runtime: bool = True):
         from pystemd.systemd1 import Manager
         manager = Manager(bus=self._dbus)

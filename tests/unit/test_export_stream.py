@@ -21,6 +21,8 @@ from nspawnctl.formats.oci import RunConfig, write_archive
 from nspawnctl.formats.tar import NOBODY, Sink, uid_shift, write_tree
 from nspawnctl.ops import export as export_op
 from nspawnctl.ops.export import choose_format, run_config
+from nspawnctl.paths import Paths
+from nspawnctl.runtime.context import Context
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
 from nspawnctl.sources.oci.source import boot_rule
@@ -417,10 +419,10 @@ class FakeBus:
 def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
     """systemd's freezer cannot be reached in the testbed (hybrid cgroups), so the order of
     the calls is pinned here: frozen before the read, thawed after, also when it fails."""
-    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: running)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: running)
     bus = FakeBus()
     with pytest.raises(KeyboardInterrupt):
-        with export_op._frozen(bus, "web", lambda m: None) as frozen:
+        with export_op._frozen(Context(Paths.from_env(), lambda m: None, bus), "web") as frozen:
             assert frozen is running
             assert bus.calls == ([("freeze", "systemd-nspawn@web.service")] if running else [])
             raise KeyboardInterrupt
@@ -429,10 +431,10 @@ def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
 
 
 def test_a_container_systemd_cannot_freeze_is_refused(monkeypatch):
-    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: True)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: True)
     bus = FakeBus(refuse=True)
     with pytest.raises(Error, match="web is running and cannot be frozen") as e:
-        with export_op._frozen(bus, "web", lambda m: None):
+        with export_op._frozen(Context(Paths.from_env(), lambda m: None, bus), "web"):
             raise AssertionError("read while running")
     assert "stop it first" in e.value.hint
     assert bus.calls == [("freeze", "systemd-nspawn@web.service")]

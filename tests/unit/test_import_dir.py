@@ -62,10 +62,11 @@ def test_create_from_a_symlinked_dir_leaves_the_source_alone(tmp_path, linked_so
     from nspawnctl.ops.create import create
     from nspawnctl.settings.model import ContainerConfig
     from nspawnctl.sources.base import Request
+    from tests.unit.fakes import context
     src, link = linked_source
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
-    create("fromlink", f"dir:{link}", ContainerConfig(),
-           Request(store.paths, report=lambda m: None))
+    create(context(store.paths), "fromlink", f"dir:{link}", ContainerConfig(),
+           Request(store.paths))
     tree = store.paths.tree("fromlink")
     assert not tree.is_symlink() and (tree / "etc/hostname").read_text() == "fromlink\n"
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before

@@ -12,6 +12,7 @@ from nspawnctl.errors import Error
 from nspawnctl.paths import Paths
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources.base import Plan, Request, Source
+from tests.unit.fakes import context
 
 ROOT = os.geteuid() == 0
 
@@ -47,8 +48,8 @@ def paths(tmp_path, monkeypatch):
 @pytest.mark.skipif(not ROOT, reason="create needs root")
 def test_a_new_source_is_one_class_and_one_entry(greeting, paths):
     from nspawnctl.ops.create import create
-    info = create("g", "hello:world", ContainerConfig(network="none"),
-                  Request(paths, report=lambda m: None))
+    info = create(context(paths), "g", "hello:world", ContainerConfig(network="none"),
+                  Request(paths))
     assert info["method"] == "greeting"
     assert (paths.tree("g") / "greeting").read_text() == "hello world\n"
     assert "Parameters=/bin/true" in paths.nspawn_file("g").read_text()
@@ -58,7 +59,7 @@ def test_a_new_source_is_one_class_and_one_entry(greeting, paths):
 def test_a_source_refuses_its_bad_values_before_anything_is_made(greeting, paths):
     from nspawnctl.ops.create import create
     with pytest.raises(Error, match="invalid name '1' for hello:"):
-        create("g", "hello:1", ContainerConfig(network="none"), Request(paths))
+        create(context(paths), "g", "hello:1", ContainerConfig(network="none"), Request(paths))
     assert not paths.tree("g").exists()
 
 

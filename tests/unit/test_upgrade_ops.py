@@ -13,10 +13,11 @@ from nspawnctl.ops import upgrade as up_op
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import snapshot as runtime_snapshot
 from nspawnctl.runtime import upgrade as up
+from nspawnctl.runtime.context import Held
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store import snapshots
-from tests.unit.test_snapshot_ops import FakeBus
+from tests.unit.fakes import context
 
 
 class Guest:
@@ -49,13 +50,13 @@ class Guest:
             return 100, "line 1\nE: the failing step's last words"
         return 0, "ok"
 
-    def start(self, paths, name, **kw):
-        assert not (paths.holds / name).exists(), "started while held"
+    def start(self, held, **kw):
+        assert not (held.paths.holds / held.name).exists(), "started while held"
         self.running = True
         self.state = self.after if self.commands else self.state
         return self.state
 
-    def stop(self, paths, name, **kw):
+    def stop(self, ctx, name, **kw):
         self.running = False
         return True
 
@@ -75,8 +76,6 @@ def paths(tmp_path, monkeypatch):
 def guest(paths, monkeypatch):
     def make(**kw):
         g = Guest(paths, **kw)
-        monkeypatch.setattr(runtime_snapshot, "Bus", lambda: FakeBus())
-        monkeypatch.setattr(up, "Bus", lambda: FakeBus())
         monkeypatch.setattr(up, "is_active", lambda bus, name: g.running)
         for module in (up, runtime_snapshot):
             monkeypatch.setattr(module, "start", g.start)
@@ -87,9 +86,14 @@ def guest(paths, monkeypatch):
     return make
 
 
-def upgrade(paths, g, **kw):
-    return up_op.upgrade(paths, "c1", report=lambda m: None, run_inside=g.run_inside,
-                      run_in_copy=g.run_in_copy, **kw)
+def upgrade(paths, g, report=lambda m: None, **kw):
+    return up_op.upgrade(context(paths, report=report), "c1", run_inside=g.run_inside,
+                         run_in_copy=g.run_in_copy, **kw)
+
+
+def held(paths, report=lambda m: None) -> Held:
+    """c1 as a command holding it would pass it on (the lock itself is not taken here)."""
+    return Held(context(paths, report=report), "c1")
 
 
 def content(paths):
@@ -166,7 +170,7 @@ def test_does_not_apply_to_single_command_or_apt_less_containers(paths, guest):
 
 def interrupt(paths, phase, keep=False):
     """What a kill leaves: the snapshot, the record, and (after the swap) the new tree."""
-    runtime_snapshot.take(paths, "c1", "upgrade-x", False, lambda m: None)
+    runtime_snapshot.take(held(paths), "upgrade-x", False)
     if phase == "swapped":
         (paths.tree("c1") / "usr/bin/true").write_text("new, unchecked\n")
     (paths.state / "upgrades").mkdir(parents=True)
@@ -187,11 +191,11 @@ def test_an_upgrade_killed_before_its_swap_has_nothing_to_undo(paths, guest):
     g = guest()
     interrupt(paths, "install", keep=True)
     (paths.tree("c1") / "usr/bin/true").write_text("changed since\n")
-    assert up.finish_interrupted(paths, "c1", lambda m: None)
+    assert up.finish_interrupted(held(paths))
     assert content(paths) == "changed since\n"  # not rolled back: the swap never came
     assert g.running  # it was running before the upgrade stopped it
     assert [m["tag"] for m in snapshots.list_snapshots(paths, "c1")] == ["upgrade-x"]
-    assert not up.finish_interrupted(paths, "c1", lambda m: None)  # done: no record
+    assert not up.finish_interrupted(held(paths))  # done: no record
 
 
 def test_recover_rolls_back_an_upgrade_killed_after_its_swap(paths, guest):
@@ -206,8 +210,7 @@ def test_recover_rolls_back_an_upgrade_killed_after_its_swap(paths, guest):
 
 def test_the_progress_lines_are_numbered_from_the_table(paths, guest):
     g, lines = guest(), []
-    up_op.upgrade(paths, "c1", report=lines.append, run_inside=g.run_inside,
-               run_in_copy=g.run_in_copy)
+    upgrade(paths, g, report=lines.append)
     steps = [line for line in lines if line.startswith("[")]
     assert steps[0:2] == ["[1/6] apt-get update", "[2/6] download the upgrade"]
     assert steps[2].startswith("[3/6] stop, snapshot upgrade-")
@@ -259,7 +262,7 @@ def test_a_failure_at_each_phase_undoes_those_begun_newest_first(paths, guest, f
     log, lines = [], []
     table = fake_table(paths, log, fail_at)
     with pytest.raises(Error) as exc:
-        up.drive(up.Upgrade(paths, "c1", lines.append, tag="t"), table)
+        up.drive(up.Upgrade(held(paths, lines.append), tag="t"), table)
     ran = DONE[:"abcdef".index(fail_at) + 1]
     assert log == ran + undone
     assert exc.value.message == f"upgrade of c1 failed at {fail_at} broke; {left}"
@@ -274,7 +277,7 @@ def test_a_failure_at_each_phase_undoes_those_begun_newest_first(paths, guest, f
 def test_a_success_undoes_all_but_the_kept_phase(paths, guest):
     guest()
     log = []
-    up.drive(up.Upgrade(paths, "c1", lambda m: None, tag="t"), fake_table(paths, log))
+    up.drive(up.Upgrade(held(paths), tag="t"), fake_table(paths, log))
     assert log == DONE + ["undo f", "undo c", "undo a"]  # e (the swap) stays
     assert not (paths.state / "upgrades/c1.json").exists()
 
@@ -283,7 +286,7 @@ def test_an_interrupt_undoes_and_goes_on(paths, guest):
     guest()
     log = []
     with pytest.raises(KeyboardInterrupt):
-        up.drive(up.Upgrade(paths, "c1", lambda m: None, tag="t"),
+        up.drive(up.Upgrade(held(paths), tag="t"),
                   fake_table(paths, log, "d", KeyboardInterrupt))
     assert log == DONE[:4] + ["undo c", "undo a"]
 
