@@ -55,10 +55,10 @@ sys.exit(3)
 """
 
 
-def admin(*command, relay=True, options=(), timeout=60) -> dict:
-    """Run command from the admin's terminal (through ptyrelay unless relay=False); the
-    ptyadmin report."""
-    inner = [sys.executable, "-c", RELAY] if relay else []
+def admin(*command, relay: str | None = RELAY, options=(), timeout=60) -> dict:
+    """Run command from the admin's terminal (through ptyrelay, run by the program relay,
+    unless that is None); the ptyadmin report."""
+    inner = [sys.executable, "-c", relay] if relay else []
     r = subprocess.run([sys.executable, str(PTYADMIN), *options, "--", *inner, *command],
                        capture_output=True, text=True, timeout=timeout,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -77,7 +77,7 @@ def tiocsti_works():
     """The premise: on this kernel a command that keeps the admin's terminal can type into it
     (before 6.2, or dev.tty.legacy_tiocsti=1).  Elsewhere TIOCSTI is refused to everyone
     without CAP_SYS_ADMIN, and there is nothing to show."""
-    report = admin(sys.executable, "-c", INJECT, "DIRECT-NOW", "DIRECT-LATER", relay=False,
+    report = admin(sys.executable, "-c", INJECT, "DIRECT-NOW", "DIRECT-LATER", relay=None,
                    options=("--linger", "1"))
     if "DIRECT" not in report["typed"]:
         pytest.skip("this kernel refuses TIOCSTI (dev.tty.legacy_tiocsti=0)")
@@ -116,9 +116,31 @@ def test_ctrl_c_reaches_the_command_and_the_terminal_is_restored():
 
 
 def test_eof_from_the_keyboard_reaches_the_command():
-    report = admin("cat", options=("--keys", r"hello\n\x04", "--when-raw"))
+    report = admin("cat", options=("--keys", r"hello\n\x04", "--when-raw", "--after", "0"))
     assert report["status"] == 0, report
     assert report["screen"] == "hello\r\nhello\r\n", report
+    assert report["restored"] is True, report
+
+
+def test_keys_typed_at_once_reach_the_command_however_late_it_gets_its_terminal():
+    # The command's side is made slow to set up (a delay before its setsid, which only the
+    # forked child calls), and ^C typed as soon as the relay reads the keys: a pty that no
+    # session has yet would drop it, and sleep would run its 10 s.
+    slow = RELAY.replace("argv = sys.argv[1:]; ", "argv = sys.argv[1:]; import time; "
+                         "setsid = os.setsid; os.setsid = lambda: [time.sleep(1), setsid()]; ")
+    report = admin("sleep", "10", relay=slow,
+                   options=("--keys", r"\x03", "--when-raw", "--after", "0"))
+    assert report["status"] == 130, report
+    assert report["seconds"] < 5, report
+    assert report["typed"] == "", report
+
+
+def test_a_command_that_closes_its_terminal_is_not_hung_up_while_it_runs():
+    # As cat and every program of coreutils do just before they exit: no slave of the pty is
+    # left open, yet the command has not ended, and is not to get a SIGHUP for it.
+    report = admin("sh", "-c", "echo before; exec 0<&- 1>&- 2>&-; sleep 1; exit 5")
+    assert report["status"] == 5, report
+    assert report["screen"] == "before\r\n", report
     assert report["restored"] is True, report
 
 
