@@ -73,16 +73,23 @@ def spawn(child: Callable[[], None]) -> int:
     # One that nspawnctl was started with ignored (nohup, a background job of a plain sh)
     # stays ignored for the command, as across any exec, and is not forwarded either.
     forwarded = [sig for sig in FORWARDED if signal.getsignal(sig) != signal.SIG_IGN]
+    ready = set_up = -1
     try:
+        # Closed by the child once the pty is its controlling terminal; keys are relayed only
+        # from then on: until a session has the pty, its line discipline drops a Ctrl-C
+        # (Ctrl-\, Ctrl-Z) typed at once, and the command would run on as if it had not been.
+        ready, set_up = os.pipe()
         pid = os.fork()
     except OSError as e:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        for fd in (master, slave):
+        for fd in (master, slave, ready, set_up):
             if fd >= 0:
                 os.close(fd)
         raise Error(f"cannot start the command: {e.strerror}") from None
     if pid == 0:  # pragma: no cover (ends in exec or _exit)
-        _become_child(child, mask, forwarded, master, slave, ttys)
+        os.close(ready)
+        _become_child(child, mask, forwarded, master, slave, ttys, set_up)
+    os.close(set_up)
     if slave >= 0:
         os.close(slave)
     pidfd = os.pidfd_open(pid)
@@ -90,6 +97,7 @@ def spawn(child: Callable[[], None]) -> int:
                 for sig in forwarded}
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     try:
+        os.read(ready, 1)  # end of file: the child has its terminal, or is gone
         if master >= 0:
             relay(master, pidfd, ttys)
         else:
@@ -98,6 +106,7 @@ def spawn(child: Callable[[], None]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         os.close(pidfd)
+        os.close(ready)
     # Reaped only now: until here its pid (its process group's id) could not be reused, so no
     # forwarded signal went to a stranger.
     _, status = os.waitpid(pid, 0)
@@ -119,37 +128,44 @@ def relay(master: int, done: int, ttys: tuple[int, ...]):
     keys = 0 if 0 in ttys else -1
     screen: int = next(fd for fd in (1, 2, 0) if fd in ttys)
     os.set_blocking(master, False)
+    # The master while the command's side has the slave open; -1 once no one has (EIO): the
+    # master is kept open all the same until the command ends.  Closing it then would hang
+    # the slave up, and the kernel sends SIGHUP to the session's leader, the command, alive
+    # still: cat, like every program that closes its standard streams before it exits,
+    # would die of it after its last byte.
+    pty = master
     to_master = b""
     try:
         with _raw(keys), _following_window_size(screen, master):
             while True:
                 poller = select.poll()
                 poller.register(done, select.POLLIN)
-                if master >= 0:
-                    poller.register(master, select.POLLIN | (select.POLLOUT if to_master else 0))
+                if pty >= 0:
+                    poller.register(pty, select.POLLIN | (select.POLLOUT if to_master else 0))
                 if keys >= 0 and len(to_master) < CHUNK:
                     poller.register(keys, select.POLLIN)
                 events = dict(poller.poll())
                 if done in events:
                     break
-                if master >= 0 and events.get(master, 0) & ~select.POLLOUT:
-                    data = _read(master)
+                if pty >= 0 and events.get(pty, 0) & ~select.POLLOUT:
+                    data = _read(pty)
                     if data is None:  # no slave left open: wait for the command's end
-                        master, keys = _hang_up(master), -1
+                        pty = keys = -1
                         continue
                     screen = _write_all(screen, data)
-                if master >= 0 and events.get(master, 0) & select.POLLOUT:
+                if pty >= 0 and events.get(pty, 0) & select.POLLOUT:
                     try:
-                        to_master = to_master[os.write(master, to_master):]
+                        to_master = to_master[os.write(pty, to_master):]
                     except BlockingIOError:
                         pass
                     except OSError:
-                        master, keys = _hang_up(master), -1
+                        pty = keys = -1
                         continue
                 if keys >= 0 and keys in events:
                     data = _read(keys)
                     if data is None:  # our terminal is gone: so is the command's
-                        master, keys = _hang_up(master), -1
+                        master = pty = _hang_up(master)
+                        keys = -1
                         continue
                     to_master += data
             if master >= 0:
@@ -159,8 +175,8 @@ def relay(master: int, done: int, ttys: tuple[int, ...]):
 
 
 def _become_child(child: Callable[[], None], mask, forwarded: list[signal.Signals],
-                  master: int, slave: int,
-                  ttys: tuple[int, ...]):  # pragma: no cover (runs in the forked child)
+                  master: int, slave: int, ttys: tuple[int, ...],
+                  set_up: int):  # pragma: no cover (runs in the forked child)
     try:
         for sig in [*forwarded, *DEFAULTED]:
             signal.signal(sig, signal.SIG_DFL)
@@ -172,6 +188,7 @@ def _become_child(child: Callable[[], None], mask, forwarded: list[signal.Signal
             for fd in ttys:
                 os.dup2(slave, fd)
             os.close(slave)
+        os.close(set_up)
         child()
     except BaseException as e:
         with suppress(OSError):

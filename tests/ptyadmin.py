@@ -5,9 +5,10 @@
 Makes a pseudo-terminal and, in a session whose controlling terminal is its slave (as a login
 shell's is), runs ARGV in the foreground with that terminal as stdin, stdout and stderr (or
 what the options say instead).  This process holds the master, as a terminal emulator does:
-it types the keys asked for, and collects the screen.  Once ARGV has returned (and --linger
-seconds more, for what it may have left running), it reads what is waiting in the terminal's
-input queue: what the admin's shell would now take as typed.  Prints one JSON object:
+it types the keys asked for, and collects the screen.  Once ARGV has returned (and what it
+left running has exited too, with --await-orphans, or --linger seconds more), it reads what is
+waiting in the terminal's input queue: what the admin's shell would now take as typed.  Prints
+one JSON object:
 
   status    ARGV's exit status (128+N for signal N), or null if it was hung up and is gone
   typed     the terminal's input queue afterwards (TIOCSTI lands there)
@@ -19,6 +20,7 @@ input queue: what the admin's shell would now take as typed.  Prints one JSON ob
   stderr    what ARGV wrote to stderr, with --stderr file
   victims   "DEV:INO" of the other terminals made first (--victims N), as other users' are
   victimized  what was written to or typed into any of those
+  error     what went wrong in the admin's shell, if anything did (a bug of this program)
 
 Used by tests/unit/test_ptyrelay.py on this machine and by tests/integration/test_exec_terminal.py
 inside the testbed (where the worktree is at /usr/src/nspawnctl): standard library only.
@@ -34,6 +36,7 @@ import struct
 import tempfile
 import termios
 import time
+import traceback
 
 
 def main(argv: list[str] | None = None):
@@ -44,11 +47,16 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--keys", default="", help="typed (Python escapes) after --after s")
     parser.add_argument("--after", type=float, default=0.5)
     parser.add_argument("--when-raw", action="store_true",
-                        help="type the keys only once the terminal is in raw mode (a relay "
-                             "reads it)")
+                        help="type the keys (and hang up) only once the terminal is in raw "
+                             "mode (a relay reads it)")
     parser.add_argument("--hangup", type=float, default=None,
                         help="close the terminal (the master) after this many seconds")
-    parser.add_argument("--linger", type=float, default=0.0)
+    parser.add_argument("--linger", type=float, default=0.0,
+                        help="seconds to wait after ARGV returned, for what it left running")
+    parser.add_argument("--await-orphans", action="store_true",
+                        help="after ARGV returned, wait until every process it left running "
+                             "has exited (each inherits a pipe from here: its end of file "
+                             "says so); only for what does not close the fds it inherits")
     parser.add_argument("--size", default="33x101", help="ROWSxCOLS of the terminal")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--victims", type=int, default=0,
@@ -65,22 +73,27 @@ def main(argv: list[str] | None = None):
     terminal = os.fstat(slave)
     outputs = {name: tempfile.TemporaryFile() for name in ("stdout", "stderr")}
     report_r, report_w = os.pipe()
+    orphans_r, orphans_w = os.pipe() if args.await_orphans else (-1, -1)
     shell = os.fork()
     if shell == 0:
         os.close(master)
         os.close(report_r)
-        _admin_shell(args, slave, outputs, before, report_w)
+        _admin_shell(args, slave, outputs, before, report_w, (orphans_r, orphans_w))
     os.close(slave)
     os.close(report_w)
+    for fd in (orphans_r, orphans_w):
+        if fd >= 0:
+            os.close(fd)
     screen = bytearray()
     t0 = time.monotonic()
     typed_yet = not keys
     while True:
         now = time.monotonic() - t0
-        if not typed_yet and now >= args.after and (not args.when_raw or _raw(master)):
+        ready = master >= 0 and (not args.when_raw or _raw(master))
+        if not typed_yet and now >= args.after and ready:
             os.write(master, keys)
             typed_yet = True
-        if args.hangup is not None and now >= args.hangup and master >= 0:
+        if args.hangup is not None and now >= args.hangup and ready:
             os.close(master)
             master = -1
         if now > args.timeout:
@@ -149,7 +162,7 @@ def _raw(master: int) -> bool:
         return False
 
 
-def _admin_shell(args, slave, outputs, before, report_w):
+def _admin_shell(args, slave, outputs, before, report_w, orphans):
     """The login shell: leads a session on the terminal, runs the command in the foreground,
     then reads what waits in the terminal's input queue."""
     try:
@@ -159,9 +172,14 @@ def _admin_shell(args, slave, outputs, before, report_w):
         signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # to take the terminal back afterwards
         command = os.fork()
         if command == 0:
-            # A job of its own in the foreground, with the signal dispositions a login shell
-            # gives its jobs (whatever the test runner had ignored).
+            # A job of its own in the foreground, put there by itself before it execs: done by
+            # the shell after the fork, it raced the child (setpgid fails with EACCES once the
+            # child has exec'd, and a command that sets the terminal's modes while still in
+            # the background is stopped by SIGTTOU).  SIGTTOU is still ignored here.
             os.setpgid(0, 0)
+            os.tcsetpgrp(slave, os.getpgrp())
+            # With the signal dispositions a login shell gives its jobs (whatever the test
+            # runner had ignored).
             for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM,
                         signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGPIPE):
                 signal.signal(sig, signal.SIG_DFL)
@@ -176,18 +194,24 @@ def _admin_shell(args, slave, outputs, before, report_w):
             os.dup2(stdin, 0)
             os.dup2(slave if args.stdout == "tty" else outputs["stdout"].fileno(), 1)
             os.dup2(slave if args.stderr == "tty" else outputs["stderr"].fileno(), 2)
+            if orphans[1] >= 0:
+                os.close(orphans[0])
+                os.set_inheritable(orphans[1], True)
             os.execvp(args.command[0], args.command)
-        os.setpgid(command, command)
-        os.tcsetpgrp(slave, command)
+        if orphans[1] >= 0:
+            os.close(orphans[1])
         # A hang-up (--hangup) reaches the session leader only: as a login shell does, it
         # passes it on to its job, and stays to report.
-        signal.signal(signal.SIGHUP, lambda _s, _f: os.killpg(command, signal.SIGHUP))
+        signal.signal(signal.SIGHUP, lambda _s, _f: _hang_up(command))
         _, status = os.waitpid(command, 0)
         seconds = time.monotonic() - t0
         try:
             os.tcsetpgrp(slave, os.getpgrp())
         except OSError:
             pass  # hung up
+        if orphans[0] >= 0:
+            while os.read(orphans[0], 4096):  # end of file: the last of them is gone
+                pass
         time.sleep(args.linger)
         try:
             restored = termios.tcgetattr(slave) == before
@@ -205,8 +229,20 @@ def _admin_shell(args, slave, outputs, before, report_w):
             else 128 + os.WTERMSIG(status),
             "typed": typed.decode(errors="replace"), "restored": restored,
             "seconds": round(seconds, 3)}).encode())
+    except BaseException:  # said, not lost: a report missing would pass for a hang-up's
+        os.write(report_w, json.dumps({"status": None, "typed": "", "restored": None,
+                                       "seconds": None,
+                                       "error": traceback.format_exc()}).encode())
     finally:
         os._exit(0)
+
+
+def _hang_up(job: int):
+    """Pass the hang-up on to the job, if any of it is still there to get it."""
+    try:
+        os.killpg(job, signal.SIGHUP)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":

@@ -22,32 +22,44 @@ RELAY = ("import os, sys; from nspawnctl import ptyrelay; argv = sys.argv[1:]; "
          "sys.exit(ptyrelay.spawn(lambda: os.execvp(argv[0], argv)))")
 
 # A command that tries to type MARK into whatever terminal it can reach: its standard streams
-# and its controlling terminal, at once and again from a child it leaves behind.
+# and its controlling terminal, at once and again from a child it leaves behind, which acts
+# once the command has returned, as a hostile one would: ignoring the SIGHUP that the end of
+# its session sends it, and going on when its terminal is gone (what it says is then lost).
+# The admin's side waits for that child to have exited before it reads what was typed
+# (ptyadmin --await-orphans).
 INJECT = r"""
-import fcntl, os, sys, termios, time
+import fcntl, os, select, signal, sys, termios
+
+def say(line):
+    try:
+        print(line, flush=True)
+    except OSError:
+        pass
 
 def push(mark):
     for fd in (0, 1, 2):
         st = os.fstat(fd)
-        print(f"fd{fd} is {st.st_dev}:{st.st_ino}", flush=True)
+        say(f"fd{fd} is {st.st_dev}:{st.st_ino}")
     targets = [(f"fd{fd}", fd) for fd in (0, 1, 2)]
     try:
         targets.append(("/dev/tty", os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)))
     except OSError as e:
-        print(f"/dev/tty {e.strerror}", flush=True)
+        say(f"/dev/tty {e.strerror}")
     for name, fd in targets:
         try:
             for byte in mark.encode() + b"\n":
                 fcntl.ioctl(fd, termios.TIOCSTI, bytes([byte]))
-            print(f"{name} pushed", flush=True)
+            say(f"{name} pushed")
         except OSError as e:
-            print(f"{name} {e.strerror}", flush=True)
-    print(f"leader {os.getsid(0) == os.getpid()}", flush=True)
+            say(f"{name} {e.strerror}")
+    say(f"leader {os.getsid(0) == os.getpid()}")
 
 push(sys.argv[1])
+command = os.pidfd_open(os.getpid())
 if os.fork() == 0:
-    time.sleep(0.5)
     try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        select.select([command], [], [])  # the command has returned
         push(sys.argv[2])
     finally:
         os._exit(0)
@@ -55,10 +67,10 @@ sys.exit(3)
 """
 
 
-def admin(*command, relay=True, options=(), timeout=60) -> dict:
-    """Run command from the admin's terminal (through ptyrelay unless relay=False); the
-    ptyadmin report."""
-    inner = [sys.executable, "-c", RELAY] if relay else []
+def admin(*command, relay: str | None = RELAY, options=(), timeout=60) -> dict:
+    """Run command from the admin's terminal (through ptyrelay, run by the program relay,
+    unless that is None); the ptyadmin report."""
+    inner = [sys.executable, "-c", relay] if relay else []
     r = subprocess.run([sys.executable, str(PTYADMIN), *options, "--", *inner, *command],
                        capture_output=True, text=True, timeout=timeout,
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
@@ -77,8 +89,8 @@ def tiocsti_works():
     """The premise: on this kernel a command that keeps the admin's terminal can type into it
     (before 6.2, or dev.tty.legacy_tiocsti=1).  Elsewhere TIOCSTI is refused to everyone
     without CAP_SYS_ADMIN, and there is nothing to show."""
-    report = admin(sys.executable, "-c", INJECT, "DIRECT-NOW", "DIRECT-LATER", relay=False,
-                   options=("--linger", "1"))
+    report = admin(sys.executable, "-c", INJECT, "DIRECT-NOW", "DIRECT-LATER", relay=None,
+                   options=("--await-orphans",))
     if "DIRECT" not in report["typed"]:
         pytest.skip("this kernel refuses TIOCSTI (dev.tty.legacy_tiocsti=0)")
     # Both at once and from what the command left running after it returned.
@@ -89,7 +101,7 @@ def tiocsti_works():
 @pytest.mark.parametrize("stdin", ["tty", "null", "text:input\n"])
 def test_the_command_cannot_type_into_the_admins_terminal(tiocsti_works, stdin):
     report = admin(sys.executable, "-c", INJECT, "INJECTED-NOW", "INJECTED-LATER",
-                   options=("--stdin", stdin, "--linger", "1"))
+                   options=("--stdin", stdin, "--await-orphans"))
     assert report["status"] == 3, report
     assert "fd1 is" in report["screen"], report  # it ran, and its output reached the screen
     assert report["typed"] == "", report
@@ -108,7 +120,9 @@ def test_exit_status_passes_through_with_and_without_a_terminal():
 
 
 def test_ctrl_c_reaches_the_command_and_the_terminal_is_restored():
-    report = admin("sleep", "30", options=("--keys", r"\x03", "--after", "0.5"))
+    # Typed once the relay reads the keys (raw mode): the byte goes through the command's pty,
+    # whose line discipline makes it SIGINT; before, it would be our terminal's own SIGINT.
+    report = admin("sleep", "30", options=("--keys", r"\x03", "--when-raw", "--after", "0"))
     assert report["status"] == 130, report
     assert report["seconds"] < 10, report
     assert report["restored"] is True, report
@@ -116,14 +130,36 @@ def test_ctrl_c_reaches_the_command_and_the_terminal_is_restored():
 
 
 def test_eof_from_the_keyboard_reaches_the_command():
-    report = admin("cat", options=("--keys", r"hello\n\x04", "--when-raw"))
+    report = admin("cat", options=("--keys", r"hello\n\x04", "--when-raw", "--after", "0"))
     assert report["status"] == 0, report
     assert report["screen"] == "hello\r\nhello\r\n", report
     assert report["restored"] is True, report
 
 
+def test_keys_typed_at_once_reach_the_command_however_late_it_gets_its_terminal():
+    # The command's side is made slow to set up (a delay before its setsid, which only the
+    # forked child calls), and ^C typed as soon as the relay reads the keys: a pty that no
+    # session has yet would drop it, and sleep would run its 10 s.
+    slow = RELAY.replace("argv = sys.argv[1:]; ", "argv = sys.argv[1:]; import time; "
+                         "setsid = os.setsid; os.setsid = lambda: [time.sleep(1), setsid()]; ")
+    report = admin("sleep", "10", relay=slow,
+                   options=("--keys", r"\x03", "--when-raw", "--after", "0"))
+    assert report["status"] == 130, report
+    assert report["seconds"] < 5, report
+    assert report["typed"] == "", report
+
+
+def test_a_command_that_closes_its_terminal_is_not_hung_up_while_it_runs():
+    # As cat and every program of coreutils do just before they exit: no slave of the pty is
+    # left open, yet the command has not ended, and is not to get a SIGHUP for it.
+    report = admin("sh", "-c", "echo before; exec 0<&- 1>&- 2>&-; sleep 1; exit 5")
+    assert report["status"] == 5, report
+    assert report["screen"] == "before\r\n", report
+    assert report["restored"] is True, report
+
+
 def test_the_terminal_closing_ends_the_command_without_a_traceback():
-    report = admin("sleep", "30", options=("--hangup", "0.5", "--stderr", "file"))
+    report = admin("sleep", "30", options=("--hangup", "0", "--when-raw", "--stderr", "file"))
     assert report["status"] == 128 + 1, report  # SIGHUP, passed on
     assert report["seconds"] < 10, report
     assert "Traceback" not in report["stderr"], report
@@ -132,12 +168,12 @@ def test_the_terminal_closing_ends_the_command_without_a_traceback():
 def test_signals_to_nspawnctl_reach_the_command_without_a_terminal():
     # No terminal anywhere: the command is in a session of its own, out of our process
     # group, so a Ctrl-C typed at whatever ran us reaches it only through us.
-    p = subprocess.Popen([sys.executable, "-c", RELAY, "sleep", "30"],
+    # Signalled once the command has started (it says so): we have forked it by then.
+    p = subprocess.Popen([sys.executable, "-c", RELAY, "sh", "-c", "echo started; exec sleep 30"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)))
     try:
-        import time
-        time.sleep(0.5)
+        assert p.stdout.readline() == b"started\n"
         p.send_signal(2)
         _, err = p.communicate(timeout=10)
     finally:
