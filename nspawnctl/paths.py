@@ -71,6 +71,12 @@ class Paths:
         return self.state / "images"
 
     @property
+    def pulled(self) -> Path:
+        """Images pulled from registries: one OCI image layout, its blobs shared by all of
+        them (store/blobs.py)."""
+        return self.state / "oci"
+
+    @property
     def overlays(self) -> Path:
         """The layers of --overlay containers (overlay.py): hidden beside their trees."""
         return self.machines / ".nspawnctl-overlays"

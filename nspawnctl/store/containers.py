@@ -121,14 +121,16 @@ class Store:
             if _try_delete(what, how, *args, **kwargs):
                 removed.append(what)
 
-        for parent in (self.paths.machines, self.paths.images):  # overlays stage in machines
+        # overlays stage in machines; pulls in the blob store
+        for parent in (self.paths.machines, self.paths.images, self.paths.pulled):
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 if _owner_is_dead(entry):
                     delete(f"staging directory {area / entry}", remove_tree, area / entry)
         dropins = self._dropin_dirs()
         # write_atomic's temporary files (.FILE.OWNER.tmp) of commands killed while writing
-        for directory in [self.paths.nspawn, self.paths.units, *dropins.values()]:
+        for directory in [self.paths.nspawn, self.paths.units, self.paths.pulled,
+                          *dropins.values()]:
             for entry in _listdir(directory):
                 if entry.startswith(".") and entry.endswith(".tmp") and _owner_is_dead(entry):
                     delete(f"temporary file {directory / entry}", _unlink, directory / entry)
