@@ -134,3 +134,40 @@ def stream(argv: Sequence[str]) -> subprocess.Popen:
     return subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True, errors="replace",
                             preexec_fn=die_with_parent)
+
+
+def start(argv: Sequence[str], *, stdout=None, stderr=None,
+          file_size_limit: int | None = None) -> subprocess.Popen:
+    """Start argv for a caller that watches it and bounds it itself (skopeo: what a registry
+    sends): stdin from /dev/null, stdout and stderr "pipe", a file, or None for /dev/null; in a
+    process group of its own (kill_group ends it whole), dying with nspawnctl; with
+    file_size_limit, no file it writes can grow past that many bytes (RLIMIT_FSIZE: the write
+    fails with EFBIG)."""
+    import resource
+    import subprocess
+    log.debug(__name__, "run: %s", " ".join(argv))
+
+    def preexec():
+        die_with_parent()
+        os.setpgid(0, 0)
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    def stream(how):
+        return subprocess.PIPE if how == "pipe" else subprocess.DEVNULL if how is None else how
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=stream(stdout),
+                                stderr=stream(stderr), preexec_fn=preexec)
+    except FileNotFoundError:
+        raise Error(f"{argv[0]} is not installed", hint=f"install the package that provides "
+                                                       f"{argv[0]}", exit_code=127) from None
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL a process start() made, with everything in its group, and reap it."""
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
