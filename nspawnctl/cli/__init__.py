@@ -2,7 +2,7 @@
 
 Each command parses its arguments, calls one operation and prints the result (a table, or JSON
 with --json).  The commands live in one module per group (containers, lifecycle, inventory,
-settings, day2, network, host), listed in COMMANDS with the one line `--help` shows, and a
+settings, day2, network, host, registry), listed in COMMANDS with the one line `--help` shows, and a
 module is imported only when one of its commands runs or shows its help (pip's
 commands_dict): `nspawnctl --version`, `--help` and the other groups never load pystemd,
 pyroute2, tabulate or the settings table.
@@ -57,7 +57,15 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Upgrade a booted container's packages: download inside it, install into a "
                 "copy of its stopped tree, swap the copy in, start it and check it; roll back "
                 "to a snapshot taken first if it is not healthy."),
-    "images": ("inventory", "images_group", "List cached base trees (see also: images prune)."),
+    "pull": ("registry", "pull_command",
+             "Pull image REF ([docker://][REGISTRY/]REPO[:TAG|@DIGEST]) from its registry and "
+             "unpack it, ready for create --from docker://REF."),
+    "login": ("registry", "login_command",
+              "Log in to REGISTRY: the credentials go to the auth file podman and skopeo use."),
+    "logout": ("registry", "logout_command",
+               "Forget the credentials of REGISTRY (or of all with --all)."),
+    "images": ("inventory", "images_group",
+               "List pulled images and cached base trees (see also: images rm, images prune)."),
     "list": ("inventory", "list_", "List every container, running or not."),
     "status": ("inventory", "status", "Show one container in detail."),
     "start": ("lifecycle", "start", "Start containers (systemd-nspawn@NAME.service)."),

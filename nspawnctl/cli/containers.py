@@ -9,8 +9,8 @@ from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from . import pass_app
-from .options import config_options, existing, sources_epilog, sources_help
-from .output import print_record
+from .options import config_options, existing, registry_options, sources_epilog, sources_help
+from .output import print_record, tty_progress
 
 
 @click.command("create", epilog=sources_epilog())
@@ -33,7 +33,6 @@ from .output import print_record
 @click.option("--bootstrapper", type=click.Choice(["auto", "mmdebstrap", "debootstrap"]),
               default="auto", show_default=True,
               help="auto: mmdebstrap where it is installed (the faster), else debootstrap.")
-@click.option("--platform", help="Image platform to pick, e.g. linux/arm64.")
 @click.option("--overlay", "use_overlay", is_flag=True,
               help="Share the cached base tree read-only and keep only this container's "
                    "changes (overlayfs) instead of copying it.")
@@ -42,18 +41,21 @@ from .output import print_record
                    "boots when its command is an init, or when it has no command or only a "
                    "shell (sh, bash) and has an init; else it runs its command.  With "
                    "--boot, --cmd gives the init's arguments.")
+@registry_options
 @config_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def create_command(app, name, source, adds, cmd, mirror, variant, include, arch, slim,
-                   bootstrapper, platform, use_overlay, boot, as_json, **options):
+                   bootstrapper, platform, pull_policy, tls_verify, use_overlay, boot, as_json,
+                   **options):
     """Create container NAME (a Debian bookworm tree by default)."""
     spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
     cfg = ContainerConfig(**parse_cli(options, creating=True))
     request = Request(app.paths, report=app.ctx.report, platform=platform, adds=adds, cmd=cmd,
-                      boot=boot, bootstrap=spec)
+                      boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
+                      progress=None if as_json else tty_progress())
     info = create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
     if as_json:
         print_record(info, True)

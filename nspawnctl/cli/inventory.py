@@ -34,21 +34,39 @@ def status(app, name, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def images_group(ctx, as_json):
-    """List cached base trees (see also: images prune)."""
+    """List pulled images and cached base trees (see also: images rm, images prune)."""
     if ctx.invoked_subcommand:
         return
     rows = images.list_images(ctx.ensure_object(App).ctx)
     if not as_json:
         for row in rows:
-            row["size"] = f"{row['size'] / 1e6:.0f} MB"
+            row["repository"] = row["repository"] or row["source"]
+            row["digest"] = (row["digest"] or row["key"]).removeprefix("sha256:")[:12]
+            row["size"] = "-" if row["size"] is None else f"{row['size'] / 1e6:.0f} MB"
             row["created"] = datetime.datetime.fromtimestamp(row["created"]).strftime(
                 "%Y-%m-%d %H:%M")
-    print_table(rows, ["key", "source", "size", "created", "containers"], as_json)
+            row["containers"] = row["used_by"]
+    print_table(rows, ["repository", "tag", "digest", "size", "created", "containers"],
+                as_json)
+
+
+@images_group.command("rm")
+@click.argument("ref")
+@pass_app
+def images_rm(app, ref):
+    """Remove a pulled image (REF as pulled, or a base tree's key) no container uses."""
+    done = images.remove(app.ctx, ref)
+    click.echo(f"removed {', '.join(done['names'] or done['trees'] or [ref])}: "
+               f"{len(done['trees'])} base tree(s), {done['blobs']} blob(s) "
+               f"({done['bytes'] / 1e6:.1f} MB)")
 
 
 @images_group.command("prune")
 @pass_app
 def images_prune(app):
-    """Remove cached base trees no container uses."""
-    removed = images.prune(app.ctx)
-    click.echo(f"removed {len(removed)} base tree(s)" + "".join(f"\n  {k}" for k in removed))
+    """Remove cached base trees no container uses, and blobs no pulled image needs."""
+    done = images.prune(app.ctx)
+    removed = done["trees"]
+    click.echo(f"removed {len(removed)} base tree(s)" + "".join(f"\n  {k}" for k in removed)
+               + (f"\nremoved {done['blobs']} blob(s) ({done['bytes'] / 1e6:.1f} MB)"
+                  if done["blobs"] else ""))

@@ -47,6 +47,25 @@ def sources_epilog() -> str:
         f"  {s.syntax:<22} {s.summary}" for s in SOURCES.values())
 
 
+def registry_options(f):
+    """--pull, --tls-verify and --platform, as podman spells them (create and pull)."""
+    f = click.option("--platform", metavar="OS/ARCH[/VARIANT]",
+                     help="Image platform to pick from an index, e.g. linux/arm64 "
+                          "(default: this host's).")(f)
+    f = click.option("--tls-verify", type=click.BOOL, default=None, metavar="BOOL",
+                     is_flag=False, flag_value="true",
+                     help="Registries: require HTTPS with a verified certificate (default: "
+                          "yes, unless registries.conf marks the registry insecure); "
+                          "--tls-verify=false allows plain HTTP and any certificate.")(f)
+    f = click.option("--pull", "pull_policy",
+                     type=click.Choice(["missing", "always", "never", "newer"]), default=None,
+                     help="Registries: when to ask the registry.  missing (default): only "
+                          "when the image is not pulled yet; always; never; newer: when the "
+                          "registry has another digest for it (the pulled one if it cannot "
+                          "be reached).")(f)
+    return f
+
+
 def existing(app, names) -> list[str]:
     """Names given to a command that acts on several: all checked before it acts on any, so
     a typo in the last one does not leave the first ones half done."""

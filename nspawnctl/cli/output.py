@@ -5,7 +5,45 @@ import click
 
 
 def progress(message: str):
+    _bar.clear()
     click.echo(shown(message, keep=LINES), err=True)
+
+
+class _Bar:
+    """One line on a terminal that says how far a download is (bytes of total, rate),
+    rewritten in place; progress lines clear it first."""
+
+    def __init__(self):
+        self.shown = False
+        self.t0 = self.last = 0.0
+
+    def __call__(self, done: int, total: int):
+        import time
+        now = time.monotonic()
+        if not self.t0:
+            self.t0 = now
+        if now - self.last < 0.2 and done < total:
+            return
+        self.last = now
+        rate = done / (now - self.t0) if now > self.t0 else 0
+        click.echo(f"\r  {done / 1e6:.1f} of {total / 1e6:.1f} MB, {rate / 1e6:.1f} MB/s\x1b[K",
+                   err=True, nl=False)
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            click.echo("\r\x1b[K", err=True, nl=False)
+            self.shown = False
+
+
+_bar = _Bar()
+
+
+def tty_progress():
+    """A progress(done, total) for downloads when stderr is a terminal, else None (one line
+    per image then, from the operation)."""
+    import sys
+    return _bar if sys.stderr.isatty() else None
 
 
 def print_table(rows: list[dict], columns: list[str], as_json: bool):

@@ -10,6 +10,7 @@ from ..errors import Error
 from .base import Request, Source
 from .debootstrap import DebootstrapSource
 from .oci.source import ImageSource
+from .registry.source import RegistrySource
 from .scratch import ScratchSource
 from .tarball import DirectorySource, TarballSource
 
@@ -22,6 +23,7 @@ SOURCES: dict[str, Source] = {s.kind: s for s in (
     ImageSource("docker-archive", "docker-archive:PATH",
                 "a docker save / podman save archive"),
     ImageSource("oci", "oci:DIR[:REF]", "an OCI image layout directory (REF: its tag)"),
+    RegistrySource(),
     ScratchSource(),
 )}
 
@@ -60,6 +62,9 @@ def check(source: Source, request: Request, overlay: bool):
     if request.boot is not None and not source.image:
         raise Error("--boot and --no-boot choose how an image runs",
                     hint=f"use them with {which(lambda s: s.image)} sources")
+    if (request.pull is not None or request.tls_verify is not None) and not source.pulls:
+        raise Error("--pull and --tls-verify are for images from registries",
+                    hint=f"use them with {which(lambda s: s.pulls)} sources")
     if overlay and not source.cached:
         raise Error(f"--overlay needs a cached base tree, and {source.kind}: sources are "
                     "imported once", hint=f"use it with {which(lambda s: s.cached)} sources")

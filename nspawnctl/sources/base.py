@@ -33,6 +33,9 @@ class Request:
     cmd: str | None = None            # the one command (scratch, images)
     boot: bool | None = None          # images: --boot / --no-boot
     bootstrap: Any = None             # debootstrap: its BootstrapSpec (mirror, variant, ...)
+    pull: str | None = None           # registries: --pull (missing when not given)
+    tls_verify: bool | None = None    # registries: --tls-verify (registries.conf when not given)
+    progress: Any = None              # registries: progress(bytes, of_bytes) on a terminal
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class Source:
     image = False          # it brings an image config: --boot/--no-boot choose how it runs
     takes_cmd = False      # --cmd names its one command
     takes_adds = False     # --add puts files in it
+    pulls = False          # it comes from a registry: --pull and --tls-verify apply
 
     def plan(self, rest: str, request: Request) -> Plan:
         raise NotImplementedError

@@ -135,13 +135,15 @@ def list_images(paths: Paths, usage: dict[str, int]) -> list[dict]:
     return rows
 
 
-def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
-    """Remove the base trees no container uses; one that cannot be removed is reported (a
-    warning) and skipped, the others still go.  Users are counted again under each tree's
-    lock, which a create holds from choosing a base until its commit (held_image)."""
+def prune(paths: Paths, usage: Callable[[], dict[str, int]],
+          only: set[str] | None = None) -> list[str]:
+    """Remove the base trees no container uses (of only, when given); one that cannot be
+    removed is reported (a warning) and skipped, the others still go.  Users are counted again
+    under each tree's lock, which a create holds from choosing a base until its commit
+    (held_image)."""
     removed = []
     for row in list_images(paths, usage()):
-        if row["containers"]:
+        if row["containers"] or (only is not None and row["key"] not in only):
             continue
         with _image_lock(paths, row["key"], lambda _m: None):
             if usage().get(row["key"]):
@@ -160,10 +162,20 @@ def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
 
 
 def usage_by_image(paths: Paths) -> dict[str, int]:
-    """How many containers use each base tree: the one their settings name, and, for an
+    """How many containers use each base tree (users_by_image), and the snapshots of
+    --overlay containers, which need their base too."""
+    counts = {key: len(names) for key, names in users_by_image(paths).items()}
+    # an --overlay container's snapshots hold only its upper layer: they need its base too
+    for key, n in snapshots.lowers(paths).items():
+        counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+def users_by_image(paths: Paths) -> dict[str, list[str]]:
+    """The containers that use each base tree: the one their settings name, and, for an
     --overlay container, the one its mount unit really stacks on (a hand-edited .nspawn file
     without its image comment must not let prune delete a live overlay's lower tree)."""
-    counts: dict[str, int] = {}
+    users: dict[str, list[str]] = {}
     for name in Store(paths).names():
         keys: set[str] = set()
         with contextlib.suppress(Error):
@@ -171,9 +183,6 @@ def usage_by_image(paths: Paths) -> dict[str, int]:
         lower = overlay.lower_of(paths, name)
         if lower is not None and lower.parent.parent == paths.images:
             keys.add(lower.parent.name)
-        for key in keys - {""}:
-            counts[key] = counts.get(key, 0) + 1
-    # an --overlay container's snapshots hold only its upper layer: they need its base too
-    for key, n in snapshots.lowers(paths).items():
-        counts[key] = counts.get(key, 0) + n
-    return counts
+        for key in sorted(keys - {""}):
+            users.setdefault(key, []).append(name)
+    return users

@@ -13,7 +13,8 @@ from ...errors import Error
 from ...settings.model import ContainerConfig
 from ...store.inits import find_init, is_init_command, is_shell_command
 from ..base import Base, Plan, Request, Source, split_cmd
-from . import parse_reference, resolve_image, unpack_resolved
+from . import Resolved, parse_reference, resolve_image, unpack_resolved
+from .runnable import make_runnable
 
 
 class ImageSource(Source):
@@ -40,7 +41,16 @@ def image_base(source: str, platform: str | None, report: Callable[[str], None],
     that resolution, each layer checked against its digests (an archive swapped in between
     fails; it cannot be cached under the first one's key)."""
     kind, path, ref = parse_reference(source)
-    image = resolve_image(kind, path, ref, platform)
+    return resolved_base(resolve_image(kind, path, ref, platform), source, report, boot, cmd)
+
+
+def resolved_base(image: Resolved, source: str, report: Callable[[str], None],
+                  boot: bool | None = None, cmd: tuple[str, ...] = (),
+                  check_run: bool = True) -> Base:
+    """The base tree of a resolved image (an archive's, or a pulled one's in the blob store):
+    keyed by its manifest's digest, whatever it came from, so the same image is one tree.
+    check_run: refuse, before caching it, an image this create could not run (a pull does
+    not know yet how it will be run)."""
     config = image.config
     key = "oci-" + config.digest.replace(":", "-")
     meta = {"source": source, "suite": None, "digest": config.digest,
@@ -48,8 +58,9 @@ def image_base(source: str, platform: str | None, report: Callable[[str], None],
 
     def build(tree: Path):
         unpack_resolved(image, tree, warn=report)
-        # an image this create cannot run is refused before it is cached
-        boot_rule(config, tree, boot, cmd)
+        make_runnable(tree)
+        if check_run:  # an image this create cannot run is refused before it is cached
+            boot_rule(config, tree, boot, cmd)
 
     return Base(key, meta, build, config)
 
