@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 
 from ..errors import Error
-from .model import BRIDGE_PREFIX, Network
+from ..settings.networking import BRIDGE_PREFIX
+from .model import Network
 
 PROC_SYS = Path("/proc/sys")
 

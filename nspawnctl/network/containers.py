@@ -23,10 +23,11 @@ from ..fs.locks import flocked
 from ..paths import Paths
 from ..settings.files import load_config
 from ..settings.model import NETWORK_MODES, ContainerConfig
+from ..settings.networking import Port
 from ..systemd.bus import Bus
 from ..systemd.unitfiles import install, render
 from . import bridge, firewall, inside, resolv
-from .model import Network, Port
+from .model import Network
 from .state import NetworkState
 
 HOST_UNIT = "nspawnctl-network.service"

@@ -21,10 +21,10 @@ from typing import Any
 
 from ..errors import Error
 from ..names import check_name
-from ..network.model import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
-from ..network.model import DEFAULT as DEFAULT_NETWORK
 from ..paths import service_unit
 from . import keys
+from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
+from .networking import DEFAULT as DEFAULT_NETWORK
 from .values import (
     check_choice,
     check_hostname,
