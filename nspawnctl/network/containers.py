@@ -95,11 +95,6 @@ def joined(paths: Paths, bus: Bus, name: str, cfg: ContainerConfig):
     write_hosts(paths, network_state(paths).get(cfg.network), skip=name)
 
 
-def leave(paths: Paths, name: str):
-    """Give back NAME's leases (remove)."""
-    network_state(paths).release(name)
-
-
 def check_ports(paths: Paths, name: str, cfg: ContainerConfig):
     """Refuse ports another container publishes, and ports a host process holds (its
     traffic would be taken from it)."""
