@@ -27,7 +27,7 @@ def recover(app):
 def install_units(app):
     """Install nspawnctl's boot-time units (the README's commands run this)."""
     common.require_root()
-    bootunits.ensure_units(app.paths)
+    bootunits.ensure_units(app.paths, lambda: app.ctx.bus)
 
 
 @click.command("doctor")

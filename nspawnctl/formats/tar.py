@@ -35,7 +35,6 @@ BLOCK = tarfile.BLOCKSIZE
 # xattrs a tar may carry and an unpacker may set; trusted.* and security.selinux belong to
 # the host (overlayfs keeps its own state in trusted.overlay.*).
 SKIP_XATTR_PREFIXES = ("trusted.", "security.selinux")
-COMPRESSIONS = ("gzip", "zstd")
 
 
 def uid_shift(tree_root: os.stat_result) -> int:

@@ -47,7 +47,6 @@ from .walk import DirCursor, remove_tree
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _BELOW = RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_BENEATH
-_SETID = stat.S_ISUID | stat.S_ISGID
 _ACLS = ("system.posix_acl_access", "system.posix_acl_default")
 
 

@@ -23,10 +23,11 @@ from ..fs.locks import flocked
 from ..paths import Paths
 from ..settings.files import load_config
 from ..settings.model import NETWORK_MODES, ContainerConfig
+from ..settings.networking import Port
 from ..systemd.bus import Bus
 from ..systemd.unitfiles import install, render
 from . import bridge, firewall, inside, resolv
-from .model import Network, Port
+from .model import Network
 from .state import NetworkState
 
 HOST_UNIT = "nspawnctl-network.service"
@@ -92,11 +93,6 @@ def joined(paths: Paths, bus: Bus, name: str, cfg: ContainerConfig):
     # fresh tree holds nothing nspawnctl did not have to write (an --overlay upper layer stays
     # its identity alone).
     write_hosts(paths, network_state(paths).get(cfg.network), skip=name)
-
-
-def leave(paths: Paths, name: str):
-    """Give back NAME's leases (remove)."""
-    network_state(paths).release(name)
 
 
 def check_ports(paths: Paths, name: str, cfg: ContainerConfig):

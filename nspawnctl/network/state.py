@@ -19,7 +19,8 @@ from ..errors import Error
 from ..fs.files import write_atomic
 from ..fs.locks import flocked
 from ..names import check_name
-from .model import BRIDGE_PREFIX, DEFAULT, Network, check_network_name, check_subnet
+from ..settings.networking import BRIDGE_PREFIX, DEFAULT, check_network_name
+from .model import Network, check_subnet
 
 POOL_ENV = "NSPAWNCTL_SUBNET_POOL"
 DEFAULT_SUBNET_ENV = "NSPAWNCTL_DEFAULT_SUBNET"

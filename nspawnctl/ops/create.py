@@ -1,10 +1,10 @@
 """create: making a container without ever leaving half of one.
 
 Every new tree is built in a staging directory next to /var/lib/machines/NAME, its settings
-are written, and only then is the tree renamed into place (store.py explains the commit point).
-Where the tree comes from is the source's (sources/: a plugin per kind of --from); base trees
-(debootstrap results, unpacked images) are cached by key in store/images.py, so a second
-create of the same kind is a clone.
+are written, and only then is the tree renamed into place (store/commit.py explains the
+commit point).  Where the tree comes from is the source's (sources/: a plugin per kind of
+--from); base trees (debootstrap results, unpacked images) are cached by key in
+store/images.py, so a second create of the same kind is a clone.
 """
 
 import contextlib
@@ -37,7 +37,8 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
     store.require_absent(name)
-    bootunits.ensure_units(paths)  # the boot-time recovery, for this container's first start
+    # the boot-time recovery, for this container's first start
+    bootunits.ensure_units(paths, lambda: ctx.bus)
     kind, rest = sources.lookup(source)
     sources.check(kind, request, use_overlay)
     plan = kind.plan(rest, request)  # a source refuses what it cannot make now

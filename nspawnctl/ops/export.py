@@ -2,7 +2,7 @@
 
 The tree is read as the container sees it: an --overlay container's through its mounted
 overlay (its layers flattened), owners shifted back from the UID range the user namespace
-stored them in (store/tartree.py).  A running container is frozen (systemd's FreezeUnit)
+stored them in (formats/tar.py).  A running container is frozen (systemd's FreezeUnit)
 while its tree is read and thawed afterwards, whatever happens; a stopped one is read as it
 is, under its lock, so it cannot start meanwhile.
 

@@ -10,9 +10,10 @@ from ..network.containers import (
     network_state,
     require_host_network,
 )
-from ..network.model import DEFAULT, Network
+from ..network.model import Network
 from ..run import need_tool, stream
 from ..runtime.context import Context
+from ..settings.networking import DEFAULT
 from ..systemd.notify import notify
 
 

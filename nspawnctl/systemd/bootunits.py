@@ -3,6 +3,7 @@ container starts) and its drop-in for the systemd-nspawn@.service template, inst
 `create` and by vagrant/provision.sh (`nspawnctl install-units`)."""
 
 import os
+from collections.abc import Callable
 
 from ..errors import Error
 from ..paths import Paths
@@ -32,11 +33,11 @@ def install_units(paths: Paths) -> bool:
     return changed
 
 
-def ensure_units(paths: Paths):
-    """install_units(), and a daemon reload when that changed something and systemd runs."""
+def ensure_units(paths: Paths, bus: Callable[[], Bus]):
+    """install_units(), and a daemon reload when that changed something and systemd runs.
+    bus gives the command's connection (runtime.Context.bus): opened only if needed."""
     if install_units(paths):
         try:
-            with Bus() as bus:
-                bus.reload()
+            bus().reload()
         except Error:
             pass  # no systemd here (a tree built for another host): it reads them at boot

@@ -1,8 +1,9 @@
 """The only module that speaks D-Bus: systemd1 and machine1 through pystemd.
 
-One connection per command (open it with `with Bus() as bus:`).  Methods take and return str;
-pystemd's bytes stay in here.  Every D-Bus failure becomes nspawnctl's Error with a readable
-message, so callers never see a pystemd exception.
+One connection per command: runtime.Context opens it at the first call that needs it and
+closes it at the end (a Bus is also a context manager, `with Bus() as bus:`).  Methods take
+and return str; pystemd's bytes stay in here.  Every D-Bus failure becomes nspawnctl's Error
+with a readable message, so callers never see a pystemd exception.
 
 Calls go straight to sd-bus with known signatures instead of through pystemd's introspecting
 objects: introspection costs a round trip and an XML parse per object, and `list` touches many.

@@ -296,3 +296,13 @@ def test_export_to_a_directory_is_one_error(tmp_path):
     result = nspawnctl(tmp_path, "export", "web", str(tmp_path / "out.tar"))
     assert_error(result, f"nspawnctl: {tmp_path / 'out.tar'} is a directory")
     assert list((tmp_path / "out.tar").iterdir()) == []
+
+
+def test_every_commands_line_in_the_help_is_its_own_docstring():
+    # `nspawnctl --help` lists COMMANDS' lines without importing a command module; each line
+    # must say what the command's own help says, and hidden commands have none.
+    for name, (_module, _attr, summary) in climod.COMMANDS.items():
+        command = climod.load(name)
+        assert command.hidden == (summary == ""), name
+        if summary:
+            assert " ".join((command.help or "").split()).startswith(summary), name

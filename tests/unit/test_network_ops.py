@@ -6,9 +6,9 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.network import containers as network
-from nspawnctl.network.model import parse_port
 from nspawnctl.ops import network as network_ops
 from nspawnctl.settings.model import ContainerConfig, edit
+from nspawnctl.settings.networking import parse_port
 from tests.unit.fakes import FakeBus, context
 
 BLOCK = [network.HOSTS_BEGIN.format(network="default"), "192.0.2.2\ta", "192.0.2.3\tb",
