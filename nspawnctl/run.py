@@ -139,17 +139,15 @@ def stream(argv: Sequence[str]) -> subprocess.Popen:
 def start(argv: Sequence[str], *, stdout=None, stderr=None,
           file_size_limit: int | None = None) -> subprocess.Popen:
     """Start argv for a caller that watches it and bounds it itself (skopeo: what a registry
-    sends): stdin from /dev/null, stdout and stderr "pipe", a file, or None for /dev/null; in a
-    process group of its own (kill_group ends it whole), dying with nspawnctl; with
-    file_size_limit, no file it writes can grow past that many bytes (RLIMIT_FSIZE: the write
-    fails with EFBIG)."""
+    sends): stdin from /dev/null, stdout and stderr "pipe", a file, or None for /dev/null;
+    dying with nspawnctl; with file_size_limit, no file it writes can grow past that many bytes
+    (RLIMIT_FSIZE: the write fails with EFBIG).  kill() ends it."""
     import resource
     import subprocess
     log.debug(__name__, "run: %s", " ".join(argv))
 
     def preexec():
         die_with_parent()
-        os.setpgid(0, 0)
         if file_size_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
@@ -163,11 +161,7 @@ def start(argv: Sequence[str], *, stdout=None, stderr=None,
                                                        f"{argv[0]}", exit_code=127) from None
 
 
-def kill_group(proc: subprocess.Popen) -> None:
-    """SIGKILL a process start() made, with everything in its group, and reap it."""
-    import signal
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def kill(proc: subprocess.Popen) -> None:
+    """SIGKILL a process start() made (one program: skopeo starts none), and reap it."""
+    proc.kill()
     proc.wait()

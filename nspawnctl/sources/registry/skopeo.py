@@ -10,7 +10,8 @@ run here has nspawnctl's own limits, each enforced by killing skopeo:
   answer timeout;
 - copy (blobs into a layout): each file at most the largest size the manifest declares
   (RLIMIT_FSIZE: the kernel refuses the write, skopeo fails), all files together at most
-  what the missing blobs declare (watched as they grow), no more than the answer timeout
+  what the missing blobs declare (looked at every POLL: what gets past is what arrives in
+  one, beyond the per-file bound), no more than the answer timeout
   without a byte written, and all of it within a deadline that grows with the bytes
   (MIN_RATE).
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import Error
-from ...run import interactive, kill_group, need_tool, start
+from ...run import interactive, kill, need_tool, start
 
 MAX_DOCUMENT = 4 << 20            # a manifest or an index (skopeo's own limit, said here)
 MAX_ERROR = 64 << 10              # stderr kept from a failing skopeo (its last bytes)
@@ -103,7 +104,7 @@ def inspect_raw(image: str, tls_verify: bool | None, tmpdir: Path,
         rc = proc.returncode
     finally:
         if proc.poll() is None:
-            kill_group(proc)
+            kill(proc)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
@@ -181,7 +182,7 @@ def copy(image: str, layout: Path, tls_verify: bool | None, watch: CopyWatch,
                 time.sleep(POLL)
         finally:
             if proc.poll() is None:
-                kill_group(proc)
+                kill(proc)
         if proc.returncode != 0:
             err.seek(0, os.SEEK_END)
             err.seek(max(0, err.tell() - MAX_ERROR))
@@ -233,6 +234,8 @@ HINTS = [
      "the registry sent something other than what it named; nothing was kept"),
     (("file too large",), "the registry sent a blob larger than its descriptor declares; "
                           "nothing was kept"),
+    (("exceeded maximum allowed size",), "the registry sent a manifest larger than 4 MiB; "
+                                         "the registry is broken or hostile"),
     (("no space left",), "free some space (nspawnctl images prune)"),
 ]
 
