@@ -205,8 +205,10 @@ class BlobStore:
         path = self.root / f".pull-{check_digest(digest).split(':')[1][:32]}.lock"
         with flocked(path, lambda: report("waiting for another nspawnctl pulling the same "
                                           "image")):
-            yield
-            unlink_lock(path)
+            try:
+                yield
+            finally:
+                unlink_lock(path)
 
     def _records_lock(self):
         return flocked(self.root / ".records.lock", lambda: None)

@@ -37,8 +37,10 @@ def run(paths, ref, lines=None, **kw):
 
 
 def left_behind(paths) -> list[str]:
-    """What a failed pull must not leave: staging, records, blobs it was not sure of."""
+    """What a failed pull must not leave: staging, its lock file, records, blobs it was not
+    sure of."""
     found = [str(p) for p in (paths.pulled / ".nspawnctl-staging").glob("*")]
+    found += [str(p) for p in paths.pulled.glob(".pull-*.lock")]
     store = BlobStore(paths)
     found += [f"record {r.name}" for r in store.records()]
     return found
