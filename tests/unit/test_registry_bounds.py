@@ -182,3 +182,12 @@ def test_failures_get_a_hint(stderr, hint):
 def test_a_long_message_is_cut(fake):
     error = skopeo.failure(b'level=fatal msg="' + b"A" * 10000 + b'"', "r/a:v1")
     assert len(error.message) < 500 and error.message.endswith("...")
+
+
+def test_skopeos_wrapping_of_an_inspect_error_is_left_out():
+    """skopeo inspect says "Error parsing image name" before whatever went wrong, the image
+    name included (seen: a 64 MiB manifest, a redirect loop): the line keeps the cause."""
+    error = skopeo.failure(b'time="t" level=fatal msg="Error parsing image name \\"docker://r/a:'
+                           b'v1\\": exceeded maximum allowed size of 4194304 bytes"', "r/a:v1")
+    assert error.message == "cannot pull r/a:v1: exceeded maximum allowed size of 4194304 bytes"
+    assert "larger than 4 MiB" in error.hint

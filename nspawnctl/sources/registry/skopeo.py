@@ -214,6 +214,7 @@ def _written(layout: Path, blobs: Path) -> tuple[int, set[str]]:
 # --- skopeo's errors, as one line ------------------------------------------------------------
 
 _MSG = re.compile(rb'level=(?:fatal|error) msg="((?:[^"\\]|\\.)*)"')
+_WRAPPED = re.compile(r'^Error parsing image name "[^"]*": ')
 HINTS = [
     (("unauthorized", "authentication required", "denied", "invalid username/password"),
      "log in first (nspawnctl login REGISTRY, or skopeo login / podman login: the same auth "
@@ -250,6 +251,8 @@ def failure(stderr: bytes, image: str) -> Error:
         text = lines[-1] if lines else "skopeo failed without saying why"
     text = text.replace('\\"', '"').replace("\\\\", "\\")
     text = " ".join(text.split())  # one line, whatever a registry put in its error
+    # skopeo inspect puts this before any error, the cause after it: the line says the image
+    text = _WRAPPED.sub("", text)
     if len(text) > 400:
         text = text[:400] + "..."
     low = text.lower()
