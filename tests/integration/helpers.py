@@ -23,7 +23,8 @@ def listing(nspawnctl) -> dict:
 
 STATE = "/var/lib/nspawnctl"
 STAGING_AREAS = (f"{MACHINES}/.nspawnctl-staging", f"{STATE}/images/.nspawnctl-staging",
-                 f"{MACHINES}/.nspawnctl-overlays/.nspawnctl-staging")
+                 f"{MACHINES}/.nspawnctl-overlays/.nspawnctl-staging",
+                 f"{STATE}/oci/.nspawnctl-staging")
 
 # One shell pass over everything a half-made or half-removed container could leave behind;
 # each line it prints is "KIND PATH".
