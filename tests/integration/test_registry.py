@@ -139,6 +139,25 @@ def test_images_of_every_common_shape_start(host, nspawnctl, regs, made, shape):
     assert serves(host, nspawnctl, name) == f"{shape}\n"
 
 
+def test_a_scratch_archive_starts_as_its_pull_does(host, nspawnctl, regs, made):
+    """The same rule for an archive: a tree without /usr gets an empty one, nothing else.
+    (Its own page: the same image as a pulled one would be the same cached tree.)"""
+    layers = [R.SCRATCH_BASE, R.www(b"from an archive\n")]
+    archive = ib.tar_tree(R.layout(regs.work, "scratch-archive", layers),
+                          regs.work / "scratch.tar")
+    host.path("/root/scratch.tar").write_bytes(archive.read_bytes())
+    try:
+        name = made("scratch-archive", "--from", "oci-archive:/root/scratch.tar")
+    finally:
+        host.run(["rm", "-f", "/root/scratch.tar"])
+    nspawnctl("start", name)
+    assert serves(host, nspawnctl, name) == "from an archive\n"
+    image = json.loads(nspawnctl("status", name, "--json").stdout)["image"]
+    tree = host.path(f"/var/lib/nspawnctl/images/{image}/tree")
+    assert sorted(p.name for p in tree.iterdir()) == ["bin", "usr", "www"]
+    assert list((tree / "usr").iterdir()) == []
+
+
 # --- credentials, TLS ------------------------------------------------------------------------
 
 def test_credentials_come_from_the_auth_file_and_never_show(host, nspawnctl, regs):
