@@ -41,7 +41,7 @@ from .output import print_record, tty_progress
                    "boots when its command is an init, or when it has no command or only a "
                    "shell (sh, bash) and has an init; else it runs its command.  With "
                    "--boot, --cmd gives the init's arguments.")
-@registry_options
+@registry_options("missing")
 @config_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app

@@ -47,8 +47,21 @@ def sources_epilog() -> str:
         f"  {s.syntax:<22} {s.summary}" for s in SOURCES.values())
 
 
-def registry_options(f):
-    """--pull, --tls-verify and --platform, as podman spells them (create and pull)."""
+def registry_options(default_policy: str):
+    """--pull, --tls-verify and --platform, as podman spells them (create and pull); the
+    --pull default each command has (podman's: missing for create, always for pull) is the
+    command's own, said in its help."""
+    return lambda f: _registry_options(f, default_policy)
+
+
+def _registry_options(f, default_policy: str):
+    policies = {"missing": "only when the image is not pulled yet",
+                "always": "every time",
+                "never": "not at all (only images already pulled)",
+                "newer": "when the registry has another digest for it (the pulled one if "
+                         "it cannot be reached)"}
+    said = "; ".join(f"{k}{' (default)' if k == default_policy else ''}: {v}"
+                     for k, v in policies.items())
     f = click.option("--platform", metavar="OS/ARCH[/VARIANT]",
                      help="Image platform to pick from an index, e.g. linux/arm64 "
                           "(default: this host's).")(f)
@@ -59,10 +72,7 @@ def registry_options(f):
                           "--tls-verify=false allows plain HTTP and any certificate.")(f)
     f = click.option("--pull", "pull_policy",
                      type=click.Choice(["missing", "always", "never", "newer"]), default=None,
-                     help="Registries: when to ask the registry.  missing (default): only "
-                          "when the image is not pulled yet; always; never; newer: when the "
-                          "registry has another digest for it (the pulled one if it cannot "
-                          "be reached).")(f)
+                     help=f"Registries: when to ask the registry.  {said}.")(f)
     return f
 
 

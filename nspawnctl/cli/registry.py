@@ -10,7 +10,7 @@ from .output import print_record, tty_progress
 
 @click.command("pull")
 @click.argument("ref")
-@registry_options
+@registry_options("always")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def pull_command(app, ref, platform, pull_policy, tls_verify, as_json):

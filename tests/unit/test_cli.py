@@ -306,3 +306,11 @@ def test_every_commands_line_in_the_help_is_its_own_docstring():
         assert command.hidden == (summary == ""), name
         if summary:
             assert " ".join((command.help or "").split()).startswith(summary), name
+
+
+def test_the_pull_policys_default_is_the_one_each_command_says():
+    """create's default is missing (a create works with the registry down), pull's is always
+    (podman pull's): each command's --help says its own."""
+    for command, default in (("create", "missing"), ("pull", "always")):
+        text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
+        assert f"{default} (default)" in text, (command, text)
