@@ -11,18 +11,22 @@ def progress(message: str):
 
 class _Bar:
     """One line on a terminal that says how far a download is (bytes of total, rate),
-    rewritten in place; progress lines clear it first."""
+    rewritten in place, and a line for each blob as it lands; progress lines clear it
+    first."""
 
     def __init__(self):
         self.shown = False
         self.t0 = self.last = 0.0
 
-    def __call__(self, done: int, total: int):
+    def __call__(self, done: int, total: int, landed: str | None = None):
         import time
         now = time.monotonic()
         if not self.t0:
             self.t0 = now
-        if now - self.last < 0.2 and done < total:
+        if landed is not None:  # a line of its own per blob, the bar below it again
+            self.clear()
+            click.echo(f"  {shown(landed)}", err=True)
+        elif now - self.last < 0.2 and done < total:
             return
         self.last = now
         rate = done / (now - self.t0) if now > self.t0 else 0

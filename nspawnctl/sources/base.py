@@ -35,7 +35,7 @@ class Request:
     bootstrap: Any = None             # debootstrap: its BootstrapSpec (mirror, variant, ...)
     pull: str | None = None           # registries: --pull (missing when not given)
     tls_verify: bool | None = None    # registries: --tls-verify (registries.conf when not given)
-    progress: Any = None              # registries: progress(bytes, of_bytes) on a terminal
+    progress: Any = None              # registries: progress(bytes, of_bytes[, landed]) on a tty
 
 
 @dataclass(frozen=True)

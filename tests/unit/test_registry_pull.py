@@ -226,3 +226,15 @@ def _write(tmp_path, text):
     path = tmp_path / "two.conf"
     path.write_text(text)
     return path
+
+
+def test_progress_names_each_blob_as_it_lands(paths, registry):
+    """On a terminal: bytes of the total as they come, and a line per blob fetched."""
+    one, two = image(BASE, TOP1), image(BASE, TOP2)
+    registry.push(REPO, "v1", one)
+    registry.push(REPO, "v2", two)
+    run(paths, f"{REPO}:v1")
+    calls = []
+    run(paths, f"{REPO}:v2", progress=lambda done, total, landed=None: calls.append(landed))
+    landed = sorted(c.split()[1].rstrip(":") for c in calls if c)
+    assert landed == sorted(d[:19] for d in set(two["blobs"]) - set(one["blobs"]))

@@ -45,7 +45,9 @@ SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+json",
            "application/vnd.docker.distribution.manifest.v1+prettyjws")
 
 Report = Callable[[str], None]
-Progress = Callable[[int, int], None]
+# progress(bytes, of_bytes) as a download goes, and progress(bytes, of_bytes, landed) with a
+# line that names a blob once it is whole and checked (a terminal shows both)
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,8 @@ def _pull(paths: Paths, store: BlobStore, ref: Reference, want: Platform,
     seconds = time.monotonic() - t0
     got = sum(s for d, s in blobs if d in fetched)
     report(f"pulled {ref.name} ({digest[:19]}): {len(fetched)} of {len(blobs)} blobs fetched, "
-           f"{got / 1e6:.1f} MB in {seconds:.1f} s"
-           + (f" ({got / 1e6 / seconds:.1f} MB/s)" if got and seconds > 0 else ""))
+           f"{_size(got)} in {seconds:.1f} s"
+           + (f" ({got / 1e6 / seconds:.1f} MB/s)" if got >= 100_000 and seconds > 0 else ""))
     return Pulled(record, False, got, len(fetched), len(blobs), round(seconds, 3))
 
 
@@ -295,15 +297,25 @@ def _fetch(store: BlobStore, image: str, blobs: list[tuple[str, int]], stage: Pa
     for d, s in blobs:
         store.link_into(d, s, have)  # skopeo reuses what is there
     fetched: set[str] = set()
+    expected = sum(missing.values())
+    done = [0]
+
+    def moved(written: int, total: int):
+        done[0] = written
+        if progress:
+            progress(written, total)
 
     def landed(name: str):
         digest = f"sha256:{name}"
         if digest in missing and digest not in fetched:
             store.adopt(have / name, digest, missing[digest])
             fetched.add(digest)
+            if progress:
+                progress(done[0], expected, f"blob {digest[:19]}: {_size(missing[digest])}, "
+                                            f"checked ({len(fetched)} of {len(missing)})")
 
-    watch = skopeo.CopyWatch(expected=sum(missing.values()), largest=max(missing.values()),
-                             on_file=landed, on_progress=progress or (lambda _d, _t: None))
+    watch = skopeo.CopyWatch(expected=expected, largest=max(missing.values()),
+                             on_file=landed, on_progress=moved)
     skopeo.copy(image, layout, tls_verify, watch, stage / "tmp")
     for digest in missing:
         if digest not in fetched:
@@ -312,3 +324,7 @@ def _fetch(store: BlobStore, image: str, blobs: list[tuple[str, int]], stage: Pa
                 raise Error(f"registry did not send blob {digest} of {image}", hint=HOSTILE)
             landed(digest.split(":")[1])
     return fetched
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"

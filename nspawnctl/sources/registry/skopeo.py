@@ -156,13 +156,13 @@ def copy(image: str, layout: Path, tls_verify: bool | None, watch: CopyWatch,
                 done = proc.poll() is not None
                 total, names = _written(layout, blobs)
                 total -= start_bytes
-                for name in sorted(names - seen):
-                    seen.add(name)
-                    watch.on_file(name)
                 now = time.monotonic()
                 if total != last_total:
                     last_total, last_change = total, now
                     watch.on_progress(max(0, total), watch.expected)
+                for name in sorted(names - seen):
+                    seen.add(name)
+                    watch.on_file(name)
                 if total > allowance:
                     raise Error(f"registry sent more than the image's blobs declare "
                                 f"({watch.expected} bytes) for {image}: stopped",
