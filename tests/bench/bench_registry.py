@@ -14,7 +14,8 @@ image shares the first three.  Figures (each run cold: a fresh store for every c
   storage, the driver it picks here);
 - pull of the second image after the first: the time, and the bytes the registry sent
   (its access log), against the first's;
-- peak RSS: the largest of nspawnctl and the processes it ran (getrusage of a wrapper).
+- peak RSS: the largest of nspawnctl and the processes it ran (getrusage of a wrapper),
+  for this image and for one with a single layer of --big-mb MB.
 
 nspawnctl runs its pull here, not a create (this machine is not a systemd host): a create
 from a pulled image is that unpacked base tree copied, which bench_create measures for
@@ -137,7 +138,25 @@ def timed(argv: list[str], env=None) -> tuple[float, int]:
     return took, int(p.stderr.strip().splitlines()[-1])
 
 
-def run(runs: int = 3) -> list[tuple[str, str, str]]:
+def big_rss(work: Path, registry: Registry, mb: int) -> tuple[str, str, str]:
+    """Peak RSS of a pull of an image with one layer of mb MB (random: it does not
+    compress), against the layer's size: memory must not grow with it."""
+    payload = os.urandom(mb << 20)
+    layers = [ib.layer(ib.dir("data"), ib.file("data/blob", payload))]
+    del payload
+    config = ib.image_config([ib.sha256(t) for t in layers], "amd64", Cmd=["/x"])
+    ib.oci_layout(work / "big", layers, ref="1", config=config, compression="gzip")
+    del layers
+    registry.push(work / "big", "bench/big")
+    env = dict(os.environ, NSPAWNCTL_ROOT=str(work / "nsbig"))
+    seconds, kb = timed([sys.executable, "-m", "nspawnctl", "pull", "--tls-verify=false",
+                         f"{ADDR}/bench/big:1"], env)
+    shutil.rmtree(work / "nsbig")
+    return (f"peak RSS pulling a {mb} MB layer", f"nspawnctl {kb / 1024:.0f} MB",
+            f"({seconds:.1f} s)")
+
+
+def run(runs: int = 3, big_mb: int = 0) -> list[tuple[str, str, str]]:
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
         raise SystemExit(f"bench_registry needs {', '.join(missing)}")
@@ -150,7 +169,10 @@ def run(runs: int = 3) -> list[tuple[str, str, str]]:
                 registry.push(layout, f"bench/{repo}")
             sizes = {repo: sum(p.stat().st_size for p in (layout / "blobs/sha256").iterdir())
                      for repo, layout in images.items()}
-            return measure(work, registry, runs, sizes)
+            rows = measure(work, registry, runs, sizes)
+            if big_mb:
+                rows.append(big_rss(work, registry, big_mb))
+            return rows
         finally:
             registry.stop()
 
@@ -222,10 +244,12 @@ def measure(work: Path, registry: Registry, runs: int, sizes: dict) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--big-mb", type=int, default=512, metavar="MB",
+                        help="also the peak RSS of a pull of one layer this large (0: not)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench_registry needs root (podman's and nspawnctl's stores)")
-    rows = run(args.runs)
+    rows = run(args.runs, args.big_mb)
     width = max(len(r[0]) for r in rows)
     for figure, ours, theirs in rows:
         print(f"{figure:<{width}}  {ours:<34}  {theirs}")
