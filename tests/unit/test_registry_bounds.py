@@ -47,6 +47,13 @@ if mode == "oversize":  # one byte more than the largest declared blob
         sys.stderr.write(f'time="t" level=fatal msg="writing blob: {{e.strerror}}"\\n')
         sys.exit(1)
     sys.exit(0)
+if mode == "honest":  # as skopeo 1.9 does: a temporary file in the layout, renamed into place
+    size = int(os.environ["FAKE_SIZE"])
+    with open(os.path.join(layout, "oci-put-blob7"), "wb") as f:
+        f.write(b"h" * size)
+    while not os.listdir(blobs):  # the test renames it (see below)
+        time.sleep(0.01)
+    sys.exit(0)
 if mode == "silent":
     time.sleep(3600)
 if mode == "trickle":
@@ -191,3 +198,68 @@ def test_skopeos_wrapping_of_an_inspect_error_is_left_out():
                            b'v1\\": exceeded maximum allowed size of 4194304 bytes"', "r/a:v1")
     assert error.message == "cannot pull r/a:v1: exceeded maximum allowed size of 4194304 bytes"
     assert "larger than 4 MiB" in error.hint
+
+
+class _Seen:
+    """A directory entry as os.scandir gave it, its stat taken then."""
+
+    def __init__(self, entry):
+        self.name, self.path = entry.name, entry.path
+        self._file = entry.is_file(follow_symlinks=False)
+        self._stat = entry.stat(follow_symlinks=False)
+
+    def is_file(self, follow_symlinks=True):  # noqa: ARG002
+        return self._file
+
+    def stat(self, follow_symlinks=True):  # noqa: ARG002
+        return self._stat
+
+
+def test_a_blob_renamed_between_two_looks_is_counted_once(fake, tmp_path, monkeypatch):
+    """skopeo writes a blob under a temporary name in the layout's top directory and renames
+    it into blobs/sha256 once whole: a rename that lands between the watch's look at one
+    directory and at the other must not count the blob twice (a 20 MB layer of an honest
+    registry's image was \"more than the image's blobs declare\" that way)."""
+    size = 3 * skopeo.MAX_DOCUMENT  # twice that is past the allowance
+    fake("honest", FAKE_SIZE=str(size))
+    layout = tmp_path / "layout"
+    real_scandir = os.scandir
+    hexname = "b" * 64
+
+    def scandir(path):
+        with real_scandir(path) as it:
+            seen = [_Seen(e) for e in it]
+        temp = layout / "oci-put-blob7"
+        if temp.exists() and temp.stat().st_size == size:
+            temp.rename(layout / "blobs/sha256" / hexname)  # right after this look
+        return iter(seen)
+    monkeypatch.setattr(skopeo.os, "scandir", scandir)
+    landed = []
+    skopeo.copy("reg.test/app@sha256:" + "a" * 64, layout, None,
+                skopeo.CopyWatch(expected=size, largest=size, on_file=landed.append),
+                tmp_path / "tmp")
+    assert landed == [hexname]
+
+
+def test_a_blob_renamed_between_listing_and_stat_is_no_crash(fake, tmp_path, monkeypatch):
+    """The rename can land after a directory is listed and before an entry's stat: that entry
+    is gone, not an error."""
+    size = 1 << 20
+    fake("honest", FAKE_SIZE=str(size))
+    layout = tmp_path / "layout"
+    real_scandir = os.scandir
+    hexname = "c" * 64
+
+    def scandir(path):
+        with real_scandir(path) as it:
+            entries = list(it)  # listed, not yet stat'ed
+        temp = layout / "oci-put-blob7"
+        if temp.exists() and temp.stat().st_size == size:
+            temp.rename(layout / "blobs/sha256" / hexname)
+        return iter(entries)
+    monkeypatch.setattr(skopeo.os, "scandir", scandir)
+    landed = []
+    skopeo.copy("reg.test/app@sha256:" + "a" * 64, layout, None,
+                skopeo.CopyWatch(expected=size, largest=size, on_file=landed.append),
+                tmp_path / "tmp")
+    assert landed == [hexname]

@@ -192,23 +192,29 @@ def copy(image: str, layout: Path, tls_verify: bool | None, watch: CopyWatch,
 def _top_bytes(layout: Path) -> int:
     total = 0
     for entry in os.scandir(layout):
-        if entry.is_file(follow_symlinks=False):
-            total += entry.stat(follow_symlinks=False).st_size
+        try:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:  # renamed into blobs/sha256 since the listing
+            continue
     return total
 
 
 def _written(layout: Path, blobs: Path) -> tuple[int, set[str]]:
     """Bytes in the layout's files (blobs whole and being written, index.json ...), and the
-    names of the whole blobs (skopeo's temporary files are "oci-put-blob...")."""
-    total, names = _top_bytes(layout), set()
+    names of the whole blobs.  skopeo writes each blob as a temporary file in the layout's
+    top directory ("oci-put-blob...") and renames it into blobs/sha256 once whole: so blobs
+    are looked at first and the top after, and a file that moves between the two looks is
+    missed once (the next look counts it), never counted twice."""
+    total, names = 0, set()
     for entry in os.scandir(blobs):
         try:
             total += entry.stat(follow_symlinks=False).st_size
-        except FileNotFoundError:  # a temporary file renamed meanwhile
+        except FileNotFoundError:
             continue
         if re.fullmatch(r"[a-f0-9]{64}", entry.name):
             names.add(entry.name)
-    return total, names
+    return total + _top_bytes(layout), names
 
 
 # --- skopeo's errors, as one line ------------------------------------------------------------
