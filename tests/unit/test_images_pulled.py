@@ -1,0 +1,91 @@
+"""images, images rm and images prune with pulled images (ops/images.py), against a registry
+in memory (registryfake.py): what is listed, what rm and prune take and what they must leave.
+The integration tests do it with a real registry and containers."""
+
+import json
+
+import pytest
+
+from nspawnctl.errors import Error
+from nspawnctl.ops import images as ops
+from nspawnctl.ops import pull as pull_ops
+from nspawnctl.paths import Paths
+from nspawnctl.store import images as image_store
+from nspawnctl.store.blobs import BlobStore
+from tests.unit import imagebuild as ib
+from tests.unit.fakes import context
+from tests.unit.registryfake import FakeRegistry, image
+
+REPO = "reg.test/app"
+BASE = ib.layer(ib.dir("bin"), ib.file("bin/tool", b"base" * 100, mode=0o755))
+TOP1 = ib.layer(ib.file("srv/one", b"1" * 1000))
+TOP2 = ib.layer(ib.file("srv/two", b"2" * 1000))
+
+
+@pytest.fixture
+def paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path))
+    return Paths.under(tmp_path)
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    return FakeRegistry().install(monkeypatch)
+
+
+def blobs_in(paths) -> set[str]:
+    return {"sha256:" + p.name for p in BlobStore(paths).blobs.glob("*")}
+
+
+def pulled(paths, registry, tag, *layers):
+    img = image(*layers, Cmd=["/bin/tool"])
+    registry.push(REPO, tag, img)
+    pull_ops.pull(context(paths), f"{REPO}:{tag}", policy="always")  # nspawnctl pull's
+    return img
+
+
+def test_images_lists_each_pulled_name_with_its_tree(paths, registry):
+    one = pulled(paths, registry, "v1", BASE, TOP1)
+    pulled(paths, registry, "v2", BASE, TOP2)
+    rows = {(r["repository"], r["tag"]): r for r in ops.list_images(context(paths))}
+    assert set(rows) == {(REPO, "v1"), (REPO, "v2")}  # no second row for their trees
+    row = rows[(REPO, "v1")]
+    assert row["digest"] == one["digest"] and row["unpacked"] and row["used_by"] == []
+    assert row["key"] == "oci-" + one["digest"].replace(":", "-")
+    assert row["download"] == sum(len(b) for b in one["blobs"].values()) + len(one["manifest"])
+    json.dumps(rows[(REPO, "v2")])  # --json takes every row
+
+
+def test_rm_takes_the_names_tree_and_only_the_blobs_nothing_else_needs(paths, registry):
+    one = pulled(paths, registry, "v1", BASE, TOP1)
+    two = pulled(paths, registry, "v2", BASE, TOP2)
+    done = ops.remove(context(paths), f"{REPO}:v1")
+    assert done["names"] == [f"{REPO}:v1"] and done["trees"] == [
+        "oci-" + one["digest"].replace(":", "-")]
+    left = blobs_in(paths)
+    assert set(two["blobs"]) | {two["digest"]} == left  # the shared base stays for v2
+    assert not (set(one["blobs"]) - set(two["blobs"])) & left
+    with pytest.raises(Error, match="no image"):
+        ops.remove(context(paths), f"{REPO}:v1")
+
+
+def test_prune_takes_the_blobs_of_a_tag_that_moved(paths, registry):
+    one = pulled(paths, registry, "v1", BASE, TOP1)
+    two = pulled(paths, registry, "v1", BASE, TOP2)  # the same tag, another image
+    own = set(one["blobs"]) - set(two["blobs"]) | {one["digest"]}
+    assert own <= blobs_in(paths)  # until a prune
+    done = ops.prune(context(paths))
+    assert done["blobs"] == len(own) and not own & blobs_in(paths)
+    assert set(two["blobs"]) | {two["digest"]} <= blobs_in(paths)
+    assert "oci-" + one["digest"].replace(":", "-") in done["trees"]
+
+
+def test_rm_is_refused_while_a_container_uses_the_tree(paths, registry, monkeypatch):
+    one = pulled(paths, registry, "v1", BASE, TOP1)
+    key = "oci-" + one["digest"].replace(":", "-")
+    monkeypatch.setattr(ops, "users_by_image", lambda _p: {key: ["web"]})
+    with pytest.raises(Error, match="used by container.*web"):
+        ops.remove(context(paths), f"{REPO}:v1")
+    assert one["digest"] in blobs_in(paths) and (paths.images / key).is_dir()
+    assert [r.name for r in BlobStore(paths).records()] == [f"{REPO}:v1"]
+    assert image_store.list_images(paths, {})  # its tree is still there
