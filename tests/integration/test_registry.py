@@ -363,7 +363,9 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(host, nspawnctl, regs, big):
         r = nspawnctl.fails("pull", ref)
         assert "no space left" in r.error.lower(), r.error
         used = int(host.run(["df", "--output=used", "-B1", STORE]).stdout.split()[-1])
-        assert used < 1 << 20  # the partial download went with its staging directory
+        # the partial download went with its staging directory (the 16 MB filled); the
+        # blobs checked before it stay for prune (busybox's layer alone is 1 MB)
+        assert used < 4 << 20, used
         assert store_problems(host, nspawnctl) == []
     finally:
         assert host.run(["umount", STORE]).returncode == 0
