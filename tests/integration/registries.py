@@ -224,9 +224,10 @@ def shapes() -> dict[str, tuple[list[bytes], dict]]:
             ib.dir("tmp", 0o1777), ib.dir("usr"), ib.dir("usr/share"),
             ib.dir("var"), ib.dir("var/lib"), ib.dir("var/lib/dpkg"),
             ib.dir("var/lib/dpkg/status.d")),
-            ib.layer(ib.dir("app"), ib.file("app/server", busybox, 0o755)),
+            # busybox under its own name: it picks the applet by the name it is run as
+            ib.layer(ib.dir("app"), ib.file("app/busybox", busybox, 0o755)),
             www(b"distroless\n", "app/www")],
-            {"Entrypoint": httpd("/app/www", "/app/server"), "User": "65532:65532",
+            {"Entrypoint": httpd("/app/www", "/app/busybox"), "User": "65532:65532",
              "Env": ["PATH=/usr/local/bin:/usr/bin:/bin",
                      "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"]}),
         "alpine": ([ib.layer(
