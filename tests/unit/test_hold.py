@@ -1,6 +1,6 @@
 """store/hold.py: the file that keeps systemd from starting a container whose tree nspawnctl
 replaces, and the drop-in assertion that makes it count (proven on systemd in
-tests/integration/test_hold.py)."""
+tests/integration/test_hold_against_systemd.py)."""
 
 import os
 
