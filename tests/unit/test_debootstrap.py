@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from nspawnctl.sources.debootstrap import (
 def test_key_is_stable_and_short():
     a, b = BootstrapSpec(), BootstrapSpec()
     assert a.key() == b.key()
-    assert len(a.key()) == 16 and int(a.key(), 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", a.key()), a.key()  # it names directories
     assert BootstrapSpec(include=("vim", "curl")).key() == BootstrapSpec(
         include=("vim", "curl")).key()
 
