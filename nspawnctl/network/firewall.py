@@ -73,6 +73,10 @@ def render(networks: list[Network], publications: list[Publication],
         cmds.append({"add": {"rule": {**_in_table(), "chain": chain_name,
                                       "expr": list(expr), "comment": comment}}})
 
+    # The same networks and ports make the same table, in whatever order they are listed.
+    networks = sorted(networks, key=lambda n: n.name)
+    publications = sorted(publications, key=lambda p: (p[1].proto, p[1].host_port,
+                                                        p[1].host_ip or "", p[0]))
     bridges = [n.bridge for n in networks]
 
     chain("guard", "filter", "prerouting", RAW)

@@ -2,9 +2,9 @@
 xattrs, compression), the one-pass image archives (digests, layout, config), the format
 chosen from the file name, the temporary file, and the rule that decides if an image boots."""
 
+import contextlib
 import gzip
 import hashlib
-import io
 import json
 import os
 import platform
@@ -19,6 +19,8 @@ from nspawnctl.errors import Error
 from nspawnctl.ops import export as export_op
 from nspawnctl.ops.create import boot_rule
 from nspawnctl.ops.export import choose_format, run_config
+from nspawnctl.paths import Paths
+from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
 from nspawnctl.sources.oci.writer import RunConfig, write_archive
@@ -353,8 +355,8 @@ def test_sink_counts_and_hashes(tmp_path):
     finally:
         os.close(fd)
     data = (tmp_path / "f").read_bytes()
+    assert data == src.read_bytes() + b"tail"  # the bytes themselves, in order
     assert sink.count == len(data) == 300_004 and h.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert io.BytesIO(data).read(4)
 
 
 @pytest.mark.parametrize("type_,extra", [
@@ -425,6 +427,31 @@ def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
             raise KeyboardInterrupt
     assert bus.calls == ([("freeze", "systemd-nspawn@web.service"),
                           ("thaw", "systemd-nspawn@web.service")] if running else [])
+
+
+def test_a_running_container_is_read_while_frozen(tmp_path, monkeypatch):
+    """export of a running container, whole: the tree is read between the freeze and the
+    thaw (the read is logged into the same list as the bus calls), not only frozen at some
+    point of the command."""
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
+    paths = Paths.from_env()
+    make_tree(paths.tree("web"))
+    save_config(paths, "web", ContainerConfig())
+    bus = FakeBus()
+    monkeypatch.setattr(export_op, "Bus", lambda: contextlib.nullcontext(bus))
+    monkeypatch.setattr(export_op, "is_active", lambda bus, name: True)
+    real = export_op.write_tree
+
+    def logged(tree, sink):
+        bus.calls.append(("read", tree.name))
+        return real(tree, sink)
+    monkeypatch.setattr(export_op, "write_tree", logged)
+    info = export_op.export(paths, "web", tmp_path / "web.tar", report=lambda m: None)
+    assert bus.calls == [("freeze", "systemd-nspawn@web.service"), ("read", "web"),
+                         ("thaw", "systemd-nspawn@web.service")]
+    assert info["frozen"] is True
+    with tarfile.open(tmp_path / "web.tar") as t:
+        assert t.extractfile("./etc/passwd").read() == b"root:x:0:0::/root:/bin/sh\n"
 
 
 def test_a_container_systemd_cannot_freeze_is_refused(monkeypatch):
