@@ -439,7 +439,7 @@ def test_a_running_container_is_read_while_frozen(tmp_path, monkeypatch):
     save_config(paths, "web", ContainerConfig())
     bus = FakeBus()
     monkeypatch.setattr(export_op, "Bus", lambda: contextlib.nullcontext(bus))
-    monkeypatch.setattr(export_op, "is_active", lambda bus, name: True)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: True)
     real = export_op.write_tree
 
     def logged(tree, sink):
