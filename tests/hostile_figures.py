@@ -28,7 +28,7 @@ sys.path[:0] = [{str(REPO)!r}, {str(REPO / 'tests/unit')!r}]
 from pathlib import Path
 from nspawnctl.errors import Error
 from nspawnctl.sources import oci
-from nspawnctl.sources.oci import platforms
+from nspawnctl.formats import platforms
 platforms.ARCHES[os.uname().machine] = "amd64"
 """
 
@@ -52,11 +52,11 @@ except Error as e:
 """
 
 DEEP = PRELUDE + """
-from nspawnctl import fsutil
+from nspawnctl.fs import walk as fswalk
 tree = Path(sys.argv[2]); tree.mkdir()
 t = time.monotonic(); c = oci.unpack_image("oci", Path(sys.argv[1]), tree); t1 = time.monotonic()
-size = fsutil.tree_size(tree); t2 = time.monotonic()
-fsutil.remove_tree(tree); t3 = time.monotonic()
+size = fswalk.tree_size(tree); t2 = time.monotonic()
+fswalk.remove_tree(tree); t3 = time.monotonic()
 print(f"unpacked {t1 - t:.1f}s, tree_size {size} B {t2 - t1:.2f}s, remove_tree {t3 - t2:.1f}s;",
       "gone" if not tree.exists() else "LEFT")
 """
@@ -70,9 +70,9 @@ except Error as e:
 
 SWAP = PRELUDE + """
 import shutil
-from nspawnctl.ops.create import _image_base
+from nspawnctl.sources.oci.source import image_base
 path = Path(sys.argv[1])
-base = _image_base(f"oci-archive:{path}", None, lambda m: None)
+base = image_base(f"oci-archive:{path}", None, lambda m: None)
 os.replace(sys.argv[3], path)
 tree = Path(sys.argv[2]); tree.mkdir()
 try:
@@ -83,7 +83,7 @@ except Error as e:
 """
 
 DIRLINK = PRELUDE + """
-from nspawnctl.ops.create import prepare_tree
+from nspawnctl.store.commit import prepare_tree
 from nspawnctl.sources.tarball import import_dir
 src = Path(sys.argv[1]); tree = Path(sys.argv[2])
 import_dir(src.parent / "link", tree)

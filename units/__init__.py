@@ -1,2 +1,2 @@
 """units/ is shipped as the package data nspawnctl.units: every unit file nspawnctl installs or
-renders (nspawnctl/systemd/units.py reads them).  This file only makes the folder a package."""
+renders (nspawnctl/systemd/unitfiles.py reads them).  This file only makes the folder a package."""

@@ -5,12 +5,12 @@ host side to the bridge; the bridge must exist, be up and hold the gateway addre
 Only links named nsc-* are ever created, changed or deleted here.
 """
 
-import ipaddress
 import os
 from pathlib import Path
 
 from ..errors import Error
-from .model import BRIDGE_PREFIX, Network
+from ..settings.networking import BRIDGE_PREFIX
+from .model import Network
 
 PROC_SYS = Path("/proc/sys")
 
@@ -84,19 +84,6 @@ def bridges() -> list[str]:
     with IPRoute() as ipr:
         names = (link.get_attr("IFLA_IFNAME") for link in ipr.get_links())
         return sorted(n for n in names if n and n.startswith(BRIDGE_PREFIX))
-
-
-def bridge_addresses(name: str) -> list[ipaddress.IPv4Interface]:
-    """The IPv4 addresses a bridge holds (for status and doctor)."""
-    import socket
-
-    from pyroute2 import IPRoute
-    with IPRoute() as ipr:
-        index = _index(ipr, name)
-        if index is None:
-            return []
-        return [ipaddress.IPv4Interface(f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}")
-                for a in ipr.get_addr(family=socket.AF_INET, index=index)]
 
 
 def ipv6_off(ifname: str) -> bool:

@@ -40,7 +40,8 @@ Another table's base chain can still drop what this one accepts (iptables-nft's
 import ipaddress
 
 from ..errors import Error
-from .model import BRIDGE_PREFIX, Network, Port
+from ..settings.networking import BRIDGE_PREFIX, Port
+from .model import Network
 
 FAMILY = "inet"
 TABLE = "nspawnctl"

@@ -1,39 +1,14 @@
-"""What a network and a published port are, checked once where they come in.
+"""What a network is: a bridge and its IPv4 subnet, checked once where it comes in.
 
-Frozen values with one-line errors: everything after parsing can trust them.
+Frozen values with one-line errors: everything after parsing can trust them.  The words a
+container's settings use (network names, published ports) live in settings.networking.
 """
 
 import ipaddress
-import re
 from dataclasses import dataclass
 
 from ..errors import Error
-
-BRIDGE_PREFIX = "nsc-"
-IFNAMSIZ = 16  # kernel interface names: 15 bytes and a NUL
-MAX_NAME = IFNAMSIZ - 1 - len(BRIDGE_PREFIX)  # 11: "nsc-" + name must fit
-DEFAULT = "default"
-# Words of the network *mode* setting (--network default|none|host|NAME): never a network.
-RESERVED = ("none", "host")
-PROTOCOLS = ("tcp", "udp")
-_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
-
-
-def check_network_name(name: str) -> str:
-    """name if it can name a network (its bridge is "nsc-" + name), else Error saying why."""
-    if not name:
-        raise Error("network name is empty")
-    if len(name) > MAX_NAME:
-        raise Error(f"invalid network name {name!r}: longer than {MAX_NAME} characters",
-                    hint=f"its bridge {BRIDGE_PREFIX}{name} must fit the kernel's "
-                         f"{IFNAMSIZ - 1}-byte interface names")
-    if name in RESERVED:
-        raise Error(f"invalid network name {name!r}: a reserved word",
-                    hint="'none' and 'host' are network modes, not networks")
-    if not _NAME.fullmatch(name):
-        raise Error(f"invalid network name {name!r}",
-                    hint="use lower-case letters, digits and '-', not at either end")
-    return name
+from ..settings.networking import BRIDGE_PREFIX, check_network_name
 
 
 def bridge_name(name: str) -> str:
@@ -82,56 +57,3 @@ def check_subnet(value) -> ipaddress.IPv4Network:
     return net
 
 
-@dataclass(frozen=True)
-class Port:
-    """A published port: HOST_IP:HOST_PORT on the host goes to CONTAINER_PORT in the
-    container.  host_ip None means every address of the host, 127.0.0.1 included."""
-    host_ip: str | None
-    host_port: int
-    container_port: int
-    proto: str = "tcp"
-
-    def __str__(self) -> str:
-        head = f"{self.host_ip}:" if self.host_ip else ""
-        return f"{head}{self.host_port}:{self.container_port}/{self.proto}"
-
-
-def parse_port(text: str) -> Port:
-    """Port from "[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]" (docker run -p's form)."""
-    def bad(why: str, hint: str = "use [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp], "
-                                  "e.g. 127.0.0.1:8080:80/tcp"):
-        return Error(f"invalid published port {text!r}: {why}", hint=hint)
-
-    spec, proto = text, "tcp"
-    if "/" in text:
-        spec, proto = text.rsplit("/", 1)
-        if proto not in PROTOCOLS:
-            raise bad(f"unknown protocol {proto!r}", hint="tcp or udp")
-    parts = spec.split(":")
-    if len(parts) == 2:
-        host_ip = None
-    elif len(parts) == 3:
-        host_ip = parts[0]
-        try:
-            addr = ipaddress.ip_address(host_ip)
-        except ValueError:
-            raise bad(f"{host_ip!r} is not an IP address") from None
-        if addr.version != 4:
-            raise bad(f"{host_ip!r} is not an IPv4 address",
-                      hint="containers have IPv4 addresses only")
-        if addr.is_multicast or addr == ipaddress.IPv4Address("255.255.255.255"):
-            raise bad(f"{host_ip!r} is not a unicast address")
-        host_ip = None if addr.is_unspecified else str(addr)
-    else:
-        raise bad("wrong number of ':'")
-    host_port, container_port = (_port_number(p, bad) for p in parts[-2:])
-    return Port(host_ip, host_port, container_port, proto)
-
-
-def _port_number(value: str, bad) -> int:
-    if not value.isascii() or not value.isdigit():
-        raise bad(f"{value!r} is not a port number")
-    n = int(value)
-    if not 1 <= n <= 65535:
-        raise bad(f"port {n} is out of range", hint="ports are 1 to 65535")
-    return n

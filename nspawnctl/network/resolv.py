@@ -92,11 +92,6 @@ def _parse(text: str) -> tuple[list[str], list[str]]:
     return servers, others
 
 
-def write_resolv_conf(tree, text: str):
-    """write_etc_file(tree, "resolv.conf", text)."""
-    write_etc_file(tree, "resolv.conf", text)
-
-
 def write_etc_file(tree, name: str, text: str):
     """Write TREE/etc/NAME with text, never following a symlink the container made.
 

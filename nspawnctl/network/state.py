@@ -16,9 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import flocked, write_atomic
+from ..fs.files import write_atomic
+from ..fs.locks import flocked
 from ..names import check_name
-from .model import BRIDGE_PREFIX, DEFAULT, Network, check_network_name, check_subnet
+from ..settings.networking import BRIDGE_PREFIX, DEFAULT, check_network_name
+from .model import Network, check_subnet
 
 POOL_ENV = "NSPAWNCTL_SUBNET_POOL"
 DEFAULT_SUBNET_ENV = "NSPAWNCTL_DEFAULT_SUBNET"

@@ -3,34 +3,30 @@
 import dataclasses
 
 from ..errors import Error
-from ..fscopy import clone_tree
-from ..paths import Paths
+from ..fs.copy import clone_tree
+from ..network import containers as network
+from ..runtime.context import Context
+from ..runtime.lifecycle import running_for_copy
 from ..settings.files import load_config
 from ..store import overlay
-from ..store.containers import Store
+from ..store.commit import finish
 from ..store.hold import hold
-from ..systemd.bus import Bus
-from . import network
-from .common import Report, require_root
-from .create import finish
-from .lifecycle import running_for_copy
+from .common import require_root
 
 
-def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
+def clone(ctx: Context, src: str, dst: str) -> dict:
     require_root()
-    store = Store(paths)
-    store.require(src)
+    paths, store = ctx.paths, ctx.store
     store.require_absent(dst)
-    first, second = sorted([src, dst])
-    with store.lock(first), store.lock(second):
-        store.require(src)
+    # src held (and DST's name reserved: a create of it now is refused as busy)
+    with ctx.holding(src), store.lock(dst):
         store.require_absent(dst)
         # src is held stopped while it is copied: started meanwhile (by systemd, for
         # machinectl or a container requiring it), its root could change the tree under the
         # copy (store/hold.py); one stopping is waited for
-        with Bus() as bus, hold(paths, bus, src), \
+        with hold(paths, ctx.bus, src), \
                 store.staging(paths.machines, f"clone-{dst}") as stage:
-            if running_for_copy(bus, src, report):
+            if running_for_copy(ctx, src):
                 raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
             cfg = load_config(paths, src)
             if network.managed(cfg):  # refused before the copy, not after it
@@ -48,5 +44,5 @@ def clone(paths: Paths, src: str, dst: str, report: Report = print) -> dict:
             network.join(paths, dst, cfg)  # given back if the commit fails
             finish(store, stage, dst, cfg, dst, lower, like=src)
     if network.managed(cfg):
-        network.joined(paths, dst, cfg)
+        network.joined(paths, ctx.bus, dst, cfg)
     return {"name": dst, "from": src, "method": method}

@@ -1,7 +1,7 @@
 """cp: files and directories into and out of a container, running or stopped.
 
 The container side is resolved inside its tree (store/inside.py: RESOLVE_IN_ROOT), its parent
-directory held open, and the copy made by fscopy.copy_at below that descriptor: every name
+directory held open, and the copy made by fs/copy.py (copy_at) below that descriptor: every name
 resolved once, never through a symlink, so neither a symlink in the container nor one it swaps
 in while the copy runs leads the copy onto the host, in or out.  The copy is made under a
 temporary name beside its destination and renamed over it (once checked to be still what was
@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Error
-from ..fscopy import copy_at
-from ..fsutil import pid_alive, remove_tree_at
+from ..fs import resolve
+from ..fs.copy import copy_at
+from ..fs.locks import pid_alive
+from ..fs.walk import remove_tree_at
 from ..names import check_name
-from ..paths import Paths
+from ..runtime.context import Context
 from ..store import inside, overlay
-from ..store.containers import Store
-from .common import Report, require_root
+from .common import require_root
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY
 
@@ -51,8 +52,7 @@ def parse_side(text: str) -> Side:
     return Side(None, text)
 
 
-def copy(paths: Paths, src: str, dst: str, preserve_owner: bool = False,
-         report: Report = print) -> dict:
+def copy(ctx: Context, src: str, dst: str, preserve_owner: bool = False) -> dict:
     require_root()
     s, d = parse_side(src), parse_side(dst)
     if (s.name is None) == (d.name is None):
@@ -65,14 +65,14 @@ def copy(paths: Paths, src: str, dst: str, preserve_owner: bool = False,
     owner = None if preserve_owner or d.name is not None else invoking_user()
     name = s.name or d.name
     assert name is not None
-    store = Store(paths)
-    store.require(name)
+    paths = ctx.paths
+    ctx.store.require(name)
     tree = paths.tree(name)
     if overlay.is_overlay(paths, name) and not os.path.ismount(tree):
         raise Error(f"the tree of {name} is not mounted",
                     hint=f"start it, or: systemctl start {overlay.mount_unit(paths, name)}")
     base = inside.uid_base(tree)
-    rootfd = inside.open_root(tree)
+    rootfd = resolve.open_root(tree)
     try:
         if d.name is not None:
             return _copy_in(rootfd, base, s.path, name, d.path)
@@ -131,13 +131,13 @@ def _copy_in(rootfd: int, base: int, src: str, name: str, dst: str) -> dict:
 def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str,
               owner: tuple[int, int] | None) -> dict:
     where = f"{name}:{src}"
-    parent, last = inside.split(src)
+    parent, last = resolve.split(src)
     try:
-        parentfd = inside.resolve(rootfd, parent, _DIR)
+        parentfd = resolve.in_root(rootfd, parent, _DIR)
         if last:
             os.stat(last, dir_fd=parentfd, follow_symlinks=False)
     except OSError as exc:
-        raise inside.describe(exc, where) from None
+        raise resolve.describe(exc, where) from None
     try:
         if not last:  # / or a path ending in ..: the directory itself
             last = "."
@@ -171,21 +171,21 @@ def _container_target(rootfd: int, dst: str, default: str, where: str) -> tuple[
     """The directory (opened in the tree) and name a copy into the container lands as: DST
     itself, or DST/default when DST is a directory there."""
     try:
-        fd = inside.resolve(rootfd, dst, _DIR)
+        fd = resolve.in_root(rootfd, dst, _DIR)
         return fd, default
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-            raise inside.describe(exc, where) from None
+            raise resolve.describe(exc, where) from None
         if dst.endswith(("/", "/.", "/..")):  # meant as a directory: never a file's name
             raise Error(f"{where}: no such directory in the container") from None
-    parent, last = inside.split(dst)
+    parent, last = resolve.split(dst)
     try:
-        fd = inside.resolve(rootfd, parent, _DIR)
+        fd = resolve.in_root(rootfd, parent, _DIR)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
             raise Error(f"{where}: the directory {parent} does not exist in the container",
                         hint="make it first, e.g. nspawnctl exec NAME -- mkdir -p DIR") from None
-        raise inside.describe(exc, where) from None
+        raise resolve.describe(exc, where) from None
     return fd, last
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ..errors import Error
 from ..network import firewall
-from ..network.model import BRIDGE_PREFIX
 from ..paths import Paths
 from ..run import run
+from ..settings.networking import BRIDGE_PREFIX
 
 ERROR, WARNING = "error", "warning"
 INOTIFY_WANTED = 4096      # 128 (the kernel default) boots about 16 containers; 4096 boots 60+

@@ -2,7 +2,7 @@
 
 The tree is read as the container sees it: an --overlay container's through its mounted
 overlay (its layers flattened), owners shifted back from the UID range the user namespace
-stored them in (store/tartree.py).  A running container is frozen (systemd's FreezeUnit)
+stored them in (formats/tar.py).  A running container is frozen (systemd's FreezeUnit)
 while its tree is read and thawed afterwards, whatever happens; a stopped one is read as it
 is, under its lock, so it cannot start meanwhile.
 
@@ -18,17 +18,18 @@ import time
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import mounts_under, pid_alive
-from ..paths import Paths, service_unit
+from ..formats.oci import RunConfig, write_archive
+from ..formats.tar import Sink, write_tree
+from ..fs.locks import pid_alive
+from ..fs.mounts import mounts_under
+from ..paths import service_unit
+from ..runtime.context import Context
+from ..runtime.lifecycle import running_for_copy
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
 from ..store import overlay
-from ..store.containers import Store
 from ..store.inits import find_init
-from ..store.tartree import Sink, write_tree
-from ..systemd.bus import Bus
-from .common import Report, require_root
-from .lifecycle import running_for_copy
+from .common import require_root
 
 # the image writer (and the OCI package it lives in) is imported only for images
 IMAGE_FORMATS = ("oci-archive", "docker-archive")
@@ -65,7 +66,6 @@ def run_config(cfg: ContainerConfig, tree: Path):
     """How the container runs here, as an image config (a writer.RunConfig): a booted
     container's command is its init (with the init's arguments), an application container's
     its command."""
-    from ..sources.oci.writer import RunConfig
     if cfg.boot:
         init = find_init(tree)
         if init is None:
@@ -81,20 +81,18 @@ def run_config(cfg: ContainerConfig, tree: Path):
                      exposed_ports=ports)
 
 
-def export(paths: Paths, name: str, file: Path, fmt: str | None = None,
-           report: Report = print) -> dict:
+def export(ctx: Context, name: str, file: Path, fmt: str | None = None) -> dict:
     require_root()
     fmt, compression = choose_format(file, fmt)
-    store = Store(paths)
-    store.require(name)
+    paths = ctx.paths
+    ctx.store.require(name)
     file = Path(os.path.abspath(file))
     if not file.parent.is_dir():
         raise Error(f"no directory {file.parent} to write {file.name} in")
     if file.is_dir():
         raise Error(f"{file} is a directory", hint="give the name of the file to write")
     t0 = time.monotonic()
-    with store.lock(name):
-        store.require(name)
+    with ctx.holding(name):
         tree = paths.tree(name)
         if overlay.is_overlay(paths, name) and str(tree) not in mounts_under(tree):
             lower = overlay.lower_of(paths, name)
@@ -102,7 +100,7 @@ def export(paths: Paths, name: str, file: Path, fmt: str | None = None,
                 raise Error(f"the overlay unit of {name} names no base tree")
             overlay.mount_tree(paths, name, lower)  # what its mount unit does at boot
         run = run_config(load_config(paths, name), tree) if fmt != "tar" else None
-        with Bus() as bus, _frozen(bus, name, report) as frozen:
+        with _frozen(ctx, name) as frozen:
             info = _write(tree, file, fmt, compression, run, name)
     info.update(name=name, file=str(file), format=fmt, compression=compression,
                 frozen=frozen, seconds=round(time.monotonic() - t0, 3))
@@ -110,10 +108,11 @@ def export(paths: Paths, name: str, file: Path, fmt: str | None = None,
 
 
 @contextlib.contextmanager
-def _frozen(bus: Bus, name: str, report: Report):
+def _frozen(ctx: Context, name: str):
     """Freeze NAME's unit for the with-block if it runs (yields whether it did); thawed on
     the way out, also on an error or Ctrl-C."""
-    if not running_for_copy(bus, name, report):
+    bus = ctx.bus
+    if not running_for_copy(ctx, name):
         yield False
         return
     unit = service_unit(name)
@@ -123,7 +122,7 @@ def _frozen(bus: Bus, name: str, report: Report):
                     f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
                                       "freezes units only with the unified cgroup hierarchy "
                                       "(cgroup v2)")
-    report(f"{name} is running: frozen while its tree is read")
+    ctx.report(f"{name} is running: frozen while its tree is read")
     try:
         yield True
     finally:
@@ -143,7 +142,6 @@ def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name:
                 sink.close()
                 info: dict = {}
             else:
-                from ..sources.oci.writer import write_archive
                 assert run is not None
                 holder: list = []
 

@@ -23,50 +23,17 @@ import os
 
 from ..errors import Error
 from ..paths import Paths
+from ..runtime.context import Context
+from ..runtime.upgrade import finish_interrupted, interrupted
 from ..store import overlay
-from ..store.containers import Store
 from ..store.hold import drop_stale
-from .upgrade import finish_interrupted, interrupted
-
-RECOVER_UNIT = "nspawnctl-recover.service"
-# A drop-in of the template, so it applies to every container, also ones made before it.
-TEMPLATE_DROPINS = "systemd-nspawn@.service.d"
-RECOVER_DROPIN = "10-nspawnctl-recover.conf"
-WANTED_BY = ("machines.target", "multi-user.target")  # as units/nspawnctl-recover.service says
-
-
-def install_units(paths: Paths) -> bool:
-    """Install and enable the boot-time units (without a daemon reload: the caller's business,
-    see ensure_units).  True when a file changed."""
-    from ..systemd.unitfiles import install, render
-    changed = install(paths.units, RECOVER_UNIT,
-                      render(RECOVER_UNIT, machines=str(paths.machines), state=str(paths.state)))
-    changed |= install(paths.units / TEMPLATE_DROPINS, RECOVER_DROPIN,
-                       render("nspawn-recover.conf"))
-    for target in WANTED_BY:  # what `systemctl enable` makes, without needing systemd to run
-        link = paths.units / f"{target}.wants" / RECOVER_UNIT
-        if not os.path.islink(link):
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(paths.units / RECOVER_UNIT, link)
-            changed = True
-    return changed
-
-
-def ensure_units(paths: Paths):
-    """install_units(), and a daemon reload when that changed something and systemd runs."""
-    if install_units(paths):
-        from ..errors import Error
-        from ..systemd.bus import Bus
-        try:
-            with Bus() as bus:
-                bus.reload()
-        except Error:
-            pass  # no systemd here (a tree built for another host): it reads them at boot
 
 
 def recover(paths: Paths) -> list[str]:
-    """Make the store whole (see the module docstring); lines saying what was done."""
-    store = Store(paths)
+    """Make the store whole (see the module docstring); lines saying what was done.  At boot
+    the bus may not be up yet: nothing here needs it."""
+    ctx = Context(paths, report=lambda _line: None)
+    store = ctx.store
     done = [f"removed {what}" for what in store.sweep()]
     for name in store.names():
         if overlay.is_overlay(paths, name) and overlay.is_ours(paths, name) \
@@ -78,9 +45,8 @@ def recover(paths: Paths) -> list[str]:
             done.append(f"removed the hold of a killed command on {name}")
     for name in interrupted(paths):
         try:
-            with store.lock(name):  # held by an upgrade that is still running: not ours
-                if finish_interrupted(paths, name, lambda _line: None, start_after=False,
-                                      running=False):
+            with ctx.holding(name) as held:  # held by an upgrade still running: not ours
+                if finish_interrupted(held, start_after=False, running=False):
                     done.append(f"finished the interrupted upgrade of {name}")
         except Error as exc:
             done.append(f"left the upgrade record of {name}: {exc.message}")

@@ -1,20 +1,21 @@
 """What `list` and `status` show: the store's containers joined with systemd's and machined's
 view of them, read with as few D-Bus calls as possible (two for the whole list)."""
 
-import contextlib
 import os
 from pathlib import Path
 
 from .. import log
 from ..errors import Error
+from ..fs import resolve
+from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
+from ..runtime.context import Context
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
-from ..store import inside, overlay, snapshots
-from ..store.containers import Store
+from ..store import overlay
+from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
 from ..systemd.bus import SERVICE, SYSTEMD, Bus, unit_path
-from .network import managed, network_state
 
 OS_RELEASE_MAX = 64 << 10  # a real one is a few hundred bytes
 
@@ -22,9 +23,9 @@ OS_RELEASE_MAX = 64 << 10  # a real one is a few hundred bytes
 def os_release(tree: Path) -> dict:
     """The tree's os-release, as the container itself would find it (os-release(5): /etc,
     else /usr/lib): its root owns every byte of it, so the file is resolved inside the tree,
-    opened once and read bounded (store/inside.py); the values are shown escaped (cli)."""
+    opened once and read bounded (fs/resolve.py); the values are shown escaped (cli)."""
     for path in ("/etc/os-release", "/usr/lib/os-release"):
-        data = inside.read_small(tree, path, OS_RELEASE_MAX)
+        data = resolve.read_small(tree, path, OS_RELEASE_MAX)
         if data is None:
             continue
         fields = {}
@@ -34,10 +35,6 @@ def os_release(tree: Path) -> dict:
                 fields[key.strip()] = value.strip().strip("'\"")
         return fields
     return {}
-
-
-def is_enabled(paths: Paths, name: str) -> bool:
-    return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))
 
 
 def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
@@ -62,30 +59,30 @@ def _state(unit_state: str | None) -> str:
             "failed": "failed", "reloading": "running"}.get(unit_state or "", "stopped")
 
 
-def list_containers(paths: Paths) -> list[dict]:
-    store = Store(paths)
+def list_containers(ctx: Context) -> list[dict]:
+    paths, store = ctx.paths, ctx.store
     if os.geteuid() == 0:
         store.sweep()  # what killed commands left must not show up, or linger
     names = store.names()
-    with Bus() as bus:
-        units = {u["name"]: u["active_state"]
-                 for u in bus.list_units(["systemd-nspawn@*.service"])}
-        running = {m["name"] for m in bus.list_machines()}
-        leases = _leases(paths)
-        rows = []
-        for name in names:
-            state = _state(units.get(service_unit(name)))
+    if not names:
+        return []  # nothing to ask systemd about: no connection (and no pystemd) at all
+    bus = ctx.bus
+    units = {u["name"]: u["active_state"] for u in bus.list_units(["systemd-nspawn@*.service"])}
+    running = {m["name"] for m in bus.list_machines()}
+    leases = _leases(paths)
+    rows = []
+    for name in names:
+        state = _state(units.get(service_unit(name)))
+        try:
+            cfg = load_config(paths, name)
+        except Error as exc:  # one container's broken settings must not hide the others
+            log.warning(__name__, "warning: %s (its row shows what could be read)",
+                        exc.message)
             try:
-                cfg = load_config(paths, name)
-            except Error as exc:  # one container's broken settings must not hide the others
-                log.warning(__name__, "warning: %s (its row shows what could be read)",
-                            exc.message)
-                try:
-                    cfg = load_config(paths, name, dropin=False)
-                except Error:
-                    cfg = ContainerConfig()
-            rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running,
-                                                                 leases)))
+                cfg = load_config(paths, name, dropin=False)
+            except Error:
+                cfg = ContainerConfig()
+        rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running, leases)))
     return rows
 
 
@@ -105,14 +102,15 @@ def _addresses(bus: Bus, cfg: ContainerConfig, name: str, running: set[str],
     return bus.machine_addresses(name) if name in running else None
 
 
-def status(paths: Paths, name: str) -> dict:
-    Store(paths).require(name)
+def status(ctx: Context, name: str) -> dict:
+    paths = ctx.paths
+    ctx.store.require(name)  # before the bus: a typo needs no systemd to be said
     cfg = load_config(paths, name)
-    with Bus() as bus:
-        unit = bus.unit_properties(service_unit(name))
-        machine = bus.machine_properties(name)
-        addresses = _addresses(bus, cfg, name, {name} if machine else set(), _leases(paths))
-        service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
+    bus = ctx.bus
+    unit = bus.unit_properties(service_unit(name))
+    machine = bus.machine_properties(name)
+    addresses = _addresses(bus, cfg, name, {name} if machine else set(), _leases(paths))
+    service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
     row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses)
     row.update({
         "unit": service_unit(name),
@@ -134,21 +132,3 @@ def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
             "volumes": meta.get("volumes") or None}
 
 
-def usage_by_image(paths: Paths) -> dict[str, int]:
-    """How many containers use each base tree: the one their settings name, and, for an
-    --overlay container, the one its mount unit really stacks on (a hand-edited .nspawn file
-    without its image comment must not let prune delete a live overlay's lower tree)."""
-    counts: dict[str, int] = {}
-    for name in Store(paths).names():
-        keys: set[str] = set()
-        with contextlib.suppress(Error):
-            keys.add(load_config(paths, name).image or "")
-        lower = overlay.lower_of(paths, name)
-        if lower is not None and lower.parent.parent == paths.images:
-            keys.add(lower.parent.name)
-        for key in keys - {""}:
-            counts[key] = counts.get(key, 0) + 1
-    # an --overlay container's snapshots hold only its upper layer: they need its base too
-    for key, n in snapshots.lowers(paths).items():
-        counts[key] = counts.get(key, 0) + n
-    return counts

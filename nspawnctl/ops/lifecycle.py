@@ -1,216 +1,37 @@
-"""Starting, stopping and entering containers, through systemd1 and machine1 on D-Bus.
+"""The commands that run containers: start, stop, restart, kill, enable, disable, exec, shell,
+logs.  Starting and stopping themselves are runtime/lifecycle.py's, which other operations
+share."""
 
-A container is systemd-nspawn@NAME.service; machined registers it as machine NAME once
-systemd-nspawn has set it up.  "Running" for a booted container means what `machinectl` users
-expect: its own systemd reports running (or degraded), so a shell or exec works right away.
-"""
-
-import contextlib
 import os
 import signal as signals
-import time
-from collections.abc import Callable
 
 from ..confine import enter
 from ..errors import Error
-from ..paths import Paths, service_unit
-from ..run import interactive, need_tool, relayed, run
+from ..paths import service_unit
+from ..run import interactive, need_tool, relayed
+from ..runtime import lifecycle
+from ..runtime.context import Context
+from ..runtime.lifecycle import leader
 from ..settings.files import load_config
 from ..settings.model import check_user
-from ..store.containers import Store
-from ..store.hold import drop_stale
-from ..systemd.bus import SERVICE, Bus
-from . import network
 
 
-def _polls(quick=0.01, quick_for=2.0, most=0.05):
-    """Sleep intervals for state polling: every 10 ms for the first 2 s, when the answer is
-    usually near (a stop takes ~0.1 s, a boot ~0.3 s; each poll is one D-Bus property read),
-    then backing off so a slow boot does not cost a busy loop.  A back-off from the start
-    (5 ms x1.5 up to 50 ms) was seen arriving ~50 ms after the state changed."""
-    waited = 0.0
-    delay = quick
-    while True:
-        yield delay
-        waited += delay
-        if waited >= quick_for:
-            delay = min(delay * 1.5, most)
+def start(ctx: Context, name: str, wait: bool = True, timeout: float = 60) -> str:
+    """Start NAME: asked under its lock, then waited for without it (its start job holds it
+    from there: a remove sees the job)."""
+    with ctx.holding(name) as held:
+        if lifecycle.request_start(held):
+            return "running"
+    return lifecycle.wait_started(ctx, name, timeout) if wait else "starting"
 
 
-def _journal_tail(name: str, lines: int = 10) -> str:
-    proc = run(["journalctl", "-u", service_unit(name), "-n", str(lines), "--no-pager", "-q",
-                "-o", "cat"], check=False)
-    return proc.stdout.strip()
+def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
+    return lifecycle.stop(ctx, name, timeout)
 
 
-def is_active(bus: Bus, name: str) -> bool:
-    """Running, or about to: a queued start job counts (its unit is still inactive)."""
-    unit = service_unit(name)
-    return bus.active_state(unit) in ("active", "activating", "reloading") or bus.has_job(unit)
-
-
-def start(paths: Paths, name: str, wait: bool = True, timeout: float = 60,
-          report: Callable[[str], None] = print, locked: bool = False) -> str:
-    """Start NAME; locked: the caller holds NAME's lock already (snapshot, rollback)."""
-    store = Store(paths)
-    store.require(name)
-    cfg = load_config(paths, name)
-    unit = service_unit(name)
-    with Bus() as bus:
-        # Under NAME's lock a remove cannot move the tree away between the check and
-        # StartUnit; once the start job is queued, remove sees it (is_active).
-        with contextlib.nullcontext() if locked else store.lock(name):
-            store.require(name)
-            if is_active(bus, name):
-                report(f"{name} is already running")
-                return "running"
-            if bus.active_state(unit) == "failed":
-                bus.reset_failed(unit)
-            drop_stale(paths, name)  # a killed upgrade's or rollback's: its unit asserts none
-            if network.managed(cfg):
-                network.ensure_host(paths, cfg)  # systemd-nspawn needs the bridge to exist
-                # Docker or ufw may have left a FORWARD policy of drop: the container would
-                # start, unable to reach anything.  Say so, with what to run.
-                for line in network.forward_warnings():
-                    report(f"warning: {line}")
-            bus.start_unit(unit)
-        if not wait:
-            return "starting"
-        deadline = time.monotonic() + timeout
-        polls = _polls()
-        leader = None
-        while time.monotonic() < deadline:
-            state = bus.active_state(unit)
-            # "inactive" right after StartUnit only means the job has not begun yet.
-            if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
-                raise _start_failed(bus, name)
-            if state == "active" and (leader or bus.machine_path(name)):
-                if not cfg.boot:
-                    return "running"
-                leader = leader or (bus.machine_properties(name) or {}).get("Leader")
-                if _guest_bus_ready(leader):
-                    guest = _guest_boot_finished(name, deadline)
-                    if guest in ("running", "degraded"):
-                        return guest
-            time.sleep(next(polls))
-    raise Error(f"{name} did not finish booting within {timeout:g} s", hint=_log_hint(name))
-
-
-def _log_hint(name: str) -> str:
-    return "its log says:\n" + (_journal_tail(name) or "(nothing)")
-
-
-def _start_failed(bus: Bus, name: str) -> Error:
-    """Why the start failed: systemd's start timeout (--start-timeout) is its own case, since
-    the log only says the start "timed out" and the cure is a setting of nspawnctl's."""
-    log = _log_hint(name)
-    if bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout":
-        return Error(f"{name} did not start within its start timeout, and systemd stopped it",
-                     hint=f"on a busy host give it longer: nspawnctl set {name} "
-                          f"--start-timeout 10min\n{log}")
-    return Error(f"{name} failed to start", hint=log)
-
-
-def _guest_bus_ready(leader: int | None) -> bool:
-    """Whether the container's system bus socket is there yet (a stat through its root), so
-    that `systemctl -M` is run once it can connect, not once per poll while the guest boots
-    (each failed try was a process, some 30 ms of a CPU the boot needs)."""
-    if not leader:
-        return True  # no leader to look through: let systemctl find out
-    return os.path.exists(f"/proc/{leader}/root/run/dbus/system_bus_socket")
-
-
-def _guest_boot_finished(name: str, deadline: float) -> str | None:
-    """The container's SystemState once its boot has finished, from `systemctl -M NAME
-    is-system-running --wait` (what a machinectl user runs): it waits on the guest's bus for
-    systemd's own word that startup is over, where polling SystemState was late by half a
-    poll (up to 25 ms) and opened a connection through machined each time.  None while the
-    guest's bus is not up yet (the caller polls again) or the deadline passed."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        return None
-    try:
-        proc = run(["systemctl", "-M", name, "is-system-running", "--wait"], check=False,
-                   timeout=left)
-    except Error:
-        return None  # out of time: the caller says so, with the log
-    return proc.stdout.strip() or None
-
-
-def stop(paths: Paths, name: str, timeout: float = 30, report=print) -> bool:
-    """Power NAME off cleanly; terminate it after timeout.
-
-    A stop of its unit, as `systemctl stop` does: systemd-nspawn turns the SIGTERM into a
-    clean poweroff of a booted container, and systemd stops the containers that require this
-    one first (--requires; a poweroff from inside, like `machinectl poweroff`, would leave
-    them running).  Returns False when it was not running (not an error: it is stopped, as
-    asked).
-    """
-    Store(paths).require(name)
-    try:
-        boot = load_config(paths, name, dropin=False).boot
-    except Error:  # settings broken by a hand edit: stopping must still work
-        boot = True
-    unit = service_unit(name)
-    with Bus() as bus:
-        if not is_active(bus, name):
-            return False
-        bus.stop_unit(unit)
-        if _wait_inactive(bus, unit, timeout):
-            if not boot and bus.active_state(unit) == "failed":
-                # A single command has no init to power off: systemd-nspawn kills it and
-                # exits 1 for that, which is the stop that was asked for, not a failure.
-                bus.reset_failed(unit)
-            return True
-        report(f"{name} did not power off within {timeout:g} s: terminating it")
-        bus.stop_unit(unit)
-        if not _wait_inactive(bus, unit, 30):
-            bus.kill_unit(unit, signals.SIGKILL)
-            if not _wait_inactive(bus, unit, 10):
-                raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
-                            hint=f"see: systemctl status {unit}")
-    return True
-
-
-SETTLE_TIMEOUT = 120.0  # beyond systemd's default stop timeout (90 s)
-
-
-def running_for_copy(bus: Bus, name: str, report: Callable[[str], None] = print,
-                     timeout: float = SETTLE_TIMEOUT) -> bool:
-    """Whether NAME runs, asked by a command about to copy or read its whole tree (snapshot,
-    export, clone): a container that is stopping still runs (its processes, and its root,
-    write its tree until they are gone; is_active says no), and one starting is about to.
-    Either is waited for, up to timeout, so that the answer holds for the copy: a copy is
-    made only of a stopped tree or a frozen one."""
-    unit = service_unit(name)
-    state = bus.active_state(unit)
-    if state in ("deactivating", "activating"):
-        report(f"{name} is {'stopping' if state == 'deactivating' else 'starting'}: "
-               "waiting for it before its tree is read")
-        deadline = time.monotonic() + timeout
-        polls = _polls()
-        while state in ("deactivating", "activating") and time.monotonic() < deadline:
-            time.sleep(next(polls))
-            state = bus.active_state(unit)
-        if state in ("deactivating", "activating"):
-            raise Error(f"{name} is still {state} after {timeout:g} s: its tree is not read "
-                        "while it changes", hint=f"see: systemctl status {unit}")
-    return is_active(bus, name)
-
-
-def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    polls = _polls()
-    while time.monotonic() < deadline:
-        if bus.active_state(unit) in ("inactive", "failed"):
-            return True
-        time.sleep(next(polls))
-    return False
-
-
-def restart(paths: Paths, name: str, timeout: float = 60, report=print) -> str:
-    stop(paths, name, report=report)
-    return start(paths, name, timeout=timeout, report=report)
+def restart(ctx: Context, name: str, timeout: float = 60) -> str:
+    lifecycle.stop(ctx, name)
+    return start(ctx, name, timeout=timeout)
 
 
 def parse_signal(value: str) -> int:
@@ -226,44 +47,30 @@ def parse_signal(value: str) -> int:
     raise Error(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
 
 
-def kill(paths: Paths, name: str, signal: str = "TERM"):
+def kill(ctx: Context, name: str, signal: str = "TERM"):
     number = parse_signal(signal)
-    Store(paths).require(name)
-    with Bus() as bus:
-        if not bus.machine_path(name):
-            raise Error(f"{name} is not running")
-        bus.kill_machine(name, "all", number)
+    ctx.store.require(name)
+    if not ctx.bus.machine_path(name):
+        raise Error(f"{name} is not running")
+    ctx.bus.kill_machine(name, "all", number)
 
 
-def enable(paths: Paths, name: str):
+def enable(ctx: Context, name: str):
     """Start NAME at boot: its unit joins machines.target, and machines.target is enabled."""
-    store = Store(paths)
-    store.require(name)
     # Under NAME's lock, as start: a remove cannot go between the check and the link, which
     # would leave a machines.target.wants link to a container that is gone.
-    with Bus() as bus, store.lock(name):
-        store.require(name)
-        bus.enable_units([service_unit(name), "machines.target"])
-        bus.reload()
+    with ctx.holding(name):
+        ctx.bus.enable_units([service_unit(name), "machines.target"])
+        ctx.bus.reload()
 
 
-def disable(paths: Paths, name: str):
-    store = Store(paths)
-    store.require(name)
-    with Bus() as bus, store.lock(name):
-        store.require(name)
-        bus.disable_units([service_unit(name)])
-        bus.reload()
+def disable(ctx: Context, name: str):
+    with ctx.holding(name):
+        ctx.bus.disable_units([service_unit(name)])
+        ctx.bus.reload()
 
 
-def leader(bus: Bus, name: str) -> int:
-    props = bus.machine_properties(name)
-    if props is None:
-        raise Error(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
-    return int(props["Leader"])
-
-
-def exec_(paths: Paths, name: str, command: list[str]) -> int:
+def exec_(ctx: Context, name: str, command: list[str]) -> int:
     """Run command in NAME with our stdin/stdout/stderr; its exit status is returned.
 
     Whatever runs in the container is in a session of its own and gets a new pty in place of
@@ -283,10 +90,9 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     """
     if not command:
         raise Error("no command given", hint=f"nspawnctl exec {name} -- CMD [ARG...]")
-    Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
-    with Bus() as bus:
-        pid = leader(bus, name)
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    pid = leader(ctx.bus, name)
     if cfg.boot:
         return relayed([need_tool("systemd-run", "systemd"), "-M", name, "--quiet",
                         "--wait", "--pipe", "--collect", "--service-type=exec", "--",
@@ -304,7 +110,7 @@ def exec_(paths: Paths, name: str, command: list[str]) -> int:
     return enter(pid, command, env)
 
 
-def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
+def shell(ctx: Context, name: str, user: str | None, command: list[str]) -> int:
     """An interactive login shell in a booted container, through machined (machinectl shell).
 
     machined hands out a pseudo-terminal over D-Bus (OpenMachineShell); relaying it needs a
@@ -312,10 +118,9 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
     """
     if user is not None:
         check_user(user)
-    Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
-    with Bus() as bus:
-        leader(bus, name)
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    leader(ctx.bus, name)
     if not cfg.boot:  # machined opens shells through the container's own systemd
         raise Error(f"{name} runs a single command, not a system with logins",
                     hint=f"run a shell in it instead: nspawnctl exec {name} -- sh")
@@ -324,12 +129,11 @@ def shell(paths: Paths, name: str, user: str | None, command: list[str]) -> int:
     return interactive(argv + [target, *command])
 
 
-def logs(paths: Paths, name: str, follow: bool, lines: int | None) -> int:
+def logs(ctx: Context, name: str, follow: bool, lines: int | None) -> int:
     """The container's own journal while it runs and keeps one, else its unit's log."""
-    Store(paths).require(name)
-    cfg = load_config(paths, name, dropin=False)
-    with Bus() as bus:
-        running = bool(bus.machine_path(name))
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    running = bool(ctx.bus.machine_path(name))
     argv = [need_tool("journalctl", "systemd"), "--no-pager"]
     argv += ["-M", name] if (running and cfg.boot) else ["-u", service_unit(name)]
     if lines is not None:

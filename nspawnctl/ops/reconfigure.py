@@ -3,31 +3,29 @@ runs; what needs a restart is said."""
 
 from typing import Any
 
-from ..paths import Paths, service_unit
+from ..network import containers as network
+from ..paths import service_unit
+from ..runtime.context import Context
+from ..runtime.lifecycle import is_active
 from ..settings.files import load_config, save_config
 from ..settings.model import dependencies, edit, live_properties, needs_restart
-from ..store.containers import Store
-from ..systemd.bus import Bus
-from . import network, order
+from ..store import order
 from .common import require_root
-from .lifecycle import is_active
 
 
-def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
+def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
     """Apply the CLI's options; returns lines telling the user what took effect and what
     waits."""
     require_root()
-    store = Store(paths)
-    store.require(name)
+    paths, store = ctx.paths, ctx.store
     messages = []
-    with store.lock(name):
-        store.require(name)  # again: a remove may have finished while we looked
+    with ctx.holding(name):
         old = load_config(paths, name)
         new = edit(old, options)
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.
-            _apply_live(paths, store, name, new)
+            _apply_live(ctx, name, new)
             return [f"{name}: nothing changed"]
         if dependencies(new) != dependencies(old):
             order.check(paths, name, new)
@@ -36,34 +34,33 @@ def set_config(paths: Paths, name: str, options: dict[str, Any]) -> list[str]:
             network.join(paths, name, new)  # refuses taken ports and unknown networks
         save_config(paths, name, new)
         if networked:
-            network.ensure_host_unit(paths)
+            network.ensure_host_unit(paths, ctx.bus)
             network.apply_host(paths)  # published ports change at once
             network.write_all_hosts(paths)
-        with Bus() as bus:
-            running = is_active(bus, name)
-            if not running:
-                # The runtime drop-ins of an earlier live `set` override /etc: gone, so the
-                # saved settings are what the next start gets.
-                store.clear_live_limits(name)
-            bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
-            if running:
-                # Runtime properties make the new limits bite now, without a restart.
-                bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
-                messages.append(f"{name}: limits and ports applied to the running container")
-                later = needs_restart(old, new)
-                if later:
-                    messages.append(f"{name}: restart it for {', '.join(later)} to take effect "
-                                    f"(nspawnctl restart {name})")
-            else:
-                messages.append(f"{name}: settings saved; they apply at the next start")
+        bus = ctx.bus
+        running = is_active(bus, name)
+        if not running:
+            # The runtime drop-ins of an earlier live `set` override /etc: gone, so the saved
+            # settings are what the next start gets.
+            store.clear_live_limits(name)
+        bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
+        if running:
+            # Runtime properties make the new limits bite now, without a restart.
+            bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
+            messages.append(f"{name}: limits and ports applied to the running container")
+            later = needs_restart(old, new)
+            if later:
+                messages.append(f"{name}: restart it for {', '.join(later)} to take effect "
+                                f"(nspawnctl restart {name})")
+        else:
+            messages.append(f"{name}: settings saved; they apply at the next start")
     return messages
 
 
-def _apply_live(paths: Paths, store: Store, name: str, cfg) -> None:
+def _apply_live(ctx: Context, name: str, cfg) -> None:
     if network.managed(cfg):
-        network.apply_host(paths)
-    with Bus() as bus:
-        if is_active(bus, name):
-            bus.set_unit_properties(service_unit(name), live_properties(cfg), runtime=True)
-        elif store.clear_live_limits(name):
-            bus.reload()
+        network.apply_host(ctx.paths)
+    if is_active(ctx.bus, name):
+        ctx.bus.set_unit_properties(service_unit(name), live_properties(cfg), runtime=True)
+    elif ctx.store.clear_live_limits(name):
+        ctx.bus.reload()

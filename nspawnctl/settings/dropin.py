@@ -26,11 +26,6 @@ LIVE_DROPINS = tuple(f"50-{s.unit.name}.conf" for s in UNIT_SETTINGS
                      if s.unit is not None and s.unit.dbus and s.unit.live)
 
 
-def dropin_path(name: str) -> str:
-    """Where the drop-in of container `name` lives, relative to /etc/systemd/system."""
-    return f"systemd-nspawn@{name}.service.d/{DROPIN_NAME}"
-
-
 def render_dropin(cfg: ContainerConfig, holds: str = HOLDS) -> str:
     """units/container-settings.conf with the settings that differ from the template's.
 

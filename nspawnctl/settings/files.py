@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import read_small_text, write_atomic
+from ..fs.files import read_small_text, write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import install, render
 from .dropin import DROPIN_NAME, NETWORK_DROPIN_NAME, OUR_DROPINS, parse_dropin, render_dropin

@@ -21,10 +21,10 @@ from typing import Any
 
 from ..errors import Error
 from ..names import check_name
-from ..network.model import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
-from ..network.model import DEFAULT as DEFAULT_NETWORK
 from ..paths import service_unit
 from . import keys
+from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
+from .networking import DEFAULT as DEFAULT_NETWORK
 from .values import (
     check_choice,
     check_hostname,
@@ -94,8 +94,6 @@ class Setting:
     label: str | None = None              # its name in list's LIMITS column
     show: Callable[[Any], str] = str      # one value as list/status text
     json: Callable[[Any], Any] | None = None  # a set value as status --json shows it
-    example: tuple[str, ...] = ()         # CLI input for the round-trip test
-    example_with: tuple[tuple[str, Any], ...] = ()  # other settings the example needs
     create_default: Any = None            # what `create` uses when the flag is not given
     # Repeatable settings that `set` edits item by item instead of replacing: --no-FLAG TEXT
     # removes the items `removes(item, TEXT)` matches; a new item replaces those with its key.
@@ -207,22 +205,20 @@ class ContainerConfig:
     private_users: bool = _setting(
         True, flag="--private-users", switch=True,
         help="Run in a user namespace of its own (default: on).",
-        nspawn=keys.PrivateUsers(), example=("no",))
+        nspawn=keys.PrivateUsers())
     network: str = _setting(
         "veth", flag="--network", metavar="MODE", parse=_check_network,
-        create_default=DEFAULT_NETWORK, check=_check_network, example=("host",),
+        create_default=DEFAULT_NETWORK, check=_check_network,
         help="default (nspawnctl's default network), none (loopback only), host (the host's "
              "network) or the name of a network made with `nspawnctl network create`.",
         nspawn=keys.NetworkMode(BRIDGE_PREFIX))
     binds: tuple = _setting(
         (), flag="--bind", metavar="SRC[:DST][:ro]", parse=parse_bind, multiple=True,
-        help="Bind-mount a host path (repeatable).", nspawn=keys.Binds(),
-        example=("/srv/a:/a:ro", "/srv/b"))
+        help="Bind-mount a host path (repeatable).", nspawn=keys.Binds())
     env: tuple[str, ...] = _setting(
         (), flag="--env", metavar="K=V", parse=parse_env, multiple=True,
         help="Set an environment variable (repeatable).", check=_check_each(parse_env),
-        nspawn=keys.Words("Exec", "Environment", check=parse_env, one_per_line=True),
-        example=("MODE=prod", "A=b c"))
+        nspawn=keys.Words("Exec", "Environment", check=parse_env, one_per_line=True))
     working_dir: str | None = _setting(
         None, help="The working directory of the command.",
         check=lambda v: check_path(v, "working directory"),
@@ -236,37 +232,31 @@ class ContainerConfig:
         parse=parse_port, multiple=True, apply=Apply.FIREWALL,
         help="Publish a container port on the host, also on 127.0.0.1 (repeatable; "
              "set --no-port HOSTPORT[/PROTO] removes one).",
-        nspawn=keys.Ports(parse_port), example=("8080:80", "127.0.0.1:5353:53/udp"),
-        example_with=(("network", DEFAULT_NETWORK),),
+        nspawn=keys.Ports(parse_port),
         key=lambda p: (p.host_ip, p.host_port, p.proto), removes=_port_matches)
     hostname: str | None = _setting(
         None, flag="--hostname", help="Hostname inside (default: the container name).",
-        check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname),
-        example=("web.example",))
+        check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname))
     memory_max: int | None = _setting(
         None, flag="--memory", parse=parse_size, label="mem", show=format_size,
         help="Memory limit (MemoryMax), e.g. 512M; 'infinity' for none.",
         check=_check_positive_int("memory max"), apply=Apply.LIVE,
-        unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_limit),
-        example=("512M",))
+        unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_limit))
     cpu_quota: float | None = _setting(
         None, flag="--cpus", parse=parse_cpus, label="cpus", show=lambda v: f"{v:g}",
         help="CPU quota in CPUs, e.g. 1.5.", check=_check_cpus, apply=Apply.LIVE,
         unit=keys.UnitKey("CPUQuota", format_cpu_quota, parse_cpu_quota, "CPUQuotaPerSecUSec",
-                          lambda v: UINT64_INFINITY if v is None else round(v * USEC_PER_SEC)),
-        example=("1.5",))
+                          lambda v: UINT64_INFINITY if v is None else round(v * USEC_PER_SEC)))
     tasks_max: int | None = _setting(
         None, flag="--tasks", parse=parse_tasks, label="tasks",
         help="Maximum number of tasks (TasksMax).", check=_check_positive_int("tasks max"),
         apply=Apply.LIVE,
         unit=keys.UnitKey("TasksMax", str, parse_tasks, "TasksMax",
-                          lambda v: TEMPLATE_TASKS_MAX if v is None else v),
-        example=("256",))
+                          lambda v: TEMPLATE_TASKS_MAX if v is None else v))
     restart: str = _setting(
         DEFAULT_RESTART, flag="--restart", choices=RESTART_POLICIES, apply=Apply.RELOAD,
         help="Restart policy of the unit.",
-        check=_check_restart, unit=keys.UnitKey("Restart", str, _check_restart),
-        example=("on-failure",))
+        check=_check_restart, unit=keys.UnitKey("Restart", str, _check_restart))
     start_timeout: int | float | None = _setting(
         None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
         create_default=CREATE_START_TIMEOUT, check=_check_span, show=format_span,
@@ -274,21 +264,20 @@ class ContainerConfig:
         help="How long systemd lets the container take to start before it kills it "
              f"(TimeoutStartSec), e.g. 300 or 10min, or 'infinity'; new containers get "
              f"{CREATE_START_TIMEOUT // 60}min.",
-        unit=keys.UnitKey("TimeoutStartSec", format_span, parse_span),
-        example=("10min", "infinity"))
+        unit=keys.UnitKey("TimeoutStartSec", format_span, parse_span))
     after: tuple[str, ...] = _setting(
         (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
         help="Start after container NAME when both start (repeatable; set --no-after NAME "
              "removes one).", check=_check_each(check_name),
         unit=keys.UnitKey("After", format_units, parse_units, section="Unit"),
-        example=("db", "cache"), key=lambda n: n, removes=_name_matches)
+        key=lambda n: n, removes=_name_matches)
     requires: tuple[str, ...] = _setting(
         (), flag="--requires", metavar="NAME", parse=check_name, multiple=True,
         apply=Apply.RELOAD,
         help="Start container NAME first (implies --after) and stop with it (repeatable; "
              "set --no-requires NAME removes one).", check=_check_each(check_name),
         unit=keys.UnitKey("Requires", format_units, parse_units, section="Unit"),
-        example=("db",), key=lambda n: n, removes=_name_matches)
+        key=lambda n: n, removes=_name_matches)
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=_check_image, nspawn=keys.Comment("nspawnctl-image"))
@@ -326,7 +315,6 @@ def _declare() -> tuple[Setting, ...]:
 
 
 SETTINGS: tuple[Setting, ...] = _declare()
-BY_NAME = {s.name: s for s in SETTINGS}
 NSPAWN_SETTINGS = tuple(s for s in SETTINGS if s.nspawn is not None)
 UNIT_SETTINGS = tuple(s for s in SETTINGS if s.unit is not None)
 CLI_SETTINGS = tuple(s for s in SETTINGS if s.flag is not None)

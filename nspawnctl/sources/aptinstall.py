@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import flocked, remove_tree
+from ..fs.locks import flocked
+from ..fs.walk import remove_tree
 from ..run import contained, need_tool, run
 
 POLICY_RC_D = "usr/sbin/policy-rc.d"

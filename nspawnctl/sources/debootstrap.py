@@ -16,12 +16,18 @@ import os
 import re
 import shlex
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import Error
+from ..fs.copy import clone_tree
+from ..paths import Paths
 from ..run import contained, need_tool, stream, tail
+from ..store.images import apt_lists, held_image, is_cached
+from . import aptinstall
+from .base import Base, Plan, Request, Source
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
@@ -344,3 +350,55 @@ def _remove(path: Path):
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.unlink(path)
+
+
+# ---------------------------------------------------------------- the source
+
+class DebootstrapSource(Source):
+    kind, syntax = "debootstrap", "debootstrap:SUITE"
+    summary = ("a Debian tree (mmdebstrap, else debootstrap), booted; the default is "
+               f"debootstrap:{DEFAULT_SUITE}")
+    cached = True
+
+    def plan(self, rest: str, request: Request) -> Plan:
+        spec = replace(request.bootstrap or BootstrapSpec(), suite=rest).resolved()
+        check_spec(spec)  # refused now, not after the lock
+        return Plan(base=lambda: debootstrap_base(request.paths, spec, request.report))
+
+
+def debootstrap_base(paths: Paths, spec: BootstrapSpec, report: Callable[[str], None]) -> Base:
+    """The base tree of a debootstrap: source.  With --include, where the default base (the
+    same spec without it) is cached and this one is not, an incremental base: a copy of the
+    default with only the missing packages installed (sources/aptinstall.py), cached under
+    its own key (the default's key and the sorted packages)."""
+    key = "debootstrap-" + spec.key()
+    meta = {"source": f"debootstrap:{spec.suite}", "suite": spec.suite,
+            "spec": asdict(spec.resolved())}
+
+    def build(tree: Path):
+        log_path = paths.logs / f"bootstrap-{key}-{int(time.time())}.log"
+        bootstrap(spec, tree, debs=paths.debs, log_path=log_path, report=report)
+
+    direct = Base(key, meta, build)
+    if not spec.include or is_cached(paths, key):
+        return direct
+    parent = debootstrap_base(paths, replace(spec, include=()), report)
+    packages = sorted(set(spec.include))
+    inc_key = "debootstrap-" + incremental_key(parent.key, packages)
+    if not is_cached(paths, inc_key) and not is_cached(paths, parent.key):
+        return direct  # nothing to start from: one bootstrap with every package
+
+    def build_incremental(tree: Path):
+        # held (shared) while it is copied and its package lists are used: `images prune`
+        # cannot take them away meanwhile; rebuilt if it was pruned since it was looked at
+        with held_image(paths, parent.key, parent.meta, parent.build, report) as (image, _):
+            tree.rmdir()  # ensure_image's empty directory: clone_tree makes its own
+            clone_tree(image / "tree", tree, trusted=True)  # a base tree: nspawnctl's
+            aptinstall.install(tree, packages, work=tree.parent / "apt", debs=paths.debs,
+                               lists=apt_lists(paths, parent.key),
+                               log_path=paths.logs / f"install-{inc_key}-{int(time.time())}.log",
+                               report=report)
+        if spec.slim:
+            slim_tree(tree)
+
+    return Base(inc_key, dict(meta, base=parent.key, packages=packages), build_incremental)

@@ -20,10 +20,12 @@ import os
 import stat
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 
 from .. import __version__
 from ..errors import Error
-from . import elfdeps, split_cmd
+from . import base, elfdeps
+from .base import Request, Source, split_cmd
 
 MAX_FILES = 200_000           # entries of the tree
 MAX_BYTES = 8 << 30           # bytes copied into it
@@ -343,3 +345,18 @@ def _copy(entry: Entry, out: str, links: dict):
         links[(st.st_dev, st.st_ino)] = out
     finally:
         os.close(fin)
+
+
+class ScratchSource(Source):
+    kind = syntax = "scratch"
+    summary = "only what --add puts in, with the libraries its programs need"
+    takes_cmd = takes_adds = True
+
+    def plan(self, rest: str, request: Request) -> base.Plan:
+        planned = plan(request.adds, request.cmd, report=request.report)  # refused now
+
+        def build(tree: Path) -> dict:
+            make_tree(planned, str(tree))
+            return {"method": "scratch", "command": list(planned.command),
+                    "added": planned.added}
+        return base.Plan(build=build, command=planned.command, boot=False)

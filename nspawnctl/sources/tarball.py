@@ -17,8 +17,9 @@ import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..fscopy import Rules, copy_path
+from ..fs.copy import Rules, copy_path
 from . import compression
+from .base import Plan, Request, Source
 from .readahead import ReadAhead
 from .unpack import apply_layer
 
@@ -65,7 +66,7 @@ def import_dir(path: Path, tree: Path):
         raise Error(f"no such directory: {path}")
     if source == Path("/"):
         raise Error(f"{path} is the host's root directory", hint="import a container's tree")
-    # Copied by fscopy, not cp -a: the directory may be a tree someone else writes meanwhile
+    # Copied by fs/copy.py, not cp -a: the directory may be a tree someone else writes meanwhile
     # (a running container's, a user's), and cp names each path twice.  Symlinks inside stay
     # symlinks, and mount points are left empty (cp's --one-file-system).
     try:
@@ -78,3 +79,26 @@ def import_dir(path: Path, tree: Path):
     st = os.lstat(tree)
     if not stat.S_ISDIR(st.st_mode):
         raise Error(f"copying {path} did not make a directory")  # cp never does this
+
+
+class TarballSource(Source):
+    kind, syntax = "tar", "tar:PATH"
+    summary = "a root tarball (.tar, .tar.gz, .tar.xz, .tar.zst, ...), as machinectl import-tar"
+
+    def plan(self, rest: str, request: Request) -> Plan:
+        def build(tree: Path) -> dict:
+            tree.mkdir(mode=0o755)
+            import_tar(Path(rest), tree, warn=request.report)
+            return {"method": "import"}
+        return Plan(build=build)
+
+
+class DirectorySource(Source):
+    kind, syntax = "dir", "dir:PATH"
+    summary = "a copy of a root directory, as machinectl import-fs"
+
+    def plan(self, rest: str, request: Request) -> Plan:
+        def build(tree: Path) -> dict:
+            import_dir(Path(rest), tree)
+            return {"method": "import"}
+        return Plan(build=build)

@@ -35,11 +35,10 @@ Decisions (the adversarial tests in tests/unit/test_unpack.py pin them down):
   tar's end-of-archive block, or it is truncated.
 - Nothing recurses and nothing holds a descriptor per level: parents are reached from the
   previous entry's directory (up through "..", down by name), removals and whiteouts walk
-  iteratively (fsutil.DirCursor), and what the layer wrote is a tree of path components, so
+  iteratively (fs/walk.py DirCursor), and what the layer wrote is a tree of path components, so
   a layer thousands of directories deep costs what a flat one does.
 """
 
-import errno
 import io
 import os
 import stat
@@ -50,26 +49,17 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from ..errors import Error
-from ..fsutil import (
-    RESOLVE_BENEATH,
-    RESOLVE_IN_ROOT,
-    RESOLVE_NO_MAGICLINKS,
-    RESOLVE_NO_SYMLINKS,
-    DirCursor,
-    openat2,
-    remove_tree_at,
-)
+from ..fs import resolve
+from ..fs.walk import DirCursor, remove_tree_at
 from .readahead import Ahead, Readable
 
 COPY_CHUNK = 1 << 20
-MAX_SYMLINKS = 40
 
 MAX_HEADER_BYTES = 1 << 20     # one pax, GNU long name/link or sparse map header; Go's limit
 MAX_HEADER_CHAIN = 16          # extension headers before one entry (a real one has 1 to 3)
 MAX_ENTRIES = 1_000_000        # entries of one layer, and distinct paths it writes
 MAX_WARNINGS = 100
 MAX_READ = 2 * COPY_CHUNK      # no read of the stream asks for more, whatever a header says
-PATH_CHUNK = 4000              # bytes of path one openat2 call is given (PATH_MAX is 4096)
 
 MALICIOUS = "the image is malformed or malicious; it was not unpacked"
 
@@ -80,10 +70,8 @@ XATTR_PAX_PREFIX = "SCHILY.xattr."
 ALLOWED_XATTRS = ("security.capability", "system.posix_acl_access", "system.posix_acl_default")
 ALLOWED_XATTR_PREFIXES = ("user.",)
 
-O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 # None: not tried yet; tests set it to False to exercise the fallback walk.
-HAVE_OPENAT2: bool | None = None
 
 
 # -- tar headers, bounded -------------------------------------------------------------------
@@ -203,111 +191,7 @@ class SafeTarFile(tarfile.TarFile):
         super().__init__(*args, **kwargs)
 
 
-# -- finding directories inside the tree ---------------------------------------------------
-
-def _openat2(dirfd: int, path: str, resolve: int) -> int:
-    return openat2(dirfd, path, O_DIR_PATH, resolve)
-
-
-def _openat2_in_root(rootfd: int, path: str) -> int:
-    """openat2(rootfd, path, O_PATH|O_DIRECTORY, RESOLVE_IN_ROOT); OSError on failure."""
-    return _openat2(rootfd, path, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-
-
-def _walk_in_root(rootfd: int, parts: list[str], create: bool) -> int:
-    """Resolve parts to a directory the way RESOLVE_IN_ROOT does, one component at a time.
-
-    Every component is opened with O_NOFOLLOW; a symlink is read and its target spliced in,
-    "/" restarting at the root and ".." never climbing above it.  Missing directories are
-    made when create is set.  One directory is open at a time whatever the depth: ".." goes
-    up through the directory's own "..", checked against the inode the walk came down from.
-    """
-    fd = os.dup(rootfd)
-    st = os.fstat(fd)
-    inodes = [(st.st_dev, st.st_ino)]
-    todo = list(reversed(parts))
-    links = 0
-    try:
-        while todo:
-            name = todo.pop()
-            if name in ("", "."):
-                continue
-            if name == "..":
-                if len(inodes) > 1:
-                    up = os.open("..", O_DIR_PATH, dir_fd=fd)
-                    st = os.fstat(up)
-                    os.close(fd)
-                    fd = up
-                    if (st.st_dev, st.st_ino) != inodes[-2]:
-                        raise OSError(errno.ESTALE, "the tree changed while it was walked")
-                    inodes.pop()
-                continue
-            try:
-                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                _make_dir(fd, name)
-                todo.append(name)
-                continue
-            st = os.fstat(nfd)
-            if stat.S_ISLNK(st.st_mode):
-                os.close(nfd)
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), "/".join(parts)[:200])
-                target = os.readlink(name, dir_fd=fd)
-                if target.startswith("/"):
-                    os.close(fd)
-                    fd = os.dup(rootfd)
-                    del inodes[1:]
-                todo.extend(reversed(target.split("/")))
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                os.close(nfd)
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), "/".join(parts)[:200])
-            os.close(fd)
-            fd = nfd
-            inodes.append((st.st_dev, st.st_ino))
-        result, fd = fd, -1
-        return result
-    finally:
-        if fd >= 0:
-            os.close(fd)
-
-
-def _make_dir(parentfd: int, name: str) -> None:
-    """A parent directory the layer did not list: root-owned 0755, like other unpackers."""
-    try:
-        os.mkdir(name, 0o755, dir_fd=parentfd)
-    except FileExistsError:
-        return  # the caller looks it up again and finds what is there
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 dir_fd=parentfd)
-    try:
-        os.chmod(fd, 0o755)  # whatever the umask
-    finally:
-        os.close(fd)
-
-
-def open_dir_in_root(rootfd: int, parts: list[str], create: bool = False) -> int:
-    """An O_PATH descriptor of the directory parts names inside rootfd, resolved in the root."""
-    global HAVE_OPENAT2
-    if not parts:
-        return os.dup(rootfd)
-    path = "/".join(parts)
-    if HAVE_OPENAT2 is not False and len(os.fsencode(path)) < PATH_CHUNK:
-        try:
-            fd = _openat2_in_root(rootfd, path)
-            HAVE_OPENAT2 = True
-            return fd
-        except OSError as e:
-            if e.errno == errno.ENOSYS:
-                HAVE_OPENAT2 = False
-            elif e.errno != errno.ENOENT or not create:
-                raise
-    return _walk_in_root(rootfd, parts, create)
-
+# -- finding directories inside the tree: fs/resolve.py, and the cursor below ------------
 
 def _common_prefix(a: list[str], b: list[str]) -> int:
     """How many leading components a and b share (list slices compare in C: deep paths too)."""
@@ -322,10 +206,6 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
         else:
             hi = mid - 1
     return lo
-
-
-class _Symlink(Exception):
-    """A symlink on the way: the path must be resolved from the root, in the root."""
 
 
 class _Cursor:
@@ -366,74 +246,18 @@ class _Cursor:
         if common < 0 or ups > common:  # from the root is as near
             start, common = os.dup(self.rootfd), 0
         else:
-            start = _up(self.fd, ups)
+            start = resolve.up(self.fd, ups)
         plain = True
         try:
-            fd = _down(start, parts, common, create)
-        except _Symlink:
-            fd = open_dir_in_root(self.rootfd, parts, create)
+            fd = resolve.down(start, parts, common, create)
+        except resolve.Symlink:
+            fd = resolve.open_dir_in_root(self.rootfd, parts, create)
             plain = False
         os.close(self.fd)
         self.fd, self.key, self.plain = fd, list(parts), plain
         return fd
 
 
-def _up(fd: int, levels: int) -> int:
-    """A new descriptor of the directory levels above fd (through "..", never a symlink)."""
-    fd = os.dup(fd)
-    while levels > 0:
-        step = min(levels, PATH_CHUNK // 3)
-        try:
-            up = os.open("/".join([".."] * step), O_DIR_PATH, dir_fd=fd)
-        finally:
-            os.close(fd)
-        fd, levels = up, levels - step
-    return fd
-
-
-def _down(fd: int, parts: list[str], start: int, create: bool) -> int:
-    """Go from fd (which this takes over) down parts[start:], through no symlink (_Symlink)."""
-    global HAVE_OPENAT2
-    try:
-        rest = parts[start:]
-        if not rest:
-            result, fd = fd, -1
-            return result
-        path = "/".join(rest)
-        if HAVE_OPENAT2 is not False and len(os.fsencode(path)) < PATH_CHUNK:
-            try:
-                nfd = _openat2(fd, path, RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH)
-                HAVE_OPENAT2 = True
-                return nfd
-            except OSError as e:
-                if e.errno == errno.ELOOP:
-                    raise _Symlink() from None
-                if e.errno == errno.ENOSYS:
-                    HAVE_OPENAT2 = False
-                elif e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EXDEV):
-                    raise
-        for name in rest:  # component by component: what is missing is made
-            try:
-                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                _make_dir(fd, name)
-                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            st = os.fstat(nfd)
-            if stat.S_ISLNK(st.st_mode):
-                os.close(nfd)
-                raise _Symlink()
-            if not stat.S_ISDIR(st.st_mode):
-                os.close(nfd)
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), name[:200])
-            os.close(fd)
-            fd = nfd
-        result, fd = fd, -1
-        return result
-    finally:
-        if fd >= 0:
-            os.close(fd)
 
 
 def split_name(name: str, what: str = "entry") -> list[str]:
@@ -729,7 +553,7 @@ class LayerApplier:
         missing = Error(f"layer hardlink '{member.name[:200]}' points to "
                         f"'{member.linkname[:200]}', which is not in the tree")
         try:
-            tfd = open_dir_in_root(self.rootfd, target[:-1])
+            tfd = resolve.open_dir_in_root(self.rootfd, target[:-1])
         except OSError:
             raise missing from None
         try:

@@ -13,21 +13,13 @@ from pathlib import Path
 
 from .. import log
 from ..errors import Error
-from ..fsutil import (
-    flocked,
-    fsync_dir,
-    mkdir_private,
-    mounts_under,
-    owner_is_dead,
-    owner_token,
-    remove_tree,
-    rename_noreplace,
-    sync_filesystem,
-    unlink_lock,
-)
+from ..fs.files import fsync_dir, mkdir_private, rename_noreplace, sync_filesystem
+from ..fs.locks import flocked, owner_is_dead, owner_token, unlink_lock
+from ..fs.mounts import mounts_under
+from ..fs.walk import remove_tree
 from ..names import check_name
 from ..network.state import NetworkState
-from ..paths import Paths
+from ..paths import Paths, service_unit
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
 from . import overlay, snapshots
 
@@ -272,7 +264,7 @@ def _unlink(path: Path):
 
 def _owner_is_dead(entry: str) -> bool:
     """For LABEL.OWNER.RANDOM (staging) and .FILE.OWNER.tmp (write_atomic), OWNER an
-    fsutil.owner_token(): is its owner gone?  LABEL and FILE may hold dots (names do), RANDOM
+    fs.locks.owner_token(): is its owner gone?  LABEL and FILE may hold dots (names do), RANDOM
     and tmp never do."""
     try:
         return owner_is_dead(entry.rsplit(".", 2)[-2])
@@ -293,3 +285,8 @@ def _listdir(path: Path) -> list[str]:
         return os.listdir(path)
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def is_enabled(paths: Paths, name: str) -> bool:
+    """Whether NAME starts at boot (enabled for machines.target)."""
+    return os.path.lexists(paths.units / "machines.target.wants" / service_unit(name))

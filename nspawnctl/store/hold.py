@@ -9,7 +9,8 @@ asserts that it is absent (units/container-settings.conf): while it exists, a st
 unit fails ("Assertion failed"), and so does the start of anything that requires it.
 
 A stop of the unit also stops the units that require it (systemd's Requires=): the caller asks
-`running_dependents` first and starts them again with `start_again` once the container runs.
+`running_dependents` first and starts them again once the container runs
+(runtime.snapshot.restart_dependents).
 
 /run is emptied at boot, so no hold outlives one; the file names its owner (PID and boot), and
 a hold whose command was killed is dropped by the next start, upgrade, rollback or recover of
@@ -22,7 +23,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import Error
-from ..fsutil import owner_is_dead, owner_token, read_small_text, write_atomic
+from ..fs.files import read_small_text, write_atomic
+from ..fs.locks import owner_is_dead, owner_token
 from ..paths import Paths, service_unit
 from ..settings.dropin import DROPIN_NAME
 from ..settings.files import load_config, save_config
@@ -100,8 +102,3 @@ def running_dependents(bus: "Bus", name: str) -> list[str]:
     return [u for u in bus.unit_dependents(service_unit(name))
             if bus.active_state(u) in ("active", "activating", "reloading")]
 
-
-def start_again(bus: "Bus", units: list[str]):
-    """Start the dependents a stop took down (systemd starts NAME first: they require it)."""
-    for unit in units:
-        bus.start_unit(unit)

@@ -4,7 +4,7 @@ A base tree is made once per key (the hash of everything that decides its conten
 images, their full manifest digest) and kept under /var/lib/nspawnctl/images/KEY/{tree,meta.json}.
 A cache hit is held to what its meta.json says it is: an entry whose recorded digest is not
 the one asked for is refused, never used for another image.  Containers are clones of it
-(fscopy.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
+(fs.copy.clone_tree: a reflink copy where the filesystem has them, a plain copy elsewhere) or
 overlayfs mounts over it (overlay.py).
 """
 
@@ -17,8 +17,12 @@ from pathlib import Path
 
 from .. import log
 from ..errors import Error
-from ..fsutil import flocked, fsync_dir, mkdir_private, remove_tree, sync_filesystem, tree_size
+from ..fs.files import fsync_dir, mkdir_private, sync_filesystem
+from ..fs.locks import flocked
+from ..fs.walk import remove_tree, tree_size
 from ..paths import Paths
+from ..settings.files import load_config
+from . import overlay, snapshots
 from .containers import Store
 
 # meta.json fields that say what a base tree is: a hit must agree on each the caller gives.
@@ -153,3 +157,23 @@ def prune(paths: Paths, usage: Callable[[], dict[str, int]]) -> list[str]:
                 os.unlink(paths.images / f".{row['key']}.lock")
         removed.append(row["key"])
     return removed
+
+
+def usage_by_image(paths: Paths) -> dict[str, int]:
+    """How many containers use each base tree: the one their settings name, and, for an
+    --overlay container, the one its mount unit really stacks on (a hand-edited .nspawn file
+    without its image comment must not let prune delete a live overlay's lower tree)."""
+    counts: dict[str, int] = {}
+    for name in Store(paths).names():
+        keys: set[str] = set()
+        with contextlib.suppress(Error):
+            keys.add(load_config(paths, name).image or "")
+        lower = overlay.lower_of(paths, name)
+        if lower is not None and lower.parent.parent == paths.images:
+            keys.add(lower.parent.name)
+        for key in keys - {""}:
+            counts[key] = counts.get(key, 0) + 1
+    # an --overlay container's snapshots hold only its upper layer: they need its base too
+    for key, n in snapshots.lowers(paths).items():
+        counts[key] = counts.get(key, 0) + n
+    return counts

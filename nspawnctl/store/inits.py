@@ -5,7 +5,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..fsutil import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
+from ..fs.resolve import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 
 # What systemd-nspawn --boot looks for, in its order (plus the usr-merged spelling).
 INITS = ("/usr/lib/systemd/systemd", "/lib/systemd/systemd", "/sbin/init")

@@ -19,8 +19,10 @@ import stat
 from pathlib import Path
 
 from ..errors import Error
-from ..fscopy import clone_tree
-from ..fsutil import mount, remove_tree, unmount, write_atomic
+from ..fs.copy import clone_tree
+from ..fs.files import write_atomic
+from ..fs.mounts import mount, unmount
+from ..fs.walk import remove_tree
 from ..paths import Paths
 from ..systemd.unitfiles import render, template
 

@@ -26,16 +26,9 @@ import time
 from pathlib import Path
 
 from ..errors import Error
-from ..fscopy import clone_tree
-from ..fsutil import (
-    AT_FDCWD,
-    fsync_dir,
-    remove_tree,
-    rename_noreplace,
-    sync_filesystem,
-    tree_size,
-    write_atomic,
-)
+from ..fs.copy import clone_tree
+from ..fs.files import AT_FDCWD, fsync_dir, rename_noreplace, sync_filesystem, write_atomic
+from ..fs.walk import remove_tree, tree_size
 from ..paths import Paths
 from ..settings.dropin import OUR_DROPINS
 from . import overlay

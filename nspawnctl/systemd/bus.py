@@ -1,8 +1,9 @@
 """The only module that speaks D-Bus: systemd1 and machine1 through pystemd.
 
-One connection per command (open it with `with Bus() as bus:`).  Methods take and return str;
-pystemd's bytes stay in here.  Every D-Bus failure becomes nspawnctl's Error with a readable
-message, so callers never see a pystemd exception.
+One connection per command: runtime.Context opens it at the first call that needs it and
+closes it at the end (a Bus is also a context manager, `with Bus() as bus:`).  Methods take
+and return str; pystemd's bytes stay in here.  Every D-Bus failure becomes nspawnctl's Error
+with a readable message, so callers never see a pystemd exception.
 
 Calls go straight to sd-bus with known signatures instead of through pystemd's introspecting
 objects: introspection costs a round trip and an XML parse per object, and `list` touches many.
@@ -14,6 +15,7 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Sequence
 
 from ..errors import Error
 from ..paths import Paths
@@ -203,6 +205,11 @@ class Bus:
     def active_state(self, unit: str) -> str:
         return self.unit_property(unit, "ActiveState", b"s")
 
+    def is_active(self, unit: str) -> bool:
+        """Running, or about to: a queued start job counts (its unit is still inactive)."""
+        return self.active_state(unit) in ("active", "activating", "reloading") \
+            or self.has_job(unit)
+
     def has_job(self, unit: str) -> bool:
         """Whether systemd still has a job queued or running for unit."""
         job_id, _path = self.unit_property(unit, "Job", b"(uo)")
@@ -236,7 +243,7 @@ class Bus:
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"ResetFailedUnit", b"s", [unit],
                   what=f"resetting {unit}")
 
-    def set_unit_properties(self, unit: str, properties: list[tuple[str, object]],
+    def set_unit_properties(self, unit: str, properties: Sequence[tuple[str, object]],
                             runtime: bool = True):
         from pystemd.systemd1 import Manager
         manager = Manager(bus=self._dbus)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import Error
-from ..fsutil import write_atomic
+from ..fs.files import write_atomic
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 

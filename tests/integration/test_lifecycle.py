@@ -2,10 +2,12 @@
 systemd host (the testbed).  machinectl and systemctl must agree with nspawnctl."""
 
 import json
+from pathlib import Path
 
 import pytest
 
-from nspawnctl.settings.dropin import dropin_path
+from nspawnctl.paths import Paths
+from nspawnctl.settings.dropin import DROPIN_NAME
 from tests.integration.helpers import MACHINES, guest_running, listing, wait_for
 
 pytestmark = pytest.mark.integration
@@ -95,7 +97,7 @@ def test_set_memory_limit_live(host, nspawnctl, made):
 # running unit or the firewall, no daemon-reload.
 KILLED_SET = """
 import dataclasses, sys
-from nspawnctl.network.model import parse_port
+from nspawnctl.settings.networking import parse_port
 from nspawnctl.paths import Paths
 from nspawnctl.settings.files import load_config, save_config
 name, memory, port = sys.argv[1:]
@@ -265,7 +267,7 @@ def test_new_containers_get_five_minutes_to_start_and_set_changes_it(host, nspaw
     assert json.loads(nspawnctl("status", name, "--json").stdout)["start_timeout"] == "infinity"
     # A hand edit of the drop-in in a spelling systemd takes (its old 0 for "no limit") is read
     # as systemd reads it, and a later `set` keeps it.
-    dropin = f"/etc/systemd/system/{dropin_path(name)}"
+    dropin = str(Paths.under(Path("/")).dropin_dir(name) / DROPIN_NAME)
     host.run(["sed", "-i", "s/^TimeoutStartSec=.*/TimeoutStartSec=0/", dropin])
     host.run(["systemctl", "daemon-reload"])
     assert timeout() == "infinity"
@@ -298,7 +300,7 @@ def test_a_hand_edit_nspawnctl_cannot_read_stops_only_what_needs_it(host, nspawn
     commands that need the limits say which line of which file, in one line."""
     name = made("handedit", "--network", "none")
     other = made("bystander", "--network", "none")
-    dropin = f"/etc/systemd/system/{dropin_path(name)}"
+    dropin = str(Paths.under(Path("/")).dropin_dir(name) / DROPIN_NAME)
     try:
         nspawnctl("start", name)
         host.run(["sed", "-i", "s/^\\[Service\\]$/[Service]\\nMemoryMax=50%/", dropin])

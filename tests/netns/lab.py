@@ -193,7 +193,7 @@ class Lab:
                             net.prefixlen, str(net.gateway))
 
     def publications(self):
-        from nspawnctl.network.model import parse_port
+        from nspawnctl.settings.networking import parse_port
         return [(self.addresses[c], parse_port(p)) for c, ports in self.publish.items()
                 for p in ports]
 

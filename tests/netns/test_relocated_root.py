@@ -39,7 +39,8 @@ def host(tmp_path):
 
 def _make_network(subnet):
     from nspawnctl.network import bridge, firewall
-    from nspawnctl.network.model import Network, parse_port
+    from nspawnctl.network.model import Network
+    from nspawnctl.settings.networking import parse_port
     net = Network.make("keep", subnet)
     bridge.ensure_bridge(net)
     firewall.apply([net], [("192.0.2.2", parse_port("8080:80"))])

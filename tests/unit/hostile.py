@@ -282,12 +282,12 @@ ROOT = os.geteuid() == 0
 def fast_tmp(tmp_path):
     """A directory on tmpfs where there is one: creating 5000 directories on a disk with a
     journal takes seconds, and depth, not the filesystem, is what these tests are about."""
-    from nspawnctl import fsutil
+    from nspawnctl.fs import walk as fswalk
     base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     path = Path(tempfile.mkdtemp(dir=base)) if base else tmp_path / "fast"
     path.mkdir(exist_ok=True)
     yield path
-    fsutil.remove_tree(path)
+    fswalk.remove_tree(path)
 
 
 @pytest.fixture

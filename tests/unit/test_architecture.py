@@ -101,16 +101,73 @@ def test_the_graph_has_every_name_of_an_import():
         "nspawnctl.sources"}
 
 
-def test_layers_import_downwards_only():
-    """The foundation imports no layer; no layer imports the operations or the CLI."""
-    foundation = {"nspawnctl.errors", "nspawnctl.run", "nspawnctl.names", "nspawnctl.paths",
-                  "nspawnctl.fsutil", "nspawnctl.log", "nspawnctl.ptyrelay"}
-    for name, targets in graph().items():
-        if name in foundation:
-            assert targets <= foundation, (name, targets - foundation)
-        if not name.startswith(("nspawnctl.ops", "nspawnctl.cli", "nspawnctl.__main__")):
-            assert not any(t.startswith(("nspawnctl.ops", "nspawnctl.cli")) for t in targets), \
-                (name, targets)
+# The layers, lowest first (docs/architecture.md draws them).  A module may import modules of
+# a lower tier, and of its own package; not one of a higher tier, nor another package of its
+# own tier (sources and formats are peers: neither reaches into the other).  Prefixes name
+# the modules of a tier; the longest one that matches decides.
+TIERS: list[tuple[str, ...]] = [
+    ("nspawnctl", "nspawnctl.errors", "nspawnctl.log", "nspawnctl.names", "nspawnctl.paths",
+     "nspawnctl.run", "nspawnctl.ptyrelay", "nspawnctl.confine"),
+    ("nspawnctl.fs",),
+    ("nspawnctl.systemd",),
+    ("nspawnctl.settings",),
+    ("nspawnctl.network",),
+    ("nspawnctl.store",),
+    ("nspawnctl.formats",),
+    ("nspawnctl.sources",),
+    ("nspawnctl.runtime",),
+    ("nspawnctl.ops",),
+    ("nspawnctl.cli",),
+    ("nspawnctl.__main__",),
+]
+# Within ops, modules are entry points: only what they all share is imported between them.
+OPS_SHARED = "nspawnctl.ops.common"
+
+
+def tier_of(module: str) -> tuple[int, str]:
+    """(tier, the prefix that placed it) of a module of the package."""
+    found = [(len(prefix), rank, prefix) for rank, prefixes in enumerate(TIERS)
+             for prefix in prefixes if module == prefix or module.startswith(prefix + ".")]
+    assert found, f"{module} is in no tier: add it to TIERS"
+    _, rank, prefix = max(found)
+    return rank, prefix
+
+
+def wrong_imports(edges: dict[str, set[str]]) -> list[str]:
+    """The imports that run up a tier, or sideways into another package of the same tier, or
+    from one operation into another."""
+    wrong = []
+    for source, targets in sorted(edges.items()):
+        rank, prefix = tier_of(source)
+        for target in sorted(targets):
+            target_rank, target_prefix = tier_of(target)
+            if target_rank > rank:
+                wrong.append(f"{source} -> {target}: up, from tier {rank} to {target_rank}")
+            elif target_rank == rank and target_prefix != prefix and rank > 0:
+                wrong.append(f"{source} -> {target}: sideways, within tier {rank}")
+            elif prefix == "nspawnctl.ops" and target_prefix == prefix \
+                    and target != OPS_SHARED and source != "nspawnctl.ops":
+                wrong.append(f"{source} -> {target}: one operation into another")
+    return wrong
+
+
+def test_imports_run_down_the_tiers():
+    assert wrong_imports(graph()) == []
+
+
+def test_the_tier_check_finds_wrong_imports():
+    edges = {"nspawnctl.store.containers": {"nspawnctl.ops.create"},   # up
+             "nspawnctl.sources.tarball": {"nspawnctl.formats.tar"},   # down: fine
+             "nspawnctl.formats.oci": {"nspawnctl.sources.oci"},       # up (formats < sources)
+             "nspawnctl.network.state": {"nspawnctl.settings.model"},  # down: fine
+             "nspawnctl.settings.model": {"nspawnctl.network.state"},  # up
+             "nspawnctl.ops.clone": {"nspawnctl.ops.create", "nspawnctl.ops.common"},
+             "nspawnctl.network.model": {"nspawnctl.settings.networking"}}  # down: fine
+    assert wrong_imports(edges) == [
+        "nspawnctl.formats.oci -> nspawnctl.sources.oci: up, from tier 6 to 7",
+        "nspawnctl.ops.clone -> nspawnctl.ops.create: one operation into another",
+        "nspawnctl.settings.model -> nspawnctl.network.state: up, from tier 3 to 4",
+        "nspawnctl.store.containers -> nspawnctl.ops.create: up, from tier 5 to 9"]
 
 
 def test_one_home_per_concern():

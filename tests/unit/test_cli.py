@@ -123,6 +123,11 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "invalid container name" in result.stderr
 
 
+def test_list_of_no_container_needs_no_bus(tmp_path):
+    result = nspawnctl(tmp_path, "list", "--json")
+    assert (result.returncode, result.stdout.strip()) == (0, "[]"), result
+
+
 def test_list_without_a_bus(tmp_path):
     make_tree(tmp_path, "x")
     result = nspawnctl(tmp_path, "list")
@@ -133,6 +138,7 @@ def test_list_without_a_bus(tmp_path):
 
 
 def test_list_json_without_a_bus(tmp_path):
+    make_tree(tmp_path, "x")  # with no container at all, list has nothing to ask systemd
     assert_error(nspawnctl(tmp_path, "list", "--json"),
                  "nspawnctl: systemd is not asked about containers under a relocated root")
 
@@ -290,3 +296,13 @@ def test_export_to_a_directory_is_one_error(tmp_path):
     result = nspawnctl(tmp_path, "export", "web", str(tmp_path / "out.tar"))
     assert_error(result, f"nspawnctl: {tmp_path / 'out.tar'} is a directory")
     assert list((tmp_path / "out.tar").iterdir()) == []
+
+
+def test_every_commands_line_in_the_help_is_its_own_docstring():
+    # `nspawnctl --help` lists COMMANDS' lines without importing a command module; each line
+    # must say what the command's own help says, and hidden commands have none.
+    for name, (_module, _attr, summary) in climod.COMMANDS.items():
+        command = climod.load(name)
+        assert command.hidden == (summary == ""), name
+        if summary:
+            assert " ".join((command.help or "").split()).startswith(summary), name

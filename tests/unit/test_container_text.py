@@ -9,20 +9,21 @@ that rewrite the admin's terminal, or a line break that forges a row of the tabl
 import pytest
 
 from nspawnctl import cli
+from nspawnctl.cli import output
 
 
 def test_what_a_container_wrote_is_shown_escaped():
     evil = "\x1b]0;owned\x07Debian\nweb2 running"
-    shown = cli._cell(evil)
+    shown = output._cell(evil)
     assert "\x1b" not in shown and "\x07" not in shown and "\n" not in shown
     assert shown == "\\x1b]0;owned\\x07Debian\\nweb2 running"
-    assert cli._cell(["ok", "a\u2028b"]) == "ok,a\\u2028b"
-    assert cli._cell("Debian GNU/Linux 12 (bookworm)") == "Debian GNU/Linux 12 (bookworm)"
+    assert output._cell(["ok", "a\u2028b"]) == "ok,a\\u2028b"
+    assert output._cell("Debian GNU/Linux 12 (bookworm)") == "Debian GNU/Linux 12 (bookworm)"
 
 
 def test_messages_keep_their_lines_and_lose_escapes():
     hint = "its log says:\n\x1b[2Jline\twith tab"
-    assert cli._shown(hint, keep=cli._LINES) == "its log says:\n\\x1b[2Jline\twith tab"
+    assert output.shown(hint, keep=output.LINES) == "its log says:\n\\x1b[2Jline\twith tab"
 
 
 def test_an_error_with_escapes_is_printed_escaped(monkeypatch, capsys):

@@ -9,6 +9,7 @@ import pytest
 from nspawnctl.errors import Error
 from nspawnctl.ops.copy import copy, parse_side
 from nspawnctl.paths import Paths
+from tests.unit.fakes import context
 
 BASE = 0x10000 * 7  # the tree's root owner: a container booted with PrivateUsers=pick
 
@@ -48,11 +49,11 @@ def test_file_in_is_owned_by_the_containers_root_and_keeps_its_mode(paths, tmp_p
     src = tmp_path / "tool"
     src.write_text("#!/bin/sh\n")
     os.chmod(src, 0o4755)
-    copy(paths, str(src), "c1:/etc/")
+    copy(context(paths), str(src), "c1:/etc/")
     st = os.lstat(paths.tree("c1") / "etc/tool")
     assert (st.st_uid, st.st_gid) == (BASE, BASE)
     assert stat.S_IMODE(st.st_mode) == 0o4755  # chown dropped set-user-ID: put back
-    copy(paths, str(src), "c1:/etc/renamed")
+    copy(context(paths), str(src), "c1:/etc/renamed")
     assert (paths.tree("c1") / "etc/renamed").read_text() == "#!/bin/sh\n"
     assert not [n for n in os.listdir(paths.tree("c1") / "etc") if n.startswith(".")]
 
@@ -68,25 +69,25 @@ def test_directory_in_maps_owners_and_out_belongs_to_the_invoking_user(paths, tm
     (src / "sub").mkdir(parents=True)
     (src / "sub/a").write_text("a\n")
     os.chown(src / "sub/a", 33, 33)
-    copy(paths, str(src), "c1:/etc/conf")
+    copy(context(paths), str(src), "c1:/etc/conf")
     assert os.lstat(paths.tree("c1") / "etc/conf/sub/a").st_uid == BASE + 33
     # out, by root itself: root's; through sudo: sudo's caller's
-    copy(paths, "c1:/etc", str(tmp_path / "out"))
+    copy(context(paths), "c1:/etc", str(tmp_path / "out"))
     assert owners(tmp_path / "out") == {(0, 0)}
     monkeypatch.setenv("SUDO_UID", "1234")
     monkeypatch.setenv("SUDO_GID", "2345")
-    copy(paths, "c1:/etc", str(tmp_path / "mine"))
+    copy(context(paths), "c1:/etc", str(tmp_path / "mine"))
     assert owners(tmp_path / "mine") == {(1234, 2345)}
     # --preserve-owner: as on disk, the container's range
-    copy(paths, "c1:/etc", str(tmp_path / "kept"), preserve_owner=True)
+    copy(context(paths), "c1:/etc", str(tmp_path / "kept"), preserve_owner=True)
     assert os.lstat(tmp_path / "kept/os-release").st_uid == BASE + 1000
     assert os.lstat(tmp_path / "kept/conf/sub/a").st_uid == BASE + 33
     assert os.lstat(tmp_path / "kept").st_uid == BASE
     with pytest.raises(Error, match="--preserve-owner is for a copy out"):
-        copy(paths, str(src), "c1:/etc/conf2", preserve_owner=True)
+        copy(context(paths), str(src), "c1:/etc/conf2", preserve_owner=True)
     monkeypatch.setenv("SUDO_UID", "12x")
     with pytest.raises(Error, match="SUDO_UID='12x' is not a user or group id"):
-        copy(paths, "c1:/etc", str(tmp_path / "bad"))
+        copy(context(paths), "c1:/etc", str(tmp_path / "bad"))
     assert not os.path.lexists(tmp_path / "bad")
 
 
@@ -101,21 +102,21 @@ def test_a_hostile_symlink_never_leads_out_of_the_tree(paths, host_dir, tmp_path
     # no such directory exists
     for dst in ("c1:/etc/evil-dir/x", "c1:/etc/evil-dots/x"):
         with pytest.raises(Error, match="does not exist in the container"):
-            copy(paths, str(src), dst)
+            copy(context(paths), str(src), dst)
     with pytest.raises(Error, match="no such directory in the container"):
-        copy(paths, str(src), "c1:/etc/evil-dir/")
+        copy(context(paths), str(src), "c1:/etc/evil-dir/")
     assert sorted(os.listdir(host_dir)) == ["secret"]
     assert os.path.islink(tree / "etc/evil-dir")
     # in, onto the link itself: the link is replaced, its target on the host untouched
-    copy(paths, str(src), "c1:/etc/evil-file")
+    copy(context(paths), str(src), "c1:/etc/evil-file")
     assert (host_dir / "secret").read_text() == "host secret\n"
     assert not os.path.islink(tree / "etc/evil-file")
     # out: the link is copied as a link, never the host file it names
     os.symlink(str(host_dir / "secret"), tree / "etc/evil-out")
-    copy(paths, "c1:/etc/evil-out", str(tmp_path / "got"))
+    copy(context(paths), "c1:/etc/evil-out", str(tmp_path / "got"))
     assert os.path.islink(tmp_path / "got")
     with pytest.raises(Error, match="No such file"):
-        copy(paths, "c1:/etc/evil-dir/secret", str(tmp_path / "got2"))
+        copy(context(paths), "c1:/etc/evil-dir/secret", str(tmp_path / "got2"))
     assert not os.path.lexists(tmp_path / "got2")
 
 
@@ -123,17 +124,17 @@ def test_bad_input(paths, tmp_path):
     src = tmp_path / "f"
     src.write_text("x")
     with pytest.raises(Error, match="one side of cp must be in a container"):
-        copy(paths, str(src), str(tmp_path / "g"))
+        copy(context(paths), str(src), str(tmp_path / "g"))
     with pytest.raises(Error, match="one side of cp must be in a container"):
-        copy(paths, "c1:/etc/os-release", "c1:/etc/x")
+        copy(context(paths), "c1:/etc/os-release", "c1:/etc/x")
     with pytest.raises(Error, match="no container named"):
-        copy(paths, str(src), "ghost:/x")
+        copy(context(paths), str(src), "ghost:/x")
     with pytest.raises(Error, match="/no/such does not exist in the container"):
-        copy(paths, str(src), "c1:/no/such/file")
+        copy(context(paths), str(src), "c1:/no/such/file")
     with pytest.raises(Error, match="no such file"):
-        copy(paths, str(tmp_path / "missing"), "c1:/etc/")
+        copy(context(paths), str(tmp_path / "missing"), "c1:/etc/")
     with pytest.raises(Error, match="no such directory"):
-        copy(paths, "c1:/etc/os-release", str(tmp_path / "nope/x"))
+        copy(context(paths), "c1:/etc/os-release", str(tmp_path / "nope/x"))
 
 
 def test_a_killed_copys_temporary_is_deleted_by_the_next_copy_there(paths, tmp_path):
@@ -144,5 +145,5 @@ def test_a_killed_copys_temporary_is_deleted_by_the_next_copy_there(paths, tmp_p
     alive.write_text("in progress")
     src = tmp_path / "f"
     src.write_text("x")
-    copy(paths, str(src), "c1:/etc/f")
+    copy(context(paths), str(src), "c1:/etc/f")
     assert not dead.exists() and alive.exists()

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.settings.dropin import dropin_path, parse_dropin, render_dropin
+from nspawnctl.settings.dropin import parse_dropin, render_dropin
 from nspawnctl.settings.model import (
     TEMPLATE_TASKS_MAX,
     UINT64_INFINITY,
@@ -41,7 +41,7 @@ def unit_lines(text):
 
 
 def test_every_dropin_asserts_its_container_is_not_held():
-    # ops/hold.py: while nspawnctl swaps a tree, a start by anyone fails this assertion
+    # store/hold.py: while nspawnctl swaps a tree, a start by anyone fails this assertion
     for cfg in (ContainerConfig(), LIMITED):
         assert HOLD_ASSERTION in render_dropin(cfg).splitlines()
     assert "AssertPathExists=!/x/run/nspawnctl/holds/%i" in render_dropin(
@@ -163,7 +163,3 @@ def test_diff_needs_restart():
     assert diff_needs_restart(old, replace(old, image="x")) == []
     new = replace(old, network="host", binds=(parse_bind("/a"),), env=("A=1",), memory_max=1 << 30)
     assert diff_needs_restart(old, new) == ["network", "binds", "env"]
-
-
-def test_dropin_path():
-    assert dropin_path("web") == "systemd-nspawn@web.service.d/50-nspawnctl.conf"

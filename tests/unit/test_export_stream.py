@@ -2,7 +2,6 @@
 xattrs, compression), the one-pass image archives (digests, layout, config), the format
 chosen from the file name, the temporary file, and the rule that decides if an image boots."""
 
-import contextlib
 import gzip
 import hashlib
 import json
@@ -16,15 +15,17 @@ from types import SimpleNamespace
 import pytest
 
 from nspawnctl.errors import Error
+from nspawnctl.formats import platforms
+from nspawnctl.formats.oci import RunConfig, write_archive
+from nspawnctl.formats.tar import NOBODY, Sink, uid_shift, write_tree
 from nspawnctl.ops import export as export_op
-from nspawnctl.ops.create import boot_rule
 from nspawnctl.ops.export import choose_format, run_config
 from nspawnctl.paths import Paths
+from nspawnctl.runtime.context import Context
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
-from nspawnctl.sources.oci.writer import RunConfig, write_archive
-from nspawnctl.store.tartree import NOBODY, Sink, uid_shift, write_tree
+from nspawnctl.sources.oci.source import boot_rule
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="chown and mknod need root")
@@ -33,7 +34,7 @@ BASE = 0x50000  # a UID range systemd-nspawn -U could have picked
 
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): "amd64"})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): "amd64"})
 
 
 def make_tree(root: Path, shift: int = 0) -> Path:
@@ -371,7 +372,7 @@ def test_sink_counts_and_hashes(tmp_path):
 def test_fast_headers_are_tarfiles_own(type_, extra):
     """The one-block headers made directly are byte for byte what tarfile writes; what does
     not fit one ustar block goes through tarfile itself."""
-    from nspawnctl.store.tartree import _ustar
+    from nspawnctl.formats.tar import _ustar
     info = tarfile.TarInfo("./etc/some/name")
     info.type, info.mode, info.uid, info.gid, info.mtime = type_, 0o4755, 33, 65534, 1700000000
     info.uname = info.gname = ""
@@ -387,7 +388,7 @@ def test_fast_headers_are_tarfiles_own(type_, extra):
 def test_id_carrying_xattrs_are_shifted_back():
     import struct
 
-    from nspawnctl.store.tartree import _shift_acl, _shift_caps
+    from nspawnctl.formats.tar import _shift_acl, _shift_caps
     inside = lambda i: i - BASE if BASE <= i < BASE + 0x10000 else NOBODY  # noqa: E731
     acl = struct.pack("<I", 2) + struct.pack("<HHI", 0x01, 7, 0xFFFFFFFF) \
         + struct.pack("<HHI", 0x02, 5, BASE + 1000) + struct.pack("<HHI", 0x08, 4, BASE + 33)
@@ -418,10 +419,10 @@ class FakeBus:
 def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
     """systemd's freezer cannot be reached in the testbed (hybrid cgroups), so the order of
     the calls is pinned here: frozen before the read, thawed after, also when it fails."""
-    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: running)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: running)
     bus = FakeBus()
     with pytest.raises(KeyboardInterrupt):
-        with export_op._frozen(bus, "web", lambda m: None) as frozen:
+        with export_op._frozen(Context(Paths.from_env(), lambda m: None, bus), "web") as frozen:
             assert frozen is running
             assert bus.calls == ([("freeze", "systemd-nspawn@web.service")] if running else [])
             raise KeyboardInterrupt
@@ -438,15 +439,14 @@ def test_a_running_container_is_read_while_frozen(tmp_path, monkeypatch):
     make_tree(paths.tree("web"))
     save_config(paths, "web", ContainerConfig())
     bus = FakeBus()
-    monkeypatch.setattr(export_op, "Bus", lambda: contextlib.nullcontext(bus))
-    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: True)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: True)
     real = export_op.write_tree
 
     def logged(tree, sink):
         bus.calls.append(("read", tree.name))
         return real(tree, sink)
     monkeypatch.setattr(export_op, "write_tree", logged)
-    info = export_op.export(paths, "web", tmp_path / "web.tar", report=lambda m: None)
+    info = export_op.export(Context(paths, lambda m: None, bus), "web", tmp_path / "web.tar")
     assert bus.calls == [("freeze", "systemd-nspawn@web.service"), ("read", "web"),
                          ("thaw", "systemd-nspawn@web.service")]
     assert info["frozen"] is True
@@ -455,10 +455,10 @@ def test_a_running_container_is_read_while_frozen(tmp_path, monkeypatch):
 
 
 def test_a_container_systemd_cannot_freeze_is_refused(monkeypatch):
-    monkeypatch.setattr(export_op, "running_for_copy", lambda bus, name, report: True)
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: True)
     bus = FakeBus(refuse=True)
     with pytest.raises(Error, match="web is running and cannot be frozen") as e:
-        with export_op._frozen(bus, "web", lambda m: None):
+        with export_op._frozen(Context(Paths.from_env(), lambda m: None, bus), "web"):
             raise AssertionError("read while running")
     assert "stop it first" in e.value.hint
     assert bus.calls == [("freeze", "systemd-nspawn@web.service")]

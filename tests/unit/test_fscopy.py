@@ -13,8 +13,8 @@ from pathlib import Path
 import hostile
 import pytest
 
-from nspawnctl import fscopy
 from nspawnctl.errors import Error
+from nspawnctl.fs import copy as fscopy
 from nspawnctl.store import inside
 
 fast_tmp, few_fds = hostile.fast_tmp, hostile.few_fds

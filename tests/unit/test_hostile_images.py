@@ -13,6 +13,7 @@ from imagebuild import dir, file, layer, oci_layout, sha256, write_manifest
 
 from nspawnctl import fsutil
 from nspawnctl.errors import Error
+from nspawnctl.formats import platforms
 from nspawnctl.sources import compression, oci, tarball
 
 fast_tmp, few_fds = hostile.fast_tmp, hostile.few_fds
@@ -21,7 +22,7 @@ fast_tmp, few_fds = hostile.fast_tmp, hostile.few_fds
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
     import platform
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): "amd64"})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): "amd64"})
 
 
 GOOD = layer(dir("etc"), file("etc/os-release", b"ID=test\n"))

@@ -17,6 +17,7 @@ from imagebuild import chardev, layer
 
 from nspawnctl import fsutil
 from nspawnctl.errors import Error
+from nspawnctl.fs import resolve as fsresolve
 from nspawnctl.sources import unpack
 from nspawnctl.sources.unpack import apply_layer
 
@@ -201,7 +202,7 @@ def test_deep_layer_unpacks(fast_tmp, monkeypatch, few_fds, resolver, depth):
     """Each entry's parent is reached from the last one's: no PATH_MAX, no descriptor per
     level (few_fds), and the directory modes are set at the end all the same."""
     assert depth > sys.getrecursionlimit()
-    monkeypatch.setattr(unpack, "HAVE_OPENAT2", None if resolver == "openat2" else False)
+    monkeypatch.setattr(fsresolve, "HAVE_OPENAT2", None if resolver == "openat2" else False)
     root = fast_tmp / "root"
     root.mkdir()
     apply_layer(io.BytesIO(hostile.deep_layer(depth)), root)

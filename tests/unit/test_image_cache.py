@@ -11,13 +11,13 @@ import pytest
 from imagebuild import docker_archive, file, layer, oci_layout, tar_tree
 
 from nspawnctl.errors import Error
-from nspawnctl.sources import oci
+from nspawnctl.formats import platforms
 
 
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
     import platform
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): "amd64"})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): "amd64"})
 
 
 GOOD = layer(file("etc/os-release", b"ID=test\n"))
@@ -30,9 +30,9 @@ def image_archive(tmp_path, name: str, layers: list[bytes]) -> Path:
 
 
 def test_cache_key_is_the_full_digest(tmp_path):
-    from nspawnctl.ops.create import _image_base
+    from nspawnctl.sources.oci.source import image_base
     oci_layout(tmp_path / "img", [GOOD])
-    base = _image_base(f"oci:{tmp_path / 'img'}", None, print)
+    base = image_base(f"oci:{tmp_path / 'img'}", None, print)
     digest = base.image_config.digest
     assert base.key == "oci-sha256-" + digest.split(":")[1] and len(base.key) == 11 + 64
     assert base.meta["digest"] == digest
@@ -42,7 +42,7 @@ def test_cache_key_is_the_full_digest(tmp_path):
 def test_archive_swapped_between_inspect_and_unpack(tmp_path, kind):
     """The build unpacks what _image_base resolved, or fails: never the archive now there."""
 
-    from nspawnctl.ops.create import _image_base
+    from nspawnctl.sources.oci.source import image_base
     first, second = layer(file("which", b"first")), layer(file("which", b"second"))
     if kind == "oci-archive":
         a, b = image_archive(tmp_path, "a", [first]), image_archive(tmp_path, "b", [second])
@@ -51,7 +51,7 @@ def test_archive_swapped_between_inspect_and_unpack(tmp_path, kind):
         b = docker_archive(tmp_path / "b.tar", [second])
     path = tmp_path / "img.tar"
     shutil.copy(a, path)
-    base = _image_base(f"{kind}:{path}", None, print)
+    base = image_base(f"{kind}:{path}", None, print)
     os.replace(b, path)
     dest = tmp_path / "dest"
     dest.mkdir()

@@ -53,10 +53,9 @@ def test_prune_removes_an_unheld_unused_base(tmp_path):
 
 
 def test_overlay_lower_counts_as_a_user_without_the_image_comment(tmp_path, monkeypatch):
-    from nspawnctl.ops import inventory
     from nspawnctl.store import overlay
     paths = paths_in(tmp_path)
     make_image(paths, "k3")
     (paths.machines / "ov").mkdir(parents=True)
     overlay.write_unit(paths, "ov", paths.images / "k3" / "tree")
-    assert inventory.usage_by_image(paths) == {"k3": 1}
+    assert images.usage_by_image(paths) == {"k3": 1}

@@ -36,7 +36,7 @@ def linked_source(tmp_path):
 
 
 def test_import_dir_copies_what_a_symlink_names(tmp_path, linked_source):
-    from nspawnctl.ops.create import prepare_tree
+    from nspawnctl.store.commit import prepare_tree
     src, link = linked_source
     tree = tmp_path / "stage" / "tree"
     tree.parent.mkdir()
@@ -61,11 +61,12 @@ def test_import_dir_stays_on_one_filesystem(tmp_path, linked_source, tmpfs_in):
 def test_create_from_a_symlinked_dir_leaves_the_source_alone(tmp_path, linked_source, store):
     from nspawnctl.ops.create import create
     from nspawnctl.settings.model import ContainerConfig
-    from nspawnctl.sources.debootstrap import BootstrapSpec
+    from nspawnctl.sources.base import Request
+    from tests.unit.fakes import context
     src, link = linked_source
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
-    create(store.paths, "fromlink", f"dir:{link}", BootstrapSpec(), ContainerConfig(),
-           report=lambda m: None)
+    create(context(store.paths), "fromlink", f"dir:{link}", ContainerConfig(),
+           Request(store.paths))
     tree = store.paths.tree("fromlink")
     assert not tree.is_symlink() and (tree / "etc/hostname").read_text() == "fromlink\n"
     assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before

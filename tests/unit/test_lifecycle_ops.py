@@ -1,4 +1,4 @@
-"""ops.lifecycle and ops.remove against a fake Bus: what a command must never change."""
+"""ops.lifecycle (runtime.lifecycle) and ops.remove against a fake Bus: what a command must never change."""
 
 import contextlib
 import shutil
@@ -10,37 +10,11 @@ from nspawnctl.network.model import parse_port
 from nspawnctl.ops import lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.paths import Paths
+from nspawnctl.runtime import lifecycle as runtime_lifecycle
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store.containers import Store
-
-
-class FakeBus:
-    """A unit that never leaves "active", whatever is asked of it."""
-
-    def __init__(self, state="active"):
-        self.state = state
-        self.calls = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def active_state(self, unit):
-        return self.state
-
-    def has_job(self, unit):
-        return False
-
-    def machine_path(self, name):
-        return None
-
-    def __getattr__(self, method):
-        def call(*args, **kwargs):
-            self.calls.append((method, args))
-        return call
+from tests.unit.fakes import FakeBus, context
 
 
 @pytest.fixture
@@ -54,16 +28,14 @@ def paths(tmp_path, monkeypatch):
 
 @pytest.fixture
 def stuck(monkeypatch):
-    bus = FakeBus()
-    monkeypatch.setattr(lifecycle, "Bus", lambda: bus)
-    monkeypatch.setattr(remove_op, "Bus", lambda: bus)
-    monkeypatch.setattr(lifecycle, "_wait_inactive", lambda bus, unit, timeout: False)
-    return bus
+    """A unit that never leaves "active", whatever is asked of it."""
+    monkeypatch.setattr(runtime_lifecycle, "_wait_inactive", lambda bus, unit, timeout: False)
+    return FakeBus(state="active")
 
 
 def test_stop_fails_when_the_unit_outlives_sigkill(paths, stuck):
     with pytest.raises(Error) as err:
-        lifecycle.stop(paths, "c1", report=lambda line: None)
+        lifecycle.stop(context(paths, stuck), "c1")
     assert "still active after SIGKILL" in err.value.message
     assert "\n" not in err.value.message and err.value.hint
     assert ("kill_unit", ("systemd-nspawn@c1.service", 9)) in stuck.calls
@@ -72,13 +44,13 @@ def test_stop_fails_when_the_unit_outlives_sigkill(paths, stuck):
 def test_remove_force_keeps_the_tree_of_a_container_still_running(paths, stuck, monkeypatch):
     monkeypatch.setattr(remove_op, "stop", lambda *a, **k: True)  # a stop that claims success
     with pytest.raises(Error, match="still running"):
-        remove_op.remove(paths, "c1", force=True, report=lambda line: None)
+        remove_op.remove(context(paths, stuck), "c1", force=True)
     assert paths.tree("c1").is_dir()
 
 
 def test_remove_force_keeps_the_tree_when_stop_fails(paths, stuck):
     with pytest.raises(Error, match="after SIGKILL"):
-        remove_op.remove(paths, "c1", force=True, report=lambda line: None)
+        remove_op.remove(context(paths, stuck), "c1", force=True)
     assert paths.tree("c1").is_dir()
 
 
@@ -100,15 +72,13 @@ def test_enable_and_disable_link_under_the_containers_lock(paths, monkeypatch, c
             except Error:
                 held.append(True)  # busy: this command holds it
 
-    monkeypatch.setattr(lifecycle, "Bus", LockCheckingBus)
-    command(paths, "c1")
+    command(context(paths, LockCheckingBus()), "c1")
     assert held == [True]
 
 
 @pytest.mark.parametrize("command", [lifecycle.enable, lifecycle.disable])
 def test_enable_and_disable_recheck_the_container_under_its_lock(paths, monkeypatch, command):
     bus = FakeBus()
-    monkeypatch.setattr(lifecycle, "Bus", lambda: bus)
     real_lock = Store.lock
 
     @contextlib.contextmanager
@@ -119,7 +89,7 @@ def test_enable_and_disable_recheck_the_container_under_its_lock(paths, monkeypa
 
     monkeypatch.setattr(Store, "lock", lock_after_a_remove)
     with pytest.raises(Error, match="no container named"):
-        command(paths, "c1")
+        command(context(paths, bus), "c1")
     assert not [call for call in bus.calls if call[0].endswith("_units")]
 
 
@@ -137,10 +107,9 @@ def test_paths_control_is_under_nspawnctl_root(paths):
 
 
 def test_remove_deletes_the_units_runtime_dropins(paths, monkeypatch):
-    monkeypatch.setattr(remove_op, "Bus", lambda: FakeBus(state="inactive"))
     control = live_limit_dropins(paths, "c1")
     (control / "50-Delegate.conf").write_text("[Service]\nDelegate=yes\n")
-    remove_op.remove(paths, "c1", report=lambda line: None)
+    remove_op.remove(context(paths, FakeBus(state="inactive")), "c1")
     assert not paths.tree("c1").exists()
     assert not control.exists()
 
@@ -157,15 +126,14 @@ def test_set_on_a_stopped_container_clears_the_live_limits_before_the_reload(pat
         def reload(self):
             seen.append(sorted(p.name for p in control.iterdir()))
 
-    monkeypatch.setattr(reconfigure, "Bus", lambda: Stopped(state="inactive"))
-    reconfigure.set_config(paths, "c1", {"memory_max": "infinity"})
+    reconfigure.set_config(context(paths, Stopped(state="inactive")), "c1",
+                           {"memory_max": "infinity"})
     assert seen == [["50-Delegate.conf"]]
 
 
 def test_set_on_a_running_container_keeps_the_live_limits(paths, monkeypatch):
     control = live_limit_dropins(paths, "c1")
-    monkeypatch.setattr(reconfigure, "Bus", lambda: FakeBus(state="active"))
-    reconfigure.set_config(paths, "c1", {"memory_max": "1G"})
+    reconfigure.set_config(context(paths, FakeBus(state="active")), "c1", {"memory_max": "1G"})
     assert (control / "50-CPUQuota.conf").exists()
 
 
@@ -174,12 +142,11 @@ def test_exec_in_a_single_command_container_needs_nothing_in_its_tree(paths, mon
     entered process itself, and the command runs as given."""
     save_config(paths, "c1", ContainerConfig(boot=False, command=("/bin/app",),
                                              env=("MODE=prod", "PATH=/opt/bin")))
-    monkeypatch.setattr(lifecycle, "Bus", lambda: FakeBus())
     monkeypatch.setattr(lifecycle, "leader", lambda bus, name: 4242)
     ran = []
     monkeypatch.setattr(lifecycle, "enter", lambda pid, command, env: ran.append(
         (pid, command, env)) or 0)
-    assert lifecycle.exec_(paths, "c1", ["app", "--x"]) == 0
+    assert lifecycle.exec_(context(paths), "c1", ["app", "--x"]) == 0
     assert ran == [(4242, ["app", "--x"], {"PATH": "/opt/bin", "MODE": "prod"})]
 
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from nspawnctl.network import firewall
-from nspawnctl.network.model import Network, parse_port
+from nspawnctl.network.model import Network
+from nspawnctl.settings.networking import parse_port
 
 A = Network.make("a", "192.0.2.0/25")
 B = Network.make("b", "192.0.2.128/25")

@@ -1,11 +1,12 @@
-"""network.model: published ports and network names, good and bad."""
+"""network.model and settings.networking: published ports and network names, good and bad."""
 
 import ipaddress
 
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.network.model import Network, Port, check_network_name, check_subnet, parse_port
+from nspawnctl.network.model import Network, check_subnet
+from nspawnctl.settings.networking import Port, check_network_name, parse_port
 
 
 @pytest.mark.parametrize("text, port", [

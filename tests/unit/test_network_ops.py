@@ -5,9 +5,11 @@ from pathlib import Path
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.network.model import parse_port
-from nspawnctl.ops import network
+from nspawnctl.network import containers as network
+from nspawnctl.ops import network as network_ops
 from nspawnctl.settings.model import ContainerConfig, edit
+from nspawnctl.settings.networking import parse_port
+from tests.unit.fakes import FakeBus, context
 
 BLOCK = [network.HOSTS_BEGIN.format(network="default"), "192.0.2.2\ta", "192.0.2.3\tb",
          network.HOSTS_END]
@@ -116,14 +118,14 @@ def relocated_paths(tmp_path, monkeypatch):
 @pytest.mark.parametrize("call", [
     lambda p: network.apply_host(p),
     lambda p: network.ensure_host(p, ContainerConfig(network="default")),
-    lambda p: network.ensure_host_unit(p),
-    lambda p: network.create_network(p, "n1", None),
-    lambda p: network.remove_network(p, "default"),
+    lambda p: network.ensure_host_unit(p, FakeBus()),
+    lambda p: network_ops.create_network(context(p), "n1", None),
+    lambda p: network_ops.remove_network(context(p), "default"),
     lambda p: network.attach(p, "x", 1),
-    lambda p: network.attach_running(p, "x"),
+    lambda p: network_ops.attach_running(context(p), "x"),
     lambda p: network.join(p, "x", ContainerConfig(network="default")),
-    lambda p: network.joined(p, "x", ContainerConfig(network="default")),
-    lambda p: network.watch(p),
+    lambda p: network.joined(p, FakeBus(), "x", ContainerConfig(network="default")),
+    lambda p: network_ops.watch(context(p)),
 ])
 def test_host_network_operations_refuse_under_a_relocated_root(tmp_path, monkeypatch, call):
     paths = relocated_paths(tmp_path, monkeypatch)

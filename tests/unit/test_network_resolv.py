@@ -11,7 +11,6 @@ from nspawnctl.network.resolv import (
     container_resolv_conf,
     read_etc_file,
     write_etc_file,
-    write_resolv_conf,
 )
 
 RESOLVED_STUB = """# This is /run/systemd/resolve/stub-resolv.conf (systemd-resolved)
@@ -72,9 +71,9 @@ def tree(tmp_path):
 
 def test_write_creates_and_replaces(tmp_path):
     root = tree(tmp_path)
-    write_resolv_conf(root, "nameserver 192.0.2.1\n")
+    write_etc_file(root, "resolv.conf", "nameserver 192.0.2.1\n")
     assert (root / "etc/resolv.conf").read_text() == "nameserver 192.0.2.1\n"
-    write_resolv_conf(str(root), "nameserver 192.0.2.2\n")
+    write_etc_file(str(root), "resolv.conf", "nameserver 192.0.2.2\n")
     assert (root / "etc/resolv.conf").read_text() == "nameserver 192.0.2.2\n"
     assert oct((root / "etc/resolv.conf").stat().st_mode & 0o777) == "0o644"
     assert sorted(os.listdir(root / "etc")) == ["resolv.conf"]
@@ -85,7 +84,7 @@ def test_a_symlink_to_a_host_file_is_replaced_not_followed(tmp_path):
     victim = tmp_path / "host-file"
     victim.write_text("precious\n")
     (root / "etc/resolv.conf").symlink_to(victim)
-    write_resolv_conf(root, "nameserver 192.0.2.1\n")
+    write_etc_file(root, "resolv.conf", "nameserver 192.0.2.1\n")
     assert victim.read_text() == "precious\n"
     assert not (root / "etc/resolv.conf").is_symlink()
     assert (root / "etc/resolv.conf").read_text() == "nameserver 192.0.2.1\n"
@@ -98,7 +97,7 @@ def test_a_symlinked_etc_is_refused(tmp_path):
     host_etc.mkdir()
     (root / "etc").symlink_to(host_etc)
     with pytest.raises(Error) as err:
-        write_resolv_conf(root, "nameserver 192.0.2.1\n")
+        write_etc_file(root, "resolv.conf", "nameserver 192.0.2.1\n")
     assert "symlink" in err.value.message
     assert os.listdir(host_etc) == []
 
@@ -108,7 +107,7 @@ def test_a_directory_in_the_way_is_one_line(tmp_path):
     (root / "etc/resolv.conf").mkdir()
     (root / "etc/resolv.conf/x").write_text("")
     with pytest.raises(Error):
-        write_resolv_conf(root, "nameserver 192.0.2.1\n")
+        write_etc_file(root, "resolv.conf", "nameserver 192.0.2.1\n")
     assert sorted(os.listdir(root / "etc")) == ["resolv.conf"]
 
 
@@ -119,7 +118,7 @@ def test_owner_is_the_owner_of_etc(tmp_path):
     os.chown(root / "etc", 655360, 655360)  # a tree shifted into a user-namespace range
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        write_resolv_conf(fd, "nameserver 192.0.2.1\n")
+        write_etc_file(fd, "resolv.conf", "nameserver 192.0.2.1\n")
     finally:
         os.close(fd)
     st = (root / "etc/resolv.conf").stat()

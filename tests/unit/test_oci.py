@@ -26,6 +26,7 @@ from imagebuild import (
 )
 
 from nspawnctl.errors import Error
+from nspawnctl.formats import platforms
 from nspawnctl.sources import compression, oci
 from nspawnctl.sources.oci import ImageConfig, inspect_image, parse_reference, unpack_image
 
@@ -35,7 +36,7 @@ HOST_ARCH, OTHER_ARCH = "amd64", "arm64"
 @pytest.fixture(autouse=True)
 def host_is_amd64(monkeypatch):
     """The images built here are amd64 unless told otherwise; so is the host, for the tests."""
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): HOST_ARCH})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): HOST_ARCH})
 
 BASE = layer(dir("bin"), file("bin/sh", b"#!shell", mode=0o755), dir("etc"),
              file("etc/os-release", b"ID=test\n"), dir("srv"))

@@ -26,6 +26,7 @@ from imagebuild import (
 )
 
 from nspawnctl.errors import Error
+from nspawnctl.formats import platforms
 from nspawnctl.sources import compression, readahead, unpack
 from nspawnctl.sources.oci import layout as oci_layout_mod
 from nspawnctl.sources.oci import unpack_image
@@ -38,8 +39,7 @@ BIG = layer(dir("usr"), *[file(f"usr/f{i}", bytes([i]) * 300_000) for i in range
 def host_is_amd64(monkeypatch):
     import platform
 
-    from nspawnctl.sources import oci
-    monkeypatch.setattr(oci.platforms, "ARCHES", {platform.machine(): "amd64"})
+    monkeypatch.setattr(platforms, "ARCHES", {platform.machine(): "amd64"})
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Order between containers (ops/order.py): names that exist, no cycles, no orphans on
+"""Order between containers (store/order.py): names that exist, no cycles, no orphans on
 remove; and the boot-time recovery (ops/host.py) on a store a crash left behind."""
 
 import os
@@ -6,11 +6,12 @@ import os
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.ops import host, order
+from nspawnctl.ops import host
 from nspawnctl.paths import Paths
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.store import overlay
+from nspawnctl.store import order, overlay
+from nspawnctl.systemd import bootunits
 
 
 @pytest.fixture
@@ -55,16 +56,16 @@ def test_dependents_are_what_remove_would_orphan(paths):
 
 
 def test_install_units_enables_recovery_once(paths):
-    assert host.install_units(paths)
-    unit = (paths.units / host.RECOVER_UNIT).read_text()
+    assert bootunits.install_units(paths)
+    unit = (paths.units / bootunits.RECOVER_UNIT).read_text()
     assert "ExecStart=" in unit and " -m nspawnctl recover" in unit
     assert f"RequiresMountsFor={paths.machines} {paths.state}" in unit
-    dropin = paths.units / host.TEMPLATE_DROPINS / host.RECOVER_DROPIN
+    dropin = paths.units / bootunits.TEMPLATE_DROPINS / bootunits.RECOVER_DROPIN
     assert "After=nspawnctl-recover.service" in dropin.read_text()
-    for target in host.WANTED_BY:
-        assert os.readlink(paths.units / f"{target}.wants" / host.RECOVER_UNIT) == \
-            str(paths.units / host.RECOVER_UNIT)
-    assert not host.install_units(paths)  # a second install changes nothing
+    for target in bootunits.WANTED_BY:
+        assert os.readlink(paths.units / f"{target}.wants" / bootunits.RECOVER_UNIT) == \
+            str(paths.units / bootunits.RECOVER_UNIT)
+    assert not bootunits.install_units(paths)  # a second install changes nothing
 
 
 def test_recover_rolls_back_a_cut_create_and_forward_a_cut_overlay(paths):

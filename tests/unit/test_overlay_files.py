@@ -90,7 +90,7 @@ def test_sweep_removes_layers_and_unit_of_a_container_that_never_committed(paths
 
 
 def test_prepare_tree_writes_the_identity_to_the_upper_layer_only(tmp_path):
-    from nspawnctl.ops.create import prepare_tree
+    from nspawnctl.store.commit import prepare_tree
     lower, upper = tmp_path / "lower", tmp_path / "upper"
     (lower / "etc").mkdir(parents=True)
     (lower / "etc").chmod(0o751)

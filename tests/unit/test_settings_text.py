@@ -106,9 +106,9 @@ def _image(config: dict):
 
 
 def _container_from(image) -> ContainerConfig:
-    """An image's fields as create applies them (ops/create.py: _apply_image_config)."""
-    from nspawnctl.ops.create import _apply_image_config
-    return _apply_image_config(ContainerConfig(), image, False,
+    """An image's fields as create applies them (sources/oci/source.py: apply_image_config)."""
+    from nspawnctl.sources.oci.source import apply_image_config
+    return apply_image_config(ContainerConfig(), image, False,
                                tuple(image.entrypoint) + tuple(image.cmd))
 
 

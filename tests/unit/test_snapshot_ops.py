@@ -12,50 +12,15 @@ from click.testing import CliRunner
 
 from nspawnctl import cli as cli_module
 from nspawnctl.errors import Error
-from nspawnctl.ops import inventory
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.ops import snapshot as snap_op
 from nspawnctl.paths import Paths
+from nspawnctl.runtime import snapshot as snap_runtime
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.store import overlay, snapshots
+from nspawnctl.store import images, overlay, snapshots
 from nspawnctl.store.containers import Store
-
-
-class FakeBus:
-    def __init__(self, state="inactive", freeze_error=None):
-        self.state = state
-        self.freeze_error = freeze_error
-        self.calls = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def active_state(self, unit):
-        return self.state
-
-    def has_job(self, unit):
-        return False
-
-    def freeze_unit(self, unit):
-        self.calls.append(("freeze", unit))
-        return self.freeze_error
-
-    def unit_asserts(self, unit):
-        # what units/container-settings.conf has systemd assert (store/hold.py)
-        name = unit.split("@", 1)[1].rsplit(".", 1)[0]
-        return [str(Paths.from_env().holds / name)]
-
-    def unit_dependents(self, unit):
-        return []
-
-    def __getattr__(self, method):
-        def call(*args, **kwargs):
-            self.calls.append((method, args))
-        return call
+from tests.unit.fakes import FakeBus, context
 
 
 @pytest.fixture
@@ -70,26 +35,32 @@ def paths(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def bus(monkeypatch):
-    b = FakeBus()
-    monkeypatch.setattr(snap_op, "Bus", lambda: b)
-    monkeypatch.setattr(remove_op, "Bus", lambda: b)
-    return b
+def bus():
+    return FakeBus()
 
 
-def test_snapshot_of_a_stopped_container_copies_tree_and_settings(paths, bus):
-    info = snap_op.snapshot(paths, "c1", "before")
+@pytest.fixture
+def ctx(paths, bus):
+    """The command's context, with the fake bus; its progress lines in ctx.lines."""
+    lines: list[str] = []
+    c = context(paths, bus, report=lines.append)
+    c.lines = lines  # type: ignore[attr-defined]
+    return c
+
+
+def test_snapshot_of_a_stopped_container_copies_tree_and_settings(paths, bus, ctx):
+    info = snap_op.snapshot(ctx, "c1", "before")
     assert info["method"] in ("copy", "reflink") and info["running"] is False
     where = snapshots.snapshot_dir(paths, "c1", "before")
     assert (where / "tree/usr/bin/true").read_text() == "#!/bin/sh\n"
     assert (where / "settings/nspawn").read_text() == paths.nspawn_file("c1").read_text()
-    assert [r["tag"] for r in snap_op.list_snapshots(paths, "c1")] == ["before"]
+    assert [r["tag"] for r in snap_op.list_snapshots(ctx, "c1")] == ["before"]
     assert not any(bus.calls)  # nothing frozen: it was not running
 
 
-def test_default_tag_is_a_utc_timestamp_and_never_clashes(paths, bus):
-    first = snap_op.snapshot(paths, "c1")["tag"]
-    second = snap_op.snapshot(paths, "c1")["tag"]
+def test_default_tag_is_a_utc_timestamp_and_never_clashes(paths, bus, ctx):
+    first = snap_op.snapshot(ctx, "c1")["tag"]
+    second = snap_op.snapshot(ctx, "c1")["tag"]
     assert re.fullmatch(r"\d{8}T\d{6}Z", first), first
     # the same second: the same stamp with -2; the next one: a stamp of its own
     assert second == f"{first}-2" or (re.fullmatch(r"\d{8}T\d{6}Z", second) and
@@ -97,32 +68,32 @@ def test_default_tag_is_a_utc_timestamp_and_never_clashes(paths, bus):
     stamp = datetime.datetime.strptime(first, "%Y%m%dT%H%M%SZ").replace(
         tzinfo=datetime.timezone.utc)
     assert abs(stamp.timestamp() - time.time()) < 60  # UTC: local time would be hours off
-    assert [r["tag"] for r in snap_op.list_snapshots(paths, "c1")] == [first, second]
+    assert [r["tag"] for r in snap_op.list_snapshots(ctx, "c1")] == [first, second]
 
 
 @pytest.mark.parametrize("tag", ["", ".hidden", "-x", "a/b", "..", "a" * 65, "x y"])
-def test_invalid_tags_are_refused(paths, bus, tag):
+def test_invalid_tags_are_refused(paths, bus, ctx, tag):
     with pytest.raises(Error, match="invalid snapshot tag"):
-        snap_op.snapshot(paths, "c1", tag)
+        snap_op.snapshot(ctx, "c1", tag)
 
 
-def test_an_existing_tag_and_an_unknown_tag_are_refused(paths, bus):
-    snap_op.snapshot(paths, "c1", "t1")
+def test_an_existing_tag_and_an_unknown_tag_are_refused(paths, bus, ctx):
+    snap_op.snapshot(ctx, "c1", "t1")
     with pytest.raises(Error, match="already has a snapshot 't1'"):
-        snap_op.snapshot(paths, "c1", "t1")
+        snap_op.snapshot(ctx, "c1", "t1")
     with pytest.raises(Error, match="has no snapshot 'nope'"):
-        snap_op.rollback(paths, "c1", "nope")
+        snap_op.rollback(ctx, "c1", "nope")
     with pytest.raises(Error, match="has no snapshot 'nope'"):
-        snap_op.remove_snapshot(paths, "c1", "nope")
+        snap_op.remove_snapshot(ctx, "c1", "nope")
 
 
-def test_rollback_swaps_the_tree_and_settings_back_and_keeps_the_snapshot(paths, bus):
-    snap_op.snapshot(paths, "c1", "good")
+def test_rollback_swaps_the_tree_and_settings_back_and_keeps_the_snapshot(paths, bus, ctx):
+    snap_op.snapshot(ctx, "c1", "good")
     nspawn = paths.nspawn_file("c1").read_text()
     (paths.tree("c1") / "usr/bin/true").unlink()
     os.rmdir(paths.tree("c1") / "usr/bin")
     paths.nspawn_file("c1").write_text(nspawn + "# changed\n")
-    info = snap_op.rollback(paths, "c1", "good")
+    info = snap_op.rollback(ctx, "c1", "good")
     assert info["restarted"] is False and info["settings_changed"] is True
     assert (paths.tree("c1") / "usr/bin/true").read_text() == "#!/bin/sh\n"
     assert paths.nspawn_file("c1").read_text() == nspawn
@@ -130,12 +101,12 @@ def test_rollback_swaps_the_tree_and_settings_back_and_keeps_the_snapshot(paths,
     assert not os.listdir(paths.staging_in(paths.machines))  # the old tree is gone
 
 
-def test_running_container_is_frozen_for_the_copy_and_thawed(paths, bus, monkeypatch):
+def test_running_container_is_frozen_for_the_copy_and_thawed(paths, bus, ctx, monkeypatch):
     """The copy is made between the freeze and the thaw, and the time it said it was frozen is
     the time between them (a clock of the test's: the copy takes 1.5 s of it)."""
     bus.state = "active"
     clock = [1000.0]
-    monkeypatch.setattr(snap_op, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(snap_runtime, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     copy = snapshots.copy_content
 
     def logged_copy(*args):
@@ -143,52 +114,51 @@ def test_running_container_is_frozen_for_the_copy_and_thawed(paths, bus, monkeyp
         clock[0] += 1.5
         return copy(*args)
     monkeypatch.setattr(snapshots, "copy_content", logged_copy)
-    said = []
-    info = snap_op.snapshot(paths, "c1", "hot", report=said.append)
+    info = snap_op.snapshot(ctx, "c1", "hot")
     assert [c[0] for c in bus.calls] == ["freeze", "copy", "thaw_unit"]
     assert info["frozen_seconds"] == 1.5
-    assert said == ["c1 was frozen for 1.50 s"]
+    assert ctx.lines == ["c1 was frozen for 1.50 s"]
     where = snapshots.snapshot_dir(paths, "c1", "hot")
     assert (where / "tree/usr/bin/true").read_text() == "#!/bin/sh\n"
     assert snapshots.read_meta(where)["frozen_seconds"] == 1.5
 
 
-def test_thawed_even_when_the_copy_fails(paths, bus, monkeypatch):
+def test_thawed_even_when_the_copy_fails(paths, bus, ctx, monkeypatch):
     bus.state = "active"
 
     def broken(*a):
         raise Error("copying the tree failed")
     monkeypatch.setattr(snapshots, "copy_content", broken)
     with pytest.raises(Error, match="copying the tree failed"):
-        snap_op.snapshot(paths, "c1", "hot")
+        snap_op.snapshot(ctx, "c1", "hot")
     assert ("thaw_unit", ("systemd-nspawn@c1.service",)) in bus.calls
-    assert snap_op.list_snapshots(paths, "c1") == []
+    assert snap_op.list_snapshots(ctx, "c1") == []
     assert not os.listdir(paths.staging_in(paths.machines))
 
 
-def test_running_container_that_cannot_be_frozen_is_refused_without_stop(paths, bus):
+def test_running_container_that_cannot_be_frozen_is_refused_without_stop(paths, bus, ctx):
     bus.state = "active"
     bus.freeze_error = "Unit does not support freezing"
     with pytest.raises(Error, match="cannot freeze running container c1"):
-        snap_op.snapshot(paths, "c1", "hot")
-    assert snap_op.list_snapshots(paths, "c1") == []
+        snap_op.snapshot(ctx, "c1", "hot")
+    assert snap_op.list_snapshots(ctx, "c1") == []
 
 
-def test_remove_takes_the_snapshots_and_says_how_many(paths, bus):
-    snap_op.snapshot(paths, "c1", "a")
-    snap_op.snapshot(paths, "c1", "b")
-    assert remove_op.remove(paths, "c1", report=lambda m: None) == 2
+def test_remove_takes_the_snapshots_and_says_how_many(paths, bus, ctx):
+    snap_op.snapshot(ctx, "c1", "a")
+    snap_op.snapshot(ctx, "c1", "b")
+    assert remove_op.remove(ctx, "c1") == 2
     assert not snapshots.snapshot_dir(paths, "c1").exists()
 
 
-def test_snapshots_of_a_removed_container_are_swept(paths, bus):
-    snap_op.snapshot(paths, "c1", "a")
+def test_snapshots_of_a_removed_container_are_swept(paths, bus, ctx):
+    snap_op.snapshot(ctx, "c1", "a")
     os.rename(paths.tree("c1"), paths.machines / ".gone")  # a remove killed after its commit
     Store(paths).sweep()
     assert not snapshots.snapshot_dir(paths, "c1").exists()
 
 
-def test_overlay_snapshot_needs_its_base(paths, bus):
+def test_overlay_snapshot_needs_its_base(paths, bus, ctx):
     """A snapshot of an --overlay container holds only its upper layer: the base tree below
     it counts as in use (prune keeps it) for as long as the snapshot is there, also once the
     container itself is gone."""
@@ -201,22 +171,22 @@ def test_overlay_snapshot_needs_its_base(paths, bus):
     overlay.write_unit(paths, "c2", lower)
     paths.tree("c2").mkdir()
     save_config(paths, "c2", ContainerConfig())
-    assert inventory.usage_by_image(paths).get(key) == 1  # the container's own
-    info = snap_op.snapshot(paths, "c2", "t")
+    assert images.usage_by_image(paths).get(key) == 1  # the container's own
+    info = snap_op.snapshot(ctx, "c2", "t")
     assert info["method"].startswith("overlay+")
     where = snapshots.snapshot_dir(paths, "c2", "t")
     assert (where / "upper/mine").read_text() == "changed\n"
     assert not (where / "tree").exists()
-    assert inventory.usage_by_image(paths).get(key) == 2  # and the snapshot's
+    assert images.usage_by_image(paths).get(key) == 2  # and the snapshot's
     overlay.remove_files(paths, "c2")  # the container's mount unit gone: only the snapshot
-    assert inventory.usage_by_image(paths).get(key) == 1
-    snap_op.remove_snapshot(paths, "c2", "t")
-    assert inventory.usage_by_image(paths).get(key) is None
+    assert images.usage_by_image(paths).get(key) == 1
+    snap_op.remove_snapshot(ctx, "c2", "t")
+    assert images.usage_by_image(paths).get(key) is None
 
 
-def test_cli_snapshot_group_defaults_to_create(paths, bus, monkeypatch):
+def test_cli_snapshot_group_defaults_to_create(paths, bus, ctx, monkeypatch):
     seen = []
-    monkeypatch.setattr(snap_op, "snapshot", lambda p, n, t, stop_if_needed, report: seen.append(
+    monkeypatch.setattr(snap_op, "snapshot", lambda c, n, t, stop_if_needed: seen.append(
         (n, t, stop_if_needed)) or {"tag": t or "x", "method": "copy", "size": 0})
     monkeypatch.setattr(snap_op, "remove_snapshot", lambda p, n, t: seen.append(("rm", n, t)))
     runner = CliRunner()
@@ -228,10 +198,10 @@ def test_cli_snapshot_group_defaults_to_create(paths, bus, monkeypatch):
                     ("rm", None, False), ("rm", "c1", "t1")]
 
 
-def test_a_stopping_container_is_copied_only_once_it_has_stopped(paths, bus, monkeypatch):
+def test_a_stopping_container_is_copied_only_once_it_has_stopped(paths, bus, ctx, monkeypatch):
     """Stopping (deactivating), its processes still write its tree (is_active says it is not
     running): the snapshot waits for it to stop, and copies then; never while it stops."""
-    from nspawnctl.ops import lifecycle
+    from nspawnctl.runtime import lifecycle
     states = ["deactivating"] * 5 + ["inactive"]
     bus.active_state = lambda unit: states.pop(0) if len(states) > 1 else states[0]
     monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
@@ -242,20 +212,20 @@ def test_a_stopping_container_is_copied_only_once_it_has_stopped(paths, bus, mon
         seen.append(states[0])
         return real(paths_, name, stage)
     monkeypatch.setattr(snapshots, "copy_content", copy_content)
-    lines = []
-    info = snap_op.snapshot(paths, "c1", "late", report=lines.append)
+    info = snap_op.snapshot(ctx, "c1", "late")
+    lines = ctx.lines
     assert seen == ["inactive"] and info["running"] is False
     assert lines == ["c1 is stopping: waiting for it before its tree is read"]
     assert not any(c[0] == "freeze" for c in bus.calls)
 
 
-def test_a_container_that_never_stops_is_not_copied(paths, bus, monkeypatch):
-    from nspawnctl.ops import lifecycle
+def test_a_container_that_never_stops_is_not_copied(paths, bus, ctx, monkeypatch):
+    from nspawnctl.runtime import lifecycle
     bus.state = "deactivating"
     clock = iter(range(0, 10_000, 10))
     monkeypatch.setattr(lifecycle.time, "monotonic", lambda: next(clock))
     monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
     with pytest.raises(Error, match=r"c1 is still deactivating after 120 s: its tree is not "
                                     r"read while it changes"):
-        snap_op.snapshot(paths, "c1", "never", report=lambda m: None)
-    assert snap_op.list_snapshots(paths, "c1") == []
+        snap_op.snapshot(ctx, "c1", "never")
+    assert snap_op.list_snapshots(ctx, "c1") == []

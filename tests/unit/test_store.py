@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.fsutil import owner_token
+from nspawnctl.fs.locks import owner_token
 from nspawnctl.paths import Paths
 from nspawnctl.store.containers import OWNED_MARK, Store
 
@@ -172,7 +172,7 @@ def test_a_lock_whose_file_was_deleted_by_its_holder_is_taken_again(tmp_path):
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from nspawnctl.fsutil import flocked, unlink_lock
+        from nspawnctl.fs.locks import flocked, unlink_lock
         path = Path({str(tmp_path / "n.lock")!r})
         with flocked(path, lambda: None):
             print("holding", flush=True)
@@ -181,7 +181,7 @@ def test_a_lock_whose_file_was_deleted_by_its_holder_is_taken_again(tmp_path):
     """)
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline() == "holding\n"
-    from nspawnctl.fsutil import flocked
+    from nspawnctl.fs.locks import flocked
     waited = []
     with flocked(tmp_path / "n.lock", lambda: waited.append(True)):
         # the lock held is on the file now at the path, made anew after the holder's unlink

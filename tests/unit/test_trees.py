@@ -1,4 +1,4 @@
-"""fsutil's tree walks on hostile trees: deeper than Python's recursion limit and PATH_MAX,
+"""fs/walk.py's tree walks on hostile trees: deeper than Python's recursion limit and PATH_MAX,
 full of symlinks that lead out, with filesystems mounted inside.  remove_tree and tree_size
 hold one descriptor whatever the depth, never follow a symlink, and stop at a mount."""
 
@@ -15,8 +15,9 @@ from pathlib import Path
 import hostile
 import pytest
 
-from nspawnctl import fscopy, fsutil
 from nspawnctl.errors import Error
+from nspawnctl.fs import copy as fscopy
+from nspawnctl.fs import walk as fswalk
 
 fast_tmp, few_fds, tmpfs_in = hostile.fast_tmp, hostile.few_fds, hostile.tmpfs_in
 
@@ -33,28 +34,28 @@ def test_deep_tree_sizes_and_removes_without_recursion(fast_tmp, few_fds):
         with open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
             f.write(b"x")
     hostile.deep_dirs(tree, DEPTH, "a", fill)
-    assert fsutil.tree_size(tree) >= DEPTH * 512  # a block for each level's file at least
-    fsutil.remove_tree(tree)
+    assert fswalk.tree_size(tree) >= DEPTH * 512  # a block for each level's file at least
+    fswalk.remove_tree(tree)
     assert not tree.exists() and os.path.exists("/etc/os-release")
 
 
 def test_tree_size_leaves_out_other_filesystems(tmp_path, tmpfs_in):
     (tmp_path / "t").mkdir()
-    empty = fsutil.tree_size(tmp_path / "t")
+    empty = fswalk.tree_size(tmp_path / "t")
     mounted = tmpfs_in(tmp_path / "t" / "m")
     (mounted / "big").write_bytes(os.urandom(1 << 20))
-    assert fsutil.tree_size(tmp_path / "t") < empty + (1 << 20)
+    assert fswalk.tree_size(tmp_path / "t") < empty + (1 << 20)
 
 
 def test_remove_tree_refuses_mounts(tmp_path, tmpfs_in):
     mounted = tmpfs_in(tmp_path / "t" / "a" / "m")
     (tmp_path / "t/a/file").write_text("x")
     with pytest.raises(OSError, match="a filesystem is mounted there"):
-        fsutil.remove_tree(tmp_path / "t")
+        fswalk.remove_tree(tmp_path / "t")
     parent = os.open(tmp_path, os.O_RDONLY)
     try:  # the walk's own check, without the mount table's
         with pytest.raises(OSError, match="a filesystem is mounted there"):
-            fsutil.remove_tree_at(parent, "t")
+            fswalk.remove_tree_at(parent, "t")
     finally:
         os.close(parent)
     assert (mounted / "precious").read_text() == "keep"
@@ -71,7 +72,7 @@ def test_remove_tree_refuses_a_bind_mount_of_the_same_filesystem(tmp_path, tmpfs
         parent = os.open(tmp_path, os.O_RDONLY)
         try:
             with pytest.raises(OSError, match="a filesystem is mounted there"):
-                fsutil.remove_tree_at(parent, "t")
+                fswalk.remove_tree_at(parent, "t")
         finally:
             os.close(parent)
     finally:
@@ -87,11 +88,11 @@ def test_remove_tree_never_follows_symlinks(tmp_path):
     (tree / "a").mkdir(parents=True)
     (tree / "a/link").symlink_to(outside)
     (tree / "a/sublink").symlink_to(outside / "sub")
-    fsutil.remove_tree(tree)
+    fswalk.remove_tree(tree)
     assert not tree.exists() and (outside / "sub/f").read_text() == "keep"
     link = tmp_path / "toplink"
     link.symlink_to(outside)
-    fsutil.remove_tree(link)  # the link goes, not what it names
+    fswalk.remove_tree(link)  # the link goes, not what it names
     assert not os.path.lexists(link) and (outside / "sub/f").exists()
 
 
@@ -139,12 +140,12 @@ def listing(top: Path):
     inodes: dict = {}
     parent = os.open(top.parent, os.O_RDONLY)
     try:
-        cursor = fsutil.DirCursor(parent, top.name)
+        cursor = fswalk.DirCursor(parent, top.name)
     finally:
         os.close(parent)
     with cursor:
         yield [describe(cursor.fd, ".", inodes)]
-        for subdirs in fsutil.walk(cursor):
+        for subdirs in fswalk.walk(cursor):
             entries = [describe(cursor.fd, n, inodes) for n in sorted(os.listdir(cursor.fd))]
             yield entries
             subdirs.extend(e[0] for e in reversed(entries) if e[1].startswith("d"))

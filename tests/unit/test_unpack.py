@@ -18,7 +18,7 @@ import pytest
 from imagebuild import MTIME, blockdev, chardev, dir, fifo, file, hardlink, layer, symlink
 
 from nspawnctl.errors import Error
-from nspawnctl.sources import unpack
+from nspawnctl.fs import resolve as fsresolve
 from nspawnctl.sources.unpack import apply_layer
 
 ROOT = os.geteuid() == 0
@@ -28,10 +28,10 @@ CAP_NET_RAW = bytes.fromhex("0100000200200000000000000000000000000000")  # v2, c
 
 @pytest.fixture(params=["openat2", "walk"])
 def resolver(request, monkeypatch):
-    monkeypatch.setattr(unpack, "HAVE_OPENAT2", None if request.param == "openat2" else False)
+    monkeypatch.setattr(fsresolve, "HAVE_OPENAT2", None if request.param == "openat2" else False)
     yield request.param
     if request.param == "walk":
-        assert unpack.HAVE_OPENAT2 is False
+        assert fsresolve.HAVE_OPENAT2 is False
 
 
 @dataclass
@@ -309,18 +309,18 @@ def test_corpus_size():
 
 
 def test_openat2_is_used(box: Sandbox, monkeypatch):
-    monkeypatch.setattr(unpack, "HAVE_OPENAT2", None)
+    monkeypatch.setattr(fsresolve, "HAVE_OPENAT2", None)
     apply(box, layer(dir("a"), file("a/b", b"1")))
-    assert unpack.HAVE_OPENAT2 is True
+    assert fsresolve.HAVE_OPENAT2 is True
 
 
 def test_openat2_enosys_falls_back(box: Sandbox, monkeypatch):
     def enosys(rootfd, path):
         raise OSError(38, "Function not implemented")
-    monkeypatch.setattr(unpack, "HAVE_OPENAT2", None)
-    monkeypatch.setattr(unpack, "_openat2_in_root", enosys)
+    monkeypatch.setattr(fsresolve, "HAVE_OPENAT2", None)
+    monkeypatch.setattr(fsresolve, "_openat2_in_root", enosys)
     apply(box, layer(symlink("l", "../outside"), file("l/x", b"1")))
-    assert unpack.HAVE_OPENAT2 is False
+    assert fsresolve.HAVE_OPENAT2 is False
     assert (box.root / "outside/x").read_bytes() == b"1"
 
 

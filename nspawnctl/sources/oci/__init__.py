@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import Error
+from ...formats.platforms import ARCHES, Platform, parse_platform
 from .config import Image, ImageConfig, image_config
 from .docker import load_docker
 from .index import MAX_INDEX_DEPTH, REF_ANNOTATION, load_oci
 from .layers import unpack_layers
 from .layout import KINDS, MAX_JSON_BYTES, Layout, open_layout
-from .platforms import ARCHES, Platform, parse_platform
 
 __all__ = ["ARCHES", "KINDS", "MAX_INDEX_DEPTH", "MAX_JSON_BYTES", "REF_ANNOTATION",
            "ImageConfig", "Platform", "Resolved", "inspect_image", "parse_platform",

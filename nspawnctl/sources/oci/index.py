@@ -6,9 +6,9 @@ again: an index naming the same child index many times at each level costs one v
 """
 
 from ...errors import Error
+from ...formats.platforms import Platform
 from .config import Image, check_diff_ids
 from .layout import MALICIOUS, Descriptor, Layout, blob_path, read_json
-from .platforms import Platform
 
 MAX_INDEX_DEPTH = 4
 REF_ANNOTATION = "org.opencontainers.image.ref.name"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ... import log
 from ...errors import Error
-from ...fsutil import remove_tree_at
+from ...fs.walk import remove_tree_at
 from .. import compression
 from ..readahead import ReadAhead
 from ..unpack import apply_layer

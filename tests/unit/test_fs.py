@@ -1,4 +1,4 @@
-"""fsutil: no-replace rename, atomic writes, tree sizes."""
+"""fs/: no-replace rename, atomic writes, tree sizes, owners."""
 
 import errno
 import os
@@ -7,9 +7,11 @@ import subprocess
 
 import pytest
 
-from nspawnctl import fsutil
 from nspawnctl.errors import Error
-from nspawnctl.fsutil import pid_alive, rename_noreplace, tree_size, write_atomic
+from nspawnctl.fs import files as fsfiles
+from nspawnctl.fs.files import rename_noreplace, write_atomic
+from nspawnctl.fs.locks import pid_alive
+from nspawnctl.fs.walk import tree_size
 
 # rename_noreplace
 
@@ -56,8 +58,8 @@ class _NoRenameat2:
 
 @pytest.mark.parametrize("err", [errno.EINVAL, errno.ENOSYS])
 def test_rename_fallback_without_renameat2(tmp_path, monkeypatch, err):
-    monkeypatch.setattr(fsutil, "_libc", _NoRenameat2())
-    monkeypatch.setattr(fsutil.ctypes, "get_errno", lambda: err)
+    monkeypatch.setattr(fsfiles, "_libc", _NoRenameat2())
+    monkeypatch.setattr(fsfiles.ctypes, "get_errno", lambda: err)
     (tmp_path / "a").write_text("a")
     rename_noreplace(tmp_path / "a", tmp_path / "b")
     assert (tmp_path / "b").read_text() == "a"
@@ -165,7 +167,7 @@ def test_pid_alive():
 
 
 def test_owner_token_names_this_process_and_boot():
-    from nspawnctl.fsutil import boot_id, owner_is_dead, owner_token
+    from nspawnctl.fs.locks import boot_id, owner_is_dead, owner_token
     token = owner_token()
     assert token == f"{os.getpid()}-{boot_id()}" and len(boot_id()) == 12
     assert not owner_is_dead(token)
@@ -176,14 +178,14 @@ def test_owner_token_names_this_process_and_boot():
 
 
 def test_write_atomic_leaves_no_temporary_file(tmp_path):
-    from nspawnctl.fsutil import write_atomic
+    from nspawnctl.fs.files import write_atomic
     write_atomic(tmp_path / "f", "one")
     write_atomic(tmp_path / "f", "two", mode=0o600)
     assert os.listdir(tmp_path) == ["f"] and (tmp_path / "f").read_text() == "two"
 
 
 def test_read_small_text_names_the_file_instead_of_a_traceback_or_a_hang(tmp_path):
-    from nspawnctl.fsutil import read_small_text
+    from nspawnctl.fs.files import read_small_text
 
     path = tmp_path / "a.nspawn"
     assert read_small_text(path, "a's settings file") is None  # not there

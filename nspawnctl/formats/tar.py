@@ -4,7 +4,7 @@ Streamed: one pass over the tree, headers and small files gathered in a buffer o
 bytes, big files copied in chunks (or with sendfile(2) when nothing has to see the bytes), so
 memory stays bounded whatever the tree holds and nothing is copied to a temporary place.
 
-The walk is fsutil's: iterative, one open directory at a time, never through a symlink,
+The walk is fs/walk.py's: iterative, one open directory at a time, never through a symlink,
 never into another filesystem mounted inside the tree; each directory's entries in name order,
 so the same tree gives the same bytes.
 
@@ -24,8 +24,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..fscopy import map_acl
-from ..fsutil import DirCursor
+from ..fs.copy import map_acl
+from ..fs.walk import DirCursor
 
 BUFFER = 1 << 20          # bytes gathered before one write
 SMALL_FILE = 64 << 10     # files up to this size are read whole into the buffer
@@ -35,7 +35,6 @@ BLOCK = tarfile.BLOCKSIZE
 # xattrs a tar may carry and an unpacker may set; trusted.* and security.selinux belong to
 # the host (overlayfs keeps its own state in trusted.overlay.*).
 SKIP_XATTR_PREFIXES = ("trusted.", "security.selinux")
-COMPRESSIONS = ("gzip", "zstd")
 
 
 def uid_shift(tree_root: os.stat_result) -> int:

@@ -12,7 +12,7 @@ from ..errors import Error
 from ..paths import Paths
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, dependencies
-from ..store.containers import Store
+from .containers import Store
 
 
 def check(paths: Paths, name: str, cfg: ContainerConfig):

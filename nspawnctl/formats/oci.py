@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ...store.tartree import BLOCK, Sink
 from .platforms import parse_platform
+from .tar import BLOCK, Sink
 
 OCI_LAYOUT = json.dumps({"imageLayoutVersion": "1.0.0"}).encode()
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"

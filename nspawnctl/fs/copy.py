@@ -23,7 +23,7 @@ What a racing container can still do is move things around inside its own tree: 
 holds a moved directory or fails (a walk up through ".." checks the inode it came down from),
 but nothing outside the tree is read or written.
 
-Iterative, one descriptor per tree whatever the depth (fsutil.DirCursor): trees 20,000 levels
+Iterative, one descriptor per tree whatever the depth (walk.DirCursor): trees 20,000 levels
 deep copy like any other.  Hard links inside the copied tree stay hard links, as cp -a keeps
 them; symlinks are copied as symlinks, never followed.  Rules decide how owners, set-ID bits,
 extended attributes and device nodes come across (cp's policies live in store/inside.py).
@@ -39,21 +39,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from .errors import Error
-from .fsutil import (
-    RESOLVE_BENEATH,
-    RESOLVE_NO_SYMLINKS,
-    RESOLVE_NO_XDEV,
-    DirCursor,
-    openat2,
-    remove_tree,
-)
-from .run import run
+from ..errors import Error
+from ..run import run
+from .resolve import RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV, openat2
+from .walk import DirCursor, remove_tree
 
 _PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _BELOW = RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV | RESOLVE_BENEATH
-_SETID = stat.S_ISUID | stat.S_ISGID
 _ACLS = ("system.posix_acl_access", "system.posix_acl_default")
 
 

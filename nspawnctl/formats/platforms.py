@@ -3,7 +3,7 @@
 import platform as host_platform
 from dataclasses import dataclass
 
-from ...errors import Error
+from ..errors import Error
 
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}

@@ -1,0 +1,49 @@
+"""The host: doctor, recover, and installing the boot-time units."""
+
+import json
+import sys
+
+import click
+
+from ..ops import common, doctor, host
+from ..systemd import bootunits
+from . import pass_app
+
+
+@click.command()
+@pass_app
+def recover(app):
+    """Finish or roll back what a crash left half-done (runs at boot, before any container)."""
+    common.require_root()
+    done = host.recover(app.paths)
+    for line in done:
+        click.echo(line)
+    if not done:
+        click.echo("the store is whole: nothing to recover")
+
+
+@click.command("install-units", hidden=True)
+@pass_app
+def install_units(app):
+    """Install nspawnctl's boot-time units (the README's commands run this)."""
+    common.require_root()
+    bootunits.ensure_units(app.paths, lambda: app.ctx.bus)
+
+
+@click.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def doctor_command(app, as_json):
+    """Check this host for what containers need; say what to run for what is missing.
+    Exits 1 when something would stop containers from working."""
+    checks = doctor.run_checks(app.paths)
+    if as_json:
+        click.echo(json.dumps(doctor.to_json(checks), indent=2))
+    else:
+        for check in checks:
+            mark = "ok" if check.ok else check.severity
+            click.echo(f"{mark:<8} {check.name}: {check.message}")
+            if not check.ok and check.fix:
+                click.echo(f"{'':<8} fix: {check.fix}")
+    if doctor.failed(checks):
+        sys.exit(1)

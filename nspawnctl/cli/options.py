@@ -1,0 +1,57 @@
+"""Options shared by commands: the settings table's (create, set) and names checked first."""
+
+import click
+
+from ..settings.model import CLI_SETTINGS
+from ..sources import SOURCES, syntaxes
+
+
+def config_params(editing: bool = False) -> list:
+    """The options that describe how a container runs, shared by create and set: one per
+    setting of the table in settings/model.py that has a flag (and for set, --no-FLAG for the
+    settings it edits item by item)."""
+    params: list = []
+    for s in CLI_SETTINGS:
+        assert s.flag is not None
+        if s.switch:
+            params.append(click.Option([f"{s.flag}/--no-{s.flag[2:]}", s.name], default=None,
+                                       help=s.help))
+        else:
+            params.append(click.Option([s.flag, s.name], multiple=s.multiple,
+                                       metavar=s.metavar,
+                                       type=click.Choice(s.choices) if s.choices else None,
+                                       help=s.help))
+        if editing and s.removes is not None:
+            params.append(click.Option([f"--no-{s.flag[2:]}", f"no_{s.name}"], multiple=True,
+                                       metavar="KEY",
+                                       help=f"Remove a {s.flag} item (repeatable)."))
+    return params
+
+
+def config_options(editing: bool = False):
+    """The settings table's options as decorators, for create and set (see _config_params)."""
+    def add(f):
+        for param in reversed(config_params(editing)):
+            f.__dict__.setdefault("__click_params__", []).append(param)  # as click.option does
+        return f
+    return add
+
+
+def sources_help() -> str:
+    """--from's help: every source, from their registry."""
+    return f"Where the tree comes from: {syntaxes()}."
+
+
+def sources_epilog() -> str:
+    return "Sources for --from:\n\n\b\n" + "\n".join(
+        f"  {s.syntax:<22} {s.summary}" for s in SOURCES.values())
+
+
+def existing(app, names) -> list[str]:
+    """Names given to a command that acts on several: all checked before it acts on any, so
+    a typo in the last one does not leave the first ones half done."""
+    names = list(dict.fromkeys(names))
+    store = app.ctx.store
+    for name in names:
+        store.require(name)
+    return names

@@ -1,0 +1,221 @@
+"""Starting and stopping containers, and waiting for them, through systemd1 and machine1 on
+D-Bus: what every operation that runs or stops a container shares (ops/lifecycle.py holds the
+commands).
+
+A container is systemd-nspawn@NAME.service; machined registers it as machine NAME once
+systemd-nspawn has set it up.  "Running" for a booted container means what `machinectl` users
+expect: its own systemd reports running (or degraded), so a shell or exec works right away.
+"""
+
+import os
+import signal as signals
+import time
+
+from ..errors import Error
+from ..network import containers as network
+from ..paths import service_unit
+from ..run import run
+from ..settings.files import load_config
+from ..store.hold import drop_stale
+from ..systemd.bus import SERVICE, Bus
+from .context import Context, Held
+
+
+def _polls(quick=0.01, quick_for=2.0, most=0.05):
+    """Sleep intervals for state polling: every 10 ms for the first 2 s, when the answer is
+    usually near (a stop takes ~0.1 s, a boot ~0.3 s; each poll is one D-Bus property read),
+    then backing off so a slow boot does not cost a busy loop.  A back-off from the start
+    (5 ms x1.5 up to 50 ms) was seen arriving ~50 ms after the state changed."""
+    waited = 0.0
+    delay = quick
+    while True:
+        yield delay
+        waited += delay
+        if waited >= quick_for:
+            delay = min(delay * 1.5, most)
+
+
+def _journal_tail(name: str, lines: int = 10) -> str:
+    proc = run(["journalctl", "-u", service_unit(name), "-n", str(lines), "--no-pager", "-q",
+                "-o", "cat"], check=False)
+    return proc.stdout.strip()
+
+
+def is_active(bus: Bus, name: str) -> bool:
+    """Whether container NAME runs, or is about to (Bus.is_active of its unit)."""
+    return bus.is_active(service_unit(name))
+
+
+def start(held: Held, wait: bool = True, timeout: float = 60) -> str:
+    """Start the container held; with wait, return once it runs (see wait_started)."""
+    if request_start(held):
+        return "running"
+    return wait_started(held.ctx, held.name, timeout) if wait else "starting"
+
+
+def request_start(held: Held) -> bool:
+    """Ask systemd to start the container held; True when it runs already.  Under the lock,
+    a remove cannot move the tree away between the check and StartUnit; once the start job
+    is queued, remove sees it (is_active)."""
+    ctx, name = held.ctx, held.name
+    bus, unit = ctx.bus, service_unit(name)
+    if is_active(bus, name):
+        ctx.report(f"{name} is already running")
+        return True
+    if bus.active_state(unit) == "failed":
+        bus.reset_failed(unit)
+    drop_stale(ctx.paths, name)  # a killed upgrade's or rollback's: its unit asserts none
+    cfg = load_config(ctx.paths, name)
+    if network.managed(cfg):
+        network.ensure_host(ctx.paths, cfg)  # systemd-nspawn needs the bridge to exist
+        # Docker or ufw may have left a FORWARD policy of drop: the container would start,
+        # unable to reach anything.  Say so, with what to run.
+        for line in network.forward_warnings():
+            ctx.report(f"warning: {line}")
+    bus.start_unit(unit)
+    return False
+
+
+def wait_started(ctx: Context, name: str, timeout: float = 60) -> str:
+    """Wait (no lock needed: the start job holds the tree) until NAME runs: its unit active,
+    machined knowing it, and, for a booted container, its own systemd done with its boot
+    ("running" or "degraded").  A failed start, or one past timeout, is one Error with its
+    log."""
+    cfg = load_config(ctx.paths, name)
+    bus, unit = ctx.bus, service_unit(name)
+    deadline = time.monotonic() + timeout
+    polls = _polls()
+    leader = None
+    while time.monotonic() < deadline:
+        state = bus.active_state(unit)
+        # "inactive" right after StartUnit only means the job has not begun yet.
+        if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
+            raise _start_failed(bus, name)
+        if state == "active" and (leader or bus.machine_path(name)):
+            if not cfg.boot:
+                return "running"
+            leader = leader or (bus.machine_properties(name) or {}).get("Leader")
+            if _guest_bus_ready(leader):
+                guest = _guest_boot_finished(name, deadline)
+                if guest in ("running", "degraded"):
+                    return guest
+        time.sleep(next(polls))
+    raise Error(f"{name} did not finish booting within {timeout:g} s", hint=_log_hint(name))
+
+
+def _log_hint(name: str) -> str:
+    return "its log says:\n" + (_journal_tail(name) or "(nothing)")
+
+
+def _start_failed(bus: Bus, name: str) -> Error:
+    """Why the start failed: systemd's start timeout (--start-timeout) is its own case, since
+    the log only says the start "timed out" and the cure is a setting of nspawnctl's."""
+    log = _log_hint(name)
+    if bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout":
+        return Error(f"{name} did not start within its start timeout, and systemd stopped it",
+                     hint=f"on a busy host give it longer: nspawnctl set {name} "
+                          f"--start-timeout 10min\n{log}")
+    return Error(f"{name} failed to start", hint=log)
+
+
+def _guest_bus_ready(leader: int | None) -> bool:
+    """Whether the container's system bus socket is there yet (a stat through its root), so
+    that `systemctl -M` is run once it can connect, not once per poll while the guest boots
+    (each failed try was a process, some 30 ms of a CPU the boot needs)."""
+    if not leader:
+        return True  # no leader to look through: let systemctl find out
+    return os.path.exists(f"/proc/{leader}/root/run/dbus/system_bus_socket")
+
+
+def _guest_boot_finished(name: str, deadline: float) -> str | None:
+    """The container's SystemState once its boot has finished, from `systemctl -M NAME
+    is-system-running --wait` (what a machinectl user runs): it waits on the guest's bus for
+    systemd's own word that startup is over, where polling SystemState was late by half a
+    poll (up to 25 ms) and opened a connection through machined each time.  None while the
+    guest's bus is not up yet (the caller polls again) or the deadline passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    try:
+        proc = run(["systemctl", "-M", name, "is-system-running", "--wait"], check=False,
+                   timeout=left)
+    except Error:
+        return None  # out of time: the caller says so, with the log
+    return proc.stdout.strip() or None
+
+
+def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
+    """Power NAME off cleanly; terminate it after timeout.
+
+    A stop of its unit, as `systemctl stop` does: systemd-nspawn turns the SIGTERM into a
+    clean poweroff of a booted container, and systemd stops the containers that require this
+    one first (--requires; a poweroff from inside, like `machinectl poweroff`, would leave
+    them running).  Returns False when it was not running (not an error: it is stopped, as
+    asked).
+    """
+    ctx.store.require(name)
+    try:
+        boot = load_config(ctx.paths, name, dropin=False).boot
+    except Error:  # settings broken by a hand edit: stopping must still work
+        boot = True
+    unit = service_unit(name)
+    bus = ctx.bus
+    if not is_active(bus, name):
+        return False
+    bus.stop_unit(unit)
+    if _wait_inactive(bus, unit, timeout):
+        if not boot and bus.active_state(unit) == "failed":
+            # A single command has no init to power off: systemd-nspawn kills it and
+            # exits 1 for that, which is the stop that was asked for, not a failure.
+            bus.reset_failed(unit)
+        return True
+    ctx.report(f"{name} did not power off within {timeout:g} s: terminating it")
+    bus.stop_unit(unit)
+    if not _wait_inactive(bus, unit, 30):
+        bus.kill_unit(unit, signals.SIGKILL)
+        if not _wait_inactive(bus, unit, 10):
+            raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
+                        hint=f"see: systemctl status {unit}")
+    return True
+
+
+SETTLE_TIMEOUT = 120.0  # beyond systemd's default stop timeout (90 s)
+
+
+def running_for_copy(ctx: Context, name: str, timeout: float = SETTLE_TIMEOUT) -> bool:
+    """Whether NAME runs, asked by a command about to copy or read its whole tree (snapshot,
+    export, clone): a container that is stopping still runs (its processes, and its root,
+    write its tree until they are gone; is_active says no), and one starting is about to.
+    Either is waited for, up to timeout, so that the answer holds for the copy: a copy is
+    made only of a stopped tree or a frozen one."""
+    bus, unit = ctx.bus, service_unit(name)
+    state = bus.active_state(unit)
+    if state in ("deactivating", "activating"):
+        ctx.report(f"{name} is {'stopping' if state == 'deactivating' else 'starting'}: "
+               "waiting for it before its tree is read")
+        deadline = time.monotonic() + timeout
+        polls = _polls()
+        while state in ("deactivating", "activating") and time.monotonic() < deadline:
+            time.sleep(next(polls))
+            state = bus.active_state(unit)
+        if state in ("deactivating", "activating"):
+            raise Error(f"{name} is still {state} after {timeout:g} s: its tree is not read "
+                        "while it changes", hint=f"see: systemctl status {unit}")
+    return is_active(bus, name)
+
+
+def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    polls = _polls()
+    while time.monotonic() < deadline:
+        if bus.active_state(unit) in ("inactive", "failed"):
+            return True
+        time.sleep(next(polls))
+    return False
+
+
+def leader(bus: Bus, name: str) -> int:
+    props = bus.machine_properties(name)
+    if props is None:
+        raise Error(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
+    return int(props["Leader"])

@@ -1,0 +1,109 @@
+"""Images as a source of root trees: oci-archive:PATH, docker-archive:PATH, oci:DIR[:REF].
+
+An image is resolved once (its index, manifest and config verified), cached as a base tree
+under its manifest's digest, and run as its config says: booted like a debootstrap tree, or
+one command (the boot rule below), with its environment and working directory.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from ...errors import Error
+from ...settings.model import ContainerConfig
+from ...store.inits import find_init, is_init_command, is_shell_command
+from ..base import Base, Plan, Request, Source, split_cmd
+from . import parse_reference, resolve_image, unpack_resolved
+
+
+class ImageSource(Source):
+    """An image in an archive or a layout directory on this host."""
+
+    cached = True
+    image = True
+    takes_cmd = True
+
+    def __init__(self, kind: str, syntax: str, summary: str):
+        self.kind, self.syntax, self.summary = kind, syntax, summary
+
+    def plan(self, rest: str, request: Request) -> Plan:
+        source = f"{self.kind}:{rest}"
+        command = split_cmd(request.cmd) if request.cmd is not None else None
+        return Plan(base=lambda: image_base(source, request.platform, request.report,
+                                            request.boot, command or ()),
+                    command=command)
+
+
+def image_base(source: str, platform: str | None, report: Callable[[str], None],
+               boot: bool | None = None, cmd: tuple[str, ...] = ()) -> Base:
+    """The image resolved once: its full manifest digest keys the cache, and the build unpacks
+    that resolution, each layer checked against its digests (an archive swapped in between
+    fails; it cannot be cached under the first one's key)."""
+    kind, path, ref = parse_reference(source)
+    image = resolve_image(kind, path, ref, platform)
+    config = image.config
+    key = "oci-" + config.digest.replace(":", "-")
+    meta = {"source": source, "suite": None, "digest": config.digest,
+            "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes)}
+
+    def build(tree: Path):
+        unpack_resolved(image, tree, warn=report)
+        # an image this create cannot run is refused before it is cached
+        boot_rule(config, tree, boot, cmd)
+
+    return Base(key, meta, build, config)
+
+
+def boot_rule(image, tree: Path, boot: bool | None,
+              cmd: tuple[str, ...]) -> tuple[bool, tuple[str, ...], str]:
+    """Whether a container made from an image boots its init, and its command (the init's
+    arguments when it boots); with the reason, for the user.
+
+    --boot and --no-boot/--cmd decide when given.  Otherwise: an image whose command is an
+    init (/sbin/init, /lib/systemd/systemd, ...) boots, with the rest as its arguments; one
+    with no Entrypoint and no Cmd boots if its tree has an init; one whose command is a bare
+    interactive shell (the debian, ubuntu, alpine images) boots if its tree has an init, and
+    keeps the shell as its command if not; any other command runs alone, as the image says.
+    """
+    said = tuple(image.entrypoint) + tuple(image.cmd)
+    init = find_init(tree)
+    if boot is True:
+        if init is None:
+            raise Error("--boot: the image has no init to boot (no /sbin/init or "
+                        "/lib/systemd/systemd)", hint="give the command to run with --cmd")
+        return True, cmd, "--boot"
+    if cmd:
+        return False, cmd, "--cmd"
+    if boot is False:
+        if not said:
+            raise Error("--no-boot: the image has no command to run (no Entrypoint or Cmd)",
+                        hint="give one with --cmd 'CMD ARGS'")
+        return False, said, "--no-boot: the image's command"
+    if said and is_init_command(said) and init is not None:
+        return True, said[1:], f"the image's command {said[0]} is an init"
+    if not said:
+        if init is None:
+            raise Error("the image has no command to run (no Entrypoint or Cmd) and no init "
+                        "to boot", hint="give the command with --cmd 'CMD ARGS'")
+        return True, (), f"the image has no command and has an init ({init})"
+    if is_shell_command(said) and init is not None:
+        return True, (), (f"the image's command is a shell ({' '.join(said)}) and it has an "
+                          f"init ({init})")
+    return False, said, "the image's command"
+
+
+def apply_image_config(cfg: ContainerConfig, image, booted: bool,
+                        command: tuple[str, ...]) -> ContainerConfig:
+    """The image's environment and, for a single command, its working directory."""
+    return dataclasses.replace(
+        cfg, boot=booted, command=command, env=tuple(image.env) + tuple(cfg.env),
+        working_dir=cfg.working_dir or (None if booted else image.working_dir))
+
+
+def image_user_warning(image) -> str | None:
+    """systemd-nspawn resolves User= with getent inside the container, which minimal images
+    lack, and it takes no UID:GID; so an image's User is not applied (yet): say so."""
+    if image.user and image.user not in ("root", "0", "0:0"):
+        return (f"warning: the image asks to run as user {image.user!r}; nspawnctl runs it as "
+                "root inside its own user namespace")
+    return None
