@@ -6,13 +6,13 @@ import shutil
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.network.model import parse_port
 from nspawnctl.ops import lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import lifecycle as runtime_lifecycle
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.networking import parse_port
 from nspawnctl.store.containers import Store
 from tests.unit.fakes import FakeBus, context
 
@@ -167,10 +167,10 @@ def test_an_unchanged_set_rolls_a_killed_one_forward(paths, monkeypatch, state):
                                              ports=(parse_port("8080:80"),)))
     control = live_limit_dropins(paths, "c1")
     bus = RecordingBus(state=state)
-    monkeypatch.setattr(reconfigure, "Bus", lambda: bus)
     applied = []
     monkeypatch.setattr(reconfigure.network, "apply_host", lambda p: applied.append(p))
-    said = reconfigure.set_config(paths, "c1", {"memory_max": "512M", "ports": ("8080:80",)})
+    said = reconfigure.set_config(context(paths, bus), "c1",
+                                  {"memory_max": "512M", "ports": ("8080:80",)})
     assert said == ["c1: nothing changed"]
     assert applied == [paths]  # the firewall table rendered again from the saved ports
     if state == "active":
