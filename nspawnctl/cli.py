@@ -719,6 +719,15 @@ def install_units(app):
     ensure_units(app.paths)
 
 
+@cli.command("install-extras", hidden=True)
+def install_extras():
+    """Install the man page and the bash, zsh and fish completions (the README's commands
+    run this)."""
+    from .extras import install, root_from_env
+    for path in install(cli, root_from_env()):
+        click.echo(f"installed {path}")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
