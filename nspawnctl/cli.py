@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import __version__, completion
 from .errors import Error
 
 
@@ -164,11 +164,13 @@ def _config_params(editing: bool = False) -> list:
             params.append(click.Option([s.flag, s.name], multiple=s.multiple,
                                        metavar=s.metavar,
                                        type=click.Choice(s.choices) if s.choices else None,
-                                       help=s.help))
+                                       help=s.help,
+                                       shell_complete=completion.for_setting(s.name)))
         if editing and s.removes is not None:
             params.append(click.Option([f"--no-{s.flag[2:]}", f"no_{s.name}"], multiple=True,
                                        metavar="KEY",
-                                       help=f"Remove a {s.flag} item (repeatable)."))
+                                       help=f"Remove a {s.flag} item (repeatable).",
+                                       shell_complete=completion.for_setting(f"no_{s.name}")))
     return params
 
 
@@ -201,9 +203,11 @@ class _ConfigCommand(click.Command):
 @cli.command(cls=_ConfigCommand)
 @click.argument("name")
 @click.option("--from", "source", default="debootstrap:bookworm", show_default=True,
+              shell_complete=completion.image_sources,
               help="debootstrap:SUITE, tar:PATH, dir:PATH, oci-archive:PATH, "
                    "docker-archive:PATH, oci:DIR[:REF] or scratch (only what --add puts in).")
 @click.option("--add", "adds", multiple=True, metavar="PATH[:DEST]",
+              shell_complete=completion.files,
               help="With --from scratch: a host file or directory to put in the tree, with "
                    "the shared libraries its programs need (repeatable).")
 @click.option("--cmd", metavar="'CMD ARGS'",
@@ -251,7 +255,7 @@ def create(app, name, source, adds, cmd, mirror, variant, include, arch, slim, b
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.option("--check", "check_cmd", metavar="CMD",
               help="A shell command run inside after the upgrade: non-zero rolls it back.")
 @click.option("--keep-snapshot", is_flag=True, help="Keep the snapshot taken before it.")
@@ -274,7 +278,7 @@ def upgrade(app, name, check_cmd, keep_snapshot, timeout, as_json):
 
 
 @cli.command()
-@click.argument("src")
+@click.argument("src", shell_complete=completion.containers)
 @click.argument("dst")
 @pass_app
 def clone(app, src, dst):
@@ -285,11 +289,11 @@ def clone(app, src, dst):
 
 
 @cli.command("export")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 # A plain string: export itself refuses a directory, and click.Path() would translate its
 # name through gettext as this module loads (a locale import and .mo file searches, about
 # 2 ms of every command's start-up).
-@click.argument("file")
+@click.argument("file", shell_complete=completion.files)
 @click.option("--format", "fmt", type=click.Choice(["tar", "oci-archive", "docker-archive"]),
               help="tar (a root tarball, for machinectl import-tar or create --from tar:), "
                    "oci-archive or docker-archive (a one-layer image that runs as the "
@@ -332,7 +336,7 @@ def existing(app, names) -> list[str]:
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--force", "-f", is_flag=True, help="Stop running containers first.")
 @pass_app
 def remove(app, names, force):
@@ -376,7 +380,7 @@ def images_prune(app):
 # --- lifecycle ---------------------------------------------------------------------------
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Return once the container's systemd reports running.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
@@ -390,7 +394,8 @@ def start(app, names, wait, timeout):
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True,
+                shell_complete=completion.running_containers)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30, show_default=True,
               help="Seconds to wait for a clean poweroff before terminating.")
 @pass_app
@@ -403,7 +408,7 @@ def stop(app, names, timeout):
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
 @pass_app
 def restart(app, name, timeout):
@@ -413,7 +418,7 @@ def restart(app, name, timeout):
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.option("--signal", "-s", "sig", default="TERM", show_default=True)
 @pass_app
 def kill(app, name, sig):
@@ -423,7 +428,7 @@ def kill(app, name, sig):
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @pass_app
 def enable(app, names):
     """Start containers when the host boots (machines.target)."""
@@ -434,7 +439,7 @@ def enable(app, names):
 
 
 @cli.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @pass_app
 def disable(app, names):
     """Do not start containers at boot any more."""
@@ -456,7 +461,7 @@ def list_(app, as_json):
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def status(app, name, as_json):
@@ -466,7 +471,7 @@ def status(app, name, as_json):
 
 
 @cli.command("set", cls=_ConfigCommand, editing=True)
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @pass_app
 def set_(app, name, **options):
     """Change a container's settings; limits and ports apply at once if it runs."""
@@ -478,7 +483,7 @@ def set_(app, name, **options):
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_app
 def exec(app, name, command):
@@ -491,7 +496,7 @@ def exec(app, name, command):
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--user", "-u", help="Log in as this user (default: root).")
 @pass_app
@@ -502,7 +507,7 @@ def shell(app, name, command, user):
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
 @click.option("--lines", "-n", type=click.IntRange(min=0), help="Show the last N entries.")
 @pass_app
@@ -526,6 +531,11 @@ class DefaultGroup(click.Group):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [self.default, *args]
         return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx, incomplete):
+        # `snapshot NAME` makes one: the containers besides the subcommands
+        return [*super().shell_complete(ctx, incomplete),
+                *completion.containers(ctx, None, incomplete)]
 
     def parse_args(self, ctx, args):
         # `snapshot --stop NAME`: options before NAME belong to create, not to the group
@@ -551,7 +561,7 @@ def snapshot():
 
 
 @snapshot.command("create")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.argument("tag", required=False)
 @click.option("--stop", "stop_if_needed", is_flag=True,
               help="Where a running container cannot be frozen, stop it for the copy and "
@@ -570,7 +580,7 @@ def snapshot_create(app, name, tag, stop_if_needed, as_json):
 
 
 @snapshot.command("list")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def snapshot_list(app, name, as_json):
@@ -580,8 +590,8 @@ def snapshot_list(app, name, as_json):
 
 
 @snapshot.command("rm")
-@click.argument("name")
-@click.argument("tag")
+@click.argument("name", shell_complete=completion.containers)
+@click.argument("tag", shell_complete=completion.snapshot_tags)
 @pass_app
 def snapshot_rm(app, name, tag):
     """Remove NAME's snapshot TAG."""
@@ -591,8 +601,8 @@ def snapshot_rm(app, name, tag):
 
 
 @snapshot.command("rollback")
-@click.argument("name")
-@click.argument("tag")
+@click.argument("name", shell_complete=completion.containers)
+@click.argument("tag", shell_complete=completion.snapshot_tags)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def snapshot_rollback(app, name, tag, as_json):
@@ -613,8 +623,8 @@ cli.add_command(snapshot_rollback, "rollback")
 
 
 @cli.command()
-@click.argument("src")
-@click.argument("dst")
+@click.argument("src", shell_complete=completion.files)
+@click.argument("dst", shell_complete=completion.files)
 @click.option("--preserve-owner", is_flag=True,
               help="Out of a container: keep owners and groups as they are on disk (the "
                    "container's user-namespace range), and set-ID bits of ids in that range.")
@@ -660,7 +670,7 @@ def network_list(app, as_json):
 
 
 @network.command("remove")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.networks)
 @pass_app
 def network_remove(app, names):
     """Remove networks that no container uses."""
