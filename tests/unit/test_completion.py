@@ -24,13 +24,13 @@ from nspawnctl.store import snapshots
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def paths(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
     """A store with containers web, db and api (web runs), a network, two snapshots of web
-    and a cached image, made by the store's own code where it has a writer."""
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
-    p = Paths.from_env()
+    and a cached image, made by the store's own code where it has a writer (once: its
+    commits sync the filesystem, which takes long on a busy machine)."""
+    root = tmp_path_factory.mktemp("completion") / "root"
+    p = Paths.under(root)
     for name in ("web", "db", "api"):
         (p.tree(name) / "etc").mkdir(parents=True)
         save_config(p, name, ContainerConfig())
@@ -40,7 +40,7 @@ def paths(tmp_path, monkeypatch):
     (machined / "web").write_text("NAME=web\n")
     os.symlink("web", machined / "unit:systemd-nspawn@web.service")
     for tag in ("before-php", "nightly"):
-        stage = tmp_path / f"stage-{tag}"
+        stage = root.parent / f"stage-{tag}"
         (stage / "snapshot").mkdir(parents=True)
         method = snapshots.copy_content(p, "web", stage / "snapshot")
         snapshots.commit(p, "web", tag, stage, {"method": method})
@@ -48,7 +48,17 @@ def paths(tmp_path, monkeypatch):
     image = p.images / "0123abcd"
     image.mkdir(parents=True)
     (image / "meta.json").write_text(json.dumps({"source": "debootstrap:bookworm"}))
-    return p
+    return root
+
+
+@pytest.fixture
+def paths(store, tmp_path, monkeypatch) -> Paths:
+    """A copy of that store of the test's own, as NSPAWNCTL_ROOT."""
+    root = tmp_path / "root"
+    shutil.copytree(store, root, symlinks=True)
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(root))
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent")
+    return Paths.from_env()
 
 
 def complete(args: list[str], incomplete: str = "") -> list[str]:
@@ -196,23 +206,32 @@ def _needs(tool: str):
         pytest.skip(f"{tool} is not installed (make deps installs it)")
 
 
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+
+
 def test_bash_completes_container_names(shell_env):
+    """bash-completion finds the script by the command's name where it looks (XDG_DATA_DIRS,
+    here the private root's /usr/local/share), as at an interactive Tab."""
     _needs("bash")
+    if not BASH_COMPLETION.exists():
+        pytest.skip("bash-completion is not installed (make deps installs it)")
     installed, env = shell_env
-    script = installed / extras.COMPLETIONS["bash"]
+    env["XDG_DATA_DIRS"] = str(installed / "usr/local/share")
     out = subprocess.run(
-        ["bash", "-c", f'source {script}; COMP_WORDS=(nspawnctl start ""); COMP_CWORD=2; '
+        ["bash", "-c", f". {BASH_COMPLETION}; _completion_loader nspawnctl; "
+                       'COMP_WORDS=(nspawnctl start ""); COMP_CWORD=2; '
                        '_nspawnctl_completion nspawnctl; printf "%s\\n" "${COMPREPLY[@]}"'],
         env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["api", "db", "web"], out
 
 
 def test_fish_completes_container_names(shell_env):
+    """fish loads the script from its vendor directory (under XDG_DATA_DIRS: here the private
+    root's /usr/share) at the first Tab."""
     _needs("fish")
     installed, env = shell_env
-    script = installed / extras.COMPLETIONS["fish"]
-    out = subprocess.run(["fish", "--no-config", "-c",
-                          f"source {script}; complete -C 'nspawnctl rollback web '"],
+    env["XDG_DATA_DIRS"] = str(installed / "usr/share")
+    out = subprocess.run(["fish", "-c", "complete -C 'nspawnctl rollback web '"],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["before-php", "nightly"], out
 
