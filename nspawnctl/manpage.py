@@ -90,12 +90,6 @@ def render(group: click.Group, name: str = "nspawnctl") -> str:
     return "\n".join(out) + "\n"
 
 
-def commands(group: click.Group, name: str = "nspawnctl") -> list[str]:
-    """Every visible command's full name ("nspawnctl snapshot rm"): what the page must hold."""
-    root = click.Context(group, info_name=name, **group.context_settings)
-    return [ctx.command_path for _command, ctx in _walk(group, root)]
-
-
 def _walk(group: click.Group, ctx: click.Context) -> list[tuple[click.Command, click.Context]]:
     """Every visible command below group, depth first, with its context."""
     found = []
