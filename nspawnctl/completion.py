@@ -29,7 +29,7 @@ def _quiet(complete: Completer) -> Completer:
     def wrapper(ctx, param, incomplete: str) -> list:
         try:
             return complete(ctx, param, incomplete)
-        except Exception:  # noqa: BLE001 - see the module docstring
+        except Exception:  # see the module docstring
             return []
     return wrapper
 
@@ -57,7 +57,7 @@ def _given(ctx, param) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, (list, tuple)) else ()
 
 
-def _names(paths: "Paths") -> list:
+def _names(paths: "Paths") -> list[str]:
     from .store.containers import Store
     return Store(paths).names()
 
