@@ -263,7 +263,7 @@ def ratio(ours, theirs) -> str:
 
 
 def table(rows, info: dict) -> str:
-    """One Markdown table (pasteable into the README) with the machine it ran on."""
+    """One Markdown table (pasteable into docs/benchmarks.md) with the machine it ran on."""
     head = ["figure", "nspawnctl", "anchor", "anchor value", "ratio", "n"]
     body = []
     for figure, ours, theirs, anchor in rows:
