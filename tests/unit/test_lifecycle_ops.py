@@ -8,7 +8,6 @@ import pytest
 from nspawnctl.errors import Error
 from nspawnctl.ops import lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
-from nspawnctl.paths import Paths
 from nspawnctl.runtime import lifecycle as runtime_lifecycle
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
@@ -18,9 +17,8 @@ from tests.unit.fakes import FakeBus, context
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    p = Paths.from_env()
+def paths(private_root):
+    p = private_root
     (p.tree("c1") / "etc").mkdir(parents=True)
     (p.tree("c1") / "etc/os-release").write_text("ID=debian\n")
     return p

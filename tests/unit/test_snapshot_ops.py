@@ -14,7 +14,6 @@ from nspawnctl import cli as cli_module
 from nspawnctl.errors import Error
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.ops import snapshot as snap_op
-from nspawnctl.paths import Paths
 from nspawnctl.runtime import snapshot as snap_runtime
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
@@ -24,9 +23,8 @@ from tests.unit.fakes import FakeBus, context
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    p = Paths.from_env()
+def paths(private_root):
+    p = private_root
     (p.tree("c1") / "usr/bin").mkdir(parents=True)
     (p.tree("c1") / "usr/bin/true").write_text("#!/bin/sh\n")
     os.chmod(p.tree("c1") / "usr/bin/true", 0o755)
