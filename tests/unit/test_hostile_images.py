@@ -11,9 +11,9 @@ import hostile
 import pytest
 from imagebuild import dir, file, layer, oci_layout, sha256, write_manifest
 
-from nspawnctl import fsutil
 from nspawnctl.errors import Error
 from nspawnctl.formats import platforms
+from nspawnctl.fs import walk as fswalk
 from nspawnctl.sources import compression, oci, tarball
 
 fast_tmp, few_fds = hostile.fast_tmp, hostile.few_fds
@@ -62,8 +62,8 @@ def test_deep_image_unpacks_sizes_and_goes(fast_tmp, few_fds):
     dest.mkdir()
     oci.unpack_image("oci", fast_tmp / "img", dest)
     assert hostile.listdir_deep(dest, "/".join(["d"] * 5000)) == ["bottom"]
-    assert fsutil.tree_size(dest) >= 512  # the bottom's block, 5000 levels down
-    fsutil.remove_tree(dest)
+    assert fswalk.tree_size(dest) >= 512  # the bottom's block, 5000 levels down
+    fswalk.remove_tree(dest)
     assert not dest.exists()
 
 
