@@ -20,12 +20,14 @@ def base(nspawnctl):
 
     Earlier test modules may have cached the default base tree; they remove their containers,
     so pruning makes this create cold again (the .deb cache stays: downloads are not what
-    these tests are about)."""
+    these tests are about).  Removed at the module's end, as the others remove theirs (the
+    next modules prove things about who uses the cached base: test_overlay's prune)."""
     nspawnctl("images", "prune")
     left = [row["name"] for row in listing(nspawnctl).values()]
     assert not left, f"earlier tests left containers that keep the base cached: {left}"
     r = nspawnctl("create", "base", "--json")
-    return json.loads(r.stdout) | {"stderr": r.stderr}
+    yield json.loads(r.stdout) | {"stderr": r.stderr}
+    nspawnctl("remove", "--force", "base")
 
 
 def test_cold_create_bootstraps_with_progress_and_boots(host, nspawnctl, base):
