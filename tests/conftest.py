@@ -24,6 +24,34 @@ def _units_of_this_checkout():
 
 _units_of_this_checkout()
 
+
+class _ThisCheckoutOnly:
+    """Import nspawnctl's modules from this checkout or not at all.
+
+    The editable install's finder comes after the path finder: in a git worktree whose venv
+    was made from another checkout, a module this checkout no longer has (a move, a removal)
+    was imported from the other one, and the tests passed on code that is not here (the
+    hostile-input tests imported a removed fsutil.py that way; a clean clone failed)."""
+
+    root = str(Path(__file__).resolve().parent.parent)
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        import importlib.machinery
+        if name != "nspawnctl" and not name.startswith("nspawnctl."):
+            return None
+        if name == "nspawnctl.units" or name.startswith("nspawnctl.units."):
+            return None  # _units_of_this_checkout's, above
+        here = [cls.root] if name == "nspawnctl" else \
+            [p for p in (path or []) if p.startswith(cls.root + os.sep)]
+        spec = importlib.machinery.PathFinder.find_spec(name, here)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {name!r} in {cls.root}", name=name)
+        return spec
+
+
+sys.meta_path.insert(0, _ThisCheckoutOnly)
+
 from tests import testbed  # noqa: E402
 
 testbed.interrupt_on_sigterm()  # the testbed's teardown runs on SIGTERM as on Ctrl-C

@@ -6,9 +6,9 @@ Makes a pseudo-terminal and, in a session whose controlling terminal is its slav
 shell's is), runs ARGV in the foreground with that terminal as stdin, stdout and stderr (or
 what the options say instead).  This process holds the master, as a terminal emulator does:
 it types the keys asked for, and collects the screen.  Once ARGV has returned (and what it
-left running has exited too, with --await-orphans, or --linger seconds more), it reads what is
-waiting in the terminal's input queue: what the admin's shell would now take as typed.  Prints
-one JSON object:
+left running has exited too, with --await-orphans, or has left its done mark, with
+--await-file, or --linger seconds more), it reads what is waiting in the terminal's input
+queue: what the admin's shell would now take as typed.  Prints one JSON object:
 
   status    ARGV's exit status (128+N for signal N), or null if it was hung up and is gone
   typed     the terminal's input queue afterwards (TIOCSTI lands there)
@@ -20,6 +20,7 @@ one JSON object:
   stderr    what ARGV wrote to stderr, with --stderr file
   victims   "DEV:INO" of the other terminals made first (--victims N), as other users' are
   victimized  what was written to or typed into any of those
+  awaited   whether the --await-file appeared in time (null without --await-file)
   error     what went wrong in the admin's shell, if anything did (a bug of this program)
 
 Used by tests/unit/test_ptyrelay.py on this machine and by tests/integration/test_exec_terminal.py
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--when-raw", action="store_true",
                         help="type the keys (and hang up) only once the terminal is in raw "
                              "mode (a relay reads it)")
+    parser.add_argument("--when-screen", metavar="TEXT", default="",
+                        help="type the keys (and hang up) only once TEXT is on the screen "
+                             "(the command says it runs)")
     parser.add_argument("--hangup", type=float, default=None,
                         help="close the terminal (the master) after this many seconds")
     parser.add_argument("--linger", type=float, default=0.0,
@@ -57,6 +61,10 @@ def main(argv: list[str] | None = None):
                         help="after ARGV returned, wait until every process it left running "
                              "has exited (each inherits a pipe from here: its end of file "
                              "says so); only for what does not close the fds it inherits")
+    parser.add_argument("--await-file", metavar="PATH",
+                        help="after ARGV returned, wait until PATH exists: the done mark of "
+                             "what it left running, where --await-orphans cannot see (across "
+                             "a container's boundary); given up on shortly before --timeout")
     parser.add_argument("--size", default="33x101", help="ROWSxCOLS of the terminal")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--victims", type=int, default=0,
@@ -73,30 +81,34 @@ def main(argv: list[str] | None = None):
     terminal = os.fstat(slave)
     outputs = {name: tempfile.TemporaryFile() for name in ("stdout", "stderr")}
     report_r, report_w = os.pipe()
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
     orphans_r, orphans_w = os.pipe() if args.await_orphans else (-1, -1)
     shell = os.fork()
     if shell == 0:
         os.close(master)
         os.close(report_r)
-        _admin_shell(args, slave, outputs, before, report_w, (orphans_r, orphans_w))
+        _admin_shell(args, slave, outputs, before, report_w, (orphans_r, orphans_w),
+                     deadline)
     os.close(slave)
     os.close(report_w)
     for fd in (orphans_r, orphans_w):
         if fd >= 0:
             os.close(fd)
     screen = bytearray()
-    t0 = time.monotonic()
     typed_yet = not keys
+    when_screen = args.when_screen.encode()
     while True:
         now = time.monotonic() - t0
-        ready = master >= 0 and (not args.when_raw or _raw(master))
+        ready = (master >= 0 and (not args.when_raw or _raw(master))
+                 and when_screen in screen)
         if not typed_yet and now >= args.after and ready:
             os.write(master, keys)
             typed_yet = True
         if args.hangup is not None and now >= args.hangup and ready:
             os.close(master)
             master = -1
-        if now > args.timeout:
+        if time.monotonic() > deadline:
             os.kill(shell, signal.SIGKILL)
             break
         ready, _, _ = select.select([fd for fd in (master, report_r) if fd >= 0], [], [], 0.05)
@@ -162,7 +174,7 @@ def _raw(master: int) -> bool:
         return False
 
 
-def _admin_shell(args, slave, outputs, before, report_w, orphans):
+def _admin_shell(args, slave, outputs, before, report_w, orphans, deadline):
     """The login shell: leads a session on the terminal, runs the command in the foreground,
     then reads what waits in the terminal's input queue."""
     try:
@@ -212,6 +224,13 @@ def _admin_shell(args, slave, outputs, before, report_w, orphans):
         if orphans[0] >= 0:
             while os.read(orphans[0], 4096):  # end of file: the last of them is gone
                 pass
+        awaited = None
+        if args.await_file:
+            # Polled: a file made in a container's tree has no end of file to wait for.  Given
+            # up on in time to report (the caller kills this shell at the deadline).
+            while not (awaited := os.path.exists(args.await_file)) \
+                    and time.monotonic() < deadline - 5:
+                time.sleep(0.01)
         time.sleep(args.linger)
         try:
             restored = termios.tcgetattr(slave) == before
@@ -228,7 +247,7 @@ def _admin_shell(args, slave, outputs, before, report_w, orphans):
             "status": os.waitstatus_to_exitcode(status) if os.WIFEXITED(status)
             else 128 + os.WTERMSIG(status),
             "typed": typed.decode(errors="replace"), "restored": restored,
-            "seconds": round(seconds, 3)}).encode())
+            "seconds": round(seconds, 3), "awaited": awaited}).encode())
     except BaseException:  # said, not lost: a report missing would pass for a hang-up's
         os.write(report_w, json.dumps({"status": None, "typed": "", "restored": None,
                                        "seconds": None,

@@ -101,7 +101,7 @@ def _words(argv) -> list[str]:
 
 def test_packages() -> list[str]:
     """The Makefile's TEST_PACKAGES: baked in too, so `make vm-test` installs nothing."""
-    text = (REPO / "Makefile").read_text()
+    text = (REPO / "Makefile").read_text().replace("\\\n", " ")  # make's continued lines
     return re.search(r"^TEST_PACKAGES :=(.*)$", text, re.M).group(1).split()
 
 

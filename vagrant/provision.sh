@@ -18,10 +18,11 @@ PREFIX=/opt/nspawnctl
 # host resolve container names through machined. pyelftools reads ELF files for create --from
 # scratch (a program's shared libraries, without running ldd).  dpkg-dev: mmdebstrap's eatmydata
 # hook asks its dpkg-architecture where the library goes (bootstraps are faster with it).
+# man-db and bash-completion read what `nspawnctl install-extras` installs: `man nspawnctl`, Tab.
 PACKAGES="systemd-container dbus debootstrap mmdebstrap dpkg-dev python3 python3-venv python3-setuptools python3-wheel
 python3-click python3-tabulate python3-pystemd python3-zstandard
 iproute2 nftables python3-nftables python3-pyroute2 libnss-mymachines python3-pyelftools
-skopeo"
+man-db bash-completion skopeo"
 
 apt_install() {
     missing=""
@@ -48,6 +49,8 @@ install_nspawnctl() {
     ln -sf "$PREFIX/bin/nspawnctl" /usr/local/bin/nspawnctl
     # nspawnctl's boot-time units (units/): the store is made whole before containers start
     "$PREFIX/bin/nspawnctl" install-units
+    # its man page and the bash, zsh and fish completions (only what differs is written)
+    "$PREFIX/bin/nspawnctl" install-extras
 }
 
 install_sysctl() {

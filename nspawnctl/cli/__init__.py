@@ -99,6 +99,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recover": ("host", "recover", "Finish or roll back what a crash left half-done (runs at "
                                    "boot, before any container)."),
     "install-units": ("host", "install_units", ""),  # hidden: the README's commands run it
+    "install-extras": ("host", "install_extras", ""),  # hidden, as install-units
 }
 
 

@@ -8,7 +8,7 @@ from ..ops import clone, create, export, remove, upgrade
 from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
-from . import pass_app
+from . import completion, pass_app
 from .options import config_options, existing, registry_options, sources_epilog, sources_help
 from .output import print_record, tty_progress
 
@@ -16,8 +16,10 @@ from .output import print_record, tty_progress
 @click.command("create", epilog=sources_epilog())
 @click.argument("name")
 @click.option("--from", "source", default="debootstrap:bookworm", show_default=True,
+              shell_complete=completion.image_sources,
               help=sources_help())
 @click.option("--add", "adds", multiple=True, metavar="PATH[:DEST]",
+              shell_complete=completion.files,
               help="With --from scratch: a host file or directory to put in the tree, with "
                    "the shared libraries its programs need (repeatable).")
 @click.option("--cmd", metavar="'CMD ARGS'",
@@ -68,7 +70,7 @@ def create_command(app, name, source, adds, cmd, mirror, variant, include, arch,
 
 
 @click.command("upgrade")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.option("--check", "check_cmd", metavar="CMD",
               help="A shell command run inside after the upgrade: non-zero rolls it back.")
 @click.option("--keep-snapshot", is_flag=True, help="Keep the snapshot taken before it.")
@@ -92,7 +94,7 @@ def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
 
 
 @click.command("clone")
-@click.argument("src")
+@click.argument("src", shell_complete=completion.containers)
 @click.argument("dst")
 @pass_app
 def clone_command(app, src, dst):
@@ -104,11 +106,11 @@ def clone_command(app, src, dst):
 
 
 @click.command("export")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 # A plain string: export itself refuses a directory, and click.Path() would translate its
 # name through gettext as this module loads (a locale import and .mo file searches, about
 # 2 ms of every command's start-up).
-@click.argument("file")
+@click.argument("file", shell_complete=completion.files)
 @click.option("--format", "fmt", type=click.Choice(["tar", "oci-archive", "docker-archive"]),
               help="tar (a root tarball, for machinectl import-tar or create --from tar:), "
                    "oci-archive or docker-archive (a one-layer image that runs as the "
@@ -140,7 +142,7 @@ def export_command(app, name, file, fmt, as_json):
 
 
 @click.command("remove")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--force", "-f", is_flag=True, help="Stop running containers first.")
 @pass_app
 def remove_command(app, names, force):

@@ -5,7 +5,7 @@ import datetime
 import click
 
 from ..ops import copy, snapshot
-from . import pass_app
+from . import completion, pass_app
 from .output import print_record, print_table
 
 
@@ -20,6 +20,11 @@ class DefaultGroup(click.Group):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             args = [self.default, *args]
         return super().resolve_command(ctx, args)
+
+    def shell_complete(self, ctx, incomplete):
+        # `snapshot NAME` makes one: the containers besides the subcommands
+        return [*super().shell_complete(ctx, incomplete),
+                *completion.containers(ctx, None, incomplete)]
 
     def parse_args(self, ctx, args):
         # `snapshot --stop NAME`: options before NAME belong to create, not to the group
@@ -44,7 +49,7 @@ def snapshot_group():
 
 
 @snapshot_group.command("create")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.argument("tag", required=False)
 @click.option("--stop", "stop_if_needed", is_flag=True,
               help="Where a running container cannot be frozen, stop it for the copy and "
@@ -62,7 +67,7 @@ def snapshot_create(app, name, tag, stop_if_needed, as_json):
 
 
 @snapshot_group.command("list")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def snapshot_list(app, name, as_json):
@@ -71,8 +76,8 @@ def snapshot_list(app, name, as_json):
 
 
 @snapshot_group.command("rm")
-@click.argument("name")
-@click.argument("tag")
+@click.argument("name", shell_complete=completion.containers)
+@click.argument("tag", shell_complete=completion.snapshot_tags)
 @pass_app
 def snapshot_rm(app, name, tag):
     """Remove NAME's snapshot TAG."""
@@ -81,8 +86,8 @@ def snapshot_rm(app, name, tag):
 
 
 @snapshot_group.command("rollback")
-@click.argument("name")
-@click.argument("tag")
+@click.argument("name", shell_complete=completion.containers)
+@click.argument("tag", shell_complete=completion.snapshot_tags)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def snapshot_rollback(app, name, tag, as_json):
@@ -99,8 +104,8 @@ def snapshot_rollback(app, name, tag, as_json):
 
 
 @click.command()
-@click.argument("src")
-@click.argument("dst")
+@click.argument("src", shell_complete=completion.files)
+@click.argument("dst", shell_complete=completion.files)
 @click.option("--preserve-owner", is_flag=True,
               help="Out of a container: keep owners and groups as they are on disk (the "
                    "container's user-namespace range), and set-ID bits of ids in that range.")

@@ -30,6 +30,16 @@ def install_units(app):
     bootunits.ensure_units(app.paths, lambda: app.ctx.bus)
 
 
+@click.command("install-extras", hidden=True)
+def install_extras():
+    """Install the man page and the bash, zsh and fish completions (the README's commands
+    run this)."""
+    from . import cli
+    from .extras import install, root_from_env
+    for path in install(cli, root_from_env()):
+        click.echo(f"installed {path}")
+
+
 @click.command("doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app

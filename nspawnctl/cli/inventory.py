@@ -5,7 +5,7 @@ import datetime
 import click
 
 from ..ops import images, inventory
-from . import App, pass_app
+from . import App, completion, pass_app
 from .output import print_record, print_table
 
 
@@ -20,7 +20,7 @@ def list_(app, as_json):
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def status(app, name, as_json):
@@ -51,7 +51,7 @@ def images_group(ctx, as_json):
 
 
 @images_group.command("rm")
-@click.argument("ref")
+@click.argument("ref", shell_complete=completion.pulled_images)
 @pass_app
 def images_rm(app, ref):
     """Remove a pulled image (REF as pulled, or a base tree's key) no container uses."""

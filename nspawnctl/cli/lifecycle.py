@@ -5,12 +5,12 @@ import sys
 import click
 
 from ..ops import lifecycle
-from . import pass_app
+from . import completion, pass_app
 from .options import existing
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Return once the container's systemd reports running.")
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
@@ -23,7 +23,7 @@ def start(app, names, wait, timeout):
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=30, show_default=True,
               help="Seconds to wait for a clean poweroff before terminating.")
 @pass_app
@@ -35,7 +35,7 @@ def stop(app, names, timeout):
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
 @pass_app
 def restart(app, name, timeout):
@@ -44,7 +44,7 @@ def restart(app, name, timeout):
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.option("--signal", "-s", "sig", default="TERM", show_default=True)
 @pass_app
 def kill(app, name, sig):
@@ -53,7 +53,7 @@ def kill(app, name, sig):
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @pass_app
 def enable(app, names):
     """Start containers when the host boots (machines.target)."""
@@ -63,7 +63,7 @@ def enable(app, names):
 
 
 @click.command()
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @pass_app
 def disable(app, names):
     """Do not start containers at boot any more."""
@@ -75,7 +75,7 @@ def disable(app, names):
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_app
 def exec(app, name, command):
@@ -87,7 +87,7 @@ def exec(app, name, command):
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--user", "-u", help="Log in as this user (default: root).")
 @pass_app
@@ -97,7 +97,7 @@ def shell(app, name, command, user):
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=completion.running_containers)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
 @click.option("--lines", "-n", type=click.IntRange(min=0), help="Show the last N entries.")
 @pass_app

@@ -4,7 +4,7 @@
 import click
 
 from ..ops import network
-from . import pass_app
+from . import completion, pass_app
 from .output import print_table
 
 
@@ -34,7 +34,7 @@ def network_list(app, as_json):
 
 
 @network_group.command("remove")
-@click.argument("names", nargs=-1, required=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.networks)
 @pass_app
 def network_remove(app, names):
     """Remove networks that no container uses."""

@@ -4,6 +4,7 @@ import click
 
 from ..settings.model import CLI_SETTINGS
 from ..sources import SOURCES, syntaxes
+from . import completion
 
 
 def config_params(editing: bool = False) -> list:
@@ -20,11 +21,13 @@ def config_params(editing: bool = False) -> list:
             params.append(click.Option([s.flag, s.name], multiple=s.multiple,
                                        metavar=s.metavar,
                                        type=click.Choice(s.choices) if s.choices else None,
-                                       help=s.help))
+                                       help=s.help,
+                                       shell_complete=completion.for_setting(s.name)))
         if editing and s.removes is not None:
             params.append(click.Option([f"--no-{s.flag[2:]}", f"no_{s.name}"], multiple=True,
                                        metavar="KEY",
-                                       help=f"Remove a {s.flag} item (repeatable)."))
+                                       help=f"Remove a {s.flag} item (repeatable).",
+                                       shell_complete=completion.for_setting(f"no_{s.name}")))
     return params
 
 

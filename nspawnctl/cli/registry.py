@@ -3,13 +3,13 @@
 import click
 
 from ..ops import pull as ops
-from . import pass_app
+from . import completion, pass_app
 from .options import registry_options
 from .output import print_record, tty_progress
 
 
 @click.command("pull")
-@click.argument("ref")
+@click.argument("ref", shell_complete=completion.pulled_images)
 @registry_options("always")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
@@ -39,7 +39,7 @@ def login_command(app, registry, username, password_stdin, tls_verify):
 
 
 @click.command("logout")
-@click.argument("registry", required=False)
+@click.argument("registry", required=False, shell_complete=completion.pulled_images)
 @click.option("--all", "all_", is_flag=True, help="Forget the credentials of every registry.")
 @pass_app
 def logout_command(app, registry, all_):

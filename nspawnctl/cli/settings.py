@@ -4,12 +4,12 @@ import click
 
 from ..errors import Error
 from ..ops import reconfigure
-from . import pass_app
+from . import completion, pass_app
 from .options import config_options
 
 
 @click.command("set")
-@click.argument("name")
+@click.argument("name", shell_complete=completion.containers)
 @config_options(editing=True)
 @pass_app
 def set_(app, name, **options):

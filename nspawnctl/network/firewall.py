@@ -74,6 +74,10 @@ def render(networks: list[Network], publications: list[Publication],
         cmds.append({"add": {"rule": {**_in_table(), "chain": chain_name,
                                       "expr": list(expr), "comment": comment}}})
 
+    # The same networks and ports make the same table, in whatever order they are listed.
+    networks = sorted(networks, key=lambda n: n.name)
+    publications = sorted(publications, key=lambda p: (p[1].proto, p[1].host_port,
+                                                        p[1].host_ip or "", p[0]))
     bridges = [n.bridge for n in networks]
 
     chain("guard", "filter", "prerouting", RAW)
@@ -113,12 +117,16 @@ def render(networks: list[Network], publications: list[Publication],
     chain("forward", "filter", "forward", FILTER)
     rule("forward", "answers", _match({"ct": {"key": "state"}}, ["established", "related"],
                                       "in"), {"accept": None})
+    # Before any network's own rules: a published port is reached from anywhere, other
+    # networks included (a hairpin from one network into another's port), whichever network
+    # comes first; after them, one network's isolation rule would drop it or not by the order.
+    if bridges:
+        rule("forward", "published ports, from anywhere",
+             _match(_meta("oifname"), _set(bridges)),
+             _match({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None})
     for n in networks:
         b = n.bridge
         others = [o for o in bridges if o != b]
-        rule("forward", f"{n.name}: published ports, from anywhere",
-             _match(_meta("oifname"), b), _match({"ct": {"key": "status"}}, "dnat", "in"),
-             {"accept": None})
         rule("forward", f"{n.name}: within the network", _match(_meta("iifname"), b),
              _match(_meta("oifname"), b), {"accept": None})
         if others:

@@ -102,6 +102,7 @@ class Ahead:
                 pass
             self.thread.join(0.05)
         self.ended = True
+        self.taken, self.next = [], 0
 
     def __enter__(self):
         return self
@@ -135,6 +136,12 @@ class ReadAhead(Ahead):
             data = self.buf[self.pos:self.pos + n]
         self.pos += len(data)
         return data
+
+    def close(self) -> None:
+        """As Ahead.close, and the part of a chunk not yet read goes too: a read after
+        close() is the end, never bytes of a stream the caller gave up on."""
+        super().close()
+        self.buf, self.pos = b"", 0
 
     def drain(self) -> None:
         """Read to the end, where the stream's last checks are made."""

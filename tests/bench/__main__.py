@@ -5,7 +5,8 @@
 create and lifecycle run inside one booted systemd host (tests/testbed.py; this machine when
 its PID 1 is systemd), with nspawnctl typed as a user would; the OCI unpacker runs on this
 machine.  Figures are medians of n runs; --quick runs the slow cold bootstraps once.
-Benchmarks report: nothing passes or fails on time.
+Benchmarks report: nothing passes or fails on time.  A benchmark that breaks is a row saying
+so, the others still run, and the run exits 1 after the table (a broken one is no report).
 """
 
 import argparse
@@ -13,6 +14,7 @@ import inspect
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,13 +54,24 @@ def main() -> int:
     t0 = time.monotonic()
     rows: list = []
     info: dict = {}
+    try:
+        run(args, only, rows, info)
+    except Exception as exc:  # noqa: BLE001 - the table of what ran still prints; exit 1
+        traceback.print_exc()
+        common.FAILED.append(f"the run stopped: {type(exc).__name__}: {exc}")
+    info["run took"] = f"{(time.monotonic() - t0) / 60:.1f} min"
+    return common.finish(rows, info)
+
+
+def run(args, only: set, rows: list, info: dict):
+    """Every benchmark asked for, its rows into rows and what the machine is into info."""
     if {"create", "lifecycle", "warm-create", "cold-create", "incremental", "startup",
             "snapshot", "scratch", "export"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
             testbed.prepare_networks(host)
-            info = common.machine(host)
+            info.update(common.machine(host))
             others = [d for d in testbed.RUNS.glob(testbed.RUN_PREFIX + "*")
                       if getattr(host, "run_dir", None) != d]
             info["other testbeds running"] = len(others)
@@ -91,7 +104,7 @@ def main() -> int:
                 from tests.bench import bench_export
                 rows += bench_export.run(host, quick=args.quick)
     else:
-        info = common.machine()
+        info.update(common.machine())
     if "oci" in only:
         common.log("OCI unpack vs umoci (on this machine)")
         common.guarded(rows, "unpack an OCI image", "umoci unpack",
@@ -101,10 +114,6 @@ def main() -> int:
         from tests.bench import bench_network
         common.guarded(rows, "TCP through a published port", "socat",
                        lambda: bench_network.run(args.quick))
-    info["run took"] = f"{(time.monotonic() - t0) / 60:.1f} min"
-    print()
-    print(common.table(rows, info))
-    return 0
 
 
 if __name__ == "__main__":

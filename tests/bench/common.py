@@ -11,6 +11,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -150,8 +151,14 @@ def medians(contenders, runs: int, say: bool = False) -> list[Seconds]:
     return [Seconds(s) for s in samples]
 
 
+# The benchmarks that failed in this run: the table still shows what ran, and the run then
+# exits non-zero (finish), so a broken benchmark is never taken for a report.
+FAILED: list[str] = []
+
+
 def guarded(rows: list, figure: str, anchor: str, fn):
-    """Run fn() -> rows to add; a failure becomes one row saying why (a benchmark reports)."""
+    """Run fn() -> rows to add; a failure becomes one row saying why and is counted in FAILED:
+    the other benchmarks still run, and the run fails at the end."""
     try:
         rows.extend(fn())
     except Exception as exc:  # noqa: BLE001 - reported in the table, the run goes on
@@ -161,6 +168,19 @@ def guarded(rows: list, figure: str, anchor: str, fn):
             detail = detail.decode(errors="replace")
         print(f"bench: {figure}: {exc}\n{detail[-1500:]}".rstrip(), flush=True)
         rows.append((figure, f"failed: {first[:60]}", "-", anchor))
+        FAILED.append(f"{figure}: {first}")
+
+
+def finish(rows: list, info: dict) -> int:
+    """Print the table of what ran; the exit status: 1 when a benchmark failed, saying which
+    (last, on stderr, where a CI log's reader looks), else 0."""
+    print()
+    print(table(rows, info), flush=True)
+    if not FAILED:
+        return 0
+    print(f"bench: {len(FAILED)} benchmark(s) FAILED, so this run is no report:"
+          + "".join(f"\n  {f}" for f in FAILED), file=sys.stderr, flush=True)
+    return 1
 
 
 def log(message: str):
@@ -243,7 +263,7 @@ def ratio(ours, theirs) -> str:
 
 
 def table(rows, info: dict) -> str:
-    """One Markdown table (pasteable into the README) with the machine it ran on."""
+    """One Markdown table (pasteable into docs/benchmarks.md) with the machine it ran on."""
     head = ["figure", "nspawnctl", "anchor", "anchor value", "ratio", "n"]
     body = []
     for figure, ours, theirs, anchor in rows:

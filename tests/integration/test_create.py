@@ -2,11 +2,14 @@
 nothing half-made.  Runs inside the systemd host (the testbed) as a user would type it."""
 
 import json
+import os
+import signal
 import time
 
 import pytest
 
 from tests.integration.helpers import MACHINES, guest_running, listing, store_problems, wait_for
+from tests.integration.test_kill import Run, check_whole, leftovers, nspawnctl_pid, timed
 
 pytestmark = pytest.mark.integration
 
@@ -17,12 +20,14 @@ def base(nspawnctl):
 
     Earlier test modules may have cached the default base tree; they remove their containers,
     so pruning makes this create cold again (the .deb cache stays: downloads are not what
-    these tests are about)."""
+    these tests are about).  Removed at the module's end, as the others remove theirs (the
+    next modules prove things about who uses the cached base: test_overlay's prune)."""
     nspawnctl("images", "prune")
     left = [row["name"] for row in listing(nspawnctl).values()]
     assert not left, f"earlier tests left containers that keep the base cached: {left}"
     r = nspawnctl("create", "base", "--json")
-    return json.loads(r.stdout) | {"stderr": r.stderr}
+    yield json.loads(r.stdout) | {"stderr": r.stderr}
+    nspawnctl("remove", "--force", "base")
 
 
 def test_cold_create_bootstraps_with_progress_and_boots(host, nspawnctl, base):
@@ -186,19 +191,65 @@ def test_same_base_needed_twice_is_bootstrapped_once(host, nspawnctl, base):
     nspawnctl("remove", "fat1", "fat2")
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.15, 0.3, 0.5, 0.8, 1.2])
-def test_sigkill_during_create_leaves_a_consistent_store(host, nspawnctl, base, delay):
-    p = host.popen(["nspawnctl", "create", "killed"], stdout=-1, stderr=-1)
-    time.sleep(delay)
-    # nsenter is the parent; kill the nspawnctl process inside.
-    host.run(["pkill", "-KILL", "-f", "nspawnctl create killed"])
-    p.wait()
-    assert store_problems(host, nspawnctl) == []
-    rows = listing(nspawnctl)
-    if "killed" in rows:  # killed after the commit point: it must be whole
-        assert host.run(["test", "-f", "/etc/systemd/nspawn/killed.nspawn"]).returncode == 0
+def absent(nspawnctl, name):
+    if name in listing(nspawnctl):
+        nspawnctl("remove", name)
+
+
+@pytest.fixture(scope="module")
+def create_time(host, nspawnctl, base):  # noqa: ARG001 (base: the cached default base)
+    """T of a cached create as the kills below see it: the fastest of three uninterrupted
+    ones (test_kill.timed), kept up to date by kill_landed."""
+    seconds = timed(host, ["create", "killed"], lambda: absent(nspawnctl, "killed"), runs=3)
+    absent(nspawnctl, "killed")
+    return {"T": seconds}
+
+
+def kill_landed(host, nspawnctl, create_time, name, fraction, kill, tries=6):
+    """Start a cached create of name and call kill(run, delay) at fraction of T; again while
+    the create had finished by then, which proves nothing.  A create that finished before
+    the delay took less than it: T becomes the delay, as in test_kill (this disk's writeback
+    makes one take from under a second to several, and the first after a bootstrap are the
+    slow ones).  Returns the last run and where its kill landed ("killed": in the running
+    nspawnctl)."""
+    for _ in range(tries):
+        absent(nspawnctl, name)
+        delay = fraction * create_time["T"]
+        run = Run(host, ["create", name])
+        where = kill(run, delay)
+        print(f"create {name}: kill at {fraction} of T = {delay:.2f} s: {where}")
+        if where == "killed":
+            return run, where
+        leftovers(host, nspawnctl, run)  # (and wait for it)
+        if where == "finished":
+            create_time["T"] = delay
+    return run, where
+
+
+def sigterm_after(run, delay: float) -> str:
+    """Run.kill_after with SIGTERM."""
+    time.sleep(max(0.0, run.t0 + delay - time.monotonic()))
+    pid = nspawnctl_pid(run.proc.pid)
+    if run.proc.poll() is not None or pid is None:
+        return "finished" if run.proc.poll() is not None else "before start"
+    os.kill(pid, signal.SIGTERM)
+    return "killed"
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.2, 0.4, 0.6, 0.75, 0.9])
+def test_sigkill_during_create_leaves_a_consistent_store(host, nspawnctl, base, create_time,
+                                                         fraction):
+    """SIGKILL at a fraction of T, so that the kills spread over the whole create however fast
+    this host is (as test_kill does), and only a kill that hit the running nspawnctl counts.
+    After it: nothing half-made, the container whole or absent, and create works again."""
+    run, where = kill_landed(host, nspawnctl, create_time, "killed", fraction,
+                             lambda run, delay: run.kill_after(delay))
+    assert where == "killed", f"no kill at {fraction} of T hit a running create"
+    assert leftovers(host, nspawnctl, run) == []
+    if "killed" in listing(nspawnctl):  # killed after the commit point: it must be whole
+        check_whole(host, nspawnctl, "killed", base["image"])
         nspawnctl("remove", "killed")
-    nspawnctl("create", "killed")
+    nspawnctl("create", "killed")  # and it works again
     nspawnctl("remove", "killed")
 
 
@@ -211,8 +262,9 @@ def test_sigkill_during_bootstrap_leaves_no_partial_base(host, nspawnctl, base):
     wait_for(lambda: host.run(["pgrep", "-f", "debootstrap"]).returncode == 0, timeout=30,
              what="debootstrap to start")
     time.sleep(2)
-    host.run(["pkill", "-KILL", "-f", "nspawnctl create boot-killed"])
-    p.wait()
+    killed = host.run(["pkill", "-KILL", "-f", "nspawnctl create boot-killed"])
+    assert killed.returncode == 0, "the create had ended before its kill"  # it landed
+    assert p.wait() != 0
     host.run(["pkill", "-KILL", "-f", "debootstrap"])  # orphaned with its parent gone
     wait_for(lambda: host.run(["pgrep", "-f", "debootstrap"]).returncode != 0,
              what="debootstrap to end")
@@ -222,12 +274,17 @@ def test_sigkill_during_bootstrap_leaves_no_partial_base(host, nspawnctl, base):
                                    ).returncode == 0 for k in images)
 
 
-def test_sigterm_during_create_cleans_up(host, nspawnctl, base):
-    p = host.popen(["nspawnctl", "create", "termed"], stdout=-1, stderr=-1, text=True)
-    time.sleep(0.3)
-    host.run(["pkill", "-TERM", "-f", "nspawnctl create termed"])
-    p.wait()
-    assert store_problems(host, nspawnctl) == []
+def test_sigterm_during_create_cleans_up(host, nspawnctl, base, create_time):
+    """SIGTERM half way through a cached create (T/2), sent only while nspawnctl runs: it
+    unwinds as from Ctrl-C (one line, exit 130) and leaves nothing half-made."""
+    run, where = kill_landed(host, nspawnctl, create_time, "termed", 0.5, sigterm_after)
+    assert where == "killed", "no SIGTERM at T/2 reached a running create"
+    assert run.wait(60) == 130, run.output()
+    assert run.output().strip().splitlines()[-1] == "nspawnctl: interrupted", run.output()
+    assert leftovers(host, nspawnctl, run) == []
+    if "termed" in listing(nspawnctl):  # the TERM came after the commit point: whole
+        check_whole(host, nspawnctl, "termed", base["image"])
+        nspawnctl("remove", "termed")
 
 
 def test_remove_refuses_running_and_never_leaves_the_store(host, nspawnctl, base):

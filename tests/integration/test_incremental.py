@@ -142,8 +142,9 @@ def test_killed_incremental_build_leaves_only_what_the_sweep_removes(host, nspaw
     wait_for(lambda: host.run(["pgrep", "-f", "apt-get"]).returncode == 0, timeout=60,
              interval=0.02, what="the incremental build's apt-get")
     time.sleep(0.5)
-    host.run(["pkill", "-KILL", "-f", f"nspawnctl create {name}"])
-    p.wait()
+    killed = host.run(["pkill", "-KILL", "-f", f"nspawnctl create {name}"])
+    assert killed.returncode == 0, "the create had ended before its kill"  # it landed
+    assert p.wait() != 0
     # nothing of it goes on running (its processes were in a PID namespace of their own)
     wait_for(lambda: host.run(["pgrep", "-f", "apt-get|systemd-nspawn.*apt"]).returncode != 0,
              timeout=10, what="the build's processes to end")

@@ -92,6 +92,49 @@ def test_set_memory_limit_live(host, nspawnctl, made):
     nspawnctl("stop", name)
 
 
+# What a `set` SIGKILLed right after it saved the settings leaves: the settings written (by
+# nspawnctl's own save_config, run as the testbed's nspawnctl runs), nothing applied to the
+# running unit or the firewall, no daemon-reload.
+KILLED_SET = """
+import dataclasses, sys
+from nspawnctl.settings.networking import parse_port
+from nspawnctl.paths import Paths
+from nspawnctl.settings.files import load_config, save_config
+name, memory, port = sys.argv[1:]
+paths = Paths.from_env()
+cfg = load_config(paths, name)
+save_config(paths, name, dataclasses.replace(cfg, memory_max=int(memory),
+                                             ports=(parse_port(port),)))
+"""
+NSPAWNCTL_PYTHON = "/opt/nspawnctl/bin/python3"  # vagrant/provision.sh's install
+
+
+def published(host) -> set[int]:
+    """The host ports nspawnctl's firewall table publishes now."""
+    table = host.run(["nft", "list", "table", "inet", "nspawnctl"]).stdout
+    return {int(word) for line in table.splitlines() if " dnat " in line
+            for before, word in zip(line.split(), line.split()[1:]) if before == "dport"}
+
+
+def test_an_unchanged_set_rolls_a_killed_one_forward(host, nspawnctl, made):
+    """The same `set` again finds nothing to change in the files and brings the running unit's
+    limit and the firewall up to them (ops/reconfigure.py): made here directly, not left to a
+    random kill to land in the window between the save and the live change."""
+    name = made("rollfw", "--memory", "256M", "--port", "9100:80")
+    nspawnctl("start", name)
+    r = host.run([NSPAWNCTL_PYTHON, "-c", KILLED_SET, name, str(384 << 20), "9101:80"])
+    assert r.returncode == 0, str(r)
+    status = json.loads(nspawnctl("status", name, "--json").stdout)
+    assert (status["limits"], status["ports"]) == ("mem=384M", ["9101:80/tcp"])
+    assert memory_max_over_dbus(host, name) == 256 << 20  # the window the kill left
+    assert 9100 in published(host) and 9101 not in published(host)
+    r = nspawnctl("set", name, "--memory", "384M", "--port", "9101:80")
+    assert r.stdout.strip() == f"{name}: nothing changed", str(r)
+    assert memory_max_over_dbus(host, name) == 384 << 20
+    assert 9101 in published(host) and 9100 not in published(host)
+    nspawnctl("remove", "--force", name)
+
+
 def test_hand_edit_of_nspawn_file_is_kept(host, nspawnctl, made):
     name = made("edited")
     path = f"/etc/systemd/nspawn/{name}.nspawn"
@@ -133,15 +176,19 @@ def test_kill_and_logs(host, nspawnctl, made):
 
 
 def test_start_of_a_tree_that_cannot_boot_says_why(host, nspawnctl):
-    # A tree with an os-release but no init: systemd-nspawn -b fails, and the log says so.
-    host.run(["sh", "-c", f"mkdir -p {MACHINES}/noinit/etc && "
-              f"echo ID=none > {MACHINES}/noinit/etc/os-release"])
+    """A tree with an os-release but no init: systemd-nspawn -b fails, and the hint quotes its
+    own line from the log saying why.  (The name has neither "init" nor "boot" in it, so the
+    check cannot be met by the name alone.)"""
+    name = "lc-bare"
+    host.run(["sh", "-c", f"mkdir -p {MACHINES}/{name}/etc && "
+              f"echo ID=none > {MACHINES}/{name}/etc/os-release"])
     try:
-        r = nspawnctl.fails("start", "noinit", "--timeout", "20")
-        assert "noinit failed to start" in r.error
-        assert "init" in r.stderr.lower() or "boot" in r.stderr.lower(), r.stderr
+        r = nspawnctl.fails("start", name, "--timeout", "20")
+        assert r.error == f"nspawnctl: {name} failed to start", r.stderr
+        assert "execv(/usr/lib/systemd/systemd, /lib/systemd/systemd, /sbin/init) failed: " \
+               "No such file or directory" in r.stderr, r.stderr
     finally:
-        nspawnctl("remove", "noinit", check=False)
+        nspawnctl("remove", name, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,13 @@ host itself: the upstream's web page and DNS name, the lan machine reaching the 
 back from the upstream, and nothing left once it is down (also after a run that was killed)."""
 
 import re
+import signal
 import time
 
 import pytest
 
 from tests import outside
+from tests.integration.helpers import wait_for
 from tests.outside import OutsideWorld, fetch, outside_world
 
 pytestmark = pytest.mark.integration
@@ -46,20 +48,42 @@ def snapshot(host) -> dict:
     }
 
 
+def server_pids(host) -> list[int]:
+    """The main process of each of the world's server units (0: not running)."""
+    return [int(host.run(["systemctl", "show", "-P", "MainPID", unit]).stdout.strip() or 0)
+            for unit in outside.SERVER_UNITS]
+
+
+def namespace_pids(host) -> list[str]:
+    return [pid for ns in (outside.UPSTREAM_NS, outside.LAN_NS)
+            for pid in host.run(["ip", "netns", "pids", ns]).stdout.split()]
+
+
 # Runs first, before the module's world is up, so it sees the host as the testbed booted it.
 def test_down_leaves_nothing_even_after_a_killed_run(testbed_host):
     host = testbed_host
     before = snapshot(host)
     assert before["netns"] == "" and before["servers"] == ""
     killed = OutsideWorld().up(host)  # never brought down: a run that was SIGKILLed
+    # what that run had running: its server units, and a process of its own in each namespace
+    # (entered from outside, as a test's client would be)
+    old_servers = server_pids(host)
+    assert all(old_servers), old_servers
+    strays = [killed.upstream_popen(host, ["sleep", "1000"]),
+              killed.lan_popen(host, ["sleep", "1000"])]
+    wait_for(lambda: len(namespace_pids(host)) >= 2 + len(old_servers),
+             what="the killed run's processes to be in its namespaces")
     second = OutsideWorld().up(host)  # replaces it: one set of namespaces and servers
     names = [line.split()[0] for line in host.run(["ip", "netns", "list"]).stdout.splitlines()]
     assert sorted(names) == sorted([outside.LAN_NS, outside.UPSTREAM_NS])
     assert len(host.run(["pgrep", "dnsmasq"]).stdout.split()) == 1
+    assert not set(server_pids(host)) & set(old_servers)  # its own servers, new ones
+    for p in strays:  # killed with the namespaces' other processes, whoever started them
+        assert p.wait(timeout=10) == -signal.SIGKILL, p.returncode
     assert fetch(host) == (True, outside.HTTP_PAGE)
     second.down(host)
-    for p in killed.servers:  # their processes were killed with the namespaces' others
-        assert p.wait(timeout=10) is not None
+    for pid in old_servers:
+        assert host.run(["kill", "-0", str(pid)]).returncode != 0, f"{pid} still runs"
     assert snapshot(host) == before
     assert host.run(["ip", "netns", "list"]).stdout == ""
 

@@ -3,11 +3,11 @@ mounted by a systemd mount unit, so they come back after a reboot."""
 
 import json
 import random
-import time
 
 import pytest
 
 from tests.integration.helpers import MACHINES, guest_running, listing, store_problems, wait_for
+from tests.integration.test_kill import Run, leftovers, timed
 
 pytestmark = pytest.mark.integration
 
@@ -17,10 +17,13 @@ UNITS = "/etc/systemd/system"
 
 @pytest.fixture(scope="module")
 def image(nspawnctl):
-    """The default base tree, cached (a cold bootstrap if no earlier test made it)."""
+    """The default base tree, cached (a cold bootstrap if no earlier test made it).  The
+    container made for it is removed at once: the overlay containers of this module are then
+    the base's only users, so what keeps it from a prune is theirs (earlier modules remove
+    their containers, as test_create relies on too)."""
     info = json.loads(nspawnctl("create", "ov-plain", "--json").stdout)
-    yield f"/var/lib/nspawnctl/images/{info['image']}/tree"
-    nspawnctl("remove", "--force", "ov-plain")
+    nspawnctl("remove", "ov-plain")
+    return f"/var/lib/nspawnctl/images/{info['image']}/tree"
 
 
 def is_mount(host, path) -> bool:
@@ -59,12 +62,21 @@ def test_overlay_create_shares_the_base_and_boots(host, nspawnctl, image):
     assert du_kb(host, f"{LAYERS}/ov1") < 40_000, du_kb(host, f"{LAYERS}/ov1")
 
 
+def users_of(nspawnctl, key) -> list[str]:
+    return sorted(name for name in listing(nspawnctl) if json.loads(
+        nspawnctl("status", name, "--json").stdout)["image"] == key)
+
+
 def test_base_in_use_by_an_overlay_is_not_pruned(host, nspawnctl, image):
+    """ov1 alone holds the base: prune keeps it for ov1's sake, or no test could tell."""
     key = image.split("/")[-2]
+    assert users_of(nspawnctl, key) == ["ov1"], "another container holds the base"
     row = next(r for r in json.loads(nspawnctl("images", "--json").stdout) if r["key"] == key)
-    assert row["containers"] >= 2  # ov-plain and ov1
-    nspawnctl("images", "prune")
+    assert row["containers"] == 1
+    assert key not in nspawnctl("images", "prune").stdout
     assert host.run(["test", "-d", image]).returncode == 0
+    # and ov1 still sees the base's files through its mount
+    assert "ID=debian" in host.run(["cat", f"{MACHINES}/ov1/etc/os-release"]).stdout
 
 
 def test_clone_of_an_overlay_copies_only_its_changes(host, nspawnctl, image):
@@ -110,33 +122,54 @@ def test_overlay_needs_a_base_source(host, nspawnctl, image):
 
 def test_sigkill_during_overlay_create_and_remove(host, nspawnctl, image, figures):
     """An overlay create takes tens of milliseconds: kills land in every step of it (and of
-    remove).  After each: a whole container or none, and the command works again."""
+    remove).  After each: a whole container or none, and the command works again.  The delays
+    are drawn from [0, T], T an uninterrupted run's duration, and only kills that hit the
+    running nspawnctl count (test_kill.Run): 10 of each command."""
     seed = 1127
     rng = random.Random(seed)
+    create, remove = ["create", "ov-k", "--overlay"], ["remove", "ov-k"]
+
+    def there() -> bool:
+        return "ov-k" in listing(nspawnctl)
+
+    def absent():
+        if there():
+            nspawnctl(*remove)
+
+    def present():
+        if not there():
+            nspawnctl(*create)
+
+    seconds = {"create": timed(host, create, absent, runs=3),
+               "remove": timed(host, remove, present, runs=3)}
     outcomes = {"create": [0, 0], "remove": [0, 0]}  # [container there after, gone after]
-    for _ in range(10):
-        for command in ("create", "remove"):
-            create = ["create", "ov-k", "--overlay"]
-            exists = "ov-k" in listing(nspawnctl)
-            if command == "create" and exists:
-                nspawnctl("remove", "ov-k")
-            elif command == "remove" and not exists:
-                nspawnctl(*create)
-            args = ["nspawnctl", *(create if command == "create" else ["remove", "ov-k"])]
-            p = host.popen(args, stdout=-1, stderr=-1)
-            time.sleep(rng.uniform(0, 0.25))
-            host.run(["pkill", "-KILL", "-f", f"nspawnctl {command} ov-k"])
-            p.wait()
-            assert store_problems(host, nspawnctl) == [], f"seed {seed}"
-            there = "ov-k" in listing(nspawnctl)
-            outcomes[command][0 if there else 1] += 1
-            if there:  # whole: it boots-ready tree is visible (mounted again if need be)
+    where: dict[str, dict[str, int]] = {"create": {}, "remove": {}}
+    for _ in range(60):
+        for command, argv, before in (("create", create, absent), ("remove", remove, present)):
+            if sum(outcomes[command]) >= 10:
+                continue
+            before()
+            delay = rng.uniform(0, seconds[command])
+            run = Run(host, argv)
+            landed = run.kill_after(delay)
+            where[command][landed] = where[command].get(landed, 0) + 1
+            assert leftovers(host, nspawnctl, run) == [], f"seed {seed}"
+            if landed != "killed":
+                if landed == "finished":
+                    seconds[command] = delay  # it is faster now: draw from what it takes now
+                continue
+            is_there = there()
+            outcomes[command][0 if is_there else 1] += 1
+            if is_there:  # whole: its boot-ready tree is visible (mounted again if need be)
                 nspawnctl("start", "--wait", "ov-k")
                 assert host.run(["cat", f"{MACHINES}/ov-k/etc/hostname"]).stdout == "ov-k\n"
                 nspawnctl("stop", "ov-k")
-    if "ov-k" in listing(nspawnctl):
-        nspawnctl("remove", "ov-k")
+        if all(sum(o) >= 10 for o in outcomes.values()):
+            break
+    absent()
     assert store_problems(host, nspawnctl) == []
-    for command, (there, gone) in outcomes.items():
+    for command, (is_there, gone) in outcomes.items():
         figures(f"SIGKILL during {command} --overlay (seed {seed})",
-                f"10 trials: {there} left the container, {gone} left none, 0 inconsistent")
+                f"{is_there + gone} kills landed: {is_there} left the container, {gone} left "
+                f"none, 0 inconsistent (T {seconds[command]:.2f} s; all: {where[command]})")
+    assert all(sum(o) >= 10 for o in outcomes.values()), (outcomes, where)

@@ -7,6 +7,7 @@ with --full, FULL_CYCLES.  Runs inside the systemd host (the testbed) as a user 
 """
 
 import collections
+import secrets
 import statistics
 import time
 
@@ -21,6 +22,10 @@ MIN_CYCLES = 20
 SOAK_SECONDS = 180  # CI: the same-name soak; the distinct-name one and the rest add ~1 min
 DISTINCT_CYCLES = 10  # CI; FULL_CYCLES with --full
 NAME = "soak"
+# Names of this run's own (distinct-name and lock tests): a persistent host (a real server,
+# a reused VM) keeps what an earlier run leaked, and a leak under a name used before would
+# already be in the `before` snapshot, where no diff can see it.
+RUN = secrets.token_hex(3)
 
 STATE = "/var/lib/nspawnctl"
 CACHE = "/var/cache/nspawnctl"
@@ -178,7 +183,7 @@ def test_soak_distinct_names(host, nspawnctl, warm, full, figures):
     seconds = []
     for i in range(n):
         t = time.monotonic()
-        cycle(host, nspawnctl, f"{NAME}-{i:03d}")
+        cycle(host, nspawnctl, f"{NAME}-{RUN}-{i:03d}")
         seconds.append(time.monotonic() - t)
     problems = store_problems(host, nspawnctl)
     after = snapshot(host)
@@ -193,11 +198,17 @@ def test_soak_distinct_names(host, nspawnctl, warm, full, figures):
 
 def test_removed_containers_leave_no_lock_files(host, nspawnctl, warm):
     """A lock file per name ever used would grow /var/lib/nspawnctl/locks without bound on a
-    host that makes containers with fresh names (CI runners, one per job)."""
+    host that makes containers with fresh names (CI runners, one per job).  The names are this
+    run's own: none of their lock files can be there from before."""
     locks = "/var/lib/nspawnctl/locks"
+    names = [f"{NAME}-{RUN}-lock-{i}" for i in range(3)]
     before = set(host.run(["ls", "-A", locks]).stdout.split())
-    for i in range(3):
-        nspawnctl("create", f"{NAME}-lock-{i}")
-        nspawnctl("remove", f"{NAME}-lock-{i}")
+    assert not {f"{n}.lock" for n in names} & before
+    for name in names:
+        nspawnctl("create", name)
+        # the lock file is where this test looks, while its container exists
+        assert host.run(["test", "-f", f"{locks}/{name}.lock"]).returncode == 0
+        nspawnctl("remove", name)
     after = set(host.run(["ls", "-A", locks]).stdout.split())
     assert sorted(after - before) == []
+    assert [f for f in after if any(f.startswith(n) for n in names)] == []

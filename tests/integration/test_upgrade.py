@@ -163,11 +163,19 @@ def test_an_unreachable_source_fails_the_upgrade_and_changes_nothing(host, nspaw
 
 
 def test_failing_check_rolls_back(host, nspawnctl, box, debs):
+    """A check that passes on the version before and fails on 2.5 only, and says what it saw:
+    it can fail only if the upgrade installed 2.5, and the version after is the one before
+    only if the rollback put it back (a check failing on both could not tell a rollback from
+    an upgrade that installed nothing)."""
     before = version(nspawnctl, box)
+    assert before != "2.5"
     publish(host, build_deb(host, "2.5"))
-    r = nspawnctl.fails("upgrade", box, "--check", f"grep -q 9 {VERSION_FILE}")
+    check = f'v=$(cat {VERSION_FILE}); echo "the check saw $v"; [ "$v" = "{before}" ]'
+    assert nspawnctl("exec", box, "--", "sh", "-c", check).returncode == 0  # passes before
+    r = nspawnctl.fails("upgrade", box, "--check", check)
     assert "failed at --check" in r.error and "rolled back to snapshot upgrade-" in r.error, \
         r.error
+    assert "the check saw 2.5" in r.stderr, r.stderr  # it ran on the upgraded tree
     assert version(nspawnctl, box) == before
     assert guest_running(host, box)
 

@@ -168,25 +168,103 @@ def test_enabled_container_survives_a_real_reboot(vm, container):
     assert got["listed"] != "0", got
 
 
+# A counter the container keeps writing into its tree (renamed into place: a reader never
+# sees the file half written).
+COUNTER = (f"{BUSYBOX} sh -c \"i=0; while :; do i=$((i+1)); echo $i > /count.new; "
+           f"{BUSYBOX} mv /count.new /count; done\"")
+
+
+def watch(name: str, busy: str) -> tuple[str, str]:
+    """Shell to start and to stop a watcher of NAME while the condition busy holds (the copy
+    or the read of its tree is under way): it samples the unit's cgroup.events, the
+    container's counter and cgroup.events again, and keeps a sample only if busy held before
+    and after it (a sample the copy's end overtook, its counter read after the thaw, says
+    nothing).  The stop prints samples= (count, frozen, counter, frozen; ...) and moving=
+    (the counter before and after a second of the container running)."""
+    cg, tree = CG.format(name), f"/var/lib/machines/{name}"
+    start = f"""
+        rm -f /tmp/{name}.done
+        ( while [ ! -e /tmp/{name}.done ]; do
+            if {busy}; then
+                s="$(awk '$1 == "frozen" {{print $2}}' {cg}/cgroup.events) $(cat {tree}/count)"
+                s="$s $(awk '$1 == "frozen" {{print $2}}' {cg}/cgroup.events)"
+                if {busy}; then echo "sample $s"; fi
+            fi
+          done ) > /tmp/{name}.samples 2>&1 &"""
+    stop = f"""
+        touch /tmp/{name}.done; wait
+        c=$(cat {tree}/count); sleep 1; echo moving=$c,$(cat {tree}/count)
+        echo samples="$(grep '^sample' /tmp/{name}.samples | sort | uniq -c | tr -s ' ' | tr '\n' ';')" """
+    return start, stop
+
+
+def check_frozen_throughout(got: dict):
+    """The watcher's findings: the counter runs, the work was seen more than once, and in
+    every sample the unit was frozen and the counter stood still."""
+    a, b = got["moving"].split(",")
+    assert int(b) > int(a), got  # it runs when not frozen
+    samples = [line.split() for line in got["samples"].split(";") if line.strip()]
+    assert sum(int(n) for n, *_ in samples) >= 3, got  # the work was seen, more than once
+    assert {f for _, _, f, _, g in samples} | {g for *_, g in samples} == {"1"}, got  # frozen
+    assert len({c for _, _, _, c, _ in samples}) == 1, got  # and nothing in it moved
+
+
 def test_snapshot_of_a_running_container_freezes_it(vm, container):
     """Issue 15: on a cgroup v2 host a running container is snapshotted frozen (FreezeUnit for
     the copy, ThawUnit after), not refused and not stopped: the same run of its unit goes on,
     thawed, and the snapshot says how long it was frozen.  (The testbed's hybrid hierarchy
-    cannot freeze.)"""
-    name = container("vm-snap")
+    cannot freeze.)
+
+    Seen from outside while the copy runs (issue 33): a watcher samples the unit's
+    cgroup.events and a counter the container keeps writing into its tree, for as long as the
+    copy of its tree runs: from the moment the copy's tree directory is made in the
+    snapshot's staging directory until its settings are (the copy is nspawnctl's own,
+    fs/copy.py, no process to look for; a 96 MB file in the tree makes it last)."""
+    name = container("vm-snap", cmd=COUNTER)
+    tree = f"/var/lib/machines/{name}"
+    copying = (f"/var/lib/machines/.nspawnctl-staging/snapshot-{name}.*/snapshot")
+    start, stop = watch(name, f'for d in {copying}; do [ -d "$d/tree" ] && '
+                              f'[ ! -e "$d/settings" ] && break; d=; done; [ -n "$d" ]')
     r = sh(vm, f"""
         prop() {{ systemctl show -P $1 systemd-nspawn@{name}.service; }}
+        head -c 96M /dev/zero > {tree}/filler
         echo inv0=$(prop InvocationID)
-        nspawnctl snapshot {name} t1 2>&1 | tr '\\n' ' ' | sed 's/^/said=/'; echo
+        {start}
+        nspawnctl snapshot {name} t1 2>&1 | tr '\n' ' ' | sed 's/^/said=/'; echo
+        {stop}
         echo inv1=$(prop InvocationID)
         echo freezer=$(prop FreezerState)
         echo thawed=$(cat {CG.format(name)}/cgroup.freeze)
-        echo meta="$(nspawnctl snapshots {name} --json | tr -d '\\n ')"
+        echo meta="$(nspawnctl snapshots {name} --json | tr -d '\n ')"
         nspawnctl snapshot rm {name} t1""")
     got = values(r.stdout)
     frozen = re.search(r"was frozen for ([0-9.]+) s", got["said"])
     assert frozen, str(r)
-    print(f"snapshot of a running scratch container: frozen for {frozen.group(1)} s")
+    print(f"snapshot of a running scratch container: frozen for {frozen.group(1)} s; "
+          f"samples during the copy (count, frozen, counter): {got['samples']}")
     assert '"frozen_seconds":' in got["meta"] and '"running":true' in got["meta"], got
     assert got["inv0"] == got["inv1"], got  # not stopped and started again
     assert got["freezer"] == "running" and got["thawed"] == "0", got
+    assert float(frozen.group(1)) > 0, got
+    check_frozen_throughout(got)
+
+
+def test_export_of_a_running_container_reads_it_frozen(vm, container):
+    """export reads a running container's tree frozen too: sampled from outside while its
+    temporary archive exists (it is renamed into place before the thaw)."""
+    name = container("vm-export", cmd=COUNTER)
+    tree = f"/var/lib/machines/{name}"
+    start, stop = watch(name, "ls /tmp/.vm-export.tar.nspawnctl-export.* >/dev/null 2>&1")
+    r = sh(vm, f"""
+        head -c 96M /dev/zero > {tree}/filler
+        {start}
+        nspawnctl export {name} /tmp/vm-export.tar 2>&1 | tr '\n' ' ' | sed 's/^/said=/'; echo
+        {stop}
+        echo listed=$(tar -tf /tmp/vm-export.tar | grep -c '^./filler$')
+        echo thawed=$(cat {CG.format(name)}/cgroup.freeze)
+        rm -f /tmp/vm-export.tar""")
+    got = values(r.stdout)
+    print(f"export of a running scratch container: samples while read: {got['samples']}")
+    assert "frozen while its tree is read" in got["said"], got
+    assert got["listed"] == "1" and got["thawed"] == "0", got
+    check_frozen_throughout(got)

@@ -17,10 +17,18 @@ def module_name(path: Path) -> str:
 
 def imports_of(path: Path) -> set[str]:
     """Every nspawnctl module `path` imports, at the top or inside a function."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return imports_in(path.read_text(), module_name(path), path.name == "__init__.py")
+
+
+def imports_in(source: str, name: str, is_package: bool) -> set[str]:
+    """The nspawnctl modules that source (module `name`) imports.
+
+    Each name counts: `from pkg import a, b` imports pkg.a and pkg.b when they are modules,
+    and pkg itself for a name that is not one (a function or class of pkg/__init__.py);
+    `import x, y` imports both."""
+    package = name if is_package else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -28,15 +36,13 @@ def imports_of(path: Path) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            candidates = [f"{target}.{alias.name}" for alias in node.names] + [target]
+            targets = [f"{target}.{alias.name}" if f"{target}.{alias.name}" in MODULES
+                       else target for alias in node.names]
         elif isinstance(node, ast.Import):
-            candidates = [alias.name for alias in node.names]
+            targets = [alias.name for alias in node.names]
         else:
             continue
-        for candidate in candidates:
-            if candidate.startswith("nspawnctl") and candidate in MODULES:
-                found.add(candidate)
-                break
+        found.update(t for t in targets if t.startswith("nspawnctl") and t in MODULES)
     found.discard(name)
     return found
 
@@ -81,6 +87,18 @@ def test_no_import_cycle_inside_the_package():
 
 def test_the_cycle_check_finds_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+
+
+def test_the_graph_has_every_name_of_an_import():
+    """An edge per module named, not one per import statement: a cycle hides in the second
+    name of `from . import a, b` as well as in the first."""
+    source = ("from . import overlay, snapshots\nfrom ..settings import files, model\n"
+              "import nspawnctl.errors, nspawnctl.run\nfrom ..paths import Paths, service_unit\n"
+              "from ..sources import registry_of_nothing\n")
+    assert imports_in(source, "nspawnctl.store.containers", False) == {
+        "nspawnctl.store.overlay", "nspawnctl.store.snapshots", "nspawnctl.settings.files",
+        "nspawnctl.settings.model", "nspawnctl.errors", "nspawnctl.run", "nspawnctl.paths",
+        "nspawnctl.sources"}
 
 
 # The layers, lowest first (docs/architecture.md draws them).  A module may import modules of
@@ -219,3 +237,14 @@ def test_list_start_and_stop_load_no_module_they_do_not_use():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == []
+
+
+def test_every_package_is_shipped():
+    """pyproject.toml lists the packages setuptools installs: one left out imports from a
+    checkout (and the editable venv) but not where provision.sh installs nspawnctl."""
+    import tomllib
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())[
+        "tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(PACKAGE.parent).parts)
+             for p in PACKAGE.rglob("__init__.py")}
+    assert found - listed == set()

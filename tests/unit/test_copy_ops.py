@@ -8,18 +8,16 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.ops.copy import copy, parse_side
-from nspawnctl.paths import Paths
 from tests.unit.fakes import context
 
 BASE = 0x10000 * 7  # the tree's root owner: a container booted with PrivateUsers=pick
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
+def paths(private_root):
     if os.geteuid() != 0:
         pytest.skip("owners can be mapped only by root")
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    p = Paths.from_env()
+    p = private_root
     tree = p.tree("c1")
     (tree / "etc").mkdir(parents=True)
     (tree / "etc/os-release").write_text("ID=debian\n")

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from nspawnctl.sources.debootstrap import (
 def test_key_is_stable_and_short():
     a, b = BootstrapSpec(), BootstrapSpec()
     assert a.key() == b.key()
-    assert len(a.key()) == 16 and int(a.key(), 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", a.key()), a.key()  # it names directories
     assert BootstrapSpec(include=("vim", "curl")).key() == BootstrapSpec(
         include=("vim", "curl")).key()
 
@@ -229,19 +230,28 @@ def test_unknown_suite_is_refused_by_debootstraps_list_for_both(with_debootstrap
         check_spec(BootstrapSpec(suite="nosuchsuite", bootstrapper="mmdebstrap"))
 
 
-def test_unknown_suite_is_left_to_the_bootstrapper_without_debootstrap(monkeypatch):
+def test_unknown_suite_is_left_to_the_bootstrapper_without_debootstrap(monkeypatch, tmp_path):
+    """No debootstrap, no list of suites: the suite goes to the bootstrapper as given, and
+    need_tool() says what is missing later."""
     monkeypatch.setattr(debootstrap.shutil, "which", lambda name: None)
-    check_spec(BootstrapSpec(suite="nosuchsuite"))  # need_tool() says what is missing later
-    check_spec(BootstrapSpec(suite="nosuchsuite", bootstrapper="mmdebstrap"))
+    for bootstrapper in ("debootstrap", "mmdebstrap"):
+        spec = BootstrapSpec(suite="nosuchsuite", bootstrapper=bootstrapper)
+        check_spec(spec)
+        assert bootstrap_argv(spec, tmp_path / "t", tmp_path / "d")[-3:] == \
+            ["nosuchsuite", str(tmp_path / "t"), DEFAULT_MIRROR]
 
 
 @pytest.mark.skipif(not Path("/usr/share/debootstrap/scripts/bookworm").exists(),
                     reason="debootstrap's scripts are not installed")
-def test_known_suites_pass(with_debootstrap):
-    check_spec(BootstrapSpec())
-    check_spec(BootstrapSpec(suite="bookworm", mirror="https://deb.debian.org/debian",
-                             variant="buildd", arch="amd64", include=("vim",)))
-    check_spec(BootstrapSpec(mirror="file:///srv/mirror"))
+def test_known_suites_pass(with_debootstrap, tmp_path):
+    """check_spec lets them through, and the bootstrapper gets the suite and mirror asked for."""
+    for spec in (BootstrapSpec(),
+                 BootstrapSpec(suite="bookworm", mirror="https://deb.debian.org/debian",
+                               variant="buildd", arch="amd64", include=("vim",)),
+                 BootstrapSpec(mirror="file:///srv/mirror")):
+        check_spec(spec)
+        assert bootstrap_argv(spec, tmp_path, tmp_path / "d")[-3:] == \
+            [spec.suite, str(tmp_path), spec.mirror]
 
 
 # Progress

@@ -2,7 +2,9 @@
 ruleset and the bus from callables); nothing on this machine is read or changed."""
 
 import json
+import os
 import socket
+import sys
 
 import pytest
 
@@ -116,14 +118,45 @@ def test_a_bad_host_forwarding_off_forward_drop_inotify_128(tmp_path):
     assert to_json(list(checks.values()))["ok"] is False
 
 
-def test_a_native_nft_table_gets_an_nft_fix_never_applied(tmp_path):
+@pytest.fixture
+def no_process_starts(monkeypatch):
+    """Every way to start a process or load rules fails, and is listed: a fix the doctor ran (through
+    run(), subprocess, os.system, a fork or a spawn) would be a change to the host.  The list
+    is what the test asserts on, in case the code swallowed the failure."""
+    import subprocess
+    started = []
+
+    class Refused(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            started.append(args[0] if args else kwargs.get("args"))
+            raise AssertionError(f"the doctor started a process: {started[-1]}")
+
+    def refuse(*args, **kwargs):
+        started.append(args[:2])
+        raise AssertionError(f"the doctor started a process: {args[:2]}")
+    monkeypatch.setattr(subprocess, "Popen", Refused)
+    for name in ("system", "fork", "forkpty", "posix_spawn", "posix_spawnp", "execv", "execve",
+                 "execvp", "execvpe"):
+        monkeypatch.setattr(os, name, refuse)
+    monkeypatch.setitem(sys.modules, "nftables", None)  # nor a rule added through libnftables
+    return started
+
+
+def files_of(root) -> dict:
+    return {str(p): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_a_native_nft_table_gets_an_nft_fix_never_applied(tmp_path, no_process_starts):
     ruleset = {"nftables": [META, chain("inet", "filter", "forward")]}
     calls = []
     probe = make_probe(tmp_path, ruleset=lambda: calls.append(1) or ruleset)
+    before = files_of(tmp_path)
     check = by_name(run_checks(paths(tmp_path), probe))["forward chain inet filter forward"]
     assert check.fix.startswith('nft insert rule inet filter forward iifname "nsc-*" accept && ')
     assert "iptables" not in check.fix
     assert calls == [1]  # read once; the doctor only reads
+    assert files_of(tmp_path) == before  # and writes nothing
+    assert no_process_starts == []  # nor runs anything
 
 
 def test_a_drop_chain_that_lets_the_bridges_through_is_fine(tmp_path):

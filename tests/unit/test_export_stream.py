@@ -4,7 +4,6 @@ chosen from the file name, the temporary file, and the rule that decides if an i
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import platform
@@ -23,9 +22,11 @@ from nspawnctl.ops import export as export_op
 from nspawnctl.ops.export import choose_format, run_config
 from nspawnctl.paths import Paths
 from nspawnctl.runtime.context import Context
+from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
 from nspawnctl.sources.oci.source import boot_rule
+from tests.unit.fakes import FakeBus
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="chown and mknod need root")
@@ -356,8 +357,8 @@ def test_sink_counts_and_hashes(tmp_path):
     finally:
         os.close(fd)
     data = (tmp_path / "f").read_bytes()
+    assert data == src.read_bytes() + b"tail"  # the bytes themselves, in order
     assert sink.count == len(data) == 300_004 and h.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert io.BytesIO(data).read(4)
 
 
 @pytest.mark.parametrize("type_,extra", [
@@ -402,19 +403,6 @@ def test_id_carrying_xattrs_are_shifted_back():
     assert _shift_caps(v2, inside, BASE) == v2
 
 
-class FakeBus:
-    def __init__(self, refuse: bool = False):
-        self.calls: list = []
-        self.refuse = refuse
-
-    def freeze_unit(self, unit):
-        self.calls.append(("freeze", unit))
-        return "Unit does not support freeze/thaw" if self.refuse else None
-
-    def thaw_unit(self, unit):
-        self.calls.append(("thaw", unit))
-
-
 @pytest.mark.parametrize("running", [True, False])
 def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
     """systemd's freezer cannot be reached in the testbed (hybrid cgroups), so the order of
@@ -427,12 +415,36 @@ def test_a_running_container_is_thawed_after_an_error(monkeypatch, running):
             assert bus.calls == ([("freeze", "systemd-nspawn@web.service")] if running else [])
             raise KeyboardInterrupt
     assert bus.calls == ([("freeze", "systemd-nspawn@web.service"),
-                          ("thaw", "systemd-nspawn@web.service")] if running else [])
+                          ("thaw_unit", ("systemd-nspawn@web.service",))] if running else [])
+
+
+def test_a_running_container_is_read_while_frozen(tmp_path, monkeypatch):
+    """export of a running container, whole: the tree is read between the freeze and the
+    thaw (the read is logged into the same list as the bus calls), not only frozen at some
+    point of the command."""
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
+    paths = Paths.from_env()
+    make_tree(paths.tree("web"))
+    save_config(paths, "web", ContainerConfig())
+    bus = FakeBus()
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: True)
+    real = export_op.write_tree
+
+    def logged(tree, sink):
+        bus.calls.append(("read", tree.name))
+        return real(tree, sink)
+    monkeypatch.setattr(export_op, "write_tree", logged)
+    info = export_op.export(Context(paths, lambda m: None, bus), "web", tmp_path / "web.tar")
+    assert bus.calls == [("freeze", "systemd-nspawn@web.service"), ("read", "web"),
+                         ("thaw_unit", ("systemd-nspawn@web.service",))]
+    assert info["frozen"] is True
+    with tarfile.open(tmp_path / "web.tar") as t:
+        assert t.extractfile("./etc/passwd").read() == b"root:x:0:0::/root:/bin/sh\n"
 
 
 def test_a_container_systemd_cannot_freeze_is_refused(monkeypatch):
     monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: True)
-    bus = FakeBus(refuse=True)
+    bus = FakeBus(freeze_error="Unit does not support freeze/thaw")
     with pytest.raises(Error, match="web is running and cannot be frozen") as e:
         with export_op._frozen(Context(Paths.from_env(), lambda m: None, bus), "web"):
             raise AssertionError("read while running")

@@ -1,13 +1,12 @@
 """store/hold.py: the file that keeps systemd from starting a container whose tree nspawnctl
 replaces, and the drop-in assertion that makes it count (proven on systemd in
-tests/integration/test_hold.py)."""
+tests/integration/test_hold_against_systemd.py)."""
 
 import os
 
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.paths import Paths
 from nspawnctl.settings.dropin import DROPIN_NAME
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
@@ -34,9 +33,8 @@ class Systemd:
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path))
-    p = Paths.from_env()
+def paths(private_root):
+    p = private_root
     p.tree("c1").mkdir(parents=True)
     save_config(p, "c1", ContainerConfig())
     return p

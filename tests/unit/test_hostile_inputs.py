@@ -15,9 +15,9 @@ import hostile
 import pytest
 from imagebuild import chardev, layer
 
-from nspawnctl import fsutil
 from nspawnctl.errors import Error
 from nspawnctl.fs import resolve as fsresolve
+from nspawnctl.fs import walk as fswalk
 from nspawnctl.sources import unpack
 from nspawnctl.sources.unpack import apply_layer
 
@@ -217,7 +217,7 @@ def test_deep_layer_unpacks(fast_tmp, monkeypatch, few_fds, resolver, depth):
         assert os.stat(".", dir_fd=fd).st_mode & 0o777 == 0o755
     finally:
         os.close(fd)
-    fsutil.remove_tree(root)
+    fswalk.remove_tree(root)
 
 
 def test_deep_whiteouts_and_replacements(fast_tmp, few_fds):

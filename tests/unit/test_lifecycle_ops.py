@@ -8,18 +8,17 @@ import pytest
 from nspawnctl.errors import Error
 from nspawnctl.ops import lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
-from nspawnctl.paths import Paths
 from nspawnctl.runtime import lifecycle as runtime_lifecycle
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.networking import parse_port
 from nspawnctl.store.containers import Store
 from tests.unit.fakes import FakeBus, context
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    p = Paths.from_env()
+def paths(private_root):
+    p = private_root
     (p.tree("c1") / "etc").mkdir(parents=True)
     (p.tree("c1") / "etc/os-release").write_text("ID=debian\n")
     return p
@@ -147,3 +146,37 @@ def test_exec_in_a_single_command_container_needs_nothing_in_its_tree(paths, mon
         (pid, command, env)) or 0)
     assert lifecycle.exec_(context(paths), "c1", ["app", "--x"]) == 0
     assert ran == [(4242, ["app", "--x"], {"PATH": "/opt/bin", "MODE": "prod"})]
+
+
+class RecordingBus(FakeBus):
+    """FakeBus that keeps set_unit_properties' runtime flag too."""
+
+    def set_unit_properties(self, unit, properties, runtime=False):
+        self.calls.append(("set_unit_properties", (unit, list(properties), runtime)))
+
+
+@pytest.mark.parametrize("state", ["active", "inactive"])
+def test_an_unchanged_set_rolls_a_killed_one_forward(paths, monkeypatch, state):
+    """What a `set --memory 512M --port 8080:80` killed after it saved the settings leaves: the
+    files say 512M and the port, the running unit and the firewall do not yet (a stopped unit
+    may still have the runtime drop-ins of an older live set, which override /etc).  The same
+    `set` again finds nothing to change in the files and brings the rest up to them."""
+    save_config(paths, "c1", ContainerConfig(network="default", memory_max=512 << 20,
+                                             ports=(parse_port("8080:80"),)))
+    control = live_limit_dropins(paths, "c1")
+    bus = RecordingBus(state=state)
+    applied = []
+    monkeypatch.setattr(reconfigure.network, "apply_host", lambda p: applied.append(p))
+    said = reconfigure.set_config(context(paths, bus), "c1",
+                                  {"memory_max": "512M", "ports": ("8080:80",)})
+    assert said == ["c1: nothing changed"]
+    assert applied == [paths]  # the firewall table rendered again from the saved ports
+    if state == "active":
+        assert bus.calls == [("set_unit_properties", (
+            "systemd-nspawn@c1.service",
+            [("MemoryMax", 536870912), ("CPUQuotaPerSecUSec", 2**64 - 1), ("TasksMax", 16384)],
+            True))]
+        assert (control / "50-MemoryMax.conf").exists()  # the live set's own, kept
+    else:
+        assert [c[0] for c in bus.calls] == ["reload"]
+        assert not control.exists()  # what the saved files say decides at the next start

@@ -101,14 +101,24 @@ def test_networks_are_isolated_from_each_other():
 
 
 def test_forward_answers_first_published_in_rest_of_inbound_dropped():
-    fwd = rules("forward")
-    assert has(fwd[0], {"ct": {"key": "state"}}) and fwd[0]["expr"][-1] == {"accept": None}
-    for n in (A, B):
-        dnat = [i for i, r in enumerate(fwd) if matches(r, "oifname", n.bridge)
-                and has(r, "dnat") and r["expr"][-1] == {"accept": None}]
-        last = [i for i, r in enumerate(fwd) if matches(r, "oifname", n.bridge)
-                and len(r["expr"]) == 2 and r["expr"][-1] == {"drop": None}]
-        assert len(dnat) == len(last) == 1 and dnat[0] < last[0]
+    """Answers first, then published ports from anywhere (into every network, from every
+    other one too), before any network's drop, in whichever order the networks come: a
+    network's isolation rule placed before another's published port dropped a hairpin from
+    it into that port."""
+    for networks in ((A, B), (B, A)):
+        fwd = rules("forward", networks)
+        assert has(fwd[0], {"ct": {"key": "state"}}) and fwd[0]["expr"][-1] == {"accept": None}
+        dnat = [i for i, r in enumerate(fwd) if has(r, "dnat")
+                and r["expr"][-1] == {"accept": None}]
+        assert len(dnat) == 1
+        assert matches(fwd[dnat[0]], "oifname", {"set": sorted([A.bridge, B.bridge])}) or \
+            matches(fwd[dnat[0]], "oifname", {"set": [n.bridge for n in networks]})
+        drops = [i for i, r in enumerate(fwd) if r["expr"][-1] == {"drop": None}]
+        assert drops and dnat[0] < min(drops)
+        for n in (A, B):  # and the rest of what comes into each network is dropped
+            last = [i for i, r in enumerate(fwd) if matches(r, "oifname", n.bridge)
+                    and len(r["expr"]) == 2 and r["expr"][-1] == {"drop": None}]
+            assert len(last) == 1
 
 
 def test_published_ports_in_prerouting_and_output():
@@ -126,7 +136,11 @@ def test_published_ports_in_prerouting_and_output():
 
 
 def test_render_is_json_and_deterministic():
-    assert json.dumps(firewall.render([A, B], PUBS)) == json.dumps(firewall.render([A, B], PUBS))
+    """The same networks and ports, listed in another order (the state's, the machines
+    directory's), make the same table, byte for byte."""
+    table = json.dumps(firewall.render([A, B], PUBS))
+    assert json.dumps(firewall.render([B, A], PUBS[::-1])) == table
+    assert json.loads(table) == firewall.render([A, B], PUBS)
 
 
 def ruleset(*items):

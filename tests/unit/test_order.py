@@ -7,17 +7,10 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.ops import host
-from nspawnctl.paths import Paths
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store import order, overlay
 from nspawnctl.systemd import bootunits
-
-
-@pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    return Paths.from_env()
 
 
 def make(paths, name, **settings):

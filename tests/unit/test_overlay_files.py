@@ -6,15 +6,8 @@ import subprocess
 
 import pytest
 
-from nspawnctl.paths import Paths
 from nspawnctl.store import overlay
 from nspawnctl.store.containers import Store
-
-
-@pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    return Paths.from_env()
 
 
 @pytest.mark.parametrize("path, escaped", [

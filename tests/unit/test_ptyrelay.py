@@ -10,6 +10,7 @@ what is under test is what the command can reach, whatever runs it.  The integra
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -169,9 +170,13 @@ def test_signals_to_nspawnctl_reach_the_command_without_a_terminal():
     # No terminal anywhere: the command is in a session of its own, out of our process
     # group, so a Ctrl-C typed at whatever ran us reaches it only through us.
     # Signalled once the command has started (it says so): we have forked it by then.
+    # Started with SIGINT at its default, as from a shell with job control: one started with
+    # it ignored (an `&` job of a script: the test run itself may be one) keeps it ignored
+    # for the command by design, and nothing would end it.
     p = subprocess.Popen([sys.executable, "-c", RELAY, "sh", "-c", "echo started; exec sleep 30"],
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)))
+                         stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.readline() == b"started\n"
         p.send_signal(2)

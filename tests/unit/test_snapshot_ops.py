@@ -1,8 +1,11 @@
 """ops.snapshot and store.snapshots in a private root against a fake Bus: what is copied,
 what is refused, what rollback swaps back, and that a frozen unit is always thawed."""
 
-import json
+import datetime
 import os
+import re
+import time
+import types
 
 import pytest
 from click.testing import CliRunner
@@ -11,18 +14,17 @@ from nspawnctl import cli as cli_module
 from nspawnctl.errors import Error
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.ops import snapshot as snap_op
-from nspawnctl.paths import Paths
+from nspawnctl.runtime import snapshot as snap_runtime
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.store import images, snapshots
+from nspawnctl.store import images, overlay, snapshots
 from nspawnctl.store.containers import Store
 from tests.unit.fakes import FakeBus, context
 
 
 @pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    p = Paths.from_env()
+def paths(private_root):
+    p = private_root
     (p.tree("c1") / "usr/bin").mkdir(parents=True)
     (p.tree("c1") / "usr/bin/true").write_text("#!/bin/sh\n")
     os.chmod(p.tree("c1") / "usr/bin/true", 0o755)
@@ -57,8 +59,14 @@ def test_snapshot_of_a_stopped_container_copies_tree_and_settings(paths, bus, ct
 def test_default_tag_is_a_utc_timestamp_and_never_clashes(paths, bus, ctx):
     first = snap_op.snapshot(ctx, "c1")["tag"]
     second = snap_op.snapshot(ctx, "c1")["tag"]
-    assert first != second and first.endswith("Z") or "Z-" in first
-    assert len(snap_op.list_snapshots(ctx, "c1")) == 2
+    assert re.fullmatch(r"\d{8}T\d{6}Z", first), first
+    # the same second: the same stamp with -2; the next one: a stamp of its own
+    assert second == f"{first}-2" or (re.fullmatch(r"\d{8}T\d{6}Z", second) and
+                                      second > first), (first, second)
+    stamp = datetime.datetime.strptime(first, "%Y%m%dT%H%M%SZ").replace(
+        tzinfo=datetime.timezone.utc)
+    assert abs(stamp.timestamp() - time.time()) < 60  # UTC: local time would be hours off
+    assert [r["tag"] for r in snap_op.list_snapshots(ctx, "c1")] == [first, second]
 
 
 @pytest.mark.parametrize("tag", ["", ".hidden", "-x", "a/b", "..", "a" * 65, "x y"])
@@ -91,11 +99,26 @@ def test_rollback_swaps_the_tree_and_settings_back_and_keeps_the_snapshot(paths,
     assert not os.listdir(paths.staging_in(paths.machines))  # the old tree is gone
 
 
-def test_running_container_is_frozen_for_the_copy_and_thawed(paths, bus, ctx):
+def test_running_container_is_frozen_for_the_copy_and_thawed(paths, bus, ctx, monkeypatch):
+    """The copy is made between the freeze and the thaw, and the time it said it was frozen is
+    the time between them (a clock of the test's: the copy takes 1.5 s of it)."""
     bus.state = "active"
+    clock = [1000.0]
+    monkeypatch.setattr(snap_runtime, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    copy = snapshots.copy_content
+
+    def logged_copy(*args):
+        bus.calls.append(("copy", args[1]))
+        clock[0] += 1.5
+        return copy(*args)
+    monkeypatch.setattr(snapshots, "copy_content", logged_copy)
     info = snap_op.snapshot(ctx, "c1", "hot")
-    assert [c[0] for c in bus.calls] == ["freeze", "thaw_unit"]
-    assert info["frozen_seconds"] >= 0
+    assert [c[0] for c in bus.calls] == ["freeze", "copy", "thaw_unit"]
+    assert info["frozen_seconds"] == 1.5
+    assert ctx.lines == ["c1 was frozen for 1.50 s"]
+    where = snapshots.snapshot_dir(paths, "c1", "hot")
+    assert (where / "tree/usr/bin/true").read_text() == "#!/bin/sh\n"
+    assert snapshots.read_meta(where)["frozen_seconds"] == 1.5
 
 
 def test_thawed_even_when_the_copy_fails(paths, bus, ctx, monkeypatch):
@@ -133,14 +156,30 @@ def test_snapshots_of_a_removed_container_are_swept(paths, bus, ctx):
     assert not snapshots.snapshot_dir(paths, "c1").exists()
 
 
-def test_overlay_snapshot_needs_its_base(paths, bus, ctx, monkeypatch):
+def test_overlay_snapshot_needs_its_base(paths, bus, ctx):
+    """A snapshot of an --overlay container holds only its upper layer: the base tree below
+    it counts as in use (prune keeps it) for as long as the snapshot is there, also once the
+    container itself is gone."""
     key = "k" * 16
     lower = paths.images / key / "tree"
-    meta = {"tag": "t", "lower": str(lower), "created": 1}
-    where = snapshots.snapshot_dir(paths, "c1", "t")
-    where.mkdir(parents=True)
-    (where / "meta.json").write_text(json.dumps(meta))
+    (lower / "etc").mkdir(parents=True)
+    paths.overlays.mkdir(parents=True)
+    overlay.make_layers(overlay.layers(paths, "c2"), lower)
+    (overlay.layers(paths, "c2") / "upper/mine").write_text("changed\n")
+    overlay.write_unit(paths, "c2", lower)
+    paths.tree("c2").mkdir()
+    save_config(paths, "c2", ContainerConfig())
+    assert images.usage_by_image(paths).get(key) == 1  # the container's own
+    info = snap_op.snapshot(ctx, "c2", "t")
+    assert info["method"].startswith("overlay+")
+    where = snapshots.snapshot_dir(paths, "c2", "t")
+    assert (where / "upper/mine").read_text() == "changed\n"
+    assert not (where / "tree").exists()
+    assert images.usage_by_image(paths).get(key) == 2  # and the snapshot's
+    overlay.remove_files(paths, "c2")  # the container's mount unit gone: only the snapshot
     assert images.usage_by_image(paths).get(key) == 1
+    snap_op.remove_snapshot(ctx, "c2", "t")
+    assert images.usage_by_image(paths).get(key) is None
 
 
 def test_cli_snapshot_group_defaults_to_create(paths, bus, ctx, monkeypatch):

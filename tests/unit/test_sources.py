@@ -9,7 +9,6 @@ from click.testing import CliRunner
 
 from nspawnctl import cli, sources
 from nspawnctl.errors import Error
-from nspawnctl.paths import Paths
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources.base import Plan, Request, Source
 from tests.unit.fakes import context
@@ -37,12 +36,6 @@ class Greeting(Source):
 @pytest.fixture
 def greeting(monkeypatch):
     monkeypatch.setitem(sources.SOURCES, "hello", Greeting())
-
-
-@pytest.fixture
-def paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
-    return Paths.from_env()
 
 
 @pytest.mark.skipif(not ROOT, reason="create needs root")
