@@ -153,14 +153,7 @@ def _walk_in_root(rootfd: int, parts: list[str], create: bool) -> int:
                         raise OSError(errno.ESTALE, "the tree changed while it was walked")
                     inodes.pop()
                 continue
-            try:
-                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                make_dir(fd, name)
-                todo.append(name)
-                continue
+            nfd = _open_component(fd, name, create)
             st = os.fstat(nfd)
             if stat.S_ISLNK(st.st_mode):
                 os.close(nfd)
@@ -185,6 +178,19 @@ def _walk_in_root(rootfd: int, parts: list[str], create: bool) -> int:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def _open_component(fd: int, name: str, create: bool) -> int:
+    """An O_PATH descriptor of name in fd, never following it (the caller looks at what it
+    is: a symlink, a directory or neither); made as a directory first if it is missing and
+    create is set, then looked up again (whatever is there by then is what counts)."""
+    try:
+        return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    make_dir(fd, name)
+    return os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
 
 
 def make_dir(parentfd: int, name: str) -> None:
@@ -259,13 +265,7 @@ def down(fd: int, parts: list[str], start: int, create: bool) -> int:
                 elif e.errno not in (errno.ENOENT, errno.ENOTDIR, errno.EXDEV):
                     raise
         for name in rest:  # component by component: what is missing is made
-            try:
-                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                make_dir(fd, name)
-                nfd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            nfd = _open_component(fd, name, create)
             st = os.fstat(nfd)
             if stat.S_ISLNK(st.st_mode):
                 os.close(nfd)
