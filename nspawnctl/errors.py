@@ -4,7 +4,20 @@ Everything nspawnctl expects to go wrong (bad input, a missing tool, a D-Bus
 failure) is raised as Error: the CLI prints its message and hint on one or two
 lines and exits with its code.  Any other exception is a bug and shows a
 traceback only with --debug.
+
+Exit codes say what kind of thing went wrong, so a script can tell them apart
+(docs/json.md lists them; exec and shell keep their own, podman's, apart from the
+command's status: see EXEC_*).
 """
+
+FAILURE = 1        # the operation was tried and failed (systemd, I/O, disk, network)
+USAGE = 2          # the command line is wrong: click's parse errors and any bad option value
+NOT_FOUND = 3      # no such container, network, image, snapshot or registry credentials
+CONFLICT = 4       # already exists, in use, busy or locked, or in the wrong state for it
+INVALID_INPUT = 5  # an input's content is refused: an image, archive, file or registry answer
+EXEC_FAILED = 125      # exec/shell: nspawnctl itself failed (no such container, not running)
+EXEC_CANNOT_RUN = 126  # exec/shell: the command was found but cannot be run
+EXEC_NOT_FOUND = 127   # exec/shell: the command was not found in the container
 
 
 class Error(Exception):
