@@ -196,6 +196,16 @@ def remove_tree_at(dirfd: int, name: str, label: str | None = None):
     os.rmdir(name, dir_fd=dirfd)
 
 
+def empty_dir(path: Path) -> None:
+    """Remove what is in path (iteratively, never following a symlink), keeping path."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in os.listdir(fd):
+            remove_tree_at(fd, name)
+    finally:
+        os.close(fd)
+
+
 def _unlink_files(dirfd: int) -> str | None:
     """Unlink what is not a directory in dirfd until a subdirectory is met; return its name."""
     with os.scandir(dirfd) as entries:

@@ -22,7 +22,7 @@ from ..fs.locks import flocked
 from ..fs.walk import remove_tree, tree_size
 from ..paths import Paths
 from ..settings.files import load_config
-from . import overlay, snapshots
+from . import chains, overlay, snapshots
 from .containers import Store
 
 # meta.json fields that say what a base tree is: a hit must agree on each the caller gives.
@@ -158,6 +158,7 @@ def prune(paths: Paths, usage: Callable[[], dict[str, int]],
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(paths.images / f".{row['key']}.lock")
         removed.append(row["key"])
+    chains.prune(paths)  # the layers' trees kept for images that are gone now
     return removed
 
 

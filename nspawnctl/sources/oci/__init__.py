@@ -85,15 +85,17 @@ def inspect_image(kind: str, path: Path, ref: str | None = None,
     return resolve_image(kind, path, ref, platform).config
 
 
-def unpack_resolved(resolved: Resolved, dest: Path, warn=None) -> ImageConfig:
-    """Apply the layers of a resolved image in order into dest, an existing empty directory,
-    each checked against the digests of the resolution, whatever the path holds now."""
+def unpack_resolved(resolved: Resolved, dest: Path, warn=None, start: int = 0,
+                    used: int = 0, after=None) -> list[int]:
+    """Apply the layers of a resolved image in order into dest, each checked against the
+    digests of the resolution, whatever the path holds now: all of them into an empty
+    directory, or those from start on into the tree of the ones before (unpack_layers);
+    returns the bytes each applied layer took."""
     layout = open_layout(resolved.kind, resolved.path)
     try:
-        unpack_layers(layout, resolved.image, dest, warn)
+        return unpack_layers(layout, resolved.image, dest, warn, start, used, after)
     finally:
         layout.close()
-    return resolved.config
 
 
 def unpack_image(kind: str, path: Path, dest: Path, ref: str | None = None,

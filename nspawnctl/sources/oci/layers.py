@@ -9,13 +9,12 @@ tree is whole and verified, or not there.  When anything fails while a layer is 
 digest is checked first, since a tampered blob is the cause to report.
 """
 
-import os
 import re
 from pathlib import Path
 
 from ... import log
 from ...errors import Error
-from ...fs.walk import remove_tree_at
+from ...fs.walk import empty_dir
 from .. import compression
 from ..readahead import ReadAhead
 from ..unpack import apply_layer
@@ -24,14 +23,21 @@ from .index import LAYER_TYPES
 from .layout import TAMPERED, BlobReader, Descriptor, Layout, check_digest, check_size
 
 
-def unpack_layers(layout: Layout, image: Image, dest: Path, warn=None) -> None:
-    """Apply every layer of image in order into dest (an empty directory), all of them within
-    one byte budget; on any failure dest is emptied again."""
-    budget = compression.MAX_TOTAL_BYTES
+def unpack_layers(layout: Layout, image: Image, dest: Path, warn=None, start: int = 0,
+                  used: int = 0, after=None) -> list[int]:
+    """Apply the layers of image from the start-th on, in order, into dest (empty, or holding
+    the tree of the layers before start, which took used bytes), all of them within one byte
+    budget; returns the bytes each layer applied took, and gives that list so far to
+    after() once each layer is in.  On any failure dest is emptied."""
+    budget = compression.MAX_TOTAL_BYTES - used
+    took = []
     try:
-        for name, desc, diff_id in image.layers:
-            used, warnings = unpack_layer(layout, name, desc, diff_id, dest, budget)
-            budget -= used
+        for name, desc, diff_id in image.layers[start:]:
+            n, warnings = unpack_layer(layout, name, desc, diff_id, dest, budget)
+            budget -= n
+            took.append(n)
+            if after is not None:
+                after(took)
             for w in warnings:
                 if warn:
                     warn(w)
@@ -40,16 +46,7 @@ def unpack_layers(layout: Layout, image: Image, dest: Path, warn=None) -> None:
     except BaseException:
         empty_dir(dest)
         raise
-
-
-def empty_dir(path: Path) -> None:
-    """Remove what is in path (iteratively, never following a symlink), keeping path."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        for name in os.listdir(fd):
-            remove_tree_at(fd, name)
-    finally:
-        os.close(fd)
+    return took
 
 
 def unpack_layer(layout: Layout, name: str, desc: Descriptor | None, diff_id: str, dest: Path,

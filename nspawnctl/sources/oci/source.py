@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ...errors import Error
+from ...paths import Paths
 from ...settings.model import ContainerConfig
+from ...store import chains
 from ...store.inits import find_init, is_init_command, is_shell_command
 from ..base import Base, Plan, Request, Source, split_cmd
 from . import Resolved, parse_reference, resolve_image, unpack_resolved
@@ -31,38 +33,61 @@ class ImageSource(Source):
         source = f"{self.kind}:{rest}"
         command = split_cmd(request.cmd) if request.cmd is not None else None
         return Plan(base=lambda: image_base(source, request.platform, request.report,
-                                            request.boot, command or ()),
+                                            request.boot, command or (), request.paths),
                     command=command)
 
 
 def image_base(source: str, platform: str | None, report: Callable[[str], None],
-               boot: bool | None = None, cmd: tuple[str, ...] = ()) -> Base:
+               boot: bool | None = None, cmd: tuple[str, ...] = (),
+               paths: Paths | None = None) -> Base:
     """The image resolved once: its full manifest digest keys the cache, and the build unpacks
     that resolution, each layer checked against its digests (an archive swapped in between
     fails; it cannot be cached under the first one's key)."""
     kind, path, ref = parse_reference(source)
-    return resolved_base(resolve_image(kind, path, ref, platform), source, report, boot, cmd)
+    return resolved_base(resolve_image(kind, path, ref, platform), source, report, boot, cmd,
+                         paths=paths)
 
 
 def resolved_base(image: Resolved, source: str, report: Callable[[str], None],
                   boot: bool | None = None, cmd: tuple[str, ...] = (),
-                  check_run: bool = True) -> Base:
+                  check_run: bool = True, paths: Paths | None = None) -> Base:
     """The base tree of a resolved image (an archive's, or a pulled one's in the blob store):
     keyed by its manifest's digest, whatever it came from, so the same image is one tree.
     check_run: refuse, before caching it, an image this create could not run (a pull does
-    not know yet how it will be run)."""
+    not know yet how it will be run).  paths: the store whose cached trees it may start
+    from when their layers are its first ones (store/chains.py)."""
     config = image.config
     key = "oci-" + config.digest.replace(":", "-")
     meta = {"source": source, "suite": None, "digest": config.digest,
             "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes)}
 
     def build(tree: Path):
-        unpack_resolved(image, tree, warn=report)
-        make_runnable(tree)
+        used = unpack_on_shared_layers(image, tree, report, paths, key)
+        chains.record(tree, [diff_id for _, _, diff_id in image.image.layers], used,
+                      make_runnable(tree))
         if check_run:  # an image this create cannot run is refused before it is cached
             boot_rule(config, tree, boot, cmd)
 
     return Base(key, meta, build, config)
+
+
+def unpack_on_shared_layers(image: Resolved, tree: Path, report: Callable[[str], None],
+                            paths: Paths | None, key: str) -> list[int]:
+    """Unpack the image into tree, starting from a kept tree of its first layers when there
+    is one, and keeping the tree of each of its first layers for the next image
+    (store/chains.py); returns the bytes each layer took, for its own chain record."""
+    diff_ids = [diff_id for _, _, diff_id in image.image.layers]
+    start, used = 0, []
+    if paths is not None:
+        with chains.held_prefix(paths, diff_ids, key) as prefix:
+            if prefix is not None and chains.link_copy(prefix.tree, tree, prefix.added):
+                report(f"reusing the tree of {prefix.layers} of its {len(diff_ids)} layers")
+                start, used = prefix.layers, list(prefix.used)
+
+    def after(took: list[int]):
+        if paths is not None and start + len(took) < len(diff_ids):
+            chains.keep(paths, tree, diff_ids[:start + len(took)], used + took)
+    return used + unpack_resolved(image, tree, report, start, sum(used), after)
 
 
 def boot_rule(image, tree: Path, boot: bool | None,

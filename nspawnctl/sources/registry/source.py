@@ -59,7 +59,8 @@ def pulled_base(paths: Paths, record: Record, report: Callable[[str], None],
     image = load_manifest(DirLayout(store.root),
                           Descriptor(record.media_type, record.digest, record.size))
     resolved = Resolved("oci", store.root, image, image_config(image))
-    base = resolved_base(resolved, f"docker://{record.name}", report, boot, cmd, check_run)
+    base = resolved_base(resolved, f"docker://{record.name}", report, boot, cmd, check_run,
+                         paths=paths)
 
     def build(tree: Path):
         with store.using(report):  # no prune takes a blob while it is read
