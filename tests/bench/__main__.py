@@ -40,9 +40,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
     parser.add_argument("--only",
-                        default="create,lifecycle,oci,network,snapshot,scratch,export",
+                        default="create,lifecycle,oci,network,snapshot,scratch,export,registry",
                         help="comma-separated subset of: create, lifecycle, oci, network, "
-                             "snapshot, scratch, export (or of create only warm-create, "
+                             "snapshot, scratch, export, registry (or of create only warm-create, "
                              "cold-create or incremental, of lifecycle only startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -66,7 +66,7 @@ def main() -> int:
 def run(args, only: set, rows: list, info: dict):
     """Every benchmark asked for, its rows into rows and what the machine is into info."""
     if {"create", "lifecycle", "warm-create", "cold-create", "incremental", "startup",
-            "snapshot", "scratch", "export"} & only:
+            "snapshot", "scratch", "export", "registry"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -103,6 +103,11 @@ def run(args, only: set, rows: list, info: dict):
             if "export" in only:
                 from tests.bench import bench_export
                 rows += bench_export.run(host, quick=args.quick)
+            if "registry" in only:
+                from tests.bench import bench_registry
+                common.guarded(rows, "create from a pulled image",
+                               "create --from oci-archive:",
+                               lambda: bench_registry.create_rows(host, 3 if args.quick else 5))
     else:
         info.update(common.machine())
     if "oci" in only:

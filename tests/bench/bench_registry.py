@@ -260,3 +260,60 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# --- inside the systemd host: create from a pulled image against from its archive ----------
+
+IN_WORK = "/var/tmp/nspawnctl-bench-registry"
+
+
+def create_rows(host, runs: int) -> list:
+    """`create --from docker://REF` of an image already pulled against `create --from
+    oci-archive:FILE` of the same image (the first image above), interleaved, each run from
+    the same start (sync, caches dropped), inside the systemd host (tests/bench/__main__.py).
+    The registry is a docker-registry on the host's loopback; with --pull missing (the
+    default) the create asks it nothing."""
+    from tests.bench.common import check, time_inside
+    with tempfile.TemporaryDirectory(prefix="bench-registry-", dir="/var/tmp") as tmp:
+        layout = build_images(Path(tmp))["app1"]
+        check(host, ["rm", "-rf", IN_WORK])
+        check(host, ["mkdir", "-p", IN_WORK])
+        subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:1",
+                        f"oci-archive:{host.path(IN_WORK)}/app.oci.tar"], check=True)
+    Path(host.path(f"{IN_WORK}/config.yml")).write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {IN_WORK}/data\n"
+        f"http:\n  addr: {ADDR}\n")
+    ref = f"{ADDR}/bench/app1:1"
+    check(host, ["systemd-run", "--unit=bench-registry", "--collect", "--quiet",
+                 "docker-registry", "serve", f"{IN_WORK}/config.yml"])
+    try:
+        deadline = time.monotonic() + 20
+        while host.run(["skopeo", "copy", "-q", "--dest-tls-verify=false",
+                        f"oci-archive:{IN_WORK}/app.oci.tar",
+                        f"docker://{ref}"]).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError("docker-registry did not start in the systemd host")
+            time.sleep(0.3)
+        check(host, ["nspawnctl", "pull", "--tls-verify=false", ref])
+        n = {"i": 0}
+
+        def create(source: str):
+            def one():
+                n["i"] += 1
+                name = f"bench-reg{n['i']}"
+                s = time_inside(host, [["nspawnctl", "create", name, "--from", source,
+                                        "--network", "none"]], cold=True)
+                check(host, ["nspawnctl", "remove", name])
+                return s
+            return one
+        pulled = create(f"docker://{ref}")
+        archive = create(f"oci-archive:{IN_WORK}/app.oci.tar")
+        from tests.bench.common import medians
+        t_pulled, t_archive = medians([pulled, archive], runs)
+        return [("create from an image pulled before (aim: ratio <= 1.1)", t_pulled, t_archive,
+                 "create --from oci-archive: of the same image")]
+    finally:
+        host.run(["systemctl", "stop", "bench-registry"])
+        host.run(["nspawnctl", "images", "rm", ref])
+        host.run(["rm", "-rf", IN_WORK])

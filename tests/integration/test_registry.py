@@ -101,6 +101,8 @@ def test_a_second_tag_on_the_same_base_fetches_only_its_own_layer(nspawnctl, reg
     base = ib.sha256(ib.compress(R.SCRATCH_BASE, "gzip"))
     assert base not in got and len(got) == 2, got  # its own layer and its config
     assert json.loads(r.stdout)["fetched_blobs"] == 2
+    # and unpacked only its own layer, on the tree of the base kept when web:1 was unpacked
+    assert "reusing the tree of 1 of its 2 layers" in r.stderr
 
 
 def test_pinned_by_digest(host, nspawnctl, regs, made):
