@@ -46,8 +46,9 @@ for f in /etc/systemd/system/local-fs.target.wants/var-lib-machines-*.mount; do
   [ -L "$f" ] && echo "mountlink $f"
 done
 for d in %(machines)s/.nspawnctl-overlays/*; do [ -d "$d" ] && echo "overlay $d"; done
-for d in %(state)s/images/*; do
-  [ -d "$d" ] && [ ! -e "$d/meta.json" ] && echo "partialimage $d"
+for d in %(state)s/images/*; do  # a base tree is whole with its meta.json, kept layers with chain.json
+  case "$d" in */layers-*) whole=chain.json ;; *) whole=meta.json ;; esac
+  [ -d "$d" ] && [ ! -e "$d/$whole" ] && echo "partialimage $d"
 done
 for f in %(state)s/locks/*.lock %(state)s/images/.*.lock; do
   [ -e "$f" ] && ! flock -n "$f" true && echo "heldlock $f"
