@@ -3,9 +3,9 @@
 Images share their first layers (a base OS, then a runtime): a second image from the same base
 should unpack only its own layers.  So while an image is unpacked, the tree of each proper
 prefix of its layers is kept (a hard-linked copy, cp -al: directories made anew, files shared,
-so a few hundredths of a second for a Debian-sized tree) as images/layers-CHAIN/{tree,
-chain.json}, CHAIN naming the layers' diff_ids in order; a base tree records its own chain in
-chain.json beside its meta.json.  A later image starts from a hard-linked copy of the longest
+so a few hundredths of a second for a Debian-sized tree), and once the image is whole they go
+to images/layers-CHAIN/{tree,chain.json}, CHAIN naming the layers' diff_ids in order (a failed
+create leaves none); a base tree records its own chain in chain.json beside its meta.json.  A later image starts from a hard-linked copy of the longest
 of these whose layers are its first ones, and applies only the rest.
 
 Sharing files between trees is safe because nothing writes a cached tree's files in place: the
@@ -122,32 +122,44 @@ def link_copy(src: Path, tree: Path, added: tuple[str, ...] = ()) -> bool:
             with contextlib.suppress(FileNotFoundError):
                 os.rmdir(tree / name.lstrip("/"))
         return True
-    except (Error, OSError) as exc:
-        log.warning(__name__, "could not reuse the tree %s: %s", src.parent.name, exc)
+    except (Error, OSError) as exc:  # a cache: the user needs no word of it
+        log.debug(__name__, "could not link the tree %s: %s", src.parent.name, exc)
         empty_dir(tree)
         return False
 
 
-def keep(paths: Paths, tree: Path, diff_ids: list[str], used: list[int]) -> None:
+def keep(tree: Path, diff_ids: list[str], used: list[int]) -> None:
     """Keep the tree of these first layers of an image being unpacked (tree holds exactly
-    them), unless it is kept already.  Only a cache: if it cannot be kept, the unpack goes
-    on."""
-    from .containers import Store  # containers imports images, which imports this module
-    entry = paths.images / (PREFIX + chain_id(diff_ids))
-    if _read(entry) is not None:
-        return
+    them): a hard-linked copy beside it, in the image's staging directory, which commit()
+    moves into the store once the image is whole (a failed create leaves none of them).
+    Only a cache: if it cannot be kept (a full disk), the unpack goes on without it, and the
+    unpack itself then says what is wrong."""
+    entry = tree.parent / ".layers" / (PREFIX + chain_id(diff_ids))
     try:
-        with Store(paths).staging(paths.images, entry.name) as stage:
-            (stage / "tree").mkdir(mode=0o755)
-            if not link_copy(tree, stage / "tree"):
-                return
-            (stage / CHAIN).write_text(json.dumps(
+        entry.mkdir(parents=True)
+        (entry / "tree").mkdir(mode=0o755)
+        if link_copy(tree, entry / "tree"):
+            (entry / CHAIN).write_text(json.dumps(
                 {"diff_ids": diff_ids, "bytes": used, "added": []}))
-            with contextlib.suppress(FileExistsError, OSError):
-                os.rename(stage, entry)  # another unpack kept it first: theirs stays
-                fsync_dir(paths.images)
+            return
     except (Error, OSError) as exc:
-        log.warning(__name__, "could not keep the tree of %d layers: %s", len(diff_ids), exc)
+        log.debug(__name__, "could not keep the tree of %d layers: %s", len(diff_ids), exc)
+    with contextlib.suppress(OSError):
+        remove_tree(entry)
+
+
+def commit(paths: Paths, tree: Path) -> None:
+    """Move the trees keep() kept beside tree (an image built whole) into the store; one
+    that is there already (another image kept it first) stays as it is."""
+    kept = tree.parent / ".layers"
+    for name in sorted(os.listdir(kept)) if kept.is_dir() else []:
+        if _read(kept / name) is None or _read(paths.images / name) is not None:
+            continue
+        with contextlib.suppress(OSError):  # ENOTEMPTY: another one moved it in meanwhile
+            os.rename(kept / name, paths.images / name)
+    with contextlib.suppress(OSError):
+        remove_tree(kept)
+    fsync_dir(paths.images)
 
 
 def prune(paths: Paths) -> list[str]:

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from imagebuild import dir, file, layer, oci_layout, symlink
+from imagebuild import dir, file, hardlink, layer, oci_layout, symlink
 
 from nspawnctl.formats import platforms
 from nspawnctl.paths import Paths
@@ -138,3 +138,11 @@ def test_a_broken_chain_record_is_not_used(paths, tmp_path):
     (first.parent / chains.CHAIN).write_text('{"diff_ids": ["x"], "bytes": "many"}')
     _, said = build(paths, tmp_path, "second", [BASE, APP])
     assert not any("reusing" in s for s in said)
+
+
+def test_a_failed_unpack_keeps_no_layers(paths, tmp_path):
+    bad = layer(hardlink("bin/other", "nowhere"))
+    with pytest.raises(chains.Error, match="not in the tree"):
+        build(paths, tmp_path, "bad", [BASE, RUNTIME, bad])
+    assert [e for e in os.listdir(paths.images) if not e.startswith(".")] == []
+    assert os.listdir(paths.images / ".nspawnctl-staging") == []

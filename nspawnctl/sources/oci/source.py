@@ -63,10 +63,12 @@ def resolved_base(image: Resolved, source: str, report: Callable[[str], None],
 
     def build(tree: Path):
         used = unpack_on_shared_layers(image, tree, report, paths, key)
-        chains.record(tree, [diff_id for _, _, diff_id in image.image.layers], used,
-                      make_runnable(tree))
+        added = make_runnable(tree)
         if check_run:  # an image this create cannot run is refused before it is cached
             boot_rule(config, tree, boot, cmd)
+        chains.record(tree, [diff_id for _, _, diff_id in image.image.layers], used, added)
+        if paths is not None:
+            chains.commit(paths, tree)
 
     return Base(key, meta, build, config)
 
@@ -86,7 +88,7 @@ def unpack_on_shared_layers(image: Resolved, tree: Path, report: Callable[[str],
 
     def after(took: list[int]):
         if paths is not None and start + len(took) < len(diff_ids):
-            chains.keep(paths, tree, diff_ids[:start + len(took)], used + took)
+            chains.keep(tree, diff_ids[:start + len(took)], used + took)
     return used + unpack_resolved(image, tree, report, start, sum(used), after)
 
 
