@@ -22,7 +22,6 @@ from nspawnctl.runtime.cgroups import Cgroup, network_bytes, process
 from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.store import snapshots
-
 from tests.unit.fakes import FakeBus, context
 
 UNIT = "systemd-nspawn@web.service"
