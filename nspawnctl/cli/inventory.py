@@ -103,7 +103,7 @@ def top(app, name, as_json):
     """Show the processes running in container NAME.
 
     PID is as this host numbers it, CPID as the container does; USER is the user id inside
-    the container; TIME is CPU time used, START seconds after the host booted.
+    the container; TIME is the CPU time it used.
     """
     rows = usage.top(app.ctx, name)
     if not as_json:

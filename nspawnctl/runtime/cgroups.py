@@ -15,6 +15,7 @@ them: the walk over them is bounded.  Process names and command lines are its to
 escaped by the CLI, and read bounded.
 """
 
+import datetime
 import os
 from pathlib import Path
 
@@ -138,8 +139,8 @@ def network_bytes(pid: int, proc: Path = Path("/proc")) -> tuple[int, int] | Non
 
 def process(pid: int, proc: Path = Path("/proc")) -> dict | None:
     """One process as ps shows it (None when it is gone): its pid here and in the
-    container, parent, user id as the container sees it, state, resident memory, CPU time
-    and start (seconds since boot) and command line."""
+    container, parent, user id as the container sees it, state, resident memory, CPU time,
+    when it started (RFC 3339, UTC) and its command line."""
     base = proc / str(pid)
     stat, status = _read(base / "stat"), _read(base / "status")
     if stat is None or status is None:
@@ -160,8 +161,18 @@ def process(pid: int, proc: Path = Path("/proc")) -> dict | None:
             "ppid": int(fields[1]), "uid": _inside(uid, _read(base / "uid_map") or ""),
             "state": fields[0], "rss": int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
             "cpu_seconds": round((int(fields[11]) + int(fields[12])) / ticks, 2),
-            "started": round(int(fields[19]) / ticks, 2),
+            "started": _since_boot(int(fields[19]) / ticks, proc),
             "command": cmdline or f"[{comm}]"}
+
+
+def _since_boot(seconds: float, proc: Path) -> str | None:
+    """A time given in seconds after the host booted, as RFC 3339 (UTC)."""
+    for line in (_read(proc / "stat") or "").splitlines():
+        key, _, value = line.partition(" ")
+        if key == "btime" and value.strip().isdigit():
+            moment = datetime.datetime.fromtimestamp(int(value) + seconds, datetime.timezone.utc)
+            return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return None
 
 
 def _inside(uid: int, uid_map: str) -> int | None:

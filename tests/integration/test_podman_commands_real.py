@@ -3,6 +3,7 @@ testbed: inspect, stats, top, rename, run (--rm) and create --start.  Scratch co
 the testbed's static busybox: made in a fraction of a second, and their processes are known.
 """
 
+import datetime
 import json
 
 import pytest
@@ -101,6 +102,9 @@ def test_top_lists_what_runs_in_the_container(host, nspawnctl, made):
     assert {r["uid"] for r in rows} == {0}  # root inside, some high uid outside
     first = next(r for r in rows if r["command"].endswith("999"))
     assert first["cpid"] == 1  # the container's PID 1
+    started = datetime.datetime.fromisoformat(first["started"].replace("Z", "+00:00"))
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(0) <= now - started < datetime.timedelta(minutes=5), first
     table = nspawnctl("top", name).stdout.splitlines()
     assert table[0].split() == ["PID", "CPID", "PPID", "USER", "STATE", "RSS", "TIME",
                                 "COMMAND"]

@@ -3,6 +3,7 @@ and create --start, through click's runner with systemd faked (tests/unit/fakes.
 cgroup and /proc readers on trees made here.  The testbed proves them on real containers
 (tests/integration/test_podman_commands_real.py)."""
 
+import datetime
 import json
 import os
 from pathlib import Path
@@ -201,10 +202,13 @@ def test_a_process_as_ps_shows_it(tmp_path):
                                         "NSpid:\t95\t12\n")
     (proc / "95" / "uid_map").write_text("         0     100000      65536\n")
     (proc / "95" / "cmdline").write_bytes(b"sleep\x00100\x00")
+    (proc / "stat").write_text("cpu  1 2 3\nbtime 1796558400\nprocesses 9\n")
     ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    started = datetime.datetime.fromtimestamp(1796558400 + 1000 / ticks, datetime.timezone.utc)
     assert process(95, proc) == {
         "pid": 95, "cpid": 12, "ppid": 91, "uid": 33, "state": "S", "rss": 3 * page,
-        "cpu_seconds": round(300 / ticks, 2), "started": round(1000 / ticks, 2),
+        "cpu_seconds": round(300 / ticks, 2),
+        "started": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "command": "sleep 100"}
     assert process(96, proc) is None  # gone meanwhile
 
