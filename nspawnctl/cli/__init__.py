@@ -48,8 +48,13 @@ pass_app = click.make_pass_decorator(App, ensure=True)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "create": ("containers", "create_command",
                "Create container NAME (a Debian bookworm tree by default)."),
+    "run": ("containers", "run_command",
+            "Create container NAME and start it: create's options, and --rm."),
     "clone": ("containers", "clone_command",
               "Copy stopped container SRC to a new container DST."),
+    "rename": ("containers", "rename_command",
+               "Rename stopped container OLD to NEW, with its settings, snapshots and "
+               "addresses."),
     "remove": ("containers", "remove_command", "Remove containers: their trees and settings."),
     "export": ("containers", "export_command",
                "Write container NAME's whole tree to FILE as one layer."),
@@ -68,6 +73,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "List pulled images and cached base trees (see also: images rm, images prune)."),
     "list": ("inventory", "list_", "List every container, running or not."),
     "status": ("inventory", "status", "Show one container in detail."),
+    "inspect": ("inventory", "inspect",
+                "Show one container as JSON: all that status shows, and its .nspawn file and "
+                "unit."),
+    "stats": ("inventory", "stats",
+              "Show what running containers use: CPU, memory, processes, network."),
+    "top": ("inventory", "top", "Show the processes running in container NAME."),
     "start": ("lifecycle", "start", "Start containers (systemd-nspawn@NAME.service)."),
     "stop": ("lifecycle", "stop",
              "Power containers off cleanly (terminate them after --timeout)."),

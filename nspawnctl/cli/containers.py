@@ -1,10 +1,12 @@
-"""Making, copying, exporting and removing containers: create, clone, export, remove, upgrade."""
+"""Making, copying, exporting and removing containers: create, run, clone, rename, export,
+remove, upgrade."""
 
+import sys
 from pathlib import Path
 
 import click
 
-from ..ops import clone, create, export, remove, upgrade
+from ..ops import clone, create, export, lifecycle, remove, rename, upgrade
 from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
@@ -45,12 +47,58 @@ from .output import print_record, tty_progress
                    "--boot, --cmd gives the init's arguments.")
 @registry_options("missing")
 @config_options()
+@click.option("--start", "start_it", is_flag=True,
+              help="Start it once created (as nspawnctl start NAME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def create_command(app, name, source, adds, cmd, mirror, variant, include, arch, slim,
-                   bootstrapper, platform, pull_policy, tls_verify, use_overlay, boot, as_json,
-                   **options):
+def create_command(app, name, start_it, as_json, **options):
     """Create container NAME (a Debian bookworm tree by default)."""
+    info = _create(app, name, as_json, **options)
+    if start_it:
+        info["state"] = lifecycle.start(app.ctx, name)
+    _said(name, info, as_json)
+
+
+@click.command("run", epilog=sources_epilog())
+@click.option("--rm", "remove_it", is_flag=True,
+              help="Stay until the container stops (or Ctrl-C stops it), then remove it; "
+                   "nspawnctl's exit status is then the container's.")
+@pass_app
+def run_command(app, name, remove_it, as_json, **options):
+    """Create container NAME and start it: create's options, and --rm.
+
+    Without --rm it returns once the container runs, as create --start.  With --rm it
+    stays: when the container stops, or exits (a single command), it is removed, also when
+    its start failed; Ctrl-C stops it first.
+    """
+    info = _create(app, name, as_json, **options)
+    if not remove_it:
+        info["state"] = lifecycle.start(app.ctx, name)
+        _said(name, info, as_json)
+        return
+    try:
+        info["state"] = lifecycle.start(app.ctx, name)
+        _said(name, info, as_json)
+        if not as_json:
+            click.echo(f"{name}: removed when it stops (Ctrl-C stops it)", err=True)
+        status = lifecycle.wait_stopped(app.ctx, name)
+    except KeyboardInterrupt:
+        lifecycle.stop(app.ctx, name)
+        status = 130
+    finally:
+        remove.remove(app.ctx, name, force=True)
+        click.echo(f"removed {name}", err=True)
+    sys.exit(status)
+
+
+# run takes NAME and every option of create but --start (it always starts), --rm first
+run_command.params[:0] = create_command.params[:1]
+run_command.params[2:] = [p for p in create_command.params[1:] if p.name != "start_it"]
+
+
+def _create(app, name, as_json, source, adds, cmd, mirror, variant, include, arch, slim,
+            bootstrapper, platform, pull_policy, tls_verify, use_overlay, boot,
+            **options) -> dict:
     spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
@@ -58,13 +106,18 @@ def create_command(app, name, source, adds, cmd, mirror, variant, include, arch,
     request = Request(app.paths, report=app.ctx.report, platform=platform, adds=adds, cmd=cmd,
                       boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
                       progress=None if as_json else tty_progress())
-    info = create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
+    return create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
+
+
+def _said(name: str, info: dict, as_json: bool):
     if as_json:
         print_record(info, True)
-    else:
-        how = "from the cached base tree" if info.get("cached") else ""
-        click.echo(f"created {name} ({info['method']}{', ' + how if how else ''}, "
-                   f"{info['seconds']:.2f} s)")
+        return
+    how = "from the cached base tree" if info.get("cached") else ""
+    click.echo(f"created {name} ({info['method']}{', ' + how if how else ''}, "
+               f"{info['seconds']:.2f} s)")
+    if "state" in info:
+        click.echo(f"{name}: {info['state']}")
 
 
 
@@ -101,6 +154,21 @@ def clone_command(app, src, dst):
     """Copy stopped container SRC to a new container DST."""
     info = clone.clone(app.ctx, src, dst)
     click.echo(f"cloned {src} to {dst} ({info['method']})")
+
+
+
+
+@click.command("rename")
+@click.argument("old", shell_complete=completion.containers)
+@click.argument("new")
+@pass_app
+def rename_command(app, old, new):
+    """Rename stopped container OLD to NEW, with its settings, snapshots and addresses.
+
+    Its hostname inside stays as it is.  Nothing is renamed unless all of it is.
+    """
+    info = rename.rename(app.ctx, old, new)
+    click.echo(f"renamed {old} to {new}{' (still enabled)' if info['enabled'] else ''}")
 
 
 

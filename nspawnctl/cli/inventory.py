@@ -1,10 +1,12 @@
-"""What there is: list, status, images."""
+"""What there is: list, status, inspect, stats, top, images."""
 
 import datetime
+import sys
 
 import click
 
 from ..ops import images, inventory
+from ..ops import stats as usage
 from . import App, completion, pass_app
 from .output import print_record, print_table
 
@@ -28,6 +30,88 @@ def status(app, name, as_json):
     print_record(inventory.status(app.ctx, name), as_json)
 
 
+@click.command()
+@click.argument("name", shell_complete=completion.containers)
+@click.option("--json", "as_json", is_flag=True, default=True, hidden=True)
+@pass_app
+def inspect(app, name, as_json):
+    """Show one container as JSON: all that status shows, and its .nspawn file and unit.
+
+    As podman inspect, always JSON (--json is accepted and changes nothing); the unit is
+    the file systemd runs it from and each drop-in, in the order systemd reads them.
+    """
+    print_record(inventory.inspect(app.ctx, name), True)
+
+
+
+
+@click.command()
+@click.argument("names", nargs=-1, shell_complete=completion.running_containers)
+@click.option("--stream/--no-stream", default=None,
+              help="Print again every --interval until Ctrl-C, or once.  Default: stream "
+                   "on a terminal (as podman stats), once into a pipe or file, or with "
+                   "--json.")
+@click.option("--interval", "-i", type=click.FloatRange(min=0.1, max=3600), default=1.0,
+              show_default=True, help="Seconds between samples (CPU %% is over this time).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one sample, a list).")
+@pass_app
+def stats(app, names, stream, interval, as_json):
+    """Show what running containers use: CPU, memory, processes, network.
+
+    Every running container, or those named.  CPU % is of one CPU (two busy CPUs: 200);
+    figures the host has no cgroup for (memory on a host whose v1 memory controller
+    systemd cannot use) show as - (null in JSON).
+    """
+    if stream is None:
+        stream = not as_json and sys.stdout.isatty()
+    tty = sys.stdout.isatty()
+    for rows in usage.stats(app.ctx, list(names), interval):
+        if as_json:
+            print_table(rows, [], True)
+        else:
+            if stream and tty:
+                click.echo("\x1b[H\x1b[2J", nl=False)  # the last table redrawn in place
+            print_table([_usage_row(r) for r in rows],
+                        ["name", "cpu", "memory", "pids", "net rx", "net tx"], False)
+        if not stream:
+            return
+
+
+def _usage_row(row: dict) -> dict:
+    return {"name": row["name"],
+            "cpu": None if row["cpu_percent"] is None else f"{row['cpu_percent']:.2f}%",
+            "memory": _size(row["memory_bytes"]), "pids": row["pids"],
+            "net rx": _size(row["net_rx_bytes"]), "net tx": _size(row["net_tx_bytes"])}
+
+
+def _size(value: int | None) -> str | None:
+    if value is None:
+        return None
+    shown = float(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if shown < 1000 or unit == "GB":
+            return f"{shown:.0f} {unit}" if unit == "B" else f"{shown:.1f} {unit}"
+        shown /= 1000
+    return None
+
+
+@click.command()
+@click.argument("name", shell_complete=completion.running_containers)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def top(app, name, as_json):
+    """Show the processes running in container NAME.
+
+    PID is as this host numbers it, CPID as the container does; USER is the user id inside
+    the container; TIME is the CPU time it used.
+    """
+    rows = usage.top(app.ctx, name)
+    if not as_json:
+        rows = [{**r, "user": r["uid"], "rss": _size(r["rss"]),
+                 "time": f"{int(r['cpu_seconds']) // 60}:{r['cpu_seconds'] % 60:05.2f}"}
+                for r in rows]
+    print_table(rows, ["pid", "cpid", "ppid", "user", "state", "rss", "time", "command"],
+                as_json)
 
 
 @click.group("images", invoke_without_command=True)

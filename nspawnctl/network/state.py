@@ -179,6 +179,14 @@ class NetworkState:
             raise Error(f"network {network!r} is full: {len(leases)} containers in "
                         f"{net.subnet}", hint="create another network with a larger subnet")
 
+    def rename(self, old: str, new: str):
+        """Move old's addresses to new, in one write of the registry (rename)."""
+        check_name(new)
+        with self._changing() as data:
+            for leases in data["leases"].values():
+                if old in leases:
+                    leases[new] = leases.pop(old)
+
     def release(self, container: str):
         """Give back every address the container holds (when it is removed)."""
         with self._changing() as data:

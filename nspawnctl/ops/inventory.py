@@ -7,6 +7,7 @@ from pathlib import Path
 from .. import log
 from ..errors import Error
 from ..fs import resolve
+from ..fs.files import read_small_text
 from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
 from ..runtime.context import Context
@@ -132,3 +133,18 @@ def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
             "volumes": meta.get("volumes") or None}
 
 
+def inspect(ctx: Context, name: str) -> dict:
+    """status, and the files systemd and systemd-nspawn run NAME from, with their text: the
+    .nspawn file, and the unit as `systemctl cat` shows it (its file, then each drop-in in
+    the order systemd reads them, also the runtime ones a live `set` wrote).  The paths come
+    from systemd itself (FragmentPath, DropInPaths), so a drop-in of the user's or the
+    distribution's is there too; all are host files under /etc, /run and /lib."""
+    record = status(ctx, name)
+    unit = ctx.bus.unit_properties(service_unit(name))
+    nspawn = ctx.paths.nspawn_file(name)
+    record["nspawn_file"] = {"path": str(nspawn),
+                             "text": read_small_text(nspawn, f"{name}'s settings file")}
+    files = [unit.get("FragmentPath") or None, *(unit.get("DropInPaths") or [])]
+    record["unit_files"] = [{"path": path, "text": read_small_text(Path(path), "unit file")}
+                            for path in files if path]
+    return record

@@ -4,6 +4,7 @@ share."""
 
 import os
 import signal as signals
+import time
 
 from ..confine import enter
 from ..errors import Error
@@ -14,6 +15,7 @@ from ..runtime.context import Context
 from ..runtime.lifecycle import leader
 from ..settings.files import load_config
 from ..settings.model import check_user
+from ..systemd.bus import SERVICE
 
 
 def start(ctx: Context, name: str, wait: bool = True, timeout: float = 60) -> str:
@@ -32,6 +34,16 @@ def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
 def restart(ctx: Context, name: str, timeout: float = 60) -> str:
     lifecycle.stop(ctx, name)
     return start(ctx, name, timeout=timeout)
+
+
+def wait_stopped(ctx: Context, name: str, interval: float = 0.2) -> int:
+    """Wait, as long as it takes, until NAME stops (from inside, by its command exiting, or
+    by a stop from elsewhere); returns systemd-nspawn's exit status, which for a single
+    command is the command's own."""
+    bus, unit = ctx.bus, service_unit(name)
+    while lifecycle.is_active(bus, name):
+        time.sleep(interval)
+    return int(bus.unit_property(unit, "ExecMainStatus", b"i", iface=SERVICE) or 0)
 
 
 def parse_signal(value: str) -> int:

@@ -15,7 +15,8 @@ from nspawnctl.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["create", "start", "stop", "restart", "kill", "enable", "disable", "list", "status",
-            "shell", "exec", "logs", "remove", "clone", "set", "images", "export"]
+            "shell", "exec", "logs", "remove", "clone", "set", "images", "export", "inspect",
+            "stats", "top", "rename", "run"]
 NO_BUS = "unix:path=/nonexistent"
 
 

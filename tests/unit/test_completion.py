@@ -68,7 +68,8 @@ def complete(args: list[str], incomplete: str = "") -> list[str]:
 
 @pytest.mark.parametrize("command", ["start", "remove", "enable", "disable", "status", "set",
                                      "upgrade", "clone", "export", "snapshot list", "snapshots",
-                                     "snapshot create", "snapshot rm", "rollback"])
+                                     "snapshot create", "snapshot rm", "rollback", "inspect",
+                                     "rename"])
 def test_container_names_are_completed(paths, command):
     assert complete(command.split()) == ["api", "db", "web"]
     assert complete(command.split(), "w") == ["web"]
@@ -85,7 +86,8 @@ def test_names_already_given_are_not_offered_again(paths):
     assert complete(["start", "web", "db"]) == ["api"]
 
 
-@pytest.mark.parametrize("command", ["stop", "restart", "kill", "exec", "shell", "logs"])
+@pytest.mark.parametrize("command", ["stop", "restart", "kill", "exec", "shell", "logs",
+                                     "stats", "top"])
 def test_running_containers_come_first(paths, command):
     assert complete([command]) == ["web"]
     # none that runs matches: every container that does is offered
@@ -146,7 +148,7 @@ def test_a_broken_store_offers_nothing_and_says_nothing(paths):
 # Arguments that name something new (or a command to run): nothing to complete.
 NEW = {("create", "name"), ("clone", "dst"), ("snapshot create", "tag"),
        ("network create", "name"), ("exec", "command"), ("shell", "command"),
-       ("login", "registry")}
+       ("login", "registry"), ("run", "name"), ("rename", "new")}
 
 
 def _arguments(group: click.Group, prefix: str = ""):
