@@ -115,22 +115,25 @@ def clone_command(app, src, dst):
               help="tar (a root tarball, for machinectl import-tar or create --from tar:), "
                    "oci-archive or docker-archive (a one-layer image that runs as the "
                    "container runs here).  Default: from FILE's name, .tar, .tar.gz or "
-                   ".tar.zst for a tarball; images always need --format.")
+                   ".tar.zst for a tarball, .oci.tar or .docker.tar for an image; a name "
+                   "that says another format is refused.")
+@click.option("--force", "-f", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def export_command(app, name, file, fmt, as_json):
+def export_command(app, name, file, fmt, force, as_json):
     """Write container NAME's whole tree to FILE as one layer.
 
     An --overlay container is flattened; owners are written as the container sees them
     (root is 0).  A running container is frozen while its tree is read.  FILE appears only
-    once complete (an existing FILE is replaced).
+    once complete; an existing FILE is replaced only with --force.
 
     \b
     nspawnctl export web web.tar.zst
-    nspawnctl export web web.oci.tar --format oci-archive
+    nspawnctl export web web.oci.tar
+    nspawnctl export web web.img --format docker-archive
     """
 
-    info = export.export(app.ctx, name, Path(file), fmt)
+    info = export.export(app.ctx, name, Path(file), fmt, force=force)
     if as_json:
         print_record(info, True)
     else:
