@@ -50,7 +50,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Create container NAME (a Debian bookworm tree by default)."),
     "clone": ("containers", "clone_command",
               "Copy stopped container SRC to a new container DST."),
-    "remove": ("containers", "remove_command", "Remove containers: their trees and settings."),
+    "remove": ("containers", "remove_command",
+               "Remove containers: their trees, settings and snapshots (each named, with its "
+               "size)."),
     "export": ("containers", "export_command",
                "Write container NAME's whole tree to FILE as one layer."),
     "upgrade": ("containers", "upgrade_command",

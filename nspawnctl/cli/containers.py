@@ -10,7 +10,7 @@ from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from . import completion, pass_app
 from .options import config_options, existing, registry_options, sources_epilog, sources_help
-from .output import print_record, tty_progress
+from .output import megabytes, print_record, shown, tty_progress
 
 
 @click.command("create", epilog=sources_epilog())
@@ -147,12 +147,25 @@ def export_command(app, name, file, fmt, force, as_json):
 @click.command("remove")
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--force", "-f", is_flag=True, help="Stop running containers first.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be removed (with each snapshot and its size), and remove "
+                   "nothing.")
 @pass_app
-def remove_command(app, names, force):
-    """Remove containers: their trees and settings."""
+def remove_command(app, names, force, dry_run):
+    """Remove containers: their trees, settings and snapshots (each named, with its size)."""
     names = existing(app, names)
     for i, name in enumerate(names):
-        count = remove.remove(app.ctx, name, force=force,
-                       along=tuple(names[i + 1:]))
-        extra = f" and its {count} snapshot{'s' if count != 1 else ''}" if count else ""
-        click.echo(f"removed {name}{extra}")
+        done = remove.remove(app.ctx, name, force=force, along=tuple(names[i + 1:]),
+                             dry_run=dry_run)
+        snaps, extra = done["snapshots"], ""
+        if snaps:
+            total = sum(s["size"] or 0 for s in snaps)
+            extra = (f" and its {len(snaps)} snapshot{'s' if len(snaps) != 1 else ''} "
+                     f"({megabytes(total)}): "
+                     + ", ".join(f"{shown(s['tag'])} ({megabytes(s['size'])})" for s in snaps))
+        if not dry_run:
+            click.echo(f"removed {name}{extra}")
+        elif done["stopped"]:
+            click.echo(f"would stop {name} and remove it{extra}")
+        else:
+            click.echo(f"would remove {name}{extra}")
