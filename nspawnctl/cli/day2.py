@@ -5,11 +5,11 @@ import datetime
 import click
 
 from ..ops import copy, snapshot
-from . import completion, pass_app
+from . import Group, completion, pass_app
 from .output import megabytes, print_record, print_table
 
 
-class DefaultGroup(click.Group):
+class DefaultGroup(Group):
     """A group whose first argument, when it names no subcommand, goes to a default one:
     `snapshot NAME [TAG]` creates, `snapshot rm|list|rollback ...` do the rest.  A container
     named like a subcommand is reached through `snapshot create NAME`."""

@@ -5,7 +5,7 @@ import datetime
 import click
 
 from ..ops import images, inventory
-from . import App, completion, pass_app
+from . import App, Group, completion, pass_app
 from .output import megabytes, print_record, print_table
 
 
@@ -30,7 +30,7 @@ def status(app, name, as_json):
 
 
 
-@click.group("images", invoke_without_command=True)
+@click.group("images", cls=Group, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def images_group(ctx, as_json):
