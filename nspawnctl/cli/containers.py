@@ -9,7 +9,14 @@ from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from . import completion, pass_app
-from .options import config_options, existing, registry_options, sources_epilog, sources_help
+from .options import (
+    config_options,
+    existing,
+    registry_options,
+    sources_epilog,
+    sources_help,
+    timeout_option,
+)
 from .output import megabytes, print_record, shown, tty_progress
 
 
@@ -74,8 +81,7 @@ def create_command(app, name, source, adds, cmd, mirror, variant, include, arch,
 @click.option("--check", "check_cmd", metavar="CMD",
               help="A shell command run inside after the upgrade: non-zero rolls it back.")
 @click.option("--keep-snapshot", is_flag=True, help="Keep the snapshot taken before it.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
-              help="Seconds the container has to come back after its restart.")
+@timeout_option("for the container to come back after its restart")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
