@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import NOT_FOUND, Error
+from ..errors import Error
 from ..fs.files import write_atomic
 from ..fs.locks import flocked
 from ..names import check_name
@@ -102,7 +102,7 @@ class NetworkState:
                 return self._network(name, data)
         check_network_name(name)
         raise Error(f"no network named {name!r}",
-                    hint=f"create it: nspawnctl network create {name}", exit_code=NOT_FOUND)
+                    hint=f"create it: nspawnctl network create {name}")
 
     def leases(self, network: str) -> dict[str, ipaddress.IPv4Address]:
         """Container name -> address, for one network."""
@@ -149,8 +149,7 @@ class NetworkState:
         """Forget a network; refused while a container holds an address in it."""
         with self._changing() as data:
             if name not in data["networks"]:
-                raise Error(f"no network named {name!r}", hint="see: nspawnctl network list",
-                            exit_code=NOT_FOUND)
+                raise Error(f"no network named {name!r}", hint="see: nspawnctl network list")
             holders = sorted(data["leases"].get(name, {}))
             if holders:
                 raise Error(f"network {name!r} is in use by {', '.join(holders)}",
@@ -167,8 +166,7 @@ class NetworkState:
             elif network not in data["networks"]:
                 check_network_name(network)
                 raise Error(f"no network named {network!r}",
-                            hint=f"create it: nspawnctl network create {network}",
-                            exit_code=NOT_FOUND)
+                            hint=f"create it: nspawnctl network create {network}")
             leases = data["leases"].setdefault(network, {})
             if container in leases:
                 return ipaddress.IPv4Address(leases[container])

@@ -6,7 +6,7 @@ import os
 import signal as signals
 
 from ..confine import enter
-from ..errors import CONFLICT, USAGE, Error
+from ..errors import USAGE, Error
 from ..paths import service_unit
 from ..run import interactive, need_tool, relayed, run
 from ..runtime import lifecycle
@@ -56,7 +56,7 @@ def kill(ctx: Context, names: list[str], signal: str = "TERM"):
         ctx.store.require(name)
     for name in names:
         if not ctx.bus.machine_path(name):
-            raise Error(f"{name} is not running", exit_code=CONFLICT)
+            raise Error(f"{name} is not running")
     for name in names:
         ctx.bus.kill_machine(name, "all", number)
 

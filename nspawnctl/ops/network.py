@@ -1,7 +1,7 @@
 """The network commands: network create, list, remove, and what the units run (apply, watch,
 attach).  What containers on networks need is network/containers.py's."""
 
-from ..errors import CONFLICT, NOT_FOUND, Error
+from ..errors import NOT_FOUND, Error
 from ..network import bridge, firewall
 from ..network.containers import (
     apply_host,
@@ -56,8 +56,7 @@ def remove_network(ctx: Context, name: str):
     if users:
         other = "OTHER" if name == DEFAULT else DEFAULT  # not back onto the one going
         raise Error(f"network {name} still has containers: {', '.join(users)}",
-                    hint=f"remove them or move them: nspawnctl set NAME --network {other}",
-                    exit_code=CONFLICT)
+                    hint=f"remove them or move them: nspawnctl set NAME --network {other}")
     net = state.get(name) if name != DEFAULT or name in {n.name for n in state.networks()} \
         else None
     state.remove(name)
