@@ -23,7 +23,7 @@ from .context import Context, Held
 # Seconds a command waits for a container to come up (running or degraded) or to power off
 # cleanly (then it is terminated): start's, stop's, restart's and upgrade's --timeout.  One
 # value, so a user learns one: a minute, ample for one boot or poweroff on an idle host.
-TIMEOUT = 60.0
+TIMEOUT: float = 60  # shown as --timeout's default: 60, not 60.0
 
 
 def _polls(quick=0.01, quick_for=2.0, most=0.05):
