@@ -55,7 +55,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rename": ("containers", "rename_command",
                "Rename stopped container OLD to NEW, with its settings, snapshots and "
                "addresses."),
-    "remove": ("containers", "remove_command", "Remove containers: their trees and settings."),
+    "remove": ("containers", "remove_command",
+               "Remove containers: their trees, settings and snapshots (each named, with its "
+               "size)."),
     "export": ("containers", "export_command",
                "Write container NAME's whole tree to FILE as one layer."),
     "upgrade": ("containers", "upgrade_command",
@@ -82,8 +84,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "start": ("lifecycle", "start", "Start containers (systemd-nspawn@NAME.service)."),
     "stop": ("lifecycle", "stop",
              "Power containers off cleanly (terminate them after --timeout)."),
-    "restart": ("lifecycle", "restart", "Stop and start a container."),
-    "kill": ("lifecycle", "kill", "Send a signal to every process of a container."),
+    "restart": ("lifecycle", "restart", "Stop and start containers."),
+    "kill": ("lifecycle", "kill", "Send a signal to every process of containers."),
     "enable": ("lifecycle", "enable", "Start containers when the host boots (machines.target)."),
     "disable": ("lifecycle", "disable", "Do not start containers at boot any more."),
     "exec": ("lifecycle", "exec", "Run COMMAND in a running container; its exit status is "
@@ -114,10 +116,35 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+# podman's names for the same commands, as its users type them: shown beside the command in
+# --help ("remove (rm)"), "the same as" in the man page, completed as any command
+ALIASES = {"rm": "remove", "ps": "list"}
+
+
 def load(name: str) -> click.Command:
-    """The click command NAME, its module imported now."""
-    module, attr, _summary = COMMANDS[name]
-    return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
+    """The click command NAME (or the one it is an alias of), its module imported now, with
+    --debug among its options."""
+    module, attr, _summary = COMMANDS[ALIASES.get(name, name)]
+    return with_debug(getattr(importlib.import_module(f"{__name__}.{module}"), attr))
+
+
+def summary(command: click.Command) -> str:
+    """What a list of commands says of one: its short help, else its help's whole first
+    paragraph (click's own stops at the first full stop, e.g.'s too, or mid-sentence at 45
+    characters)."""
+    text = command.short_help or (command.help or "").split("\n\n")[0]
+    return " ".join(text.replace("\b", "").split())
+
+
+class Group(click.Group):
+    """A group whose --help lists each command with its whole summary, wrapped."""
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, summary(command)) for name in self.list_commands(ctx)
+                if (command := self.get_command(ctx, name)) is not None and not command.hidden]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 class LazyGroup(click.Group):
@@ -125,33 +152,58 @@ class LazyGroup(click.Group):
     them with their one line without importing a module."""
 
     def list_commands(self, ctx):
-        return list(COMMANDS)
+        return [*COMMANDS, *ALIASES]
 
     def get_command(self, ctx, name):
-        return load(name) if name in COMMANDS else None
+        return load(name) if name in COMMANDS or name in ALIASES else None
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, summary) for name, (_m, _a, summary) in COMMANDS.items() if summary]
+        aliases = {command: alias for alias, command in ALIASES.items()}
+        rows = [(f"{name} ({aliases[name]})" if name in aliases else name, summary)
+                for name, (_m, _a, summary) in COMMANDS.items() if summary]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _debug(ctx: click.Context, _param, value: bool):
+    """--debug, before the command or after it: tracebacks, and every command run logged."""
+    global DEBUG
+    if value:
+        DEBUG = True
+        ctx.ensure_object(App).debug = True
+        import logging
+        logging.basicConfig(level=logging.DEBUG, format="nspawnctl: %(message)s")
+
+
+DEBUG = False
+DEBUG_HELP = "Show tracebacks and every command run."
+
+
+def with_debug(command: click.Command) -> click.Command:
+    """command (and a group's subcommands) taking --debug among its own options, as the root
+    group does: `nspawnctl list --debug` as `nspawnctl --debug list`.  An option of the
+    command's, so click's parser says where it ends: after `--`, or in exec's COMMAND, it is
+    the command's argument."""
+    if not any("--debug" in getattr(p, "opts", ()) for p in command.params):
+        command.params.append(click.Option(["--debug"], is_flag=True, expose_value=False,
+                                           hidden=True, callback=_debug, help=DEBUG_HELP))
+    for sub in getattr(command, "commands", {}).values():
+        with_debug(sub)
+    return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=lambda ctx, _param, value: _print_version(ctx, value),
               help="Show the version and exit.")
-@click.option("--debug", is_flag=True, help="Show tracebacks and every command run.")
-@pass_app
-def cli(app: App, debug: bool):
+@click.option("--debug", is_flag=True, expose_value=False, callback=_debug,
+              help=f"{DEBUG_HELP} Also taken after the command.")
+def cli():
     """Very small Linux containers with systemd-nspawn.
 
     Containers live in /var/lib/machines and run as systemd-nspawn@NAME.service, so
     machinectl, systemctl and journalctl see them too.
     """
-    app.debug = debug
-    if debug:
-        import logging
-        logging.basicConfig(level=logging.DEBUG, format="nspawnctl: %(message)s")
 
 
 def _print_version(ctx, value: bool):
@@ -170,11 +222,12 @@ def _terminated(_signum, _frame):
 def main():
     import signal
     signal.signal(signal.SIGTERM, _terminated)
-    debug = "--debug" in sys.argv[1:]
+    global DEBUG
+    DEBUG = False  # until --debug is parsed, before the command or after it
     try:
         code = cli.main(prog_name="nspawnctl", standalone_mode=False)
     except Error as exc:
-        if debug:
+        if DEBUG:
             raise
         click.echo(f"nspawnctl: {shown(exc.message, keep=LINES)}", err=True)
         if exc.hint:
@@ -196,7 +249,7 @@ def main():
     except BrokenPipeError:
         sys.exit(141)
     except Exception as exc:
-        if debug:
+        if DEBUG:
             raise
         click.echo(f"nspawnctl: internal error: {type(exc).__name__}: {exc} "
                    "(run with --debug for a traceback)", err=True)

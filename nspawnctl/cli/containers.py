@@ -11,8 +11,15 @@ from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from . import completion, pass_app
-from .options import config_options, existing, registry_options, sources_epilog, sources_help
-from .output import print_record, tty_progress
+from .options import (
+    config_options,
+    existing,
+    registry_options,
+    sources_epilog,
+    sources_help,
+    timeout_option,
+)
+from .output import megabytes, print_record, shown, tty_progress
 
 
 @click.command("create", epilog=sources_epilog())
@@ -127,8 +134,7 @@ def _said(name: str, info: dict, as_json: bool):
 @click.option("--check", "check_cmd", metavar="CMD",
               help="A shell command run inside after the upgrade: non-zero rolls it back.")
 @click.option("--keep-snapshot", is_flag=True, help="Keep the snapshot taken before it.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=120, show_default=True,
-              help="Seconds the container has to come back after its restart.")
+@timeout_option("for the container to come back after its restart")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
@@ -183,22 +189,25 @@ def rename_command(app, old, new):
               help="tar (a root tarball, for machinectl import-tar or create --from tar:), "
                    "oci-archive or docker-archive (a one-layer image that runs as the "
                    "container runs here).  Default: from FILE's name, .tar, .tar.gz or "
-                   ".tar.zst for a tarball; images always need --format.")
+                   ".tar.zst for a tarball, .oci.tar or .docker.tar for an image; a name "
+                   "that says another format is refused.")
+@click.option("--force", "-f", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def export_command(app, name, file, fmt, as_json):
+def export_command(app, name, file, fmt, force, as_json):
     """Write container NAME's whole tree to FILE as one layer.
 
     An --overlay container is flattened; owners are written as the container sees them
     (root is 0).  A running container is frozen while its tree is read.  FILE appears only
-    once complete (an existing FILE is replaced).
+    once complete; an existing FILE is replaced only with --force.
 
     \b
     nspawnctl export web web.tar.zst
-    nspawnctl export web web.oci.tar --format oci-archive
+    nspawnctl export web web.oci.tar
+    nspawnctl export web web.img --format docker-archive
     """
 
-    info = export.export(app.ctx, name, Path(file), fmt)
+    info = export.export(app.ctx, name, Path(file), fmt, force=force)
     if as_json:
         print_record(info, True)
     else:
@@ -212,12 +221,25 @@ def export_command(app, name, file, fmt, as_json):
 @click.command("remove")
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--force", "-f", is_flag=True, help="Stop running containers first.")
+@click.option("--dry-run", is_flag=True,
+              help="Say what would be removed (with each snapshot and its size), and remove "
+                   "nothing.")
 @pass_app
-def remove_command(app, names, force):
-    """Remove containers: their trees and settings."""
+def remove_command(app, names, force, dry_run):
+    """Remove containers: their trees, settings and snapshots (each named, with its size)."""
     names = existing(app, names)
     for i, name in enumerate(names):
-        count = remove.remove(app.ctx, name, force=force,
-                       along=tuple(names[i + 1:]))
-        extra = f" and its {count} snapshot{'s' if count != 1 else ''}" if count else ""
-        click.echo(f"removed {name}{extra}")
+        done = remove.remove(app.ctx, name, force=force, along=tuple(names[i + 1:]),
+                             dry_run=dry_run)
+        snaps, extra = done["snapshots"], ""
+        if snaps:
+            total = sum(s["size"] or 0 for s in snaps)
+            extra = (f" and its {len(snaps)} snapshot{'s' if len(snaps) != 1 else ''} "
+                     f"({megabytes(total)}): "
+                     + ", ".join(f"{shown(s['tag'])} ({megabytes(s['size'])})" for s in snaps))
+        if not dry_run:
+            click.echo(f"removed {name}{extra}")
+        elif done["stopped"]:
+            click.echo(f"would stop {name} and remove it{extra}")
+        else:
+            click.echo(f"would remove {name}{extra}")

@@ -5,11 +5,11 @@ import datetime
 import click
 
 from ..ops import copy, snapshot
-from . import completion, pass_app
-from .output import print_record, print_table
+from . import Group, completion, pass_app
+from .output import megabytes, print_record, print_table
 
 
-class DefaultGroup(click.Group):
+class DefaultGroup(Group):
     """A group whose first argument, when it names no subcommand, goes to a default one:
     `snapshot NAME [TAG]` creates, `snapshot rm|list|rollback ...` do the rest.  A container
     named like a subcommand is reached through `snapshot create NAME`."""
@@ -81,8 +81,8 @@ def snapshot_list(app, name, as_json):
 @pass_app
 def snapshot_rm(app, name, tag):
     """Remove NAME's snapshot TAG."""
-    snapshot.remove_snapshot(app.ctx, name, tag)
-    click.echo(f"removed snapshot {tag} of {name}")
+    meta = snapshot.remove_snapshot(app.ctx, name, tag)
+    click.echo(f"removed snapshot {tag} of {name} ({megabytes(meta.get('size'))})")
 
 
 @snapshot_group.command("rollback")

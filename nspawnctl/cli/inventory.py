@@ -7,8 +7,8 @@ import click
 
 from ..ops import images, inventory
 from ..ops import stats as usage
-from . import App, completion, pass_app
-from .output import print_record, print_table
+from . import App, Group, completion, pass_app
+from .output import megabytes, print_record, print_table
 
 
 @click.command("list")
@@ -114,7 +114,7 @@ def top(app, name, as_json):
                 as_json)
 
 
-@click.group("images", invoke_without_command=True)
+@click.group("images", cls=Group, invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def images_group(ctx, as_json):
@@ -136,21 +136,37 @@ def images_group(ctx, as_json):
 
 @images_group.command("rm")
 @click.argument("ref", shell_complete=completion.pulled_images)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, and remove nothing.")
 @pass_app
-def images_rm(app, ref):
+def images_rm(app, ref, dry_run):
     """Remove a pulled image (REF as pulled, or a base tree's key) no container uses."""
-    done = images.remove(app.ctx, ref)
-    click.echo(f"removed {', '.join(done['names'] or done['trees'] or [ref])}: "
-               f"{len(done['trees'])} base tree(s), {done['blobs']} blob(s) "
-               f"({done['bytes'] / 1e6:.1f} MB)")
+    done = images.remove(app.ctx, ref, dry_run=dry_run)
+    trees = [f"base tree {key} ({megabytes(done['tree_sizes'][key])})" for key in done["trees"]]
+    click.echo(f"{'would remove' if dry_run else 'removed'} "
+               f"{', '.join(done['names'] or done['trees'] or [ref])}: "
+               + ", ".join([*trees, _blobs(done)]))
 
 
 @images_group.command("prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed, and remove nothing.")
 @pass_app
-def images_prune(app):
+def images_prune(app, dry_run):
     """Remove cached base trees no container uses, and blobs no pulled image needs."""
-    done = images.prune(app.ctx)
-    removed = done["trees"]
-    click.echo(f"removed {len(removed)} base tree(s)" + "".join(f"\n  {k}" for k in removed)
-               + (f"\nremoved {done['blobs']} blob(s) ({done['bytes'] / 1e6:.1f} MB)"
-                  if done["blobs"] else ""))
+    done = images.prune(app.ctx, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    trees, sizes = done["trees"], done["tree_sizes"]
+    total = sum(size or 0 for size in sizes.values())
+    click.echo(f"{verb} {_count(len(trees), 'base tree')}"
+               + (f" ({megabytes(total)}):" if trees else ""))
+    for key in trees:
+        click.echo(f"  {key}  {megabytes(sizes[key])}")
+    if done["blobs"]:
+        click.echo(f"{verb} {_blobs(done)}")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _blobs(done: dict) -> str:
+    return f"{_count(done['blobs'], 'blob')} ({megabytes(done['bytes'])})"

@@ -6,14 +6,14 @@ import click
 
 from ..ops import lifecycle
 from . import completion, pass_app
-from .options import existing
+from .options import existing, timeout_option
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Return once the container's systemd reports running.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
+@timeout_option("for each container to report running (with --wait)")
 @pass_app
 def start(app, names, wait, timeout):
     """Start containers (systemd-nspawn@NAME.service)."""
@@ -24,8 +24,7 @@ def start(app, names, wait, timeout):
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30, show_default=True,
-              help="Seconds to wait for a clean poweroff before terminating.")
+@timeout_option("for each container's clean poweroff, before it is terminated")
 @pass_app
 def stop(app, names, timeout):
     """Power containers off cleanly (terminate them after --timeout)."""
@@ -35,21 +34,24 @@ def stop(app, names, timeout):
 
 
 @click.command()
-@click.argument("name", shell_complete=completion.running_containers)
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=60, show_default=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
+@timeout_option("for each container's clean poweroff (then it is terminated), and again for "
+                "it to report running")
 @pass_app
-def restart(app, name, timeout):
-    """Stop and start a container."""
-    click.echo(f"{name}: {lifecycle.restart(app.ctx, name, timeout=timeout)}")
+def restart(app, names, timeout):
+    """Stop and start containers."""
+    for name in existing(app, names):
+        click.echo(f"{name}: {lifecycle.restart(app.ctx, name, timeout=timeout)}")
 
 
 @click.command()
-@click.argument("name", shell_complete=completion.running_containers)
-@click.option("--signal", "-s", "sig", default="TERM", show_default=True)
+@click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
+@click.option("--signal", "-s", "sig", default="TERM", show_default=True,
+              help="The signal, by name (TERM, SIGHUP) or number.")
 @pass_app
-def kill(app, name, sig):
-    """Send a signal to every process of a container."""
-    lifecycle.kill(app.ctx, name, sig)
+def kill(app, names, sig):
+    """Send a signal to every process of containers."""
+    lifecycle.kill(app.ctx, list(dict.fromkeys(names)), sig)
 
 
 @click.command()
@@ -100,7 +102,11 @@ def shell(app, name, command, user):
 @click.argument("name", shell_complete=completion.running_containers)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
 @click.option("--lines", "-n", type=click.IntRange(min=0), help="Show the last N entries.")
+@click.option("--since", metavar="TIME",
+              help="Entries from TIME on, as journalctl takes it: '2026-12-06 12:00', today, "
+                   "yesterday, -1h, '10 min ago'.")
+@click.option("--until", metavar="TIME", help="Entries up to TIME (as --since).")
 @pass_app
-def logs(app, name, follow, lines):
+def logs(app, name, follow, lines, since, until):
     """Show a container's journal."""
-    sys.exit(lifecycle.logs(app.ctx, name, follow, lines))
+    sys.exit(lifecycle.logs(app.ctx, name, follow, lines, since=since, until=until))

@@ -4,11 +4,11 @@
 import click
 
 from ..ops import network
-from . import completion, pass_app
+from . import Group, completion, pass_app
 from .output import print_table
 
 
-@click.group("network")
+@click.group("network", cls=Group)
 def network_group():
     """nspawnctl's networks: containers on one network reach each other by name, and the
     outside through NAT; containers on different networks cannot reach each other."""

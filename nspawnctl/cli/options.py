@@ -2,6 +2,7 @@
 
 import click
 
+from ..runtime.lifecycle import TIMEOUT
 from ..settings.model import CLI_SETTINGS
 from ..sources import SOURCES, syntaxes
 from . import completion
@@ -77,6 +78,13 @@ def _registry_options(f, default_policy: str):
                      type=click.Choice(["missing", "always", "never", "newer"]), default=None,
                      help=f"Registries: when to ask the registry.  {said}.")(f)
     return f
+
+
+def timeout_option(what: str):
+    """--timeout, as every command that waits takes it: one default (runtime/lifecycle.py's
+    TIMEOUT), said, and what it waits for."""
+    return click.option("--timeout", type=click.FloatRange(min=0.1), default=TIMEOUT,
+                        show_default=True, metavar="SECONDS", help=f"Seconds to wait {what}.")
 
 
 def existing(app, names) -> list[str]:

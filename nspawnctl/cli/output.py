@@ -85,6 +85,11 @@ def shown(value, keep: str = "") -> str:
                    else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
+def megabytes(size: int | None) -> str:
+    """A size in bytes as the tables show it."""
+    return "-" if size is None else f"{size / 1e6:.1f} MB"
+
+
 def print_record(record: dict, as_json: bool):
     if as_json:
         import json

@@ -149,7 +149,7 @@ class NetworkState:
         """Forget a network; refused while a container holds an address in it."""
         with self._changing() as data:
             if name not in data["networks"]:
-                raise Error(f"no network named {name!r}")
+                raise Error(f"no network named {name!r}", hint="see: nspawnctl network list")
             holders = sorted(data["leases"].get(name, {}))
             if holders:
                 raise Error(f"network {name!r} is in use by {', '.join(holders)}",

@@ -8,7 +8,8 @@ is, under its lock, so it cannot start meanwhile.
 
 The file is written under a temporary name beside FILE (.FILE.nspawnctl-export.PID.tmp) and
 renamed to FILE once complete and synced: a killed export never leaves a partial FILE, and
-its temporary file is deleted by the next export to the same FILE.
+its temporary file is deleted by the next export to the same FILE.  That rename replaces an
+existing FILE only with --force (a user's archive is not lost to a mistyped name).
 """
 
 import contextlib
@@ -17,9 +18,10 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import CONFLICT, USAGE, Error
 from ..formats.oci import RunConfig, write_archive
 from ..formats.tar import Sink, write_tree
+from ..fs.files import rename_noreplace
 from ..fs.locks import pid_alive
 from ..fs.mounts import mounts_under
 from ..paths import service_unit
@@ -34,32 +36,67 @@ from .common import require_root
 # the image writer (and the OCI package it lives in) is imported only for images
 IMAGE_FORMATS = ("oci-archive", "docker-archive")
 FORMATS = ("tar",) + IMAGE_FORMATS
-# file name endings and what they mean: (format, compression)
+# file name endings and what they mean: (format, compression); an image archive's name is
+# a tarball's with .oci or .docker before its .tar, as podman and skopeo users write them
 SUFFIXES = ((".tar.gz", ("tar", "gzip")), (".tgz", ("tar", "gzip")),
             (".tar.zst", ("tar", "zstd")), (".tar.zstd", ("tar", "zstd")),
             (".tzst", ("tar", "zstd")), (".tar", ("tar", None)))
+IMAGE_STEMS = ((".oci", "oci-archive"), (".docker", "docker-archive"))
 TEMP_MARK = ".nspawnctl-export."
 
 
-def choose_format(file: Path, fmt: str | None) -> tuple[str, str | None]:
-    """(format, compression) for FILE: --format if given, else what its name ends with."""
+def format_of_name(file: Path) -> tuple[str, str | None] | None:
+    """(format, compression) FILE's name says, or None when it says nothing.  A compressed
+    image name (web.oci.tar.gz) says two things (image archives are never compressed, a
+    compressed tarball is no image): refused, whatever --format says."""
     lower = file.name.lower()
-    by_name = next((what for suffix, what in SUFFIXES if lower.endswith(suffix)), None)
+    for suffix, (fmt, compression) in SUFFIXES:
+        if not lower.endswith(suffix):
+            continue
+        stem = lower[:-len(suffix)]
+        for mark, image in IMAGE_STEMS:
+            if stem.endswith(mark) and stem != mark:
+                if compression is None:
+                    return image, None
+                base = file.name[:len(stem) - len(mark)]
+                raise Error(f"{file.name!r} could be {_a(image)} or a {compression} tarball",
+                            hint=f"image archives are not compressed: name it {base}{mark}"
+                                 f".tar, or {base}{suffix} for a root tarball",
+                            exit_code=USAGE)
+        return fmt, compression
+    return None
+
+
+def choose_format(file: Path, fmt: str | None) -> tuple[str, str | None]:
+    """(format, compression) for FILE: --format if given, else what its name ends with; a
+    name that says another format than --format is refused, so a file named as an OCI
+    archive never holds a plain tarball."""
+    by_name = format_of_name(file)
     if fmt is None:
         if by_name is None:
             raise Error(f"cannot tell the format of {file.name!r} from its name",
-                        hint="name it .tar, .tar.gz or .tar.zst, or give --format tar, "
-                             "--format oci-archive or --format docker-archive")
+                        hint="name it .tar, .tar.gz, .tar.zst, .oci.tar or .docker.tar, or "
+                             "give --format tar, --format oci-archive or --format "
+                             "docker-archive", exit_code=USAGE)
         return by_name
     if fmt not in FORMATS:
         raise Error(f"unknown export format {fmt!r}", hint="use tar, oci-archive or "
-                                                          "docker-archive")
+                                                          "docker-archive", exit_code=USAGE)
+    if by_name is not None and by_name[0] != "tar" and by_name[0] != fmt:
+        raise Error(f"{file.name!r} names {_a(by_name[0])}, not {_a(fmt)}",
+                    hint="give the file a name that says what it holds, or leave --format "
+                         "out", exit_code=USAGE)
     if fmt == "tar":
         return "tar", by_name[1] if by_name else None
     if by_name is not None and by_name[1] is not None:
         raise Error(f"{fmt} archives are not compressed, but {file.name!r} says "
-                    f"{by_name[1]}", hint="name it .tar (its layer is stored uncompressed)")
+                    f"{by_name[1]}", hint="name it .tar (its layer is stored uncompressed)",
+                    exit_code=USAGE)
     return fmt, None
+
+
+def _a(fmt: str) -> str:
+    return f"{'an' if fmt[0] in 'aeiou' else 'a'} {fmt}"
 
 
 def run_config(cfg: ContainerConfig, tree: Path):
@@ -81,7 +118,10 @@ def run_config(cfg: ContainerConfig, tree: Path):
                      exposed_ports=ports)
 
 
-def export(ctx: Context, name: str, file: Path, fmt: str | None = None) -> dict:
+def export(ctx: Context, name: str, file: Path, fmt: str | None = None,
+           force: bool = False) -> dict:
+    """Export NAME to FILE; an existing FILE is replaced only with force (checked first for a
+    quick answer, and again by the rename that puts the archive in place)."""
     require_root()
     fmt, compression = choose_format(file, fmt)
     paths = ctx.paths
@@ -91,6 +131,8 @@ def export(ctx: Context, name: str, file: Path, fmt: str | None = None) -> dict:
         raise Error(f"no directory {file.parent} to write {file.name} in")
     if file.is_dir():
         raise Error(f"{file} is a directory", hint="give the name of the file to write")
+    if not force and os.path.lexists(file):
+        raise _exists(file)
     t0 = time.monotonic()
     with ctx.holding(name):
         tree = paths.tree(name)
@@ -101,7 +143,7 @@ def export(ctx: Context, name: str, file: Path, fmt: str | None = None) -> dict:
             overlay.mount_tree(paths, name, lower)  # what its mount unit does at boot
         run = run_config(load_config(paths, name), tree) if fmt != "tar" else None
         with _frozen(ctx, name) as frozen:
-            info = _write(tree, file, fmt, compression, run, name)
+            info = _write(tree, file, fmt, compression, run, name, force)
     info.update(name=name, file=str(file), format=fmt, compression=compression,
                 frozen=frozen, seconds=round(time.monotonic() - t0, 3))
     return info
@@ -129,7 +171,13 @@ def _frozen(ctx: Context, name: str):
         bus.thaw_unit(unit)
 
 
-def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name: str) -> dict:
+def _exists(file: Path) -> Error:
+    return Error(f"{file} already exists", hint="give --force to replace it, or another name",
+                 exit_code=CONFLICT)
+
+
+def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name: str,
+           force: bool = True) -> dict:
     _sweep_temps(file)
     tmp = file.with_name(f".{file.name}{TEMP_MARK}{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -155,10 +203,15 @@ def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, file)
+        if force:
+            os.rename(tmp, file)
+        else:  # the one place that decides: a FILE made meanwhile is kept
+            rename_noreplace(tmp, file)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, FileExistsError):
+            raise _exists(file) from None
         if isinstance(e, OSError):
             where = f" ({e.filename})" if e.filename else ""
             raise Error(f"exporting {name} to {file} failed: {e.strerror or e}{where}",

@@ -52,15 +52,17 @@ def split_name(name: str) -> tuple[str, str | None]:
     return repository, tag
 
 
-def remove(ctx: Context, ref: str) -> dict:
+def remove(ctx: Context, ref: str, dry_run: bool = False) -> dict:
     """images rm REF: a pulled name (all its platforms), or a base tree by key; its tree
     too when no container uses it and no other name stands for it, and the blobs nothing
-    needs any more.  Refused while a container uses its tree."""
+    needs any more.  Refused while a container uses its tree.  With dry_run, what it would
+    take, and nothing changed."""
     require_root()
     paths, report = ctx.paths, ctx.report
     store = BlobStore(paths)
     records = store.records()
-    keys = {row["key"] for row in images.list_images(paths, {})}
+    sizes = {row["key"]: row["size"] for row in images.list_images(paths, {})}
+    keys = set(sizes)
     matching = _matching(records, ref)
     if not matching and ref not in keys:
         raise Error(f"no image {ref!r}", hint="see nspawnctl images")
@@ -71,6 +73,12 @@ def remove(ctx: Context, ref: str) -> dict:
         raise Error(f"image {ref} is used by container(s) {', '.join(used)}",
                     hint="remove them first (nspawnctl remove NAME)")
     names = {r.name for r in matching}
+    if dry_run:
+        kept = [r for r in records if r.name not in names]
+        left = {tree_key(r.digest) for r in kept}
+        unused = store.unused(kept)
+        return _done(sorted(names), sorted(k for k in key_set if k not in left and k in keys),
+                     sizes, unused)
     store.forget(lambda r: r.name not in names)
     left = {tree_key(r.digest) for r in store.records()}
     trees = {k for k in key_set if k not in left and k in keys}
@@ -80,7 +88,13 @@ def remove(ctx: Context, ref: str) -> dict:
         if trees else []
     with store.exclusive(report):
         count, freed = store.collect()
-    return {"names": sorted(names), "trees": removed_trees, "blobs": count, "bytes": freed}
+    return dict(_done(sorted(names), removed_trees, sizes, {}), blobs=count, bytes=freed)
+
+
+def _done(names: list[str], trees: list[str], sizes: dict, blobs: dict[str, int]) -> dict:
+    """What images rm and prune took (or would take): names, trees with their sizes, blobs."""
+    return {"names": names, "trees": trees, "tree_sizes": {k: sizes.get(k) for k in trees},
+            "blobs": len(blobs), "bytes": sum(blobs.values())}
 
 
 def _matching(records: list[Record], ref: str) -> list[Record]:
@@ -102,14 +116,20 @@ def _matching(records: list[Record], ref: str) -> list[Record]:
     return []
 
 
-def prune(ctx: Context) -> dict:
-    """Remove the base trees no container uses, and the blobs no pulled name needs."""
+def prune(ctx: Context, dry_run: bool = False) -> dict:
+    """Remove the base trees no container uses, and the blobs no pulled name needs; with
+    dry_run, say which (and their sizes), and change nothing."""
     require_root()
     paths = ctx.paths
-    removed = images.prune(paths, lambda: usage_by_image(paths))
+    rows = images.list_images(paths, usage_by_image(paths))
+    sizes = {row["key"]: row["size"] for row in rows}
     store = BlobStore(paths)
+    if dry_run:
+        unused = store.unused() if store.root.is_dir() else {}
+        return _done([], [row["key"] for row in rows if not row["containers"]], sizes, unused)
+    removed = images.prune(paths, lambda: usage_by_image(paths))
     count = freed = 0
     if store.root.is_dir():
         with store.exclusive(ctx.report):
             count, freed = store.collect()
-    return {"trees": removed, "blobs": count, "bytes": freed}
+    return dict(_done([], removed, sizes, {}), blobs=count, bytes=freed)

@@ -7,18 +7,18 @@ import signal as signals
 import time
 
 from ..confine import enter
-from ..errors import Error
+from ..errors import USAGE, Error
 from ..paths import service_unit
-from ..run import interactive, need_tool, relayed
+from ..run import interactive, need_tool, relayed, run
 from ..runtime import lifecycle
 from ..runtime.context import Context
-from ..runtime.lifecycle import leader
+from ..runtime.lifecycle import TIMEOUT, leader
 from ..settings.files import load_config
 from ..settings.model import check_user
 from ..systemd.bus import SERVICE
 
 
-def start(ctx: Context, name: str, wait: bool = True, timeout: float = 60) -> str:
+def start(ctx: Context, name: str, wait: bool = True, timeout: float = TIMEOUT) -> str:
     """Start NAME: asked under its lock, then waited for without it (its start job holds it
     from there: a remove sees the job)."""
     with ctx.holding(name) as held:
@@ -27,12 +27,13 @@ def start(ctx: Context, name: str, wait: bool = True, timeout: float = 60) -> st
     return lifecycle.wait_started(ctx, name, timeout) if wait else "starting"
 
 
-def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
+def stop(ctx: Context, name: str, timeout: float = TIMEOUT) -> bool:
     return lifecycle.stop(ctx, name, timeout)
 
 
-def restart(ctx: Context, name: str, timeout: float = 60) -> str:
-    lifecycle.stop(ctx, name)
+def restart(ctx: Context, name: str, timeout: float = TIMEOUT) -> str:
+    """Stop NAME (terminated after timeout) and start it (waited for up to timeout)."""
+    lifecycle.stop(ctx, name, timeout)
     return start(ctx, name, timeout=timeout)
 
 
@@ -59,12 +60,17 @@ def parse_signal(value: str) -> int:
     raise Error(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
 
 
-def kill(ctx: Context, name: str, signal: str = "TERM"):
+def kill(ctx: Context, names: list[str], signal: str = "TERM"):
+    """Send signal to every process of each of names: all checked (the signal, each one
+    there and running) before any is sent, so a typo in the last does not leave half done."""
     number = parse_signal(signal)
-    ctx.store.require(name)
-    if not ctx.bus.machine_path(name):
-        raise Error(f"{name} is not running")
-    ctx.bus.kill_machine(name, "all", number)
+    for name in names:
+        ctx.store.require(name)
+    for name in names:
+        if not ctx.bus.machine_path(name):
+            raise Error(f"{name} is not running")
+    for name in names:
+        ctx.bus.kill_machine(name, "all", number)
 
 
 def enable(ctx: Context, name: str):
@@ -141,8 +147,26 @@ def shell(ctx: Context, name: str, user: str | None, command: list[str]) -> int:
     return interactive(argv + [target, *command])
 
 
-def logs(ctx: Context, name: str, follow: bool, lines: int | None) -> int:
-    """The container's own journal while it runs and keeps one, else its unit's log."""
+def check_time(option: str, value: str) -> str:
+    """A --since/--until time as journalctl takes it (systemd.time(7): '2026-12-06 12:00',
+    today, yesterday, now, -1h, '10 min ago', @EPOCH), checked by systemd's own parser
+    (systemd-analyze timestamp, the function journalctl calls), so a bad one is one line
+    here and not journalctl's failure after the lookups."""
+    if not (0 < len(value) <= 64 and value.isprintable()) or run(
+            [need_tool("systemd-analyze", "systemd"), "timestamp", "--", value],
+            check=False, timeout=10).returncode != 0:
+        raise Error(f"invalid {option} time {value[:64]!r}",
+                    hint="journalctl's times: '2026-12-06 12:00', today, yesterday, -1h, "
+                         "'10 min ago', @1700000000", exit_code=USAGE)
+    return value
+
+
+def logs(ctx: Context, name: str, follow: bool, lines: int | None, since: str | None = None,
+         until: str | None = None) -> int:
+    """The container's own journal while it runs and keeps one, else its unit's log; from
+    since to until (journalctl's times)."""
+    times = [(option, check_time(option, value))
+             for option, value in (("--since", since), ("--until", until)) if value is not None]
     ctx.store.require(name)
     cfg = load_config(ctx.paths, name, dropin=False)
     running = bool(ctx.bus.machine_path(name))
@@ -152,4 +176,6 @@ def logs(ctx: Context, name: str, follow: bool, lines: int | None) -> int:
         argv += ["-n", str(lines)]
     if follow:
         argv.append("-f")
+    for option, value in times:
+        argv += [option, value]
     return interactive(argv, env=dict(os.environ, SYSTEMD_COLORS="0"))

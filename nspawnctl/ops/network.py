@@ -1,7 +1,7 @@
 """The network commands: network create, list, remove, and what the units run (apply, watch,
 attach).  What containers on networks need is network/containers.py's."""
 
-from ..errors import Error
+from ..errors import NOT_FOUND, Error
 from ..network import bridge, firewall
 from ..network.containers import (
     apply_host,
@@ -13,7 +13,7 @@ from ..network.containers import (
 from ..network.model import Network
 from ..run import need_tool, stream
 from ..runtime.context import Context
-from ..settings.networking import DEFAULT
+from ..settings.networking import DEFAULT, check_network_name
 from ..systemd.notify import notify
 
 
@@ -48,10 +48,15 @@ def remove_network(ctx: Context, name: str):
     state = network_state(paths)
     if name not in {net.name for net in state.networks()}:
         apply_host(paths)  # a remove killed after its commit left the bridge behind
+        if name != DEFAULT:  # the default network is made on first use: never missing
+            check_network_name(name)
+            raise Error(f"no network named {name!r}", hint="see: nspawnctl network list",
+                        exit_code=NOT_FOUND)
     users = [c for c in state.leases(name)]
     if users:
+        other = "OTHER" if name == DEFAULT else DEFAULT  # not back onto the one going
         raise Error(f"network {name} still has containers: {', '.join(users)}",
-                    hint="remove them or move them: nspawnctl set NAME --network default")
+                    hint=f"remove them or move them: nspawnctl set NAME --network {other}")
     net = state.get(name) if name != DEFAULT or name in {n.name for n in state.networks()} \
         else None
     state.remove(name)

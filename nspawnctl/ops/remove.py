@@ -6,14 +6,18 @@ from ..paths import service_unit
 from ..runtime.context import Context
 from ..runtime.lifecycle import is_active, stop
 from ..settings.files import load_config
-from ..store import order
+from ..store import order, snapshots
 from ..store.containers import is_enabled
 from .common import require_root
 
 
-def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] = ()) -> int:
+def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] = (),
+           dry_run: bool = False) -> dict:
     """Remove NAME; along: the other containers this command removes (after it), which may
-    be ordered after it.  Returns how many of NAME's snapshots went with it."""
+    be ordered after it.  Returns what went with it: its snapshots (tag, size) and whether it
+    was stopped.  With dry_run, the same checks and the same answer, and nothing changed:
+    its snapshots go with it, and a user must be able to see that before (a trial lost
+    351 MB of them to a remove that said nothing)."""
     require_root()
     paths = ctx.paths
     with ctx.holding(name):
@@ -30,10 +34,16 @@ def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] 
         if cfg is not None and network.managed(cfg):
             network.require_host_network(paths)  # refused before anything is stopped
         bus = ctx.bus
-        if is_active(bus, name):
-            if not force:
-                raise Error(f"{name} is running",
-                            hint=f"stop it first, or: nspawnctl remove --force {name}")
+        running = is_active(bus, name)
+        if running and not force:
+            raise Error(f"{name} is running",
+                        hint=f"stop it first, or: nspawnctl remove --force {name}")
+        going = {"name": name, "stopped": running,
+                 "snapshots": [{"tag": m.get("tag"), "size": m.get("size")}
+                               for m in snapshots.list_snapshots(paths, name)]}
+        if dry_run:
+            return going
+        if running:
             ctx.report(f"stopping {name}")
             stop(ctx, name)
             if is_active(bus, name):  # never delete the tree under a running container
@@ -41,9 +51,9 @@ def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] 
                             hint=f"see: systemctl status {service_unit(name)}")
         if is_enabled(paths, name):
             bus.disable_units([service_unit(name)])
-        count = ctx.store.remove(name)  # its leases go with its settings, its snapshots too
+        ctx.store.remove(name)  # its leases go with its settings, its snapshots too
         if cfg is not None and network.managed(cfg):
             # its ports are unpublished, its peers forget its name
             network.apply_host(paths)
             network.write_all_hosts(paths)
-    return count
+    return going

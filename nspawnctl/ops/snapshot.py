@@ -22,12 +22,14 @@ def list_snapshots(ctx: Context, name: str) -> list[dict]:
     return snapshots.list_snapshots(ctx.paths, name)
 
 
-def remove_snapshot(ctx: Context, name: str, tag: str):
+def remove_snapshot(ctx: Context, name: str, tag: str) -> dict:
+    """Remove NAME's snapshot TAG; returns what it was (its meta.json: size, created...)."""
     require_root()
     with ctx.holding(name):
-        snapshots.require(ctx.paths, name, tag)
+        meta = snapshots.require(ctx.paths, name, tag)
         with ctx.store.staging(ctx.paths.machines, f"snapshot-rm-{name}") as trash:
             snapshots.remove(ctx.paths, name, tag, trash)
+    return meta
 
 
 def rollback(ctx: Context, name: str, tag: str) -> dict:

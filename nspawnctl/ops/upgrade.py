@@ -8,13 +8,14 @@ from collections.abc import Callable
 from ..errors import Error
 from ..runtime import upgrade as steps
 from ..runtime.context import Context
+from ..runtime.lifecycle import TIMEOUT
 from ..runtime.upgrade import Upgrade, in_copy, inside
 from ..settings.files import load_config
 from .common import require_root
 
 
 def upgrade(ctx: Context, name: str, check: str | None = None, keep_snapshot: bool = False,
-            timeout: float = 120, step_timeout: float = 1800,
+            timeout: float = TIMEOUT, step_timeout: float = 1800,
             run_inside: Callable[..., tuple[int, str]] = inside,
             run_in_copy: Callable[..., tuple[int, str]] = in_copy) -> dict:
     require_root()

@@ -20,6 +20,11 @@ from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
 from .context import Context, Held
 
+# Seconds a command waits for a container to come up (running or degraded) or to power off
+# cleanly (then it is terminated): start's, stop's, restart's and upgrade's --timeout.  One
+# value, so a user learns one: a minute, ample for one boot or poweroff on an idle host.
+TIMEOUT: float = 60  # shown as --timeout's default: 60, not 60.0
+
 
 def _polls(quick=0.01, quick_for=2.0, most=0.05):
     """Sleep intervals for state polling: every 10 ms for the first 2 s, when the answer is
@@ -46,7 +51,7 @@ def is_active(bus: Bus, name: str) -> bool:
     return bus.is_active(service_unit(name))
 
 
-def start(held: Held, wait: bool = True, timeout: float = 60) -> str:
+def start(held: Held, wait: bool = True, timeout: float = TIMEOUT) -> str:
     """Start the container held; with wait, return once it runs (see wait_started)."""
     if request_start(held):
         return "running"
@@ -76,7 +81,7 @@ def request_start(held: Held) -> bool:
     return False
 
 
-def wait_started(ctx: Context, name: str, timeout: float = 60) -> str:
+def wait_started(ctx: Context, name: str, timeout: float = TIMEOUT) -> str:
     """Wait (no lock needed: the start job holds the tree) until NAME runs: its unit active,
     machined knowing it, and, for a booted container, its own systemd done with its boot
     ("running" or "degraded").  A failed start, or one past timeout, is one Error with its
@@ -144,7 +149,7 @@ def _guest_boot_finished(name: str, deadline: float) -> str | None:
     return proc.stdout.strip() or None
 
 
-def stop(ctx: Context, name: str, timeout: float = 30) -> bool:
+def stop(ctx: Context, name: str, timeout: float = TIMEOUT) -> bool:
     """Power NAME off cleanly; terminate it after timeout.
 
     A stop of its unit, as `systemctl stop` does: systemd-nspawn turns the SIGTERM into a

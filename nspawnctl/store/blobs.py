@@ -274,11 +274,12 @@ class BlobStore:
             out.append((check_digest(desc.get("digest")), desc["size"]))
         return out
 
-    def referenced(self) -> set[str]:
+    def referenced(self, records: list[Record] | None = None) -> set[str]:
         """Every blob a record needs (a record whose manifest is unreadable keeps only what
-        it names directly: prune must not fail on it, nor take more than it can tell)."""
+        it names directly: prune must not fail on it, nor take more than it can tell); of
+        the records given, to tell what a change to them would leave unneeded."""
         used: set[str] = set()
-        for r in self.records():
+        for r in self.records() if records is None else records:
             used.add(r.digest)
             if r.index:
                 used.add(r.index)
@@ -286,21 +287,29 @@ class BlobStore:
                 used.update(d for d, _ in self.image_blobs(r.digest, r.size))
         return used
 
-    def collect(self) -> tuple[int, int]:
-        """Remove the blobs no record needs (the caller holds the store exclusive); returns
-        (count, bytes)."""
-        used = {d.split(":")[1] for d in self.referenced()}
-        count = freed = 0
+    def unused(self, records: list[Record] | None = None) -> dict[str, int]:
+        """The blobs no record needs (of records, when given), with their sizes: what
+        collect() removes, and what a --dry-run says it would."""
+        used = {d.split(":")[1] for d in self.referenced(records)}
+        found = {}
         try:
             entries = list(os.scandir(self.blobs))
         except FileNotFoundError:
-            return 0, 0
+            return {}
         for entry in entries:
             if entry.name in used:
                 continue
             with contextlib.suppress(FileNotFoundError):
-                size = entry.stat(follow_symlinks=False).st_size
-                os.unlink(entry.path)
+                found[entry.name] = entry.stat(follow_symlinks=False).st_size
+        return found
+
+    def collect(self) -> tuple[int, int]:
+        """Remove the blobs no record needs (the caller holds the store exclusive); returns
+        (count, bytes)."""
+        count = freed = 0
+        for name, size in self.unused().items():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.blobs / name)
                 count, freed = count + 1, freed + size
         if count:
             self.sync()

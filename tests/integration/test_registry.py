@@ -265,7 +265,8 @@ def test_rm_and_prune_free_the_blobs_nothing_needs(host, nspawnctl, regs):
     nspawnctl("pull", f"{TLS}/test/temp:1")
     assert layer in store_blobs(host)
     r = nspawnctl("images", "prune")
-    assert "blob(s)" in r.stdout and layer not in store_blobs(host)
+    assert "removed " in r.stdout and " blobs (" in r.stdout, r.stdout
+    assert layer not in store_blobs(host)
     assert ib.sha256(ib.compress(moved, "gzip")) in store_blobs(host)
     nspawnctl("images", "rm", f"{TLS}/test/temp:1")
     assert all_blobs_whole(host) == []

@@ -91,12 +91,14 @@ def test_bad_input(host, nspawnctl, made):
     assert r.returncode != 0 and "is busy" in r.stderr, str(r)
     nspawnctl("snapshot", "rm", name, "t1")
     assert snaps(nspawnctl, name) == {}
-    # a default tag is a UTC time, and remove says how many snapshots went with the container
+    # a default tag is a UTC time, and remove says which snapshots went with the container
     nspawnctl("snapshot", name)
     nspawnctl("snapshot", name)
-    assert all(t.endswith("Z") or "Z-" in t for t in snaps(nspawnctl, name))
+    tags = snaps(nspawnctl, name)
+    assert all(t.endswith("Z") or "Z-" in t for t in tags)
     r = nspawnctl("remove", name)
-    assert r.stdout.strip() == f"removed {name} and its 2 snapshots"
+    assert r.stdout.startswith(f"removed {name} and its 2 snapshots ("), r.stdout
+    assert all(f"{tag} (" in r.stdout for tag in tags), r.stdout
     assert host.run(["test", "-e", f"{SNAPS}/{name}"]).returncode != 0
 
 

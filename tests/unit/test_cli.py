@@ -285,7 +285,7 @@ def test_help_does_not_import_pystemd_or_tabulate():
 def test_export_of_a_name_without_a_format_is_one_error(tmp_path):
     make_tree(tmp_path, "web")
     result = nspawnctl(tmp_path, "export", "web", str(tmp_path / "web.img"))
-    assert_error(result, "nspawnctl: cannot tell the format of 'web.img' from its name")
+    assert_error(result, "nspawnctl: cannot tell the format of 'web.img' from its name", code=2)
     assert "--format oci-archive" in result.stderr
     assert not (tmp_path / "web.img").exists()
 
@@ -315,3 +315,23 @@ def test_the_pull_policys_default_is_the_one_each_command_says():
     for command, default in (("create", "missing"), ("pull", "always")):
         text = " ".join(CliRunner().invoke(cli, [command, "--help"]).output.split())
         assert f"{default} (default)" in text, (command, text)
+
+
+def test_export_over_an_existing_file_is_refused_before_anything(tmp_path):
+    """`export web web.oci.tar` over the user's own archive: exit 4 (conflict), one line, the
+    file as it was, and systemd never asked (no bus here)."""
+    make_tree(tmp_path, "web")
+    mine = tmp_path / "web.oci.tar"
+    mine.write_text("the user's archive")
+    result = nspawnctl(tmp_path, "export", "web", str(mine))
+    assert_error(result, f"nspawnctl: {mine} already exists", code=4)
+    assert "--force" in result.stderr
+    assert mine.read_text() == "the user's archive"
+
+
+def test_export_with_a_name_that_says_another_format_is_refused(tmp_path):
+    make_tree(tmp_path, "web")
+    result = nspawnctl(tmp_path, "export", "web", str(tmp_path / "web.oci.tar"),
+                       "--format", "tar")
+    assert_error(result, "nspawnctl: 'web.oci.tar' names an oci-archive, not a tar", code=2)
+    assert not (tmp_path / "web.oci.tar").exists()

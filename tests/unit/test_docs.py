@@ -87,9 +87,11 @@ def test_the_readme_s_two_commands_are_makefile_targets():
 def test_the_readme_names_every_command():
     import click
 
-    from nspawnctl.cli import cli
+    from nspawnctl.cli import ALIASES, cli
     section = (REPO / "README.md").read_text().split("## Commands", 1)[1].split("\n- ", 1)[0]
     named = {item.split()[0] for item in re.findall(r"`([^`]+)`", section)}
     ctx = click.Context(cli)
-    visible = {name for name in cli.list_commands(ctx) if not cli.get_command(ctx, name).hidden}
+    # podman's names (rm, ps) are the same commands: --help shows them beside those
+    visible = {name for name in cli.list_commands(ctx)
+               if not cli.get_command(ctx, name).hidden and name not in ALIASES}
     assert named == visible

@@ -450,3 +450,75 @@ def test_a_container_systemd_cannot_freeze_is_refused(monkeypatch):
             raise AssertionError("read while running")
     assert "stop it first" in e.value.hint
     assert bus.calls == [("freeze", "systemd-nspawn@web.service")]
+
+
+@pytest.mark.parametrize("name,fmt,want", [
+    ("web.oci.tar", None, ("oci-archive", None)), ("WEB.OCI.TAR", None, ("oci-archive", None)),
+    ("web.docker.tar", None, ("docker-archive", None)),
+    ("web.oci.tar", "oci-archive", ("oci-archive", None)),
+    ("web.docker.tar", "docker-archive", ("docker-archive", None)),
+    ("oci.tar", None, ("tar", None)), ("web-oci.tar.gz", None, ("tar", "gzip")),
+])
+def test_image_formats_from_the_name(name, fmt, want):
+    """An image archive is named as podman and skopeo users name them: the name alone says
+    which, as it does for a compressed tarball."""
+    assert choose_format(Path(name), fmt) == want
+
+
+@pytest.mark.parametrize("name,fmt,message", [
+    ("web.oci.tar", "tar", "'web.oci.tar' names an oci-archive, not a tar"),
+    ("web.docker.tar", "tar", "'web.docker.tar' names a docker-archive, not a tar"),
+    ("web.oci.tar", "docker-archive", "names an oci-archive, not a docker-archive"),
+    ("web.docker.tar", "oci-archive", "names a docker-archive, not an oci-archive"),
+    ("web.oci.tar.gz", None, "'web.oci.tar.gz' could be an oci-archive or a gzip tarball"),
+    ("web.docker.tar.zst", None, "could be a docker-archive or a zstd tarball"),
+    ("web.oci.tgz", "tar", "could be an oci-archive or a gzip tarball"),
+])
+def test_names_that_contradict_or_are_ambiguous_are_refused(name, fmt, message):
+    """`export web web.oci.tar --format tar` (or a name that could mean two things) writes
+    nothing: the name a user gave must not end up on a file of another kind."""
+    with pytest.raises(Error, match=message) as e:
+        choose_format(Path(name), fmt)
+    assert e.value.hint and "\n" not in e.value.message
+
+
+def _container(tmp_path, monkeypatch) -> Context:
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path / "root"))
+    paths = Paths.from_env()
+    make_tree(paths.tree("web"))
+    save_config(paths, "web", ContainerConfig())
+    monkeypatch.setattr(export_op, "running_for_copy", lambda ctx, name: False)
+    return Context(paths, lambda m: None, FakeBus())
+
+
+def test_an_existing_file_is_kept_without_force(tmp_path, monkeypatch):
+    from nspawnctl.errors import CONFLICT
+    ctx = _container(tmp_path, monkeypatch)
+    mine = tmp_path / "web.oci.tar"
+    mine.write_bytes(b"the user's OCI archive")
+    with pytest.raises(Error, match="web.oci.tar already exists") as e:
+        export_op.export(ctx, "web", mine)
+    assert e.value.exit_code == CONFLICT and "--force" in (e.value.hint or "")
+    assert mine.read_bytes() == b"the user's OCI archive"
+    assert sorted(os.listdir(tmp_path)) == ["root", "web.oci.tar"]
+    info = export_op.export(ctx, "web", mine, force=True)
+    assert info["format"] == "oci-archive"
+    with tarfile.open(mine) as t:
+        assert "oci-layout" in t.getnames()
+
+
+def test_a_file_made_while_the_export_ran_is_kept(tmp_path, monkeypatch):
+    """The check before the export is only for a quick answer: the rename that puts the
+    archive in place is the one that refuses to replace a file (RENAME_NOREPLACE)."""
+    ctx = _container(tmp_path, monkeypatch)
+    out = tmp_path / "web.tar"
+    real = export_op.write_tree
+
+    def meanwhile(tree, sink):
+        out.write_text("made meanwhile")
+        return real(tree, sink)
+    monkeypatch.setattr(export_op, "write_tree", meanwhile)
+    with pytest.raises(Error, match="web.tar already exists"):
+        export_op.export(ctx, "web", out)
+    assert out.read_text() == "made meanwhile"
+    assert sorted(os.listdir(tmp_path)) == ["root", "web.tar"]  # no temporary file left

@@ -89,3 +89,57 @@ def test_rm_is_refused_while_a_container_uses_the_tree(paths, registry, monkeypa
     assert one["digest"] in blobs_in(paths) and (paths.images / key).is_dir()
     assert [r.name for r in BlobStore(paths).records()] == [f"{REPO}:v1"]
     assert image_store.list_images(paths, {})  # its tree is still there
+
+
+def test_prune_dry_run_says_what_prune_takes_and_changes_nothing(paths, registry):
+    one = pulled(paths, registry, "v1", BASE, TOP1)
+    pulled(paths, registry, "v1", BASE, TOP2)  # the same tag, another image
+    key = "oci-" + one["digest"].replace(":", "-")
+    blobs = blobs_in(paths)
+    would = ops.prune(context(paths), dry_run=True)
+    assert blobs_in(paths) == blobs and (paths.images / key).is_dir()
+    assert key in would["trees"] and would["tree_sizes"][key] > 0  # no container uses it
+    assert would["blobs"] == 3 and would["bytes"] > 0  # TOP1, v1's first config, manifest
+    done = ops.prune(context(paths))
+    assert done == would
+    assert not (paths.images / key).exists()
+
+
+def test_rm_dry_run_says_what_rm_takes_and_changes_nothing(paths, registry):
+    pulled(paths, registry, "v1", BASE, TOP1)
+    pulled(paths, registry, "v2", BASE, TOP2)
+    blobs, records = blobs_in(paths), BlobStore(paths).records()
+    would = ops.remove(context(paths), f"{REPO}:v1", dry_run=True)
+    assert blobs_in(paths) == blobs and BlobStore(paths).records() == records
+    assert would["blobs"] == 3 and would["bytes"] > 0  # TOP1, v1's config and manifest
+    done = ops.remove(context(paths), f"{REPO}:v1")
+    assert done == would
+
+
+def test_prune_and_rm_say_what_goes(paths, registry):
+    """What the user reads: each tree with its size, the blobs with theirs."""
+    from click.testing import CliRunner
+
+    from nspawnctl.cli import App, cli
+    app = App()
+    app._ctx = context(paths)
+
+    def run(*args):
+        result = CliRunner().invoke(cli, list(args), obj=app)
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()
+
+    one = pulled(paths, registry, "v1", BASE, TOP1)
+    key = "oci-" + one["digest"].replace(":", "-")
+    mb = f"{image_store.read_meta(paths.images / key)['size'] / 1e6:.1f} MB"
+    lines = run("images", "rm", "--dry-run", f"{REPO}:v1")
+    assert lines[0].startswith(f"would remove {REPO}:v1: base tree {key} ({mb}), 4 blobs ("), \
+        lines
+    assert run("images", "rm", f"{REPO}:v1")[0] == lines[0].replace("would remove", "removed")
+    pulled(paths, registry, "v1", BASE, TOP1)
+    pulled(paths, registry, "v1", BASE, TOP2)  # the tag moved: v1's first tree is unnamed
+    lines = run("images", "prune", "--dry-run")
+    assert lines[0].startswith("would remove 2 base trees (") and f"  {key}  {mb}" in lines
+    assert lines[3].startswith("would remove 3 blobs ("), lines
+    assert (paths.images / key).is_dir()
+    assert run("images", "prune") == [line.replace("would remove", "removed") for line in lines]

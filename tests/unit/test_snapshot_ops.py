@@ -142,11 +142,56 @@ def test_running_container_that_cannot_be_frozen_is_refused_without_stop(paths, 
     assert snap_op.list_snapshots(ctx, "c1") == []
 
 
-def test_remove_takes_the_snapshots_and_says_how_many(paths, bus, ctx):
+def test_remove_takes_the_snapshots_and_says_which(paths, bus, ctx):
     snap_op.snapshot(ctx, "c1", "a")
     snap_op.snapshot(ctx, "c1", "b")
-    assert remove_op.remove(ctx, "c1") == 2
+    done = remove_op.remove(ctx, "c1")
+    assert [(s["tag"], s["size"] > 0) for s in done["snapshots"]] == [("a", True), ("b", True)]
+    assert done["stopped"] is False
     assert not snapshots.snapshot_dir(paths, "c1").exists()
+
+
+def cli_with(ctx):
+    """The CLI as a user runs it, with this test's context (its fake bus) as the App's."""
+    app = cli_module.App()
+    app._ctx = ctx
+    return lambda *args: CliRunner().invoke(cli_module.cli, list(args), obj=app)
+
+
+def test_remove_dry_run_says_what_would_go_and_changes_nothing(paths, bus, ctx):
+    snap_op.snapshot(ctx, "c1", "a")
+    snap_op.snapshot(ctx, "c1", "b")
+    sizes = {s["tag"]: s["size"] for s in snap_op.list_snapshots(ctx, "c1")}
+    result = cli_with(ctx)("remove", "--dry-run", "c1")
+    assert result.exit_code == 0, result.output
+    total = (sizes["a"] + sizes["b"]) / 1e6
+    assert result.output == (f"would remove c1 and its 2 snapshots ({total:.1f} MB): "
+                             f"a ({sizes['a'] / 1e6:.1f} MB), b ({sizes['b'] / 1e6:.1f} MB)\n")
+    assert paths.tree("c1").is_dir() and paths.nspawn_file("c1").exists()
+    assert [s["tag"] for s in snap_op.list_snapshots(ctx, "c1")] == ["a", "b"]
+    assert not bus.calls  # nothing asked of systemd but whether it runs
+    result = cli_with(ctx)("remove", "c1")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("removed c1 and its 2 snapshots (")
+    assert not paths.tree("c1").exists()
+
+
+def test_remove_dry_run_of_a_running_container(paths, ctx):
+    """--dry-run refuses what remove would refuse, and says --force would stop it."""
+    ctx.bus.state = "active"
+    result = cli_with(ctx)("remove", "--dry-run", "c1")
+    assert isinstance(result.exception, Error) and result.exception.message == "c1 is running"
+    result = cli_with(ctx)("remove", "--dry-run", "--force", "c1")
+    assert result.exit_code == 0, result.output
+    assert result.output == "would stop c1 and remove it\n"
+    assert paths.tree("c1").is_dir() and not ctx.bus.calls
+
+
+def test_snapshot_rm_says_the_size_it_freed(paths, bus, ctx):
+    snap_op.snapshot(ctx, "c1", "a")
+    size = snap_op.list_snapshots(ctx, "c1")[0]["size"]
+    result = cli_with(ctx)("snapshot", "rm", "c1", "a")
+    assert result.output == f"removed snapshot a of c1 ({size / 1e6:.1f} MB)\n"
 
 
 def test_snapshots_of_a_removed_container_are_swept(paths, bus, ctx):
@@ -186,7 +231,8 @@ def test_cli_snapshot_group_defaults_to_create(paths, bus, ctx, monkeypatch):
     seen = []
     monkeypatch.setattr(snap_op, "snapshot", lambda c, n, t, stop_if_needed: seen.append(
         (n, t, stop_if_needed)) or {"tag": t or "x", "method": "copy", "size": 0})
-    monkeypatch.setattr(snap_op, "remove_snapshot", lambda p, n, t: seen.append(("rm", n, t)))
+    monkeypatch.setattr(snap_op, "remove_snapshot",
+                        lambda p, n, t: seen.append(("rm", n, t)) or {"size": 0})
     runner = CliRunner()
     for args in (["snapshot", "c1"], ["snapshot", "c1", "t1"], ["snapshot", "--stop", "c1"],
                  ["snapshot", "create", "rm"], ["snapshot", "rm", "c1", "t1"]):
