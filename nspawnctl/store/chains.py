@@ -5,8 +5,9 @@ should unpack only its own layers.  So while an image is unpacked, the tree of e
 prefix of its layers is kept (a hard-linked copy, cp -al: directories made anew, files shared,
 so a few hundredths of a second for a Debian-sized tree), and once the image is whole they go
 to images/layers-CHAIN/{tree,chain.json}, CHAIN naming the layers' diff_ids in order (a failed
-create leaves none); a base tree records its own chain in chain.json beside its meta.json.  A later image starts from a hard-linked copy of the longest
-of these whose layers are its first ones, and applies only the rest.
+create leaves none); a base tree records its own chain in chain.json beside its meta.json.
+A later image starts from a hard-linked copy of the longest of these whose layers are its
+first ones, and applies only the rest.
 
 Sharing files between trees is safe because nothing writes a cached tree's files in place: the
 unpacker replaces a file (unlink, then O_EXCL) and never opens an existing one for writing or
