@@ -10,7 +10,7 @@ from ..runtime.lifecycle import is_active
 from ..settings.files import load_config, save_config
 from ..settings.model import dependencies, edit, live_properties, needs_restart
 from ..store import order
-from .common import require_root
+from .common import check_bind_sources, require_root
 
 
 def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
@@ -22,6 +22,8 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
     with ctx.holding(name):
         old = load_config(paths, name)
         new = edit(old, options)
+        # only the binds it adds: one whose source went away since must not block other changes
+        check_bind_sources(b for b in new.binds if b not in old.binds)
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.
