@@ -16,6 +16,7 @@ was started.
 import errno
 import ipaddress
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import Error
 from ..fs.files import mkdir_private
@@ -33,6 +34,12 @@ from .state import NetworkState
 HOST_UNIT = "nspawnctl-network.service"
 HOSTS_BEGIN = "# nspawnctl: containers of network {network} (rewritten by nspawnctl)"
 HOSTS_END = "# nspawnctl: end"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+FORWARDING_OFF = "IPv4 forwarding is off: containers on nspawnctl networks cannot reach out"
+# Its own sysctl.d file, so that it survives a reboot and no other setting is overwritten.
+FORWARDING_FILE = "/etc/sysctl.d/60-nspawnctl-ip-forward.conf"
+FORWARDING_FIX = (f"echo 'net.ipv4.ip_forward = 1' > {FORWARDING_FILE} && "
+                  f"sysctl -p {FORWARDING_FILE}")
 
 
 def network_state(paths: Paths) -> NetworkState:
@@ -192,6 +199,24 @@ def ensure_host_unit(paths: Paths, bus: Bus):
         bus.enable_units([HOST_UNIT])
     if bus.active_state(HOST_UNIT) != "active":
         bus.start_unit(HOST_UNIT)
+
+
+def forwarding_on(path: Path | None = None) -> bool:
+    """Whether the host forwards IPv4 (bridge.ensure_bridge turns it on; a sysctl reload or an
+    admin may turn it off again).  Unreadable counts as on: doctor says more."""
+    try:
+        return (path or IP_FORWARD).read_text().strip() == "1"
+    except OSError:
+        return path is None
+
+
+def reach_warnings() -> list[str]:
+    """Why containers on nspawnctl networks cannot reach out, as doctor says it, one line each
+    with the fix: what a start or an upgrade checks on its way (a /proc read and one
+    ruleset listing), so that the user hears it there and not from apt's "Temporary failure
+    resolving" later."""
+    lines = [] if forwarding_on() else [f"{FORWARDING_OFF}; turn it on: {FORWARDING_FIX}"]
+    return lines + forward_warnings()
 
 
 def forward_warnings() -> list[str]:

@@ -68,9 +68,9 @@ def request_start(held: Held) -> bool:
     cfg = load_config(ctx.paths, name)
     if network.managed(cfg):
         network.ensure_host(ctx.paths, cfg)  # systemd-nspawn needs the bridge to exist
-        # Docker or ufw may have left a FORWARD policy of drop: the container would start,
-        # unable to reach anything.  Say so, with what to run.
-        for line in network.forward_warnings():
+        # IPv4 forwarding turned off, or a FORWARD policy of drop Docker or ufw left: the
+        # container would start, unable to reach anything.  Say so, with what to run.
+        for line in network.reach_warnings():
             ctx.report(f"warning: {line}")
     bus.start_unit(unit)
     return False
@@ -115,6 +115,11 @@ def _start_failed(bus: Bus, name: str) -> Error:
         return Error(f"{name} did not start within its start timeout, and systemd stopped it",
                      hint=f"on a busy host give it longer: nspawnctl set {name} "
                           f"--start-timeout 10min\n{log}")
+    if "inotify" in log and "Too many open files" in log:
+        # doctor's inotify check, where it bites: every booted container takes inotify
+        # instances charged to root on the host, and the kernel's 128 fit about 16
+        log = ("the host's inotify limit is used up (fs.inotify.max_user_instances); "
+               "`nspawnctl doctor` says by how much and gives the fix\n" + log)
     return Error(f"{name} failed to start", hint=log)
 
 
