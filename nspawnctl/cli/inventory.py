@@ -6,7 +6,7 @@ import click
 
 from ..ops import images, inventory
 from . import App, completion, pass_app
-from .output import print_record, print_table
+from .output import print_record, print_table, shown
 
 
 @click.command("list")
@@ -24,8 +24,14 @@ def list_(app, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def status(app, name, as_json):
-    """Show one container in detail."""
-    print_record(inventory.status(app.ctx, name), as_json)
+    """Show one container in detail (a failed one: why, and its last lines of log)."""
+    record = inventory.status(app.ctx, name)
+    log = None if as_json else record.pop("log")
+    print_record(record, as_json)
+    if log:
+        click.echo("log:")
+        for line in log:
+            click.echo(f"  {shown(line)}")
 
 
 

@@ -10,6 +10,7 @@ from ..fs import resolve
 from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
 from ..runtime.context import Context
+from ..runtime.lifecycle import journal_tail
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
 from ..store import overlay
@@ -119,6 +120,12 @@ def status(ctx: Context, name: str) -> dict:
         "tree": str(paths.tree(name)),
         "overlay": str(overlay.layers(paths, name)) if overlay.is_overlay(paths, name) else None,
     })
+    # Why a failed one failed: systemd's word for it (exit-code, timeout, signal, ...) and its
+    # last lines of log; `failed` alone left the user to find journalctl.
+    failed = row["state"] == "failed"
+    row["result"] = bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) \
+        if failed else None
+    row["log"] = journal_tail(name) if failed else None
     row.update(describe(cfg))  # every setting, as the table in settings/model.py shows it
     row["memory_current"] = _bytes(service.get("MemoryCurrent"))
     row.update(_image_ports_and_volumes(paths, cfg.image))

@@ -35,10 +35,21 @@ def _polls(quick=0.01, quick_for=2.0, most=0.05):
             delay = min(delay * 1.5, most)
 
 
-def _journal_tail(name: str, lines: int = 10) -> str:
+LOG_LINES = 10  # what a failure and `status` show of a container's log
+LOG_LINE_MAX = 500  # characters of one line: a container writes its log, and any length
+
+
+def journal_tail(name: str, lines: int = LOG_LINES) -> list[str]:
+    """The last lines of NAME's unit's journal (systemd-nspawn's and the container's own
+    output), each cut to LOG_LINE_MAX; shown escaped (cli/output.py): the container wrote
+    them."""
     proc = run(["journalctl", "-u", service_unit(name), "-n", str(lines), "--no-pager", "-q",
                 "-o", "cat"], check=False)
-    return proc.stdout.strip()
+    return [line[:LOG_LINE_MAX] for line in proc.stdout.strip().splitlines()][-lines:]
+
+
+def _journal_tail(name: str, lines: int = LOG_LINES) -> str:
+    return "\n".join(journal_tail(name, lines))
 
 
 def is_active(bus: Bus, name: str) -> bool:
