@@ -24,7 +24,7 @@ def list_(app, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def status(app, name, as_json):
-    """Show one container in detail (a failed one: why, and its last lines of log)."""
+    """Show one container in detail."""
     record = inventory.status(app.ctx, name)
     log = None if as_json else record.pop("log")
     print_record(record, as_json)
