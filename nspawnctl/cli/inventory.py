@@ -6,7 +6,7 @@ import click
 
 from ..ops import images, inventory
 from . import App, completion, pass_app
-from .output import print_record, print_table, shown
+from .output import cell, print_record, print_table, shown
 
 
 @click.command("list")
@@ -15,6 +15,9 @@ from .output import print_record, print_table, shown
 def list_(app, as_json):
     """List every container, running or not."""
     rows = inventory.list_containers(app.ctx)
+    if not as_json:
+        for row in rows:
+            _mark_pending(row, ["address"], "pending")
     print_table(rows, ["name", "state", "os", "address", "ports", "image", "enabled", "limits"],
                 as_json)
 
@@ -27,6 +30,9 @@ def status(app, name, as_json):
     """Show one container in detail."""
     record = inventory.status(app.ctx, name)
     log = None if as_json else record.pop("log")
+    if not as_json:
+        _mark_pending(record, list(record["pending"]), "pending after restart")
+        record.pop("pending")
     print_record(record, as_json)
     if log:
         click.echo("log:")
@@ -34,6 +40,14 @@ def status(app, name, as_json):
             click.echo(f"  {shown(line)}")
 
 
+
+
+def _mark_pending(row: dict, keys: list[str], words: str):
+    """A setting saved for the next start, shown beside the value in force:
+    'address 10.0.0.2 (pending after restart: 10.99.0.3)'."""
+    for key in keys:
+        if key in row["pending"]:
+            row[key] = f"{cell(row[key])} ({words}: {cell(row['pending'][key])})"
 
 
 @click.group("images", invoke_without_command=True)

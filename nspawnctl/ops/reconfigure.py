@@ -7,8 +7,9 @@ from ..network import containers as network
 from ..paths import service_unit
 from ..runtime.context import Context
 from ..runtime.lifecycle import is_active
+from ..settings import running as running_record
 from ..settings.files import load_config, save_config
-from ..settings.model import dependencies, edit, live_properties, needs_restart
+from ..settings.model import ContainerConfig, dependencies, edit, live_properties, needs_restart
 from ..store import order
 from .common import check_bind_sources, require_root
 
@@ -31,16 +32,18 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
             return [f"{name}: nothing changed"]
         if dependencies(new) != dependencies(old):
             order.check(paths, name, new)
+        bus = ctx.bus
+        running = is_active(bus, name)
+        live = _record_running(ctx, name, old, new) if running else None
         networked = network.managed(old) or network.managed(new)
         if networked:
-            network.join(paths, name, new)  # refuses taken ports and unknown networks
+            # refuses taken ports and unknown networks; keeps the address it runs with
+            network.join(paths, name, new, keep=live.network if live else None)
         save_config(paths, name, new)
         if networked:
             network.ensure_host_unit(paths, ctx.bus)
             network.apply_host(paths)  # published ports change at once
             network.write_all_hosts(paths)
-        bus = ctx.bus
-        running = is_active(bus, name)
         if not running:
             # The runtime drop-ins of an earlier live `set` override /etc: gone, so the saved
             # settings are what the next start gets.
@@ -57,6 +60,20 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
         else:
             messages.append(f"{name}: settings saved; they apply at the next start")
     return messages
+
+
+def _record_running(ctx: Context, name: str, old: ContainerConfig,
+                    new: ContainerConfig) -> ContainerConfig | None:
+    """Before saving settings a running container gets only at its next start: record what it
+    runs with (settings/running.py), so that list, status and its published ports keep to
+    that until the restart.  Returns the settings it runs with (None: the saved ones)."""
+    recorded = running_record.read(ctx.paths, name)
+    if recorded is None and needs_restart(old, new):
+        machine = ctx.bus.machine_properties(name)
+        if machine and machine.get("Leader"):
+            running_record.record(ctx.paths, name, old, int(machine["Leader"]))
+            recorded = running_record.read(ctx.paths, name)
+    return recorded.config if recorded else None
 
 
 def _apply_live(ctx: Context, name: str, cfg) -> None:

@@ -77,6 +77,7 @@ def request_start(held: Held) -> bool:
         bus.reset_failed(unit)
     drop_stale(ctx.paths, name)  # a killed upgrade's or rollback's: its unit asserts none
     cfg = load_config(ctx.paths, name)
+    network.settle(ctx.paths, name, cfg)  # what `set` saved is what this run gets
     if network.managed(cfg):
         network.ensure_host(ctx.paths, cfg)  # systemd-nspawn needs the bridge to exist
         # IPv4 forwarding turned off, or a FORWARD policy of drop Docker or ufw left: the

@@ -90,3 +90,139 @@ def test_status_text_shows_the_log_lines_one_a_line_escaped(paths, monkeypatch):
     assert out[at + 1:at + 3] == ["  boom", "  \\x1b[2J"]
     as_json = json.loads(CliRunner().invoke(climod.cli, ["status", "c1", "--json"]).output)
     assert as_json["log"] == ["boom", "\x1b[2J"] and as_json["result"] == "exit-code"
+
+
+# ---------------------------------------------------------------- settings pending a restart
+
+def leader_bus(pid, state="active"):
+    """The container runs (its unit active), with pid as its leader."""
+    class Bus(UnitBus):
+        def machine_properties(self, name):
+            return {"Leader": pid}
+
+        def get_all(self, *args, **kwargs):
+            return {}
+
+        def list_units(self, patterns=()):
+            return [{"name": "systemd-nspawn@c1.service", "active_state": state}]
+
+        def list_machines(self):
+            return [{"name": "c1"}]
+    return Bus(state, "success")
+
+
+@pytest.fixture
+def moved(paths):
+    """c1 runs on network 'front' (198.51.100.2) and `set --network back --bind ...` saved
+    'back' (203.0.113.2) for its next start: what set leaves (a lease on each network, the
+    record of what runs), with this test's process as its leader."""
+    import os
+
+    from nspawnctl.network.state import NetworkState
+    from nspawnctl.settings import running
+    from nspawnctl.settings.networking import parse_port
+    from nspawnctl.settings.values import parse_bind
+    state = NetworkState(paths.state / "network", routes=lambda: [])
+    state.create("front", "198.51.100.0/24")
+    state.create("back", "203.0.113.0/24")
+    state.lease("front", "c1")
+    state.lease("back", "c1")
+    old = ContainerConfig(network="front")
+    running.record(paths, "c1", old, os.getpid())
+    save_config(paths, "c1", ContainerConfig(network="back", binds=(parse_bind(str(paths.state)),),
+                                             ports=(parse_port("8080:80"),)))
+    return paths
+
+
+def test_status_shows_the_live_address_and_marks_the_pending_one(moved):
+    import os
+    row = inventory.status(context(moved, leader_bus(os.getpid())), "c1")
+    assert row["address"] == ["198.51.100.2"] and row["network"] == "front"
+    assert row["binds"] is None  # not mounted in this run
+    assert row["pending"] == {"network": "back", "address": ["203.0.113.2"],
+                              "binds": [f"{moved.state}:{moved.state}"]}
+    assert row["ports"] == ["8080:80/tcp"]  # ports apply at once: not pending
+
+
+def test_list_shows_the_live_address_and_marks_the_pending_one(moved, monkeypatch):
+    import os
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # no sweep
+    rows = inventory.list_containers(context(moved, leader_bus(os.getpid())))
+    assert rows[0]["address"] == ["198.51.100.2"]
+    assert rows[0]["pending"]["address"] == ["203.0.113.2"]
+
+
+def test_published_ports_follow_the_live_address_until_the_restart(moved):
+    from nspawnctl.network.containers import publications
+    assert [(name, address) for name, address, _ in publications(moved)] == \
+        [("c1", "198.51.100.2")]
+
+
+def test_a_record_of_another_run_is_not_believed(moved):
+    """A restart (a new leader) or a stop (no leader) makes the record stale at once."""
+    import os
+    import subprocess
+
+    from nspawnctl.network.containers import publications
+    from nspawnctl.settings import running
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    data = json.loads((moved.running / "c1.json").read_text())
+    data["leader"] = gone.pid
+    (moved.running / "c1.json").write_text(json.dumps(data))
+    assert running.read(moved, "c1") is None
+    row = inventory.status(context(moved, leader_bus(os.getpid())), "c1")
+    assert row["address"] == ["203.0.113.2"] and row["pending"] == {}
+    assert [a for _, a, _ in publications(moved)] == ["203.0.113.2"]
+    data["leader"], data["start"] = os.getpid(), data["start"] + 1  # PID reused: not it
+    (moved.running / "c1.json").write_text(json.dumps(data))
+    assert running.read(moved, "c1") is None
+
+
+def test_status_text_says_the_pending_value_beside_the_live_one(moved, monkeypatch):
+    import os
+
+    from nspawnctl import cli as climod
+    monkeypatch.setattr(climod.App, "ctx", property(
+        lambda self: context(moved, leader_bus(os.getpid()))), raising=False)
+    out = CliRunner().invoke(climod.cli, ["status", "c1"]).output.splitlines()
+    assert [line.split(None, 1)[1] for line in out if line.startswith("address:")] == \
+        ["198.51.100.2 (pending after restart: 203.0.113.2)"]
+    assert [line.split(None, 1)[1] for line in out if line.startswith("network:")] == \
+        ["front (pending after restart: back)"]
+    assert not any(line.startswith("pending:") for line in out)
+
+
+def test_set_on_a_running_container_records_what_runs_once_per_run(paths):
+    """The class: any setting `set` saves for the next start (here --env) is shown pending,
+    and a second `set` in the same run still compares with what runs, not with the first."""
+    import os
+
+    from nspawnctl.ops import reconfigure
+    bus = leader_bus(os.getpid())
+    ctx = context(paths, bus)
+    reconfigure.set_config(ctx, "c1", {"env": ("MODE=prod",)})
+    row = inventory.status(ctx, "c1")
+    assert row["env"] is None and row["pending"] == {"env": ["MODE=prod"]}
+    reconfigure.set_config(ctx, "c1", {"env": ("MODE=dev",)})
+    assert inventory.status(ctx, "c1")["pending"] == {"env": ["MODE=dev"]}
+    reconfigure.set_config(ctx, "c1", {"memory_max": "1G"})  # live: nothing pends for it
+    assert inventory.status(ctx, "c1")["pending"] == {"env": ["MODE=dev"]}
+
+
+def test_set_on_a_stopped_container_records_nothing(paths):
+    from nspawnctl.ops import reconfigure
+    reconfigure.set_config(context(paths, UnitBus("inactive", "success")), "c1",
+                           {"env": ("MODE=prod",)})
+    assert not (paths.running / "c1.json").exists()
+
+
+def test_join_keeps_the_lease_of_the_network_it_runs_on(paths):
+    from nspawnctl.network.state import NetworkState
+    state = NetworkState(paths.state / "network", routes=lambda: [])
+    state.create("front", "198.51.100.0/24")
+    state.create("back", "203.0.113.0/24")
+    state.lease("front", "c1")
+    state.lease("back", "c1")
+    assert state.release("c1", keep=("front",)) == ["back"]
+    assert [net.name for net, _ in state.leased("c1")] == ["front"]
