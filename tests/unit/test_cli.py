@@ -334,4 +334,4 @@ def test_a_missing_bind_source_is_refused_where_it_is_given(tmp_path, command):
 def test_a_bind_source_that_is_there_passes_the_check(tmp_path):
     from nspawnctl.ops.common import check_bind_sources
     from nspawnctl.settings.values import parse_bind
-    check_bind_sources([parse_bind(f"{tmp_path}:/data")])
+    assert check_bind_sources([parse_bind(f"{tmp_path}:/data")]) is None
