@@ -125,3 +125,26 @@ def test_a_missing_bind_source_is_refused_at_create_and_set(host, nspawnctl, mad
     # a source gone since does not block other changes
     nspawnctl("set", name, "--memory", "64MB")
     assert status(nspawnctl, name)["memory_max"] == 64 << 20
+
+
+def test_memory_as_podman_and_systemd_spell_it_reaches_systemd(host, nspawnctl, made):
+    """--memory 512MB (podman) is 512 MiB; --memory 50% stays a percentage, and systemd takes
+    it live (MemoryMaxScale) and in the drop-in (MemoryMax=50%) as half the host's memory."""
+    name = made("mem34", "--from", "scratch", "--add", "/bin/busybox", "--network", "none",
+                "--cmd", "/bin/busybox sleep 600", "--memory", "512MB")
+    assert status(nspawnctl, name)["memory_max"] == 512 << 20
+    nspawnctl("start", name)
+    nspawnctl("set", name, "--memory", "50%")
+    assert status(nspawnctl, name)["memory_max"] == "50%"
+    dropin = host.path(f"/etc/systemd/system/systemd-nspawn@{name}.service.d/"
+                       "50-nspawnctl.conf").read_text()
+    assert "MemoryMax=50%\n" in dropin
+    total = int(host.run(["awk", "/^MemTotal:/ {print $2}", "/proc/meminfo"]).stdout) * 1024
+    for when in ("live", "after a restart"):
+        shown = host.run(["systemctl", "show", "-P", "MemoryMax",
+                          f"systemd-nspawn@{name}.service"]).stdout.strip()
+        assert shown.isdigit() and 0.45 < int(shown) / total < 0.55, (when, shown, total)
+        if when == "live":
+            nspawnctl("restart", name)
+    r = nspawnctl.fails("set", name, "--memory", "150%")
+    assert r.returncode != 0 and "at most 100%" in r.error
