@@ -53,7 +53,7 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
             # Runtime properties make the new limits bite now, without a restart.
             bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
             messages.append(f"{name}: limits and ports applied to the running container")
-            later = needs_restart(old, new)
+            later = needs_restart(live or old, new)  # against what runs, not the last set
             if later:
                 messages.append(f"{name}: restart it for {', '.join(later)} to take effect "
                                 f"(nspawnctl restart {name})")

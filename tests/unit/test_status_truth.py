@@ -226,3 +226,15 @@ def test_join_keeps_the_lease_of_the_network_it_runs_on(paths):
     state.lease("back", "c1")
     assert state.release("c1", keep=("front",)) == ["back"]
     assert [net.name for net, _ in state.leased("c1")] == ["front"]
+
+
+def test_a_set_back_to_what_runs_asks_for_no_restart(paths):
+    import os
+
+    from nspawnctl.ops import reconfigure
+    ctx = context(paths, leader_bus(os.getpid()))
+    said = reconfigure.set_config(ctx, "c1", {"private_users": False})
+    assert any("restart it for private_users" in line for line in said)
+    said = reconfigure.set_config(ctx, "c1", {"private_users": True})  # as it runs
+    assert not any("restart it" in line for line in said), said
+    assert inventory.status(ctx, "c1")["pending"] == {}
