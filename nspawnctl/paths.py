@@ -66,6 +66,12 @@ class Paths:
         return self.control / f"{service_unit(name)}.d"
 
     @property
+    def running(self) -> Path:
+        """What running containers were started with, while `set` has saved other settings
+        for their next start (settings/running.py).  Under /run: no run outlives a boot."""
+        return self.holds.parent / "running"
+
+    @property
     def images(self) -> Path:
         """Read-only base trees, one directory per cache key."""
         return self.state / "images"

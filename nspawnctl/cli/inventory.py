@@ -8,7 +8,7 @@ import click
 from ..ops import images, inventory
 from ..ops import stats as usage
 from . import App, Group, completion, pass_app
-from .output import megabytes, print_record, print_table
+from .output import cell, megabytes, print_record, print_table, shown
 
 
 @click.command("list")
@@ -17,6 +17,9 @@ from .output import megabytes, print_record, print_table
 def list_(app, as_json):
     """List every container, running or not."""
     rows = inventory.list_containers(app.ctx)
+    if not as_json:
+        for row in rows:
+            _mark_pending(row, ["address"], "pending")
     print_table(rows, ["name", "state", "os", "address", "ports", "image", "enabled", "limits"],
                 as_json)
 
@@ -27,7 +30,16 @@ def list_(app, as_json):
 @pass_app
 def status(app, name, as_json):
     """Show one container in detail."""
-    print_record(inventory.status(app.ctx, name), as_json)
+    record = inventory.status(app.ctx, name)
+    log = None if as_json else record.pop("log")
+    if not as_json:
+        _mark_pending(record, list(record["pending"]), "pending after restart")
+        record.pop("pending")
+    print_record(record, as_json)
+    if log:
+        click.echo("log:")
+        for line in log:
+            click.echo(f"  {shown(line)}")
 
 
 @click.command()
@@ -41,8 +53,6 @@ def inspect(app, name, as_json):
     the file systemd runs it from and each drop-in, in the order systemd reads them.
     """
     print_record(inventory.inspect(app.ctx, name), True)
-
-
 
 
 @click.command()
@@ -112,6 +122,14 @@ def top(app, name, as_json):
                 for r in rows]
     print_table(rows, ["pid", "cpid", "ppid", "user", "state", "rss", "time", "command"],
                 as_json)
+
+
+def _mark_pending(row: dict, keys: list[str], words: str):
+    """A setting saved for the next start, shown beside the value in force:
+    'address 10.0.0.2 (pending after restart: 10.99.0.3)'."""
+    for key in keys:
+        if key in row["pending"]:
+            row[key] = f"{cell(row[key])} ({words}: {cell(row['pending'][key])})"
 
 
 @click.group("images", cls=Group, invoke_without_command=True)

@@ -98,3 +98,6 @@ def print_record(record: dict, as_json: bool):
     width = max(map(len, record)) + 1
     for key, value in record.items():
         click.echo(f"{key + ':':<{width}} {_cell(value)}")
+
+
+cell = _cell  # one value as a table cell or a record line shows it (for the commands' own text)

@@ -16,11 +16,13 @@ was started.
 import errno
 import ipaddress
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import Error
 from ..fs.files import mkdir_private
 from ..fs.locks import flocked
 from ..paths import Paths
+from ..settings import running
 from ..settings.files import load_config
 from ..settings.model import NETWORK_MODES, ContainerConfig
 from ..settings.networking import Port
@@ -33,6 +35,12 @@ from .state import NetworkState
 HOST_UNIT = "nspawnctl-network.service"
 HOSTS_BEGIN = "# nspawnctl: containers of network {network} (rewritten by nspawnctl)"
 HOSTS_END = "# nspawnctl: end"
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+FORWARDING_OFF = "IPv4 forwarding is off: containers on nspawnctl networks cannot reach out"
+# Its own sysctl.d file, so that it survives a reboot and no other setting is overwritten.
+FORWARDING_FILE = "/etc/sysctl.d/60-nspawnctl-ip-forward.conf"
+FORWARDING_FIX = (f"echo 'net.ipv4.ip_forward = 1' > {FORWARDING_FILE} && "
+                  f"sysctl -p {FORWARDING_FILE}")
 
 
 def network_state(paths: Paths) -> NetworkState:
@@ -60,22 +68,40 @@ def require_host_network(paths: Paths):
 
 # ---------------------------------------------------------------- joining and leaving
 
-def join(paths: Paths, name: str, cfg: ContainerConfig) -> ipaddress.IPv4Address | None:
+def join(paths: Paths, name: str, cfg: ContainerConfig,
+         keep: str | None = None) -> ipaddress.IPv4Address | None:
     """Lease NAME an address on cfg's network (made first if it is the default one), after
     checking that its ports are free; the host side is then brought up to date.  Leaves any
-    other network NAME was on.  Returns the address, or None when cfg has no nspawnctl
-    network."""
+    other network NAME was on, but keep: the one it runs on until a restart moves it (its
+    address stays its own, and its ports go there meanwhile).  Returns the address, or None
+    when cfg has no nspawnctl network."""
     state = network_state(paths)
     if managed(cfg) or state.leased(name):
         require_host_network(paths)
     if managed(cfg):
         state.get(cfg.network)  # refuses an unknown network (changing nothing); makes default
     check_ports(paths, name, cfg)
-    if any(net.name != cfg.network for net, _ in state.leased(name)):
-        state.release(name)  # it moves to another network (or to none)
+    if any(net.name not in (cfg.network, keep) for net, _ in state.leased(name)):
+        state.release(name, keep=(cfg.network,) + ((keep,) if keep else ()))
     if not managed(cfg):
         return None
     return state.lease(cfg.network, name)
+
+
+def settle(paths: Paths, name: str, cfg: ContainerConfig) -> bool:
+    """At a start: the settings saved are what runs now, so the record of the last run goes,
+    and the network it ran on until this start (kept by join) with it; its peers' hosts files
+    and the firewall follow.  Returns whether it left a network.  Cheap when there is nothing
+    to do (a file read), as it runs before every start."""
+    running.forget(paths, name)
+    state = network_state(paths)
+    if not any(net.name != cfg.network for net, _ in state.leased(name)):
+        return False
+    require_host_network(paths)
+    state.release(name, keep=(cfg.network,))
+    apply_host(paths)
+    write_all_hosts(paths)
+    return True
 
 
 def joined(paths: Paths, bus: Bus, name: str, cfg: ContainerConfig):
@@ -146,10 +172,13 @@ def publications(paths: Paths) -> list[tuple[str, str, Port]]:
             cfg = load_config(paths, name)
         except Error:
             continue
-        if not cfg.ports or not managed(cfg):
+        # its ports apply at once; its network at its next start: until then, to the
+        # address it runs with
+        on = running.effective(cfg, running.read(paths, name))
+        if not cfg.ports or not managed(on):
             continue
         for net, address in state.leased(name):
-            if net.name == cfg.network:
+            if net.name == on.network:
                 found += [(name, str(address), port) for port in cfg.ports]
     return found
 
@@ -194,6 +223,24 @@ def ensure_host_unit(paths: Paths, bus: Bus):
         bus.start_unit(HOST_UNIT)
 
 
+def forwarding_on(path: Path | None = None) -> bool:
+    """Whether the host forwards IPv4 (bridge.ensure_bridge turns it on; a sysctl reload or an
+    admin may turn it off again).  Unreadable counts as on: doctor says more."""
+    try:
+        return (path or IP_FORWARD).read_text().strip() == "1"
+    except OSError:
+        return path is None
+
+
+def reach_warnings() -> list[str]:
+    """Why containers on nspawnctl networks cannot reach out, as doctor says it, one line each
+    with the fix: what a start or an upgrade checks on its way (a /proc read and one
+    ruleset listing), so that the user hears it there and not from apt's "Temporary failure
+    resolving" later."""
+    lines = [] if forwarding_on() else [f"{FORWARDING_OFF}; turn it on: {FORWARDING_FIX}"]
+    return lines + forward_warnings()
+
+
 def forward_warnings() -> list[str]:
     """Other tables' forward chains that would drop the containers' traffic (firewall.py's
     forward_blockers), one line each with the command that lets it through."""
@@ -213,6 +260,7 @@ def attach(paths: Paths, name: str, leader: int, report: Callable[[str], None] |
         return
     state = network_state(paths)
     net = state.get(cfg.network)
+    settle(paths, name, cfg)  # started however (machinectl too): off the network it ran on
     address = state.lease(cfg.network, name)
     # The table gone (flushed by someone since), or opening DNS at other resolvers than the
     # ones the container is given now (the host's resolv.conf changed): bring it up to date.

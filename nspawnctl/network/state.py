@@ -187,13 +187,19 @@ class NetworkState:
                 if old in leases:
                     leases[new] = leases.pop(old)
 
-    def release(self, container: str):
-        """Give back every address the container holds (when it is removed)."""
+    def release(self, container: str, keep: tuple[str, ...] = ()) -> list[str]:
+        """Give back every address the container holds (when it is removed), or all but those
+        on the networks in keep; returns the networks it left."""
+        left = []
         with self._changing() as data:
             for net in list(data["leases"]):
+                if net in keep or container not in data["leases"][net]:
+                    continue
+                left.append(net)
                 data["leases"][net].pop(container, None)
                 if not data["leases"][net]:
                     del data["leases"][net]
+        return left
 
     # --- the file ------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable
 
-from ..errors import Error
+from ..errors import USAGE, Error
 
 # Operations tell the user what they are doing through a callback; the CLI prints to stderr.
 Report = Callable[[str], None]
@@ -13,3 +13,12 @@ def require_root():
     # NSPAWNCTL_ROOT points all paths at a private tree (the unit tests): no root needed there.
     if os.geteuid() != 0 and "NSPAWNCTL_ROOT" not in os.environ:
         raise Error("this command needs root", hint="run it with sudo")
+
+
+def check_bind_sources(binds) -> None:
+    """Refuse a bind mount whose source is not on the host: systemd-nspawn would refuse it
+    only at the next start, far from where it was typed (create, set)."""
+    for bind in binds:
+        if not os.path.exists(bind.source):
+            raise Error(f"bind mount source {bind.source} does not exist",
+                        hint="create it first, or fix the path", exit_code=USAGE)

@@ -26,7 +26,7 @@ from ..store import order, overlay
 from ..store.commit import finish
 from ..store.images import held_image
 from ..systemd import bootunits
-from .common import Report, require_root
+from .common import Report, check_bind_sources, require_root
 
 
 def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: Request,
@@ -37,6 +37,7 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
     store.require_absent(name)
+    check_bind_sources(cfg.binds)
     # the boot-time recovery, for this container's first start
     bootunits.ensure_units(paths, lambda: ctx.bus)
     kind, rest = sources.lookup(source)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Error
+from ..network import containers as network
 from ..network import firewall
 from ..paths import Paths
 from ..run import run
@@ -270,11 +271,11 @@ def check_inotify(probe: Probe) -> list[Check]:
 
 
 def check_forwarding(probe: Probe) -> Check:
-    ok = (probe.read("/proc/sys/net/ipv4/ip_forward") or "").strip() == "1"
+    # the words and the fix are the ones `start` says (network.reach_warnings)
+    ok = network.forwarding_on(probe.path(str(network.IP_FORWARD)))
     return Check("ip forwarding", ok, ERROR,
-                 "IPv4 forwarding is on" if ok else
-                 "IPv4 forwarding is off: containers on nspawnctl networks cannot reach out",
-                 None if ok else _sysctl_fix("net.ipv4.ip_forward", 1))
+                 "IPv4 forwarding is on" if ok else network.FORWARDING_OFF,
+                 None if ok else network.FORWARDING_FIX)
 
 
 def check_firewall(probe: Probe) -> Check:
@@ -325,9 +326,3 @@ def check_forward_chains(probe: Probe) -> list[Check]:
                     firewall.forward_fix(*key)) for key in chains]
     return checks or [Check("forward chains", True, ERROR,
                             "no other table drops forwarded packets by default")]
-
-
-def _sysctl_fix(key: str, value: int) -> str:
-    # Its own file per key, so one fix never overwrites the other's.
-    path = SYSCTL_FILE.replace(".conf", f"-{key.rsplit('.', 1)[-1].replace('_', '-')}.conf")
-    return f"echo '{key} = {value}' > {path} && sysctl -p {path}"

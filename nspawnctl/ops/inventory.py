@@ -11,6 +11,8 @@ from ..fs.files import read_small_text
 from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
 from ..runtime.context import Context
+from ..runtime.lifecycle import journal_tail
+from ..settings import running as running_record
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, describe, limits_text
 from ..store import overlay
@@ -39,7 +41,9 @@ def os_release(tree: Path) -> dict:
 
 
 def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
-         addresses: list[str] | None) -> dict:
+         addresses: list[str] | None, waiting: dict | None = None) -> dict:
+    """cfg is what is in force (settings/running.py: effective); waiting, the saved settings
+    a restart would bring (pending), the address among them."""
     release = os_release(paths.tree(name))
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
@@ -47,7 +51,22 @@ def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
             "ports": [str(p) for p in cfg.ports] or None,
             "image": cfg.image, "enabled": is_enabled(paths, name),
             "limits": limits_text(cfg),
-            "after": list(cfg.after) or None, "requires": list(cfg.requires) or None}
+            "after": list(cfg.after) or None, "requires": list(cfg.requires) or None,
+            "pending": waiting or {}}
+
+
+def _in_force(paths: Paths, name: str, saved: ContainerConfig, up: bool,
+              leases: dict[tuple[str, str], str]) -> tuple[ContainerConfig, dict]:
+    """The settings a container runs with, and those `set` saved for its next start (with
+    the address it will have then): a running container keeps its old network, binds,
+    environment... until it restarts, and is shown so."""
+    run = running_record.read(paths, name) if up else None
+    cfg = running_record.effective(saved, run)
+    waiting = running_record.pending(saved, run)
+    if "network" in waiting:
+        future = leases.get((saved.network, name)) if managed(saved) else None
+        waiting["address"] = [future] if future else None
+    return cfg, waiting
 
 
 def _bytes(value) -> int | None:
@@ -83,7 +102,9 @@ def list_containers(ctx: Context) -> list[dict]:
                 cfg = load_config(paths, name, dropin=False)
             except Error:
                 cfg = ContainerConfig()
-        rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running, leases)))
+        cfg, waiting = _in_force(paths, name, cfg, name in running, leases)
+        rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running, leases),
+                         waiting))
     return rows
 
 
@@ -110,9 +131,11 @@ def status(ctx: Context, name: str) -> dict:
     bus = ctx.bus
     unit = bus.unit_properties(service_unit(name))
     machine = bus.machine_properties(name)
-    addresses = _addresses(bus, cfg, name, {name} if machine else set(), _leases(paths))
+    leases = _leases(paths)
+    cfg, waiting = _in_force(paths, name, cfg, bool(machine), leases)
+    addresses = _addresses(bus, cfg, name, {name} if machine else set(), leases)
     service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
-    row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses)
+    row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses, waiting)
     row.update({
         "unit": service_unit(name),
         "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",
@@ -120,7 +143,14 @@ def status(ctx: Context, name: str) -> dict:
         "tree": str(paths.tree(name)),
         "overlay": str(overlay.layers(paths, name)) if overlay.is_overlay(paths, name) else None,
     })
+    # Why a failed one failed: systemd's word for it (exit-code, timeout, signal, ...) and its
+    # last lines of log; `failed` alone left the user to find journalctl.
+    failed = row["state"] == "failed"
+    row["result"] = bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) \
+        if failed else None
+    row["log"] = journal_tail(name) if failed else None
     row.update(describe(cfg))  # every setting, as the table in settings/model.py shows it
+    row["pending"] = row.pop("pending")  # last: what the settings above become at a restart
     row["memory_current"] = _bytes(service.get("MemoryCurrent"))
     row.update(_image_ports_and_volumes(paths, cfg.image))
     return row

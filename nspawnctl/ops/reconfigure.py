@@ -7,10 +7,11 @@ from ..network import containers as network
 from ..paths import service_unit
 from ..runtime.context import Context
 from ..runtime.lifecycle import is_active
+from ..settings import running as running_record
 from ..settings.files import load_config, save_config
-from ..settings.model import dependencies, edit, live_properties, needs_restart
+from ..settings.model import ContainerConfig, dependencies, edit, live_properties, needs_restart
 from ..store import order
-from .common import require_root
+from .common import check_bind_sources, require_root
 
 
 def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
@@ -22,6 +23,8 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
     with ctx.holding(name):
         old = load_config(paths, name)
         new = edit(old, options)
+        # only the binds it adds: one whose source went away since must not block other changes
+        check_bind_sources(b for b in new.binds if b not in old.binds)
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.
@@ -29,16 +32,18 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
             return [f"{name}: nothing changed"]
         if dependencies(new) != dependencies(old):
             order.check(paths, name, new)
+        bus = ctx.bus
+        running = is_active(bus, name)
+        live = _record_running(ctx, name, old, new) if running else None
         networked = network.managed(old) or network.managed(new)
         if networked:
-            network.join(paths, name, new)  # refuses taken ports and unknown networks
+            # refuses taken ports and unknown networks; keeps the address it runs with
+            network.join(paths, name, new, keep=live.network if live else None)
         save_config(paths, name, new)
         if networked:
             network.ensure_host_unit(paths, ctx.bus)
             network.apply_host(paths)  # published ports change at once
             network.write_all_hosts(paths)
-        bus = ctx.bus
-        running = is_active(bus, name)
         if not running:
             # The runtime drop-ins of an earlier live `set` override /etc: gone, so the saved
             # settings are what the next start gets.
@@ -48,13 +53,27 @@ def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
             # Runtime properties make the new limits bite now, without a restart.
             bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
             messages.append(f"{name}: limits and ports applied to the running container")
-            later = needs_restart(old, new)
+            later = needs_restart(live or old, new)  # against what runs, not the last set
             if later:
                 messages.append(f"{name}: restart it for {', '.join(later)} to take effect "
                                 f"(nspawnctl restart {name})")
         else:
             messages.append(f"{name}: settings saved; they apply at the next start")
     return messages
+
+
+def _record_running(ctx: Context, name: str, old: ContainerConfig,
+                    new: ContainerConfig) -> ContainerConfig | None:
+    """Before saving settings a running container gets only at its next start: record what it
+    runs with (settings/running.py), so that list, status and its published ports keep to
+    that until the restart.  Returns the settings it runs with (None: the saved ones)."""
+    recorded = running_record.read(ctx.paths, name)
+    if recorded is None and needs_restart(old, new):
+        machine = ctx.bus.machine_properties(name)
+        if machine and machine.get("Leader"):
+            running_record.record(ctx.paths, name, old, int(machine["Leader"]))
+            recorded = running_record.read(ctx.paths, name)
+    return recorded.config if recorded else None
 
 
 def _apply_live(ctx: Context, name: str, cfg) -> None:

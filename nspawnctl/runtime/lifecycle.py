@@ -40,10 +40,21 @@ def _polls(quick=0.01, quick_for=2.0, most=0.05):
             delay = min(delay * 1.5, most)
 
 
-def _journal_tail(name: str, lines: int = 10) -> str:
+LOG_LINES = 10  # what a failure and `status` show of a container's log
+LOG_LINE_MAX = 500  # characters of one line: a container writes its log, and any length
+
+
+def journal_tail(name: str, lines: int = LOG_LINES) -> list[str]:
+    """The last lines of NAME's unit's journal (systemd-nspawn's and the container's own
+    output), each cut to LOG_LINE_MAX; shown escaped (cli/output.py): the container wrote
+    them."""
     proc = run(["journalctl", "-u", service_unit(name), "-n", str(lines), "--no-pager", "-q",
                 "-o", "cat"], check=False)
-    return proc.stdout.strip()
+    return [line[:LOG_LINE_MAX] for line in proc.stdout.strip().splitlines()][-lines:]
+
+
+def _journal_tail(name: str, lines: int = LOG_LINES) -> str:
+    return "\n".join(journal_tail(name, lines))
 
 
 def is_active(bus: Bus, name: str) -> bool:
@@ -71,11 +82,12 @@ def request_start(held: Held) -> bool:
         bus.reset_failed(unit)
     drop_stale(ctx.paths, name)  # a killed upgrade's or rollback's: its unit asserts none
     cfg = load_config(ctx.paths, name)
+    network.settle(ctx.paths, name, cfg)  # what `set` saved is what this run gets
     if network.managed(cfg):
         network.ensure_host(ctx.paths, cfg)  # systemd-nspawn needs the bridge to exist
-        # Docker or ufw may have left a FORWARD policy of drop: the container would start,
-        # unable to reach anything.  Say so, with what to run.
-        for line in network.forward_warnings():
+        # IPv4 forwarding turned off, or a FORWARD policy of drop Docker or ufw left: the
+        # container would start, unable to reach anything.  Say so, with what to run.
+        for line in network.reach_warnings():
             ctx.report(f"warning: {line}")
     bus.start_unit(unit)
     return False
@@ -120,6 +132,11 @@ def _start_failed(bus: Bus, name: str) -> Error:
         return Error(f"{name} did not start within its start timeout, and systemd stopped it",
                      hint=f"on a busy host give it longer: nspawnctl set {name} "
                           f"--start-timeout 10min\n{log}")
+    if "inotify" in log and "Too many open files" in log:
+        # doctor's inotify check, where it bites: every booted container takes inotify
+        # instances charged to root on the host, and the kernel's 128 fit about 16
+        log = ("the host's inotify limit is used up (fs.inotify.max_user_instances); "
+               "`nspawnctl doctor` says by how much and gives the fix\n" + log)
     return Error(f"{name} failed to start", hint=log)
 
 

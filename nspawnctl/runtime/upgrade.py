@@ -41,8 +41,10 @@ from typing import NoReturn
 from ..errors import Error
 from ..fs.copy import clone_tree
 from ..fs.files import fsync_dir, sync_filesystem, write_atomic
+from ..network import containers as network
 from ..paths import Paths
 from ..run import contained, need_tool, run, stream, tail
+from ..settings.files import load_config
 from ..store import overlay, snapshots
 from ..store.hold import hold, require_stopped, running_dependents
 from ..systemd.bus import guest_state
@@ -65,6 +67,7 @@ class StepFailed(Exception):
     def __init__(self, step: str, output: str):
         super().__init__(step)
         self.step, self.output = step, output
+        self.why: list[str] = []  # what on the host explains it, said before its output
 
 
 def follow(proc, timeout: float, report: Report) -> tuple[int, str]:
@@ -211,8 +214,15 @@ def _update(up: Upgrade):
     # Error-Mode=any: a source that cannot be fetched fails the step (exit 100); by default
     # apt only warns, and the upgrade went on with stale lists and said "upgraded" having
     # installed nothing.  Older apt ignores the key.
-    _step_inside(up, "apt-get update",
-                 ["apt-get", *APT_OPTIONS, "-o", "APT::Update::Error-Mode=any", "update"])
+    try:
+        _step_inside(up, "apt-get update",
+                     ["apt-get", *APT_OPTIONS, "-o", "APT::Update::Error-Mode=any", "update"])
+    except StepFailed as exc:
+        # apt says "Temporary failure resolving", far from the cause when it is the host's
+        # (forwarding off, a FORWARD chain that drops): say that first, with its fix.
+        if network.managed(load_config(up.paths, up.name, dropin=False)):
+            exc.why = network.reach_warnings()
+        raise
 
 
 def _download(up: Upgrade):
@@ -377,6 +387,8 @@ def _fail(up: Upgrade, owed: list[Phase],
     else:
         left = "nothing was changed"
     hint = _last_output(exc.output) if isinstance(exc, StepFailed) else exc.hint
+    if isinstance(exc, StepFailed) and exc.why:
+        hint = "\n".join(exc.why + ([hint] if hint else []))
     raise Error(f"upgrade of {up.name} failed at {step}; {left}", hint=hint) from None
 
 

@@ -334,5 +334,5 @@ class UnitKey:
     format: Callable[[Any], str]
     parse: Callable[[str], Any]
     dbus: str | None = None
-    live: Callable[[Any], int] | None = None
+    live: Callable[[Any], Any] | None = None  # an int, or (property, int) to pick one
     section: str = "Service"

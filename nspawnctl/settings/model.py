@@ -186,6 +186,23 @@ def _live_limit(value: int | None) -> int:
     return UINT64_INFINITY if value is None else value
 
 
+def _check_memory(value: Any) -> None:
+    """Bytes, or a percentage of the host's memory as parse_size keeps it ('50%')."""
+    if isinstance(value, str):
+        if parse_size(value) != value:
+            raise Error(f"invalid memory max {value!r}: expected bytes or a percentage")
+        return
+    _check_positive_int("memory max")(value)
+
+
+def _live_memory(value: int | str | None) -> int | tuple[str, int]:
+    """MemoryMax as D-Bus takes it: bytes, or a percentage as MemoryMaxScale (a share of
+    2^32, what systemd itself turns MemoryMax=50% into)."""
+    if isinstance(value, str):
+        return ("MemoryMaxScale", min(round(float(value[:-1]) / 100 * 2**32), 2**32 - 1))
+    return _live_limit(value)
+
+
 @dataclass(frozen=True)
 class ContainerConfig:
     """Everything nspawnctl decides about one container.
@@ -237,11 +254,12 @@ class ContainerConfig:
     hostname: str | None = _setting(
         None, flag="--hostname", help="Hostname inside (default: the container name).",
         check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname))
-    memory_max: int | None = _setting(
+    memory_max: int | str | None = _setting(
         None, flag="--memory", parse=parse_size, label="mem", show=format_size,
-        help="Memory limit (MemoryMax), e.g. 512M; 'infinity' for none.",
-        check=_check_positive_int("memory max"), apply=Apply.LIVE,
-        unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_limit))
+        help="Memory limit (MemoryMax), e.g. 512M, 512MB, 1g, or 50% of the host's memory; "
+             "'infinity' for none.",
+        check=_check_memory, apply=Apply.LIVE,
+        unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_memory))
     cpu_quota: float | None = _setting(
         None, flag="--cpus", parse=parse_cpus, label="cpus", show=lambda v: f"{v:g}",
         help="CPU quota in CPUs, e.g. 1.5.", check=_check_cpus, apply=Apply.LIVE,
@@ -387,8 +405,12 @@ def needs_restart(old: ContainerConfig, new: ContainerConfig) -> list[str]:
 
 
 def live_properties(cfg: ContainerConfig) -> list[tuple[str, int]]:
-    """(D-Bus property, value) pairs that apply cfg's live settings to a running unit; all of
-    signature 't'.  Every one is given, unset ones as "no limit", so that removing a limit
-    while the container runs takes effect too."""
-    return [(s.unit.dbus, s.unit.live(getattr(cfg, s.name))) for s in UNIT_SETTINGS
-            if s.unit is not None and s.unit.dbus and s.unit.live]
+    """(D-Bus property, value) pairs that apply cfg's live settings to a running unit (pystemd
+    knows each property's signature).  Every one is given, unset ones as "no limit", so that
+    removing a limit while the container runs takes effect too."""
+    pairs = []
+    for s in UNIT_SETTINGS:
+        if s.unit is not None and s.unit.dbus and s.unit.live:
+            value = s.unit.live(getattr(cfg, s.name))  # (property, value) when it picks one
+            pairs.append(value if isinstance(value, tuple) else (s.unit.dbus, value))
+    return pairs

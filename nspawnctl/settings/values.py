@@ -15,7 +15,10 @@ from ..errors import Error
 # systemd's parse_size(): 1024-based suffixes.
 _SIZE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
                   "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
-_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGTPEB]?)", re.IGNORECASE)
+# The number, one optional blank, then systemd's suffix or podman's (K, KB, KiB; B alone).
+_SIZE_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?) ?(?:([KMGTPE])(?:I?B)?|B)?",
+                      re.IGNORECASE | re.ASCII)
+_PERCENT_RE = re.compile(r"([0-9]{1,3}(?:\.[0-9]{1,2})?)%", re.ASCII)
 _INFINITY = ("infinity", "max")
 # The largest values systemd takes in a unit file: MemoryMax= and TasksMax= are uint64 with
 # UINT64_MAX meaning infinity; CPUQuota= is a percentage that must fit an int in 1/10000ths.
@@ -90,15 +93,32 @@ def check_bind_path(path: str, spec: str) -> None:
         raise Error(f"invalid bind mount {spec!r}: paths may not contain ':' or '\\'")
 
 
-def parse_size(text: str) -> int | None:
-    """'512M', '1.5G', '1073741824' -> bytes (1024-based, like systemd); 'infinity' -> None."""
+def parse_size(text: str) -> int | str | None:
+    """A memory size as systemd's MemoryMax= or podman's --memory takes it -> bytes, or a
+    percentage of the host's memory kept as text ('50%'); 'infinity' -> None.
+
+    Bytes: a number (a fraction allowed) with an optional 1024-based suffix, in systemd's
+    spelling (K, M, G, T, P, E) or podman's (b, k, m, g, with an optional b or ib: 'kb',
+    'MiB'), either case: '512M', '512MB', '1.5g', '4096'.  A percentage has at most two
+    decimals (systemd's permyriad), more than 0% and at most 100%; it is kept as one because
+    systemd works it out on the host the container runs on."""
     value = text.strip()
     if value.lower() in _INFINITY:
         return None
+    percent = _PERCENT_RE.fullmatch(value)
+    if percent:
+        share = Fraction(percent.group(1))
+        if not 0 < share <= 100:
+            raise Error(f"invalid size {text!r}: a percentage must be more than 0% and at "
+                        "most 100%")
+        return f"{float(share):g}%"
     match = _SIZE_RE.fullmatch(value)
     if not match:
-        raise Error(f"invalid size {text!r}: expected a number with an optional K, M, G, T suffix")
-    size = int(float(match.group(1)) * _SIZE_SUFFIXES[match.group(2).upper()])
+        raise Error(f"invalid size {text!r}: expected a number with an optional K, M, G, T "
+                    "suffix (KB, MiB and podman's b, k, m, g too), a percentage of the "
+                    "host's memory such as 50%, or 'infinity'")
+    number, suffix = match.group(1), (match.group(2) or "").upper()
+    size = int(Fraction(number) * _SIZE_SUFFIXES[suffix]) if len(number) <= 40 else 1 << 64
     if size <= 0:
         raise Error(f"invalid size {text!r}: must be more than zero")
     if size > _MAX_UINT64_VALUE:
@@ -106,8 +126,11 @@ def parse_size(text: str) -> int | None:
     return size
 
 
-def format_size(size: int) -> str:
-    """Bytes -> the largest exact 1024-based unit: 536870912 -> '512M'; lossless."""
+def format_size(size: int | str) -> str:
+    """Bytes -> the largest exact 1024-based unit: 536870912 -> '512M'; lossless.  A
+    percentage ('50%') is written as it is: MemoryMax= reads it so."""
+    if isinstance(size, str):
+        return size
     for suffix in "EPTGMK":
         unit = _SIZE_SUFFIXES[suffix]
         if size % unit == 0:

@@ -295,30 +295,31 @@ def test_a_start_systemd_timed_out_says_so_and_names_the_setting(host, nspawnctl
 
 
 def test_a_hand_edit_nspawnctl_cannot_read_stops_only_what_needs_it(host, nspawnctl, made):
-    """MemoryMax=50% is valid to systemd but not a value nspawnctl's options write.  It used to
-    fail `list` for every container and `stop` of this one; now list and stop work, and the
-    commands that need the limits say which line of which file, in one line."""
+    """MemoryMax=500‰ (permille) is valid to systemd but not a value nspawnctl's options write
+    (50% is one since issue 34).  It used to fail `list` for every container and `stop` of
+    this one; now list and stop work, and the commands that need the limits say which line
+    of which file, in one line."""
     name = made("handedit", "--network", "none")
     other = made("bystander", "--network", "none")
     dropin = str(Paths.under(Path("/")).dropin_dir(name) / DROPIN_NAME)
     try:
         nspawnctl("start", name)
-        host.run(["sed", "-i", "s/^\\[Service\\]$/[Service]\\nMemoryMax=50%/", dropin])
+        host.run(["sed", "-i", "s/^\\[Service\\]$/[Service]\\nMemoryMax=500‰/", dropin])
         host.run(["systemctl", "daemon-reload"])
         r = nspawnctl("list", "--json")
         assert {name, other} <= {row["name"] for row in json.loads(r.stdout)}
-        assert f"warning: {name}: invalid MemoryMax= value '50%' in {dropin}" in r.stderr
+        assert f"warning: {name}: invalid MemoryMax= value '500‰' in {dropin}" in r.stderr
         r = nspawnctl.fails("status", name)
-        assert r.error == f"nspawnctl: {name}: invalid MemoryMax= value '50%' in {dropin}"
+        assert r.error == f"nspawnctl: {name}: invalid MemoryMax= value '500‰' in {dropin}"
         assert "drop-in of your own" in r.stderr
         nspawnctl.fails("set", name, "--cpus", "1")
-        assert "MemoryMax=50%" in host.run(["cat", dropin]).stdout  # not rewritten away
+        assert "MemoryMax=500‰" in host.run(["cat", dropin]).stdout  # not rewritten away
         nspawnctl("stop", name)
         assert listing(nspawnctl)[name]["state"] == "stopped"
         r = nspawnctl.fails("start", name)
         assert "MemoryMax=" in r.error
         # the way out the hint gives: the line goes, and everything works again
-        host.run(["sed", "-i", "/^MemoryMax=50%$/d", dropin])
+        host.run(["sed", "-i", "/^MemoryMax=500‰$/d", dropin])
         nspawnctl("set", name, "--cpus", "1")
         assert json.loads(nspawnctl("status", name, "--json").stdout)["cpu_quota"] == 1
     finally:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from nspawnctl import __version__
 from nspawnctl import cli as climod
 from nspawnctl.cli import cli
+from nspawnctl.errors import USAGE
 
 REPO = Path(__file__).resolve().parents[2]
 COMMANDS = ["create", "start", "stop", "restart", "kill", "enable", "disable", "list", "status",
@@ -335,3 +336,23 @@ def test_export_with_a_name_that_says_another_format_is_refused(tmp_path):
                        "--format", "tar")
     assert_error(result, "nspawnctl: 'web.oci.tar' names an oci-archive, not a tar", code=2)
     assert not (tmp_path / "web.oci.tar").exists()
+
+
+# A bind mount whose source is not there is refused where it is typed, with nothing made:
+# systemd-nspawn would refuse it only at the next start, far from the mistake.
+@pytest.mark.parametrize("command", [["create", "x", "--from", "scratch"],
+                                     ["set", "x", "--memory", "1G"]])
+def test_a_missing_bind_source_is_refused_where_it_is_given(tmp_path, command):
+    if command[0] == "set":
+        make_tree(tmp_path, "x")
+    result = nspawnctl(tmp_path, *command, "--bind", "/srv/no-such-dir:/data")
+    assert_error(result, "nspawnctl: bind mount source /srv/no-such-dir does not exist",
+                 code=USAGE)
+    assert not (tmp_path / "etc/systemd/nspawn/x.nspawn").exists()
+    assert (tmp_path / "var/lib/machines/x").exists() == (command[0] == "set")
+
+
+def test_a_bind_source_that_is_there_passes_the_check(tmp_path):
+    from nspawnctl.ops.common import check_bind_sources
+    from nspawnctl.settings.values import parse_bind
+    assert check_bind_sources([parse_bind(f"{tmp_path}:/data")]) is None

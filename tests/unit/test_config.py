@@ -31,6 +31,37 @@ def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
 
+# What podman's --memory takes (b, k, m, g with an optional b or ib: 1024-based, as its
+# units.RAMInBytes) and what systemd's MemoryMax= takes besides (a percentage of the host's
+# memory, kept as one: systemd works it out where the container runs).
+@pytest.mark.parametrize("text, expected", [
+    ("512MB", 512 * M), ("512mb", 512 * M), ("512MiB", 512 * M), ("1g", G), ("1GB", G),
+    ("100kb", 102400), ("100KiB", 102400), ("512b", 512), ("512B", 512), ("1 G", G),
+    ("1.5GB", 3 * G // 2), ("2TB", 2 << 40),
+    ("50%", "50%"), ("12.5%", "12.5%"), ("100%", "100%"), ("0.01%", "0.01%"),
+    ("050%", "50%"), ("12.50%", "12.5%"),
+])
+def test_parse_size_takes_podman_and_systemd_forms(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "0%", "101%", "12.345%", "50 %", "%", "50%%", "-5%", "512MBB", "512BM", "512KM",
+    "1iB", "5e3", "1,5G", "512 MB extra", "MB", "0MB", "1.G", ".5G", "\u0665G",
+])
+def test_parse_size_refuses_near_misses(text):
+    with pytest.raises(Error, match="invalid size"):
+        parse_size(text)
+
+
+@pytest.mark.parametrize("value, text", [("50%", "50%"), (512 * M, "512M")])
+def test_memory_is_written_as_systemd_reads_it(value, text):
+    from nspawnctl.settings.dropin import parse_dropin, render_dropin
+    rendered = render_dropin(ContainerConfig(memory_max=value))
+    assert f"MemoryMax={text}\n" in rendered
+    assert parse_dropin(rendered)["memory_max"] == value
+
+
 @pytest.mark.parametrize("size, text", [
     (512 * M, "512M"), (G, "1G"), (3 * G // 2, "1536M"), (4096, "4K"), (1000, "1000"),
     (1 << 60, "1E"),
@@ -159,3 +190,10 @@ def test_invalid_settings(kwargs, named):
     with pytest.raises(Error, match=".*") as error:
         ContainerConfig(**kwargs)
     assert named in error.value.message
+
+
+def test_a_memory_percentage_is_applied_live_as_systemd_scales_it():
+    from nspawnctl.settings.model import live_properties
+    pairs = dict(live_properties(ContainerConfig(memory_max="50%")))
+    assert pairs["MemoryMaxScale"] == 2**31 and "MemoryMax" not in pairs
+    assert dict(live_properties(ContainerConfig(memory_max=512 * M)))["MemoryMax"] == 512 * M

@@ -180,3 +180,37 @@ def test_an_unchanged_set_rolls_a_killed_one_forward(paths, monkeypatch, state):
     else:
         assert [c[0] for c in bus.calls] == ["reload"]
         assert not control.exists()  # what the saved files say decides at the next start
+
+
+@pytest.mark.parametrize("forwarding, warned", [("0\n", True), ("1\n", False)])
+def test_start_on_a_nat_network_says_when_forwarding_is_off(paths, monkeypatch, tmp_path,
+                                                           forwarding, warned):
+    """doctor's check, made where it matters: a container on an nspawnctl network starts,
+    unable to reach out, and the user hears why (one line, with doctor's fix) now, not from
+    apt's 'Temporary failure resolving' later."""
+    from nspawnctl.network import containers as network
+    from nspawnctl.ops.doctor import Probe, check_forwarding
+    save_config(paths, "c1", ContainerConfig(network="default"))
+    monkeypatch.setattr(network, "ensure_host", lambda paths, cfg: None)
+    monkeypatch.setattr(network, "forward_warnings", lambda: [])
+    proc = tmp_path / "ip_forward"
+    proc.write_text(forwarding)
+    monkeypatch.setattr(network, "IP_FORWARD", proc)
+    lines: list[str] = []
+    ctx = context(paths, FakeBus(), report=lines.append)
+    with ctx.holding("c1") as held:
+        runtime_lifecycle.request_start(held)
+    said = [line for line in lines if "forwarding" in line]
+    assert len(said) == warned, lines
+    if warned:
+        doctor = check_forwarding(Probe(root=tmp_path / "none"))  # no file: off, doctor says
+        assert said[0] == f"warning: {doctor.message}; turn it on: {doctor.fix}"
+        assert "\n" not in said[0]
+
+
+def test_a_start_that_ran_out_of_inotify_instances_points_at_doctor(paths, monkeypatch):
+    log = "Failed to create control group inotify object: Too many open files"
+    monkeypatch.setattr(runtime_lifecycle, "_journal_tail", lambda name, lines=10: log)
+    error = runtime_lifecycle._start_failed(FakeBus(), "c1")
+    assert error.hint.splitlines()[0].startswith("the host's inotify limit is used up")
+    assert "nspawnctl doctor" in error.hint and log in error.hint

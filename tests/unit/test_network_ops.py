@@ -176,6 +176,9 @@ def test_a_start_brings_the_table_up_to_date_with_the_resolvers(monkeypatch, tmp
 
         def lease(self, network, name):
             return "192.0.2.2"
+
+        def leased(self, name):  # on no other network (settle: nothing to leave)
+            return [(net, "192.0.2.2")]
     monkeypatch.setattr(network, "load_config", lambda paths, name: on_default())
     monkeypatch.setattr(network, "network_state", lambda paths: State())
     monkeypatch.setattr(network, "apply_host", lambda paths: calls.append("apply"))

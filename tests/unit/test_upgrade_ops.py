@@ -127,6 +127,22 @@ def test_a_failing_download_changes_nothing(paths, guest, step, said):
     assert not (paths.state / "upgrades/c1.json").exists()
 
 
+def test_a_failing_update_on_a_nat_network_says_first_that_forwarding_is_off(
+        paths, guest, monkeypatch, tmp_path):
+    """apt's "Temporary failure resolving" is far from its cause when the host does not
+    forward: the failure says that first, with doctor's fix, then apt's last words."""
+    from nspawnctl.network import containers as network
+    save_config(paths, "c1", ContainerConfig(boot=True, network="default"))
+    (tmp_path / "ip_forward").write_text("0\n")
+    monkeypatch.setattr(network, "IP_FORWARD", tmp_path / "ip_forward")
+    monkeypatch.setattr(network, "forward_warnings", lambda: [])
+    with pytest.raises(Error) as exc:
+        upgrade(paths, guest(fail="update"))
+    hint = exc.value.hint.splitlines()
+    assert hint[0] == f"{network.FORWARDING_OFF}; turn it on: {network.FORWARDING_FIX}"
+    assert hint[-1] == "E: the failing step's last words"
+
+
 def test_a_failing_install_leaves_the_tree_and_no_snapshot(paths, guest):
     g = guest(fail="install")
     with pytest.raises(Error) as exc:
