@@ -8,7 +8,7 @@ from ..ops import clone, create, export, remove, upgrade
 from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
-from . import completion, pass_app
+from . import completion, jsonview, pass_app
 from .options import config_options, existing, registry_options, sources_epilog, sources_help
 from .output import print_record, tty_progress
 
@@ -58,7 +58,8 @@ def create_command(app, name, source, adds, cmd, mirror, variant, include, arch,
     request = Request(app.paths, report=app.ctx.report, platform=platform, adds=adds, cmd=cmd,
                       boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
                       progress=None if as_json else tty_progress())
-    info = create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
+    info = jsonview.view("created", create.create(app.ctx, name, source, cfg, request,
+                                                  use_overlay=use_overlay))
     if as_json:
         print_record(info, True)
     else:
@@ -84,6 +85,7 @@ def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
     if it is not healthy."""
     info = upgrade.upgrade(app.ctx, name, check=check_cmd, keep_snapshot=keep_snapshot,
                            timeout=timeout)
+    info = jsonview.view("upgraded", info)
     if as_json:
         print_record(info, True)
     else:
@@ -130,7 +132,7 @@ def export_command(app, name, file, fmt, as_json):
     nspawnctl export web web.oci.tar --format oci-archive
     """
 
-    info = export.export(app.ctx, name, Path(file), fmt)
+    info = jsonview.view("exported", export.export(app.ctx, name, Path(file), fmt))
     if as_json:
         print_record(info, True)
     else:

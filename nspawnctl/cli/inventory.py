@@ -1,11 +1,10 @@
 """What there is: list, status, images."""
 
-import datetime
-
 import click
 
 from ..ops import images, inventory
-from . import App, completion, pass_app
+from ..settings.model import limits_text
+from . import App, completion, jsonview, pass_app
 from .output import print_record, print_table
 
 
@@ -14,8 +13,11 @@ from .output import print_record, print_table
 @pass_app
 def list_(app, as_json):
     """List every container, running or not."""
-    rows = inventory.list_containers(app.ctx)
-    print_table(rows, ["name", "state", "os", "address", "ports", "image", "enabled", "limits"],
+    rows = jsonview.views("container", inventory.list_containers(app.ctx))
+    if not as_json:
+        for row in rows:
+            row["limits"] = limits_text(row["limits"])
+    print_table(rows, ["name", "state", "os", "address", "port", "image", "enabled", "limits"],
                 as_json)
 
 
@@ -25,7 +27,10 @@ def list_(app, as_json):
 @pass_app
 def status(app, name, as_json):
     """Show one container in detail."""
-    print_record(inventory.status(app.ctx, name), as_json)
+    record = jsonview.view("status", inventory.status(app.ctx, name))
+    if not as_json:
+        record["limits"] = limits_text(record["limits"])
+    print_record(record, as_json)
 
 
 
@@ -37,15 +42,13 @@ def images_group(ctx, as_json):
     """List pulled images and cached base trees (see also: images rm, images prune)."""
     if ctx.invoked_subcommand:
         return
-    rows = images.list_images(ctx.ensure_object(App).ctx)
+    rows = jsonview.views("image", images.list_images(ctx.ensure_object(App).ctx))
     if not as_json:
         for row in rows:
             row["repository"] = row["repository"] or row["source"]
             row["digest"] = (row["digest"] or row["key"]).removeprefix("sha256:")[:12]
             row["size"] = "-" if row["size"] is None else f"{row['size'] / 1e6:.0f} MB"
-            row["created"] = datetime.datetime.fromtimestamp(row["created"]).strftime(
-                "%Y-%m-%d %H:%M")
-            row["containers"] = row["used_by"]
+            row["created"] = jsonview.short_time(row["created"])
     print_table(rows, ["repository", "tag", "digest", "size", "created", "containers"],
                 as_json)
 

@@ -26,6 +26,7 @@ from ..store import order, overlay
 from ..store.commit import finish
 from ..store.images import held_image
 from ..systemd import bootunits
+from ..times import now
 from .common import Report, require_root
 
 
@@ -68,12 +69,14 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
                 else:
                     assert plan.build is not None
                     info.update(plan.build(stage / "tree"))
+                cfg = dataclasses.replace(cfg, created=now())
                 address = network.join(paths, name, cfg)  # given back if the commit fails
                 finish(store, stage, name, cfg, cfg.hostname or name, lower)
         if address is not None:
-            info["address"] = str(address)
+            info["address"] = [str(address)]
             network.joined(paths, ctx.bus, name, cfg)
     _reload_if_loaded(ctx, name)
+    info["created"] = cfg.created
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
 

@@ -31,13 +31,13 @@ def list_images(ctx: Context) -> list[dict]:
                      "size": tree["size"] if tree else None,
                      "download": store.bytes_of(record.digest, record.size),
                      "created": record.pulled, "unpacked": tree is not None,
-                     "containers": tree["containers"] if tree else 0,
-                     "used_by": users.get(key, [])})
+                     "containers": users.get(key, [])})
     for key, tree in trees.items():
         if key in named:
             continue
         rows.append(dict(tree, repository=None, tag=None, digest=(read_meta(
-            paths.images / key) or {}).get("digest"), used_by=users.get(key, [])))
+            paths.images / key) or {}).get("digest"), platform=None, index=None,
+            download=None, unpacked=True, containers=users.get(key, [])))
     return rows
 
 

@@ -11,7 +11,7 @@ from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
 from ..runtime.context import Context
 from ..settings.files import load_config
-from ..settings.model import ContainerConfig, describe, limits_text
+from ..settings.model import ContainerConfig, describe, limits
 from ..store import overlay
 from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
@@ -40,13 +40,12 @@ def os_release(tree: Path) -> dict:
 def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
          addresses: list[str] | None) -> dict:
     release = os_release(paths.tree(name))
+    settings = describe(cfg)
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
-            "address": addresses or None,
-            "ports": [str(p) for p in cfg.ports] or None,
-            "image": cfg.image, "enabled": is_enabled(paths, name),
-            "limits": limits_text(cfg),
-            "after": list(cfg.after) or None, "requires": list(cfg.requires) or None}
+            "address": addresses or [],
+            **{key: settings[key] for key in ("port", "image", "after", "requires", "created")},
+            "enabled": is_enabled(paths, name), "limits": limits(cfg)}
 
 
 def _bytes(value) -> int | None:
@@ -128,7 +127,7 @@ def status(ctx: Context, name: str) -> dict:
 def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
     """What an OCI image declares (shown, not acted on: Volumes are bound only with --bind)."""
     meta = (read_meta(image_dir(paths, key)) if key else None) or {}
-    return {"exposed_ports": meta.get("exposed_ports") or None,
-            "volumes": meta.get("volumes") or None}
+    return {"exposed_ports": list(meta.get("exposed_ports") or []),
+            "volumes": list(meta.get("volumes") or [])}
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from ..errors import Error
 from ..names import check_name
 from ..paths import service_unit
+from ..times import check_rfc3339
 from . import keys
 from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
@@ -91,7 +92,7 @@ class Setting:
     nspawn: keys.NspawnKey | None = None
     unit: keys.UnitKey | None = None
     apply: Apply = Apply.RESTART
-    label: str | None = None              # its name in list's LIMITS column
+    limit: bool = False                   # a resource limit: in list's LIMITS column
     show: Callable[[Any], str] = str      # one value as list/status text
     json: Callable[[Any], Any] | None = None  # a set value as status --json shows it
     create_default: Any = None            # what `create` uses when the flag is not given
@@ -101,10 +102,18 @@ class Setting:
     key: Callable[[Any], Any] | None = None
     name: str = ""                        # the field's name: filled in below
 
+    @property
+    def public(self) -> str:
+        """Its one name wherever a user sees it (table columns, status lines, JSON keys, the
+        LIMITS column): the long name of its flag, so `--memory` is `memory` everywhere and
+        never memory_max or mem; the field's name only for what no flag sets."""
+        return (self.flag[2:] if self.flag else self.name).replace("-", "_")
+
     def to_json(self, value: Any) -> Any:
-        """The value as `status --json` shows it (lists of text; None when unset or empty)."""
+        """The value as `status --json` shows it: a list (of text, [] when empty) for a
+        repeatable setting, else its value (None when unset)."""
         if isinstance(value, tuple):
-            return [self.show(v) for v in value] or None
+            return [self.show(v) for v in value]
         return value if value is None or self.json is None else self.json(value)
 
 
@@ -238,18 +247,18 @@ class ContainerConfig:
         None, flag="--hostname", help="Hostname inside (default: the container name).",
         check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname))
     memory_max: int | None = _setting(
-        None, flag="--memory", parse=parse_size, label="mem", show=format_size,
+        None, flag="--memory", parse=parse_size, limit=True, show=format_size,
         help="Memory limit (MemoryMax), e.g. 512M; 'infinity' for none.",
-        check=_check_positive_int("memory max"), apply=Apply.LIVE,
+        check=_check_positive_int("memory limit"), apply=Apply.LIVE,
         unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_limit))
     cpu_quota: float | None = _setting(
-        None, flag="--cpus", parse=parse_cpus, label="cpus", show=lambda v: f"{v:g}",
+        None, flag="--cpus", parse=parse_cpus, limit=True, show=lambda v: f"{v:g}",
         help="CPU quota in CPUs, e.g. 1.5.", check=_check_cpus, apply=Apply.LIVE,
         unit=keys.UnitKey("CPUQuota", format_cpu_quota, parse_cpu_quota, "CPUQuotaPerSecUSec",
                           lambda v: UINT64_INFINITY if v is None else round(v * USEC_PER_SEC)))
     tasks_max: int | None = _setting(
-        None, flag="--tasks", parse=parse_tasks, label="tasks",
-        help="Maximum number of tasks (TasksMax).", check=_check_positive_int("tasks max"),
+        None, flag="--tasks", parse=parse_tasks, limit=True,
+        help="Maximum number of tasks (TasksMax).", check=_check_positive_int("tasks limit"),
         apply=Apply.LIVE,
         unit=keys.UnitKey("TasksMax", str, parse_tasks, "TasksMax",
                           lambda v: TEMPLATE_TASKS_MAX if v is None else v))
@@ -260,7 +269,7 @@ class ContainerConfig:
     start_timeout: int | float | None = _setting(
         None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
         create_default=CREATE_START_TIMEOUT, check=_check_span, show=format_span,
-        json=lambda v: format_span(v) if v == math.inf else v,
+        json=lambda v: None if v == math.inf else v,  # JSON has no infinity: null, no limit
         help="How long systemd lets the container take to start before it kills it "
              f"(TimeoutStartSec), e.g. 300 or 10min, or 'infinity'; new containers get "
              f"{CREATE_START_TIMEOUT // 60}min.",
@@ -281,6 +290,11 @@ class ContainerConfig:
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=_check_image, nspawn=keys.Comment("nspawnctl-image"))
+    created: str | None = _setting(
+        None, help="When it was made (create, clone): RFC 3339 UTC; None for containers "
+                   "made before nspawnctl kept it.", apply=Apply.RECORD,
+        check=lambda v: check_rfc3339(v, "creation time"),
+        nspawn=keys.Comment("nspawnctl-created"))
 
     def __post_init__(self):
         for s in SETTINGS:
@@ -369,20 +383,30 @@ def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
 
 
 def describe(cfg: ContainerConfig) -> dict[str, Any]:
-    """Every setting as `status` and `--json` show it, keyed by its name."""
-    return {s.name: s.to_json(getattr(cfg, s.name)) for s in SETTINGS}
+    """Every setting as `status` and `--json` show it, keyed by its public name."""
+    return {s.public: s.to_json(getattr(cfg, s.name)) for s in SETTINGS}
 
 
-def limits_text(cfg: ContainerConfig) -> str | None:
-    """list's LIMITS column: 'mem=512M cpus=1.5 tasks=256', or None without limits."""
-    parts = [f"{s.label}={s.show(getattr(cfg, s.name))}" for s in SETTINGS
-             if s.label and getattr(cfg, s.name) is not None]
+LIMITS = tuple(s for s in SETTINGS if s.limit)
+
+
+def limits(cfg: ContainerConfig) -> dict[str, Any]:
+    """The resource limits as values, keyed by public name (None: not limited), e.g.
+    {'memory': 536870912, 'cpus': 1.5, 'tasks': None}."""
+    return {s.public: getattr(cfg, s.name) for s in LIMITS}
+
+
+def limits_text(values: dict[str, Any]) -> str | None:
+    """list's LIMITS column for limits(cfg): 'memory=512M cpus=1.5 tasks=256', or None
+    without limits."""
+    parts = [f"{s.public}={s.show(values[s.public])}" for s in LIMITS
+             if values.get(s.public) is not None]
     return " ".join(parts) or None
 
 
 def needs_restart(old: ContainerConfig, new: ContainerConfig) -> list[str]:
     """Names of the changed settings that take effect only at the next start."""
-    return [s.name for s in SETTINGS
+    return [s.public for s in SETTINGS
             if s.apply is Apply.RESTART and getattr(old, s.name) != getattr(new, s.name)]
 
 

@@ -50,7 +50,7 @@ def test_images_lists_each_pulled_name_with_its_tree(paths, registry):
     rows = {(r["repository"], r["tag"]): r for r in ops.list_images(context(paths))}
     assert set(rows) == {(REPO, "v1"), (REPO, "v2")}  # no second row for their trees
     row = rows[(REPO, "v1")]
-    assert row["digest"] == one["digest"] and row["unpacked"] and row["used_by"] == []
+    assert row["digest"] == one["digest"] and row["unpacked"] and row["containers"] == []
     assert row["key"] == "oci-" + one["digest"].replace(":", "-")
     assert row["download"] == sum(len(b) for b in one["blobs"].values()) + len(one["manifest"])
     json.dumps(rows[(REPO, "v2")])  # --json takes every row
