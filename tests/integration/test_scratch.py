@@ -93,7 +93,7 @@ def test_static_busybox_serves_http(host, nspawnctl, made, work, figures):
     assert memory_max(host, name) == 64 << 20
     nspawnctl("set", name, "--memory", "32M")
     assert memory_max(host, name) == 32 << 20
-    assert json.loads(nspawnctl("status", name, "--json").stdout)["limits"] == "mem=32M"
+    assert json.loads(nspawnctl("status", name, "--json").stdout)["limits"]["memory"] == 32 << 20
     # httpd -v logs each response on stderr, which the unit's journal keeps
     wait_for(lambda: "response:200" in nspawnctl("logs", name).stdout, timeout=10,
              what="httpd's log line")
