@@ -4,7 +4,7 @@
 import datetime
 import re
 
-from .errors import Error
+from .errors import InvalidInput
 
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
@@ -25,9 +25,9 @@ def now() -> str:
 def check_rfc3339(text: str, what: str = "time") -> str:
     """TEXT if it is a time as rfc3339() writes it (a record a root could edit by hand)."""
     if not (isinstance(text, str) and _RFC3339.fullmatch(text)):
-        raise Error(f"invalid {what} {str(text)[:40]!r}: expected e.g. 2026-12-06T12:00:00Z")
+        raise InvalidInput(f"invalid {what} {str(text)[:40]!r}: expected e.g. 2026-12-06T12:00:00Z")
     try:
         datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
-        raise Error(f"invalid {what} {text!r}: no such date or time") from None
+        raise InvalidInput(f"invalid {what} {text!r}: no such date or time") from None
     return text

@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from ..errors import Error
+from ..errors import Conflict
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..runtime.context import Context
@@ -28,7 +28,7 @@ def clone(ctx: Context, src: str, dst: str) -> dict:
         with hold(paths, ctx.bus, src), \
                 store.staging(paths.machines, f"clone-{dst}") as stage:
             if running_for_copy(ctx, src):
-                raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
+                raise Conflict(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
             cfg = load_config(paths, src)
             if network.managed(cfg):  # refused before the copy, not after it
                 network.require_host_network(paths)

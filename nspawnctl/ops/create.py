@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sources
-from ..errors import Error
+from ..errors import Error, refused_content
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..paths import service_unit
@@ -102,7 +102,10 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
     if base.image_config is not None:
         booted, command, why = boot_rule(base.image_config, image / "tree", boot, cfg.command)
         info.update(boot=booted, why=why)
-        cfg = apply_image_config(cfg, base.image_config, booted, command)
+        try:
+            cfg = apply_image_config(cfg, base.image_config, booted, command)
+        except Error as exc:  # the image's Env, User, WorkingDir: its content, not a typo
+            raise refused_content(exc) from None
         if not booted:
             warning = image_user_warning(base.image_config)
             if warning:

@@ -17,7 +17,7 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound, Usage
 from ..formats.oci import RunConfig, write_archive
 from ..formats.tar import Sink, write_tree
 from ..fs.locks import pid_alive
@@ -47,17 +47,17 @@ def choose_format(file: Path, fmt: str | None) -> tuple[str, str | None]:
     by_name = next((what for suffix, what in SUFFIXES if lower.endswith(suffix)), None)
     if fmt is None:
         if by_name is None:
-            raise Error(f"cannot tell the format of {file.name!r} from its name",
+            raise Usage(f"cannot tell the format of {file.name!r} from its name",
                         hint="name it .tar, .tar.gz or .tar.zst, or give --format tar, "
                              "--format oci-archive or --format docker-archive")
         return by_name
     if fmt not in FORMATS:
-        raise Error(f"unknown export format {fmt!r}", hint="use tar, oci-archive or "
-                                                          "docker-archive")
+        raise Usage(f"unknown export format {fmt!r}", hint="use tar, oci-archive or "
+                                                           "docker-archive")
     if fmt == "tar":
         return "tar", by_name[1] if by_name else None
     if by_name is not None and by_name[1] is not None:
-        raise Error(f"{fmt} archives are not compressed, but {file.name!r} says "
+        raise Usage(f"{fmt} archives are not compressed, but {file.name!r} says "
                     f"{by_name[1]}", hint="name it .tar (its layer is stored uncompressed)")
     return fmt, None
 
@@ -88,9 +88,9 @@ def export(ctx: Context, name: str, file: Path, fmt: str | None = None) -> dict:
     ctx.store.require(name)
     file = Path(os.path.abspath(file))
     if not file.parent.is_dir():
-        raise Error(f"no directory {file.parent} to write {file.name} in")
+        raise NotFound(f"no directory {file.parent} to write {file.name} in")
     if file.is_dir():
-        raise Error(f"{file} is a directory", hint="give the name of the file to write")
+        raise Usage(f"{file} is a directory", hint="give the name of the file to write")
     t0 = time.monotonic()
     with ctx.holding(name):
         tree = paths.tree(name)
@@ -118,10 +118,10 @@ def _frozen(ctx: Context, name: str):
     unit = service_unit(name)
     reason = bus.freeze_unit(unit)
     if reason is not None:
-        raise Error(f"{name} is running and cannot be frozen to be read consistently: "
-                    f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
-                                      "freezes units only with the unified cgroup hierarchy "
-                                      "(cgroup v2)")
+        raise Conflict(f"{name} is running and cannot be frozen to be read consistently: "
+                       f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
+                                         "freezes units only with the unified cgroup hierarchy "
+                                         "(cgroup v2)")
     ctx.report(f"{name} is running: frozen while its tree is read")
     try:
         yield True

@@ -1,7 +1,7 @@
 """images, images rm and images prune: the base trees, the images pulled from registries, and
 which containers use each."""
 
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound
 from ..runtime.context import Context
 from ..sources.registry import shortnames
 from ..sources.registry.reference import parse_user
@@ -63,13 +63,13 @@ def remove(ctx: Context, ref: str) -> dict:
     keys = {row["key"] for row in images.list_images(paths, {})}
     matching = _matching(records, ref)
     if not matching and ref not in keys:
-        raise Error(f"no image {ref!r}", hint="see nspawnctl images")
+        raise NotFound(f"no image {ref!r}", hint="see nspawnctl images")
     key_set = {tree_key(r.digest) for r in matching} if matching else {ref}
     users = users_by_image(paths)
     used = sorted({n for k in key_set for n in users.get(k, [])})
     if used:
-        raise Error(f"image {ref} is used by container(s) {', '.join(used)}",
-                    hint="remove them first (nspawnctl remove NAME)")
+        raise Conflict(f"image {ref} is used by container(s) {', '.join(used)}",
+                       hint="remove them first (nspawnctl remove NAME)")
     names = {r.name for r in matching}
     store.forget(lambda r: r.name not in names)
     left = {tree_key(r.digest) for r in store.records()}

@@ -6,7 +6,7 @@ import os
 import signal as signals
 
 from ..confine import enter
-from ..errors import Error
+from ..errors import Conflict, Error, Usage
 from ..paths import service_unit
 from ..run import interactive, need_tool, relayed
 from ..runtime import lifecycle
@@ -44,14 +44,14 @@ def parse_signal(value: str) -> int:
         name = text if text.startswith("SIG") else "SIG" + text
         if hasattr(signals.Signals, name):
             return int(signals.Signals[name])
-    raise Error(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
+    raise Usage(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
 
 
 def kill(ctx: Context, name: str, signal: str = "TERM"):
     number = parse_signal(signal)
     ctx.store.require(name)
     if not ctx.bus.machine_path(name):
-        raise Error(f"{name} is not running")
+        raise Conflict(f"{name} is not running")
     ctx.bus.kill_machine(name, "all", number)
 
 

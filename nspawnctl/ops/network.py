@@ -1,7 +1,7 @@
 """The network commands: network create, list, remove, and what the units run (apply, watch,
 attach).  What containers on networks need is network/containers.py's."""
 
-from ..errors import Error
+from ..errors import Conflict, Error
 from ..network import bridge, firewall
 from ..network.containers import (
     apply_host,
@@ -22,7 +22,7 @@ def attach_running(ctx: Context, name: str):
     require_host_network(ctx.paths)
     props = ctx.bus.machine_properties(name)
     if props is None:
-        raise Error(f"{name} is not running: nothing to attach")
+        raise Conflict(f"{name} is not running: nothing to attach")
     attach(ctx.paths, name, int(props["Leader"]), ctx.report)
 
 
@@ -50,8 +50,8 @@ def remove_network(ctx: Context, name: str):
         apply_host(paths)  # a remove killed after its commit left the bridge behind
     users = [c for c in state.leases(name)]
     if users:
-        raise Error(f"network {name} still has containers: {', '.join(users)}",
-                    hint="remove them or move them: nspawnctl set NAME --network default")
+        raise Conflict(f"network {name} still has containers: {', '.join(users)}",
+                       hint="remove them or move them: nspawnctl set NAME --network default")
     net = state.get(name) if name != DEFAULT or name in {n.name for n in state.networks()} \
         else None
     state.remove(name)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..errors import Error
+from ..errors import Usage
 from ..names import check_name
 from ..paths import service_unit
 from ..times import check_rfc3339
@@ -128,7 +128,7 @@ def _check_each(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _check_positive_int(what: str) -> Callable[[Any], Any]:
     def check(value):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise Error(f"invalid {what} {value!r}: expected a positive integer")
+            raise Usage(f"invalid {what} {value!r}: expected a positive integer")
     return check
 
 
@@ -144,7 +144,7 @@ def _check_restart(value: str) -> str:
 
 def _check_cpus(value: Any) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise Error(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
+        raise Usage(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
 
 
 def _check_network(value: str) -> str:
@@ -157,7 +157,7 @@ def _check_network(value: str) -> str:
 def _check_image(value: str) -> None:
     check_text(value, "image name")
     if not value.strip():
-        raise Error("invalid image name: it is empty")
+        raise Usage("invalid image name: it is empty")
 
 
 def _port_matches(port: Port, text: str) -> bool:
@@ -165,7 +165,7 @@ def _port_matches(port: Port, text: str) -> bool:
     the UDP one."""
     number, _, proto = text.partition("/")
     if not (number.isascii() and number.isdigit()) or proto not in ("", *PROTOCOLS):
-        raise Error(f"invalid --no-port {text!r}: expected HOSTPORT[/tcp|/udp]")
+        raise Usage(f"invalid --no-port {text!r}: expected HOSTPORT[/tcp|/udp]")
     return port.host_port == int(number) and proto in ("", port.proto)
 
 
@@ -311,13 +311,13 @@ class ContainerConfig:
         if missing:
             object.__setattr__(self, "after", self.after + missing)
         if self.ports and self.network in NETWORK_MODES:
-            raise Error(f"published ports need an nspawnctl network, not --network "
+            raise Usage(f"published ports need an nspawnctl network, not --network "
                         f"{self.network}", hint="use --network default or a network of "
                                                 "`nspawnctl network create`")
         seen = set()
         for port in self.ports:
             if (port.host_ip, port.host_port, port.proto) in seen:
-                raise Error(f"port {port.host_port}/{port.proto} is published twice")
+                raise Usage(f"port {port.host_port}/{port.proto} is published twice")
             seen.add((port.host_ip, port.host_port, port.proto))
 
 
@@ -377,7 +377,7 @@ def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
             kept.append(item)
         for text in removals:  # a removal that matches nothing is a mistake worth saying
             if not any(s.removes(item, text) for item in getattr(cfg, s.name)):
-                raise Error(f"nothing to remove: no {s.flag} {text} is set")
+                raise Usage(f"nothing to remove: no {s.flag} {text} is set")
         changes[s.name] = tuple(kept) + tuple(added)
     return replace(cfg, **changes)
 
