@@ -102,8 +102,11 @@ class Layout:
 class DirLayout(Layout):
     def __init__(self, path: Path):
         super().__init__()
+        if not path.exists():
+            raise NotFound(f"{path}: no such directory")
         if not path.is_dir():
-            raise InvalidInput(f"{path} is not an image-layout directory")
+            raise Usage(f"{path} is not an image-layout directory",
+                        hint="use oci-archive:FILE for an image archive")
         self.path = path
 
     def size(self, name: str) -> int | None:
