@@ -337,7 +337,7 @@ CASES = [
     case("set-tasks-garbage", "set", IDLE, "--tasks", "lots",
          exit=USAGE, says="invalid task limit"),
     case("set-tasks-overflow-running", "set", BUSY, "--tasks", str(1 << 64),
-         says="too large"),
+         exit=USAGE, says="too large"),
     case("start-timeout-garbage", *CREATE, "--start-timeout", "soon",
          exit=USAGE, says="invalid time span"),
     case("start-timeout-zero", *CREATE, "--start-timeout", "0",
