@@ -89,3 +89,14 @@ def test_rm_is_refused_while_a_container_uses_the_tree(paths, registry, monkeypa
     assert one["digest"] in blobs_in(paths) and (paths.images / key).is_dir()
     assert [r.name for r in BlobStore(paths).records()] == [f"{REPO}:v1"]
     assert image_store.list_images(paths, {})  # its tree is still there
+
+
+def test_pull_and_images_json_are_of_their_kinds(paths, registry):
+    """What pull --json and images --json print, from a real pull (cli/jsonview.py)."""
+    from nspawnctl.cli import jsonview
+    registry.push(REPO, "v1", image(BASE, TOP1, Cmd=["/bin/tool"]))
+    info = pull_ops.pull(context(paths), f"{REPO}:v1", policy="always")
+    assert jsonview.check(jsonview.schema("pulled"), jsonview.view("pulled", info)) == []
+    for row in jsonview.views("image", ops.list_images(context(paths))):
+        assert jsonview.check(jsonview.schema("image"), row) == [], row
+        assert row["created"].endswith("Z") and row["containers"] == []
