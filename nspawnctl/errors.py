@@ -21,14 +21,44 @@ EXEC_NOT_FOUND = 127   # exec/shell: the command was not found in the container
 
 
 class Error(Exception):
-    """A failure explained to the user: message, optional hint, exit code."""
+    """A failure explained to the user: message, optional hint, exit code (its class's unless
+    given: the subclasses below say what kind of failure it is, so a raise site names the
+    kind, never a number)."""
 
-    def __init__(self, message: str, hint: str | None = None, exit_code: int = 1):
+    code = FAILURE
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
-        self.exit_code = exit_code
+        self.exit_code = type(self).code if exit_code is None else exit_code
 
     def __str__(self) -> str:
         return self.message
 
+
+class Usage(Error):
+    """A value on the command line is wrong (as click's own parse errors)."""
+    code = USAGE
+
+
+class NotFound(Error):
+    """What the command names does not exist: a container, network, image, snapshot, file."""
+    code = NOT_FOUND
+
+
+class Conflict(Error):
+    """It exists already, is in use, busy or locked, or is in the wrong state for this."""
+    code = CONFLICT
+
+
+class InvalidInput(Error):
+    """An input's content is refused: an image, archive, file or a registry's answer."""
+    code = INVALID_INPUT
+
+
+def refused_content(exc: Error) -> Error:
+    """EXC raised for text read from a file or an image rather than typed: the checks of
+    values (settings/values.py) are shared and say Usage, but a bad value in a settings file
+    or an image's config is refused content."""
+    return InvalidInput(exc.message, exc.hint) if isinstance(exc, Usage) else exc

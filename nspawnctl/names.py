@@ -2,7 +2,7 @@
 
 import re
 
-from .errors import Error
+from .errors import Usage
 
 MAX_LENGTH = 64  # HOST_NAME_MAX: machined refuses longer names
 # systemd's hostname_is_valid(): labels of [A-Za-z0-9_-] joined by single dots.  We also
@@ -13,13 +13,13 @@ _LABELS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 def check_name(name: str) -> str:
     """Return name if it is a valid machine name, else raise Error saying why."""
     if not name:
-        raise Error("container name is empty")
+        raise Usage("container name is empty")
     if len(name) > MAX_LENGTH:
-        raise Error(f"invalid container name {name!r}: longer than {MAX_LENGTH} characters")
+        raise Usage(f"invalid container name {name!r}: longer than {MAX_LENGTH} characters")
     if name == ".host":
-        raise Error("invalid container name '.host': reserved by machined for the host")
+        raise Usage("invalid container name '.host': reserved by machined for the host")
     if not _LABELS.fullmatch(name):
-        raise Error(f"invalid container name {name!r}",
+        raise Usage(f"invalid container name {name!r}",
                     hint="use letters, digits, '-', '_' and single dots, "
                          "not starting with '-' or '.'")
     return name

@@ -60,7 +60,7 @@ def need_tool(name: str, package: str | None = None) -> str:
     path = shutil.which(name)
     if path is None:
         raise Error(f"{name} is not installed",
-                    hint=f"install it: apt-get install {package or name}", exit_code=127)
+                    hint=f"install it: apt-get install {package or name}")
     return path
 
 
@@ -83,7 +83,7 @@ def run(argv: Sequence[str | os.PathLike], *, check: bool = True, capture: bool 
                               preexec_fn=die_with_parent)
     except FileNotFoundError:
         raise Error(f"{args[0]} is not installed",
-                    hint=f"install the package that provides {args[0]}", exit_code=127) from None
+                    hint=f"install the package that provides {args[0]}") from None
     except subprocess.TimeoutExpired:
         raise Error(f"{what or args[0]} did not finish within {timeout:g} s") from None
     if check and proc.returncode != 0:
@@ -158,7 +158,7 @@ def start(argv: Sequence[str], *, stdout=None, stderr=None,
                                 stderr=stream(stderr), preexec_fn=preexec)
     except FileNotFoundError:
         raise Error(f"{argv[0]} is not installed", hint=f"install the package that provides "
-                                                       f"{argv[0]}", exit_code=127) from None
+                                                       f"{argv[0]}") from None
 
 
 def kill(proc: subprocess.Popen) -> None:

@@ -10,7 +10,7 @@ from ..ops import clone, create, export, lifecycle, remove, rename, upgrade
 from ..settings.model import ContainerConfig, parse_cli
 from ..sources.base import Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
-from . import completion, pass_app
+from . import completion, jsonview, pass_app
 from .options import (
     config_options,
     existing,
@@ -118,7 +118,7 @@ def _create(app, name, as_json, source, adds, cmd, mirror, variant, include, arc
 
 def _said(name: str, info: dict, as_json: bool):
     if as_json:
-        print_record(info, True)
+        print_record(jsonview.view("created", info), True)
         return
     how = "from the cached base tree" if info.get("cached") else ""
     click.echo(f"created {name} ({info['method']}{', ' + how if how else ''}, "
@@ -143,6 +143,7 @@ def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
     if it is not healthy."""
     info = upgrade.upgrade(app.ctx, name, check=check_cmd, keep_snapshot=keep_snapshot,
                            timeout=timeout)
+    info = jsonview.view("upgraded", info)
     if as_json:
         print_record(info, True)
     else:
@@ -207,7 +208,8 @@ def export_command(app, name, file, fmt, force, as_json):
     nspawnctl export web web.img --format docker-archive
     """
 
-    info = export.export(app.ctx, name, Path(file), fmt, force=force)
+    info = jsonview.view("exported", export.export(app.ctx, name, Path(file), fmt,
+                                                   force=force))
     if as_json:
         print_record(info, True)
     else:

@@ -1,11 +1,9 @@
 """Day two: snapshots, rollback, cp."""
 
-import datetime
-
 import click
 
 from ..ops import copy, snapshot
-from . import Group, completion, pass_app
+from . import Group, completion, jsonview, pass_app
 from .output import megabytes, print_record, print_table
 
 
@@ -34,11 +32,11 @@ class DefaultGroup(Group):
 
 
 def _snapshot_rows(rows: list[dict], as_json: bool) -> None:
+    rows = jsonview.views("snapshot", rows, read=True)
     if not as_json:
         for row in rows:
-            row["size"] = f"{(row.get('size') or 0) / 1e6:.1f} MB"
-            row["created"] = datetime.datetime.fromtimestamp(
-                row.get("created") or 0, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            row["size"] = f"{(row['size'] or 0) / 1e6:.1f} MB"
+            row["created"] = (row["created"] or "").replace("T", " ").removesuffix("Z")
     print_table(rows, ["tag", "method", "size", "created"], as_json)
 
 
@@ -58,7 +56,8 @@ def snapshot_group():
 @pass_app
 def snapshot_create(app, name, tag, stop_if_needed, as_json):
     """Snapshot NAME as TAG (default: the UTC time, e.g. 20261128T192500Z)."""
-    info = snapshot.snapshot(app.ctx, name, tag, stop_if_needed=stop_if_needed)
+    info = jsonview.view("snapshot", snapshot.snapshot(app.ctx, name, tag,
+                                                       stop_if_needed=stop_if_needed), read=True)
     if as_json:
         print_record(info, True)
     else:
@@ -93,7 +92,7 @@ def snapshot_rm(app, name, tag):
 def snapshot_rollback(app, name, tag, as_json):
     """Put NAME back as snapshot TAG holds it (tree and settings); a running container is
     stopped and started again.  The snapshot stays."""
-    info = snapshot.rollback(app.ctx, name, tag)
+    info = jsonview.view("rolled_back", snapshot.rollback(app.ctx, name, tag))
     if as_json:
         print_record(info, True)
     else:

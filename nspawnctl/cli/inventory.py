@@ -1,13 +1,13 @@
 """What there is: list, status, inspect, stats, top, images."""
 
-import datetime
 import sys
 
 import click
 
 from ..ops import images, inventory
 from ..ops import stats as usage
-from . import App, Group, completion, pass_app
+from ..settings.model import limits_text
+from . import App, Group, completion, jsonview, pass_app
 from .output import cell, megabytes, print_record, print_table, shown
 
 
@@ -16,11 +16,13 @@ from .output import cell, megabytes, print_record, print_table, shown
 @pass_app
 def list_(app, as_json):
     """List every container, running or not."""
-    rows = inventory.list_containers(app.ctx)
+    raw = inventory.list_containers(app.ctx)
+    rows = jsonview.views("container", raw)
     if not as_json:
-        for row in rows:
+        for row, said in zip(rows, raw):
+            row["limits"] = limits_text(said["limits"])  # 50% as given, not its bytes
             _mark_pending(row, ["address"], "pending")
-    print_table(rows, ["name", "state", "os", "address", "ports", "image", "enabled", "limits"],
+    print_table(rows, ["name", "state", "os", "address", "port", "image", "enabled", "limits"],
                 as_json)
 
 
@@ -30,9 +32,12 @@ def list_(app, as_json):
 @pass_app
 def status(app, name, as_json):
     """Show one container in detail."""
-    record = inventory.status(app.ctx, name)
+    raw = inventory.status(app.ctx, name)
+    record = jsonview.view("status", raw)
     log = None if as_json else record.pop("log")
     if not as_json:
+        record["limits"] = limits_text(raw["limits"])
+        _show_settings(record, raw)
         _mark_pending(record, list(record["pending"]), "pending after restart")
         record.pop("pending")
     print_record(record, as_json)
@@ -52,7 +57,7 @@ def inspect(app, name, as_json):
     As podman inspect, always JSON (--json is accepted and changes nothing); the unit is
     the file systemd runs it from and each drop-in, in the order systemd reads them.
     """
-    print_record(inventory.inspect(app.ctx, name), True)
+    print_record(jsonview.view("inspect", inventory.inspect(app.ctx, name)), True)
 
 
 @click.command()
@@ -124,6 +129,17 @@ def top(app, name, as_json):
                 as_json)
 
 
+def _show_settings(record: dict, raw: dict):
+    """A setting's value in status text as its flag takes it (--memory: 512M, 50%), where
+    JSON has its value (bytes)."""
+    from ..settings.model import SETTINGS
+    for s in SETTINGS:
+        value = raw.get(s.public)
+        if s.show is not str and s.public in record and value is not None \
+                and not isinstance(value, list):
+            record[s.public] = s.show(value)
+
+
 def _mark_pending(row: dict, keys: list[str], words: str):
     """A setting saved for the next start, shown beside the value in force:
     'address 10.0.0.2 (pending after restart: 10.99.0.3)'."""
@@ -139,15 +155,13 @@ def images_group(ctx, as_json):
     """List pulled images and cached base trees (see also: images rm, images prune)."""
     if ctx.invoked_subcommand:
         return
-    rows = images.list_images(ctx.ensure_object(App).ctx)
+    rows = jsonview.views("image", images.list_images(ctx.ensure_object(App).ctx))
     if not as_json:
         for row in rows:
             row["repository"] = row["repository"] or row["source"]
             row["digest"] = (row["digest"] or row["key"]).removeprefix("sha256:")[:12]
             row["size"] = "-" if row["size"] is None else f"{row['size'] / 1e6:.0f} MB"
-            row["created"] = datetime.datetime.fromtimestamp(row["created"]).strftime(
-                "%Y-%m-%d %H:%M")
-            row["containers"] = row["used_by"]
+            row["created"] = jsonview.short_time(row["created"])
     print_table(rows, ["repository", "tag", "digest", "size", "created", "containers"],
                 as_json)
 

@@ -4,7 +4,7 @@
 import click
 
 from ..ops import network
-from . import Group, completion, pass_app
+from . import Group, completion, jsonview, pass_app
 from .output import print_table
 
 
@@ -29,7 +29,7 @@ def network_create(app, name, subnet):
 @pass_app
 def network_list(app, as_json):
     """List networks and their containers."""
-    print_table(network.list_networks(app.ctx),
+    print_table(jsonview.views("network", network.list_networks(app.ctx)),
                 ["name", "subnet", "gateway", "bridge", "containers"], as_json)
 
 

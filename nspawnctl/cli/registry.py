@@ -3,7 +3,7 @@
 import click
 
 from ..ops import pull as ops
-from . import completion, pass_app
+from . import completion, jsonview, pass_app
 from .options import registry_options
 from .output import print_record, tty_progress
 
@@ -20,6 +20,7 @@ def pull_command(app, ref, platform, pull_policy, tls_verify, as_json):
     # default is missing
     info = ops.pull(app.ctx, ref, policy=pull_policy or "always", platform=platform,
                     tls_verify=tls_verify, progress=None if as_json else tty_progress())
+    info = jsonview.view("pulled", info)
     if as_json:
         print_record(info, True)
     else:

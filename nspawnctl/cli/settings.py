@@ -2,7 +2,7 @@
 
 import click
 
-from ..errors import Error
+from ..errors import Usage
 from ..ops import reconfigure
 from . import completion, pass_app
 from .options import config_options
@@ -15,6 +15,6 @@ from .options import config_options
 def set_(app, name, **options):
     """Change a container's settings; limits and ports apply at once if it runs."""
     if not any(v for v in options.values() if v not in (None, ())):
-        raise Error("nothing to change", hint="see 'nspawnctl set --help'")
+        raise Usage("nothing to change", hint="see 'nspawnctl set --help'")
     for line in reconfigure.set_config(app.ctx, name, options):
         click.echo(line)

@@ -3,7 +3,7 @@
 import platform as host_platform
 from dataclasses import dataclass
 
-from ..errors import Error
+from ..errors import Usage
 
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386",
           "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}
@@ -30,5 +30,5 @@ def parse_platform(spec: str | None) -> Platform:
         return Platform("linux", ARCHES.get(machine, machine))
     parts = spec.split("/")
     if len(parts) not in (2, 3) or not all(parts):
-        raise Error(f"invalid platform '{spec}'", hint="use OS/ARCH[/VARIANT], e.g. linux/arm64")
+        raise Usage(f"invalid platform '{spec}'", hint="use OS/ARCH[/VARIANT], e.g. linux/arm64")
     return Platform(*parts)

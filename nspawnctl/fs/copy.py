@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from ..run import run
 from .resolve import RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV, openat2
 from .walk import DirCursor, remove_tree
@@ -231,9 +231,9 @@ def _copy_node(copy: _Copy, fd: int, st: os.stat_result, dst_dir: int, name: str
         if stat.S_ISLNK(mode):
             os.symlink(os.readlink("", dir_fd=fd), name, dir_fd=dst_dir)
         elif (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)) and not copy.rules.devices:
-            raise Error(f"{where()} is a device node: not copied",
-                        hint="a device file outside the container would open that device "
-                             "for whoever may open the file; copy around it")
+            raise InvalidInput(f"{where()} is a device node: not copied",
+                               hint="a device file outside the container would open that device "
+                                    "for whoever may open the file; copy around it")
         else:  # a FIFO, a socket, or a device node
             os.mknod(name, stat.S_IFMT(mode) | 0o600, st.st_rdev, dir_fd=dst_dir)
         out = os.open(name, _PATH, dir_fd=dst_dir)

@@ -11,7 +11,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from .locks import owner_token
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -87,15 +87,15 @@ def read_small_text(path: Path, what: str, limit: int = SMALL_FILE_MAX) -> str |
         raise Error(f"cannot read {what} {path}: {exc.strerror}") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise Error(f"{what} {path} is not a regular file")
+        raise InvalidInput(f"{what} {path} is not a regular file")
     with open(fd, "rb") as f:
         data = f.read(limit + 1)  # buffered: reads on until limit + 1 bytes or the end
     if len(data) > limit:
-        raise Error(f"{what} {path} is larger than {limit >> 10} KiB")
+        raise InvalidInput(f"{what} {path} is larger than {limit >> 10} KiB")
     try:
         return data.decode()
     except UnicodeDecodeError as exc:
-        raise Error(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+        raise InvalidInput(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644):

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, InvalidInput, NotFound
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -110,9 +110,11 @@ def split(path: str) -> tuple[str, str]:
 def describe(exc: OSError, where: str) -> Error:
     """An in-root resolution's failure as the user sees it."""
     if exc.errno == errno.EXDEV:
-        return Error(f"{where} leads out of the container's tree")
+        return InvalidInput(f"{where} leads out of the container's tree")
     if exc.errno == errno.ELOOP:
-        return Error(f"{where}: too many levels of symbolic links")
+        return InvalidInput(f"{where}: too many levels of symbolic links")
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return NotFound(f"{where}: {exc.strerror}")
     return Error(f"{where}: {exc.strerror}")
 
 

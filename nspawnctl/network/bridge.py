@@ -8,7 +8,7 @@ Only links named nsc-* are ever created, changed or deleted here.
 import os
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Conflict, Error
 from ..settings.networking import BRIDGE_PREFIX
 from .model import Network
 
@@ -45,9 +45,9 @@ def ensure_bridge(net: Network):
         info = link.get_attr("IFLA_LINKINFO")
         kind = info.get_attr("IFLA_INFO_KIND") if info else None
         if kind != "bridge":
-            raise Error(f"{net.bridge} exists but is not a bridge ({kind or 'no kind'})",
-                        hint=f"nspawnctl owns the names {BRIDGE_PREFIX}*: rename or "
-                             f"delete that link")
+            raise Conflict(f"{net.bridge} exists but is not a bridge ({kind or 'no kind'})",
+                           hint=f"nspawnctl owns the names {BRIDGE_PREFIX}*: rename or "
+                                f"delete that link")
         ipv6_off(net.bridge)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
                 for a in ipr.get_addr(family=socket.AF_INET, index=index)}

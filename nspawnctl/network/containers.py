@@ -18,7 +18,7 @@ import ipaddress
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Conflict, Error, Usage
 from ..fs.files import mkdir_private
 from ..fs.locks import flocked
 from ..paths import Paths
@@ -134,13 +134,13 @@ def check_ports(paths: Paths, name: str, cfg: ContainerConfig):
             if number == port.host_port and proto == port.proto \
                     and None in (ip, port.host_ip) or (ip, number, proto) == (
                         port.host_ip, port.host_port, port.proto):
-                raise Error(f"port {number}/{proto} is already published by container "
-                            f"{other}", hint=f"see nspawnctl status {other}")
+                raise Conflict(f"port {number}/{proto} is already published by container "
+                               f"{other}", hint=f"see nspawnctl status {other}")
     for port in cfg.ports:
         holder = _held_by_host(port)
         if holder:
-            raise Error(f"port {port.host_port}/{port.proto} is in use on the host "
-                        f"({holder})", hint="stop what listens there, or pick another port")
+            raise Conflict(f"port {port.host_port}/{port.proto} is in use on the host "
+                           f"({holder})", hint="stop what listens there, or pick another port")
 
 
 def _held_by_host(port: Port) -> str | None:
@@ -154,7 +154,7 @@ def _held_by_host(port: Port) -> str | None:
             if exc.errno == errno.EADDRINUSE:
                 return f"{port.host_ip or '*'}:{port.host_port} is bound by a process"
             if exc.errno == errno.EADDRNOTAVAIL:
-                raise Error(f"{port.host_ip} is not an address of this host",
+                raise Usage(f"{port.host_ip} is not an address of this host",
                             hint="publish on one of its addresses, or leave HOSTIP out") \
                     from None
             raise

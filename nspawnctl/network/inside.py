@@ -8,7 +8,7 @@ this process does, and nothing here imports pyroute2 (see rtnl.py for why).
 
 import ipaddress
 
-from ..errors import Error
+from ..errors import Conflict, Error
 
 
 def configure_container(leader_pid: int, address, prefixlen: int, gateway,
@@ -37,7 +37,7 @@ def configure_container(leader_pid: int, address, prefixlen: int, gateway,
     try:
         inner = Rtnl(netns)
     except FileNotFoundError:
-        raise Error(f"no process {leader_pid}: the container is not running") from None
+        raise Conflict(f"no process {leader_pid}: the container is not running") from None
     with inner:
         lo = inner.link("lo")
         link = inner.link(ifname)

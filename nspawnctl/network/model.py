@@ -7,7 +7,7 @@ container's settings use (network names, published ports) live in settings.netwo
 import ipaddress
 from dataclasses import dataclass
 
-from ..errors import Error
+from ..errors import Usage
 from ..settings.networking import BRIDGE_PREFIX, check_network_name
 
 
@@ -44,16 +44,16 @@ def check_subnet(value) -> ipaddress.IPv4Network:
         try:
             net = ipaddress.ip_network(str(value), strict=True)
         except ValueError as exc:
-            raise Error(f"invalid subnet {value!r}: {exc}",
+            raise Usage(f"invalid subnet {value!r}: {exc}",
                         hint="give an IPv4 network such as 10.213.7.0/24") from None
     if net.version != 4:
-        raise Error(f"invalid subnet {value!r}: only IPv4 networks are supported")
+        raise Usage(f"invalid subnet {value!r}: only IPv4 networks are supported")
     if net.prefixlen > 30:
-        raise Error(f"invalid subnet {value!r}: too small",
+        raise Usage(f"invalid subnet {value!r}: too small",
                     hint="a /30 or larger: a gateway and at least one container")
     if net.is_loopback or net.is_multicast or net.is_link_local or net.is_reserved \
             or net.is_unspecified:
-        raise Error(f"invalid subnet {value!r}: a special-purpose range")
+        raise Usage(f"invalid subnet {value!r}: a special-purpose range")
     return net
 
 

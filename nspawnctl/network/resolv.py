@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 
 RESOLVED_UPLINK = Path("/run/systemd/resolve/resolv.conf")
 MAXNS = 3  # glibc reads no more nameserver lines than this
@@ -125,10 +125,10 @@ def read_etc_file(tree, name: str) -> str | None:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise Error(f"the container's /etc/{name} is not a regular file")
+                raise InvalidInput(f"the container's /etc/{name} is not a regular file")
             if st.st_size > MAX_READ:
-                raise Error(f"the container's /etc/{name} is too large "
-                            f"({st.st_size} bytes, at most {MAX_READ})")
+                raise InvalidInput(f"the container's /etc/{name} is too large "
+                                   f"({st.st_size} bytes, at most {MAX_READ})")
             chunks, size = [], 0
             while size <= MAX_READ:
                 chunk = os.read(fd, MAX_READ + 1 - size)
@@ -140,7 +140,7 @@ def read_etc_file(tree, name: str) -> str | None:
         finally:
             os.close(fd)
     if len(data) > MAX_READ:  # it grew meanwhile
-        raise Error(f"the container's /etc/{name} is too large (at most {MAX_READ} bytes)")
+        raise InvalidInput(f"the container's /etc/{name} is too large (at most {MAX_READ} bytes)")
     return data.decode(errors="replace")
 
 
@@ -158,9 +158,9 @@ def _etc(tree, name: str):
         except OSError as exc:
             why = "a symlink or not a directory" if exc.errno in (errno.ELOOP, errno.ENOTDIR) \
                 else exc.strerror
-            raise Error(f"cannot reach the container's /etc/{name}: its /etc is {why}",
-                        hint="nspawnctl never follows links out of a container's tree"
-                        ) from None
+            raise InvalidInput(f"cannot reach the container's /etc/{name}: its /etc is {why}",
+                               hint="nspawnctl never follows links out of a container's tree"
+                               ) from None
         try:
             yield etc
         finally:

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Conflict, Error, InvalidInput, NotFound, Usage
 from ..fs.files import write_atomic
 from ..fs.locks import flocked
 from ..names import check_name
@@ -42,13 +42,13 @@ def parse_pool(text: str) -> list[ipaddress.IPv4Network]:
         try:
             net = ipaddress.IPv4Network(block, strict=True)
         except ValueError as exc:
-            raise Error(f"invalid subnet pool {text!r}: {exc}",
+            raise Usage(f"invalid subnet pool {text!r}: {exc}",
                         hint=f"{POOL_ENV} is a comma-separated list of IPv4 networks, "
                              f"e.g. {DEFAULT_POOL}") from None
         check_subnet(net)
         subnets.extend(net.subnets(new_prefix=max(net.prefixlen, POOL_PREFIX)))
     if not subnets:
-        raise Error(f"invalid subnet pool {text!r}: empty")
+        raise Usage(f"invalid subnet pool {text!r}: empty")
     return subnets
 
 
@@ -101,8 +101,8 @@ class NetworkState:
                 self._ensure_default(data)
                 return self._network(name, data)
         check_network_name(name)
-        raise Error(f"no network named {name!r}",
-                    hint=f"create it: nspawnctl network create {name}")
+        raise NotFound(f"no network named {name!r}",
+                       hint=f"create it: nspawnctl network create {name}")
 
     def leases(self, network: str) -> dict[str, ipaddress.IPv4Address]:
         """Container name -> address, for one network."""
@@ -139,8 +139,8 @@ class NetworkState:
         wanted = check_subnet(subnet) if subnet is not None else None
         with self._changing() as data:
             if name in data["networks"]:
-                raise Error(f"network {name!r} exists already",
-                            hint=f"its subnet is {data['networks'][name]['subnet']}")
+                raise Conflict(f"network {name!r} exists already",
+                               hint=f"its subnet is {data['networks'][name]['subnet']}")
             chosen = self._place(data, wanted)
             data["networks"][name] = {"subnet": str(chosen)}
             return self._network(name, data)
@@ -149,11 +149,11 @@ class NetworkState:
         """Forget a network; refused while a container holds an address in it."""
         with self._changing() as data:
             if name not in data["networks"]:
-                raise Error(f"no network named {name!r}", hint="see: nspawnctl network list")
+                raise NotFound(f"no network named {name!r}", hint="see: nspawnctl network list")
             holders = sorted(data["leases"].get(name, {}))
             if holders:
-                raise Error(f"network {name!r} is in use by {', '.join(holders)}",
-                            hint="remove those containers or move them to another network")
+                raise Conflict(f"network {name!r} is in use by {', '.join(holders)}",
+                               hint="remove those containers or move them to another network")
             del data["networks"][name]
             data["leases"].pop(name, None)
 
@@ -165,8 +165,8 @@ class NetworkState:
                 self._ensure_default(data)
             elif network not in data["networks"]:
                 check_network_name(network)
-                raise Error(f"no network named {network!r}",
-                            hint=f"create it: nspawnctl network create {network}")
+                raise NotFound(f"no network named {network!r}",
+                               hint=f"create it: nspawnctl network create {network}")
             leases = data["leases"].setdefault(network, {})
             if container in leases:
                 return ipaddress.IPv4Address(leases[container])
@@ -176,8 +176,8 @@ class NetworkState:
                 if address not in taken:
                     leases[container] = str(address)
                     return address
-            raise Error(f"network {network!r} is full: {len(leases)} containers in "
-                        f"{net.subnet}", hint="create another network with a larger subnet")
+            raise Conflict(f"network {network!r} is full: {len(leases)} containers in "
+                           f"{net.subnet}", hint="create another network with a larger subnet")
 
     def rename(self, old: str, new: str):
         """Move old's addresses to new, in one write of the registry (rename)."""
@@ -214,9 +214,9 @@ class NetworkState:
             data.setdefault("leases", {})
             return data
         except (ValueError, AttributeError):
-            raise Error(f"{self.file} is not a network registry (unreadable JSON)",
-                        hint="move it away; networks and addresses will be chosen afresh"
-                        ) from None
+            raise InvalidInput(f"{self.file} is not a network registry (unreadable JSON)",
+                               hint="move it away; networks and addresses will be chosen afresh"
+                               ) from None
 
     @contextlib.contextmanager
     def _changing(self):
@@ -249,8 +249,8 @@ class NetworkState:
         if wanted is not None:
             conflict = _conflict(wanted, ours, routes)
             if conflict:
-                raise Error(f"subnet {wanted} overlaps {conflict}",
-                            hint="choose another subnet")
+                raise Conflict(f"subnet {wanted} overlaps {conflict}",
+                               hint="choose another subnet")
             return wanted
         for candidate in parse_pool(self.pool_text):
             if not _conflict(candidate, ours, routes):

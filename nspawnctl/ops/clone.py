@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from ..errors import Error
+from ..errors import Conflict
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..runtime.context import Context
@@ -11,6 +11,7 @@ from ..settings.files import load_config
 from ..store import overlay
 from ..store.commit import finish
 from ..store.hold import hold
+from ..times import now
 from .common import require_root
 
 
@@ -27,7 +28,7 @@ def clone(ctx: Context, src: str, dst: str) -> dict:
         with hold(paths, ctx.bus, src), \
                 store.staging(paths.machines, f"clone-{dst}") as stage:
             if running_for_copy(ctx, src):
-                raise Error(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
+                raise Conflict(f"{src} is running", hint=f"stop it first: nspawnctl stop {src}")
             cfg = load_config(paths, src)
             if network.managed(cfg):  # refused before the copy, not after it
                 network.require_host_network(paths)
@@ -40,7 +41,7 @@ def clone(ctx: Context, src: str, dst: str) -> dict:
             else:
                 method = clone_tree(paths.tree(src), stage / "tree")
             # Its own name and address; the ports stay with the original, which publishes them.
-            cfg = dataclasses.replace(cfg, hostname=None, ports=())
+            cfg = dataclasses.replace(cfg, hostname=None, ports=(), created=now())
             network.join(paths, dst, cfg)  # given back if the commit fails
             finish(store, stage, dst, cfg, dst, lower, like=src)
     if network.managed(cfg):

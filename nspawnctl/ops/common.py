@@ -3,7 +3,7 @@
 import os
 from collections.abc import Callable
 
-from ..errors import USAGE, Error
+from ..errors import Error, Usage
 
 # Operations tell the user what they are doing through a callback; the CLI prints to stderr.
 Report = Callable[[str], None]
@@ -20,5 +20,5 @@ def check_bind_sources(binds) -> None:
     only at the next start, far from where it was typed (create, set)."""
     for bind in binds:
         if not os.path.exists(bind.source):
-            raise Error(f"bind mount source {bind.source} does not exist",
-                        hint="create it first, or fix the path", exit_code=USAGE)
+            raise Usage(f"bind mount source {bind.source} does not exist",
+                        hint="create it first, or fix the path")

@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound, Usage
 from ..fs import resolve
 from ..fs.copy import copy_at
 from ..fs.locks import pid_alive
@@ -46,7 +46,7 @@ def parse_side(text: str) -> Side:
     if sep and name and "/" not in name:
         check_name(name)
         if not path.startswith("/"):
-            raise Error(f"the path in {text!r} must be absolute inside the container",
+            raise Usage(f"the path in {text!r} must be absolute inside the container",
                         hint=f"e.g. {name}:/root/file")
         return Side(name, path)
     return Side(None, text)
@@ -56,10 +56,10 @@ def copy(ctx: Context, src: str, dst: str, preserve_owner: bool = False) -> dict
     require_root()
     s, d = parse_side(src), parse_side(dst)
     if (s.name is None) == (d.name is None):
-        raise Error("one side of cp must be in a container (NAME:/PATH), the other on the host",
+        raise Usage("one side of cp must be in a container (NAME:/PATH), the other on the host",
                     hint="nspawnctl cp FILE NAME:/DIR or nspawnctl cp NAME:/FILE DIR")
     if preserve_owner and d.name is not None:
-        raise Error("--preserve-owner is for a copy out of a container",
+        raise Usage("--preserve-owner is for a copy out of a container",
                     hint="a copy in is owned by the container's users, mapped through its "
                          "user namespace")
     owner = None if preserve_owner or d.name is not None else invoking_user()
@@ -69,8 +69,8 @@ def copy(ctx: Context, src: str, dst: str, preserve_owner: bool = False) -> dict
     ctx.store.require(name)
     tree = paths.tree(name)
     if overlay.is_overlay(paths, name) and not os.path.ismount(tree):
-        raise Error(f"the tree of {name} is not mounted",
-                    hint=f"start it, or: systemctl start {overlay.mount_unit(paths, name)}")
+        raise Conflict(f"the tree of {name} is not mounted",
+                       hint=f"start it, or: systemctl start {overlay.mount_unit(paths, name)}")
     base = inside.uid_base(tree)
     rootfd = resolve.open_root(tree)
     try:
@@ -103,11 +103,11 @@ def _env_id(key: str) -> int:
 
 def _copy_in(rootfd: int, base: int, src: str, name: str, dst: str) -> dict:
     if not os.path.lexists(src):
-        raise Error(f"{src}: no such file or directory")
+        raise NotFound(f"{src}: no such file or directory")
     where = f"{name}:{dst}"
     source = os.path.abspath(src)
     if source == "/":
-        raise Error("cannot copy the host's / into a container", hint="copy what is in it")
+        raise Usage("cannot copy the host's / into a container", hint="copy what is in it")
     hostfd = os.open(os.path.dirname(source), _DIR | os.O_CLOEXEC)
     try:
         parentfd, last = _container_target(rootfd, dst, os.path.basename(source), where)
@@ -144,11 +144,11 @@ def _copy_out(rootfd: int, base: int, name: str, src: str, dst: str,
         target = Path(dst)
         if target.is_dir():
             if last == ".":
-                raise Error(f"give the new directory's name to copy {where} to: "
+                raise Usage(f"give the new directory's name to copy {where} to: "
                             f"{dst}/NAME")
             target = target / last
         if not target.parent.is_dir():
-            raise Error(f"{target.parent}: no such directory")
+            raise NotFound(f"{target.parent}: no such directory")
         hostfd = os.open(target.parent, _DIR | os.O_CLOEXEC)
         try:
             _sweep(hostfd)
@@ -177,14 +177,14 @@ def _container_target(rootfd: int, dst: str, default: str, where: str) -> tuple[
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
             raise resolve.describe(exc, where) from None
         if dst.endswith(("/", "/.", "/..")):  # meant as a directory: never a file's name
-            raise Error(f"{where}: no such directory in the container") from None
+            raise NotFound(f"{where}: no such directory in the container") from None
     parent, last = resolve.split(dst)
     try:
         fd = resolve.in_root(rootfd, parent, _DIR)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-            raise Error(f"{where}: the directory {parent} does not exist in the container",
-                        hint="make it first, e.g. nspawnctl exec NAME -- mkdir -p DIR") from None
+            raise NotFound(f"{where}: the directory {parent} does not exist in the container",
+                           hint="make it first, e.g. nspawnctl exec NAME -- mkdir -p DIR") from None
         raise resolve.describe(exc, where) from None
     return fd, last
 
@@ -198,21 +198,21 @@ def _commit(dirfd: int, tmp: str, final: str, where: str, made: tuple[int, int])
     except FileNotFoundError:
         st = None
     if st is None or (st.st_dev, st.st_ino) != made:
-        raise Error(f"{where}: the copy was moved away while it was made; nothing was put "
-                    "in place", hint="something in the container renamed it: try again")
+        raise Conflict(f"{where}: the copy was moved away while it was made; nothing was put "
+                       "in place", hint="something in the container renamed it: try again")
     try:
         old = os.stat(final, dir_fd=dirfd, follow_symlinks=False)
     except FileNotFoundError:
         old = None
     if old is not None and stat.S_ISDIR(old.st_mode) != stat.S_ISDIR(st.st_mode):
         kind = "a directory" if stat.S_ISDIR(old.st_mode) else "not a directory"
-        raise Error(f"{where} exists and is {kind}")
+        raise Conflict(f"{where} exists and is {kind}")
     try:
         os.rename(tmp, final, src_dir_fd=dirfd, dst_dir_fd=dirfd)
     except OSError as exc:
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-            raise Error(f"{where} exists and is a directory that is not empty",
-                        hint="copy into it instead, or remove it first") from None
+            raise Conflict(f"{where} exists and is a directory that is not empty",
+                           hint="copy into it instead, or remove it first") from None
         raise Error(f"{where}: {exc.strerror}") from None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sources
-from ..errors import Error
+from ..errors import Error, refused_content
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..paths import service_unit
@@ -26,6 +26,7 @@ from ..store import order, overlay
 from ..store.commit import finish
 from ..store.images import held_image
 from ..systemd import bootunits
+from ..times import now
 from .common import Report, check_bind_sources, require_root
 
 
@@ -69,12 +70,14 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
                 else:
                     assert plan.build is not None
                     info.update(plan.build(stage / "tree"))
+                cfg = dataclasses.replace(cfg, created=now())
                 address = network.join(paths, name, cfg)  # given back if the commit fails
                 finish(store, stage, name, cfg, cfg.hostname or name, lower)
         if address is not None:
-            info["address"] = str(address)
+            info["address"] = [str(address)]
             network.joined(paths, ctx.bus, name, cfg)
     _reload_if_loaded(ctx, name)
+    info["created"] = cfg.created
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
 
@@ -100,7 +103,10 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
     if base.image_config is not None:
         booted, command, why = boot_rule(base.image_config, image / "tree", boot, cfg.command)
         info.update(boot=booted, why=why)
-        cfg = apply_image_config(cfg, base.image_config, booted, command)
+        try:
+            cfg = apply_image_config(cfg, base.image_config, booted, command)
+        except Error as exc:  # the image's Env, User, WorkingDir: its content, not a typo
+            raise refused_content(exc) from None
         if not booted:
             warning = image_user_warning(base.image_config)
             if warning:

@@ -18,7 +18,7 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import CONFLICT, USAGE, Error
+from ..errors import Conflict, Error, NotFound, Usage
 from ..formats.oci import RunConfig, write_archive
 from ..formats.tar import Sink, write_tree
 from ..fs.files import rename_noreplace
@@ -59,10 +59,9 @@ def format_of_name(file: Path) -> tuple[str, str | None] | None:
                 if compression is None:
                     return image, None
                 base = file.name[:len(stem) - len(mark)]
-                raise Error(f"{file.name!r} could be {_a(image)} or a {compression} tarball",
+                raise Usage(f"{file.name!r} could be {_a(image)} or a {compression} tarball",
                             hint=f"image archives are not compressed: name it {base}{mark}"
-                                 f".tar, or {base}{suffix} for a root tarball",
-                            exit_code=USAGE)
+                                 f".tar, or {base}{suffix} for a root tarball")
         return fmt, compression
     return None
 
@@ -74,24 +73,23 @@ def choose_format(file: Path, fmt: str | None) -> tuple[str, str | None]:
     by_name = format_of_name(file)
     if fmt is None:
         if by_name is None:
-            raise Error(f"cannot tell the format of {file.name!r} from its name",
+            raise Usage(f"cannot tell the format of {file.name!r} from its name",
                         hint="name it .tar, .tar.gz, .tar.zst, .oci.tar or .docker.tar, or "
                              "give --format tar, --format oci-archive or --format "
-                             "docker-archive", exit_code=USAGE)
+                             "docker-archive")
         return by_name
     if fmt not in FORMATS:
-        raise Error(f"unknown export format {fmt!r}", hint="use tar, oci-archive or "
-                                                          "docker-archive", exit_code=USAGE)
+        raise Usage(f"unknown export format {fmt!r}", hint="use tar, oci-archive or "
+                                                           "docker-archive")
     if by_name is not None and by_name[0] != "tar" and by_name[0] != fmt:
-        raise Error(f"{file.name!r} names {_a(by_name[0])}, not {_a(fmt)}",
+        raise Usage(f"{file.name!r} names {_a(by_name[0])}, not {_a(fmt)}",
                     hint="give the file a name that says what it holds, or leave --format "
-                         "out", exit_code=USAGE)
+                         "out")
     if fmt == "tar":
         return "tar", by_name[1] if by_name else None
     if by_name is not None and by_name[1] is not None:
-        raise Error(f"{fmt} archives are not compressed, but {file.name!r} says "
-                    f"{by_name[1]}", hint="name it .tar (its layer is stored uncompressed)",
-                    exit_code=USAGE)
+        raise Usage(f"{fmt} archives are not compressed, but {file.name!r} says "
+                    f"{by_name[1]}", hint="name it .tar (its layer is stored uncompressed)")
     return fmt, None
 
 
@@ -128,9 +126,9 @@ def export(ctx: Context, name: str, file: Path, fmt: str | None = None,
     ctx.store.require(name)
     file = Path(os.path.abspath(file))
     if not file.parent.is_dir():
-        raise Error(f"no directory {file.parent} to write {file.name} in")
+        raise NotFound(f"no directory {file.parent} to write {file.name} in")
     if file.is_dir():
-        raise Error(f"{file} is a directory", hint="give the name of the file to write")
+        raise Usage(f"{file} is a directory", hint="give the name of the file to write")
     if not force and os.path.lexists(file):
         raise _exists(file)
     t0 = time.monotonic()
@@ -160,10 +158,10 @@ def _frozen(ctx: Context, name: str):
     unit = service_unit(name)
     reason = bus.freeze_unit(unit)
     if reason is not None:
-        raise Error(f"{name} is running and cannot be frozen to be read consistently: "
-                    f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
-                                      "freezes units only with the unified cgroup hierarchy "
-                                      "(cgroup v2)")
+        raise Conflict(f"{name} is running and cannot be frozen to be read consistently: "
+                       f"{reason}", hint=f"stop it first (nspawnctl stop {name}); systemd "
+                                         "freezes units only with the unified cgroup hierarchy "
+                                         "(cgroup v2)")
     ctx.report(f"{name} is running: frozen while its tree is read")
     try:
         yield True
@@ -172,8 +170,7 @@ def _frozen(ctx: Context, name: str):
 
 
 def _exists(file: Path) -> Error:
-    return Error(f"{file} already exists", hint="give --force to replace it, or another name",
-                 exit_code=CONFLICT)
+    return Conflict(f"{file} already exists", hint="give --force to replace it, or another name")
 
 
 def _write(tree: Path, file: Path, fmt: str, compression: str | None, run, name: str,

@@ -1,7 +1,7 @@
 """images, images rm and images prune: the base trees, the images pulled from registries, and
 which containers use each."""
 
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound
 from ..runtime.context import Context
 from ..sources.registry import shortnames
 from ..sources.registry.reference import parse_user
@@ -31,13 +31,13 @@ def list_images(ctx: Context) -> list[dict]:
                      "size": tree["size"] if tree else None,
                      "download": store.bytes_of(record.digest, record.size),
                      "created": record.pulled, "unpacked": tree is not None,
-                     "containers": tree["containers"] if tree else 0,
-                     "used_by": users.get(key, [])})
+                     "containers": users.get(key, [])})
     for key, tree in trees.items():
         if key in named:
             continue
         rows.append(dict(tree, repository=None, tag=None, digest=(read_meta(
-            paths.images / key) or {}).get("digest"), used_by=users.get(key, [])))
+            paths.images / key) or {}).get("digest"), platform=None, index=None,
+            download=None, unpacked=True, containers=users.get(key, [])))
     return rows
 
 
@@ -65,13 +65,13 @@ def remove(ctx: Context, ref: str, dry_run: bool = False) -> dict:
     keys = set(sizes)
     matching = _matching(records, ref)
     if not matching and ref not in keys:
-        raise Error(f"no image {ref!r}", hint="see nspawnctl images")
+        raise NotFound(f"no image {ref!r}", hint="see nspawnctl images")
     key_set = {tree_key(r.digest) for r in matching} if matching else {ref}
     users = users_by_image(paths)
     used = sorted({n for k in key_set for n in users.get(k, [])})
     if used:
-        raise Error(f"image {ref} is used by container(s) {', '.join(used)}",
-                    hint="remove them first (nspawnctl remove NAME)")
+        raise Conflict(f"image {ref} is used by container(s) {', '.join(used)}",
+                       hint="remove them first (nspawnctl remove NAME)")
     names = {r.name for r in matching}
     if dry_run:
         kept = [r for r in records if r.name not in names]

@@ -14,7 +14,7 @@ from ..runtime.context import Context
 from ..runtime.lifecycle import journal_tail
 from ..settings import running as running_record
 from ..settings.files import load_config
-from ..settings.model import ContainerConfig, describe, limits_text
+from ..settings.model import ContainerConfig, describe, limits
 from ..store import overlay
 from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
@@ -45,13 +45,12 @@ def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
     """cfg is what is in force (settings/running.py: effective); waiting, the saved settings
     a restart would bring (pending), the address among them."""
     release = os_release(paths.tree(name))
+    settings = describe(cfg)
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
-            "address": addresses or None,
-            "ports": [str(p) for p in cfg.ports] or None,
-            "image": cfg.image, "enabled": is_enabled(paths, name),
-            "limits": limits_text(cfg),
-            "after": list(cfg.after) or None, "requires": list(cfg.requires) or None,
+            "address": addresses or [],
+            **{key: settings[key] for key in ("port", "image", "after", "requires", "created")},
+            "enabled": is_enabled(paths, name), "limits": limits(cfg),
             "pending": waiting or {}}
 
 
@@ -65,7 +64,7 @@ def _in_force(paths: Paths, name: str, saved: ContainerConfig, up: bool,
     waiting = running_record.pending(saved, run)
     if "network" in waiting:
         future = leases.get((saved.network, name)) if managed(saved) else None
-        waiting["address"] = [future] if future else None
+        waiting["address"] = [future] if future else []
     return cfg, waiting
 
 
@@ -159,8 +158,8 @@ def status(ctx: Context, name: str) -> dict:
 def _image_ports_and_volumes(paths: Paths, key: str | None) -> dict:
     """What an OCI image declares (shown, not acted on: Volumes are bound only with --bind)."""
     meta = (read_meta(image_dir(paths, key)) if key else None) or {}
-    return {"exposed_ports": meta.get("exposed_ports") or None,
-            "volumes": meta.get("volumes") or None}
+    return {"exposed_ports": list(meta.get("exposed_ports") or []),
+            "volumes": list(meta.get("volumes") or [])}
 
 
 def inspect(ctx: Context, name: str) -> dict:

@@ -7,7 +7,7 @@ import signal as signals
 import time
 
 from ..confine import enter
-from ..errors import USAGE, Error
+from ..errors import Conflict, Error, Usage
 from ..paths import service_unit
 from ..run import interactive, need_tool, relayed, run
 from ..runtime import lifecycle
@@ -57,7 +57,7 @@ def parse_signal(value: str) -> int:
         name = text if text.startswith("SIG") else "SIG" + text
         if hasattr(signals.Signals, name):
             return int(signals.Signals[name])
-    raise Error(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
+    raise Usage(f"unknown signal {value!r}", hint="give a name like TERM or SIGHUP, or a number")
 
 
 def kill(ctx: Context, names: list[str], signal: str = "TERM"):
@@ -68,7 +68,7 @@ def kill(ctx: Context, names: list[str], signal: str = "TERM"):
         ctx.store.require(name)
     for name in names:
         if not ctx.bus.machine_path(name):
-            raise Error(f"{name} is not running")
+            raise Conflict(f"{name} is not running")
     for name in names:
         ctx.bus.kill_machine(name, "all", number)
 
@@ -155,9 +155,9 @@ def check_time(option: str, value: str) -> str:
     if not (0 < len(value) <= 64 and value.isprintable()) or run(
             [need_tool("systemd-analyze", "systemd"), "timestamp", "--", value],
             check=False, timeout=10).returncode != 0:
-        raise Error(f"invalid {option} time {value[:64]!r}",
+        raise Usage(f"invalid {option} time {value[:64]!r}",
                     hint="journalctl's times: '2026-12-06 12:00', today, yesterday, -1h, "
-                         "'10 min ago', @1700000000", exit_code=USAGE)
+                         "'10 min ago', @1700000000")
     return value
 
 

@@ -1,7 +1,7 @@
 """The network commands: network create, list, remove, and what the units run (apply, watch,
 attach).  What containers on networks need is network/containers.py's."""
 
-from ..errors import NOT_FOUND, Error
+from ..errors import Conflict, Error, NotFound
 from ..network import bridge, firewall
 from ..network.containers import (
     apply_host,
@@ -22,7 +22,7 @@ def attach_running(ctx: Context, name: str):
     require_host_network(ctx.paths)
     props = ctx.bus.machine_properties(name)
     if props is None:
-        raise Error(f"{name} is not running: nothing to attach")
+        raise Conflict(f"{name} is not running: nothing to attach")
     attach(ctx.paths, name, int(props["Leader"]), ctx.report)
 
 
@@ -50,13 +50,12 @@ def remove_network(ctx: Context, name: str):
         apply_host(paths)  # a remove killed after its commit left the bridge behind
         if name != DEFAULT:  # the default network is made on first use: never missing
             check_network_name(name)
-            raise Error(f"no network named {name!r}", hint="see: nspawnctl network list",
-                        exit_code=NOT_FOUND)
+            raise NotFound(f"no network named {name!r}", hint="see: nspawnctl network list")
     users = [c for c in state.leases(name)]
     if users:
         other = "OTHER" if name == DEFAULT else DEFAULT  # not back onto the one going
-        raise Error(f"network {name} still has containers: {', '.join(users)}",
-                    hint=f"remove them or move them: nspawnctl set NAME --network {other}")
+        raise Conflict(f"network {name} still has containers: {', '.join(users)}",
+                       hint=f"remove them or move them: nspawnctl set NAME --network {other}")
     net = state.get(name) if name != DEFAULT or name in {n.name for n in state.networks()} \
         else None
     state.remove(name)

@@ -1,7 +1,7 @@
 """pull, login and logout: images from registries into the blob store and their base trees,
 and the credentials skopeo (and podman) use for them."""
 
-from ..errors import Error
+from ..errors import Error, Usage
 from ..runtime.context import Context
 from ..sources.registry import skopeo
 from ..sources.registry.pull import Progress
@@ -31,7 +31,7 @@ def pull(ctx: Context, ref: str, policy: str | None = None, platform: str | None
 
 def _registry(registry: str) -> str:
     if not is_domain(registry):
-        raise Error(f"invalid registry {registry[:80]!r}", hint="give HOST[:PORT], e.g. "
+        raise Usage(f"invalid registry {registry[:80]!r}", hint="give HOST[:PORT], e.g. "
                                                                 "registry.example.org:5000")
     return registry
 
@@ -43,15 +43,14 @@ def login(ctx: Context, registry: str, username: str | None = None,
     stdin; never on a command line."""
     rc = skopeo.login(_registry(registry), username, password_stdin, tls_verify)
     if rc != 0:
-        raise Error(f"login to {registry} failed (skopeo login said why above)",
-                    exit_code=rc)
+        raise Error(f"login to {registry} failed (skopeo login said why above)")
 
 
 def logout(ctx: Context, registry: str | None, all_: bool = False):  # noqa: ARG001
     if not all_ and registry is None:
-        raise Error("logout needs a registry, or --all")
+        raise Usage("logout needs a registry, or --all")
     rc = skopeo.login(_registry(registry) if registry else "", None, False, None,
                       logout=True, all_=all_)
     if rc != 0:
         raise Error(f"logout from {registry or 'all registries'} failed (skopeo logout said "
-                    "why above)", exit_code=rc)
+                    "why above)")

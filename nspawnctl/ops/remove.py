@@ -1,6 +1,6 @@
 """remove: a container's tree, settings and enablement; the tree's rename away is the commit."""
 
-from ..errors import Error
+from ..errors import Conflict, Error
 from ..network import containers as network
 from ..paths import service_unit
 from ..runtime.context import Context
@@ -23,9 +23,9 @@ def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] 
     with ctx.holding(name):
         left = order.dependents(paths, name, ignoring=along)
         if left:
-            raise Error(f"{', '.join(left)} {'is' if len(left) == 1 else 'are'} ordered after "
-                        f"{name} (--after/--requires): not removed",
-                        hint=f"remove {'it' if len(left) == 1 else 'them'} too, or: nspawnctl "
+            raise Conflict(f"{', '.join(left)} {'is' if len(left) == 1 else 'are'} ordered after "
+                           f"{name} (--after/--requires): not removed",
+                           hint=f"remove {'it' if len(left) == 1 else 'them'} too, or: nspawnctl "
                              f"set {left[0]} --no-requires {name} / --no-after {name}")
         try:
             cfg = load_config(paths, name)
@@ -36,8 +36,8 @@ def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] 
         bus = ctx.bus
         running = is_active(bus, name)
         if running and not force:
-            raise Error(f"{name} is running",
-                        hint=f"stop it first, or: nspawnctl remove --force {name}")
+            raise Conflict(f"{name} is running",
+                           hint=f"stop it first, or: nspawnctl remove --force {name}")
         going = {"name": name, "stopped": running,
                  "snapshots": [{"tag": m.get("tag"), "size": m.get("size")}
                                for m in snapshots.list_snapshots(paths, name)]}

@@ -17,7 +17,7 @@ tree is a mount point, with a mount unit named after it): refused, with how to d
 import os
 import stat
 
-from ..errors import CONFLICT, Error
+from ..errors import Conflict, Error
 from ..fs.files import fsync_dir, read_small_text, rename_noreplace, write_atomic
 from ..network import containers as network
 from ..paths import service_unit
@@ -36,14 +36,13 @@ def rename(ctx: Context, old: str, new: str) -> dict:
     store.require(old)
     store.require_absent(new)
     if overlay.is_overlay(paths, old):
-        raise Error(f"{old} is an --overlay container: renaming one is not supported",
-                    exit_code=CONFLICT,
-                    hint=f"nspawnctl clone {old} {new} && nspawnctl remove {old}")
+        raise Conflict(f"{old} is an --overlay container: renaming one is not supported",
+                       hint=f"nspawnctl clone {old} {new} && nspawnctl remove {old}")
     with ctx.holding(old), store.lock(new), hold(paths, ctx.bus, old):
         store.require_absent(new)
         if running_for_copy(ctx, old):
-            raise Error(f"{old} is running: only a stopped container is renamed",
-                        exit_code=CONFLICT, hint=f"stop it first: nspawnctl stop {old}")
+            raise Conflict(f"{old} is running: only a stopped container is renamed",
+                              hint=f"stop it first: nspawnctl stop {old}")
         _refuse_what_names_it_elsewhere(ctx, old, new)
         cfg = load_config(paths, old)  # a broken file is said now, before anything moves
         if network.managed(cfg):  # refused before anything moves, as remove does
@@ -78,20 +77,20 @@ def _refuse_what_names_it_elsewhere(ctx: Context, old: str, new: str):
     paths = ctx.paths
     left = order.dependents(paths, old)
     if left:
-        raise Error(f"{', '.join(left)} {'is' if len(left) == 1 else 'are'} ordered after "
-                    f"{old} (--after/--requires): not renamed", exit_code=CONFLICT,
-                    hint=f"nspawnctl set {left[0]} --no-requires {old} / --no-after {old}, "
-                         "rename, then set it again with the new name")
+        raise Conflict(f"{', '.join(left)} {'is' if len(left) == 1 else 'are'} ordered after "
+                       f"{old} (--after/--requires): not renamed",
+                       hint=f"nspawnctl set {left[0]} --no-requires {old} / --no-after {old}, "
+                            "rename, then set it again with the new name")
     if os.path.lexists(paths.nspawn_file(new)) or os.path.lexists(paths.dropin_dir(new)):
-        raise Error(f"settings for {new} exist already ({paths.nspawn_file(new)} or "
-                    f"{paths.dropin_dir(new)}): not renamed", exit_code=CONFLICT,
-                    hint="move them away first")
+        raise Conflict(f"settings for {new} exist already ({paths.nspawn_file(new)} or "
+                       f"{paths.dropin_dir(new)}): not renamed",
+                       hint="move them away first")
     if os.path.lexists(snapshots.snapshot_dir(paths, new)):
-        raise Error(f"snapshots of {new} exist already: not renamed", exit_code=CONFLICT,
-                    hint=f"see: nspawnctl snapshots {new}")
+        raise Conflict(f"snapshots of {new} exist already: not renamed",
+                       hint=f"see: nspawnctl snapshots {new}")
     if os.path.lexists(paths.state / "upgrades" / f"{old}.json"):
-        raise Error(f"an upgrade of {old} was interrupted: not renamed", exit_code=CONFLICT,
-                    hint="run: nspawnctl recover")
+        raise Conflict(f"an upgrade of {old} was interrupted: not renamed",
+                       hint="run: nspawnctl recover")
 
 
 def _dropins(directory) -> list:

@@ -4,7 +4,7 @@ reads the kernel's files)."""
 import time
 from collections.abc import Iterator
 
-from ..errors import CONFLICT, Error
+from ..errors import Conflict, Error
 from ..runtime.cgroups import Cgroup, cgroup_of, network_bytes, process
 from ..runtime.context import Context
 
@@ -18,8 +18,8 @@ def _running(ctx: Context, names: list[str]) -> list[str]:
         ctx.store.require(name)
     for name in names:
         if name not in running:
-            raise Error(f"{name} is not running", exit_code=CONFLICT,
-                        hint=f"start it first: nspawnctl start {name}")
+            raise Conflict(f"{name} is not running",
+                           hint=f"start it first: nspawnctl start {name}")
     return names
 
 

@@ -5,7 +5,7 @@ their undos and the recovery of a killed one are runtime/upgrade.py's."""
 import os
 from collections.abc import Callable
 
-from ..errors import Error
+from ..errors import Conflict
 from ..runtime import upgrade as steps
 from ..runtime.context import Context
 from ..runtime.lifecycle import TIMEOUT
@@ -23,12 +23,12 @@ def upgrade(ctx: Context, name: str, check: str | None = None, keep_snapshot: bo
     ctx.store.require(name)
     cfg = load_config(paths, name)
     if not cfg.boot:
-        raise Error(f"upgrade does not apply to {name}: it runs a single command, not a "
-                    "system with a package manager",
-                    hint="rebuild it from a newer image instead")
+        raise Conflict(f"upgrade does not apply to {name}: it runs a single command, not a "
+                       "system with a package manager",
+                       hint="rebuild it from a newer image instead")
     if not os.path.lexists(paths.tree(name) / "usr/bin/apt-get"):
-        raise Error(f"upgrade does not apply to {name}: it has no apt-get",
-                    hint="nspawnctl upgrades Debian and Ubuntu containers")
+        raise Conflict(f"upgrade does not apply to {name}: it has no apt-get",
+                       hint="nspawnctl upgrades Debian and Ubuntu containers")
     with ctx.holding(name) as held:
         up = Upgrade(held, check=check, keep_snapshot=keep_snapshot, timeout=timeout,
                      step_timeout=step_timeout, private_users=cfg.private_users,

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 
 from ..confine import _cgroup_mounts
-from ..errors import Error
+from ..errors import Conflict, Error
 from ..paths import service_unit
 from ..systemd.bus import SERVICE, Bus
 
@@ -109,7 +109,7 @@ class Cgroup:
 def cgroup_of(bus: Bus, name: str, mounts: dict[frozenset, Path] | None = None) -> Cgroup:
     path = bus.unit_property(service_unit(name), "ControlGroup", b"s", iface=SERVICE)
     if not path:
-        raise Error(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
+        raise Conflict(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
     return Cgroup(path, mounts)
 
 

@@ -11,7 +11,7 @@ import os
 import signal as signals
 import time
 
-from ..errors import Error
+from ..errors import Conflict, Error
 from ..network import containers as network
 from ..paths import service_unit
 from ..run import run
@@ -239,5 +239,5 @@ def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
 def leader(bus: Bus, name: str) -> int:
     props = bus.machine_properties(name)
     if props is None:
-        raise Error(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
+        raise Conflict(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
     return int(props["Leader"])

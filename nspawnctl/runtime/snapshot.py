@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from ..errors import Error
+from ..errors import Conflict
 from ..paths import service_unit
 from ..store import overlay, snapshots
 from ..store.hold import hold, require_stopped, running_dependents
@@ -44,9 +44,9 @@ def take(held: Held, tag: str | None, stop_if_needed: bool) -> dict:
                     info["frozen_seconds"] = round(time.monotonic() - t0, 3)
                 report(f"{name} was frozen for {info['frozen_seconds']:.2f} s")
             elif not stop_if_needed:
-                raise Error(f"cannot freeze running container {name} for a consistent "
-                            f"snapshot: {why}",
-                            hint="systemd freezes units only on the unified cgroup "
+                raise Conflict(f"cannot freeze running container {name} for a consistent "
+                               f"snapshot: {why}",
+                               hint="systemd freezes units only on the unified cgroup "
                                  "hierarchy (cgroup v2); stop it first, or: nspawnctl "
                                  f"snapshot --stop {name}")
             else:
@@ -98,8 +98,8 @@ def restore(held: Held, tag: str, start_after: bool | None = None,
     meta = snapshots.require(paths, name, tag)
     is_overlay = overlay.is_overlay(paths, name)
     if bool(meta.get("lower")) != is_overlay:
-        raise Error(f"snapshot {tag!r} of {name} is of another kind of tree "
-                    "(overlay or not) than the container is now")
+        raise Conflict(f"snapshot {tag!r} of {name} is of another kind of tree "
+                       "(overlay or not) than the container is now")
     # running=False comes from recover at boot, before any container starts and maybe before
     # the bus is up: there is nothing to hold back then
     dependents: list[str] = []

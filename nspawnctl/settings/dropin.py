@@ -9,7 +9,7 @@ declarations in model.py.  Nothing here talks to D-Bus.
 
 from typing import Any
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from ..paths import HOLDS
 from ..systemd.unitfiles import render
 from . import conffile
@@ -65,9 +65,9 @@ def parse_dropin(text: str, where: str = "the unit drop-in") -> dict[str, Any]:
                 values[setting.name] = (setting.unit.parse(value) if value
                                         else values[setting.name])
         except (ValueError, Error):
-            raise Error(f"invalid {key}= value {value!r} in {where}") from None
+            raise InvalidInput(f"invalid {key}= value {value!r} in {where}") from None
     try:
         ContainerConfig(**values)  # validates the restart policy and the limits
     except Error as exc:
-        raise Error(f"{exc.message} in {where}") from None
+        raise InvalidInput(f"{exc.message} in {where}") from None
     return values

@@ -4,7 +4,7 @@ ContainerConfig.  The unit is the ordinary systemd-nspawn@NAME.service."""
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, InvalidInput, refused_content
 from ..fs.files import read_small_text, write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import install, render
@@ -22,7 +22,10 @@ def load_config(paths: Paths, name: str, dropin: bool = True) -> ContainerConfig
     cfg = ContainerConfig()
     text = read_small_text(paths.nspawn_file(name), f"{name}'s settings file")
     if text is not None:
-        cfg = parse_nspawn(text, cfg)
+        try:
+            cfg = parse_nspawn(text, cfg)
+        except Error as exc:
+            raise refused_content(exc) from None
     if not dropin:
         return cfg
     path = paths.dropin_dir(name) / DROPIN_NAME
@@ -32,10 +35,11 @@ def load_config(paths: Paths, name: str, dropin: bool = True) -> ContainerConfig
     try:
         return replace(cfg, **parse_dropin(text, where=str(path)))
     except Error as exc:
-        raise Error(f"{name}: {exc.message}",
-                    hint="nspawnctl reads there only the values its own options write; fix or "
-                         "remove that line (then: systemctl daemon-reload), or put such a "
-                         "setting in a drop-in of your own beside it") from None
+        raise InvalidInput(
+            f"{name}: {exc.message}",
+            hint="nspawnctl reads there only the values its own options write; fix or "
+                 "remove that line (then: systemctl daemon-reload), or put such a "
+                 "setting in a drop-in of your own beside it") from None
 
 
 def save_config(paths: Paths, name: str, cfg: ContainerConfig,

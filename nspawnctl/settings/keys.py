@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Error
+from ..errors import Error, Usage
 from .conffile import continues
 from .values import Bind, check_bind_path, check_text
 
@@ -87,9 +87,9 @@ def check_raw(value: str, what: str) -> str:
     would continue the line, swallowing the next one into it."""
     check_text(value, what)
     if value != value.strip(_WHITESPACE):
-        raise Error(f"invalid {what} {value!r}: leading or trailing blanks are not allowed")
+        raise Usage(f"invalid {what} {value!r}: leading or trailing blanks are not allowed")
     if continues(value):
-        raise Error(f"invalid {what} {value!r}: it may not end in a backslash")
+        raise Usage(f"invalid {what} {value!r}: it may not end in a backslash")
     return value
 
 

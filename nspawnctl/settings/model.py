@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..errors import Error
+from ..errors import Usage
 from ..names import check_name
 from ..paths import service_unit
+from ..times import check_rfc3339
 from . import keys
 from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
@@ -91,7 +92,7 @@ class Setting:
     nspawn: keys.NspawnKey | None = None
     unit: keys.UnitKey | None = None
     apply: Apply = Apply.RESTART
-    label: str | None = None              # its name in list's LIMITS column
+    limit: bool = False                   # a resource limit: in list's LIMITS column
     show: Callable[[Any], str] = str      # one value as list/status text
     json: Callable[[Any], Any] | None = None  # a set value as status --json shows it
     create_default: Any = None            # what `create` uses when the flag is not given
@@ -101,10 +102,18 @@ class Setting:
     key: Callable[[Any], Any] | None = None
     name: str = ""                        # the field's name: filled in below
 
+    @property
+    def public(self) -> str:
+        """Its one name wherever a user sees it (table columns, status lines, JSON keys, the
+        LIMITS column): the long name of its flag, so `--memory` is `memory` everywhere and
+        never memory_max or mem; the field's name only for what no flag sets."""
+        return (self.flag[2:] if self.flag else self.name).replace("-", "_")
+
     def to_json(self, value: Any) -> Any:
-        """The value as `status --json` shows it (lists of text; None when unset or empty)."""
+        """The value as `status --json` shows it: a list (of text, [] when empty) for a
+        repeatable setting, else its value (None when unset)."""
         if isinstance(value, tuple):
-            return [self.show(v) for v in value] or None
+            return [self.show(v) for v in value]
         return value if value is None or self.json is None else self.json(value)
 
 
@@ -119,7 +128,7 @@ def _check_each(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _check_positive_int(what: str) -> Callable[[Any], Any]:
     def check(value):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise Error(f"invalid {what} {value!r}: expected a positive integer")
+            raise Usage(f"invalid {what} {value!r}: expected a positive integer")
     return check
 
 
@@ -135,7 +144,7 @@ def _check_restart(value: str) -> str:
 
 def _check_cpus(value: Any) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise Error(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
+        raise Usage(f"invalid CPU quota {value!r}: expected a positive number of CPUs")
 
 
 def _check_network(value: str) -> str:
@@ -148,7 +157,7 @@ def _check_network(value: str) -> str:
 def _check_image(value: str) -> None:
     check_text(value, "image name")
     if not value.strip():
-        raise Error("invalid image name: it is empty")
+        raise Usage("invalid image name: it is empty")
 
 
 def _port_matches(port: Port, text: str) -> bool:
@@ -156,7 +165,7 @@ def _port_matches(port: Port, text: str) -> bool:
     the UDP one."""
     number, _, proto = text.partition("/")
     if not (number.isascii() and number.isdigit()) or proto not in ("", *PROTOCOLS):
-        raise Error(f"invalid --no-port {text!r}: expected HOSTPORT[/tcp|/udp]")
+        raise Usage(f"invalid --no-port {text!r}: expected HOSTPORT[/tcp|/udp]")
     return port.host_port == int(number) and proto in ("", port.proto)
 
 
@@ -190,7 +199,7 @@ def _check_memory(value: Any) -> None:
     """Bytes, or a percentage of the host's memory as parse_size keeps it ('50%')."""
     if isinstance(value, str):
         if parse_size(value) != value:
-            raise Error(f"invalid memory max {value!r}: expected bytes or a percentage")
+            raise Usage(f"invalid memory max {value!r}: expected bytes or a percentage")
         return
     _check_positive_int("memory max")(value)
 
@@ -255,19 +264,19 @@ class ContainerConfig:
         None, flag="--hostname", help="Hostname inside (default: the container name).",
         check=check_hostname, nspawn=keys.Text("Exec", "Hostname", check=check_hostname))
     memory_max: int | str | None = _setting(
-        None, flag="--memory", parse=parse_size, label="mem", show=format_size,
+        None, flag="--memory", parse=parse_size, limit=True, show=format_size,
         help="Memory limit (MemoryMax), e.g. 512M, 512MB, 1g, or 50% of the host's memory; "
              "'infinity' for none.",
         check=_check_memory, apply=Apply.LIVE,
         unit=keys.UnitKey("MemoryMax", format_size, parse_size, "MemoryMax", _live_memory))
     cpu_quota: float | None = _setting(
-        None, flag="--cpus", parse=parse_cpus, label="cpus", show=lambda v: f"{v:g}",
+        None, flag="--cpus", parse=parse_cpus, limit=True, show=lambda v: f"{v:g}",
         help="CPU quota in CPUs, e.g. 1.5.", check=_check_cpus, apply=Apply.LIVE,
         unit=keys.UnitKey("CPUQuota", format_cpu_quota, parse_cpu_quota, "CPUQuotaPerSecUSec",
                           lambda v: UINT64_INFINITY if v is None else round(v * USEC_PER_SEC)))
     tasks_max: int | None = _setting(
-        None, flag="--tasks", parse=parse_tasks, label="tasks",
-        help="Maximum number of tasks (TasksMax).", check=_check_positive_int("tasks max"),
+        None, flag="--tasks", parse=parse_tasks, limit=True,
+        help="Maximum number of tasks (TasksMax).", check=_check_positive_int("tasks limit"),
         apply=Apply.LIVE,
         unit=keys.UnitKey("TasksMax", str, parse_tasks, "TasksMax",
                           lambda v: TEMPLATE_TASKS_MAX if v is None else v))
@@ -278,7 +287,7 @@ class ContainerConfig:
     start_timeout: int | float | None = _setting(
         None, flag="--start-timeout", metavar="SPAN", parse=parse_seconds, apply=Apply.RELOAD,
         create_default=CREATE_START_TIMEOUT, check=_check_span, show=format_span,
-        json=lambda v: format_span(v) if v == math.inf else v,
+        json=lambda v: None if v == math.inf else v,  # JSON has no infinity: null, no limit
         help="How long systemd lets the container take to start before it kills it "
              f"(TimeoutStartSec), e.g. 300 or 10min, or 'infinity'; new containers get "
              f"{CREATE_START_TIMEOUT // 60}min.",
@@ -299,6 +308,11 @@ class ContainerConfig:
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=_check_image, nspawn=keys.Comment("nspawnctl-image"))
+    created: str | None = _setting(
+        None, help="When it was made (create, clone): RFC 3339 UTC; None for containers "
+                   "made before nspawnctl kept it.", apply=Apply.RECORD,
+        check=lambda v: check_rfc3339(v, "creation time"),
+        nspawn=keys.Comment("nspawnctl-created"))
 
     def __post_init__(self):
         for s in SETTINGS:
@@ -315,13 +329,13 @@ class ContainerConfig:
         if missing:
             object.__setattr__(self, "after", self.after + missing)
         if self.ports and self.network in NETWORK_MODES:
-            raise Error(f"published ports need an nspawnctl network, not --network "
+            raise Usage(f"published ports need an nspawnctl network, not --network "
                         f"{self.network}", hint="use --network default or a network of "
                                                 "`nspawnctl network create`")
         seen = set()
         for port in self.ports:
             if (port.host_ip, port.host_port, port.proto) in seen:
-                raise Error(f"port {port.host_port}/{port.proto} is published twice")
+                raise Usage(f"port {port.host_port}/{port.proto} is published twice")
             seen.add((port.host_ip, port.host_port, port.proto))
 
 
@@ -381,26 +395,36 @@ def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
             kept.append(item)
         for text in removals:  # a removal that matches nothing is a mistake worth saying
             if not any(s.removes(item, text) for item in getattr(cfg, s.name)):
-                raise Error(f"nothing to remove: no {s.flag} {text} is set")
+                raise Usage(f"nothing to remove: no {s.flag} {text} is set")
         changes[s.name] = tuple(kept) + tuple(added)
     return replace(cfg, **changes)
 
 
 def describe(cfg: ContainerConfig) -> dict[str, Any]:
-    """Every setting as `status` and `--json` show it, keyed by its name."""
-    return {s.name: s.to_json(getattr(cfg, s.name)) for s in SETTINGS}
+    """Every setting as `status` and `--json` show it, keyed by its public name."""
+    return {s.public: s.to_json(getattr(cfg, s.name)) for s in SETTINGS}
 
 
-def limits_text(cfg: ContainerConfig) -> str | None:
-    """list's LIMITS column: 'mem=512M cpus=1.5 tasks=256', or None without limits."""
-    parts = [f"{s.label}={s.show(getattr(cfg, s.name))}" for s in SETTINGS
-             if s.label and getattr(cfg, s.name) is not None]
+LIMITS = tuple(s for s in SETTINGS if s.limit)
+
+
+def limits(cfg: ContainerConfig) -> dict[str, Any]:
+    """The resource limits as values, keyed by public name (None: not limited), e.g.
+    {'memory': 536870912, 'cpus': 1.5, 'tasks': None}."""
+    return {s.public: getattr(cfg, s.name) for s in LIMITS}
+
+
+def limits_text(values: dict[str, Any]) -> str | None:
+    """list's LIMITS column for limits(cfg): 'memory=512M cpus=1.5 tasks=256', or None
+    without limits."""
+    parts = [f"{s.public}={s.show(values[s.public])}" for s in LIMITS
+             if values.get(s.public) is not None]
     return " ".join(parts) or None
 
 
 def needs_restart(old: ContainerConfig, new: ContainerConfig) -> list[str]:
     """Names of the changed settings that take effect only at the next start."""
-    return [s.name for s in SETTINGS
+    return [s.public for s in SETTINGS
             if s.apply is Apply.RESTART and getattr(old, s.name) != getattr(new, s.name)]
 
 

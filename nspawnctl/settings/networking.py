@@ -8,7 +8,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from ..errors import Error
+from ..errors import Usage
 
 BRIDGE_PREFIX = "nsc-"
 IFNAMSIZ = 16  # kernel interface names: 15 bytes and a NUL
@@ -23,16 +23,16 @@ _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 def check_network_name(name: str) -> str:
     """name if it can name a network (its bridge is "nsc-" + name), else Error saying why."""
     if not name:
-        raise Error("network name is empty")
+        raise Usage("network name is empty")
     if len(name) > MAX_NAME:
-        raise Error(f"invalid network name {name!r}: longer than {MAX_NAME} characters",
+        raise Usage(f"invalid network name {name!r}: longer than {MAX_NAME} characters",
                     hint=f"its bridge {BRIDGE_PREFIX}{name} must fit the kernel's "
                          f"{IFNAMSIZ - 1}-byte interface names")
     if name in RESERVED:
-        raise Error(f"invalid network name {name!r}: a reserved word",
+        raise Usage(f"invalid network name {name!r}: a reserved word",
                     hint="'none' and 'host' are network modes, not networks")
     if not _NAME.fullmatch(name):
-        raise Error(f"invalid network name {name!r}",
+        raise Usage(f"invalid network name {name!r}",
                     hint="use lower-case letters, digits and '-', not at either end")
     return name
 
@@ -55,7 +55,7 @@ def parse_port(text: str) -> Port:
     """Port from "[HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]" (docker run -p's form)."""
     def bad(why: str, hint: str = "use [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp], "
                                   "e.g. 127.0.0.1:8080:80/tcp"):
-        return Error(f"invalid published port {text!r}: {why}", hint=hint)
+        return Usage(f"invalid published port {text!r}: {why}", hint=hint)
 
     spec, proto = text, "tcp"
     if "/" in text:

@@ -110,6 +110,6 @@ def pending(saved: ContainerConfig, running: Running | None) -> dict[str, Any]:
     """The saved settings that wait for a restart, as `status --json` shows them, by name."""
     if running is None:
         return {}
-    return {s.name: s.to_json(getattr(saved, s.name)) for s in SETTINGS
+    return {s.public: s.to_json(getattr(saved, s.name)) for s in SETTINGS
             if s.apply is Apply.RESTART
             and getattr(saved, s.name) != getattr(running.config, s.name)}

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..errors import Error
+from ..errors import InvalidInput, Usage
 
 # systemd's parse_size(): 1024-based suffixes.
 _SIZE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
@@ -51,7 +51,7 @@ class Bind:
 
 def check_user(user: str) -> str:
     if not _USER_RE.fullmatch(user):
-        raise Error(f"invalid user name {user!r}")
+        raise Usage(f"invalid user name {user!r}")
     return user
 
 
@@ -72,7 +72,7 @@ def check_text(value: str, what: str) -> None:
     bad = _NOT_TEXT.search(value)
     if bad:
         shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "..."
-        raise Error(f"invalid {what} {shown!r}: it holds U+{ord(bad.group()):04X} at "
+        raise Usage(f"invalid {what} {shown!r}: it holds U+{ord(bad.group()):04X} at "
                     f"position {bad.start()}; line breaks and control characters are not "
                     "allowed")
 
@@ -80,9 +80,9 @@ def check_text(value: str, what: str) -> None:
 def check_path(path: str, what: str) -> None:
     check_text(path, what)
     if not path.startswith("/"):
-        raise Error(f"invalid {what} {path!r}: an absolute path is required")
+        raise Usage(f"invalid {what} {path!r}: an absolute path is required")
     if path != path.strip():
-        raise Error(f"invalid {what} {path!r}: leading or trailing whitespace")
+        raise Usage(f"invalid {what} {path!r}: leading or trailing whitespace")
 
 
 def check_bind_path(path: str, spec: str) -> None:
@@ -90,7 +90,7 @@ def check_bind_path(path: str, spec: str) -> None:
     # appear inside a path, or the path nspawn sees would differ from ours.
     check_path(path, f"bind mount {spec!r}: path")
     if ":" in path or "\\" in path:
-        raise Error(f"invalid bind mount {spec!r}: paths may not contain ':' or '\\'")
+        raise Usage(f"invalid bind mount {spec!r}: paths may not contain ':' or '\\'")
 
 
 def parse_size(text: str) -> int | str | None:
@@ -109,20 +109,20 @@ def parse_size(text: str) -> int | str | None:
     if percent:
         share = Fraction(percent.group(1))
         if not 0 < share <= 100:
-            raise Error(f"invalid size {text!r}: a percentage must be more than 0% and at "
+            raise Usage(f"invalid size {text!r}: a percentage must be more than 0% and at "
                         "most 100%")
         return f"{float(share):g}%"
     match = _SIZE_RE.fullmatch(value)
     if not match:
-        raise Error(f"invalid size {text!r}: expected a number with an optional K, M, G, T "
+        raise Usage(f"invalid size {text!r}: expected a number with an optional K, M, G, T "
                     "suffix (KB, MiB and podman's b, k, m, g too), a percentage of the "
                     "host's memory such as 50%, or 'infinity'")
     number, suffix = match.group(1), (match.group(2) or "").upper()
     size = int(Fraction(number) * _SIZE_SUFFIXES[suffix]) if len(number) <= 40 else 1 << 64
     if size <= 0:
-        raise Error(f"invalid size {text!r}: must be more than zero")
+        raise Usage(f"invalid size {text!r}: must be more than zero")
     if size > _MAX_UINT64_VALUE:
-        raise Error(f"invalid size {text!r}: too large (use 'infinity' for no limit)")
+        raise Usage(f"invalid size {text!r}: too large (use 'infinity' for no limit)")
     return size
 
 
@@ -149,12 +149,12 @@ def parse_cpus(text: str) -> float | None:
     except ValueError:
         cpus = math.nan
     if not (math.isfinite(cpus) and cpus > 0) or not re.fullmatch(r"[0-9.]+", value):
-        raise Error(f"invalid CPU count {text!r}: expected a positive number such as 1.5")
+        raise Usage(f"invalid CPU count {text!r}: expected a positive number such as 1.5")
     cpus = round(cpus, 4)
     if cpus == 0:
-        raise Error(f"invalid CPU count {text!r}: too small")
+        raise Usage(f"invalid CPU count {text!r}: too small")
     if cpus > _MAX_CPUS:
-        raise Error(f"invalid CPU count {text!r}: more than {_MAX_CPUS} "
+        raise Usage(f"invalid CPU count {text!r}: more than {_MAX_CPUS} "
                     "(use 'infinity' for no limit)")
     return cpus
 
@@ -166,9 +166,9 @@ def parse_tasks(text: str) -> int | None:
         return None
     # isdigit() alone also takes digits int() refuses, like '²'
     if not (value.isascii() and value.isdigit()) or int(value) <= 0:
-        raise Error(f"invalid task limit {text!r}: expected a positive integer")
+        raise Usage(f"invalid task limit {text!r}: expected a positive integer")
     if int(value) > _MAX_UINT64_VALUE:
-        raise Error(f"invalid task limit {text!r}: too large (use 'infinity' for no limit)")
+        raise Usage(f"invalid task limit {text!r}: too large (use 'infinity' for no limit)")
     return int(value)
 
 
@@ -206,15 +206,15 @@ def parse_span(text: str) -> int | float:
     while pos < len(value):
         m = _SPAN_RE.match(value, pos)
         if not m or m.end() == pos or m.group(2) not in _SPAN_UNITS:
-            raise Error(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
+            raise Usage(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
         if len(m.group(1)) > _MAX_SPAN_DIGITS:
-            raise Error(f"invalid time span {text!r}: too large (use 'infinity' for no limit)")
+            raise Usage(f"invalid time span {text!r}: too large (use 'infinity' for no limit)")
         total += Fraction(m.group(1)) * _SPAN_UNITS[m.group(2)]
         pos = m.end()
     if not value:
-        raise Error(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
+        raise Usage(f"invalid time span {text!r}: expected seconds, or e.g. 5min")
     if total * 1_000_000 > _MAX_SPAN_USEC:
-        raise Error(f"invalid time span {text!r}: too large (use 'infinity' for no limit)")
+        raise Usage(f"invalid time span {text!r}: too large (use 'infinity' for no limit)")
     return math.inf if total == 0 else math.ceil(total)
 
 
@@ -225,10 +225,10 @@ def parse_seconds(text: str) -> int | float:
         return math.inf
     seconds = parse_span(text)
     if seconds == math.inf:  # a 0 here is a typo more often than systemd's old spelling
-        raise Error(f"invalid time span {text!r}: expected a positive number of seconds "
+        raise Usage(f"invalid time span {text!r}: expected a positive number of seconds "
                     "('infinity' for no limit)")
     if seconds > _MAX_SPAN:
-        raise Error(f"invalid time span {text!r}: more than a day (use 'infinity' for no limit)")
+        raise Usage(f"invalid time span {text!r}: more than a day (use 'infinity' for no limit)")
     return seconds
 
 
@@ -244,7 +244,7 @@ def parse_bind(text: str) -> Bind:
     if len(parts) == 3 and parts[2] in ("ro", "rw"):
         readonly = parts.pop() == "ro"
     if len(parts) not in (1, 2):
-        raise Error(f"invalid bind mount {text!r}: expected SRC[:DST[:ro]]")
+        raise Usage(f"invalid bind mount {text!r}: expected SRC[:DST[:ro]]")
     return Bind(parts[0], parts[-1], readonly)
 
 
@@ -252,7 +252,7 @@ def parse_env(text: str) -> str:
     """'K=V' checked the way systemd checks it; returned unchanged."""
     name, sep, value = text.partition("=")
     if not sep or not _ENV_NAME_RE.fullmatch(name):
-        raise Error(f"invalid environment variable {text!r}: expected NAME=VALUE "
+        raise Usage(f"invalid environment variable {text!r}: expected NAME=VALUE "
                     "with NAME made of letters, digits and _")
     check_text(text, "environment variable")
     return text
@@ -260,13 +260,13 @@ def parse_env(text: str) -> str:
 
 def check_hostname(hostname: str) -> str:
     if not (len(hostname) <= 64 and _HOSTNAME_RE.fullmatch(hostname)):
-        raise Error(f"invalid hostname {hostname!r}")
+        raise Usage(f"invalid hostname {hostname!r}")
     return hostname
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
     if value not in choices:
-        raise Error(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
+        raise Usage(f"invalid {what} {value!r}: expected one of {', '.join(choices)}")
     return value
 
 
@@ -278,8 +278,8 @@ def format_cpu_quota(cpus: float) -> str:
 def parse_cpu_quota(value: str) -> float | None:
     """CPUQuota='150%' as a unit file says it -> 1.5 CPUs; an empty percentage is no limit."""
     if not value.endswith("%"):
-        raise Error(f"invalid CPUQuota= value {value!r}: expected a percentage")
+        raise InvalidInput(f"invalid CPUQuota= value {value!r}: expected a percentage")
     try:
         return parse_cpus(str(float(value[:-1]) / 100)) if value[:-1] else None
     except ValueError:
-        raise Error(f"invalid CPUQuota= value {value!r}") from None
+        raise InvalidInput(f"invalid CPUQuota= value {value!r}") from None

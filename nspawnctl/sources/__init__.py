@@ -6,7 +6,7 @@ a staging directory and nothing else: where it goes, and the container's setting
 create's (ops/create.py).
 """
 
-from ..errors import Error
+from ..errors import Usage
 from .base import Request, Source
 from .debootstrap import DebootstrapSource
 from .oci.source import ImageSource
@@ -41,7 +41,7 @@ def lookup(text: str) -> tuple[Source, str]:
     takes_rest = source is not None and ":" in source.syntax  # KIND:REST, or KIND alone
     if source is not None and (bool(rest) if takes_rest else not sep):
         return source, rest
-    raise Error(f"unknown source {text!r}", hint=f"use {syntaxes()}")
+    raise Usage(f"unknown source {text!r}", hint=f"use {syntaxes()}")
 
 
 def which(test) -> str:
@@ -53,18 +53,18 @@ def which(test) -> str:
 def check(source: Source, request: Request, overlay: bool):
     """Refuse the options a source cannot honour, before anything is made."""
     if request.adds and not source.takes_adds:
-        raise Error("--add puts files in a tree made from scratch",
+        raise Usage("--add puts files in a tree made from scratch",
                     hint=f"use it with --from {which(lambda s: s.takes_adds)}")
     if request.cmd is not None and not source.takes_cmd:
-        raise Error(f"--cmd names the one command of a container that runs one: a "
+        raise Usage(f"--cmd names the one command of a container that runs one: a "
                     f"{source.kind} tree is booted",
                     hint=f"use it with {which(lambda s: s.takes_cmd)}")
     if request.boot is not None and not source.image:
-        raise Error("--boot and --no-boot choose how an image runs",
+        raise Usage("--boot and --no-boot choose how an image runs",
                     hint=f"use them with {which(lambda s: s.image)} sources")
     if (request.pull is not None or request.tls_verify is not None) and not source.pulls:
-        raise Error("--pull and --tls-verify are for images from registries",
+        raise Usage("--pull and --tls-verify are for images from registries",
                     hint=f"use them with {which(lambda s: s.pulls)} sources")
     if overlay and not source.cached:
-        raise Error(f"--overlay needs a cached base tree, and {source.kind}: sources are "
+        raise Usage(f"--overlay needs a cached base tree, and {source.kind}: sources are "
                     "imported once", hint=f"use it with {which(lambda s: s.cached)} sources")

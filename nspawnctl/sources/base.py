@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Error
+from ..errors import Usage
 from ..paths import Paths
 
 
@@ -82,7 +82,7 @@ def split_cmd(cmd: str) -> tuple[str, ...]:
     try:
         argv = tuple(shlex.split(cmd))
     except ValueError as e:
-        raise Error(f"invalid --cmd {cmd!r}: {e}") from None
+        raise Usage(f"invalid --cmd {cmd!r}: {e}") from None
     if not argv:
-        raise Error("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
+        raise Usage("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
     return argv

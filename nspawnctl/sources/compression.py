@@ -16,7 +16,7 @@ import lzma
 import zlib
 from typing import Any, cast
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from .readahead import Readable
 
 CHUNK = 1 << 20
@@ -65,7 +65,7 @@ def decoder(raw: Readable, kind: str | None) -> Readable:
         return _Frames(raw, make, "zstd", feed=ZSTD_FEED)
     if kind is None:
         return raw
-    raise Error(f"unknown compression {kind!r}")
+    raise InvalidInput(f"unknown compression {kind!r}")
 
 
 class _GzipMember:
@@ -190,14 +190,14 @@ class Stream(io.RawIOBase):
         except Error:
             raise
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
-            raise Error(f"{self.what} is corrupt: {e}") from None
+            raise InvalidInput(f"{self.what} is corrupt: {e}") from None
         except Exception as e:  # zstandard.ZstdError has no common base to name here
             if type(e).__name__ == "ZstdError":
-                raise Error(f"{self.what} is corrupt: {e}") from None
+                raise InvalidInput(f"{self.what} is corrupt: {e}") from None
             raise
         self.count += len(data)
         if self.count > self.limit:
-            raise Error(self.why, hint="it was not unpacked")
+            raise InvalidInput(self.why, hint="it was not unpacked")
         if self.hash is not None:
             self.hash.update(data)
         return data

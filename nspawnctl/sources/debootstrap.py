@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, Usage
 from ..fs.copy import clone_tree
 from ..paths import Paths
 from ..run import contained, need_tool, stream, tail
@@ -107,28 +107,28 @@ def parse_packages(value: str | None) -> tuple[str, ...]:
     names = tuple(p.strip() for p in value.split(",") if p.strip())
     for name in names:
         if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
-            raise Error(f"invalid package name {name!r} in --include")
+            raise Usage(f"invalid package name {name!r} in --include")
     return names
 
 
 def check_spec(spec: BootstrapSpec):
     if not re.fullmatch(r"[a-z][a-z0-9.-]*", spec.suite):
-        raise Error(f"invalid suite name {spec.suite!r}")
+        raise Usage(f"invalid suite name {spec.suite!r}")
     if spec.bootstrapper not in ("auto",) + BOOTSTRAPPERS:
-        raise Error(f"unknown bootstrapper {spec.bootstrapper!r}",
+        raise Usage(f"unknown bootstrapper {spec.bootstrapper!r}",
                     hint="use mmdebstrap or debootstrap")
     if spec.variant not in VARIANTS:
-        raise Error(f"unknown variant {spec.variant!r}", hint="one of " + ", ".join(VARIANTS))
+        raise Usage(f"unknown variant {spec.variant!r}", hint="one of " + ", ".join(VARIANTS))
     if not re.match(r"(https?|file)://", spec.mirror):
-        raise Error(f"invalid mirror {spec.mirror!r}", hint="give a http://, https:// or "
+        raise Usage(f"invalid mirror {spec.mirror!r}", hint="give a http://, https:// or "
                     "file:// URL, e.g. " + DEFAULT_MIRROR)
     if spec.arch and not re.fullmatch(r"[a-z0-9]+", spec.arch):
-        raise Error(f"invalid architecture {spec.arch!r}")
+        raise Usage(f"invalid architecture {spec.arch!r}")
     # debootstrap's scripts are the suites it knows; asked for mmdebstrap too where debootstrap
     # is installed (as the README installs both), so an unknown suite is refused at once
     if not Path(f"/usr/share/debootstrap/scripts/{spec.suite}").exists() and \
             shutil.which("debootstrap"):
-        raise Error(f"unknown suite {spec.suite!r}: debootstrap has no script for it",
+        raise Usage(f"unknown suite {spec.suite!r}: debootstrap has no script for it",
                     hint="see /usr/share/debootstrap/scripts/ for the suites it knows")
 
 

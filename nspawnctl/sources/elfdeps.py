@@ -26,7 +26,7 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 
 MAX_ELF_READS = 20_000        # ELF files opened and parsed for one create
 MAX_CLOSURE = 5_000           # libraries (and interpreters) brought in by the closure
@@ -118,15 +118,15 @@ def read_elf(path: str, budget: Budget) -> Elf:
             except Error:
                 raise
             except RecursionError:
-                raise Error(f"{path} is not a valid ELF file (nested too deeply)") from None
+                raise InvalidInput(f"{path} is not a valid ELF file (nested too deeply)") from None
             except (ELFError, struct.error, ValueError, KeyError, IndexError, TypeError,
                     AttributeError, UnicodeDecodeError, EOFError, AssertionError) as e:
-                raise Error(f"{path} is not a valid ELF file ({_why(e)})",
-                            hint="is it truncated or damaged?") from None
+                raise InvalidInput(f"{path} is not a valid ELF file ({_why(e)})",
+                                   hint="is it truncated or damaged?") from None
             except Exception as e:  # construct's own errors (StreamError, ...) among them
                 if type(e).__module__.startswith(("construct", "elftools")):
-                    raise Error(f"{path} is not a valid ELF file ({_why(e)})",
-                                hint="is it truncated or damaged?") from None
+                    raise InvalidInput(f"{path} is not a valid ELF file ({_why(e)})",
+                                       hint="is it truncated or damaged?") from None
                 raise
     except OSError as e:
         raise Error(f"cannot read {path}: {e.strerror}") from None
@@ -140,7 +140,7 @@ def _why(e: BaseException) -> str:
 def _parse(elf, path: str) -> Elf:
     header = elf.header
     if header["e_phnum"] > MAX_PHDRS:
-        raise Error(f"{path} is not a valid ELF file ({header['e_phnum']} program headers)")
+        raise InvalidInput(f"{path} is not a valid ELF file ({header['e_phnum']} program headers)")
     interp = None
     needed: list[str] = []
     rpath: list[str] = []
@@ -153,8 +153,8 @@ def _parse(elf, path: str) -> Elf:
         elif kind == "PT_DYNAMIC" and isinstance(segment, DynamicSegment):
             for n, tag in enumerate(segment.iter_tags()):
                 if n >= MAX_DYN_TAGS:
-                    raise Error(f"{path} is not a valid ELF file (more than {MAX_DYN_TAGS} "
-                                "dynamic tags)")
+                    raise InvalidInput(f"{path} is not a valid ELF file (more than {MAX_DYN_TAGS} "
+                                       "dynamic tags)")
                 name = tag.entry.d_tag
                 if name == "DT_NEEDED":
                     needed.append(_text(tag.needed, path))
@@ -174,7 +174,7 @@ def _text(value, path: str) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "surrogateescape")
     if not isinstance(value, str) or not value or len(value) > MAX_NAME or "\0" in value:
-        raise Error(f"{path} is not a valid ELF file (a bad name in its dynamic section)")
+        raise InvalidInput(f"{path} is not a valid ELF file (a bad name in its dynamic section)")
     return value
 
 
@@ -273,9 +273,9 @@ class Closure:
     def check_arch(self, elf: Elf, shown: str):
         if elf.machine != self.machine:
             here = MACHINES.get(self.machine, (None, None, self.machine))[2]
-            raise Error(f"{shown} is an ELF file for another architecture: {elf.arch()}, "
-                        f"this host runs {here}",
-                        hint="add programs built for this host's architecture")
+            raise InvalidInput(f"{shown} is an ELF file for another architecture: {elf.arch()}, "
+                               f"this host runs {here}",
+                               hint="add programs built for this host's architecture")
 
     def add(self, host: str, tree: str, shown: str | None = None):
         """The closure of the ELF file at host, which will be at tree in the container (a
@@ -308,8 +308,8 @@ class Closure:
                         hint="is that program made for another system?")
         interp = self.elf(path)
         if interp.kind() != elf.kind():
-            raise Error(f"the program interpreter {path} of {h} is {interp.arch()}, "
-                        f"not {elf.arch()}")
+            raise InvalidInput(f"the program interpreter {path} of {h} is {interp.arch()}, "
+                               f"not {elf.arch()}")
         self._place(Place(path, path, f"the interpreter of {h}"))
         work.append((interp, path, path, []))
 
@@ -332,8 +332,8 @@ class Closure:
         placed already; Error when the loader would not find it."""
         if "/" in name:
             if not name.startswith("/"):
-                raise Error(f"{h} needs {name}, a path relative to where it is run",
-                            hint="nspawnctl cannot tell where that will be")
+                raise InvalidInput(f"{h} needs {name}, a path relative to where it is run",
+                                   hint="nspawnctl cannot tell where that will be")
             candidates = [(os.path.dirname(name), os.path.dirname(name))]
             name = os.path.basename(name)
         else:
@@ -368,6 +368,6 @@ class Closure:
 
     def _place(self, place: Place):
         if len(self.places) >= MAX_CLOSURE:
-            raise Error(f"more than {MAX_CLOSURE} libraries needed",
-                        hint="add fewer programs")
+            raise InvalidInput(f"more than {MAX_CLOSURE} libraries needed",
+                               hint="add fewer programs")
         self.places[place.tree] = place

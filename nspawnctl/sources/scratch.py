@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from .. import __version__
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound, Usage
 from . import base, elfdeps
 from .base import Request, Source, split_cmd
 
@@ -61,16 +61,16 @@ class Plan:
             if not replace:
                 return False
             if (old.kind == "dir") != (entry.kind == "dir"):
-                raise Error(f"two different things to put at {path}: a directory and a "
+                raise Usage(f"two different things to put at {path}: a directory and a "
                             f"{'symlink' if 'link' in (old.kind, entry.kind) else 'file'}",
                             hint="give one of them another DEST (--add PATH:DEST)")
         self._parents(path)
         if len(self.entries) >= MAX_FILES:
-            raise Error(f"more than {MAX_FILES} files to add", hint="add less")
+            raise Usage(f"more than {MAX_FILES} files to add", hint="add less")
         if entry.size:
             self.bytes += entry.size - (old.size if old else 0)
             if self.bytes > MAX_BYTES:
-                raise Error(f"more than {MAX_BYTES >> 30} GiB to add", hint="add less")
+                raise Usage(f"more than {MAX_BYTES >> 30} GiB to add", hint="add less")
         self.entries[path] = entry
         return True
 
@@ -81,7 +81,7 @@ class Plan:
             have = self.entries.get(parent)
             if have is not None:
                 if have.kind != "dir":
-                    raise Error(f"cannot put {path} in the tree: {parent} is a "
+                    raise Usage(f"cannot put {path} in the tree: {parent} is a "
                                 f"{'symlink' if have.kind == 'link' else 'file'} there",
                                 hint="choose another DEST for one of them")
                 break
@@ -123,13 +123,13 @@ def parse_add(spec: str) -> tuple[str, str]:
     """PATH[:DEST] -> (host path, absolute normalised tree path)."""
     path, sep, dest = spec.partition(":")
     if not path:
-        raise Error(f"invalid --add {spec!r}: expected PATH[:DEST]")
+        raise Usage(f"invalid --add {spec!r}: expected PATH[:DEST]")
     if not sep:
         dest = os.path.abspath(path)
     if not dest.startswith("/") or "\0" in dest:
-        raise Error(f"invalid --add {spec!r}: DEST must be an absolute path in the container")
+        raise Usage(f"invalid --add {spec!r}: DEST must be an absolute path in the container")
     if ".." in dest.split("/"):
-        raise Error(f"invalid --add {spec!r}: DEST must not contain '..'")
+        raise Usage(f"invalid --add {spec!r}: DEST must not contain '..'")
     dest = os.path.normpath(dest)
     if dest == "/" or dest.startswith("//"):
         dest = "/" + dest.lstrip("/")
@@ -141,7 +141,7 @@ def plan(adds: tuple[str, ...] | list[str], cmd: str | None,
     """Read what the adds name (and what their ELF files need) into a Plan; Error on the
     first bad input, before anything is written."""
     if not adds:
-        raise Error("--from scratch needs something to put in the tree",
+        raise Usage("--from scratch needs something to put in the tree",
                     hint="add a program: --add /path/to/program")
     closure = closure or elfdeps.Closure()
     result = Plan()
@@ -152,13 +152,13 @@ def plan(adds: tuple[str, ...] | list[str], cmd: str | None,
         try:
             st = os.stat(host)  # symlinks followed: an added link brings what it names
         except FileNotFoundError:
-            raise Error(f"no such file or directory: {host}",
-                        hint="--add takes a path on this host") from None
+            raise NotFound(f"no such file or directory: {host}",
+                           hint="--add takes a path on this host") from None
         except OSError as e:
             raise Error(f"cannot add {host}: {e.strerror}") from None
         if stat.S_ISDIR(st.st_mode):
             if os.path.realpath(host) == "/":
-                raise Error(f"{host} is the host's root directory",
+                raise Usage(f"{host} is the host's root directory",
                             hint="add the programs and directories it needs instead")
             if dest == "/":
                 result.entries["/"] = Entry("dir", stat.S_IMODE(st.st_mode))
@@ -167,11 +167,11 @@ def plan(adds: tuple[str, ...] | list[str], cmd: str | None,
             elves += _walk(result, host, dest, report)
         elif stat.S_ISREG(st.st_mode):
             if dest == "/":
-                raise Error(f"invalid --add {spec!r}: a file cannot be the root directory")
+                raise Usage(f"invalid --add {spec!r}: a file cannot be the root directory")
             old = result.entries.get(dest)
             if old is not None and old.src and os.path.realpath(old.src) != \
                     os.path.realpath(host):
-                raise Error(f"two files to put at {dest}: {old.src} and {host}",
+                raise Usage(f"two files to put at {dest}: {old.src} and {host}",
                             hint="give one of them another DEST (--add PATH:DEST)")
             result.put(dest, _file_entry(host, st), replace=True)
             if elfdeps.is_elf(host):
@@ -179,7 +179,7 @@ def plan(adds: tuple[str, ...] | list[str], cmd: str | None,
             if st.st_mode & 0o111 and dest not in executables:
                 executables.append(dest)
         else:
-            raise Error(f"cannot add {host}: not a regular file or directory")
+            raise Usage(f"cannot add {host}: not a regular file or directory")
         result.added.append(f"{host}:{dest}")
     for host, dest, shown in elves:
         closure.add(host, dest, shown)
@@ -211,7 +211,7 @@ def _walk(result: Plan, top: str, dest: str, report) -> list[tuple[str, str, str
                 for item in it:  # one directory's entries, bounded like the whole tree's
                     items.append(item)
                     if len(items) + len(result.entries) > MAX_FILES:
-                        raise Error(f"more than {MAX_FILES} files to add", hint="add less")
+                        raise Usage(f"more than {MAX_FILES} files to add", hint="add less")
         except OSError as e:
             raise Error(f"cannot read {host_dir}: {e.strerror}") from None
         for item in sorted(items, key=lambda e: e.name):
@@ -254,7 +254,7 @@ def _command(result: Plan, cmd: str | None, executables: list[str]) -> tuple[str
     if cmd is None:
         if len(executables) == 1:
             return (executables[0],)
-        raise Error("--from scratch needs --cmd: "
+        raise Usage("--from scratch needs --cmd: "
                     + ("no executable file was added" if not executables else
                        f"{len(executables)} executable files were added"),
                     hint="say what to run, e.g. --cmd '/bin/program --option'")
@@ -269,7 +269,7 @@ def _command(result: Plan, cmd: str | None, executables: list[str]) -> tuple[str
             entry = result.entries[found]
             if entry.kind == "file" and entry.mode & 0o111:
                 return argv
-    raise Error(f"--cmd runs {program}, which was not added",
+    raise Usage(f"--cmd runs {program}, which was not added",
                 hint=f"add it (--add PATH{':' + program if program.startswith('/') else ''})"
                      " or run one of the added programs")
 
@@ -320,7 +320,7 @@ def _copy(entry: Entry, out: str, links: dict):
     try:
         st = os.fstat(fin)
         if not stat.S_ISREG(st.st_mode):
-            raise Error(f"{src} changed while it was added: no longer a regular file")
+            raise Conflict(f"{src} changed while it was added: no longer a regular file")
         first = links.get((st.st_dev, st.st_ino))
         if first is not None:
             os.link(first, out)

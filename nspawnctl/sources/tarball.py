@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, NotFound, Usage
 from ..fs.copy import Rules, copy_path
 from . import compression
 from .base import Plan, Request, Source
@@ -26,15 +26,15 @@ from .unpack import apply_layer
 
 def import_tar(path: Path, tree: Path, warn=print):
     if not path.is_file():  # before open(): a fifo would block it
-        raise Error(f"no such tarball: {path}")
+        raise NotFound(f"no such tarball: {path}")
     try:
         raw = open(path, "rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise Error(f"no such tarball: {path}") from None
+        raise NotFound(f"no such tarball: {path}") from None
     with raw:
         st = os.fstat(raw.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise Error(f"no such tarball: {path}", hint="it is not a regular file")
+            raise NotFound(f"no such tarball: {path}", hint="it is not a regular file")
         kind = compression.sniff(raw.read(8))
         raw.seek(0)
         limit, why = compression.expansion_limit(st.st_size, compression.MAX_TOTAL_BYTES,
@@ -51,7 +51,7 @@ def import_tar(path: Path, tree: Path, warn=print):
             message = e.message  # the unpacker's words are about image layers
             if message.startswith("layer "):
                 message = "tarball " + message[len("layer "):]
-            raise Error(f"cannot import {path}: {message}", hint=e.hint) from None
+            raise type(e)(f"cannot import {path}: {message}", hint=e.hint) from None
     for warning in warnings:
         warn(warning)
 
@@ -61,11 +61,11 @@ def import_dir(path: Path, tree: Path):
     try:
         source = Path(path).resolve(strict=True)
     except (FileNotFoundError, NotADirectoryError, RuntimeError):  # RuntimeError: a loop
-        raise Error(f"no such directory: {path}") from None
+        raise NotFound(f"no such directory: {path}") from None
     if not source.is_dir():
-        raise Error(f"no such directory: {path}")
+        raise NotFound(f"no such directory: {path}")
     if source == Path("/"):
-        raise Error(f"{path} is the host's root directory", hint="import a container's tree")
+        raise Usage(f"{path} is the host's root directory", hint="import a container's tree")
     # Copied by fs/copy.py, not cp -a: the directory may be a tree someone else writes meanwhile
     # (a running container's, a user's), and cp names each path twice.  Symlinks inside stay
     # symlinks, and mount points are left empty (cp's --one-file-system).

@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from ..fs import resolve
 from ..fs.walk import DirCursor, remove_tree_at
 from .readahead import Ahead, Readable
@@ -106,17 +106,18 @@ class _TarInfo(tarfile.TarInfo):
             tar.chain = 0
             return super()._proc_member(tar)
         if self.size > MAX_HEADER_BYTES:
-            raise Error(f"{self._where(tar)} declares a {kind} header of {self.size} bytes, "
-                        f"more than the limit of {MAX_HEADER_BYTES}", hint=MALICIOUS)
+            raise InvalidInput(f"{self._where(tar)} declares a {kind} header of {self.size} bytes, "
+                               f"more than the limit of {MAX_HEADER_BYTES}", hint=MALICIOUS)
         tar.chain += 1
         if tar.chain > MAX_HEADER_CHAIN:
-            raise Error(f"{self._where(tar)} is the {tar.chain}th extension header in a row, "
-                        f"more than the limit of {MAX_HEADER_CHAIN}", hint=MALICIOUS)
+            raise InvalidInput(
+                f"{self._where(tar)} is the {tar.chain}th extension header in a row, "
+                f"more than the limit of {MAX_HEADER_CHAIN}", hint=MALICIOUS)
         if self.type == tarfile.XGLTYPE:
             tar.global_bytes += self.size
             if tar.global_bytes > MAX_HEADER_BYTES:
-                raise Error(f"{self._where(tar)} brings pax global headers to more than the "
-                            f"limit of {MAX_HEADER_BYTES} bytes", hint=MALICIOUS)
+                raise InvalidInput(f"{self._where(tar)} brings pax global headers to more than the "
+                                   f"limit of {MAX_HEADER_BYTES} bytes", hint=MALICIOUS)
         return super()._proc_member(tar)
 
     def _proc_sparse(self, tar):
@@ -127,8 +128,8 @@ class _TarInfo(tarfile.TarInfo):
         while isextended:
             blocks += 1
             if blocks * tarfile.BLOCKSIZE > MAX_HEADER_BYTES:
-                raise Error(f"{self._where(tar)} has a GNU sparse map of more than "
-                            f"{MAX_HEADER_BYTES} bytes, the limit", hint=MALICIOUS)
+                raise InvalidInput(f"{self._where(tar)} has a GNU sparse map of more than "
+                                   f"{MAX_HEADER_BYTES} bytes, the limit", hint=MALICIOUS)
             buf = tar.fileobj.read(tarfile.BLOCKSIZE)
             if len(buf) != tarfile.BLOCKSIZE:
                 raise tarfile.ReadError("unexpected end of data in a sparse header")
@@ -154,8 +155,8 @@ class _TarInfo(tarfile.TarInfo):
         while count is None or len(numbers) < 2 * count:
             if b"\n" not in buf:
                 if len(buf) > 40 or taken >= MAX_HEADER_BYTES:
-                    raise Error(f"{self._where(tar)} has a GNU sparse map of more than "
-                                f"{MAX_HEADER_BYTES} bytes, the limit", hint=MALICIOUS)
+                    raise InvalidInput(f"{self._where(tar)} has a GNU sparse map of more than "
+                                       f"{MAX_HEADER_BYTES} bytes, the limit", hint=MALICIOUS)
                 more = tar.fileobj.read(tarfile.BLOCKSIZE)
                 if len(more) != tarfile.BLOCKSIZE:
                     raise tarfile.ReadError("unexpected end of data in a sparse map")
@@ -264,7 +265,7 @@ def split_name(name: str, what: str = "entry") -> list[str]:
     """Components of a tar name relative to the root; '..' is refused."""
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise Error(f"layer {what} '{name[:200]}' contains a '..' component", hint=MALICIOUS)
+        raise InvalidInput(f"layer {what} '{name[:200]}' contains a '..' component", hint=MALICIOUS)
     return parts
 
 
@@ -297,8 +298,8 @@ class _PathTree:
             if child is None:
                 child = len(self.names)  # the root is node 0: this is the child-th path
                 if child > self.limit:
-                    raise Error(f"layer writes more than {self.limit} distinct paths (the "
-                                f"limit), at '{'/'.join(parts)[:200]}'", hint=MALICIOUS)
+                    raise InvalidInput(f"layer writes more than {self.limit} distinct paths (the "
+                                       f"limit), at '{'/'.join(parts)[:200]}'", hint=MALICIOUS)
                 self.children[(node, name)] = child
                 self.parent.append(node)
                 self.depth.append(self.depth[node] + 1)
@@ -441,7 +442,8 @@ class LayerApplier:
         else:
             target = wh[len(WHITEOUT_PREFIX):]
             if target in ("", ".", ".."):
-                raise Error(f"layer whiteout '{original[:200]}' names no entry", hint=MALICIOUS)
+                raise InvalidInput(
+                    f"layer whiteout '{original[:200]}' names no entry", hint=MALICIOUS)
         try:
             dirfd = self.parent_fd(parent, create=False)
         except OSError:
@@ -462,16 +464,16 @@ class LayerApplier:
         """Apply one entry; data reads a regular file's member.size bytes of content."""
         self.entries += 1
         if self.entries > self.max_entries:
-            raise Error(f"layer has more than {self.max_entries} entries (the limit), at "
-                        f"'{member.name[:200]}'", hint=MALICIOUS)
+            raise InvalidInput(f"layer has more than {self.max_entries} entries (the limit), at "
+                               f"'{member.name[:200]}'", hint=MALICIOUS)
         parts = split_name(member.name)
         if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
             self.whiteout(parts, parts[-1], member.name)
             return
         if not parts:
             if not member.isdir():
-                raise Error(f"layer entry '{member.name}' would replace the root directory "
-                            "with something that is not a directory", hint=MALICIOUS)
+                raise InvalidInput(f"layer entry '{member.name}' would replace the root directory "
+                                   "with something that is not a directory", hint=MALICIOUS)
             self.dirs.append((0, member.mode, member.mtime))
             self.own(self.rootfd, member)
             return
@@ -531,9 +533,10 @@ class LayerApplier:
         if self.max_file_bytes is not None:
             self.file_bytes += member.size
             if self.file_bytes > self.max_file_bytes:
-                raise Error(f"layer holds more than {self.max_file_bytes} bytes of file data: "
-                            "a decompression bomb or a huge sparse file",
-                            hint="the image was not unpacked")
+                raise InvalidInput(
+                    f"layer holds more than {self.max_file_bytes} bytes of file data: "
+                    "a decompression bomb or a huge sparse file",
+                    hint="the image was not unpacked")
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dirfd)
         try:
@@ -549,9 +552,9 @@ class LayerApplier:
                  existing: os.stat_result | None) -> None:
         target = split_name(member.linkname, "hardlink target")
         if not target:
-            raise Error(f"layer hardlink '{member.name[:200]}' points to the root directory")
-        missing = Error(f"layer hardlink '{member.name[:200]}' points to "
-                        f"'{member.linkname[:200]}', which is not in the tree")
+            raise InvalidInput(f"layer hardlink '{member.name[:200]}' points to the root directory")
+        missing = InvalidInput(f"layer hardlink '{member.name[:200]}' points to "
+                               f"'{member.linkname[:200]}', which is not in the tree")
         try:
             tfd = resolve.open_dir_in_root(self.rootfd, target[:-1])
         except OSError:
@@ -562,8 +565,8 @@ class LayerApplier:
             except FileNotFoundError:
                 raise missing from None
             if stat.S_ISDIR(tst.st_mode):
-                raise Error(f"layer hardlink '{member.name[:200]}' points to a directory "
-                            f"('{member.linkname[:200]}')", hint=MALICIOUS)
+                raise InvalidInput(f"layer hardlink '{member.name[:200]}' points to a directory "
+                                   f"('{member.linkname[:200]}')", hint=MALICIOUS)
             if existing is not None:
                 if os.path.samestat(existing, tst):
                     return  # already the same file
@@ -648,8 +651,8 @@ class ForwardReader:
 
     def read(self, n: int | None = -1) -> bytes:
         if n is None or n < 0 or n > MAX_READ:
-            raise Error(f"layer reader was asked for {n} bytes at once, more than the limit "
-                        f"of {MAX_READ}", hint=MALICIOUS)
+            raise InvalidInput(f"layer reader was asked for {n} bytes at once, more than the limit "
+                               f"of {MAX_READ}", hint=MALICIOUS)
         if n <= len(self.buf) - self.off:
             out = self.buf[self.off:self.off + n]
             self.off += n
@@ -687,7 +690,8 @@ def copy_to_fd(src: Readable, fd: int, size: int) -> None:
     while left > 0:
         chunk = src.read(min(COPY_CHUNK, left))
         if not chunk:
-            raise Error("layer is truncated: it ends inside a file", hint="the image is corrupt")
+            raise InvalidInput(
+                "layer is truncated: it ends inside a file", hint="the image is corrupt")
         view = memoryview(chunk)
         while view:
             view = view[os.write(fd, view):]
@@ -699,7 +703,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         try:
             member = tar.next()
         except (tarfile.TarError, EOFError, ValueError, IndexError, OverflowError) as e:
-            raise Error(f"layer is not a valid tar archive: {e}") from None
+            raise InvalidInput(f"layer is not a valid tar archive: {e}") from None
         if member is None:
             return
         yield member
@@ -730,8 +734,8 @@ def _entries(tar: SafeTarFile) -> Iterator[tarfile.TarInfo | bytes | bool]:
         while left > 0:
             chunk = data.read(min(DATA_CHUNK, left))
             if not chunk:
-                raise Error("layer is truncated: it ends inside a file",
-                            hint="the image is corrupt")
+                raise InvalidInput("layer is truncated: it ends inside a file",
+                                   hint="the image is corrupt")
             yield chunk
             left -= len(chunk)
     yield tar.end_marker
@@ -765,7 +769,7 @@ def open_tar(fileobj: Readable) -> SafeTarFile:
     try:
         return SafeTarFile(fileobj=cast(Any, fileobj))
     except (tarfile.TarError, EOFError, ValueError, IndexError, OverflowError) as e:
-        raise Error(f"layer is not a valid tar archive: {e}") from None
+        raise InvalidInput(f"layer is not a valid tar archive: {e}") from None
 
 
 def apply_layer(stream: Readable, root: int | os.PathLike | str, *, whiteouts: bool = True,
@@ -802,14 +806,14 @@ def apply_layer(stream: Readable, root: int | os.PathLike | str, *, whiteouts: b
                 except OSError as e:
                     raise Error(f"cannot unpack '{member.name[:200]}': {e.strerror}") from None
                 except (tarfile.TarError, EOFError) as e:
-                    raise Error(f"layer is truncated or corrupt at '{member.name[:200]}': "
-                                f"{e}") from None
+                    raise InvalidInput(f"layer is truncated or corrupt at '{member.name[:200]}': "
+                                       f"{e}") from None
                 except (ValueError, OverflowError) as e:  # NUL in a name, absurd ids or times
-                    raise Error(f"layer entry {member.name[:200]!r} is invalid: {e}",
-                                hint=MALICIOUS) from None
+                    raise InvalidInput(f"layer entry {member.name[:200]!r} is invalid: {e}",
+                                       hint=MALICIOUS) from None
             if not member:  # the worker's last item: whether tar's end-of-archive block came
-                raise Error("layer is truncated: it ends without tar's end-of-archive block",
-                            hint="the image is corrupt; it was not unpacked")
+                raise InvalidInput("layer is truncated: it ends without tar's end-of-archive block",
+                                   hint="the image is corrupt; it was not unpacked")
         applier.finish()
     finally:
         applier.forget_parent()

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from ..fs.files import fsync_dir, mkdir_private, write_atomic
 from ..fs.locks import flocked, unlink_lock
 from ..paths import Paths
@@ -44,8 +44,8 @@ TAMPERED = "the registry sent something other than what it named; it was not kep
 
 def check_digest(digest: object) -> str:
     if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
-        raise Error(f"invalid digest {str(digest)[:80]!r}",
-                    hint="the registry is broken or hostile")
+        raise InvalidInput(f"invalid digest {str(digest)[:80]!r}",
+                           hint="the registry is broken or hostile")
     return digest
 
 
@@ -122,13 +122,14 @@ class BlobStore:
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-                raise Error(f"blob {digest} has {st.st_size} bytes, its descriptor says {size}",
-                            hint=TAMPERED)
+                raise InvalidInput(
+                    f"blob {digest} has {st.st_size} bytes, its descriptor says {size}",
+                    hint=TAMPERED)
             h = hashlib.sha256()
             while data := os.read(fd, CHUNK):
                 h.update(data)
             if f"sha256:{h.hexdigest()}" != digest:
-                raise Error(f"blob {digest} does not match its digest", hint=TAMPERED)
+                raise InvalidInput(f"blob {digest} does not match its digest", hint=TAMPERED)
             os.fsync(fd)  # whole on disk before its name says it is
         finally:
             os.close(fd)
@@ -168,18 +169,18 @@ class BlobStore:
             with open(path, "rb") as f:
                 data = f.read(MAX_DOCUMENT + 1)
         except FileNotFoundError:
-            raise Error(f"blob {digest} is not in the image store",
-                        hint="pull the image again") from None
+            raise InvalidInput(f"blob {digest} is not in the image store",
+                               hint="pull the image again") from None
         if len(data) > MAX_DOCUMENT or (size is not None and len(data) != size) or \
                 f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
-            raise Error(f"blob {digest} in the image store is not what its name says",
-                        hint=f"remove {path} and pull the image again")
+            raise InvalidInput(f"blob {digest} in the image store is not what its name says",
+                               hint=f"remove {path} and pull the image again")
         try:
             doc = json.loads(data)
         except ValueError:
             doc = None
         if not isinstance(doc, dict):
-            raise Error(f"blob {digest} is not a JSON object")
+            raise InvalidInput(f"blob {digest} is not a JSON object")
         return doc
 
     # --- locks --------------------------------------------------------------------------
@@ -222,13 +223,14 @@ class BlobStore:
         except FileNotFoundError:
             return []
         if len(data) > MAX_RECORDS_BYTES:
-            raise Error(f"{self.root / 'index.json'} is larger than {MAX_RECORDS_BYTES >> 20} MiB")
+            raise InvalidInput(
+                f"{self.root / 'index.json'} is larger than {MAX_RECORDS_BYTES >> 20} MiB")
         try:
             doc = json.loads(data)
         except ValueError:
-            raise Error(f"{self.root / 'index.json'} is not valid JSON",
-                        hint="it lists the pulled images: restore it or remove it (and "
-                             "pull again)") from None
+            raise InvalidInput(f"{self.root / 'index.json'} is not valid JSON",
+                               hint="it lists the pulled images: restore it or remove it (and "
+                                    "pull again)") from None
         manifests = doc.get("manifests") if isinstance(doc, dict) else None
         found = [Record.parse(m) for m in manifests or []]
         return [r for r in found if r is not None]
@@ -270,7 +272,7 @@ class BlobStore:
         out = [(digest, size if size is not None else self.path(digest).stat().st_size)]
         for desc in [manifest.get("config"), *(manifest.get("layers") or [])]:
             if not isinstance(desc, dict) or not isinstance(desc.get("size"), int):
-                raise Error(f"manifest {digest} in the image store is malformed")
+                raise InvalidInput(f"manifest {digest} in the image store is malformed")
             out.append((check_digest(desc.get("digest")), desc["size"]))
         return out
 

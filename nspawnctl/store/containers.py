@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .. import log
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound
 from ..fs.files import fsync_dir, mkdir_private, rename_noreplace, sync_filesystem
 from ..fs.locks import flocked, owner_is_dead, owner_token, unlink_lock
 from ..fs.mounts import mounts_under
@@ -49,15 +49,15 @@ class Store:
     def require(self, name: str) -> str:
         check_name(name)
         if not self.exists(name):
-            raise Error(f"no container named {name!r}",
-                        hint="see 'nspawnctl list' for the containers there are")
+            raise NotFound(f"no container named {name!r}",
+                           hint="see 'nspawnctl list' for the containers there are")
         return name
 
     def require_absent(self, name: str):
         check_name(name)
         if self.exists(name):
-            raise Error(f"a container named {name!r} already exists",
-                        hint=f"pick another name or remove it: nspawnctl remove {name}")
+            raise Conflict(f"a container named {name!r} already exists",
+                           hint=f"pick another name or remove it: nspawnctl remove {name}")
 
     # locking
 
@@ -65,7 +65,8 @@ class Store:
     def lock(self, name: str):
         """Hold NAME's lock; a second command on the same name fails at once."""
         def busy():
-            raise Error(f"container {name!r} is busy: another nspawnctl command is working on it")
+            raise Conflict(
+                f"container {name!r} is busy: another nspawnctl command is working on it")
 
         self._make_roots()
         self.paths.locks.mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,7 @@ class Store:
         try:
             rename_noreplace(staged_tree, self.paths.tree(name))
         except FileExistsError:
-            raise Error(f"a container named {name!r} already exists") from None
+            raise Conflict(f"a container named {name!r} already exists") from None
         fsync_dir(self.paths.machines)
 
     def remove(self, name: str) -> int:
@@ -192,8 +193,8 @@ class Store:
             overlay.release(self.paths, name)  # the overlay's upper layer is removed below
         mounted = mounts_under(tree)
         if mounted:
-            raise Error(f"something is still mounted in the tree of {name}: {mounted[-1]}",
-                        hint="unmount it first")
+            raise Conflict(f"something is still mounted in the tree of {name}: {mounted[-1]}",
+                           hint="unmount it first")
         with self.staging(self.paths.machines, f"remove-{name}") as trash:
             # The rename is the commit point: from here on the container is gone for everyone,
             # and if we die the trash is swept as a dead process's staging directory.

@@ -22,7 +22,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import Error
+from ..errors import Conflict, Error
 from ..fs.files import read_small_text, write_atomic
 from ..fs.locks import owner_is_dead, owner_token
 from ..paths import Paths, service_unit
@@ -92,8 +92,8 @@ def require_stopped(bus: "Bus", name: str):
     slipped in)."""
     unit = service_unit(name)
     if bus.active_state(unit) not in ("inactive", "failed") or bus.has_job(unit):
-        raise Error(f"{name} was started while nspawnctl was about to replace its tree; "
-                    "nothing was replaced", hint=f"stop it and try again: nspawnctl stop {name}")
+        raise Conflict(f"{name} was started while nspawnctl was about to replace its tree; "
+                       "nothing was replaced", hint=f"stop it and try again: nspawnctl stop {name}")
 
 
 def running_dependents(bus: "Bus", name: str) -> list[str]:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .. import log
-from ..errors import Error
+from ..errors import Error, InvalidInput
 from ..fs.files import fsync_dir, mkdir_private, sync_filesystem
 from ..fs.locks import flocked
 from ..fs.walk import remove_tree, tree_size
@@ -109,9 +109,9 @@ def _cached(final: Path, key: str, meta: dict) -> bool:
         return False
     for field in IDENTITY:
         if field in meta and found.get(field) != meta[field]:
-            raise Error(f"cached base tree {key} is recorded as {field} "
-                        f"{str(found.get(field))[:80]}, not {str(meta[field])[:80]}",
-                        hint=f"the cache entry {final} is not what its key says: "
+            raise InvalidInput(f"cached base tree {key} is recorded as {field} "
+                               f"{str(found.get(field))[:80]}, not {str(meta[field])[:80]}",
+                               hint=f"the cache entry {final} is not what its key says: "
                              "move it away, or remove it if no container uses it")
     return True
 

@@ -8,7 +8,7 @@ must have no cycle (systemd would break one by dropping a start job at random).
 
 from collections.abc import Iterable
 
-from ..errors import Error
+from ..errors import Conflict, Error, NotFound, Usage
 from ..paths import Paths
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig, dependencies
@@ -23,16 +23,16 @@ def check(paths: Paths, name: str, cfg: ContainerConfig):
     store = Store(paths)
     for dep in deps:
         if dep == name:
-            raise Error(f"{name} cannot be ordered after itself")
+            raise Usage(f"{name} cannot be ordered after itself")
         if not store.exists(dep):
-            raise Error(f"no container named {dep!r} to order {name} after",
-                        hint="see 'nspawnctl list' for the containers there are")
+            raise NotFound(f"no container named {dep!r} to order {name} after",
+                           hint="see 'nspawnctl list' for the containers there are")
     graph = _graph(paths, store.names())
     graph[name] = deps
     cycle = _cycle_through(graph, name)
     if cycle:
-        raise Error(f"ordering {name} after {', '.join(deps)} makes a cycle: "
-                    + " -> ".join(cycle))
+        raise Conflict(f"ordering {name} after {', '.join(deps)} makes a cycle: "
+                       + " -> ".join(cycle))
 
 
 def dependents(paths: Paths, name: str, ignoring: Iterable[str] = ()) -> list[str]:

@@ -25,7 +25,7 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import Error
+from ..errors import Conflict, NotFound, Usage
 from ..fs.copy import clone_tree
 from ..fs.files import AT_FDCWD, fsync_dir, rename_noreplace, sync_filesystem, write_atomic
 from ..fs.walk import remove_tree, tree_size
@@ -48,7 +48,7 @@ def snapshot_dir(paths: Paths, name: str, tag: str | None = None) -> Path:
 
 def check_tag(tag: str) -> str:
     if not _TAG.fullmatch(tag) or ".." in tag:
-        raise Error(f"invalid snapshot tag {tag!r}",
+        raise Usage(f"invalid snapshot tag {tag!r}",
                     hint="use up to 64 letters, digits, '_', '-', '+' and '.', "
                          "not starting with '.' or '-'")
     return tag
@@ -90,16 +90,16 @@ def require(paths: Paths, name: str, tag: str) -> dict:
     check_tag(tag)
     meta = read_meta(snapshot_dir(paths, name, tag))
     if meta is None:
-        raise Error(f"{name} has no snapshot {tag!r}",
-                    hint=f"see: nspawnctl snapshots {name}")
+        raise NotFound(f"{name} has no snapshot {tag!r}",
+                       hint=f"see: nspawnctl snapshots {name}")
     return meta
 
 
 def require_absent(paths: Paths, name: str, tag: str):
     check_tag(tag)
     if os.path.lexists(snapshot_dir(paths, name, tag)):
-        raise Error(f"{name} already has a snapshot {tag!r}",
-                    hint=f"pick another tag, or remove it: nspawnctl snapshot rm {name} {tag}")
+        raise Conflict(f"{name} already has a snapshot {tag!r}",
+                       hint=f"pick another tag, or remove it: nspawnctl snapshot rm {name} {tag}")
 
 
 def settings_files(paths: Paths, name: str) -> dict[str, Path]:
@@ -142,7 +142,7 @@ def commit(paths: Paths, name: str, tag: str, stage: Path, meta: dict) -> dict:
     try:
         rename_noreplace(built, snapshot_dir(paths, name, tag))
     except FileExistsError:
-        raise Error(f"{name} already has a snapshot {tag!r}") from None
+        raise Conflict(f"{name} already has a snapshot {tag!r}") from None
     fsync_dir(mine)
     return meta
 
@@ -171,8 +171,8 @@ def restore_tree(paths: Paths, name: str, tag: str, stage: Path) -> str:
         exchange(stage / "restored", live)
     except OSError as exc:
         if exc.errno == errno.EBUSY:
-            raise Error(f"the tree of {name} is busy (mounted or in use): not rolled back",
-                        hint=f"see: fuser -vm {live}") from None
+            raise Conflict(f"the tree of {name} is busy (mounted or in use): not rolled back",
+                           hint=f"see: fuser -vm {live}") from None
         raise
     fsync_dir(live.parent)
     return method

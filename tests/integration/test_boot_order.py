@@ -73,7 +73,7 @@ def test_order_refuses_unknown_names_cycles_and_orphans(nspawnctl, made):
     r = nspawnctl.fails("remove", a)
     assert f"{b} is ordered after {a}" in r.error
     nspawnctl("set", b, "--no-after", a)
-    assert listing(nspawnctl)[b]["after"] is None
+    assert listing(nspawnctl)[b]["after"] == []
     nspawnctl("set", b, "--after", a)
     nspawnctl("remove", b, a)  # both at once: nothing is orphaned
     assert not {a, b} & set(listing(nspawnctl))

@@ -190,7 +190,7 @@ def test_crash_set(bed, nspawnctl, full, figures):
         argv[3] = next(sizes)  # a new value each trial: a set that changes something
 
     def committed() -> bool:
-        memory = json.loads(nspawnctl("status", SRC, "--json").stdout)["memory_max"]
+        memory = json.loads(nspawnctl("status", SRC, "--json").stdout)["memory"]
         return memory == int(argv[3][:-1]) << 20
 
     def finish(done):

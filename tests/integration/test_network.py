@@ -141,7 +141,7 @@ def test_oci_container_egress_and_published_ports(host, nspawnctl, world, made, 
     name = made("web", "--from", web_image, "--port", "8080:80", "--port", "127.0.0.1:8081:80")
     nspawnctl("start", name)
     row = listing(nspawnctl)[name]
-    assert row["ports"] == ["8080:80/tcp", "127.0.0.1:8081:80/tcp"]
+    assert row["port"] == ["8080:80/tcp", "127.0.0.1:8081:80/tcp"]
 
     r = nspawnctl("exec", name, "--", "wget", "-q", "-O", "-", f"http://{outside.UPSTREAM_NAME}/")
     assert r.stdout == outside.HTTP_PAGE
@@ -166,7 +166,7 @@ def test_oci_container_egress_and_published_ports(host, nspawnctl, world, made, 
     assert outside.fetch(host, "http://127.0.0.1:8082/") == (True, page)
     ok, _ = outside.fetch(host, "http://127.0.0.1:8081/", timeout=2)
     assert not ok
-    assert listing(nspawnctl)[name]["ports"] == ["8080:80/tcp", "8082:80/tcp"]
+    assert listing(nspawnctl)[name]["port"] == ["8080:80/tcp", "8082:80/tcp"]
 
 
 # --- networks: names inside one, nothing across two ---------------------------------------

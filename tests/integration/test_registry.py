@@ -83,7 +83,7 @@ def test_a_two_layer_image_is_pulled_and_serves(host, nspawnctl, regs, made):
     nspawnctl("start", name)
     assert serves(host, nspawnctl, name) == R.PAGE.decode()
     web = records(nspawnctl)[f"{TLS}/test/web:1"]
-    assert web["digest"] == regs.digests["web:1"] and web["used_by"] == [name]
+    assert web["digest"] == regs.digests["web:1"] and web["containers"] == [name]
     assert len(regs.blob_gets("tls", mark)) == 3  # two layers and the config
     status = json.loads(nspawnctl("status", name, "--json").stdout)
     assert status["image"] == "oci-" + regs.digests["web:1"].replace(":", "-")

@@ -93,12 +93,50 @@ def test_static_busybox_serves_http(host, nspawnctl, made, work, figures):
     assert memory_max(host, name) == 64 << 20
     nspawnctl("set", name, "--memory", "32M")
     assert memory_max(host, name) == 32 << 20
-    assert json.loads(nspawnctl("status", name, "--json").stdout)["limits"] == "mem=32M"
+    assert json.loads(nspawnctl("status", name, "--json").stdout)["limits"]["memory"] == 32 << 20
+    check_json(nspawnctl, name, address)
     # httpd -v logs each response on stderr, which the unit's journal keeps
     wait_for(lambda: "response:200" in nspawnctl("logs", name).stdout, timeout=10,
              what="httpd's log line")
     nspawnctl("stop", name)
     assert listing(nspawnctl)[name]["state"] != "running"
+
+
+def check_json(nspawnctl, name, address):
+    """--json as a script reads it, from a real running container: every command's output of
+    its kind (cli/jsonview.py), every key there and of its one type (issue 34)."""
+    from nspawnctl.cli import jsonview
+
+    def read(*args):
+        return json.loads(nspawnctl(*args, "--json").stdout)
+
+    def holds(kind, value):
+        assert jsonview.check(jsonview.schema(kind), value) == [], (kind, value)
+
+    rows = read("list")
+    for row in rows:
+        holds("container", row)
+    (row,) = [r for r in rows if r["name"] == name]
+    assert row["address"] == [address] and row["limits"]["memory"] == 32 << 20
+    assert row["created"].endswith("Z") and row["state"] == "running"
+    status = read("status", name)
+    holds("status", status)
+    assert {k: status[k] for k in row} == row  # the same container, the same keys and values
+    assert status["bind"] and status["port"] == [] and status["leader"] > 1
+    networks = read("network", "list")
+    for net in networks:
+        holds("network", net)
+    assert any(name in net["containers"] for net in networks)
+    for image in read("images"):
+        holds("image", image)
+    assert read("snapshot", "list", name) == []
+    made = read("create", f"{name}-j", "--from", "scratch", "--add", "/bin/busybox",
+                "--cmd", "/bin/busybox true", "--network", "none")
+    try:
+        holds("created", made)
+        assert made["address"] == [] and made["command"] == ["/bin/busybox", "true"]
+    finally:
+        nspawnctl("remove", f"{name}-j")
 
 
 def test_python3_with_its_libraries_runs(host, nspawnctl, made, work, figures):

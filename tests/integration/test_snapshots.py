@@ -20,7 +20,7 @@ def snaps(nspawnctl, name) -> dict:
     return {r["tag"]: r for r in json.loads(nspawnctl("snapshots", name, "--json").stdout)}
 
 
-def limits(nspawnctl, name) -> str:
+def limits(nspawnctl, name) -> dict:
     return json.loads(nspawnctl("status", name, "--json").stdout)["limits"]
 
 
@@ -51,7 +51,7 @@ def test_snapshot_destroy_rollback_boots_again(host, nspawnctl, made, figures):
         assert guest_running(host, name)  # started again after the copy
     assert info["method"] in ("copy", "reflink")
     row = snaps(nspawnctl, name)["good"]
-    assert row["size"] > 50_000_000 and row["created"] > 0  # a whole Debian tree
+    assert row["size"] > 50_000_000 and row["created"].endswith("Z")  # a whole Debian tree
     table = nspawnctl("snapshots", name).stdout
     assert "good" in table and "MB" in table
 
@@ -59,7 +59,7 @@ def test_snapshot_destroy_rollback_boots_again(host, nspawnctl, made, figures):
     nspawnctl("exec", name, "--", "rm", "-rf", "/usr/bin", check=False)
     assert host.run(["test", "-e", f"{MACHINES}/{name}/usr/bin"]).returncode != 0
     nspawnctl("set", name, "--memory", "300M")
-    assert limits(nspawnctl, name) == "mem=300M"
+    assert limits(nspawnctl, name)["memory"] == 300 << 20
 
     r = nspawnctl("rollback", name, "good")
     assert r.stdout.strip().startswith(f"{name} rolled back to good"), r.stdout
@@ -67,7 +67,7 @@ def test_snapshot_destroy_rollback_boots_again(host, nspawnctl, made, figures):
     assert guest_running(host, name)
     assert nspawnctl("exec", name, "--", "cat", "/root/note").stdout == "kept\n"
     assert nspawnctl("exec", name, "--", "/usr/bin/true").returncode == 0
-    assert limits(nspawnctl, name) == "mem=100M"
+    assert limits(nspawnctl, name)["memory"] == 100 << 20
     assert host.run(["systemctl", "show", "-P", "MemoryMax",
                      f"systemd-nspawn@{name}.service"]).stdout.strip() == str(100 << 20)
     assert "good" in snaps(nspawnctl, name)  # the snapshot stays
@@ -113,7 +113,7 @@ def test_overlay_snapshot_keeps_only_the_layer_and_holds_its_base(host, nspawnct
               f"{MACHINES}/{name}/root/note"])
     # the base is needed by the snapshot as well as by the container
     row = next(r for r in json.loads(nspawnctl("images", "--json").stdout) if r["key"] == image)
-    assert row["containers"] >= 2
+    assert len(row["containers"]) >= 2
     nspawnctl("rollback", name, "one")
     assert host.run(["cat", f"{MACHINES}/{name}/root/note"]).stdout == "one\n"
     assert host.run(["mountpoint", "-q", f"{MACHINES}/{name}"]).returncode == 0

@@ -99,7 +99,7 @@ def test_parse_dropin_reads_start_timeouts_as_systemd_does(value, expected):
     assert cfg.start_timeout == expected
     assert f"TimeoutStartSec={'infinity' if expected == math.inf else expected}" in \
         service_lines(render_dropin(cfg))
-    assert describe(cfg)["start_timeout"] == ("infinity" if expected == math.inf else expected)
+    assert describe(cfg)["start_timeout"] == (None if expected == math.inf else expected)
 
 
 @pytest.mark.parametrize("policy", ["on-abnormal", "on-abort", "on-success", "on-watchdog"])
@@ -162,4 +162,4 @@ def test_diff_needs_restart():
     assert diff_needs_restart(old, LIMITED) == []
     assert diff_needs_restart(old, replace(old, image="x")) == []
     new = replace(old, network="host", binds=(parse_bind("/a"),), env=("A=1",), memory_max=1 << 30)
-    assert diff_needs_restart(old, new) == ["network", "binds", "env"]
+    assert diff_needs_restart(old, new) == ["network", "bind", "env"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nspawnctl.errors import Error
+from nspawnctl.errors import NOT_FOUND, USAGE, Error
 from nspawnctl.sources import elfdeps, scratch
 from tests.unit import elfbuild
 from tests.unit.test_cli import assert_error, nspawnctl
@@ -275,15 +275,16 @@ def test_create_from_scratch_in_a_private_root(tmp_path):
     assert (tmp_path / "var/lib/machines/tiny/etc/hostname").read_text() == "tiny\n"
 
 
-@pytest.mark.parametrize("args,line", [
-    (("--add", LS), "nspawnctl: --add puts files in a tree made from scratch"),
-    (("--from", "scratch"), "nspawnctl: --from scratch needs something to put in the tree"),
+@pytest.mark.parametrize("args,line,code", [
+    (("--add", LS), "nspawnctl: --add puts files in a tree made from scratch", USAGE),
+    (("--from", "scratch"), "nspawnctl: --from scratch needs something to put in the tree",
+     USAGE),
     (("--from", "scratch", "--add", "/nonexistent"),
-     "nspawnctl: no such file or directory: /nonexistent"),
-    (("--cmd", "true"), "nspawnctl: --cmd names the one command"),
+     "nspawnctl: no such file or directory: /nonexistent", NOT_FOUND),
+    (("--cmd", "true"), "nspawnctl: --cmd names the one command", USAGE),
 ])
-def test_create_bad_scratch_arguments_make_nothing(tmp_path, args, line):
-    assert_error(nspawnctl(tmp_path, "create", "x", "--network", "none", *args), line)
+def test_create_bad_scratch_arguments_make_nothing(tmp_path, args, line, code):
+    assert_error(nspawnctl(tmp_path, "create", "x", "--network", "none", *args), line, code)
     assert not (tmp_path / "var/lib/machines/x").exists()
     assert not (tmp_path / "etc/systemd/nspawn/x.nspawn").exists()
 

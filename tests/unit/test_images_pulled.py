@@ -50,7 +50,7 @@ def test_images_lists_each_pulled_name_with_its_tree(paths, registry):
     rows = {(r["repository"], r["tag"]): r for r in ops.list_images(context(paths))}
     assert set(rows) == {(REPO, "v1"), (REPO, "v2")}  # no second row for their trees
     row = rows[(REPO, "v1")]
-    assert row["digest"] == one["digest"] and row["unpacked"] and row["used_by"] == []
+    assert row["digest"] == one["digest"] and row["unpacked"] and row["containers"] == []
     assert row["key"] == "oci-" + one["digest"].replace(":", "-")
     assert row["download"] == sum(len(b) for b in one["blobs"].values()) + len(one["manifest"])
     json.dumps(rows[(REPO, "v2")])  # --json takes every row
@@ -143,3 +143,14 @@ def test_prune_and_rm_say_what_goes(paths, registry):
     assert lines[3].startswith("would remove 3 blobs ("), lines
     assert (paths.images / key).is_dir()
     assert run("images", "prune") == [line.replace("would remove", "removed") for line in lines]
+
+
+def test_pull_and_images_json_are_of_their_kinds(paths, registry):
+    """What pull --json and images --json print, from a real pull (cli/jsonview.py)."""
+    from nspawnctl.cli import jsonview
+    registry.push(REPO, "v1", image(BASE, TOP1, Cmd=["/bin/tool"]))
+    info = pull_ops.pull(context(paths), f"{REPO}:v1", policy="always")
+    assert jsonview.check(jsonview.schema("pulled"), jsonview.view("pulled", info)) == []
+    for row in jsonview.views("image", ops.list_images(context(paths))):
+        assert jsonview.check(jsonview.schema("image"), row) == [], row
+        assert row["created"].endswith("Z") and row["containers"] == []

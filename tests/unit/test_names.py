@@ -2,7 +2,7 @@
 
 import pytest
 
-from nspawnctl.errors import Error
+from nspawnctl.errors import USAGE, Error
 from nspawnctl.names import MAX_LENGTH, check_name
 
 GOOD = [
@@ -35,7 +35,7 @@ def test_bad_names_are_refused(name, why):
     with pytest.raises(Error) as info:
         check_name(name)
     err = info.value
-    assert err.exit_code == 1
+    assert err.exit_code == USAGE  # a name given on the command line
     assert "\n" not in err.message.replace(repr(name), "")  # one line (the repr escapes)
     if name:
         assert repr(name) in err.message

@@ -138,10 +138,10 @@ def test_status_shows_the_live_address_and_marks_the_pending_one(moved):
     import os
     row = inventory.status(context(moved, leader_bus(os.getpid())), "c1")
     assert row["address"] == ["198.51.100.2"] and row["network"] == "front"
-    assert row["binds"] is None  # not mounted in this run
+    assert row["bind"] == []  # not mounted in this run
     assert row["pending"] == {"network": "back", "address": ["203.0.113.2"],
-                              "binds": [f"{moved.state}:{moved.state}"]}
-    assert row["ports"] == ["8080:80/tcp"]  # ports apply at once: not pending
+                              "bind": [f"{moved.state}:{moved.state}"]}
+    assert row["port"] == ["8080:80/tcp"]  # ports apply at once: not pending
 
 
 def test_list_shows_the_live_address_and_marks_the_pending_one(moved, monkeypatch):
@@ -203,7 +203,7 @@ def test_set_on_a_running_container_records_what_runs_once_per_run(paths):
     ctx = context(paths, bus)
     reconfigure.set_config(ctx, "c1", {"env": ("MODE=prod",)})
     row = inventory.status(ctx, "c1")
-    assert row["env"] is None and row["pending"] == {"env": ["MODE=prod"]}
+    assert row["env"] == [] and row["pending"] == {"env": ["MODE=prod"]}
     reconfigure.set_config(ctx, "c1", {"env": ("MODE=dev",)})
     assert inventory.status(ctx, "c1")["pending"] == {"env": ["MODE=dev"]}
     reconfigure.set_config(ctx, "c1", {"memory_max": "1G"})  # live: nothing pends for it

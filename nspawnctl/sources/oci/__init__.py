@@ -19,7 +19,7 @@ writes outside the tree).
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import Error
+from ...errors import InvalidInput, Usage
 from ...formats.platforms import ARCHES, Platform, parse_platform
 from .config import Image, ImageConfig, image_config
 from .docker import load_docker
@@ -46,13 +46,13 @@ def parse_reference(spec: str) -> tuple[str, Path, str | None]:
     """Split "oci-archive:PATH", "docker-archive:PATH", "oci:DIR[:REF]" into (kind, path, ref)."""
     kind, sep, rest = spec.partition(":")
     if not sep or kind not in KINDS or not rest:
-        raise Error(f"unknown image source '{spec}'",
+        raise Usage(f"unknown image source '{spec}'",
                     hint="use oci-archive:PATH, docker-archive:PATH or oci:DIR[:REF]")
     ref = None
     if kind == "oci" and not Path(rest).is_dir() and ":" in rest:
         rest, _, ref = rest.rpartition(":")
         if not rest or not ref:
-            raise Error(f"invalid image source '{spec}'", hint="use oci:DIR[:REF]")
+            raise Usage(f"invalid image source '{spec}'", hint="use oci:DIR[:REF]")
     return kind, Path(rest), ref
 
 
@@ -62,9 +62,10 @@ def _load(layout: Layout, kind: str, ref: str | None, platform: str | None) -> I
     image = load_oci(layout, ref, want) if is_oci else load_docker(layout, ref)
     os_, arch = image.config.get("os"), image.config.get("architecture")
     if (os_, arch) != (want.os, want.architecture):
-        raise Error(f"image is for {os_}/{arch}, not {want}",
-                    hint="pass --platform OS/ARCH to choose another image of a multi-platform "
-                         "index" if platform is None else None)
+        raise InvalidInput(
+            f"image is for {os_}/{arch}, not {want}",
+            hint="pass --platform OS/ARCH to choose another image of a multi-platform "
+                 "index" if platform is None else None)
     return image
 
 

@@ -3,7 +3,7 @@ nspawnctl needs from the config to run it."""
 
 from dataclasses import dataclass
 
-from ...errors import Error
+from ...errors import Error, InvalidInput
 from .layout import Descriptor, check_digest
 
 
@@ -48,20 +48,20 @@ def check_diff_ids(config: dict, count: int) -> list[str]:
 def image_config(image: Image) -> ImageConfig:
     cfg = image.config.get("config") or {}
     if not isinstance(cfg, dict):
-        raise Error("image config 'config' is not an object")
+        raise InvalidInput("image config 'config' is not an object")
 
     def strings(key: str) -> tuple[str, ...]:
         value = cfg.get(key) or []
         if isinstance(value, dict):  # ExposedPorts and Volumes are sets: {"80/tcp": {}}
             value = list(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise Error(f"image config {key} is not a list of strings")
+            raise InvalidInput(f"image config {key} is not a list of strings")
         return tuple(value)
 
     def string(key: str) -> str | None:
         value = cfg.get(key)
         if value is not None and not isinstance(value, str):
-            raise Error(f"image config {key} is not a string")
+            raise InvalidInput(f"image config {key} is not a string")
         return value or None
 
     return ImageConfig(

@@ -5,7 +5,7 @@ referenced (Layout.blob_json), and an index already looked through is not looked
 again: an index naming the same child index many times at each level costs one visit each.
 """
 
-from ...errors import Error
+from ...errors import InvalidInput, NotFound
 from ...formats.platforms import Platform
 from .config import Image, check_diff_ids
 from .layout import MALICIOUS, Descriptor, Layout, blob_path, read_json
@@ -38,36 +38,36 @@ def check_media_type(obj: dict, desc: Descriptor, what: str) -> None:
     """The document must be what its descriptor says, or an index passes for a manifest."""
     declared = obj.get("mediaType")
     if declared is not None and declared != desc.media_type:
-        raise Error(f"image {what} {desc.digest} is {declared!r} but its descriptor says "
-                    f"{desc.media_type!r}", hint="the image is malformed or malicious")
+        raise InvalidInput(f"image {what} {desc.digest} is {declared!r} but its descriptor says "
+                           f"{desc.media_type!r}", hint="the image is malformed or malicious")
     is_index = isinstance(obj.get("manifests"), list)
     is_manifest = isinstance(obj.get("layers"), list) and "config" in obj
     if (desc.media_type in INDEX_TYPES and not is_index) or \
             (desc.media_type in MANIFEST_TYPES and not is_manifest):
-        raise Error(f"image {what} {desc.digest} is not the {desc.media_type} "
-                    "its descriptor says", hint="the image is malformed or malicious")
+        raise InvalidInput(f"image {what} {desc.digest} is not the {desc.media_type} "
+                           "its descriptor says", hint="the image is malformed or malicious")
 
 
 def load_oci(layout: Layout, ref: str | None, want: Platform) -> Image:
     marker = read_json(layout, "oci-layout", "oci-layout file")
     if not isinstance(marker, dict) or not isinstance(marker.get("imageLayoutVersion"), str):
-        raise Error("image oci-layout file has no imageLayoutVersion")
+        raise InvalidInput("image oci-layout file has no imageLayoutVersion")
     index = read_json(layout, "index.json", "index")
     if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
-        raise Error("image index.json has no manifests list")
+        raise InvalidInput("image index.json has no manifests list")
     descs = [Descriptor.parse(m, "index entry") for m in index["manifests"]]
     if ref is not None:
         chosen = [d for d in descs if (d.annotations or {}).get(REF_ANNOTATION) == ref]
         if not chosen:
             names = sorted({str((d.annotations or {}).get(REF_ANNOTATION)) for d in descs})
-            raise Error(f"image has no reference '{ref}'", hint=f"it has: {', '.join(names)}")
+            raise NotFound(f"image has no reference '{ref}'", hint=f"it has: {', '.join(names)}")
         descs = chosen
     chooser = _Chooser(layout, want)
     found = chooser.choose(descs, 0)
     if found is None:
-        raise Error(f"image has no manifest for {want}",
-                    hint=f"it has: {', '.join(sorted(chooser.seen)) or 'none'}; "
-                         "choose one with --platform")
+        raise NotFound(f"image has no manifest for {want}",
+                       hint=f"it has: {', '.join(sorted(chooser.seen)) or 'none'}; "
+                            "choose one with --platform")
     return found
 
 
@@ -89,8 +89,8 @@ class _Chooser:
                     continue
             if desc.media_type in INDEX_TYPES:
                 if depth >= MAX_INDEX_DEPTH:
-                    raise Error(f"image indexes nest deeper than {MAX_INDEX_DEPTH}",
-                                hint=MALICIOUS)
+                    raise InvalidInput(f"image indexes nest deeper than {MAX_INDEX_DEPTH}",
+                                       hint=MALICIOUS)
                 if desc.digest in self.indexes_done:
                     continue  # the same index again: it had nothing then, it has nothing now
                 self.indexes_done.add(desc.digest)
@@ -118,14 +118,15 @@ def load_manifest(layout: Layout, desc: Descriptor) -> Image:
     check_media_type(manifest, desc, "manifest")
     config_desc = Descriptor.parse(manifest["config"], "config")
     if config_desc.media_type not in CONFIG_TYPES:
-        raise Error(f"image config has unknown media type {config_desc.media_type!r}",
-                    hint="this is not a container image")
+        raise InvalidInput(f"image config has unknown media type {config_desc.media_type!r}",
+                           hint="this is not a container image")
     config = layout.blob_json(config_desc, "config")
     layers = [Descriptor.parse(m, "layer") for m in manifest["layers"]]
     for layer in layers:
         if layer.media_type not in LAYER_TYPES:
-            raise Error(f"image layer {layer.digest} has unknown media type "
-                        f"{layer.media_type!r}", hint="nspawnctl unpacks tar, gzip and zstd layers")
+            raise InvalidInput(f"image layer {layer.digest} has unknown media type "
+                               f"{layer.media_type!r}",
+                               hint="nspawnctl unpacks tar, gzip and zstd layers")
     diff_ids = check_diff_ids(config, len(layers))
     return Image(desc.digest, config,
                  tuple((blob_path(d.digest), d, i) for d, i in zip(layers, diff_ids)))

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ... import log
-from ...errors import Error
+from ...errors import Error, InvalidInput
 from ...fs.walk import empty_dir
 from .. import compression
 from ..readahead import ReadAhead
@@ -59,7 +59,7 @@ def unpack_layer(layout: Layout, name: str, desc: Descriptor | None, diff_id: st
     else:
         found = layout.size(name)
         if found is None:
-            raise Error(f"docker archive has no layer '{name}'")
+            raise InvalidInput(f"docker archive has no layer '{name}'")
         size = found
         with layout.open(name) as f:
             kind = compression.sniff(f.read(8))
@@ -69,7 +69,7 @@ def unpack_layer(layout: Layout, name: str, desc: Descriptor | None, diff_id: st
             digest = f"{named.group(1)}:{named.group(2)}" if named else diff_id
             expect = Descriptor("", check_digest(digest, "layer"), size)
     if not diff_id.startswith("sha256:"):
-        raise Error(f"layer diff_id {diff_id[:14]}... uses an unsupported algorithm")
+        raise InvalidInput(f"layer diff_id {diff_id[:14]}... uses an unsupported algorithm")
     limit, why = compression.expansion_limit(size, budget, f"layer {diff_id}")
     if budget <= limit:
         why = f"image expands beyond the limit of {compression.MAX_TOTAL_BYTES} bytes"
@@ -90,6 +90,6 @@ def unpack_layer(layout: Layout, name: str, desc: Descriptor | None, diff_id: st
         if blob is not None:
             blob.check()
     if not same and "sha256:" + stream.hexdigest() != diff_id:
-        raise Error(f"layer {diff_id} does not match its diff_id once uncompressed",
-                    hint=TAMPERED)
+        raise InvalidInput(f"layer {diff_id} does not match its diff_id once uncompressed",
+                           hint=TAMPERED)
     return stream.count, warnings

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
-from ...errors import Error
+from ...errors import Error, InvalidInput, NotFound, Usage
 from ..unpack import SafeTarFile
 
 MAX_JSON_BYTES = 4 << 20
@@ -36,7 +36,8 @@ TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, IndexError, OverflowError)
 def check_digest(value: object, what: str = "blob") -> str:
     """The digest, once it is known to be algorithm:hex and thus safe as a path."""
     if not isinstance(value, str) or not DIGEST_RE.fullmatch(value):
-        raise Error(f"image {what} has an invalid digest: {str(value)[:100]!r}", hint=MALICIOUS)
+        raise InvalidInput(
+            f"image {what} has an invalid digest: {str(value)[:100]!r}", hint=MALICIOUS)
     return value
 
 
@@ -56,12 +57,12 @@ class Descriptor:
     @classmethod
     def parse(cls, obj: object, what: str) -> "Descriptor":
         if not isinstance(obj, dict):
-            raise Error(f"image {what} descriptor is not an object")
+            raise InvalidInput(f"image {what} descriptor is not an object")
         media_type, size = obj.get("mediaType"), obj.get("size")
         if not isinstance(media_type, str):
-            raise Error(f"image {what} descriptor has no media type")
+            raise InvalidInput(f"image {what} descriptor has no media type")
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise Error(f"image {what} descriptor has an invalid size: {size!r}")
+            raise InvalidInput(f"image {what} descriptor has an invalid size: {size!r}")
         platform, annotations = obj.get("platform"), obj.get("annotations")
         return cls(media_type, check_digest(obj.get("digest"), what), size,
                    platform if isinstance(platform, dict) else None,
@@ -93,16 +94,19 @@ class Layout:
             cached = (desc.size, read_blob_json(self, desc, what))
             self._json[desc.digest] = cached
         elif cached[0] != desc.size:
-            raise Error(f"image {what} blob {desc.digest} has {cached[0]} bytes, "
-                        f"its descriptor says {desc.size}", hint=TAMPERED)
+            raise InvalidInput(f"image {what} blob {desc.digest} has {cached[0]} bytes, "
+                               f"its descriptor says {desc.size}", hint=TAMPERED)
         return cached[1]
 
 
 class DirLayout(Layout):
     def __init__(self, path: Path):
         super().__init__()
+        if not path.exists():
+            raise NotFound(f"{path}: no such directory")
         if not path.is_dir():
-            raise Error(f"{path} is not an image-layout directory")
+            raise Usage(f"{path} is not an image-layout directory",
+                        hint="use oci-archive:FILE for an image archive")
         self.path = path
 
     def size(self, name: str) -> int | None:
@@ -116,7 +120,7 @@ class DirLayout(Layout):
         f = open(self.path / name, "rb", buffering=0)
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             f.close()
-            raise Error(f"{self.path / name} is not a regular file")
+            raise InvalidInput(f"{self.path / name} is not a regular file")
         return f
 
 
@@ -132,25 +136,27 @@ class TarLayout(Layout):
         try:
             self.tar = SafeTarFile(path, "r", what="image archive")
         except FileNotFoundError:
-            raise Error(f"{path}: no such file") from None
+            raise NotFound(f"{path}: no such file") from None
         except IsADirectoryError:
-            raise Error(f"{path} is a directory", hint="use oci:DIR for an image-layout directory")
+            raise Usage(f"{path} is a directory", hint="use oci:DIR for an image-layout directory")
         except TAR_ERRORS as e:
-            raise Error(f"{path} is not an uncompressed tar archive ({e})",
-                        hint="decompress it first (image archives are plain tar files)") from None
+            raise InvalidInput(
+                f"{path} is not an uncompressed tar archive ({e})",
+                hint="decompress it first (image archives are plain tar files)") from None
         self.members: dict[str, tarfile.TarInfo] = {}
         try:
             while True:
                 try:
                     m = self.tar.next()
                 except TAR_ERRORS as e:
-                    raise Error(f"{path} is not a valid tar archive ({e})") from None
+                    raise InvalidInput(f"{path} is not a valid tar archive ({e})") from None
                 if m is None:
                     break
                 cast(Any, self.tar).members.clear()  # indexed here instead
                 if len(self.members) >= MAX_ARCHIVE_MEMBERS:
-                    raise Error(f"{path} has more than {MAX_ARCHIVE_MEMBERS} files, the limit "
-                                "for an image archive", hint=MALICIOUS)
+                    raise InvalidInput(
+                        f"{path} has more than {MAX_ARCHIVE_MEMBERS} files, the limit "
+                        "for an image archive", hint=MALICIOUS)
                 self.members[os.path.normpath(m.name).lstrip("/")] = m
         except BaseException:
             self.tar.close()
@@ -173,7 +179,7 @@ class TarLayout(Layout):
     def open(self, name: str) -> BinaryIO:
         m = self.member(name)
         if m is None or not m.isfile():
-            raise Error(f"image archive has no file '{name}'")
+            raise InvalidInput(f"image archive has no file '{name}'")
         if not m.issparse():
             fileobj = cast(Any, self.tar).fileobj
             return cast(BinaryIO, _Member(fileobj.fileno(), m.offset_data, m.size, name))
@@ -202,7 +208,7 @@ class _Member(io.RawIOBase):
             return b""
         data = os.pread(self.fd, n, self.pos)
         if not data:
-            raise Error(f"image archive ends inside its file '{self.name}'", hint=TAMPERED)
+            raise InvalidInput(f"image archive ends inside its file '{self.name}'", hint=TAMPERED)
         self.pos += len(data)
         return data
 
@@ -221,9 +227,9 @@ def open_layout(kind: str, path: Path) -> Layout:
 def read_json(layout: Layout, name: str, what: str) -> object:
     size = layout.size(name)
     if size is None:
-        raise Error(f"image has no {what} ('{name}')")
+        raise InvalidInput(f"image has no {what} ('{name}')")
     if size > MAX_JSON_BYTES:
-        raise Error(f"image {what} is too large ({size} bytes, limit {MAX_JSON_BYTES})")
+        raise InvalidInput(f"image {what} is too large ({size} bytes, limit {MAX_JSON_BYTES})")
     with layout.open(name) as f:
         return parse_json(f.read(MAX_JSON_BYTES + 1), what)
 
@@ -232,7 +238,7 @@ def parse_json(data: bytes, what: str) -> object:
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as e:
-        raise Error(f"image {what} is not valid JSON: {e}") from None
+        raise InvalidInput(f"image {what} is not valid JSON: {e}") from None
 
 
 def check_size(layout: Layout, desc: Descriptor, what: str, name: str | None = None) -> str:
@@ -240,10 +246,10 @@ def check_size(layout: Layout, desc: Descriptor, what: str, name: str | None = N
     name = name or blob_path(desc.digest)
     size = layout.size(name)
     if size is None:
-        raise Error(f"image {what} blob {desc.digest} is missing")
+        raise InvalidInput(f"image {what} blob {desc.digest} is missing")
     if size != desc.size:
-        raise Error(f"image {what} blob {desc.digest} has {size} bytes, "
-                    f"its descriptor says {desc.size}", hint=TAMPERED)
+        raise InvalidInput(f"image {what} blob {desc.digest} has {size} bytes, "
+                           f"its descriptor says {desc.size}", hint=TAMPERED)
     return name
 
 
@@ -283,19 +289,20 @@ class BlobReader:
             pass
         if self.count != self.desc.size or \
                 f"{self.hash.name}:{self.hash.hexdigest()}" != self.desc.digest:
-            raise Error(f"image {self.what} blob {self.desc.digest} does not match its digest",
-                        hint=TAMPERED)
+            raise InvalidInput(
+                f"image {self.what} blob {self.desc.digest} does not match its digest",
+                hint=TAMPERED)
 
 
 def read_blob_json(layout: Layout, desc: Descriptor, what: str) -> dict:
     if desc.size > MAX_JSON_BYTES:
-        raise Error(f"image {what} is too large ({desc.size} bytes, limit {MAX_JSON_BYTES})")
+        raise InvalidInput(f"image {what} is too large ({desc.size} bytes, limit {MAX_JSON_BYTES})")
     verify_blob(layout, desc, what)
     with layout.open(blob_path(desc.digest)) as f:
         data = f.read(desc.size + 1)
     if hashlib.new(desc.digest.split(":")[0], data).hexdigest() != desc.digest.split(":")[1]:
-        raise Error(f"image {what} blob {desc.digest} changed while reading it")
+        raise InvalidInput(f"image {what} blob {desc.digest} changed while reading it")
     obj = parse_json(data, what)
     if not isinstance(obj, dict):
-        raise Error(f"image {what} is not a JSON object")
+        raise InvalidInput(f"image {what} is not a JSON object")
     return obj

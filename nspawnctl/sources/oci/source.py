@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import Error
+from ...errors import InvalidInput
 from ...paths import Paths
 from ...settings.model import ContainerConfig
 from ...store import chains
@@ -107,22 +107,22 @@ def boot_rule(image, tree: Path, boot: bool | None,
     init = find_init(tree)
     if boot is True:
         if init is None:
-            raise Error("--boot: the image has no init to boot (no /sbin/init or "
-                        "/lib/systemd/systemd)", hint="give the command to run with --cmd")
+            raise InvalidInput("--boot: the image has no init to boot (no /sbin/init or "
+                               "/lib/systemd/systemd)", hint="give the command to run with --cmd")
         return True, cmd, "--boot"
     if cmd:
         return False, cmd, "--cmd"
     if boot is False:
         if not said:
-            raise Error("--no-boot: the image has no command to run (no Entrypoint or Cmd)",
-                        hint="give one with --cmd 'CMD ARGS'")
+            raise InvalidInput("--no-boot: the image has no command to run (no Entrypoint or Cmd)",
+                               hint="give one with --cmd 'CMD ARGS'")
         return False, said, "--no-boot: the image's command"
     if said and is_init_command(said) and init is not None:
         return True, said[1:], f"the image's command {said[0]} is an init"
     if not said:
         if init is None:
-            raise Error("the image has no command to run (no Entrypoint or Cmd) and no init "
-                        "to boot", hint="give the command with --cmd 'CMD ARGS'")
+            raise InvalidInput("the image has no command to run (no Entrypoint or Cmd) and no init "
+                               "to boot", hint="give the command with --cmd 'CMD ARGS'")
         return True, (), f"the image has no command and has an init ({init})"
     if is_shell_command(said) and init is not None:
         return True, (), (f"the image's command is a shell ({' '.join(said)}) and it has an "

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ...errors import Error
+from ...errors import Error, InvalidInput, NotFound, Usage
 from ...formats.platforms import Platform, parse_platform
 from ...paths import Paths
 from ...store.blobs import BlobStore, Record, now
@@ -66,7 +66,7 @@ def pull(paths: Paths, text: str, *, policy: str | None = None, platform: str | 
     """Pull the image text names (see the module docstring); the record of what was pulled."""
     policy = policy or "missing"
     if policy not in POLICIES:
-        raise Error(f"invalid --pull {policy!r}", hint=f"use one of: {', '.join(POLICIES)}")
+        raise Usage(f"invalid --pull {policy!r}", hint=f"use one of: {', '.join(POLICIES)}")
     ref = parse_user(text)
     want = parse_platform(platform)
     if ref.short and conf is None:
@@ -82,8 +82,8 @@ def pull(paths: Paths, text: str, *, policy: str | None = None, platform: str | 
                     store.record(replace(local, pulled=now()))
                 return Pulled(local, cached=True)
         if policy == "never":
-            raise Error(f"image {ref.name} is not pulled for {want} (--pull never)",
-                        hint=f"pull it first: nspawnctl pull {text}")
+            raise NotFound(f"image {ref.name} is not pulled for {want} (--pull never)",
+                           hint=f"pull it first: nspawnctl pull {text}")
         if ref.short:
             assert conf is not None
             resolved = shortnames.resolve(ref, conf)
@@ -143,8 +143,8 @@ def _pull(paths: Paths, store: BlobStore, ref: Reference, want: Platform,
             raise
         top_digest = "sha256:" + hashlib.sha256(top).hexdigest()
         if ref.digest and top_digest != ref.digest:
-            raise Error(f"registry answered {ref.name} with another manifest ({top_digest})",
-                        hint=HOSTILE)
+            raise InvalidInput(f"registry answered {ref.name} with another manifest ({top_digest})",
+                               hint=HOSTILE)
         doc = _document(top, ref, "manifest")
         index = index_size = None
         if _is_index(doc):
@@ -155,11 +155,11 @@ def _pull(paths: Paths, store: BlobStore, ref: Reference, want: Platform,
             raw = skopeo.inspect_raw(f"{ref.repository}@{desc.digest}", tls_verify, tmp)
             if len(raw) != desc.size or \
                     "sha256:" + hashlib.sha256(raw).hexdigest() != desc.digest:
-                raise Error(f"registry answered {ref.repository}@{desc.digest} with another "
-                            "manifest", hint=HOSTILE)
+                raise InvalidInput(f"registry answered {ref.repository}@{desc.digest} with another "
+                                   "manifest", hint=HOSTILE)
             doc = _document(raw, ref, "manifest")
             if _is_index(doc):
-                raise Error(f"image {ref.name}: an index inside an index is not supported")
+                raise InvalidInput(f"image {ref.name}: an index inside an index is not supported")
             manifest, media_type = raw, desc.media_type
         else:
             manifest, media_type = top, _media_type(doc)
@@ -179,8 +179,8 @@ def _pull(paths: Paths, store: BlobStore, ref: Reference, want: Platform,
             os_, arch = image.config.get("os"), image.config.get("architecture")
             if not want.matches(os_, arch, image.config.get("variant") if want.variant
                                 else None):
-                raise Error(f"image {ref.name} is for {os_}/{arch}, not {want}",
-                            hint="pass --platform OS/ARCH to pull it for another platform")
+                raise InvalidInput(f"image {ref.name} is for {os_}/{arch}, not {want}",
+                                   hint="pass --platform OS/ARCH to pull it for another platform")
             record = Record(ref.name, str(want), digest, len(manifest), media_type, index,
                             index_size, now())
             store.record(record)
@@ -198,11 +198,11 @@ def _document(data: bytes, ref: Reference, what: str) -> dict:
     except (ValueError, RecursionError):
         doc = None
     if not isinstance(doc, dict):
-        raise Error(f"registry sent a {what} for {ref.name} that is not a JSON object",
-                    hint=HOSTILE)
+        raise InvalidInput(f"registry sent a {what} for {ref.name} that is not a JSON object",
+                           hint=HOSTILE)
     if doc.get("schemaVersion") == 1 or doc.get("mediaType") in SCHEMA1:
-        raise Error(f"image {ref.name} has a Docker schema 1 manifest, which nspawnctl does "
-                    "not read", hint="it is deprecated since 2017: ask for a newer image")
+        raise InvalidInput(f"image {ref.name} has a Docker schema 1 manifest, which nspawnctl does "
+                           "not read", hint="it is deprecated since 2017: ask for a newer image")
     return doc
 
 
@@ -216,8 +216,8 @@ def _media_type(doc: dict) -> str:
     if media_type is None:  # OCI allows leaving it out of a manifest
         return MANIFEST_TYPES[0]
     if media_type not in MANIFEST_TYPES:
-        raise Error(f"registry sent a manifest of unknown type {str(media_type)[:80]!r}",
-                    hint="this is not a container image nspawnctl can run")
+        raise InvalidInput(f"registry sent a manifest of unknown type {str(media_type)[:80]!r}",
+                           hint="this is not a container image nspawnctl can run")
     return media_type
 
 
@@ -225,8 +225,8 @@ def _choose(index: dict, ref: Reference, want: Platform) -> Descriptor:
     """The index's manifest for the platform: the first whose platform matches."""
     entries = index.get("manifests")
     if not isinstance(entries, list) or len(entries) > MAX_INDEX_ENTRIES:
-        raise Error(f"registry sent an index for {ref.name} without a list of at most "
-                    f"{MAX_INDEX_ENTRIES} manifests", hint=HOSTILE)
+        raise InvalidInput(f"registry sent an index for {ref.name} without a list of at most "
+                           f"{MAX_INDEX_ENTRIES} manifests", hint=HOSTILE)
     seen = []
     for entry in entries:
         desc = Descriptor.parse(entry, "index entry")
@@ -235,53 +235,54 @@ def _choose(index: dict, ref: Reference, want: Platform) -> Descriptor:
             continue  # attestations, nested indexes, artifacts
         if want.matches(p.get("os"), p.get("architecture"), p.get("variant")):
             if desc.size > MAX_JSON_BYTES:
-                raise Error(f"index entry {desc.digest} declares {desc.size} bytes, more than "
-                            f"a manifest may have ({MAX_JSON_BYTES})", hint=HOSTILE)
+                raise InvalidInput(
+                    f"index entry {desc.digest} declares {desc.size} bytes, more than "
+                    f"a manifest may have ({MAX_JSON_BYTES})", hint=HOSTILE)
             return desc
         seen.append(f"{p.get('os')}/{p.get('architecture')}"
                     + (f"/{p['variant']}" if p.get("variant") else ""))
-    raise Error(f"image {ref.name} has no manifest for {want}",
-                hint=f"it has: {', '.join(sorted(set(seen))) or 'none'}; choose one with "
-                     "--platform")
+    raise NotFound(f"image {ref.name} has no manifest for {want}",
+                   hint=f"it has: {', '.join(sorted(set(seen))) or 'none'}; choose one with "
+                        "--platform")
 
 
 def _bounded(manifest: dict, ref: Reference, media_type: str) -> list[tuple[str, int]]:
     """(digest, size) of the config and layers, once each is within nspawnctl's bounds."""
     if not isinstance(manifest.get("layers"), list) or "config" not in manifest:
-        raise Error(f"registry sent a manifest for {ref.name} without config and layers",
-                    hint=HOSTILE)
+        raise InvalidInput(f"registry sent a manifest for {ref.name} without config and layers",
+                           hint=HOSTILE)
     declared = manifest.get("mediaType")
     if declared is not None and declared != media_type:
-        raise Error(f"registry sent a {declared!r} for {ref.name} where its index says "
-                    f"{media_type!r}", hint=HOSTILE)
+        raise InvalidInput(f"registry sent a {declared!r} for {ref.name} where its index says "
+                           f"{media_type!r}", hint=HOSTILE)
     config = Descriptor.parse(manifest["config"], "config")
     if config.media_type not in CONFIG_TYPES:
-        raise Error(f"image {ref.name} has a config of unknown type "
-                    f"{config.media_type[:80]!r}", hint="this is not a container image")
+        raise InvalidInput(f"image {ref.name} has a config of unknown type "
+                           f"{config.media_type[:80]!r}", hint="this is not a container image")
     if config.size > MAX_JSON_BYTES:
-        raise Error(f"image {ref.name} declares a config of {config.size} bytes, more than "
-                    f"{MAX_JSON_BYTES}", hint=HOSTILE)
+        raise InvalidInput(f"image {ref.name} declares a config of {config.size} bytes, more than "
+                           f"{MAX_JSON_BYTES}", hint=HOSTILE)
     if len(manifest["layers"]) > MAX_LAYERS:
-        raise Error(f"image {ref.name} has {len(manifest['layers'])} layers, more than "
-                    f"{MAX_LAYERS}", hint=HOSTILE)
+        raise InvalidInput(f"image {ref.name} has {len(manifest['layers'])} layers, more than "
+                           f"{MAX_LAYERS}", hint=HOSTILE)
     layers = [Descriptor.parse(m, "layer") for m in manifest["layers"]]
     for layer in layers:
         if layer.media_type not in LAYER_TYPES:
-            raise Error(f"image {ref.name} has a layer of unknown type "
-                        f"{layer.media_type[:80]!r}",
-                        hint="nspawnctl unpacks tar, gzip and zstd layers")
+            raise InvalidInput(f"image {ref.name} has a layer of unknown type "
+                               f"{layer.media_type[:80]!r}",
+                               hint="nspawnctl unpacks tar, gzip and zstd layers")
         if layer.digest.startswith("sha512:"):
-            raise Error(f"image {ref.name} names a layer by a sha512 digest, which skopeo's "
-                        "store does not take")
+            raise InvalidInput(f"image {ref.name} names a layer by a sha512 digest, which skopeo's "
+                               "store does not take")
     total = config.size + sum(layer.size for layer in layers)
     if total > MAX_IMAGE_BYTES:
-        raise Error(f"image {ref.name} declares {total} bytes of blobs, more than "
-                    f"{MAX_IMAGE_BYTES >> 30} GiB", hint=HOSTILE)
+        raise InvalidInput(f"image {ref.name} declares {total} bytes of blobs, more than "
+                           f"{MAX_IMAGE_BYTES >> 30} GiB", hint=HOSTILE)
     out: dict[str, int] = {}
     for desc in [config, *layers]:
         if out.setdefault(desc.digest, desc.size) != desc.size:
-            raise Error(f"image {ref.name} names blob {desc.digest} with two sizes",
-                        hint=HOSTILE)
+            raise InvalidInput(f"image {ref.name} names blob {desc.digest} with two sizes",
+                               hint=HOSTILE)
     return list(out.items())
 
 
@@ -321,7 +322,7 @@ def _fetch(store: BlobStore, image: str, blobs: list[tuple[str, int]], stage: Pa
         if digest not in fetched:
             path = have / digest.split(":")[1]
             if not path.exists():
-                raise Error(f"registry did not send blob {digest} of {image}", hint=HOSTILE)
+                raise InvalidInput(f"registry did not send blob {digest} of {image}", hint=HOSTILE)
             landed(digest.split(":")[1])
     return fetched
 

@@ -14,7 +14,7 @@ it can be taken for an option, hold a "..", or be longer than the grammar allows
 import re
 from dataclasses import dataclass
 
-from ...errors import Error
+from ...errors import Usage
 
 DOCKER_HUB = "docker.io"
 LEGACY_DOCKER_HUB = "index.docker.io"
@@ -112,34 +112,34 @@ def parse(text: str, normalize: bool = False) -> Reference:
     if text.startswith("docker://"):
         text = text[len("docker://"):]
     if not text:
-        raise Error("empty image reference", hint=HINT)
+        raise Usage("empty image reference", hint=HINT)
     if len(text) > 4 * MAX_NAME:
-        raise Error(f"image reference is longer than {4 * MAX_NAME} characters", hint=HINT)
+        raise Usage(f"image reference is longer than {4 * MAX_NAME} characters", hint=HINT)
     shown = original if original.isprintable() else repr(original)
     rest, at, digest = text.partition("@")
     if at and not _DIGEST.fullmatch(digest):
-        raise Error(f"invalid image reference {shown}: invalid digest", hint=HINT)
+        raise Usage(f"invalid image reference {shown}: invalid digest", hint=HINT)
     if at and not SHA256.fullmatch(digest):
-        raise Error(f"invalid image reference {shown}: only sha256 digests (sha256:64 hex "
+        raise Usage(f"invalid image reference {shown}: only sha256 digests (sha256:64 hex "
                     "digits) are supported", hint=HINT)
     name, tag = rest, None
     colon = rest.rfind(":")
     if colon > rest.rfind("/"):
         name, tag = rest[:colon], rest[colon + 1:]
         if not _TAG.fullmatch(tag):
-            raise Error(f"invalid image reference {shown}: invalid tag {tag!r}", hint=HINT)
+            raise Usage(f"invalid image reference {shown}: invalid tag {tag!r}", hint=HINT)
     first, sep, path = name.partition("/")
     is_domain = sep and (any(c in first for c in ".:") or first == "localhost"
                          or first.lower() != first)
     if is_domain and not _DOMAIN.fullmatch(first):
-        raise Error(f"invalid image reference {shown}: invalid registry {first!r}", hint=HINT)
+        raise Usage(f"invalid image reference {shown}: invalid registry {first!r}", hint=HINT)
     repo_path = path if is_domain else name
     if not _PATH.fullmatch(repo_path):
         why = ("repository names must be lowercase" if repo_path.lower() != repo_path
                and _PATH.fullmatch(repo_path.lower()) else "invalid repository name")
-        raise Error(f"invalid image reference {shown}: {why}", hint=HINT)
+        raise Usage(f"invalid image reference {shown}: {why}", hint=HINT)
     if len(name) > MAX_NAME:
-        raise Error(f"invalid image reference {shown}: the name is longer than {MAX_NAME} "
+        raise Usage(f"invalid image reference {shown}: the name is longer than {MAX_NAME} "
                     "characters", hint=HINT)
     domain, repo_path = split_domain(name, normalize)
     return Reference(domain, repo_path, None if at else tag, digest or None)

@@ -23,7 +23,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import Error
+from ...errors import Error, InvalidInput, NotFound, Usage
 from ...fs.files import read_small_text
 from .reference import Reference, is_domain, parse
 
@@ -79,7 +79,7 @@ def conf_files(home: Path | None = None, etc: Path = SYSTEM_CONF,
         except OSError as e:
             raise Error(f"cannot read {d}: {e.strerror}") from None
         if len(names) > MAX_DROP_INS:
-            raise Error(f"{d} holds more than {MAX_DROP_INS} files")
+            raise InvalidInput(f"{d} holds more than {MAX_DROP_INS} files")
         drop_ins += [d / n for n in names]
     return main, drop_ins
 
@@ -117,8 +117,8 @@ def _toml(text: str, path: Path) -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise Error(f"{path} is not valid TOML: {e}",
-                    hint="podman and skopeo read this file too: fix it there") from None
+        raise InvalidInput(f"{path} is not valid TOML: {e}",
+                           hint="podman and skopeo read this file too: fix it there") from None
 
 
 def _apply(conf: Conf, doc: dict, path: Path, drop_in: bool):
@@ -127,26 +127,26 @@ def _apply(conf: Conf, doc: dict, path: Path, drop_in: bool):
     v2_keys = {"unqualified-search-registries", "registry", "aliases", "short-name-mode"}
     if isinstance(v1, dict):
         if drop_in:
-            raise Error(f"{path}: a drop-in must use the version 2 format",
-                        hint="see containers-registries.conf.d(5)")
+            raise InvalidInput(f"{path}: a drop-in must use the version 2 format",
+                               hint="see containers-registries.conf.d(5)")
         if v2_keys & set(doc):
-            raise Error(f"{path} mixes the version 1 and version 2 formats",
-                        hint="see containers-registries.conf(5)")
+            raise InvalidInput(f"{path} mixes the version 1 and version 2 formats",
+                               hint="see containers-registries.conf(5)")
         search = v1.get("search", {})
         doc = {"unqualified-search-registries": search.get("registries", [])
                if isinstance(search, dict) else []}
     if "unqualified-search-registries" in doc:
         search = doc["unqualified-search-registries"]
         if not isinstance(search, list) or not all(isinstance(r, str) for r in search):
-            raise Error(f"{path}: unqualified-search-registries is not a list of names")
+            raise InvalidInput(f"{path}: unqualified-search-registries is not a list of names")
         for registry in search:
             _check_registry(registry, path)
         conf.search, conf.search_origin = list(search), str(path)
     if "short-name-mode" in doc and doc["short-name-mode"] != "":
         mode = doc["short-name-mode"]
         if mode not in MODES:
-            raise Error(f"{path}: invalid short-name-mode {str(mode)[:40]!r}",
-                        hint=f"use one of: {', '.join(MODES)}")
+            raise InvalidInput(f"{path}: invalid short-name-mode {str(mode)[:40]!r}",
+                               hint=f"use one of: {', '.join(MODES)}")
         conf.mode = mode
     if "aliases" in doc:
         conf.aliases.update(_aliases(doc["aliases"], path))
@@ -154,13 +154,13 @@ def _apply(conf: Conf, doc: dict, path: Path, drop_in: bool):
 
 def _check_registry(registry: str, path: Path):
     if not is_domain(registry):
-        raise Error(f"{path}: invalid unqualified-search registry {registry[:80]!r}",
-                    hint="a search registry is HOST[:PORT]")
+        raise InvalidInput(f"{path}: invalid unqualified-search registry {registry[:80]!r}",
+                           hint="a search registry is HOST[:PORT]")
 
 
 def _aliases(table: object, path: Path) -> dict[str, Alias]:
     if not isinstance(table, dict):
-        raise Error(f"{path}: [aliases] is not a table")
+        raise InvalidInput(f"{path}: [aliases] is not a table")
     out = {}
     for name, value in table.items():
         try:
@@ -168,10 +168,10 @@ def _aliases(table: object, path: Path) -> dict[str, Alias]:
         except Error:
             key = None
         if key is None or not key.short or key.tag or key.digest:
-            raise Error(f"{path}: invalid short name {name[:80]!r} in [aliases]",
-                        hint="an alias's name is a short name without tag or digest")
+            raise InvalidInput(f"{path}: invalid short name {name[:80]!r} in [aliases]",
+                               hint="an alias's name is a short name without tag or digest")
         if not isinstance(value, str):
-            raise Error(f"{path}: the alias of {name!r} is not a string")
+            raise InvalidInput(f"{path}: the alias of {name!r} is not a string")
         if value == "":
             out[key.path] = Alias(None, str(path))
             continue
@@ -180,9 +180,10 @@ def _aliases(table: object, path: Path) -> dict[str, Alias]:
         except Error:
             target = None
         if target is None or target.short or target.tag or target.digest:
-            raise Error(f"{path}: invalid alias {value[:80]!r} for {name!r}",
-                        hint="an alias is a fully qualified name without tag or digest, e.g. "
-                             "docker.io/library/debian")
+            raise InvalidInput(
+                f"{path}: invalid alias {value[:80]!r} for {name!r}",
+                hint="an alias is a fully qualified name without tag or digest, e.g. "
+                     "docker.io/library/debian")
         out[key.path] = Alias(parse(value, normalize=True), str(path))
     return out
 
@@ -204,16 +205,16 @@ def resolve(ref: Reference, conf: Conf) -> Resolved:
                         f"resolved {ref.path!r} as an alias ({alias.origin})")
     if not conf.search:
         where = conf.search_origin or (conf.files[0] if conf.files else str(SYSTEM_CONF))
-        raise Error(f"short name {ref.path!r} did not resolve to an alias and no "
-                    f"unqualified-search registries are defined in {where}",
-                    hint=f"name the image in full, e.g. docker.io/library/{ref.path}, or add "
+        raise NotFound(f"short name {ref.path!r} did not resolve to an alias and no "
+                       f"unqualified-search registries are defined in {where}",
+                       hint=f"name the image in full, e.g. docker.io/library/{ref.path}, or add "
                          "an alias or unqualified-search-registries (containers-registries"
                          ".conf(5))")
     candidates = tuple(ref.with_repository(f"{registry}/{ref.path}") for registry in conf.search)
     why = f"resolved {ref.path!r} with the unqualified-search registries ({conf.search_origin})"
     if len(candidates) == 1 or conf.mode == "disabled":
         return Resolved(candidates, why)
-    raise Error(f"short name {ref.path!r} is ambiguous: it could be "
+    raise Usage(f"short name {ref.path!r} is ambiguous: it could be "
                 + ", ".join(c.name for c in candidates),
                 hint="name the image in full, or give it an alias in /etc/containers/"
                      "registries.conf.d/ (short-name-mode " + conf.mode + " never guesses)")

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import Error
+from ...errors import Error, InvalidInput, Usage
 from ...run import interactive, kill, need_tool, start
 
 MAX_DOCUMENT = 4 << 20            # a manifest or an index (skopeo's own limit, said here)
@@ -50,7 +50,7 @@ def answer_timeout() -> float:
     except ValueError:
         value = 0
     if not 0 < value <= 24 * 3600:
-        raise Error(f"invalid {TIMEOUT_ENV}={text[:20]!r}", hint="give seconds, e.g. 60")
+        raise Usage(f"invalid {TIMEOUT_ENV}={text[:20]!r}", hint="give seconds, e.g. 60")
     return value
 
 
@@ -93,8 +93,9 @@ def inspect_raw(image: str, tls_verify: bool | None, tmpdir: Path,
                     buf = key.data
                     buf += chunk
                     if buf is out and len(out) > MAX_DOCUMENT:
-                        raise Error(f"registry sent a {what} larger than {MAX_DOCUMENT >> 20} "
-                                    f"MiB for {image}", hint="the registry is broken or hostile")
+                        raise InvalidInput(
+                            f"registry sent a {what} larger than {MAX_DOCUMENT >> 20} "
+                            f"MiB for {image}", hint="the registry is broken or hostile")
                     if buf is err and len(err) > MAX_ERROR:
                         del err[:len(err) - MAX_ERROR]
         while proc.poll() is None:  # its output closed: it exits now
@@ -164,9 +165,9 @@ def copy(image: str, layout: Path, tls_verify: bool | None, watch: CopyWatch,
                     seen.add(name)
                     watch.on_file(name)
                 if total > allowance:
-                    raise Error(f"registry sent more than the image's blobs declare "
-                                f"({watch.expected} bytes) for {image}: stopped",
-                                hint="the registry is broken or hostile; nothing was kept")
+                    raise InvalidInput(f"registry sent more than the image's blobs declare "
+                                       f"({watch.expected} bytes) for {image}: stopped",
+                                       hint="the registry is broken or hostile; nothing was kept")
                 if done:
                     break
                 if now - last_change > timeout:

@@ -9,7 +9,7 @@ store by nspawnctl's own unpacker, and run as its config says (sources/oci/sourc
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import Error
+from ...errors import Usage
 from ...paths import Paths
 from ...store.blobs import BlobStore, Record
 from ..base import Base, Plan, Request, Source, split_cmd
@@ -36,7 +36,7 @@ class RegistrySource(Source):
 
     def plan(self, rest: str, request: Request) -> Plan:
         if not rest.startswith("//"):
-            raise Error(f"invalid source 'docker:{rest}'", hint=f"use {SYNTAX}")
+            raise Usage(f"invalid source 'docker:{rest}'", hint=f"use {SYNTAX}")
         text = rest[2:]
         parse_user(text)  # refused now, before anything is made
         command = split_cmd(request.cmd) if request.cmd is not None else None
