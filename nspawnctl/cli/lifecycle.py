@@ -103,7 +103,7 @@ class ExecCommand(click.Command):
 @click.option("--tty", "-t", is_flag=True,
               help="Give the command a terminal, relayed to ours (job control, full-screen "
                    "programs).")
-@click.option("--env", "-e", multiple=True, metavar="KEY[=VALUE]",
+@click.option("--env", "-e", "env_items", multiple=True, metavar="KEY[=VALUE]",
               help="Set an environment variable, over the container's (repeatable); KEY "
                    "alone takes its value from nspawnctl's environment.")
 @click.option("--user", "-u", metavar="USER[:GROUP]",
@@ -113,7 +113,7 @@ class ExecCommand(click.Command):
 @click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_app
-def exec(app, name, command, interactive, tty, env, user, workdir):
+def exec(app, name, command, interactive, tty, env_items, user, workdir):
     """Run COMMAND in a running container; its exit status is nspawnctl's.
 
     nspawnctl exec NAME -- ls -l /    or, at a terminal:   nspawnctl exec -it NAME sh
@@ -121,7 +121,9 @@ def exec(app, name, command, interactive, tty, env, user, workdir):
     Exit status: the command's; 125 when nspawnctl fails (no such container, not running,
     bad option), 126 when the command cannot be run, 127 when it is not found.
     """
-    options = execute.parse_options(interactive, tty, env, user, workdir)
+    # (env_items, not env: a parameter named env is the settings table's --env to the man
+    # page, which then lists it among the container settings, not here)
+    options = execute.parse_options(interactive, tty, env_items, user, workdir)
     sys.exit(execute.exec_(app.ctx, name, _command(command), options))
 
 
@@ -131,7 +133,8 @@ def _command(command: tuple[str, ...]) -> list[str]:
 
 
 @click.command(cls=ExecCommand, context_settings={"allow_interspersed_args": False})
-@click.option("--user", "-u", help="Log in as this user (default: root).")
+@click.option("--user", "-u", metavar="USER[:GROUP]",
+              help="Log in as this user (default: root).")
 @click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @pass_app
