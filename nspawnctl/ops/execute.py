@@ -163,7 +163,7 @@ def shell(ctx: Context, name: str, user: str | None, command: list[str]) -> int:
     On a pseudo-terminal when our stdin and stdout are terminals; without one otherwise (a
     script's `shell NAME -- CMD`, or `shell NAME </dev/null`), as podman exec without -t:
     what it reads is our stdin, and it never waits for a terminal that is not there."""
-    name_, group = parse_user_option(user) if user is not None else ("root", None)
+    login, group = parse_user_option(user) if user is not None else ("root", None)
     ctx.store.require(name)
     cfg = load_config(ctx.paths, name, dropin=False)
     leader(ctx.bus, name)
@@ -171,7 +171,7 @@ def shell(ctx: Context, name: str, user: str | None, command: list[str]) -> int:
         raise Error(f"{name} runs a single command, not a system with logins",
                     hint=f"run a shell in it instead: nspawnctl exec -it {name} -- sh")
     tty = os.isatty(0) and os.isatty(1)
-    options = Options(interactive=True, tty=tty, user=name_, group=group)
+    options = Options(interactive=True, tty=tty, user=login, group=group)
     env = {"TERM": _term()} if tty else {}
     return _in_booted(ctx, name, command or list(LOGIN_SHELL), options, env, None, login=True)
 
