@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 
 from . import ptyrelay
-from .errors import Error
+from .errors import EXEC_CANNOT_RUN, EXEC_FAILED, EXEC_NOT_FOUND, Error
 
 _libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_DUMPABLE = 4
@@ -60,10 +60,15 @@ def bounding_set(pid: int) -> int:
     raise Error(f"cannot read the capabilities of the container's leader (pid {pid})")
 
 
-def enter(pid: int, argv: list[str], env: dict[str, str]) -> int:
-    """Run argv inside the container whose leader is pid, as its root user, confined as its
-    own processes are and kept off our terminal (see the module docstring); returns its exit
-    status (128+N for a signal, as a shell says it)."""
+def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = None,
+          group: str | None = None, workdir: str | None = None, tty: bool = False,
+          stdin: bool = True) -> int:
+    """Run argv inside the container whose leader is pid, as its root user (or user and
+    group: names looked up in the container's own /etc/passwd and /etc/group, or numbers),
+    in workdir (else the leader's), confined as its own processes are and kept off our
+    terminal (see the module docstring; tty and stdin as ptyrelay.spawn takes them); returns
+    its exit status (128+N for a signal, as a shell says it; 125 when the user, group or
+    directory is not there, 126 or 127 when the command cannot be run or is not found)."""
     mask = bounding_set(pid)
     join_cgroups_of(pid)
     fds = {}
@@ -94,22 +99,103 @@ def enter(pid: int, argv: list[str], env: dict[str, str]) -> int:
                 os.fchdir(root)
                 os.chroot(".")
                 os.fchdir(cwd)
+                # Looked up in the container, by this process inside it: its files are read
+                # as the container's root sees them, never resolved from outside.
+                uid, gid = ids_in_container(user, group)
+            except (OSError, Error) as e:
+                why = e.strerror if isinstance(e, OSError) else str(e)
+                os.write(2, f"nspawnctl: cannot enter the container: {why}\n".encode())
+                os._exit(EXEC_FAILED)
+            try:
+                if workdir is not None:
+                    os.chdir(workdir)
+            except OSError as e:
+                os.write(2, f"nspawnctl: cannot change to {workdir} in the container: "
+                            f"{e.strerror}\n".encode())
+                os._exit(EXEC_FAILED)
+            try:
                 try:
                     os.setgroups([])
                 except PermissionError:
                     pass  # setgroups denied in this user namespace: there are none to drop
-                os.setresgid(0, 0, 0)
-                os.setresuid(0, 0, 0)
+                os.setresgid(gid, gid, gid)
+                os.setresuid(uid, uid, uid)
+            except OSError as e:
+                os.write(2, f"nspawnctl: cannot become user {uid}:{gid} in the container: "
+                            f"{e.strerror}\n".encode())
+                os._exit(EXEC_FAILED)
+            try:
                 os.execvpe(argv[0], argv, env)
             except OSError as e:
                 os.write(2, f"nspawnctl: cannot run {argv[0]} in the container: "
                             f"{e.strerror}\n".encode())
-                os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+                os._exit(EXEC_NOT_FOUND if isinstance(e, FileNotFoundError)
+                         else EXEC_CANNOT_RUN)
 
-        return ptyrelay.spawn(child)
+        return ptyrelay.spawn(child, tty=tty, stdin=stdin)
     finally:
         for fd in [*fds.values(), root, cwd]:
             os.close(fd)
+
+
+_MAX_ACCOUNTS = 1 << 20  # bytes of /etc/passwd or /etc/group read: plenty for any container
+
+
+def ids_in_container(user: str | None, group: str | None,
+                     passwd: str = "/etc/passwd", groups: str = "/etc/group") -> tuple[int, int]:
+    """(uid, gid) for `exec -u USER[:GROUP]`, read as the container has them (the caller is
+    inside it): a number is taken as it is, a name from passwd (its group from there too,
+    unless group is given) or groups.  No user: root."""
+    if user is None:
+        return 0, 0 if group is None else _group_id(group, groups)
+    if _is_number(user):
+        uid, gid = _number(user), 0
+        entry = _account(passwd, user, key=2)
+        if entry is not None:
+            gid = _number(entry[3])
+    else:
+        entry = _account(passwd, user, key=0)
+        if entry is None:
+            raise Error(f"no user {user!r} in the container's {passwd}")
+        uid, gid = _number(entry[2]), _number(entry[3])
+    return uid, gid if group is None else _group_id(group, groups)
+
+
+def _group_id(group: str, groups: str) -> int:
+    if _is_number(group):
+        return _number(group)
+    entry = _account(groups, group, key=0, numbers=(2,))
+    if entry is None:
+        raise Error(f"no group {group!r} in the container's {groups}")
+    return _number(entry[2])
+
+
+def _account(path: str, value: str, key: int,
+             numbers: tuple[int, ...] = (2, 3)) -> list[str] | None:
+    """The first line of a passwd-like file whose field key is value and whose fields numbers
+    are numbers (a container's root wrote it: read bounded, malformed lines skipped)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_ACCOUNTS)
+    except OSError:
+        return None
+    for line in data.decode(errors="replace").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 4 and fields[key] == value \
+                and all(_is_number(fields[n]) for n in numbers):
+            return fields
+    return None
+
+
+def _is_number(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # not '²': int() refuses what isdigit() takes
+
+
+def _number(text: str) -> int:
+    number = int(text)
+    if number >= 2**32 - 1:  # (uid_t)-1 means "unchanged" to setresuid
+        raise Error(f"invalid id {text}")
+    return number
 
 
 def _setns(fd: int):

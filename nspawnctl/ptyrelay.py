@@ -53,12 +53,19 @@ def terminals() -> tuple[int, ...]:
     return tuple(fd for fd in STDIO if os.isatty(fd))
 
 
-def spawn(child: Callable[[], None]) -> int:
+def spawn(child: Callable[[], None], tty: bool = False, stdin: bool = True) -> int:
     """Fork; the child goes into a session of its own, with a new pty in place of each of our
     standard streams that is a terminal (see the module docstring), and calls child(), which
     must exec (an exception or a return exits it with 126).  Relays until it ends; returns its
-    exit status (128+N for signal N)."""
-    ttys = terminals()
+    exit status (128+N for signal N).
+
+    tty (`exec -t`): the pty takes the place of all three streams, terminals of ours or not,
+    and its output goes to our stdout, as podman's.  stdin=False (`exec` without -i): the
+    command reads /dev/null, or the pty with -t, and no key of ours is passed on."""
+    ttys = STDIO if tty else terminals()
+    if not stdin and not tty:
+        ttys = tuple(fd for fd in ttys if fd != 0)
+    keyed = ttys if stdin else tuple(fd for fd in ttys if fd != 0)
     master = slave = -1
     if ttys:
         try:
@@ -66,7 +73,7 @@ def spawn(child: Callable[[], None]) -> int:
         except OSError as e:
             raise Error(f"cannot open a pseudo-terminal for the command: {e.strerror}",
                         hint="is /dev/pts mounted, and kernel.pty.max not reached?") from None
-        _copy_window_size(ttys[0], master)
+        copy_window_size(master)
     # Blocked from before the fork until each side has its own handlers: a Ctrl-C in between
     # neither runs our forwarding in the child nor ends us with the child left behind.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
@@ -88,7 +95,7 @@ def spawn(child: Callable[[], None]) -> int:
         raise Error(f"cannot start the command: {e.strerror}") from None
     if pid == 0:  # pragma: no cover (ends in exec or _exit)
         os.close(ready)
-        _become_child(child, mask, forwarded, master, slave, ttys, set_up)
+        _become_child(child, mask, forwarded, master, slave, ttys, set_up, stdin or tty)
     os.close(set_up)
     if slave >= 0:
         os.close(slave)
@@ -99,7 +106,7 @@ def spawn(child: Callable[[], None]) -> int:
     try:
         os.read(ready, 1)  # end of file: the child has its terminal, or is gone
         if master >= 0:
-            relay(master, pidfd, ttys)
+            relay(master, pidfd, keyed)
         else:
             select.select([pidfd], [], [])
     finally:
@@ -124,9 +131,10 @@ def relay(master: int, done: int, ttys: tuple[int, ...]):
     """Copy our terminal's keys to master and master's output to our terminal until done (a
     pidfd, or any fd that becomes readable when the command has ended) is readable, then the
     output still queued; master is closed (the pty hung up) on return.  ttys: which of our
-    standard streams are the terminal; keys are read (in raw mode) only if stdin is one."""
+    standard streams are the terminal; keys are read (in raw mode) only if stdin is one; the
+    output goes to stdout if it is one of them, else stderr, else stdin."""
     keys = 0 if 0 in ttys else -1
-    screen: int = next(fd for fd in (1, 2, 0) if fd in ttys)
+    screen: int = next((fd for fd in (1, 2, 0) if fd in ttys), 1)
     os.set_blocking(master, False)
     # The master while the command's side has the slave open; -1 once no one has (EIO): the
     # master is kept open all the same until the command ends.  Closing it then would hang
@@ -176,12 +184,16 @@ def relay(master: int, done: int, ttys: tuple[int, ...]):
 
 def _become_child(child: Callable[[], None], mask, forwarded: list[signal.Signals],
                   master: int, slave: int, ttys: tuple[int, ...],
-                  set_up: int):  # pragma: no cover (runs in the forked child)
+                  set_up: int, stdin: bool):  # pragma: no cover (runs in the forked child)
     try:
         for sig in [*forwarded, *DEFAULTED]:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.setsid()
+        if not stdin:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
         if slave >= 0:
             os.close(master)
             fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
@@ -251,6 +263,12 @@ def _hang_up(master: int) -> int:
         with suppress(OSError):
             os.close(master)
     return -1
+
+
+def copy_window_size(master: int):
+    """The pty takes the size of the first of our standard streams that is a terminal."""
+    for fd in terminals()[:1]:
+        _copy_window_size(fd, master)
 
 
 def _copy_window_size(source: int, master: int):

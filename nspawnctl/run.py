@@ -110,10 +110,11 @@ def interactive(argv: Sequence[str], env: dict | None = None) -> int:
     return subprocess.run(list(argv), env=env).returncode
 
 
-def relayed(argv: Sequence[str]) -> int:
+def relayed(argv: Sequence[str], stdin: bool = True) -> int:
     """Run argv, which reaches into a container, in a session of its own and with a new pty in
     place of each of our standard streams that is a terminal (ptyrelay.py): nothing it starts
-    there gets the admin's terminal.  Returns its exit status for nspawnctl to pass on."""
+    there gets the admin's terminal.  Returns its exit status for nspawnctl to pass on.
+    stdin=False: it reads /dev/null (`exec` without -i)."""
     from . import ptyrelay
     log.debug(__name__, "run: %s", " ".join(argv))
 
@@ -123,7 +124,38 @@ def relayed(argv: Sequence[str]) -> int:
         except OSError as e:
             os.write(2, f"nspawnctl: cannot run {argv[0]}: {e.strerror}\n".encode())
             os._exit(127 if isinstance(e, FileNotFoundError) else 126)
-    return ptyrelay.spawn(child)
+    return ptyrelay.spawn(child, stdin=stdin)
+
+
+def with_pty(argv: Sequence[str], master: int, keys: bool) -> int:
+    """Run argv (systemd-run, starting a command in a container on the pty whose master is
+    given) off our terminal, in a session of its own, and relay master to our stdout (and our
+    keys to it, with keys) until argv ends; master is closed then.  Returns argv's status.
+    What argv itself says goes to our stderr."""
+    import subprocess
+
+    from . import ptyrelay
+    log.debug(__name__, "run: %s", " ".join(argv))
+    ptyrelay.copy_window_size(master)
+    try:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True, preexec_fn=die_with_parent)
+    except OSError as e:
+        os.close(master)
+        raise Error(f"cannot run {argv[0]}: {e.strerror}") from None
+    assert proc.stderr is not None
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        ptyrelay.relay(master, pidfd, (0, 1) if keys else (1,))
+    finally:
+        os.close(pidfd)
+        said = proc.stderr.read(1 << 16)
+        proc.stderr.close()
+        proc.wait()
+    if said:
+        os.write(2, said)
+    return proc.returncode
 
 
 def stream(argv: Sequence[str]) -> subprocess.Popen:

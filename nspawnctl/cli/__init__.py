@@ -239,7 +239,7 @@ def main():
         # One line, not click's three: the usage is one --help away.
         command = exc.ctx.command_path if exc.ctx else "nspawnctl"
         click.echo(f"{command}: {exc.format_message()} (see '{command} --help')", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)  # 2, but exec's and shell's 125 (cli/lifecycle.py)
     except click.ClickException as exc:
         click.echo(f"nspawnctl: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)

@@ -4,7 +4,8 @@ import sys
 
 import click
 
-from ..ops import lifecycle
+from ..errors import EXEC_FAILED, Error
+from ..ops import execute, lifecycle
 from . import completion, pass_app
 from .options import existing, timeout_option
 
@@ -76,26 +77,76 @@ def disable(app, names):
 
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+class ExecCommand(click.Command):
+    """exec and shell keep nspawnctl's own failures apart from the command's status, as
+    podman does: a bad option, no such container, one not running, are 125 (EXEC_FAILED),
+    never a status the command could have exited with (2, say, which ls gives)."""
+
+    def parse_args(self, ctx, args):
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as e:
+            e.exit_code = EXEC_FAILED
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Error as e:
+            e.exit_code = EXEC_FAILED
+            raise
+
+
+# The options end at NAME: what follows is the command's, options and all (podman's
+# `exec -it NAME sh -l`), so `--` is not needed, but still taken.
+@click.command(cls=ExecCommand, context_settings={"allow_interspersed_args": False})
+@click.option("--interactive", "-i", is_flag=True,
+              help="Pass stdin to the command (without it, it reads nothing).")
+@click.option("--tty", "-t", is_flag=True,
+              help="Give the command a terminal, relayed to ours (job control, full-screen "
+                   "programs).")
+@click.option("--env", "-e", "env_items", multiple=True, metavar="KEY[=VALUE]",
+              help="Set an environment variable, over the container's (repeatable); KEY "
+                   "alone takes its value from nspawnctl's environment.")
+@click.option("--user", "-u", metavar="USER[:GROUP]",
+              help="Run as this user (and group) of the container: names or numbers.")
+@click.option("--workdir", "-w", metavar="DIR",
+              help="Run in this directory of the container (default: its working directory).")
 @click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_app
-def exec(app, name, command):
+def exec(app, name, command, interactive, tty, env_items, user, workdir):
     """Run COMMAND in a running container; its exit status is nspawnctl's.
 
-    Put -- before the command: nspawnctl exec NAME -- ls -l /
+    nspawnctl exec NAME -- ls -l /    or, at a terminal:   nspawnctl exec -it NAME sh
+
+    Exit status: the command's; 125 when nspawnctl fails (no such container, not running,
+    bad option), 126 when the command cannot be run, 127 when it is not found.
     """
-    sys.exit(lifecycle.exec_(app.ctx, name, list(command)))
+    # (env_items, not env: a parameter named env is the settings table's --env to the man
+    # page, which then lists it among the container settings, not here)
+    options = execute.parse_options(interactive, tty, env_items, user, workdir)
+    sys.exit(execute.exec_(app.ctx, name, _command(command), options))
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+def _command(command: tuple[str, ...]) -> list[str]:
+    """The command's words, without the -- that may come first."""
+    return list(command[1:] if command[:1] == ("--",) else command)
+
+
+@click.command(cls=ExecCommand, context_settings={"allow_interspersed_args": False})
+@click.option("--user", "-u", metavar="USER[:GROUP]",
+              help="Log in as this user (default: root).")
 @click.argument("name", shell_complete=completion.running_containers)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("--user", "-u", help="Log in as this user (default: root).")
 @pass_app
 def shell(app, name, command, user):
-    """An interactive login shell in a running, booted container."""
-    sys.exit(lifecycle.shell(app.ctx, name, user, list(command)))
+    """An interactive login shell in a running, booted container.
+
+    On a terminal when stdin and stdout are one; otherwise it reads stdin (a script, or
+    nothing) and ends with it.  Exit status as exec's.
+    """
+    sys.exit(execute.shell(app.ctx, name, user, _command(command)))
 
 
 @click.command()

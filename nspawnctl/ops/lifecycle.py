@@ -1,20 +1,18 @@
-"""The commands that run containers: start, stop, restart, kill, enable, disable, exec, shell,
-logs.  Starting and stopping themselves are runtime/lifecycle.py's, which other operations
-share."""
+"""The commands that run containers: start, stop, restart, kill, enable, disable, logs (exec
+and shell are execute.py's).  Starting and stopping themselves are runtime/lifecycle.py's,
+which other operations share."""
 
 import os
 import signal as signals
 import time
 
-from ..confine import enter
-from ..errors import Conflict, Error, Usage
+from ..errors import Conflict, Usage
 from ..paths import service_unit
-from ..run import interactive, need_tool, relayed, run
+from ..run import interactive, need_tool, run
 from ..runtime import lifecycle
 from ..runtime.context import Context
-from ..runtime.lifecycle import TIMEOUT, leader
+from ..runtime.lifecycle import TIMEOUT
 from ..settings.files import load_config
-from ..settings.model import check_user
 from ..systemd.bus import SERVICE
 
 
@@ -86,65 +84,6 @@ def disable(ctx: Context, name: str):
     with ctx.holding(name):
         ctx.bus.disable_units([service_unit(name)])
         ctx.bus.reload()
-
-
-def exec_(ctx: Context, name: str, command: list[str]) -> int:
-    """Run command in NAME with our stdin/stdout/stderr; its exit status is returned.
-
-    Whatever runs in the container is in a session of its own and gets a new pty in place of
-    each of those streams that is a terminal, relayed to ours (ptyrelay.py): it never holds
-    the admin's terminal, which it could type into (TIOCSTI) or read after `exec` returned.
-    That holds for systemd-run too, whose helper forks into the container's namespaces to
-    reach its bus: all it could lose there is that pty.
-
-    In a booted container it runs as a transient unit of the container's own systemd
-    (`systemd-run -M NAME --wait --pipe`), so it gets a clean environment and its own cgroup.
-    Not `--pty`: systemd 252's systemd-run opens the pty that machined made in the container
-    by its name (/dev/pts/N) on the host, and hands the container that host terminal,
-    whichever it is (another user's, or ours).
-    A container running a single command has no systemd to ask: there it enters the
-    container's namespaces directly (as `machinectl shell` cannot either), confined as the
-    container's own processes are (confine.py: its cgroups, its capability bounding set).
-    """
-    if not command:
-        raise Error("no command given", hint=f"nspawnctl exec {name} -- CMD [ARG...]")
-    ctx.store.require(name)
-    cfg = load_config(ctx.paths, name, dropin=False)
-    pid = leader(ctx.bus, name)
-    if cfg.boot:
-        return relayed([need_tool("systemd-run", "systemd"), "-M", name, "--quiet",
-                        "--wait", "--pipe", "--collect", "--service-type=exec", "--",
-                        *command])
-    if not cfg.private_users:
-        # Its processes run as the host's root; only systemd-nspawn's seccomp filter and
-        # bounding set hold them, and the filter cannot be put on from outside.
-        raise Error(f"{name} runs without a user namespace: a command entered from "
-                    "outside would run as the host's root without the container's seccomp "
-                    "filter", hint=f"nspawnctl set {name} --private-users, then restart it")
-    env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-    for item in cfg.env:
-        key, _, value = item.partition("=")
-        env[key] = value
-    return enter(pid, command, env)
-
-
-def shell(ctx: Context, name: str, user: str | None, command: list[str]) -> int:
-    """An interactive login shell in a booted container, through machined (machinectl shell).
-
-    machined hands out a pseudo-terminal over D-Bus (OpenMachineShell); relaying it needs a
-    terminal loop, which machinectl already does well, so it runs underneath.
-    """
-    if user is not None:
-        check_user(user)
-    ctx.store.require(name)
-    cfg = load_config(ctx.paths, name, dropin=False)
-    leader(ctx.bus, name)
-    if not cfg.boot:  # machined opens shells through the container's own systemd
-        raise Error(f"{name} runs a single command, not a system with logins",
-                    hint=f"run a shell in it instead: nspawnctl exec {name} -- sh")
-    argv = [need_tool("machinectl", "systemd-container"), "shell", "-q"]
-    target = f"{user}@{name}" if user else name
-    return interactive(argv + [target, *command])
 
 
 def check_time(option: str, value: str) -> str:

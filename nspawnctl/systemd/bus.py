@@ -312,6 +312,17 @@ class Bus:
                          b"s", [name], what=f"reading addresses of {name}")
         return [str(ipaddress.ip_address(bytes(addr))) for _family, addr in rows]
 
+    def open_machine_pty(self, name: str) -> tuple[int, str]:
+        """A new pseudo-terminal inside machine NAME (machined opens it in the container's
+        namespaces): our own descriptor of its master, and the slave's path as the
+        container names it (/dev/pts/N).  The caller closes the descriptor."""
+        with translated(f"opening a terminal in {name}"):
+            reply = self._dbus.call_method(MACHINED, MACHINED_PATH, MACHINE_MANAGER,
+                                           b"OpenMachinePTY", [(ord("s"), _b(name))])
+            fd, path = reply.body
+            # The message owns its descriptor, and closes it when it goes.
+            return os.dup(fd), _s(path)
+
     def kill_machine(self, name: str, who: str, signal_number: int, what: str | None = None):
         self.call(MACHINED, MACHINED_PATH, MACHINE_MANAGER, b"KillMachine", b"ssi",
                   [name, who, signal_number], what=what or f"killing {name}")

@@ -249,16 +249,16 @@ def test_exit_status_and_streams_pass_through(host, nspawnctl, work, containers,
     assert admin(host, work, "nspawnctl", "exec", name, "--", *sh, "-c",
                  "exit 3")["status"] == 3
     assert nspawnctl("exec", name, "--", *sh, "-c", "exit 3", check=False).returncode == 3
-    # stdin a pipe
-    assert nspawnctl("exec", name, "--", *sh, "-c", "cat", input="hi\n").stdout == "hi\n"
-    # typing at the terminal, stdout to a file: bytes as written (no \r\n of a pty), and
-    # stderr still on the terminal, apart
-    report = admin(host, work, "nspawnctl", "exec", name, "--", *sh, "-c",
+    # stdin a pipe (passed with -i only, as podman: issue 34)
+    assert nspawnctl("exec", "-i", name, "--", *sh, "-c", "cat", input="hi\n").stdout == "hi\n"
+    # typing at the terminal (-i), stdout to a file: bytes as written (no \r\n of a pty),
+    # and stderr still on the terminal, apart
+    report = admin(host, work, "nspawnctl", "exec", "-i", name, "--", *sh, "-c",
                    'printf "a\\nb\\n"; echo err >&2', options=("--stdout", "file"))
     assert report["stdout"] == "a\nb\n", report
     assert report["screen"] == "err\r\n", report
-    # the window size is the admin terminal's
-    report = admin(host, work, "nspawnctl", "exec", name, "--", *sh, "-c", "stty size",
+    # the window size is the admin terminal's (stty asks its stdin: -i)
+    report = admin(host, work, "nspawnctl", "exec", "-i", name, "--", *sh, "-c", "stty size",
                    options=("--size", "33x101"))
     assert report["screen"] == "33 101\r\n", report
 

@@ -180,7 +180,7 @@ def test_kill_of_an_existing_container_without_a_bus(tmp_path):
 
 @pytest.mark.parametrize("command", [["start", "nope"], ["stop", "nope"], ["status", "nope"],
                                      ["enable", "nope"], ["logs", "nope"],
-                                     ["exec", "nope", "--", "true"], ["remove", "nope"],
+                                     ["remove", "nope"],
                                      ["clone", "nope", "other"]])
 def test_missing_containers_are_found_before_the_bus(tmp_path, command):
     # exec's own code for it is the exec work's (podman's 125); every other command says 3

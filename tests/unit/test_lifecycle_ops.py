@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from nspawnctl.errors import Error
-from nspawnctl.ops import lifecycle, reconfigure
+from nspawnctl.ops import execute, lifecycle, reconfigure
 from nspawnctl.ops import remove as remove_op
 from nspawnctl.runtime import lifecycle as runtime_lifecycle
 from nspawnctl.settings.files import save_config
@@ -140,11 +140,11 @@ def test_exec_in_a_single_command_container_needs_nothing_in_its_tree(paths, mon
     entered process itself, and the command runs as given."""
     save_config(paths, "c1", ContainerConfig(boot=False, command=("/bin/app",),
                                              env=("MODE=prod", "PATH=/opt/bin")))
-    monkeypatch.setattr(lifecycle, "leader", lambda bus, name: 4242)
+    monkeypatch.setattr(execute, "leader", lambda bus, name: 4242)
     ran = []
-    monkeypatch.setattr(lifecycle, "enter", lambda pid, command, env: ran.append(
+    monkeypatch.setattr(execute, "enter", lambda pid, command, env, **options: ran.append(
         (pid, command, env)) or 0)
-    assert lifecycle.exec_(context(paths), "c1", ["app", "--x"]) == 0
+    assert execute.exec_(context(paths), "c1", ["app", "--x"]) == 0
     assert ran == [(4242, ["app", "--x"], {"PATH": "/opt/bin", "MODE": "prod"})]
 
 
