@@ -107,7 +107,8 @@ def test_debug_after_the_command(tmp_path):
 
 def test_debug_after_dashdash_is_the_commands(app, monkeypatch):
     seen = []
-    monkeypatch.setattr(lifecycle, "exec_", lambda ctx, name, command, *a, **kw:
+    from nspawnctl.ops import execute
+    monkeypatch.setattr(execute, "exec_", lambda ctx, name, command, *a, **kw:
                         seen.append(command) or 0)
     result = run(app, "exec", "a", "--", "prog", "--debug")
     assert result.exit_code == 0, result.output
