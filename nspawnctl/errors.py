@@ -6,7 +6,7 @@ lines and exits with its code.  Any other exception is a bug and shows a
 traceback only with --debug.
 
 Exit codes say what kind of thing went wrong, so a script can tell them apart
-(docs/json.md lists them; exec and shell keep their own, podman's, apart from the
+(docs/scripting.md lists them; exec and shell keep their own, podman's, apart from the
 command's status: see EXEC_*).
 """
 
