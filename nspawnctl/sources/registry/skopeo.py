@@ -23,6 +23,7 @@ its `msg` field, bounded and with a hint for the usual causes.
 import os
 import re
 import selectors
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -180,7 +181,10 @@ def copy(image: str, layout: Path, tls_verify: bool | None, watch: CopyWatch,
                                 f"(below {MIN_RATE // 1000} kB/s): stopped",
                                 hint=f"the registry is too slow or stalls ({TIMEOUT_ENV} "
                                      "sets the time it is given)")
-                time.sleep(POLL)
+                try:  # wakes as soon as skopeo exits, not a poll's time later
+                    proc.wait(POLL)
+                except subprocess.TimeoutExpired:
+                    pass
         finally:
             if proc.poll() is None:
                 kill(proc)
