@@ -278,8 +278,10 @@ def create_rows(host, runs: int) -> list:
         layout = build_images(Path(tmp))["app1"]
         check(host, ["rm", "-rf", IN_WORK])
         check(host, ["mkdir", "-p", IN_WORK])
+        # made here, then copied in: skopeo resolves /proc/PID/root to this machine's "/"
         subprocess.run(["skopeo", "copy", "-q", f"oci:{layout}:1",
-                        f"oci-archive:{host.path(IN_WORK)}/app.oci.tar"], check=True)
+                        f"oci-archive:{tmp}/app.oci.tar"], check=True)
+        shutil.copyfile(f"{tmp}/app.oci.tar", host.path(f"{IN_WORK}/app.oci.tar"))
     Path(host.path(f"{IN_WORK}/config.yml")).write_text(
         "version: 0.1\nlog:\n  level: warn\n"
         f"storage:\n  filesystem:\n    rootdirectory: {IN_WORK}/data\n"
