@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from ..errors import EXEC_FAILED, Error
+from ..errors import EXEC_FAILED, Error, Usage
 from ..ops import execute, lifecycle
 from . import completion, pass_app
 from .options import existing, timeout_option
@@ -134,6 +134,8 @@ def _command(command: tuple[str, ...]) -> list[str]:
     return list(command[1:] if command[:1] == ("--",) else command)
 
 
+# The options end at NAME, as exec's; but --user/-u right after NAME is still shell's, as it
+# always was (`shell web --user bob`), and the command follows it.
 @click.command(cls=ExecCommand, context_settings={"allow_interspersed_args": False})
 @click.option("--user", "-u", metavar="USER[:GROUP]",
               help="Log in as this user (default: root).")
@@ -146,7 +148,21 @@ def shell(app, name, command, user):
     On a terminal when stdin and stdout are one; otherwise it reads stdin (a script, or
     nothing) and ends with it.  Exit status as exec's.
     """
+    user, command = _user_after_name(user, command)
     sys.exit(execute.shell(app.ctx, name, user, _command(command)))
+
+
+def _user_after_name(user: str | None,
+                     command: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
+    """shell NAME --user U [CMD...], -u U or --user=U: the user, and the command after it."""
+    first = command[0] if command else ""
+    if first in ("--user", "-u"):
+        if len(command) < 2:
+            raise Usage(f"option '{first}' requires an argument")
+        return command[1], command[2:]
+    if first.startswith("--user="):
+        return first.removeprefix("--user="), command[1:]
+    return user, command
 
 
 @click.command()

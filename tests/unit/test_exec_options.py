@@ -120,6 +120,22 @@ def test_nspawnctls_own_failures_are_125(tmp_path, args):
     assert "invalid container name" not in r.stderr, r  # "-it" is not taken for NAME
 
 
+@pytest.mark.parametrize("args", [["shell", "nope", "--user", "bad user"],
+                                  ["shell", "nope", "-u", "bad user", "--", "id"],
+                                  ["shell", "nope", "--user=bad user"]])
+def test_shell_takes_its_user_right_after_name_too(tmp_path, args):
+    """`shell NAME --user U` as it always was (and machinectl shell's habit), though the
+    options otherwise end at NAME: the user is checked, not run as the command."""
+    r = nspawnctl(tmp_path, *args)
+    assert r.returncode == EXEC_FAILED, r
+    assert "invalid user name" in r.stderr, r
+
+
+def test_shell_user_after_name_without_its_value_is_125(tmp_path):
+    r = nspawnctl(tmp_path, "shell", "nope", "--user")
+    assert r.returncode == EXEC_FAILED and "requires an argument" in r.stderr, r
+
+
 def test_exec_takes_the_command_after_name_without_dashes(monkeypatch):
     from click.testing import CliRunner
 
