@@ -37,7 +37,8 @@ def test_create_start_exec_stop_remove(host, nspawnctl, made):
 def test_exec_pipes_stdin_and_returns_the_exit_status(nspawnctl, made):
     name = made("piped")
     nspawnctl("start", name)
-    r = nspawnctl("exec", name, "--", "sh", "-c", "tr a-z A-Z; exit 3", input="hello\n",
+    # stdin with -i, as podman (issue 34); without it the command reads nothing
+    r = nspawnctl("exec", "-i", name, "--", "sh", "-c", "tr a-z A-Z; exit 3", input="hello\n",
                   check=False)
     assert r.returncode == 3, str(r)
     assert r.stdout == "HELLO\n"

@@ -192,7 +192,7 @@ def test_oci_archive_runs_its_entrypoint(host, nspawnctl, copy_in):
         r = nspawnctl("exec", "bb", "--", "sh", "-c", 'echo "$FOO"; pwd')
         assert r.stdout == "bar baz\n/srv/app\n", str(r)
         assert nspawnctl("exec", "bb", "--", "sh", "-c", "exit 3", check=False).returncode == 3
-        r = nspawnctl("exec", "bb", "--", "cat", input="through stdin\n")
+        r = nspawnctl("exec", "-i", "bb", "--", "cat", input="through stdin\n")
         assert r.stdout == "through stdin\n", str(r)
         assert nspawnctl("exec", "bb", "--", "cat", "hello.txt").stdout == "hello\n"
         # The entrypoint is the container's PID 1, still in its shell's exec'd sleep.
