@@ -193,6 +193,16 @@ def start(argv: Sequence[str], *, stdout=None, stderr=None,
                                                        f"{argv[0]}") from None
 
 
+def wait_up_to(proc: subprocess.Popen, seconds: float) -> None:
+    """Wait for a process start() made, at most seconds: back as soon as it exits (a watch
+    loop between its looks, which a sleep would make a look late)."""
+    import subprocess
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def kill(proc: subprocess.Popen) -> None:
     """SIGKILL a process start() made (one program: skopeo starts none), and reap it."""
     proc.kill()

@@ -23,14 +23,13 @@ its `msg` field, bounded and with a hint for the usual causes.
 import os
 import re
 import selectors
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import Error, InvalidInput, Usage
-from ...run import interactive, kill, need_tool, start
+from ...run import interactive, kill, need_tool, start, wait_up_to
 
 MAX_DOCUMENT = 4 << 20            # a manifest or an index (skopeo's own limit, said here)
 MAX_ERROR = 64 << 10              # stderr kept from a failing skopeo (its last bytes)
@@ -181,10 +180,7 @@ def copy(image: str, layout: Path, tls_verify: bool | None, watch: CopyWatch,
                                 f"(below {MIN_RATE // 1000} kB/s): stopped",
                                 hint=f"the registry is too slow or stalls ({TIMEOUT_ENV} "
                                      "sets the time it is given)")
-                try:  # wakes as soon as skopeo exits, not a poll's time later
-                    proc.wait(POLL)
-                except subprocess.TimeoutExpired:
-                    pass
+                wait_up_to(proc, POLL)  # back as soon as skopeo exits
         finally:
             if proc.poll() is None:
                 kill(proc)
