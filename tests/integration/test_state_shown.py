@@ -8,6 +8,7 @@ All traffic stays inside the testbed, on 192.0.2.0/24 and loopback.
 """
 
 import json
+import re
 
 import pytest
 
@@ -140,7 +141,7 @@ def test_memory_as_podman_and_systemd_spell_it_reaches_systemd(host, nspawnctl, 
     pages = host.run(["getconf", "_PHYS_PAGES"]).stdout.strip()
     size = host.run(["getconf", "PAGE_SIZE"]).stdout.strip()
     assert status(nspawnctl, name)["memory"] == int(pages) * int(size) // 2
-    assert "memory: 50%" in nspawnctl("status", name).stdout
+    assert re.search(r"^memory: +50%$", nspawnctl("status", name).stdout, re.M)
     dropin = host.path(f"/etc/systemd/system/systemd-nspawn@{name}.service.d/"
                        "50-nspawnctl.conf").read_text()
     assert "MemoryMax=50%\n" in dropin
