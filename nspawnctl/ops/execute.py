@@ -198,7 +198,8 @@ def _in_booted(ctx: Context, name: str, command: list[str], options: Options,
     if workdir is not None:
         argv.append(f"--working-directory={workdir}")
     if login:
-        argv += ["-p", "PAMName=login", "-p", "WorkingDirectory=~"]
+        # the user's home, or / when it has none (nobody's /nonexistent), as a login does
+        argv += ["-p", "PAMName=login", "-p", "WorkingDirectory=-~"]
     if options.tty:
         master, pty = ctx.bus.open_machine_pty(name)
         argv += ["-p", f"TTYPath={pty}", "-p", "StandardInput=tty", "-p", "StandardOutput=tty",
@@ -240,7 +241,7 @@ def _status(name: str, unit: str, program: str, status: int, options: Options,
         _say(f"{program}: cannot run it {where} (not executable, or not a program)")
         return EXEC_CANNOT_RUN
     if step == "CHDIR":
-        _say(f"cannot change to directory {workdir} {where}")
+        _say(f"cannot change to directory {workdir or 'of its home'} {where}")
     elif step == "USER":
         _say(f"no user {options.user!r} {where}")
     else:
