@@ -5,7 +5,6 @@ import sys
 import click
 
 from ..ops import images, inventory
-from ..ops import stats as usage
 from ..settings.model import limits_text
 from . import App, Group, completion, jsonview, pass_app
 from .output import cell, megabytes, print_record, print_table, shown
@@ -80,6 +79,7 @@ def stats(app, names, stream, interval, as_json):
     if stream is None:
         stream = not as_json and sys.stdout.isatty()
     tty = sys.stdout.isatty()
+    from ..ops import stats as usage  # here: list and status need none of it
     for rows in usage.stats(app.ctx, list(names), interval):
         if as_json:
             print_table(rows, [], True)
@@ -120,6 +120,7 @@ def top(app, name, as_json):
     PID is as this host numbers it, CPID as the container does; USER is the user id inside
     the container; TIME is the CPU time it used.
     """
+    from ..ops import stats as usage
     rows = usage.top(app.ctx, name)
     if not as_json:
         rows = [{**r, "user": r["uid"], "rss": _size(r["rss"]),

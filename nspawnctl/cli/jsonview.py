@@ -164,19 +164,11 @@ def _hold(spec, value):
     if spec == TIME and isinstance(value, (int, float)) and not isinstance(value, bool):
         return rfc3339(value)
     if spec == BYTES and isinstance(value, str) and value.endswith("%"):
-        return _share_of_memory(value)
+        from ..settings.values import size_in_bytes
+        return size_in_bytes(value)
     if spec == OBJECT:
         return dict(value or {})
     return value
-
-
-def _share_of_memory(percent: str) -> int:
-    """What MemoryMax=N% means on this host: N% of its physical memory, as systemd works it
-    out (physical_memory_scale)."""
-    import os
-    from fractions import Fraction
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(Fraction(percent[:-1]) * total / 100)
 
 
 def check(spec, value, where: str = "$") -> list[str]:

@@ -126,6 +126,16 @@ def parse_size(text: str) -> int | str | None:
     return size
 
 
+def size_in_bytes(size: int | str) -> int:
+    """A parse_size() value as bytes on this host: a percentage of its physical memory, as
+    systemd works MemoryMax=50% out (physical_memory_scale)."""
+    if isinstance(size, int):
+        return size
+    import os
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return int(Fraction(size.removesuffix("%")) * total / 100)
+
+
 def format_size(size: int | str) -> str:
     """Bytes -> the largest exact 1024-based unit: 536870912 -> '512M'; lossless.  A
     percentage ('50%') is written as it is: MemoryMax= reads it so."""
