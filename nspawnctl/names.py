@@ -10,16 +10,21 @@ MAX_LENGTH = 64  # HOST_NAME_MAX: machined refuses longer names
 _LABELS = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*")
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, what: str = "container name") -> str:
     """Return name if it is a valid machine name, else raise Error saying why."""
     if not name:
-        raise Usage("container name is empty")
+        raise Usage(f"{what} is empty")
     if len(name) > MAX_LENGTH:
-        raise Usage(f"invalid container name {name!r}: longer than {MAX_LENGTH} characters")
+        raise Usage(f"invalid {what} {name!r}: longer than {MAX_LENGTH} characters")
     if name == ".host":
-        raise Usage("invalid container name '.host': reserved by machined for the host")
+        raise Usage(f"invalid {what} '.host': reserved by machined for the host")
     if not _LABELS.fullmatch(name):
-        raise Usage(f"invalid container name {name!r}",
+        raise Usage(f"invalid {what} {name!r}",
                     hint="use letters, digits, '-', '_' and single dots, "
                          "not starting with '-' or '.'")
     return name
+
+
+def check_stack_name(name: str) -> str:
+    """A stack's name (nspawnctl apply): a machine name's rules, as it is kept beside them."""
+    return check_name(name, "stack name")

@@ -20,7 +20,7 @@ PREFIX=/opt/nspawnctl
 # hook asks its dpkg-architecture where the library goes (bootstraps are faster with it).
 # man-db and bash-completion read what `nspawnctl install-extras` installs: `man nspawnctl`, Tab.
 PACKAGES="systemd-container dbus debootstrap mmdebstrap dpkg-dev python3 python3-venv python3-setuptools python3-wheel
-python3-click python3-tabulate python3-pystemd python3-zstandard
+python3-click python3-tabulate python3-pystemd python3-zstandard python3-yaml
 iproute2 nftables python3-nftables python3-pyroute2 libnss-mymachines python3-pyelftools
 man-db bash-completion skopeo"
 

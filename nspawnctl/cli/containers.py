@@ -8,8 +8,6 @@ import click
 
 from ..ops import clone, create, export, lifecycle, remove, rename, upgrade
 from ..settings.model import ContainerConfig, parse_cli
-from ..sources.base import Request
-from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from . import completion, jsonview, pass_app
 from .options import (
     config_options,
@@ -103,16 +101,11 @@ run_command.params[:0] = create_command.params[:1]
 run_command.params[2:] = [p for p in create_command.params[1:] if p.name != "start_it"]
 
 
-def _create(app, name, as_json, source, adds, cmd, mirror, variant, include, arch, slim,
-            bootstrapper, platform, pull_policy, tls_verify, use_overlay, boot,
-            **options) -> dict:
-    spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
-                         include=parse_packages(include), arch=arch, slim=slim,
-                         bootstrapper=bootstrapper)
-    cfg = ContainerConfig(**parse_cli(options, creating=True))
-    request = Request(app.paths, report=app.ctx.report, platform=platform, adds=adds, cmd=cmd,
-                      boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
-                      progress=None if as_json else tty_progress())
+def _create(app, name, as_json, source, use_overlay, **options) -> dict:
+    config = {k: v for k, v in options.items() if k not in create.CREATE_OPTIONS}
+    cfg = ContainerConfig(**parse_cli(config, creating=True))
+    how = {k: v for k, v in options.items() if k in create.CREATE_OPTIONS}
+    request = create.make_request(app.ctx, progress=None if as_json else tty_progress(), **how)
     return create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
 
 

@@ -41,7 +41,7 @@ def clone(ctx: Context, src: str, dst: str) -> dict:
             else:
                 method = clone_tree(paths.tree(src), stage / "tree")
             # Its own name and address; the ports stay with the original, which publishes them.
-            cfg = dataclasses.replace(cfg, hostname=None, ports=(), created=now())
+            cfg = dataclasses.replace(cfg, hostname=None, ports=(), created=now(), stack=None)
             network.join(paths, dst, cfg)  # given back if the commit fails
             finish(store, stage, dst, cfg, dst, lower, like=src)
     if network.managed(cfg):

@@ -21,6 +21,7 @@ from ..paths import service_unit
 from ..runtime.context import Context
 from ..settings.model import ContainerConfig
 from ..sources.base import Base, Request
+from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from ..sources.oci.source import apply_image_config, boot_rule, image_user_warning
 from ..store import order, overlay
 from ..store.commit import finish
@@ -80,6 +81,27 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     info["created"] = cfg.created
     info["seconds"] = round(time.monotonic() - t0, 3)
     return info
+
+
+# The options of create that say how to make the tree (besides --from and --overlay), as
+# make_request takes them: the CLI's and a stack file's (stacks/model.py) alike.
+CREATE_OPTIONS = ("adds", "cmd", "mirror", "variant", "include", "arch", "slim", "bootstrapper",
+                  "platform", "pull_policy", "tls_verify", "boot")
+
+
+def make_request(ctx: Context, adds: tuple[str, ...] = (), cmd: str | None = None,
+                 mirror: str | None = None, variant: str = "minbase",
+                 include: str | None = None, arch: str | None = None, slim: bool = True,
+                 bootstrapper: str = "auto", platform: str | None = None,
+                 pull_policy: str | None = None, tls_verify: bool | None = None,
+                 boot: bool | None = None, progress: Any = None) -> Request:
+    """What sources read of a create's options (the defaults are create's)."""
+    spec = BootstrapSpec(mirror=mirror or DEFAULT_MIRROR, variant=variant,
+                         include=parse_packages(include), arch=arch, slim=slim,
+                         bootstrapper=bootstrapper)
+    return Request(ctx.paths, report=ctx.report, platform=platform, adds=tuple(adds), cmd=cmd,
+                   boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
+                   progress=progress)
 
 
 def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image: Path,

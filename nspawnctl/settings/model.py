@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..errors import Usage
-from ..names import check_name
+from ..names import check_name, check_stack_name
 from ..paths import service_unit
 from ..times import check_rfc3339
 from . import keys
@@ -313,6 +313,10 @@ class ContainerConfig:
                    "made before nspawnctl kept it.", apply=Apply.RECORD,
         check=lambda v: check_rfc3339(v, "creation time"),
         nspawn=keys.Comment("nspawnctl-created"))
+    stack: str | None = _setting(
+        None, help="The stack (nspawnctl apply) that made it and owns it; None: not a "
+                   "stack's.", apply=Apply.RECORD, check=check_stack_name,
+        nspawn=keys.Comment("nspawnctl-stack"))
 
     def __post_init__(self):
         for s in SETTINGS:

@@ -117,6 +117,7 @@ TIERS: list[tuple[str, ...]] = [
     ("nspawnctl.sources",),
     ("nspawnctl.runtime",),
     ("nspawnctl.ops",),
+    ("nspawnctl.stacks",),
     ("nspawnctl.cli",),
     ("nspawnctl.__main__",),
 ]
