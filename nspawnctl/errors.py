@@ -15,6 +15,7 @@ USAGE = 2          # the command line is wrong: click's parse errors and any bad
 NOT_FOUND = 3      # no such container, network, image, snapshot or registry credentials
 CONFLICT = 4       # already exists, in use, busy or locked, or in the wrong state for it
 INVALID_INPUT = 5  # an input's content is refused: an image, archive, file or registry answer
+CHANGES = 6        # apply --dry-run: the host does not match the file (0: it does)
 EXEC_FAILED = 125      # exec/shell: nspawnctl itself failed (no such container, not running)
 EXEC_CANNOT_RUN = 126  # exec/shell: the command was found but cannot be run
 EXEC_NOT_FOUND = 127   # exec/shell: the command was not found in the container

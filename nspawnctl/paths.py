@@ -94,6 +94,11 @@ class Paths:
         return parent / ".nspawnctl-staging"
 
     @property
+    def stacks(self) -> Path:
+        """What each stack (nspawnctl apply) made and what its file said: one record each."""
+        return self.state / "stacks"
+
+    @property
     def locks(self) -> Path:
         return self.state / "locks"
 

@@ -103,6 +103,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "container is stopped and started again."),
     "cp": ("day2", "cp", "Copy a file or directory into or out of a container, running or "
                          "stopped: one side is NAME:/PATH."),
+    "apply": ("stacks", "apply_command",
+              "Make this host's containers and networks match a stack file: create what is "
+              "missing, change what differs (live where set is), start and stop; --dry-run "
+              "shows the plan."),
     "network": ("network", "network_group",
                 "nspawnctl's networks: containers on one network reach each other by name, "
                 "and the outside through NAT; containers on different networks cannot reach "

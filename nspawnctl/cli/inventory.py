@@ -21,8 +21,10 @@ def list_(app, as_json):
         for row, said in zip(rows, raw):
             row["limits"] = limits_text(said["limits"])  # 50% as given, not its bytes
             _mark_pending(row, ["address"], "pending")
-    print_table(rows, ["name", "state", "os", "address", "port", "image", "enabled", "limits"],
-                as_json)
+    columns = ["name", "state", "os", "address", "port", "image", "enabled", "limits"]
+    if any(row["stack"] for row in rows):  # a STACK column only where stacks are used
+        columns.insert(1, "stack")
+    print_table(rows, columns, as_json)
 
 
 @click.command()

@@ -71,7 +71,8 @@ def _limits() -> dict[str, Any]:
 def _container() -> dict[str, Any]:
     every = _settings()
     return {"name": str, "state": str, "os": Null(str), "address": TEXT,
-            **{k: every[k] for k in ("port", "image", "after", "requires", "created")},
+            **{k: every[k] for k in ("port", "image", "after", "requires", "created",
+                                     "stack")},
             "enabled": bool, "limits": _limits(), "pending": OBJECT}
 
 
@@ -117,6 +118,11 @@ _EXPORTED = {"name": str, "file": str, "format": str, "compression": Null(str),
              "config": Null(str), "manifest": Null(str)}
 
 
+_APPLIED = {"stack": str, "dry_run": bool, "changed": bool,
+            "steps": [{"action": str, "kind": str, "name": str, "why": Null(str)}],
+            "left": TEXT, "warnings": TEXT, "seconds": NUMBER}
+
+
 def schema(kind: str) -> dict[str, Any]:
     """The keys of KIND and the type of each."""
     made = {"container": _container, "status": _status, "inspect": _inspect}
@@ -124,11 +130,12 @@ def schema(kind: str) -> dict[str, Any]:
         return made[kind]()
     return {"image": _IMAGE, "network": _NETWORK, "snapshot": _SNAPSHOT,
             "created": _CREATED, "pulled": _PULLED, "upgraded": _UPGRADED,
-            "rolled_back": _ROLLED_BACK, "exported": _EXPORTED}[kind]
+            "rolled_back": _ROLLED_BACK, "exported": _EXPORTED,
+            "applied": _APPLIED}[kind]
 
 
 KINDS = ("container", "status", "inspect", "image", "network", "snapshot", "created",
-         "pulled", "upgraded", "rolled_back", "exported")
+         "pulled", "upgraded", "rolled_back", "exported", "applied")
 
 # ------------------------------------------------------------ holding a value to its kind
 

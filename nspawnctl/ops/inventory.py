@@ -49,7 +49,8 @@ def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
     return {"name": name, "state": state,
             "os": release.get("PRETTY_NAME") or release.get("ID"),
             "address": addresses or [],
-            **{key: settings[key] for key in ("port", "image", "after", "requires", "created")},
+            **{key: settings[key] for key in ("port", "image", "after", "requires", "created",
+                                              "stack")},
             "enabled": is_enabled(paths, name), "limits": limits(cfg),
             "pending": waiting or {}}
 

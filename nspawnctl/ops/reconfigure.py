@@ -1,6 +1,7 @@
 """`set`: change a container's settings, applying limits and published ports live when it
 runs; what needs a restart is said."""
 
+from dataclasses import replace
 from typing import Any
 
 from ..network import containers as network
@@ -14,15 +15,17 @@ from ..store import order
 from .common import check_bind_sources, require_root
 
 
-def set_config(ctx: Context, name: str, options: dict[str, Any]) -> list[str]:
-    """Apply the CLI's options; returns lines telling the user what took effect and what
+def set_config(ctx: Context, name: str, options: dict[str, Any],
+               values: dict[str, Any] | None = None) -> list[str]:
+    """Apply the CLI's options (and values: settings by name, already parsed, that replace
+    what is set: a stack's); returns lines telling the user what took effect and what
     waits."""
     require_root()
     paths, store = ctx.paths, ctx.store
     messages = []
     with ctx.holding(name):
         old = load_config(paths, name)
-        new = edit(old, options)
+        new = replace(edit(old, options), **(values or {}))
         # only the binds it adds: one whose source went away since must not block other changes
         check_bind_sources(b for b in new.binds if b not in old.binds)
         if new == old:

@@ -1,0 +1,231 @@
+"""What apply will do: the host as it is, against the stack file, as a list of steps.
+
+Reading only (no step is taken here), so `apply --dry-run` prints exactly the plan that
+`apply` carries out.  What the host makes impossible (a name taken by a container that is not
+this stack's, a network the file names that does not exist, a port another container holds)
+is a problem with the file's line, found here, before anything changes.
+"""
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import Error
+from ..network.containers import check_ports, managed, network_state
+from ..paths import service_unit
+from ..runtime.context import Context
+from ..settings.files import load_config
+from ..settings.model import CLI_SETTINGS, ContainerConfig, needs_restart
+from ..settings.networking import DEFAULT as DEFAULT_NETWORK
+from ..store.containers import is_enabled
+from .model import ContainerSpec, Stack, deps, order
+from .record import Record
+from .yamlfile import Problem
+
+# What a step does, in the order a plan takes them.
+NETWORK_CREATE = "create network"
+CREATE = "create"
+RECREATE = "recreate"
+CHANGE = "change"
+RESTART = "restart"
+START = "start"
+STOP = "stop"
+ENABLE = "enable"
+DISABLE = "disable"
+REMOVE = "remove"
+NETWORK_REMOVE = "remove network"
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    name: str
+    why: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)  # CHANGE: setting name -> value
+
+    @property
+    def kind(self) -> str:
+        return "network" if self.action in (NETWORK_CREATE, NETWORK_REMOVE) else "container"
+
+    def text(self) -> str:
+        return f"{self.action} {self.name}{': ' + self.why if self.why else ''}"
+
+    def to_json(self) -> dict:
+        return {"action": self.action, "kind": self.kind, "name": self.name,
+                "why": self.why or None}
+
+
+@dataclass
+class Plan:
+    stack: Stack
+    steps: list[Step] = field(default_factory=list)
+    left: list[str] = field(default_factory=list)    # what --prune would remove, as text
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, action: str, name: str, why: str = "", **kw) -> None:
+        self.steps.append(Step(action, name, why, **kw))
+
+
+def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
+    """The steps that make the host match stack (record: what it made before)."""
+    plan = Plan(stack)
+    paths, store = ctx.paths, ctx.store
+    existing = set(store.names())
+    configs: dict[str, ContainerConfig] = {}
+    for name in existing:
+        try:
+            configs[name] = load_config(paths, name)
+        except Error:
+            pass  # broken settings: not a stack's we could tell; its own commands say so
+    nets = {n.name: n for n in network_state(paths).networks()}
+    _networks(plan, stack, nets)
+    active = _active(ctx, existing) if existing else set()
+    starts, stops, enables = [], [], []
+    for name in order(stack):
+        spec = stack.containers[name]
+        _check_host(plan, spec, stack, existing, nets, paths)
+        cfg = configs.get(name)
+        running = name in active
+        if name in existing and cfg is None:
+            plan.problems.append(Problem(spec.line, f"containers.{name}",
+                                         "a container of that name exists and its settings "
+                                         "cannot be read: not this stack's to change"))
+            continue
+        if cfg is not None and cfg.stack != stack.name:
+            owner = f"stack {cfg.stack}'s" if cfg.stack else "not made by a stack"
+            plan.problems.append(Problem(spec.line, f"containers.{name}",
+                                         f"a container of that name exists, {owner}: "
+                                         "apply never touches another's container"))
+            continue
+        # A container of this stack's with no record (a record removed by hand) keeps its
+        # tree: nothing says how it was made, and a new tree would lose its data.
+        old = record.containers.get(name)
+        made = cfg is None or (old is not None and old.get("create") != spec.create)
+        if cfg is None:
+            plan.add(CREATE, name, _source_text(spec))
+            running = False
+        elif made:
+            plan.add(RECREATE, name, _create_changes(old or {}, spec))
+            running = False
+        else:
+            changes = changed_settings(cfg, spec, old or {})
+            if changes:
+                new = replace(cfg, **changes)
+                later = needs_restart(cfg, new) if running else []
+                why = ", ".join(sorted(_public(n) for n in changes))
+                plan.add(CHANGE, name, why, changes=changes)
+                if later and spec.state == "running":
+                    plan.add(RESTART, name, f"for {', '.join(later)}")
+        if spec.state == "running" and not running:
+            starts.append(name)
+        elif spec.state == "stopped" and running:
+            stops.append(name)
+        enabled = not made and is_enabled(paths, name)  # a new tree's unit is not enabled
+        if spec.enabled != enabled:
+            enables.append(name)
+    for name in reversed(stops):
+        plan.add(STOP, name)
+    for name in starts:
+        plan.add(START, name)
+    for name in enables:
+        plan.add(ENABLE if stack.containers[name].enabled else DISABLE, name)
+    _gone(plan, stack, record, configs, prune)
+    return plan
+
+
+def _networks(plan: Plan, stack: Stack, nets: dict) -> None:
+    for net in stack.networks.values():
+        have = nets.get(net.name)
+        if have is None:
+            plan.add(NETWORK_CREATE, net.name, f"subnet {net.subnet}" if net.subnet else "")
+        elif net.subnet and str(have.subnet) != net.subnet:
+            plan.problems.append(Problem(net.line, f"networks.{net.name}.subnet",
+                                         f"network {net.name} exists with subnet "
+                                         f"{have.subnet}, not {net.subnet}: remove it first "
+                                         "(nspawnctl network remove) or change the file"))
+
+
+def _check_host(plan: Plan, spec: ContainerSpec, stack: Stack, existing: set[str],
+                nets: dict, paths) -> None:
+    """What the host must have for spec: the networks and containers it names that are not
+    the file's, and the ports it publishes free."""
+    where = f"containers.{spec.name}"
+    network = spec.config.network
+    if managed(spec.config) and network != DEFAULT_NETWORK and network not in nets \
+            and network not in stack.networks:
+        plan.problems.append(Problem(spec.line, f"{where}.network",
+                                     f"no network named {network!r}, in the file or on this "
+                                     "host"))
+    for dep in deps(spec):
+        if dep not in stack.containers and dep not in existing:
+            plan.problems.append(Problem(spec.line, where, f"ordered after {dep!r}: no such "
+                                                           "container, in the file or on "
+                                                           "this host"))
+    if spec.config.ports:
+        try:
+            check_ports(paths, spec.name, spec.config)
+        except Error as e:
+            if spec.name not in e.message:  # a port of its own older self is no conflict
+                plan.problems.append(Problem(spec.line, f"{where}.port", e.message))
+
+
+def _active(ctx: Context, names: set[str]) -> set[str]:
+    """The containers whose units run (or are on their way up)."""
+    units = ctx.bus.list_units(["systemd-nspawn@*.service"])
+    up = {u["name"] for u in units if u["active_state"] in ("active", "activating",
+                                                            "reloading")}
+    return {n for n in names if service_unit(n) in up}
+
+
+def _gone(plan: Plan, stack: Stack, record: Record, configs: dict, prune: bool) -> None:
+    """What the stack made that the file no longer lists: removed with --prune, else said."""
+    gone = [n for n, cfg in sorted(configs.items())
+            if cfg.stack == stack.name and n not in stack.containers]
+    # containers that need others first: the dependents go first
+    gone.sort(key=lambda n: -len([o for o in gone if n in deps_of(configs[o])]))
+    nets = [n for n in sorted(record.networks) if n not in stack.networks]
+    if prune:
+        for name in gone:
+            plan.add(REMOVE, name, "no longer in the file")
+        for name in nets:
+            plan.add(NETWORK_REMOVE, name, "no longer in the file")
+    else:
+        plan.left = [f"container {n}" for n in gone] + [f"network {n}" for n in nets]
+
+
+def deps_of(cfg: ContainerConfig) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(cfg.requires + cfg.after))
+
+
+def changed_settings(cfg: ContainerConfig, spec: ContainerSpec, old: dict) -> dict[str, Any]:
+    """The settings (by name) whose value in cfg differs from what the file asks; each one's
+    new value.  A setting the file does not give is create's default; env keeps what the
+    image set (the part of cfg's env the file did not give at the last apply)."""
+    wanted = {s.name: getattr(spec.config, s.name) for s in CLI_SETTINGS}
+    wanted["env"] = _image_env(cfg.env, tuple(old.get("settings", {}).get("env", ()))) \
+        + spec.config.env
+    return {k: v for k, v in wanted.items() if getattr(cfg, k) != v}
+
+
+def _image_env(env: tuple[str, ...], filed: tuple[str, ...]) -> tuple[str, ...]:
+    """The part of a container's env its image gave: create puts the image's first and the
+    file's after (sources/oci/source.py apply_image_config)."""
+    if filed and env[-len(filed):] == filed:
+        return env[:-len(filed)]
+    if not filed:
+        return env
+    keys = {e.partition("=")[0] for e in filed}
+    return tuple(e for e in env if e.partition("=")[0] not in keys)
+
+
+def _public(name: str) -> str:
+    return next(s.flag[2:] for s in CLI_SETTINGS if s.name == name and s.flag)
+
+
+def _source_text(spec: ContainerSpec) -> str:
+    return f"from {spec.source}"
+
+
+def _create_changes(old: dict, spec: ContainerSpec) -> str:
+    before = old.get("create", {})
+    keys = sorted(k for k in {*before, *spec.create} if before.get(k) != spec.create.get(k))
+    return f"{', '.join(keys)} changed: its tree is made again"
