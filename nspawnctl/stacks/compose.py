@@ -318,8 +318,11 @@ class _Translator:
         handled = ("image", "command", "entrypoint", "environment", "env_file", "ports",
                    "volumes", "networks", "network_mode", "depends_on", "restart", "mem_limit",
                    "cpus", "pids_limit", "deploy", "hostname", "container_name", "platform",
-                   "pull_policy")
+                   "pull_policy", "expose")
         self.other_keys(svc, where, handled)
+        if "expose" in svc:  # containers of one nspawnctl network reach each other's ports
+            self.expect(svc["expose"], Seq, svc.line_of("expose"), f"{where}.expose",
+                        "a list of ports")
         self.image(svc, where, out, line)
         _put(out, "boot", False, svc.lines.get("image", line))
         self.command(svc, where, out)

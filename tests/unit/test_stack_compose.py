@@ -65,6 +65,7 @@ services:
     hostname: database
   cache:
     image: redis@sha256:0ed5d5928d4737458944eb604cc8509e245c3e19d02ad83935398bc4b991aac7
+    expose: ["6379"]
 networks:
   backend:
     ipam:
@@ -287,6 +288,7 @@ BAD = [
                                                                       "not '1'"),
     ("container_name: t", 5, "services.t", "its container's name t is also service s's"),
     ("pull_policy: daily", 4, "services.s.pull_policy", "not supported by nspawnctl: 'daily'"),
+    ("expose: 80", 4, "services.s.expose", "expected a list of ports, not '80'"),
     ("deploy:\n  replicas: 3", 5, "services.s.deploy.replicas", "not supported by nspawnctl"),
 ]
 
