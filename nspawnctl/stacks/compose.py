@@ -137,7 +137,7 @@ class _Translator:
     # ------------------------------------------------------------------ the file
 
     def run(self, doc: Doc) -> tuple[Doc, list[Problem], list[str]]:
-        self.interpolate(doc, "")
+        self.interpolate(doc)
         out = _doc(doc.line)
         for key in doc:
             line = doc.line_of(key)
@@ -175,19 +175,23 @@ class _Translator:
         _put(out, "containers", containers, doc.line_of("services"))
         return out, self.problems, self.warnings
 
-    def interpolate(self, node: Any, where: str):
+    def interpolate(self, top: Doc):
         """Compose's $-syntax in every value (not keys, as the spec says): $$ -> $, and a
-        variable is a problem; x-* subtrees are Compose's to ignore."""
-        if isinstance(node, Doc):
-            items = [(k, f"{where}.{k}" if where else k, node.line_of(k)) for k in node
-                     if not _is_extension(k)]
-            for key, path, line in items:
-                node[key] = self.text_of(node[key], path, line)
-                self.interpolate(node[key], path)
-        elif isinstance(node, Seq):
-            for i in range(len(node)):
-                node[i] = self.text_of(node[i], f"{where}[{i}]", node.line_of(i))
-                self.interpolate(node[i], f"{where}[{i}]")
+        variable is a problem; x-* subtrees are Compose's to ignore.  A loop, not recursion:
+        however deep the file nests, no RecursionError."""
+        todo: list[tuple[Any, str]] = [(top, "")]
+        while todo:
+            node, where = todo.pop()
+            if isinstance(node, Doc):
+                places = [(k, f"{where}.{k}" if where else k, node.line_of(k)) for k in node
+                          if not _is_extension(k)]
+            elif isinstance(node, Seq):
+                places = [(i, f"{where}[{i}]", node.line_of(i)) for i in range(len(node))]
+            else:
+                continue
+            for place, path, line in places:
+                node[place] = self.text_of(node[place], path, line)
+                todo.append((node[place], path))
 
     def text_of(self, value: Any, key: str, line: int) -> Any:
         if not isinstance(value, str) or "$" not in value:
@@ -555,9 +559,10 @@ class _Translator:
                     self.problem(at, key, e.message)
                     continue
                 made.append((text, at))
-        if len(made) > MAX_PORTS:
-            self.problem(line, f"{where}.ports", f"{len(made)} ports: more than {MAX_PORTS}")
-        elif made:
+            if len(made) > MAX_PORTS:  # said before ranges expand to millions
+                self.problem(at, key, f"more than {MAX_PORTS} published ports in this service")
+                return
+        if made:
             _put(out, "port", _seq(line, made), line)
 
     def short_port(self, text: str, line: int, key: str) -> list[str]:
@@ -574,7 +579,7 @@ class _Translator:
             parts = spec.rsplit(":", 2)
             if len(parts) == 3:
                 host_ip = parts.pop(0)
-        if len(parts) == 1:
+        if len(parts) == 1 or parts[0] == "":
             self.problem(line, key, f"{text!r}: a container port alone is published on a port "
                                     "the host picks; nspawnctl publishes fixed ports only: "
                                     "give HOSTPORT:CONTAINERPORT")

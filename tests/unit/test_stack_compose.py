@@ -223,6 +223,8 @@ def test_ignore_unsupported_turns_them_into_warnings(tmp_path):
 # and the start of its message).  Line 1 is `services:`, 2 `  s:`, 3 the image.
 BAD = [
     ('ports: ["80"]', 4, "services.s.ports[0]", "'80': a container port alone"),
+    ('ports: ["127.0.0.1::80"]', 4, "services.s.ports[0]", "'127.0.0.1::80': a container "
+                                                             "port alone"),
     ("ports: [8080]", 4, "services.s.ports[0]", "8080: a container port alone"),
     ("ports:\n  - 22:22", 5, "services.s.ports[0]", "1342: a container port alone"),
     ('ports: ["x:80"]', 4, "services.s.ports[0]", "'x' is not a port number"),
@@ -523,3 +525,11 @@ def test_a_stack_files_key_in_a_compose_file_is_refused(tmp_path):
         "compose.yaml:2: containers: a stack file's key in a compose file (services:): write "
         "the file in one format",
         "compose.yaml:3: name: expected the project's name as text, not a list"]
+
+
+def test_published_ports_are_bounded(tmp_path):
+    ranges = "".join(f'      - "{n}-{n + 99}:{n}-{n + 99}"\n' for n in range(1000, 60000, 100))
+    _, problems, _ = translate(f"services:\n  s:\n    image: busybox\n    ports:\n{ranges}",
+                               tmp_path)
+    assert texts(problems) == ["compose.yaml:15: services.s.ports[10]: more than 1000 "
+                               "published ports in this service"]
