@@ -164,8 +164,6 @@ class _Translator:
             _put(out, "networks", self.native_networks, doc.line_of("networks"))
         containers = _doc(services.line)
         for name, service in services.items():
-            if _is_extension(name):
-                continue
             line = services.line_of(name)
             if not isinstance(service, Doc):
                 self.problem(line, f"services.{name}", f"expected a mapping, not "
@@ -183,8 +181,10 @@ class _Translator:
         while todo:
             node, where = todo.pop()
             if isinstance(node, Doc):
+                # the names of services and networks are the user's: x-web is a service
+                names = where in ("services", "networks")
                 places = [(k, f"{where}.{k}" if where else k, node.line_of(k)) for k in node
-                          if not _is_extension(k)]
+                          if names or not _is_extension(k)]
             elif isinstance(node, Seq):
                 places = [(i, f"{where}[{i}]", node.line_of(i)) for i in range(len(node))]
             else:
@@ -239,8 +239,6 @@ class _Translator:
                          f"networks, not {_shown(declared)}")
             return
         for name, network in declared.items():
-            if _is_extension(name):
-                continue
             key, line = f"networks.{name}", declared.line_of(name)
             if network is None:
                 network = _doc(line)

@@ -533,3 +533,15 @@ def test_published_ports_are_bounded(tmp_path):
                                tmp_path)
     assert texts(problems) == ["compose.yaml:15: services.s.ports[10]: more than 1000 "
                                "published ports in this service"]
+
+
+def test_x_names_of_services_are_services_and_x_keys_elsewhere_are_ignored(tmp_path):
+    out, problems, warnings = translate("""\
+        x-top: {a: "${NOT_READ}"}
+        services:
+          x-web:
+            image: busybox
+            x-note: "${NOT_READ_EITHER}"
+        """, tmp_path)
+    assert problems == [] and warnings == []
+    assert list(out["containers"]) == ["x-web"]
