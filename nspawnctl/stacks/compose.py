@@ -949,5 +949,7 @@ def _shown(value: Any) -> str:
         return "a mapping"
     if isinstance(value, (Seq, list)):
         return "a list"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
     text = str(value)
     return repr(text if len(text) <= 60 else text[:60] + "...")

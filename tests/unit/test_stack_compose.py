@@ -265,7 +265,7 @@ BAD = [
     ("volumes:\n  - type: tmpfs\n    target: /t", 5, "services.s.volumes[0].type",
      "not supported by nspawnctl: 'tmpfs' mounts"),
     ("volumes:\n  - type: bind\n    source: /a\n    target: /b\n    read_only: 1", 8,
-     "services.s.volumes[0].read_only", "expected true or false, not '1'"),
+     "services.s.volumes[0].read_only", "expected true or false, not the number 1"),
     ("networks: [a, b]", 4, "services.s.networks", "2 networks: a container is on one"),
     ("networks: [elsewhere]", 4, "services.s.networks[0]", "no network elsewhere"),
     ("networks:\n  a:\n    aliases: [x]", 6, "services.s.networks.a.aliases",
@@ -287,10 +287,10 @@ BAD = [
     ("entrypoint: 'unclosed \"quote'", 4, "services.s.entrypoint", "cannot split"),
     ("entrypoint: []\ncommand: []", 4, "services.s.entrypoint", "nothing left to run"),
     ("command: [run, 1]\nentrypoint: []", 4, "services.s.command[1]", "expected a word, "
-                                                                      "not '1'"),
+                                                                      "not the number 1"),
     ("container_name: t", 5, "services.t", "its container's name t is also service s's"),
     ("pull_policy: daily", 4, "services.s.pull_policy", "not supported by nspawnctl: 'daily'"),
-    ("expose: 80", 4, "services.s.expose", "expected a list of ports, not '80'"),
+    ("expose: 80", 4, "services.s.expose", "expected a list of ports, not the number 80"),
     ("deploy:\n  replicas: 3", 5, "services.s.deploy.replicas", "not supported by nspawnctl"),
 ]
 
