@@ -37,7 +37,6 @@ from ..settings.values import format_size, parse_bind, parse_cpus, parse_env, pa
 from ..sources.registry.reference import parse as parse_reference
 from .yamlfile import Doc, Problem, Seq
 
-UNSUPPORTED = "not supported by nspawnctl (--ignore-unsupported to go on without it)"
 MAX_RANGE = 100        # ports of one range expanded into that many fixed ports
 MAX_PORTS = 1000       # published ports of one service, ranges expanded
 ENV_FILE_MAX = 256 * 1024
