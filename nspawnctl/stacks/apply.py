@@ -11,11 +11,12 @@ apply with one line naming it, and says what was done and what was not.
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import Error, InvalidInput
+from ..errors import Error
 from ..ops import create, lifecycle, network, reconfigure, remove
 from ..runtime.context import Context
-from . import model, plan, record, yamlfile
+from . import compose, model, plan, record, yamlfile
 from .model import Stack, StackError
 
 PAST = {plan.NETWORK_CREATE: "created network", plan.CREATE: "created",
@@ -45,8 +46,11 @@ def load_file(path: str, ignore_unsupported: bool = False,
     left out with ignore_unsupported).  Every problem of the file at once, or none."""
     _text, doc, problems = yamlfile.read(path)
     warnings: list[str] = []
-    if "services" in doc:  # a compose file
-        raise InvalidInput("compose files are not read yet")
+    if compose.is_compose(doc):
+        base = Path(path).resolve().parent if path != "-" else Path.cwd()
+        doc, more, said = compose.translate(doc, base, ignore_unsupported)
+        problems += more
+        warnings = [f"{path}:{line}" for line in said]
     default = name or doc.get("name") or yamlfile.source_name(path)
     if name:
         doc["name"] = name

@@ -107,7 +107,7 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
             plan.add(RECREATE, name, _create_changes(old or {}, spec))
             running = False
         else:
-            changes = changed_settings(cfg, spec, old or {})
+            changes = changed_settings(cfg, spec, old)
             if changes:
                 new = replace(cfg, **changes)
                 later = needs_restart(cfg, new) if running else []
@@ -196,13 +196,16 @@ def deps_of(cfg: ContainerConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(cfg.requires + cfg.after))
 
 
-def changed_settings(cfg: ContainerConfig, spec: ContainerSpec, old: dict) -> dict[str, Any]:
+def changed_settings(cfg: ContainerConfig, spec: ContainerSpec,
+                     old: dict | None) -> dict[str, Any]:
     """The settings (by name) whose value in cfg differs from what the file asks; each one's
     new value.  A setting the file does not give is create's default; env keeps what the
-    image set (the part of cfg's env the file did not give at the last apply)."""
+    image set (the part of cfg's env the file did not give at the last apply: without a
+    record of that, what it gives now)."""
     wanted = {s.name: getattr(spec.config, s.name) for s in CLI_SETTINGS}
-    wanted["env"] = _image_env(cfg.env, tuple(old.get("settings", {}).get("env", ()))) \
-        + spec.config.env
+    filed = tuple(old.get("settings", {}).get("env", ())) if old is not None \
+        else spec.config.env
+    wanted["env"] = _image_env(cfg.env, filed) + spec.config.env
     return {k: v for k, v in wanted.items() if getattr(cfg, k) != v}
 
 

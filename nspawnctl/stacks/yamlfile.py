@@ -17,6 +17,7 @@ from ..errors import InvalidInput, NotFound
 
 MAX_BYTES = 1 << 20    # a stack of hundreds of containers is a few tens of kB
 MAX_NODES = 100_000    # nodes after aliases are expanded
+MAX_DEPTH = 32         # mappings and lists within each other; a stack file needs 5
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,9 @@ def parse(text: str) -> tuple[Doc, list[Problem]]:
         raise InvalidInput(f"line {line}: not valid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise InvalidInput(f"not valid YAML: {e}") from None
+    except RecursionError:  # PyYAML's composer recurses: [[[[...]]]] a thousand deep
+        raise InvalidInput(f"values nested more than {MAX_DEPTH} deep; a stack file is "
+                           "not that deep") from None
     finally:
         loader.dispose()
     if node is None:
@@ -109,6 +113,9 @@ def parse(text: str) -> tuple[Doc, list[Problem]]:
     return doc, walker.problems
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 class _Walker:
     """Builds Doc/Seq/scalars from a composed node graph, counting every node it visits (an
     alias is visited again each time it is used: that is what expansion costs)."""
@@ -118,20 +125,27 @@ class _Walker:
         self.nodes = 0
         self.problems: list[Problem] = []
 
-    def value(self, node: yaml.Node, where: str) -> Any:
+    def value(self, node: yaml.Node, where: str, depth: int = 0) -> Any:
         self.nodes += 1
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"line {node.start_mark.line + 1}: values nested more than "
+                               f"{MAX_DEPTH} deep; a stack file is not that deep")
         if self.nodes > MAX_NODES:
             raise InvalidInput(f"line {node.start_mark.line + 1}: the file expands to more "
                                f"than {MAX_NODES} values (aliases?); a stack file is not "
                                "that big")
         line = node.start_mark.line + 1
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
+            self.problems.append(Problem(line, where, f"a value tagged {node.tag!r}: a stack "
+                                                      "file holds plain lists and mappings"))
+            return None
         if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, where, line)
+            return self._mapping(node, where, line, depth)
         if isinstance(node, yaml.SequenceNode):
             seq = Seq()
             seq.line = line
             for i, item in enumerate(node.value):
-                seq.append(self.value(item, f"{where}[{i}]"))
+                seq.append(self.value(item, f"{where}[{i}]", depth + 1))
                 seq.lines.append(item.start_mark.line + 1)
             return seq
         try:  # a scalar: the safe constructor's int, float, bool, null, str, timestamp
@@ -140,7 +154,7 @@ class _Walker:
             self.problems.append(Problem(line, where, f"bad value: {e}"))
             return None
 
-    def _mapping(self, node: yaml.MappingNode, where: str, line: int) -> Doc:
+    def _mapping(self, node: yaml.MappingNode, where: str, line: int, depth: int) -> Doc:
         own = len(node.value)
         try:
             self.loader.flatten_mapping(node)  # merge keys (<<: *defaults), as compose uses
@@ -164,7 +178,7 @@ class _Walker:
                 self.problems.append(Problem(key_line, path, f"given twice (also on line "
                                                              f"{doc.lines[key]})"))
                 continue
-            doc[key] = self.value(value_node, path)
+            doc[key] = self.value(value_node, path, depth + 1)
             doc.lines[key] = -key_line if index < merged else key_line
         for key, number in doc.lines.items():
             doc.lines[key] = abs(number)
