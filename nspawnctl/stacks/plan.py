@@ -13,9 +13,11 @@ from ..errors import Error
 from ..network.containers import check_ports, managed, network_state
 from ..paths import service_unit
 from ..runtime.context import Context
+from ..settings import running as running_record
 from ..settings.files import load_config
 from ..settings.model import CLI_SETTINGS, ContainerConfig, needs_restart
 from ..settings.networking import DEFAULT as DEFAULT_NETWORK
+from ..settings.running import effective
 from ..store.containers import is_enabled
 from .model import ContainerSpec, Stack, deps, order
 from .record import Record
@@ -108,13 +110,16 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
             running = False
         else:
             changes = changed_settings(cfg, spec, old)
+            new = replace(cfg, **changes)
             if changes:
-                new = replace(cfg, **changes)
-                later = needs_restart(cfg, new) if running else []
                 why = ", ".join(sorted(_public(n) for n in changes))
                 plan.add(CHANGE, name, why, changes=changes)
-                if later and spec.state == "running":
-                    plan.add(RESTART, name, f"for {', '.join(later)}")
+            # Against what it runs with, not what is saved: a `set` (or an apply killed
+            # before its restart) may have saved settings that wait for one.
+            later = needs_restart(effective(cfg, running_record.read(paths, name)), new) \
+                if running else []
+            if later and spec.state == "running":
+                plan.add(RESTART, name, f"for {', '.join(later)}")
         if spec.state == "running" and not running:
             starts.append(name)
         elif spec.state == "stopped" and running:

@@ -2,6 +2,7 @@
 bounded and checked whole, with lines; the plan's steps from what the store holds."""
 
 import dataclasses
+import os
 
 import pytest
 
@@ -223,3 +224,17 @@ def test_the_record_is_checked_when_read(paths):
 def test_a_clone_is_not_the_stacks():
     cfg = ContainerConfig(network="none", stack="st")
     assert dataclasses.replace(cfg, stack=None).stack is None
+
+
+def test_a_restart_that_never_came_is_planned(paths):
+    """An apply killed between its set and its restart (or a set by hand) left saved
+    settings the running container does not have: the next apply restarts it."""
+    from nspawnctl.settings import running
+    made(paths, "a", memory_max=64 << 20, env=("MODE=prod",), stack="st", start_timeout=300)
+    kept = record.Record("st", {"a": load(FILE)[0].containers["a"].record()})
+    assert plan_of(paths, FILE, active=["a"], kept=kept).steps == []
+    running.record(paths, "a", ContainerConfig(network="none", memory_max=64 << 20,
+                                               env=("MODE=old",), stack="st",
+                                               start_timeout=300), os.getpid())
+    assert [s.text() for s in plan_of(paths, FILE, active=["a"], kept=kept).steps] == [
+        "restart a: for env"]
