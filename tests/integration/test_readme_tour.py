@@ -9,7 +9,9 @@ an empty local repository, as a reader's gets its mirror).  `shell` runs at a te
 """
 
 import json
+import re
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,13 @@ pytestmark = pytest.mark.integration
 
 WORK = "/root/readme-tour"
 PTYADMIN = "/usr/src/nspawnctl/tests/ptyadmin.py"  # the worktree, as the testbed binds it
-MADE = ("web", "tiny", "api", "bb", "tiny-web", "hello-web", "job")
+MADE = ("web", "tiny", "api", "bb", "tiny-web", "hello-web", "job", "shop-web", "shop-db")
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def shop_yaml() -> str:
+    """The stack file the README shows: its yaml block."""
+    return re.search(r"^```yaml\n(.*?)^```", README.read_text(), re.M | re.S).group(1)
 
 
 def web_image(work):
@@ -49,10 +57,12 @@ def readers_world(host, nspawnctl, tmp_path):
     host.path("/srv/www/index.html").write_text("hello from tiny-web\n")
     host.path(f"{WORK}/busybox.tar").write_bytes(web_image(tmp_path).read_bytes())
     host.path(f"{WORK}/motd").write_text("welcome to web\n")
+    host.path(f"{WORK}/shop.yaml").write_text(shop_yaml())
     yield WORK
     for name in MADE:
         nspawnctl("remove", "--force", name, check=False)
     nspawnctl("network", "remove", "backend", check=False)
+    nspawnctl("network", "remove", "shop", check=False)
     host.run(["rm", "-rf", WORK, "/srv/api", "/srv/www"])
 
 

@@ -40,11 +40,11 @@ def invocation(host, name: str) -> str:
                      f"systemd-nspawn@{name}.service"]).stdout.strip()
 
 
-def served(host, port: int):
+def served(host, port: int, page: str = "hello from a stack\n"):
     """The page comes back through the published port on 127.0.0.1 (httpd is up soon after
     its start: waited for)."""
     wait_for(lambda: outside.fetch(host, f"http://127.0.0.1:{port}/", timeout=2)
-             == (True, "hello from a stack\n"), timeout=20, what=f"the page on port {port}")
+             == (True, page), timeout=20, what=f"the page on port {port}")
 
 
 def status(nspawnctl, name: str) -> dict:

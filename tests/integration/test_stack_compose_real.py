@@ -1,0 +1,65 @@
+"""A compose file applied for real (issue 29): services from an image in a local registry
+(Debian's docker-registry in the testbed's outside world), ports, environment, limits,
+depends_on and restart become containers that serve; a second apply changes nothing; a key
+nspawnctl cannot honour is refused with its line, or with --ignore-unsupported said and
+left out."""
+
+import json
+
+import pytest
+
+from nspawnctl.errors import INVALID_INPUT
+from tests.integration import registries as R
+from tests.integration.helpers import listing
+from tests.integration.test_registry import regs, world  # noqa: F401 (fixtures)
+from tests.integration.test_stacks import served, stack_file
+
+pytestmark = pytest.mark.integration
+
+TLS = R.registry("tls")
+COMPOSE = f"""name: cmp
+services:
+  cdb:
+    image: {TLS}/test/web:1
+  cweb:
+    image: {TLS}/test/web:1
+    ports: ["18100:80"]
+    environment:
+      MODE: prod
+    mem_limit: 64m
+    depends_on: [cdb]
+    restart: always
+x-notes: extension keys are the author's, and ignored
+"""
+
+
+def test_a_compose_file_comes_up_and_converges(host, nspawnctl, regs):  # noqa: F811
+    path = stack_file(host, "compose", COMPOSE)
+    host.path(path).parent.joinpath("www").mkdir(exist_ok=True)
+    try:
+        r = nspawnctl("apply", "-f", path)
+        assert r.stdout.splitlines()[:2] == [
+            f"created cdb: from docker://{TLS}/test/web:1",
+            f"created cweb: from docker://{TLS}/test/web:1"], r.stdout
+        web = json.loads(nspawnctl("status", "cweb", "--json").stdout)
+        assert web["stack"] == "cmp" and web["state"] == "running"
+        assert web["memory"] == 64 << 20 and "MODE=prod" in web["env"]
+        assert web["after"] == ["cdb"] and web["restart"] == "always" and web["enabled"]
+        assert web["port"] == ["18100:80/tcp"] and web["network"] == "default"
+        page = R.PAGE.decode()
+        served(host, 18100, page)
+        r = nspawnctl("apply", "-f", path)
+        assert r.stdout.strip() == "stack cmp: nothing to do, the host matches the file"
+        # a key it cannot honour: refused, with its line, before anything changes
+        host.path(path).write_text(COMPOSE.replace("    restart: always\n",
+                                                   "    restart: always\n    cap_add: [ALL]\n"))
+        r = nspawnctl("apply", "-f", path, check=False)
+        assert r.returncode == INVALID_INPUT
+        assert f"{path}:13: services.cweb.cap_add: not supported by nspawnctl" in r.stderr, \
+            r.stderr
+        r = nspawnctl("apply", "-f", path, "--ignore-unsupported")
+        assert f"warning: {path}:13: services.cweb.cap_add" in r.stderr, r.stderr
+        assert "nothing to do" in r.stdout
+    finally:
+        nspawnctl("apply", "-f", "-", "--prune", input="name: cmp\n")
+    assert not {"cdb", "cweb"} & set(listing(nspawnctl))
