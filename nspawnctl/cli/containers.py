@@ -32,6 +32,9 @@ from .output import megabytes, print_record, shown, tty_progress
 @click.option("--cmd", metavar="'CMD ARGS'",
               help="The command to run (scratch: default, the one program added; images: "
                    "instead of the image's).")
+@click.option("--args", metavar="'ARGS'",
+              help="Images: arguments for the image's entrypoint instead of its Cmd, as "
+                   "podman run IMAGE ARGS (--cmd replaces both).")
 @click.option("--mirror", help="Debian mirror URL for debootstrap.")
 @click.option("--variant", default="minbase", show_default=True, help="debootstrap variant.")
 @click.option("--include", help="Extra packages, comma-separated (installed into a copy of "

@@ -85,12 +85,12 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
 
 # The options of create that say how to make the tree (besides --from and --overlay), as
 # make_request takes them: the CLI's and a stack file's (stacks/model.py) alike.
-CREATE_OPTIONS = ("adds", "cmd", "mirror", "variant", "include", "arch", "slim", "bootstrapper",
-                  "platform", "pull_policy", "tls_verify", "boot")
+CREATE_OPTIONS = ("adds", "cmd", "args", "mirror", "variant", "include", "arch", "slim",
+                  "bootstrapper", "platform", "pull_policy", "tls_verify", "boot")
 
 
 def make_request(ctx: Context, adds: tuple[str, ...] = (), cmd: str | None = None,
-                 mirror: str | None = None, variant: str = "minbase",
+                 args: str | None = None, mirror: str | None = None, variant: str = "minbase",
                  include: str | None = None, arch: str | None = None, slim: bool = True,
                  bootstrapper: str = "auto", platform: str | None = None,
                  pull_policy: str | None = None, tls_verify: bool | None = None,
@@ -100,7 +100,7 @@ def make_request(ctx: Context, adds: tuple[str, ...] = (), cmd: str | None = Non
                          include=parse_packages(include), arch=arch, slim=slim,
                          bootstrapper=bootstrapper)
     return Request(ctx.paths, report=ctx.report, platform=platform, adds=tuple(adds), cmd=cmd,
-                   boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
+                   args=args, boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
                    progress=progress)
 
 

@@ -59,6 +59,12 @@ def check(source: Source, request: Request, overlay: bool):
         raise Usage(f"--cmd names the one command of a container that runs one: a "
                     f"{source.kind} tree is booted",
                     hint=f"use it with {which(lambda s: s.takes_cmd)}")
+    if request.args is not None and not source.image:
+        raise Usage("--args are arguments for an image's entrypoint",
+                    hint=f"use them with {which(lambda s: s.image)} sources")
+    if request.args is not None and request.cmd is not None:
+        raise Usage("--cmd and --args both say what to run: give one",
+                    hint="--cmd replaces the image's whole command; --args only its Cmd")
     if request.boot is not None and not source.image:
         raise Usage("--boot and --no-boot choose how an image runs",
                     hint=f"use them with {which(lambda s: s.image)} sources")

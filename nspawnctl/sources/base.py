@@ -31,6 +31,7 @@ class Request:
     platform: str | None = None       # images: which of an index's images
     adds: tuple[str, ...] = ()        # scratch: what the tree holds
     cmd: str | None = None            # the one command (scratch, images)
+    args: str | None = None           # images: arguments to its Entrypoint instead of its Cmd
     boot: bool | None = None          # images: --boot / --no-boot
     bootstrap: Any = None             # debootstrap: its BootstrapSpec (mirror, variant, ...)
     pull: str | None = None           # registries: --pull (missing when not given)
@@ -77,12 +78,27 @@ class Source:
         raise NotImplementedError
 
 
-def split_cmd(cmd: str) -> tuple[str, ...]:
+def split_cmd(cmd: str, option: str = "--cmd") -> tuple[str, ...]:
     """create --cmd 'PROGRAM ARGS', split as a shell would (for scratch trees and images)."""
     try:
         argv = tuple(shlex.split(cmd))
     except ValueError as e:
-        raise Usage(f"invalid --cmd {cmd!r}: {e}") from None
+        raise Usage(f"invalid {option} {cmd!r}: {e}") from None
     if not argv:
-        raise Usage("--cmd is empty", hint="say what to run, e.g. --cmd '/bin/program'")
+        raise Usage(f"{option} is empty", hint="say what to run, e.g. --cmd '/bin/program'")
     return argv
+
+
+class Args(tuple):
+    """create --args: arguments for the image's Entrypoint, in place of its Cmd (podman run
+    IMAGE ARGS, and a compose `command`).  A command of its own kind, so that it reaches
+    the image rule (sources/oci/source.py boot_rule), which knows the Entrypoint."""
+
+
+def run_command(request: Request) -> tuple[str, ...] | None:
+    """What --cmd or --args asks the container to run (None: neither was given)."""
+    if request.cmd is not None:
+        return split_cmd(request.cmd)
+    if request.args is not None:
+        return Args(split_cmd(request.args, "--args"))
+    return None

@@ -8,10 +8,9 @@ Each produced key keeps the line of the compose key it came from, so the native 
 errors point into the compose file.  All problems are collected, not only the first.
 
 Where nspawnctl's model differs from Docker's, the choice is made here once:
-- a compose `command` runs as the arguments of the image's ENTRYPOINT, but nspawnctl's `cmd`
-  replaces ENTRYPOINT and CMD together, and the image is not known before it is pulled: a
-  `command` is taken only with an `entrypoint` beside it (`entrypoint: []` for an image
-  without one); entrypoint + command is then exactly what Docker runs;
+- a compose `command` alone runs as the arguments of the image's ENTRYPOINT: it is `args`
+  (create --args); with an `entrypoint` beside it, entrypoint + command is `cmd`, exactly
+  what Docker runs;
 - every service runs its command (`boot: false`), as Docker runs it, never the tree's init;
 - a service on no network joins nspawnctl's `default` network, where containers find each
   other by name (Compose's project-wide `default` network plays that part);
@@ -392,16 +391,14 @@ class _Translator:
         if first is None or rest is None:
             return
         if entrypoint is None and command is not None:
-            # Compose: the image's ENTRYPOINT with these arguments; nspawnctl's cmd
-            # replaces both, and which ENTRYPOINT the image has is known only once pulled
-            if not self.unsupported(
-                    svc.line_of("command"), f"{where}.command",
-                    ": compose runs it as the arguments of the image's entrypoint, which "
-                    "nspawnctl's cmd replaces; give entrypoint too (the image's, or "
-                    "entrypoint: [] for an image without one)",
-                    instead="with it run as the whole command, without the image's "
-                            "entrypoint"):
+            # Compose: the image's ENTRYPOINT with these arguments, which create --args is
+            # (the ENTRYPOINT is known only once the image is pulled)
+            if not rest:
+                self.problem(svc.line_of("command"), f"{where}.command",
+                             "nothing to run (an empty command)")
                 return
+            _put(out, "args", _seq(svc.line_of("command"), rest), svc.line_of("command"))
+            return
         if entrypoint is None and command is None:
             return  # the image's own ENTRYPOINT and CMD, as Compose runs them
         if not first + rest:

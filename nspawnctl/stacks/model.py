@@ -36,6 +36,7 @@ CREATE_KEYS: dict[str, CreateKey] = {
     "from": CreateKey("source", str),
     "include": CreateKey("include", list),
     "cmd": CreateKey("cmd", str),
+    "args": CreateKey("args", str),
     "add": CreateKey("adds", list),
     "mirror": CreateKey("mirror", str),
     "variant": CreateKey("variant", str),
@@ -266,7 +267,7 @@ def _create_value(key: CreateKey, value: Any) -> Any:
             if not text:
                 raise Error("an empty item")
         return texts
-    if key.option == "cmd" and isinstance(value, Seq):
+    if key.option in ("cmd", "args") and isinstance(value, Seq):
         import shlex
         return shlex.join(_scalar_text(v) for v in value)
     text = _scalar_text(value)

@@ -21,6 +21,7 @@ COMPOSE = f"""name: cmp
 services:
   cdb:
     image: {TLS}/test/web:1
+    command: ["-v"]
   cweb:
     image: {TLS}/test/web:1
     ports: ["18100:80"]
@@ -41,6 +42,9 @@ def test_a_compose_file_comes_up_and_converges(host, nspawnctl, regs):  # noqa: 
         assert r.stdout.splitlines()[:2] == [
             f"created cdb: from docker://{TLS}/test/web:1",
             f"created cweb: from docker://{TLS}/test/web:1"], r.stdout
+        # command alone: the arguments of the image's entrypoint (create --args)
+        db = json.loads(nspawnctl("status", "cdb", "--json").stdout)
+        assert db["command"] == R.httpd() + ["-v"], db["command"]
         web = json.loads(nspawnctl("status", "cweb", "--json").stdout)
         assert web["stack"] == "cmp" and web["state"] == "running"
         assert web["memory"] == 64 << 20 and "MODE=prod" in web["env"]
@@ -55,10 +59,10 @@ def test_a_compose_file_comes_up_and_converges(host, nspawnctl, regs):  # noqa: 
                                                    "    restart: always\n    cap_add: [ALL]\n"))
         r = nspawnctl("apply", "-f", path, check=False)
         assert r.returncode == INVALID_INPUT
-        assert f"{path}:13: services.cweb.cap_add: not supported by nspawnctl" in r.stderr, \
+        assert f"{path}:14: services.cweb.cap_add: not supported by nspawnctl" in r.stderr, \
             r.stderr
         r = nspawnctl("apply", "-f", path, "--ignore-unsupported")
-        assert f"warning: {path}:13: services.cweb.cap_add" in r.stderr, r.stderr
+        assert f"warning: {path}:14: services.cweb.cap_add" in r.stderr, r.stderr
         assert "nothing to do" in r.stdout
     finally:
         nspawnctl("apply", "-f", "-", "--prune", input="name: cmp\n")

@@ -25,6 +25,7 @@ from nspawnctl.runtime.context import Context
 from nspawnctl.settings.files import save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.sources import oci
+from nspawnctl.sources.base import Args
 from nspawnctl.sources.oci.source import boot_rule
 from tests.unit.fakes import FakeBus
 
@@ -326,6 +327,14 @@ def test_boot_rule(with_init, without_init):
         boot_rule(image(cmd=said), without_init, True, ())
     with pytest.raises(Error, match="--no-boot: the image has no command"):
         boot_rule(image(), with_init, False, ())
+    # --args: the image's entrypoint with them, in place of its Cmd (podman run IMAGE ARGS)
+    args = Args(("-p", "8080"))
+    assert boot_rule(image(("/app",), ("--port", "80")), with_init, None, args)[:2] == \
+        (False, ("/app", "-p", "8080"))
+    assert boot_rule(image(cmd=("/sbin/init",)), with_init, None, args)[:2] == \
+        (False, ("-p", "8080"))  # no entrypoint: they are the command, as Docker's
+    with pytest.raises(Error, match="--args are for the image's own command"):
+        boot_rule(image(("/app",)), with_init, True, args)
 
 
 def test_init_is_resolved_inside_the_tree(tmp_path):

@@ -282,8 +282,7 @@ BAD = [
                                           "(service_completed_successfully)"),
     ("restart: sometimes", 4, "services.s.restart", "unknown policy 'sometimes'"),
     ("restart: always:3", 4, "services.s.restart", "unknown policy 'always:3'"),
-    ("command: run", 4, "services.s.command", "not supported by nspawnctl: compose runs it as "
-                                              "the arguments of the image's entrypoint"),
+    ("command: []", 4, "services.s.command", "nothing to run (an empty command)"),
     ("entrypoint: 'unclosed \"quote'", 4, "services.s.entrypoint", "cannot split"),
     ("entrypoint: []\ncommand: []", 4, "services.s.entrypoint", "nothing left to run"),
     ("command: [run, 1]\nentrypoint: []", 4, "services.s.command[1]", "expected a word, "
@@ -388,15 +387,12 @@ def test_on_failure_retries_are_said_not_kept(tmp_path):
                         "within systemd's start rate limit, not at most 5 times"]
 
 
-def test_command_alone_with_ignore_unsupported_runs_as_the_whole_command(tmp_path):
+def test_command_alone_is_the_entrypoints_arguments(tmp_path):
     out, problems, warnings = translate("services:\n  s:\n    image: alpine\n"
-                                        "    command: sleep infinity\n", tmp_path, ignore=True)
-    assert problems == []
-    assert out["containers"]["s"]["cmd"] == ["sleep", "infinity"]
-    assert warnings[0].startswith("4: services.s.command: not supported by nspawnctl: compose "
-                                  "runs it as the arguments")
-    assert warnings[0].endswith("; with it run as the whole command, without the image's "
-                                "entrypoint (--ignore-unsupported)")
+                                        "    command: sleep infinity\n", tmp_path)
+    assert problems == [] and warnings == []
+    assert out["containers"]["s"]["args"] == ["sleep", "infinity"]
+    assert "cmd" not in out["containers"]["s"]
     # an empty entrypoint says there is none: the command is then exactly what compose runs
     out, problems, warnings = translate("services:\n  s:\n    image: alpine\n    entrypoint: []\n"
                                         "    command: [sleep, infinity]\n", tmp_path)

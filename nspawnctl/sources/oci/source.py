@@ -9,12 +9,12 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from ...errors import InvalidInput
+from ...errors import InvalidInput, Usage
 from ...paths import Paths
 from ...settings.model import ContainerConfig
 from ...store import chains
 from ...store.inits import find_init, is_init_command, is_shell_command
-from ..base import Base, Plan, Request, Source, split_cmd
+from ..base import Args, Base, Plan, Request, Source, run_command
 from . import Resolved, parse_reference, resolve_image, unpack_resolved
 from .runnable import make_runnable
 
@@ -31,7 +31,7 @@ class ImageSource(Source):
 
     def plan(self, rest: str, request: Request) -> Plan:
         source = f"{self.kind}:{rest}"
-        command = split_cmd(request.cmd) if request.cmd is not None else None
+        command = run_command(request)
         return Plan(base=lambda: image_base(source, request.platform, request.report,
                                             request.boot, command or (), request.paths),
                     command=command)
@@ -105,6 +105,11 @@ def boot_rule(image, tree: Path, boot: bool | None,
     """
     said = tuple(image.entrypoint) + tuple(image.cmd)
     init = find_init(tree)
+    if isinstance(cmd, Args):
+        if boot is True:
+            raise Usage("--args are for the image's own command; a booted container runs its "
+                        "init", hint="give the init's arguments with --boot --cmd")
+        return False, tuple(image.entrypoint) + cmd, "--args: the image's entrypoint with them"
     if boot is True:
         if init is None:
             raise InvalidInput("--boot: the image has no init to boot (no /sbin/init or "

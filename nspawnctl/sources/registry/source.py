@@ -12,7 +12,7 @@ from pathlib import Path
 from ...errors import Usage
 from ...paths import Paths
 from ...store.blobs import BlobStore, Record
-from ..base import Base, Plan, Request, Source, split_cmd
+from ..base import Base, Plan, Request, Source, run_command
 from ..oci import Resolved
 from ..oci.config import image_config
 from ..oci.index import load_manifest
@@ -39,7 +39,7 @@ class RegistrySource(Source):
             raise Usage(f"invalid source 'docker:{rest}'", hint=f"use {SYNTAX}")
         text = rest[2:]
         parse_user(text)  # refused now, before anything is made
-        command = split_cmd(request.cmd) if request.cmd is not None else None
+        command = run_command(request)
 
         def base() -> Base:
             pulled = pull(request.paths, text, policy=request.pull, platform=request.platform,
