@@ -82,11 +82,12 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
     _networks(plan, stack, nets)
     active = _active(ctx, existing) if existing else set()
     starts, stops, enables = [], [], []
+    stopped: set[str] = set()  # made again: systemd stops what requires them (Requires=)
     for name in order(stack):
         spec = stack.containers[name]
         _check_host(plan, spec, stack, existing, nets, paths)
         cfg = configs.get(name)
-        running = name in active
+        running = name in active and not stopped & set(cfg.requires if cfg else ())
         if name in existing and cfg is None:
             plan.problems.append(Problem(spec.line, f"containers.{name}",
                                          "a container of that name exists and its settings "
@@ -108,6 +109,7 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
         elif made:
             plan.add(RECREATE, name, _create_changes(old or {}, spec))
             running = False
+            stopped.add(name)
         else:
             changes = changed_settings(cfg, spec, old)
             new = replace(cfg, **changes)
@@ -119,7 +121,12 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
             later = needs_restart(effective(cfg, running_record.read(paths, name)), new) \
                 if running else []
             if later and spec.state == "running":
-                plan.add(RESTART, name, f"for {', '.join(later)}")
+                # systemd restarts what requires it too: the plan says so
+                with_it = [n for n in order(stack)
+                           if name in stack.containers[n].config.requires]
+                plan.add(RESTART, name, f"for {', '.join(later)}" + (
+                    f" ({', '.join(with_it)}, which require{'s' if len(with_it) == 1 else ''}"
+                    " it, with it)" if with_it else ""))
         if spec.state == "running" and not running:
             starts.append(name)
         elif spec.state == "stopped" and running:

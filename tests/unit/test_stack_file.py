@@ -238,3 +238,21 @@ def test_a_restart_that_never_came_is_planned(paths):
                                                start_timeout=300), os.getpid())
     assert [s.text() for s in plan_of(paths, FILE, active=["a"], kept=kept).steps] == [
         "restart a: for env"]
+
+
+def test_what_requires_a_container_is_said_and_started_again(paths):
+    """systemd stops (or restarts) what Requires= a container with it: a restart's line
+    names them, and after a container is made again they are started again."""
+    text = ("containers:\n  db: {network: none, env: [A=1]}\n"
+            "  web: {network: none, requires: [db]}\n")
+    stack = load(text)[0]
+    made(paths, "db", env=("A=1",), stack="st", start_timeout=300)
+    made(paths, "web", requires=("db",), after=("db",), stack="st", start_timeout=300)
+    kept = record.Record("st", {n: s.record() for n, s in stack.containers.items()})
+    steps = plan_of(paths, text.replace("A=1", "A=2"), active=["db", "web"], kept=kept).steps
+    assert [s.text() for s in steps] == ["change db: env",
+                                         "restart db: for env (web, which requires it, with it)"]
+    kept.containers["db"] = dict(kept.containers["db"], create={"from": "scratch"})
+    steps = plan_of(paths, text, active=["db", "web"], kept=kept).steps
+    assert [s.text() for s in steps] == [
+        "recreate db: from changed: its tree is made again", "start db", "start web"]
