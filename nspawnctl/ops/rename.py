@@ -45,6 +45,10 @@ def rename(ctx: Context, old: str, new: str) -> dict:
                               hint=f"stop it first: nspawnctl stop {old}")
         _refuse_what_names_it_elsewhere(ctx, old, new)
         cfg = load_config(paths, old)  # a broken file is said now, before anything moves
+        if cfg.stack:  # its name is its stack file's: renamed, the next apply makes another
+            raise Conflict(f"{old} belongs to stack {cfg.stack}: its name is the stack file's",
+                           hint="rename it there and apply, or clone it to a container of "
+                                "no stack")
         if network.managed(cfg):  # refused before anything moves, as remove does
             network.require_host_network(paths)
         copied = _copy_settings(ctx, old, new)

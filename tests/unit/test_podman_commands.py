@@ -434,7 +434,7 @@ def test_rename_keeps_it_enabled_under_its_new_name(old):
 
 
 @pytest.mark.parametrize("case", ["running", "new exists", "dependent", "overlay",
-                                  "bad name"])
+                                  "bad name", "a stack's"])
 def test_rename_refused_changes_nothing(old, case):
     paths = old
     bus = SystemdBus(paths)
@@ -449,6 +449,8 @@ def test_rename_refused_changes_nothing(old, case):
         from nspawnctl.store import overlay
         overlay.unit_file(paths, "old").parent.mkdir(parents=True, exist_ok=True)
         overlay.unit_file(paths, "old").write_text("[Mount]\n")
+    elif case == "a stack's":  # its name is the stack file's (issue 29)
+        save_config(paths, "old", ContainerConfig(memory_max=64 << 20, stack="shop"))
     else:
         new = "bad/name"
     before = files_of(paths, "old")
@@ -456,7 +458,7 @@ def test_rename_refused_changes_nothing(old, case):
         rename_op.rename(context(paths, bus), "old", new)
     assert files_of(paths, "old") == before
     assert not paths.nspawn_file("new").exists() or case == "new exists"
-    if case in ("running", "dependent", "overlay", "new exists"):
+    if case in ("running", "dependent", "overlay", "new exists", "a stack's"):
         assert exc.value.exit_code in (CONFLICT, 1)
     if case == "running":
         assert exc.value.exit_code == CONFLICT and "stop it first" in exc.value.hint
