@@ -209,7 +209,7 @@ def test_a_process_as_ps_shows_it(tmp_path):
         "pid": 95, "cpid": 12, "ppid": 91, "uid": 33, "state": "S", "rss": 3 * page,
         "cpu_seconds": round(300 / ticks, 2),
         "started": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "command": "sleep 100"}
+        "command": ["sleep", "100"]}
     assert process(96, proc) is None  # gone meanwhile
 
 
@@ -280,7 +280,7 @@ def test_top_lists_the_container_s_processes(paths, usage, monkeypatch):
     seen = []
     monkeypatch.setattr(stats_op, "process", lambda pid: seen.append(pid) or {
         "pid": pid, "cpid": pid - 90, "ppid": 1, "uid": 0, "state": "S", "rss": 4096,
-        "cpu_seconds": 61.5, "started": 1.0, "command": "sleep\x1b[2J 9"})
+        "cpu_seconds": 61.5, "started": None, "command": ["sleep\x1b[2J", "9"]})
     result = invoke(paths, usage, "top", "web")
     assert result.exit_code == 0, result.output
     assert seen == [91, 94, 95]
