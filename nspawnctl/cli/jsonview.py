@@ -229,6 +229,51 @@ PRINTED_BY: dict[str, str] = {
 
 KINDS = tuple(PRINTED_BY)
 
+# ------------------------------------------------------------ the kinds as docs/json.md shows them
+
+BEGIN = "<!-- kinds: rendered by nspawnctl/cli/jsonview.py reference(); do not edit by hand -->"
+END = "<!-- end of kinds -->"
+
+
+def reference() -> str:
+    """docs/json.md's list of kinds, rendered from the kinds themselves, so the page cannot
+    drift from what commands print: tests/unit/test_jsonview.py fails when they differ
+    (`python -m nspawnctl.cli.jsonview` prints it)."""
+    out = [BEGIN, "", f"Schema version: **{SCHEMA_VERSION}**", ""]
+    for kind in KINDS:
+        out += [f"### {kind}", "", f"Printed by: {PRINTED_BY[kind]}", "",
+                "| key | type |", "|---|---|"]
+        out += [f"| `{key}` | {text} |" for key, text in _rows(schema(kind))]
+        out.append("")
+    return "\n".join([*out, END]) + "\n"
+
+
+def _rows(spec: dict, prefix: str = ""):
+    for key, want in spec.items():
+        yield prefix + key, _type_name(want)
+        inner = want.spec if isinstance(want, Null) else want
+        if isinstance(inner, dict):
+            yield from _rows(inner, f"{prefix}{key}.")
+        elif isinstance(inner, list) and isinstance(inner[0], dict):
+            yield from _rows(inner[0], f"{prefix}{key}[].")
+
+
+_NAMES = {str: "text", int: "integer", bool: "boolean", NUMBER: "number",
+          TIME: "time (RFC 3339 UTC text)", BYTES: "bytes (integer)",
+          OBJECT: "object (its keys vary)"}
+
+
+def _type_name(spec) -> str:
+    if isinstance(spec, Null):
+        return f"{_type_name(spec.spec)} or null"
+    if isinstance(spec, list):
+        return "list of objects" if isinstance(spec[0], dict) else \
+            f"list of {_type_name(spec[0])}"
+    if isinstance(spec, dict):
+        return "object"
+    return _NAMES[spec]
+
+
 # ------------------------------------------------------------ holding a value to its kind
 
 
@@ -304,3 +349,7 @@ def check(spec, value, where: str = "$") -> list[str]:
     else:
         ok = isinstance(value, spec)
     return [] if ok else [f"{where}: {value!r} is not {getattr(spec, '__name__', spec)}"]
+
+
+if __name__ == "__main__":
+    print(reference(), end="")
