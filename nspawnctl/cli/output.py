@@ -103,14 +103,18 @@ def results(kind: str, as_json: bool) -> Iterator[list[dict]]:
     """What a command that acts on several names did, one entry of KIND per name appended as
     each is done; with --json the list is printed at the end, and also when one fails
     partway: it then holds those done before the failure, whose one line on stderr and exit
-    code say what failed (so a script knows which were done)."""
+    code say what failed (so a script knows which were done).  A failure before any was
+    done prints nothing, as any other failure."""
     from . import jsonview
     done: list[dict] = []
     try:
         yield done
-    finally:
-        if as_json:
+    except BaseException:
+        if as_json and done:
             print_json(jsonview.views(kind, done))
+        raise
+    if as_json:
+        print_json(jsonview.views(kind, done))
 
 
 def print_record(record: dict, as_json: bool):

@@ -203,6 +203,8 @@ def test_a_failure_partway_prints_what_was_done_and_its_code(quiet_ops, monkeypa
     result = CliRunner().invoke(cli, ["start", "c1", "c2", "--json"])
     assert result.exception.exit_code == CONFLICT and str(result.exception) == "c2 is busy"
     assert json.loads(result.stdout) == [{"name": "c1", "state": "running", "changed": True}]
+    first = CliRunner().invoke(cli, ["start", "c2", "c1", "--json"])
+    assert first.exception.exit_code == CONFLICT and first.stdout == ""  # none done: no JSON
 
 
 def test_set_remove_clone_rename_json_for_real_on_the_store(store, monkeypatch):
