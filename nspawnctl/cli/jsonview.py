@@ -8,6 +8,10 @@ text (times.py), sizes are bytes (integers), limits are values (bytes, CPUs), no
 view() holds what an operation returns to its kind's keys; tests/unit/test_jsonview.py runs
 every command's JSON through check(), so a key of another type, or one left out, fails there
 before it reaches a script.  A setting's key is its public name (settings/model.py).
+
+This is the schema scripts rely on (issue 30): PRINTED_BY says which command prints which
+kind, SCHEMA_VERSION its version, and docs/json.md's list of kinds is rendered from here
+(reference()), a unit test holding the page to it.
 """
 
 import math
