@@ -115,6 +115,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                                          "to run for what is missing."),
     "recover": ("host", "recover", "Finish or roll back what a crash left half-done (runs at "
                                    "boot, before any container)."),
+    # hidden until the README's list of commands names it (a test holds the two together)
+    "version": ("host", "version_command", ""),
     "install-units": ("host", "install_units", ""),  # hidden: the README's commands run it
     "install-extras": ("host", "install_extras", ""),  # hidden, as install-units
 }

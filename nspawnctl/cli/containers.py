@@ -12,12 +12,13 @@ from . import completion, jsonview, pass_app
 from .options import (
     config_options,
     existing,
+    json_option,
     registry_options,
     sources_epilog,
     sources_help,
     timeout_option,
 )
-from .output import megabytes, print_record, shown, tty_progress
+from .output import megabytes, print_json, print_record, results, shown, tty_progress
 
 
 @click.command("create", epilog=sources_epilog())
@@ -152,11 +153,15 @@ def upgrade_command(app, name, check_cmd, keep_snapshot, timeout, as_json):
 @click.command("clone")
 @click.argument("src", shell_complete=completion.containers)
 @click.argument("dst")
+@json_option()
 @pass_app
-def clone_command(app, src, dst):
+def clone_command(app, src, dst, as_json):
     """Copy stopped container SRC to a new container DST."""
     info = clone.clone(app.ctx, src, dst)
-    click.echo(f"cloned {src} to {dst} ({info['method']})")
+    if as_json:
+        print_json(jsonview.view("cloned", info))
+    else:
+        click.echo(f"cloned {src} to {dst} ({info['method']})")
 
 
 
@@ -164,13 +169,17 @@ def clone_command(app, src, dst):
 @click.command("rename")
 @click.argument("old", shell_complete=completion.containers)
 @click.argument("new")
+@json_option()
 @pass_app
-def rename_command(app, old, new):
+def rename_command(app, old, new, as_json):
     """Rename stopped container OLD to NEW, with its settings, snapshots and addresses.
 
     Its hostname inside stays as it is.  Nothing is renamed unless all of it is.
     """
     info = rename.rename(app.ctx, old, new)
+    if as_json:
+        print_json(jsonview.view("renamed", info))
+        return
     click.echo(f"renamed {old} to {new}{' (still enabled)' if info['enabled'] else ''}")
 
 
@@ -222,22 +231,30 @@ def export_command(app, name, file, fmt, force, as_json):
 @click.option("--dry-run", is_flag=True,
               help="Say what would be removed (with each snapshot and its size), and remove "
                    "nothing.")
+@json_option()
 @pass_app
-def remove_command(app, names, force, dry_run):
+def remove_command(app, names, force, dry_run, as_json):
     """Remove containers: their trees, settings and snapshots (each named, with its size)."""
     names = existing(app, names)
-    for i, name in enumerate(names):
-        done = remove.remove(app.ctx, name, force=force, along=tuple(names[i + 1:]),
-                             dry_run=dry_run)
-        snaps, extra = done["snapshots"], ""
-        if snaps:
-            total = sum(s["size"] or 0 for s in snaps)
-            extra = (f" and its {len(snaps)} snapshot{'s' if len(snaps) != 1 else ''} "
-                     f"({megabytes(total)}): "
-                     + ", ".join(f"{shown(s['tag'])} ({megabytes(s['size'])})" for s in snaps))
-        if not dry_run:
-            click.echo(f"removed {name}{extra}")
-        elif done["stopped"]:
-            click.echo(f"would stop {name} and remove it{extra}")
-        else:
-            click.echo(f"would remove {name}{extra}")
+    with results("removed", as_json) as removed:
+        for i, name in enumerate(names):
+            done = remove.remove(app.ctx, name, force=force, along=tuple(names[i + 1:]),
+                                 dry_run=dry_run)
+            removed.append({**done, "dry_run": dry_run})
+            if not as_json:
+                _said_removed(name, done, dry_run)
+
+
+def _said_removed(name: str, done: dict, dry_run: bool):
+    snaps, extra = done["snapshots"], ""
+    if snaps:
+        total = sum(s["size"] or 0 for s in snaps)
+        extra = (f" and its {len(snaps)} snapshot{'s' if len(snaps) != 1 else ''} "
+                 f"({megabytes(total)}): "
+                 + ", ".join(f"{shown(s['tag'])} ({megabytes(s['size'])})" for s in snaps))
+    if not dry_run:
+        click.echo(f"removed {name}{extra}")
+    elif done["stopped"]:
+        click.echo(f"would stop {name} and remove it{extra}")
+    else:
+        click.echo(f"would remove {name}{extra}")

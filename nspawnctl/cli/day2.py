@@ -4,7 +4,8 @@ import click
 
 from ..ops import copy, snapshot
 from . import Group, completion, jsonview, pass_app
-from .output import megabytes, print_record, print_table
+from .options import json_option
+from .output import megabytes, print_json, print_record, print_table
 
 
 class DefaultGroup(Group):
@@ -77,10 +78,15 @@ def snapshot_list(app, name, as_json):
 @snapshot_group.command("rm")
 @click.argument("name", shell_complete=completion.containers)
 @click.argument("tag", shell_complete=completion.snapshot_tags)
+@json_option()
 @pass_app
-def snapshot_rm(app, name, tag):
+def snapshot_rm(app, name, tag, as_json):
     """Remove NAME's snapshot TAG."""
     meta = snapshot.remove_snapshot(app.ctx, name, tag)
+    if as_json:
+        print_json(jsonview.view("snapshot_removed",
+                                 {"name": name, "tag": tag, "size": meta.get("size")}))
+        return
     click.echo(f"removed snapshot {tag} of {name} ({megabytes(meta.get('size'))})")
 
 
@@ -108,12 +114,16 @@ def snapshot_rollback(app, name, tag, as_json):
 @click.option("--preserve-owner", is_flag=True,
               help="Out of a container: keep owners and groups as they are on disk (the "
                    "container's user-namespace range), and set-ID bits of ids in that range.")
+@json_option()
 @pass_app
-def cp(app, src, dst, preserve_owner):
+def cp(app, src, dst, preserve_owner, as_json):
     """Copy a file or directory into or out of a container, running or stopped: one side is
     NAME:/PATH.  A copy in is owned as the container sees it (owners mapped through its user
     namespace); a copy out belongs to the invoking user (sudo's SUDO_UID/SUDO_GID), without
     set-ID bits, file capabilities or device nodes.  A path in the container never leads out
     of its tree, whatever the container does meanwhile."""
     info = copy.copy(app.ctx, src, dst, preserve_owner=preserve_owner)
+    if as_json:
+        print_json(jsonview.view("copied", info))
+        return
     click.echo(f"copied {info['from']} to {info['to']}")

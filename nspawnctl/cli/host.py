@@ -1,21 +1,27 @@
 """The host: doctor, recover, and installing the boot-time units."""
 
-import json
 import sys
 
 import click
 
+from .. import __version__
 from ..ops import common, doctor, host
 from ..systemd import bootunits
-from . import pass_app
+from . import jsonview, pass_app
+from .options import json_option
+from .output import print_json
 
 
 @click.command()
+@json_option()
 @pass_app
-def recover(app):
+def recover(app, as_json):
     """Finish or roll back what a crash left half-done (runs at boot, before any container)."""
     common.require_root()
     done = host.recover(app.paths)
+    if as_json:
+        print_json(jsonview.view("recovered", {"done": done}))
+        return
     for line in done:
         click.echo(line)
     if not done:
@@ -48,7 +54,7 @@ def doctor_command(app, as_json):
     Exits 1 when something would stop containers from working."""
     checks = doctor.run_checks(app.paths)
     if as_json:
-        click.echo(json.dumps(doctor.to_json(checks), indent=2))
+        print_json(jsonview.view("doctor", doctor.to_json(checks)))
     else:
         for check in checks:
             mark = "ok" if check.ok else check.severity
@@ -57,3 +63,14 @@ def doctor_command(app, as_json):
                 click.echo(f"{'':<8} fix: {check.fix}")
     if doctor.failed(checks):
         sys.exit(1)
+
+
+@click.command("version", hidden=True)
+@json_option()
+def version_command(as_json):
+    """Show nspawnctl's version and the version of its JSON (docs/json.md)."""
+    if as_json:
+        print_json(jsonview.view("version", {"version": __version__,
+                                             "schema_version": jsonview.SCHEMA_VERSION}))
+    else:
+        click.echo(f"nspawnctl {__version__}, JSON schema {jsonview.SCHEMA_VERSION}")

@@ -7,7 +7,8 @@ import click
 from ..ops import images, inventory
 from ..settings.model import limits_text
 from . import App, Group, completion, jsonview, pass_app
-from .output import cell, megabytes, print_record, print_table, shown
+from .options import json_option
+from .output import cell, megabytes, print_json, print_record, print_table, shown
 
 
 @click.command("list")
@@ -84,7 +85,7 @@ def stats(app, names, stream, interval, as_json):
     from ..ops import stats as usage  # here: list and status need none of it
     for rows in usage.stats(app.ctx, list(names), interval):
         if as_json:
-            print_table(rows, [], True)
+            print_table(jsonview.views("usage", rows), [], True)
         else:
             if stream and tty:
                 click.echo("\x1b[H\x1b[2J", nl=False)  # the last table redrawn in place
@@ -123,9 +124,10 @@ def top(app, name, as_json):
     the container; TIME is the CPU time it used.
     """
     from ..ops import stats as usage
-    rows = usage.top(app.ctx, name)
+    rows = jsonview.views("process", usage.top(app.ctx, name))
     if not as_json:
         rows = [{**r, "user": r["uid"], "rss": _size(r["rss"]),
+                 "command": " ".join(r["command"]),
                  "time": f"{int(r['cpu_seconds']) // 60}:{r['cpu_seconds'] % 60:05.2f}"}
                 for r in rows]
     print_table(rows, ["pid", "cpid", "ppid", "user", "state", "rss", "time", "command"],
@@ -172,10 +174,13 @@ def images_group(ctx, as_json):
 @images_group.command("rm")
 @click.argument("ref", shell_complete=completion.pulled_images)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed, and remove nothing.")
+@json_option()
 @pass_app
-def images_rm(app, ref, dry_run):
+def images_rm(app, ref, dry_run, as_json):
     """Remove a pulled image (REF as pulled, or a base tree's key) no container uses."""
     done = images.remove(app.ctx, ref, dry_run=dry_run)
+    if as_json:
+        return _removed_json(done, dry_run)
     trees = [f"base tree {key} ({megabytes(done['tree_sizes'][key])})" for key in done["trees"]]
     click.echo(f"{'would remove' if dry_run else 'removed'} "
                f"{', '.join(done['names'] or done['trees'] or [ref])}: "
@@ -184,10 +189,13 @@ def images_rm(app, ref, dry_run):
 
 @images_group.command("prune")
 @click.option("--dry-run", is_flag=True, help="Say what would be removed, and remove nothing.")
+@json_option()
 @pass_app
-def images_prune(app, dry_run):
+def images_prune(app, dry_run, as_json):
     """Remove cached base trees no container uses, and blobs no pulled image needs."""
     done = images.prune(app.ctx, dry_run=dry_run)
+    if as_json:
+        return _removed_json(done, dry_run)
     verb = "would remove" if dry_run else "removed"
     trees, sizes = done["trees"], done["tree_sizes"]
     total = sum(size or 0 for size in sizes.values())
@@ -197,6 +205,13 @@ def images_prune(app, dry_run):
         click.echo(f"  {key}  {megabytes(sizes[key])}")
     if done["blobs"]:
         click.echo(f"{verb} {_blobs(done)}")
+
+
+def _removed_json(done: dict, dry_run: bool):
+    print_json(jsonview.view("images_removed", {
+        "names": done["names"], "blobs": done["blobs"], "bytes": done["bytes"],
+        "dry_run": dry_run,
+        "trees": [{"key": key, "size": done["tree_sizes"][key]} for key in done["trees"]]}))
 
 
 def _count(n: int, what: str) -> str:

@@ -8,6 +8,10 @@ text (times.py), sizes are bytes (integers), limits are values (bytes, CPUs), no
 view() holds what an operation returns to its kind's keys; tests/unit/test_jsonview.py runs
 every command's JSON through check(), so a key of another type, or one left out, fails there
 before it reaches a script.  A setting's key is its public name (settings/model.py).
+
+This is the schema scripts rely on (issue 30): PRINTED_BY says which command prints which
+kind, SCHEMA_VERSION its version, and docs/json.md's list of kinds is rendered from here
+(reference()), a unit test holding the page to it.
 """
 
 import math
@@ -122,20 +126,157 @@ _APPLIED = {"stack": str, "dry_run": bool, "changed": bool,
             "steps": [{"action": str, "kind": str, "name": str, "why": Null(str)}],
             "left": TEXT, "warnings": TEXT, "seconds": NUMBER}
 
+# start, stop, restart: the state it is in now; changed: false when it already was (start of a
+# running container, stop of a stopped one)
+_CHANGED = {"name": str, "state": str, "changed": bool}
+
+_ENABLED = {"name": str, "enabled": bool}  # enable, disable
+
+_KILLED = {"name": str, "signal": int}
+
+# set: what it changed takes effect now (running: limits and ports applied live) or at the
+# next start; restart_for: the settings a running container gets only after a restart
+_CONFIGURED = {"name": str, "changed": bool, "running": bool, "restart_for": TEXT}
+
+_REMOVED = {"name": str, "stopped": bool, "dry_run": bool,
+            "snapshots": [{"tag": str, "size": Null(int)}]}
+
+_CLONED = {"name": str, "from": str, "method": str}
+
+_RENAMED = {"name": str, "from": str, "enabled": bool}
+
+_NETWORK_REMOVED = {"name": str}
+
+_SNAPSHOT_REMOVED = {"name": str, "tag": str, "size": Null(int)}
+
+# images rm, images prune: the pulled names forgotten, the base trees removed, the blobs
+# nothing needs any more (with --dry-run: what would go)
+_IMAGES_REMOVED = {"names": TEXT, "trees": [{"key": str, "size": Null(int)}], "blobs": int,
+                   "bytes": int, "dry_run": bool}
+
+_COPIED = {"from": str, "to": str}
+
+_DOCTOR = {"ok": bool, "checks": [{"name": str, "ok": bool, "severity": str, "message": str,
+                                   "fix": Null(str)}]}
+
+_RECOVERED = {"done": TEXT}
+
+# stats: one sample; a figure the host has no cgroup for is null
+_USAGE = {"name": str, "cpu_percent": Null(NUMBER), "memory_bytes": Null(int), "pids": Null(int),
+          "net_rx_bytes": Null(int), "net_tx_bytes": Null(int)}
+
+# top: one process; uid as the container sees it (null: no user there, the overflow user),
+# command its words (as a container's)
+_PROCESS = {"pid": int, "cpid": int, "ppid": int, "uid": Null(int), "state": str, "rss": int,
+            "cpu_seconds": NUMBER, "started": Null(TIME), "command": TEXT}
+
+_VERSION = {"version": str, "schema_version": int}
+
+# The version of what this module defines, which `nspawnctl version --json` says.  A key is
+# added without a new version (a script ignores keys it does not know); a key renamed,
+# retyped or removed, or a kind's shape changed, makes the next one: docs/json.md says so.
+SCHEMA_VERSION = 1
+
+
+_FIXED: dict[str, dict[str, Any]] = {
+    "image": _IMAGE, "network": _NETWORK, "snapshot": _SNAPSHOT, "created": _CREATED,
+    "pulled": _PULLED, "upgraded": _UPGRADED, "rolled_back": _ROLLED_BACK,
+    "exported": _EXPORTED, "applied": _APPLIED, "changed": _CHANGED, "enabled": _ENABLED,
+    "killed": _KILLED, "configured": _CONFIGURED, "removed": _REMOVED, "cloned": _CLONED,
+    "renamed": _RENAMED, "network_removed": _NETWORK_REMOVED,
+    "snapshot_removed": _SNAPSHOT_REMOVED, "images_removed": _IMAGES_REMOVED,
+    "copied": _COPIED, "doctor": _DOCTOR, "recovered": _RECOVERED, "usage": _USAGE,
+    "process": _PROCESS, "version": _VERSION}
+
 
 def schema(kind: str) -> dict[str, Any]:
     """The keys of KIND and the type of each."""
     made = {"container": _container, "status": _status, "inspect": _inspect}
     if kind in made:
         return made[kind]()
-    return {"image": _IMAGE, "network": _NETWORK, "snapshot": _SNAPSHOT,
-            "created": _CREATED, "pulled": _PULLED, "upgraded": _UPGRADED,
-            "rolled_back": _ROLLED_BACK, "exported": _EXPORTED,
-            "applied": _APPLIED}[kind]
+    return _FIXED[kind]
 
 
-KINDS = ("container", "status", "inspect", "image", "network", "snapshot", "created",
-         "pulled", "upgraded", "rolled_back", "exported", "applied")
+# Each kind and the commands that print it: a list ([...]) where a command takes several
+# names and prints one entry per name.  docs/json.md is rendered from this (reference());
+# tests/unit/test_jsonview.py holds every command with --json to one of these.
+PRINTED_BY: dict[str, str] = {
+    "container": "list: [...]",
+    "status": "status",
+    "inspect": "inspect (always JSON)",
+    "image": "images: [...]",
+    "network": "network list: [...]; network create",
+    "snapshot": "snapshot list, snapshots: [...]; snapshot create",
+    "created": "create, run",
+    "pulled": "pull",
+    "upgraded": "upgrade",
+    "rolled_back": "rollback, snapshot rollback",
+    "exported": "export",
+    "applied": "apply",
+    "usage": "stats: [...]",
+    "process": "top: [...]",
+    "changed": "start, stop, restart: [...]",
+    "enabled": "enable, disable: [...]",
+    "killed": "kill: [...]",
+    "configured": "set",
+    "removed": "remove: [...]",
+    "cloned": "clone",
+    "renamed": "rename",
+    "network_removed": "network remove: [...]",
+    "snapshot_removed": "snapshot rm",
+    "images_removed": "images rm, images prune",
+    "copied": "cp",
+    "doctor": "doctor",
+    "recovered": "recover",
+    "version": "version",
+}
+
+KINDS = tuple(PRINTED_BY)
+
+# ------------------------------------------------------------ the kinds as docs/json.md shows them
+
+BEGIN = "<!-- kinds: rendered by nspawnctl/cli/jsonview.py reference(); do not edit by hand -->"
+END = "<!-- end of kinds -->"
+
+
+def reference() -> str:
+    """docs/json.md's list of kinds, rendered from the kinds themselves, so the page cannot
+    drift from what commands print: tests/unit/test_jsonview.py fails when they differ
+    (`python -m nspawnctl.cli.jsonview` prints it)."""
+    out = [BEGIN, "", f"Schema version: **{SCHEMA_VERSION}**", ""]
+    for kind in KINDS:
+        out += [f"### {kind}", "", f"Printed by: {PRINTED_BY[kind]}", "",
+                "| key | type |", "|---|---|"]
+        out += [f"| `{key}` | {text} |" for key, text in _rows(schema(kind))]
+        out.append("")
+    return "\n".join([*out, END]) + "\n"
+
+
+def _rows(spec: dict, prefix: str = ""):
+    for key, want in spec.items():
+        yield prefix + key, _type_name(want)
+        inner = want.spec if isinstance(want, Null) else want
+        if isinstance(inner, dict):
+            yield from _rows(inner, f"{prefix}{key}.")
+        elif isinstance(inner, list) and isinstance(inner[0], dict):
+            yield from _rows(inner[0], f"{prefix}{key}[].")
+
+
+_NAMES = {str: "text", int: "integer", bool: "boolean", NUMBER: "number",
+          TIME: "time (RFC 3339 UTC text)", BYTES: "bytes (integer)",
+          OBJECT: "object (its keys vary)"}
+
+
+def _type_name(spec) -> str:
+    if isinstance(spec, Null):
+        return f"{_type_name(spec.spec)} or null"
+    if isinstance(spec, list):
+        return "list of objects" if isinstance(spec[0], dict) else \
+            f"list of {_type_name(spec[0])}"
+    if isinstance(spec, dict):
+        return "object"
+    return _NAMES[spec]
+
 
 # ------------------------------------------------------------ holding a value to its kind
 
@@ -212,3 +353,7 @@ def check(spec, value, where: str = "$") -> list[str]:
     else:
         ok = isinstance(value, spec)
     return [] if ok else [f"{where}: {value!r} is not {getattr(spec, '__name__', spec)}"]
+
+
+if __name__ == "__main__":
+    print(reference(), end="")

@@ -7,7 +7,8 @@ import click
 from ..errors import EXEC_FAILED, Error, Usage
 from ..ops import execute, lifecycle
 from . import completion, pass_app
-from .options import existing, timeout_option
+from .options import existing, json_option, timeout_option
+from .output import results
 
 
 @click.command()
@@ -15,66 +16,90 @@ from .options import existing, timeout_option
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Return once the container's systemd reports running.")
 @timeout_option("for each container to report running (with --wait)")
+@json_option()
 @pass_app
-def start(app, names, wait, timeout):
+def start(app, names, wait, timeout, as_json):
     """Start containers (systemd-nspawn@NAME.service)."""
-    for name in existing(app, names):
-        state = lifecycle.start(app.ctx, name, wait=wait, timeout=timeout)
-        click.echo(f"{name}: {state}")
+    with results("changed", as_json) as done:
+        for name in existing(app, names):
+            state, changed = lifecycle.started(app.ctx, name, wait=wait, timeout=timeout)
+            done.append({"name": name, "state": state, "changed": changed})
+            _say(as_json, f"{name}: {state}")
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
 @timeout_option("for each container's clean poweroff, before it is terminated")
+@json_option()
 @pass_app
-def stop(app, names, timeout):
+def stop(app, names, timeout, as_json):
     """Power containers off cleanly (terminate them after --timeout)."""
-    for name in existing(app, names):
-        stopped = lifecycle.stop(app.ctx, name, timeout=timeout)
-        click.echo(f"{name}: {'stopped' if stopped else 'already stopped'}")
+    with results("changed", as_json) as done:
+        for name in existing(app, names):
+            stopped = lifecycle.stop(app.ctx, name, timeout=timeout)
+            done.append({"name": name, "state": "stopped", "changed": stopped})
+            _say(as_json, f"{name}: {'stopped' if stopped else 'already stopped'}")
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
 @timeout_option("for each container's clean poweroff (then it is terminated), and again for "
                 "it to report running")
+@json_option()
 @pass_app
-def restart(app, names, timeout):
+def restart(app, names, timeout, as_json):
     """Stop and start containers."""
-    for name in existing(app, names):
-        click.echo(f"{name}: {lifecycle.restart(app.ctx, name, timeout=timeout)}")
+    with results("changed", as_json) as done:
+        for name in existing(app, names):
+            state = lifecycle.restart(app.ctx, name, timeout=timeout)
+            done.append({"name": name, "state": state, "changed": True})
+            _say(as_json, f"{name}: {state}")
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.running_containers)
 @click.option("--signal", "-s", "sig", default="TERM", show_default=True,
               help="The signal, by name (TERM, SIGHUP) or number.")
+@json_option()
 @pass_app
-def kill(app, names, sig):
+def kill(app, names, sig, as_json):
     """Send a signal to every process of containers."""
-    lifecycle.kill(app.ctx, list(dict.fromkeys(names)), sig)
+    names = list(dict.fromkeys(names))
+    with results("killed", as_json) as done:
+        lifecycle.kill(app.ctx, names, sig)  # all or none: each checked before any is sent
+        done += [{"name": name, "signal": lifecycle.parse_signal(sig)} for name in names]
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
+@json_option()
 @pass_app
-def enable(app, names):
+def enable(app, names, as_json):
     """Start containers when the host boots (machines.target)."""
-    for name in existing(app, names):
-        lifecycle.enable(app.ctx, name)
-        click.echo(f"{name}: enabled")
+    with results("enabled", as_json) as done:
+        for name in existing(app, names):
+            lifecycle.enable(app.ctx, name)
+            done.append({"name": name, "enabled": True})
+            _say(as_json, f"{name}: enabled")
 
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.containers)
+@json_option()
 @pass_app
-def disable(app, names):
+def disable(app, names, as_json):
     """Do not start containers at boot any more."""
-    for name in existing(app, names):
-        lifecycle.disable(app.ctx, name)
-        click.echo(f"{name}: disabled")
+    with results("enabled", as_json) as done:
+        for name in existing(app, names):
+            lifecycle.disable(app.ctx, name)
+            done.append({"name": name, "enabled": False})
+            _say(as_json, f"{name}: disabled")
 
 
+def _say(as_json: bool, line: str):
+    """A command's line of text, which --json replaces."""
+    if not as_json:
+        click.echo(line)
 
 
 class ExecCommand(click.Command):

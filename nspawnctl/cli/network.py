@@ -5,7 +5,8 @@ import click
 
 from ..ops import network
 from . import Group, completion, jsonview, pass_app
-from .output import print_table
+from .options import json_option
+from .output import print_json, print_table, results
 
 
 @click.group("network", cls=Group)
@@ -17,10 +18,16 @@ def network_group():
 @network_group.command("create")
 @click.argument("name")
 @click.option("--subnet", metavar="CIDR", help="Its IPv4 subnet (default: a free one).")
+@json_option()
 @pass_app
-def network_create(app, name, subnet):
+def network_create(app, name, subnet, as_json):
     """Create network NAME (a bridge nsc-NAME and its subnet)."""
     net = network.create_network(app.ctx, name, subnet)
+    if as_json:  # as network list shows it: no container on it yet
+        print_json(jsonview.view("network", {
+            "name": net.name, "subnet": str(net.subnet), "gateway": str(net.gateway),
+            "bridge": net.bridge, "containers": []}))
+        return
     click.echo(f"created network {net.name} ({net.subnet}, bridge {net.bridge})")
 
 
@@ -35,12 +42,16 @@ def network_list(app, as_json):
 
 @network_group.command("remove")
 @click.argument("names", nargs=-1, required=True, shell_complete=completion.networks)
+@json_option()
 @pass_app
-def network_remove(app, names):
+def network_remove(app, names, as_json):
     """Remove networks that no container uses."""
-    for name in names:
-        network.remove_network(app.ctx, name)
-        click.echo(f"removed network {name}")
+    with results("network_removed", as_json) as done:
+        for name in names:
+            network.remove_network(app.ctx, name)
+            done.append({"name": name})
+            if not as_json:
+                click.echo(f"removed network {name}")
 
 
 @network_group.command("apply", hidden=True)

@@ -87,6 +87,11 @@ def timeout_option(what: str):
                         show_default=True, metavar="SECONDS", help=f"Seconds to wait {what}.")
 
 
+def json_option(what: str = "Print the result as JSON."):
+    """--json: the result as data instead of the lines for people."""
+    return click.option("--json", "as_json", is_flag=True, help=what)
+
+
 def existing(app, names) -> list[str]:
     """Names given to a command that acts on several: all checked before it acts on any, so
     a typo in the last one does not leave the first ones half done."""

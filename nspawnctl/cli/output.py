@@ -1,6 +1,9 @@
 """What commands print: tables and records (or JSON), progress lines, every text a container
 or an image wrote escaped."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 
@@ -88,6 +91,30 @@ def shown(value, keep: str = "") -> str:
 def megabytes(size: int | None) -> str:
     """A size in bytes as the tables show it."""
     return "-" if size is None else f"{size / 1e6:.1f} MB"
+
+
+def print_json(value) -> None:
+    import json
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@contextmanager
+def results(kind: str, as_json: bool) -> Iterator[list[dict]]:
+    """What a command that acts on several names did, one entry of KIND per name appended as
+    each is done; with --json the list is printed at the end, and also when one fails
+    partway: it then holds those done before the failure, whose one line on stderr and exit
+    code say what failed (so a script knows which were done).  A failure before any was
+    done prints nothing, as any other failure."""
+    from . import jsonview
+    done: list[dict] = []
+    try:
+        yield done
+    except BaseException:
+        if as_json and done:
+            print_json(jsonview.views(kind, done))
+        raise
+    if as_json:
+        print_json(jsonview.views(kind, done))
 
 
 def print_record(record: dict, as_json: bool):

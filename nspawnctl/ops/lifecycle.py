@@ -19,10 +19,17 @@ from ..systemd.bus import SERVICE
 def start(ctx: Context, name: str, wait: bool = True, timeout: float = TIMEOUT) -> str:
     """Start NAME: asked under its lock, then waited for without it (its start job holds it
     from there: a remove sees the job)."""
+    return started(ctx, name, wait, timeout)[0]
+
+
+def started(ctx: Context, name: str, wait: bool = True,
+            timeout: float = TIMEOUT) -> tuple[str, bool]:
+    """start's state, and whether this start changed it (False: it was running already),
+    which start --json says."""
     with ctx.holding(name) as held:
         if lifecycle.request_start(held):
-            return "running"
-    return lifecycle.wait_started(ctx, name, timeout) if wait else "starting"
+            return "running", False
+    return (lifecycle.wait_started(ctx, name, timeout) if wait else "starting"), True
 
 
 def stop(ctx: Context, name: str, timeout: float = TIMEOUT) -> bool:

@@ -20,9 +20,30 @@ def set_config(ctx: Context, name: str, options: dict[str, Any],
     """Apply the CLI's options (and values: settings by name, already parsed, that replace
     what is set: a stack's); returns lines telling the user what took effect and what
     waits."""
+    return said(set_settings(ctx, name, options, values))
+
+
+def said(done: dict) -> list[str]:
+    """set_settings' answer as lines for the user."""
+    name = done["name"]
+    if not done["changed"]:
+        return [f"{name}: nothing changed"]
+    if not done["running"]:
+        return [f"{name}: settings saved; they apply at the next start"]
+    messages = [f"{name}: limits and ports applied to the running container"]
+    if done["restart_for"]:
+        messages.append(f"{name}: restart it for {', '.join(done['restart_for'])} to take "
+                        f"effect (nspawnctl restart {name})")
+    return messages
+
+
+def set_settings(ctx: Context, name: str, options: dict[str, Any],
+                 values: dict[str, Any] | None = None) -> dict:
+    """set_config's work; returns what it did as data (set --json): whether anything
+    changed, whether NAME runs (limits and ports applied at once), and the settings it gets
+    only at a restart."""
     require_root()
     paths, store = ctx.paths, ctx.store
-    messages = []
     with ctx.holding(name):
         old = load_config(paths, name)
         new = replace(edit(old, options), **(values or {}))
@@ -32,7 +53,8 @@ def set_config(ctx: Context, name: str, options: dict[str, Any],
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.
             _apply_live(ctx, name, new)
-            return [f"{name}: nothing changed"]
+            return {"name": name, "changed": False, "running": is_active(ctx.bus, name),
+                    "restart_for": []}
         if dependencies(new) != dependencies(old):
             order.check(paths, name, new)
         bus = ctx.bus
@@ -52,17 +74,12 @@ def set_config(ctx: Context, name: str, options: dict[str, Any],
             # settings are what the next start gets.
             store.clear_live_limits(name)
         bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
+        later: list[str] = []
         if running:
             # Runtime properties make the new limits bite now, without a restart.
             bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
-            messages.append(f"{name}: limits and ports applied to the running container")
-            later = needs_restart(live or old, new)  # against what runs, not the last set
-            if later:
-                messages.append(f"{name}: restart it for {', '.join(later)} to take effect "
-                                f"(nspawnctl restart {name})")
-        else:
-            messages.append(f"{name}: settings saved; they apply at the next start")
-    return messages
+            later = list(needs_restart(live or old, new))  # against what runs, not the last set
+    return {"name": name, "changed": True, "running": running, "restart_for": later}
 
 
 def _record_running(ctx: Context, name: str, old: ContainerConfig,

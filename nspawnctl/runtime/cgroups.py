@@ -156,13 +156,14 @@ def process(pid: int, proc: Path = Path("/proc")) -> dict | None:
         key, _, value = line.partition(":")
         info[key] = value.strip()
     uid = int(info.get("Uid", "0").split()[0] or 0)
-    cmdline = (_read(base / "cmdline", CMDLINE_MAX) or "").rstrip("\0").replace("\0", " ")
+    # its words as it was given them (a word may hold spaces), as a container's command is
+    cmdline = (_read(base / "cmdline", CMDLINE_MAX) or "").rstrip("\0")
     return {"pid": pid, "cpid": int(info.get("NSpid", str(pid)).split()[-1]),
             "ppid": int(fields[1]), "uid": _inside(uid, _read(base / "uid_map") or ""),
             "state": fields[0], "rss": int(fields[21]) * os.sysconf("SC_PAGE_SIZE"),
             "cpu_seconds": round((int(fields[11]) + int(fields[12])) / ticks, 2),
             "started": _since_boot(int(fields[19]) / ticks, proc),
-            "command": cmdline or f"[{comm}]"}
+            "command": cmdline.split("\0") if cmdline else [f"[{comm}]"]}
 
 
 def _since_boot(seconds: float, proc: Path) -> str | None:

@@ -95,12 +95,12 @@ def test_top_lists_what_runs_in_the_container(host, nspawnctl, made):
     name = made("ptop", *BUSYBOX, *cmd(SLEEPERS))
     nspawnctl("start", name)
     rows = json.loads(nspawnctl("top", name, "--json").stdout)
-    commands = sorted(r["command"] for r in rows)
-    assert commands == ["/bin/busybox sleep 1000", "/bin/busybox sleep 999"], rows
+    commands = sorted(r["command"] for r in rows)  # its words, as a container's command
+    assert commands == [["/bin/busybox", "sleep", "1000"], ["/bin/busybox", "sleep", "999"]], rows
     procs = host.run(["cat", f"{unified(name)}/payload/cgroup.procs"]).stdout  # as it numbers
     assert {r["pid"] for r in rows} == set(map(int, procs.split()))
     assert {r["uid"] for r in rows} == {0}  # root inside, some high uid outside
-    first = next(r for r in rows if r["command"].endswith("999"))
+    first = next(r for r in rows if r["command"][-1] == "999")
     assert first["cpid"] == 1  # the container's PID 1
     started = datetime.datetime.fromisoformat(first["started"].replace("Z", "+00:00"))
     now = datetime.datetime.now(datetime.timezone.utc)

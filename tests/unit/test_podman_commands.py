@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from nspawnctl import cli as climod
-from nspawnctl.cli import App, cli
+from nspawnctl.cli import App, cli, jsonview
 from nspawnctl.errors import CONFLICT, Error
 from nspawnctl.network.containers import network_state
 from nspawnctl.ops import rename as rename_op
@@ -209,7 +209,7 @@ def test_a_process_as_ps_shows_it(tmp_path):
         "pid": 95, "cpid": 12, "ppid": 91, "uid": 33, "state": "S", "rss": 3 * page,
         "cpu_seconds": round(300 / ticks, 2),
         "started": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "command": "sleep 100"}
+        "command": ["sleep", "100"]}
     assert process(96, proc) is None  # gone meanwhile
 
 
@@ -243,6 +243,7 @@ def test_stats_json_is_one_sample_of_every_running_container(paths, usage):
     assert json.loads(result.output) == [
         {"name": "web", "cpu_percent": 50.0, "memory_bytes": 52428800, "pids": 3,
          "net_rx_bytes": 2000, "net_tx_bytes": 1000}]
+    assert jsonview.check([jsonview.schema("usage")], json.loads(result.output)) == []
 
 
 def test_stats_table_once_into_a_pipe(paths, usage):
@@ -280,7 +281,7 @@ def test_top_lists_the_container_s_processes(paths, usage, monkeypatch):
     seen = []
     monkeypatch.setattr(stats_op, "process", lambda pid: seen.append(pid) or {
         "pid": pid, "cpid": pid - 90, "ppid": 1, "uid": 0, "state": "S", "rss": 4096,
-        "cpu_seconds": 61.5, "started": 1.0, "command": "sleep\x1b[2J 9"})
+        "cpu_seconds": 61.5, "started": None, "command": ["sleep\x1b[2J", "9"]})
     result = invoke(paths, usage, "top", "web")
     assert result.exit_code == 0, result.output
     assert seen == [91, 94, 95]
@@ -289,7 +290,9 @@ def test_top_lists_the_container_s_processes(paths, usage, monkeypatch):
                                 "COMMAND"]
     assert lines[1].split() == ["91", "1", "1", "0", "S", "4.1", "kB", "1:01.50",
                                 "sleep\\x1b[2J", "9"]  # its escape shown, not run
-    assert json.loads(invoke(paths, usage, "top", "web", "--json").output)[0]["pid"] == 91
+    rows = json.loads(invoke(paths, usage, "top", "web", "--json").output)
+    assert rows[0]["pid"] == 91 and rows[0]["command"] == ["sleep\x1b[2J", "9"]
+    assert jsonview.check([jsonview.schema("process")], rows) == []
 
 
 # run and create --start
