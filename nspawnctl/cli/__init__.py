@@ -116,7 +116,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recover": ("host", "recover", "Finish or roll back what a crash left half-done (runs at "
                                    "boot, before any container)."),
     # hidden until the README's list of commands names it (a test holds the two together)
-    "version": ("host", "version_command", ""),
+    "version": ("host", "version_command",
+                "Show nspawnctl's version and the version of its JSON (docs/json.md)."),
     "install-units": ("host", "install_units", ""),  # hidden: the README's commands run it
     "install-extras": ("host", "install_extras", ""),  # hidden, as install-units
 }

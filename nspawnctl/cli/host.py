@@ -65,7 +65,7 @@ def doctor_command(app, as_json):
         sys.exit(1)
 
 
-@click.command("version", hidden=True)
+@click.command("version")
 @json_option()
 def version_command(as_json):
     """Show nspawnctl's version and the version of its JSON (docs/json.md)."""
