@@ -7,6 +7,9 @@ mapping remembers the line of each of its keys, so that every error can name fil
 key.  Duplicate keys, which PyYAML would silently overwrite, are problems too.
 """
 
+import os
+import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +67,18 @@ def read(path: str) -> tuple[str, Doc, list[Problem]]:
 
 
 def _read_text(path: str) -> str:
-    import sys
     try:
         if path == "-":
             data = sys.stdin.buffer.read(MAX_BYTES + 1)
         else:
-            with open(path, "rb") as f:
+            # non-blocking, and a regular file only: a FIFO would hang the read, a device
+            # (/dev/zero) never end it
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise InvalidInput(f"{path}: not a regular file",
+                                   hint="give a stack file, or - for standard input")
+            with os.fdopen(fd, "rb") as f:
                 data = f.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise NotFound(f"no such file: {path}") from None

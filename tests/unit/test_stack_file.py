@@ -256,3 +256,13 @@ def test_what_requires_a_container_is_said_and_started_again(paths):
     steps = plan_of(paths, text, active=["db", "web"], kept=kept).steps
     assert [s.text() for s in steps] == [
         "recreate db: from changed: its tree is made again", "start db", "start web"]
+
+
+def test_only_a_regular_file_is_read(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero", str(tmp_path)):
+        with pytest.raises(InvalidInput, match="not a regular file"):
+            load_file(path)
+    with pytest.raises(Error, match="no such file"):
+        load_file(str(tmp_path / "missing.yaml"))
