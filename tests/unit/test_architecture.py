@@ -240,6 +240,23 @@ def test_list_start_and_stop_load_no_module_they_do_not_use():
     assert out.stdout.split() == []
 
 
+def test_apply_loads_no_image_source_until_it_creates():
+    """ops.create loads every image source (debootstrap, OCI, the registry): about 85 ms that
+    a no-op apply, or one that only changes settings, would pay for nothing (issue 29's
+    benchmark: a no-op apply of 50 containers)."""
+    import subprocess
+    import sys
+    code = ("import sys; import nspawnctl.cli.stacks, nspawnctl.stacks.apply;"
+            " print(' '.join(m for m in sys.modules"
+            " if m.startswith('nspawnctl.sources') or m == 'nspawnctl.ops.create'))")
+    path = [str(PACKAGE.parent), "/usr/lib/python3/dist-packages"]
+    out = subprocess.run([sys.executable, "-I", "-S", "-c",
+                          f"import sys; sys.path[:0] = {path!r}; {code}"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == []
+
+
 def test_every_package_is_shipped():
     """pyproject.toml lists the packages setuptools installs: one left out imports from a
     checkout (and the editable venv) but not where provision.sh installs nspawnctl."""
