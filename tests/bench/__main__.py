@@ -40,10 +40,12 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true",
                         help="one run of the slow cold bootstraps instead of three")
     parser.add_argument("--only",
-                        default="create,lifecycle,oci,network,snapshot,scratch,export,registry",
+                        default="create,lifecycle,oci,network,snapshot,scratch,export,registry,"
+                                "stacks",
                         help="comma-separated subset of: create, lifecycle, oci, network, "
-                             "snapshot, scratch, export, registry (or of create only warm-create, "
-                             "cold-create or incremental, of lifecycle only startup)")
+                             "snapshot, scratch, export, registry, stacks (or of create only "
+                             "warm-create, cold-create or incremental, of lifecycle only "
+                             "startup)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if os.geteuid() != 0:
@@ -66,7 +68,7 @@ def main() -> int:
 def run(args, only: set, rows: list, info: dict):
     """Every benchmark asked for, its rows into rows and what the machine is into info."""
     if {"create", "lifecycle", "warm-create", "cold-create", "incremental", "startup",
-            "snapshot", "scratch", "export", "registry"} & only:
+            "snapshot", "scratch", "export", "registry", "stacks"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -108,6 +110,9 @@ def run(args, only: set, rows: list, info: dict):
                 common.guarded(rows, "create from a pulled image",
                                "create --from oci-archive:",
                                lambda: bench_registry.create_rows(host, 3 if args.quick else 5))
+            if "stacks" in only:
+                from tests.bench import bench_stacks
+                rows += bench_stacks.run(host, quick=args.quick)
     else:
         info.update(common.machine())
     if "oci" in only:
