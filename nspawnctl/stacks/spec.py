@@ -128,11 +128,18 @@ def container_keys(cfg: ContainerConfig, stacked: dict | None, image_env: tuple 
 def create_keys(cfg: ContainerConfig, stacked: dict | None) -> dict[str, Any]:
     """How its tree is made, as a stack file says it."""
     if stacked is not None and isinstance(stacked.get("create"), dict):
-        return dict(stacked["create"])  # exactly what apply compares the next file with
-    if not cfg.made_from:
+        said = stacked["create"]  # exactly what apply compares the next file with
+    elif cfg.made_from:
+        said = parse_made_from(cfg.made_from)
+    else:
         raise Error("how it was made is not known (it was made before nspawnctl recorded "
                     "create's --from and options)", hint=_HINT)
-    return parse_made_from(cfg.made_from)
+    # in one order whatever they come from (the stack's record sorts them)
+    return {k: said[k] for k in sorted(said, key=_create_order)}
+
+
+def _create_order(key: str) -> int:
+    return list(CREATE_KEYS).index(key) if key in CREATE_KEYS else len(CREATE_KEYS)
 
 
 def parse_made_from(words: tuple[str, ...]) -> dict[str, Any]:

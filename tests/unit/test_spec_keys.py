@@ -75,6 +75,7 @@ def test_only_what_create_would_not_do_is_said():
     assert keys == {"from": "scratch", "add": ["/bin/busybox"], "cmd": "busybox sleep 1d",
                     "memory": "64M", "after": ["cache"], "requires": ["db"],
                     "state": "stopped", "enabled": True}
+    assert list(keys)[:3] == ["from", "cmd", "add"]  # a file's order, as from a stack record
 
 
 def test_the_image_env_is_left_out():
@@ -102,10 +103,14 @@ def test_an_unknown_image_env_falls_back_on_the_stack_record_or_is_refused():
 
 def test_a_stack_container_gets_its_records_create_keys_as_the_file_said_them():
     cfg = made(made_from=("debootstrap:bookworm", "--include", "curl"))
-    stacked = {"create": {"include": ["curl"], "slim": True}, "settings": {}}
-    # exactly the record's: apply compares the next file's create keys with it (a recreate)
-    assert spec.container_keys(cfg, stacked, (), running=True) == {
-        "include": ["curl"], "slim": True, "network": "veth"}
+    stacked = {"create": {"include": ["curl"], "from": "debootstrap:bookworm", "slim": True},
+               "settings": {}}
+    # exactly the record's: apply compares the next file's create keys with it (a recreate);
+    # in the order a file has them (the record sorts them)
+    keys = spec.container_keys(cfg, stacked, (), running=True)
+    assert keys == {"from": "debootstrap:bookworm", "include": ["curl"], "slim": True,
+                    "network": "veth"}
+    assert list(keys) == ["from", "include", "slim", "network"]
 
 
 def test_a_setting_create_always_gives_that_is_unset_is_refused():
