@@ -219,7 +219,8 @@ def _own_env(cfg: ContainerConfig, image_env: tuple | None,
     if image_env is None:
         raise Error("the env its image gave it is not known (its base tree was cached before "
                     "nspawnctl kept it), so its own env cannot be told apart",
-                    hint="nspawnctl images prune, after it, and a new create would keep it")
+                    hint="write its keys by hand: env: without the variables its image "
+                         "sets (nspawnctl status NAME shows them all)")
     if cfg.env[:len(image_env)] != image_env:
         raise Error("its env does not begin with its image's any more (set --env replaced "
                     "it); apply always gives a container its image's env",
