@@ -42,6 +42,8 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     check_bind_sources(cfg.binds)
     # the boot-time recovery, for this container's first start
     bootunits.ensure_units(paths, lambda: ctx.bus)
+    # checked now (a value no .nspawn line can hold), not after a bootstrap
+    cfg = dataclasses.replace(cfg, made_from=made_from(source, request, use_overlay))
     kind, rest = sources.lookup(source)
     sources.check(kind, request, use_overlay)
     plan = kind.plan(rest, request)  # a source refuses what it cannot make now
@@ -71,8 +73,7 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
                 else:
                     assert plan.build is not None
                     info.update(plan.build(stage / "tree"))
-                cfg = dataclasses.replace(cfg, created=now(),
-                                          made_from=made_from(source, request, use_overlay))
+                cfg = dataclasses.replace(cfg, created=now())
                 address = network.join(paths, name, cfg)  # given back if the commit fails
                 finish(store, stage, name, cfg, cfg.hostname or name, lower)
         if address is not None:

@@ -251,3 +251,10 @@ def test_a_value_that_does_not_survive_the_file_is_an_error_not_a_lie(store, mon
                         else original(s, v))
     with pytest.raises(Error, match="web: --memory cannot be said in a stack file"):
         spec.spec(store, ["web", "db"])
+
+
+def test_a_made_from_word_no_nspawn_line_can_hold_is_refused():
+    """create records made_from before it makes anything (ops/create.py): a --cmd with a line
+    break is refused there, not after a bootstrap."""
+    with pytest.raises(Error, match="invalid create option 'a\\\\nb'"):
+        ContainerConfig(made_from=("scratch", "--cmd", "a\nb"))
