@@ -107,6 +107,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Make this host's containers and networks match a stack file: create what is "
               "missing, change what differs (live where set is), start and stop; --dry-run "
               "shows the plan."),
+    "spec": ("stacks", "spec_command",
+             "Print a stack file (YAML) that apply turns back into containers NAME..., with "
+             "the networks they use; only what differs from create's defaults."),
     "network": ("network", "network_group",
                 "nspawnctl's networks: containers on one network reach each other by name, "
                 "and the outside through NAT; containers on different networks cannot reach "

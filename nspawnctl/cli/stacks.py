@@ -6,7 +6,8 @@ import click
 
 from ..errors import CHANGES
 from ..stacks import apply as stacks
-from . import jsonview, pass_app
+from ..stacks import spec as stack_spec
+from . import completion, jsonview, pass_app
 from .output import print_record
 
 
@@ -55,3 +56,24 @@ def apply_command(app, path, dry_run, prune, stack_name, ignore_unsupported, as_
             click.echo(f"left {what}: no longer in the file (apply --prune removes it)")
     if dry_run and result.steps:
         sys.exit(CHANGES)
+
+
+@click.command("spec")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...",
+                shell_complete=completion.containers)
+@click.option("--name", "stack_name", metavar="NAME",
+              help="The stack's name (name:) in the file (default: the stack the containers "
+                   "all belong to, else none: apply names it after the file).")
+@pass_app
+def spec_command(app, names, stack_name):
+    """Print a stack file (YAML) that apply turns back into containers NAME..., with the
+    networks they use; only what differs from create's defaults.
+
+    Dependencies come first.  The part of a container's env its image gave is left out
+    (apply gives it again).  A container made before nspawnctl kept how it was made is
+    refused with one line.
+    """
+    made = stack_spec.spec(app.ctx, list(names), stack_name)
+    for line in made.warnings:
+        click.echo(f"warning: {line}", err=True)
+    click.echo(made.text(), nl=False)

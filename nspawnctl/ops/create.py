@@ -42,6 +42,8 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     check_bind_sources(cfg.binds)
     # the boot-time recovery, for this container's first start
     bootunits.ensure_units(paths, lambda: ctx.bus)
+    # checked now (a value no .nspawn line can hold), not after a bootstrap
+    cfg = dataclasses.replace(cfg, made_from=made_from(source, request, use_overlay))
     kind, rest = sources.lookup(source)
     sources.check(kind, request, use_overlay)
     plan = kind.plan(rest, request)  # a source refuses what it cannot make now
@@ -102,6 +104,42 @@ def make_request(ctx: Context, adds: tuple[str, ...] = (), cmd: str | None = Non
     return Request(ctx.paths, report=ctx.report, platform=platform, adds=tuple(adds), cmd=cmd,
                    args=args, boot=boot, bootstrap=spec, pull=pull_policy, tls_verify=tls_verify,
                    progress=progress)
+
+
+def made_from(source: str, request: Request, use_overlay: bool = False) -> tuple[str, ...]:
+    """How a tree is made, as the container's record keeps it (settings/model.py made_from):
+    --from's value, then create's options that say how, as flags, those at their defaults
+    left out (make_request's inverse: make_request(**options) gives the same request)."""
+    words = [source]
+    for add in request.adds:
+        words += ["--add", add]
+    if request.cmd is not None:
+        words += ["--cmd", request.cmd]
+    spec = request.bootstrap
+    if spec is not None:
+        defaults = BootstrapSpec()
+        for flag, value, default in (("--mirror", spec.mirror, defaults.mirror),
+                                     ("--variant", spec.variant, defaults.variant),
+                                     ("--arch", spec.arch, defaults.arch),
+                                     ("--bootstrapper", spec.bootstrapper,
+                                      defaults.bootstrapper)):
+            if value != default and value is not None:
+                words += [flag, value]
+        if spec.include:
+            words += ["--include", ",".join(spec.include)]
+        if not spec.slim:
+            words.append("--no-slim")
+    if request.boot is not None:
+        words.append("--boot" if request.boot else "--no-boot")
+    if request.platform is not None:
+        words += ["--platform", request.platform]
+    if request.pull is not None:
+        words += ["--pull", request.pull]
+    if request.tls_verify is not None:
+        words.append("--tls-verify" if request.tls_verify else "--no-tls-verify")
+    if use_overlay:
+        words.append("--overlay")
+    return tuple(words)
 
 
 def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image: Path,

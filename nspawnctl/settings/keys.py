@@ -322,6 +322,17 @@ class Comment(NspawnKey):
         return [self.prefix + check_raw(value, self.tag)] if value else []
 
 
+class CommentWords(Comment):
+    """A record of several words in a comment, quoted as Parameters= is
+    ("# nspawnctl-made-from: scratch --cmd 'sleep 1d'")."""
+
+    def read(self, partial, name, raw):
+        return tuple(split_words(raw))
+
+    def lines(self, value):
+        return [self.prefix + " ".join(map(quote_word, value))] if value else []
+
+
 # ---------------------------------------------------------------- unit drop-in codecs
 
 @dataclass(frozen=True)

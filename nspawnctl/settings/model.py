@@ -317,6 +317,12 @@ class ContainerConfig:
         None, help="The stack (nspawnctl apply) that made it and owns it; None: not a "
                    "stack's.", apply=Apply.RECORD, check=check_stack_name,
         nspawn=keys.Comment("nspawnctl-stack"))
+    made_from: tuple[str, ...] = _setting(
+        (), help="How its tree was made: create's --from and the options that said how "
+                 "(--add, --cmd, --include, ...), as create took them; () for containers "
+                 "made before nspawnctl kept it.  `spec` turns it back into a stack file.",
+        apply=Apply.RECORD, check=_check_each(lambda w: check_text(w, "create option")),
+        nspawn=keys.CommentWords("nspawnctl-made-from"))
 
     def __post_init__(self):
         for s in SETTINGS:

@@ -59,7 +59,9 @@ def resolved_base(image: Resolved, source: str, report: Callable[[str], None],
     config = image.config
     key = "oci-" + config.digest.replace(":", "-")
     meta = {"source": source, "suite": None, "digest": config.digest,
-            "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes)}
+            "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes),
+            # what create puts first in a container's env: spec leaves it out (stacks/spec.py)
+            "env": list(config.env)}
 
     def build(tree: Path):
         used = unpack_on_shared_layers(image, tree, report, paths, key)
