@@ -120,21 +120,29 @@ def test_hostile_arguments_arrive_as_one_literal_word_each(box, host):
         assert host.run(["test", "-e", place]).returncode != 0, place
 
 
-def test_shell_and_exec_t_get_a_terminal_only_on_one(box, host, far):
+def test_exec_t_gets_our_terminal_only_when_we_have_one(box, host, far):
+    """On a terminal (ptyadmin's, 33x101), ssh -t: the far nspawnctl sees a terminal, so the
+    command's pty takes its size, and the keys typed reach it.  Not on one: no ssh -t (ssh
+    would warn that it cannot), and the command still gets a pty of the far side's, as exec
+    -t gives it here."""
     work = "/root/remote-host-test"
     host.run(["mkdir", "-p", work])
     host.path(f"{work}/ptyadmin.py").write_bytes(PTYADMIN.read_bytes())
     os.chmod(host.path(f"{work}/ptyadmin.py"), 0o755)
+    script = 'stty size; read line; echo "got $line"; exit 5'
     try:
-        r = host.run(["python3", f"{work}/ptyadmin.py", "--", "nspawnctl", "-H", far,
-                      "exec", "-t", BOX, "--", BUSYBOX, "tty"], timeout=120)
+        r = host.run(["python3", f"{work}/ptyadmin.py", "--when-screen", "33 101",
+                      "--keys", "hello\\n", "--", "nspawnctl", "-H", far, "exec", "-it", BOX,
+                      "--", BUSYBOX, "sh", "-c", script], timeout=120)
         report = json.loads(r.stdout)
-        assert report["status"] == 0 and "/dev/pts/" in report["screen"], report
+        assert report["status"] == 5, report
+        assert "got hello" in report["screen"], report
         assert report["restored"], report  # ssh's raw mode undone
     finally:
         host.run(["rm", "-rf", work])
-    r = box("exec", "-t", BOX, "--", BUSYBOX, "tty")  # not on a terminal: none over there
-    assert "not a tty" in r.stdout + r.stderr, str(r)
+    r = box("exec", "-t", BOX, "--", BUSYBOX, "sh", "-c", "tty; stty size")
+    assert r.returncode == 0 and r.stdout.startswith("/dev/pts/"), str(r)
+    assert "33 101" not in r.stdout and r.stderr == "", str(r)
 
 
 def test_an_unreachable_host_is_one_line(nspawnctl):
