@@ -34,9 +34,12 @@ SUITE = "bookworm"
 # only route out: HTTP to the Debian mirror, see below); vagrant/provision.sh then installs
 # nspawnctl's own packages with apt, as it does on any host.  (debootstrap's own dependency
 # resolver fails on some of those, e.g. python3-zstandard, when given them with --include.)
-# docker-registry: the registry the pull tests run (test_registry*.py), not started at boot.
+# docker-registry: the registry the pull tests run (test_registry*.py), not started at boot;
+# openssh-server and -client: the sshd `nspawnctl --host` reaches over loopback
+# (test_remote_host_real.py), not started at boot either.
 EXTRA_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps", "socat",
-                  "busybox-static", "make", "dnsmasq-base", "docker-registry"]
+                  "busybox-static", "make", "dnsmasq-base", "docker-registry",
+                  "openssh-server", "openssh-client"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_REBOOT = 133
 TREE_MAX_IDLE = 24 * 3600  # seconds an unused testbed tree of another recipe is kept  # systemd-nspawn's exit status when the container rebooted
@@ -152,9 +155,11 @@ def _configure_tree(root: Path):
     wants = root / "etc/systemd/system/multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / unit.name).symlink_to(f"/etc/systemd/system/{unit.name}")
-    # The registry tests start their own registries, on their own addresses.
-    with contextlib.suppress(FileNotFoundError):
-        (wants / "docker-registry.service").unlink()
+    # The registry tests start their own registries, on their own addresses; the --host test
+    # starts sshd.
+    for started_by_a_test in ("docker-registry.service", "ssh.service"):
+        with contextlib.suppress(FileNotFoundError):
+            (wants / started_by_a_test).unlink()
     # machine-id is made at first boot of each copy, so every testbed gets its own.
     (root / "etc/machine-id").write_text("")
 

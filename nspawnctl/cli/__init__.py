@@ -167,6 +167,16 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         return load(name) if name in COMMANDS or name in ALIASES else None
 
+    def invoke(self, ctx):
+        """With --host, the command and its words go to the far nspawnctl as they are (the
+        far side parses them: its version's options), and its exit status is ours."""
+        where = ctx.params.get("host")
+        args = [*ctx.protected_args, *ctx.args]
+        if where is None or not args:  # no command: click's "Missing command" here
+            return super().invoke(ctx)
+        from .. import remote
+        return remote.run_on(where, args, debug=DEBUG)
+
     def format_commands(self, ctx, formatter):
         aliases = {command: alias for alias, command in ALIASES.items()}
         rows = [(f"{name} ({aliases[name]})" if name in aliases else name, summary)
@@ -189,6 +199,15 @@ DEBUG = False
 DEBUG_HELP = "Show tracebacks and every command run."
 
 
+def _host(_ctx, _param, value: str | None):
+    """--host checked before anything runs (remote.py: nothing ssh would read as an
+    option)."""
+    if value is None:
+        return None
+    from .. import remote
+    return remote.destination(value)
+
+
 def with_debug(command: click.Command) -> click.Command:
     """command (and a group's subcommands) taking --debug among its own options, as the root
     group does: `nspawnctl list --debug` as `nspawnctl --debug list`.  An option of the
@@ -208,7 +227,12 @@ def with_debug(command: click.Command) -> click.Command:
               help="Show the version and exit.")
 @click.option("--debug", is_flag=True, expose_value=False, callback=_debug,
               help=f"{DEBUG_HELP} Also taken after the command.")
-def cli():
+@click.option("--host", "-H", metavar="[USER@]HOST[:PORT]", callback=_host,
+              help="Run the command on HOST over ssh, by the nspawnctl installed there: its "
+                   "output and exit status come back, stdin goes to the commands that read "
+                   "it, shell and exec -t get a terminal.  Paths (apply -f FILE, cp, export) "
+                   "are HOST's.")
+def cli(host):  # noqa: ARG001 (LazyGroup.invoke runs the command on it)
     """Very small Linux containers with systemd-nspawn.
 
     Containers live in /var/lib/machines and run as systemd-nspawn@NAME.service, so

@@ -47,7 +47,7 @@ ENVIRONMENT = [
 ]
 
 SEE_ALSO = ["machinectl(1)", "systemd-nspawn(1)", "systemd.nspawn(5)", "journalctl(1)",
-            "systemctl(1)"]
+            "systemctl(1)", "ssh(1)", "ssh_config(5)"]
 
 
 def render(group: click.Group, name: str = "nspawnctl") -> str:
