@@ -263,8 +263,8 @@ def test_doctor_and_network_json_are_their_kinds(store, monkeypatch):
 
 # The commands without --json, and why: their output is the container's (a program's, a
 # terminal, a journal), or skopeo's, or they are the boot units' (hidden); a group's is its
-# subcommands'.  docs/json.md says the same.
-WITHOUT_JSON = {"exec", "shell", "logs", "login", "logout", "install-units",
+# subcommands'; spec's is a stack file (YAML apply reads).  docs/json.md says the same.
+WITHOUT_JSON = {"exec", "shell", "logs", "login", "logout", "spec", "install-units",
                 "install-extras", "network", "network apply", "network watch",
                 "network attach", "snapshot"}
 
