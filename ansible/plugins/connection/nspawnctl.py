@@ -13,7 +13,7 @@ description:
     files with C(nspawnctl cp), on the machine the play runs on (the controller), as root.
   - The container needs C(/bin/sh), and Python for modules other than C(raw) and C(script).
   - The path rules are nspawnctl's, a path in the container never leads out of its tree.
-author: nspawnctl developers
+author: nspawnctl developers (!UNKNOWN)
 version_added: 0.1.0
 options:
   remote_addr:
@@ -106,16 +106,16 @@ class Connection(ConnectionBase):
     def put_file(self, in_path, out_path):
         super(Connection, self).put_file(in_path, out_path)
         display.vvv(u'PUT %s TO %s' % (in_path, out_path), host=self._container())
-        rc, _out, err = self._nspawnctl(['cp', in_path, '%s:%s' % (self._container(),
-                                                                  out_path)])
+        target = '%s:%s' % (self._container(), out_path)
+        rc, _out, err = self._nspawnctl(['cp', in_path, target])
         if rc != 0:
             raise AnsibleFileNotFound('put %s: %s' % (in_path, self._said(err)))
 
     def fetch_file(self, in_path, out_path):
         super(Connection, self).fetch_file(in_path, out_path)
         display.vvv(u'FETCH %s TO %s' % (in_path, out_path), host=self._container())
-        rc, _out, err = self._nspawnctl(['cp', '%s:%s' % (self._container(), in_path),
-                                         out_path])
+        source = '%s:%s' % (self._container(), in_path)
+        rc, _out, err = self._nspawnctl(['cp', source, out_path])
         if rc != 0:
             raise AnsibleFileNotFound('fetch %s: %s' % (in_path, self._said(err)))
 

@@ -20,7 +20,7 @@ description:
   - Check mode asks nspawnctl with C(images rm --dry-run) and C(images prune --dry-run), and
     changes nothing.
 version_added: 0.1.0
-author: nspawnctl developers
+author: nspawnctl developers (!UNKNOWN)
 options:
   name:
     description: The image reference, as C(nspawnctl pull) takes it
@@ -52,8 +52,10 @@ options:
     default: nspawnctl
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 requirements:
   - nspawnctl on the managed host, run as root

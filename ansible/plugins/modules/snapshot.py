@@ -19,7 +19,7 @@ description:
     it reports a change every time; guard it with C(when) in a playbook.
   - Check mode changes nothing and says whether the task would.
 version_added: 0.1.0
-author: nspawnctl developers
+author: nspawnctl developers (!UNKNOWN)
 options:
   name:
     description: The container.
@@ -45,8 +45,10 @@ options:
     default: nspawnctl
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
 requirements:
   - nspawnctl on the managed host, run as root

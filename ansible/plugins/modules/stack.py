@@ -19,7 +19,7 @@ description:
     name made by hand or by another stack is refused with nspawnctl's message.
   - Check mode runs C(apply --dry-run); diff mode shows the planned steps.
 version_added: 0.1.0
-author: nspawnctl developers
+author: nspawnctl developers (!UNKNOWN)
 options:
   src:
     description:
@@ -62,8 +62,10 @@ options:
     default: nspawnctl
 attributes:
   check_mode:
+    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
 requirements:
   - nspawnctl on the managed host, run as root
