@@ -35,8 +35,9 @@ SUITE = "bookworm"
 # nspawnctl's own packages with apt, as it does on any host.  (debootstrap's own dependency
 # resolver fails on some of those, e.g. python3-zstandard, when given them with --include.)
 # docker-registry: the registry the pull tests run (test_registry*.py), not started at boot.
+# ansible-core: the collection's playbooks (test_ansible_playbooks.py) run in the testbed.
 EXTRA_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps", "socat",
-                  "busybox-static", "make", "dnsmasq-base", "docker-registry"]
+                  "busybox-static", "make", "dnsmasq-base", "docker-registry", "ansible-core"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_REBOOT = 133
 TREE_MAX_IDLE = 24 * 3600  # seconds an unused testbed tree of another recipe is kept  # systemd-nspawn's exit status when the container rebooted

@@ -1,0 +1,213 @@
+"""The Ansible collection (ansible/, issue 30) on the real systemd: Debian's ansible-core in
+the testbed builds and installs the collection from this checkout, and playbooks run with
+`ansible-playbook -c local -i localhost,`: a first run creates, a second reports changed=0,
+--check reports the change and makes none, --diff shows it, state=absent removes, and a bad
+parameter or a container made by hand fails with the CLI's one line.  The connection plugin
+runs tasks inside a container.  Containers are scratch busybox trees (as test_stacks.py's)."""
+
+import json
+
+import pytest
+
+from tests import outside
+from tests.integration.helpers import listing, wait_for
+
+pytestmark = pytest.mark.integration
+
+DIR = "/root/ansible-test"
+HTTPD = "/bin/busybox httpd -f -p 80 -h /www"
+PORT = 18091
+
+
+def container_play(state="running", memory="64M", extra=""):
+    """A play: a network, a container on it (busybox httpd, published), an inline stack."""
+    return f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: the network
+      nspawnctl.containers.network:
+        name: ansnet
+        subnet: 198.51.100.0/24
+        state: {"absent" if state == "absent" else "present"}
+      when: "'{state}' != 'absent'"
+    - name: the container
+      nspawnctl.containers.container:
+        name: ans-web
+        state: {state}
+        from: scratch
+        add: [/bin/busybox, "{DIR}/www:/www"]
+        cmd: {HTTPD}
+        network: ansnet
+        port: ["{PORT}:80"]
+        memory: {memory}
+        env:
+          MODE: prod
+        enabled: true{extra}
+    - name: the stack
+      nspawnctl.containers.stack:
+        name: ans-stack
+        state: {"absent" if state == "absent" else "present"}
+        definition:
+          name: ans-stack
+          containers:
+            ans-db:
+              from: scratch
+              add: [/bin/busybox]
+              cmd: /bin/busybox sleep 100000
+    - name: no network
+      nspawnctl.containers.network:
+        name: ansnet
+        state: absent
+      when: "'{state}' == 'absent'"
+"""
+
+
+@pytest.fixture(scope="module")
+def ansible(host, nspawnctl):
+    """ansible-playbook in the testbed with the collection built from this checkout (bound
+    at /usr/src/nspawnctl) installed; the module's containers, stack and network removed at
+    its end."""
+    host.run(["mkdir", "-p", f"{DIR}/www", f"{DIR}/build"])
+    host.path(f"{DIR}/www/index.html").write_text("hello from ansible\n")
+    built = host.run(["ansible-galaxy", "collection", "build", "--force", "--output-path",
+                      f"{DIR}/build", "/usr/src/nspawnctl/ansible"])
+    assert built.returncode == 0, str(built)
+    tarball = built.stdout.strip().split()[-1]
+    installed = host.run(["ansible-galaxy", "collection", "install", "--force", tarball])
+    assert installed.returncode == 0, str(installed)
+
+    def playbook(text, *flags, callback="json", target="localhost", connection="local"):
+        host.path(f"{DIR}/play.yml").write_text(text)
+        r = host.run(["ansible-playbook", "-c", connection, "-i", f"{target},", *flags,
+                      f"{DIR}/play.yml"], timeout=600,
+                     env={"ANSIBLE_STDOUT_CALLBACK": callback,
+                          "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+                          "ANSIBLE_REMOTE_TMP": "/tmp/.ansible-tmp",
+                          "ANSIBLE_NOCOLOR": "1"})
+        return r if callback != "json" else Run(r)
+
+    yield playbook
+    for name in ("ans-web", "ans-stack", "ans-sh"):
+        nspawnctl("apply", "-f", "-", "--prune", input=f"name: {name}\n", check=False)
+    nspawnctl("remove", "--force", "ans-hand", check=False)
+    nspawnctl("network", "remove", "ansnet", check=False)
+
+
+class Run:
+    """An ansible-playbook run through the json callback: its exit status, its recap and
+    each task's result by name."""
+
+    def __init__(self, r):
+        self.raw = r
+        self.rc = r.returncode
+        doc = json.loads(r.stdout[r.stdout.index("{"):])
+        self.stats = next(iter(doc["stats"].values()))
+        self.tasks = {t["task"]["name"]: next(iter(t["hosts"].values()))
+                      for play in doc["plays"] for t in play["tasks"]}
+
+    def __str__(self):
+        return str(self.raw)
+
+
+def status(nspawnctl, name):
+    return json.loads(nspawnctl("status", name, "--json").stdout)
+
+
+def test_playbook_creates_converges_checks_diffs_and_removes(host, nspawnctl, ansible):
+    # --check first: the change is reported, with the plan as the diff, and nothing is made
+    r = ansible(container_play(), "--check", "--diff")
+    assert r.rc == 0 and r.stats["changed"] == 3, r
+    assert r.tasks["the container"]["diff"]["prepared"].splitlines()[0] == \
+        "create ans-web: from scratch", r
+    assert not {"ans-web", "ans-db"} & set(listing(nspawnctl))
+    assert "ansnet" not in nspawnctl("network", "list").stdout
+    # the first run creates all three, running, enabled, limited, serving
+    r = ansible(container_play())
+    assert r.rc == 0 and r.stats["changed"] == 3 and r.stats["failures"] == 0, r
+    web = status(nspawnctl, "ans-web")
+    assert (web["state"], web["enabled"], web["stack"]) == ("running", True, "ans-web")
+    assert web["limits"]["memory"] == 64 * 1024 * 1024, web["limits"]
+    assert r.tasks["the container"]["container"]["name"] == "ans-web"
+    assert status(nspawnctl, "ans-db")["stack"] == "ans-stack"
+    wait_for(lambda: outside.fetch(host, f"http://127.0.0.1:{PORT}/", timeout=2)
+             == (True, "hello from ansible\n"), timeout=20, what="the page")
+    # the second run changes nothing
+    r = ansible(container_play())
+    assert r.rc == 0 and r.stats["changed"] == 0, r
+    # a change: --check --diff says it (on screen too) and leaves the limit as it was
+    r = ansible(container_play(memory="128M"), "--check", "--diff", callback="default")
+    assert r.returncode == 0 and "changed=1" in r.stdout, str(r)
+    assert "change ans-web: memory" in r.stdout, r.stdout
+    assert status(nspawnctl, "ans-web")["limits"]["memory"] == 64 * 1024 * 1024
+    r = ansible(container_play(memory="128M"))
+    assert r.rc == 0 and r.stats["changed"] == 1, r
+    assert status(nspawnctl, "ans-web")["limits"]["memory"] == 128 * 1024 * 1024
+    # stopped, then present: present keeps it stopped
+    r = ansible(container_play(state="stopped", memory="128M"))
+    assert r.rc == 0 and r.stats["changed"] == 1, r
+    assert status(nspawnctl, "ans-web")["state"] == "stopped"
+    r = ansible(container_play(state="present", memory="128M"))
+    assert r.rc == 0 and r.stats["changed"] == 0, r
+    # absent: --check removes nothing, then all of it goes, and again changes nothing
+    r = ansible(container_play(state="absent"), "--check")
+    assert r.rc == 0 and r.stats["changed"] == 3, r
+    assert {"ans-web", "ans-db"} <= set(listing(nspawnctl))
+    r = ansible(container_play(state="absent"))
+    assert r.rc == 0 and r.stats["changed"] == 3, r
+    assert not {"ans-web", "ans-db"} & set(listing(nspawnctl))
+    assert "ansnet" not in nspawnctl("network", "list").stdout
+    r = ansible(container_play(state="absent"))
+    assert r.rc == 0 and r.stats["changed"] == 0, r
+
+
+def test_bad_parameters_fail_with_the_clis_line(host, nspawnctl, ansible):
+    r = ansible(container_play(memory="lots"))
+    assert r.rc != 0 and r.stats["failures"] == 1, r
+    # the CLI's own line for the same value in a one-line (JSON) stack on stdin, as the
+    # module gives it: the task's message is that line, whole and alone
+    cli = nspawnctl("apply", "-f", "-", check=False,
+                    input='{"containers": {"ans-web": {"memory": "lots"}}}')
+    assert cli.returncode == 5 and cli.stderr.count("\n") == 1, str(cli)
+    assert r.tasks["the container"]["msg"] == cli.stderr.strip(), (r.tasks, cli.stderr)
+    assert "ans-web" not in listing(nspawnctl)
+    # a container of that name made by hand: apply's refusal, and it is left as it was
+    nspawnctl("create", "ans-hand", "--from", "scratch", "--add", "/bin/busybox", "--cmd",
+              "/bin/busybox sleep 100000")
+    hand = ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+            "    - name: the container\n      nspawnctl.containers.container:\n"
+            "        name: ans-hand\n        from: scratch\n        add: [/bin/busybox]\n")
+    r = ansible(hand)
+    assert r.rc != 0, r
+    msg = r.tasks["the container"]["msg"]
+    assert msg.startswith("nspawnctl: ") and "ans-hand" in msg and "\n" not in msg, msg
+    assert status(nspawnctl, "ans-hand")["stack"] is None
+
+
+def test_connection_plugin_runs_tasks_inside_a_container(host, nspawnctl, ansible):
+    """raw runs through exec (its exit status passed back), script through cp then exec;
+    the container is a busybox tree whose /bin/sh is busybox (no Python: raw and script)."""
+    host.path(f"{DIR}/inside.sh").write_text("#!/bin/sh\necho made inside > /tmp/made\n"
+                                              "echo script ran in $(cat /etc/hostname)\n")
+    r = ansible("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                "    - name: the container\n      nspawnctl.containers.container:\n"
+                "        name: ans-sh\n        from: scratch\n"
+                "        add: [/bin/busybox, '/bin/busybox:/bin/sh']\n"
+                "        cmd: /bin/busybox sleep 100000\n")
+    assert r.rc == 0 and r.stats["changed"] == 1, r
+    play = ("- hosts: ans-sh\n  gather_facts: false\n  tasks:\n"
+            "    - name: raw\n      raw: echo hello from $(hostname)\n"
+            f"    - name: script\n      script: {DIR}/inside.sh\n"
+            "    - name: failing\n      raw: exit 7\n      ignore_errors: true\n")
+    r = ansible(play, target="ans-sh", connection="nspawnctl.containers.nspawnctl")
+    assert r.rc == 0, r
+    assert r.tasks["raw"]["stdout"].strip() == "hello from ans-sh", r.tasks["raw"]
+    assert "script ran in ans-sh" in r.tasks["script"]["stdout"], r.tasks["script"]
+    assert r.tasks["failing"]["rc"] == 7 and r.tasks["failing"]["failed"], r.tasks["failing"]
+    made = nspawnctl("exec", "ans-sh", "--", "/bin/busybox", "cat", "/tmp/made")
+    assert made.stdout == "made inside\n"
+    # a container that is not running: nspawnctl's line, as the host being unreachable
+    nspawnctl("stop", "ans-sh")
+    r = ansible(play, target="ans-sh", connection="nspawnctl.containers.nspawnctl")
+    assert r.rc != 0 and r.stats["unreachable"] == 1, r
+    assert r.tasks["raw"]["msg"].startswith("nspawnctl: "), r.tasks["raw"]
