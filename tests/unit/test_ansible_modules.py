@@ -192,13 +192,22 @@ def test_container_absent_prunes_its_stack_only_when_it_made_it(collections, fak
     assert len(applies(fake)) == 1
 
 
-def test_container_options_are_every_key_a_stack_takes():
+def test_container_options_are_every_key_a_stack_takes(collections, fake):
     """A new create or set option is a new stack key (stacks/model.py); the module must take
-    it too, or a playbook cannot say it."""
+    it too (documented, accepted and passed on), or a playbook cannot say it."""
     from nspawnctl.stacks.model import CREATE_KEYS, RUN_KEYS, SETTING_KEYS
-    doc = yaml.safe_load(module_doc("container"))
-    options = {name.replace("_", "-") for name in doc["options"]}
-    assert options - {"name", "executable"} == {*CREATE_KEYS, *SETTING_KEYS, *RUN_KEYS}
+    keys = {*CREATE_KEYS, *SETTING_KEYS, *RUN_KEYS}
+    doc = yaml.safe_load(module_doc("container"))["options"]
+    assert {name.replace("_", "-") for name in doc} - {"name", "executable"} == keys
+    every = {name: True if o["type"] == "bool" else ["x"] if o["type"] == "list"
+             else o.get("choices", ["x"])[0]
+             for name, o in doc.items() if name not in ("name", "executable", "state")}
+    fake.answer("list", js=[])
+    fake.answer("apply", js=NOTHING)
+    result = run_module(collections, fake, "container", name="web", **every)
+    assert not result.get("failed"), result
+    spec = json.loads(applies(fake)[0]["stdin"])["containers"]["web"]
+    assert set(spec) == keys
 
 
 # ------------------------------------------------------------------------------ stack
