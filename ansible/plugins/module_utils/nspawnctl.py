@@ -43,7 +43,11 @@ def warnings_of(stderr):
 def run(module, args, data=None, ok=(0,)):
     """Run `nspawnctl ARGS` (a list); fail the task with the CLI's line unless its exit
     status is in ok.  Returns (rc, stdout, stderr)."""
-    argv = [module.params['executable']] + [str(a) for a in args]
+    executable = module.params['executable']
+    if '/' not in executable:
+        # a clear "not found in PATH" before anything runs, instead of an OSError's text
+        executable = module.get_bin_path(executable, required=True)
+    argv = [executable] + [str(a) for a in args]
     rc, out, err = module.run_command(argv, data=data, check_rc=False, encoding='utf-8')
     if rc not in ok:
         module.fail_json(msg=error_text(err), rc=rc, hint=hint_text(err), stderr=err,
