@@ -20,8 +20,11 @@ HTTPD = "/bin/busybox httpd -f -p 80 -h /www"
 PORT = 18091
 
 
-def container_play(state="running", memory="64M", extra=""):
-    """A play: a network, a container on it (busybox httpd, published), an inline stack."""
+def container_play(state="running", memory="64M"):
+    """A play: a network, a container (busybox httpd, published), and an inline stack with a
+    network and a container on it.  What one task makes, no other task uses: in check mode
+    nothing is made, and a later task's own dry run would find it missing."""
+    gone = "absent" if state == "absent" else "present"
     return f"""
 - hosts: localhost
   gather_facts: false
@@ -29,9 +32,8 @@ def container_play(state="running", memory="64M", extra=""):
     - name: the network
       nspawnctl.containers.network:
         name: ansnet
-        subnet: 198.51.100.0/24
-        state: {"absent" if state == "absent" else "present"}
-      when: "'{state}' != 'absent'"
+        subnet: 203.0.113.0/24
+        state: {gone}
     - name: the container
       nspawnctl.containers.container:
         name: ans-web
@@ -39,28 +41,26 @@ def container_play(state="running", memory="64M", extra=""):
         from: scratch
         add: [/bin/busybox, "{DIR}/www:/www"]
         cmd: {HTTPD}
-        network: ansnet
         port: ["{PORT}:80"]
         memory: {memory}
         env:
           MODE: prod
-        enabled: true{extra}
+        enabled: true
     - name: the stack
       nspawnctl.containers.stack:
         name: ans-stack
-        state: {"absent" if state == "absent" else "present"}
+        state: {gone}
         definition:
           name: ans-stack
+          networks:
+            ansback:
+              subnet: 198.51.100.0/24
           containers:
             ans-db:
               from: scratch
               add: [/bin/busybox]
               cmd: /bin/busybox sleep 100000
-    - name: no network
-      nspawnctl.containers.network:
-        name: ansnet
-        state: absent
-      when: "'{state}' == 'absent'"
+              network: ansback
 """
 
 
@@ -92,7 +92,7 @@ def ansible(host, nspawnctl):
     for name in ("ans-web", "ans-stack", "ans-sh"):
         nspawnctl("apply", "-f", "-", "--prune", input=f"name: {name}\n", check=False)
     nspawnctl("remove", "--force", "ans-hand", check=False)
-    nspawnctl("network", "remove", "ansnet", check=False)
+    nspawnctl("network", "remove", "ansnet", check=False)  # ansback: ans-stack's
 
 
 class Run:
@@ -117,8 +117,12 @@ class Run:
                 self.stats = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
         assert self.stats, str(r)
 
-    def __str__(self):
+    def __repr__(self):  # pytest shows an assertion's message object by its repr
         return str(self.raw)
+
+
+def networks(nspawnctl):
+    return [n["name"] for n in json.loads(nspawnctl("network", "list", "--json").stdout)]
 
 
 def status(nspawnctl, name):
@@ -130,10 +134,11 @@ def test_playbook_creates_converges_checks_diffs_and_removes(host, nspawnctl, an
     r = ansible(container_play(), "--check", "--diff")
     assert r.rc == 0 and r.stats["changed"] == 3, r
     # the callback prints a diff on its own, out of the result: the plan's lines
-    assert "\ncreate ans-web: from scratch\n" in r.raw.stdout, r
-    assert "\n+network ansnet: subnet 198.51.100.0/24\n" in r.raw.stdout, r
+    for line in ("+network ansnet: subnet 203.0.113.0/24", "create ans-web: from scratch",
+                 "create network ansback: subnet 198.51.100.0/24", "create ans-db: from scratch"):
+        assert f"\n{line}\n" in r.raw.stdout, (line, r)
     assert not {"ans-web", "ans-db"} & set(listing(nspawnctl))
-    assert "ansnet" not in nspawnctl("network", "list").stdout
+    assert not {"ansnet", "ansback"} & set(networks(nspawnctl))
     # the first run creates all three, running, enabled, limited, serving
     r = ansible(container_play())
     assert r.rc == 0 and r.stats["changed"] == 3 and r.stats["failed"] == 0, r
@@ -142,6 +147,7 @@ def test_playbook_creates_converges_checks_diffs_and_removes(host, nspawnctl, an
     assert web["limits"]["memory"] == 64 * 1024 * 1024, web["limits"]
     assert r.tasks["the container"]["container"]["name"] == "ans-web"
     assert status(nspawnctl, "ans-db")["stack"] == "ans-stack"
+    assert {"ansnet", "ansback"} <= set(networks(nspawnctl))
     wait_for(lambda: outside.fetch(host, f"http://127.0.0.1:{PORT}/", timeout=2)
              == (True, "hello from ansible\n"), timeout=20, what="the page")
     # the second run changes nothing
@@ -168,7 +174,7 @@ def test_playbook_creates_converges_checks_diffs_and_removes(host, nspawnctl, an
     r = ansible(container_play(state="absent"))
     assert r.rc == 0 and r.stats["changed"] == 3, r
     assert not {"ans-web", "ans-db"} & set(listing(nspawnctl))
-    assert "ansnet" not in nspawnctl("network", "list").stdout
+    assert not {"ansnet", "ansback"} & set(networks(nspawnctl))
     r = ansible(container_play(state="absent"))
     assert r.rc == 0 and r.stats["changed"] == 0, r
 
@@ -179,7 +185,7 @@ def test_bad_parameters_fail_with_the_clis_line(host, nspawnctl, ansible):
     # the CLI's own line for the same value in a one-line (JSON) stack on stdin, as the
     # module gives it: the task's message is that line, whole and alone
     cli = nspawnctl("apply", "-f", "-", check=False,
-                    input='{"containers": {"ans-web": {"memory": "lots"}}}')
+                    input='{"name": "ans-web", "containers": {"ans-web": {"memory": "lots"}}}')
     assert cli.returncode == 5 and cli.stderr.count("\n") == 1, str(cli)
     assert r.tasks["the container"]["msg"] == cli.stderr.strip(), (r.tasks, cli.stderr)
     assert "ans-web" not in listing(nspawnctl)
