@@ -84,7 +84,7 @@ def ansible(host, nspawnctl):
                       f"{DIR}/play.yml"], timeout=600,
                      env={"ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
                           "ANSIBLE_CALLBACK_FORMAT_PRETTY": "false",
-                          "ANSIBLE_REMOTE_TMP": "/tmp/.ansible-tmp",
+                          "ANSIBLE_REMOTE_TMP": "/root/.ansible/tmp",
                           "ANSIBLE_NOCOLOR": "1"})
         return r if raw else Run(r)
 
@@ -118,7 +118,9 @@ class Run:
         assert self.stats, str(r)
 
     def __repr__(self):  # pytest shows an assertion's message object by its repr
-        return str(self.raw)
+        lines = self.raw.stdout.splitlines()
+        said = [x for x in lines if x.startswith(("fatal:", "failed:")) or ": ok=" in x]
+        return "\n".join([" ".join(self.raw.argv), *said, self.raw.stderr[-2000:]])
 
 
 def networks(nspawnctl):
@@ -204,7 +206,9 @@ def test_bad_parameters_fail_with_the_clis_line(host, nspawnctl, ansible):
 
 def test_connection_plugin_runs_tasks_inside_a_container(host, nspawnctl, ansible):
     """raw runs through exec (its exit status passed back), script through cp then exec;
-    the container is a busybox tree whose /bin/sh is busybox (no Python: raw and script)."""
+    the container is a busybox tree whose /bin/sh is busybox (no Python: raw and script).
+    The remote temporary directory is on the tree's disk (cp writes there, not into the
+    running container's tmpfs /tmp: a script put under /tmp was not found)."""
     host.path(f"{DIR}/inside.sh").write_text("#!/bin/sh\necho made inside > /tmp/made\n"
                                               "echo script ran in $(cat /etc/hostname)\n")
     r = ansible("- hosts: localhost\n  gather_facts: false\n  tasks:\n"

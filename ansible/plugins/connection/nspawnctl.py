@@ -13,6 +13,10 @@ description:
     files with C(nspawnctl cp), on the machine the play runs on (the controller), as root.
   - The container needs C(/bin/sh), and Python for modules other than C(raw) and C(script).
   - The path rules are nspawnctl's, a path in the container never leads out of its tree.
+  - C(nspawnctl cp) writes into the container's tree on disk, not into what a running
+    container mounted over it (a tmpfs on C(/tmp) or C(/run)). Keep the remote temporary
+    directory on disk, as the default C(~/.ansible/tmp) is; a C(remote_tmp)
+    under C(/tmp) makes modules and scripts fail to find the files copied for them.
 author: nspawnctl developers (!UNKNOWN)
 version_added: 0.1.0
 options:

@@ -13,7 +13,7 @@ short_description: One systemd-nspawn container, owned through nspawnctl
 description:
   - Makes one container match its parameters, which are C(nspawnctl create)'s and
     C(nspawnctl set)'s options by their long names (a hyphen is an underscore here,
-    O(start_timeout) for C(--start-timeout)).
+    I(start_timeout) for C(--start-timeout)).
   - The container is a stack of one, named after the container, applied with
     C(nspawnctl apply --json) on the managed host. nspawnctl plans and makes the change, so
     the rules and the messages are the command line's, and the module manages only the
@@ -21,8 +21,8 @@ description:
     refused with nspawnctl's message; do not name a stack file after a container this module
     manages.
   - The parameters describe the whole container, as a stack file does. A setting left out
-    gets create's default, so removing O(memory) from the task removes the limit. Changing a
-    create-only option (O(from), O(include), O(cmd), O(args), O(add), ...) makes the tree
+    gets create's default, so removing I(memory) from the task removes the limit. Changing a
+    create-only option (I(from), I(include), I(cmd), I(args), I(add), ...) makes the tree
     again. A setting that needs a restart restarts the container.
   - Check mode runs C(apply --dry-run); diff mode shows the planned steps.
 version_added: 0.1.0
@@ -34,11 +34,11 @@ options:
     required: true
   state:
     description:
-      - V(running) creates the container if it is missing and starts it.
-      - V(stopped) creates it if it is missing and stops it.
-      - V(present) creates it stopped if it is missing, and leaves a container that is there
+      - C(running) creates the container if it is missing and starts it.
+      - C(stopped) creates it if it is missing and stops it.
+      - C(present) creates it stopped if it is missing, and leaves a container that is there
         running or stopped as it is.
-      - V(absent) removes it (running or not), if this module made it.
+      - C(absent) removes it (running or not), if this module made it.
     type: str
     choices: [present, running, stopped, absent]
     default: running

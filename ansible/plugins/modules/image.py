@@ -11,11 +11,11 @@ DOCUMENTATION = r'''
 module: image
 short_description: Pull, remove and prune nspawnctl's images
 description:
-  - V(present) runs C(nspawnctl pull REF --pull missing --json) (O(pull=always) or
-    O(pull=newer) asks the registry as C(pull) does); changed when something was fetched.
-  - V(absent) runs C(nspawnctl images rm REF); an image a container uses is refused with
+  - C(present) runs C(nspawnctl pull REF --pull missing --json) (I(pull=always) or
+    I(pull=newer) asks the registry as C(pull) does); changed when something was fetched.
+  - C(absent) runs C(nspawnctl images rm REF); an image a container uses is refused with
     nspawnctl's message.
-  - O(prune=true) (without O(name)) runs C(nspawnctl images prune), removing the base trees
+  - I(prune=true) (without I(name)) runs C(nspawnctl images prune), removing the base trees
     no container uses and the blobs no image needs.
   - Check mode asks nspawnctl with C(images rm --dry-run) and C(images prune --dry-run), and
     changes nothing.
@@ -32,7 +32,7 @@ options:
     choices: [present, absent]
     default: present
   pull:
-    description: When to ask the registry, for V(present) (C(pull --pull)).
+    description: When to ask the registry, for C(present) (C(pull --pull)).
     type: str
     choices: [missing, always, newer]
     default: missing
@@ -60,7 +60,7 @@ attributes:
 requirements:
   - nspawnctl on the managed host, run as root
 notes:
-  - In check mode, V(present) reports a change unless C(images rm --dry-run) finds the
+  - In check mode, C(present) reports a change unless C(images rm --dry-run) finds the
     reference as given.
 '''
 
@@ -81,12 +81,12 @@ EXAMPLES = r'''
 
 RETURN = r'''
 pulled:
-  description: What C(nspawnctl pull --json) says (V(present), not in check mode).
+  description: What C(nspawnctl pull --json) says (C(present), not in check mode).
   returned: when pulled
   type: dict
   sample: {"name": "docker.io/library/busybox:1.36", "cached": false, "fetched_blobs": 1}
 said:
-  description: nspawnctl's lines, for V(absent) and O(prune).
+  description: nspawnctl's lines, for C(absent) and I(prune).
   returned: when removing or pruning
   type: list
   elements: str

@@ -13,7 +13,7 @@ short_description: An nspawnctl network (a bridge and its subnet)
 description:
   - Creates or removes a network with C(nspawnctl network create) and C(network remove),
     after reading the host's networks with C(nspawnctl network list --json).
-  - A network that is there with another subnet than O(subnet) is not changed; the task
+  - A network that is there with another subnet than I(subnet) is not changed; the task
     fails and says so (a network's subnet changes only by removing it, and its containers
     first).
   - Check mode changes nothing and says whether the task would; diff mode shows the network

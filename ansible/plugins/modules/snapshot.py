@@ -12,10 +12,10 @@ module: snapshot
 short_description: Take, roll back to and remove a container's snapshots
 description:
   - Reads the container's snapshots with C(nspawnctl snapshot list NAME --json), then
-    V(present) takes snapshot O(tag) if it is missing (C(snapshot create NAME TAG --json)),
-    V(absent) removes it if it is there (C(snapshot rm)), and V(rolled_back) puts the
+    C(present) takes snapshot I(tag) if it is missing (C(snapshot create NAME TAG --json)),
+    C(absent) removes it if it is there (C(snapshot rm)), and C(rolled_back) puts the
     container back as the snapshot holds it (C(snapshot rollback --json)).
-  - V(rolled_back) always changes the container (a rollback is an action, not a state), so
+  - C(rolled_back) always changes the container (a rollback is an action, not a state), so
     it reports a change every time; guard it with C(when) in a playbook.
   - Check mode changes nothing and says whether the task would.
 version_added: 0.1.0

@@ -11,8 +11,8 @@ DOCUMENTATION = r'''
 module: stack
 short_description: Make a host's nspawn containers and networks match a stack
 description:
-  - Runs C(nspawnctl apply --json) on the managed host, with a stack file there (O(src)) or an
-    inline definition (O(definition)) given on standard input. nspawnctl plans and makes
+  - Runs C(nspawnctl apply --json) on the managed host, with a stack file there (I(src)) or an
+    inline definition (I(definition)) given on standard input. nspawnctl plans and makes
     the changes, so the rules and the messages are the command line's (see nspawnctl's
     docs/stacks.md for the format).
   - A stack only ever changes or removes the containers it made; a container of the same
@@ -24,7 +24,7 @@ options:
   src:
     description:
       - Path of a stack file (or a compose file) on the managed host.
-      - Exactly one of O(src) and O(definition) for O(state=present).
+      - Exactly one of I(src) and I(definition) for I(state=present).
     type: path
   definition:
     description:
@@ -35,7 +35,7 @@ options:
     description:
       - The stack's name (C(apply --name)); default the definition's C(name) key, else the
         file's name without its extension.
-      - Required for O(state=absent) unless O(definition) has a C(name).
+      - Required for I(state=absent) unless I(definition) has a C(name).
     type: str
   prune:
     description:
@@ -50,8 +50,8 @@ options:
     default: false
   state:
     description:
-      - V(present) applies the stack.
-      - V(absent) removes every container and network the stack made (an empty stack,
+      - C(present) applies the stack.
+      - C(absent) removes every container and network the stack made (an empty stack,
         applied with C(--prune)).
     type: str
     choices: [present, absent]
