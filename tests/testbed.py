@@ -40,6 +40,10 @@ SUITE = "bookworm"
 EXTRA_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps", "socat",
                   "busybox-static", "make", "dnsmasq-base", "docker-registry",
                   "openssh-server", "openssh-client"]
+# Installed with apt after provisioning (provision.sh --deps), as debootstrap cannot: with
+# --include, it fails configuring python3-cryptography.  ansible-core: the collection's
+# playbooks (test_ansible_playbooks.py).
+APT_PACKAGES = ["ansible-core"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 EXIT_REBOOT = 133
 TREE_MAX_IDLE = 24 * 3600  # seconds an unused testbed tree of another recipe is kept  # systemd-nspawn's exit status when the container rebooted
@@ -86,6 +90,7 @@ def recipe() -> dict:
     return {
         "suite": SUITE,
         "packages": sorted(EXTRA_PACKAGES),
+        "apt-packages": sorted(APT_PACKAGES),
         "provisioned": provision_packages(),
         "provision.sh": (REPO / "vagrant/provision.sh").read_text(),
         "pyproject.toml": (REPO / "pyproject.toml").read_text(),
@@ -132,6 +137,10 @@ def build_tree(log=print) -> Path:
                 _run(["systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", stage,
                       f"--bind-ro={REPO}:{SRC_IN_TESTBED}", "--setenv=LANG=C.UTF-8",
                       f"{SRC_IN_TESTBED}/vagrant/provision.sh"],
+                     stdout=logf, stderr=subprocess.STDOUT)
+                _run(["systemd-nspawn", "-q", "--register=no", "--keep-unit", "-D", stage,
+                      f"--bind-ro={REPO}:{SRC_IN_TESTBED}", "--setenv=LANG=C.UTF-8",
+                      f"{SRC_IN_TESTBED}/vagrant/provision.sh", "--deps", *APT_PACKAGES],
                      stdout=logf, stderr=subprocess.STDOUT)
             _configure_tree(stage)
             subprocess.run(["rm", "-rf", f"{stage}/var/cache/apt/archives"], check=False)
