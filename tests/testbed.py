@@ -45,8 +45,8 @@ EXTRA_PACKAGES = ["systemd", "systemd-sysv", "dbus", "iproute2", "procps", "soca
 # playbooks (test_ansible_playbooks.py).
 APT_PACKAGES = ["ansible-core"]
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-EXIT_REBOOT = 133
-TREE_MAX_IDLE = 24 * 3600  # seconds an unused testbed tree of another recipe is kept  # systemd-nspawn's exit status when the container rebooted
+EXIT_REBOOT = 133  # systemd-nspawn's exit status when the container rebooted
+TREE_MAX_IDLE = 24 * 3600  # seconds an unused testbed tree of another recipe is kept
 
 
 @dataclass
