@@ -146,10 +146,12 @@ def _create(ctx: Context, stack: Stack, name: str) -> None:
 
 def _finish(paths, stack: Stack, kept: record.Record, steps: plan.Plan) -> None:
     """The record once every step is done: the file's containers as the file says them, and
-    the networks this stack made (those the file no longer lists stay, until --prune)."""
+    the networks this stack made (those the file no longer lists stay, until --prune; those
+    gone from the host are forgotten)."""
     containers = {n: s.record() for n, s in stack.containers.items()}
     left = {n: r for n, r in kept.containers.items() if n not in containers}
-    new = record.Record(stack.name, {**containers, **left}, dict(kept.networks))
+    networks = {n: r for n, r in kept.networks.items() if n not in steps.forgotten}
+    new = record.Record(stack.name, {**containers, **left}, networks)
     if new.to_json() != kept.to_json():
         record.write(paths, new)
 

@@ -62,6 +62,8 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     left: list[str] = field(default_factory=list)    # what --prune would remove, as text
     problems: list[Problem] = field(default_factory=list)
+    # networks the record names that are gone from the host (removed by hand), forgotten
+    forgotten: list[str] = field(default_factory=list)
 
     def add(self, action: str, name: str, why: str = "", **kw) -> None:
         self.steps.append(Step(action, name, why, **kw))
@@ -140,7 +142,7 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
         plan.add(START, name)
     for name in enables:
         plan.add(ENABLE if stack.containers[name].enabled else DISABLE, name)
-    _gone(plan, stack, record, configs, prune)
+    _gone(plan, stack, record, configs, prune, set(nets))
     return plan
 
 
@@ -188,13 +190,17 @@ def _active(ctx: Context, names: set[str]) -> set[str]:
     return {n for n in names if service_unit(n) in up}
 
 
-def _gone(plan: Plan, stack: Stack, record: Record, configs: dict, prune: bool) -> None:
-    """What the stack made that the file no longer lists: removed with --prune, else said."""
+def _gone(plan: Plan, stack: Stack, record: Record, configs: dict, prune: bool,
+          there: set[str]) -> None:
+    """What the stack made that the file no longer lists: removed with --prune, else said.
+    (there: the networks on the host; one the stack made and someone removed is forgotten.)"""
     gone = [n for n, cfg in sorted(configs.items())
             if cfg.stack == stack.name and n not in stack.containers]
     # containers that need others first: the dependents go first
     gone.sort(key=lambda n: -len([o for o in gone if n in deps_of(configs[o])]))
-    nets = [n for n in sorted(record.networks) if n not in stack.networks]
+    nets = [n for n in sorted(record.networks) if n not in stack.networks and n in there]
+    plan.forgotten = [n for n in sorted(record.networks)
+                      if n not in stack.networks and n not in there]
     if prune:
         for name in gone:
             plan.add(REMOVE, name, "no longer in the file")

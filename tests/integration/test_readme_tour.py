@@ -59,6 +59,9 @@ def readers_world(host, nspawnctl, tmp_path):
     host.path(f"{WORK}/motd").write_text("welcome to web\n")
     host.path(f"{WORK}/shop.yaml").write_text(shop_yaml())
     yield WORK
+    # the tour's stack, as a reader would take it away: its containers and network, and the
+    # stack's record of them
+    nspawnctl("apply", "-f", "-", "--prune", input="name: shop\n", check=False)
     for name in MADE:
         nspawnctl("remove", "--force", name, check=False)
     nspawnctl("network", "remove", "backend", check=False)

@@ -62,12 +62,12 @@ def cleanup(nspawnctl):
 
 
 def test_apply_converges_and_changes_only_what_differs(host, nspawnctl, cleanup):
-    cleanup("shop")
-    first = ("name: shop\nnetworks:\n  stk:\n    subnet: 198.51.100.0/24\ncontainers:\n"
+    cleanup("stk-shop")
+    first = ("name: stk-shop\nnetworks:\n  stk:\n    subnet: 198.51.100.0/24\ncontainers:\n"
              + box("stk-db", "network: stk")
              + box("stk-web", "network: stk", "port: ['18080:80']", "after: [stk-db]",
                    "memory: 64M", "env: [MODE=prod]", "enabled: true"))
-    path = stack_file(host, "shop", first)
+    path = stack_file(host, "stk-shop", first)
     # the plan first: its exit status says there is something to do, and nothing is made
     r = nspawnctl("apply", "-f", path, "--dry-run", check=False)
     assert r.returncode == CHANGES, str(r)
@@ -83,7 +83,7 @@ def test_apply_converges_and_changes_only_what_differs(host, nspawnctl, cleanup)
         "started stk-web", "enabled stk-web"], r.stdout
     rows = listing(nspawnctl)
     assert rows["stk-web"]["state"] == rows["stk-db"]["state"] == "running"
-    assert rows["stk-web"]["stack"] == rows["stk-db"]["stack"] == "shop"
+    assert rows["stk-web"]["stack"] == rows["stk-db"]["stack"] == "stk-shop"
     assert rows["stk-web"]["enabled"] and not rows["stk-db"]["enabled"]
     web = status(nspawnctl, "stk-web")
     assert web["memory"] == 64 << 20 and "MODE=prod" in web["env"]
@@ -92,7 +92,7 @@ def test_apply_converges_and_changes_only_what_differs(host, nspawnctl, cleanup)
     # a second apply changes nothing, and says so; the plan agrees (exit 0)
     before = {n: invocation(host, n) for n in ("stk-db", "stk-web")}
     r = nspawnctl("apply", "-f", path)
-    assert r.stdout.strip() == "stack shop: nothing to do, the host matches the file"
+    assert r.stdout.strip() == "stack stk-shop: nothing to do, the host matches the file"
     assert nspawnctl("apply", "-f", path, "--dry-run").returncode == 0
     # a live change (memory, port) is applied to web alone, with no restart of anything
     changed = first.replace("memory: 64M", "memory: 96M").replace("18080:80", "18081:80")
@@ -124,7 +124,7 @@ def test_apply_converges_and_changes_only_what_differs(host, nspawnctl, cleanup)
     assert nspawnctl("apply", "-f", path).stdout.splitlines() == ["stopped stk-db"]
     assert listing(nspawnctl)["stk-db"]["state"] == "stopped"
     # and an empty stack with --prune takes the rest, its network too
-    host.path(path).write_text("name: shop\n")
+    host.path(path).write_text("name: stk-shop\n")
     r = nspawnctl("apply", "-f", path, "--prune")
     assert r.stdout.splitlines() == ["removed stk-db: no longer in the file",
                                      "removed network stk: no longer in the file"]

@@ -196,11 +196,18 @@ def test_prune_removes_only_the_stacks_own(paths):
     made(paths, "theirs", stack="other")
     made(paths, "hand")
     kept = record.Record("st", networks={"gone": {"subnet": None}})
+    from nspawnctl.network.containers import network_state
+    network_state(paths).create("gone", None)
     p = plan_of(paths, "containers: {}\n", kept=kept)
     assert p.steps == [] and p.left == ["container old", "network gone"]
     p = plan_of(paths, "containers: {}\n", kept=kept, prune=True)
     assert [s.text() for s in p.steps] == ["remove old: no longer in the file",
                                            "remove network gone: no longer in the file"]
+    # a network the stack made and someone removed by hand is forgotten, not said or pruned
+    network_state(paths).remove("gone")
+    p = plan_of(paths, "containers: {}\n", kept=kept, prune=True)
+    assert [s.text() for s in p.steps] == ["remove old: no longer in the file"]
+    assert p.forgotten == ["gone"] and p.left == []
 
 
 def test_the_host_is_checked_before_any_step(paths):
