@@ -368,6 +368,9 @@ class VM:
         return subprocess.run(self.inside_ns(["virsh", "-q", "-c", "qemu:///system", *args]),
                               capture_output=True, text=True, timeout=60)
 
+    # the vagrant commands whose output is the caller's (the rest goes to vagrant.log only)
+    SAID = ("ssh", "ssh-config")
+
     def vagrant(self, *args, timeout=900, check=True) -> Result:
         """vagrant in the namespaces, on vagrant/Vagrantfile; its output goes to vagrant.log
         as it comes (stdout and stderr of the result are what this call printed)."""
@@ -380,8 +383,8 @@ class VM:
             log.write(f"$ vagrant {' '.join(args)}\n")
             log.flush()
             p = subprocess.run(self.inside_ns(["vagrant", *args], cwd=REPO / "vagrant"),
-                               stdout=out if args[0] == "ssh" else log, env=env,
-                               stderr=err if args[0] == "ssh" else log, timeout=timeout)
+                               stdout=out if args[0] in self.SAID else log, env=env,
+                               stderr=err if args[0] in self.SAID else log, timeout=timeout)
             out.seek(0)
             err.seek(0)
             result = Result(["vagrant", *args], p.returncode, out.read(), err.read())
