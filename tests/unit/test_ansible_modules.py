@@ -321,4 +321,9 @@ def test_ansible_doc_reads_each_module(collections, module):
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)[f"nspawnctl.containers.{module}"]
     assert doc["doc"]["options"] and doc["examples"] and doc["return"] is not None
+    # what every module shares comes from the collection's doc fragment, merged in
+    assert doc["doc"]["options"]["executable"]["default"] == "nspawnctl"
+    assert doc["doc"]["attributes"]["check_mode"]["support"] == "full"
+    assert "diff_mode" in doc["doc"]["attributes"]
+    assert doc["doc"]["requirements"] == ["nspawnctl on the managed host, run as root"]
     assert "WARNING" not in r.stderr, r.stderr

@@ -21,6 +21,8 @@ description:
     changes nothing.
 version_added: 0.1.0
 author: nspawnctl developers (!UNKNOWN)
+extends_documentation_fragment:
+  - nspawnctl.containers.nspawnctl
 options:
   name:
     description: The image reference, as C(nspawnctl pull) takes it
@@ -46,19 +48,10 @@ options:
     description: Prune the cache (C(images prune)) instead of pulling or removing an image.
     type: bool
     default: false
-  executable:
-    description: The nspawnctl command on the managed host.
-    type: path
-    default: nspawnctl
 attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
-requirements:
-  - nspawnctl on the managed host, run as root
 notes:
   - In check mode, C(present) reports a change unless C(images rm --dry-run) finds the
     reference as given.

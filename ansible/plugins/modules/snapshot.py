@@ -20,6 +20,8 @@ description:
   - Check mode changes nothing and says whether the task would.
 version_added: 0.1.0
 author: nspawnctl developers (!UNKNOWN)
+extends_documentation_fragment:
+  - nspawnctl.containers.nspawnctl
 options:
   name:
     description: The container.
@@ -39,19 +41,10 @@ options:
       it again (C(snapshot create --stop)).
     type: bool
     default: false
-  executable:
-    description: The nspawnctl command on the managed host.
-    type: path
-    default: nspawnctl
 attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: none
-requirements:
-  - nspawnctl on the managed host, run as root
 '''
 
 EXAMPLES = r'''

@@ -20,6 +20,8 @@ description:
   - Check mode runs C(apply --dry-run); diff mode shows the planned steps.
 version_added: 0.1.0
 author: nspawnctl developers (!UNKNOWN)
+extends_documentation_fragment:
+  - nspawnctl.containers.nspawnctl
 options:
   src:
     description:
@@ -56,19 +58,10 @@ options:
     type: str
     choices: [present, absent]
     default: present
-  executable:
-    description: The nspawnctl command on the managed host.
-    type: path
-    default: nspawnctl
 attributes:
-  check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
-    support: full
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
-requirements:
-  - nspawnctl on the managed host, run as root
 '''
 
 EXAMPLES = r'''
