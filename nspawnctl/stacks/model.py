@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import INVALID_INPUT, Error
 from ..names import check_name, check_stack_name
 from ..network.model import check_subnet
-from ..settings.model import CLI_SETTINGS, ContainerConfig, Setting, parse_cli
+from ..settings.model import CLI_SETTINGS, ContainerConfig, Setting, dependencies, parse_cli
 from ..settings.networking import check_network_name
 from .yamlfile import Doc, Problem, Seq
 
@@ -309,15 +309,11 @@ def _check_between(stack: Stack, say) -> None:
                     f"port {port.host_port}/{port.proto} is published by "
                     f"{published[key]} too")
             published.setdefault(key, spec.name)
-    cycle = find_cycle({n: deps(s) for n, s in stack.containers.items()})
+    cycle = find_cycle({n: dependencies(s.config) for n, s in stack.containers.items()})
     if cycle:
         first = stack.containers[cycle[0]]
         say(first.line, f"containers.{first.name}", "the order makes a cycle: "
             + " -> ".join(cycle))
-
-
-def deps(spec: ContainerSpec) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(spec.config.requires + spec.config.after))
 
 
 def find_cycle(graph: dict[str, tuple[str, ...]]) -> list[str] | None:
@@ -349,7 +345,8 @@ def order(stack: Stack) -> list[str]:
     left = dict(stack.containers)
     done: list[str] = []
     while left:
-        ready = [n for n, s in left.items() if not any(d in left for d in deps(s))]
+        ready = [n for n, s in left.items()
+                 if not any(d in left for d in dependencies(s.config))]
         if not ready:  # a cycle: load said so; keep the file's order rather than loop
             ready = list(left)
         for name in ready:

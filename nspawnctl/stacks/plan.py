@@ -15,11 +15,11 @@ from ..paths import service_unit
 from ..runtime.context import Context
 from ..settings import running as running_record
 from ..settings.files import load_config
-from ..settings.model import CLI_SETTINGS, ContainerConfig, needs_restart
+from ..settings.model import CLI_SETTINGS, ContainerConfig, dependencies, needs_restart
 from ..settings.networking import DEFAULT as DEFAULT_NETWORK
 from ..settings.running import effective
 from ..store.containers import is_enabled
-from .model import ContainerSpec, Stack, deps, order
+from .model import ContainerSpec, Stack, order
 from .record import Record
 from .yamlfile import Problem
 
@@ -82,14 +82,14 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
             pass  # broken settings: not a stack's we could tell; its own commands say so
     nets = {n.name: n for n in network_state(paths).networks()}
     _networks(plan, stack, nets)
-    active = _active(ctx, existing) if existing else set()
+    up = active(ctx, existing) if existing else set()
     starts, stops, enables = [], [], []
     stopped: set[str] = set()  # made again: systemd stops what requires them (Requires=)
     for name in order(stack):
         spec = stack.containers[name]
         _check_host(plan, spec, stack, existing, nets, paths)
         cfg = configs.get(name)
-        running = name in active and not stopped & set(cfg.requires if cfg else ())
+        running = name in up and not stopped & set(cfg.requires if cfg else ())
         if name in existing and cfg is None:
             plan.problems.append(Problem(spec.line, f"containers.{name}",
                                          "a container of that name exists and its settings "
@@ -169,7 +169,7 @@ def _check_host(plan: Plan, spec: ContainerSpec, stack: Stack, existing: set[str
         plan.problems.append(Problem(spec.line, f"{where}.network",
                                      f"no network named {network!r}, in the file or on this "
                                      "host"))
-    for dep in deps(spec):
+    for dep in dependencies(spec.config):
         if dep not in stack.containers and dep not in existing:
             plan.problems.append(Problem(spec.line, where, f"ordered after {dep!r}: no such "
                                                            "container, in the file or on "
@@ -182,9 +182,9 @@ def _check_host(plan: Plan, spec: ContainerSpec, stack: Stack, existing: set[str
                 plan.problems.append(Problem(spec.line, f"{where}.port", e.message))
 
 
-def _active(ctx: Context, names: set[str]) -> set[str]:
-    """The containers whose units run (or are on their way up)."""
-    units = ctx.bus.list_units(["systemd-nspawn@*.service"])
+def active(ctx: Context, names) -> set[str]:
+    """The containers among names whose units run (or are on their way up)."""
+    units = ctx.bus.list_units([service_unit(n) for n in names])
     up = {u["name"] for u in units if u["active_state"] in ("active", "activating",
                                                             "reloading")}
     return {n for n in names if service_unit(n) in up}
@@ -197,7 +197,7 @@ def _gone(plan: Plan, stack: Stack, record: Record, configs: dict, prune: bool,
     gone = [n for n, cfg in sorted(configs.items())
             if cfg.stack == stack.name and n not in stack.containers]
     # containers that need others first: the dependents go first
-    gone.sort(key=lambda n: -len([o for o in gone if n in deps_of(configs[o])]))
+    gone.sort(key=lambda n: -len([o for o in gone if n in dependencies(configs[o])]))
     nets = [n for n in sorted(record.networks) if n not in stack.networks and n in there]
     plan.forgotten = [n for n in sorted(record.networks)
                       if n not in stack.networks and n not in there]
@@ -208,10 +208,6 @@ def _gone(plan: Plan, stack: Stack, record: Record, configs: dict, prune: bool,
             plan.add(NETWORK_REMOVE, name, "no longer in the file")
     else:
         plan.left = [f"container {n}" for n in gone] + [f"network {n}" for n in nets]
-
-
-def deps_of(cfg: ContainerConfig) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(cfg.requires + cfg.after))
 
 
 def changed_settings(cfg: ContainerConfig, spec: ContainerSpec,

@@ -21,7 +21,6 @@ from typing import Any
 from ..errors import Error, InvalidInput
 from ..names import check_name, check_stack_name
 from ..network.containers import network_state
-from ..paths import service_unit
 from ..runtime.context import Context
 from ..settings.files import load_config
 from ..settings.model import (
@@ -35,7 +34,7 @@ from ..settings.model import (
 from ..settings.networking import DEFAULT as DEFAULT_NETWORK
 from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
-from . import model, record, yamlfile
+from . import model, plan, record, yamlfile
 from .model import CREATE_KEYS, DEFAULT_SOURCE
 
 # What create makes when no option is given: a spec leaves these out.
@@ -65,7 +64,7 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
     for name in names:
         ctx.store.require(name)
     configs = {n: load_config(paths, n) for n in names}
-    running = _running(ctx, names)
+    running = plan.active(ctx, names)
     problems: list[Error] = []
     containers: dict[str, dict] = {}
     records: dict[str, record.Record] = {}
@@ -226,13 +225,6 @@ def _own_env(cfg: ContainerConfig, image_env: tuple | None,
                     "it); apply always gives a container its image's env",
                     hint="set --env with the image's env first, or write the file by hand")
     return cfg.env[len(image_env):]
-
-
-def _running(ctx: Context, names: list[str]) -> set[str]:
-    units = ctx.bus.list_units([service_unit(n) for n in names])
-    up = {u["name"] for u in units if u["active_state"] in ("active", "activating",
-                                                            "reloading")}
-    return {n for n in names if service_unit(n) in up}
 
 
 def _order(configs: dict[str, ContainerConfig]) -> list[str]:
