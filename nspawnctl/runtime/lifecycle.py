@@ -7,6 +7,7 @@ systemd-nspawn has set it up.  "Running" for a booted container means what `mach
 expect: its own systemd reports running (or degraded), so a shell or exec works right away.
 """
 
+import contextlib
 import os
 import signal as signals
 import time
@@ -185,19 +186,22 @@ def stop(ctx: Context, name: str, timeout: float = TIMEOUT) -> bool:
     if not is_active(bus, name):
         return False
     bus.stop_unit(unit)
-    if _wait_inactive(bus, unit, timeout):
+    if _wait_settled(bus, unit, timeout):
         if not boot and bus.active_state(unit) == "failed":
             # A single command has no init to power off: systemd-nspawn kills it and
             # exits 1 for that, which is the stop that was asked for, not a failure.
             bus.reset_failed(unit)
         return True
+    # SIGKILL now, while the stop job still runs: waiting longer raced systemd's own
+    # TimeoutStopSec= (90 s), which kills it at about the moment a second wait of ours ended,
+    # and a guest whose halt fails (its /usr/bin gone) never powers off by itself.
     ctx.report(f"{name} did not power off within {timeout:g} s: terminating it")
-    bus.stop_unit(unit)
-    if not _wait_inactive(bus, unit, 30):
-        bus.kill_unit(unit, signals.SIGKILL)
-        if not _wait_inactive(bus, unit, 10):
-            raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
-                        hint=f"see: systemctl status {unit}")
+    if bus.active_state(unit) not in ("inactive", "failed"):
+        with contextlib.suppress(Error):  # it may have gone in between: the wait says
+            bus.kill_unit(unit, signals.SIGKILL)
+    if not _wait_settled(bus, unit, 30):
+        raise Error(f"{name} is still {bus.active_state(unit)} after SIGKILL",
+                    hint=f"see: systemctl status {unit}")
     return True
 
 
@@ -226,11 +230,12 @@ def running_for_copy(ctx: Context, name: str, timeout: float = SETTLE_TIMEOUT) -
     return is_active(bus, name)
 
 
-def _wait_inactive(bus: Bus, unit: str, timeout: float) -> bool:
+def _wait_settled(bus: Bus, unit: str, timeout: float) -> bool:
+    """Wait until unit is inactive or failed and its stop job is gone."""
     deadline = time.monotonic() + timeout
     polls = _polls()
     while time.monotonic() < deadline:
-        if bus.active_state(unit) in ("inactive", "failed"):
+        if bus.active_state(unit) in ("inactive", "failed") and not bus.has_job(unit):
             return True
         time.sleep(next(polls))
     return False

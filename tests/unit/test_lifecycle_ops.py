@@ -27,7 +27,7 @@ def paths(private_root):
 @pytest.fixture
 def stuck(monkeypatch):
     """A unit that never leaves "active", whatever is asked of it."""
-    monkeypatch.setattr(runtime_lifecycle, "_wait_inactive", lambda bus, unit, timeout: False)
+    monkeypatch.setattr(runtime_lifecycle, "_wait_settled", lambda bus, unit, timeout: False)
     return FakeBus(state="active")
 
 
@@ -37,6 +37,16 @@ def test_stop_fails_when_the_unit_outlives_sigkill(paths, stuck):
     assert "still active after SIGKILL" in err.value.message
     assert "\n" not in err.value.message and err.value.hint
     assert ("kill_unit", ("systemd-nspawn@c1.service", 9)) in stuck.calls
+
+
+def test_stop_kills_at_its_timeout_instead_of_stopping_again(paths, stuck, monkeypatch):
+    """A second stop job would run on to systemd's own TimeoutStopSec= and race its kill
+    (CI: a rollback then found the unit not yet settled and refused to swap the tree)."""
+    ctx = context(paths, stuck)
+    with pytest.raises(Error):
+        lifecycle.stop(ctx, "c1")
+    asked = [call for call, _args in stuck.calls if call in ("stop_unit", "kill_unit")]
+    assert asked == ["stop_unit", "kill_unit"], stuck.calls
 
 
 def test_remove_force_keeps_the_tree_of_a_container_still_running(paths, stuck, monkeypatch):
