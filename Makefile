@@ -16,9 +16,10 @@ VM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients 
 demo: venv
 	$(VENV)/bin/python tests/demo.py
 
-# ARGS=--full runs the long fault and load tests with their full counts.
+# ARGS=--full runs the long fault and load tests with their full counts.  --durations lists
+# the slowest tests at the end, to see where the suite's hour goes.
 test: venv lint
-	$(VENV)/bin/python -m pytest tests/unit tests/netns tests/integration $(ARGS)
+	$(VENV)/bin/python -m pytest --durations=30 tests/unit tests/netns tests/integration $(ARGS)
 	$(VENV)/bin/python -m pytest tests/integration_vm $(ARGS)
 
 unit: venv lint
