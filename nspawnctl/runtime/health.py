@@ -151,9 +151,10 @@ def load(paths: Paths, name: str) -> Health | None:
     if not isinstance(data, dict):
         return None
     health = Health(**{k: data[k] for k in Health.__dataclass_fields__ if k in data})
-    types = {"state": str, "streak": int, "output": str, "checked": (str, type(None)),
-             "exit_status": (int, type(None)), "started": str, "degraded_ok": bool,
-             "action": (str, type(None))}
+    types: dict[str, type | tuple[type, ...]] = {
+        "state": str, "streak": int, "output": str, "checked": (str, type(None)),
+        "exit_status": (int, type(None)), "started": str, "degraded_ok": bool,
+        "action": (str, type(None))}
     if health.state not in STATES or any(not isinstance(getattr(health, k), t)
                                          for k, t in types.items()):
         return None

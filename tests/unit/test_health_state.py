@@ -135,3 +135,40 @@ def test_without_a_command_systemd_says_and_degraded_only_when_it_booted_so(
     prev = None if first else health.Health(state="healthy", started=RUN, degraded_ok=False)
     assert health.without_check(ContainerConfig(), "c1", prev, RUN)[0] is ok
     assert health.without_check(ContainerConfig(boot=False), "c1", prev, RUN)[0] is True
+
+
+# ---------------------------------------------------------------- the check's output and timeout
+
+def _spawn(script: str):
+    """A child as probe() makes one (its output on a pipe, a session of its own)."""
+    from nspawnctl.ops.execute import _Child
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        os.setsid()
+        os.dup2(write, 1)
+        os.execvp("sh", ["sh", "-c", script])
+    os.close(write)
+    return read, _Child(pid)
+
+
+def test_a_check_that_takes_too_long_is_ended_and_has_no_status():
+    import time
+
+    from nspawnctl.ops.execute import _collect
+    read, child = _spawn("echo begun; exec sleep 30")
+    began = time.monotonic()
+    output = _collect(read, child, time.monotonic() + 0.5)
+    os.close(read)
+    assert output == b"begun\n" and child.status is None and child.done
+    assert time.monotonic() - began < 5
+
+
+def test_a_chatty_check_is_kept_to_its_bound_and_its_status_passes():
+    import time
+
+    from nspawnctl.ops.execute import _collect
+    read, child = _spawn("head -c 1000000 /dev/zero; exit 3")
+    output = _collect(read, child, time.monotonic() + 20)
+    os.close(read)
+    assert len(output) == health.MAX_OUTPUT and child.status == 3
