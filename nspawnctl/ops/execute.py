@@ -39,7 +39,7 @@ from ..run import need_tool, relayed, run, start, with_pty
 from ..runtime import health as health_state
 from ..runtime.context import Context
 from ..runtime.health import Health
-from ..runtime.lifecycle import leader
+from ..runtime.lifecycle import leader, stop
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
 from ..settings.values import _ENV_NAME_RE, check_text, check_user
@@ -334,13 +334,15 @@ def health(ctx: Context, name: str, scheduled: bool = False) -> Health | None:
 
 
 def _act(ctx: Context, name: str, action: str):
-    """--on-unhealthy: a job of systemd's on the container's unit, not waited for (the unit
-    that runs this check is not part of the container's: nothing of the job ends it)."""
+    """--on-unhealthy.  restart: a job of systemd's on the container's unit, not waited for
+    (the unit that runs this check is not part of the container's: the job does not end
+    it).  stop: as `nspawnctl stop` stops it (a single command's exit 1 for the stop is no
+    failure; terminated after the stop timeout).  kill: SIGKILL to all its processes."""
     unit = service_unit(name)
     if action == "restart":
         ctx.bus.restart_unit(unit)
     elif action == "stop":
-        ctx.bus.stop_unit(unit)
+        stop(ctx, name)
     elif action == "kill":
         ctx.bus.kill_unit(unit, signal.SIGKILL)
 
