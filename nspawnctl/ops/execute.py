@@ -31,6 +31,7 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..confine import enter
 from ..errors import EXEC_CANNOT_RUN, EXEC_FAILED, EXEC_NOT_FOUND, USAGE, Conflict, Error
@@ -365,7 +366,7 @@ def probe(ctx: Context, name: str, cfg: ContainerConfig, pid: int, command: list
             argv = _systemd_run(name, unit, Options(), env, cfg.working_dir)
             argv += ["-p", f"RuntimeMaxSec={max(1, math.ceil(timeout))}", "--pipe", "--",
                      *_literal(command)]
-            child = _Child(start(argv, stdout=write, stderr=write).pid)
+            child = _Child(proc=start(argv, stdout=write, stderr=write))
         else:
             child = _Child(_entered(pid, command, {"PATH": DEFAULT_PATH, **env}, read, write))
     finally:
@@ -381,8 +382,9 @@ class _Child:
     """A process of ours, reaped by pid: status is its exit status once it ended (None while
     it runs, and when it was ended for taking too long)."""
 
-    def __init__(self, pid: int):
-        self.pid = pid
+    def __init__(self, pid: int = 0, proc: Any = None):  # proc: run.start()'s Popen
+        self.pid = proc.pid if proc is not None else pid
+        self.proc = proc  # start()'s: told its status, so it never waits for it itself
         self.status: int | None = None
         self.done = False
 
@@ -391,6 +393,8 @@ class _Child:
             done, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
             if done:
                 self.done, self.status = True, os.waitstatus_to_exitcode(status)
+                if self.proc is not None:
+                    self.proc.returncode = self.status
         return self.done
 
     def end(self):
