@@ -94,7 +94,7 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
 
     # none: still running on the same leader, unhealthy, its streak and the check's status
     reported = containers["none"]
-    wait_for(lambda: status(nspawnctl, reported)["health"]["state"] == "unhealthy",
+    wait_for(lambda: (status(nspawnctl, reported)["health"] or {}).get("state") == "unhealthy",
              timeout=limit, interval=0.2, what=f"{reported} unhealthy")
     seen = status(nspawnctl, reported)
     assert seen["state"] == "running" and seen["leader"] == before[reported]
