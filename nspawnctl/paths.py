@@ -72,6 +72,16 @@ class Paths:
         return self.holds.parent / "running"
 
     @property
+    def health(self) -> Path:
+        """The last health check of each container that has one (runtime/health.py), as
+        status, list and wait read it: state, not settings, so under /run."""
+        return self.holds.parent / "health"
+
+    def health_timer_dropin_dir(self, name: str) -> Path:
+        """nspawnctl's drop-ins of NAME's health timer (units/nspawnctl-health@.timer)."""
+        return self.units / f"nspawnctl-health@{name}.timer.d"
+
+    @property
     def images(self) -> Path:
         """Read-only base trees, one directory per cache key."""
         return self.state / "images"

@@ -92,6 +92,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                                   "nspawnctl's."),
     "shell": ("lifecycle", "shell", "An interactive login shell in a running, booted container."),
     "logs": ("lifecycle", "logs", "Show a container's journal."),
+    "health": ("lifecycle", "health", "Run container NAME's health check now and show its "
+                                      "health."),
+    "wait": ("lifecycle", "wait", "Wait until container NAME is running, healthy or stopped."),
     "set": ("settings", "set_",
             "Change a container's settings; limits and ports apply at once if it runs."),
     "snapshot": ("day2", "snapshot_group",

@@ -6,12 +6,14 @@ from typing import Any
 
 from ..network import containers as network
 from ..paths import service_unit
+from ..runtime import health
 from ..runtime.context import Context
 from ..runtime.lifecycle import is_active
 from ..settings import running as running_record
 from ..settings.files import load_config, save_config
 from ..settings.model import ContainerConfig, dependencies, edit, live_properties, needs_restart
 from ..store import order
+from ..systemd import bootunits
 from .common import check_bind_sources, require_root
 
 
@@ -73,9 +75,12 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
             # The runtime drop-ins of an earlier live `set` override /etc: gone, so the saved
             # settings are what the next start gets.
             store.clear_live_limits(name)
+        if new.health_cmd:
+            bootunits.install_units(paths)  # a container made before nspawnctl had them
         bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
         later: list[str] = []
         if running:
+            health.follow_settings(bus, name, old, new)
             # Runtime properties make the new limits bite now, without a restart.
             bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
             later = list(needs_restart(live or old, new))  # against what runs, not the last set

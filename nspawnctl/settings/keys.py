@@ -333,6 +333,28 @@ class CommentWords(Comment):
         return [self.prefix + " ".join(map(quote_word, value))] if value else []
 
 
+class Record(Comment):
+    """A typed record in a comment ("# nspawnctl-health-interval: 30"): written as
+    format(value) unless it is the default (no line means the default), read back with
+    parse; a line parse refuses is left to its author, as systemd leaves a bad key."""
+
+    def __init__(self, tag: str, parse: Callable[[str], Any], default: Any,
+                 format: Callable[[Any], str] = str):
+        super().__init__(tag)
+        self.parse, self.default, self.format = parse, default, format
+
+    def read(self, partial, name, raw):
+        try:
+            return self.parse(raw)
+        except Error as e:
+            raise Unreadable(str(e)) from None
+
+    def lines(self, value):
+        if value == self.default:
+            return []
+        return [self.prefix + check_raw(self.format(value), self.tag)]
+
+
 # ---------------------------------------------------------------- unit drop-in codecs
 
 @dataclass(frozen=True)

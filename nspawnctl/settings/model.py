@@ -23,7 +23,7 @@ from ..errors import Usage
 from ..names import check_name, check_stack_name
 from ..paths import service_unit
 from ..times import check_rfc3339
-from . import keys
+from . import health, keys
 from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
 from .values import (
@@ -112,9 +112,11 @@ class Setting:
     def to_json(self, value: Any) -> Any:
         """The value as `status --json` shows it: a list (of text, [] when empty) for a
         repeatable setting, else its value (None when unset)."""
+        if value is not None and self.json is not None:
+            return self.json(value)
         if isinstance(value, tuple):
             return [self.show(v) for v in value]
-        return value if value is None or self.json is None else self.json(value)
+        return value
 
 
 def _setting(default: Any, **declaration: Any) -> Any:
@@ -292,6 +294,50 @@ class ContainerConfig:
              f"(TimeoutStartSec), e.g. 300 or 10min, or 'infinity'; new containers get "
              f"{CREATE_START_TIMEOUT // 60}min.",
         unit=keys.UnitKey("TimeoutStartSec", format_span, parse_span))
+    # The health check: records of nspawnctl's, read by its health units (runtime/health.py).
+    health_cmd: tuple[str, ...] = _setting(
+        (), flag="--health-cmd", metavar="CMD", parse=health.parse_command,
+        apply=Apply.RECORD, show=health.show_command, json=list,
+        check=health.check_setting,
+        help="A command run in the container (by its /bin/sh) to check it is healthy: exit "
+             "status 0 is healthy; 'none' removes the check.",
+        nspawn=keys.CommentWords("nspawnctl-health-cmd"))
+    health_interval: int = _setting(
+        health.DEFAULT_INTERVAL, flag="--health-interval", metavar="SPAN",
+        parse=health.parse_interval, apply=Apply.RECORD, show=format_span,
+        check=health.check_seconds("health interval"),
+        help=f"How often the check runs, e.g. 30s or 1min (default "
+             f"{health.DEFAULT_INTERVAL}s).",
+        nspawn=keys.Record("nspawnctl-health-interval", health.parse_interval,
+                           health.DEFAULT_INTERVAL))
+    health_timeout: int = _setting(
+        health.DEFAULT_TIMEOUT, flag="--health-timeout", metavar="SPAN",
+        parse=health.parse_timeout, apply=Apply.RECORD, show=format_span,
+        check=health.check_seconds("health timeout"),
+        help=f"How long one check may take before it counts as failed (default "
+             f"{health.DEFAULT_TIMEOUT}s).",
+        nspawn=keys.Record("nspawnctl-health-timeout", health.parse_timeout,
+                           health.DEFAULT_TIMEOUT))
+    health_retries: int = _setting(
+        health.DEFAULT_RETRIES, flag="--health-retries", metavar="N",
+        parse=health.parse_retries, apply=Apply.RECORD, check=health.check_retries,
+        help=f"Failed checks in a row that make it unhealthy (default "
+             f"{health.DEFAULT_RETRIES}).",
+        nspawn=keys.Record("nspawnctl-health-retries", health.parse_retries,
+                           health.DEFAULT_RETRIES))
+    health_start_period: int = _setting(
+        health.DEFAULT_START_PERIOD, flag="--health-start-period", metavar="SPAN",
+        parse=health.parse_start_period, apply=Apply.RECORD, show=format_span,
+        check=health.check_seconds("health start period", zero=True),
+        help="Time after the start in which failed checks do not count (default 0s).",
+        nspawn=keys.Record("nspawnctl-health-start-period", health.parse_start_period,
+                           health.DEFAULT_START_PERIOD))
+    on_unhealthy: str = _setting(
+        "none", flag="--on-unhealthy", choices=health.ON_UNHEALTHY, apply=Apply.RECORD,
+        check=health.check_on_unhealthy,
+        help="What to do when it becomes unhealthy: none (only report), restart, stop or "
+             "kill (SIGKILL) the container.",
+        nspawn=keys.Record("nspawnctl-on-unhealthy", health.check_on_unhealthy, "none"))
     after: tuple[str, ...] = _setting(
         (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
         help="Start after container NAME when both start (repeatable; set --no-after NAME "

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import Error
 from ..fs.files import read_small_text
+from ..settings import health
 from ..settings.networking import parse_port
 from ..settings.values import format_size, parse_bind, parse_cpus, parse_env, parse_size
 from ..sources.registry.reference import parse as parse_reference
@@ -318,7 +319,7 @@ class _Translator:
         handled = ("image", "command", "entrypoint", "environment", "env_file", "ports",
                    "volumes", "networks", "network_mode", "depends_on", "restart", "mem_limit",
                    "cpus", "pids_limit", "deploy", "hostname", "container_name", "platform",
-                   "pull_policy", "expose")
+                   "pull_policy", "expose", "healthcheck")
         self.other_keys(svc, where, handled)
         if "expose" in svc:  # containers of one nspawnctl network reach each other's ports
             self.expect(svc["expose"], Seq, svc.line_of("expose"), f"{where}.expose",
@@ -333,6 +334,7 @@ class _Translator:
         self.depends_on(svc, where, out)
         self.restart(svc, where, out)
         self.limits(svc, where, out)
+        self.healthcheck(svc, where, out)
         for key in ("hostname", "platform"):
             if key in svc and self.expect(svc[key], str, svc.line_of(key), f"{where}.{key}",
                                           "text"):
@@ -812,7 +814,7 @@ class _Translator:
                 condition = options.get("condition", "service_started")
                 cond_at = options.line_of("condition")
                 if condition in ("service_healthy", "service_completed_successfully"):
-                    why = (": nspawnctl has no health checks yet" if condition ==
+                    why = (": nspawnctl does not order starts by health yet" if condition ==
                            "service_healthy" else ": nspawnctl does not wait for a "
                            "container to finish")
                     if not self.unsupported(cond_at, f"{key}.condition", f" ({condition}){why}",
@@ -835,6 +837,69 @@ class _Translator:
             _put(out, "after", _seq(line, after), line)
         if requires:
             _put(out, "requires", _seq(line, requires), line)
+
+    # ------------------------------------------------------------------ healthcheck
+
+    def healthcheck(self, svc: Doc, where: str, out: Doc):
+        """compose's healthcheck as the health-* keys: test as a string or CMD-SHELL is the
+        shell line --health-cmd takes, CMD's words are quoted into one; NONE or disable:
+        true is no check; the durations are systemd's spelling of them (30s, 1m30s)."""
+        if "healthcheck" not in svc:
+            return
+        value, line, key = svc["healthcheck"], svc.line_of("healthcheck"), f"{where}.healthcheck"
+        if not self.expect(value, Doc, line, key, "a mapping"):
+            return
+        self.other_keys(value, key, ("test", "interval", "timeout", "retries", "start_period",
+                                     "disable"))
+        if "disable" in value and self.expect(value["disable"], bool, value.line_of("disable"),
+                                              f"{key}.disable", "true or false") \
+                and value["disable"]:
+            _put(out, "health-cmd", "none", value.line_of("disable"))
+            return
+        if "test" in value:
+            test, at = value["test"], value.line_of("test")
+            command = self.health_test(test, at, f"{key}.test")
+            if command is None:
+                return
+            _put(out, "health-cmd", command, at)
+        for name, native, parse in (
+                ("interval", "health-interval", health.parse_interval),
+                ("timeout", "health-timeout", health.parse_timeout),
+                ("start_period", "health-start-period", health.parse_start_period),
+                ("retries", "health-retries", health.parse_retries)):
+            if name not in value:
+                continue
+            item, at = value[name], value.line_of(name)
+            if not self.expect(item, (str, int), at, f"{key}.{name}", "a duration" if
+                               name != "retries" else "a number"):
+                continue
+            try:
+                parse(str(item))
+            except Error as e:
+                self.problem(at, f"{key}.{name}", e.message)
+                continue
+            _put(out, native, str(item) if name != "retries" else item, at)
+
+    def health_test(self, test: Any, at: int, key: str) -> str | None:
+        """A healthcheck's test as --health-cmd's text; None: refused."""
+        if isinstance(test, str):
+            command = test
+        elif isinstance(test, Seq) and test and all(isinstance(w, str) for w in test) \
+                and (test[0] == "NONE" or (test[0] == "CMD" and len(test) > 1)
+                     or (test[0] == "CMD-SHELL" and len(test) == 2)):
+            if test[0] == "NONE":
+                return "none"
+            command = test[1] if test[0] == "CMD-SHELL" else shlex.join(list(test[1:]))
+        else:
+            self.problem(at, key, f"expected a command, or a list starting with CMD, "
+                                  f"CMD-SHELL or NONE, not {_shown(test)}")
+            return None
+        try:
+            health.parse_command(command)
+        except Error as e:
+            self.problem(at, key, e.message)
+            return None
+        return command
 
     # ------------------------------------------------------------------ restart, limits
 

@@ -22,6 +22,7 @@ from ..network.state import NetworkState
 from ..paths import Paths, service_unit
 from ..settings import running
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
+from ..settings.files import remove_health_timer_dropin
 from . import overlay, snapshots
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
@@ -216,6 +217,9 @@ class Store:
         for ours in OUR_DROPINS:
             with contextlib.suppress(FileNotFoundError):
                 (dropin / ours).unlink()
+        remove_health_timer_dropin(self.paths, name)
+        with contextlib.suppress(FileNotFoundError):  # its last health check
+            (self.paths.health / f"{name}.json").unlink()
         NetworkState(self.paths.state / "network").release(name)
         running.forget(self.paths, name)  # a next container of that name starts afresh
         with contextlib.suppress(OSError):

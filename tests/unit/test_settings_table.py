@@ -50,6 +50,12 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     "start_timeout": (["--start-timeout", "10min"], 600, False),
     "after": (["--after", "db", "--after", "cache"], ["db", "cache"], False),
     "requires": (["--requires", "db"], ["db"], False),
+    "health_cmd": (["--health-cmd", "test -e /ok"], ["/bin/sh", "-c", "test -e /ok"], False),
+    "health_interval": (["--health-interval", "2min"], 120, False),
+    "health_timeout": (["--health-timeout", "10"], 10, False),
+    "health_retries": (["--health-retries", "5"], 5, False),
+    "health_start_period": (["--health-start-period", "1min 30s"], 90, False),
+    "on_unhealthy": (["--on-unhealthy", "restart"], "restart", False),
 }
 # The other settings a value needs (ports are published only from a network of nspawnctl's).
 EXAMPLES_NEED: dict[str, dict] = {"ports": {"network": DEFAULT_NETWORK}}
@@ -117,7 +123,10 @@ def test_status_json_shows_what_was_set(name):
 PUBLIC = {"private_users": "private_users", "network": "network", "binds": "bind", "env": "env",
           "ports": "port", "hostname": "hostname", "memory_max": "memory", "cpu_quota": "cpus",
           "tasks_max": "tasks", "restart": "restart", "start_timeout": "start_timeout",
-          "after": "after", "requires": "requires"}
+          "after": "after", "requires": "requires", "health_cmd": "health_cmd",
+          "health_interval": "health_interval", "health_timeout": "health_timeout",
+          "health_retries": "health_retries", "health_start_period": "health_start_period",
+          "on_unhealthy": "on_unhealthy"}
 
 
 def test_a_setting_is_shown_under_its_flags_name_everywhere():

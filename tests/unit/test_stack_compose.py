@@ -175,8 +175,8 @@ services:
     image: nginx
     build: .
     cap_add: [NET_ADMIN]
-    healthcheck:
-      test: ["CMD", "true"]
+    logging:
+      driver: none
     labels: [a=b]
     secrets: [token]
     x-fine: 1
@@ -199,7 +199,7 @@ def test_every_unsupported_key_is_named_at_once(tmp_path):
         f"compose.yaml:15: configs: not supported by nspawnctl {go_on}",
         f"compose.yaml:4: services.web.build: not supported by nspawnctl {go_on}",
         f"compose.yaml:5: services.web.cap_add: not supported by nspawnctl {go_on}",
-        f"compose.yaml:6: services.web.healthcheck: not supported by nspawnctl {go_on}",
+        f"compose.yaml:6: services.web.logging: not supported by nspawnctl {go_on}",
         f"compose.yaml:8: services.web.labels: not supported by nspawnctl {go_on}",
         f"compose.yaml:9: services.web.secrets: not supported by nspawnctl {go_on}",
     ]
@@ -210,7 +210,7 @@ def test_ignore_unsupported_turns_them_into_warnings(tmp_path):
     assert problems == []
     assert [w.split(": ")[:2] for w in warnings] == [
         ["11", "volumes"], ["13", "secrets"], ["15", "configs"], ["4", "services.web.build"],
-        ["5", "services.web.cap_add"], ["6", "services.web.healthcheck"],
+        ["5", "services.web.cap_add"], ["6", "services.web.logging"],
         ["8", "services.web.labels"], ["9", "services.web.secrets"]]
     assert warnings[4] == ("5: services.web.cap_add: not supported by nspawnctl; left out "
                            "(--ignore-unsupported)")
@@ -276,7 +276,7 @@ BAD = [
     ("depends_on: [nothing]", 4, "services.s.depends_on[0]", "no service nothing"),
     ("depends_on:\n  t:\n    condition: service_healthy", 6,
      "services.s.depends_on.t.condition", "not supported by nspawnctl (service_healthy): "
-                                          "nspawnctl has no health checks yet"),
+                                          "nspawnctl does not order starts by health yet"),
     ("depends_on:\n  t:\n    condition: service_completed_successfully", 6,
      "services.s.depends_on.t.condition", "not supported by nspawnctl "
                                           "(service_completed_successfully)"),
@@ -407,7 +407,8 @@ def test_health_conditions_with_ignore_unsupported_still_order(tmp_path):
     assert problems == []
     assert out["containers"]["s"]["after"] == ["t"]
     assert warnings == ["6: services.s.depends_on.t.condition: not supported by nspawnctl "
-                        "(service_healthy): nspawnctl has no health checks yet; ordered after "
+                        "(service_healthy): nspawnctl does not order starts by health yet; "
+                        "ordered after "
                         "t only (--ignore-unsupported)"]
 
 

@@ -138,6 +138,25 @@ options:
   start_timeout:
     description: How long systemd lets the container take to start (--start-timeout).
     type: raw
+  health_cmd:
+    description: A check run in the container by its /bin/sh; exit 0 is healthy (C(none) for no check).
+    type: str
+  health_interval:
+    description: How often the check runs (C(30s), C(1min)).
+    type: raw
+  health_timeout:
+    description: How long one check may take.
+    type: raw
+  health_retries:
+    description: Failed checks in a row that make it unhealthy.
+    type: raw
+  health_start_period:
+    description: Time after the start in which failed checks do not count.
+    type: raw
+  on_unhealthy:
+    description: What to do when it becomes unhealthy.
+    type: str
+    choices: [none, restart, stop, kill]
   after:
     description: Containers this one starts after.
     type: list
@@ -233,6 +252,12 @@ SETTING_OPTIONS = dict(
     tasks=dict(type='raw'),
     restart=dict(type='str'),
     start_timeout=dict(type='raw'),
+    health_cmd=dict(type='str'),
+    health_interval=dict(type='raw'),
+    health_timeout=dict(type='raw'),
+    health_retries=dict(type='raw'),
+    health_start_period=dict(type='raw'),
+    on_unhealthy=dict(type='str', choices=['none', 'restart', 'stop', 'kill']),
     after=dict(type='list', elements='str'),
     requires=dict(type='list', elements='str'),
 )
