@@ -138,8 +138,16 @@ _KILLED = {"name": str, "signal": int}
 # next start; restart_for: the settings a running container gets only after a restart
 _CONFIGURED = {"name": str, "changed": bool, "running": bool, "restart_for": TEXT}
 
+# volumes: the named volumes it mounted, which stay (volume remove removes them)
 _REMOVED = {"name": str, "stopped": bool, "dry_run": bool,
-            "snapshots": [{"tag": str, "size": Null(int)}]}
+            "snapshots": [{"tag": str, "size": Null(int)}], "volumes": TEXT}
+
+# path: its data directory on the host, what containers mount; containers: those whose
+# settings mount it
+_VOLUME = {"name": str, "path": str, "created": Null(TIME), "size": Null(int),
+           "containers": TEXT}
+
+_VOLUME_REMOVED = {"name": str, "size": Null(int)}
 
 _CLONED = {"name": str, "from": str, "method": str}
 
@@ -186,7 +194,8 @@ _FIXED: dict[str, dict[str, Any]] = {
     "renamed": _RENAMED, "network_removed": _NETWORK_REMOVED,
     "snapshot_removed": _SNAPSHOT_REMOVED, "images_removed": _IMAGES_REMOVED,
     "copied": _COPIED, "doctor": _DOCTOR, "recovered": _RECOVERED, "usage": _USAGE,
-    "process": _PROCESS, "version": _VERSION}
+    "process": _PROCESS, "version": _VERSION, "volume": _VOLUME,
+    "volume_removed": _VOLUME_REMOVED}
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -229,6 +238,8 @@ PRINTED_BY: dict[str, str] = {
     "doctor": "doctor",
     "recovered": "recover",
     "version": "version",
+    "volume": "volume list: [...]; volume create, volume inspect",
+    "volume_removed": "volume remove: [...]",
 }
 
 KINDS = tuple(PRINTED_BY)
