@@ -1,6 +1,7 @@
 """Named volumes in the testbed (issue 32): one volume mounted by two user-namespaced
 containers at once, each in a UID range of its own, and each sees the owners the other gave
-(the bind is idmapped: uid N inside is uid N in the volume); the volume outlives a container
+(the bind is idmapped: uid N inside is uid N in the volume), and a host directory bound with
+--bind SRC:DST:idmap shows its owners unchanged both ways; the volume outlives a container
 (`remove` says it keeps it), `volume remove` is refused while a container mounts it, and bad
 input is one line with nothing changed.
 
@@ -17,6 +18,7 @@ from tests.integration.helpers import store_problems
 pytestmark = pytest.mark.integration
 
 VOLUME = "vt-data"
+HOST_DIR = "/root/vt-host"  # a host directory B binds with :idmap
 DATA = f"/var/lib/nspawnctl/volumes/{VOLUME}/data"
 SLEEPER = ("--from", "scratch", "--add", "/bin/busybox", "--cmd", "/bin/busybox sleep 1d")
 
@@ -39,7 +41,11 @@ def test_a_volume_shared_by_two_containers_keeps_its_owners(host, nspawnctl, mad
     created = json.loads(nspawnctl("volume", "create", VOLUME, "--json").stdout)
     assert jsonview.check(jsonview.schema("volume"), created) == [] and created["path"] == DATA
     made("vt-a", *SLEEPER, "--volume", f"{VOLUME}:/vol")
-    made("vt-b", *SLEEPER, "--volume", f"{VOLUME}:/shared")
+    host.run(["rm", "-rf", HOST_DIR])
+    host.run(["mkdir", "-p", HOST_DIR])
+    host.path(f"{HOST_DIR}/h").write_text("from the host\n")
+    host.run(["chown", "1000:1000", f"{HOST_DIR}/h"])
+    made("vt-b", *SLEEPER, "--volume", f"{VOLUME}:/shared", "--bind", f"{HOST_DIR}:/host:idmap")
     nspawnctl("start", "vt-a", "vt-b")
     # two user namespaces, two UID ranges: without an idmapped bind each would see the
     # other's files as nobody
@@ -56,6 +62,12 @@ def test_a_volume_shared_by_two_containers_keeps_its_owners(host, nspawnctl, mad
     inside(nspawnctl, "vt-b", "echo from-b > /shared/b && chown 2000:2000 /shared/b")
     assert inside(nspawnctl, "vt-a", "stat -c %u:%g /vol/b") == "2000:2000\n"
     assert owners_on_host(host, f"{DATA}/b") == "2000:2000"
+
+    # --bind SRC:DST:idmap: host and container agree on owners, both ways
+    assert inside(nspawnctl, "vt-b", "cat /host/h; stat -c %u:%g /host/h") \
+        == "from the host\n1000:1000\n"
+    inside(nspawnctl, "vt-b", "echo from-b > /host/c && chown 3000:3001 /host/c")
+    assert owners_on_host(host, f"{HOST_DIR}/c") == "3000:3001"
 
     listed = json.loads(nspawnctl("volume", "list", "--json").stdout)
     (row,) = [v for v in listed if v["name"] == VOLUME]
@@ -75,6 +87,7 @@ def test_a_volume_shared_by_two_containers_keeps_its_owners(host, nspawnctl, mad
     assert "removed volume" in nspawnctl("volume", "remove", VOLUME).stdout
     assert not host.path(f"/var/lib/nspawnctl/volumes/{VOLUME}").exists()
     assert store_problems(host, nspawnctl) == []
+    host.run(["rm", "-rf", HOST_DIR])
 
 
 @pytest.mark.parametrize("args, says", [
