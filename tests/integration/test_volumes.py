@@ -104,3 +104,29 @@ def test_bad_volume_input_is_one_line_and_changes_nothing(host, nspawnctl, args,
     assert nspawnctl("volume", "list", "--json").stdout == before
     assert host.run(["ls", "-A", "/var/lib/machines"]).stdout == machines
     assert not host.path("/etc/systemd/nspawn/vt-bad.nspawn").exists()
+
+
+STACK = """\
+name: vt-stack
+volumes:
+  vt-stackvol:
+containers:
+  vt-s:
+    from: scratch
+    add: [/bin/busybox]
+    cmd: /bin/busybox sleep 1d
+    network: none
+    volume: ['vt-stackvol:/v']
+"""
+
+
+def test_a_stack_makes_its_volume_and_prune_keeps_it(host, nspawnctl):
+    r = nspawnctl("apply", "-f", "-", input=STACK)
+    assert "created volume vt-stackvol" in r.stdout, r
+    inside(nspawnctl, "vt-s", "echo kept > /v/f && chown 1000:1000 /v/f")
+    assert owners_on_host(host, "/var/lib/nspawnctl/volumes/vt-stackvol/data/f") == "1000:1000"
+    # the stack emptied: its container goes, its volume stays
+    nspawnctl("apply", "-f", "-", "--prune", input="name: vt-stack\n")
+    assert host.path("/var/lib/nspawnctl/volumes/vt-stackvol/data/f").read_text() == "kept\n"
+    nspawnctl("volume", "remove", "vt-stackvol")
+    assert store_problems(host, nspawnctl) == []
