@@ -116,7 +116,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "each other."),
     "volume": ("volumes", "volume_group",
                "Named volumes: data that outlives its containers, mounted with --volume "
-               "NAME:/PATH (create, list, inspect and remove are the subcommands)."),
+               "NAME:/PATH (create, list, inspect, remove, export and import are the "
+               "subcommands)."),
     "doctor": ("host", "doctor_command", "Check this host for what containers need; say what "
                                          "to run for what is missing."),
     "recover": ("host", "recover", "Finish or roll back what a crash left half-done (runs at "

@@ -149,6 +149,9 @@ _VOLUME = {"name": str, "path": str, "created": Null(TIME), "size": Null(int),
 
 _VOLUME_REMOVED = {"name": str, "size": Null(int)}
 
+# volume export: the tar's entries, its uncompressed bytes, the file's size
+_VOLUME_EXPORTED = {"name": str, "file": str, "entries": int, "bytes": int, "size": int}
+
 _CLONED = {"name": str, "from": str, "method": str}
 
 _RENAMED = {"name": str, "from": str, "enabled": bool}
@@ -195,7 +198,7 @@ _FIXED: dict[str, dict[str, Any]] = {
     "snapshot_removed": _SNAPSHOT_REMOVED, "images_removed": _IMAGES_REMOVED,
     "copied": _COPIED, "doctor": _DOCTOR, "recovered": _RECOVERED, "usage": _USAGE,
     "process": _PROCESS, "version": _VERSION, "volume": _VOLUME,
-    "volume_removed": _VOLUME_REMOVED}
+    "volume_removed": _VOLUME_REMOVED, "volume_exported": _VOLUME_EXPORTED}
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -238,8 +241,9 @@ PRINTED_BY: dict[str, str] = {
     "doctor": "doctor",
     "recovered": "recover",
     "version": "version",
-    "volume": "volume list: [...]; volume create, volume inspect",
+    "volume": "volume list: [...]; volume create, volume inspect, volume import",
     "volume_removed": "volume remove: [...]",
+    "volume_exported": "volume export",
 }
 
 KINDS = tuple(PRINTED_BY)

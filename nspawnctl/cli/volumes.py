@@ -1,5 +1,7 @@
 """Named volumes: volume create, list, inspect, remove."""
 
+from pathlib import Path
+
 import click
 
 from ..ops import volumes
@@ -11,7 +13,7 @@ from .output import megabytes, print_json, print_table, results
 @click.group("volume", cls=Group)
 def volume_group():
     """Named volumes: data that outlives its containers, mounted with --volume NAME:/PATH
-    (create, list, inspect and remove are the subcommands)."""
+    (create, list, inspect, remove, export and import are the subcommands)."""
 
 
 @volume_group.command("create")
@@ -65,3 +67,30 @@ def volume_remove(app, names, as_json):
             removed.append({"name": name, "size": gone["size"]})
             if not as_json:
                 click.echo(f"removed volume {name} ({megabytes(gone['size'])})")
+
+
+@volume_group.command("export")
+@click.argument("name", shell_complete=completion.volumes)
+@click.argument("file", type=click.Path(path_type=Path), shell_complete=completion.files)
+@json_option()
+@pass_app
+def volume_export(app, name, file, as_json):
+    """Write volume NAME's files to FILE as a tar, owners as containers see them."""
+    done = jsonview.view("volume_exported", volumes.export(app.ctx, name, file))
+    if as_json:
+        return print_json(done)
+    click.echo(f"exported volume {name} to {file} ({done['entries']} entries, "
+               f"{megabytes(done['size'])})")
+
+
+@volume_group.command("import")
+@click.argument("name")
+@click.argument("file", type=click.Path(path_type=Path), shell_complete=completion.files)
+@json_option()
+@pass_app
+def volume_import(app, name, file, as_json):
+    """Create volume NAME from the tar FILE (as volume export writes it)."""
+    made = jsonview.view("volume", volumes.import_(app.ctx, name, file))
+    if as_json:
+        return print_json(made)
+    click.echo(f"imported volume {name} from {file} ({megabytes(made['size'])})")

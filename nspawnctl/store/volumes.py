@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import Conflict, Error, NotFound
@@ -56,9 +56,10 @@ def locked(paths: Paths, name: str) -> Iterator[None]:
         yield
 
 
-def create(paths: Paths, name: str) -> dict:
-    """Make volume NAME, empty: data/ owned by root, 0755, as a fresh tree's directories
-    are (with idmapped binds, the container's root is the host's root there)."""
+def create(paths: Paths, name: str, fill: Callable[[Path], object] | None = None) -> dict:
+    """Make volume NAME: data/ owned by root, 0755, as a fresh tree's directories are (with
+    idmapped binds, the container's root is the host's root there); fill(data) puts its
+    content in before the commit (volume import), so a failed fill leaves no volume."""
     store = Store(paths)
     with locked(paths, name):
         if exists(paths, name) or os.path.lexists(volume_dir(paths, name)):
@@ -68,6 +69,8 @@ def create(paths: Paths, name: str) -> dict:
             made = stage / "volume"
             made.mkdir(mode=0o755)
             (made / "data").mkdir(mode=0o755)
+            if fill is not None:
+                fill(made / "data")
             meta = {"name": name, "created": int(time.time())}
             (made / META).write_text(json.dumps(meta) + "\n")
             os.chmod(made, 0o755)

@@ -149,7 +149,7 @@ def test_a_broken_store_offers_nothing_and_says_nothing(paths):
 NEW = {("create", "name"), ("clone", "dst"), ("snapshot create", "tag"),
        ("network create", "name"), ("exec", "command"), ("shell", "command"),
        ("login", "registry"), ("run", "name"), ("rename", "new"),
-       ("volume create", "name")}
+       ("volume create", "name"), ("volume import", "name")}
 
 
 def _arguments(group: click.Group, prefix: str = ""):

@@ -183,3 +183,45 @@ def test_images_prune_never_touches_volumes(app):
     (app.volume_data("data") / "f").write_text("x")
     assert run("images", "prune").exit_code == 0
     assert (app.volume_data("data") / "f").read_text() == "x"
+
+
+def test_export_and_import_round_trip_with_owners(app, tmp_path):
+    import tarfile
+    run("volume", "create", "data")
+    data = app.volume_data("data")
+    (data / "sub").mkdir()
+    (data / "sub/f").write_text("hello\n")
+    os.chown(data / "sub/f", 1000, 1001)  # as a container's uid 1000 leaves it (idmapped)
+    file = tmp_path / "data.tar"
+    done = run_kind(["volume", "export", "data", str(file)], "volume_exported")
+    assert done["entries"] >= 3 and done["size"] == file.stat().st_size
+    assert file.stat().st_mode & 0o777 == 0o600
+    with tarfile.open(file) as tar:
+        member = tar.getmember("./sub/f")
+        assert (member.uid, member.gid) == (1000, 1001)
+    refused(run("volume", "export", "data", str(file)), CONFLICT, "already exists")
+    made = run_kind(["volume", "import", "copy", str(file)], "volume")
+    assert made["name"] == "copy" and made["containers"] == []
+    copy = app.volume_data("copy") / "sub/f"
+    assert copy.read_text() == "hello\n"
+    assert (copy.stat().st_uid, copy.stat().st_gid) == (1000, 1001)
+    refused(run("volume", "import", "copy", str(file)), CONFLICT, "already exists")
+
+
+def test_a_hostile_or_missing_tar_makes_no_volume(app, tmp_path):
+    import io
+    import tarfile
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        payload = b"owned\n"
+        info = tarfile.TarInfo("../../escaped")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    result = run("volume", "import", "evil", str(evil))
+    assert result.exception is not None and getattr(result.exception, "exit_code", 0) != 0
+    assert "\n" not in result.exception.message, result.exception.message
+    assert volumes.names(app) == [] and not list(tmp_path.rglob("escaped"))
+    assert os.listdir(app.staging_in(app.volumes)) == []
+    refused(run("volume", "import", "gone", str(tmp_path / "nope.tar")), NOT_FOUND,
+            "no such tarball")
+    assert volumes.names(app) == []
