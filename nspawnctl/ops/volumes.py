@@ -8,10 +8,13 @@ from pathlib import Path
 from ..errors import Conflict, Error, Usage
 from ..formats.tar import Sink, write_tree
 from ..fs.files import rename_noreplace
+from ..fs.locks import pid_alive
 from ..runtime.context import Context
 from ..sources.tarball import import_tar
 from ..store import volumes
 from .common import require_root
+
+TEMP_MARK = ".nspawnctl-volume."  # .FILE.nspawnctl-volume.PID.tmp: an export being written
 
 
 def create(ctx: Context, name: str) -> dict:
@@ -42,9 +45,10 @@ def export(ctx: Context, name: str, file: Path) -> dict:
     Read as it is: a container writing meanwhile may be caught halfway through a file."""
     require_root()
     volumes.require(ctx.paths, name)
+    _sweep_temps(file)
     if os.path.lexists(file):
         raise Conflict(f"{file} already exists", hint="give another name, or remove it first")
-    tmp = file.with_name(f".{file.name}.nspawnctl-volume.{os.getpid()}.tmp")
+    tmp = file.with_name(f".{file.name}{TEMP_MARK}{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except OSError as e:
@@ -83,3 +87,16 @@ def import_(ctx: Context, name: str, file: Path) -> dict:
     volumes.create(ctx.paths, name,
                    fill=lambda data: import_tar(file, data, warn=ctx.report))
     return volumes.describe(ctx.paths, name)
+
+
+def _sweep_temps(file: Path) -> None:
+    """Delete what exports to FILE killed before their rename left (their process is
+    gone)."""
+    prefix, suffix = f".{file.name}{TEMP_MARK}", ".tmp"
+    with contextlib.suppress(OSError):
+        for entry in os.listdir(file.parent):
+            pid = entry[len(prefix):-len(suffix)]
+            if entry.startswith(prefix) and entry.endswith(suffix) and pid.isdigit() \
+                    and not pid_alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(file.parent / entry)

@@ -1,7 +1,8 @@
 """Named volumes in the testbed (issue 32): one volume mounted by two user-namespaced
 containers at once, each in a UID range of its own, and each sees the owners the other gave
 (the bind is idmapped: uid N inside is uid N in the volume), and a host directory bound with
---bind SRC:DST:idmap shows its owners unchanged both ways; the volume outlives a container
+--bind SRC:DST:idmap shows its owners unchanged both ways; exported and imported, a
+volume keeps its owners; the volume outlives a container
 (`remove` says it keeps it), `volume remove` is refused while a container mounts it, and bad
 input is one line with nothing changed.
 
@@ -68,6 +69,17 @@ def test_a_volume_shared_by_two_containers_keeps_its_owners(host, nspawnctl, mad
         == "from the host\n1000:1000\n"
     inside(nspawnctl, "vt-b", "echo from-b > /host/c && chown 3000:3001 /host/c")
     assert owners_on_host(host, f"{HOST_DIR}/c") == "3000:3001"
+
+    # exported and imported as another volume: the same files, the same owners
+    host.run(["rm", "-f", "/root/vt-data.tar"])
+    nspawnctl("volume", "export", VOLUME, "/root/vt-data.tar")
+    nspawnctl("volume", "import", "vt-copy", "/root/vt-data.tar")
+    copy = "/var/lib/nspawnctl/volumes/vt-copy/data"
+    assert host.path(f"{copy}/a").read_text() == "from-a\n"
+    assert [owners_on_host(host, f"{copy}/{f}") for f in ("a", "b", "d/r")] == \
+        ["1000:1001", "2000:2000", "0:0"]
+    nspawnctl("volume", "remove", "vt-copy")
+    host.run(["rm", "-f", "/root/vt-data.tar"])
 
     listed = json.loads(nspawnctl("volume", "list", "--json").stdout)
     (row,) = [v for v in listed if v["name"] == VOLUME]

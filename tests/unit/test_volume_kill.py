@@ -1,6 +1,6 @@
-"""volume create and volume remove killed at every step: a SIGKILL at each call that changes
-the disk leaves the volume whole or absent, never half there, and the next command sweeps
-what the killed one left.
+"""volume create, remove, import and export killed at every step: a SIGKILL at each call
+that changes the disk leaves the volume (or the exported file) whole or absent, never half
+there, and the next command sweeps what the killed one left.
 
 strace injects the signal (`-e inject=SYSCALL:signal=KILL:when=N`): the process dies as it
 enters the N-th such call, for every N up to the last, so every step is tried once, not the
@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -60,31 +61,87 @@ def staging(paths: Paths) -> list[str]:
         return []
 
 
-@pytest.mark.parametrize("verb", ["create", "remove"])
+def tar_of(path, files: int = 3) -> None:
+    """A small tar of FILES files, as volume export writes one."""
+    import io
+    import tarfile
+    with tarfile.open(path, "w") as tar:
+        for i in range(files):
+            data = f"file {i}\n".encode()
+            info = tarfile.TarInfo(f"./f{i}")
+            info.size, info.uid = len(data), 1000
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("verb", ["create", "remove", "import"])
 def test_killed_at_every_step_whole_or_absent(tmp_path, verb):
-    tried = 0
-    for call in CALLS:
+    archive = tmp_path / "in.tar"
+    tar_of(archive)
+
+    def every_step_of(call: str) -> int:
+        """Kill at the 1st, 2nd, ... CALL until one run gets past the last; the kills."""
         for n in range(1, MAX_N):
             root = tmp_path / f"{call}-{n}"
             paths = Paths.under(root)
             if verb == "remove":
                 volumes.create(paths, "v")
                 (paths.volume_data("v") / "f").write_text("kept\n")
-            r = nspawnctl(root, "volume", verb, "v", kill_at=(call, n))
+            extra = [str(archive)] if verb == "import" else []
+            r = nspawnctl(root, "volume", verb, "v", *extra, kill_at=(call, n))
             killed = r.returncode == -signal.SIGKILL or "killed by SIGKILL" in r.stderr
             there = whole_or_absent(paths, "v", "kept\n" if verb == "remove" else None)
+            if there and verb == "import":  # whole: every file of the tar in it
+                assert sorted(os.listdir(paths.volume_data("v"))) == ["f0", "f1", "f2"]
             if not killed:  # past the last such call: the command finished
                 assert r.returncode == 0, r.stderr
-                assert there == (verb == "create")
+                assert there == (verb != "remove")
                 shutil.rmtree(root, ignore_errors=True)
-                break
-            tried += 1
+                return n - 1
             # the next command's sweep takes the dead one's staging, and the volume is as
             # it was
             Store(paths).sweep()
             assert staging(paths) == []
             assert whole_or_absent(paths, "v", "kept\n" if verb == "remove" else None) == there
             shutil.rmtree(root, ignore_errors=True)
-        else:
-            raise AssertionError(f"{verb} made more than {MAX_N} {call} calls")
+        raise AssertionError(f"{verb} made more than {MAX_N} {call} calls")
+
+    # each call's trials are independent (a root each): run side by side
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        tried = sum(pool.map(every_step_of, CALLS))
     assert tried >= 10, tried
+
+
+def test_export_killed_at_every_step_leaves_the_file_whole_or_absent(tmp_path):
+    root = tmp_path / "root"
+    paths = Paths.under(root)
+    volumes.create(paths, "v")
+    for i in range(3):
+        (paths.volume_data("v") / f"f{i}").write_text(f"file {i}\n" * 1000)
+    out = tmp_path / "out"
+    out.mkdir()
+    tried = 0
+    for call in ("write", "fsync", "renameat2"):
+        for n in range(1, MAX_N):
+            file = out / f"{call}-{n}.tar"
+            r = nspawnctl(root, "volume", "export", "v", str(file), kill_at=(call, n))
+            killed = r.returncode == -signal.SIGKILL or "killed by SIGKILL" in r.stderr
+            if file.exists():  # whole: the tar reads to its end with every file
+                import tarfile
+                with tarfile.open(file) as tar:
+                    assert sorted(tar.getnames()) == [".", "./f0", "./f1", "./f2"]
+            if not killed:
+                assert r.returncode == 0 and file.exists(), r.stderr
+                break
+            tried += 1
+            assert not file.exists() or call != "write" or n > 1
+        else:
+            raise AssertionError(f"export made more than {MAX_N} {call} calls")
+    # the next export to a name sweeps what a killed one left for it
+    leftovers = [e for e in os.listdir(out) if e.endswith(".tmp")]
+    assert leftovers, "no kill left a temporary file: the test saw nothing"
+    for entry in leftovers:
+        name = entry[1:].split(".nspawnctl-volume.")[0]
+        os.unlink(out / name) if (out / name).exists() else None
+        assert nspawnctl(root, "volume", "export", "v", str(out / name)).returncode == 0
+    assert [e for e in os.listdir(out) if e.endswith(".tmp")] == []
+    assert tried >= 3, tried
