@@ -39,7 +39,7 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
     store.require_absent(name)
-    check_mounts(paths, cfg.binds, cfg.volumes)
+    check_mounts(paths, cfg.binds, cfg.volumes, cfg.private_users)
     # the boot-time recovery, for this container's first start
     bootunits.ensure_units(paths, lambda: ctx.bus)
     # checked now (a value no .nspawn line can hold), not after a bootstrap

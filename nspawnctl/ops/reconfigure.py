@@ -49,8 +49,9 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
         new = replace(edit(old, options), **(values or {}))
         # only the mounts it adds: one whose source went away since must not block other
         # changes
-        check_mounts(paths, (b for b in new.binds if b not in old.binds),
-                     (v for v in new.volumes if v not in old.volumes))
+        check_mounts(paths, (b for b in new.binds
+                             if b not in old.binds or not new.private_users),
+                     (v for v in new.volumes if v not in old.volumes), new.private_users)
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.

@@ -244,10 +244,11 @@ class Binds(NspawnKey):
 
 class Volumes(NspawnKey):
     """Named volumes (store/volumes.py): the Bind= and BindReadOnly= lines whose source is a
-    volume's data directory, always idmapped, so that a file keeps the owner its container
-    gave it in every container that mounts the volume (uid 1000 inside is uid 1000 in the
-    volume).  `narrow`: it reads only those lines, and is asked before Binds, which would
-    take them as plain binds."""
+    volume's data directory, idmapped in a user-namespaced container, so that a file keeps
+    the owner its container gave it in every container that mounts the volume (uid 1000
+    inside is uid 1000 in the volume; without a user namespace a plain bind does that).
+    `narrow`: it reads only those lines, and is asked before Binds, which would take them as
+    plain binds."""
 
     narrow = True
 
@@ -258,10 +259,12 @@ class Volumes(NspawnKey):
         source, _, rest = raw.partition(":")
         dest, _, options = rest.partition(":")
         prefix, suffix = str(Paths.from_env().volumes) + "/", "/data"
-        if options != "idmap" or not (source.startswith(prefix) and source.endswith(suffix)):
+        if options not in ("", "idmap") or not (source.startswith(prefix)
+                                                 and source.endswith(suffix)):
             raise Unreadable(raw)
         try:
-            mount = VolumeMount(source[len(prefix):-len(suffix)], dest, name == "BindReadOnly")
+            mount = VolumeMount(source[len(prefix):-len(suffix)], dest, name == "BindReadOnly",
+                                options == "idmap")
         except Error as e:
             raise Unreadable(str(e)) from None
         return (() if partial is UNSET else partial) + (mount,)
@@ -269,7 +272,8 @@ class Volumes(NspawnKey):
     def lines(self, value):
         paths = Paths.from_env()
         return [("BindReadOnly=" if v.readonly else "Bind=")
-                + f"{paths.volume_data(v.name)}:{v.dest}:idmap" for v in value]
+                + f"{paths.volume_data(v.name)}:{v.dest}" + (":idmap" if v.idmap else "")
+                for v in value]
 
 
 class NetworkMode(NspawnKey):

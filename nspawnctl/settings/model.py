@@ -340,6 +340,10 @@ class ContainerConfig:
                 object.__setattr__(self, s.name, value)
             if s.check is not None and value is not None:
                 s.check(value)
+        # a volume's bind is idmapped exactly when there is a user namespace (VolumeMount)
+        object.__setattr__(self, "volumes", tuple(
+            v if v.idmap == self.private_users else replace(v, idmap=self.private_users)
+            for v in self.volumes))
         # Requires= alone starts both at once: a required container is also one to start
         # after (systemd.unit(5) says to pair them), so --requires implies --after.
         missing = tuple(n for n in self.requires if n not in self.after)

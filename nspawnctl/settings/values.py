@@ -61,6 +61,10 @@ class VolumeMount:
     name: str
     dest: str
     readonly: bool = False
+    # idmapped (uid N inside is uid N in the volume): with a user namespace, which is what
+    # the bind needs it for; without one uid N already is uid N, and systemd-nspawn 252 then
+    # refuses the option ("Failed to map ids for bind mount").  ContainerConfig sets it.
+    idmap: bool = True
 
     def __post_init__(self):
         check_volume_name(self.name)

@@ -64,6 +64,14 @@ def test_a_volume_shared_by_two_containers_keeps_its_owners(host, nspawnctl, mad
     assert inside(nspawnctl, "vt-a", "stat -c %u:%g /vol/b") == "2000:2000\n"
     assert owners_on_host(host, f"{DATA}/b") == "2000:2000"
 
+    # a container without a user namespace mounts it as a plain bind (nspawn refuses idmap
+    # there) and sees the same owners
+    made("vt-c", *SLEEPER, "--no-private-users", "--volume", f"{VOLUME}:/v:ro")
+    nspawnctl("start", "vt-c")
+    assert uid_shift(nspawnctl, "vt-c") == 0
+    assert inside(nspawnctl, "vt-c", "stat -c %u:%g /v/a /v/b") == "1000:1001\n2000:2000\n"
+    nspawnctl("remove", "--force", "vt-c")
+
     # --bind SRC:DST:idmap: host and container agree on owners, both ways
     assert inside(nspawnctl, "vt-b", "cat /host/h; stat -c %u:%g /host/h") \
         == "from the host\n1000:1000\n"

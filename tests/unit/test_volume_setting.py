@@ -56,13 +56,26 @@ def test_bind_refuses_other_options(text):
 def test_the_lines_nspawn_reads_and_back(private_root):
     data = Paths.from_env().volume_data("data")
     cfg = ContainerConfig(volumes=(parse_volume("data:/srv"), parse_volume("data:/ro:ro")),
-                          binds=(parse_bind("/h:/h:idmap"), parse_bind(f"{data}:/plain")))
+                          binds=(parse_bind("/h:/h:idmap"), parse_bind("/c")))
     text = render_nspawn(cfg)
     assert f"Bind={data}:/srv:idmap\n" in text and f"BindReadOnly={data}:/ro:idmap\n" in text
-    assert "Bind=/h:/h:idmap\n" in text
-    # the volume's own path bound by hand, without idmap, is a bind like any other
-    assert f"Bind={data}:/plain\n" in text
+    assert "Bind=/h:/h:idmap\n" in text and "Bind=/c\n" in text
     assert parse_nspawn(text) == cfg
+
+
+def test_without_a_user_namespace_a_volume_is_a_plain_bind(private_root):
+    """systemd-nspawn 252 refuses idmap without a user namespace ("Failed to map ids for
+    bind mount /…/vol: Invalid argument", seen here), and needs none: uid N is uid N."""
+    data = Paths.from_env().volume_data("data")
+    cfg = ContainerConfig(private_users=False, volumes=(parse_volume("data:/srv"),))
+    text = render_nspawn(cfg)
+    assert f"Bind={data}:/srv\n" in text and "idmap" not in text
+    assert parse_nspawn(text) == cfg
+    # turned on again (set --private-users), the line becomes idmapped
+    on = ContainerConfig(volumes=cfg.volumes)
+    assert on.volumes[0].idmap and not cfg.volumes[0].idmap
+    again = update_nspawn(text, on)
+    assert f"Bind={data}:/srv:idmap\n" in again and parse_nspawn(again) == on
 
 
 def test_a_hand_edit_beside_the_volumes_stays(private_root):

@@ -13,7 +13,7 @@ from nspawnctl.cli import App, cli, jsonview
 from nspawnctl.errors import CONFLICT, NOT_FOUND, USAGE
 from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import ContainerConfig
-from nspawnctl.settings.values import parse_volume
+from nspawnctl.settings.values import parse_bind, parse_volume
 from nspawnctl.store import volumes
 from nspawnctl.store.containers import Store
 from nspawnctl.systemd import nspawn
@@ -165,6 +165,21 @@ def test_old_systemd_nspawn_is_refused_in_one_line(app, monkeypatch):
         refused(run("set", "c1", *option), USAGE, "which systemd-nspawn has from systemd 250 "
                 "on; this host has systemd-nspawn 249")
     assert load_config(app, "c1") == ContainerConfig()
+
+
+def test_idmap_without_a_user_namespace_is_refused_a_volume_is_a_plain_bind(app, tmp_path):
+    run("volume", "create", "data")
+    (app.machines / "c1").mkdir(parents=True)
+    save_config(app, "c1", ContainerConfig(private_users=False))
+    refused(run("set", "c1", "--bind", f"{tmp_path}:/x:idmap"), USAGE,
+            "idmap needs a user namespace, and this container runs without one")
+    assert run("set", "c1", "--volume", "data:/srv").exit_code == 0
+    assert f"Bind={app.volume_data('data')}:/srv\n" in app.nspawn_file("c1").read_text()
+    # and a container's idmapped bind is refused when it loses its user namespace
+    (app.machines / "c2").mkdir(parents=True)
+    save_config(app, "c2", ContainerConfig(binds=(parse_bind(f"{tmp_path}:/x:idmap"),)))
+    refused(run("set", "c2", "--no-private-users"), USAGE, "idmap needs a user namespace")
+    assert load_config(app, "c2").private_users
 
 
 def test_container_remove_says_which_volumes_it_leaves(app):
