@@ -104,6 +104,15 @@ class Paths:
         return parent / ".nspawnctl-staging"
 
     @property
+    def volumes(self) -> Path:
+        """Named volumes (store/volumes.py): VOLUME/data is what containers mount,
+        VOLUME/volume.json what nspawnctl knows of it; each outlives its containers."""
+        return self.state / "volumes"
+
+    def volume_data(self, name: str) -> Path:
+        return self.volumes / name / "data"
+
+    @property
     def stacks(self) -> Path:
         """What each stack (nspawnctl apply) made and what its file said: one record each."""
         return self.state / "stacks"

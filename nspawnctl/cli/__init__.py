@@ -117,6 +117,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "nspawnctl's networks: containers on one network reach each other by name, "
                 "and the outside through NAT; containers on different networks cannot reach "
                 "each other."),
+    "volume": ("volumes", "volume_group",
+               "Named volumes: data that outlives its containers, mounted with --volume "
+               "NAME:/PATH (create, list, inspect, remove, export and import are the "
+               "subcommands)."),
     "doctor": ("host", "doctor_command", "Check this host for what containers need; say what "
                                          "to run for what is missing."),
     "recover": ("host", "recover", "Finish or roll back what a crash left half-done (runs at "

@@ -146,8 +146,19 @@ _KILLED = {"name": str, "signal": int}
 # next start; restart_for: the settings a running container gets only after a restart
 _CONFIGURED = {"name": str, "changed": bool, "running": bool, "restart_for": TEXT}
 
+# volumes: the named volumes it mounted, which stay (volume remove removes them)
 _REMOVED = {"name": str, "stopped": bool, "dry_run": bool,
-            "snapshots": [{"tag": str, "size": Null(int)}]}
+            "snapshots": [{"tag": str, "size": Null(int)}], "volumes": TEXT}
+
+# path: its data directory on the host, what containers mount; containers: those whose
+# settings mount it
+_VOLUME = {"name": str, "path": str, "created": Null(TIME), "size": Null(int),
+           "containers": TEXT}
+
+_VOLUME_REMOVED = {"name": str, "size": Null(int)}
+
+# volume export: the tar's entries, its uncompressed bytes, the file's size
+_VOLUME_EXPORTED = {"name": str, "file": str, "entries": int, "bytes": int, "size": int}
 
 _CLONED = {"name": str, "from": str, "method": str}
 
@@ -199,7 +210,8 @@ _FIXED: dict[str, dict[str, Any]] = {
     "renamed": _RENAMED, "network_removed": _NETWORK_REMOVED,
     "snapshot_removed": _SNAPSHOT_REMOVED, "images_removed": _IMAGES_REMOVED,
     "copied": _COPIED, "doctor": _DOCTOR, "recovered": _RECOVERED, "usage": _USAGE,
-    "process": _PROCESS, "version": _VERSION, "health": _HEALTH_CHECKED, "waited": _WAITED}
+    "process": _PROCESS, "version": _VERSION, "health": _HEALTH_CHECKED, "waited": _WAITED,
+    "volume": _VOLUME, "volume_removed": _VOLUME_REMOVED, "volume_exported": _VOLUME_EXPORTED}
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -244,6 +256,9 @@ PRINTED_BY: dict[str, str] = {
     "version": "version",
     "health": "health",
     "waited": "wait",
+    "volume": "volume list: [...]; volume create, volume inspect, volume import",
+    "volume_removed": "volume remove: [...]",
+    "volume_exported": "volume export",
 }
 
 KINDS = tuple(PRINTED_BY)

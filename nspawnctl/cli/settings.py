@@ -16,8 +16,8 @@ from .output import print_json
 @pass_app
 def set_(app, name, as_json, **options):
     """Change a container's settings; limits and ports apply at once if it runs."""
-    # an empty value is given too (--health-cmd ''): its setting says what is wrong with it
-    if not any(v or v == "" for v in options.values() if v not in (None, ())):
+    # (a switch turned off is False: a change too)
+    if all(v is None or v == () for v in options.values()):
         raise Usage("nothing to change", hint="see 'nspawnctl set --help'")
     done = reconfigure.set_settings(app.ctx, name, options)
     if as_json:

@@ -14,7 +14,7 @@ from ..settings.files import load_config, save_config
 from ..settings.model import ContainerConfig, dependencies, edit, live_properties, needs_restart
 from ..store import order
 from ..systemd import bootunits
-from .common import check_bind_sources, require_root
+from .common import check_mounts, require_root
 
 
 def set_config(ctx: Context, name: str, options: dict[str, Any],
@@ -49,8 +49,11 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
     with ctx.holding(name):
         old = load_config(paths, name)
         new = replace(edit(old, options), **(values or {}))
-        # only the binds it adds: one whose source went away since must not block other changes
-        check_bind_sources(b for b in new.binds if b not in old.binds)
+        # only the mounts it adds: one whose source went away since must not block other
+        # changes
+        check_mounts(paths, (b for b in new.binds
+                             if b not in old.binds or not new.private_users),
+                     (v for v in new.volumes if v not in old.volumes), new.private_users)
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.

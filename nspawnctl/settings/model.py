@@ -43,6 +43,7 @@ from .values import (
     parse_size,
     parse_span,
     parse_tasks,
+    parse_volume,
 )
 
 # Network modes besides the names of nspawnctl networks ("default" is one of those).
@@ -241,8 +242,14 @@ class ContainerConfig:
              "network) or the name of a network made with `nspawnctl network create`.",
         nspawn=keys.NetworkMode(BRIDGE_PREFIX))
     binds: tuple = _setting(
-        (), flag="--bind", metavar="SRC[:DST][:ro]", parse=parse_bind, multiple=True,
-        help="Bind-mount a host path (repeatable).", nspawn=keys.Binds())
+        (), flag="--bind", metavar="SRC[:DST][:ro][:idmap]", parse=parse_bind, multiple=True,
+        help="Bind-mount a host path (repeatable); idmap: uid N inside is uid N on the host "
+             "(systemd 250 and later).", nspawn=keys.Binds())
+    volumes: tuple = _setting(
+        (), flag="--volume", metavar="NAME:/PATH[:ro]", parse=parse_volume, multiple=True,
+        help="Mount named volume NAME (nspawnctl volume create) at PATH, owners kept as the "
+             "container sees them (repeatable; set --no-volume NAME removes it).",
+        nspawn=keys.Volumes(), key=lambda v: v.dest, removes=lambda v, text: v.name == text)
     env: tuple[str, ...] = _setting(
         (), flag="--env", metavar="K=V", parse=parse_env, multiple=True,
         help="Set an environment variable (repeatable).", check=_check_each(parse_env),
@@ -379,6 +386,10 @@ class ContainerConfig:
                 object.__setattr__(self, s.name, value)
             if s.check is not None and value is not None:
                 s.check(value)
+        # a volume's bind is idmapped exactly when there is a user namespace (VolumeMount)
+        object.__setattr__(self, "volumes", tuple(
+            v if v.idmap == self.private_users else replace(v, idmap=self.private_users)
+            for v in self.volumes))
         # Requires= alone starts both at once: a required container is also one to start
         # after (systemd.unit(5) says to pair them), so --requires implies --after.
         missing = tuple(n for n in self.requires if n not in self.after)

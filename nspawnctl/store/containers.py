@@ -124,8 +124,9 @@ class Store:
             if _try_delete(what, how, *args, **kwargs):
                 removed.append(what)
 
-        # overlays stage in machines; pulls in the blob store
-        for parent in (self.paths.machines, self.paths.images, self.paths.pulled):
+        # overlays stage in machines; pulls in the blob store; volumes beside them
+        for parent in (self.paths.machines, self.paths.images, self.paths.pulled,
+                       self.paths.volumes):
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 if _owner_is_dead(entry):

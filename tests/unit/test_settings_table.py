@@ -40,6 +40,8 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     "binds": (["--bind", "/srv/a:/a:ro", "--bind", "/srv/b"], ["/srv/a:/a:ro", "/srv/b:/srv/b"],
               True),
     "env": (["--env", "MODE=prod", "--env", "A=b c"], ["MODE=prod", "A=b c"], True),
+    "volumes": (["--volume", "data:/srv/data", "--volume", "conf:/etc/app:ro"],
+                ["data:/srv/data", "conf:/etc/app:ro"], True),
     "ports": (["--port", "8080:80", "--port", "127.0.0.1:5353:53/udp"],
               ["8080:80/tcp", "127.0.0.1:5353:53/udp"], False),
     "hostname": (["--hostname", "web.example"], "web.example", True),
@@ -121,6 +123,7 @@ def test_status_json_shows_what_was_set(name):
 # A setting's one name, as a user types it (issue 34: --memory was mem= in list's LIMITS and
 # memory_max in status); written out by hand.
 PUBLIC = {"private_users": "private_users", "network": "network", "binds": "bind", "env": "env",
+          "volumes": "volume",
           "ports": "port", "hostname": "hostname", "memory_max": "memory", "cpu_quota": "cpus",
           "tasks_max": "tasks", "restart": "restart", "start_timeout": "start_timeout",
           "after": "after", "requires": "requires", "health_cmd": "health_cmd",

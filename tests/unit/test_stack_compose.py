@@ -181,7 +181,7 @@ services:
     secrets: [token]
     x-fine: 1
 volumes:
-  data: {}
+  data: {driver: local}
 secrets:
   token: {file: ./token}
 configs: {}
@@ -193,8 +193,8 @@ def test_every_unsupported_key_is_named_at_once(tmp_path):
     assert warnings == []
     go_on = "(--ignore-unsupported to go on without it)"
     assert texts(problems) == [
-        f"compose.yaml:11: volumes: not supported by nspawnctl: named volumes (binds are) "
-        f"{go_on}",
+        f"compose.yaml:12: volumes.data: not supported by nspawnctl: a volume's options (a "
+        f"plain name is) {go_on}",
         f"compose.yaml:13: secrets: not supported by nspawnctl {go_on}",
         f"compose.yaml:15: configs: not supported by nspawnctl {go_on}",
         f"compose.yaml:4: services.web.build: not supported by nspawnctl {go_on}",
@@ -209,12 +209,12 @@ def test_ignore_unsupported_turns_them_into_warnings(tmp_path):
     out, problems, warnings = translate(UNSUPPORTED, tmp_path, ignore=True)
     assert problems == []
     assert [w.split(": ")[:2] for w in warnings] == [
-        ["11", "volumes"], ["13", "secrets"], ["15", "configs"], ["4", "services.web.build"],
+        ["12", "volumes.data"], ["13", "secrets"], ["15", "configs"], ["4", "services.web.build"],
         ["5", "services.web.cap_add"], ["6", "services.web.logging"],
         ["8", "services.web.labels"], ["9", "services.web.secrets"]]
     assert warnings[4] == ("5: services.web.cap_add: not supported by nspawnctl; left out "
                            "(--ignore-unsupported)")
-    assert plain(out) == {"containers": {"web": {
+    assert plain(out) == {"volumes": {"data": None}, "containers": {"web": {
         "from": "docker://docker.io/library/nginx:latest", "boot": False,
         "network": "default"}}}
 
@@ -254,8 +254,8 @@ BAD = [
     ('environment: ["A=$HOME"]', 4, "services.s.environment[0]", "$HOME: compose's variables"),
     ("env_file: missing.env", 4, "services.s.env_file", "no such file"),
     ("env_file: quoted.env", 4, "services.s.env_file", "quoted.env:2: quotes, escapes"),
-    ("volumes: [data:/data]", 4, "services.s.volumes[0]", "not supported by nspawnctl: data "
-                                                          "is a named volume"),
+    ("volumes: [data:/data]", 4, "services.s.volumes[0]", "data is not a named volume of "
+                                                          "the file's (volumes:)"),
     ("volumes: [/data]", 4, "services.s.volumes[0]", "not supported by nspawnctl: /data is "
                                                      "an anonymous volume"),
     ("volumes: ['./x:rel']", 4, "services.s.volumes[0]", "invalid bind mount"),

@@ -111,6 +111,10 @@ options:
     description: Host paths bind-mounted inside, as --bind takes them.
     type: list
     elements: str
+  volume:
+    description: Named volumes mounted inside, C(NAME:/PATH[:ro]) as --volume takes them.
+    type: list
+    elements: str
   env:
     description:
       - Environment variables, a list of C(NAME=VALUE) or a mapping. Only these are the
@@ -244,6 +248,7 @@ SETTING_OPTIONS = dict(
     private_users=dict(type='bool'),
     network=dict(type='str'),
     bind=dict(type='list', elements='str'),
+    volume=dict(type='list', elements='str'),
     env=dict(type='raw'),
     port=dict(type='list', elements='str'),
     hostname=dict(type='str'),
