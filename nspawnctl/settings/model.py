@@ -23,7 +23,7 @@ from ..errors import Usage
 from ..names import check_name, check_stack_name
 from ..paths import service_unit
 from ..times import check_rfc3339
-from . import keys
+from . import credentials, keys
 from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
 from .values import (
@@ -305,6 +305,15 @@ class ContainerConfig:
              "set --no-requires NAME removes one).", check=_check_each(check_name),
         unit=keys.UnitKey("Requires", format_units, parse_units, section="Unit"),
         key=lambda n: n, removes=_name_matches)
+    # -- credentials (issue 32): names here, values in nspawnctl's 0600 store (credentials.py)
+    credentials: tuple = _setting(
+        (), flag="--credential", metavar="NAME=VALUE|NAME=@FILE",
+        parse=credentials.parse_credential, multiple=True,
+        help="Hand the container a credential, which its services read through systemd's "
+             "$CREDENTIALS_DIRECTORY (repeatable; @FILE copies that file's content, which "
+             "keeps the value off command lines; shown by NAME only; set --no-credential "
+             "NAME removes one).",
+        nspawn=keys.Credentials(), key=lambda c: c.name, removes=credentials.removes)
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=_check_image, nspawn=keys.Comment("nspawnctl-image"))

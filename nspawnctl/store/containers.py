@@ -20,7 +20,7 @@ from ..fs.walk import remove_tree
 from ..names import check_name
 from ..network.state import NetworkState
 from ..paths import Paths, service_unit
-from ..settings import running
+from ..settings import credentials, running
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
 from . import overlay, snapshots
 
@@ -217,6 +217,7 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 (dropin / ours).unlink()
         NetworkState(self.paths.state / "network").release(name)
+        credentials.remove(self.paths, name)  # the values (0600) its settings named
         running.forget(self.paths, name)  # a next container of that name starts afresh
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it
