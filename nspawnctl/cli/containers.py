@@ -2,11 +2,14 @@
 remove, upgrade."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from ..errors import Usage
 from ..ops import clone, create, export, lifecycle, remove, rename, upgrade
+from ..settings import firstboot
 from ..settings.model import ContainerConfig, parse_cli
 from . import completion, jsonview, pass_app
 from .options import (
@@ -56,6 +59,9 @@ from .output import megabytes, print_json, print_record, results, shown, tty_pro
                    "--boot, --cmd gives the init's arguments.")
 @registry_options("missing")
 @config_options()
+@click.option("--ssh-key", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Root's authorized SSH keys (an OpenSSH .pub file), set at the first boot "
+                   "by the container's systemd (the credential ssh.authorized_keys.root).")
 @click.option("--start", "start_it", is_flag=True,
               help="Start it once created (as nspawnctl start NAME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -105,12 +111,22 @@ run_command.params[:0] = create_command.params[:1]
 run_command.params[2:] = [p for p in create_command.params[1:] if p.name != "start_it"]
 
 
-def _create(app, name, as_json, source, use_overlay, **options) -> dict:
+def _create(app, name, as_json, source, use_overlay, ssh_key, **options) -> dict:
     config = {k: v for k, v in options.items() if k not in create.CREATE_OPTIONS}
     cfg = ContainerConfig(**parse_cli(config, creating=True))
+    if ssh_key is not None:
+        cfg = with_credential(cfg, firstboot.ssh_key(ssh_key), "--ssh-key")
     how = {k: v for k, v in options.items() if k in create.CREATE_OPTIONS}
     request = create.make_request(app.ctx, progress=None if as_json else tty_progress(), **how)
     return create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
+
+
+def with_credential(cfg: ContainerConfig, credential, flag: str) -> ContainerConfig:
+    """cfg with one more credential, which a flag of its own gives."""
+    if any(c.name == credential.name for c in cfg.credentials):
+        raise Usage(f"{flag} and --credential {credential.name}=... both give credential "
+                    f"{credential.name}: give one of them")
+    return replace(cfg, credentials=cfg.credentials + (credential,))
 
 
 def _said(name: str, info: dict, as_json: bool):
