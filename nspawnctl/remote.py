@@ -124,11 +124,14 @@ def on_terminal() -> bool:
 
 
 def refuse_inline_secrets(args: Sequence[str]) -> None:
-    """A credential's value typed after -H would be on ssh's command line here and on the far
-    host's (both process lists): only NAME=@FILE, a file on the far host, goes over."""
+    """A credential's value (or a password hash) typed after -H would be on ssh's command line
+    here and on the far host's (both process lists): only files on the far host go over."""
     for index, arg in enumerate(args):
         if arg == "--":  # what follows is a command for the container, not our options
             return
+        if arg == "--root-password-hashed" or arg.startswith("--root-password-hashed="):
+            raise Usage("with --host, a password hash would be on ssh's command line: give "
+                        "--root-password-file FILE, a file on that host")
         given = (args[index + 1] if arg == "--credential" and index + 1 < len(args)
                  else arg.removeprefix("--credential=") if arg.startswith("--credential=")
                  else None)

@@ -45,6 +45,8 @@ from .values import (
     parse_tasks,
 )
 
+# systemd-nspawn's Timezone= modes (systemd.nspawn(5), 252).
+TIMEZONE_MODES = ("off", "copy", "bind", "symlink", "delete", "auto")
 # Network modes besides the names of nspawnctl networks ("default" is one of those).
 NETWORK_MODES = ("host", "none", "veth")
 # systemd's Restart= values, all of them, so a hand edit systemd takes is read too.
@@ -314,6 +316,13 @@ class ContainerConfig:
              "keeps the value off command lines; shown by NAME only; set --no-credential "
              "NAME removes one).",
         nspawn=keys.Credentials(), key=lambda c: c.name, removes=credentials.removes)
+    timezone_mode: str | None = _setting(
+        None, help="systemd-nspawn's Timezone=: None leaves its default (auto: the host's "
+                   "zone follows into the container at each start); create --timezone "
+                   "sets off, so the zone written into the tree stays.",
+        check=lambda v: check_choice(v, TIMEZONE_MODES, "Timezone= mode"),
+        nspawn=keys.Text("Exec", "Timezone",
+                         check=lambda v: check_choice(v, TIMEZONE_MODES, "Timezone= mode")))
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=_check_image, nspawn=keys.Comment("nspawnctl-image"))

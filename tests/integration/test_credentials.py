@@ -1,9 +1,10 @@
 """Credentials and first boot for real (issue 32), in the testbed's systemd 252: one Debian
-container from the cached base with openssh-server added, made with --credential (from a file
-and inline), --ssh-key and a published port.  Its service reads the credential through
-$CREDENTIALS_DIRECTORY; the value is in no output, file nspawnctl shows, journal or process
-list; ssh to the published port takes the key on the first boot and refuses another; bad input
-is one line and makes nothing."""
+container from the cached base with openssh-server and tzdata added, made with --credential
+(from a file and inline), --ssh-key, --root-password-file, --timezone, --locale, --hostname and
+a published port.  Its service reads the credential through $CREDENTIALS_DIRECTORY; the value
+is in no output, file nspawnctl shows, journal or process list; ssh to the published port
+takes the key on the first boot and refuses another; the identity is the container's; bad
+input is one line and makes nothing."""
 
 import json
 import time
@@ -16,6 +17,8 @@ pytestmark = pytest.mark.integration
 
 DIR = "/root/creds32"
 NAME = "cred1"
+HOSTNAME = "cred-host"
+PASSWORD = "correct horse battery staple"
 SECRET = "file-secret-7Qz9\nsecond line"  # from a file: two lines, kept as they are
 INLINE = "inline-secret-K4v8"
 STORE = f"/var/lib/nspawnctl/credentials/{NAME}"
@@ -29,11 +32,14 @@ def box(host, nspawnctl):
     host.run(["rm", "-rf", DIR])
     host.run(["mkdir", "-m", "700", DIR])
     host.path(f"{DIR}/secret").write_text(SECRET)
+    host.path(f"{DIR}/pw").write_text(PASSWORD + "\n")
     for key in ("good", "bad"):
         r = host.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", f"{DIR}/{key}"])
         assert r.returncode == 0, str(r)
-    nspawnctl("create", NAME, "--include", "openssh-server", "--ssh-key", f"{DIR}/good.pub",
-              "--credential", f"db.password=@{DIR}/secret", "--credential", f"api.token={INLINE}",
+    nspawnctl("create", NAME, "--include", "openssh-server,tzdata", "--ssh-key",
+              f"{DIR}/good.pub", "--credential", f"db.password=@{DIR}/secret",
+              "--credential", f"api.token={INLINE}", "--root-password-file", f"{DIR}/pw",
+              "--timezone", "Europe/Berlin", "--locale", "C.UTF-8", "--hostname", HOSTNAME,
               "--port", "2222:22", "--start")
     yield NAME
     nspawnctl("remove", "--force", NAME, check=False)
@@ -48,7 +54,7 @@ def test_a_service_inside_reads_the_credential(host, nspawnctl, box):
                          "-p", f"LoadCredential={name}", "/bin/sh", "-c",
                          f'cat "$CREDENTIALS_DIRECTORY/{name}"', check=False)
     r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(read("db.password")),
-                 timeout=60, what="a booted container")
+                 timeout=60, what="a service inside reading the credential")
     assert r.stdout == SECRET, str(r)
     assert read("api.token").stdout == INLINE
     # the user's file moves: the container keeps its copy
@@ -87,6 +93,9 @@ def test_the_value_is_in_no_output_file_journal_or_process_list(host, nspawnctl,
     assert sorted(status["credential"]) == ["api.token", "db.password",
                                         "ssh.authorized_keys.root"], status
     assert f"db.password=@{STORE}/db.password" in seen["spec"]
+    # --timezone: systemd-nspawn leaves the zone written into the tree alone (its default,
+    # auto, would put the host's back at each start)
+    assert "\nTimezone=off\n" in seen["settings"], seen["settings"]
     # the store: root's alone
     r = host.run(["stat", "-c", "%a %U %n", STORE, f"{STORE}/db.password", f"{STORE}/api.token"])
     assert r.stdout.split("\n")[:3] == [f"700 root {STORE}", f"600 root {STORE}/db.password",
@@ -95,13 +104,30 @@ def test_the_value_is_in_no_output_file_journal_or_process_list(host, nspawnctl,
 
 def test_ssh_takes_the_key_on_the_first_boot_and_refuses_another(host, box):
     def login(key):
-        return host.run([*SSH, "-i", f"{DIR}/{key}", "root@127.0.0.1", "cat /etc/hostname"],
-                        timeout=30)
+        return host.run([*SSH, "-i", f"{DIR}/{key}", "root@127.0.0.1",
+                         "hostname; date +%Z; cat /etc/default/locale"], timeout=30)
     r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(login("good")),
                  timeout=60, interval=1, what="ssh with the good key")
-    assert r.stdout.strip() == box, str(r)
+    # --hostname, --timezone (CET in December, CEST in summer) and --locale, seen by root
+    hostname, zone, locale = r.stdout.splitlines()
+    assert (hostname, locale) == (HOSTNAME, "LANG=C.UTF-8") and zone in ("CET", "CEST"), str(r)
     r = login("bad")
     assert r.returncode == 255 and "Permission denied" in r.stderr, str(r)
+
+
+def test_root_password_is_the_files_hashed(host, box):
+    # the tree's /etc/shadow (the container's, resolved by nobody but this test) has root's
+    # hash of the file's first line, and the password itself is nowhere nspawnctl wrote
+    shadow = host.path(f"/var/lib/machines/{box}/etc/shadow").read_text()
+    hashed = [ln.split(":")[1] for ln in shadow.splitlines() if ln.startswith("root:")][0]
+    assert hashed.startswith("$y$"), hashed
+    r = host.run(["python3", "-c", "import ctypes, sys; c = ctypes.CDLL('libcrypt.so.1').crypt; "
+                  "c.restype = ctypes.c_char_p; c.argtypes = [ctypes.c_char_p] * 2; "
+                  "print(c(sys.argv[1].encode(), sys.argv[2].encode()).decode() == sys.argv[2])",
+                  PASSWORD, hashed])
+    assert r.stdout.strip() == "True", str(r)
+    r = host.run(["grep", "-rlF", PASSWORD, "/etc/systemd", "/var/lib/nspawnctl/credentials"])
+    assert r.stdout == "", str(r)
 
 
 def test_bad_input_is_one_line_and_makes_nothing(host, nspawnctl, box):
@@ -116,10 +142,14 @@ def test_bad_input_is_one_line_and_makes_nothing(host, nspawnctl, box):
         (["set", box, "--credential", "..=x"], "invalid credential name '..'"),
         (["set", box, "--credential", f"ok=@{DIR}/missing"],
          "cannot read the file of credential ok"),
+        (["create", "cred2", "--from", "scratch", "--timezone", "../../etc/passwd"],
+         "invalid time zone"),
+        (["create", "cred2", "--from", "scratch", "--root-password-hashed", PASSWORD],
+         "invalid --root-password-hashed"),
     ]
     for args, said in cases:
         r = nspawnctl.fails(*args)
-        assert said in r.error, str(r)
+        assert said in r.error and PASSWORD not in r.stderr, str(r)
     assert "cred2" not in nspawnctl("list").stdout
     assert host.run(["test", "-e", "/var/lib/nspawnctl/credentials/cred2"]).returncode != 0
     assert host.run(["sh", "-c", f"cat /etc/systemd/nspawn/{box}.nspawn; ls -l {STORE}"]
