@@ -103,12 +103,12 @@ def test_the_value_is_in_no_output_file_journal_or_process_list(host, nspawnctl,
 
 
 def test_ssh_takes_the_key_on_the_first_boot_and_refuses_another(host, box):
-    def login(key):
-        return host.run([*SSH, "-i", f"{DIR}/{key}", "root@127.0.0.1",
-                         "hostname; date +%Z; cat /etc/default/locale"], timeout=30)
-    r = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(login("good")),
-                 timeout=60, interval=1, what="ssh with the good key")
+    def login(key, command="true"):
+        return host.run([*SSH, "-i", f"{DIR}/{key}", "root@127.0.0.1", command], timeout=30)
+    wait_for(lambda: login("good").returncode == 0, timeout=60, interval=1,
+             what="ssh with the good key")
     # --hostname, --timezone (CET in December, CEST in summer) and --locale, seen by root
+    r = login("good", "hostname; date +%Z; cat /etc/default/locale")
     hostname, zone, locale = r.stdout.splitlines()
     assert (hostname, locale) == (HOSTNAME, "LANG=C.UTF-8") and zone in ("CET", "CEST"), str(r)
     r = login("bad")
