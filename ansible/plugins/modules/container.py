@@ -169,6 +169,13 @@ options:
     description: Containers this one requires (started first, stopped with it).
     type: list
     elements: str
+  credential:
+    description:
+      - Credentials for the container's services, as --credential takes them
+        (C(NAME=@FILE), a file on the managed host, or C(NAME=VALUE)); nspawnctl shows
+        them by name only, and the task's log never shows them (no_log).
+    type: list
+    elements: str
 attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
@@ -265,6 +272,7 @@ SETTING_OPTIONS = dict(
     on_unhealthy=dict(type='str', choices=['none', 'restart', 'stop', 'kill']),
     after=dict(type='list', elements='str'),
     requires=dict(type='list', elements='str'),
+    credential=dict(type='list', elements='str', no_log=True),
 )
 STARTED = ('running', 'starting')
 
