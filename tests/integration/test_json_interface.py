@@ -105,7 +105,8 @@ def test_snapshots_copies_and_removal_in_json(host, nspawnctl, read):
 
     nspawnctl("start", "jsn-c")
     gone = read(["removed"], "remove", "--dry-run", "--force", "jsn-c")
-    assert gone == [{"name": "jsn-c", "stopped": True, "dry_run": True, "snapshots": []}]
+    assert gone == [{"name": "jsn-c", "stopped": True, "dry_run": True, "snapshots": [],
+                     "volumes": []}]
     assert read(["removed"], "remove", "--force", "jsn-c")[0]["stopped"] is True
     assert read(["network_removed"], "network", "remove", "jsn-net") == [{"name": "jsn-net"}]
 
