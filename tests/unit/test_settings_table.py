@@ -50,6 +50,7 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     "start_timeout": (["--start-timeout", "10min"], 600, False),
     "after": (["--after", "db", "--after", "cache"], ["db", "cache"], False),
     "requires": (["--requires", "db"], ["db"], False),
+    "auto_update": (["--auto-update", "registry"], "registry", False),
 }
 # The other settings a value needs (ports are published only from a network of nspawnctl's).
 EXAMPLES_NEED: dict[str, dict] = {"ports": {"network": DEFAULT_NETWORK}}
@@ -117,7 +118,7 @@ def test_status_json_shows_what_was_set(name):
 PUBLIC = {"private_users": "private_users", "network": "network", "binds": "bind", "env": "env",
           "ports": "port", "hostname": "hostname", "memory_max": "memory", "cpu_quota": "cpus",
           "tasks_max": "tasks", "restart": "restart", "start_timeout": "start_timeout",
-          "after": "after", "requires": "requires"}
+          "after": "after", "requires": "requires", "auto_update": "auto_update"}
 
 
 def test_a_setting_is_shown_under_its_flags_name_everywhere():

@@ -146,6 +146,11 @@ options:
     description: Containers this one requires (started first, stopped with it).
     type: list
     elements: str
+  auto_update:
+    description: C(registry) to let C(nspawnctl auto-update) replace it with a newer image of
+      its registry reference (rolled back when not healthy); C(none) not to (--auto-update).
+    type: str
+    choices: [registry, none]
 attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
@@ -235,6 +240,7 @@ SETTING_OPTIONS = dict(
     start_timeout=dict(type='raw'),
     after=dict(type='list', elements='str'),
     requires=dict(type='list', elements='str'),
+    auto_update=dict(type='str', choices=['registry', 'none']),
 )
 STARTED = ('running', 'starting')
 
