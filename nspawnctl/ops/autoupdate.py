@@ -64,6 +64,9 @@ def auto_update(ctx: Context, names: list[str], dry_run: bool = False,
 
 
 def _update(ctx: Context, name: str, row: dict, dry_run: bool, timeout: float):
+    if not dry_run and name in engine.interrupted(ctx.paths):
+        with ctx.holding(name) as held:  # a killed run's first: its record, not the tag, says
+            engine.finish_interrupted(held, tables=TABLES)
     cfg = load_config(ctx.paths, name, dropin=False)
     require_updatable(name, cfg)
     said = source_of(cfg)
