@@ -293,3 +293,30 @@ def test_the_cli_exit_codes_and_one_line(paths, registry, guest, monkeypatch):
     r = runner.invoke(cli.cli, ["auto-update", "--enable-timer", "--disable-timer"])
     assert isinstance(r.exception, Error) and r.exception.exit_code == 2
     assert "take no names" in r.exception.message
+
+
+# -- the lookup: what the registry says a reference names, no blob fetched ------------------------
+
+def test_lookup_names_the_image_as_a_pull_would_and_fetches_no_blob(tmp_path, monkeypatch):
+    from nspawnctl.sources.registry.pull import lookup, pull
+    from tests.unit.imagebuild import dir as d
+    from tests.unit.imagebuild import file, layer
+    from tests.unit.registryfake import FakeRegistry, image
+    monkeypatch.setenv("NSPAWNCTL_ROOT", str(tmp_path))
+    paths = Paths.under(tmp_path)
+    registry = FakeRegistry().install(monkeypatch)
+    amd = image(layer(d("srv"), file("srv/a", b"a")), arch="amd64")
+    arm = image(layer(d("srv"), file("srv/b", b"b")), arch="arm64")
+    registry.push_index("reg.test/app", "1", (arm, "linux/arm64"), (amd, "linux/amd64"))
+    got = lookup(paths, "reg.test/app:1", platform="linux/arm64")
+    assert got.digest == arm["digest"]
+    assert all(r.startswith("manifest ") for r in registry.requests)  # no blob
+    # the key a pull's base tree gets: its config's digest
+    record = pull(paths, "reg.test/app:1", platform="linux/arm64", report=lambda _m: None).record
+    config = json.loads(arm["manifest"])["config"]["digest"]
+    assert got.config == config and record.digest == got.digest
+    registry.manifests[f"reg.test/app@{amd['digest']}"] = arm["manifest"]  # hostile
+    with pytest.raises(Error, match="with another manifest"):
+        lookup(paths, "reg.test/app:1", platform="linux/amd64")
+    with pytest.raises(Error, match="is a short name"):
+        lookup(paths, "app:1")
