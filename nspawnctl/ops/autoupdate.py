@@ -4,7 +4,7 @@ names now (runtime/autoupdate.py replaces the tree and rolls back when it is not
 
 Each container's reference is looked up first (the manifest only, no blob: what --dry-run
 says comes from the same question), compared with the image it was made from (its image
-record: the config digest that keys its base tree), and only a container whose reference
+record: the manifest digest that keys its base tree), and only a container whose reference
 names another image is pulled for and replaced.  One container's failure is its line; the
 others go on."""
 
@@ -74,7 +74,7 @@ def _update(ctx: Context, name: str, row: dict, dry_run: bool, timeout: float):
     row.update(reference=said["ref"], image=cfg.image)
     current = lookup(ctx.paths, said["ref"], platform=said["platform"],
                      tls_verify=said["tls_verify"])
-    key = "oci-" + current.config.replace(":", "-")
+    key = "oci-" + current.digest.replace(":", "-")  # as sources/oci/source.py keys it
     row["new_image"] = key
     if key == cfg.image:
         row["action"] = "up-to-date"

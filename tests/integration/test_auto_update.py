@@ -150,3 +150,19 @@ def _key(nspawnctl) -> str:
     """The image key the tag names now (what a dry run says)."""
     _, rows = update(nspawnctl, "--dry-run", NAME)
     return rows[NAME]["new_image"]
+
+
+def test_the_timer_is_enabled_and_its_service_runs_auto_update(host, nspawnctl):
+    nspawnctl("auto-update", "--enable-timer")
+    unit = "nspawnctl-auto-update.timer"
+    assert host.run(["systemctl", "is-enabled", unit]).stdout.strip() == "enabled"
+    assert host.run(["systemctl", "is-active", unit]).stdout.strip() == "active"
+    r = host.run(["systemctl", "start", "nspawnctl-auto-update.service"])  # waits: oneshot
+    assert r.returncode == 0, host.run(["journalctl", "-u", "nspawnctl-auto-update.service",
+                                        "-n", "20", "--no-pager"]).stdout
+    log = host.run(["journalctl", "-u", "nspawnctl-auto-update.service", "-o", "cat",
+                    "--no-pager"]).stdout
+    assert f"{NAME}: up to date ({REF})" in log, log
+    nspawnctl("auto-update", "--disable-timer")
+    assert host.run(["systemctl", "is-enabled", unit]).stdout.strip() == "disabled"
+    assert host.run(["systemctl", "is-active", unit]).stdout.strip() == "inactive"

@@ -335,8 +335,7 @@ def _size(n: int) -> str:
 class Current:
     """What a registry says a reference names now, for the platform (lookup)."""
     name: str
-    digest: str         # its manifest's
-    config: str         # its config's digest: the base tree's key (sources/oci/source.py)
+    digest: str  # its manifest's, for the platform: what keys its base tree (oci-sha256-...)
 
 
 def lookup(paths: Paths, text: str, *, platform: str | None = None,
@@ -373,5 +372,5 @@ def lookup(paths: Paths, text: str, *, platform: str | None = None,
                 raise InvalidInput(f"image {ref.name}: an index inside an index is not "
                                    "supported")
             media_type = desc.media_type
-        blobs = _bounded(doc, ref, media_type or _media_type(doc))
-    return Current(ref.name, digest, blobs[0][0])  # _bounded lists the config first
+        _bounded(doc, ref, media_type or _media_type(doc))  # refused here as by a pull
+    return Current(ref.name, digest)

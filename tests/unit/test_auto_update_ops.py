@@ -73,7 +73,7 @@ def registry(paths, tmp_path, monkeypatch):
 
     def lookup(paths_, ref, platform=None, tls_verify=None):
         state.asked.append(("lookup", ref, platform, tls_verify))
-        return Current(ref, "sha256:" + "9" * 64, "sha256:" + state.key.split("-", 2)[2])
+        return Current(ref, "sha256:" + state.key.split("-", 2)[2])
 
     def pull(paths_, ref, policy=None, platform=None, tls_verify=None, report=None):
         state.asked.append(("pull", ref, policy, platform, tls_verify))
@@ -311,10 +311,17 @@ def test_lookup_names_the_image_as_a_pull_would_and_fetches_no_blob(tmp_path, mo
     got = lookup(paths, "reg.test/app:1", platform="linux/arm64")
     assert got.digest == arm["digest"]
     assert all(r.startswith("manifest ") for r in registry.requests)  # no blob
-    # the key a pull's base tree gets: its config's digest
+    # the image a pull records, whose digest keys its base tree
     record = pull(paths, "reg.test/app:1", platform="linux/arm64", report=lambda _m: None).record
-    config = json.loads(arm["manifest"])["config"]["digest"]
-    assert got.config == config and record.digest == got.digest
+    assert record.digest == got.digest
+    # and what auto-update compares with the container's image record is that tree's key
+    from nspawnctl.sources.registry.source import pulled_base
+    key = pulled_base(paths, record, lambda _m: None, check_run=False).key
+    monkeypatch.setattr(op, "lookup", lambda *a, **k: got)
+    save_config(paths, "c1", ContainerConfig(image=key, auto_update="registry",
+                                             made_from=("docker://reg.test/app:1",)))
+    paths.tree("c1").mkdir(parents=True)
+    assert update(paths, dry_run=True)[0]["action"] == "up-to-date"
     registry.manifests[f"reg.test/app@{amd['digest']}"] = arm["manifest"]  # hostile
     with pytest.raises(Error, match="with another manifest"):
         lookup(paths, "reg.test/app:1", platform="linux/amd64")
