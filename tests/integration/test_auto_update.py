@@ -1,7 +1,7 @@
 """auto-update against a real registry (registries.py: Debian's docker-registry over TLS in the
 testbed's outside world): a container made from REPO:TAG with --auto-update registry and a
 published port runs v1; a new digest pushed under the same tag is what `auto-update` puts in
-(its page says so) at the same address and port; a broken image (its program cannot run) is
+(its page says so) at the same address and port; a broken image (its program dies at once) is
 rolled back to v2, running, and the output says so; --dry-run's exit codes; bad input refused
 with one line and nothing changed; SIGKILL of auto-update at random moments leaves it on v2 or
 v3, running, and the rerun converges."""
@@ -24,8 +24,12 @@ TLS = R.registry("tls")
 REF = f"{TLS}/test/auto:1"
 NAME = "au-web"
 PAGES = {"v1": b"v1\n", "v2": b"v2\n", "v3": b"v3\n"}
-# a program that cannot run: what a broken image most often is
-BROKEN = ib.layer(ib.dir("bin"), ib.file("bin/busybox", b"#!/nonexistent\n", 0o755))
+# an image whose program starts and dies 2 s later (the container's command, kept from v1, is
+# /bin/busybox httpd ...: here a script run by the real busybox): its start succeeds, and only
+# the health check (a single command's unit still active 3 s after its start) finds it sick
+BROKEN = ib.layer(ib.dir("bin"), ib.file("bin/busybox.real", R.BUSYBOX.read_bytes(), 0o755),
+                  ib.file("bin/busybox", b"#!/bin/busybox.real sh\n/bin/busybox.real sleep 2\n"
+                                         b"exit 1\n", 0o755))
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,8 @@ def test_a_broken_image_is_rolled_back_and_said(host, nspawnctl, regs):
     t0 = time.monotonic()
     r = nspawnctl.fails("auto-update", NAME)
     print(f"auto-update to a broken image, rolled back: {time.monotonic() - t0:.1f} s")
-    assert "rolled back" in r.stdout and f"{NAME}: auto-update of {NAME} failed at" in r.stdout
+    assert f"{NAME}: auto-update of {NAME} failed at health check (its command exited); " \
+        "rolled back to snapshot " in r.stdout, r
     assert r.error == f"nspawnctl: auto-update did not update {NAME}", r.error
     assert status(nspawnctl)["image"] == v2 and status(nspawnctl)["state"] == "running"
     assert page(host, nspawnctl) == "v2\n"
