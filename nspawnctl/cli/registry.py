@@ -85,6 +85,8 @@ def auto_update_command(app, names, dry_run, enable_timer, disable_timer, timeou
     else:
         for row in rows:
             click.echo(_said(row))
+        if not rows:
+            click.echo("no container is marked --auto-update registry")
     failed = [r["name"] for r in rows if r["action"] in ("failed", "rolled-back")]
     if failed:
         raise Error(f"auto-update did not update {', '.join(failed)}",

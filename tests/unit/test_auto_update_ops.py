@@ -290,6 +290,9 @@ def test_the_cli_exit_codes_and_one_line(paths, registry, guest, monkeypatch):
     registry.key = OLD
     r = runner.invoke(cli.cli, ["auto-update", "--dry-run", "--json"])
     assert r.exit_code == 0 and json.loads(r.output)[0]["action"] == "up-to-date"
+    save_config(paths, "c1", dataclasses.replace(load_config(paths, "c1"), auto_update=None))
+    r = runner.invoke(cli.cli, ["auto-update"])
+    assert r.exit_code == 0 and r.output == "no container is marked --auto-update registry\n"
     r = runner.invoke(cli.cli, ["auto-update", "--enable-timer", "--disable-timer"])
     assert isinstance(r.exception, Error) and r.exception.exit_code == 2
     assert "take no names" in r.exception.message
