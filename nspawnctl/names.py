@@ -28,3 +28,9 @@ def check_name(name: str, what: str = "container name") -> str:
 def check_stack_name(name: str) -> str:
     """A stack's name (nspawnctl apply): a machine name's rules, as it is kept beside them."""
     return check_name(name, "stack name")
+
+
+def check_volume_name(name: str) -> str:
+    """A named volume's (nspawnctl volume): a machine name's rules, as it becomes a
+    directory name and a word in a Bind= line."""
+    return check_name(name, "volume name")

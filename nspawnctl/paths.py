@@ -72,6 +72,16 @@ class Paths:
         return self.holds.parent / "running"
 
     @property
+    def health(self) -> Path:
+        """The last health check of each container that has one (runtime/health.py), as
+        status, list and wait read it: state, not settings, so under /run."""
+        return self.holds.parent / "health"
+
+    def health_timer_dropin_dir(self, name: str) -> Path:
+        """nspawnctl's drop-ins of NAME's health timer (units/nspawnctl-health@.timer)."""
+        return self.units / f"nspawnctl-health@{name}.timer.d"
+
+    @property
     def images(self) -> Path:
         """Read-only base trees, one directory per cache key."""
         return self.state / "images"
@@ -92,6 +102,15 @@ class Paths:
         """Where half-made things for parent are built: beside their final place, on the same
         filesystem, so the final move is a rename; hidden, so machinectl does not list it."""
         return parent / ".nspawnctl-staging"
+
+    @property
+    def volumes(self) -> Path:
+        """Named volumes (store/volumes.py): VOLUME/data is what containers mount,
+        VOLUME/volume.json what nspawnctl knows of it; each outlives its containers."""
+        return self.state / "volumes"
+
+    def volume_data(self, name: str) -> Path:
+        return self.volumes / name / "data"
 
     @property
     def stacks(self) -> Path:

@@ -96,6 +96,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                                   "nspawnctl's."),
     "shell": ("lifecycle", "shell", "An interactive login shell in a running, booted container."),
     "logs": ("lifecycle", "logs", "Show a container's journal."),
+    "health": ("lifecycle", "health", "Run container NAME's health check now and show its "
+                                      "health."),
+    "wait": ("lifecycle", "wait", "Wait until container NAME is running, healthy or stopped."),
     "set": ("settings", "set_",
             "Change a container's settings; limits and ports apply at once if it runs."),
     "snapshot": ("day2", "snapshot_group",
@@ -118,6 +121,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "nspawnctl's networks: containers on one network reach each other by name, "
                 "and the outside through NAT; containers on different networks cannot reach "
                 "each other."),
+    "volume": ("volumes", "volume_group",
+               "Named volumes: data that outlives its containers, mounted with --volume "
+               "NAME:/PATH (create, list, inspect, remove, export and import are the "
+               "subcommands)."),
     "doctor": ("host", "doctor_command", "Check this host for what containers need; say what "
                                          "to run for what is missing."),
     "recover": ("host", "recover", "Finish or roll back what a crash left half-done (runs at "

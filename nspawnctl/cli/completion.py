@@ -124,6 +124,20 @@ def network_modes(ctx, param, incomplete: str) -> list:
 
 
 @_quiet
+def volumes(ctx, param, incomplete: str) -> list:
+    """Named volumes (volume create); for --volume, NAME: ready for its path."""
+    from ..names import check_volume_name
+    from ..store.volumes import names
+    made = names(_paths())
+    if param is not None and param.name in ("volumes", "no_volumes") and ":" not in incomplete:
+        from click.shell_completion import CompletionItem
+        offered = _offer(made, incomplete, check_volume_name)
+        return [CompletionItem(f"{item.value}:") for item in offered] \
+            if param.name == "volumes" else offered
+    return _offer(made, incomplete, check_volume_name, _given(ctx, param))
+
+
+@_quiet
 def snapshot_tags(ctx, param, incomplete: str) -> list:
     """The snapshots of the container named before the tag (rollback NAME TAG)."""
     from ..names import check_name
@@ -171,6 +185,7 @@ def files(ctx, param, incomplete: str) -> list:
 _FOR_SETTING: dict[str, Completer] = {
     "network": network_modes, "after": other_containers, "requires": other_containers,
     "no_after": other_containers, "no_requires": other_containers, "binds": files,
+    "volumes": volumes, "no_volumes": volumes,
 }
 
 

@@ -258,3 +258,9 @@ def _said_removed(name: str, done: dict, dry_run: bool):
         click.echo(f"would stop {name} and remove it{extra}")
     else:
         click.echo(f"would remove {name}{extra}")
+    if done.get("volumes"):  # they outlive it: said, so that none is forgotten
+        many = len(done["volumes"]) != 1
+        kept = ", ".join(done["volumes"])
+        click.echo(f"{'would keep' if dry_run else 'kept'} volume{'s' if many else ''} {kept} "
+                   f"(nspawnctl volume remove {' '.join(done['volumes'])} removes "
+                   f"{'them' if many else 'it'})")

@@ -25,6 +25,11 @@ def list_(app, as_json):
     columns = ["name", "state", "os", "address", "port", "image", "enabled", "limits"]
     if any(row["stack"] for row in rows):  # a STACK column only where stacks are used
         columns.insert(1, "stack")
+    if any(row["health"] for row in rows):  # a HEALTH column only where checks are set
+        if not as_json:
+            for row in rows:
+                row["health"] = row["health"] and row["health"]["state"]
+        columns.insert(columns.index("state") + 1, "health")
     print_table(rows, columns, as_json)
 
 
@@ -42,6 +47,7 @@ def status(app, name, as_json):
         _show_settings(record, raw)
         _mark_pending(record, list(record["pending"]), "pending after restart")
         record.pop("pending")
+        record["health"] = _health_text(record["health"])
     print_record(record, as_json)
     if log:
         click.echo("log:")
@@ -134,6 +140,15 @@ def top(app, name, as_json):
                 as_json)
 
 
+def _health_text(health: dict | None) -> str | None:
+    """'unhealthy (failing streak 2): the check's last line'."""
+    if health is None:
+        return None
+    lines = health["last_output"].strip().splitlines()
+    streak = f" (failing streak {health['failing_streak']})" if health["failing_streak"] else ""
+    return f"{health['state']}{streak}{': ' + lines[-1][:200] if lines else ''}"
+
+
 def _show_settings(record: dict, raw: dict):
     """A setting's value in status text as its flag takes it (--memory: 512M, 50%), where
     JSON has its value (bytes)."""
@@ -143,6 +158,8 @@ def _show_settings(record: dict, raw: dict):
         if s.show is not str and s.public in record and value is not None \
                 and not isinstance(value, list):
             record[s.public] = s.show(value)
+        elif s.show is not str and isinstance(value, list) and not s.multiple and value:
+            record[s.public] = s.show(tuple(value))  # --health-cmd: as the flag takes it
 
 
 def _mark_pending(row: dict, keys: list[str], words: str):

@@ -43,6 +43,13 @@ BYTES = "bytes"    # an int; a limit given as a percentage of the host's memory 
 OBJECT = "object"  # an object whose keys vary: setting -> value (pending)
 
 
+# A container's last health check (runtime/health.py): state starting, healthy or unhealthy;
+# failing_streak: failed checks in a row; last_output: what the check wrote (its first 4 KiB);
+# last_action: what --on-unhealthy did after it (restart, stop, kill), if anything
+_HEALTH = {"state": str, "failing_streak": int, "last_output": str, "last_check": Null(TIME),
+           "last_exit_status": Null(int), "last_action": Null(str)}
+
+
 def _setting_spec(setting, annotation) -> Any:
     """A setting's JSON type, from its field's annotation (so a new setting needs no entry
     here): a repeatable one is a list of text, a time a TIME."""
@@ -77,7 +84,8 @@ def _container() -> dict[str, Any]:
     return {"name": str, "state": str, "os": Null(str), "address": TEXT,
             **{k: every[k] for k in ("port", "image", "after", "requires", "created",
                                      "stack")},
-            "enabled": bool, "limits": _limits(), "pending": OBJECT}
+            "enabled": bool, "limits": _limits(), "pending": OBJECT,
+            "health": Null(_HEALTH)}  # null: no --health-cmd, or not running
 
 
 def _status() -> dict[str, Any]:
@@ -143,8 +151,19 @@ _KILLED = {"name": str, "signal": int}
 # next start; restart_for: the settings a running container gets only after a restart
 _CONFIGURED = {"name": str, "changed": bool, "running": bool, "restart_for": TEXT}
 
+# volumes: the named volumes it mounted, which stay (volume remove removes them)
 _REMOVED = {"name": str, "stopped": bool, "dry_run": bool,
-            "snapshots": [{"tag": str, "size": Null(int)}]}
+            "snapshots": [{"tag": str, "size": Null(int)}], "volumes": TEXT}
+
+# path: its data directory on the host, what containers mount; containers: those whose
+# settings mount it
+_VOLUME = {"name": str, "path": str, "created": Null(TIME), "size": Null(int),
+           "containers": TEXT}
+
+_VOLUME_REMOVED = {"name": str, "size": Null(int)}
+
+# volume export: the tar's entries, its uncompressed bytes, the file's size
+_VOLUME_EXPORTED = {"name": str, "file": str, "entries": int, "bytes": int, "size": int}
 
 _CLONED = {"name": str, "from": str, "method": str}
 
@@ -177,6 +196,11 @@ _PROCESS = {"pid": int, "cpid": int, "ppid": int, "uid": Null(int), "state": str
 
 _VERSION = {"version": str, "schema_version": int}
 
+_HEALTH_CHECKED = {"name": str, **_HEALTH}
+
+# wait: the state waited for, reached after seconds
+_WAITED = {"name": str, "state": str, "seconds": NUMBER}
+
 # The version of what this module defines, which `nspawnctl version --json` says.  A key is
 # added without a new version (a script ignores keys it does not know); a key renamed,
 # retyped or removed, or a kind's shape changed, makes the next one: docs/json.md says so.
@@ -192,7 +216,8 @@ _FIXED: dict[str, dict[str, Any]] = {
     "renamed": _RENAMED, "network_removed": _NETWORK_REMOVED,
     "snapshot_removed": _SNAPSHOT_REMOVED, "images_removed": _IMAGES_REMOVED,
     "copied": _COPIED, "doctor": _DOCTOR, "recovered": _RECOVERED, "usage": _USAGE,
-    "process": _PROCESS, "version": _VERSION}
+    "process": _PROCESS, "version": _VERSION, "health": _HEALTH_CHECKED, "waited": _WAITED,
+    "volume": _VOLUME, "volume_removed": _VOLUME_REMOVED, "volume_exported": _VOLUME_EXPORTED}
 
 
 def schema(kind: str) -> dict[str, Any]:
@@ -237,6 +262,11 @@ PRINTED_BY: dict[str, str] = {
     "doctor": "doctor",
     "recovered": "recover",
     "version": "version",
+    "health": "health",
+    "waited": "wait",
+    "volume": "volume list: [...]; volume create, volume inspect, volume import",
+    "volume_removed": "volume remove: [...]",
+    "volume_exported": "volume export",
 }
 
 KINDS = tuple(PRINTED_BY)

@@ -1,14 +1,16 @@
-"""Running containers: start, stop, restart, kill, enable, disable, exec, shell, logs."""
+"""Running containers: start, stop, restart, kill, enable, disable, exec, shell, logs, health,
+wait."""
 
 import sys
 
 import click
 
-from ..errors import EXEC_FAILED, Error, Usage
+from ..errors import EXEC_FAILED, FAILURE, Error, Usage
 from ..ops import execute, lifecycle
-from . import completion, pass_app
+from ..runtime.health import HEALTHY
+from . import completion, jsonview, pass_app
 from .options import existing, json_option, timeout_option
-from .output import results
+from .output import print_json, results, shown
 
 
 @click.command()
@@ -202,3 +204,49 @@ def _user_after_name(user: str | None,
 def logs(app, name, follow, lines, since, until):
     """Show a container's journal."""
     sys.exit(lifecycle.logs(app.ctx, name, follow, lines, since=since, until=until))
+
+
+@click.command()
+@click.argument("name", shell_complete=completion.running_containers)
+@click.option("--scheduled", is_flag=True, hidden=True,
+              help="Run by the container's health timer: a stopped container is no failure.")
+@json_option()
+@pass_app
+def health(app, name, scheduled, as_json):
+    """Run container NAME's health check now and show its health.
+
+    Exit status: 0 healthy, 1 not healthy (the check failed, or it is still starting), 3 no
+    such container, 4 not running.
+    """
+    state = execute.health(app.ctx, name, scheduled=scheduled)
+    if state is None:  # scheduled, and it stopped meanwhile: nothing to check
+        return
+    if as_json:
+        print_json(jsonview.view("health", {"name": name, **state.to_json()}))
+    else:
+        line = shown(state.last_line())  # the container wrote it
+        streak = f" (failing streak {state.streak})" if state.streak else ""
+        click.echo(f"{name}: {state.state}{streak}{': ' + line if line else ''}")
+        if state.action:
+            click.echo(f"{name}: unhealthy after {state.streak} failed checks: "
+                       f"{state.action} asked for")
+    if state.state != HEALTHY and not scheduled:
+        sys.exit(FAILURE)
+
+
+@click.command()
+@click.argument("name", shell_complete=completion.containers)
+@click.option("--for", "state", type=click.Choice(lifecycle.WAIT_STATES), default="running",
+              show_default=True,
+              help="The state: running, healthy (its last health check passed) or stopped.")
+@timeout_option("for the state; then exit 1 with one line")
+@json_option()
+@pass_app
+def wait(app, name, state, timeout, as_json):
+    """Wait until container NAME is running, healthy or stopped."""
+    seconds = lifecycle.wait_for(app.ctx, name, state, timeout)
+    if as_json:
+        print_json(jsonview.view("waited", {"name": name, "state": state,
+                                            "seconds": round(seconds, 3)}))
+    else:
+        click.echo(f"{name}: {state}")

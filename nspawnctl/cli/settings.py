@@ -16,7 +16,8 @@ from .output import print_json
 @pass_app
 def set_(app, name, as_json, **options):
     """Change a container's settings; limits and ports apply at once if it runs."""
-    if not any(v for v in options.values() if v not in (None, ())):
+    # (a switch turned off is False: a change too)
+    if all(v is None or v == () for v in options.values()):
         raise Usage("nothing to change", hint="see 'nspawnctl set --help'")
     done = reconfigure.set_settings(app.ctx, name, options)
     if as_json:

@@ -29,7 +29,7 @@ from ..store.commit import finish
 from ..store.images import held_image
 from ..systemd import bootunits
 from ..times import now
-from .common import Report, check_bind_sources, require_root
+from .common import Report, check_mounts, require_root
 
 
 def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: Request,
@@ -40,7 +40,7 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
     store.require_absent(name)
-    check_bind_sources(cfg.binds)
+    check_mounts(paths, cfg.binds, cfg.volumes, cfg.private_users)
     # the boot-time recovery, for this container's first start
     bootunits.ensure_units(paths, lambda: ctx.bus)
     # checked now (a value no .nspawn line can hold), not after a bootstrap

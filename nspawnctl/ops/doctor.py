@@ -22,6 +22,7 @@ from ..network import firewall
 from ..paths import Paths
 from ..run import run
 from ..settings.networking import BRIDGE_PREFIX
+from ..systemd.nspawn import IDMAP_SINCE, nspawn_version
 
 ERROR, WARNING = "error", "warning"
 INOTIFY_WANTED = 4096      # 128 (the kernel default) boots about 16 containers; 4096 boots 60+
@@ -29,6 +30,10 @@ INOTIFY_PER_CONTAINER = 8
 MIN_FREE = 1 << 30
 SYSCTL_FILE = "/etc/sysctl.d/60-nspawnctl.conf"
 WANTED_CONTROLLERS = ("cpu", "memory", "pids")
+# The kernel release from which each filesystem can be the source of an idmapped mount
+# (FS_ALLOW_IDMAP): what --volume and --bind SRC:DST:idmap need where the volume or SRC is.
+IDMAP_FILESYSTEMS = {"ext4": (5, 12), "vfat": (5, 12), "xfs": (5, 12), "btrfs": (5, 15),
+                     "f2fs": (5, 18), "overlay": (5, 19), "erofs": (6, 5), "tmpfs": (6, 3)}
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class Probe:
     free_bytes: Callable[[Path], int] = free_bytes
     bus_reachable: Callable[[Path], bool] = bus_reachable
     environ: dict = field(default_factory=lambda: dict(os.environ))
+    nspawn_version: Callable[[], int | None] = nspawn_version
 
     def path(self, p: str) -> Path:
         return self.root / p.lstrip("/")
@@ -125,7 +131,8 @@ class Probe:
 def run_checks(paths: Paths, probe: Probe | None = None) -> list[Check]:
     probe = probe or Probe()
     checks = [check_systemd(probe), check_bus(probe), check_cgroups(probe),
-              check_overlayfs(probe), check_idmapped(probe), check_space(paths, probe),
+              check_overlayfs(probe), check_idmapped(probe), check_idmapped_binds(paths, probe),
+              check_space(paths, probe),
               *check_inotify(probe), check_forwarding(probe), check_firewall(probe),
               check_private_dirs(paths)]
     checks += check_legacy_iptables(probe)
@@ -196,6 +203,44 @@ def check_idmapped(probe: Probe) -> Check:
                      f"idmapped lower layer before 5.19")
     return Check("idmapped mounts", True, WARNING,
                  f"kernel {version}: idmapped mounts, overlayfs included")
+
+
+def check_idmapped_binds(paths: Paths, probe: Probe) -> Check:
+    """Whether --volume and --bind SRC:DST:idmap work here: systemd-nspawn's idmap bind
+    option, and a kernel that idmaps mounts of the filesystem the volumes are on."""
+    version = probe.nspawn_version()
+    kernel = probe.kernel()
+    fs = _filesystem_of(probe, paths.state)
+    where = f"{fs} ({paths.state})" if fs else str(paths.state)
+    if version is None or version < IDMAP_SINCE:
+        have = f"systemd-nspawn {version}" if version else "no systemd-nspawn"
+        return Check("idmapped binds", False, WARNING,
+                     f"{have}: the idmap bind option came with systemd {IDMAP_SINCE}, so "
+                     f"--volume and --bind SRC:DST:idmap are refused here")
+    since = IDMAP_FILESYSTEMS.get(fs or "")
+    if since is None or kernel < since:
+        return Check("idmapped binds", False, WARNING,
+                     f"systemd-nspawn {version} has the idmap bind option, but kernel "
+                     f"{kernel[0]}.{kernel[1]} cannot idmap mounts of {where}: containers "
+                     f"with --volume fail to start")
+    return Check("idmapped binds", True, WARNING,
+                 f"systemd-nspawn {version} and kernel {kernel[0]}.{kernel[1]} idmap binds "
+                 f"of {where}: files in volumes keep the owners containers see")
+
+
+def _filesystem_of(probe: Probe, path: Path) -> str | None:
+    """The type of the filesystem mounted where path is (its longest mount point in
+    /proc/self/mounts), or None when unknown."""
+    best, kind = "", None
+    for line in (probe.read("/proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = str(path) == point or str(path).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
 
 
 def check_space(paths: Paths, probe: Probe) -> Check:

@@ -10,6 +10,7 @@ from ..fs import resolve
 from ..fs.files import read_small_text
 from ..network.containers import managed, network_state
 from ..paths import Paths, service_unit
+from ..runtime import health
 from ..runtime.context import Context
 from ..runtime.lifecycle import journal_tail
 from ..settings import running as running_record
@@ -40,8 +41,22 @@ def os_release(tree: Path) -> dict:
     return {}
 
 
+def _health(paths: Paths, name: str, cfg: ContainerConfig, up: bool,
+            machine: dict | None = None) -> dict | None:
+    """Its health (runtime/health.py) when it has a check and runs: starting until a check
+    of this run was kept (with machine, its run is known: a check of an earlier run does
+    not count; list does not ask machined for each container, and shows the last one)."""
+    if not cfg.health_cmd or not up:
+        return None
+    kept = health.load(paths, name)
+    if kept is None or (machine and kept.started != health.run_of(machine)):
+        kept = health.Health()
+    return kept.to_json()
+
+
 def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
-         addresses: list[str] | None, waiting: dict | None = None) -> dict:
+         addresses: list[str] | None, waiting: dict | None = None,
+         health_of: dict | None = None) -> dict:
     """cfg is what is in force (settings/running.py: effective); waiting, the saved settings
     a restart would bring (pending), the address among them."""
     release = os_release(paths.tree(name))
@@ -52,7 +67,7 @@ def _row(paths: Paths, name: str, cfg: ContainerConfig, state: str,
             **{key: settings[key] for key in ("port", "image", "after", "requires", "created",
                                               "stack")},
             "enabled": is_enabled(paths, name), "limits": limits(cfg),
-            "pending": waiting or {}}
+            "pending": waiting or {}, "health": health_of}
 
 
 def _in_force(paths: Paths, name: str, saved: ContainerConfig, up: bool,
@@ -104,7 +119,7 @@ def list_containers(ctx: Context) -> list[dict]:
                 cfg = ContainerConfig()
         cfg, waiting = _in_force(paths, name, cfg, name in running, leases)
         rows.append(_row(paths, name, cfg, state, _addresses(bus, cfg, name, running, leases),
-                         waiting))
+                         waiting, _health(paths, name, cfg, name in running)))
     return rows
 
 
@@ -135,7 +150,8 @@ def status(ctx: Context, name: str) -> dict:
     cfg, waiting = _in_force(paths, name, cfg, bool(machine), leases)
     addresses = _addresses(bus, cfg, name, {name} if machine else set(), leases)
     service = bus.get_all(SYSTEMD, unit_path(service_unit(name)), SERVICE) if machine else {}
-    row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses, waiting)
+    row = _row(paths, name, cfg, _state(unit.get("ActiveState")), addresses, waiting,
+               _health(paths, name, cfg, bool(machine), machine))
     row.update({
         "unit": service_unit(name),
         "unit_state": f"{unit.get('ActiveState')} ({unit.get('SubState')})",

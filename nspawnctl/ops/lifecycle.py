@@ -6,10 +6,10 @@ import os
 import signal as signals
 import time
 
-from ..errors import Conflict, Usage
+from ..errors import Conflict, Error, Usage
 from ..paths import service_unit
 from ..run import interactive, need_tool, run
-from ..runtime import lifecycle
+from ..runtime import health, lifecycle
 from ..runtime.context import Context
 from ..runtime.lifecycle import TIMEOUT
 from ..settings.files import load_config
@@ -50,6 +50,40 @@ def wait_stopped(ctx: Context, name: str, interval: float = 0.2) -> int:
     while lifecycle.is_active(bus, name):
         time.sleep(interval)
     return int(bus.unit_property(unit, "ExecMainStatus", b"i", iface=SERVICE) or 0)
+
+
+WAIT_STATES = ("running", "healthy", "stopped")
+_WAIT_POLL = 0.1  # seconds: a unit's state is one D-Bus read, a check's a small file
+
+
+def wait_for(ctx: Context, name: str, state: str, timeout: float) -> float:
+    """Wait until NAME is in state (running: its unit active; stopped: not; healthy: the last
+    health check of the run it is in now found it healthy, or without a --health-cmd, what
+    that check would find now); the seconds it took.  After timeout: one line, FAILURE."""
+    ctx.store.require(name)
+    began = time.monotonic()
+    deadline = began + timeout
+    while not _in_state(ctx, name, state):
+        if time.monotonic() >= deadline:
+            raise Error(f"{name} is not {state} after {timeout:g}s",
+                        hint=f"nspawnctl status {name} says how it is")
+        time.sleep(min(_WAIT_POLL, max(0.0, deadline - time.monotonic())))
+    return time.monotonic() - began
+
+
+def _in_state(ctx: Context, name: str, state: str) -> bool:
+    active = lifecycle.is_active(ctx.bus, name)
+    if state != "healthy":
+        return active == (state == "running")
+    if not active:
+        return False
+    cfg = load_config(ctx.paths, name, dropin=False)
+    if cfg.health_cmd:
+        found = health.current(ctx.paths, ctx.bus, name)
+        return found is not None and found.state == health.HEALTHY
+    machine = ctx.bus.machine_properties(name)
+    return machine is not None and health.without_check(
+        cfg, name, None, health.run_of(machine))[0]
 
 
 def parse_signal(value: str) -> int:

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..network import containers as network
 from ..paths import service_unit
+from ..runtime import health
 from ..runtime.autoupdate import require_updatable
 from ..runtime.context import Context
 from ..runtime.lifecycle import is_active
@@ -13,7 +14,8 @@ from ..settings import running as running_record
 from ..settings.files import load_config, save_config
 from ..settings.model import ContainerConfig, dependencies, edit, live_properties, needs_restart
 from ..store import order
-from .common import check_bind_sources, require_root
+from ..systemd import bootunits
+from .common import check_mounts, require_root
 
 
 def set_config(ctx: Context, name: str, options: dict[str, Any],
@@ -50,8 +52,11 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
         new = replace(edit(old, options), **(values or {}))
         if new.auto_update != old.auto_update:
             require_updatable(name, new)
-        # only the binds it adds: one whose source went away since must not block other changes
-        check_bind_sources(b for b in new.binds if b not in old.binds)
+        # only the mounts it adds: one whose source went away since must not block other
+        # changes
+        check_mounts(paths, (b for b in new.binds
+                             if b not in old.binds or not new.private_users),
+                     (v for v in new.volumes if v not in old.volumes), new.private_users)
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.
@@ -76,9 +81,12 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
             # The runtime drop-ins of an earlier live `set` override /etc: gone, so the saved
             # settings are what the next start gets.
             store.clear_live_limits(name)
+        if new.health_cmd:
+            bootunits.install_units(paths)  # a container made before nspawnctl had them
         bus.reload()  # so the unit reads the new drop-ins (limits, restart policy)
         later: list[str] = []
         if running:
+            health.follow_settings(bus, name, old, new)
             # Runtime properties make the new limits bite now, without a restart.
             bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
             later = list(needs_restart(live or old, new))  # against what runs, not the last set

@@ -15,9 +15,9 @@ def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] 
            dry_run: bool = False) -> dict:
     """Remove NAME; along: the other containers this command removes (after it), which may
     be ordered after it.  Returns what went with it: its snapshots (tag, size) and whether it
-    was stopped.  With dry_run, the same checks and the same answer, and nothing changed:
-    its snapshots go with it, and a user must be able to see that before (a trial lost
-    351 MB of them to a remove that said nothing)."""
+    was stopped; and the named volumes it mounted, which stay.  With dry_run, the same checks
+    and the same answer, and nothing changed: its snapshots go with it, and a user must be
+    able to see that before (a trial lost 351 MB of them to a remove that said nothing)."""
     require_root()
     paths = ctx.paths
     with ctx.holding(name):
@@ -40,7 +40,9 @@ def remove(ctx: Context, name: str, force: bool = False, along: tuple[str, ...] 
                            hint=f"stop it first, or: nspawnctl remove --force {name}")
         going = {"name": name, "stopped": running,
                  "snapshots": [{"tag": m.get("tag"), "size": m.get("size")}
-                               for m in snapshots.list_snapshots(paths, name)]}
+                               for m in snapshots.list_snapshots(paths, name)],
+                 # volumes outlive their containers: said, so that none is forgotten
+                 "volumes": list(dict.fromkeys(v.name for v in cfg.volumes)) if cfg else []}
         if dry_run:
             return going
         if running:

@@ -18,7 +18,11 @@ from .model import UNIT_SETTINGS, ContainerConfig
 DROPIN_NAME = "50-nspawnctl.conf"
 # The network hook of containers on nspawnctl's networks (units/container-network.conf).
 NETWORK_DROPIN_NAME = "60-nspawnctl-network.conf"
-OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME)
+# The health timer of containers with a --health-cmd (units/container-health.conf), and the
+# interval in the timer's own drop-in (units/health-timer.conf).
+HEALTH_DROPIN_NAME = "70-nspawnctl-health.conf"
+HEALTH_TIMER_DROPIN_NAME = "50-nspawnctl.conf"
+OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME, HEALTH_DROPIN_NAME)
 # What systemd writes in /run/systemd/system.control/UNIT.d/ for the live properties nspawnctl
 # sets (unit_write_setting: 50-KEY.conf, KEY the unit file's key, CPUQuota for
 # CPUQuotaPerSecUSec).  They override the drop-in in /etc until they are deleted.

@@ -8,7 +8,15 @@ from ..errors import Error, InvalidInput, refused_content
 from ..fs.files import read_small_text, write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import install, render
-from .dropin import DROPIN_NAME, NETWORK_DROPIN_NAME, OUR_DROPINS, parse_dropin, render_dropin
+from .dropin import (
+    DROPIN_NAME,
+    HEALTH_DROPIN_NAME,
+    HEALTH_TIMER_DROPIN_NAME,
+    NETWORK_DROPIN_NAME,
+    OUR_DROPINS,
+    parse_dropin,
+    render_dropin,
+)
 from .model import NETWORK_MODES, ContainerConfig
 from .nspawnfile import parse_nspawn, render_nspawn, update_nspawn
 
@@ -64,6 +72,7 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
         network.unlink(missing_ok=True)
     else:
         install(paths.dropin_dir(name), NETWORK_DROPIN_NAME, render("container-network.conf"))
+    save_health_units(paths, name, cfg)
     copied = []
     if like:
         for source in _user_dropins(paths.dropin_dir(like)):
@@ -74,6 +83,29 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
             write_atomic(target, content, mode=source.stat().st_mode & 0o7777)
             copied.append(target)
     return copied
+
+
+def save_health_units(paths: Paths, name: str, cfg: ContainerConfig):
+    """With a --health-cmd, the container's unit wants its health timer, whose drop-in says
+    the interval; without one, neither file is there."""
+    wants = paths.dropin_dir(name) / HEALTH_DROPIN_NAME
+    timer = paths.health_timer_dropin_dir(name)
+    if not cfg.health_cmd:
+        wants.unlink(missing_ok=True)
+        remove_health_timer_dropin(paths, name)
+        return
+    install(paths.dropin_dir(name), HEALTH_DROPIN_NAME, render("container-health.conf"))
+    install(timer, HEALTH_TIMER_DROPIN_NAME,
+            render("health-timer.conf", interval=str(cfg.health_interval)))
+
+
+def remove_health_timer_dropin(paths: Paths, name: str):
+    timer = paths.health_timer_dropin_dir(name)
+    (timer / HEALTH_TIMER_DROPIN_NAME).unlink(missing_ok=True)
+    try:
+        timer.rmdir()
+    except OSError:
+        pass  # gone already, or the user's own drop-ins are in it
 
 
 def _user_dropins(directory: Path) -> list[Path]:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Error, Usage
+from ..paths import Paths
 from .conffile import continues
-from .values import Bind, check_bind_path, check_text
+from .values import Bind, VolumeMount, check_bind_path, check_text
 
 _TRUE = ("1", "yes", "y", "true", "t", "on")
 _FALSE = ("0", "no", "n", "false", "f", "off")
@@ -121,6 +122,9 @@ class NspawnKey:
 
     section: str
     names: tuple[str, ...]
+    # reads only some of its keys' lines (Unreadable for the rest), so it is asked first
+    # when another setting's codec shares those keys
+    narrow = False
 
     def __init__(self, section: str, *names: str):
         self.section, self.names = section, names
@@ -216,23 +220,60 @@ class PrivateUsers(NspawnKey):
 
 
 class Binds(NspawnKey):
-    """Bind= and BindReadOnly=; a bind with mount options (:norbind, :idmap) is the author's."""
+    """Bind= and BindReadOnly=, with nspawn's idmap option or none; a bind with other mount
+    options (:norbind, :rootidmap) is the author's."""
 
     def __init__(self):
         super().__init__("Files", "Bind", "BindReadOnly")
 
     def read(self, partial, name, raw):
         parts = raw.split(":")
-        if len(parts) > 2:
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] != "idmap"):
             raise Unreadable("mount options")
-        for part in parts:
+        for part in parts[:2]:
             _checked(lambda p: check_bind_path(p, raw), part)
-        bind = Bind(parts[0], parts[-1], name == "BindReadOnly")
+        bind = Bind(parts[0], parts[min(1, len(parts) - 1)], name == "BindReadOnly",
+                    len(parts) == 3)
         return (() if partial is UNSET else partial) + (bind,)
 
     def lines(self, value):
         return [("BindReadOnly=" if b.readonly else "Bind=")
-                + (b.source if b.source == b.dest else f"{b.source}:{b.dest}") for b in value]
+                + (b.source if b.source == b.dest and not b.idmap else f"{b.source}:{b.dest}")
+                + (":idmap" if b.idmap else "") for b in value]
+
+
+class Volumes(NspawnKey):
+    """Named volumes (store/volumes.py): the Bind= and BindReadOnly= lines whose source is a
+    volume's data directory, idmapped in a user-namespaced container, so that a file keeps
+    the owner its container gave it in every container that mounts the volume (uid 1000
+    inside is uid 1000 in the volume; without a user namespace a plain bind does that).
+    `narrow`: it reads only those lines, and is asked before Binds, which would take them as
+    plain binds."""
+
+    narrow = True
+
+    def __init__(self):
+        super().__init__("Files", "Bind", "BindReadOnly")
+
+    def read(self, partial, name, raw):
+        source, _, rest = raw.partition(":")
+        dest, _, options = rest.partition(":")
+        prefix, suffix = str(Paths.from_env().volumes) + "/", "/data"
+        if options not in ("", "idmap") or not (source.startswith(prefix)
+                                                 and source.endswith(suffix)):
+            raise Unreadable(raw)
+        try:
+            mount = VolumeMount(source[len(prefix):-len(suffix)], dest, name == "BindReadOnly",
+                                options == "idmap")
+        except Error as e:
+            raise Unreadable(str(e)) from None
+        return (() if partial is UNSET else partial) + (mount,)
+
+    def lines(self, value):
+        paths = Paths.from_env()
+        return [("BindReadOnly=" if v.readonly else "Bind=")
+                + f"{paths.volume_data(v.name)}:{v.dest}" + (":idmap" if v.idmap else "")
+                for v in value]
 
 
 class NetworkMode(NspawnKey):
@@ -331,6 +372,28 @@ class CommentWords(Comment):
 
     def lines(self, value):
         return [self.prefix + " ".join(map(quote_word, value))] if value else []
+
+
+class Record(Comment):
+    """A typed record in a comment ("# nspawnctl-health-interval: 30"): written as
+    format(value) unless it is the default (no line means the default), read back with
+    parse; a line parse refuses is left to its author, as systemd leaves a bad key."""
+
+    def __init__(self, tag: str, parse: Callable[[str], Any], default: Any,
+                 format: Callable[[Any], str] = str):
+        super().__init__(tag)
+        self.parse, self.default, self.format = parse, default, format
+
+    def read(self, partial, name, raw):
+        try:
+            return self.parse(raw)
+        except Error as e:
+            raise Unreadable(str(e)) from None
+
+    def lines(self, value):
+        if value == self.default:
+            return []
+        return [self.prefix + check_raw(self.format(value), self.tag)]
 
 
 # ---------------------------------------------------------------- unit drop-in codecs

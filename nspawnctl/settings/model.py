@@ -23,7 +23,7 @@ from ..errors import Usage
 from ..names import check_name, check_stack_name
 from ..paths import service_unit
 from ..times import check_rfc3339
-from . import keys
+from . import health, keys
 from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
 from .values import (
@@ -43,6 +43,7 @@ from .values import (
     parse_size,
     parse_span,
     parse_tasks,
+    parse_volume,
 )
 
 # Network modes besides the names of nspawnctl networks ("default" is one of those).
@@ -112,9 +113,11 @@ class Setting:
     def to_json(self, value: Any) -> Any:
         """The value as `status --json` shows it: a list (of text, [] when empty) for a
         repeatable setting, else its value (None when unset)."""
+        if value is not None and self.json is not None:
+            return self.json(value)
         if isinstance(value, tuple):
             return [self.show(v) for v in value]
-        return value if value is None or self.json is None else self.json(value)
+        return value
 
 
 def _setting(default: Any, **declaration: Any) -> Any:
@@ -239,8 +242,14 @@ class ContainerConfig:
              "network) or the name of a network made with `nspawnctl network create`.",
         nspawn=keys.NetworkMode(BRIDGE_PREFIX))
     binds: tuple = _setting(
-        (), flag="--bind", metavar="SRC[:DST][:ro]", parse=parse_bind, multiple=True,
-        help="Bind-mount a host path (repeatable).", nspawn=keys.Binds())
+        (), flag="--bind", metavar="SRC[:DST][:ro][:idmap]", parse=parse_bind, multiple=True,
+        help="Bind-mount a host path (repeatable); idmap: uid N inside is uid N on the host "
+             "(systemd 250 and later).", nspawn=keys.Binds())
+    volumes: tuple = _setting(
+        (), flag="--volume", metavar="NAME:/PATH[:ro]", parse=parse_volume, multiple=True,
+        help="Mount named volume NAME (nspawnctl volume create) at PATH, owners kept as the "
+             "container sees them (repeatable; set --no-volume NAME removes it).",
+        nspawn=keys.Volumes(), key=lambda v: v.dest, removes=lambda v, text: v.name == text)
     env: tuple[str, ...] = _setting(
         (), flag="--env", metavar="K=V", parse=parse_env, multiple=True,
         help="Set an environment variable (repeatable).", check=_check_each(parse_env),
@@ -292,6 +301,50 @@ class ContainerConfig:
              f"(TimeoutStartSec), e.g. 300 or 10min, or 'infinity'; new containers get "
              f"{CREATE_START_TIMEOUT // 60}min.",
         unit=keys.UnitKey("TimeoutStartSec", format_span, parse_span))
+    # The health check: records of nspawnctl's, read by its health units (runtime/health.py).
+    health_cmd: tuple[str, ...] = _setting(
+        (), flag="--health-cmd", metavar="CMD", parse=health.parse_command,
+        apply=Apply.RECORD, show=health.show_command, json=list,
+        check=health.check_setting,
+        help="A command run in the container (by its /bin/sh) to check it is healthy: exit "
+             "status 0 is healthy; 'none' removes the check.",
+        nspawn=keys.CommentWords("nspawnctl-health-cmd"))
+    health_interval: int = _setting(
+        health.DEFAULT_INTERVAL, flag="--health-interval", metavar="SPAN",
+        parse=health.parse_interval, apply=Apply.RECORD, show=format_span,
+        check=health.check_seconds("health interval"),
+        help=f"How often the check runs, e.g. 30s or 1min (default "
+             f"{health.DEFAULT_INTERVAL}s).",
+        nspawn=keys.Record("nspawnctl-health-interval", health.parse_interval,
+                           health.DEFAULT_INTERVAL))
+    health_timeout: int = _setting(
+        health.DEFAULT_TIMEOUT, flag="--health-timeout", metavar="SPAN",
+        parse=health.parse_timeout, apply=Apply.RECORD, show=format_span,
+        check=health.check_seconds("health timeout"),
+        help=f"How long one check may take before it counts as failed (default "
+             f"{health.DEFAULT_TIMEOUT}s).",
+        nspawn=keys.Record("nspawnctl-health-timeout", health.parse_timeout,
+                           health.DEFAULT_TIMEOUT))
+    health_retries: int = _setting(
+        health.DEFAULT_RETRIES, flag="--health-retries", metavar="N",
+        parse=health.parse_retries, apply=Apply.RECORD, check=health.check_retries,
+        help=f"Failed checks in a row that make it unhealthy (default "
+             f"{health.DEFAULT_RETRIES}).",
+        nspawn=keys.Record("nspawnctl-health-retries", health.parse_retries,
+                           health.DEFAULT_RETRIES))
+    health_start_period: int = _setting(
+        health.DEFAULT_START_PERIOD, flag="--health-start-period", metavar="SPAN",
+        parse=health.parse_start_period, apply=Apply.RECORD, show=format_span,
+        check=health.check_seconds("health start period", zero=True),
+        help="Time after the start in which failed checks do not count (default 0s).",
+        nspawn=keys.Record("nspawnctl-health-start-period", health.parse_start_period,
+                           health.DEFAULT_START_PERIOD))
+    on_unhealthy: str = _setting(
+        "none", flag="--on-unhealthy", choices=health.ON_UNHEALTHY, apply=Apply.RECORD,
+        check=health.check_on_unhealthy,
+        help="What to do when it becomes unhealthy: none (only report), restart, stop or "
+             "kill (SIGKILL) the container.",
+        nspawn=keys.Record("nspawnctl-on-unhealthy", health.check_on_unhealthy, "none"))
     after: tuple[str, ...] = _setting(
         (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
         help="Start after container NAME when both start (repeatable; set --no-after NAME "
@@ -342,6 +395,10 @@ class ContainerConfig:
                 object.__setattr__(self, s.name, value)
             if s.check is not None and value is not None:
                 s.check(value)
+        # a volume's bind is idmapped exactly when there is a user namespace (VolumeMount)
+        object.__setattr__(self, "volumes", tuple(
+            v if v.idmap == self.private_users else replace(v, idmap=self.private_users)
+            for v in self.volumes))
         # Requires= alone starts both at once: a required container is also one to start
         # after (systemd.unit(5) says to pair them), so --requires implies --after.
         missing = tuple(n for n in self.requires if n not in self.after)

@@ -21,8 +21,13 @@ from .model import NSPAWN_SETTINGS, ContainerConfig, Setting
 HEADER = ("# Settings of an nspawnctl container, see systemd.nspawn(5).\n"
           "# Hand edits are kept: nspawnctl only rewrites the settings it changes.")
 SECTIONS = ("Exec", "Files", "Network")
-_BY_KEY = {key: s for s in NSPAWN_SETTINGS if s.nspawn is not None and s.nspawn.section
-           for key in s.nspawn.keys}
+# A key's readers, narrow ones first: a line belongs to the first that reads it (a named
+# volume's Bind= line to the volumes, any other to the binds).
+_BY_KEY: dict[tuple[str, str], list[Setting]] = {}
+for _s in sorted(NSPAWN_SETTINGS, key=lambda s: not (s.nspawn and s.nspawn.narrow)):
+    if _s.nspawn is not None and _s.nspawn.section:
+        for _key in _s.nspawn.keys:
+            _BY_KEY.setdefault(_key, []).append(_s)
 # Records nspawnctl keeps in comments ("# nspawnctl-image: KEY"), by their tag.
 _BY_TAG = {s.nspawn.tag: s for s in NSPAWN_SETTINGS if isinstance(s.nspawn, keys.Comment)}
 
@@ -67,12 +72,12 @@ def _record_tag(logical: str) -> str | None:
 
 # ---------------------------------------------------------------- reading settings
 
-def _setting_of(line: _Line) -> Setting | None:
+def _settings_of(line: _Line) -> list[Setting]:
     if line.tag is not None:
-        return _BY_TAG[line.tag]
+        return [_BY_TAG[line.tag]]
     if line.key is not None:
-        return _BY_KEY.get((line.section or "", line.key))
-    return None
+        return _BY_KEY.get((line.section or "", line.key), [])
+    return []
 
 
 def _interpret(lines: list[_Line], base: ContainerConfig) -> tuple[ContainerConfig, dict]:
@@ -80,16 +85,16 @@ def _interpret(lines: list[_Line], base: ContainerConfig) -> tuple[ContainerConf
     partial: dict[str, Any] = {s.name: keys.UNSET for s in NSPAWN_SETTINGS}
     owned: dict[str, list[int]] = {}
     for index, line in enumerate(lines):
-        setting = _setting_of(line)
-        if setting is None or setting.nspawn is None:
-            continue
-        try:
-            partial[setting.name] = setting.nspawn.read(partial[setting.name],
-                                                        line.tag or line.key or "",
-                                                        line.value or "")
-        except keys.Unreadable:
-            continue  # systemd ignores it too (with a warning); leave it be
-        owned.setdefault(setting.name, []).append(index)
+        for setting in _settings_of(line):
+            assert setting.nspawn is not None
+            try:
+                partial[setting.name] = setting.nspawn.read(partial[setting.name],
+                                                            line.tag or line.key or "",
+                                                            line.value or "")
+            except keys.Unreadable:
+                continue  # another reader's, or systemd ignores it too: leave it be
+            owned.setdefault(setting.name, []).append(index)
+            break
     values = {s.name: s.nspawn.done(partial[s.name], getattr(base, s.name))
               for s in NSPAWN_SETTINGS if s.nspawn is not None}
     return replace(base, **values), owned

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from ..errors import InvalidInput, Usage
+from ..names import check_volume_name
 
 # systemd's parse_size(): 1024-based suffixes.
 _SIZE_SUFFIXES = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
@@ -39,14 +40,39 @@ class Bind:
     source: str
     dest: str
     readonly: bool = False
+    # an idmapped bind (nspawn's idmap option, systemd 250 and later): uid N inside is uid N
+    # on the host, in both directions, instead of the container's shifted range
+    idmap: bool = False
 
     def __post_init__(self):
         for path in (self.source, self.dest):
             check_bind_path(path, str(self))
 
     def __str__(self) -> str:
-        """The SRC:DST[:ro] form the CLI takes and `parse_bind` reads."""
-        return f"{self.source}:{self.dest}" + (":ro" if self.readonly else "")
+        """The SRC:DST[:ro][:idmap] form the CLI takes and `parse_bind` reads."""
+        return (f"{self.source}:{self.dest}" + (":ro" if self.readonly else "")
+                + (":idmap" if self.idmap else ""))
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A named volume (store/volumes.py) mounted in a container: --volume NAME:/PATH[:ro]."""
+
+    name: str
+    dest: str
+    readonly: bool = False
+    # idmapped (uid N inside is uid N in the volume): with a user namespace, which is what
+    # the bind needs it for; without one uid N already is uid N, and systemd-nspawn 252 then
+    # refuses the option ("Failed to map ids for bind mount").  ContainerConfig sets it.
+    idmap: bool = True
+
+    def __post_init__(self):
+        check_volume_name(self.name)
+        check_bind_path(self.dest, str(self))
+
+    def __str__(self) -> str:
+        """The NAME:/PATH[:ro] form the CLI takes and `parse_volume` reads."""
+        return f"{self.name}:{self.dest}" + (":ro" if self.readonly else "")
 
 
 def check_user(user: str) -> str:
@@ -248,14 +274,26 @@ def format_span(seconds: int | float) -> str:
 
 
 def parse_bind(text: str) -> Bind:
-    """'SRC:DST[:ro|:rw]' or 'SRC' (mounted at the same path inside)."""
+    """'SRC:DST[:ro|:rw][:idmap]' or 'SRC' (mounted at the same path inside)."""
+    parts = text.split(":")
+    if len(parts) == 1:
+        return Bind(text, text)
+    options = set(parts[2:])
+    if len(parts) > 4 or len(options) != len(parts) - 2 or {"ro", "rw"} <= options \
+            or not options <= {"ro", "rw", "idmap"}:
+        raise Usage(f"invalid bind mount {text!r}: expected SRC[:DST[:ro][:idmap]]")
+    return Bind(parts[0], parts[1], "ro" in options, "idmap" in options)
+
+
+def parse_volume(text: str) -> VolumeMount:
+    """'NAME:/PATH[:ro|:rw]': volume NAME mounted at /PATH inside."""
     parts = text.split(":")
     readonly = False
     if len(parts) == 3 and parts[2] in ("ro", "rw"):
         readonly = parts.pop() == "ro"
-    if len(parts) not in (1, 2):
-        raise Usage(f"invalid bind mount {text!r}: expected SRC[:DST[:ro]]")
-    return Bind(parts[0], parts[-1], readonly)
+    if len(parts) != 2:
+        raise Usage(f"invalid volume mount {text!r}: expected NAME:/PATH[:ro]")
+    return VolumeMount(parts[0], parts[1], readonly)
 
 
 def parse_env(text: str) -> str:

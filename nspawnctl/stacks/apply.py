@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Error
-from ..ops import create, lifecycle, network, reconfigure, remove
+from ..ops import create, lifecycle, network, reconfigure, remove, volumes
 from ..runtime.context import Context
 from . import compose, model, plan, record, yamlfile
 from .model import Stack, StackError
 
-PAST = {plan.NETWORK_CREATE: "created network", plan.CREATE: "created",
+PAST = {plan.NETWORK_CREATE: "created network", plan.VOLUME_CREATE: "created volume",
+        plan.CREATE: "created",
         plan.RECREATE: "recreated", plan.CHANGE: "changed", plan.RESTART: "restarted",
         plan.START: "started", plan.STOP: "stopped", plan.ENABLE: "enabled",
         plan.DISABLE: "disabled", plan.REMOVE: "removed", plan.NETWORK_REMOVE: "removed network"}
@@ -99,6 +100,8 @@ def _take(ctx: Context, stack: Stack, kept: record.Record, step: plan.Step,
         kept.networks[name] = stack.networks[name].record()  # intent: it is ours
         record.write(paths, kept)
         network.create_network(ctx, name, stack.networks[name].subnet)
+    elif step.action == plan.VOLUME_CREATE:
+        volumes.create(ctx, name)  # not recorded: apply never removes a volume
     elif step.action == plan.NETWORK_REMOVE:
         network.remove_network(ctx, name)
         del kept.networks[name]

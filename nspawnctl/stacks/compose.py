@@ -31,8 +31,17 @@ from typing import Any
 
 from ..errors import Error
 from ..fs.files import read_small_text
+from ..names import check_volume_name
+from ..settings import health
 from ..settings.networking import parse_port
-from ..settings.values import format_size, parse_bind, parse_cpus, parse_env, parse_size
+from ..settings.values import (
+    format_size,
+    parse_bind,
+    parse_cpus,
+    parse_env,
+    parse_size,
+    parse_volume,
+)
 from ..sources.registry.reference import parse as parse_reference
 from .yamlfile import Doc, Problem, Seq
 
@@ -96,6 +105,7 @@ class _Translator:
         self.native_networks = _doc(0)             # the networks to make
         self.network_names: dict[str, str] = {}   # compose network -> its name on the host
         self.said: set[str] = set()                # keys of values refused for a $VAR
+        self.declared_volumes: set[str] = set()    # the top-level volumes: named volumes
 
     # ------------------------------------------------------------------ reporting
 
@@ -148,7 +158,7 @@ class _Translator:
                 self.problem(line, key, "a stack file's key in a compose file (services:): "
                                         "write the file in one format")
             elif key == "volumes":
-                self.unsupported(line, key, ": named volumes (binds are)")
+                self.named_volumes(doc, out)
             else:
                 self.unsupported(line, key)
         self.networks_of(doc)
@@ -318,7 +328,7 @@ class _Translator:
         handled = ("image", "command", "entrypoint", "environment", "env_file", "ports",
                    "volumes", "networks", "network_mode", "depends_on", "restart", "mem_limit",
                    "cpus", "pids_limit", "deploy", "hostname", "container_name", "platform",
-                   "pull_policy", "expose")
+                   "pull_policy", "expose", "healthcheck")
         self.other_keys(svc, where, handled)
         if "expose" in svc:  # containers of one nspawnctl network reach each other's ports
             self.expect(svc["expose"], Seq, svc.line_of("expose"), f"{where}.expose",
@@ -333,6 +343,7 @@ class _Translator:
         self.depends_on(svc, where, out)
         self.restart(svc, where, out)
         self.limits(svc, where, out)
+        self.healthcheck(svc, where, out)
         for key in ("hostname", "platform"):
             if key in svc and self.expect(svc[key], str, svc.line_of(key), f"{where}.{key}",
                                           "text"):
@@ -641,32 +652,98 @@ class _Translator:
 
     # ------------------------------------------------------------------ volumes
 
+    def named_volumes(self, doc: Doc, out: Doc):
+        """The top-level volumes: named volumes (nspawnctl volume), made when missing.  A
+        driver and its options, labels or a name of another project are not nspawnctl's."""
+        value, line = doc["volumes"], doc.line_of("volumes")
+        if value is None:
+            return
+        if not self.expect(value, Doc, line, "volumes", "a mapping of volume names"):
+            return
+        made = _doc(line)
+        for name, body in value.items():
+            at, key = value.line_of(name), f"volumes.{name}"
+            if body is not None and not (isinstance(body, Doc) and not body):
+                if not self.unsupported(at, key, ": a volume's options (a plain name is)"):
+                    continue
+            try:
+                check_volume_name(name)
+            except Error as e:
+                self.problem(at, key, e.message)
+                continue
+            _put(made, name, None, at)
+            self.declared_volumes.add(name)
+        if made:
+            _put(out, "volumes", made, line)
+
     def volumes(self, svc: Doc, where: str, out: Doc):
         if "volumes" not in svc:
             return
         value, line = svc["volumes"], svc.line_of("volumes")
         if not self.expect(value, Seq, line, f"{where}.volumes", "a list of mounts"):
             return
-        made = []
+        made, named = [], []
         for i, volume in enumerate(value):
             at, key = value.line_of(i), f"{where}.volumes[{i}]"
+            # a named volume's mount (NAME:PATH, type: volume), "" when refused, None: a bind
             if isinstance(volume, str):
-                bind = self.short_volume(volume, at, key)
+                mount = self.named_mount(volume, at, key)
+                bind = self.short_volume(volume, at, key) if mount is None else None
             elif isinstance(volume, Doc):
-                bind = self.long_volume(volume, key)
+                mount = self.named_long_mount(volume, key)
+                bind = self.long_volume(volume, key) if mount is None else None
             else:
                 self.problem(at, key, f"expected a mount, not {_shown(volume)}")
                 continue
-            if bind is None:
-                continue
             try:
-                parse_bind(bind)
+                if mount:
+                    named.append((str(parse_volume(mount)), at))
+                elif bind is not None:
+                    parse_bind(bind)
+                    made.append((bind, at))
             except Error as e:
                 self.problem(at, key, e.message)
-                continue
-            made.append((bind, at))
         if made:
             _put(out, "bind", _seq(line, made), line)
+        if named:
+            _put(out, "volume", _seq(line, named), line)
+
+    def named_mount(self, text: str, line: int, key: str) -> str | None:
+        """NAME:PATH[:ro|rw] -> the volume key's NAME:PATH[:ro] when NAME is a declared
+        named volume (compose refuses one that is not); None when text is a bind."""
+        parts = text.split(":")
+        if len(parts) < 2 or parts[0].startswith(("/", ".", "~")):
+            return None
+        if parts[0] not in self.declared_volumes:
+            self.problem(line, key, f"{parts[0]} is not a named volume of the file's "
+                                    "(volumes:)")
+            return ""
+        modes = parts[2].split(",") if len(parts) == 3 else []
+        for mode in modes:
+            if mode not in ("ro", "rw", "z", "Z") and \
+                    not self.unsupported(line, key, f": mode {mode}"):
+                return ""
+        return ":".join(parts[:2]) + (":ro" if "ro" in modes else "")
+
+    def named_long_mount(self, volume: Doc, key: str) -> str | None:
+        """type: volume, source: NAME, target: PATH -> NAME:PATH[:ro]; None for others."""
+        if volume.get("type") != "volume":
+            return None
+        self.other_keys(volume, key, ("type", "source", "target", "read_only", "volume"))
+        source, target = volume.get("source"), volume.get("target")
+        readonly = volume.get("read_only", False)
+        if not (self.expect(source, str, volume.line_of("source"), f"{key}.source",
+                            "a volume's name")
+                and self.expect(target, str, volume.line_of("target"), f"{key}.target",
+                                "a path")
+                and self.expect(readonly, bool, volume.line_of("read_only"),
+                                f"{key}.read_only", "true or false")):
+            return ""
+        if source not in self.declared_volumes:
+            self.problem(volume.line_of("source"), f"{key}.source",
+                         f"{source} is not a named volume of the file's (volumes:)")
+            return ""
+        return f"{source}:{target}" + (":ro" if readonly else "")
 
     def host_path(self, source: str, line: int, key: str) -> str | None:
         """A bind's host path: absolute, or relative to the compose file's directory
@@ -812,7 +889,7 @@ class _Translator:
                 condition = options.get("condition", "service_started")
                 cond_at = options.line_of("condition")
                 if condition in ("service_healthy", "service_completed_successfully"):
-                    why = (": nspawnctl has no health checks yet" if condition ==
+                    why = (": nspawnctl does not order starts by health yet" if condition ==
                            "service_healthy" else ": nspawnctl does not wait for a "
                            "container to finish")
                     if not self.unsupported(cond_at, f"{key}.condition", f" ({condition}){why}",
@@ -835,6 +912,69 @@ class _Translator:
             _put(out, "after", _seq(line, after), line)
         if requires:
             _put(out, "requires", _seq(line, requires), line)
+
+    # ------------------------------------------------------------------ healthcheck
+
+    def healthcheck(self, svc: Doc, where: str, out: Doc):
+        """compose's healthcheck as the health-* keys: test as a string or CMD-SHELL is the
+        shell line --health-cmd takes, CMD's words are quoted into one; NONE or disable:
+        true is no check; the durations are systemd's spelling of them (30s, 1m30s)."""
+        if "healthcheck" not in svc:
+            return
+        value, line, key = svc["healthcheck"], svc.line_of("healthcheck"), f"{where}.healthcheck"
+        if not self.expect(value, Doc, line, key, "a mapping"):
+            return
+        self.other_keys(value, key, ("test", "interval", "timeout", "retries", "start_period",
+                                     "disable"))
+        if "disable" in value and self.expect(value["disable"], bool, value.line_of("disable"),
+                                              f"{key}.disable", "true or false") \
+                and value["disable"]:
+            _put(out, "health-cmd", "none", value.line_of("disable"))
+            return
+        if "test" in value:
+            test, at = value["test"], value.line_of("test")
+            command = self.health_test(test, at, f"{key}.test")
+            if command is None:
+                return
+            _put(out, "health-cmd", command, at)
+        for name, native, parse in (
+                ("interval", "health-interval", health.parse_interval),
+                ("timeout", "health-timeout", health.parse_timeout),
+                ("start_period", "health-start-period", health.parse_start_period),
+                ("retries", "health-retries", health.parse_retries)):
+            if name not in value:
+                continue
+            item, at = value[name], value.line_of(name)
+            if not self.expect(item, (str, int), at, f"{key}.{name}", "a duration" if
+                               name != "retries" else "a number"):
+                continue
+            try:
+                parse(str(item))
+            except Error as e:
+                self.problem(at, f"{key}.{name}", e.message)
+                continue
+            _put(out, native, str(item) if name != "retries" else item, at)
+
+    def health_test(self, test: Any, at: int, key: str) -> str | None:
+        """A healthcheck's test as --health-cmd's text; None: refused."""
+        if isinstance(test, str):
+            command = test
+        elif isinstance(test, Seq) and test and all(isinstance(w, str) for w in test) \
+                and (test[0] == "NONE" or (test[0] == "CMD" and len(test) > 1)
+                     or (test[0] == "CMD-SHELL" and len(test) == 2)):
+            if test[0] == "NONE":
+                return "none"
+            command = test[1] if test[0] == "CMD-SHELL" else shlex.join(list(test[1:]))
+        else:
+            self.problem(at, key, f"expected a command, or a list starting with CMD, "
+                                  f"CMD-SHELL or NONE, not {_shown(test)}")
+            return None
+        try:
+            health.parse_command(command)
+        except Error as e:
+            self.problem(at, key, e.message)
+            return None
+        return command
 
     # ------------------------------------------------------------------ restart, limits
 

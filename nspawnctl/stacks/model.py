@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import INVALID_INPUT, Error
-from ..names import check_name, check_stack_name
+from ..names import check_name, check_stack_name, check_volume_name
 from ..network.model import check_subnet
 from ..settings.model import CLI_SETTINGS, ContainerConfig, Setting, dependencies, parse_cli
 from ..settings.networking import check_network_name
 from .yamlfile import Doc, Problem, Seq
 
-TOP_KEYS = ("name", "networks", "containers")
+TOP_KEYS = ("name", "networks", "volumes", "containers")
 NETWORK_KEYS = ("subnet",)
 STATES = ("running", "stopped")
 DEFAULT_SOURCE = "debootstrap:bookworm"
@@ -93,6 +93,9 @@ class Stack:
     name: str
     networks: dict[str, NetworkSpec] = field(default_factory=dict)
     containers: dict[str, ContainerSpec] = field(default_factory=dict)
+    # named volumes the file makes when missing (name -> its line); never removed by apply:
+    # a volume outlives its containers, also a stack's
+    volumes: dict[str, int] = field(default_factory=dict)
 
 
 class StackError(Error):
@@ -126,6 +129,18 @@ def load(doc: Doc, default_name: str) -> tuple[Stack, list[Problem]]:
         network = _network(net, body, doc["networks"].line_of(net), say)
         if network:
             stack.networks[net] = network
+    volumes = _mapping(doc, "volumes", say)
+    for vname, body in volumes.items():
+        line = volumes.line_of(vname)
+        try:
+            check_volume_name(vname)
+        except Error as e:
+            say(line, f"volumes.{vname}", e.message)
+            continue
+        if body is not None and body != Doc():
+            say(line, f"volumes.{vname}", "a volume takes no keys (nothing, or {})")
+            continue
+        stack.volumes[vname] = line
     containers = _mapping(doc, "containers", say)
     for cname, body in containers.items():
         spec = _container(cname, body, containers.line_of(cname), say)

@@ -18,6 +18,7 @@ from ..settings.files import load_config
 from ..settings.model import CLI_SETTINGS, ContainerConfig, dependencies, needs_restart
 from ..settings.networking import DEFAULT as DEFAULT_NETWORK
 from ..settings.running import effective
+from ..store import volumes
 from ..store.containers import is_enabled
 from .model import ContainerSpec, Stack, order
 from .record import Record
@@ -25,6 +26,7 @@ from .yamlfile import Problem
 
 # What a step does, in the order a plan takes them.
 NETWORK_CREATE = "create network"
+VOLUME_CREATE = "create volume"
 CREATE = "create"
 RECREATE = "recreate"
 CHANGE = "change"
@@ -46,6 +48,8 @@ class Step:
 
     @property
     def kind(self) -> str:
+        if self.action == VOLUME_CREATE:
+            return "volume"
         return "network" if self.action in (NETWORK_CREATE, NETWORK_REMOVE) else "container"
 
     def text(self) -> str:
@@ -82,6 +86,9 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
             pass  # broken settings: not a stack's we could tell; its own commands say so
     nets = {n.name: n for n in network_state(paths).networks()}
     _networks(plan, stack, nets)
+    for name in stack.volumes:  # made when missing; one there already is used as it is
+        if not volumes.exists(paths, name):
+            plan.add(VOLUME_CREATE, name)
     up = active(ctx, existing) if existing else set()
     starts, stops, enables = [], [], []
     stopped: set[str] = set()  # made again: systemd stops what requires them (Requires=)
@@ -169,6 +176,11 @@ def _check_host(plan: Plan, spec: ContainerSpec, stack: Stack, existing: set[str
         plan.problems.append(Problem(spec.line, f"{where}.network",
                                      f"no network named {network!r}, in the file or on this "
                                      "host"))
+    for mount in spec.config.volumes:
+        if mount.name not in stack.volumes and not volumes.exists(paths, mount.name):
+            plan.problems.append(Problem(spec.line, f"{where}.volume",
+                                         f"no volume named {mount.name!r}, in the file "
+                                         "(volumes:) or on this host"))
     for dep in dependencies(spec.config):
         if dep not in stack.containers and dep not in existing:
             plan.problems.append(Problem(spec.line, where, f"ordered after {dep!r}: no such "

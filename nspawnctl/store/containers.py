@@ -22,6 +22,7 @@ from ..network.state import NetworkState
 from ..paths import Paths, service_unit
 from ..settings import running
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
+from ..settings.files import remove_health_timer_dropin
 from . import overlay, snapshots
 
 # The first line of the .nspawn files nspawnctl writes (nspawnfile.HEADER) says whose they are.
@@ -123,8 +124,9 @@ class Store:
             if _try_delete(what, how, *args, **kwargs):
                 removed.append(what)
 
-        # overlays stage in machines; pulls in the blob store
-        for parent in (self.paths.machines, self.paths.images, self.paths.pulled):
+        # overlays stage in machines; pulls in the blob store; volumes beside them
+        for parent in (self.paths.machines, self.paths.images, self.paths.pulled,
+                       self.paths.volumes):
             area = self.paths.staging_in(parent)
             for entry in _listdir(area):
                 if _owner_is_dead(entry):
@@ -216,6 +218,9 @@ class Store:
         for ours in OUR_DROPINS:
             with contextlib.suppress(FileNotFoundError):
                 (dropin / ours).unlink()
+        remove_health_timer_dropin(self.paths, name)
+        with contextlib.suppress(FileNotFoundError):  # its last health check
+            (self.paths.health / f"{name}.json").unlink()
         NetworkState(self.paths.state / "network").release(name)
         running.forget(self.paths, name)  # a next container of that name starts afresh
         with contextlib.suppress(OSError):

@@ -1,5 +1,6 @@
 """nspawnctl's boot-time units: nspawnctl-recover.service (makes the store whole before any
-container starts) and its drop-in for the systemd-nspawn@.service template, installed by
+container starts) and its drop-in for the systemd-nspawn@.service template, with the
+templates of the health checks (nspawnctl-health@.service and .timer), installed by
 `create` and by vagrant/provision.sh (`nspawnctl install-units`)."""
 
 import os
@@ -15,6 +16,8 @@ RECOVER_UNIT = "nspawnctl-recover.service"
 TEMPLATE_DROPINS = "systemd-nspawn@.service.d"
 RECOVER_DROPIN = "10-nspawnctl-recover.conf"
 WANTED_BY = ("machines.target", "multi-user.target")  # as units/nspawnctl-recover.service says
+# The templates of health checks (runtime/health.py): a container's drop-in wants its timer.
+HEALTH_UNITS = ("nspawnctl-health@.service", "nspawnctl-health@.timer")
 
 
 def install_units(paths: Paths) -> bool:
@@ -24,6 +27,8 @@ def install_units(paths: Paths) -> bool:
                       render(RECOVER_UNIT, machines=str(paths.machines), state=str(paths.state)))
     changed |= install(paths.units / TEMPLATE_DROPINS, RECOVER_DROPIN,
                        render("nspawn-recover.conf"))
+    for unit in HEALTH_UNITS:
+        changed |= install(paths.units, unit, render(unit, health=str(paths.health)))
     for target in WANTED_BY:  # what `systemctl enable` makes, without needing systemd to run
         link = paths.units / f"{target}.wants" / RECOVER_UNIT
         if not os.path.islink(link):

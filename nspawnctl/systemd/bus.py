@@ -235,6 +235,10 @@ class Bus:
         return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"StopUnit", b"ss",
                          [unit, "replace"], what=f"stopping {unit}")
 
+    def restart_unit(self, unit: str) -> str:
+        return self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"RestartUnit", b"ss",
+                         [unit, "replace"], what=f"restarting {unit}")
+
     def kill_unit(self, unit: str, signal: int, who: str = "all"):
         self.call(SYSTEMD, SYSTEMD_PATH, MANAGER, b"KillUnit", b"ssi", [unit, who, signal],
                   what=f"killing {unit}")

@@ -22,10 +22,16 @@ def shipped(name: str) -> Path:
     Vagrant VM's /vagrant), the checkout's top-level units/ beside the package.  (Imported
     here: importlib.resources is 2 ms of the start-up of commands that render no unit.)"""
     from importlib import resources
-    try:
-        path = Path(str(resources.files("nspawnctl.units").joinpath(name)))
-    except ModuleNotFoundError:
-        path = Path(__file__).resolve().parents[2] / "units" / name
+    checkout = Path(__file__).resolve().parents[2] / "units"
+    if (checkout / "__init__.py").is_file():
+        # this package runs from a checkout: its own units/, not those of another checkout
+        # an editable install maps nspawnctl.units to (a git worktree beside the main one)
+        path = checkout / name
+    else:
+        try:
+            path = Path(str(resources.files("nspawnctl.units").joinpath(name)))
+        except ModuleNotFoundError:
+            path = checkout / name
     if not path.is_file():
         raise Error(f"nspawnctl's unit file {name} is missing from its installation",
                     hint="reinstall nspawnctl")

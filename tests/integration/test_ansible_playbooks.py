@@ -233,3 +233,38 @@ def test_connection_plugin_runs_tasks_inside_a_container(host, nspawnctl, ansibl
     r = ansible(play, target="ans-sh", connection="nspawnctl.containers.nspawnctl")
     assert r.rc != 0 and r.stats["unreachable"] == 1, r
     assert r.tasks["raw"]["msg"].startswith("nspawnctl: "), r.tasks["raw"]
+
+
+def snapshot_play(state, tag="t1"):
+    return ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+            "    - name: the snapshot\n      nspawnctl.containers.snapshot:\n"
+            f"        name: ans-snap\n        tag: {tag}\n        state: {state}\n")
+
+
+def test_snapshot_module_takes_rolls_back_and_removes(host, nspawnctl, made, ansible):
+    """The snapshot module on a stopped busybox tree: present once (then ok), --check makes
+    none, rolled_back puts the tree back, absent removes (then ok); a missing tag fails with
+    the CLI's line."""
+    made("ans-snap", "--from", "scratch", "--add", "/bin/busybox")
+
+    def tags():
+        return [s["tag"] for s in json.loads(nspawnctl("snapshot", "list", "ans-snap",
+                                                       "--json").stdout)]
+
+    r = ansible(snapshot_play("present", tag="t0"), "--check")
+    assert r.rc == 0 and r.stats["changed"] == 1 and tags() == [], r
+    r = ansible(snapshot_play("present"))
+    assert r.rc == 0 and r.stats["changed"] == 1 and tags() == ["t1"], r
+    r = ansible(snapshot_play("present"))
+    assert r.rc == 0 and r.stats["changed"] == 0, r
+    marker = host.path("/var/lib/machines/ans-snap/marker")
+    marker.write_text("after the snapshot\n")
+    r = ansible(snapshot_play("rolled_back"))
+    assert r.rc == 0 and r.stats["changed"] == 1, r
+    assert not marker.exists()
+    r = ansible(snapshot_play("rolled_back", tag="nope"))
+    assert r.rc != 0 and "has no snapshot 'nope'" in r.tasks["the snapshot"]["msg"], r
+    r = ansible(snapshot_play("absent"))
+    assert r.rc == 0 and r.stats["changed"] == 1 and tags() == [], r
+    r = ansible(snapshot_play("absent"))
+    assert r.rc == 0 and r.stats["changed"] == 0, r

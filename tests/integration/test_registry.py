@@ -15,6 +15,7 @@ import pytest
 from tests import outside
 from tests.integration import registries as R
 from tests.integration.helpers import listing, store_problems, wait_for
+from tests.integration.test_ansible_playbooks import ansible  # noqa: F401 (a fixture)
 from tests.integration.test_kill import SEED, Run, Tally, leftovers, timed
 from tests.unit import imagebuild as ib
 
@@ -373,3 +374,30 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(host, nspawnctl, regs, big):
     finally:
         assert host.run(["umount", STORE]).returncode == 0
     assert ref not in records(nspawnctl)
+
+
+def test_the_ansible_image_module_pulls_removes_and_prunes(nspawnctl, regs, ansible):  # noqa: F811, E501
+    """nspawnctl.containers.image against the TLS registry: --check pulls nothing, present
+    pulls once (then ok), absent removes once (then ok), a second prune changes nothing."""
+    ref = f"{TLS}/test/ans:1"
+    regs.push(R.layout(regs.work, "ans1", [R.SCRATCH_BASE, R.www(b"ans\n")]), "1", "tls",
+              "test/ans", "1")
+
+    def play(**options):
+        lines = "".join(f"        {k}: {v}\n" for k, v in options.items())
+        return ("- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+                f"    - name: the image\n      nspawnctl.containers.image:\n{lines}")
+
+    r = ansible(play(name=ref), "--check")
+    assert r.rc == 0 and r.stats["changed"] == 1 and ref not in records(nspawnctl), r
+    r = ansible(play(name=ref))
+    assert r.rc == 0 and r.stats["changed"] == 1 and ref in records(nspawnctl), r
+    r = ansible(play(name=ref))
+    assert r.rc == 0 and r.stats["changed"] == 0, r
+    r = ansible(play(name=ref, state="absent"))
+    assert r.rc == 0 and r.stats["changed"] == 1 and ref not in records(nspawnctl), r
+    r = ansible(play(name=ref, state="absent"))
+    assert r.rc == 0 and r.stats["changed"] == 0, r
+    ansible(play(prune="true"))
+    r = ansible(play(prune="true"))
+    assert r.rc == 0 and r.stats["changed"] == 0, r

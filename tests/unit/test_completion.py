@@ -148,7 +148,8 @@ def test_a_broken_store_offers_nothing_and_says_nothing(paths):
 # Arguments that name something new (or a command to run): nothing to complete.
 NEW = {("create", "name"), ("clone", "dst"), ("snapshot create", "tag"),
        ("network create", "name"), ("exec", "command"), ("shell", "command"),
-       ("login", "registry"), ("run", "name"), ("rename", "new")}
+       ("login", "registry"), ("run", "name"), ("rename", "new"),
+       ("volume create", "name"), ("volume import", "name")}
 
 
 def _arguments(group: click.Group, prefix: str = ""):

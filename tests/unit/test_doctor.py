@@ -16,7 +16,8 @@ from nspawnctl.paths import Paths
 
 GOOD_FILES = {
     "proc/1/comm": "systemd\n",
-    "proc/self/mounts": "proc /proc proc rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n",
+    "proc/self/mounts": "/dev/vda / ext4 rw 0 0\nproc /proc proc rw 0 0\n"
+                        "cgroup2 /sys/fs/cgroup cgroup2 rw 0 0\n",
     "sys/fs/cgroup/cgroup.controllers": "cpuset cpu io memory hugetlb pids rdma misc\n",
     "proc/filesystems": "nodev\tsysfs\nnodev\tproc\n\text4\nnodev\toverlay\n",
     "proc/sys/kernel/osrelease": "6.1.0-13-amd64\n",
@@ -58,7 +59,7 @@ def make_probe(tmp_path, files=None, **overrides):
     defaults = {"root": tmp_path, "ruleset": lambda: GOOD_RULESET, "legacy_rules": _never,
                 "which": lambda name: f"/usr/sbin/{name}", "importable": lambda module: True,
                 "free_bytes": lambda path: 20 << 30, "bus_reachable": lambda path: True,
-                "environ": {}}
+                "environ": {}, "nspawn_version": lambda: 252}
     return Probe(**{**defaults, **overrides})
 
 
@@ -80,7 +81,7 @@ def test_a_good_host_passes_every_check(tmp_path):
     assert [c for c in checks if not c.ok] == []
     assert not failed(checks)
     assert set(by_name(checks)) == {"systemd", "system bus", "cgroups", "overlayfs",
-                                    "idmapped mounts", "disk space", "inotify instances",
+                                    "idmapped mounts", "idmapped binds", "disk space", "inotify instances",
                                     "inotify watches",
                                     "ip forwarding", "firewall", "forward chains",
                                     "directory modes"}
@@ -302,3 +303,25 @@ def test_inotify_watches_below_the_shipped_drop_in(tmp_path):
 
 def checks_fix() -> str:
     return doctor.sysctl_install_fix()
+
+
+@pytest.mark.parametrize("version, release, mounts, ok, words", [
+    (252, "6.18.44", "/dev/vda / ext4 rw 0 0\n", True,
+     "systemd-nspawn 252 and kernel 6.18 idmap binds of ext4"),
+    (249, "6.18.44", "/dev/vda / ext4 rw 0 0\n", False,
+     "systemd-nspawn 249: the idmap bind option came with systemd 250"),
+    (None, "6.18.44", "/dev/vda / ext4 rw 0 0\n", False, "no systemd-nspawn: the idmap"),
+    (252, "5.10.0", "/dev/vda / ext4 rw 0 0\n", False, "kernel 5.10 cannot idmap mounts"),
+    # the state directory on a tmpfs of its own: idmapped only from 6.3
+    (252, "6.1.0", "/dev/vda / ext4 rw 0 0\nnone {state} tmpfs rw 0 0\n", False,
+     "cannot idmap mounts of tmpfs"),
+    (252, "6.18.44", "/dev/vda / nfs4 rw 0 0\n", False, "cannot idmap mounts of nfs4"),
+])
+def test_idmapped_binds_by_nspawn_kernel_and_filesystem(tmp_path, version, release, mounts,
+                                                        ok, words):
+    where = paths(tmp_path)
+    probe = make_probe(tmp_path, {"proc/sys/kernel/osrelease": release,
+                                  "proc/self/mounts": mounts.format(state=where.state)},
+                       nspawn_version=lambda: version)
+    check = by_name(run_checks(where, probe))["idmapped binds"]
+    assert (check.ok, check.severity) == (ok, WARNING) and words in check.message, check

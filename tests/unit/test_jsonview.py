@@ -266,7 +266,7 @@ def test_doctor_and_network_json_are_their_kinds(store, monkeypatch):
 # subcommands'; spec's is a stack file (YAML apply reads).  docs/json.md says the same.
 WITHOUT_JSON = {"exec", "shell", "logs", "login", "logout", "spec", "install-units",
                 "install-extras", "network", "network apply", "network watch",
-                "network attach", "snapshot"}
+                "network attach", "snapshot", "volume"}
 
 
 def every_command():

@@ -40,6 +40,8 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     "binds": (["--bind", "/srv/a:/a:ro", "--bind", "/srv/b"], ["/srv/a:/a:ro", "/srv/b:/srv/b"],
               True),
     "env": (["--env", "MODE=prod", "--env", "A=b c"], ["MODE=prod", "A=b c"], True),
+    "volumes": (["--volume", "data:/srv/data", "--volume", "conf:/etc/app:ro"],
+                ["data:/srv/data", "conf:/etc/app:ro"], True),
     "ports": (["--port", "8080:80", "--port", "127.0.0.1:5353:53/udp"],
               ["8080:80/tcp", "127.0.0.1:5353:53/udp"], False),
     "hostname": (["--hostname", "web.example"], "web.example", True),
@@ -50,6 +52,12 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     "start_timeout": (["--start-timeout", "10min"], 600, False),
     "after": (["--after", "db", "--after", "cache"], ["db", "cache"], False),
     "requires": (["--requires", "db"], ["db"], False),
+    "health_cmd": (["--health-cmd", "test -e /ok"], ["/bin/sh", "-c", "test -e /ok"], False),
+    "health_interval": (["--health-interval", "2min"], 120, False),
+    "health_timeout": (["--health-timeout", "10"], 10, False),
+    "health_retries": (["--health-retries", "5"], 5, False),
+    "health_start_period": (["--health-start-period", "1min 30s"], 90, False),
+    "on_unhealthy": (["--on-unhealthy", "restart"], "restart", False),
     "auto_update": (["--auto-update", "registry"], "registry", False),
 }
 # The other settings a value needs (ports are published only from a network of nspawnctl's).
@@ -116,9 +124,14 @@ def test_status_json_shows_what_was_set(name):
 # A setting's one name, as a user types it (issue 34: --memory was mem= in list's LIMITS and
 # memory_max in status); written out by hand.
 PUBLIC = {"private_users": "private_users", "network": "network", "binds": "bind", "env": "env",
+          "volumes": "volume",
           "ports": "port", "hostname": "hostname", "memory_max": "memory", "cpu_quota": "cpus",
           "tasks_max": "tasks", "restart": "restart", "start_timeout": "start_timeout",
-          "after": "after", "requires": "requires", "auto_update": "auto_update"}
+          "after": "after", "requires": "requires", "health_cmd": "health_cmd",
+          "health_interval": "health_interval", "health_timeout": "health_timeout",
+          "health_retries": "health_retries", "health_start_period": "health_start_period",
+          "on_unhealthy": "on_unhealthy",
+          "auto_update": "auto_update"}
 
 
 def test_a_setting_is_shown_under_its_flags_name_everywhere():

@@ -175,13 +175,13 @@ services:
     image: nginx
     build: .
     cap_add: [NET_ADMIN]
-    healthcheck:
-      test: ["CMD", "true"]
+    logging:
+      driver: none
     labels: [a=b]
     secrets: [token]
     x-fine: 1
 volumes:
-  data: {}
+  data: {driver: local}
 secrets:
   token: {file: ./token}
 configs: {}
@@ -193,13 +193,13 @@ def test_every_unsupported_key_is_named_at_once(tmp_path):
     assert warnings == []
     go_on = "(--ignore-unsupported to go on without it)"
     assert texts(problems) == [
-        f"compose.yaml:11: volumes: not supported by nspawnctl: named volumes (binds are) "
-        f"{go_on}",
+        f"compose.yaml:12: volumes.data: not supported by nspawnctl: a volume's options (a "
+        f"plain name is) {go_on}",
         f"compose.yaml:13: secrets: not supported by nspawnctl {go_on}",
         f"compose.yaml:15: configs: not supported by nspawnctl {go_on}",
         f"compose.yaml:4: services.web.build: not supported by nspawnctl {go_on}",
         f"compose.yaml:5: services.web.cap_add: not supported by nspawnctl {go_on}",
-        f"compose.yaml:6: services.web.healthcheck: not supported by nspawnctl {go_on}",
+        f"compose.yaml:6: services.web.logging: not supported by nspawnctl {go_on}",
         f"compose.yaml:8: services.web.labels: not supported by nspawnctl {go_on}",
         f"compose.yaml:9: services.web.secrets: not supported by nspawnctl {go_on}",
     ]
@@ -209,12 +209,12 @@ def test_ignore_unsupported_turns_them_into_warnings(tmp_path):
     out, problems, warnings = translate(UNSUPPORTED, tmp_path, ignore=True)
     assert problems == []
     assert [w.split(": ")[:2] for w in warnings] == [
-        ["11", "volumes"], ["13", "secrets"], ["15", "configs"], ["4", "services.web.build"],
-        ["5", "services.web.cap_add"], ["6", "services.web.healthcheck"],
+        ["12", "volumes.data"], ["13", "secrets"], ["15", "configs"], ["4", "services.web.build"],
+        ["5", "services.web.cap_add"], ["6", "services.web.logging"],
         ["8", "services.web.labels"], ["9", "services.web.secrets"]]
     assert warnings[4] == ("5: services.web.cap_add: not supported by nspawnctl; left out "
                            "(--ignore-unsupported)")
-    assert plain(out) == {"containers": {"web": {
+    assert plain(out) == {"volumes": {"data": None}, "containers": {"web": {
         "from": "docker://docker.io/library/nginx:latest", "boot": False,
         "network": "default"}}}
 
@@ -254,8 +254,8 @@ BAD = [
     ('environment: ["A=$HOME"]', 4, "services.s.environment[0]", "$HOME: compose's variables"),
     ("env_file: missing.env", 4, "services.s.env_file", "no such file"),
     ("env_file: quoted.env", 4, "services.s.env_file", "quoted.env:2: quotes, escapes"),
-    ("volumes: [data:/data]", 4, "services.s.volumes[0]", "not supported by nspawnctl: data "
-                                                          "is a named volume"),
+    ("volumes: [data:/data]", 4, "services.s.volumes[0]", "data is not a named volume of "
+                                                          "the file's (volumes:)"),
     ("volumes: [/data]", 4, "services.s.volumes[0]", "not supported by nspawnctl: /data is "
                                                      "an anonymous volume"),
     ("volumes: ['./x:rel']", 4, "services.s.volumes[0]", "invalid bind mount"),
@@ -276,7 +276,7 @@ BAD = [
     ("depends_on: [nothing]", 4, "services.s.depends_on[0]", "no service nothing"),
     ("depends_on:\n  t:\n    condition: service_healthy", 6,
      "services.s.depends_on.t.condition", "not supported by nspawnctl (service_healthy): "
-                                          "nspawnctl has no health checks yet"),
+                                          "nspawnctl does not order starts by health yet"),
     ("depends_on:\n  t:\n    condition: service_completed_successfully", 6,
      "services.s.depends_on.t.condition", "not supported by nspawnctl "
                                           "(service_completed_successfully)"),
@@ -407,7 +407,8 @@ def test_health_conditions_with_ignore_unsupported_still_order(tmp_path):
     assert problems == []
     assert out["containers"]["s"]["after"] == ["t"]
     assert warnings == ["6: services.s.depends_on.t.condition: not supported by nspawnctl "
-                        "(service_healthy): nspawnctl has no health checks yet; ordered after "
+                        "(service_healthy): nspawnctl does not order starts by health yet; "
+                        "ordered after "
                         "t only (--ignore-unsupported)"]
 
 

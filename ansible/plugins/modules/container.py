@@ -111,6 +111,10 @@ options:
     description: Host paths bind-mounted inside, as --bind takes them.
     type: list
     elements: str
+  volume:
+    description: Named volumes mounted inside, C(NAME:/PATH[:ro]) as --volume takes them.
+    type: list
+    elements: str
   env:
     description:
       - Environment variables, a list of C(NAME=VALUE) or a mapping. Only these are the
@@ -138,6 +142,25 @@ options:
   start_timeout:
     description: How long systemd lets the container take to start (--start-timeout).
     type: raw
+  health_cmd:
+    description: A check run in the container by its /bin/sh; exit 0 is healthy (C(none) for no check).
+    type: str
+  health_interval:
+    description: How often the check runs (C(30s), C(1min)).
+    type: raw
+  health_timeout:
+    description: How long one check may take.
+    type: raw
+  health_retries:
+    description: Failed checks in a row that make it unhealthy.
+    type: raw
+  health_start_period:
+    description: Time after the start in which failed checks do not count.
+    type: raw
+  on_unhealthy:
+    description: What to do when it becomes unhealthy.
+    type: str
+    choices: [none, restart, stop, kill]
   after:
     description: Containers this one starts after.
     type: list
@@ -230,6 +253,7 @@ SETTING_OPTIONS = dict(
     private_users=dict(type='bool'),
     network=dict(type='str'),
     bind=dict(type='list', elements='str'),
+    volume=dict(type='list', elements='str'),
     env=dict(type='raw'),
     port=dict(type='list', elements='str'),
     hostname=dict(type='str'),
@@ -238,6 +262,12 @@ SETTING_OPTIONS = dict(
     tasks=dict(type='raw'),
     restart=dict(type='str'),
     start_timeout=dict(type='raw'),
+    health_cmd=dict(type='str'),
+    health_interval=dict(type='raw'),
+    health_timeout=dict(type='raw'),
+    health_retries=dict(type='raw'),
+    health_start_period=dict(type='raw'),
+    on_unhealthy=dict(type='str', choices=['none', 'restart', 'stop', 'kill']),
     after=dict(type='list', elements='str'),
     requires=dict(type='list', elements='str'),
     auto_update=dict(type='str', choices=['registry', 'none']),

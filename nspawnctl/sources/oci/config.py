@@ -4,6 +4,7 @@ nspawnctl needs from the config to run it."""
 from dataclasses import dataclass
 
 from ...errors import Error, InvalidInput
+from ...settings.health import image_healthcheck
 from .layout import Descriptor, check_digest
 
 
@@ -21,6 +22,8 @@ class ImageConfig:
     volumes: tuple[str, ...] = ()
     architecture: str = ""
     os: str = ""
+    # its Healthcheck as settings (settings/health.py image_healthcheck), as (field, value)
+    health: tuple[tuple[str, object], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,5 +71,6 @@ def image_config(image: Image) -> ImageConfig:
         digest=image.digest, entrypoint=strings("Entrypoint"), cmd=strings("Cmd"),
         env=strings("Env"), working_dir=string("WorkingDir"), user=string("User"),
         exposed_ports=strings("ExposedPorts"), volumes=strings("Volumes"),
+        health=tuple(image_healthcheck(cfg.get("Healthcheck")).items()),
         architecture=str(image.config.get("architecture", "")),
         os=str(image.config.get("os", "")))

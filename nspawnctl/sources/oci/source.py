@@ -139,10 +139,16 @@ def boot_rule(image, tree: Path, boot: bool | None,
 
 def apply_image_config(cfg: ContainerConfig, image, booted: bool,
                         command: tuple[str, ...]) -> ContainerConfig:
-    """The image's environment and, for a single command, its working directory."""
+    """The image's environment, its health check (podman's reading of Healthcheck; what
+    create's options say wins), and for a single command its working directory."""
+    health = {}
+    if not cfg.health_cmd:
+        defaults = ContainerConfig()
+        health = {name: value for name, value in getattr(image, "health", ())
+                  if getattr(cfg, name) == getattr(defaults, name)}
     return dataclasses.replace(
         cfg, boot=booted, command=command, env=tuple(image.env) + tuple(cfg.env),
-        working_dir=cfg.working_dir or (None if booted else image.working_dir))
+        working_dir=cfg.working_dir or (None if booted else image.working_dir), **health)
 
 
 def image_user_warning(image) -> str | None:

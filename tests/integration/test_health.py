@@ -1,0 +1,139 @@
+"""Health checks against the real thing: the check runs in the container through the timer and
+service in units/, a container whose check starts failing is restarted (or stopped) after
+`retries` failures, `none` only reports, `health NAME` and `wait --for healthy` say so, and
+bad values are one line each with nothing changed.
+
+Cheap containers: the busybox OCI image of test_oci_containers (a single command, no boot),
+its Healthcheck (`test -e /ok` every 2 s, 2 retries) read from the image config as podman
+reads it.  The three containers fail at once, so the module waits for one interval x retries.
+"""
+
+import json
+import time
+
+import pytest
+
+from tests.integration.helpers import MACHINES, listing, wait_for
+from tests.integration.test_oci_containers import busybox_layer, oci_archive
+
+pytestmark = pytest.mark.integration
+
+INTERVAL, RETRIES = 2, 2
+# Beyond interval x retries until the action shows: the timer's AccuracySec=1s, a check's
+# own run (a Python start, entering the container: ~0.5 s each) and systemd's job.
+SLACK = 6
+HEALTHCHECK = {"Test": ["CMD-SHELL", "test -e /ok"], "Interval": INTERVAL * 10**9,
+               "Retries": RETRIES, "Timeout": 3 * 10**9}
+ARCHIVE = "/root/health-busybox.tar"
+NAMES = {"restart": "hc-restart", "stop": "hc-stop", "none": "hc-none"}
+
+
+@pytest.fixture(scope="module")
+def containers(host, nspawnctl, tmp_path_factory):
+    """One container per --on-unhealthy, running and healthy (/ok there)."""
+    work = tmp_path_factory.mktemp("health")
+    archive = oci_archive(work, "health", [busybox_layer()], Healthcheck=HEALTHCHECK)
+    host.path(ARCHIVE).write_bytes(archive.read_bytes())
+    made = []
+    began = time.monotonic()
+    try:
+        for action, name in NAMES.items():
+            nspawnctl("create", name, "--from", f"oci-archive:{ARCHIVE}",
+                      "--on-unhealthy", action)
+            made.append(name)
+        for name in made:  # there before the first check (the timer's, 2 s after start)
+            host.run(["touch", f"{MACHINES}/{name}/ok"])
+            nspawnctl("start", name)
+        print(f"\nhealth: 3 containers made and started in {time.monotonic() - began:.1f}s")
+        yield NAMES
+    finally:
+        for name in made:
+            nspawnctl("remove", "--force", name, check=False)
+        host.run(["rm", "-f", ARCHIVE])
+
+
+def status(nspawnctl, name) -> dict:
+    return json.loads(nspawnctl("status", name, "--json").stdout)
+
+
+def leader(nspawnctl, name):
+    return status(nspawnctl, name)["leader"]
+
+
+def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
+        host, nspawnctl, containers):
+    cfg = status(nspawnctl, containers["none"])
+    assert (cfg["health_cmd"], cfg["health_interval"], cfg["health_retries"]) == \
+        (["/bin/sh", "-c", "test -e /ok"], INTERVAL, RETRIES)
+    for name in containers.values():  # the timer's first check makes each healthy
+        r = nspawnctl("wait", name, "--for", "healthy", "--timeout", INTERVAL + SLACK)
+        assert r.stdout == f"{name}: healthy\n", str(r)
+        assert host.run(["systemctl", "is-active", f"nspawnctl-health@{name}.timer"]
+                        ).stdout.strip() == "active"
+    assert nspawnctl("health", containers["none"]).returncode == 0
+    before = {name: leader(nspawnctl, name) for name in containers.values()}
+
+    for name in containers.values():  # (busybox's image has no rm: from the host)
+        host.run(["rm", f"{MACHINES}/{name}/ok"])
+    sick = time.monotonic()
+    limit = INTERVAL * RETRIES + SLACK
+
+    # restart: a new run (another leader) within interval x retries + slack
+    restarted = containers["restart"]
+    wait_for(lambda: leader(nspawnctl, restarted) not in (None, before[restarted]),
+             timeout=limit, interval=0.2, what=f"{restarted} restarted")
+    # stop: the unit goes inactive
+    stopped = containers["stop"]
+    wait_for(lambda: listing(nspawnctl)[stopped]["state"] == "stopped",
+             timeout=max(1, limit - (time.monotonic() - sick)), interval=0.2,
+             what=f"{stopped} stopped")
+    took = time.monotonic() - sick
+    print(f"\nhealth: restart and stop within {took:.1f}s (limit {limit}s)")
+    assert host.run(["systemctl", "is-active", f"nspawnctl-health@{stopped}.timer"]
+                    ).stdout.strip() != "active"  # the timer stopped with it
+
+    # none: still running on the same leader, unhealthy, its streak and the check's status
+    reported = containers["none"]
+    wait_for(lambda: (status(nspawnctl, reported)["health"] or {}).get("state") == "unhealthy",
+             timeout=limit, interval=0.2, what=f"{reported} unhealthy")
+    seen = status(nspawnctl, reported)
+    assert seen["state"] == "running" and seen["leader"] == before[reported]
+    assert seen["health"]["failing_streak"] >= RETRIES
+    assert seen["health"]["last_exit_status"] == 1 and seen["health"]["last_action"] is None
+    r = nspawnctl("health", reported, check=False)
+    assert r.returncode == 1 and r.stdout.startswith(f"{reported}: unhealthy"), str(r)
+    row = [line for line in nspawnctl("list").stdout.splitlines()
+           if line.startswith(reported + " ")]
+    assert "unhealthy" in row[0], row
+    # a stopped container's health is not there to ask for
+    r = nspawnctl.fails("health", stopped)
+    assert r.returncode == 4 and "not running" in r.error
+
+    # healthy again once /ok is back: wait sees it
+    host.run(["touch", f"{MACHINES}/{reported}/ok"])
+    nspawnctl("wait", reported, "--for", "healthy", "--timeout", INTERVAL + SLACK)
+
+
+def test_wait_times_out_with_one_line(nspawnctl, containers):
+    name = containers["none"]
+    nspawnctl("wait", name, "--for", "running", "--timeout", 5)
+    began = time.monotonic()
+    r = nspawnctl.fails("wait", name, "--for", "stopped", "--timeout", 1)
+    assert r.returncode == 1 and r.error == f"nspawnctl: {name} is not stopped after 1s", str(r)
+    assert time.monotonic() - began < 5
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--health-cmd", ""], "invalid health command '': it is empty"),
+    (["--health-interval", "0"], "invalid health interval '0'"),
+    (["--health-retries", "0"], "invalid health retries '0'"),
+])
+def test_bad_values_are_one_line_and_change_nothing(host, nspawnctl, containers, args, says):
+    name = containers["none"]
+    before = host.path(f"/etc/systemd/nspawn/{name}.nspawn").read_text()
+    r = nspawnctl.fails("set", name, *args)
+    assert says in r.error and r.returncode == 2, str(r)
+    assert host.path(f"/etc/systemd/nspawn/{name}.nspawn").read_text() == before
+    r = nspawnctl.fails("create", "hc-bad", "--from", "scratch", *args)
+    assert says in r.error, str(r)
+    assert "hc-bad" not in listing(nspawnctl)

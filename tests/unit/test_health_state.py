@@ -1,0 +1,174 @@
+"""A container's health state: the rules from one check to the next (podman's states), the
+state file (bounded, written whole, unreadable ones ignored), the health units' files, and
+what status/list/--json show."""
+
+import json
+import os
+from dataclasses import replace
+
+import pytest
+
+from nspawnctl.cli import jsonview
+from nspawnctl.paths import Paths
+from nspawnctl.runtime import health
+from nspawnctl.settings.files import save_config
+from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.systemd.bootunits import install_units
+
+CFG = ContainerConfig(health_cmd=("/bin/sh", "-c", "test -e /ok"), health_retries=3)
+RUN = "100@1"
+
+
+def step(prev, ok, run=RUN, start_period=False, cfg=CFG):
+    return health.advance(prev, cfg, run, ok, "out", 0 if ok else 1, "2026-12-06T12:00:00Z",
+                          start_period)
+
+
+def test_retries_failures_in_a_row_make_it_unhealthy_and_act_once():
+    state, acts = step(None, True)
+    assert (state.state, state.streak, acts) == ("healthy", 0, False)
+    seen = []
+    for _ in range(5):
+        state, acts = step(state, False)
+        seen.append((state.state, state.streak, acts))
+    assert seen == [("healthy", 1, False), ("healthy", 2, False), ("unhealthy", 3, True),
+                    ("unhealthy", 4, False), ("unhealthy", 5, False)]
+    state, acts = step(state, True)
+    assert (state.state, state.streak, acts) == ("healthy", 0, False)
+
+
+def test_a_success_resets_the_streak():
+    state, _ = step(None, False)
+    state, _ = step(state, False)
+    state, _ = step(state, True)
+    state, acts = step(state, False)
+    assert (state.state, state.streak, acts) == ("healthy", 1, False)
+
+
+def test_it_is_starting_until_a_first_success_and_the_start_period_forgives():
+    state, _ = step(None, False)
+    assert (state.state, state.streak) == ("starting", 1)
+    state, acts = step(None, False, start_period=True)
+    state, acts = step(state, False, start_period=True)
+    assert (state.state, state.streak, acts) == ("starting", 0, False)
+    # once healthy, a failure in the start period counts
+    state, _ = step(state, True, start_period=True)
+    state, _ = step(state, False, start_period=True)
+    assert (state.state, state.streak) == ("healthy", 1)
+
+
+def test_a_new_run_of_the_container_starts_afresh():
+    state = health.Health(state="unhealthy", streak=7, started=RUN)
+    state, acts = step(state, False, run="200@2")
+    assert (state.state, state.streak, state.started, acts) == ("starting", 1, "200@2", False)
+
+
+def test_output_is_bounded_whatever_the_bytes():
+    text = health.bounded(b"\xff" * 10 + b"x" * 10_000)
+    assert len(text) <= health.MAX_OUTPUT and text.startswith("\ufffd")
+
+
+def _paths(root):
+    return Paths(machines=root / "machines", nspawn=root / "nspawn", units=root / "units",
+                 state=root / "state", cache=root / "cache", control=root / "control",
+                 holds=root / "run/holds")
+
+
+def test_the_state_file_is_whole_readable_and_unreadable_ones_are_ignored(tmp_path):
+    paths = _paths(tmp_path)
+    assert health.load(paths, "c1") is None
+    state, _ = step(None, False)
+    health.save(paths, "c1", state)
+    path = health.state_file(paths, "c1")
+    assert health.load(paths, "c1") == state and path.stat().st_mode & 0o777 == 0o644
+    for junk in ("{", "[]", json.dumps({"state": "sick"}), "x" * 100_000,
+                 json.dumps({"state": "healthy", "streak": "1"})):
+        path.write_text(junk)
+        assert health.load(paths, "c1") is None, junk
+
+
+def test_the_json_object_is_the_schemas(tmp_path):
+    state, _ = step(None, False)
+    shown = {"name": "c1", **state.to_json()}
+    assert jsonview.check(jsonview.schema("health"), jsonview.view("health", shown)) == []
+    assert jsonview.check(jsonview.schema("container")["health"], state.to_json()) == []
+
+
+def test_a_check_makes_the_unit_want_its_timer_at_its_interval(tmp_path):
+    paths = _paths(tmp_path)
+    save_config(paths, "c1", replace(CFG, health_interval=7))
+    wants = paths.dropin_dir("c1") / "70-nspawnctl-health.conf"
+    timer = paths.health_timer_dropin_dir("c1") / "50-nspawnctl.conf"
+    assert "Wants=nspawnctl-health@%i.timer" in wants.read_text()
+    assert timer.read_text().endswith("OnActiveSec=\nOnActiveSec=7\nOnUnitActiveSec=7\n")
+    save_config(paths, "c1", ContainerConfig())  # the check removed: both go
+    assert not wants.exists() and not timer.parent.exists()
+
+
+def test_the_health_templates_are_installed_with_the_boot_units(tmp_path):
+    paths = _paths(tmp_path)
+    install_units(paths)
+    service = (paths.units / "nspawnctl-health@.service").read_text()
+    assert "-m nspawnctl health --scheduled %i" in service and "@" + "PYTHON@" not in service
+    assert "BindsTo=systemd-nspawn@%i.service" in \
+        (paths.units / "nspawnctl-health@.timer").read_text()
+    assert not install_units(paths)  # a second install changes nothing
+
+
+def test_removing_a_container_takes_its_health_files(tmp_path):
+    from nspawnctl.store.containers import Store
+    paths = _paths(tmp_path)
+    save_config(paths, "c1", CFG)
+    health.save(paths, "c1", health.Health())
+    Store(paths).remove_settings("c1")
+    assert not paths.health_timer_dropin_dir("c1").exists()
+    assert not health.state_file(paths, "c1").exists()
+    assert not os.path.exists(paths.dropin_dir("c1"))
+
+
+@pytest.mark.parametrize("system, first, ok", [
+    ("running", True, True), ("degraded", True, True), ("starting", True, False),
+    ("running", False, True), ("degraded", False, False), (None, True, False)])
+def test_without_a_command_systemd_says_and_degraded_only_when_it_booted_so(
+        monkeypatch, system, first, ok):
+    monkeypatch.setattr(health, "guest_state", lambda name: system)
+    prev = None if first else health.Health(state="healthy", started=RUN, degraded_ok=False)
+    assert health.without_check(ContainerConfig(), "c1", prev, RUN)[0] is ok
+    assert health.without_check(ContainerConfig(boot=False), "c1", prev, RUN)[0] is True
+
+
+# ---------------------------------------------------------------- the check's output and timeout
+
+def _spawn(script: str):
+    """A child as probe() makes one (its output on a pipe, a session of its own)."""
+    from nspawnctl.ops.execute import _Child
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
+        os.setsid()
+        os.dup2(write, 1)
+        os.execvp("sh", ["sh", "-c", script])
+    os.close(write)
+    return read, _Child(pid)
+
+
+def test_a_check_that_takes_too_long_is_ended_and_has_no_status():
+    import time
+
+    from nspawnctl.ops.execute import _collect
+    read, child = _spawn("echo begun; exec sleep 30")
+    began = time.monotonic()
+    output = _collect(read, child, time.monotonic() + 0.5)
+    os.close(read)
+    assert output == b"begun\n" and child.status is None and child.done
+    assert time.monotonic() - began < 5
+
+
+def test_a_chatty_check_is_kept_to_its_bound_and_its_status_passes():
+    import time
+
+    from nspawnctl.ops.execute import _collect
+    read, child = _spawn("head -c 1000000 /dev/zero; exit 3")
+    output = _collect(read, child, time.monotonic() + 20)
+    os.close(read)
+    assert len(output) == health.MAX_OUTPUT and child.status == 3
