@@ -123,6 +123,23 @@ def on_terminal() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
+def refuse_inline_secrets(args: Sequence[str]) -> None:
+    """A credential's value (or a password hash) typed after -H would be on ssh's command line
+    here and on the far host's (both process lists): only files on the far host go over."""
+    for index, arg in enumerate(args):
+        if arg == "--":  # what follows is a command for the container, not our options
+            return
+        if arg == "--root-password-hashed" or arg.startswith("--root-password-hashed="):
+            raise Usage("with --host, a password hash would be on ssh's command line: give "
+                        "--root-password-file FILE, a file on that host")
+        given = (args[index + 1] if arg == "--credential" and index + 1 < len(args)
+                 else arg.removeprefix("--credential=") if arg.startswith("--credential=")
+                 else None)
+        if given is not None and not given.partition("=")[2].startswith("@"):
+            raise Usage("with --host, a credential's value would be on ssh's command line: "
+                        "give --credential NAME=@FILE, a file on that host")
+
+
 def run_on(where: Destination, args: Sequence[str], debug: bool = False) -> int:
     """Run nspawnctl args on the far host with our stdin (when it reads it), stdout and
     stderr; its exit status is returned, ssh's own failure is an Error.
@@ -131,6 +148,7 @@ def run_on(where: Destination, args: Sequence[str], debug: bool = False) -> int:
     exit with it): ssh's messages go to a file of their own (-E), so a 255 with a message is
     ssh's failure, said on one line, and one without is the far side's status."""
     import tempfile
+    refuse_inline_secrets(args)
     stdin, terminal = wants(args)
     run.need_tool("ssh", "openssh-client")
     with tempfile.NamedTemporaryFile("rb", prefix="nspawnctl-ssh-") as log:

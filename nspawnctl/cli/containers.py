@@ -2,12 +2,16 @@
 remove, upgrade."""
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from ..errors import Usage
 from ..ops import clone, create, export, lifecycle, remove, rename, upgrade
+from ..settings import firstboot
 from ..settings.model import ContainerConfig, parse_cli
+from ..store.identity import Identity
 from . import completion, jsonview, pass_app
 from .options import (
     config_options,
@@ -56,6 +60,19 @@ from .output import megabytes, print_json, print_record, results, shown, tty_pro
                    "--boot, --cmd gives the init's arguments.")
 @registry_options("missing")
 @config_options()
+@click.option("--ssh-key", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Root's authorized SSH keys (an OpenSSH .pub file), set at the first boot "
+                   "by the container's systemd (the credential ssh.authorized_keys.root).")
+@click.option("--root-password-hashed", metavar="HASH",
+              help="Root's password as a crypt(3) hash (mkpasswd or openssl passwd -6 print "
+                   "one), written into the tree's /etc/shadow.")
+@click.option("--root-password-file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Root's password: the first line of FILE, hashed here (yescrypt) and "
+                   "written into the tree's /etc/shadow; never on a command line.")
+@click.option("--timezone", metavar="ZONE",
+              help="Time zone inside, a zoneinfo name such as Europe/Berlin (the image needs "
+                   "its zoneinfo: --include tzdata).")
+@click.option("--locale", metavar="LOCALE", help="LANG inside, e.g. de_DE.UTF-8.")
 @click.option("--start", "start_it", is_flag=True,
               help="Start it once created (as nspawnctl start NAME).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -105,12 +122,40 @@ run_command.params[:0] = create_command.params[:1]
 run_command.params[2:] = [p for p in create_command.params[1:] if p.name != "start_it"]
 
 
-def _create(app, name, as_json, source, use_overlay, **options) -> dict:
+def _create(app, name, as_json, source, use_overlay, ssh_key, root_password_hashed,
+            root_password_file, timezone, locale, **options) -> dict:
     config = {k: v for k, v in options.items() if k not in create.CREATE_OPTIONS}
     cfg = ContainerConfig(**parse_cli(config, creating=True))
+    if ssh_key is not None:
+        cfg = with_credential(cfg, firstboot.ssh_key(ssh_key), "--ssh-key")
+    identity = first_boot(root_password_hashed, root_password_file, timezone, locale)
+    if identity.timezone is not None:  # else systemd-nspawn puts the host's zone back
+        cfg = replace(cfg, timezone_mode="off")
     how = {k: v for k, v in options.items() if k in create.CREATE_OPTIONS}
     request = create.make_request(app.ctx, progress=None if as_json else tty_progress(), **how)
-    return create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay)
+    return create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay,
+                         identity=identity)
+
+
+def first_boot(hashed: str | None, password_file: str | None, timezone: str | None,
+               locale: str | None) -> Identity:
+    """What create writes into the tree, each value checked (settings/firstboot.py)."""
+    if hashed is not None and password_file is not None:
+        raise Usage("--root-password-hashed and --root-password-file: give one of them")
+    if password_file is not None:
+        hashed = firstboot.hash_password_file(password_file)
+    return Identity(
+        root_hash=None if hashed is None else firstboot.check_root_hash(hashed),
+        timezone=None if timezone is None else firstboot.check_timezone(timezone),
+        locale=None if locale is None else firstboot.check_locale(locale))
+
+
+def with_credential(cfg: ContainerConfig, credential, flag: str) -> ContainerConfig:
+    """cfg with one more credential, which a flag of its own gives."""
+    if any(c.name == credential.name for c in cfg.credentials):
+        raise Usage(f"{flag} and --credential {credential.name}=... both give credential "
+                    f"{credential.name}: give one of them")
+    return replace(cfg, credentials=cfg.credentials + (credential,))
 
 
 def _said(name: str, info: dict, as_json: bool):

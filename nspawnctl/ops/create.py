@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import sources
-from ..errors import Error, refused_content
+from ..errors import Error, Usage, refused_content
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..paths import service_unit
@@ -26,6 +26,7 @@ from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from ..sources.oci.source import apply_image_config, boot_rule, image_user_warning
 from ..store import order, overlay
 from ..store.commit import finish
+from ..store.identity import Identity
 from ..store.images import held_image
 from ..systemd import bootunits
 from ..times import now
@@ -33,13 +34,16 @@ from .common import Report, check_mounts, require_root
 
 
 def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: Request,
-           use_overlay: bool = False) -> dict:
+           use_overlay: bool = False, identity: Identity | None = None) -> dict:
     """Make container NAME from the source --from names; returns what was done (for the user
     and the tests).  request holds the options sources read (sources/base.py); use_overlay:
     stand on the cached base instead of copying it."""
     paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
     store.require_absent(name)
+    if identity and use_overlay:  # written into the tree, and an overlay's base is shared
+        raise Usage("--root-password-*, --timezone and --locale are written into the tree: "
+                    "not with --overlay")
     check_mounts(paths, cfg.binds, cfg.volumes, cfg.private_users)
     # the boot-time recovery, for this container's first start
     bootunits.ensure_units(paths, lambda: ctx.bus)
@@ -77,7 +81,8 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
                     info.update(plan.build(stage / "tree"))
                 cfg = dataclasses.replace(cfg, created=now())
                 address = network.join(paths, name, cfg)  # given back if the commit fails
-                finish(store, stage, name, cfg, cfg.hostname or name, lower)
+                finish(store, stage, name, cfg, cfg.hostname or name, lower,
+                       identity=identity)
         if address is not None:
             info["address"] = [str(address)]
             network.joined(paths, ctx.bus, name, cfg)

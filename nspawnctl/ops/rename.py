@@ -23,6 +23,7 @@ from ..network import containers as network
 from ..paths import service_unit
 from ..runtime.context import Context
 from ..runtime.lifecycle import running_for_copy
+from ..settings import credentials
 from ..settings.files import load_config
 from ..store import order, overlay, snapshots
 from ..store.containers import is_enabled
@@ -53,11 +54,13 @@ def rename(ctx: Context, old: str, new: str) -> dict:
             network.require_host_network(paths)
         copied = _copy_settings(ctx, old, new)
         try:
+            credentials.copy(paths, old, new)  # the values its settings name (0600)
             rename_noreplace(paths.tree(old), paths.tree(new))  # the commit point
         except BaseException:
             for path in copied:
                 path.unlink(missing_ok=True)
             _remove_empty(paths.dropin_dir(new))
+            credentials.remove(paths, new)
             raise
         fsync_dir(paths.machines)
         _move_snapshots(ctx, old, new)

@@ -13,6 +13,7 @@ from ..errors import Error, InvalidInput
 from ..paths import HOLDS
 from ..systemd.unitfiles import render
 from . import conffile
+from .credentials import DROPIN_NAME as CREDENTIALS_DROPIN_NAME
 from .model import UNIT_SETTINGS, ContainerConfig
 
 DROPIN_NAME = "50-nspawnctl.conf"
@@ -22,7 +23,8 @@ NETWORK_DROPIN_NAME = "60-nspawnctl-network.conf"
 # interval in the timer's own drop-in (units/health-timer.conf).
 HEALTH_DROPIN_NAME = "70-nspawnctl-health.conf"
 HEALTH_TIMER_DROPIN_NAME = "50-nspawnctl.conf"
-OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME, HEALTH_DROPIN_NAME)
+# The credentials' (credentials.py): paths to their values, never a value.
+OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME, HEALTH_DROPIN_NAME, CREDENTIALS_DROPIN_NAME)
 # What systemd writes in /run/systemd/system.control/UNIT.d/ for the live properties nspawnctl
 # sets (unit_write_setting: 50-KEY.conf, KEY the unit file's key, CPUQuota for
 # CPUQuotaPerSecUSec).  They override the drop-in in /etc until they are deleted.

@@ -8,7 +8,9 @@ from ..errors import Error, InvalidInput, refused_content
 from ..fs.files import read_small_text, write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import install, render
+from . import credentials
 from .dropin import (
+    CREDENTIALS_DROPIN_NAME,
     DROPIN_NAME,
     HEALTH_DROPIN_NAME,
     HEALTH_TIMER_DROPIN_NAME,
@@ -34,6 +36,10 @@ def load_config(paths: Paths, name: str, dropin: bool = True) -> ContainerConfig
             cfg = parse_nspawn(text, cfg)
         except Error as exc:
             raise refused_content(exc) from None
+    if cfg.credentials:  # by the digest of what the store holds: a same value is no change
+        cfg = replace(cfg, credentials=tuple(
+            replace(c, digest=credentials.stored_digest(paths, name, c.name))
+            for c in cfg.credentials))
     if not dropin:
         return cfg
     path = paths.dropin_dir(name) / DROPIN_NAME
@@ -65,8 +71,15 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
         if old is not None:
             text = update_nspawn(old, cfg)
             break
+    # the values before the files that name them: a crash between leaves a value unused
+    credentials.save(paths, name, cfg.credentials, like=like)
     write_atomic(nspawn, text)
     write_atomic(paths.dropin_dir(name) / DROPIN_NAME, render_dropin(cfg, str(paths.holds)))
+    handed = credentials.render_dropin(paths, cfg.credentials)
+    if handed is None:
+        (paths.dropin_dir(name) / CREDENTIALS_DROPIN_NAME).unlink(missing_ok=True)
+    else:
+        write_atomic(paths.dropin_dir(name) / CREDENTIALS_DROPIN_NAME, handed)
     network = paths.dropin_dir(name) / NETWORK_DROPIN_NAME
     if cfg.network in NETWORK_MODES:
         network.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import Error, Usage
 from ..paths import Paths
 from .conffile import continues
+from .credentials import Credential
 from .values import Bind, VolumeMount, check_bind_path, check_text
 
 _TRUE = ("1", "yes", "y", "true", "t", "on")
@@ -343,6 +344,26 @@ class Ports(NspawnKey):
 
     def lines(self, value):
         return [f"X-NspawnctlPort={port}" for port in value]
+
+
+class Credentials(NspawnKey):
+    """The names of the container's credentials, one X-NspawnctlCredential= line each: never
+    a value (credentials.py says where values live and how systemd-nspawn gets them)."""
+
+    def __init__(self):
+        super().__init__("Exec", "X-NspawnctlCredential")
+
+    def read(self, partial, name, raw):
+        if not raw:
+            return ()
+        try:
+            credential = Credential(raw)
+        except Error as e:
+            raise Unreadable(str(e)) from None
+        return (() if partial is UNSET else partial) + (credential,)
+
+    def lines(self, value):
+        return [f"X-NspawnctlCredential={c.name}" for c in value]
 
 
 class Comment(NspawnKey):

@@ -23,7 +23,7 @@ from ..errors import Usage
 from ..names import check_name, check_stack_name
 from ..paths import service_unit
 from ..times import check_rfc3339
-from . import health, keys
+from . import credentials, health, keys
 from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
 from .values import (
@@ -46,6 +46,8 @@ from .values import (
     parse_volume,
 )
 
+# systemd-nspawn's Timezone= modes (systemd.nspawn(5), 252).
+TIMEZONE_MODES = ("off", "copy", "bind", "symlink", "delete", "auto")
 # Network modes besides the names of nspawnctl networks ("default" is one of those).
 NETWORK_MODES = ("host", "none", "veth")
 # systemd's Restart= values, all of them, so a hand edit systemd takes is read too.
@@ -358,6 +360,22 @@ class ContainerConfig:
              "set --no-requires NAME removes one).", check=_check_each(check_name),
         unit=keys.UnitKey("Requires", format_units, parse_units, section="Unit"),
         key=lambda n: n, removes=_name_matches)
+    # -- credentials (issue 32): names here, values in nspawnctl's 0600 store (credentials.py)
+    credentials: tuple = _setting(
+        (), flag="--credential", metavar="NAME=VALUE|NAME=@FILE",
+        parse=credentials.parse_credential, multiple=True,
+        help="Hand the container a credential, which its services read through systemd's "
+             "$CREDENTIALS_DIRECTORY (repeatable; @FILE copies that file's content, which "
+             "keeps the value off command lines; shown by NAME only; set --no-credential "
+             "NAME removes one).",
+        nspawn=keys.Credentials(), key=lambda c: c.name, removes=credentials.removes)
+    timezone_mode: str | None = _setting(
+        None, help="systemd-nspawn's Timezone=: None leaves its default (auto: the host's "
+                   "zone follows into the container at each start); create --timezone "
+                   "sets off, so the zone written into the tree stays.",
+        check=lambda v: check_choice(v, TIMEZONE_MODES, "Timezone= mode"),
+        nspawn=keys.Text("Exec", "Timezone",
+                         check=lambda v: check_choice(v, TIMEZONE_MODES, "Timezone= mode")))
     image: str | None = _setting(
         None, help="The cached base tree it was made from.", apply=Apply.RECORD,
         check=_check_image, nspawn=keys.Comment("nspawnctl-image"))

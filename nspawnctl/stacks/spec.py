@@ -22,6 +22,7 @@ from ..errors import Error, InvalidInput
 from ..names import check_name, check_stack_name
 from ..network.containers import network_state
 from ..runtime.context import Context
+from ..settings import credentials
 from ..settings.files import load_config
 from ..settings.model import (
     CLI_SETTINGS,
@@ -79,6 +80,9 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
             containers[name] = container_keys(
                 cfg, stacked, _image_env(paths, cfg), running=name in running,
                 enabled=is_enabled(paths, name))
+            if cfg.credentials:  # never a value: the file in the store that holds it
+                containers[name]["credential"] = [credentials.spelled(paths, name, c)
+                                                  for c in cfg.credentials]
         except Error as e:
             problems.append(InvalidInput(f"{name}: {e.message}", hint=e.hint))
     if len(problems) == 1:

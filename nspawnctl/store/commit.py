@@ -10,21 +10,26 @@ from ..settings.files import save_config
 from ..settings.model import ContainerConfig
 from . import overlay
 from .containers import Store
+from .identity import Identity, write_identity
 
 
 def finish(store: Store, stage: Path, name: str, cfg: ContainerConfig, hostname: str,
-           lower: Path | None = None, like: str | None = None):
+           lower: Path | None = None, like: str | None = None,
+           identity: Identity | None = None):
     """Give the staged tree its identity and commit it: settings first, then the tree's rename,
     from which on the container exists.  With lower (an --overlay container) the tree is an
     empty mount point and stage/layers holds its changes on top of lower.  With like (clone)
     the settings start from that container's, hand edits included.
 
     A NAME.nspawn the user wrote before running create is edited, not replaced, and a failed
-    create gives it back as it was."""
+    create gives it back as it was.  identity (create's --root-password-*, --timezone,
+    --locale) is written into the staged tree (identity.py; never an --overlay's shared base)."""
     paths = store.paths
     tree = stage / "tree"
     if lower is None:
         prepare_tree(tree, hostname)
+        if identity:
+            write_identity(tree, identity)
     else:
         prepare_tree(lower, hostname, upper=stage / "layers" / "upper")
     nspawn = paths.nspawn_file(name)

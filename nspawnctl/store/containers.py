@@ -20,7 +20,7 @@ from ..fs.walk import remove_tree
 from ..names import check_name
 from ..network.state import NetworkState
 from ..paths import Paths, service_unit
-from ..settings import running
+from ..settings import credentials, running
 from ..settings.dropin import DROPIN_NAME, LIVE_DROPINS, OUR_DROPINS
 from ..settings.files import remove_health_timer_dropin
 from . import overlay, snapshots
@@ -222,6 +222,7 @@ class Store:
         with contextlib.suppress(FileNotFoundError):  # its last health check
             (self.paths.health / f"{name}.json").unlink()
         NetworkState(self.paths.state / "network").release(name)
+        credentials.remove(self.paths, name)  # the values (0600) its settings named
         running.forget(self.paths, name)  # a next container of that name starts afresh
         with contextlib.suppress(OSError):
             dropin.rmdir()  # only when nothing of the user's is left in it

@@ -178,3 +178,19 @@ def test_without_a_command_nothing_runs(monkeypatch, capsys, ssh):
 def test_help_shows_host():
     from click.testing import CliRunner
     assert "-H, --host [USER@]HOST[:PORT]" in CliRunner().invoke(climod.cli, ["--help"]).output
+
+
+@pytest.mark.parametrize("args", [["create", "c", "--credential", "k=v"],
+                                  ["set", "c", "--credential=k=v"],
+                                  ["set", "c", "--credential", "k=v=@x"],
+                                  ["create", "c", "--root-password-hashed", "$y$x"]])
+def test_a_credential_value_is_never_put_on_ssh_s_command_line(args):
+    with pytest.raises(Usage, match="with --host, a .* would be on ssh's command line"):
+        remote.refuse_inline_secrets(args)
+
+
+def test_a_credential_file_and_a_containers_own_command_go_over():
+    assert remote.refuse_inline_secrets(["create", "c", "--credential", "k=@/etc/k",
+                                         "--credential=j=@/etc/j"]) is None
+    assert remote.refuse_inline_secrets(["exec", "c", "--", "tool", "--credential", "k=v"]) \
+        is None

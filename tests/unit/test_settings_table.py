@@ -58,6 +58,9 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     "health_retries": (["--health-retries", "5"], 5, False),
     "health_start_period": (["--health-start-period", "1min 30s"], 90, False),
     "on_unhealthy": (["--on-unhealthy", "restart"], "restart", False),
+    # by name only: the value is never shown (tests/unit/test_credential_setting.py)
+    "credentials": (["--credential", "db.password=s3cret", "--credential", "token=x"],
+                    ["db.password", "token"], True),
     "auto_update": (["--auto-update", "registry"], "registry", False),
 }
 # The other settings a value needs (ports are published only from a network of nspawnctl's).
@@ -130,7 +133,7 @@ PUBLIC = {"private_users": "private_users", "network": "network", "binds": "bind
           "after": "after", "requires": "requires", "health_cmd": "health_cmd",
           "health_interval": "health_interval", "health_timeout": "health_timeout",
           "health_retries": "health_retries", "health_start_period": "health_start_period",
-          "on_unhealthy": "on_unhealthy",
+          "on_unhealthy": "on_unhealthy", "credentials": "credential",
           "auto_update": "auto_update"}
 
 

@@ -169,6 +169,13 @@ options:
     description: Containers this one requires (started first, stopped with it).
     type: list
     elements: str
+  credential:
+    description:
+      - Credentials for the container's services, as --credential takes them
+        (C(NAME=@FILE), a file on the managed host, or C(NAME=VALUE)); nspawnctl shows
+        them by name only, and the task's log never shows them (no_log).
+    type: list
+    elements: str
   auto_update:
     description: C(registry) to let C(nspawnctl auto-update) replace it with a newer image of
       its registry reference (rolled back when not healthy); C(none) not to (--auto-update).
@@ -270,6 +277,7 @@ SETTING_OPTIONS = dict(
     on_unhealthy=dict(type='str', choices=['none', 'restart', 'stop', 'kill']),
     after=dict(type='list', elements='str'),
     requires=dict(type='list', elements='str'),
+    credential=dict(type='list', elements='str', no_log=True),
     auto_update=dict(type='str', choices=['registry', 'none']),
 )
 STARTED = ('running', 'starting')
