@@ -71,6 +71,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Log in to REGISTRY: the credentials go to the auth file podman and skopeo use."),
     "logout": ("registry", "logout_command",
                "Forget the credentials of REGISTRY (or of all with --all)."),
+    "auto-update": ("registry", "auto_update_command",
+                    "Update the containers marked --auto-update registry (or those named) to "
+                    "the image their reference names now, keeping their settings; roll each "
+                    "back when it is not healthy."),
     "images": ("inventory", "images_group",
                "List pulled images and cached base trees (see also: images rm, images prune)."),
     "list": ("inventory", "list_", "List every container, running or not."),

@@ -121,6 +121,11 @@ _PULLED = {"name": str, "digest": str, "platform": str, "index": Null(str), "key
 
 _UPGRADED = {"name": str, "state": str, "snapshot": Null(str), "snapshot_method": Null(str)}
 
+# auto-update: one row per container; action: updated, up-to-date, would-update (--dry-run),
+# rolled-back (the new image was not healthy) or failed (message says why)
+_AUTO_UPDATED = {"name": str, "reference": Null(str), "image": Null(str),
+                 "new_image": Null(str), "action": str, "message": Null(str)}
+
 _ROLLED_BACK = {"name": str, "tag": str, "method": str, "restarted": bool,
                 "state": Null(str), "settings_changed": bool}
 
@@ -204,7 +209,8 @@ SCHEMA_VERSION = 1
 
 _FIXED: dict[str, dict[str, Any]] = {
     "image": _IMAGE, "network": _NETWORK, "snapshot": _SNAPSHOT, "created": _CREATED,
-    "pulled": _PULLED, "upgraded": _UPGRADED, "rolled_back": _ROLLED_BACK,
+    "pulled": _PULLED, "auto_updated": _AUTO_UPDATED,
+    "upgraded": _UPGRADED, "rolled_back": _ROLLED_BACK,
     "exported": _EXPORTED, "applied": _APPLIED, "changed": _CHANGED, "enabled": _ENABLED,
     "killed": _KILLED, "configured": _CONFIGURED, "removed": _REMOVED, "cloned": _CLONED,
     "renamed": _RENAMED, "network_removed": _NETWORK_REMOVED,
@@ -234,6 +240,7 @@ PRINTED_BY: dict[str, str] = {
     "snapshot": "snapshot list, snapshots: [...]; snapshot create",
     "created": "create, run",
     "pulled": "pull",
+    "auto_updated": "auto-update: [...]",
     "upgraded": "upgrade",
     "rolled_back": "rollback, snapshot rollback",
     "exported": "export",
@@ -241,7 +248,8 @@ PRINTED_BY: dict[str, str] = {
     "usage": "stats: [...]",
     "process": "top: [...]",
     "changed": "start, stop, restart: [...]",
-    "enabled": "enable, disable: [...]",
+    "enabled": "enable, disable: [...] (and auto-update --enable-timer or --disable-timer: "
+               "one, the timer unit's)",
     "killed": "kill: [...]",
     "configured": "set",
     "removed": "remove: [...]",

@@ -1,11 +1,15 @@
-"""Registries: pull, login, logout."""
+"""Registries: pull, login, logout, auto-update."""
+
+import sys
 
 import click
 
+from ..errors import CHANGES, Error, Usage
+from ..ops import autoupdate
 from ..ops import pull as ops
 from . import completion, jsonview, pass_app
-from .options import registry_options
-from .output import print_record, tty_progress
+from .options import json_option, registry_options, timeout_option
+from .output import print_json, print_record, tty_progress
 
 
 @click.command("pull")
@@ -46,3 +50,57 @@ def login_command(app, registry, username, password_stdin, tls_verify):
 def logout_command(app, registry, all_):
     """Forget the credentials of REGISTRY (or of all with --all)."""
     ops.logout(app.ctx, registry, all_)
+
+
+@click.command("auto-update")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=completion.containers)
+@click.option("--dry-run", is_flag=True,
+              help=f"Only say which containers would be updated; exit {CHANGES} when any "
+                   "would, 0 when none.")
+@click.option("--enable-timer", is_flag=True,
+              help="Install and enable nspawnctl-auto-update.timer: a run every day.")
+@click.option("--disable-timer", is_flag=True, help="Stop and disable that timer.")
+@timeout_option("for an updated container to come up")
+@json_option()
+@pass_app
+def auto_update_command(app, names, dry_run, enable_timer, disable_timer, timeout, as_json):
+    """Update the containers marked --auto-update registry (or those named) to the image
+    their reference names now, keeping their settings; roll each back when it is not
+    healthy."""
+    if enable_timer or disable_timer:
+        if enable_timer and disable_timer or names or dry_run:
+            raise Usage("--enable-timer and --disable-timer take no names, no --dry-run and "
+                        "not each other")
+        info = jsonview.view("enabled", autoupdate.set_timer(app.ctx, enable=enable_timer))
+        if as_json:
+            print_record(info, True)
+        else:
+            click.echo(f"{info['name']} {'enabled' if info['enabled'] else 'disabled'}")
+        return
+    rows = jsonview.views("auto_updated",
+                          autoupdate.auto_update(app.ctx, list(names), dry_run=dry_run,
+                                                 timeout=timeout))
+    if as_json:
+        print_json(rows)
+    else:
+        for row in rows:
+            click.echo(_said(row))
+        if not rows:
+            click.echo("no container is marked --auto-update registry")
+    failed = [r["name"] for r in rows if r["action"] in ("failed", "rolled-back")]
+    if failed:
+        raise Error(f"auto-update did not update {', '.join(failed)}",
+                    hint="each one's line says why")
+    if dry_run and any(r["action"] == "would-update" for r in rows):
+        sys.exit(CHANGES)
+
+
+def _said(row: dict) -> str:
+    name, ref = row["name"], row["reference"]
+    if row["action"] == "updated":
+        return f"{name}: updated to {row['new_image']} ({ref})"
+    if row["action"] == "up-to-date":
+        return f"{name}: up to date ({ref})"
+    if row["action"] == "would-update":
+        return f"{name}: would update {row['image']} -> {row['new_image']} ({ref})"
+    return f"{name}: {row['message']}"

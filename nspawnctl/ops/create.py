@@ -18,6 +18,7 @@ from ..errors import Error, Usage, refused_content
 from ..fs.copy import clone_tree
 from ..network import containers as network
 from ..paths import service_unit
+from ..runtime.autoupdate import require_updatable
 from ..runtime.context import Context
 from ..settings.model import ContainerConfig
 from ..sources.base import Base, Request
@@ -48,6 +49,7 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
     bootunits.ensure_units(paths, lambda: ctx.bus)
     # checked now (a value no .nspawn line can hold), not after a bootstrap
     cfg = dataclasses.replace(cfg, made_from=made_from(source, request, use_overlay))
+    require_updatable(name, cfg)  # --auto-update registry: only a registry image's
     kind, rest = sources.lookup(source)
     sources.check(kind, request, use_overlay)
     plan = kind.plan(rest, request)  # a source refuses what it cannot make now

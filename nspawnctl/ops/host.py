@@ -13,8 +13,9 @@ What there can be to do (store/containers.py has the commit points):
   cut before its commit, or a remove cut after it; deleted (only what nspawnctl wrote);
 - an --overlay container whose tree was committed but whose mount unit was not enabled yet:
   enabled (rolled forward), so it is mounted from the next boot on as from this start on;
-- an upgrade killed after it swapped the upgraded tree in, before its health check: rolled
-  back to the snapshot it took (ops/upgrade.py), so no container boots an unchecked upgrade.
+- an upgrade or auto-update killed after it swapped the new tree in, before its health check:
+  rolled back to the snapshot it took (runtime/upgrade.py, runtime/autoupdate.py), so no
+  container boots an unchecked upgrade or image.
 Commands do the same for the names they touch (the sweep); this does it for all of them before
 anything else can look.
 """
@@ -23,6 +24,7 @@ import os
 
 from ..errors import Error
 from ..paths import Paths
+from ..runtime.autoupdate import TABLES
 from ..runtime.context import Context
 from ..runtime.upgrade import finish_interrupted, interrupted
 from ..store import overlay
@@ -46,7 +48,7 @@ def recover(paths: Paths) -> list[str]:
     for name in interrupted(paths):
         try:
             with ctx.holding(name) as held:  # held by an upgrade still running: not ours
-                if finish_interrupted(held, start_after=False, running=False):
+                if finish_interrupted(held, start_after=False, running=False, tables=TABLES):
                     done.append(f"finished the interrupted upgrade of {name}")
         except Error as exc:
             done.append(f"left the upgrade record of {name}: {exc.message}")

@@ -7,6 +7,7 @@ from typing import Any
 from ..network import containers as network
 from ..paths import service_unit
 from ..runtime import health
+from ..runtime.autoupdate import require_updatable
 from ..runtime.context import Context
 from ..runtime.lifecycle import is_active
 from ..settings import running as running_record
@@ -49,6 +50,8 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
     with ctx.holding(name):
         old = load_config(paths, name)
         new = replace(edit(old, options), **(values or {}))
+        if new.auto_update != old.auto_update:
+            require_updatable(name, new)
         # only the mounts it adds: one whose source went away since must not block other
         # changes
         check_mounts(paths, (b for b in new.binds

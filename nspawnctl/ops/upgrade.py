@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from ..errors import Conflict
 from ..runtime import upgrade as steps
+from ..runtime.autoupdate import TABLES
 from ..runtime.context import Context
 from ..runtime.lifecycle import TIMEOUT
 from ..runtime.upgrade import Upgrade, in_copy, inside
@@ -33,7 +34,7 @@ def upgrade(ctx: Context, name: str, check: str | None = None, keep_snapshot: bo
         up = Upgrade(held, check=check, keep_snapshot=keep_snapshot, timeout=timeout,
                      step_timeout=step_timeout, private_users=cfg.private_users,
                      run_inside=run_inside, run_in_copy=run_in_copy)
-        steps.finish_interrupted(held)
+        steps.finish_interrupted(held, tables=TABLES)  # an auto-update's record too
         steps.drive(up, steps.PHASES)  # looked up now: tests put a table of their own there
     return {"name": name, "state": up.state, "snapshot": up.tag if keep_snapshot else None,
             "snapshot_method": up.method}

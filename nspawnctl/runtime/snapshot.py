@@ -11,7 +11,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from ..errors import Conflict
+from ..errors import Conflict, Error
 from ..paths import service_unit
 from ..store import overlay, snapshots
 from ..store.hold import hold, require_stopped, running_dependents
@@ -122,7 +122,13 @@ def restore(held: Held, tag: str, start_after: bool | None = None,
                     overlay.mount_tree(paths, name, lower)
         changed = snapshots.restore_settings(paths, name, tag)
     if changed:
-        ctx.bus.reload()  # the drop-in the unit runs with may be another now
+        try:
+            ctx.bus.reload()  # the drop-in the unit runs with may be another now
+        except Error:
+            if running is not False:
+                raise
+            # at boot (recover), maybe before the bus: systemd has not started the container,
+            # and an auto-update's rollback changed only its .nspawn file, read at its start
     state = None
     again = running if start_after is None else start_after
     if again:

@@ -33,7 +33,7 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -153,6 +153,7 @@ class Upgrade:
     """An upgrade of a container as it goes (or, in finish_interrupted, as its record says)."""
     held: Held
     why: str = ""  # the start of a rollback's line: a failure, or an interruption
+    table: str = "upgrade"  # the command and its table of phases (TABLES), as the record says
     check: str | None = None
     keep_snapshot: bool = False
     timeout: float = 60  # for its starts
@@ -192,7 +193,7 @@ class Upgrade:
         self.tag = self.tag or _new_tag(self.paths, self.name)
         write_atomic(_record(self.paths, self.name), json.dumps(
             {"tag": self.tag, "phase": word, "was_running": self.was_running,
-             "keep_snapshot": self.keep_snapshot}))
+             "keep_snapshot": self.keep_snapshot, "table": self.table}))
 
 
 def _ready(up: Upgrade):
@@ -375,7 +376,7 @@ def _fail(up: Upgrade, owed: list[Phase],
           exc: StepFailed | Error | KeyboardInterrupt) -> NoReturn:
     step = exc.step if isinstance(exc, StepFailed) else (
         "interrupted" if isinstance(exc, KeyboardInterrupt) else exc.message)
-    up.why = f"upgrade failed at {step}"
+    up.why = f"{up.table} failed at {step}"
     _undo(up, owed)
     _record(up.paths, up.name).unlink(missing_ok=True)  # put right: nothing to recover
     if isinstance(exc, KeyboardInterrupt):
@@ -389,7 +390,7 @@ def _fail(up: Upgrade, owed: list[Phase],
     hint = _last_output(exc.output) if isinstance(exc, StepFailed) else exc.hint
     if isinstance(exc, StepFailed) and exc.why:
         hint = "\n".join(exc.why + ([hint] if hint else []))
-    raise Error(f"upgrade of {up.name} failed at {step}; {left}", hint=hint) from None
+    raise Error(f"{up.table} of {up.name} failed at {step}; {left}", hint=hint) from None
 
 
 def _undo(up: Upgrade, phases: list[Phase]):
@@ -408,11 +409,14 @@ def interrupted(paths: Paths) -> list[str]:
 
 
 def finish_interrupted(held: Held, start_after: bool | None = None,
-                       running: bool | None = None) -> bool:
+                       running: bool | None = None,
+                       tables: Mapping[str, Sequence[Phase]] | None = None) -> bool:
     """An upgrade of NAME killed before its end (the caller holds NAME's lock, so its writer
     is gone): the undos its record calls for (see Phase), so after the swap it is rolled back
     to its snapshot, and before it started again if it ran.  Its snapshot goes unless it was
-    asked to stay.  True when there was one."""
+    asked to stay.  True when there was one.  tables: the phase tables by the record's word
+    for them (runtime/autoupdate.py TABLES has every one; a record of a table not given is
+    left for a caller that has it)."""
     paths, name = held.paths, held.name
     path = _record(paths, name)
     try:
@@ -423,11 +427,16 @@ def finish_interrupted(held: Held, start_after: bool | None = None,
     except (OSError, ValueError, KeyError, TypeError):
         path.unlink(missing_ok=True)  # not one we wrote whole: write_atomic writes whole
         return False
-    up = Upgrade(held, why=f"an earlier upgrade of {name} was interrupted",
+    table = record.get("table", "upgrade")  # a record of before auto-update: an upgrade's
+    phases = (tables or {"upgrade": PHASES}).get(table)
+    if phases is None:
+        raise Error(f"the record of an interrupted {str(table)[:40]!r} of {name} is not "
+                    "this command's to finish", hint="nspawnctl recover finishes it")
+    up = Upgrade(held, why=f"an earlier {table} of {name} was interrupted", table=table,
                  tag=tag, keep_snapshot=bool(record.get("keep_snapshot")), running=running,
                  was_running=bool(record.get("was_running")) if start_after is None
                  else start_after)
-    owed = recorded_through(record.get("phase"), PHASES)
+    owed = recorded_through(record.get("phase"), phases)
     if not (any(p.kept for p in owed) and _has_snapshot(up)):
         up.report(f"{up.why} before its install: nothing to roll back")
     _undo(up, owed)

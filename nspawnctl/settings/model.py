@@ -394,6 +394,15 @@ class ContainerConfig:
                  "made before nspawnctl kept it.  `spec` turns it back into a stack file.",
         apply=Apply.RECORD, check=_check_each(lambda w: check_text(w, "create option")),
         nspawn=keys.CommentWords("nspawnctl-made-from"))
+    # what `nspawnctl auto-update` does for it: "registry" (a container made from a registry
+    # image, runtime/autoupdate.py refuses others) or None; --auto-update none unsets it
+    auto_update: str | None = _setting(
+        None, flag="--auto-update", choices=("registry", "none"), apply=Apply.RECORD,
+        parse=lambda v: None if v == "none" else v,
+        check=lambda v: check_choice(v, ("registry",), "auto-update policy"),
+        help="registry: `nspawnctl auto-update` replaces its tree when its image's tag names "
+             "a new image, and rolls back when it is not healthy; none: never (default).",
+        nspawn=keys.Comment("nspawnctl-auto-update"))
 
     def __post_init__(self):
         for s in SETTINGS:

@@ -61,6 +61,7 @@ EXPECTED: dict[str, tuple[list[str], object, bool]] = {
     # by name only: the value is never shown (tests/unit/test_credential_setting.py)
     "credentials": (["--credential", "db.password=s3cret", "--credential", "token=x"],
                     ["db.password", "token"], True),
+    "auto_update": (["--auto-update", "registry"], "registry", False),
 }
 # The other settings a value needs (ports are published only from a network of nspawnctl's).
 EXAMPLES_NEED: dict[str, dict] = {"ports": {"network": DEFAULT_NETWORK}}
@@ -132,7 +133,8 @@ PUBLIC = {"private_users": "private_users", "network": "network", "binds": "bind
           "after": "after", "requires": "requires", "health_cmd": "health_cmd",
           "health_interval": "health_interval", "health_timeout": "health_timeout",
           "health_retries": "health_retries", "health_start_period": "health_start_period",
-          "on_unhealthy": "on_unhealthy", "credentials": "credential"}
+          "on_unhealthy": "on_unhealthy", "credentials": "credential",
+          "auto_update": "auto_update"}
 
 
 def test_a_setting_is_shown_under_its_flags_name_everywhere():

@@ -176,6 +176,11 @@ options:
         them by name only, and the task's log never shows them (no_log).
     type: list
     elements: str
+  auto_update:
+    description: C(registry) to let C(nspawnctl auto-update) replace it with a newer image of
+      its registry reference (rolled back when not healthy); C(none) not to (--auto-update).
+    type: str
+    choices: [registry, none]
 attributes:
   diff_mode:
     description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
@@ -273,6 +278,7 @@ SETTING_OPTIONS = dict(
     after=dict(type='list', elements='str'),
     requires=dict(type='list', elements='str'),
     credential=dict(type='list', elements='str', no_log=True),
+    auto_update=dict(type='str', choices=['registry', 'none']),
 )
 STARTED = ('running', 'starting')
 

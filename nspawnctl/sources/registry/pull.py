@@ -329,3 +329,48 @@ def _fetch(store: BlobStore, image: str, blobs: list[tuple[str, int]], stage: Pa
 
 def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+
+
+@dataclass(frozen=True)
+class Current:
+    """What a registry says a reference names now, for the platform (lookup)."""
+    name: str
+    digest: str  # its manifest's, for the platform: what keys its base tree (oci-sha256-...)
+
+
+def lookup(paths: Paths, text: str, *, platform: str | None = None,
+           tls_verify: bool | None = None) -> Current:
+    """Ask the registry which image TEXT (a qualified reference) names now, fetching no blob:
+    the manifest (through an index for the platform), held to the same bounds and checks as a
+    pull's (a reference by digest must get that digest, an index entry its digest, the config
+    descriptor its bounds), so that auto-update --dry-run and auto-update decide alike."""
+    ref = parse_user(text)
+    if ref.short:
+        raise Usage(f"{text[:80]!r} is a short name: auto-update asks one registry",
+                    hint="make the container from a qualified reference "
+                         "(REGISTRY/REPO:TAG)")
+    want = parse_platform(platform)
+    with Store(paths).staging(paths.pulled, "lookup") as stage:
+        tmp = stage / "tmp"
+        tmp.mkdir()
+        raw = skopeo.inspect_raw(ref.name, tls_verify, tmp)
+        digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if ref.digest and digest != ref.digest:
+            raise InvalidInput(f"registry answered {ref.name} with another manifest ({digest})",
+                               hint=HOSTILE)
+        doc = _document(raw, ref, "manifest")
+        media_type = None
+        if _is_index(doc):
+            desc = _choose(doc, ref, want)
+            raw = skopeo.inspect_raw(f"{ref.repository}@{desc.digest}", tls_verify, tmp)
+            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            if len(raw) != desc.size or digest != desc.digest:
+                raise InvalidInput(f"registry answered {ref.repository}@{desc.digest} with "
+                                   "another manifest", hint=HOSTILE)
+            doc = _document(raw, ref, "manifest")
+            if _is_index(doc):
+                raise InvalidInput(f"image {ref.name}: an index inside an index is not "
+                                   "supported")
+            media_type = desc.media_type
+        _bounded(doc, ref, media_type or _media_type(doc))  # refused here as by a pull
+    return Current(ref.name, digest)
