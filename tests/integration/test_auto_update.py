@@ -49,6 +49,21 @@ def regs(host, world, tmp_path_factory):  # noqa: ARG001 (world: its namespaces)
     r.down()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def store_as_found(nspawnctl):
+    """The image store as this module found it: what it pulled goes at its end (after its
+    containers), so the registry tests that follow count their own blob fetches."""
+    def keys():
+        return {row["key"] for row in json.loads(nspawnctl("images", "--json").stdout)}
+
+    before = keys()
+    yield
+    nspawnctl("remove", "--force", NAME, check=False)
+    nspawnctl("images", "rm", REF, check=False)  # its record, and the blobs nothing needs
+    for key in sorted(keys() - before):  # the trees of the images the tag named before
+        nspawnctl("images", "rm", key, check=False)
+
+
 def push(regs, which: str) -> str:
     layers = [BROKEN if which == "broken" else R.SCRATCH_BASE,
               R.www(PAGES.get(which, b"broken\n"))]
