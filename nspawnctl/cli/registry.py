@@ -5,7 +5,7 @@ import sys
 import click
 
 from ..errors import CHANGES, Error, Usage
-from ..ops import autoupdate
+from ..ops import autoupdate, execute
 from ..ops import pull as ops
 from . import completion, jsonview, pass_app
 from .options import json_option, registry_options, timeout_option
@@ -78,8 +78,9 @@ def auto_update_command(app, names, dry_run, enable_timer, disable_timer, timeou
             click.echo(f"{info['name']} {'enabled' if info['enabled'] else 'disabled'}")
         return
     rows = jsonview.views("auto_updated",
-                          autoupdate.auto_update(app.ctx, list(names), dry_run=dry_run,
-                                                 timeout=timeout))
+                          autoupdate.auto_update(
+                              app.ctx, list(names), dry_run=dry_run, timeout=timeout,
+                              gate=lambda name: execute.health_gate(app.ctx, name, timeout)))
     if as_json:
         print_json(rows)
     else:

@@ -8,6 +8,8 @@ record: the manifest digest that keys its base tree), and only a container whose
 names another image is pulled for and replaced.  One container's failure is its line; the
 others go on."""
 
+from collections.abc import Callable
+
 from ..errors import Error, Usage
 from ..runtime import upgrade as engine
 from ..runtime.autoupdate import AUTO_UPDATE, TABLES, AutoUpdate, require_updatable, source_of
@@ -45,16 +47,19 @@ def _marked(ctx: Context, name: str) -> bool:
 
 
 def auto_update(ctx: Context, names: list[str], dry_run: bool = False,
-                timeout: float = TIMEOUT) -> list[dict]:
+                timeout: float = TIMEOUT,
+                gate: Callable[[str], str | None] | None = None) -> list[dict]:
     """One row per container: name, reference, image (before), new_image, action
-    (updated, up-to-date, would-update, rolled-back, failed) and a message for the failures."""
+    (updated, up-to-date, would-update, rolled-back, failed) and a message for the failures.
+    gate: NAME -> None when its --health-cmd passes, else why not (ops/execute.health_gate,
+    given by the command: ops modules do not import each other)."""
     require_root()
     rows = []
     for name in marked(ctx, list(dict.fromkeys(names))):
         row = {"name": name, "reference": None, "image": None, "new_image": None,
                "action": "failed", "message": None}
         try:
-            _update(ctx, name, row, dry_run, timeout)
+            _update(ctx, name, row, dry_run, timeout, gate)
         except Error as exc:
             row["message"] = exc.message
             if "rolled back" in exc.message:
@@ -63,7 +68,8 @@ def auto_update(ctx: Context, names: list[str], dry_run: bool = False,
     return rows
 
 
-def _update(ctx: Context, name: str, row: dict, dry_run: bool, timeout: float):
+def _update(ctx: Context, name: str, row: dict, dry_run: bool, timeout: float,
+            gate: Callable[[str], str | None] | None = None):
     if not dry_run and name in engine.interrupted(ctx.paths):
         with ctx.holding(name) as held:  # a killed run's first: its record, not the tag, says
             engine.finish_interrupted(held, tables=TABLES)
@@ -92,7 +98,7 @@ def _update(ctx: Context, name: str, row: dict, dry_run: bool, timeout: float):
             row["action"] = "up-to-date"
             return
         with held_image(ctx.paths, base.key, base.meta, base.build, ctx.report) as (image, _):
-            up = AutoUpdate(held, image, base.key, timeout=timeout)
+            up = AutoUpdate(held, image, base.key, timeout=timeout, gate=gate)
             engine.drive(up, AUTO_UPDATE)
     row["action"] = "updated"
 

@@ -334,6 +334,37 @@ def health(ctx: Context, name: str, scheduled: bool = False) -> Health | None:
     return state
 
 
+def health_gate(ctx: Context, name: str, timeout: float) -> str | None:
+    """Whether NAME, just started, passes its --health-cmd: None when it has none or a check
+    passed, else why not.  For auto-update's decision to keep a new image: the check runs as
+    `health` runs it (probe), every interval, up to retries failures in a row once the start
+    period is over, within timeout; nothing is recorded and --on-unhealthy is not acted on
+    (the caller rolls back instead)."""
+    cfg = load_config(ctx.paths, name, dropin=False)
+    if not cfg.health_cmd:
+        return None
+    started = time.monotonic()
+    deadline = started + timeout
+    failures, output = 0, ""
+    while True:
+        props = ctx.bus.machine_properties(name)
+        if props is None:
+            return "it stopped before its health check passed"
+        status, output = probe(ctx, name, cfg, int(props["Leader"]), list(cfg.health_cmd),
+                               cfg.health_timeout)
+        if status == 0:
+            return None
+        if time.monotonic() - started >= cfg.health_start_period:
+            failures += 1
+        if failures >= cfg.health_retries or time.monotonic() >= deadline:
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            said = f"{'timed out' if status is None else f'exit {status}'}: {last[0][:200]}"
+            if failures >= cfg.health_retries:
+                return f"its health check failed {failures} times in a row ({said})"
+            return f"its health check did not pass within {timeout:g} s ({said})"
+        time.sleep(max(0.0, min(cfg.health_interval, deadline - time.monotonic())))
+
+
 def _act(ctx: Context, name: str, action: str):
     """--on-unhealthy.  restart: a job of systemd's on the container's unit, not waited for
     (the unit that runs this check is not part of the container's: the job does not end

@@ -24,6 +24,7 @@ they are; the image comment is the only line that changes.
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..errors import Usage
@@ -50,12 +51,16 @@ SETTLE_SECONDS = 3.0
 class AutoUpdate(Upgrade):
     """An auto-update as it goes: the upgrade's state, and the new image's base tree."""
 
-    def __init__(self, held, image, key: str, settle: float = SETTLE_SECONDS, **kwargs):
+    def __init__(self, held, image, key: str, settle: float = SETTLE_SECONDS,
+                 gate: Callable[[str], str | None] | None = None, **kwargs):
         super().__init__(held, table="auto-update", **kwargs)
         self.image = image  # the new base tree's directory (held by the caller)
         self.key = key      # its key: the container's image record after the swap
         self.settle = settle
         self.boot = True
+        # The container's own --health-cmd, run by the caller's tier (ops/execute.py, which
+        # runtime/ does not import): NAME -> None when it passed, else why not.
+        self.gate = gate
 
 
 def source_of(cfg: ContainerConfig) -> dict | None:
@@ -98,21 +103,23 @@ def require_updatable(name: str, cfg: ContainerConfig):
 
 def healthy(up: Upgrade) -> str | None:
     """Whether the container started by an auto-update is healthy: None when it is, else
-    why not.  THE one place the decision is made (a --health-cmd can join it here): a booted
+    why not.  THE one place the decision is made: a booted
     container's systemd reached running (degraded only when it was degraded before), as for
-    upgrade; a single command's unit is still active SETTLE seconds after its start."""
+    upgrade; a single command's unit is still active SETTLE seconds after its start; and then
+    its --health-cmd passes (the gate), when it has one."""
     assert isinstance(up, AutoUpdate)
     if up.boot:
-        if up.state == "running" or (up.state == "degraded" and up.before == "degraded"):
-            return None
-        return f"its systemd is {up.state}, was {up.before}"
-    deadline = time.monotonic() + up.settle
-    while True:
-        if not is_active(up.ctx.bus, up.name):
+        if not (up.state == "running" or (up.state == "degraded" and up.before == "degraded")):
+            return f"its systemd is {up.state}, was {up.before}"
+    else:
+        deadline = time.monotonic() + up.settle
+        while is_active(up.ctx.bus, up.name):
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        else:
             return "its command exited"
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(0.1)
+    return up.gate(up.name) if up.gate is not None else None
 
 
 # -- the phases ---------------------------------------------------------------------------------

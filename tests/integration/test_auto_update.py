@@ -130,6 +130,36 @@ def test_a_broken_image_is_rolled_back_and_said(host, nspawnctl, regs):
     assert json.loads(nspawnctl("snapshots", NAME, "--json").stdout) == []
 
 
+# /bin/sh for a --health-cmd (run as /bin/sh -c CMD); a tree without the page it checks
+SHELL = ib.layer(ib.symlink("bin/sh", "busybox"))
+NO_PAGE = ib.layer(ib.dir("www"), ib.file("www/other.html", b"not the page\n"))
+
+
+def test_an_image_its_health_cmd_finds_sick_is_rolled_back(host, nspawnctl, regs):
+    """With a --health-cmd the new image is kept only once the check passes in it: an image
+    with the page is kept; one that serves but lacks the page the check looks for is rolled
+    back, the check's failures said."""
+    nspawnctl("set", NAME, "--health-cmd", "test -e /www/index.html", "--health-interval", "1s",
+              "--health-retries", "2")
+    try:
+        regs.push(R.layout(regs.work, "checked", [R.SCRATCH_BASE, SHELL, R.www(b"checked\n")]),
+                  "1", "tls", "test/auto", "1")
+        r = nspawnctl("auto-update", NAME)
+        assert f"{NAME}: updated to" in r.stdout, r
+        kept = status(nspawnctl)["image"]
+        assert page(host, nspawnctl) == "checked\n"
+        regs.push(R.layout(regs.work, "nopage", [R.SCRATCH_BASE, SHELL, NO_PAGE]), "1", "tls",
+                  "test/auto", "1")
+        r = nspawnctl.fails("auto-update", NAME)
+        assert f"{NAME}: auto-update of {NAME} failed at health check (its health check " \
+            "failed 2 times in a row (exit 1" in r.stdout, r
+        assert "rolled back to snapshot" in r.stdout, r
+        assert status(nspawnctl)["image"] == kept and status(nspawnctl)["state"] == "running"
+        assert page(host, nspawnctl) == "checked\n"
+    finally:
+        nspawnctl("set", NAME, "--health-cmd", "none")
+
+
 def test_bad_input_is_one_line_and_changes_nothing(nspawnctl, made):
     r = nspawnctl.fails("create", "au-scratch", "--from", "scratch", "--add", "/bin/busybox",
                         "--cmd", "/bin/busybox sleep 1d", "--auto-update", "registry")

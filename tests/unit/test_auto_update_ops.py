@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from nspawnctl import cli
 from nspawnctl.errors import Error
 from nspawnctl.ops import autoupdate as op
+from nspawnctl.ops import execute
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import autoupdate as au
 from nspawnctl.runtime import snapshot as runtime_snapshot
@@ -330,3 +331,48 @@ def test_lookup_names_the_image_as_a_pull_would_and_fetches_no_blob(tmp_path, mo
         lookup(paths, "reg.test/app:1", platform="linux/amd64")
     with pytest.raises(Error, match="is a short name"):
         lookup(paths, "app:1")
+
+
+def test_the_health_cmd_gate_decides_after_the_start(paths, registry, guest):
+    """A container whose own --health-cmd fails on the new image is rolled back with the
+    gate's reason; one whose check passes keeps it.  The gate runs on the started image."""
+    g = guest()
+    g.running = True
+    asked = []
+
+    def failing(name):
+        asked.append((name, content(paths)))
+        return "its health check failed 3 times in a row (exit 1: no page)"
+
+    [row] = update(paths, gate=failing)
+    assert asked == [("c1", "new\n")]  # on the new tree, after its start
+    assert row["action"] == "rolled-back" and "no page" in row["message"], row
+    assert content(paths) == "old\n" and left(paths) == []
+    [row] = update(paths, gate=lambda name: None)
+    assert row["action"] == "updated" and content(paths) == "new\n"
+
+
+@pytest.mark.parametrize("statuses, retries, start_period, expect", [
+    ([0], 3, 0, None),
+    ([1, 1, 0], 3, 0, None),                       # passes within its retries
+    ([1, 1, 1], 3, 0, "failed 3 times in a row (exit 1: bad)"),
+    ([None, None], 2, 0, "failed 2 times in a row (timed out: bad)"),
+    ([1, 1, 1, 0], 2, 60, None),                   # failures in the start period do not count
+])
+def test_health_gate(paths, monkeypatch, statuses, retries, start_period, expect):
+    cfg = dataclasses.replace(load_config(paths, "c1"), health_cmd=("/bin/sh", "-c", "x"),
+                              health_interval=1, health_retries=retries,
+                              health_start_period=start_period)
+    monkeypatch.setattr(execute, "load_config", lambda p, n, dropin=True: cfg)
+    runs = iter(statuses)
+    monkeypatch.setattr(execute, "probe", lambda ctx, name, c, pid, cmd, t: (next(runs), "bad"))
+    monkeypatch.setattr(execute.time, "sleep", lambda s: None)
+    ctx = context(paths)
+    monkeypatch.setattr(ctx.bus, "machine_properties", lambda name: {"Leader": 1}, raising=False)
+    why = execute.health_gate(ctx, "c1", timeout=300)
+    assert (why is None) if expect is None else (expect in why), why
+
+
+def test_health_gate_without_a_check_passes(paths, monkeypatch):
+    monkeypatch.setattr(execute, "probe", lambda *a: pytest.fail("no check to run"))
+    assert execute.health_gate(context(paths), "c1", timeout=5) is None
