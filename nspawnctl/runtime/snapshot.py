@@ -169,9 +169,10 @@ def restore(held: Held, tag: str, start_after: bool | None = None,
         _check_volumes_to_restore(held, tag, held_volumes)
     # running=False comes from recover at boot, before any container starts and maybe before
     # the bus is up: there is nothing to hold back then
+    at_boot = running is False
     dependents: list[str] = []
     with volumes_held(held, restoring, "not rolled back"), \
-            _held_stopped(ctx, name, at_boot=running is False) as holding:
+            _held_stopped(ctx, name, at_boot=at_boot) as holding:
         if holding:
             running = running_for_copy(ctx, name)  # one stopping is waited for
             if running:
@@ -179,6 +180,10 @@ def restore(held: Held, tag: str, start_after: bool | None = None,
                 report(f"stopping {name}")
                 stop(ctx, name)
             require_stopped(ctx.bus, name)
+        if restoring:  # each volume whole, old or restored, whenever this dies
+            with ctx.store.staging(paths.volumes, f"rollback-{name}") as stage:
+                for volume in restoring:
+                    snapshots.restore_volume(paths, name, tag, volume, stage)
         with ctx.store.staging(paths.machines, f"rollback-{name}") as stage:
             lower = overlay.lower_of(paths, name) if is_overlay else None
             if lower is not None:
@@ -203,7 +208,7 @@ def restore(held: Held, tag: str, start_after: bool | None = None,
         report(f"starting {name}")
         state = start(held)
         restart_dependents(ctx, dependents)
-    if held_volumes and not with_volumes and running is not False:
+    if held_volumes and not with_volumes and not at_boot:
         many = len(held_volumes) > 1
         report(f"snapshot {tag} also holds volume{'s' if many else ''} "
                f"{', '.join(held_volumes)}: left as {'they are' if many else 'it is'} "
