@@ -38,7 +38,8 @@ def _snapshot_rows(rows: list[dict], as_json: bool) -> None:
         for row in rows:
             row["size"] = f"{(row['size'] or 0) / 1e6:.1f} MB"
             row["created"] = (row["created"] or "").replace("T", " ").removesuffix("Z")
-    print_table(rows, ["tag", "method", "size", "created"], as_json)
+            row["volumes"] = ",".join(row["volumes"]) or "-"
+    print_table(rows, ["tag", "method", "size", "created", "volumes"], as_json)
 
 
 @click.group("snapshot", cls=DefaultGroup)
@@ -47,23 +48,31 @@ def snapshot_group():
     (create, list, rm and rollback are the subcommands)."""
 
 
+
+
+
 @snapshot_group.command("create")
 @click.argument("name", shell_complete=completion.containers)
 @click.argument("tag", required=False)
 @click.option("--stop", "stop_if_needed", is_flag=True,
               help="Where a running container cannot be frozen, stop it for the copy and "
                    "start it again.")
+@click.option("--with-volumes", "with_volumes", is_flag=True,
+              help="Copy the named volumes NAME mounts too, in the same moment (refused "
+                   "while another running container mounts one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def snapshot_create(app, name, tag, stop_if_needed, as_json):
+def snapshot_create(app, name, tag, stop_if_needed, with_volumes, as_json):
     """Snapshot NAME as TAG (default: the UTC time, e.g. 20261128T192500Z)."""
     info = jsonview.view("snapshot", snapshot.snapshot(app.ctx, name, tag,
-                                                       stop_if_needed=stop_if_needed), read=True)
+                                                       stop_if_needed=stop_if_needed,
+                                                       with_volumes=with_volumes), read=True)
     if as_json:
         print_record(info, True)
     else:
+        held = f", volumes {', '.join(info['volumes'])}" if info["volumes"] else ""
         click.echo(f"snapshot {info['tag']} of {name} ({info['method']}, "
-                   f"{info['size'] / 1e6:.1f} MB)")
+                   f"{info['size'] / 1e6:.1f} MB{held})")
 
 
 @snapshot_group.command("list")
@@ -93,16 +102,21 @@ def snapshot_rm(app, name, tag, as_json):
 @snapshot_group.command("rollback")
 @click.argument("name", shell_complete=completion.containers)
 @click.argument("tag", shell_complete=completion.snapshot_tags)
+@click.option("--with-volumes", "with_volumes", is_flag=True,
+              help="Put back the named volumes the snapshot holds too (refused while another "
+                   "running container mounts one); without it they are left as they are.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
-def snapshot_rollback(app, name, tag, as_json):
+def snapshot_rollback(app, name, tag, with_volumes, as_json):
     """Put NAME back as snapshot TAG holds it (tree and settings); a running container is
     stopped and started again.  The snapshot stays."""
-    info = jsonview.view("rolled_back", snapshot.rollback(app.ctx, name, tag))
+    info = jsonview.view("rolled_back", snapshot.rollback(app.ctx, name, tag,
+                                                          with_volumes=with_volumes))
     if as_json:
         print_record(info, True)
     else:
-        click.echo(f"{name} rolled back to {tag} ({info['method']})"
+        held = f", volumes {', '.join(info['volumes'])}" if info["volumes"] else ""
+        click.echo(f"{name} rolled back to {tag} ({info['method']}{held})"
                    + (f": {info['state']}" if info["restarted"] else ""))
 
 

@@ -106,9 +106,10 @@ _IMAGE = {"repository": Null(str), "tag": Null(str), "digest": Null(str),
 
 _NETWORK = {"name": str, "subnet": str, "gateway": str, "bridge": str, "containers": TEXT}
 
+# volumes: the named volumes it holds (snapshot --with-volumes; [] without), counted in size
 _SNAPSHOT = {"name": str, "tag": str, "method": str, "size": int, "created": TIME,
              "running": Null(bool), "frozen_seconds": Null(NUMBER),
-             "stopped_seconds": Null(NUMBER), "lower": Null(str)}
+             "stopped_seconds": Null(NUMBER), "lower": Null(str), "volumes": TEXT}
 
 _CREATED = {"name": str, "source": str, "method": str, "image": Null(str),
             "cached": Null(bool), "boot": Null(bool), "why": Null(str), "command": TEXT,
@@ -126,8 +127,9 @@ _UPGRADED = {"name": str, "state": str, "snapshot": Null(str), "snapshot_method"
 _AUTO_UPDATED = {"name": str, "reference": Null(str), "image": Null(str),
                  "new_image": Null(str), "action": str, "message": Null(str)}
 
+# volumes: the volumes put back (rollback --with-volumes; [] without)
 _ROLLED_BACK = {"name": str, "tag": str, "method": str, "restarted": bool,
-                "state": Null(str), "settings_changed": bool}
+                "state": Null(str), "settings_changed": bool, "volumes": TEXT}
 
 _EXPORTED = {"name": str, "file": str, "format": str, "compression": Null(str),
              "frozen": bool, "seconds": NUMBER, "entries": int, "bytes": int, "size": int,

@@ -1,6 +1,6 @@
-"""snapshot, snapshots, rollback, snapshot rm: a container's tree and settings kept aside and
-put back.  Taking and restoring one is runtime/snapshot.py's (upgrade does it too); the store
-side is store/snapshots.py."""
+"""snapshot, snapshots, rollback, snapshot rm: a container's tree and settings (and with
+--with-volumes its named volumes) kept aside and put back.  Taking and restoring one is
+runtime/snapshot.py's (upgrade does it too); the store side is store/snapshots.py."""
 
 from ..runtime.context import Context
 from ..runtime.snapshot import restore, take
@@ -9,12 +9,12 @@ from .common import require_root
 
 
 def snapshot(ctx: Context, name: str, tag: str | None = None,
-             stop_if_needed: bool = False) -> dict:
+             stop_if_needed: bool = False, with_volumes: bool = False) -> dict:
     require_root()
     if tag is not None:
         snapshots.check_tag(tag)
     with ctx.holding(name) as held:
-        return take(held, tag, stop_if_needed)
+        return take(held, tag, stop_if_needed, with_volumes=with_volumes)
 
 
 def list_snapshots(ctx: Context, name: str) -> list[dict]:
@@ -32,10 +32,11 @@ def remove_snapshot(ctx: Context, name: str, tag: str) -> dict:
     return meta
 
 
-def rollback(ctx: Context, name: str, tag: str) -> dict:
+def rollback(ctx: Context, name: str, tag: str, with_volumes: bool = False) -> dict:
     """Put NAME back as snapshot TAG holds it: stopped if running, tree swapped in one rename,
-    settings restored, started again if it was running.  The snapshot stays."""
+    settings restored, started again if it was running; with_volumes: the volumes it holds
+    too (each swapped in one rename).  The snapshot stays."""
     require_root()
     snapshots.check_tag(tag)
     with ctx.holding(name) as held:  # an upgrade holds it too: no rollback in one
-        return restore(held, tag)
+        return restore(held, tag, with_volumes=with_volumes)

@@ -6,6 +6,8 @@ and its settings, kept beside the trees and swapped back in by rollback.
         tree/           a copy of the container's tree          (plain containers)
         upper/          a copy of its overlay upper layer       (--overlay containers)
         settings/       NAME.nspawn and the drop-ins nspawnctl writes, as they were
+        volumes/VOLUME/ a copy of each named volume it mounts   (snapshot --with-volumes;
+                        meta.json's "volumes" names them), owners as containers see them
 
 The leading dot keeps them out of machinectl's and nspawnctl's lists; being on the machines
 filesystem makes every commit a rename.  A snapshot is built in a staging directory and renamed
@@ -13,6 +15,8 @@ to TAG only once it is complete (meta.json written last inside it), so a killed 
 leaves a partial snapshot listed; its staging directory is swept as a dead process's.
 Rollback builds the copy to restore in staging too and swaps it with the live tree in one
 renameat2(RENAME_EXCHANGE): the container is the old tree or the restored one, never a mix.
+A volume is put back the same way, staged beside the volumes (their filesystem may be
+another) and exchanged with its data/ directory: each volume is whole, old or restored.
 """
 
 import contextlib
@@ -25,10 +29,11 @@ import re
 import time
 from pathlib import Path
 
-from ..errors import Conflict, NotFound, Usage
+from ..errors import Conflict, Error, NotFound, Usage
 from ..fs.copy import clone_tree
 from ..fs.files import AT_FDCWD, fsync_dir, rename_noreplace, sync_filesystem, write_atomic
 from ..fs.walk import remove_tree, tree_size
+from ..names import check_volume_name
 from ..paths import Paths
 from ..settings.dropin import OUR_DROPINS
 from . import overlay
@@ -126,6 +131,27 @@ def copy_content(paths: Paths, name: str, stage: Path) -> str:
     return method
 
 
+def copy_volumes(paths: Paths, volumes: list[str], stage: Path) -> None:
+    """Copy each volume's data into stage/volumes/VOLUME, owners and modes exactly as they are
+    (the owners containers see).  Containers write volumes: copied by copy_at, which resolves
+    every name once, as a container's tree is."""
+    if not volumes:
+        return
+    (stage / "volumes").mkdir(mode=0o700)
+    for volume in volumes:
+        clone_tree(paths.volume_data(volume), stage / "volumes" / check_volume_name(volume))
+
+
+def volumes_of(meta: dict) -> list[str]:
+    """The volumes a snapshot holds, as its meta.json names them ([] for one taken without
+    --with-volumes, or by an nspawnctl before it)."""
+    names = meta.get("volumes") or []
+    if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+        raise Error(f"snapshot {meta.get('tag')!r} of {meta.get('name')}: its meta.json "
+                    "names its volumes wrongly", hint="it was not written by nspawnctl")
+    return [check_volume_name(v) for v in names]
+
+
 def commit(paths: Paths, name: str, tag: str, stage: Path, meta: dict) -> dict:
     """Make the snapshot built in stage/snapshot visible as TAG: meta.json last, then the
     rename, which is the commit point."""
@@ -176,6 +202,25 @@ def restore_tree(paths: Paths, name: str, tag: str, stage: Path) -> str:
         raise
     fsync_dir(live.parent)
     return method
+
+
+def restore_volume(paths: Paths, name: str, tag: str, volume: str, stage: Path) -> None:
+    """Copy volume VOLUME's data from snapshot TAG into stage (beside the volumes: the same
+    filesystem) and swap it with the volume's data/ in one step; the old data is left in
+    stage for the caller's staging to delete.  Nothing may have it mounted: the caller holds
+    every container that mounts it stopped."""
+    saved = snapshot_dir(paths, name, tag) / "volumes" / check_volume_name(volume)
+    live = paths.volume_data(volume)
+    clone_tree(saved, stage / volume, trusted=True)  # only nspawnctl writes a snapshot
+    sync_filesystem(stage / volume)
+    try:
+        exchange(stage / volume, live)
+    except OSError as exc:
+        if exc.errno == errno.EBUSY:
+            raise Conflict(f"volume {volume} is busy (mounted or in use): not rolled back",
+                           hint=f"see: fuser -vm {live}") from None
+        raise
+    fsync_dir(live.parent)
 
 
 def restore_settings(paths: Paths, name: str, tag: str) -> bool:

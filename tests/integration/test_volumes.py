@@ -4,7 +4,9 @@ containers at once, each in a UID range of its own, and each sees the owners the
 --bind SRC:DST:idmap shows its owners unchanged both ways; exported and imported, a
 volume keeps its owners; the volume outlives a container
 (`remove` says it keeps it), `volume remove` is refused while a container mounts it, and bad
-input is one line with nothing changed.
+input is one line with nothing changed.  `snapshot --with-volumes` keeps a container's volume
+with its owners, `rollback --with-volumes` puts it back (and only then), both refused while
+another running container mounts it.
 
 The containers are static busybox trees from scratch running `sleep`: cheap, and they run
 with the same -U (PrivateUsers=pick) as any other.
@@ -154,4 +156,60 @@ def test_a_stack_makes_its_volume_and_prune_keeps_it(host, nspawnctl):
     nspawnctl("apply", "-f", "-", "--prune", input="name: vt-stack\n")
     assert host.path("/var/lib/nspawnctl/volumes/vt-stackvol/data/f").read_text() == "kept\n"
     nspawnctl("volume", "remove", "vt-stackvol")
+    assert store_problems(host, nspawnctl) == []
+
+
+SNAP_VOLUME = "vt-snapvol"
+SNAP_DATA = f"/var/lib/nspawnctl/volumes/{SNAP_VOLUME}/data"
+
+
+def test_snapshot_and_rollback_with_volumes(host, nspawnctl, made):
+    """A container's volume in its snapshot (--with-volumes) with its owners, rolled back only
+    when asked, and refused while another running container mounts it."""
+    nspawnctl("volume", "create", SNAP_VOLUME)
+    made("vt-s1", *SLEEPER, "--volume", f"{SNAP_VOLUME}:/vol")
+    nspawnctl("start", "vt-s1")
+    inside(nspawnctl, "vt-s1", "echo before > /vol/f && chown 1000:1001 /vol/f")
+    # the testbed's hybrid cgroups cannot freeze: --stop (test_snapshots.py covers freezing)
+    info = json.loads(nspawnctl("snapshot", "--stop", "vt-s1", "t", "--with-volumes",
+                                "--json").stdout)
+    assert info["volumes"] == [SNAP_VOLUME]
+    saved = f"{MACHINES}/.nspawnctl-snapshots/vt-s1/t/volumes/{SNAP_VOLUME}/f"
+    assert owners_on_host(host, saved) == "1000:1001"
+    (row,) = json.loads(nspawnctl("snapshots", "vt-s1", "--json").stdout)
+    assert row["volumes"] == [SNAP_VOLUME] and row["size"] == info["size"]
+
+    inside(nspawnctl, "vt-s1", "echo after > /vol/f && rm /vol/f && echo new > /vol/g")
+    # without --with-volumes the volume is left as it is, and rollback says so
+    r = nspawnctl("rollback", "vt-s1", "t")
+    assert (f"snapshot t also holds volume {SNAP_VOLUME}: left as it is (rollback "
+            "--with-volumes puts it back)") in r.stderr, r.stderr
+    assert inside(nspawnctl, "vt-s1", "ls /vol") == "g\n"
+
+    # another running container mounts it: refused, one line, nothing changed (vt-s1 runs on)
+    made("vt-s2", *SLEEPER, "--volume", f"{SNAP_VOLUME}:/v:ro")
+    nspawnctl("start", "vt-s2")
+    for args, what in ((("rollback", "vt-s1", "t"), "not rolled back"),
+                       (("snapshot", "--stop", "vt-s1", "t2"), "no snapshot taken")):
+        refused = nspawnctl.fails(*args, "--with-volumes")
+        assert refused.error.endswith(f"volume {SNAP_VOLUME} is mounted by running container "
+                                      f"vt-s2 too: {what}"), refused.error
+        assert inside(nspawnctl, "vt-s1", "ls /vol") == "g\n"  # still running, unchanged
+    assert [r["tag"] for r in json.loads(nspawnctl("snapshots", "vt-s1", "--json").stdout)] \
+        == ["t"]
+
+    nspawnctl("stop", "vt-s2")
+    r = nspawnctl("rollback", "vt-s1", "t", "--with-volumes")
+    assert r.stdout.startswith("vt-s1 rolled back to t (") and \
+        f"volumes {SNAP_VOLUME})" in r.stdout, r.stdout
+    assert inside(nspawnctl, "vt-s1", "ls /vol; cat /vol/f; stat -c %u:%g /vol/f") \
+        == "f\nbefore\n1000:1001\n"
+    assert owners_on_host(host, f"{SNAP_DATA}/f") == "1000:1001"
+    nspawnctl("start", "vt-s2")  # held only while the volume was put back
+    assert inside(nspawnctl, "vt-s2", "cat /v/f") == "before\n"
+
+    nspawnctl("snapshot", "rm", "vt-s1", "t")  # its volume copy goes with it
+    assert not host.path(f"{MACHINES}/.nspawnctl-snapshots/vt-s1").exists()
+    nspawnctl("remove", "--force", "vt-s1", "vt-s2")
+    nspawnctl("volume", "remove", SNAP_VOLUME)
     assert store_problems(host, nspawnctl) == []

@@ -229,8 +229,9 @@ def test_overlay_snapshot_needs_its_base(paths, bus, ctx):
 
 def test_cli_snapshot_group_defaults_to_create(paths, bus, ctx, monkeypatch):
     seen = []
-    monkeypatch.setattr(snap_op, "snapshot", lambda c, n, t, stop_if_needed: seen.append(
-        (n, t, stop_if_needed)) or {"tag": t or "x", "method": "copy", "size": 0})
+    monkeypatch.setattr(snap_op, "snapshot", lambda c, n, t, stop_if_needed, with_volumes:
+                        seen.append((n, t, stop_if_needed)) or
+                        {"tag": t or "x", "method": "copy", "size": 0})
     monkeypatch.setattr(snap_op, "remove_snapshot",
                         lambda p, n, t: seen.append(("rm", n, t)) or {"size": 0})
     runner = CliRunner()
