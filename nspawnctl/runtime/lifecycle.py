@@ -17,8 +17,11 @@ from ..network import containers as network
 from ..paths import service_unit
 from ..run import run
 from ..settings.files import load_config
+from ..settings.model import ContainerConfig
+from ..settings.values import format_span
 from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
+from . import health
 from .context import Context, Held
 
 # Seconds a command waits for a container to come up (running or degraded) or to power off
@@ -108,7 +111,7 @@ def wait_started(ctx: Context, name: str, timeout: float = TIMEOUT) -> str:
         state = bus.active_state(unit)
         # "inactive" right after StartUnit only means the job has not begun yet.
         if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
-            raise _start_failed(bus, name)
+            raise _start_failed(ctx, name)
         if state == "active" and (leader or bus.machine_path(name)):
             if not cfg.boot:
                 return "running"
@@ -118,6 +121,12 @@ def wait_started(ctx: Context, name: str, timeout: float = TIMEOUT) -> str:
                 if guest in ("running", "degraded"):
                     return guest
         time.sleep(next(polls))
+    if cfg.wait_healthy and bus.unit_property(unit, "SubState", b"s") == "start-pre":
+        deps = _unhealthy(ctx, cfg.wait_healthy)
+        raise Error(f"{name} did not start within {timeout:g} s: it still waits for "
+                    f"{_names(deps)} to be healthy",
+                    hint=f"its start goes on up to its start timeout "
+                         f"({_start_timeout(cfg)}); see: nspawnctl status {deps[0]}")
     raise Error(f"{name} did not finish booting within {timeout:g} s", hint=_log_hint(name))
 
 
@@ -125,11 +134,26 @@ def _log_hint(name: str) -> str:
     return "its log says:\n" + (_journal_tail(name) or "(nothing)")
 
 
-def _start_failed(bus: Bus, name: str) -> Error:
+def _start_failed(ctx: Context, name: str) -> Error:
     """Why the start failed: systemd's start timeout (--start-timeout) is its own case, since
-    the log only says the start "timed out" and the cure is a setting of nspawnctl's."""
+    the log only says the start "timed out" and the cure is a setting of nspawnctl's; and so
+    is a wait for the health of the containers it waits for (NAME:healthy) that did not end
+    well, where the log says only that a command of the unit failed."""
+    bus = ctx.bus
     log = _log_hint(name)
-    if bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout":
+    timed_out = bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout"
+    cfg = load_config(ctx.paths, name)
+    if cfg.wait_healthy and _health_wait_failed(bus, name):
+        deps = _unhealthy(ctx, cfg.wait_healthy)
+        if timed_out:
+            return Error(f"{name} did not start: {_names(deps)} "
+                         f"{'was' if len(deps) == 1 else 'were'} not healthy within its start "
+                         f"timeout ({_start_timeout(cfg)})",
+                         hint=f"see: nspawnctl status {deps[0]}; or give {name} longer: "
+                              f"nspawnctl set {name} --start-timeout 10min\n{log}")
+        return Error(f"{name} did not start: its wait for {_names(deps)} to be healthy failed",
+                     hint=log)
+    if timed_out:
         return Error(f"{name} did not start within its start timeout, and systemd stopped it",
                      hint=f"on a busy host give it longer: nspawnctl set {name} "
                           f"--start-timeout 10min\n{log}")
@@ -139,6 +163,43 @@ def _start_failed(bus: Bus, name: str) -> Error:
         log = ("the host's inotify limit is used up (fs.inotify.max_user_instances); "
                "`nspawnctl doctor` says by how much and gives the fix\n" + log)
     return Error(f"{name} failed to start", hint=log)
+
+
+def _health_wait_failed(bus: Bus, name: str) -> bool:
+    """Whether NAME's last start failed in its wait for the health of others (the
+    ExecStartPre of units/container-wait-healthy.conf): that command ran in this start and
+    did not exit 0 (systemd ended it at the start timeout, or it failed)."""
+    unit = service_unit(name)
+    began = int(bus.unit_property(unit, "InactiveExitTimestampMonotonic", b"t") or 0)
+    return any(
+        "--dependencies" in cmd["argv"] and cmd["started"] and cmd["started"] >= began
+        and not (cmd["code"] == _CLD_EXITED and cmd["status"] == 0)
+        for cmd in bus.exec_statuses(unit))
+
+
+_CLD_EXITED = 1  # si_code of a command that exited by itself (not killed)
+
+
+def _unhealthy(ctx: Context, names: tuple[str, ...]) -> list[str]:
+    """Those of names that are not healthy now; all of them if each is (it became healthy
+    just after the wait ended: still, that is what the start waited for)."""
+    found = []
+    for dep in names:
+        try:
+            if not (is_active(ctx.bus, dep) and health.is_healthy(ctx.paths, ctx.bus, dep)):
+                found.append(dep)
+        except Error:
+            found.append(dep)
+    return found or list(names)
+
+
+def _start_timeout(cfg: ContainerConfig) -> str:
+    return "systemd's default" if cfg.start_timeout is None else format_span(cfg.start_timeout)
+
+
+def _names(names: list[str]) -> str:
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " \
+        + names[-1]
 
 
 def _guest_bus_ready(leader: int | None) -> bool:
