@@ -8,6 +8,7 @@ expect: its own systemd reports running (or degraded), so a shell or exec works 
 """
 
 import contextlib
+import math
 import os
 import signal as signals
 import time
@@ -18,7 +19,6 @@ from ..paths import service_unit
 from ..run import run
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
-from ..settings.values import format_span
 from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
 from . import health
@@ -194,7 +194,9 @@ def _unhealthy(ctx: Context, names: tuple[str, ...]) -> list[str]:
 
 
 def _start_timeout(cfg: ContainerConfig) -> str:
-    return "systemd's default" if cfg.start_timeout is None else format_span(cfg.start_timeout)
+    if cfg.start_timeout is None:
+        return "systemd's default"
+    return "none" if cfg.start_timeout == math.inf else f"{cfg.start_timeout:g}s"
 
 
 def _names(names: list[str]) -> str:

@@ -168,7 +168,7 @@ options:
     elements: str
   requires:
     description: Containers this one requires (started first, stopped with it);
-      C(NAME:healthy) as in O(after).
+      C(NAME:healthy) as in after.
     type: list
     elements: str
   credential:
