@@ -314,3 +314,29 @@ def test_compose_service_healthy_waits_for_health(tmp_path):
     cfg = stack.containers["web"].config
     assert (cfg.after, cfg.requires, cfg.wait_healthy) == (
         ("db", "cache", "queue"), ("cache",), ("db", "cache"))
+
+
+class WaitingBus(FakeBus):
+    """A start still in its ExecStartPre (systemd's SubState start-pre)."""
+
+    def __init__(self):
+        super().__init__(state="activating")
+
+    def has_job(self, unit):
+        return True
+
+    def unit_property(self, unit, prop, signature, iface=None):
+        return {"SubState": "start-pre"}.get(prop)
+
+    def machine_properties(self, name):
+        return None
+
+
+def test_start_past_its_own_timeout_says_what_it_waits_for(paths):
+    make(paths, "db", health_cmd=("/bin/sh", "-c", "true"))
+    make(paths, "web", after=("db:healthy",), start_timeout=300)
+    with pytest.raises(Error) as e:
+        runtime_lifecycle.wait_started(context(paths, WaitingBus()), "web", timeout=0.05)
+    assert e.value.message == "web did not start within 0.05 s: it still waits for db to be " \
+                              "healthy"
+    assert "start timeout (300s)" in e.value.hint
