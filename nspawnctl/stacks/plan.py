@@ -31,6 +31,11 @@ from .model import ContainerSpec, Stack, order
 from .record import Record
 from .yamlfile import Problem
 
+# The settings an image's Healthcheck gives (settings/health.py image_healthcheck).
+IMAGE_HEALTH = ("health_cmd", "health_interval", "health_timeout", "health_retries",
+                "health_start_period")
+IMAGE_PREFIX = "oci-"  # the base-tree key of an image (sources/oci/source.py resolved_base)
+
 # What a step does, in the order a plan takes them.
 NETWORK_CREATE = "create network"
 VOLUME_CREATE = "create volume"
@@ -245,9 +250,17 @@ def changed_settings(cfg: ContainerConfig, spec: ContainerSpec,
     """The settings (by name) whose value in cfg differs from what the file asks; each one's
     new value.  A setting the file does not give is create's default; env keeps what the
     image set (the part of cfg's env the file did not give at the last apply: without a
-    record of that, what it gives now)."""
+    record of that, what it gives now), and so does an image's health check (its
+    Healthcheck, read at create) while the file does not give that setting and did not at
+    the last apply: a compose service's image check, which others wait for (NAME:healthy),
+    is not dropped by the next apply."""
     wanted = {s.name: getattr(spec.config, s.name) for s in CLI_SETTINGS}
     wanted["wait_healthy"] = spec.config.wait_healthy  # after's and requires' NAME:healthy
+    if (cfg.image or "").startswith(IMAGE_PREFIX):
+        given = {*spec.settings, *((old or {}).get("settings") or {})}
+        for name in IMAGE_HEALTH:
+            if name not in given:
+                wanted[name] = getattr(cfg, name)
     filed = tuple(old.get("settings", {}).get("env", ())) if old is not None \
         else spec.config.env
     wanted["env"] = _image_env(cfg.env, filed) + spec.config.env

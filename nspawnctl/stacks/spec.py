@@ -41,7 +41,7 @@ from .model import CREATE_KEYS, DEFAULT_SOURCE
 
 # What create makes when no option is given: a spec leaves these out.
 CREATE_DEFAULTS = ContainerConfig(**parse_cli({}, creating=True))
-IMAGE_PREFIX = "oci-"  # the base-tree key of an image (sources/oci/source.py resolved_base)
+IMAGE_PREFIX = plan.IMAGE_PREFIX
 _FLAGS = {f"--{k}": k for k in CREATE_KEYS if k != "from"}
 
 

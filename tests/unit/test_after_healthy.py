@@ -340,3 +340,20 @@ def test_start_past_its_own_timeout_says_what_it_waits_for(paths):
     assert e.value.message == "web did not start within 0.05 s: it still waits for db to be " \
                               "healthy"
     assert "start timeout (300s)" in e.value.hint
+
+
+def test_the_next_apply_keeps_an_image_check_the_file_does_not_give():
+    """A compose service's image Healthcheck (others wait for it: db:healthy) is the
+    container's, as its image's env: not dropped at the next apply.  One the file gave at
+    the last apply and no longer gives goes."""
+    stack, _ = load("containers:\n  db: {network: none, from: 'docker://x/db:1'}\n")
+    filed = stack.containers["db"]
+    cfg = ContainerConfig(network="none", health_cmd=("/bin/sh", "-c", "true"),
+                          health_interval=2, start_timeout=300, image="oci-sha256-ab")
+    assert plan.changed_settings(cfg, filed, {"create": filed.create, "settings": {}}) == {}
+    said = {"create": filed.create, "settings": {"health_cmd": "true"}}
+    assert plan.changed_settings(cfg, filed, said)["health_cmd"] == ()
+    # a tree that is not an image's has no image check: what the file says goes
+    assert plan.changed_settings(ContainerConfig(network="none", start_timeout=300,
+                                                 health_cmd=("true",)), filed, None) == {
+        "health_cmd": ()}
