@@ -250,8 +250,12 @@ def wait(app, name, state, timeout, dependencies, as_json):
     if dependencies:
         if state != "healthy":
             raise Usage("--dependencies waits for health only: give --for healthy")
-        for dep, took in lifecycle.wait_dependencies(app.ctx, name, timeout):
-            click.echo(f"{name}: {dep} is healthy after {took:.1f}s")
+        try:
+            for dep, took in lifecycle.wait_dependencies(app.ctx, name, timeout):
+                click.echo(f"{name}: {dep} is healthy after {took:.1f}s")
+        except KeyboardInterrupt:  # systemd's SIGTERM at NAME's start timeout
+            click.echo(f"{name}: its start timeout ended the wait", err=True)
+            sys.exit(FAILURE)
         return
     seconds = lifecycle.wait_for(app.ctx, name, state, timeout)
     if as_json:

@@ -202,15 +202,6 @@ class Bus:
     def unit_property(self, unit: str, prop: str, signature: bytes, iface=UNIT):
         return self.get(SYSTEMD, unit_path(unit), iface, prop, signature, what=unit)
 
-    def exec_statuses(self, unit: str, prop: str = "ExecStartPre") -> list[dict]:
-        """What systemd knows of each command of a service's Exec*= list (prop): its argv,
-        when it started and exited (monotonic usec, 0: not yet), its si_code (1: exited, else
-        killed or dumped) and status."""
-        keys = ("path", "argv", "ignore", "started_realtime", "started", "exited_realtime",
-                "exited", "pid", "code", "status")
-        return [dict(zip(keys, row)) for row in
-                self.unit_property(unit, prop, b"a(sasbttttuii)", iface=SERVICE)]
-
     def active_state(self, unit: str) -> str:
         return self.unit_property(unit, "ActiveState", b"s")
 
