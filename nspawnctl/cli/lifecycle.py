@@ -240,10 +240,23 @@ def health(app, name, scheduled, as_json):
               show_default=True,
               help="The state: running, healthy (its last health check passed) or stopped.")
 @timeout_option("for the state; then exit 1 with one line")
+@click.option("--dependencies", is_flag=True, hidden=True,
+              help="Wait for the containers NAME waits for at its start (--after/--requires "
+                   "NAME:healthy) to be healthy: its unit's ExecStartPre.")
 @json_option()
 @pass_app
-def wait(app, name, state, timeout, as_json):
+def wait(app, name, state, timeout, dependencies, as_json):
     """Wait until container NAME is running, healthy or stopped."""
+    if dependencies:
+        if state != "healthy":
+            raise Usage("--dependencies waits for health only: give --for healthy")
+        try:
+            for dep, took in lifecycle.wait_dependencies(app.ctx, name, timeout):
+                click.echo(f"{name}: {dep} is healthy after {took:.1f}s")
+        except KeyboardInterrupt:  # systemd's SIGTERM at NAME's start timeout
+            click.echo(f"{name}: its start timeout ended the wait", err=True)
+            sys.exit(FAILURE)
+        return
     seconds = lifecycle.wait_for(app.ctx, name, state, timeout)
     if as_json:
         print_json(jsonview.view("waited", {"name": name, "state": state,

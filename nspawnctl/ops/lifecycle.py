@@ -75,15 +75,24 @@ def _in_state(ctx: Context, name: str, state: str) -> bool:
     active = lifecycle.is_active(ctx.bus, name)
     if state != "healthy":
         return active == (state == "running")
-    if not active:
-        return False
-    cfg = load_config(ctx.paths, name, dropin=False)
-    if cfg.health_cmd:
-        found = health.current(ctx.paths, ctx.bus, name)
-        return found is not None and found.state == health.HEALTHY
-    machine = ctx.bus.machine_properties(name)
-    return machine is not None and health.without_check(
-        cfg, name, None, health.run_of(machine))[0]
+    return active and health.is_healthy(ctx.paths, ctx.bus, name)
+
+
+def wait_dependencies(ctx: Context, name: str, timeout: float) -> list[tuple[str, float]]:
+    """Wait until every container NAME waits for at its start (--after/--requires
+    NAME:healthy) is healthy, one after the other, within timeout in all; (name, seconds it
+    took) for each.  Run by NAME's unit as its ExecStartPre (units/container-wait-healthy.conf),
+    where timeout is infinity and systemd's start timeout ends the wait: then the start
+    fails, and `nspawnctl start` says which container was not healthy
+    (runtime/lifecycle.py)."""
+    ctx.store.require(name)
+    deadline = time.monotonic() + timeout
+    waited = []
+    for dep in load_config(ctx.paths, name).wait_healthy:
+        ctx.report(f"{name}: waiting for {dep} to be healthy")
+        waited.append((dep, wait_for(ctx, dep, "healthy",
+                                     max(0.0, deadline - time.monotonic()))))
+    return waited
 
 
 def parse_signal(value: str) -> int:

@@ -4,6 +4,7 @@ runs; what needs a restart is said."""
 from dataclasses import replace
 from typing import Any
 
+from ..errors import Conflict
 from ..network import containers as network
 from ..paths import service_unit
 from ..runtime import health
@@ -63,8 +64,14 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
             _apply_live(ctx, name, new)
             return {"name": name, "changed": False, "running": is_active(ctx.bus, name),
                     "restart_for": []}
-        if dependencies(new) != dependencies(old):
+        if dependencies(new) != dependencies(old) or new.wait_healthy != old.wait_healthy:
             order.check(paths, name, new)
+        if order.has_health(old) and not order.has_health(new):
+            waiting = order.health_dependents(paths, name)
+            if waiting:
+                raise Conflict(f"{', '.join(waiting)} wait{'s' if len(waiting) == 1 else ''} "
+                               f"for {name}'s health at start (:healthy): it keeps its check",
+                               hint=f"first: nspawnctl set {waiting[0]} --after {name}")
         bus = ctx.bus
         running = is_active(bus, name)
         live = _record_running(ctx, name, old, new) if running else None

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import InvalidInput
 from ..fs.files import read_small_text, write_atomic
 from ..paths import Paths
+from ..settings.files import load_config
 from ..settings.model import ContainerConfig
 from ..systemd.bus import Bus, guest_state
 
@@ -104,6 +105,18 @@ def without_check(cfg: ContainerConfig, name: str, prev: Health | None,
     first = prev is None or prev.started != run_id or prev.state != HEALTHY
     degraded = system == "degraded" and (first or (prev is not None and prev.degraded_ok))
     return system == "running" or degraded, f"systemd: {system}", degraded
+
+
+def is_healthy(paths: Paths, bus: Bus, name: str) -> bool:
+    """Whether running NAME is healthy now: the last check of the run it is in found it so,
+    or, without a --health-cmd, what that check would find now (`wait --for healthy`, and
+    the start of a container that waits for NAME's health)."""
+    cfg = load_config(paths, name, dropin=False)
+    if cfg.health_cmd:
+        found = current(paths, bus, name)
+        return found is not None and found.state == HEALTHY
+    machine = bus.machine_properties(name)
+    return machine is not None and without_check(cfg, name, None, run_of(machine))[0]
 
 
 def current(paths: Paths, bus: Bus, name: str) -> Health | None:

@@ -8,6 +8,7 @@ expect: its own systemd reports running (or degraded), so a shell or exec works 
 """
 
 import contextlib
+import math
 import os
 import signal as signals
 import time
@@ -17,8 +18,10 @@ from ..network import containers as network
 from ..paths import service_unit
 from ..run import run
 from ..settings.files import load_config
+from ..settings.model import ContainerConfig
 from ..store.hold import drop_stale
 from ..systemd.bus import SERVICE, Bus
+from . import health
 from .context import Context, Held
 
 # Seconds a command waits for a container to come up (running or degraded) or to power off
@@ -108,7 +111,7 @@ def wait_started(ctx: Context, name: str, timeout: float = TIMEOUT) -> str:
         state = bus.active_state(unit)
         # "inactive" right after StartUnit only means the job has not begun yet.
         if state == "failed" or (state == "inactive" and not bus.has_job(unit)):
-            raise _start_failed(bus, name)
+            raise _start_failed(ctx, name)
         if state == "active" and (leader or bus.machine_path(name)):
             if not cfg.boot:
                 return "running"
@@ -118,6 +121,13 @@ def wait_started(ctx: Context, name: str, timeout: float = TIMEOUT) -> str:
                 if guest in ("running", "degraded"):
                     return guest
         time.sleep(next(polls))
+    deps = _unhealthy(ctx, cfg.wait_healthy) if cfg.wait_healthy and bus.unit_property(
+        unit, "SubState", b"s") == "start-pre" else []
+    if deps:
+        raise Error(f"{name} did not start within {timeout:g} s: it still waits for "
+                    f"{_names(deps)} to be healthy",
+                    hint=f"its start goes on up to its start timeout "
+                         f"({_start_timeout(cfg)}); see: nspawnctl status {deps[0]}")
     raise Error(f"{name} did not finish booting within {timeout:g} s", hint=_log_hint(name))
 
 
@@ -125,11 +135,25 @@ def _log_hint(name: str) -> str:
     return "its log says:\n" + (_journal_tail(name) or "(nothing)")
 
 
-def _start_failed(bus: Bus, name: str) -> Error:
+def _start_failed(ctx: Context, name: str) -> Error:
     """Why the start failed: systemd's start timeout (--start-timeout) is its own case, since
-    the log only says the start "timed out" and the cure is a setting of nspawnctl's."""
+    the log only says the start "timed out" and the cure is a setting of nspawnctl's; and so
+    is a wait for the health of the containers it waits for (NAME:healthy) that did not end
+    well, where the log says only that a command of the unit failed."""
+    bus = ctx.bus
     log = _log_hint(name)
-    if bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout":
+    timed_out = bus.unit_property(service_unit(name), "Result", b"s", iface=SERVICE) == "timeout"
+    cfg = load_config(ctx.paths, name)
+    # Past the start timeout while a container it waits for is not healthy: that is what
+    # it waited for (its ExecStartPre, units/container-wait-healthy.conf, was still waiting).
+    deps = _unhealthy(ctx, cfg.wait_healthy) if timed_out else []
+    if deps:
+        return Error(f"{name} did not start: {_names(deps)} "
+                     f"{'was' if len(deps) == 1 else 'were'} not healthy within its start "
+                     f"timeout ({_start_timeout(cfg)})",
+                     hint=f"see: nspawnctl status {deps[0]}; or give {name} longer: "
+                          f"nspawnctl set {name} --start-timeout 10min\n{log}")
+    if timed_out:
         return Error(f"{name} did not start within its start timeout, and systemd stopped it",
                      hint=f"on a busy host give it longer: nspawnctl set {name} "
                           f"--start-timeout 10min\n{log}")
@@ -139,6 +163,29 @@ def _start_failed(bus: Bus, name: str) -> Error:
         log = ("the host's inotify limit is used up (fs.inotify.max_user_instances); "
                "`nspawnctl doctor` says by how much and gives the fix\n" + log)
     return Error(f"{name} failed to start", hint=log)
+
+
+def _unhealthy(ctx: Context, names: tuple[str, ...]) -> list[str]:
+    """Those of names that are not healthy now."""
+    found = []
+    for dep in names:
+        try:
+            if not (is_active(ctx.bus, dep) and health.is_healthy(ctx.paths, ctx.bus, dep)):
+                found.append(dep)
+        except Error:
+            found.append(dep)
+    return found
+
+
+def _start_timeout(cfg: ContainerConfig) -> str:
+    if cfg.start_timeout is None:
+        return "systemd's default"
+    return "none" if cfg.start_timeout == math.inf else f"{cfg.start_timeout:g}s"
+
+
+def _names(names: list[str]) -> str:
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " \
+        + names[-1]
 
 
 def _guest_bus_ready(leader: int | None) -> bool:

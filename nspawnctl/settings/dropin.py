@@ -23,8 +23,12 @@ NETWORK_DROPIN_NAME = "60-nspawnctl-network.conf"
 # interval in the timer's own drop-in (units/health-timer.conf).
 HEALTH_DROPIN_NAME = "70-nspawnctl-health.conf"
 HEALTH_TIMER_DROPIN_NAME = "50-nspawnctl.conf"
+# The wait for the health of the containers of --after/--requires NAME:healthy
+# (units/container-wait-healthy.conf).
+WAIT_HEALTHY_DROPIN_NAME = "75-nspawnctl-wait-healthy.conf"
 # The credentials' (credentials.py): paths to their values, never a value.
-OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME, HEALTH_DROPIN_NAME, CREDENTIALS_DROPIN_NAME)
+OUR_DROPINS = (DROPIN_NAME, NETWORK_DROPIN_NAME, HEALTH_DROPIN_NAME, WAIT_HEALTHY_DROPIN_NAME,
+               CREDENTIALS_DROPIN_NAME)
 # What systemd writes in /run/systemd/system.control/UNIT.d/ for the live properties nspawnctl
 # sets (unit_write_setting: 50-KEY.conf, KEY the unit file's key, CPUQuota for
 # CPUQuotaPerSecUSec).  They override the drop-in in /etc until they are deleted.

@@ -16,6 +16,7 @@ from .dropin import (
     HEALTH_TIMER_DROPIN_NAME,
     NETWORK_DROPIN_NAME,
     OUR_DROPINS,
+    WAIT_HEALTHY_DROPIN_NAME,
     parse_dropin,
     render_dropin,
 )
@@ -86,6 +87,12 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
     else:
         install(paths.dropin_dir(name), NETWORK_DROPIN_NAME, render("container-network.conf"))
     save_health_units(paths, name, cfg)
+    waits = paths.dropin_dir(name) / WAIT_HEALTHY_DROPIN_NAME
+    if cfg.wait_healthy:
+        install(paths.dropin_dir(name), WAIT_HEALTHY_DROPIN_NAME,
+                render("container-wait-healthy.conf"))
+    else:
+        waits.unlink(missing_ok=True)
     copied = []
     if like:
         for source in _user_dropins(paths.dropin_dir(like)):

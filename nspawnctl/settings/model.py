@@ -178,6 +178,25 @@ def _name_matches(name: str, text: str) -> bool:
     return name == check_name(text)
 
 
+# --after NAME:healthy, --requires NAME:healthy: the one condition a dependency takes.
+HEALTHY = ":healthy"
+
+
+def parse_dependency(text: str) -> str:
+    """--after/--requires NAME or NAME:healthy, as given (ContainerConfig splits the
+    condition off into wait_healthy, so order, cycles and stacks see names only)."""
+    name, sep, condition = text.partition(":")
+    if sep and condition != HEALTHY[1:]:
+        raise Usage(f"invalid dependency {text[:80]!r}: expected NAME or NAME{HEALTHY}")
+    check_name(name)
+    return text
+
+
+def dependency_name(text: str) -> str:
+    """The container a --after/--requires item names (its condition left off)."""
+    return text.partition(":")[0]
+
+
 def format_units(names: tuple[str, ...]) -> str:
     """Container names as the unit names After=/Requires= take."""
     return " ".join(service_unit(n) for n in names)
@@ -348,18 +367,29 @@ class ContainerConfig:
              "kill (SIGKILL) the container.",
         nspawn=keys.Record("nspawnctl-on-unhealthy", health.check_on_unhealthy, "none"))
     after: tuple[str, ...] = _setting(
-        (), flag="--after", metavar="NAME", parse=check_name, multiple=True, apply=Apply.RELOAD,
-        help="Start after container NAME when both start (repeatable; set --no-after NAME "
-             "removes one).", check=_check_each(check_name),
-        unit=keys.UnitKey("After", format_units, parse_units, section="Unit"),
-        key=lambda n: n, removes=_name_matches)
-    requires: tuple[str, ...] = _setting(
-        (), flag="--requires", metavar="NAME", parse=check_name, multiple=True,
+        (), flag="--after", metavar="NAME[:healthy]", parse=parse_dependency, multiple=True,
         apply=Apply.RELOAD,
-        help="Start container NAME first (implies --after) and stop with it (repeatable; "
-             "set --no-requires NAME removes one).", check=_check_each(check_name),
+        help="Start after container NAME when both start; NAME:healthy: only once NAME is "
+             "healthy, within this one's start timeout (repeatable; set --no-after NAME "
+             "removes one).", check=_check_each(parse_dependency),
+        unit=keys.UnitKey("After", format_units, parse_units, section="Unit"),
+        key=dependency_name, removes=_name_matches)
+    requires: tuple[str, ...] = _setting(
+        (), flag="--requires", metavar="NAME[:healthy]", parse=parse_dependency,
+        multiple=True, apply=Apply.RELOAD,
+        help="Start container NAME first (implies --after; NAME:healthy as --after's) and "
+             "stop with it (repeatable; set --no-requires NAME removes one).",
+        check=_check_each(parse_dependency),
         unit=keys.UnitKey("Requires", format_units, parse_units, section="Unit"),
-        key=lambda n: n, removes=_name_matches)
+        key=dependency_name, removes=_name_matches)
+    # The containers of --after/--requires NAME:healthy.  A record, read at each start by the
+    # unit's ExecStartPre (units/container-wait-healthy.conf: `nspawnctl wait NAME
+    # --dependencies`), so no name is written into a command line of the unit; the order
+    # itself stays After=/Requires= (healthy implies after).
+    wait_healthy: tuple[str, ...] = _setting(
+        (), help="The containers it starts after only once they are healthy (--after "
+                 "NAME:healthy, --requires NAME:healthy).", apply=Apply.RELOAD,
+        check=_check_each(check_name), nspawn=keys.CommentWords("nspawnctl-wait-healthy"))
     # -- credentials (issue 32): names here, values in nspawnctl's 0600 store (credentials.py)
     credentials: tuple = _setting(
         (), flag="--credential", metavar="NAME=VALUE|NAME=@FILE",
@@ -417,11 +447,19 @@ class ContainerConfig:
         object.__setattr__(self, "volumes", tuple(
             v if v.idmap == self.private_users else replace(v, idmap=self.private_users)
             for v in self.volumes))
+        # NAME:healthy (from the CLI, a stack file, compose) is NAME, and NAME waited for
+        healthy = list(self.wait_healthy)
+        for which in ("after", "requires"):
+            items = getattr(self, which)
+            healthy += [dependency_name(n) for n in items if n.endswith(HEALTHY)]
+            object.__setattr__(self, which, tuple(dict.fromkeys(map(dependency_name, items))))
+        object.__setattr__(self, "wait_healthy", tuple(dict.fromkeys(healthy)))
         # Requires= alone starts both at once: a required container is also one to start
-        # after (systemd.unit(5) says to pair them), so --requires implies --after.
-        missing = tuple(n for n in self.requires if n not in self.after)
+        # after (systemd.unit(5) says to pair them), so --requires implies --after, and so
+        # does waiting for one's health.
+        missing = tuple(n for n in self.requires + self.wait_healthy if n not in self.after)
         if missing:
-            object.__setattr__(self, "after", self.after + missing)
+            object.__setattr__(self, "after", self.after + tuple(dict.fromkeys(missing)))
         if self.ports and self.network in NETWORK_MODES:
             raise Usage(f"published ports need an nspawnctl network, not --network "
                         f"{self.network}", hint="use --network default or a network of "
@@ -474,6 +512,7 @@ def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
     """cfg changed as `set` asks: given settings replace the old values, except those edited
     item by item (ports), where new items join the old ones and --no-FLAG removes some."""
     changes = parse_cli(options)
+    touched: set[str] = set()  # the dependencies given or removed (--after, --requires)
     for s in CLI_SETTINGS:
         if s.key is None or s.removes is None:
             continue
@@ -481,6 +520,8 @@ def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
         if s.name not in changes and not removals:
             continue
         added = changes.get(s.name, ())
+        if s.name in ("after", "requires"):
+            touched |= {dependency_name(n) for n in (*added, *removals)}
         replaced = {s.key(item) for item in added}
         kept = []
         for item in getattr(cfg, s.name):
@@ -491,6 +532,10 @@ def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
             if not any(s.removes(item, text) for item in getattr(cfg, s.name)):
                 raise Usage(f"nothing to remove: no {s.flag} {text} is set")
         changes[s.name] = tuple(kept) + tuple(added)
+    # A dependency given again (or removed) says its condition again: `set --after db`
+    # after `--after db:healthy` no longer waits for db's health, and --no-after db ends it.
+    if touched & set(cfg.wait_healthy):
+        changes["wait_healthy"] = tuple(n for n in cfg.wait_healthy if n not in touched)
     return replace(cfg, **changes)
 
 

@@ -33,6 +33,7 @@ from ..errors import Error
 from ..fs.files import read_small_text
 from ..names import check_volume_name
 from ..settings import health
+from ..settings.model import HEALTHY
 from ..settings.networking import parse_port
 from ..settings.values import (
     format_size,
@@ -888,12 +889,13 @@ class _Translator:
                 self.other_keys(options, key, ("condition", "restart", "required"))
                 condition = options.get("condition", "service_started")
                 cond_at = options.line_of("condition")
-                if condition in ("service_healthy", "service_completed_successfully"):
-                    why = (": nspawnctl does not order starts by health yet" if condition ==
-                           "service_healthy" else ": nspawnctl does not wait for a "
-                           "container to finish")
-                    if not self.unsupported(cond_at, f"{key}.condition", f" ({condition}){why}",
-                                            instead=f"ordered after {target} only"):
+                if condition == "service_healthy":
+                    # started once target is healthy: --after/--requires NAME:healthy
+                    target += HEALTHY
+                elif condition == "service_completed_successfully":
+                    if not self.unsupported(cond_at, f"{key}.condition", f" ({condition}): "
+                                            "nspawnctl does not wait for a container to "
+                                            "finish", instead=f"ordered after {target} only"):
                         continue
                 elif condition != "service_started":
                     self.problem(cond_at, f"{key}.condition", f"unknown condition "

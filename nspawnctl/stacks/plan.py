@@ -15,14 +15,26 @@ from ..paths import service_unit
 from ..runtime.context import Context
 from ..settings import running as running_record
 from ..settings.files import load_config
-from ..settings.model import CLI_SETTINGS, ContainerConfig, dependencies, needs_restart
+from ..settings.model import (
+    CLI_SETTINGS,
+    HEALTHY,
+    ContainerConfig,
+    dependencies,
+    needs_restart,
+)
 from ..settings.networking import DEFAULT as DEFAULT_NETWORK
 from ..settings.running import effective
+from ..store import order as host_order
 from ..store import volumes
 from ..store.containers import is_enabled
 from .model import ContainerSpec, Stack, order
 from .record import Record
 from .yamlfile import Problem
+
+# The settings an image's Healthcheck gives (settings/health.py image_healthcheck).
+IMAGE_HEALTH = ("health_cmd", "health_interval", "health_timeout", "health_retries",
+                "health_start_period")
+IMAGE_PREFIX = "oci-"  # the base-tree key of an image (sources/oci/source.py resolved_base)
 
 # What a step does, in the order a plan takes them.
 NETWORK_CREATE = "create network"
@@ -94,7 +106,7 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
     stopped: set[str] = set()  # made again: systemd stops what requires them (Requires=)
     for name in order(stack):
         spec = stack.containers[name]
-        _check_host(plan, spec, stack, existing, nets, paths)
+        _check_host(plan, spec, stack, existing, nets, paths, configs)
         cfg = configs.get(name)
         running = name in up and not stopped & set(cfg.requires if cfg else ())
         if name in existing and cfg is None:
@@ -166,7 +178,7 @@ def _networks(plan: Plan, stack: Stack, nets: dict) -> None:
 
 
 def _check_host(plan: Plan, spec: ContainerSpec, stack: Stack, existing: set[str],
-                nets: dict, paths) -> None:
+                nets: dict, paths, configs: dict[str, ContainerConfig]) -> None:
     """What the host must have for spec: the networks and containers it names that are not
     the file's, and the ports it publishes free."""
     where = f"containers.{spec.name}"
@@ -186,6 +198,17 @@ def _check_host(plan: Plan, spec: ContainerSpec, stack: Stack, existing: set[str
             plan.problems.append(Problem(spec.line, where, f"ordered after {dep!r}: no such "
                                                            "container, in the file or on "
                                                            "this host"))
+    for dep in spec.config.wait_healthy:
+        # The file's health-cmd for dep, else what dep is on the host.  One the file makes
+        # without a health-cmd key is its image's to say (its Healthcheck, whether it boots):
+        # the file cannot tell before the image is there, so create refuses it then
+        # (store/order.py), with the same line.
+        filed, have = stack.containers.get(dep), configs.get(dep)
+        if filed is not None and filed.config.health_cmd:
+            continue
+        if have is not None and not host_order.has_health(have):
+            plan.problems.append(Problem(spec.line, f"{where}.after",
+                                         f"{dep}{HEALTHY}: {host_order.no_health(dep)}"))
     if spec.config.ports:
         try:
             check_ports(paths, spec.name, spec.config)
@@ -227,8 +250,17 @@ def changed_settings(cfg: ContainerConfig, spec: ContainerSpec,
     """The settings (by name) whose value in cfg differs from what the file asks; each one's
     new value.  A setting the file does not give is create's default; env keeps what the
     image set (the part of cfg's env the file did not give at the last apply: without a
-    record of that, what it gives now)."""
+    record of that, what it gives now), and so does an image's health check (its
+    Healthcheck, read at create) while the file does not give that setting and did not at
+    the last apply: a compose service's image check, which others wait for (NAME:healthy),
+    is not dropped by the next apply."""
     wanted = {s.name: getattr(spec.config, s.name) for s in CLI_SETTINGS}
+    wanted["wait_healthy"] = spec.config.wait_healthy  # after's and requires' NAME:healthy
+    if (cfg.image or "").startswith(IMAGE_PREFIX):
+        given = {*spec.settings, *((old or {}).get("settings") or {})}
+        for name in IMAGE_HEALTH:
+            if name not in given:
+                wanted[name] = getattr(cfg, name)
     filed = tuple(old.get("settings", {}).get("env", ())) if old is not None \
         else spec.config.env
     wanted["env"] = _image_env(cfg.env, filed) + spec.config.env
@@ -247,7 +279,7 @@ def _image_env(env: tuple[str, ...], filed: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _public(name: str) -> str:
-    return next(s.flag[2:] for s in CLI_SETTINGS if s.name == name and s.flag)
+    return next((s.flag[2:] for s in CLI_SETTINGS if s.name == name and s.flag), name)
 
 
 def _source_text(spec: ContainerSpec) -> str:

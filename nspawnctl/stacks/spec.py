@@ -26,6 +26,7 @@ from ..settings import credentials
 from ..settings.files import load_config
 from ..settings.model import (
     CLI_SETTINGS,
+    HEALTHY,
     NETWORK_MODES,
     ContainerConfig,
     Setting,
@@ -40,7 +41,7 @@ from .model import CREATE_KEYS, DEFAULT_SOURCE
 
 # What create makes when no option is given: a spec leaves these out.
 CREATE_DEFAULTS = ContainerConfig(**parse_cli({}, creating=True))
-IMAGE_PREFIX = "oci-"  # the base-tree key of an image (sources/oci/source.py resolved_base)
+IMAGE_PREFIX = plan.IMAGE_PREFIX
 _FLAGS = {f"--{k}": k for k in CREATE_KEYS if k != "from"}
 
 
@@ -112,7 +113,8 @@ def container_keys(cfg: ContainerConfig, stacked: dict | None, image_env: tuple 
     keys: dict[str, Any] = dict(create_keys(cfg, stacked))
     own_env = _own_env(cfg, image_env, stacked)
     for s in CLI_SETTINGS:
-        value = {"env": own_env, "after": _after(cfg)}.get(s.name, getattr(cfg, s.name))
+        value = {"env": own_env, "after": _after(cfg), "requires": _healthy(
+            cfg, cfg.requires)}.get(s.name, getattr(cfg, s.name))
         if value == getattr(CREATE_DEFAULTS, s.name):
             continue
         assert s.flag
@@ -193,11 +195,18 @@ def _number(text: str) -> Any:
 
 
 def _after(cfg: ContainerConfig) -> tuple[str, ...]:
-    """--after without what --requires adds to it, when that gives the same order."""
+    """--after without what --requires adds to it, when that gives the same order; NAME:healthy
+    for those waited for that are not required (requires: says it of those)."""
     own = tuple(n for n in cfg.after if n not in cfg.requires)
-    if ContainerConfig(after=own, requires=cfg.requires).after == cfg.after:
-        return own
-    return cfg.after
+    if ContainerConfig(after=own, requires=cfg.requires).after != cfg.after:
+        own = cfg.after
+    return _healthy(cfg, own, but=cfg.requires)
+
+
+def _healthy(cfg: ContainerConfig, names: tuple[str, ...],
+             but: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """names, NAME:healthy for those cfg waits for the health of (not those in but)."""
+    return tuple(n + HEALTHY if n in cfg.wait_healthy and n not in but else n for n in names)
 
 
 def _image_env(paths, cfg: ContainerConfig) -> tuple[str, ...] | None:
@@ -275,6 +284,8 @@ def check(doc: dict[str, Any], configs: dict[str, ContainerConfig]) -> None:
         got = stack.containers[name].config
         differ = [f"{s.flag}" for s in CLI_SETTINGS if s.name != "env"
                   and getattr(got, s.name) != getattr(cfg, s.name)]
+        if got.wait_healthy != cfg.wait_healthy:
+            differ.append(f"--after NAME{HEALTHY}")
         wanted_env = tuple(doc["containers"][name].get("env", ()))
         if tuple(got.env) != wanted_env:
             differ.append("--env")

@@ -2,8 +2,9 @@
 of the container's unit (settings/model.py), so systemd starts them in order at boot and on
 `nspawnctl start`, and a stop of a required container stops those that require it.
 
-Checked here, where the other containers can be read: every name must exist, and the order
-must have no cycle (systemd would break one by dropping a start job at random).
+Checked here, where the other containers can be read: every name must exist, the order
+must have no cycle (systemd would break one by dropping a start job at random), and a
+container waited for with NAME:healthy must have a health worth waiting for.
 """
 
 from collections.abc import Iterable
@@ -33,6 +34,38 @@ def check(paths: Paths, name: str, cfg: ContainerConfig):
     if cycle:
         raise Conflict(f"ordering {name} after {', '.join(deps)} makes a cycle: "
                        + " -> ".join(cycle))
+    for dep in cfg.wait_healthy:
+        if not has_health(load_config(paths, dep)):
+            raise Usage(no_health(dep), hint=no_health_hint(dep))
+
+
+def has_health(cfg: ContainerConfig) -> bool:
+    """Whether waiting for a container's health (NAME:healthy) says more than --after: it
+    has a check (--health-cmd), or it boots (healthy: its systemd is running, not only
+    started, runtime/health.py).  A single command without a check is healthy while it runs,
+    which --after says already."""
+    return bool(cfg.health_cmd) or cfg.boot
+
+
+def no_health(dep: str) -> str:
+    return f"{dep} has no health check (--health-cmd) to wait for: it runs a single command"
+
+
+def no_health_hint(dep: str) -> str:
+    return (f"give it one (nspawnctl set {dep} --health-cmd CMD), or order after it without "
+            ":healthy")
+
+
+def health_dependents(paths: Paths, name: str) -> list[str]:
+    """The containers that wait for NAME's health at their start (NAME:healthy)."""
+    found = []
+    for other in Store(paths).names():
+        try:
+            if name in load_config(paths, other).wait_healthy:
+                found.append(other)
+        except Error:
+            pass  # broken settings: its own commands say so
+    return found
 
 
 def dependents(paths: Paths, name: str, ignoring: Iterable[str] = ()) -> list[str]:

@@ -8,7 +8,9 @@ its Healthcheck (`test -e /ok` every 2 s, 2 retries) read from the image config 
 reads it.  The three containers fail at once, so the module waits for one interval x retries.
 """
 
+import calendar
 import json
+import subprocess
 import time
 
 import pytest
@@ -137,3 +139,96 @@ def test_bad_values_are_one_line_and_change_nothing(host, nspawnctl, containers,
     r = nspawnctl.fails("create", "hc-bad", "--from", "scratch", *args)
     assert says in r.error, str(r)
     assert "hc-bad" not in listing(nspawnctl)
+
+
+# ---------------------------------------------------------------- --after NAME:healthy
+
+STATE = "/run/nspawnctl/health/{}.json"  # runtime/health.py state_file, paths' default
+
+
+def unit_show(host, unit: str, *props: str) -> dict:
+    r = host.run(["systemctl", "show", unit, "--timestamp=us+utc",
+                  *(a for p in props for a in ("-p", p))])
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+
+
+def utc_seconds(text: str) -> float:
+    """systemctl's --timestamp=us+utc ('Sun 2026-12-06 20:00:00.123456 UTC') as epoch."""
+    day, clock = text.split(" ")[1:3]
+    whole, _, micro = clock.partition(".")
+    return calendar.timegm(time.strptime(f"{day} {whole}", "%Y-%m-%d %H:%M:%S")) \
+        + int(micro or 0) / 1e6
+
+
+def test_a_dependent_starts_only_once_its_dependency_is_healthy(host, nspawnctl, containers):
+    """web --after db:healthy waits in its ExecStartPre while db's check fails, and starts
+    once /ok appears in db, after db's first healthy check (systemd's timestamps against the
+    check's), not before; with db sick again, `start web` fails after web's start timeout
+    with one line naming db."""
+    db, web = "ah-db", "ah-web"
+    unit = f"systemd-nspawn@{web}.service"
+    try:
+        nspawnctl("create", db, "--from", f"oci-archive:{ARCHIVE}")
+        nspawnctl("create", web, "--from", f"oci-archive:{ARCHIVE}", "--after", f"{db}:healthy")
+        info = status(nspawnctl, web)
+        assert (info["after"], info["wait_healthy"]) == ([db], [db]), info
+        nspawnctl("start", db)  # no /ok yet: its checks fail
+
+        # web waits in its ExecStartPre until db's first healthy check
+        start = host.popen(["nspawnctl", "start", web], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: unit_show(host, unit, "SubState")["SubState"] == "start-pre",
+                 timeout=10, interval=0.1, what=f"{web} waiting")
+        time.sleep(INTERVAL + 1)  # a check of db fails meanwhile: web still waits
+        assert unit_show(host, unit, "SubState")["SubState"] == "start-pre"
+        touched = time.monotonic()
+        host.run(["touch", f"{MACHINES}/{db}/ok"])
+        state = host.path(STATE.format(db))
+        first = None
+        deadline = time.monotonic() + INTERVAL + SLACK
+        while time.monotonic() < deadline:  # the first check that finds it healthy, and
+            seen = json.loads(state.read_text())  # the run of its service that made it
+            if seen["state"] == "healthy":
+                first = seen, unit_show(host, f"nspawnctl-health@{db}.service",
+                                        "ExecMainStartTimestampMonotonic")
+                break
+            time.sleep(0.05)
+        assert first is not None, f"{db} not healthy within {INTERVAL + SLACK}s"
+        out, err = start.communicate(timeout=30)
+        assert start.returncode == 0, (out, err)
+        times = unit_show(host, unit, "ExecMainStartTimestampMonotonic",
+                          "ExecMainStartTimestamp")
+        main_mono = int(times["ExecMainStartTimestampMonotonic"]) / 1e6
+        check_mono = int(first[1]["ExecMainStartTimestampMonotonic"]) / 1e6
+        print(f"\nafter-healthy: {web} started {main_mono - check_mono:.2f}s after the start "
+              f"of {db}'s first healthy check, {main_mono - touched:.2f}s after /ok appeared")
+        assert check_mono < main_mono and touched < main_mono, (touched, check_mono, main_mono)
+        # the state file's last_check (to the second) is not after web's start either
+        checked = first[0]["checked"]
+        assert utc_seconds(times["ExecMainStartTimestamp"]) >= calendar.timegm(
+            time.strptime(checked, "%Y-%m-%dT%H:%M:%SZ")), (checked, times)
+
+        # a db taken out of its check while web waits for it: refused, nothing changed
+        before = host.path(f"/etc/systemd/nspawn/{db}.nspawn").read_text()
+        r = nspawnctl.fails("set", db, "--health-cmd", "none")
+        assert r.error == f"nspawnctl: {web} waits for {db}'s health at start (:healthy): it " \
+                          "keeps its check", str(r)
+        assert host.path(f"/etc/systemd/nspawn/{db}.nspawn").read_text() == before
+
+        # db sick again: the start fails at web's start timeout, one line naming db
+        nspawnctl("stop", web)
+        nspawnctl("set", web, "--start-timeout", "4")
+        host.run(["rm", f"{MACHINES}/{db}/ok"])
+        wait_for(lambda: json.loads(state.read_text())["state"] == "unhealthy",
+                 timeout=INTERVAL * RETRIES + SLACK, interval=0.2, what=f"{db} unhealthy")
+        began = time.monotonic()
+        r = nspawnctl.fails("start", web)
+        took = time.monotonic() - began
+        print(f"after-healthy: the start failed after {took:.1f}s (start timeout 4s)")
+        assert r.error == f"nspawnctl: {web} did not start: {db} was not healthy within its " \
+                          "start timeout (4s)", str(r)
+        assert 4 <= took < 4 + SLACK, took
+        assert listing(nspawnctl)[web]["state"] != "running"
+    finally:
+        for name in (web, db):
+            nspawnctl("remove", "--force", name, check=False)

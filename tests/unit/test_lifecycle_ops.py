@@ -221,6 +221,6 @@ def test_start_on_a_nat_network_says_when_forwarding_is_off(paths, monkeypatch, 
 def test_a_start_that_ran_out_of_inotify_instances_points_at_doctor(paths, monkeypatch):
     log = "Failed to create control group inotify object: Too many open files"
     monkeypatch.setattr(runtime_lifecycle, "_journal_tail", lambda name, lines=10: log)
-    error = runtime_lifecycle._start_failed(FakeBus(), "c1")
+    error = runtime_lifecycle._start_failed(context(paths, FakeBus()), "c1")
     assert error.hint.splitlines()[0].startswith("the host's inotify limit is used up")
     assert "nspawnctl doctor" in error.hint and log in error.hint

@@ -274,9 +274,6 @@ BAD = [
                                                                "'service:db'"),
     ("network_mode: host\nnetworks: [a]", 4, "services.s.network_mode", "given with networks"),
     ("depends_on: [nothing]", 4, "services.s.depends_on[0]", "no service nothing"),
-    ("depends_on:\n  t:\n    condition: service_healthy", 6,
-     "services.s.depends_on.t.condition", "not supported by nspawnctl (service_healthy): "
-                                          "nspawnctl does not order starts by health yet"),
     ("depends_on:\n  t:\n    condition: service_completed_successfully", 6,
      "services.s.depends_on.t.condition", "not supported by nspawnctl "
                                           "(service_completed_successfully)"),
@@ -400,16 +397,16 @@ def test_command_alone_is_the_entrypoints_arguments(tmp_path):
     assert out["containers"]["s"]["cmd"] == ["sleep", "infinity"]
 
 
-def test_health_conditions_with_ignore_unsupported_still_order(tmp_path):
+def test_completed_condition_with_ignore_unsupported_still_orders(tmp_path):
     out, problems, warnings = translate(
         "services:\n  s:\n    image: busybox\n    depends_on:\n      t:\n"
-        "        condition: service_healthy\n  t:\n    image: busybox\n", tmp_path, ignore=True)
+        "        condition: service_completed_successfully\n  t:\n    image: busybox\n",
+        tmp_path, ignore=True)
     assert problems == []
     assert out["containers"]["s"]["after"] == ["t"]
     assert warnings == ["6: services.s.depends_on.t.condition: not supported by nspawnctl "
-                        "(service_healthy): nspawnctl does not order starts by health yet; "
-                        "ordered after "
-                        "t only (--ignore-unsupported)"]
+                        "(service_completed_successfully): nspawnctl does not wait for a "
+                        "container to finish; ordered after t only (--ignore-unsupported)"]
 
 
 def test_depends_on_names_containers_by_their_container_name(tmp_path):

@@ -162,11 +162,13 @@ options:
     type: str
     choices: [none, restart, stop, kill]
   after:
-    description: Containers this one starts after.
+    description: Containers this one starts after; C(NAME:healthy) starts it only once NAME is
+      healthy, within its start timeout.
     type: list
     elements: str
   requires:
-    description: Containers this one requires (started first, stopped with it).
+    description: Containers this one requires (started first, stopped with it);
+      C(NAME:healthy) as in after.
     type: list
     elements: str
   credential:
