@@ -98,17 +98,24 @@ def read_small_text(path: Path, what: str, limit: int = SMALL_FILE_MAX) -> str |
         raise InvalidInput(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644):
+def write_atomic(path: Path, text: str | bytes, mode: int = 0o644):
     """Write path so that readers see the old content or the new, never a torn file, also
-    after a power cut: the data is synced before the rename, the rename after it."""
+    after a power cut: the data is synced before the rename, the rename after it.  The
+    temporary file is 0600 from its first byte (a secret is never readable by others, not
+    even for a moment) and gets mode just before it takes path's place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{owner_token()}.tmp")
+    data = text.encode() if isinstance(text, str) else text
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a killed writer's of the same owner token (a reused PID)
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
+        with open(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+            os.fchmod(f.fileno(), mode)
         os.rename(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Usage
-from ..fs.files import fsync_dir
-from ..fs.locks import owner_token
+from ..fs.files import write_atomic
 from ..paths import Paths
 from ..systemd.unitfiles import render
 
@@ -161,11 +160,11 @@ def save(paths: Paths, container: str, credentials: tuple[Credential, ...],
         _mkdir_private(directory)
     for c in credentials:
         if c.secret is not None:
-            _write_secret(directory / c.name, c.secret)
+            write_atomic(directory / c.name, c.secret, mode=0o600)
         elif like is not None and not (directory / c.name).exists():
             source = store_dir(paths, like) / c.name
             with contextlib.suppress(FileNotFoundError):
-                _write_secret(directory / c.name, source.read_bytes())
+                write_atomic(directory / c.name, source.read_bytes(), mode=0o600)
     with contextlib.suppress(FileNotFoundError):
         for entry in os.listdir(directory):
             if entry not in wanted and not entry.startswith("."):
@@ -198,7 +197,7 @@ def copy(paths: Paths, src: str, dst: str) -> Path | None:
     _mkdir_private(target)
     for entry in sorted(os.listdir(source)):
         if not entry.startswith("."):
-            _write_secret(target / entry, (source / entry).read_bytes())
+            write_atomic(target / entry, (source / entry).read_bytes(), mode=0o600)
     return target
 
 
@@ -208,25 +207,6 @@ def _mkdir_private(directory: Path):
     with contextlib.suppress(FileExistsError):
         directory.mkdir(mode=0o700)
     os.chmod(directory, 0o700)
-
-
-def _write_secret(path: Path, secret: bytes):
-    """Written 0600 from its first byte (never readable by others, not even for a moment),
-    synced, renamed into place."""
-    tmp = path.with_name(f".{path.name}.{owner_token()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
-                 0o600)
-    try:
-        with open(fd, "wb") as f:
-            f.write(secret)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------- the drop-in
