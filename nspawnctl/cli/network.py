@@ -21,7 +21,7 @@ def network_group():
 @json_option()
 @pass_app
 def network_create(app, name, subnet, as_json):
-    """Create network NAME (a bridge nsc-NAME and its subnet)."""
+    """Create network NAME (a bridge nsc-NAME, hashed when NAME is long, and its subnet)."""
     net = network.create_network(app.ctx, name, subnet)
     if as_json:  # as network list shows it: no container on it yet
         print_json(jsonview.view("network", {

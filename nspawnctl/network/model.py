@@ -8,11 +8,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..errors import Usage
-from ..settings.networking import BRIDGE_PREFIX, check_network_name
-
-
-def bridge_name(name: str) -> str:
-    return BRIDGE_PREFIX + name
+from ..settings.networking import bridge_of, check_network_name
 
 
 @dataclass(frozen=True)
@@ -24,7 +20,7 @@ class Network:
 
     @classmethod
     def make(cls, name: str, subnet) -> "Network":
-        return cls(name, check_subnet(subnet), bridge_name(check_network_name(name)))
+        return cls(name, check_subnet(subnet), bridge_of(check_network_name(name)))
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:

@@ -19,7 +19,7 @@ from ..errors import Conflict, Error, InvalidInput, NotFound, Usage
 from ..fs.files import write_atomic
 from ..fs.locks import flocked
 from ..names import check_name
-from ..settings.networking import BRIDGE_PREFIX, DEFAULT, check_network_name
+from ..settings.networking import BRIDGE_PREFIX, DEFAULT, bridge_of, check_network_name
 from .model import Network, check_subnet
 
 POOL_ENV = "NSPAWNCTL_SUBNET_POOL"
@@ -141,6 +141,10 @@ class NetworkState:
             if name in data["networks"]:
                 raise Conflict(f"network {name!r} exists already",
                                hint=f"its subnet is {data['networks'][name]['subnet']}")
+            twin = [other for other in data["networks"] if bridge_of(other) == bridge_of(name)]
+            if twin:
+                raise Conflict(f"network {name!r} would share bridge {bridge_of(name)} with "
+                               f"network {twin[0]!r}", hint="choose another name")
             chosen = self._place(data, wanted)
             data["networks"][name] = {"subnet": str(chosen)}
             return self._network(name, data)

@@ -280,21 +280,29 @@ class Volumes(NspawnKey):
 class NetworkMode(NspawnKey):
     """The network mode: "host" (VirtualEthernet=no, Private=no), "none" (Private=yes, no
     link: loopback only), an nspawnctl network ("default" or a name made with `nspawnctl
-    network create`: Bridge=nsc-NAME, systemd-nspawn puts the container's veth on it), or
+    network create`: Bridge= its bridge, systemd-nspawn puts the container's veth on it), or
     "veth" (VirtualEthernet=yes alone: the link systemd-nspawn@.service makes, which nobody
     configures; what a file that says nothing else means).  Bridge= decides when present;
-    then VirtualEthernet=; Private=no alone means the host's network."""
+    then VirtualEthernet=; Private=no alone means the host's network.
 
-    def __init__(self, bridge_prefix: str):
-        super().__init__("Network", "Bridge", "VirtualEthernet", "Private")
-        self.bridge_prefix = bridge_prefix
+    A network whose name is too long for "nsc-" + name has a hashed bridge, which cannot be
+    turned back into its name: X-NspawnctlNetwork= (ignored by systemd) says the name, and
+    counts only while its bridge is the one Bridge= names, so a hand-edited Bridge= wins."""
+
+    def __init__(self, bridge_of: Callable[[str], str], check_name: Callable[[str], str]):
+        super().__init__("Network", "Bridge", "VirtualEthernet", "Private", "X-NspawnctlNetwork")
+        self.bridge_of, self.check_name = bridge_of, check_name
+        self.prefix = bridge_of("")
 
     def read(self, partial, name, raw):
         seen = {} if partial is UNSET else dict(partial)
         if name == "Bridge":
-            if raw and not raw.startswith(self.bridge_prefix):
+            if raw and not raw.startswith(self.prefix):
                 raise Unreadable(raw)  # a bridge nspawnctl does not manage: the author's
-            seen[name] = raw[len(self.bridge_prefix):] or None
+            seen[name] = raw if raw[len(self.prefix):] else None
+        elif name == "X-NspawnctlNetwork":
+            _checked(self.check_name, raw)
+            seen[name] = raw
         else:
             seen[name] = parse_bool(raw)
         return seen
@@ -302,10 +310,12 @@ class NetworkMode(NspawnKey):
     def done(self, partial, default):
         if partial is UNSET:
             return default
-        bridge = partial.get("Bridge")
+        bridge, named = partial.get("Bridge"), partial.get("X-NspawnctlNetwork")
         veth, private = partial.get("VirtualEthernet"), partial.get("Private")
         if bridge:
-            return bridge
+            if named and self.bridge_of(named) == bridge:
+                return named
+            return bridge[len(self.prefix):]
         if veth:
             return "veth"
         if veth is False and private:
@@ -321,7 +331,10 @@ class NetworkMode(NspawnKey):
             return ["VirtualEthernet=no", "Private=no"]
         if value == "none":
             return ["VirtualEthernet=no", "Private=yes"]
-        return ["VirtualEthernet=yes", f"Bridge={self.bridge_prefix}{value}"]
+        bridge = self.bridge_of(value)
+        if bridge == self.prefix + value:
+            return ["VirtualEthernet=yes", f"Bridge={bridge}"]
+        return ["VirtualEthernet=yes", f"Bridge={bridge}", f"X-NspawnctlNetwork={value}"]
 
 
 class Ports(NspawnKey):

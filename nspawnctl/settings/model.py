@@ -24,8 +24,8 @@ from ..names import check_name, check_stack_name
 from ..paths import service_unit
 from ..times import check_rfc3339
 from . import credentials, health, keys
-from .networking import BRIDGE_PREFIX, PROTOCOLS, Port, check_network_name, parse_port
 from .networking import DEFAULT as DEFAULT_NETWORK
+from .networking import PROTOCOLS, Port, bridge_of, check_network_name, parse_port
 from .values import (
     check_choice,
     check_hostname,
@@ -261,7 +261,7 @@ class ContainerConfig:
         create_default=DEFAULT_NETWORK, check=_check_network,
         help="default (nspawnctl's default network), none (loopback only), host (the host's "
              "network) or the name of a network made with `nspawnctl network create`.",
-        nspawn=keys.NetworkMode(BRIDGE_PREFIX))
+        nspawn=keys.NetworkMode(bridge_of, check_network_name))
     binds: tuple = _setting(
         (), flag="--bind", metavar="SRC[:DST][:ro][:idmap]", parse=parse_bind, multiple=True,
         help="Bind-mount a host path (repeatable); idmap: uid N inside is uid N on the host "

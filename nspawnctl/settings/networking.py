@@ -4,6 +4,7 @@ Plain values checked once where they come in (one-line errors); the settings tha
 them and the network package that carries them out both take them from here.
 """
 
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -12,7 +13,8 @@ from ..errors import Usage
 
 BRIDGE_PREFIX = "nsc-"
 IFNAMSIZ = 16  # kernel interface names: 15 bytes and a NUL
-MAX_NAME = IFNAMSIZ - 1 - len(BRIDGE_PREFIX)  # 11: "nsc-" + name must fit
+SHORT_NAME = IFNAMSIZ - 1 - len(BRIDGE_PREFIX)  # 11: "nsc-" + name fits as it is
+MAX_NAME = 63  # a DNS label's length: compose files name networks like hosts
 DEFAULT = "default"
 # Words of the network *mode* setting (--network default|none|host|NAME): never a network.
 RESERVED = ("none", "host")
@@ -21,13 +23,11 @@ _NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
 
 
 def check_network_name(name: str) -> str:
-    """name if it can name a network (its bridge is "nsc-" + name), else Error saying why."""
+    """name if it can name a network, else Error saying why."""
     if not name:
         raise Usage("network name is empty")
     if len(name) > MAX_NAME:
-        raise Usage(f"invalid network name {name!r}: longer than {MAX_NAME} characters",
-                    hint=f"its bridge {BRIDGE_PREFIX}{name} must fit the kernel's "
-                         f"{IFNAMSIZ - 1}-byte interface names")
+        raise Usage(f"invalid network name {name!r}: longer than {MAX_NAME} characters")
     if name in RESERVED:
         raise Usage(f"invalid network name {name!r}: a reserved word",
                     hint="'none' and 'host' are network modes, not networks")
@@ -35,6 +35,18 @@ def check_network_name(name: str) -> str:
         raise Usage(f"invalid network name {name!r}",
                     hint="use lower-case letters, digits and '-', not at either end")
     return name
+
+
+def bridge_of(name: str) -> str:
+    """The bridge of network `name`: "nsc-" + name when that fits the kernel's 15-byte
+    interface names, else "nsc-" + its first 5 characters + "_" + 5 hex digits of its hash.
+    A network name never holds "_", so a long name's bridge cannot be a short name's; two
+    long names sharing a bridge (a 1 in 2**20 chance for a shared prefix) are refused when
+    the second network is made."""
+    if len(name) <= SHORT_NAME:
+        return BRIDGE_PREFIX + name
+    digest = hashlib.blake2s(name.encode(), digest_size=8).hexdigest()
+    return f"{BRIDGE_PREFIX}{name[:5]}_{digest[:5]}"
 
 
 @dataclass(frozen=True)

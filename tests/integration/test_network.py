@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from nspawnctl.settings.networking import bridge_of
 from tests import imagetools, outside
 from tests.integration.helpers import listing, wait_for
 from tests.testbed import DEFAULT_SUBNET
@@ -174,11 +175,14 @@ def test_oci_container_egress_and_published_ports(host, nspawnctl, world, made, 
 def test_containers_find_each_other_by_name_and_networks_are_isolated(
         host, nspawnctl, world, made, web_image):
     nspawnctl("network", "create", "n1", "--subnet", "192.0.2.128/26")
-    nspawnctl("network", "create", "n2", "--subnet", "192.0.2.192/27")
+    # n2's name is too long for "nsc-" + name: its bridge is hashed, and everything below
+    # (NAT, isolation, the network read back from the .nspawn file) goes through it
+    n2 = "backend-of-the-shop"
+    nspawnctl("network", "create", n2, "--subnet", "192.0.2.192/27")
     try:
         a = made("na", "--from", web_image, "--network", "n1")
         b = made("nb", "--from", web_image, "--network", "n1")
-        c = made("nc", "--from", web_image, "--network", "n2")
+        c = made("nc", "--from", web_image, "--network", n2)
         for name in (a, b, c):
             nspawnctl("start", name)
         r = nspawnctl("exec", a, "--", "wget", "-q", "-O", "-", f"http://{b}/")
@@ -193,16 +197,19 @@ def test_containers_find_each_other_by_name_and_networks_are_isolated(
         assert r.stdout == outside.HTTP_PAGE
         networks = {n["name"]: n for n in json.loads(
             nspawnctl("network", "list", "--json").stdout)}
-        assert networks["n1"]["containers"] == [a, b] and networks["n2"]["containers"] == [c]
+        assert networks["n1"]["containers"] == [a, b] and networks[n2]["containers"] == [c]
+        bridge = networks[n2]["bridge"]
+        assert bridge == bridge_of(n2) and bridge in host.run(["ip", "-o", "link"]).stdout
+        assert json.loads(nspawnctl("status", c, "--json").stdout)["network"] == n2
 
         r = nspawnctl.fails("network", "remove", "n1")
         assert "still has containers" in r.error
     finally:
         for name in ("na", "nb", "nc"):
             nspawnctl("remove", "--force", name, check=False)
-    nspawnctl("network", "remove", "n1", "n2")
+    nspawnctl("network", "remove", "n1", n2)
     links = host.run(["ip", "-o", "link"]).stdout
-    assert "nsc-n1" not in links and "nsc-n2" not in links
+    assert "nsc-n1" not in links and bridge_of(n2) not in links
 
 
 # --- the loopback guard ------------------------------------------------------------------------
@@ -474,7 +481,7 @@ def test_doctor_and_a_forward_drop_policy(host, nspawnctl, world, made, web_imag
     (["create", "bad1", "--network", "host", "--port", "80:80"], "need an nspawnctl network"),
     (["create", "bad1", "--network", "none", "--port", "80:80"], "need an nspawnctl network"),
     (["create", "bad1", "--network", "nosuchnet"], "no network named 'nosuchnet'"),
-    (["network", "create", "averylongname"], "longer than 11"),
+    (["network", "create", "a" * 64], "longer than 63"),
     (["network", "create", "up", "--subnet", "203.0.113.0/24"], "overlaps"),
     (["network", "create", "dup", "--subnet", DEFAULT_SUBNET], "overlaps"),
     (["network", "create", "bad", "--subnet", "192.0.2.0/33"], "invalid subnet"),

@@ -6,7 +6,7 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.network.model import Network, check_subnet
-from nspawnctl.settings.networking import Port, check_network_name, parse_port
+from nspawnctl.settings.networking import Port, bridge_of, check_network_name, parse_port
 
 
 @pytest.mark.parametrize("text, port", [
@@ -57,14 +57,27 @@ def test_bad_ports_are_one_line(text, why):
     assert err.value.hint
 
 
-@pytest.mark.parametrize("name", ["default", "a", "web", "a-b", "abcdefghijk", "0net"])
+@pytest.mark.parametrize("name", ["default", "a", "web", "a-b", "abcdefghijk", "0net",
+                                  "abcdefghijkl", "react-express", "a" * 63])
 def test_good_network_names(name):
     assert check_network_name(name) == name
     assert len(Network.make(name, "192.0.2.0/24").bridge.encode()) <= 15
 
 
+def test_bridges_of_long_names_are_hashed_and_never_a_short_names():
+    """A name that fits keeps "nsc-" + name (existing bridges stay as they are); a longer
+    one gets a hashed bridge holding "_", which no network name has."""
+    assert bridge_of("abcdefghijk") == "nsc-abcdefghijk"
+    long = bridge_of("react-express")
+    assert long.startswith("nsc-react_") and len(long) == 15
+    assert bridge_of("react-express2") != long
+    assert bridge_of("react-express") == long  # stable: files and the firewall name it
+    with pytest.raises(Error):
+        check_network_name(long[len("nsc-"):])
+
+
 @pytest.mark.parametrize("name, why", [
-    ("", "empty"), ("abcdefghijkl", "longer than 11"), ("none", "reserved"),
+    ("", "empty"), ("a" * 64, "longer than 63"), ("none", "reserved"),
     ("host", "reserved"), ("Web", "invalid"), ("-a", "invalid"), ("a-", "invalid"),
     ("a_b", "invalid"), ("a.b", "invalid"), ("a b", "invalid"), ("é", "invalid"),
 ])

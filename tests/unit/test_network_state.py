@@ -83,6 +83,22 @@ def test_a_given_subnet_that_overlaps_a_route_is_refused(tmp_path, subnet, route
     assert s.networks() == []
 
 
+def test_two_long_names_whose_bridges_collide_are_refused(tmp_path, monkeypatch):
+    """A 20-bit hash of names sharing 5 characters can collide: the second network is
+    refused with one line rather than sharing (and later deleting) the first's bridge."""
+    import nspawnctl.network.model
+    import nspawnctl.network.state
+    same = lambda name: "nsc-react_00000" if name.startswith("react") else "nsc-" + name  # noqa: E731
+    monkeypatch.setattr(nspawnctl.network.state, "bridge_of", same)
+    monkeypatch.setattr(nspawnctl.network.model, "bridge_of", same)
+    s = state(tmp_path)
+    s.create("react-express", "192.0.2.0/25")
+    with pytest.raises(Error) as err:
+        s.create("react-express-2", "192.0.2.128/25")
+    assert "share bridge nsc-react_00000 with network 'react-express'" in err.value.message
+    assert [n.name for n in s.networks()] == ["react-express"]
+
+
 def test_a_subnet_that_overlaps_another_network_is_refused(tmp_path):
     s = state(tmp_path)
     s.create("a", "192.0.2.0/24")

@@ -6,6 +6,7 @@ import pytest
 
 from nspawnctl.errors import Error
 from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.networking import bridge_of
 from nspawnctl.settings.nspawnfile import (
     parse_nspawn,
     quote_word,
@@ -25,6 +26,8 @@ CONFIGS = [
     ContainerConfig(boot=False, command=AWKWARD_ARGS, image="oci-archive:/tmp/x.tar"),
     ContainerConfig(boot=True, command=("--log-level=debug", "systemd.unit=rescue.target")),
     ContainerConfig(private_users=False, network="host"),
+    ContainerConfig(network="web"),
+    ContainerConfig(network="react-express"),  # a hashed bridge: the name on its own line
     ContainerConfig(binds=(parse_bind("/srv/a:/a:ro"), parse_bind("/srv/b"),
                            parse_bind("/srv/with space:/in side"))),
     ContainerConfig(env=("FOO=a b", "EMPTY=", 'Q=it\'s "quoted"', "BS=a\\b\\", "PCT=%n$X")),
@@ -216,3 +219,22 @@ def test_continued_lines_survive_verbatim():
 ])
 def test_network_modes_read_back(network, expected):
     assert parse_nspawn(f"[Network]\n{network}\n").network == expected
+
+
+def test_a_long_network_name_is_said_beside_its_hashed_bridge():
+    lines = render_nspawn(ContainerConfig(network="react-express")).splitlines()
+    bridge = [line for line in lines if line.startswith("Bridge=")]
+    assert bridge == [f"Bridge={bridge_of('react-express')}"]
+    assert "X-NspawnctlNetwork=react-express" in lines
+    short = render_nspawn(ContainerConfig(network="web")).splitlines()
+    assert "Bridge=nsc-web" in short and not any("X-Nspawnctl" in x for x in short)
+
+
+@pytest.mark.parametrize("lines, expected", [
+    # a hand-edited Bridge= wins over a name that is no longer its bridge's
+    ("Bridge=nsc-web\nX-NspawnctlNetwork=react-express", "web"),
+    (f"Bridge={bridge_of('react-express')}\nX-NspawnctlNetwork=react-express", "react-express"),
+    ("Bridge=nsc-web\nX-NspawnctlNetwork=Not_A_Name", "web"),
+])
+def test_the_bridge_decides_which_network(lines, expected):
+    assert parse_nspawn(f"[Network]\n{lines}\n").network == expected
