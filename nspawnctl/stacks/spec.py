@@ -89,6 +89,7 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
                 enabled=is_enabled(paths, name))
             boot = first_boot_keys(paths, name, cfg, stacked, warnings)
             given = [c for c in cfg.credentials if "ssh-key" not in boot or c.name != SSH_KEY]
+            containers[name].pop("credential", None)  # container_keys': names only
             if given:  # never a value: the file in the store that holds it
                 containers[name]["credential"] = [credentials.spelled(paths, name, c)
                                                   for c in given]

@@ -255,6 +255,15 @@ def test_spec_gives_the_keys_back_but_never_a_password(paths, files):
     assert p.steps == [] and "first-boot keys (root-password-hashed)" in p.warnings[0]
 
 
+def test_spec_of_a_container_whose_one_credential_is_its_key(paths, files):
+    made_from_file(paths, files, boxed(files, f"ssh-key: {files}/k.pub", "from: scratch"))
+    save = record.read(paths, "st")
+    save.containers["a"]["create"] = {"from": "scratch"}
+    record.write(paths, save)
+    doc = yaml.safe_load(spec.spec(context(paths, Bus()), ["a"]).text())["containers"]["a"]
+    assert "credential" not in doc and doc["ssh-key"].endswith(f"/credentials/a/{SSH_KEY}")
+
+
 def test_apply_says_it_on_stderr_and_in_json_and_shows_no_secret(paths, files, monkeypatch):
     from click.testing import CliRunner
 
