@@ -13,7 +13,7 @@ from nspawnctl.errors import INVALID_INPUT
 from tests.integration import registries as R
 from tests.integration.helpers import listing
 from tests.integration.test_registry import regs, world  # noqa: F401 (fixtures)
-from tests.integration.test_stacks import served, stack_file
+from tests.integration.test_stacks import DIR, served, stack_file
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,9 @@ def test_a_service_reads_its_secrets_at_run_secrets(host, nspawnctl, regs):  # n
     directory = host.path(path).parent
     (directory / "token.txt").write_text(token)
     (directory / "key.txt").write_text(key)
-    host.run(["chmod", "600", str(directory / "token.txt")])
+    # root's alone: the container's root reads it only through the idmapped bind
+    (directory / "token.txt").chmod(0o600)
+    assert host.run(["stat", "-c", "%a %U", f"{DIR}/token.txt"]).stdout == "600 root\n"
     try:
         r = nspawnctl("apply", "-f", path)
         digest = hashlib.sha256(token.encode()).hexdigest()
