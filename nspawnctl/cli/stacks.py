@@ -43,7 +43,9 @@ def apply_command(app, path, dry_run, prune, stack_name, ignore_unsupported, as_
     say = (lambda _line: None) if as_json else click.echo
     result = stacks.apply(app.ctx, stack, prune=prune, dry_run=dry_run, filename=path,
                           say=say)
-    result.warnings = warnings
+    for line in result.warnings:  # the plan's: what the file asks that apply does not do
+        click.echo(f"warning: {line}", err=True)
+    result.warnings = warnings + result.warnings
     if as_json:
         print_record(jsonview.view("applied", result.to_json()), True)
     else:

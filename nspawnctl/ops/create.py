@@ -24,7 +24,7 @@ from ..settings.model import ContainerConfig
 from ..sources.base import Base, Request
 from ..sources.debootstrap import DEFAULT_MIRROR, BootstrapSpec, parse_packages
 from ..sources.oci.source import apply_image_config, boot_rule, image_user_warning
-from ..store import order, overlay
+from ..store import order, overlay, volumes
 from ..store.commit import finish
 from ..store.identity import Identity
 from ..store.images import held_image
@@ -80,9 +80,11 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
                     assert plan.build is not None
                     info.update(plan.build(stage / "tree"))
                 cfg = dataclasses.replace(cfg, created=now())
-                address = network.join(paths, name, cfg)  # given back if the commit fails
-                finish(store, stage, name, cfg, cfg.hostname or name, lower,
-                       identity=identity)
+                # checked again and held until the commit: no volume remove in between
+                with volumes.held_volumes(paths, (v.name for v in cfg.volumes), report):
+                    address = network.join(paths, name, cfg)  # given back if it fails
+                    finish(store, stage, name, cfg, cfg.hostname or name, lower,
+                           identity=identity)
         if address is not None:
             info["address"] = [str(address)]
             network.joined(paths, ctx.bus, name, cfg)

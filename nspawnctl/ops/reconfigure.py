@@ -1,6 +1,7 @@
 """`set`: change a container's settings, applying limits and published ports live when it
 runs; what needs a restart is said."""
 
+import contextlib
 from dataclasses import replace
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..runtime.lifecycle import is_active
 from ..settings import running as running_record
 from ..settings.files import load_config, save_config
 from ..settings.model import ContainerConfig, dependencies, edit, live_properties, needs_restart
-from ..store import order
+from ..store import order, volumes
 from ..systemd import bootunits
 from .common import check_mounts, require_root
 
@@ -48,16 +49,20 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
     only at a restart."""
     require_root()
     paths, store = ctx.paths, ctx.store
-    with ctx.holding(name):
+    with ctx.holding(name), contextlib.ExitStack() as held:
         old = load_config(paths, name)
         new = replace(edit(old, options), **(values or {}))
         if new.auto_update != old.auto_update:
             require_updatable(name, new)
         # only the mounts it adds: one whose source went away since must not block other
         # changes
+        added = [v for v in new.volumes if v not in old.volumes]
         check_mounts(paths, (b for b in new.binds
                              if b not in old.binds or not new.private_users),
-                     (v for v in new.volumes if v not in old.volumes), new.private_users)
+                     added, new.private_users)
+        # the volumes it adds, checked again and held until its settings name them: no
+        # volume remove in between (store/volumes.py held_volumes)
+        held.enter_context(volumes.held_volumes(paths, (v.name for v in added), ctx.report))
         if new == old:
             # The files already say so, but a `set` killed after writing them may not have
             # reached the running unit or the firewall: roll it forward, it costs little.

@@ -25,7 +25,7 @@ from ..runtime.context import Context
 from ..runtime.lifecycle import running_for_copy
 from ..settings import credentials
 from ..settings.files import load_config
-from ..store import order, overlay, snapshots
+from ..store import order, overlay, snapshots, volumes
 from ..store.containers import is_enabled
 from ..store.hold import hold
 from .common import require_root
@@ -53,16 +53,20 @@ def rename(ctx: Context, old: str, new: str) -> dict:
         if network.managed(cfg):  # refused before anything moves, as remove does
             network.require_host_network(paths)
         copied = _copy_settings(ctx, old, new)
-        try:
-            credentials.copy(paths, old, new)  # the values its settings name (0600)
-            rename_noreplace(paths.tree(old), paths.tree(new))  # the commit point
-        except BaseException:
-            for path in copied:
-                path.unlink(missing_ok=True)
-            _remove_empty(paths.dropin_dir(new))
-            credentials.remove(paths, new)
-            raise
-        fsync_dir(paths.machines)
+        # its volumes held over the rename: volume remove lists the containers' trees, and
+        # a listing made while the tree moves may see it under neither name
+        with volumes.held_volumes(paths, (v.name for v in cfg.volumes), ctx.report,
+                                  check=False):
+            try:
+                credentials.copy(paths, old, new)  # the values its settings name (0600)
+                rename_noreplace(paths.tree(old), paths.tree(new))  # the commit point
+            except BaseException:
+                for path in copied:
+                    path.unlink(missing_ok=True)
+                _remove_empty(paths.dropin_dir(new))
+                credentials.remove(paths, new)
+                raise
+            fsync_dir(paths.machines)
         _move_snapshots(ctx, old, new)
         network.network_state(paths).rename(old, new)
         for path in _dropins(paths.dropin_dir(old)):  # the user's too: copied above

@@ -96,13 +96,18 @@ def hash_password_file(path: str) -> str:
     """--root-password-file FILE: the password (its first line; the file as systemd's
     passwd.plaintext-password.root credential takes it), hashed here with the host's crypt(3)
     (yescrypt, as Debian's passwd does).  Never on a command line."""
+    return crypt(read_password_file(path))
+
+
+def read_password_file(path: str) -> bytes:
+    """--root-password-file FILE's password, checked: its first line, not empty."""
     data = read_secret_file(path, "passwd.plaintext-password.root")
     if len(data) > PASSWORD_MAX:
         raise Usage(f"--root-password-file {path}: larger than {PASSWORD_MAX} bytes")
     password = data.split(b"\n", 1)[0]
     if not password or b"\0" in password:
         raise Usage(f"--root-password-file {path}: the first line is empty or holds NUL")
-    return crypt(password)
+    return password
 
 
 def crypt(password: bytes) -> str:

@@ -74,6 +74,7 @@ def apply(ctx: Context, stack: Stack, prune: bool = False, dry_run: bool = False
         if steps.problems:
             raise StackError(filename, steps.problems)
         result.left = steps.left
+        result.warnings = steps.warnings
         if dry_run:
             result.steps = steps.steps
             result.seconds = time.monotonic() - t0
@@ -114,7 +115,7 @@ def _take(ctx: Context, stack: Stack, kept: record.Record, step: plan.Step,
         record.write(paths, kept)
         _create(ctx, stack, name)
     elif step.action == plan.CHANGE:
-        kept.containers[name] = stack.containers[name].record()
+        kept.containers[name] = stack.containers[name].record(_made_with(kept, name))
         record.write(paths, kept)
         reconfigure.set_config(ctx, name, {}, step.changes)
     elif step.action == plan.START:
@@ -144,14 +145,23 @@ def _create(ctx: Context, stack: Stack, name: str) -> None:
         options["include"] = ",".join(options["include"])
     cfg = dataclasses.replace(spec.config, stack=stack.name)
     request = create.make_request(ctx, **options)
-    create.create(ctx, name, source, cfg, request, use_overlay=use_overlay)
+    identity = spec.firstboot.identity()
+    create.create(ctx, name, source, cfg, request, use_overlay=use_overlay,
+                  identity=identity or None)
+
+
+def _made_with(kept: record.Record, name: str) -> dict | None:
+    """The first-boot keys the record says name's tree was made with (None: no record)."""
+    old = kept.containers.get(name)
+    return None if old is None else old.get("firstboot") or {}
 
 
 def _finish(paths, stack: Stack, kept: record.Record, steps: plan.Plan) -> None:
     """The record once every step is done: the file's containers as the file says them, and
     the networks this stack made (those the file no longer lists stay, until --prune; those
     gone from the host are forgotten)."""
-    containers = {n: s.record() for n, s in stack.containers.items()}
+    # a tree made by this apply was recorded with the file's first-boot keys at its step
+    containers = {n: s.record(_made_with(kept, n)) for n, s in stack.containers.items()}
     left = {n: r for n, r in kept.containers.items() if n not in containers}
     networks = {n: r for n, r in kept.networks.items() if n not in steps.forgotten}
     new = record.Record(stack.name, {**containers, **left}, networks)

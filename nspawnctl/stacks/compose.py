@@ -19,13 +19,22 @@ Where nspawnctl's model differs from Docker's, the choice is made here once:
 - `restart: always` and `unless-stopped` bring a container back when the host (Docker's
   daemon) starts again: they also set `enabled: true`;
 - Compose interpolates `$VAR` and `${VAR}` from the environment it runs in, and nspawnctl
-  does not: such a value is refused, `$$` (a literal `$`) becomes `$`.
+  does not: such a value is refused, `$$` (a literal `$`) becomes `$`;
+- a secret (top-level `secrets: NAME: file: PATH`, a service's `secrets:`) is what Docker
+  Compose makes of it: the host's file bound read-only at /run/secrets/NAME (or the
+  target), with `idmap`, so its owner and mode inside are the host's (a root-owned 0600 file
+  is root's alone inside, as under Docker, not nobody's).  Not a systemd credential:
+  systemd-nspawn puts those in /run/host/credentials, 0400 and root's, and names them in
+  $CREDENTIALS_DIRECTORY, which a compose service neither reads nor, when it runs as
+  another user, could; and /run is a tmpfs, so no link in the tree reaches them.  A secret
+  from the environment (`environment:`) is refused, as interpolation is.
 """
 
 import math
 import os
 import re
 import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +62,9 @@ ENV_FILE_MAX = 256 * 1024
 _DOLLAR = re.compile(r"\$(\$|\{|[_a-zA-Z][_a-zA-Z0-9]*)")
 _RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# a secret's name, as Docker takes it: a file's name under /run/secrets
+_SECRET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+SECRETS_DIR = "/run/secrets"
 # compose restart -> (systemd Restart=, started when the host starts)
 _RESTART = {"no": ("no", False), "always": ("always", True), "on-failure": ("on-failure", False),
             "unless-stopped": ("always", True)}
@@ -107,6 +119,8 @@ class _Translator:
         self.network_names: dict[str, str] = {}   # compose network -> its name on the host
         self.said: set[str] = set()                # keys of values refused for a $VAR
         self.declared_volumes: set[str] = set()    # the top-level volumes: named volumes
+        # the top-level secrets: name -> its host file (None: left out, --ignore-unsupported)
+        self.secrets: dict[str, str | None] = {}
 
     # ------------------------------------------------------------------ reporting
 
@@ -160,6 +174,8 @@ class _Translator:
                                         "write the file in one format")
             elif key == "volumes":
                 self.named_volumes(doc, out)
+            elif key == "secrets":
+                self.declared_secrets(doc["secrets"], line)
             else:
                 self.unsupported(line, key)
         self.networks_of(doc)
@@ -329,7 +345,7 @@ class _Translator:
         handled = ("image", "command", "entrypoint", "environment", "env_file", "ports",
                    "volumes", "networks", "network_mode", "depends_on", "restart", "mem_limit",
                    "cpus", "pids_limit", "deploy", "hostname", "container_name", "platform",
-                   "pull_policy", "expose", "healthcheck")
+                   "pull_policy", "expose", "healthcheck", "secrets")
         self.other_keys(svc, where, handled)
         if "expose" in svc:  # containers of one nspawnctl network reach each other's ports
             self.expect(svc["expose"], Seq, svc.line_of("expose"), f"{where}.expose",
@@ -340,6 +356,7 @@ class _Translator:
         self.environment(svc, where, out)
         self.ports(svc, where, out)
         self.volumes(svc, where, out)
+        self.service_secrets(svc, where, out)
         self.service_network(svc, where, out, line)
         self.depends_on(svc, where, out)
         self.restart(svc, where, out)
@@ -808,6 +825,115 @@ class _Translator:
         assert isinstance(source, str)
         path = self.host_path(source, volume.line_of("source"), f"{key}.source")
         return None if path is None else f"{path}:{target}" + (":ro" if readonly else "")
+
+    # ------------------------------------------------------------------ secrets
+
+    def declared_secrets(self, value: Any, line: int):
+        """The top-level secrets: each a host file (file:, relative to the compose file's
+        directory), bound where a service's secrets say (service_secrets)."""
+        if value is None:
+            return
+        if not self.expect(value, Doc, line, "secrets", "a mapping of secrets"):
+            return
+        for name, body in value.items():
+            at, key = value.line_of(name), f"secrets.{name}"
+            if not _SECRET_NAME.fullmatch(name):
+                self.problem(at, key, f"invalid secret name {_shown(name)}: letters, digits "
+                                      "and . _ -, starting with a letter or digit")
+                continue
+            if not self.expect(body, Doc, at, key, "a mapping (file: PATH)"):
+                continue
+            self.secrets[name] = None
+            for option in body:
+                where = f"{key}.{option}"
+                if option == "environment":
+                    self.unsupported(body.line_of(option), where, ": compose reads the value "
+                                     "from the environment it runs in, and nspawnctl does not "
+                                     "(put it in a file: file: PATH)")
+                elif option == "external":
+                    self.unsupported(body.line_of(option), where, ": a secret of a swarm "
+                                     "(give file: PATH)")
+                elif option != "file" and not _is_extension(option):
+                    self.unsupported(body.line_of(option), where)
+            if "file" in body:
+                self.secrets[name] = self.secret_file(body["file"], body.line_of("file"),
+                                                      f"{key}.file")
+            elif not any(k in body for k in ("environment", "external")):
+                self.problem(at, key, "no file: (a secret is file: PATH)")
+
+    def secret_file(self, value: Any, line: int, key: str) -> str | None:
+        """A secret's host file: a regular file, its path as compose resolves it."""
+        if not self.expect(value, str, line, key, "a file's path"):
+            return None
+        path = os.path.normpath(self.base_dir / value)
+        try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                self.problem(line, key, f"not a regular file: {path}")
+                return None
+        except OSError as e:
+            self.problem(line, key, f"{path}: {e.strerror}")
+            return None
+        return path
+
+    def service_secrets(self, svc: Doc, where: str, out: Doc):
+        """A service's secrets (NAME, or source: and target:) as read-only, idmapped binds
+        of their files at /run/secrets/NAME (or the target: a name there, or a path)."""
+        if "secrets" not in svc:
+            return
+        value, line = svc["secrets"], svc.line_of("secrets")
+        if not self.expect(value, Seq, line, f"{where}.secrets", "a list of secrets"):
+            return
+        made: list[tuple[str, int]] = []
+        targets: dict[str, str] = {}
+        for i, entry in enumerate(value):
+            at, key = value.line_of(i), f"{where}.secrets[{i}]"
+            if isinstance(entry, Doc):
+                # uid, gid, mode: Docker Compose itself does not set them for a file's
+                # secret (a bind keeps the file's own)
+                self.other_keys(entry, key, ("source", "target"))
+                if not self.ignore and any(k not in ("source", "target")
+                                           and not _is_extension(k) for k in entry):
+                    continue  # refused (said)
+                name, target = entry.get("source"), entry.get("target", entry.get("source"))
+                if not (self.expect(name, str, entry.line_of("source"), f"{key}.source",
+                                    "a secret's name")
+                        and self.expect(target, str, entry.line_of("target"),
+                                        f"{key}.target", "a file's name or path")):
+                    continue
+            elif self.expect(entry, str, at, key, "a secret's name (or source: and target:)"):
+                name = target = entry
+            else:
+                continue
+            assert isinstance(name, str) and isinstance(target, str)
+            if name not in self.secrets:
+                self.problem(at, key, f"no secret {name} in the top-level secrets")
+                continue
+            path = self.secrets[name]
+            if path is None:  # refused up there (said once), or left out: said here too
+                if self.ignore:
+                    self.warn(at, key, f"secret {name} is left out (secrets.{name} is not "
+                                       "supported)")
+                continue
+            dest = os.path.normpath(os.path.join(SECRETS_DIR, target))
+            if not target or ".." in target.split("/") or dest in ("/", SECRETS_DIR):
+                self.problem(at, key, f"invalid target {_shown(target)}: a file's name in "
+                                      f"{SECRETS_DIR}, or an absolute path without '..'")
+                continue
+            if dest in targets:
+                self.problem(at, key, f"{dest} is secret {targets[dest]}'s too")
+                continue
+            targets[dest] = name
+            bind = f"{path}:{dest}:ro:idmap"
+            try:
+                parse_bind(bind)
+            except Error as e:
+                self.problem(at, key, e.message)
+                continue
+            made.append((bind, at))
+        if made:  # after the volumes' binds
+            binds = out.get("bind") or _seq(line, [])
+            at = out.lines.get("bind", line)
+            _put(out, "bind", _seq(at, [*zip(binds, binds.lines), *made]), at)
 
     # ------------------------------------------------------------------ order, network
 

@@ -3,18 +3,23 @@
 The keys of a container are create's and set's options by their long names.  The settings
 table (settings/model.py) gives most of them, so a new setting is a new key with no code
 here; CREATE_KEYS are the options that say how the tree is made (only create takes them);
-`state` and `enabled` say how it should run.  Values go through the CLI's own parsers, and
-every problem of the file is collected, with its line and key, before anything is changed.
+FIRSTBOOT_KEYS create's first-boot options (ssh-key, timezone...: firstboot.py says how a
+change to one is handled); `state` and `enabled` say how it should run.  Values go through
+the CLI's own parsers, and every problem of the file is collected, with its line and key,
+before anything is changed.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import INVALID_INPUT, Error
 from ..names import check_name, check_stack_name, check_volume_name
 from ..network.model import check_subnet
+from ..settings.firstboot import SSH_KEY
 from ..settings.model import CLI_SETTINGS, ContainerConfig, Setting, dependencies, parse_cli
 from ..settings.networking import check_network_name
+from . import firstboot
+from .firstboot import FirstBoot
 from .yamlfile import Doc, Problem, Seq
 
 TOP_KEYS = ("name", "networks", "volumes", "containers")
@@ -52,6 +57,8 @@ CREATE_KEYS: dict[str, CreateKey] = {
 # The settings table's keys: a flag's long name (--start-timeout: start-timeout).
 SETTING_KEYS: dict[str, Setting] = {s.flag[2:]: s for s in CLI_SETTINGS if s.flag}
 RUN_KEYS = ("state", "enabled")
+# create's first-boot options (firstboot.py): used when the tree is made
+FIRSTBOOT_KEYS = firstboot.KEYS
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ class ContainerSpec:
     """One container of the file.  create: create-only keys as the file gives them (text,
     bools, lists of text), settings: the settings table's keys as CLI text (what click would
     hand parse_cli, by setting name); config: what those settings make (create's defaults
-    for the rest)."""
+    for the rest, and what the first-boot keys set: ssh-key's credential, Timezone=off);
+    firstboot: the first-boot keys."""
     name: str
     create: dict[str, Any]
     settings: dict[str, Any]
@@ -77,15 +85,24 @@ class ContainerSpec:
     state: str = "running"
     enabled: bool = False
     line: int = 0
+    firstboot: FirstBoot = field(default_factory=FirstBoot)
 
     @property
     def source(self) -> str:
         return self.create.get("from", DEFAULT_SOURCE)
 
-    def record(self) -> dict:
+    def record(self, made_with: dict | None = None) -> dict:
         """What the stack's record keeps of it: enough to tell, at the next apply, whether a
-        create-only key changed (the tree must be made again) and which env the file set."""
-        return {"create": self.create, "settings": self.settings}
+        create-only key changed (the tree must be made again), which env the file set, and
+        which first-boot keys its tree was made with: made_with (the record's, for a tree
+        made before), else the file's.  Never a secret: credentials by name, first-boot
+        secrets as digests (firstboot.py)."""
+        settings = dict(self.settings)
+        if "credentials" in settings:
+            settings["credentials"] = [t.partition("=")[0] for t in settings["credentials"]]
+        said = {"create": self.create, "settings": settings}
+        boot = self.firstboot.record if made_with is None else made_with
+        return {**said, "firstboot": boot} if boot else said
 
 
 @dataclass
@@ -218,6 +235,7 @@ def _container(name: str, body: Any, line: int, say) -> ContainerSpec | None:
         return None
     create: dict[str, Any] = {}
     texts: dict[str, Any] = {}
+    boot: dict[str, Any] = {}
     state, enabled = "running", False
     for key, value in body.items():
         at, path = body.line_of(key), f"{where}.{key}"
@@ -225,6 +243,8 @@ def _container(name: str, body: Any, line: int, say) -> ContainerSpec | None:
         try:
             if spelled in CREATE_KEYS:
                 create[spelled] = _create_value(CREATE_KEYS[spelled], value)
+            elif spelled in FIRSTBOOT_KEYS:
+                boot[spelled] = firstboot.parse(spelled, _scalar_text(value))
             elif spelled in SETTING_KEYS:
                 setting = SETTING_KEYS[spelled]
                 texts[setting.name] = _setting_text(setting, value, body, key)
@@ -244,11 +264,48 @@ def _container(name: str, body: Any, line: int, say) -> ContainerSpec | None:
     except Error as e:  # what only the whole says: ports without an nspawnctl network
         say(line, where, e.message)
         return None
-    return ContainerSpec(name, create, texts, config, state, enabled, line)
+    booted = _with_first_boot(config, boot, body, where, say)
+    if booted is None:
+        return None
+    return ContainerSpec(name, create, texts, booted, state, enabled, line,
+                         firstboot.make(name, boot))
+
+
+def _with_first_boot(config: ContainerConfig, boot: dict[str, Any], body: Doc, where: str,
+                     say) -> ContainerConfig | None:
+    """config as create makes it with these first-boot keys (cli/containers.py _create):
+    ssh-key's credential added, Timezone=off with a timezone (else systemd-nspawn would put
+    the host's zone back at each start); None when two keys say the same thing."""
+    written = [k for k in firstboot.KEYS if k in boot and k != "ssh-key"]
+    if written and body.get("overlay") is True:
+        say(body.line_of("overlay"), f"{where}.overlay", f"{', '.join(written)}: written "
+            "into the tree, and an overlay's base is shared: not with overlay")
+        return None
+    if all(k in boot for k in firstboot.PASSWORD_KEYS):
+        key = max(firstboot.PASSWORD_KEYS, key=lambda k: body.line_of(_given(body, k)))
+        say(body.line_of(_given(body, key)), f"{where}.{_given(body, key)}",
+            "root-password-hashed and root-password-file: give one of them")
+        return None
+    credential = boot.get("ssh-key")
+    if credential is not None:
+        if any(c.name == SSH_KEY for c in config.credentials):
+            key = _given(body, "ssh-key")
+            say(body.line_of(key), f"{where}.{key}", f"ssh-key and credential {SSH_KEY}=... "
+                f"both give credential {SSH_KEY}: give one of them")
+            return None
+        config = replace(config, credentials=config.credentials + (credential,))
+    if "timezone" in boot:
+        config = replace(config, timezone_mode="off")
+    return config
+
+
+def _given(body: Doc, spelled: str) -> str:
+    """The key as the file spells it (ssh_key or ssh-key)."""
+    return next(k for k in body if k.replace("_", "-") == spelled)
 
 
 def _all_keys() -> list[str]:
-    return [*SETTING_KEYS, *CREATE_KEYS, *RUN_KEYS]
+    return [*SETTING_KEYS, *CREATE_KEYS, *FIRSTBOOT_KEYS, *RUN_KEYS]
 
 
 def _bool(value: Any) -> bool:

@@ -27,6 +27,7 @@ from ..settings.running import effective
 from ..store import order as host_order
 from ..store import volumes
 from ..store.containers import is_enabled
+from . import firstboot
 from .model import ContainerSpec, Stack, order
 from .record import Record
 from .yamlfile import Problem
@@ -80,6 +81,8 @@ class Plan:
     problems: list[Problem] = field(default_factory=list)
     # networks the record names that are gone from the host (removed by hand), forgotten
     forgotten: list[str] = field(default_factory=list)
+    # what the file asks that apply does not do, said (first-boot keys changed)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, action: str, name: str, why: str = "", **kw) -> None:
         self.steps.append(Step(action, name, why, **kw))
@@ -132,6 +135,10 @@ def make(ctx: Context, stack: Stack, record: Record, prune: bool) -> Plan:
             running = False
             stopped.add(name)
         else:
+            if old is not None:  # its tree keeps what it was made with: said, not done
+                differ = firstboot.differ(old.get("firstboot") or {}, spec.firstboot.record)
+                if differ:
+                    plan.warnings.append(firstboot.said(name, differ))
             changes = changed_settings(cfg, spec, old)
             new = replace(cfg, **changes)
             if changes:
@@ -253,7 +260,8 @@ def changed_settings(cfg: ContainerConfig, spec: ContainerSpec,
     record of that, what it gives now), and so does an image's health check (its
     Healthcheck, read at create) while the file does not give that setting and did not at
     the last apply: a compose service's image check, which others wait for (NAME:healthy),
-    is not dropped by the next apply."""
+    is not dropped by the next apply.  ssh-key's credential is a first-boot key's: the
+    container keeps the one it was made with (firstboot.py)."""
     wanted = {s.name: getattr(spec.config, s.name) for s in CLI_SETTINGS}
     wanted["wait_healthy"] = spec.config.wait_healthy  # after's and requires' NAME:healthy
     if (cfg.image or "").startswith(IMAGE_PREFIX):
@@ -264,6 +272,9 @@ def changed_settings(cfg: ContainerConfig, spec: ContainerSpec,
     filed = tuple(old.get("settings", {}).get("env", ())) if old is not None \
         else spec.config.env
     wanted["env"] = _image_env(cfg.env, filed) + spec.config.env
+    if "ssh-key" in {*spec.firstboot.record, *((old or {}).get("firstboot") or {})}:
+        # a first-boot key: the container keeps the one it was made with (firstboot.py)
+        wanted["credentials"] = firstboot.keep_ssh_key(wanted["credentials"], cfg.credentials)
     return {k: v for k, v in wanted.items() if getattr(cfg, k) != v}
 
 

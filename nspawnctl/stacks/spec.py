@@ -1,7 +1,7 @@
 """spec: existing containers as the stack file that `apply` turns back into them.
 
 A spec is short: it says only what differs from what create does by default, in the CLI's
-text forms that model.py's parsers read back.  Three things are not in a container's
+text forms that model.py's parsers read back.  Four things are not in a container's
 settings and come from records:
 - how its tree was made (create-only keys: from, add, cmd, include, ...): the stack's record
   for a stack's container (what apply compares the file against, so applying the spec to
@@ -9,7 +9,10 @@ settings and come from records:
 - which part of its env is its image's: create puts the image's Env first (sources/oci/
   source.py), so printing it would make apply add it twice; the image's Env is kept in its
   base tree's meta.json, which `images prune` keeps while a container uses it;
-- whether it runs (state) and starts at boot (enabled).
+- whether it runs (state) and starts at boot (enabled);
+- the first-boot keys a stack's container was made with (its stack's record): timezone,
+  locale, and ssh-key as the store's file of its key; never a root password (a warning
+  says it is left out), and none for a container create made (it keeps no record of them).
 What cannot be known is said, one line per container, and nothing is printed.  Before it is
 printed, the file is read back as apply reads it and must give the same settings: a value
 that does not survive the trip is an error here, never a silently different container.
@@ -24,6 +27,7 @@ from ..network.containers import network_state
 from ..runtime.context import Context
 from ..settings import credentials
 from ..settings.files import load_config
+from ..settings.firstboot import SSH_KEY
 from ..settings.model import (
     CLI_SETTINGS,
     HEALTHY,
@@ -37,6 +41,7 @@ from ..settings.networking import DEFAULT as DEFAULT_NETWORK
 from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
 from . import model, plan, record, yamlfile
+from .firstboot import PASSWORD_KEYS
 from .model import CREATE_KEYS, DEFAULT_SOURCE
 
 # What create makes when no option is given: a spec leaves these out.
@@ -68,6 +73,7 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
     configs = {n: load_config(paths, n) for n in names}
     running = plan.active(ctx, names)
     problems: list[Error] = []
+    warnings: list[str] = []
     containers: dict[str, dict] = {}
     records: dict[str, record.Record] = {}
     for name in _order(configs):
@@ -81,9 +87,13 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
             containers[name] = container_keys(
                 cfg, stacked, _image_env(paths, cfg), running=name in running,
                 enabled=is_enabled(paths, name))
-            if cfg.credentials:  # never a value: the file in the store that holds it
+            boot = first_boot_keys(paths, name, cfg, stacked, warnings)
+            given = [c for c in cfg.credentials if "ssh-key" not in boot or c.name != SSH_KEY]
+            containers[name].pop("credential", None)  # container_keys': names only
+            if given:  # never a value: the file in the store that holds it
                 containers[name]["credential"] = [credentials.spelled(paths, name, c)
-                                                  for c in cfg.credentials]
+                                                  for c in given]
+            containers[name].update(boot)
         except Error as e:
             problems.append(InvalidInput(f"{name}: {e.message}", hint=e.hint))
     if len(problems) == 1:
@@ -98,7 +108,7 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
         doc["networks"] = nets
     doc["containers"] = containers
     check(doc, configs)
-    return Spec(doc, _outside(configs))
+    return Spec(doc, warnings + _outside(configs))
 
 
 _HINT = ("a container made before nspawnctl kept how (create --from ...) cannot be "
@@ -127,6 +137,25 @@ def container_keys(cfg: ContainerConfig, stacked: dict | None, image_env: tuple 
         keys["state"] = "stopped"
     if enabled:
         keys["enabled"] = True
+    return keys
+
+
+def first_boot_keys(paths, name: str, cfg: ContainerConfig, stacked: dict | None,
+                    warnings: list[str]) -> dict[str, Any]:
+    """The first-boot keys a stack's container was made with, as its stack's record keeps
+    them (stacks/firstboot.py): the zone and the locale; ssh-key as the file in the
+    credentials store that holds the key (its digest is what the record keeps).  A root
+    password is never written out: said in warnings.  A container no stack made: none (create
+    keeps no record of them; its ssh key is its credential)."""
+    recorded = (stacked or {}).get("firstboot") or {}
+    keys: dict[str, Any] = {k: recorded[k] for k in ("timezone", "locale") if k in recorded}
+    key = next((c for c in cfg.credentials if c.name == SSH_KEY), None)
+    if "ssh-key" in recorded and key is not None:
+        keys["ssh-key"] = credentials.spelled(paths, name, key).partition("=@")[2]
+    for secret in (k for k in PASSWORD_KEYS if k in recorded):
+        warnings.append(f"{name} was made with {secret}, which is not in this file: a root "
+                        "password is never written out (its hash is in the tree's "
+                        "/etc/shadow); add the key by hand for a container made again")
     return keys
 
 

@@ -13,7 +13,7 @@ symlink; a file is replaced by a rename, never written through.
 import contextlib
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InvalidInput
@@ -27,7 +27,7 @@ SHADOW_MAX = 1 << 20
 class Identity:
     """What create writes into the tree (None: left as the image has it)."""
 
-    root_hash: str | None = None
+    root_hash: str | None = field(default=None, repr=False)  # a secret: never shown
     timezone: str | None = None
     locale: str | None = None
 

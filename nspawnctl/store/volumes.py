@@ -42,17 +42,51 @@ def require(paths: Paths, name: str) -> str:
     return name
 
 
-@contextlib.contextmanager
-def locked(paths: Paths, name: str) -> Iterator[None]:
-    """NAME's lock: create and remove of one volume never run at once.  Beside the volumes,
-    hidden (a volume's name never starts with a dot)."""
+def _lock_path(paths: Paths, name: str) -> Path:
+    """NAME's lock file: beside the volumes, hidden (a volume's name never starts with a
+    dot)."""
     check_volume_name(name)
     paths.volumes.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return paths.volumes / f".{name}.lock"
+
+
+@contextlib.contextmanager
+def locked(paths: Paths, name: str) -> Iterator[None]:
+    """NAME's lock, exclusive: create, remove, import and a snapshot's copy of one volume
+    never run at once, nor while a container is being given it (held_volumes)."""
+    path = _lock_path(paths, name)
 
     def busy():
         raise Conflict(f"volume {name!r} is busy: another nspawnctl command is working on it")
 
-    with flocked(paths.volumes / f".{name}.lock", busy):
+    with flocked(path, busy):
+        yield
+
+
+@contextlib.contextmanager
+def held_volumes(paths: Paths, names, report: Callable[[str], None],
+                 check: bool = True) -> Iterator[None]:
+    """The volumes NAMES, each checked to exist and held for the with-block: a shared lock
+    that `volume remove` takes exclusively, taken before the check.  A command that gives a
+    container a volume (create, set) holds it from its check until the container's settings
+    name the volume, when the container counts as a user: remove runs wholly before (the
+    check then says the volume is gone) or after (its own check then sees the user), never
+    in between, as images' held_image does for `images prune`.
+
+    Taken after the container's lock (the order snapshot takes them in too), and waited for:
+    whoever holds a volume exclusively never waits for a container's lock (snapshot gives up
+    on a busy one), so the wait ends.  Several in name order.  check=False: held only
+    (rename, whose container is a user under one name or the other, is not refused for a
+    volume removed by hand)."""
+    def waiting(name: str) -> Callable[[], None]:
+        return lambda: report(f"waiting for volume {name}: another nspawnctl command is "
+                              "working on it")
+
+    with contextlib.ExitStack() as stack:
+        for name in sorted(set(names)):
+            stack.enter_context(flocked(_lock_path(paths, name), waiting(name), shared=True))
+            if check:
+                require(paths, name)
         yield
 
 

@@ -4,6 +4,7 @@ depends_on and restart become containers that serve; a second apply changes noth
 nspawnctl cannot honour is refused with its line, or with --ignore-unsupported said and
 left out."""
 
+import hashlib
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from nspawnctl.errors import INVALID_INPUT
 from tests.integration import registries as R
 from tests.integration.helpers import listing
 from tests.integration.test_registry import regs, world  # noqa: F401 (fixtures)
-from tests.integration.test_stacks import served, stack_file
+from tests.integration.test_stacks import DIR, served, stack_file
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +68,44 @@ def test_a_compose_file_comes_up_and_converges(host, nspawnctl, regs):  # noqa: 
     finally:
         nspawnctl("apply", "-f", "-", "--prune", input="name: cmp\n")
     assert not {"cdb", "cweb"} & set(listing(nspawnctl))
+
+
+def test_a_service_reads_its_secrets_at_run_secrets(host, nspawnctl, regs):  # noqa: F811
+    """Compose secrets (issue 32): the service's command reads /run/secrets/token (a
+    root-owned 0600 file: readable by the container's root through the idmapped bind, as
+    under Docker) and a second secret at its absolute target, and serves their sha256 and
+    size, so no value is on a command line; neither is writable; the value is in no output,
+    the stack's record, spec or the process list."""
+    token, key = "tok-7Hq2-compose-secret\n", "key-Vw3s"
+    page_dir = "/www2"
+    run = (f"/bin/busybox mkdir -p {page_dir} && cd {page_dir} && "
+           "/bin/busybox sha256sum /run/secrets/token > index.html && "
+           "/bin/busybox wc -c < /etc/app/key >> index.html && "
+           "{ (echo x > /run/secrets/token) 2>/dev/null && echo writable >> index.html; "
+           f"true; }} && exec /bin/busybox httpd -f -p 80 -h {page_dir}")
+    text = (f"name: csec\nservices:\n  csec:\n    image: {TLS}/test/web:1\n"
+            f"    entrypoint: [/bin/busybox, sh, -c, '{run}']\n"
+            f"    ports: [\"18101:80\"]\n    secrets:\n      - token\n"
+            f"      - source: app_key\n        target: /etc/app/key\n"
+            f"secrets:\n  token:\n    file: ./token.txt\n  app_key:\n    file: ./key.txt\n")
+    path = stack_file(host, "csec", text)
+    directory = host.path(path).parent
+    (directory / "token.txt").write_text(token)
+    (directory / "key.txt").write_text(key)
+    # root's alone: the container's root reads it only through the idmapped bind
+    (directory / "token.txt").chmod(0o600)
+    assert host.run(["stat", "-c", "%a %U", f"{DIR}/token.txt"]).stdout == "600 root\n"
+    try:
+        r = nspawnctl("apply", "-f", path)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        served(host, 18101, f"{digest}  /run/secrets/token\n{len(key)}\n")
+        again = nspawnctl("apply", "-f", path, "--json")
+        assert not json.loads(again.stdout)["changed"], again.stdout
+        seen = (r.stdout + r.stderr + again.stdout + nspawnctl("spec", "csec").stdout
+                + nspawnctl("status", "csec", "--json").stdout
+                + host.path("/var/lib/nspawnctl/stacks/csec.json").read_text()
+                + host.run(["ps", "-eo", "args"]).stdout)
+        assert "/run/secrets/token:ro:idmap" in seen
+        assert token.strip() not in seen and key not in seen
+    finally:
+        nspawnctl("apply", "-f", "-", "--prune", input="name: csec\n")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from nspawnctl.stacks import compose, yamlfile
+from nspawnctl.stacks import compose, model, yamlfile
 
 # A realistic file: a web front and a database on one network, ports, env, order, limits, a
 # bind, and what compose files carry besides (version, x-* anchors, a merge key).
@@ -178,12 +178,12 @@ services:
     logging:
       driver: none
     labels: [a=b]
-    secrets: [token]
+    secrets: [{source: token, mode: 0400}]
     x-fine: 1
 volumes:
   data: {driver: local}
 secrets:
-  token: {file: ./token}
+  token: {external: true}
 configs: {}
 """
 
@@ -195,13 +195,14 @@ def test_every_unsupported_key_is_named_at_once(tmp_path):
     assert texts(problems) == [
         f"compose.yaml:12: volumes.data: not supported by nspawnctl: a volume's options (a "
         f"plain name is) {go_on}",
-        f"compose.yaml:13: secrets: not supported by nspawnctl {go_on}",
+        "compose.yaml:14: secrets.token.external: not supported by nspawnctl: a secret of "
+        f"a swarm (give file: PATH) {go_on}",
         f"compose.yaml:15: configs: not supported by nspawnctl {go_on}",
         f"compose.yaml:4: services.web.build: not supported by nspawnctl {go_on}",
         f"compose.yaml:5: services.web.cap_add: not supported by nspawnctl {go_on}",
         f"compose.yaml:6: services.web.logging: not supported by nspawnctl {go_on}",
         f"compose.yaml:8: services.web.labels: not supported by nspawnctl {go_on}",
-        f"compose.yaml:9: services.web.secrets: not supported by nspawnctl {go_on}",
+        f"compose.yaml:9: services.web.secrets[0].mode: not supported by nspawnctl {go_on}",
     ]
 
 
@@ -209,9 +210,12 @@ def test_ignore_unsupported_turns_them_into_warnings(tmp_path):
     out, problems, warnings = translate(UNSUPPORTED, tmp_path, ignore=True)
     assert problems == []
     assert [w.split(": ")[:2] for w in warnings] == [
-        ["12", "volumes.data"], ["13", "secrets"], ["15", "configs"], ["4", "services.web.build"],
-        ["5", "services.web.cap_add"], ["6", "services.web.logging"],
-        ["8", "services.web.labels"], ["9", "services.web.secrets"]]
+        ["12", "volumes.data"], ["14", "secrets.token.external"], ["15", "configs"],
+        ["4", "services.web.build"], ["5", "services.web.cap_add"],
+        ["6", "services.web.logging"], ["8", "services.web.labels"],
+        ["9", "services.web.secrets[0].mode"], ["9", "services.web.secrets[0]"]]
+    assert warnings[-1] == ("9: services.web.secrets[0]: secret token is left out "
+                            "(secrets.token is not supported)")
     assert warnings[4] == ("5: services.web.cap_add: not supported by nspawnctl; left out "
                            "(--ignore-unsupported)")
     assert plain(out) == {"volumes": {"data": None}, "containers": {"web": {
@@ -539,3 +543,111 @@ def test_x_names_of_services_are_services_and_x_keys_elsewhere_are_ignored(tmp_p
         """, tmp_path)
     assert problems == [] and warnings == []
     assert list(out["containers"]) == ["x-web"]
+
+
+# ---------------------------------------------------------------- secrets
+
+SECRETS = """\
+services:
+  web:
+    image: nginx
+    volumes: ["./static:/srv"]
+    secrets:
+      - db_password
+      - source: api_key
+        target: key.txt
+      - source: api_key
+        target: /etc/app/key
+secrets:
+  db_password:
+    file: ./db_password.txt
+  api_key:
+    file: {key}
+"""
+
+
+def test_secrets_are_read_only_idmapped_binds_at_run_secrets(tmp_path):
+    (tmp_path / "db_password.txt").write_text("s3cr3t-value\n")
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys/api").write_text("k3y-value")
+    text = SECRETS.format(key=tmp_path / "keys/api")
+    out, problems, warnings = translate(text, tmp_path)
+    assert (texts(problems), warnings) == ([], [])
+    web = out["containers"]["web"]
+    assert plain(web["bind"]) == [
+        f"{tmp_path}/static:/srv",
+        f"{tmp_path}/db_password.txt:/run/secrets/db_password:ro:idmap",
+        f"{tmp_path}/keys/api:/run/secrets/key.txt:ro:idmap",
+        f"{tmp_path}/keys/api:/etc/app/key:ro:idmap"]
+    lines = textwrap.dedent(text).splitlines()
+    assert [lines[n - 1].strip() for n in web["bind"].lines] == [
+        'volumes: ["./static:/srv"]', "- db_password",
+        "- source: api_key", "- source: api_key"]
+    # read back as apply reads it: read-only idmapped binds, and the values nowhere
+    stack, more = model.load(out, "s")
+    assert more == []
+    binds = stack.containers["web"].config.binds
+    assert [(b.dest, b.readonly, b.idmap) for b in binds[1:]] == [
+        ("/run/secrets/db_password", True, True), ("/run/secrets/key.txt", True, True),
+        ("/etc/app/key", True, True)]
+    said = repr(stack) + yamlfile.dump(plain(out))
+    assert "s3cr3t" not in said and "k3y" not in said
+
+
+def test_what_secrets_cannot_be_is_said_with_its_line(tmp_path):
+    (tmp_path / "ok").write_text("x")
+    (tmp_path / "dir").mkdir()
+    text = """\
+    services:
+      web:
+        image: nginx
+        secrets:
+          - nope
+          - source: ok
+            target: ../../etc/shadow
+          - source: ok
+            uid: "0"
+            gid: "0"
+            mode: 0440
+          - ok
+          - source: ok
+            target: /run/secrets/ok
+          - [ok]
+    secrets:
+      ok: {file: ./ok}
+      missing: {file: ./missing}
+      dir: {file: ./dir}
+      env: {environment: TOKEN}
+      "-bad": {file: ./ok}
+      empty: {}
+      list: [./ok]
+    """
+    _, problems, _ = translate(text, tmp_path)
+    go_on = "(--ignore-unsupported to go on without it)"
+    assert texts(problems) == [
+        f"compose.yaml:18: secrets.missing.file: {tmp_path}/missing: No such file or "
+        "directory",
+        f"compose.yaml:19: secrets.dir.file: not a regular file: {tmp_path}/dir",
+        "compose.yaml:20: secrets.env.environment: not supported by nspawnctl: compose reads "
+        "the value from the environment it runs in, and nspawnctl does not (put it in a "
+        f"file: file: PATH) {go_on}",
+        "compose.yaml:21: secrets.-bad: invalid secret name '-bad': letters, digits and . _ -, "
+        "starting with a letter or digit",
+        "compose.yaml:22: secrets.empty: no file: (a secret is file: PATH)",
+        "compose.yaml:23: secrets.list: expected a mapping (file: PATH), not a list",
+        "compose.yaml:5: services.web.secrets[0]: no secret nope in the top-level secrets",
+        "compose.yaml:6: services.web.secrets[1]: invalid target '../../etc/shadow': a "
+        "file's name in /run/secrets, or an absolute path without '..'",
+        f"compose.yaml:9: services.web.secrets[2].uid: not supported by nspawnctl {go_on}",
+        f"compose.yaml:10: services.web.secrets[2].gid: not supported by nspawnctl {go_on}",
+        f"compose.yaml:11: services.web.secrets[2].mode: not supported by nspawnctl {go_on}",
+        "compose.yaml:13: services.web.secrets[4]: /run/secrets/ok is secret ok's too",
+        "compose.yaml:15: services.web.secrets[5]: expected a secret's name (or source: and "
+        "target:), not a list",
+    ]
+    # with --ignore-unsupported: uid, gid and mode left out (the file's own), said
+    _, problems, warnings = translate(text, tmp_path, ignore=True)
+    assert not any("uid" in p or "mode" in p for p in texts(problems))
+    assert [w.split(": ")[1] for w in warnings] == [
+        "secrets.env.environment", "services.web.secrets[2].uid",
+        "services.web.secrets[2].gid", "services.web.secrets[2].mode"]
