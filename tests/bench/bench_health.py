@@ -16,13 +16,16 @@
   window holds its share of checks, not a burst or none; the checks that finished in a
   window are counted from the journal (and must be 0 in a B window).  Rows: the cost in %,
   the cost per check (A less B over the checks counted) against the aim's budget (1 % of a
-  core over 50 checks per 30 s: 6 ms a check), where it went (per cgroup), the background.
+  core over 50 checks per 30 s: 6 ms a check), where it went (per cgroup), the background,
+  and what the rest of the machine ran meanwhile (/proc/stat less the systemd host's: the
+  noise, which makes the same work take more CPU time, not a term of the difference).
 - One check: `nspawnctl health NAME` (the check now) beside `nspawnctl exec NAME true`, and
   `systemctl start nspawnctl-health@NAME.service` (a check as its timer starts it, PID 1's
   work included), interleaved, while no timer runs: wall time and CPU (the systemd host's
   cgroup, as above: what the command made others do counts).  They are run by a timer that
   runs inside the systemd host as a service of its own (`systemd-run --pipe`), so that the
-  commands are in that cgroup (what `nsenter` starts is not).
+  commands are in that cgroup (what `nsenter` starts is not); each figure includes that
+  timer's start of a process (a few ms, alike for all).
 - Against podman 4.3 (Debian 12's), on the machine around the systemd host (the host has no
   podman): `podman healthcheck run CTR` and `podman exec CTR true` on a busybox container
   imported from a local tarball (no registry) with `--health-cmd true`, interleaved round by
@@ -62,13 +65,14 @@ CGROUP = "nspawnctl-bench-health"  # the podman side's cgroup, on the machine ar
 PODMAN_CTR = "nspawnctl-bench-hc"
 
 # Where a window's CPU went: cgroups of the systemd host, by what runs in them.
+# nspawnctl: the checks' Python (the units' slice); containers: the check commands in them.
 PARTS = (
-    ("nspawnctl (the checks' Python)", ("system.slice/system-nspawnctl\\x2dhealth.slice",)),
+    ("nspawnctl", ("system.slice/system-nspawnctl\\x2dhealth.slice",)),
     ("PID 1", ("init.scope",)),
-    ("the containers (the check commands)", ("machine.slice",)),
-    ("D-Bus, machined, journald", ("system.slice/dbus.service",
-                                   "system.slice/systemd-machined.service",
-                                   "system.slice/systemd-journald.service")),
+    ("containers", ("machine.slice",)),
+    ("dbus+machined+journald", ("system.slice/dbus.service",
+                                "system.slice/systemd-machined.service",
+                                "system.slice/systemd-journald.service")),
 )
 
 # Prints the CPU time (usage_usec) of the cgroup tree at argv[1] ("": its root) and of the
@@ -138,6 +142,7 @@ class Window:
     wall: float  # seconds
     usage: dict = field(default_factory=dict)  # cgroup ("" the whole host) -> CPU µs in it
     checks: int = 0  # checks that finished in it
+    others: float = 0.0  # what the rest of the machine ran meanwhile, in % of one core
 
 
 def steady_figures(windows: list[Window], containers: int, interval: float) -> dict:
@@ -149,6 +154,7 @@ def steady_figures(windows: list[Window], containers: int, interval: float) -> d
     if len(windows) % 2 or not windows:
         raise BenchError(f"{len(windows)} windows: they come in pairs")
     out: dict = {"cost": [], "per_check": [], "background": [], "checks": [],
+                 "others": [w.others for w in windows],
                  "parts": {name: [] for name, _ in PARTS} | {"other": []}}
     for i in range(0, len(windows), 2):
         pair = {w.kind: w for w in windows[i:i + 2]}
@@ -246,15 +252,30 @@ def checks_between(host, since: float, until: float) -> int:
     return count
 
 
+def machine_busy() -> tuple[float, float]:
+    """This kernel's CPU seconds busy (not idle or waiting for I/O) and stolen by the
+    hypervisor, all CPUs, since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / hz, ticks[7] / hz
+
+
 def window(host, root: str, kind: str, seconds: float) -> Window:
+    busy0, steal0 = machine_busy()
     first = snapshot(host, root)
     time.sleep(seconds)
     last = snapshot(host, root)
+    busy1, steal1 = machine_busy()
     usage = {k: v - first["usage"].get(k, 0) for k, v in last["usage"].items()}
-    w = Window(kind, last["monotonic"] - first["monotonic"], usage,
-               checks_between(host, first["realtime"], last["realtime"]))
-    log(f"  window {kind}: {w.wall:.1f} s, {w.checks} checks, "
-        f"{usage.get('', 0) / w.wall / 1e4:.2f} % of one core")
+    wall = last["monotonic"] - first["monotonic"]
+    ours = usage.get("", 0) / wall / 1e4
+    others = max(0.0, (busy1 - busy0) / wall * 100 - ours)
+    w = Window(kind, wall, usage, checks_between(host, first["realtime"], last["realtime"]),
+               others)
+    log(f"  window {kind}: {w.wall:.1f} s, {w.checks} checks, the systemd host {ours:.2f} % "
+        f"of one core; the rest of the machine {others:.1f} %, stolen "
+        f"{(steal1 - steal0) / wall * 100:.1f} %")
     return w
 
 
@@ -273,7 +294,7 @@ def steady(host, pairs: int, seconds: float) -> list:
         windows.append(window(host, root, kind, seconds))
     stop_timers(host)
     f = steady_figures(windows, len(FLEET), INTERVAL)
-    parts = ", ".join(f"{name} {Percent(v):.2f} %" for name, v in f["parts"].items())
+    parts = ", ".join(f"{name} {Percent(v):.2f}" for name, v in f["parts"].items())
     return [
         (f"health checks, {len(FLEET)} containers every {INTERVAL} s: CPU in % of one core "
          f"(aim: under {AIM:g} %)", Percent(f["cost"]), Percent([AIM]),
@@ -281,11 +302,13 @@ def steady(host, pairs: int, seconds: float) -> list:
         (f"health checks, {len(FLEET)} containers: CPU per check", Seconds(f["per_check"]),
          Seconds([AIM / 100 * INTERVAL / len(FLEET)]),
          f"the aim's budget: {AIM:g} % of a core over {len(FLEET)} checks per {INTERVAL} s"),
-        ("health checks: where their CPU went (% of one core, medians)", parts, "-",
-         f"cgroups of the systemd host, A less B; {min(f['checks'])}-{max(f['checks'])} "
-         f"checks in each {seconds:.0f} s A window"),
+        ("health checks: where their CPU went, % of one core", parts, "-",
+         f"medians, A less B, by cgroup; {min(f['checks'])}-{max(f['checks'])} checks in "
+         f"each {seconds:.0f} s A window"),
         (f"background: the {len(FLEET)} containers, timers stopped, % of one core",
          Percent(f["background"]), "-", f"{len(f['background'])} B windows of {seconds:.0f} s"),
+        ("the rest of the machine during the windows, % of one core",
+         Percent(f["others"]), "-", "other sessions' work: the noise (2 cores: 200 %)"),
     ]
 
 
