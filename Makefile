@@ -4,8 +4,8 @@
 PYTHON := /usr/bin/python3
 VENV := .venv
 # Besides nspawnctl's own packages (vagrant/provision.sh): what the tests and benchmarks use.
-TEST_PACKAGES := make socat busybox-static podman skopeo umoci zstd python3-pip dnsmasq-base curl \
-	python3-hypothesis gcc libc6-dev groff-base zsh fish ansible-core strace
+TEST_PACKAGES := make socat busybox-static podman runc skopeo umoci zstd python3-pip dnsmasq-base \
+	curl python3-hypothesis gcc libc6-dev groff-base zsh fish ansible-core strace
 # The VM tier (tests/vm.py): vagrant/Vagrantfile under libvirt, qemu with software emulation,
 # the box built with mmdebstrap on an extlinux disk.  Not inside that VM (NSPAWNCTL_VM=never).
 VM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients iptables \

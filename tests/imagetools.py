@@ -32,11 +32,17 @@ class Podman:
     """podman with a private store under work (no systemd, no /var/lib/containers)."""
 
     work: Path
+    runtime: str | None = None  # podman's --runtime (its default: crun here)
+
+    def argv(self, *args) -> list[str]:
+        """podman's command line with this store (for a caller that runs it itself)."""
+        return [str(a) for a in (
+            "podman", "--root", self.work / "storage", "--runroot", self.work / "run",
+            "--cgroup-manager=cgroupfs", "--events-backend=file", "--storage-driver=vfs",
+            *(["--runtime", self.runtime] if self.runtime else []), *args)]
 
     def __call__(self, *args) -> subprocess.CompletedProcess:
-        return run("podman", "--root", self.work / "storage", "--runroot", self.work / "run",
-                   "--cgroup-manager=cgroupfs", "--events-backend=file",
-                   "--storage-driver=vfs", *args)
+        return run(*self.argv(*args))
 
     def import_tree(self, tree: Path, name: str, cmd: str = '["/bin/sh"]') -> str:
         tarball = self.work / f"{name.replace('/', '_').replace(':', '_')}.rootfs.tar"

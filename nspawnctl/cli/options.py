@@ -4,7 +4,6 @@ import click
 
 from ..runtime.lifecycle import TIMEOUT
 from ..settings.model import CLI_SETTINGS
-from ..sources import SOURCES, syntaxes
 from . import completion
 
 
@@ -41,12 +40,19 @@ def config_options(editing: bool = False):
     return add
 
 
+# The sources are imported by the two that list them, create's and run's: every command
+# imports this module, and the sources' modules (debootstrap, OCI, registry, scratch) are
+# about 60 ms of start-up that exec, health, start or set never use (a quarter of the CPU of
+# a health check's process, issue 31).
+
 def sources_help() -> str:
     """--from's help: every source, from their registry."""
+    from ..sources import syntaxes
     return f"Where the tree comes from: {syntaxes()}."
 
 
 def sources_epilog() -> str:
+    from ..sources import SOURCES
     return "Sources for --from:\n\n\b\n" + "\n".join(
         f"  {s.syntax:<22} {s.summary}" for s in SOURCES.values())
 

@@ -1,6 +1,6 @@
 """Every benchmark of the project, each beside its anchor, in one run and one table.
 
-    python -m tests.bench [--quick] [--only create,lifecycle,export,oci,...]     (as root, from the repo)
+    python -m tests.bench [--quick] [--only create,lifecycle,export,oci,health,...]   (as root, from the repo)
 
 create and lifecycle run inside one booted systemd host (tests/testbed.py; this machine when
 its PID 1 is systemd), with nspawnctl typed as a user would; the OCI unpacker runs on this
@@ -41,9 +41,10 @@ def main() -> int:
                         help="one run of the slow cold bootstraps instead of three")
     parser.add_argument("--only",
                         default="create,lifecycle,oci,network,snapshot,scratch,export,registry,"
-                                "stacks",
+                                "stacks,health",
                         help="comma-separated subset of: create, lifecycle, oci, network, "
-                             "snapshot, scratch, export, registry, stacks (or of create only "
+                             "snapshot, scratch, export, registry, stacks, health (or of "
+                             "create only "
                              "warm-create, cold-create or incremental, of lifecycle only "
                              "startup)")
     args = parser.parse_args()
@@ -68,7 +69,7 @@ def main() -> int:
 def run(args, only: set, rows: list, info: dict):
     """Every benchmark asked for, its rows into rows and what the machine is into info."""
     if {"create", "lifecycle", "warm-create", "cold-create", "incremental", "startup",
-            "snapshot", "scratch", "export", "registry", "stacks"} & only:
+            "snapshot", "scratch", "export", "registry", "stacks", "health"} & only:
         # the list benchmark boots 20 containers: more than the kernel's default allows
         with sysctl.enough_inotify_instances(log=common.log), \
                 testbed.open_host(log=common.log) as host:
@@ -113,6 +114,9 @@ def run(args, only: set, rows: list, info: dict):
             if "stacks" in only:
                 from tests.bench import bench_stacks
                 rows += bench_stacks.run(host, quick=args.quick)
+            if "health" in only:
+                from tests.bench import bench_health
+                rows += bench_health.run(host, quick=args.quick)
     else:
         info.update(common.machine())
     if "oci" in only:

@@ -241,6 +241,13 @@ class Rate(Median):
         return f"{self:.0f} MB/s"
 
 
+class Percent(Median):
+    """A median share of one CPU, in % (100 % is one core busy all along)."""
+
+    def __str__(self):
+        return f"{self:.2f} %"
+
+
 def _cell(value) -> str:
     """The median, and the spread when there were several runs: 'median (min-max)'."""
     if isinstance(value, MB):
@@ -248,6 +255,9 @@ def _cell(value) -> str:
     samples = getattr(value, "samples", [])
     if isinstance(value, Rate):
         spread = f" ({min(samples):.0f}-{max(samples):.0f})" if len(samples) > 1 else ""
+        return f"{value}{spread}"
+    if isinstance(value, Percent):
+        spread = f" ({min(samples):.2f}-{max(samples):.2f})" if len(samples) > 1 else ""
         return f"{value}{spread}"
     if isinstance(value, float):
         spread = (f" ({fmt_seconds(min(samples))}-{fmt_seconds(max(samples))})"

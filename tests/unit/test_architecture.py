@@ -249,3 +249,21 @@ def test_every_package_is_shipped():
     found = {".".join(p.parent.relative_to(PACKAGE.parent).parts)
              for p in PACKAGE.rglob("__init__.py")}
     assert found - listed == set()
+
+
+def test_the_commands_that_make_no_tree_load_no_source():
+    """nspawnctl.sources (debootstrap, OCI, registry, scratch: about 60 ms of imports, a
+    quarter of a health check's CPU, issue 31) is not loaded by the modules of start, stop, exec,
+    health, wait (cli/lifecycle.py), set, snapshots and cp, doctor.  (list and status share
+    cli/inventory.py with `images`, which needs it.)"""
+    import subprocess
+    import sys
+    code = ("import sys; import nspawnctl.cli.lifecycle, nspawnctl.cli.settings,"
+            " nspawnctl.cli.day2, nspawnctl.cli.host;"
+            " print(' '.join(m for m in sys.modules if m.startswith('nspawnctl.sources')))")
+    path = [str(PACKAGE.parent), "/usr/lib/python3/dist-packages"]
+    out = subprocess.run([sys.executable, "-I", "-S", "-c",
+                          f"import sys; sys.path[:0] = {path!r}; {code}"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == []
