@@ -144,7 +144,8 @@ def _create(ctx: Context, stack: Stack, name: str) -> None:
         options["include"] = ",".join(options["include"])
     cfg = dataclasses.replace(spec.config, stack=stack.name)
     request = create.make_request(ctx, **options)
-    create.create(ctx, name, source, cfg, request, use_overlay=use_overlay)
+    create.create(ctx, name, source, cfg, request, use_overlay=use_overlay,
+                  given=frozenset(spec.settings))  # health-cmd: none over an image's check
 
 
 def _finish(paths, stack: Stack, kept: record.Record, steps: plan.Plan) -> None:

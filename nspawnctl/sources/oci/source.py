@@ -6,7 +6,7 @@ one command (the boot rule below), with its environment and working directory.
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from ...errors import InvalidInput, Usage
@@ -137,15 +137,18 @@ def boot_rule(image, tree: Path, boot: bool | None,
     return False, said, "the image's command"
 
 
-def apply_image_config(cfg: ContainerConfig, image, booted: bool,
-                        command: tuple[str, ...]) -> ContainerConfig:
-    """The image's environment, its health check (podman's reading of Healthcheck; what
-    create's options say wins), and for a single command its working directory."""
+def apply_image_config(cfg: ContainerConfig, image, booted: bool, command: tuple[str, ...],
+                       given: Collection[str] = ()) -> ContainerConfig:
+    """The image's environment, its health check (podman's reading of Healthcheck), and for
+    a single command its working directory.  What create's options say wins over the
+    image's check, setting by setting: given names the settings they give, also at their
+    default value (a value not at its default was given too); a --health-cmd given, 'none'
+    too, leaves out the image's whole check, as podman's --health-cmd none does."""
     health = {}
-    if not cfg.health_cmd:
+    if "health_cmd" not in given and not cfg.health_cmd:
         defaults = ContainerConfig()
         health = {name: value for name, value in getattr(image, "health", ())
-                  if getattr(cfg, name) == getattr(defaults, name)}
+                  if name not in given and getattr(cfg, name) == getattr(defaults, name)}
     return dataclasses.replace(
         cfg, boot=booted, command=command, env=tuple(image.env) + tuple(cfg.env),
         working_dir=cfg.working_dir or (None if booted else image.working_dir), **health)
