@@ -61,7 +61,10 @@ def resolved_base(image: Resolved, source: str, report: Callable[[str], None],
     meta = {"source": source, "suite": None, "digest": config.digest,
             "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes),
             # what create puts first in a container's env: spec leaves it out (stacks/spec.py)
-            "env": list(config.env)}
+            "env": list(config.env),
+            # whether it has a Healthcheck create takes: spec says health-cmd: none for a
+            # container made without it (create --health-cmd none), so a new one is too
+            "health_check": any(name == "health_cmd" for name, _ in config.health)}
 
     def build(tree: Path):
         used = unpack_on_shared_layers(image, tree, report, paths, key)
