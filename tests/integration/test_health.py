@@ -17,6 +17,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from tests.integration.helpers import MACHINES, listing, wait_for
 from tests.integration.test_oci_containers import busybox_layer, oci_archive
@@ -194,10 +195,13 @@ def has_no_check(host, nspawnctl, name):
 
 
 def test_health_cmd_none_switches_off_the_images_check(host, nspawnctl, unchecked):
-    """create --health-cmd none: the image's Healthcheck is not taken, and no timer starts
-    with the container; set gives it a check (its timer runs) and set --health-cmd none
-    takes it away again, also across a restart."""
+    """create --health-cmd none: the image's Healthcheck is not taken, no timer starts with
+    the container, and spec says none; set gives it a check (its timer runs) and set
+    --health-cmd none takes it away again, also across a restart."""
     has_no_check(host, nspawnctl, unchecked)
+    # and a file of it says so: apply makes a new one without the image's check too
+    keys = yaml.safe_load(nspawnctl("spec", unchecked).stdout)["containers"][unchecked]
+    assert keys["health-cmd"] == "none", keys
     nspawnctl("set", unchecked, "--health-cmd", "true")
     assert host.run(["systemctl", "is-active", f"nspawnctl-health@{unchecked}.timer"]
                     ).stdout.strip() == "active"
