@@ -10,7 +10,7 @@ import click
 from ..errors import Usage
 from ..ops import clone, create, export, lifecycle, remove, rename, upgrade
 from ..settings import firstboot
-from ..settings.model import ContainerConfig, parse_cli
+from ..settings.model import ContainerConfig, given_settings, parse_cli
 from ..store.identity import Identity
 from . import completion, jsonview, pass_app
 from .options import (
@@ -134,7 +134,7 @@ def _create(app, name, as_json, source, use_overlay, ssh_key, root_password_hash
     how = {k: v for k, v in options.items() if k in create.CREATE_OPTIONS}
     request = create.make_request(app.ctx, progress=None if as_json else tty_progress(), **how)
     return create.create(app.ctx, name, source, cfg, request, use_overlay=use_overlay,
-                         identity=identity)
+                         identity=identity, given=given_settings(config))
 
 
 def first_boot(hashed: str | None, password_file: str | None, timezone: str | None,

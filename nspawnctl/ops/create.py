@@ -10,6 +10,7 @@ store/images.py, so a second create of the same kind is a clone.
 import contextlib
 import dataclasses
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,12 @@ from .common import Report, check_mounts, require_root
 
 
 def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: Request,
-           use_overlay: bool = False, identity: Identity | None = None) -> dict:
+           use_overlay: bool = False, identity: Identity | None = None,
+           given: Collection[str] = ()) -> dict:
     """Make container NAME from the source --from names; returns what was done (for the user
     and the tests).  request holds the options sources read (sources/base.py); use_overlay:
-    stand on the cached base instead of copying it."""
+    stand on the cached base instead of copying it; given: the settings (by name) the user
+    gave, which an image's config does not override (settings/model.py given_settings)."""
     paths, report, store = ctx.paths, ctx.report, ctx.store
     require_root()
     store.require_absent(name)
@@ -75,7 +78,7 @@ def create(ctx: Context, name: str, source: str, cfg: ContainerConfig, request: 
                     image, cached = held.enter_context(
                         held_image(paths, base.key, base.meta, base.build, report))
                     cfg, lower = _from_base(stage, cfg, info, base, image, cached, use_overlay,
-                                            request.boot, report)
+                                            request.boot, report, given)
                 else:
                     assert plan.build is not None
                     info.update(plan.build(stage / "tree"))
@@ -152,8 +155,8 @@ def made_from(source: str, request: Request, use_overlay: bool = False) -> tuple
 
 
 def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image: Path,
-               cached: bool, use_overlay: bool, boot: bool | None,
-               report: Report) -> tuple[ContainerConfig, Path | None]:
+               cached: bool, use_overlay: bool, boot: bool | None, report: Report,
+               given: Collection[str] = ()) -> tuple[ContainerConfig, Path | None]:
     """Stage a tree from base's cached tree (image): a clone in stage/tree, or with
     use_overlay empty layers in stage/layers over it.  info records how; returns cfg naming
     the base (and for an image running its command), and the lower tree of an overlay."""
@@ -173,7 +176,7 @@ def _from_base(stage: Path, cfg: ContainerConfig, info: dict, base: Base, image:
         booted, command, why = boot_rule(base.image_config, image / "tree", boot, cfg.command)
         info.update(boot=booted, why=why)
         try:
-            cfg = apply_image_config(cfg, base.image_config, booted, command)
+            cfg = apply_image_config(cfg, base.image_config, booted, command, given)
         except Error as exc:  # the image's Env, User, WorkingDir: its content, not a typo
             raise refused_content(exc) from None
         if not booted:

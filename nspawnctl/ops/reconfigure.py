@@ -102,6 +102,10 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
             # Runtime properties make the new limits bite now, without a restart.
             bus.set_unit_properties(service_unit(name), live_properties(new), runtime=True)
             later = list(needs_restart(live or old, new))  # against what runs, not the last set
+        if new.health_cmd != old.health_cmd:
+            # what another check (or none) found is not this one's: status, list and `wait
+            # --for healthy` wait for the new check (its timer restarted or stopped above)
+            health.forget(paths, name)
     return {"name": name, "changed": True, "running": running, "restart_for": later}
 
 

@@ -97,26 +97,30 @@ def without_check(cfg: ContainerConfig, name: str, prev: Health | None,
                   run_id: str) -> tuple[bool, str, bool]:
     """A container without --health-cmd: (healthy, what says so, degraded is its normal).
     Booted, it is healthy when its systemd says running; degraded counts as unhealthy unless
-    the first check of this run found it degraded already (then that is how it boots) and no
-    healthy check since found it running.  A single command is healthy while it runs."""
+    it was degraded at its last healthy check of this run, or no check of this run was
+    healthy yet (then that is how it boots).  A single command is healthy while it runs.
+    (Not healthy yet is the starting state: one that became unhealthy has had its healthy
+    checks, or failed `retries` times before any, and is not forgiven by degraded.)"""
     if not cfg.boot:
         return True, "running", False
     system = guest_state(name) or "unreachable"
-    first = prev is None or prev.started != run_id or prev.state != HEALTHY
+    first = prev is None or prev.started != run_id or prev.state == STARTING
     degraded = system == "degraded" and (first or (prev is not None and prev.degraded_ok))
     return system == "running" or degraded, f"systemd: {system}", degraded
 
 
 def is_healthy(paths: Paths, bus: Bus, name: str) -> bool:
     """Whether running NAME is healthy now: the last check of the run it is in found it so,
-    or, without a --health-cmd, what that check would find now (`wait --for healthy`, and
-    the start of a container that waits for NAME's health)."""
+    or, without a --health-cmd, what that check would find now, after the checks kept of
+    this run (`health NAME` found it running: degraded is not healthy) (`wait --for
+    healthy`, and the start of a container that waits for NAME's health)."""
     cfg = load_config(paths, name, dropin=False)
     if cfg.health_cmd:
         found = current(paths, bus, name)
         return found is not None and found.state == HEALTHY
     machine = bus.machine_properties(name)
-    return machine is not None and without_check(cfg, name, None, run_of(machine))[0]
+    return machine is not None and without_check(cfg, name, load(paths, name),
+                                                 run_of(machine))[0]
 
 
 def current(paths: Paths, bus: Bus, name: str) -> Health | None:

@@ -508,6 +508,14 @@ def parse_cli(options: dict[str, Any], creating: bool = False) -> dict[str, Any]
     return changes
 
 
+def given_settings(options: dict[str, Any]) -> frozenset[str]:
+    """The settings (by name) the CLI options give, also those given their default value:
+    what create's options say wins over what an image says (--health-cmd none over its
+    Healthcheck; sources/oci/source.py apply_image_config)."""
+    return frozenset(s.name for s in CLI_SETTINGS if options.get(s.name) is not None
+                     and not (s.multiple and not options[s.name]))  # as parse_cli tells
+
+
 def edit(cfg: ContainerConfig, options: dict[str, Any]) -> ContainerConfig:
     """cfg changed as `set` asks: given settings replace the old values, except those edited
     item by item (ports), where new items join the old ones and --no-FLAG removes some."""

@@ -147,7 +147,8 @@ def _create(ctx: Context, stack: Stack, name: str) -> None:
     request = create.make_request(ctx, **options)
     identity = spec.firstboot.identity()
     create.create(ctx, name, source, cfg, request, use_overlay=use_overlay,
-                  identity=identity or None)
+                  identity=identity or None,
+                  given=frozenset(spec.settings))  # health-cmd: none over an image's check
 
 
 def _made_with(kept: record.Record, name: str) -> dict | None:

@@ -86,7 +86,7 @@ def spec(ctx: Context, names: list[str], stack_name: str | None = None) -> Spec:
         try:
             containers[name] = container_keys(
                 cfg, stacked, _image_env(paths, cfg), running=name in running,
-                enabled=is_enabled(paths, name))
+                enabled=is_enabled(paths, name), image_check=_image_check(paths, cfg))
             boot = first_boot_keys(paths, name, cfg, stacked, warnings)
             given = [c for c in cfg.credentials if "ssh-key" not in boot or c.name != SSH_KEY]
             containers[name].pop("credential", None)  # container_keys': names only
@@ -116,15 +116,20 @@ _HINT = ("a container made before nspawnctl kept how (create --from ...) cannot 
 
 
 def container_keys(cfg: ContainerConfig, stacked: dict | None, image_env: tuple | None,
-                   running: bool = False, enabled: bool = False) -> dict[str, Any]:
+                   running: bool = False, enabled: bool = False,
+                   image_check: bool = False) -> dict[str, Any]:
     """One container's keys: create-only keys, the settings create would not give it, state
     and enabled.  stacked: its stack's record of it (create: and settings: as the file said
-    them), or None; image_env: its image's Env (() without an image, None: not known)."""
+    them), or None; image_env: its image's Env (() without an image, None: not known);
+    image_check: its image has a Healthcheck, which create takes unless told none."""
     keys: dict[str, Any] = dict(create_keys(cfg, stacked))
     own_env = _own_env(cfg, image_env, stacked)
     for s in CLI_SETTINGS:
         value = {"env": own_env, "after": _after(cfg), "requires": _healthy(
             cfg, cfg.requires)}.get(s.name, getattr(cfg, s.name))
+        if s.name == "health_cmd" and not value and image_check:
+            keys["health-cmd"] = "none"  # made without its image's check: so is a new one
+            continue
         if value == getattr(CREATE_DEFAULTS, s.name):
             continue
         assert s.flag
@@ -248,6 +253,14 @@ def _image_env(paths, cfg: ContainerConfig) -> tuple[str, ...] | None:
     if isinstance(env, list) and all(isinstance(e, str) for e in env):
         return tuple(env)
     return None
+
+
+def _image_check(paths, cfg: ContainerConfig) -> bool:
+    """Whether its image has a Healthcheck (False: not an image's tree, none, or not known:
+    a base cached before nspawnctl kept that)."""
+    if not (cfg.image or "").startswith(IMAGE_PREFIX):
+        return False
+    return (read_meta(image_dir(paths, cfg.image or "")) or {}).get("health_check") is True
 
 
 def _own_env(cfg: ContainerConfig, image_env: tuple | None,

@@ -4,17 +4,20 @@ published port runs v1; a new digest pushed under the same tag is what `auto-upd
 (its page says so) at the same address and port; a broken image (its program dies at once) is
 rolled back to v2, running, and the output says so; --dry-run's exit codes; bad input refused
 with one line and nothing changed; SIGKILL of auto-update at random moments leaves it on v2 or
-v3, running, and the rerun converges."""
+v3, running, and the rerun converges; a crash of the testbed once the new tree is swapped in
+and starting is rolled back at the boot (nspawnctl-recover.service), and the rerun converges."""
 
 import json
 import random
+import subprocess
 import time
 
 import pytest
 
-from tests import outside
+from tests import outside, testbed
 from tests.integration import registries as R
 from tests.integration.helpers import listing, wait_for
+from tests.integration.test_crash import after_boot
 from tests.integration.test_kill import SEED, Run
 from tests.unit import imagebuild as ib
 
@@ -194,6 +197,65 @@ def test_sigkill_at_any_moment_leaves_the_old_image_or_the_new_and_a_rerun_conve
         assert page(host, nspawnctl) == PAGES[which].decode()
         assert json.loads(nspawnctl("snapshots", NAME, "--json").stdout) == []
     print(f"kills landed: {landed}")
+
+
+RECORD = f"/var/lib/nspawnctl/upgrades/{NAME}.json"  # runtime/upgrade.py _record
+
+
+def test_a_host_crash_during_the_replace_is_recovered_at_boot(host, nspawnctl, world, regs):
+    """The testbed crashes (every process killed at once, test_crash.py) once auto-update
+    has swapped the new tree in and started it, before its health check passed (its record
+    says swapped).  At the boot, before any nspawnctl command, nspawnctl-recover.service has
+    rolled it back: the container, enabled, runs on the old image (the new one was never
+    found healthy), serving its page, no record or snapshot left; the next auto-update ends
+    on the new one."""
+    if not isinstance(host, testbed.Testbed):
+        pytest.skip("a host crash needs the testbed (this host would crash with it)")
+    nspawnctl("enable", NAME)  # it ran before the crash: the boot starts it again
+    try:
+        old = status(nspawnctl)["image"]
+        push(regs, "v1")
+        new = _key(nspawnctl)
+        served = page(host, nspawnctl)
+        t0 = time.monotonic()
+        run = host.popen(["nspawnctl", "auto-update", NAME], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        record, unit = host.path(RECORD), f"systemd-nspawn@{NAME}.service"
+        wait_for(lambda: '"swapped"' in _text(record) and host.run(
+            ["systemctl", "is-active", unit]).stdout.strip() in ("activating", "active"),
+            timeout=60, interval=0.02, what="the new tree swapped in and starting")
+        assert '"swapped"' in _text(record)  # its health check has not passed yet
+        print(f"crash: {time.monotonic() - t0:.1f} s into auto-update")
+        host.crash()
+        run.wait(60)
+        problems = after_boot(host, nspawnctl)
+        assert problems == [], problems
+        assert not host.path(RECORD).exists()
+        seen = status(nspawnctl)
+        assert (seen["image"], seen["state"]) == (old, "running"), (seen, old, new)
+        assert page(host, nspawnctl) == served
+        assert json.loads(nspawnctl("snapshots", NAME, "--json").stdout) == []
+
+        world.up(host)  # the registry went with the crash: up again, the image pushed again
+        regs.up()
+        push(regs, "v1")
+        r = nspawnctl("auto-update", NAME)
+        assert "updated to" in r.stdout or "up to date" in r.stdout, r
+        assert status(nspawnctl)["image"] == new and status(nspawnctl)["state"] == "running"
+        assert page(host, nspawnctl) == PAGES["v1"].decode()
+        assert json.loads(nspawnctl("snapshots", NAME, "--json").stdout) == []
+        print(f"crash: rolled back at the boot, converged {time.monotonic() - t0:.1f} s "
+              "after the start")
+    finally:
+        nspawnctl("disable", NAME)
+
+
+def _text(path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
 
 
 def _key(nspawnctl) -> str:

@@ -1,11 +1,14 @@
 """Health checks against the real thing: the check runs in the container through the timer and
-service in units/, a container whose check starts failing is restarted (or stopped) after
-`retries` failures, `none` only reports, `health NAME` and `wait --for healthy` say so, and
-bad values are one line each with nothing changed.
+service in units/, a container whose check starts failing is restarted (or stopped, or
+killed) after `retries` failures, `none` only reports, `health NAME` and `wait --for
+healthy` say so, and bad values are one line each with nothing changed.  --health-cmd none
+leaves out the image's check (no timer runs); a booted container without a command is
+healthy when its systemd runs (degraded as issue 31 says); bad health dependencies (no
+check to wait for, a cycle) are one line each, from the CLI and in a stack file.
 
 Cheap containers: the busybox OCI image of test_oci_containers (a single command, no boot),
 its Healthcheck (`test -e /ok` every 2 s, 2 retries) read from the image config as podman
-reads it.  The three containers fail at once, so the module waits for one interval x retries.
+reads it.  The four containers fail at once, so the module waits for one interval x retries.
 """
 
 import calendar
@@ -14,6 +17,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 
 from tests.integration.helpers import MACHINES, listing, wait_for
 from tests.integration.test_oci_containers import busybox_layer, oci_archive
@@ -27,7 +31,14 @@ SLACK = 6
 HEALTHCHECK = {"Test": ["CMD-SHELL", "test -e /ok"], "Interval": INTERVAL * 10**9,
                "Retries": RETRIES, "Timeout": 3 * 10**9}
 ARCHIVE = "/root/health-busybox.tar"
-NAMES = {"restart": "hc-restart", "stop": "hc-stop", "none": "hc-none"}
+NAMES = {"restart": "hc-restart", "stop": "hc-stop", "kill": "hc-kill", "none": "hc-none"}
+STATE = "/run/nspawnctl/health/{}.json"  # runtime/health.py state_file, paths' default
+
+
+def unit_show(host, unit: str, *props: str) -> dict:
+    r = host.run(["systemctl", "show", unit, "--timestamp=us+utc",
+                  *(a for p in props for a in ("-p", p))])
+    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +57,8 @@ def containers(host, nspawnctl, tmp_path_factory):
         for name in made:  # there before the first check (the timer's, 2 s after start)
             host.run(["touch", f"{MACHINES}/{name}/ok"])
             nspawnctl("start", name)
-        print(f"\nhealth: 3 containers made and started in {time.monotonic() - began:.1f}s")
+        print(f"\nhealth: {len(made)} containers made and started in "
+              f"{time.monotonic() - began:.1f}s")
         yield NAMES
     finally:
         for name in made:
@@ -89,10 +101,19 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
     wait_for(lambda: listing(nspawnctl)[stopped]["state"] == "stopped",
              timeout=max(1, limit - (time.monotonic() - sick)), interval=0.2,
              what=f"{stopped} stopped")
+    # kill: SIGKILL to the unit, which fails by the signal (a stop would end it cleanly)
+    killed = containers["kill"]
+    unit = f"systemd-nspawn@{killed}.service"
+    wait_for(lambda: unit_show(host, unit, "ActiveState")["ActiveState"] == "failed",
+             timeout=max(1, limit - (time.monotonic() - sick)), interval=0.2,
+             what=f"{killed} killed")
     took = time.monotonic() - sick
-    print(f"\nhealth: restart and stop within {took:.1f}s (limit {limit}s)")
-    assert host.run(["systemctl", "is-active", f"nspawnctl-health@{stopped}.timer"]
-                    ).stdout.strip() != "active"  # the timer stopped with it
+    print(f"\nhealth: restart, stop and kill within {took:.1f}s (limit {limit}s)")
+    assert unit_show(host, unit, "Result")["Result"] == "signal"
+    assert json.loads(host.path(STATE.format(killed)).read_text())["action"] == "kill"
+    for name in (stopped, killed):  # the timer stopped with it
+        assert host.run(["systemctl", "is-active", f"nspawnctl-health@{name}.timer"]
+                        ).stdout.strip() != "active"
 
     # none: still running on the same leader, unhealthy, its streak and the check's status
     reported = containers["none"]
@@ -141,16 +162,165 @@ def test_bad_values_are_one_line_and_change_nothing(host, nspawnctl, containers,
     assert "hc-bad" not in listing(nspawnctl)
 
 
+# ---------------------------------------------------------------- --health-cmd none
+
+UNCHECKED = "hc-off"
+
+
+@pytest.fixture(scope="module")
+def unchecked(nspawnctl, containers):  # noqa: ARG001 (containers: the archive)
+    """A container of the same image made with --health-cmd none: no check, running."""
+    nspawnctl("create", UNCHECKED, "--from", f"oci-archive:{ARCHIVE}", "--health-cmd", "none")
+    try:
+        nspawnctl("start", UNCHECKED)
+        yield UNCHECKED
+    finally:
+        nspawnctl("remove", "--force", UNCHECKED, check=False)
+
+
+def has_no_check(host, nspawnctl, name):
+    """No check anywhere: settings, status, --json, list, files, and no timer running."""
+    seen = status(nspawnctl, name)
+    assert seen["state"] == "running" and not seen["health_cmd"] and seen["health"] is None, \
+        seen
+    text = dict(line.split(":", 1) for line in nspawnctl("status", name).stdout.splitlines()
+                if ":" in line and not line.startswith(" "))
+    assert (text["health_cmd"].strip(), text["health"].strip()) == ("-", "-"), text
+    assert listing(nspawnctl)[name]["health"] is None
+    assert "nspawnctl-health" not in host.path(f"/etc/systemd/nspawn/{name}.nspawn").read_text()
+    assert host.run(["test", "-e", f"/etc/systemd/system/systemd-nspawn@{name}.service.d/"
+                                   "70-nspawnctl-health.conf"]).returncode != 0
+    assert host.run(["systemctl", "is-active", f"nspawnctl-health@{name}.timer"]
+                    ).stdout.strip() == "inactive"
+
+
+def test_health_cmd_none_switches_off_the_images_check(host, nspawnctl, unchecked):
+    """create --health-cmd none: the image's Healthcheck is not taken, no timer starts with
+    the container, and spec says none; set gives it a check (its timer runs) and set
+    --health-cmd none takes it away again, also across a restart."""
+    has_no_check(host, nspawnctl, unchecked)
+    # and a file of it says so: apply makes a new one without the image's check too
+    keys = yaml.safe_load(nspawnctl("spec", unchecked).stdout)["containers"][unchecked]
+    assert keys["health-cmd"] == "none", keys
+    nspawnctl("set", unchecked, "--health-cmd", "true")
+    assert host.run(["systemctl", "is-active", f"nspawnctl-health@{unchecked}.timer"]
+                    ).stdout.strip() == "active"
+    assert status(nspawnctl, unchecked)["health"]["state"] in ("starting", "healthy")
+    nspawnctl("set", unchecked, "--health-cmd", "none")
+    has_no_check(host, nspawnctl, unchecked)
+    nspawnctl("restart", unchecked)
+    has_no_check(host, nspawnctl, unchecked)
+
+
+def test_bad_health_dependencies_are_one_line_and_change_nothing(host, nspawnctl,
+                                                                  containers, unchecked):
+    """Waiting for the health of a container without a check (it runs a single command),
+    and a cycle through a health dependency: refused with one line, nothing made or
+    changed."""
+    checked = containers["none"]
+    settings = f"/etc/systemd/nspawn/{checked}.nspawn"
+    before = host.path(settings).read_text()
+    no_check = f"{unchecked} has no health check (--health-cmd) to wait for"
+    for flag in ("--after", "--requires"):
+        r = nspawnctl.fails("create", "hc-dep", "--from", f"oci-archive:{ARCHIVE}", flag,
+                            f"{unchecked}:healthy")
+        assert r.error == f"nspawnctl: {no_check}: it runs a single command", str(r)
+        r = nspawnctl.fails("set", checked, flag, f"{unchecked}:healthy")
+        assert r.error == f"nspawnctl: {no_check}: it runs a single command", str(r)
+    assert "hc-dep" not in listing(nspawnctl)
+    assert host.path(settings).read_text() == before
+    cycle = "hc-cycle"
+    try:
+        nspawnctl("create", cycle, "--from", f"oci-archive:{ARCHIVE}", "--after",
+                  f"{checked}:healthy")
+        r = nspawnctl.fails("set", checked, "--requires", f"{cycle}:healthy")
+        assert r.error == f"nspawnctl: ordering {checked} after {cycle} makes a cycle: " \
+                          f"{checked} -> {cycle} -> {checked}", str(r)
+        assert host.path(settings).read_text() == before
+    finally:
+        nspawnctl("remove", "--force", cycle, check=False)
+
+
+def test_bad_health_dependencies_in_a_stack_file_are_one_line_and_make_nothing(nspawnctl,
+                                                                                unchecked):
+    """The same in a stack file, and a bad check value there: the plan refuses the file
+    with one line before anything is made."""
+    no_check = f"{unchecked} has no health check (--health-cmd) to wait for"
+    box = f"    from: oci-archive:{ARCHIVE}\n"
+    for text, says in (
+            (f"  hs-web:\n{box}    after: [{unchecked}:healthy]\n",
+             f"containers.hs-web.after: {unchecked}:healthy: {no_check}"),
+            (f"  hs-a:\n{box}    after: [hs-b:healthy]\n"
+             f"  hs-b:\n{box}    requires: [hs-a:healthy]\n", "the order makes a cycle"),
+            (f"  hs-web:\n{box}    health-cmd: ''\n", "invalid health command ''"),
+            (f"  hs-web:\n{box}    health-interval: 0\n", "invalid health interval '0'")):
+        r = nspawnctl.fails("apply", "-f", "-", input=f"name: hc-stk\ncontainers:\n{text}")
+        assert says in r.error, str(r)
+        assert not {"hs-web", "hs-a", "hs-b"} & set(listing(nspawnctl))
+
+
+# ---------------------------------------------------------------- a booted container
+
+FAILING_UNIT = ("[Unit]\nDescription=fails for test_health\n[Service]\nType=oneshot\n"
+                "ExecStart=/bin/false\n[Install]\nWantedBy=multi-user.target\n")
+
+
+def system_state(host, name) -> str:
+    return host.run(["systemctl", "-M", name, "is-system-running"]).stdout.strip()
+
+
+def health_said(nspawnctl, name) -> tuple[int, str]:
+    r = nspawnctl("health", name, check=False)
+    assert "Traceback" not in r.stderr, str(r)
+    return r.returncode, r.stdout.strip()
+
+
+def test_a_booted_container_without_a_command_is_healthy_when_its_systemd_runs(
+        host, nspawnctl, made):
+    """Without --health-cmd a booted container is healthy when its systemd says running;
+    degraded counts as unhealthy, check after check, once a check found it running, and is
+    its normal when it boots degraded (a unit of its own fails at boot).  `wait --for
+    healthy` agrees with `health`.  The suite's cached default base; --health-retries 1, so
+    each check decides."""
+    t0 = time.monotonic()
+    name = made("hc-boot", "--network", "none", "--health-retries", "1")
+    made_in = time.monotonic() - t0
+    nspawnctl("start", name)
+    wait_for(lambda: system_state(host, name) == "running", timeout=30, what="running")
+    assert health_said(nspawnctl, name) == (0, f"{name}: healthy: systemd: running")
+
+    # a unit fails after a check found it running: unhealthy, and it stays so
+    nspawnctl("exec", name, "--", "systemd-run", "--unit=hc-fail", "--quiet", "/bin/false")
+    wait_for(lambda: system_state(host, name) == "degraded", timeout=10, what="degraded")
+    for streak in (1, 2):
+        assert health_said(nspawnctl, name) == (
+            1, f"{name}: unhealthy (failing streak {streak}): systemd: degraded")
+    r = nspawnctl.fails("wait", name, "--for", "healthy", "--timeout", 1)
+    assert r.error == f"nspawnctl: {name} is not healthy after 1s", str(r)
+    host.run(["systemctl", "-M", name, "reset-failed"])
+    assert health_said(nspawnctl, name)[0] == 0
+
+    # it boots degraded: that is its normal, check after check, until a check finds it
+    # running; degraded after that is unhealthy again
+    nspawnctl("exec", name, "--", "sh", "-c",
+              f"printf '{FAILING_UNIT}' >/etc/systemd/system/hc-boot-fail.service && "
+              "systemctl enable --quiet hc-boot-fail.service")
+    nspawnctl("restart", name)
+    wait_for(lambda: system_state(host, name) == "degraded", timeout=30, what="degraded")
+    for _ in range(2):
+        assert health_said(nspawnctl, name) == (0, f"{name}: healthy: systemd: degraded")
+    nspawnctl("wait", name, "--for", "healthy", "--timeout", 5)
+    host.run(["systemctl", "-M", name, "reset-failed"])
+    assert health_said(nspawnctl, name) == (0, f"{name}: healthy: systemd: running")
+    host.run(["systemctl", "-M", name, "start", "hc-boot-fail.service"])
+    wait_for(lambda: system_state(host, name) == "degraded", timeout=10, what="degraded")
+    code, said = health_said(nspawnctl, name)
+    assert code == 1 and said.startswith(f"{name}: unhealthy"), said
+    print(f"\nbooted health: created in {made_in:.1f}s, the rest took "
+          f"{time.monotonic() - t0 - made_in:.1f}s")
+
+
 # ---------------------------------------------------------------- --after NAME:healthy
-
-STATE = "/run/nspawnctl/health/{}.json"  # runtime/health.py state_file, paths' default
-
-
-def unit_show(host, unit: str, *props: str) -> dict:
-    r = host.run(["systemctl", "show", unit, "--timestamp=us+utc",
-                  *(a for p in props for a in ("-p", p))])
-    return dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
-
 
 def utc_seconds(text: str) -> float:
     """systemctl's --timestamp=us+utc ('Sun 2026-12-06 20:00:00.123456 UTC') as epoch."""

@@ -3,7 +3,8 @@ each, with its line number)."""
 
 import pytest
 
-from nspawnctl.stacks import model
+from nspawnctl.stacks import apply, model
+from tests.unit.fakes import context
 from tests.unit.test_stack_compose import plain, texts, translate
 
 
@@ -49,3 +50,18 @@ def test_a_bad_healthcheck_is_one_line_at_its_line(tmp_path, check, says):
     _, problems, _ = translate(web(check), tmp_path)
     assert len(problems) == 1 and texts(problems)[0].startswith("compose.yaml:" + says), \
         texts(problems)
+
+
+@pytest.mark.parametrize("check", ["      disable: true\n", '      test: ["NONE"]\n'])
+def test_no_check_reaches_create_as_given_so_the_images_is_left_out(tmp_path, paths,
+                                                                     monkeypatch, check):
+    """compose's disable: true and test: [NONE] are health-cmd: none, which create is told
+    the file gave (sources/oci/source.py apply_image_config then leaves the image's out)."""
+    out, problems, _ = translate(web(check), tmp_path)
+    stack, problems = model.load(out, "shop")
+    assert problems == []
+    seen: dict = {}
+    monkeypatch.setattr(apply.create, "create", lambda ctx, name, source, cfg, request, **kw:
+                        seen.update(cfg=cfg, **kw))
+    apply._create(context(paths), stack, "web")
+    assert "health_cmd" in seen["given"] and seen["cfg"].health_cmd == ()

@@ -2,12 +2,16 @@
 .nspawn file, and an OCI image's Healthcheck read as podman reads it (hostile input)."""
 
 import pytest
+from click.testing import CliRunner
 
+from nspawnctl.cli import App, cli
 from nspawnctl.errors import INVALID_INPUT, USAGE, Error
+from nspawnctl.ops import create
 from nspawnctl.settings import health
-from nspawnctl.settings.model import ContainerConfig
+from nspawnctl.settings.model import ContainerConfig, given_settings
 from nspawnctl.settings.nspawnfile import parse_nspawn, render_nspawn, update_nspawn
 from nspawnctl.sources.oci.source import apply_image_config
+from tests.unit.fakes import FakeBus, context
 
 
 def test_a_command_runs_by_the_shell_and_none_removes_it():
@@ -117,3 +121,38 @@ def test_create_takes_the_images_check_unless_its_options_say_otherwise():
     own = apply_image_config(ContainerConfig(health_cmd=("/bin/sh", "-c", "x")), _Image(),
                              False, ("app",))
     assert (own.health_cmd, own.health_interval) == (("/bin/sh", "-c", "x"), 30)
+
+
+def test_a_given_health_cmd_none_leaves_out_the_images_check():
+    """--health-cmd none at create (a stack's health-cmd: none, compose's disable: true) is
+    no check, whatever the image's Healthcheck says, as podman's --health-cmd none."""
+    cfg = apply_image_config(ContainerConfig(health_cmd=health.parse_command("none")), _Image(),
+                             False, ("app",), given={"health_cmd"})
+    assert (cfg.health_cmd, cfg.health_interval, cfg.health_retries) == ((), 30, 3)
+    assert not render_nspawn(cfg).count("nspawnctl-health")
+
+
+def test_an_option_given_at_its_default_value_wins_over_the_image():
+    cfg = apply_image_config(ContainerConfig(health_interval=30), _Image(), False, ("app",),
+                             given={"health_interval"})
+    assert (cfg.health_cmd, cfg.health_interval, cfg.health_retries) == (("check",), 30, 4)
+
+
+def test_given_settings_are_the_options_given_also_at_their_defaults():
+    options = {"health_cmd": "none", "health_interval": "30s", "health_retries": None,
+               "after": (), "ports": ("8080:80",), "memory": None}
+    assert given_settings(options) == {"health_cmd", "health_interval", "ports"}
+
+
+def test_create_on_the_command_line_says_which_settings_it_was_given(private_root,
+                                                                       monkeypatch):
+    app = App()
+    app._ctx = context(private_root, FakeBus())
+    seen: dict = {}
+    monkeypatch.setattr(create, "create", lambda ctx, name, source, cfg, request, **kw:
+                        seen.update(cfg=cfg, **kw) or {"method": "copy", "seconds": 0.1})
+    r = CliRunner().invoke(cli, ["create", "web", "--from", "oci-archive:/img.tar",
+                                 "--health-cmd", "none", "--health-retries", "3"], obj=app)
+    assert r.exit_code == 0, r.output
+    assert {"health_cmd", "health_retries"} <= seen["given"]
+    assert "health_interval" not in seen["given"] and seen["cfg"].health_cmd == ()

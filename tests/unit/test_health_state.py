@@ -9,11 +9,14 @@ from dataclasses import replace
 import pytest
 
 from nspawnctl.cli import jsonview
+from nspawnctl.ops import reconfigure
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import health
-from nspawnctl.settings.files import save_config
+from nspawnctl.settings.dropin import HEALTH_DROPIN_NAME
+from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import ContainerConfig
 from nspawnctl.systemd.bootunits import install_units
+from tests.unit.fakes import FakeBus, context
 
 CFG = ContainerConfig(health_cmd=("/bin/sh", "-c", "test -e /ok"), health_retries=3)
 RUN = "100@1"
@@ -135,6 +138,101 @@ def test_without_a_command_systemd_says_and_degraded_only_when_it_booted_so(
     prev = None if first else health.Health(state="healthy", started=RUN, degraded_ok=False)
     assert health.without_check(ContainerConfig(), "c1", prev, RUN)[0] is ok
     assert health.without_check(ContainerConfig(boot=False), "c1", prev, RUN)[0] is True
+
+
+class _Systemd:
+    """A booted container's systemd, as without_check asks it (guest_state)."""
+
+    def __init__(self, monkeypatch):
+        self.state = "running"
+        monkeypatch.setattr(health, "guest_state", lambda name: self.state)
+
+
+BOOTED = ContainerConfig(health_retries=1)  # booted, no --health-cmd: each check decides
+
+
+def check_booted(prev, run=RUN):
+    """One `health` of a booted container without a command, as ops/execute.py runs it."""
+    ok, output, degraded = health.without_check(BOOTED, "c1", prev, run)
+    return health.advance(prev, BOOTED, run, ok, output, None, "2026-12-06T12:00:00Z", False,
+                          degraded)[0]
+
+
+def test_degraded_after_running_stays_unhealthy_check_after_check(monkeypatch):
+    """Found running, then degraded: unhealthy, and still at the next check (it was not
+    degraded at its last healthy check); running again is healthy."""
+    systemd = _Systemd(monkeypatch)
+    state = check_booted(None)
+    assert (state.state, state.degraded_ok) == ("healthy", False)
+    systemd.state = "degraded"
+    seen = []
+    for _ in range(3):
+        state = check_booted(state)
+        seen.append(state.state)
+    assert seen == ["unhealthy"] * 3
+    systemd.state = "running"
+    assert check_booted(state).state == "healthy"
+
+
+def test_degraded_from_the_boot_on_is_its_normal_until_a_check_finds_it_running(monkeypatch):
+    systemd = _Systemd(monkeypatch)
+    systemd.state = "starting"  # not healthy yet: still the boot
+    state = check_booted(None)
+    assert state.state == "unhealthy"
+    state = replace(state, state="starting")  # (with more retries it would still be starting)
+    systemd.state = "degraded"
+    for _ in range(2):
+        state = check_booted(state)
+        assert (state.state, state.degraded_ok) == ("healthy", True)
+    systemd.state = "maintenance"  # a failing check keeps what the last healthy one found
+    state = check_booted(state)
+    assert (state.state, state.degraded_ok) == ("unhealthy", True)
+    systemd.state = "degraded"
+    assert check_booted(state).state == "healthy"
+    systemd.state = "running"
+    state = check_booted(state)
+    systemd.state = "degraded"
+    assert check_booted(state).state == "unhealthy"
+    assert check_booted(state, run="200@2").state == "healthy"  # a new run: afresh
+
+
+class _MachineBus:
+    def machine_properties(self, name):
+        return {"Leader": 100, "Timestamp": 1}
+
+
+def test_wait_for_healthy_goes_by_the_checks_kept_of_this_run(tmp_path, monkeypatch):
+    """`wait --for healthy` (is_healthy) of a booted container without a command agrees
+    with `health`: degraded once a check of this run found it running is not healthy."""
+    paths = _paths(tmp_path)
+    save_config(paths, "c1", BOOTED)
+    systemd = _Systemd(monkeypatch)
+    systemd.state = "degraded"
+    assert health.is_healthy(paths, _MachineBus(), "c1")  # no check yet: how it boots
+    health.save(paths, "c1", health.Health(state="healthy", started=RUN, degraded_ok=False))
+    assert not health.is_healthy(paths, _MachineBus(), "c1")
+    health.save(paths, "c1", health.Health(state="healthy", started="7@7"))  # another run's
+    assert health.is_healthy(paths, _MachineBus(), "c1")
+
+
+@pytest.mark.parametrize("command, timer", [("none", "stop_unit"),
+                                            ("test -e /other", "restart_unit")])
+def test_set_another_check_or_none_starts_afresh(private_root, monkeypatch, command, timer):
+    """set --health-cmd none on a running container: no check in its files, its timer
+    stopped, and what the old check found forgotten; another command: its timer restarted,
+    and the old command's results forgotten too (`wait --for healthy` waits for the new)."""
+    paths = private_root
+    monkeypatch.setattr(reconfigure, "require_root", lambda: None)
+    paths.tree("c1").mkdir(parents=True)
+    save_config(paths, "c1", replace(CFG, network="none"))
+    assert (paths.dropin_dir("c1") / HEALTH_DROPIN_NAME).exists()
+    health.save(paths, "c1", health.Health(state="healthy", started=RUN))
+    bus = FakeBus(state="active")
+    reconfigure.set_config(context(paths, bus), "c1", {"health_cmd": command})
+    assert bool(load_config(paths, "c1").health_cmd) is (command != "none")
+    assert (timer, ("nspawnctl-health@c1.timer",)) in bus.calls
+    assert (paths.dropin_dir("c1") / HEALTH_DROPIN_NAME).exists() is (command != "none")
+    assert not health.state_file(paths, "c1").exists()
 
 
 # ---------------------------------------------------------------- the check's output and timeout

@@ -76,3 +76,16 @@ def test_cache_hit_is_held_to_its_digest(tmp_path, monkeypatch):
     (entry / "meta.json").write_text(json.dumps({"digest": "sha256:aaaa"}))
     assert ensure_image(paths, "oci-sha256-aaaa", {"digest": "sha256:aaaa"}, built.append,
                         print) == (entry, True)
+
+
+@pytest.mark.parametrize("check, kept", [({"Test": ["CMD-SHELL", "true"]}, True),
+                                         ({"Test": ["NONE"]}, False), (None, False)])
+def test_the_base_keeps_whether_the_image_has_a_check(tmp_path, check, kept):
+    """For spec (stacks/spec.py): a container made without its image's check says so."""
+    from imagebuild import image_config, sha256
+
+    from nspawnctl.sources.oci.source import image_base
+    config = image_config([sha256(GOOD)], "amd64", "linux", **(
+        {"Healthcheck": check} if check else {}))
+    oci_layout(tmp_path / "img", [GOOD], config=config)
+    assert image_base(f"oci:{tmp_path / 'img'}", None, print).meta["health_check"] is kept

@@ -258,3 +258,28 @@ def test_a_made_from_word_no_nspawn_line_can_hold_is_refused():
     break is refused there, not after a bootstrap."""
     with pytest.raises(Error, match="invalid create option 'a\\\\nb'"):
         ContainerConfig(made_from=("scratch", "--cmd", "a\nb"))
+
+
+def test_a_container_made_without_its_images_check_says_health_cmd_none(store, paths):
+    """Its image has a Healthcheck (its base's meta says so, as sources/oci/source.py keeps
+    it) and the container was made with --health-cmd none: the spec says none, so apply
+    makes a new one without the check too; with the check, or an image without one, the
+    key is what it was."""
+    (paths.images / "oci-sha256-1").mkdir(parents=True)
+    (paths.images / "oci-sha256-1/meta.json").write_text(json.dumps(
+        {"env": [], "health_check": True}))
+    archive = ("oci-archive:/i.tar",)
+    save_config(paths, "hand", ContainerConfig(image="oci-sha256-1", made_from=archive,
+                                               start_timeout=300, boot=False))
+    keys = spec.spec(store, ["hand"]).doc["containers"]["hand"]
+    assert keys["health-cmd"] == "none"
+    assert model.load(yamlfile.parse(yamlfile.dump({"containers": {"hand": keys}}))[0],
+                      "s")[0].containers["hand"].settings["health_cmd"] == "none"
+    save_config(paths, "hand", ContainerConfig(image="oci-sha256-1", made_from=archive,
+                                               start_timeout=300, boot=False,
+                                               health_cmd=("/bin/sh", "-c", "true")))
+    assert spec.spec(store, ["hand"]).doc["containers"]["hand"]["health-cmd"] == "true"
+    (paths.images / "oci-sha256-1/meta.json").write_text(json.dumps({"env": []}))
+    save_config(paths, "hand", ContainerConfig(image="oci-sha256-1", made_from=archive,
+                                               start_timeout=300, boot=False))
+    assert "health-cmd" not in spec.spec(store, ["hand"]).doc["containers"]["hand"]

@@ -6,7 +6,7 @@ one command (the boot rule below), with its environment and working directory.
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from ...errors import InvalidInput, Usage
@@ -61,7 +61,10 @@ def resolved_base(image: Resolved, source: str, report: Callable[[str], None],
     meta = {"source": source, "suite": None, "digest": config.digest,
             "exposed_ports": list(config.exposed_ports), "volumes": list(config.volumes),
             # what create puts first in a container's env: spec leaves it out (stacks/spec.py)
-            "env": list(config.env)}
+            "env": list(config.env),
+            # whether it has a Healthcheck create takes: spec says health-cmd: none for a
+            # container made without it (create --health-cmd none), so a new one is too
+            "health_check": any(name == "health_cmd" for name, _ in config.health)}
 
     def build(tree: Path):
         used = unpack_on_shared_layers(image, tree, report, paths, key)
@@ -137,15 +140,18 @@ def boot_rule(image, tree: Path, boot: bool | None,
     return False, said, "the image's command"
 
 
-def apply_image_config(cfg: ContainerConfig, image, booted: bool,
-                        command: tuple[str, ...]) -> ContainerConfig:
-    """The image's environment, its health check (podman's reading of Healthcheck; what
-    create's options say wins), and for a single command its working directory."""
+def apply_image_config(cfg: ContainerConfig, image, booted: bool, command: tuple[str, ...],
+                       given: Collection[str] = ()) -> ContainerConfig:
+    """The image's environment, its health check (podman's reading of Healthcheck), and for
+    a single command its working directory.  What create's options say wins over the
+    image's check, setting by setting: given names the settings they give, also at their
+    default value (a value not at its default was given too); a --health-cmd given, 'none'
+    too, leaves out the image's whole check, as podman's --health-cmd none does."""
     health = {}
-    if not cfg.health_cmd:
+    if "health_cmd" not in given and not cfg.health_cmd:
         defaults = ContainerConfig()
         health = {name: value for name, value in getattr(image, "health", ())
-                  if getattr(cfg, name) == getattr(defaults, name)}
+                  if name not in given and getattr(cfg, name) == getattr(defaults, name)}
     return dataclasses.replace(
         cfg, boot=booted, command=command, env=tuple(image.env) + tuple(cfg.env),
         working_dir=cfg.working_dir or (None if booted else image.working_dir), **health)
