@@ -157,6 +157,16 @@ class _Translator:
         self.problem(line, key, f"expected {what}, not {_shown(value)}")
         return False
 
+    def listed(self, svc: Doc, where: str, name: str, what: str) -> tuple[Seq, int] | None:
+        """A service's list-valued key (ports, volumes, secrets) and its line; None when it is
+        absent or not a list (a problem then)."""
+        if name not in svc:
+            return None
+        value, line = svc[name], svc.line_of(name)
+        if not self.expect(value, Seq, line, f"{where}.{name}", what):
+            return None
+        return value, line
+
     # ------------------------------------------------------------------ the file
 
     def run(self, doc: Doc) -> tuple[Doc, list[Problem], list[str]]:
@@ -554,11 +564,10 @@ class _Translator:
     # ------------------------------------------------------------------ ports
 
     def ports(self, svc: Doc, where: str, out: Doc):
-        if "ports" not in svc:
+        given = self.listed(svc, where, "ports", "a list of ports")
+        if given is None:
             return
-        value, line = svc["ports"], svc.line_of("ports")
-        if not self.expect(value, Seq, line, f"{where}.ports", "a list of ports"):
-            return
+        value, line = given
         made: list[tuple[str, int]] = []
         for i, port in enumerate(value):
             at, key = value.line_of(i), f"{where}.ports[{i}]"
@@ -695,11 +704,10 @@ class _Translator:
             _put(out, "volumes", made, line)
 
     def volumes(self, svc: Doc, where: str, out: Doc):
-        if "volumes" not in svc:
+        given = self.listed(svc, where, "volumes", "a list of mounts")
+        if given is None:
             return
-        value, line = svc["volumes"], svc.line_of("volumes")
-        if not self.expect(value, Seq, line, f"{where}.volumes", "a list of mounts"):
-            return
+        value, line = given
         made, named = [], []
         for i, volume in enumerate(value):
             at, key = value.line_of(i), f"{where}.volumes[{i}]"
@@ -878,11 +886,10 @@ class _Translator:
     def service_secrets(self, svc: Doc, where: str, out: Doc):
         """A service's secrets (NAME, or source: and target:) as read-only, idmapped binds
         of their files at /run/secrets/NAME (or the target: a name there, or a path)."""
-        if "secrets" not in svc:
+        given = self.listed(svc, where, "secrets", "a list of secrets")
+        if given is None:
             return
-        value, line = svc["secrets"], svc.line_of("secrets")
-        if not self.expect(value, Seq, line, f"{where}.secrets", "a list of secrets"):
-            return
+        value, line = given
         made: list[tuple[str, int]] = []
         targets: dict[str, str] = {}
         for i, entry in enumerate(value):
