@@ -225,19 +225,24 @@ NOT_AT_START_UP = ("logging", "subprocess", "tempfile", "socket", "shutil",
                    "importlib.resources", "locale")
 
 
-def test_list_start_and_stop_load_no_module_they_do_not_use():
+def _printed_by_a_fresh_python(code: str) -> list[str]:
+    """The words `code` prints in a new interpreter that has imported nothing of ours before.
+    -I -S: no site-packages (and so no sitecustomize or .pth file importing things first);
+    click, tabulate and pystemd come from Debian's dist-packages, put back by hand."""
     import subprocess
     import sys
-    code = ("import sys; import nspawnctl.cli, nspawnctl.ops.inventory, nspawnctl.ops.lifecycle;"
-            f" print(' '.join(m for m in {NOT_AT_START_UP!r} if m in sys.modules))")
-    # -I -S: no site-packages (and so no sitecustomize or .pth file importing things first);
-    # click, tabulate and pystemd come from Debian's dist-packages, put back by hand.
     path = [str(PACKAGE.parent), "/usr/lib/python3/dist-packages"]
     out = subprocess.run([sys.executable, "-I", "-S", "-c",
                           f"import sys; sys.path[:0] = {path!r}; {code}"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == []
+    return out.stdout.split()
+
+
+def test_list_start_and_stop_load_no_module_they_do_not_use():
+    code = ("import sys; import nspawnctl.cli, nspawnctl.ops.inventory, nspawnctl.ops.lifecycle;"
+            f" print(' '.join(m for m in {NOT_AT_START_UP!r} if m in sys.modules))")
+    assert _printed_by_a_fresh_python(code) == []
 
 
 def test_every_package_is_shipped():
@@ -256,14 +261,7 @@ def test_the_commands_that_make_no_tree_load_no_source():
     quarter of a health check's CPU, issue 31) is not loaded by the modules of start, stop, exec,
     health, wait (cli/lifecycle.py), set, snapshots and cp, doctor.  (list and status share
     cli/inventory.py with `images`, which needs it.)"""
-    import subprocess
-    import sys
     code = ("import sys; import nspawnctl.cli.lifecycle, nspawnctl.cli.settings,"
             " nspawnctl.cli.day2, nspawnctl.cli.host;"
             " print(' '.join(m for m in sys.modules if m.startswith('nspawnctl.sources')))")
-    path = [str(PACKAGE.parent), "/usr/lib/python3/dist-packages"]
-    out = subprocess.run([sys.executable, "-I", "-S", "-c",
-                          f"import sys; sys.path[:0] = {path!r}; {code}"],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == []
+    assert _printed_by_a_fresh_python(code) == []
