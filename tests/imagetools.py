@@ -23,8 +23,21 @@ def missing_tools() -> list[str]:
 
 
 def run(*argv, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True,
-                          **kw)
+    """argv run to its end; a failure raises ToolFailed, which says what the tool said."""
+    argv = [str(a) for a in argv]
+    done = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise ToolFailed(done.returncode, argv, done.stdout, done.stderr)
+    return done
+
+
+class ToolFailed(subprocess.CalledProcessError):
+    """CalledProcessError whose message ends with the tool's last lines of stderr (a CI log
+    shows the message, and the bare exit status of a tool says nothing)."""
+
+    def __str__(self):
+        said = (self.stderr or "").strip().splitlines()[-10:]
+        return "\n".join([super().__str__(), *said])
 
 
 @dataclass(frozen=True)
@@ -34,10 +47,19 @@ class Podman:
     work: Path
     runtime: str | None = None  # podman's --runtime (its default: crun here)
 
+    @property
+    def runroot(self) -> Path:
+        """podman refuses a --runroot over 50 characters ("the specified runroot is longer
+        than 50 characters"): a work directory under pytest's /tmp/pytest-of-root/pytest-N
+        passes that once N has 4 digits.  So a short one, named after work (every Podman of
+        one work directory shares it)."""
+        digest = hashlib.blake2s(str(self.work).encode(), digest_size=6).hexdigest()
+        return Path(f"/tmp/nspawnctl-podman-{digest}")
+
     def argv(self, *args) -> list[str]:
         """podman's command line with this store (for a caller that runs it itself)."""
         return [str(a) for a in (
-            "podman", "--root", self.work / "storage", "--runroot", self.work / "run",
+            "podman", "--root", self.work / "storage", "--runroot", self.runroot,
             "--cgroup-manager=cgroupfs", "--events-backend=file", "--storage-driver=vfs",
             *(["--runtime", self.runtime] if self.runtime else []), *args)]
 
@@ -63,7 +85,7 @@ class Podman:
         except subprocess.CalledProcessError:
             pass
         shutil.rmtree(self.work / "storage", ignore_errors=True)
-        shutil.rmtree(self.work / "run", ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 def make_busybox_tree(root: Path) -> Path:
