@@ -25,7 +25,9 @@ admin's terminal, which it could type into.
 
 import ctypes
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from . import ptyrelay
 from .errors import EXEC_CANNOT_RUN, EXEC_FAILED, EXEC_NOT_FOUND, Error
@@ -60,6 +62,42 @@ def bounding_set(pid: int) -> int:
     raise Error(f"cannot read the capabilities of the container's leader (pid {pid})")
 
 
+@dataclass
+class Entry:
+    """What entering the container of leader pid takes, read and opened from outside it: the
+    leader's bounding set, its namespaces, root and working directory (descriptors, so that
+    nothing of the container is looked up by path once inside)."""
+
+    pid: int
+    mask: int
+    fds: dict[str, int]
+    root: int
+    cwd: int
+
+    def close(self):
+        for fd in [*self.fds.values(), self.root, self.cwd]:
+            os.close(fd)
+
+
+def opened(pid: int) -> Entry:
+    mask = bounding_set(pid)
+    fds: dict[str, int] = {}
+    try:
+        for ns in NAMESPACES:
+            fds[ns] = os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+        root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            cwd = os.open(f"/proc/{pid}/cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            os.close(root)
+            raise
+    except OSError as e:
+        for fd in fds.values():
+            os.close(fd)
+        raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
+    return Entry(pid, mask, fds, root, cwd)
+
+
 def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = None,
           group: str | None = None, workdir: str | None = None, tty: bool = False,
           stdin: bool = True) -> int:
@@ -69,73 +107,112 @@ def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = Non
     terminal (see the module docstring; tty and stdin as ptyrelay.spawn takes them); returns
     its exit status (128+N for a signal, as a shell says it; 125 when the user, group or
     directory is not there, 126 or 127 when the command cannot be run or is not found)."""
-    mask = bounding_set(pid)
-    join_cgroups_of(pid)
-    fds = {}
+    entry = opened(pid)
     try:
-        for ns in NAMESPACES:
-            fds[ns] = os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-        root = os.open(f"/proc/{pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        cwd = os.open(f"/proc/{pid}/cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        for fd in fds.values():
-            os.close(fd)
-        raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
-    try:
+        join_cgroups_of(pid)
         try:
-            _setns(fds["pid"])  # takes effect for our children only
+            _setns(entry.fds["pid"])  # takes effect for our children only
         except OSError as e:
             raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
-
-        def child():  # pragma: no cover (runs in the forked child, ends in exec or _exit)
-            try:
-                _prctl(PR_SET_DUMPABLE, 0)
-                for ns in NAMESPACES:
-                    if ns != "pid":
-                        _setns(fds[ns])
-                for cap in range(len(CAPABILITIES)):
-                    if not mask >> cap & 1:
-                        _prctl(PR_CAPBSET_DROP, cap)
-                os.fchdir(root)
-                os.chroot(".")
-                os.fchdir(cwd)
-                # Looked up in the container, by this process inside it: its files are read
-                # as the container's root sees them, never resolved from outside.
-                uid, gid = ids_in_container(user, group)
-            except (OSError, Error) as e:
-                why = e.strerror if isinstance(e, OSError) else str(e)
-                os.write(2, f"nspawnctl: cannot enter the container: {why}\n".encode())
-                os._exit(EXEC_FAILED)
-            try:
-                if workdir is not None:
-                    os.chdir(workdir)
-            except OSError as e:
-                os.write(2, f"nspawnctl: cannot change to {workdir} in the container: "
-                            f"{e.strerror}\n".encode())
-                os._exit(EXEC_FAILED)
-            try:
-                try:
-                    os.setgroups([])
-                except PermissionError:
-                    pass  # setgroups denied in this user namespace: there are none to drop
-                os.setresgid(gid, gid, gid)
-                os.setresuid(uid, uid, uid)
-            except OSError as e:
-                os.write(2, f"nspawnctl: cannot become user {uid}:{gid} in the container: "
-                            f"{e.strerror}\n".encode())
-                os._exit(EXEC_FAILED)
-            try:
-                os.execvpe(argv[0], argv, env)
-            except OSError as e:
-                os.write(2, f"nspawnctl: cannot run {argv[0]} in the container: "
-                            f"{e.strerror}\n".encode())
-                os._exit(EXEC_NOT_FOUND if isinstance(e, FileNotFoundError)
-                         else EXEC_CANNOT_RUN)
-
-        return ptyrelay.spawn(child, tty=tty, stdin=stdin)
+        return ptyrelay.spawn(lambda: become(entry, argv, env, user, group, workdir),
+                              tty=tty, stdin=stdin)
     finally:
-        for fd in [*fds.values(), root, cwd]:
-            os.close(fd)
+        entry.close()
+
+
+def spawn_entered(pid: int, argv: list[str], env: dict[str, str], out: int,
+                  mounts: dict[frozenset, Path] | None = None) -> int:
+    """A child of ours that runs argv in the container of leader pid as enter() runs it, as
+    its root, with /dev/null as stdin, out as stdout and stderr, in a session of its own (no
+    terminal); its pid, for the caller to wait for.  For the health checks: one fork, where
+    enter() forks twice (a child of ours cannot be moved into another PID namespace, so
+    enter() sets its own PID namespace for children and forks, and the process it forked is
+    left in the container's cgroups).  Here this process sets the container's PID namespace
+    for its children only for the fork and takes its own back at once; the child joins the
+    container's cgroups itself.  mounts: the cgroup hierarchies (cgroup_mounts()), read once
+    by a caller that enters often."""
+    procs = cgroup_procs(pid, mounts if mounts is not None else cgroup_mounts())
+    entry = opened(pid)
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            _setns(entry.fds["pid"])
+        except OSError as e:
+            raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
+        try:
+            child = os.fork()
+        except BaseException:
+            _setns(own)
+            raise
+        if child != 0:
+            _setns(own)  # an OSError here is fatal: our next fork would be the container's
+        if child == 0:  # pragma: no cover (ends in exec or _exit)
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                join(procs, pid)
+                become(entry, argv, env, None, None, None)
+            except Error as e:
+                os.write(2, f"nspawnctl: {e.message}\n".encode(errors="replace"))
+            finally:
+                os._exit(EXEC_FAILED)
+        return child
+    finally:
+        os.close(own)
+        entry.close()
+
+
+def become(entry: Entry, argv: list[str], env: dict[str, str], user: str | None,
+           group: str | None, workdir: str | None) -> NoReturn:  # pragma: no cover
+    """In a child of ours that will be the command (its PID namespace the container's, its
+    cgroups joined): join the other namespaces, drop the capabilities the leader lacks, take
+    its root and working directory, become the user and exec argv.  Never returns: exec, or
+    _exit with one line on stderr."""
+    try:
+        _prctl(PR_SET_DUMPABLE, 0)
+        for ns in NAMESPACES:
+            if ns != "pid":
+                _setns(entry.fds[ns])
+        for cap in range(len(CAPABILITIES)):
+            if not entry.mask >> cap & 1:
+                _prctl(PR_CAPBSET_DROP, cap)
+        os.fchdir(entry.root)
+        os.chroot(".")
+        os.fchdir(entry.cwd)
+        # Looked up in the container, by this process inside it: its files are read as the
+        # container's root sees them, never resolved from outside.
+        uid, gid = ids_in_container(user, group)
+    except (OSError, Error) as e:
+        why = e.strerror if isinstance(e, OSError) else str(e)
+        os.write(2, f"nspawnctl: cannot enter the container: {why}\n".encode())
+        os._exit(EXEC_FAILED)
+    try:
+        if workdir is not None:
+            os.chdir(workdir)
+    except OSError as e:
+        os.write(2, f"nspawnctl: cannot change to {workdir} in the container: "
+                    f"{e.strerror}\n".encode())
+        os._exit(EXEC_FAILED)
+    try:
+        try:
+            os.setgroups([])
+        except PermissionError:
+            pass  # setgroups denied in this user namespace: there are none to drop
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as e:
+        os.write(2, f"nspawnctl: cannot become user {uid}:{gid} in the container: "
+                    f"{e.strerror}\n".encode())
+        os._exit(EXEC_FAILED)
+    try:
+        os.execvpe(argv[0], argv, env)
+    except OSError as e:
+        os.write(2, f"nspawnctl: cannot run {argv[0]} in the container: "
+                    f"{e.strerror}\n".encode())
+        os._exit(EXEC_NOT_FOUND if isinstance(e, FileNotFoundError) else EXEC_CANNOT_RUN)
 
 
 _MAX_ACCOUNTS = 1 << 20  # bytes of /etc/passwd or /etc/group read: plenty for any container
@@ -214,20 +291,44 @@ def _prctl(option: int, arg: int):
 def join_cgroups_of(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
     """Move this process into pid's cgroup in every hierarchy that takes it; returns the
     hierarchies joined (the unified or systemd one must be among them, or it is an error)."""
-    mounts = _cgroup_mounts(mountinfo)
-    joined = []
+    return join(cgroup_procs(pid, _cgroup_mounts(mountinfo)), pid)
+
+
+def cgroup_mounts() -> dict[frozenset, Path]:
+    """This host's cgroup hierarchies (cgroup_procs() takes them)."""
+    return _cgroup_mounts("/proc/self/mountinfo")
+
+
+def cgroup_procs(pid: int, mounts: dict[frozenset, Path]) -> list[tuple[str, Path]]:
+    """The cgroup.procs file of pid's cgroup in each hierarchy of mounts, with the
+    hierarchy's name ("unified", or its controllers)."""
+    procs = []
     for line in _lines(f"/proc/{pid}/cgroup"):
         _id, controllers, path = line.split(":", 2)
         key = frozenset(controllers.split(",")) if controllers else frozenset()
         root = mounts.get(key)
-        if root is None:
-            continue
+        if root is not None:
+            procs.append((controllers or "unified", root / path.lstrip("/") / "cgroup.procs"))
+    return procs
+
+
+def join(procs: list[tuple[str, Path]], pid: int) -> list[str]:
+    """Write this process into each cgroup.procs of procs (cgroup_procs() of leader pid) that
+    takes it; the hierarchies joined.  The unified or the systemd one must be among them."""
+    joined = []
+    me = str(os.getpid()).encode()
+    for name, path in procs:
         try:
-            with open(root / path.lstrip("/") / "cgroup.procs", "w") as f:
-                f.write(str(os.getpid()))
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             continue  # read-only (v1 controllers in a container) or not delegated
-        joined.append(controllers or "unified")
+        try:
+            os.write(fd, me)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        joined.append(name)
     if not {"unified", "name=systemd"} & set(joined):
         raise Error(f"cannot join the cgroup of the container's leader (pid {pid})",
                     hint="is /sys/fs/cgroup mounted read-only here?")

@@ -78,7 +78,8 @@ class Paths:
         return self.holds.parent / "health"
 
     def health_timer_dropin_dir(self, name: str) -> Path:
-        """nspawnctl's drop-ins of NAME's health timer (units/nspawnctl-health@.timer)."""
+        """Where nspawnctl wrote the drop-in of NAME's health timer, before one scheduler ran
+        all checks (settings/files.py removes it)."""
         return self.units / f"nspawnctl-health@{name}.timer.d"
 
     @property

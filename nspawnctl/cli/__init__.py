@@ -134,6 +134,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Show nspawnctl's version and the version of its JSON (docs/json.md)."),
     "install-units": ("host", "install_units", ""),  # hidden: the README's commands run it
     "install-extras": ("host", "install_extras", ""),  # hidden, as install-units
+    # hidden: units/nspawnctl-health.service runs it
+    "health-scheduler": ("lifecycle", "health_scheduler", ""),
 }
 
 

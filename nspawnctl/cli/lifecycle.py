@@ -7,6 +7,7 @@ import click
 
 from ..errors import EXEC_FAILED, FAILURE, Error, Usage
 from ..ops import execute, lifecycle
+from ..ops import health as health_ops
 from ..runtime.health import HEALTHY
 from . import completion, jsonview, pass_app
 from .options import existing, json_option, timeout_option
@@ -206,21 +207,25 @@ def logs(app, name, follow, lines, since, until):
     sys.exit(lifecycle.logs(app.ctx, name, follow, lines, since=since, until=until))
 
 
+@click.command("health-scheduler", hidden=True)
+@pass_app
+def health_scheduler(app):
+    """Check every running container with a --health-cmd at its interval, until stopped: the
+    process of units/nspawnctl-health.service."""
+    health_ops.serve(app.ctx)
+
+
 @click.command()
 @click.argument("name", shell_complete=completion.running_containers)
-@click.option("--scheduled", is_flag=True, hidden=True,
-              help="Run by the container's health timer: a stopped container is no failure.")
 @json_option()
 @pass_app
-def health(app, name, scheduled, as_json):
+def health(app, name, as_json):
     """Run container NAME's health check now and show its health.
 
     Exit status: 0 healthy, 1 not healthy (the check failed, or it is still starting), 3 no
     such container, 4 not running.
     """
-    state = execute.health(app.ctx, name, scheduled=scheduled)
-    if state is None:  # scheduled, and it stopped meanwhile: nothing to check
-        return
+    state = health_ops.health(app.ctx, name)
     if as_json:
         print_json(jsonview.view("health", {"name": name, **state.to_json()}))
     else:
@@ -230,7 +235,7 @@ def health(app, name, scheduled, as_json):
         if state.action:
             click.echo(f"{name}: unhealthy after {state.streak} failed checks: "
                        f"{state.action} asked for")
-    if state.state != HEALTHY and not scheduled:
+    if state.state != HEALTHY:
         sys.exit(FAILURE)
 
 

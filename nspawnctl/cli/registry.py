@@ -5,7 +5,8 @@ import sys
 import click
 
 from ..errors import CHANGES, Error, Usage
-from ..ops import autoupdate, execute
+from ..ops import autoupdate
+from ..ops import health as health_ops
 from ..ops import pull as ops
 from . import completion, jsonview, pass_app
 from .options import json_option, registry_options, timeout_option
@@ -80,7 +81,7 @@ def auto_update_command(app, names, dry_run, enable_timer, disable_timer, timeou
     rows = jsonview.views("auto_updated",
                           autoupdate.auto_update(
                               app.ctx, list(names), dry_run=dry_run, timeout=timeout,
-                              gate=lambda name: execute.health_gate(app.ctx, name, timeout)))
+                              gate=lambda name: health_ops.health_gate(app.ctx, name, timeout)))
     if as_json:
         print_json(rows)
     else:

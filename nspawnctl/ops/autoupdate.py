@@ -51,7 +51,7 @@ def auto_update(ctx: Context, names: list[str], dry_run: bool = False,
                 gate: Callable[[str], str | None] | None = None) -> list[dict]:
     """One row per container: name, reference, image (before), new_image, action
     (updated, up-to-date, would-update, rolled-back, failed) and a message for the failures.
-    gate: NAME -> None when its --health-cmd passes, else why not (ops/execute.health_gate,
+    gate: NAME -> None when its --health-cmd passes, else why not (ops/health.health_gate,
     given by the command: ops modules do not import each other)."""
     require_root()
     rows = []

@@ -104,7 +104,7 @@ def set_settings(ctx: Context, name: str, options: dict[str, Any],
             later = list(needs_restart(live or old, new))  # against what runs, not the last set
         if new.health_cmd != old.health_cmd:
             # what another check (or none) found is not this one's: status, list and `wait
-            # --for healthy` wait for the new check (its timer restarted or stopped above)
+            # --for healthy` wait for the new check (the scheduler runs it one interval on)
             health.forget(paths, name)
     return {"name": name, "changed": True, "running": running, "restart_for": later}
 

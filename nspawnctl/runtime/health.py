@@ -4,8 +4,8 @@ never outlives a boot), and the rules that turn one more check into the next sta
 
 The states are podman's: starting (no healthy check yet, or failures inside the start period),
 healthy, unhealthy (`retries` failures in a row).  The check itself runs in the container as
-`exec` runs a command (ops/execute.py health); the schedule is systemd's (the timer
-units/nspawnctl-health@.timer), not a daemon of nspawnctl's.
+`exec` runs a command (ops/health.py); one scheduler runs every container's checks at their
+intervals (units/nspawnctl-health.service).
 """
 
 import json
@@ -21,6 +21,7 @@ from ..settings.model import ContainerConfig
 from ..systemd.bus import Bus, guest_state
 
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
+SCHEDULER_UNIT = "nspawnctl-health.service"  # units/: runs the checks (ops/health.py)
 STATES = (STARTING, HEALTHY, UNHEALTHY)
 MAX_OUTPUT = 4096  # bytes of a check's output kept: the container writes it, any length
 _MAX_FILE = 64 * 1024
@@ -133,19 +134,12 @@ def current(paths: Paths, bus: Bus, name: str) -> Health | None:
     return state if state is not None and state.started == run_of(machine) else None
 
 
-def timer_unit(name: str) -> str:
-    return f"nspawnctl-health@{name}.timer"
-
-
 def follow_settings(bus: Bus, name: str, old: ContainerConfig, new: ContainerConfig):
-    """After `set` changed a running container's check (the unit files say so already, for
-    its next start; see settings/files.py save_health_units): its timer started with the new
-    interval, or stopped when it has no check any more."""
-    if new.health_cmd and (old.health_cmd != new.health_cmd
-                           or old.health_interval != new.health_interval):
-        bus.restart_unit(timer_unit(name))
-    elif old.health_cmd and not new.health_cmd:
-        bus.stop_unit(timer_unit(name))
+    """After `set` gave running NAME a check: the scheduler started, if it does not run yet
+    (the container's drop-in wants it, but only at its next start).  It reads the new
+    settings itself, within a second (ops/health.py)."""
+    if new.health_cmd and not old.health_cmd:
+        bus.start_unit(SCHEDULER_UNIT)
 
 
 def state_file(paths: Paths, name: str):

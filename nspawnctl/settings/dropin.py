@@ -19,8 +19,9 @@ from .model import UNIT_SETTINGS, ContainerConfig
 DROPIN_NAME = "50-nspawnctl.conf"
 # The network hook of containers on nspawnctl's networks (units/container-network.conf).
 NETWORK_DROPIN_NAME = "60-nspawnctl-network.conf"
-# The health timer of containers with a --health-cmd (units/container-health.conf), and the
-# interval in the timer's own drop-in (units/health-timer.conf).
+# Containers with a --health-cmd want the health checks' scheduler
+# (units/container-health.conf).  Before it, each had a health timer with this drop-in of its
+# own (removed where it is still there).
 HEALTH_DROPIN_NAME = "70-nspawnctl-health.conf"
 HEALTH_TIMER_DROPIN_NAME = "50-nspawnctl.conf"
 # The wait for the health of the containers of --after/--requires NAME:healthy

@@ -106,20 +106,19 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
 
 
 def save_health_units(paths: Paths, name: str, cfg: ContainerConfig):
-    """With a --health-cmd, the container's unit wants its health timer, whose drop-in says
-    the interval; without one, neither file is there."""
+    """With a --health-cmd, the container's unit wants the health checks' scheduler
+    (units/nspawnctl-health.service); without one, the file is not there.  A timer drop-in
+    of before the scheduler (stop 39) goes either way."""
     wants = paths.dropin_dir(name) / HEALTH_DROPIN_NAME
-    timer = paths.health_timer_dropin_dir(name)
+    remove_health_timer_dropin(paths, name)
     if not cfg.health_cmd:
         wants.unlink(missing_ok=True)
-        remove_health_timer_dropin(paths, name)
         return
     install(paths.dropin_dir(name), HEALTH_DROPIN_NAME, render("container-health.conf"))
-    install(timer, HEALTH_TIMER_DROPIN_NAME,
-            render("health-timer.conf", interval=str(cfg.health_interval)))
 
 
 def remove_health_timer_dropin(paths: Paths, name: str):
+    """The drop-in nspawnctl wrote for NAME's health timer before there was one scheduler."""
     timer = paths.health_timer_dropin_dir(name)
     (timer / HEALTH_TIMER_DROPIN_NAME).unlink(missing_ok=True)
     try:

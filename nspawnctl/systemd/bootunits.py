@@ -1,7 +1,7 @@
 """nspawnctl's boot-time units: nspawnctl-recover.service (makes the store whole before any
-container starts) and its drop-in for the systemd-nspawn@.service template, with the
-templates of the health checks (nspawnctl-health@.service and .timer), installed by
-`create` and by vagrant/provision.sh (`nspawnctl install-units`)."""
+container starts) and its drop-in for the systemd-nspawn@.service template, with the health
+checks' scheduler (nspawnctl-health.service, which a container with a check wants), installed
+by `create` and by vagrant/provision.sh (`nspawnctl install-units`)."""
 
 import os
 from collections.abc import Callable
@@ -17,7 +17,11 @@ TEMPLATE_DROPINS = "systemd-nspawn@.service.d"
 RECOVER_DROPIN = "10-nspawnctl-recover.conf"
 WANTED_BY = ("machines.target", "multi-user.target")  # as units/nspawnctl-recover.service says
 # The templates of health checks (runtime/health.py): a container's drop-in wants its timer.
-HEALTH_UNITS = ("nspawnctl-health@.service", "nspawnctl-health@.timer")
+# The health checks' scheduler (ops/health.py): a container's drop-in wants it.
+HEALTH_UNIT = "nspawnctl-health.service"
+# Before it, a timer and a service per container (stop 39): gone, so none of their timers
+# starts again.
+OBSOLETE = ("nspawnctl-health@.service", "nspawnctl-health@.timer")
 
 
 def install_units(paths: Paths) -> bool:
@@ -27,8 +31,13 @@ def install_units(paths: Paths) -> bool:
                       render(RECOVER_UNIT, machines=str(paths.machines), state=str(paths.state)))
     changed |= install(paths.units / TEMPLATE_DROPINS, RECOVER_DROPIN,
                        render("nspawn-recover.conf"))
-    for unit in HEALTH_UNITS:
-        changed |= install(paths.units, unit, render(unit, health=str(paths.health)))
+    changed |= install(paths.units, HEALTH_UNIT, render(HEALTH_UNIT, health=str(paths.health)))
+    for unit in OBSOLETE:
+        try:
+            os.unlink(paths.units / unit)
+            changed = True
+        except FileNotFoundError:
+            pass
     for target in WANTED_BY:  # what `systemctl enable` makes, without needing systemd to run
         link = paths.units / f"{target}.wants" / RECOVER_UNIT
         if not os.path.islink(link):

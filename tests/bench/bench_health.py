@@ -1,27 +1,27 @@
 """Benchmark: the CPU that health checks cost (issue 31), beside what the issue measures it by.
 
 - Steady state: 50 running containers, each with `--health-cmd true` every 30 s (the default
-  interval), their checks run as users get them: each container's timer starts
-  nspawnctl-health@NAME.service, which runs `nspawnctl health --scheduled NAME`.  The figure
+  interval), their checks run as users get them: by the scheduler, nspawnctl-health.service
+  (`nspawnctl health-scheduler`), which their units want.  The figure
   is the CPU of the whole systemd host (the usage_usec of its cgroup's cpu.stat: PID 1
-  starting the timers' units, the checks' Python, D-Bus, machined, journald, the check
-  commands in the containers; nothing else of this machine) over windows of several
+  starting the scheduler, its forks that enter the containers, D-Bus, machined, journald,
+  the check commands in the containers; nothing else of this machine) over windows of several
   intervals WITH the checks (A), less the same over as long windows with the same 50
-  containers running and their timers stopped (B), per second of wall time: in % of one
+  containers running and the scheduler stopped (B), per second of wall time: in % of one
   core, against the issue's aim, under 1 %.  The windows alternate A B B A ..., so the
   machine's other work (other sessions share it) and any drift hit both kinds alike; each
-  A is paired with the B beside it.  Before each run of A windows the timers are started one
-  by one, 30 s / 50 apart (a timer whose check is overdue checks at once), so the checks are
-  spread over the interval as containers started at different times spread them and a
-  window holds its share of checks, not a burst or none; the checks that finished in a
-  window are counted from the journal (and must be 0 in a B window).  Rows: the cost in %,
+  A is paired with the B beside it.  A scheduler that starts while the containers run spreads
+  their first checks over one interval (as containers started at different times spread
+  them), so a window holds its share of checks, not a burst or none; the checks that
+  finished in a window are counted by the scheduler (its STATUS=, `systemctl status`: "N
+  checks run"), and a B window must have none.  Rows: the cost in %,
   the cost per check (A less B over the checks counted) against the aim's budget (1 % of a
   core over 50 checks per 30 s: 6 ms a check), where it went (per cgroup), the background,
   and what the rest of the machine ran meanwhile (/proc/stat less the systemd host's: the
   noise, which makes the same work take more CPU time, not a term of the difference).
-- One check: `nspawnctl health NAME` (the check now) beside `nspawnctl exec NAME true`, and
-  `systemctl start nspawnctl-health@NAME.service` (a check as its timer starts it, PID 1's
-  work included), interleaved, while no timer runs: wall time and CPU (the systemd host's
+- One check: `nspawnctl health NAME` (the check now, a process of its own) beside
+  `nspawnctl exec NAME true`, interleaved, while the scheduler is stopped: wall time and CPU
+  (the systemd host's
   cgroup, as above: what the command made others do counts).  They are run by a timer that
   runs inside the systemd host as a service of its own (`systemd-run --pipe`), so that the
   commands are in that cgroup (what `nsenter` starts is not); each figure includes that
@@ -36,7 +36,9 @@
   the hard limits here, and raising one needs CAP_SYS_RESOURCE); `--network none`, so that it
   makes no bridge or firewall rule.  Where podman cannot run a container, the row says why.
   Podman's own schedule (a systemd timer per container) cannot run there, as there is no
-  systemd: only its one check is compared.
+  systemd: only its one check is compared.  A check the scheduler runs is no process of
+  nspawnctl's own (one fork that enters the container): its cost is the steady state's
+  per-check figure.
 
 The containers are scratch busybox trees (`/bin/sh` and `/bin/true` as links of busybox, a
 sleep as their command, network none): the figures are the checks' costs, not a container's.
@@ -58,16 +60,16 @@ from .common import BenchError, Percent, Seconds, check, guarded, log
 FLEET = [f"bench-hc{i:02d}" for i in range(1, 51)]
 INTERVAL = 30  # the default --health-interval, as the issue says
 CHECK = "true"
-TIMERS = "nspawnctl-health@bench-hc*.timer"
-SERVICES = "nspawnctl-health@bench-hc*.service"
+SCHEDULER = "nspawnctl-health.service"
 AIM = 1.0  # % of one core, the issue's
 CGROUP = "nspawnctl-bench-health"  # the podman side's cgroup, on the machine around
 PODMAN_CTR = "nspawnctl-bench-hc"
 
 # Where a window's CPU went: cgroups of the systemd host, by what runs in them.
-# nspawnctl: the checks' Python (the units' slice); containers: the check commands in them.
+# nspawnctl: the scheduler (its forks included, until they join a container's cgroups);
+# containers: the check commands in them.
 PARTS = (
-    ("nspawnctl", ("system.slice/system-nspawnctl\\x2dhealth.slice",)),
+    ("nspawnctl", (f"system.slice/{SCHEDULER}",)),
     ("PID 1", ("init.scope",)),
     ("containers", ("machine.slice",)),
     ("dbus+machined+journald", ("system.slice/dbus.service",
@@ -137,7 +139,7 @@ SETTLE = 0.3
 
 @dataclass
 class Window:
-    """A stretch of wall time: kind A with the checks running, B with the timers stopped."""
+    """A stretch of wall time: kind A with the checks running, B with the scheduler stopped."""
     kind: str
     wall: float  # seconds
     usage: dict = field(default_factory=dict)  # cgroup ("" the whole host) -> CPU µs in it
@@ -162,11 +164,11 @@ def steady_figures(windows: list[Window], containers: int, interval: float) -> d
             raise BenchError(f"windows {i} and {i + 1} are not one A and one B")
         a, b = pair["A"], pair["B"]
         if b.checks:
-            raise BenchError(f"{b.checks} checks ran while the timers were stopped")
+            raise BenchError(f"{b.checks} checks ran while the scheduler was stopped")
         share = containers * a.wall / interval
         if not 0.8 * share <= a.checks <= 1.1 * share:
             raise BenchError(f"{a.checks} checks in {a.wall:.0f} s, not about {share:.0f}: "
-                             "the timers do not run as set")
+                             "the scheduler does not run them as set")
 
         def rate(w: Window, keys) -> float:  # CPU µs per second of wall
             return sum(w.usage.get(k, 0) for k in keys) / w.wall
@@ -201,7 +203,7 @@ def snapshot(host, root: str) -> dict:
 
 
 def make_fleet(host):
-    """The 50 containers, made and running (untimed); their timers stopped."""
+    """The 50 containers, made and running (untimed); the scheduler stopped."""
     host.run(["nspawnctl", "remove", "--force", *FLEET], timeout=1200)
     log(f"health: making {len(FLEET)} containers with --health-cmd {CHECK} every {INTERVAL} s")
     check(host, ["sh", "-c", 'for n in "$@"; do nspawnctl create "$n" --from scratch '
@@ -214,42 +216,30 @@ def make_fleet(host):
     running = {line.split()[0] for line in out.splitlines() if line.split()} & set(FLEET)
     if len(running) != len(FLEET):
         raise BenchError(f"only {len(running)} of {len(FLEET)} containers run")
-    stop_timers(host)
+    stop_scheduler(host)
 
 
-def stop_timers(host):
-    """Every timer of the fleet stopped, and no check of theirs still running."""
-    check(host, ["systemctl", "stop", TIMERS])
-    deadline = time.monotonic() + 60
-    while check(host, ["systemctl", "list-units", "--no-legend", "--plain",
-                       "--state=activating,active,deactivating", SERVICES]).strip():
-        if time.monotonic() > deadline:
-            raise BenchError("health checks still run a minute after their timers stopped")
-        time.sleep(0.2)
+def stop_scheduler(host):
+    """The scheduler stopped (it ends the checks it runs as it stops)."""
+    check(host, ["systemctl", "stop", SCHEDULER])
 
 
-def start_timers(host):
-    """The fleet's timers started one by one, an interval's share apart (each checks at once:
-    its check is overdue), so the checks are spread evenly over the interval."""
-    gap = INTERVAL / len(FLEET)
-    check(host, ["sh", "-c", 'for n in "$@"; do systemctl start "nspawnctl-health@$n.timer" '
-                 f"|| exit 1; sleep {gap:.3f}; done", "sh", *FLEET], timeout=3 * INTERVAL)
+def start_scheduler(host):
+    """The scheduler started: the fleet runs already, so their first checks spread over one
+    interval (ops/health.py)."""
+    check(host, ["systemctl", "start", SCHEDULER])
 
 
-def checks_between(host, since: float, until: float) -> int:
-    """The fleet's checks that finished between two times (the journal's, realtime)."""
-    out = check(host, ["journalctl", "-q", "--no-pager", "-o", "short-unix", "-u", SERVICES,
-                       "--since", f"@{int(since) - 1}"])
-    count = 0
-    for line in out.splitlines():
-        stamp, _, text = line.partition(" ")
-        try:
-            when = float(stamp)
-        except ValueError:
-            continue
-        if since <= when <= until and " Finished nspawnctl-health@" in text:
-            count += 1
-    return count
+def checks_run(host) -> int:
+    """The checks the scheduler ran since it started (its STATUS=: "checking N containers;
+    M checks run"); 0 while it is stopped."""
+    text = check(host, ["systemctl", "show", "-p", "StatusText", "--value", SCHEDULER]).strip()
+    words = text.split()
+    if not text:
+        return 0
+    if len(words) < 5 or not words[3].isdigit():
+        raise BenchError(f"the scheduler's status is not what the bench reads: {text!r}")
+    return int(words[3])
 
 
 def machine_busy() -> tuple[float, float]:
@@ -263,16 +253,17 @@ def machine_busy() -> tuple[float, float]:
 
 def window(host, root: str, kind: str, seconds: float) -> Window:
     busy0, steal0 = machine_busy()
+    ran0 = checks_run(host)
     first = snapshot(host, root)
     time.sleep(seconds)
     last = snapshot(host, root)
+    ran1 = checks_run(host)
     busy1, steal1 = machine_busy()
     usage = {k: v - first["usage"].get(k, 0) for k, v in last["usage"].items()}
     wall = last["monotonic"] - first["monotonic"]
     ours = usage.get("", 0) / wall / 1e4
     others = max(0.0, (busy1 - busy0) / wall * 100 - ours)
-    w = Window(kind, wall, usage, checks_between(host, first["realtime"], last["realtime"]),
-               others)
+    w = Window(kind, wall, usage, ran1 - ran0, others)
     log(f"  window {kind}: {w.wall:.1f} s, {w.checks} checks, the systemd host {ours:.2f} % "
         f"of one core; the rest of the machine {others:.1f} %, stolen "
         f"{(steal1 - steal0) / wall * 100:.1f} %")
@@ -287,12 +278,12 @@ def steady(host, pairs: int, seconds: float) -> list:
     running = False
     for kind in order:
         if kind == "A" and not running:
-            start_timers(host)
+            start_scheduler(host)
         elif kind == "B" and running:
-            stop_timers(host)
+            stop_scheduler(host)
         running = kind == "A"
         windows.append(window(host, root, kind, seconds))
-    stop_timers(host)
+    stop_scheduler(host)
     f = steady_figures(windows, len(FLEET), INTERVAL)
     parts = ", ".join(f"{name} {Percent(v):.2f}" for name, v in f["parts"].items())
     return [
@@ -305,7 +296,7 @@ def steady(host, pairs: int, seconds: float) -> list:
         ("health checks: where their CPU went, % of one core", parts, "-",
          f"medians, A less B, by cgroup; {min(f['checks'])}-{max(f['checks'])} checks in "
          f"each {seconds:.0f} s A window"),
-        (f"background: the {len(FLEET)} containers, timers stopped, % of one core",
+        (f"background: the {len(FLEET)} containers, scheduler stopped, % of one core",
          Percent(f["background"]), "-", f"{len(f['background'])} B windows of {seconds:.0f} s"),
         ("the rest of the machine during the windows, % of one core",
          Percent(f["others"]), "-", "other sessions' work: the noise (2 cores: 200 %)"),
@@ -425,8 +416,7 @@ def one_check(host, runs: int) -> list:
     root = cgroup_root(host)
     name = FLEET[0]
     ours = [("health", ["nspawnctl", "health", name]),
-            ("exec", ["nspawnctl", "exec", name, CHECK]),
-            ("scheduled", ["systemctl", "start", f"nspawnctl-health@{name}.service"])]
+            ("exec", ["nspawnctl", "exec", name, CHECK])]
     theirs = [("healthcheck", ["healthcheck", "run", PODMAN_CTR]),
               ("exec", ["exec", PODMAN_CTR, CHECK])]
     podman = Podman()
@@ -455,9 +445,7 @@ def one_check(host, runs: int) -> list:
     rows = [(f"one check, wall: {health}", s("ours health", "wall"), s("ours exec", "wall"),
              exec_),
             (f"one check, CPU of the systemd host: {health}", s("ours health", "cpu"),
-             s("ours exec", "cpu"), exec_),
-            ("one check as its timer runs it (systemctl start of its unit), CPU",
-             s("ours scheduled", "cpu"), s("ours exec", "cpu"), exec_)]
+             s("ours exec", "cpu"), exec_)]
     if why_not:
         rows.append(("one check, against podman healthcheck run", "not measured", "-",
                      f"podman cannot run a container here: {why_not}"[:200]))

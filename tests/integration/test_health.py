@@ -1,8 +1,8 @@
-"""Health checks against the real thing: the check runs in the container through the timer and
-service in units/, a container whose check starts failing is restarted (or stopped, or
+"""Health checks against the real thing: the check runs in the container, run by the scheduler
+in units/ (nspawnctl-health.service), a container whose check starts failing is restarted (or stopped, or
 killed) after `retries` failures, `none` only reports, `health NAME` and `wait --for
 healthy` say so, and bad values are one line each with nothing changed.  --health-cmd none
-leaves out the image's check (no timer runs); a booted container without a command is
+leaves out the image's check (the scheduler never checks it); a booted container without a command is
 healthy when its systemd runs (degraded as issue 31 says); bad health dependencies (no
 check to wait for, a cycle) are one line each, from the CLI and in a stack file.
 
@@ -25,8 +25,8 @@ from tests.integration.test_oci_containers import busybox_layer, oci_archive
 pytestmark = pytest.mark.integration
 
 INTERVAL, RETRIES = 2, 2
-# Beyond interval x retries until the action shows: the timer's AccuracySec=1s, a check's
-# own run (a Python start, entering the container: ~0.5 s each) and systemd's job.
+# Beyond interval x retries until the action shows: the scheduler's look each second, a
+# check's own run and systemd's job.
 SLACK = 6
 HEALTHCHECK = {"Test": ["CMD-SHELL", "test -e /ok"], "Interval": INTERVAL * 10**9,
                "Retries": RETRIES, "Timeout": 3 * 10**9}
@@ -54,7 +54,7 @@ def containers(host, nspawnctl, tmp_path_factory):
             nspawnctl("create", name, "--from", f"oci-archive:{ARCHIVE}",
                       "--on-unhealthy", action)
             made.append(name)
-        for name in made:  # there before the first check (the timer's, 2 s after start)
+        for name in made:  # there before the first check (2 s after the start)
             host.run(["touch", f"{MACHINES}/{name}/ok"])
             nspawnctl("start", name)
         print(f"\nhealth: {len(made)} containers made and started in "
@@ -64,6 +64,14 @@ def containers(host, nspawnctl, tmp_path_factory):
         for name in made:
             nspawnctl("remove", "--force", name, check=False)
         host.run(["rm", "-f", ARCHIVE])
+
+
+def checked_by_scheduler(host) -> int:
+    """How many containers the scheduler checks, as `systemctl status` says (its STATUS=:
+    "checking N containers; M checks run")."""
+    text = unit_show(host, "nspawnctl-health.service", "StatusText")["StatusText"]
+    assert text.startswith("checking "), text
+    return int(text.split()[1])
 
 
 def status(nspawnctl, name) -> dict:
@@ -79,11 +87,14 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
     cfg = status(nspawnctl, containers["none"])
     assert (cfg["health_cmd"], cfg["health_interval"], cfg["health_retries"]) == \
         (["/bin/sh", "-c", "test -e /ok"], INTERVAL, RETRIES)
-    for name in containers.values():  # the timer's first check makes each healthy
+    for name in containers.values():  # the scheduler's first check makes each healthy
         r = nspawnctl("wait", name, "--for", "healthy", "--timeout", INTERVAL + SLACK)
         assert r.stdout == f"{name}: healthy\n", str(r)
-        assert host.run(["systemctl", "is-active", f"nspawnctl-health@{name}.timer"]
-                        ).stdout.strip() == "active"
+    # one scheduler for them all, started by their units (their drop-ins want it)
+    shown = unit_show(host, "nspawnctl-health.service", "ActiveState", "StatusText")
+    assert shown["ActiveState"] == "active", shown
+    checking = checked_by_scheduler(host)
+    assert checking >= len(containers), shown  # (and any other module's left running)
     assert nspawnctl("health", containers["none"]).returncode == 0
     before = {name: leader(nspawnctl, name) for name in containers.values()}
 
@@ -111,9 +122,12 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
     print(f"\nhealth: restart, stop and kill within {took:.1f}s (limit {limit}s)")
     assert unit_show(host, unit, "Result")["Result"] == "signal"
     assert json.loads(host.path(STATE.format(killed)).read_text())["action"] == "kill"
-    for name in (stopped, killed):  # the timer stopped with it
-        assert host.run(["systemctl", "is-active", f"nspawnctl-health@{name}.timer"]
-                        ).stdout.strip() != "active"
+    # the ones stopped are checked no more; the scheduler checks the two still running
+    wait_for(lambda: checked_by_scheduler(host) == checking - 2, timeout=5, interval=0.2,
+             what="the scheduler to let the stopped ones go")
+    last = {name: host.path(STATE.format(name)).read_text() for name in (stopped, killed)}
+    time.sleep(INTERVAL + 1)
+    assert last == {name: host.path(STATE.format(name)).read_text() for name in last}
 
     # none: still running on the same leader, unhealthy, its streak and the check's status
     reported = containers["none"]
@@ -179,7 +193,7 @@ def unchecked(nspawnctl, containers):  # noqa: ARG001 (containers: the archive)
 
 
 def has_no_check(host, nspawnctl, name):
-    """No check anywhere: settings, status, --json, list, files, and no timer running."""
+    """No check anywhere: settings, status, --json, list, files, no state kept."""
     seen = status(nspawnctl, name)
     assert seen["state"] == "running" and not seen["health_cmd"] and seen["health"] is None, \
         seen
@@ -187,28 +201,27 @@ def has_no_check(host, nspawnctl, name):
                 if ":" in line and not line.startswith(" "))
     assert (text["health_cmd"].strip(), text["health"].strip()) == ("-", "-"), text
     assert listing(nspawnctl)[name]["health"] is None
-    assert "nspawnctl-health" not in host.path(f"/etc/systemd/nspawn/{name}.nspawn").read_text()
+    assert "nspawnctl-health-cmd" not in host.path(f"/etc/systemd/nspawn/{name}.nspawn").read_text()
     assert host.run(["test", "-e", f"/etc/systemd/system/systemd-nspawn@{name}.service.d/"
                                    "70-nspawnctl-health.conf"]).returncode != 0
-    assert host.run(["systemctl", "is-active", f"nspawnctl-health@{name}.timer"]
-                    ).stdout.strip() == "inactive"
+    assert not host.path(STATE.format(name)).exists()
 
 
 def test_health_cmd_none_switches_off_the_images_check(host, nspawnctl, unchecked):
-    """create --health-cmd none: the image's Healthcheck is not taken, no timer starts with
-    the container, and spec says none; set gives it a check (its timer runs) and set
+    """create --health-cmd none: the image's Healthcheck is not taken, the scheduler never
+    checks it, and spec says none; set gives it a check (the scheduler runs it) and set
     --health-cmd none takes it away again, also across a restart."""
     has_no_check(host, nspawnctl, unchecked)
     # and a file of it says so: apply makes a new one without the image's check too
     keys = yaml.safe_load(nspawnctl("spec", unchecked).stdout)["containers"][unchecked]
     assert keys["health-cmd"] == "none", keys
-    nspawnctl("set", unchecked, "--health-cmd", "true")
-    assert host.run(["systemctl", "is-active", f"nspawnctl-health@{unchecked}.timer"]
-                    ).stdout.strip() == "active"
-    assert status(nspawnctl, unchecked)["health"]["state"] in ("starting", "healthy")
+    # (its interval is the default 30 s: the image's is not taken either)
+    nspawnctl("set", unchecked, "--health-cmd", "true", "--health-interval", INTERVAL)
+    nspawnctl("wait", unchecked, "--for", "healthy", "--timeout", INTERVAL + SLACK)
     nspawnctl("set", unchecked, "--health-cmd", "none")
     has_no_check(host, nspawnctl, unchecked)
     nspawnctl("restart", unchecked)
+    time.sleep(INTERVAL + 1)  # an interval and more: no check ran
     has_no_check(host, nspawnctl, unchecked)
 
 
@@ -354,14 +367,19 @@ def test_a_dependent_starts_only_once_its_dependency_is_healthy(host, nspawnctl,
         touched = time.monotonic()
         host.run(["touch", f"{MACHINES}/{db}/ok"])
         state = host.path(STATE.format(db))
+        # The first check that finds it healthy: the last look at db's state that found it
+        # not healthy yet is a time before it (CLOCK_MONOTONIC, this kernel's and the
+        # testbed's, as systemd's *Monotonic timestamps are).
         first = None
-        deadline = time.monotonic() + INTERVAL + SLACK
-        while time.monotonic() < deadline:  # the first check that finds it healthy, and
-            seen = json.loads(state.read_text())  # the run of its service that made it
+        unhealthy_seen = time.monotonic()
+        deadline = unhealthy_seen + INTERVAL + SLACK
+        while time.monotonic() < deadline:
+            looked = time.monotonic()
+            seen = json.loads(state.read_text())
             if seen["state"] == "healthy":
-                first = seen, unit_show(host, f"nspawnctl-health@{db}.service",
-                                        "ExecMainStartTimestampMonotonic")
+                first = seen
                 break
+            unhealthy_seen = looked
             time.sleep(0.05)
         assert first is not None, f"{db} not healthy within {INTERVAL + SLACK}s"
         out, err = start.communicate(timeout=30)
@@ -369,12 +387,12 @@ def test_a_dependent_starts_only_once_its_dependency_is_healthy(host, nspawnctl,
         times = unit_show(host, unit, "ExecMainStartTimestampMonotonic",
                           "ExecMainStartTimestamp")
         main_mono = int(times["ExecMainStartTimestampMonotonic"]) / 1e6
-        check_mono = int(first[1]["ExecMainStartTimestampMonotonic"]) / 1e6
-        print(f"\nafter-healthy: {web} started {main_mono - check_mono:.2f}s after the start "
-              f"of {db}'s first healthy check, {main_mono - touched:.2f}s after /ok appeared")
-        assert check_mono < main_mono and touched < main_mono, (touched, check_mono, main_mono)
+        print(f"\nafter-healthy: {web} started {main_mono - unhealthy_seen:.2f}s after {db} "
+              f"was last seen not healthy, {main_mono - touched:.2f}s after /ok appeared")
+        assert unhealthy_seen < main_mono and touched < main_mono, \
+            (touched, unhealthy_seen, main_mono)
         # the state file's last_check (to the second) is not after web's start either
-        checked = first[0]["checked"]
+        checked = first["checked"]
         assert utc_seconds(times["ExecMainStartTimestamp"]) >= calendar.timegm(
             time.strptime(checked, "%Y-%m-%dT%H:%M:%SZ")), (checked, times)
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from nspawnctl import cli
 from nspawnctl.errors import Error
 from nspawnctl.ops import autoupdate as op
-from nspawnctl.ops import execute
+from nspawnctl.ops import health as health_ops
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import autoupdate as au
 from nspawnctl.runtime import snapshot as runtime_snapshot
@@ -363,16 +363,16 @@ def test_health_gate(paths, monkeypatch, statuses, retries, start_period, expect
     cfg = dataclasses.replace(load_config(paths, "c1"), health_cmd=("/bin/sh", "-c", "x"),
                               health_interval=1, health_retries=retries,
                               health_start_period=start_period)
-    monkeypatch.setattr(execute, "load_config", lambda p, n, dropin=True: cfg)
+    monkeypatch.setattr(health_ops, "load_config", lambda p, n, dropin=True: cfg)
     runs = iter(statuses)
-    monkeypatch.setattr(execute, "probe", lambda ctx, name, c, pid, cmd, t: (next(runs), "bad"))
-    monkeypatch.setattr(execute.time, "sleep", lambda s: None)
+    monkeypatch.setattr(health_ops, "probe", lambda ctx, name, c, pid, cmd, t: (next(runs), "bad"))
+    monkeypatch.setattr(health_ops.time, "sleep", lambda s: None)
     ctx = context(paths)
     monkeypatch.setattr(ctx.bus, "machine_properties", lambda name: {"Leader": 1}, raising=False)
-    why = execute.health_gate(ctx, "c1", timeout=300)
+    why = health_ops.health_gate(ctx, "c1", timeout=300)
     assert (why is None) if expect is None else (expect in why), why
 
 
 def test_health_gate_without_a_check_passes(paths, monkeypatch):
-    monkeypatch.setattr(execute, "probe", lambda *a: pytest.fail("no check to run"))
-    assert execute.health_gate(context(paths), "c1", timeout=5) is None
+    monkeypatch.setattr(health_ops, "probe", lambda *a: pytest.fail("no check to run"))
+    assert health_ops.health_gate(context(paths), "c1", timeout=5) is None

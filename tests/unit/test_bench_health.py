@@ -1,5 +1,5 @@
 """tests/bench/bench_health.py's arithmetic: the checks' cost is A's CPU rate less B's, and a
-figure that cannot be true (checks while the timers were stopped, far from the share of checks
+figure that cannot be true (checks while the scheduler was stopped, far from the share of checks
 a window should hold, checks that cost nothing) stops the benchmark instead of becoming a row."""
 
 import pytest
@@ -34,8 +34,8 @@ def test_pairs_are_taken_side_by_side_in_either_order():
 
 
 @pytest.mark.parametrize("bad, said", [
-    (windows(30_000_000, 900_000, b_checks=3), "checks ran while the timers were stopped"),
-    (windows(30_000_000, 900_000, a_checks=100), "the timers do not run as set"),
+    (windows(30_000_000, 900_000, b_checks=3), "checks ran while the scheduler was stopped"),
+    (windows(30_000_000, 900_000, a_checks=100), "the scheduler does not run them as set"),
     (windows(900_000, 900_000), "cannot be true"),
     (windows(800_000, 900_000), "cannot be true"),
     (windows(30_000_000, 900_000)[:1] * 2, "not one A and one B"),

@@ -31,6 +31,7 @@ def fake_hierarchies(tmp_path, pid):
     for i, (_id, controllers, path) in enumerate(cgroups):
         root = tmp_path / (controllers or "unified")
         (root / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/") / "cgroup.procs").touch()  # as cgroupfs has it
         fstype = "cgroup" if controllers else "cgroup2"
         options = f"rw,{controllers}" if controllers else "rw,nsdelegate"
         lines.append(f"{40 + i} 31 0:{40 + i} / {root} rw,relatime - {fstype} cgroup {options}")
@@ -112,3 +113,35 @@ def test_exit_status_of_the_entered_command(monkeypatch, tmp_path, no_terminal):
     fake_entering(monkeypatch, tmp_path)
     assert confine.enter(os.getpid(), ["sh", "-c", "kill -TERM $$"], ENV) == 128 + 15
     assert confine.enter(os.getpid(), ["no-such-program"], ENV) == 127
+
+
+def test_spawn_entered_is_one_child_of_ours_and_gives_our_pid_namespace_back(monkeypatch,
+                                                                             tmp_path):
+    """The health scheduler's way in (spawn_entered): one fork, whose child is the command
+    (a session leader, non-dumpable before it joins anything, stdin /dev/null, its output on
+    out), and this process's own PID namespace set back for its next children once the
+    child is forked."""
+    record = fake_entering(monkeypatch, tmp_path)
+    monkeypatch.setattr(confine, "join", lambda procs, pid: ["unified"])
+    in_parent = []
+    real_fake = confine._setns
+    parent = os.getpid()
+
+    def setns(fd):
+        if os.getpid() == parent:
+            in_parent.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fake(fd)
+
+    monkeypatch.setattr(confine, "_setns", setns)
+    read, write = os.pipe()
+    pid = confine.spawn_entered(os.getpid(), ["sh", "-c", "read x; echo in $$ $x; exit 7"],
+                                ENV, write)
+    os.close(write)
+    status = os.waitpid(pid, 0)[1]  # our own child: it is not a relay's
+    with os.fdopen(read) as out:
+        assert out.read() == f"in {pid}\n"  # stdin was /dev/null: nothing read
+    assert os.waitstatus_to_exitcode(status) == 7
+    own = os.readlink("/proc/self/ns/pid")
+    assert in_parent == [own, own]  # the container's (here ours), then ours back
+    joined = [ns for ns in confine.NAMESPACES if ns != "pid"]
+    assert record.read_text().splitlines() == ["0 True"] * len(joined)

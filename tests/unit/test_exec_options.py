@@ -11,6 +11,7 @@ import pytest
 from nspawnctl.confine import ids_in_container
 from nspawnctl.errors import EXEC_FAILED, USAGE, Error
 from nspawnctl.ops import execute
+from nspawnctl.runtime import incontainer
 from tests.unit.test_cli import nspawnctl
 
 
@@ -69,13 +70,13 @@ def test_bad_workdir_is_one_usage_line(workdir):
 
 
 def test_exec_env_overrides_the_containers():
-    env = execute.merged_env(["MODE=prod", "PATH=/opt/bin", "X=a=b"],
+    env = incontainer.merged_env(["MODE=prod", "PATH=/opt/bin", "X=a=b"],
                              [("MODE", "dev"), ("NEW", "1")])
     assert env == {"MODE": "dev", "PATH": "/opt/bin", "X": "a=b", "NEW": "1"}
 
 
 def test_commands_words_reach_systemd_unexpanded():
-    assert execute._literal(["echo", "$HOME", "${X}", "$$", "a"]) == \
+    assert incontainer.literal(["echo", "$HOME", "${X}", "$$", "a"]) == \
         ["echo", "$$HOME", "$${X}", "$$$$", "a"]
 
 

@@ -12,6 +12,7 @@ from nspawnctl.cli import jsonview
 from nspawnctl.ops import reconfigure
 from nspawnctl.paths import Paths
 from nspawnctl.runtime import health
+from nspawnctl.runtime.incontainer import Check
 from nspawnctl.settings.dropin import HEALTH_DROPIN_NAME
 from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import ContainerConfig
@@ -97,24 +98,30 @@ def test_the_json_object_is_the_schemas(tmp_path):
     assert jsonview.check(jsonview.schema("container")["health"], state.to_json()) == []
 
 
-def test_a_check_makes_the_unit_want_its_timer_at_its_interval(tmp_path):
+def test_a_check_makes_the_unit_want_the_scheduler_and_a_timer_of_before_goes(tmp_path):
     paths = _paths(tmp_path)
+    legacy = paths.health_timer_dropin_dir("c1") / "50-nspawnctl.conf"  # stop 39's
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text("[Timer]\nOnActiveSec=7\n")
     save_config(paths, "c1", replace(CFG, health_interval=7))
     wants = paths.dropin_dir("c1") / "70-nspawnctl-health.conf"
-    timer = paths.health_timer_dropin_dir("c1") / "50-nspawnctl.conf"
-    assert "Wants=nspawnctl-health@%i.timer" in wants.read_text()
-    assert timer.read_text().endswith("OnActiveSec=\nOnActiveSec=7\nOnUnitActiveSec=7\n")
-    save_config(paths, "c1", ContainerConfig())  # the check removed: both go
-    assert not wants.exists() and not timer.parent.exists()
+    assert "Wants=nspawnctl-health.service" in wants.read_text()
+    assert not legacy.parent.exists()
+    save_config(paths, "c1", ContainerConfig())  # the check removed: it goes
+    assert not wants.exists()
 
 
-def test_the_health_templates_are_installed_with_the_boot_units(tmp_path):
+def test_the_scheduler_is_installed_with_the_boot_units_and_the_timers_go(tmp_path):
     paths = _paths(tmp_path)
+    paths.units.mkdir(parents=True)
+    for old in ("nspawnctl-health@.service", "nspawnctl-health@.timer"):
+        (paths.units / old).write_text("[Unit]\n")
     install_units(paths)
-    service = (paths.units / "nspawnctl-health@.service").read_text()
-    assert "-m nspawnctl health --scheduled %i" in service and "@" + "PYTHON@" not in service
-    assert "BindsTo=systemd-nspawn@%i.service" in \
-        (paths.units / "nspawnctl-health@.timer").read_text()
+    service = (paths.units / "nspawnctl-health.service").read_text()
+    assert "-m nspawnctl health-scheduler" in service and "@" + "PYTHON@" not in service
+    assert "Type=notify" in service and "Restart=on-failure" in service
+    assert not (paths.units / "nspawnctl-health@.timer").exists()
+    assert not (paths.units / "nspawnctl-health@.service").exists()
     assert not install_units(paths)  # a second install changes nothing
 
 
@@ -215,12 +222,11 @@ def test_wait_for_healthy_goes_by_the_checks_kept_of_this_run(tmp_path, monkeypa
     assert health.is_healthy(paths, _MachineBus(), "c1")
 
 
-@pytest.mark.parametrize("command, timer", [("none", "stop_unit"),
-                                            ("test -e /other", "restart_unit")])
-def test_set_another_check_or_none_starts_afresh(private_root, monkeypatch, command, timer):
-    """set --health-cmd none on a running container: no check in its files, its timer
-    stopped, and what the old check found forgotten; another command: its timer restarted,
-    and the old command's results forgotten too (`wait --for healthy` waits for the new)."""
+@pytest.mark.parametrize("command", ["none", "test -e /other"])
+def test_set_another_check_or_none_starts_afresh(private_root, monkeypatch, command):
+    """set --health-cmd none on a running container: no check in its files, and what the
+    old check found forgotten; another command: the old command's results forgotten too
+    (`wait --for healthy` waits for the new).  The scheduler, running, reads the files."""
     paths = private_root
     monkeypatch.setattr(reconfigure, "require_root", lambda: None)
     paths.tree("c1").mkdir(parents=True)
@@ -230,16 +236,28 @@ def test_set_another_check_or_none_starts_afresh(private_root, monkeypatch, comm
     bus = FakeBus(state="active")
     reconfigure.set_config(context(paths, bus), "c1", {"health_cmd": command})
     assert bool(load_config(paths, "c1").health_cmd) is (command != "none")
-    assert (timer, ("nspawnctl-health@c1.timer",)) in bus.calls
     assert (paths.dropin_dir("c1") / HEALTH_DROPIN_NAME).exists() is (command != "none")
     assert not health.state_file(paths, "c1").exists()
+    assert not [c for c in bus.calls if "nspawnctl-health" in str(c)]
+
+
+def test_set_gives_a_running_container_its_first_check_and_starts_the_scheduler(
+        private_root, monkeypatch):
+    """Its drop-in wants the scheduler only at its next start: set starts it now (a start
+    of a unit that runs is nothing)."""
+    paths = private_root
+    monkeypatch.setattr(reconfigure, "require_root", lambda: None)
+    paths.tree("c1").mkdir(parents=True)
+    save_config(paths, "c1", ContainerConfig(network="none"))
+    bus = FakeBus(state="active")
+    reconfigure.set_config(context(paths, bus), "c1", {"health_cmd": "true"})
+    assert ("start_unit", ("nspawnctl-health.service",)) in bus.calls
 
 
 # ---------------------------------------------------------------- the check's output and timeout
 
-def _spawn(script: str):
-    """A child as probe() makes one (its output on a pipe, a session of its own)."""
-    from nspawnctl.ops.execute import _Child
+def _spawn(script: str, timeout: float) -> Check:
+    """A check as Check.start makes one (its output on a pipe, a session of its own)."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover
@@ -247,26 +265,22 @@ def _spawn(script: str):
         os.dup2(write, 1)
         os.execvp("sh", ["sh", "-c", script])
     os.close(write)
-    return read, _Child(pid)
+    return Check(pid, read, timeout)
 
 
 def test_a_check_that_takes_too_long_is_ended_and_has_no_status():
     import time
-
-    from nspawnctl.ops.execute import _collect
-    read, child = _spawn("echo begun; exec sleep 30")
     began = time.monotonic()
-    output = _collect(read, child, time.monotonic() + 0.5)
-    os.close(read)
-    assert output == b"begun\n" and child.status is None and child.done
+    status, output = _spawn("echo begun; exec sleep 30", 0.5).wait()
+    assert output == "begun\nthe check took longer than 0.5s" and status is None
     assert time.monotonic() - began < 5
 
 
 def test_a_chatty_check_is_kept_to_its_bound_and_its_status_passes():
-    import time
+    status, output = _spawn("head -c 1000000 /dev/zero; exit 3", 20).wait()
+    assert len(output) == health.MAX_OUTPUT and status == 3
 
-    from nspawnctl.ops.execute import _collect
-    read, child = _spawn("head -c 1000000 /dev/zero; exit 3")
-    output = _collect(read, child, time.monotonic() + 20)
-    os.close(read)
-    assert len(output) == health.MAX_OUTPUT and child.status == 3
+
+def test_what_a_check_wrote_just_before_it_ended_is_kept():
+    for _ in range(20):
+        assert _spawn("echo last words", 20).wait() == (0, "last words\n")

@@ -265,7 +265,7 @@ def test_doctor_and_network_json_are_their_kinds(store, monkeypatch):
 # terminal, a journal), or skopeo's, or they are the boot units' (hidden); a group's is its
 # subcommands'; spec's is a stack file (YAML apply reads).  docs/json.md says the same.
 WITHOUT_JSON = {"exec", "shell", "logs", "login", "logout", "spec", "install-units",
-                "install-extras", "network", "network apply", "network watch",
+                "install-extras", "health-scheduler", "network", "network apply", "network watch",
                 "network attach", "snapshot", "volume"}
 
 

@@ -1,0 +1,348 @@
+"""Health checks: `health NAME` (a check now), the gate auto-update keeps a new image by, and
+the scheduler that checks every running container with a --health-cmd at its interval
+(`nspawnctl health-scheduler`, the process of units/nspawnctl-health.service).
+
+One scheduler for all containers, not a timer and a service per container: a check started by
+a timer was a Python process, its imports and a bus connection every interval, about 0.15 s of
+CPU a check, 27 % of a core for 50 containers every 30 s (docs/benchmarks.md).  The scheduler
+is one process that stays: one bus connection, the host's cgroup hierarchies read once, and a
+check is one fork that enters the container (confine.spawn_entered), or systemd-run in a
+booted one.  It runs the checks of all containers at once, each bounded by its timeout, never
+one after another.  What a check found is kept as `health NAME` keeps it
+(runtime/health.py); --on-unhealthy acts as `health NAME` acts, except that a stop is
+`nspawnctl stop NAME` in a process of its own, so that a container that takes its time to
+power off holds up no other's checks.
+
+Which containers it checks it learns from machined once a second (which machines run) and
+from their .nspawn files (whether each has a check, and which): a stat a second each, read
+again when it changed, so `set` needs no word to the scheduler.  A container's first check is
+one interval after its start, the next one interval after the start of the one before, as the
+timers did (OnActiveSec=, OnUnitActiveSec=); the containers that already run when the scheduler
+starts get their first checks spread over one interval.
+"""
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import time
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ..confine import cgroup_mounts
+from ..errors import Conflict, Error
+from ..paths import service_unit
+from ..run import start
+from ..runtime import health as health_state
+from ..runtime.context import Context
+from ..runtime.health import Health
+from ..runtime.incontainer import Check
+from ..runtime.lifecycle import stop
+from ..settings.files import load_config
+from ..settings.model import ContainerConfig
+from ..systemd.notify import notify
+from ..times import now
+
+
+def probe(ctx: Context, name: str, cfg: ContainerConfig, pid: int, command: list[str],
+          timeout: float) -> tuple[int | None, str]:
+    """Run command in running NAME (leader pid) as exec would, its output (both streams,
+    MAX_OUTPUT bytes of it kept) captured instead of shown: (its exit status, or None when it
+    took longer than timeout; what it wrote)."""
+    _require_user_namespace(name, cfg)
+    return Check.start(name, cfg, pid, command, timeout).wait()
+
+
+def _require_user_namespace(name: str, cfg: ContainerConfig):
+    if not cfg.boot and not cfg.private_users:
+        raise Error(f"{name} runs without a user namespace: its health check would run as "
+                    "the host's root", hint=f"nspawnctl set {name} --private-users")
+
+
+def health(ctx: Context, name: str) -> Health:
+    """Run NAME's health check now and keep what it found (runtime/health.py); with
+    --on-unhealthy, act when this check made it unhealthy.  The check runs as `exec` runs a
+    command: in a booted container a unit of its own systemd, else entered confined.  Without
+    a --health-cmd a booted container is healthy when its systemd says running, a single
+    command while it runs."""
+    ctx.store.require(name)
+    cfg = load_config(ctx.paths, name, dropin=False)
+    props = ctx.bus.machine_properties(name)
+    if props is None:
+        raise Conflict(f"{name} is not running", hint=f"start it first: nspawnctl start {name}")
+    prev = health_state.load(ctx.paths, name)
+    degraded, status = False, None
+    if cfg.health_cmd:
+        status, output = probe(ctx, name, cfg, int(props["Leader"]), list(cfg.health_cmd),
+                               cfg.health_timeout)
+        ok = status == 0
+    else:
+        ok, output, degraded = health_state.without_check(cfg, name, prev,
+                                                          health_state.run_of(props))
+    state = _recorded(ctx, name, cfg, props, prev, ok, output, status, degraded)
+    if state.action is not None:
+        _act(ctx, name, state.action, lambda: stop(ctx, name))
+    return state
+
+
+def _recorded(ctx: Context, name: str, cfg: ContainerConfig, props: dict,
+              prev: Health | None, ok: bool, output: str, status: int | None,
+              degraded: bool = False) -> Health:
+    """The state after this check, kept (before any action: a restart may end the process
+    that asked for it), with the action --on-unhealthy asks for when this check made it
+    unhealthy."""
+    in_start_period = time.time() - int(props.get("Timestamp") or 0) / 1e6 \
+        < cfg.health_start_period
+    state, crossed = health_state.advance(prev, cfg, health_state.run_of(props), ok, output,
+                                          status, now(), in_start_period, degraded)
+    if crossed and cfg.on_unhealthy != "none":
+        state = replace(state, action=cfg.on_unhealthy)
+    health_state.save(ctx.paths, name, state)
+    return state
+
+
+def _act(ctx: Context, name: str, action: str, stop_it):
+    """--on-unhealthy.  restart: a job of systemd's on the container's unit, not waited for
+    (the process that runs the check is not part of the container's unit: the job does not
+    end it).  stop: stop_it(), as `nspawnctl stop` stops it (a single command's exit 1 for
+    the stop is no failure; terminated after the stop timeout).  kill: SIGKILL to all its
+    processes."""
+    unit = service_unit(name)
+    if action == "restart":
+        ctx.bus.restart_unit(unit)
+    elif action == "stop":
+        stop_it()
+    elif action == "kill":
+        ctx.bus.kill_unit(unit, signal.SIGKILL)
+
+
+def health_gate(ctx: Context, name: str, timeout: float) -> str | None:
+    """Whether NAME, just started, passes its --health-cmd: None when it has none or a check
+    passed, else why not.  For auto-update's decision to keep a new image: the check runs as
+    `health` runs it (probe), every interval, up to retries failures in a row once the start
+    period is over, within timeout; nothing is recorded and --on-unhealthy is not acted on
+    (the caller rolls back instead)."""
+    cfg = load_config(ctx.paths, name, dropin=False)
+    if not cfg.health_cmd:
+        return None
+    started = time.monotonic()
+    deadline = started + timeout
+    failures, output = 0, ""
+    while True:
+        props = ctx.bus.machine_properties(name)
+        if props is None:
+            return "it stopped before its health check passed"
+        status, output = probe(ctx, name, cfg, int(props["Leader"]), list(cfg.health_cmd),
+                               cfg.health_timeout)
+        if status == 0:
+            return None
+        if time.monotonic() - started >= cfg.health_start_period:
+            failures += 1
+        if failures >= cfg.health_retries or time.monotonic() >= deadline:
+            last = output.strip().splitlines()[-1:] or ["no output"]
+            said = f"{'timed out' if status is None else f'exit {status}'}: {last[0][:200]}"
+            if failures >= cfg.health_retries:
+                return f"its health check failed {failures} times in a row ({said})"
+            return f"its health check did not pass within {timeout:g} s ({said})"
+        time.sleep(max(0.0, min(cfg.health_interval, deadline - time.monotonic())))
+
+
+
+
+# ---------------------------------------------------------------- the scheduler
+
+TICK = 1.0  # seconds between two looks at which containers run and at their settings
+
+
+@dataclass
+class _Watched:
+    """A running container with a check, as the scheduler follows it: its settings (and the
+    stat of its .nspawn file they were read at), when its next check is due (monotonic), and
+    its check while one runs."""
+
+    cfg: ContainerConfig
+    stamp: tuple
+    due: float
+    check: Check | None = None
+    props: dict | None = None  # machined's, at the start of the running check
+    said: str = ""  # the last problem logged, so a container that cannot be checked is
+    #                  said once, not at each interval
+
+
+class Scheduler:
+    """The checks of every running container with a --health-cmd (the module docstring)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.watched: dict[str, _Watched] = {}
+        self.mounts = cgroup_mounts()
+        self.stops: list = []  # `nspawnctl stop` processes --on-unhealthy stop started
+        self.checks_run = 0
+        self.next_look = 0.0
+        self._status = ""
+
+    def serve(self):
+        """Until SIGTERM (systemctl stop): a look each TICK, the checks that are due started,
+        the ones that run followed.  Its checks are ended with it."""
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            while True:
+                self.step()
+        finally:
+            self.close()
+
+    def close(self):
+        """Its running checks ended: they are in the containers' cgroups, not the
+        scheduler's, so systemd's stop of it would not end them."""
+        for watched in self.watched.values():
+            if watched.check is not None:
+                watched.check.kill()
+
+    def step(self):
+        """One turn: look (at most each TICK), start what is due, wait until the next thing to
+        do (a check's output or end, its deadline, the next due check or look), follow the
+        running checks."""
+        clock = time.monotonic()
+        if clock >= self.next_look:
+            self.look()
+            self.next_look = clock + TICK
+        for name, watched in self.watched.items():
+            if watched.check is None and watched.due <= time.monotonic():
+                self._start(name, watched)
+        running = {w.check.fd: w for w in self.watched.values() if w.check is not None}
+        wake = min([self.next_look, *(w.due for w in self.watched.values() if w.check is None),
+                    *(w.check.deadline for w in running.values() if w.check is not None)])
+        try:
+            select.select(list(running), [], [], max(0.0, wake - time.monotonic()))
+        except InterruptedError:  # pragma: no cover (PEP 475 retries; a handler may raise)
+            pass
+        for name, watched in list(self.watched.items()):
+            if watched.check is not None and watched.check.pump():
+                self._finish(name, watched)
+        self.stops = [p for p in self.stops if p.poll() is None]
+        self._say_status()
+
+    def look(self):
+        """Which containers run (machined), which of them have a check (their settings, read
+        again when their file changed), and a first check one interval after the start of a
+        container not followed yet."""
+        running = {m["name"] for m in self.ctx.bus.list_machines() if m["class"] == "container"}
+        for name in [n for n in self.watched if n not in running]:
+            self._forget(name)
+        for name in sorted(running):
+            try:
+                stamp = _stamp(self.ctx.paths.nspawn_file(name))
+            except OSError:
+                self._forget(name)  # not one of ours (or gone meanwhile)
+                continue
+            watched = self.watched.get(name)
+            if watched is not None and watched.stamp == stamp:
+                continue
+            try:
+                cfg = load_config(self.ctx.paths, name, dropin=False)
+            except Error as e:
+                _log(f"{name}: its settings cannot be read, no check: {e.message}")
+                cfg = ContainerConfig()  # no check until the file changes again
+            if not cfg.health_cmd:
+                self._forget(name)
+                self.watched[name] = _Watched(cfg, stamp, float("inf"))  # to stat, not check
+                continue
+            if watched is not None and watched.cfg.health_cmd:
+                # set changed it: the next check one new interval from now (a timer restarted)
+                changed = (cfg.health_cmd, cfg.health_interval) != \
+                    (watched.cfg.health_cmd, watched.cfg.health_interval)
+                watched.cfg, watched.stamp = cfg, stamp
+                if changed:
+                    watched.due = time.monotonic() + cfg.health_interval
+                    if watched.check is not None:  # what it finds is the old check's
+                        watched.check.kill()
+                        watched.check = watched.props = None
+                continue
+            props = self.ctx.bus.machine_properties(name)
+            if props is None:
+                continue  # stopped meanwhile
+            first = cfg.health_interval - (time.time() - int(props.get("Timestamp") or 0) / 1e6)
+            if first < 0:
+                # Overdue: the scheduler starts after the container (a restart of it, or set
+                # gave a running container its check).  Spread over one interval, by name, so
+                # that 50 containers do not all check at once and then every interval.
+                first = zlib.crc32(name.encode()) / 2**32 * cfg.health_interval
+            self.watched[name] = _Watched(cfg, stamp, time.monotonic() + first)
+
+    def _start(self, name: str, watched: _Watched):
+        watched.due = time.monotonic() + watched.cfg.health_interval
+        try:
+            props = self.ctx.bus.machine_properties(name)
+            if props is None:
+                return
+            _require_user_namespace(name, watched.cfg)
+            watched.check = Check.start(name, watched.cfg, int(props["Leader"]),
+                                        list(watched.cfg.health_cmd),
+                                        watched.cfg.health_timeout, self.mounts)
+            watched.props = props
+        except Error as e:
+            self._say(name, watched, f"its check cannot run: {e.message}")
+
+    def _finish(self, name: str, watched: _Watched):
+        check, props = watched.check, watched.props
+        watched.check = watched.props = None
+        assert check is not None and props is not None
+        self.checks_run += 1
+        prev = health_state.load(self.ctx.paths, name)
+        try:
+            state = _recorded(self.ctx, name, watched.cfg, props, prev, check.status == 0,
+                              check.output(), check.status)
+            if prev is None or prev.state != state.state:
+                _log(f"{name}: {state.state}"
+                     + (f": {_printable(state.last_line())}" if state.last_line() else ""))
+            if state.action is not None:
+                _log(f"{name}: unhealthy after {state.streak} failed checks: {state.action}")
+                _act(self.ctx, name, state.action, lambda: self.stops.append(start(
+                    [sys.executable, "-m", "nspawnctl", "stop", name])))
+            watched.said = ""
+        except Error as e:
+            self._say(name, watched, e.message)
+
+    def _forget(self, name: str):
+        watched = self.watched.pop(name, None)
+        if watched is not None and watched.check is not None:
+            watched.check.kill()
+
+    def _say(self, name: str, watched: _Watched, message: str):
+        if message != watched.said:
+            _log(f"{name}: {message}")
+            watched.said = message
+
+    def _say_status(self):
+        """systemctl status shows how many containers it checks and how many checks it ran
+        (sd_notify's STATUS=, sent when it changed)."""
+        checked = sum(1 for w in self.watched.values() if w.cfg.health_cmd)
+        status = (f"checking {checked} container{'' if checked == 1 else 's'}; "
+                  f"{self.checks_run} checks run")
+        if status != self._status:
+            notify(f"STATUS={status}")
+            self._status = status
+
+
+def _log(line: str):
+    """A line of the scheduler's journal (its stderr)."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def _printable(text: str) -> str:
+    """What the container wrote, as its journal may hold it (as cli/output.shown shows it)."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def _stamp(path: Path) -> tuple:
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def serve(ctx: Context):
+    """`nspawnctl health-scheduler`: the scheduler, until SIGTERM."""
+    notify("READY=1")
+    with contextlib.suppress(KeyboardInterrupt):
+        Scheduler(ctx).serve()

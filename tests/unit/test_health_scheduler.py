@@ -1,0 +1,195 @@
+"""The health checks' scheduler (ops/health.py Scheduler) against a fake machined: which
+containers it checks, when, what it keeps and does.  The checks are real processes (their
+commands run on this host: entering a container is confine.py's, proven in the testbed by
+tests/integration/test_health.py); only the clock is real too, so intervals are 1 s."""
+
+import os
+import time
+from dataclasses import replace
+
+import pytest
+
+from nspawnctl.errors import Error
+from nspawnctl.ops import health as health_ops
+from nspawnctl.runtime import health
+from nspawnctl.runtime.incontainer import Check
+from nspawnctl.settings.files import load_config, save_config
+from nspawnctl.settings.model import ContainerConfig
+from tests.unit.fakes import FakeBus, context
+
+CHECKED = ContainerConfig(network="none", health_cmd=("sh", "-c", "exit 0"), health_interval=1,
+                          health_retries=2)
+
+
+class Machined(FakeBus):
+    """machined with the machines in `running` (name -> when it started, time.time())."""
+
+    def __init__(self):
+        super().__init__(state="active")
+        self.running: dict[str, float] = {}
+
+    def list_machines(self):
+        return [{"name": n, "class": "container", "service": "systemd-nspawn", "path": "/"}
+                for n in self.running]
+
+    def machine_properties(self, name):
+        if name not in self.running:
+            return None
+        return {"Leader": 1000 + len(name), "Timestamp": int(self.running[name] * 1e6)}
+
+
+@pytest.fixture
+def world(paths, monkeypatch):
+    """A scheduler over a fake machined whose checks run their command here; started: the
+    (name, monotonic time) of each check."""
+    bus = Machined()
+    started: list[tuple[str, float]] = []
+
+    def start(name, cfg, leader, command, timeout, mounts=None):
+        started.append((name, time.monotonic()))
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover
+            os.setsid()
+            os.dup2(write, 1)
+            os.dup2(write, 2)
+            os.execvp(command[0], command)
+        os.close(write)
+        return Check(pid, read, timeout)
+
+    monkeypatch.setattr(health_ops.Check, "start", start)
+    scheduler = health_ops.Scheduler(context(paths, bus))
+    yield scheduler, bus, started
+    scheduler.close()
+
+
+def make(paths, name, cfg, started_ago=None, bus=None):
+    paths.tree(name).mkdir(parents=True)
+    save_config(paths, name, cfg)
+    if started_ago is not None:
+        bus.running[name] = time.time() - started_ago
+
+
+def run_for(scheduler, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        scheduler.step()
+
+
+def test_each_running_container_with_a_check_is_checked_at_its_interval(world, paths):
+    scheduler, bus, started = world
+    make(paths, "ok", CHECKED, 0, bus)
+    make(paths, "sick", replace(CHECKED, health_cmd=("sh", "-c", "echo no db; exit 1"),
+                                on_unhealthy="restart"), 0, bus)
+    make(paths, "plain", ContainerConfig(network="none"), 0, bus)  # no check
+    make(paths, "stopped", CHECKED)  # not running
+    began = time.monotonic()
+    run_for(scheduler, 3.5)
+    times = [t - began for name, t in started if name == "ok"]
+    assert len(times) == 3 and 0.8 < times[0] < 1.3, times  # 1 s after its start, then each 1 s
+    assert all(0.9 < b - a < 1.2 for a, b in zip(times, times[1:])), times
+    assert {name for name, _ in started} == {"ok", "sick"}
+    assert health.load(paths, "ok").state == "healthy"
+    sick = health.load(paths, "sick")
+    assert (sick.state, sick.streak, sick.last_line()) == ("unhealthy", 3, "no db")
+    # --on-unhealthy restart: once, at the `retries`-th failure, not at each one after
+    assert [c for c in bus.calls if c[0] == "restart_unit"] == \
+        [("restart_unit", ("systemd-nspawn@sick.service",))]
+    assert scheduler.checks_run == 6
+
+
+def test_a_new_container_is_checked_one_interval_after_its_start_and_running_ones_spread(
+        world, paths):
+    """Containers that ran before the scheduler started (its restart, or a check given by
+    set) are overdue: their first checks spread over one interval, not all at once."""
+    scheduler, bus, _ = world
+    slow = replace(CHECKED, health_interval=30)
+    make(paths, "new", slow, 10, bus)
+    fleet = [f"c{i:02d}" for i in range(50)]
+    for name in fleet:
+        make(paths, name, slow, 45, bus)
+    scheduler.look()
+    clock = time.monotonic()
+    assert 19 < scheduler.watched["new"].due - clock < 21
+    firsts = sorted(scheduler.watched[name].due - clock for name in fleet)
+    assert 0 <= firsts[0] and firsts[-1] < 30
+    assert max(sum(1 for f in firsts if t <= f < t + 3) for t in range(28)) <= 10, firsts
+
+
+def test_a_slow_check_holds_up_no_other(world, paths):
+    scheduler, bus, started = world
+    make(paths, "slow", replace(CHECKED, health_cmd=("sleep", "5"), health_timeout=10), 1, bus)
+    make(paths, "quick", CHECKED, 0, bus)
+    run_for(scheduler, 3.4)
+    assert len([n for n, _ in started if n == "quick"]) == 3
+    assert health.load(paths, "slow") is None  # still running: nothing kept yet
+
+
+def test_a_check_past_its_timeout_is_ended_and_counts_as_failed(world, paths):
+    scheduler, bus, _ = world
+    make(paths, "hung", replace(CHECKED, health_cmd=("sleep", "30"), health_timeout=1,
+                                health_interval=5), 4.8, bus)  # its first check in 0.2 s
+    began = time.monotonic()
+    run_for(scheduler, 1.5)
+    state = health.load(paths, "hung")
+    assert state.streak == 1 and state.exit_status is None
+    assert state.last_line() == "the check took longer than 1s"
+    assert time.monotonic() - began < 4.5  # ended at its timeout, and GRACE at most
+
+
+def test_set_is_read_from_the_file_and_a_stopped_container_is_let_go(world, paths):
+    scheduler, bus, started = world
+    make(paths, "c1", replace(CHECKED, health_cmd=("sleep", "10"), health_timeout=20), 0.9, bus)
+    run_for(scheduler, 0.3)
+    running = scheduler.watched["c1"].check
+    assert running is not None
+    # set --health-cmd: the check of the old command ends, the new one runs an interval on
+    save_config(paths, "c1", replace(load_config(paths, "c1"), health_cmd=("true",),
+                                     health_interval=2))
+    time.sleep(0.01)
+    scheduler.look()
+    assert running.done and scheduler.watched["c1"].check is None
+    assert 1.9 < scheduler.watched["c1"].due - time.monotonic() <= 2
+    # set --health-cmd none: no more checks
+    save_config(paths, "c1", replace(load_config(paths, "c1"), health_cmd=()))
+    scheduler.look()
+    assert scheduler.watched["c1"].due == float("inf")
+    # a stop: forgotten, its running check ended
+    save_config(paths, "c1", replace(load_config(paths, "c1"), health_cmd=("sleep", "10")))
+    scheduler.look()
+    scheduler.watched["c1"].due = 0
+    scheduler.step()
+    running = scheduler.watched["c1"].check
+    del bus.running["c1"]
+    scheduler.next_look = 0
+    scheduler.step()
+    assert "c1" not in scheduler.watched and running.done
+
+
+def test_a_container_that_cannot_be_checked_is_said_once(world, paths, monkeypatch, capsys):
+    scheduler, bus, _ = world
+
+    def refuse(*args, **kwargs):
+        raise Error("cannot enter the container (pid 1004): No such process")
+
+    monkeypatch.setattr(health_ops.Check, "start", refuse)
+    make(paths, "gone", CHECKED, 5, bus)
+    run_for(scheduler, 2.5)
+    said = capsys.readouterr().err.splitlines()
+    assert said == ["gone: its check cannot run: cannot enter the container (pid 1004): "
+                    "No such process"]
+
+
+def test_a_container_without_a_user_namespace_is_never_entered(world, paths, capsys):
+    scheduler, bus, started = world
+    make(paths, "host-root", replace(CHECKED, boot=False, private_users=False), 5, bus)
+    run_for(scheduler, 1.2)
+    assert started == []
+    assert "runs without a user namespace" in capsys.readouterr().err
+
+
+def test_what_the_container_wrote_reaches_the_journal_escaped(world, paths, capsys):
+    scheduler, bus, _ = world
+    make(paths, "c1", replace(CHECKED, health_cmd=("printf", "\\033[2Jforged\\n")), 0.8, bus)
+    run_for(scheduler, 0.5)
+    assert capsys.readouterr().err == "c1: healthy: \\x1b[2Jforged\n"
