@@ -66,21 +66,26 @@ def bounding_set(pid: int) -> int:
 class Entry:
     """What entering the container of leader pid takes, read and opened from outside it: the
     leader's bounding set, its namespaces, root and working directory (descriptors, so that
-    nothing of the container is looked up by path once inside)."""
+    nothing of the container is looked up by path once inside), and the cgroup.procs files
+    of its cgroups."""
 
     pid: int
     mask: int
     fds: dict[str, int]
     root: int
     cwd: int
+    procs: list[tuple[str, Path]]
 
     def close(self):
         for fd in [*self.fds.values(), self.root, self.cwd]:
             os.close(fd)
 
 
-def opened(pid: int) -> Entry:
+def opened(pid: int, mounts: dict[frozenset, Path] | None = None) -> Entry:
+    """The Entry of leader pid (mounts: the host's cgroup hierarchies, cgroup_mounts(), for a
+    caller that enters often); the caller closes it."""
     mask = bounding_set(pid)
+    procs = cgroup_procs(pid, mounts if mounts is not None else cgroup_mounts())
     fds: dict[str, int] = {}
     try:
         for ns in NAMESPACES:
@@ -95,7 +100,7 @@ def opened(pid: int) -> Entry:
         for fd in fds.values():
             os.close(fd)
         raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
-    return Entry(pid, mask, fds, root, cwd)
+    return Entry(pid, mask, fds, root, cwd, procs)
 
 
 def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = None,
@@ -109,7 +114,7 @@ def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = Non
     directory is not there, 126 or 127 when the command cannot be run or is not found)."""
     entry = opened(pid)
     try:
-        join_cgroups_of(pid)
+        join(entry.procs, pid)
         try:
             _setns(entry.fds["pid"])  # takes effect for our children only
         except OSError as e:
@@ -120,19 +125,17 @@ def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = Non
         entry.close()
 
 
-def spawn_entered(pid: int, argv: list[str], env: dict[str, str], out: int,
-                  mounts: dict[frozenset, Path] | None = None) -> int:
-    """A child of ours that runs argv in the container of leader pid as enter() runs it, as
+def spawn_entered(entry: Entry, argv: list[str], env: dict[str, str], out: int) -> int:
+    """A child of ours that runs argv in the container entry opens as enter() runs it, as
     its root, with /dev/null as stdin, out as stdout and stderr, in a session of its own (no
     terminal); its pid, for the caller to wait for.  For the health checks: one fork, where
     enter() forks twice (a child of ours cannot be moved into another PID namespace, so
     enter() sets its own PID namespace for children and forks, and the process it forked is
     left in the container's cgroups).  Here this process sets the container's PID namespace
     for its children only for the fork and takes its own back at once; the child joins the
-    container's cgroups itself.  mounts: the cgroup hierarchies (cgroup_mounts()), read once
-    by a caller that enters often."""
-    procs = cgroup_procs(pid, mounts if mounts is not None else cgroup_mounts())
-    entry = opened(pid)
+    container's cgroups itself.  The entry stays open: a caller that enters often keeps it
+    while the leader lives."""
+    pid = entry.pid
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -153,7 +156,7 @@ def spawn_entered(pid: int, argv: list[str], env: dict[str, str], out: int,
                 os.dup2(null, 0)
                 os.dup2(out, 1)
                 os.dup2(out, 2)
-                join(procs, pid)
+                join(entry.procs, pid)
                 become(entry, argv, env, None, None, None)
             except Error as e:
                 os.write(2, f"nspawnctl: {e.message}\n".encode(errors="replace"))
@@ -162,7 +165,6 @@ def spawn_entered(pid: int, argv: list[str], env: dict[str, str], out: int,
         return child
     finally:
         os.close(own)
-        entry.close()
 
 
 def become(entry: Entry, argv: list[str], env: dict[str, str], user: str | None,

@@ -5,10 +5,11 @@ the scheduler that checks every running container with a --health-cmd at its int
 One scheduler for all containers, not a timer and a service per container: a check started by
 a timer was a Python process, its imports and a bus connection every interval, about 0.15 s of
 CPU a check, 27 % of a core for 50 containers every 30 s (docs/benchmarks.md).  The scheduler
-is one process that stays: one bus connection, the host's cgroup hierarchies read once, and a
-check is one fork that enters the container (confine.spawn_entered), or systemd-run in a
-booted one.  It runs the checks of all containers at once, each bounded by its timeout, never
-one after another.  What a check found is kept as `health NAME` keeps it
+is one process that stays: one bus connection, the host's cgroup hierarchies read once, what a
+container's run is (its leader, its namespaces and cgroups) found once a run, and a check is
+one fork that enters the container (confine.spawn_entered), or systemd-run in a booted one.
+It runs the checks of all containers at once, each bounded by its timeout, never one after
+another.  What a check found is kept as `health NAME` keeps it
 (runtime/health.py); --on-unhealthy acts as `health NAME` acts, except that a stop is
 `nspawnctl stop NAME` in a process of its own, so that a container that takes its time to
 power off holds up no other's checks.
@@ -31,7 +32,7 @@ import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..confine import cgroup_mounts
+from ..confine import Entry, cgroup_mounts, opened
 from ..errors import Conflict, Error
 from ..paths import service_unit
 from ..run import start
@@ -159,16 +160,35 @@ TICK = 1.0  # seconds between two looks at which containers run and at their set
 @dataclass
 class _Watched:
     """A running container with a check, as the scheduler follows it: its settings (and the
-    stat of its .nspawn file they were read at), when its next check is due (monotonic), and
-    its check while one runs."""
+    stat of its .nspawn file they were read at), when its next check is due (monotonic), its
+    check while one runs, and its run: machined's properties of it, kept while its leader
+    lives (leader: a pidfd of the leader, readable once it ended), so that a check asks
+    machined nothing."""
 
     cfg: ContainerConfig
     stamp: tuple
     due: float
     check: Check | None = None
-    props: dict | None = None  # machined's, at the start of the running check
+    checked_run: dict | None = None  # the run the running check belongs to
+    run: dict | None = None
+    leader: int | None = None
+    entry: Entry | None = None  # the way into it (a container that is not booted), this run
     said: str = ""  # the last problem logged, so a container that cannot be checked is
     #                  said once, not at each interval
+
+    def let_go(self):
+        """Its check ended and its leader's pidfd closed: no longer followed."""
+        if self.check is not None:
+            self.check.kill()
+            self.check = self.checked_run = None
+        self.forget_run()
+
+    def forget_run(self):
+        if self.leader is not None:
+            os.close(self.leader)
+        if self.entry is not None:
+            self.entry.close()
+        self.run = self.leader = self.entry = None
 
 
 class Scheduler:
@@ -182,6 +202,7 @@ class Scheduler:
         self.checks_run = 0
         self.next_look = 0.0
         self._status = ""
+        self._said_at = -TICK
 
     def serve(self):
         """Until SIGTERM (systemctl stop): a look each TICK, the checks that are due started,
@@ -197,13 +218,13 @@ class Scheduler:
         """Its running checks ended: they are in the containers' cgroups, not the
         scheduler's, so systemd's stop of it would not end them."""
         for watched in self.watched.values():
-            if watched.check is not None:
-                watched.check.kill()
+            watched.let_go()
 
     def step(self):
         """One turn: look (at most each TICK), start what is due, wait until the next thing to
         do (a check's output or end, its deadline, the next due check or look), follow the
-        running checks."""
+        checks that had something to say.  Nothing is polled in between: a check is waited
+        for by its pipe and a pidfd of its process."""
         clock = time.monotonic()
         if clock >= self.next_look:
             self.look()
@@ -211,17 +232,20 @@ class Scheduler:
         for name, watched in self.watched.items():
             if watched.check is None and watched.due <= time.monotonic():
                 self._start(name, watched)
-        running = {w.check.fd: w for w in self.watched.values() if w.check is not None}
+        waits = {fd: name for name, w in self.watched.items() if w.check is not None
+                 for fd in w.check.waits()}
         wake = min([self.next_look, *(w.due for w in self.watched.values() if w.check is None),
-                    *(w.check.deadline for w in running.values() if w.check is not None)])
-        try:
-            select.select(list(running), [], [], max(0.0, wake - time.monotonic()))
-        except InterruptedError:  # pragma: no cover (PEP 475 retries; a handler may raise)
-            pass
-        for name, watched in list(self.watched.items()):
+                    *(w.check.deadline for w in self.watched.values() if w.check is not None)])
+        ready, _, _ = select.select(list(waits), [], [], max(0.0, wake - time.monotonic()))
+        clock = time.monotonic()
+        for name in {waits[fd] for fd in ready} | {
+                n for n, w in self.watched.items()
+                if w.check is not None and w.check.deadline <= clock}:
+            watched = self.watched[name]
             if watched.check is not None and watched.check.pump():
                 self._finish(name, watched)
-        self.stops = [p for p in self.stops if p.poll() is None]
+        if self.stops:
+            self.stops = [p for p in self.stops if p.poll() is None]
         self._say_status()
 
     def look(self):
@@ -258,41 +282,62 @@ class Scheduler:
                     watched.due = time.monotonic() + cfg.health_interval
                     if watched.check is not None:  # what it finds is the old check's
                         watched.check.kill()
-                        watched.check = watched.props = None
+                        watched.check = watched.checked_run = None
                 continue
-            props = self.ctx.bus.machine_properties(name)
-            if props is None:
+            self._forget(name)
+            watched = _Watched(cfg, stamp, float("inf"))
+            run = self._run(name, watched)
+            if run is None:
                 continue  # stopped meanwhile
-            first = cfg.health_interval - (time.time() - int(props.get("Timestamp") or 0) / 1e6)
+            first = cfg.health_interval - (time.time() - int(run.get("Timestamp") or 0) / 1e6)
             if first < 0:
                 # Overdue: the scheduler starts after the container (a restart of it, or set
                 # gave a running container its check).  Spread over one interval, by name, so
                 # that 50 containers do not all check at once and then every interval.
                 first = zlib.crc32(name.encode()) / 2**32 * cfg.health_interval
-            self.watched[name] = _Watched(cfg, stamp, time.monotonic() + first)
+            watched.due = time.monotonic() + first
+            self.watched[name] = watched
+
+    def _run(self, name: str, watched: _Watched) -> dict | None:
+        """machined's properties of the run NAME is in: the ones kept while its leader lives,
+        else asked again (a restart, or its first check)."""
+        if watched.leader is not None and not select.select([watched.leader], [], [], 0)[0]:
+            return watched.run
+        watched.forget_run()
+        run = self.ctx.bus.machine_properties(name)
+        if run is None:
+            return None
+        try:
+            watched.leader = os.pidfd_open(int(run["Leader"]))
+        except OSError:
+            return None  # ended meanwhile: the next look or check asks again
+        watched.run = run
+        return run
 
     def _start(self, name: str, watched: _Watched):
         watched.due = time.monotonic() + watched.cfg.health_interval
         try:
-            props = self.ctx.bus.machine_properties(name)
-            if props is None:
+            run = self._run(name, watched)
+            if run is None:
                 return
             _require_user_namespace(name, watched.cfg)
-            watched.check = Check.start(name, watched.cfg, int(props["Leader"]),
+            if not watched.cfg.boot and watched.entry is None:
+                watched.entry = opened(int(run["Leader"]), self.mounts)
+            watched.check = Check.start(name, watched.cfg, int(run["Leader"]),
                                         list(watched.cfg.health_cmd),
-                                        watched.cfg.health_timeout, self.mounts)
-            watched.props = props
+                                        watched.cfg.health_timeout, watched.entry)
+            watched.checked_run = run
         except Error as e:
             self._say(name, watched, f"its check cannot run: {e.message}")
 
     def _finish(self, name: str, watched: _Watched):
-        check, props = watched.check, watched.props
-        watched.check = watched.props = None
-        assert check is not None and props is not None
+        check, run = watched.check, watched.checked_run
+        watched.check = watched.checked_run = None
+        assert check is not None and run is not None
         self.checks_run += 1
         prev = health_state.load(self.ctx.paths, name)
         try:
-            state = _recorded(self.ctx, name, watched.cfg, props, prev, check.status == 0,
+            state = _recorded(self.ctx, name, watched.cfg, run, prev, check.status == 0,
                               check.output(), check.status)
             if prev is None or prev.state != state.state:
                 _log(f"{name}: {state.state}"
@@ -307,8 +352,8 @@ class Scheduler:
 
     def _forget(self, name: str):
         watched = self.watched.pop(name, None)
-        if watched is not None and watched.check is not None:
-            watched.check.kill()
+        if watched is not None:
+            watched.let_go()
 
     def _say(self, name: str, watched: _Watched, message: str):
         if message != watched.said:
@@ -317,13 +362,14 @@ class Scheduler:
 
     def _say_status(self):
         """systemctl status shows how many containers it checks and how many checks it ran
-        (sd_notify's STATUS=, sent when it changed)."""
+        (sd_notify's STATUS=, sent when it changed, at most once a TICK: each message is
+        work for PID 1)."""
         checked = sum(1 for w in self.watched.values() if w.cfg.health_cmd)
         status = (f"checking {checked} container{'' if checked == 1 else 's'}; "
                   f"{self.checks_run} checks run")
-        if status != self._status:
+        if status != self._status and time.monotonic() >= self._said_at + TICK:
             notify(f"STATUS={status}")
-            self._status = status
+            self._status, self._said_at = status, time.monotonic()
 
 
 def _log(line: str):

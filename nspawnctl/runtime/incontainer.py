@@ -15,10 +15,9 @@ import select
 import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from ..confine import spawn_entered
+from ..confine import Entry, opened, spawn_entered
 from ..run import need_tool, start
 from ..settings.model import ContainerConfig
 from . import health as health_state
@@ -73,7 +72,7 @@ class Check:
     at the deadline; done says it is over, status is its exit status (None: it took too
     long).  In a booted container it is a unit of the container's systemd (systemd-run, the
     container's systemd ends it at the timeout too); else a process of ours that entered
-    the container (mounts: the host's cgroup hierarchies, confine.cgroup_mounts())."""
+    the container."""
 
     def __init__(self, pid: int, fd: int, timeout: float, proc: Any = None):
         """The check running as process pid (proc: its run.start() Popen, if it is one),
@@ -82,12 +81,20 @@ class Check:
         self.deadline = time.monotonic() + timeout
         self.kept = bytearray()
         self.done = False
+        self.eof = False  # every writer of the pipe is gone
         self.status: int | None = None
         os.set_blocking(fd, False)
+        # Readable once the process ended: its end is waited for, never polled (the pipe's
+        # end comes a moment before it, or, with a process of its own left holding the
+        # pipe, never).
+        self.ended_fd = os.pidfd_open(pid)
 
     @classmethod
     def start(cls, name: str, cfg: ContainerConfig, leader: int, command: list[str],
-              timeout: float, mounts: dict[frozenset, Path] | None = None) -> "Check":
+              timeout: float, entry: Entry | None = None) -> "Check":
+        """command started in NAME (leader pid); entry: the way into a container that is not
+        booted (confine.opened), kept by a caller that checks it again and again (else
+        opened and closed here)."""
         env = merged_env(cfg.env, ())
         read, write = os.pipe2(os.O_CLOEXEC)
         try:
@@ -99,13 +106,22 @@ class Check:
                          *literal(command)]
                 proc = start(argv, stdout=write, stderr=write)
                 return cls(proc.pid, read, timeout, proc)
-            return cls(spawn_entered(leader, command, {"PATH": DEFAULT_PATH, **env}, write,
-                                     mounts), read, timeout)
+            way = entry if entry is not None else opened(leader)
+            try:
+                pid = spawn_entered(way, command, {"PATH": DEFAULT_PATH, **env}, write)
+            finally:
+                if entry is None:
+                    way.close()
+            return cls(pid, read, timeout)
         except BaseException:
             os.close(read)
             raise
         finally:
             os.close(write)
+
+    def waits(self) -> list[int]:
+        """What to wait on (select) until pump() has something to do, besides the deadline."""
+        return [self.ended_fd] if self.eof else [self.fd, self.ended_fd]
 
     def pump(self) -> bool:
         """Read what it wrote; end it if its time is up; True once it is over (then fd is
@@ -133,6 +149,7 @@ class Check:
             except BlockingIOError:
                 return
             if not chunk:
+                self.eof = True
                 return
             self.kept += chunk[:max(0, health_state.MAX_OUTPUT - len(self.kept))]
 
@@ -146,8 +163,7 @@ class Check:
         """Block until it is over: (its exit status, or None when it took too long; its
         output)."""
         while not self.pump():
-            left = self.deadline - time.monotonic()
-            select.select([self.fd], [], [], max(0.0, min(left, 0.05)))
+            select.select(self.waits(), [], [], max(0.0, self.deadline - time.monotonic()))
         return self.status, self.output()
 
     def kill(self):
@@ -168,6 +184,7 @@ class Check:
     def _finish(self):
         self.done = True
         os.close(self.fd)
+        os.close(self.ended_fd)
 
     def _end(self):
         """Too late: SIGTERM (systemd-run passes it on to the unit), SIGKILL after GRACE, to

@@ -85,7 +85,7 @@ def fake_entering(monkeypatch, tmp_path):
                         f"{os.getsid(0) == os.getpid()}\n")
 
     monkeypatch.setattr(confine, "_setns", fake_setns)
-    monkeypatch.setattr(confine, "join_cgroups_of", lambda pid: [])
+    monkeypatch.setattr(confine, "join", lambda procs, pid: [])
     monkeypatch.setattr(os, "chroot", lambda path: None)
     monkeypatch.setattr(os, "setgroups", lambda groups: None)
     monkeypatch.setattr(os, "setresgid", lambda *ids: None)
@@ -122,7 +122,6 @@ def test_spawn_entered_is_one_child_of_ours_and_gives_our_pid_namespace_back(mon
     out), and this process's own PID namespace set back for its next children once the
     child is forked."""
     record = fake_entering(monkeypatch, tmp_path)
-    monkeypatch.setattr(confine, "join", lambda procs, pid: ["unified"])
     in_parent = []
     real_fake = confine._setns
     parent = os.getpid()
@@ -134,8 +133,10 @@ def test_spawn_entered_is_one_child_of_ours_and_gives_our_pid_namespace_back(mon
 
     monkeypatch.setattr(confine, "_setns", setns)
     read, write = os.pipe()
-    pid = confine.spawn_entered(os.getpid(), ["sh", "-c", "read x; echo in $$ $x; exit 7"],
-                                ENV, write)
+    entry = confine.opened(os.getpid())
+    pid = confine.spawn_entered(entry, ["sh", "-c", "read x; echo in $$ $x; exit 7"], ENV,
+                                write)
+    entry.close()
     os.close(write)
     status = os.waitpid(pid, 0)[1]  # our own child: it is not a relay's
     with os.fdopen(read) as out:

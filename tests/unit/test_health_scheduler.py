@@ -35,7 +35,8 @@ class Machined(FakeBus):
     def machine_properties(self, name):
         if name not in self.running:
             return None
-        return {"Leader": 1000 + len(name), "Timestamp": int(self.running[name] * 1e6)}
+        # a process that lives (the scheduler keeps a pidfd of the leader): this one
+        return {"Leader": os.getpid(), "Timestamp": int(self.running[name] * 1e6)}
 
 
 @pytest.fixture
@@ -193,3 +194,33 @@ def test_what_the_container_wrote_reaches_the_journal_escaped(world, paths, caps
     make(paths, "c1", replace(CHECKED, health_cmd=("printf", "\\033[2Jforged\\n")), 0.8, bus)
     run_for(scheduler, 0.5)
     assert capsys.readouterr().err == "c1: healthy: \\x1b[2Jforged\n"
+
+
+def test_machined_is_asked_once_a_run_not_once_a_check(world, paths, monkeypatch):
+    """The run (leader, start time) is kept while the leader lives (a pidfd of it): a check
+    asks machined nothing; a new leader (a restart) is asked for, and its checks start afresh
+    in the state kept."""
+    scheduler, bus, started = world
+    leader = os.fork()
+    if leader == 0:  # pragma: no cover
+        time.sleep(60)
+        os._exit(0)
+    asked = []
+    leaders = {"c1": leader}
+
+    def machine_properties(name):
+        asked.append(name)
+        return {"Leader": leaders[name], "Timestamp": int(bus.running[name] * 1e6)}
+
+    monkeypatch.setattr(bus, "machine_properties", machine_properties)
+    make(paths, "c1", CHECKED, 0.8, bus)  # first check in 0.2 s, then every 1 s
+    run_for(scheduler, 2.5)
+    assert len(started) == 3 and asked == ["c1"]
+    assert health.load(paths, "c1").started == f"{leader}@{int(bus.running['c1'] * 1e6)}"
+    os.kill(leader, 9)
+    os.waitpid(leader, 0)
+    leaders["c1"] = os.getpid()  # restarted: another leader
+    bus.running["c1"] = time.time()
+    run_for(scheduler, 1.0)
+    assert asked == ["c1", "c1"]
+    assert health.load(paths, "c1").started == f"{os.getpid()}@{int(bus.running['c1'] * 1e6)}"
