@@ -109,11 +109,12 @@ def test_a_new_container_is_checked_one_interval_after_its_start_and_running_one
     fleet = [f"c{i:02d}" for i in range(50)]
     for name in fleet:
         make(paths, name, slow, 45, bus)
+    before = time.monotonic()
     scheduler.look()
-    clock = time.monotonic()
-    assert 19 < scheduler.watched["new"].due - clock < 21
-    firsts = sorted(scheduler.watched[name].due - clock for name in fleet)
-    assert 0 <= firsts[0] and firsts[-1] < 30
+    took = time.monotonic() - before  # (a busy machine makes the look slow)
+    assert 20 - took <= scheduler.watched["new"].due - before <= 20 + took
+    firsts = sorted(scheduler.watched[name].due - before for name in fleet)
+    assert 0 <= firsts[0] and firsts[-1] <= 30 + took
     assert max(sum(1 for f in firsts if t <= f < t + 3) for t in range(28)) <= 10, firsts
 
 
