@@ -6,6 +6,8 @@ from contextlib import contextmanager
 
 import click
 
+from ..text import shown  # (the CLI's modules take it from here too)
+
 
 def progress(message: str):
     _bar.clear()
@@ -74,18 +76,6 @@ def _cell(value):
 
 
 LINES = "\n\t"  # what messages may hold: a hint's lines, a log's tabs
-
-
-def shown(value, keep: str = "") -> str:
-    """Text as a terminal may show it: what a container or an image wrote (an OS name, a
-    port, a path, a line of its log in a hint, apt's progress inside it) could hold escape
-    sequences that rewrite the admin's screen, or a line break that forges a row, so every
-    character that is not printable (but those in keep) shows escaped."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() or c in keep
-                   else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def megabytes(size: int | None) -> str:

@@ -44,6 +44,7 @@ from ..runtime.lifecycle import stop
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
 from ..systemd.notify import notify
+from ..text import shown
 from ..times import now
 
 
@@ -148,8 +149,6 @@ def health_gate(ctx: Context, name: str, timeout: float) -> str | None:
                 return f"its health check failed {failures} times in a row ({said})"
             return f"its health check did not pass within {timeout:g} s ({said})"
         time.sleep(max(0.0, min(cfg.health_interval, deadline - time.monotonic())))
-
-
 
 
 # ---------------------------------------------------------------- the scheduler
@@ -341,7 +340,7 @@ class Scheduler:
                               check.output(), check.status)
             if prev is None or prev.state != state.state:
                 _log(f"{name}: {state.state}"
-                     + (f": {_printable(state.last_line())}" if state.last_line() else ""))
+                     + (f": {shown(state.last_line())}" if state.last_line() else ""))
             if state.action is not None:
                 _log(f"{name}: unhealthy after {state.streak} failed checks: {state.action}")
                 _act(self.ctx, name, state.action, lambda: self.stops.append(start(
@@ -375,11 +374,6 @@ class Scheduler:
 def _log(line: str):
     """A line of the scheduler's journal (its stderr)."""
     print(line, file=sys.stderr, flush=True)
-
-
-def _printable(text: str) -> str:
-    """What the container wrote, as its journal may hold it (as cli/output.shown shows it)."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def _stamp(path: Path) -> tuple:

@@ -107,7 +107,8 @@ def test_the_graph_has_every_name_of_an_import():
 # the modules of a tier; the longest one that matches decides.
 TIERS: list[tuple[str, ...]] = [
     ("nspawnctl", "nspawnctl.errors", "nspawnctl.log", "nspawnctl.names", "nspawnctl.paths",
-     "nspawnctl.run", "nspawnctl.ptyrelay", "nspawnctl.confine", "nspawnctl.remote"),
+     "nspawnctl.run", "nspawnctl.ptyrelay", "nspawnctl.confine", "nspawnctl.remote",
+     "nspawnctl.text"),
     ("nspawnctl.fs",),
     ("nspawnctl.systemd",),
     ("nspawnctl.settings",),
