@@ -290,17 +290,6 @@ def _prctl(option: int, arg: int):
             raise OSError(err, os.strerror(err))
 
 
-def join_cgroups_of(pid: int, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
-    """Move this process into pid's cgroup in every hierarchy that takes it; returns the
-    hierarchies joined (the unified or systemd one must be among them, or it is an error)."""
-    return join(cgroup_procs(pid, _cgroup_mounts(mountinfo)), pid)
-
-
-def cgroup_mounts() -> dict[frozenset, Path]:
-    """This host's cgroup hierarchies (cgroup_procs() takes them)."""
-    return _cgroup_mounts("/proc/self/mountinfo")
-
-
 def cgroup_procs(pid: int, mounts: dict[frozenset, Path]) -> list[tuple[str, Path]]:
     """The cgroup.procs file of pid's cgroup in each hierarchy of mounts, with the
     hierarchy's name ("unified", or its controllers)."""
@@ -337,9 +326,10 @@ def join(procs: list[tuple[str, Path]], pid: int) -> list[str]:
     return joined
 
 
-def _cgroup_mounts(mountinfo: str) -> dict[frozenset, Path]:
-    """Mount point of each cgroup hierarchy, keyed by what /proc/PID/cgroup names it with:
-    no name for cgroup2, else the controllers (or name=...) of the v1 hierarchy."""
+def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[frozenset, Path]:
+    """Mount point of each cgroup hierarchy of this host, keyed by what /proc/PID/cgroup
+    names it with: no name for cgroup2, else the controllers (or name=...) of the v1
+    hierarchy (cgroup_procs() takes them)."""
     mounts: dict[frozenset, Path] = {}
     for line in _lines(mountinfo):
         left, _, right = line.partition(" - ")

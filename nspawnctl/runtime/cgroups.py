@@ -19,7 +19,7 @@ import datetime
 import os
 from pathlib import Path
 
-from ..confine import _cgroup_mounts
+from ..confine import cgroup_mounts
 from ..errors import Conflict, Error
 from ..paths import service_unit
 from ..systemd.bus import SERVICE, Bus
@@ -42,7 +42,7 @@ class Cgroup:
     """One container's cgroup, found in every hierarchy mounted here."""
 
     def __init__(self, path: str, mounts: dict[frozenset, Path] | None = None):
-        self.mounts = _cgroup_mounts("/proc/self/mountinfo") if mounts is None else mounts
+        self.mounts = cgroup_mounts() if mounts is None else mounts
         unified = self.mounts.get(frozenset())
         self.path = path.strip("/")
         if unified is not None and (unified / self.path / "payload").is_dir():

@@ -39,9 +39,16 @@ def fake_hierarchies(tmp_path, pid):
     return cgroups
 
 
+def joined_at(tmp_path) -> list[str]:
+    """confine.join of this process into its own cgroups, as the mountinfo at tmp_path has
+    the hierarchies (enter() joins the leader's so)."""
+    mounts = confine.cgroup_mounts(str(tmp_path / "mountinfo"))
+    return confine.join(confine.cgroup_procs(os.getpid(), mounts), os.getpid())
+
+
 def test_join_cgroups_writes_this_pid_into_every_hierarchy(tmp_path):
     cgroups = fake_hierarchies(tmp_path, os.getpid())
-    joined = confine.join_cgroups_of(os.getpid(), mountinfo=str(tmp_path / "mountinfo"))
+    joined = joined_at(tmp_path)
     assert len(joined) == len(cgroups)
     for _id, controllers, path in cgroups:
         procs = tmp_path / (controllers or "unified") / path.lstrip("/") / "cgroup.procs"
@@ -51,7 +58,7 @@ def test_join_cgroups_writes_this_pid_into_every_hierarchy(tmp_path):
 def test_join_cgroups_fails_when_no_hierarchy_takes_it(tmp_path):
     (tmp_path / "mountinfo").write_text("31 23 0:28 / /nowhere rw - tmpfs tmpfs rw\n")
     with pytest.raises(Error) as error:
-        confine.join_cgroups_of(os.getpid(), mountinfo=str(tmp_path / "mountinfo"))
+        joined_at(tmp_path)
     assert "cannot join the cgroup" in error.value.message
 
 
