@@ -25,6 +25,7 @@ admin's terminal, which it could type into.
 
 import ctypes
 import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -66,8 +67,9 @@ def bounding_set(pid: int) -> int:
 class Entry:
     """What entering the container of leader pid takes, read and opened from outside it: the
     leader's bounding set, its namespaces, root and working directory (descriptors, so that
-    nothing of the container is looked up by path once inside), and the cgroup.procs files
-    of its cgroups."""
+    nothing of the container is looked up by path once inside), the cgroup.procs files of
+    its cgroups, and its limit of open files (ours may be far higher: the health scheduler
+    raises its own to follow many containers)."""
 
     pid: int
     mask: int
@@ -75,6 +77,7 @@ class Entry:
     root: int
     cwd: int
     procs: list[tuple[str, Path]]
+    nofile: tuple[int, int]
 
     def close(self):
         for fd in [*self.fds.values(), self.root, self.cwd]:
@@ -86,6 +89,10 @@ def opened(pid: int, mounts: dict[frozenset, Path] | None = None) -> Entry:
     caller that enters often); the caller closes it."""
     mask = bounding_set(pid)
     procs = cgroup_procs(pid, mounts if mounts is not None else cgroup_mounts())
+    try:
+        nofile = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    except OSError as e:
+        raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
     fds: dict[str, int] = {}
     try:
         for ns in NAMESPACES:
@@ -100,7 +107,7 @@ def opened(pid: int, mounts: dict[frozenset, Path] | None = None) -> Entry:
         for fd in fds.values():
             os.close(fd)
         raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
-    return Entry(pid, mask, fds, root, cwd, procs)
+    return Entry(pid, mask, fds, root, cwd, procs, nofile)
 
 
 def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = None,
@@ -170,11 +177,12 @@ def spawn_entered(entry: Entry, argv: list[str], env: dict[str, str], out: int) 
 def become(entry: Entry, argv: list[str], env: dict[str, str], user: str | None,
            group: str | None, workdir: str | None) -> NoReturn:  # pragma: no cover
     """In a child of ours that will be the command (its PID namespace the container's, its
-    cgroups joined): join the other namespaces, drop the capabilities the leader lacks, take
-    its root and working directory, become the user and exec argv.  Never returns: exec, or
-    _exit with one line on stderr."""
+    cgroups joined): take the leader's limit of open files, join the other namespaces, drop
+    the capabilities the leader lacks, take its root and working directory, become the user
+    and exec argv.  Never returns: exec, or _exit with one line on stderr."""
     try:
         _prctl(PR_SET_DUMPABLE, 0)
+        resource.setrlimit(resource.RLIMIT_NOFILE, entry.nofile)
         for ns in NAMESPACES:
             if ns != "pid":
                 _setns(entry.fds[ns])
@@ -187,7 +195,7 @@ def become(entry: Entry, argv: list[str], env: dict[str, str], user: str | None,
         # Looked up in the container, by this process inside it: its files are read as the
         # container's root sees them, never resolved from outside.
         uid, gid = ids_in_container(user, group)
-    except (OSError, Error) as e:
+    except (OSError, ValueError, Error) as e:
         why = e.strerror if isinstance(e, OSError) else str(e)
         os.write(2, f"nspawnctl: cannot enter the container: {why}\n".encode())
         os._exit(EXEC_FAILED)

@@ -2,6 +2,7 @@
 
 import ctypes
 import os
+import resource
 
 import pytest
 
@@ -153,3 +154,25 @@ def test_spawn_entered_is_one_child_of_ours_and_gives_our_pid_namespace_back(mon
     assert in_parent == [own, own]  # the container's (here ours), then ours back
     joined = [ns for ns in confine.NAMESPACES if ns != "pid"]
     assert record.read_text().splitlines() == ["0 True"] * len(joined)
+
+
+def test_the_command_gets_the_leaders_limit_of_open_files_not_ours(monkeypatch, tmp_path):
+    """The health scheduler raises its own limit of open files (about ten a container it
+    follows); what it starts in a container gets the leader's, as the container's own
+    processes have it."""
+    fake_entering(monkeypatch, tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lower = min(soft, hard, 1000) - 1
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
+    try:
+        entry = confine.opened(os.getpid())  # the "leader", at `lower`
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # as the scheduler does
+        read, write = os.pipe()
+        pid = confine.spawn_entered(entry, ["sh", "-c", "ulimit -n"], ENV, write)
+        entry.close()
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as out:
+            assert out.read().strip() == str(lower)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
