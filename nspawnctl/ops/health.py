@@ -14,17 +14,28 @@ another.  What a check found is kept as `health NAME` keeps it
 `nspawnctl stop NAME` in a process of its own, so that a container that takes its time to
 power off holds up no other's checks.
 
-Which containers it checks it learns from machined once a second (which machines run) and
-from their .nspawn files (whether each has a check, and which): a stat a second each, read
-again when it changed, so `set` needs no word to the scheduler.  A container's first check is
-one interval after its start, the next one interval after the start of the one before, as the
-timers did (OnActiveSec=, OnUnitActiveSec=); the containers that already run when the scheduler
-starts get their first checks spread over one interval.
+Which containers it checks it learns from machined every LOOK seconds (which machines run)
+and from their .nspawn files (whether each has a check, and which): a stat each look, read
+again when it changed.  `set` of a running container's check tells it (SIGHUP: `systemctl
+reload nspawnctl-health`), so that it looks at once, and a pidfd of each leader says at once
+when a container stopped.  A container's first check is
+one interval after its start, the next one interval after that, as the timers did
+(OnActiveSec=, OnUnitActiveSec=); the containers that already run when the scheduler starts
+get their first checks spread over one interval.
+
+What it costs is mostly how often it wakes, not what it does awake: on the VMs here a look
+(machined's ListMachines, through dbus-daemon) took 0.3 ms of CPU in a tight loop and 5 ms
+once a second, all three processes woken from idle (docs/benchmarks.md, "Health checks").
+So it wakes seldom: a look every LOOK seconds, not each second; a check may start up to a
+tenth of its interval late (at most ACCURACY seconds), so that the checks due about the same
+time start in one wake-up, as systemd's timers coalesce theirs (AccuracySec=); its status
+goes to systemd at most every STATUS_EVERY seconds.
 """
 
 import contextlib
+import gc
 import os
-import select
+import resource
 import signal
 import sys
 import time
@@ -39,7 +50,7 @@ from ..run import start
 from ..runtime import health as health_state
 from ..runtime.context import Context
 from ..runtime.health import Health
-from ..runtime.incontainer import Check
+from ..runtime.incontainer import Check, readable
 from ..runtime.lifecycle import stop
 from ..settings.files import load_config
 from ..settings.model import ContainerConfig
@@ -153,7 +164,9 @@ def health_gate(ctx: Context, name: str, timeout: float) -> str | None:
 
 # ---------------------------------------------------------------- the scheduler
 
-TICK = 1.0  # seconds between two looks at which containers run and at their settings
+LOOK = 10.0  # seconds between two looks at which containers run and at their settings
+ACCURACY = 3.0  # at most this late (s), a tenth of its interval at most, so checks coalesce
+STATUS_EVERY = 10.0  # seconds between two STATUS= (each is work for PID 1); SIGUSR1: now
 
 
 @dataclass
@@ -201,17 +214,36 @@ class Scheduler:
         self.checks_run = 0
         self.next_look = 0.0
         self._status = ""
-        self._said_at = -TICK
+        self._said_at = -STATUS_EVERY
+        self.wake: int | None = None  # readable on a signal (signal.set_wakeup_fd)
+        self.report_now = False
 
     def serve(self):
-        """Until SIGTERM (systemctl stop): a look each TICK, the checks that are due started,
-        the ones that run followed.  Its checks are ended with it."""
+        """Until SIGTERM (systemctl stop): a look each LOOK, the checks that are due started,
+        the ones that run followed.  Its checks are ended with it.  SIGUSR1: its status to
+        systemd now (`systemctl kill -s USR1 nspawnctl-health`, then `systemctl status`)."""
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "report_now", True))
+        signal.signal(signal.SIGHUP, lambda *_: self.reload())
+        self.wake, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)  # a signal ends the wait in step() at once
+        # About ten descriptors a container it follows: systemd gives services a soft limit
+        # of 1024 (for select's sake; this waits with poll), and the hard one is far above.
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        # What was made so far (imports, the bus) is never freed: kept out of the collector's
+        # passes, which would write to every page of it and so copy each one again in the
+        # parent after each fork of a check.
+        gc.freeze()
         try:
             while True:
                 self.step()
         finally:
             self.close()
+
+    def reload(self):
+        """Look at once (SIGHUP: `set` changed a running container's check)."""
+        self.next_look = 0.0
 
     def close(self):
         """Its running checks ended: they are in the containers' cgroups, not the
@@ -220,28 +252,37 @@ class Scheduler:
             watched.let_go()
 
     def step(self):
-        """One turn: look (at most each TICK), start what is due, wait until the next thing to
-        do (a check's output or end, its deadline, the next due check or look), follow the
-        checks that had something to say.  Nothing is polled in between: a check is waited
-        for by its pipe and a pidfd of its process."""
+        """One turn: look (at most each LOOK), start what is due, wait until the next thing to
+        do (a check's output or end, its deadline, the latest start of the next due check, the
+        next look, a leader's end, a signal), follow the checks that had something to say.
+        Nothing is polled in between: a check is waited for by its pipe and a pidfd of its
+        process, a container by a pidfd of its leader."""
         clock = time.monotonic()
         if clock >= self.next_look:
             self.look()
-            self.next_look = clock + TICK
+            self.next_look = clock + LOOK
         for name, watched in self.watched.items():
             if watched.check is None and watched.due <= time.monotonic():
                 self._start(name, watched)
         waits = {fd: name for name, w in self.watched.items() if w.check is not None
                  for fd in w.check.waits()}
-        wake = min([self.next_look, *(w.due for w in self.watched.values() if w.check is None),
+        leaders = {w.leader: name for name, w in self.watched.items() if w.leader is not None}
+        wake = min([self.next_look,
+                    *(w.due + _slack(w.cfg) for w in self.watched.values() if w.check is None),
                     *(w.check.deadline for w in self.watched.values() if w.check is not None)])
-        ready, _, _ = select.select(list(waits), [], [], max(0.0, wake - time.monotonic()))
+        ready = readable([*waits, *leaders, *([self.wake] if self.wake is not None else [])],
+                         wake - time.monotonic())
+        if self.wake in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake, 64)
+        for fd in ready & leaders.keys():
+            self._leader_ended(leaders[fd])
         clock = time.monotonic()
-        for name in {waits[fd] for fd in ready} | {
+        for name in {waits[fd] for fd in ready if fd in waits} | {
                 n for n, w in self.watched.items()
                 if w.check is not None and w.check.deadline <= clock}:
-            watched = self.watched[name]
-            if watched.check is not None and watched.check.pump():
+            watched = self.watched.get(name)
+            if watched is not None and watched.check is not None and watched.check.pump():
                 self._finish(name, watched)
         if self.stops:
             self.stops = [p for p in self.stops if p.poll() is None]
@@ -300,21 +341,37 @@ class Scheduler:
     def _run(self, name: str, watched: _Watched) -> dict | None:
         """machined's properties of the run NAME is in: the ones kept while its leader lives,
         else asked again (a restart, or its first check)."""
-        if watched.leader is not None and not select.select([watched.leader], [], [], 0)[0]:
+        if watched.leader is not None and not readable([watched.leader], 0):
             return watched.run
         watched.forget_run()
         run = self.ctx.bus.machine_properties(name)
         if run is None:
             return None
         try:
-            watched.leader = os.pidfd_open(int(run["Leader"]))
+            leader = os.pidfd_open(int(run["Leader"]))
         except OSError:
             return None  # ended meanwhile: the next look or check asks again
-        watched.run = run
+        if readable([leader], 0):  # ended, machined has not seen it yet
+            os.close(leader)
+            return None
+        watched.leader, watched.run = leader, run
         return run
 
+    def _leader_ended(self, name: str):
+        """NAME's leader ended: let go of it when it stopped (its count in the status at
+        once), else follow its new run (a restart that was quick)."""
+        watched = self.watched.get(name)
+        if watched is not None and self._run(name, watched) is None:
+            self._forget(name)
+
     def _start(self, name: str, watched: _Watched):
-        watched.due = time.monotonic() + watched.cfg.health_interval
+        # The next one an interval after this one was due (it may start a little late:
+        # ACCURACY), so the lateness does not add up; after a long stall (a suspend), an
+        # interval from now.
+        clock = time.monotonic()
+        watched.due += watched.cfg.health_interval
+        if watched.due <= clock:
+            watched.due = clock + watched.cfg.health_interval
         try:
             run = self._run(name, watched)
             if run is None:
@@ -361,14 +418,22 @@ class Scheduler:
 
     def _say_status(self):
         """systemctl status shows how many containers it checks and how many checks it ran
-        (sd_notify's STATUS=, sent when it changed, at most once a TICK: each message is
-        work for PID 1)."""
+        (sd_notify's STATUS=): sent when the containers changed, else at most every
+        STATUS_EVERY seconds (each message is work for PID 1), and at once on SIGUSR1."""
         checked = sum(1 for w in self.watched.values() if w.cfg.health_cmd)
-        status = (f"checking {checked} container{'' if checked == 1 else 's'}; "
-                  f"{self.checks_run} checks run")
-        if status != self._status and time.monotonic() >= self._said_at + TICK:
+        containers = f"checking {checked} container{'' if checked == 1 else 's'}"
+        status = f"{containers}; {self.checks_run} checks run"
+        if status != self._status and (
+                self.report_now or not self._status.startswith(f"{containers};")
+                or time.monotonic() >= self._said_at + STATUS_EVERY):
             notify(f"STATUS={status}")
             self._status, self._said_at = status, time.monotonic()
+        self.report_now = False
+
+
+def _slack(cfg: ContainerConfig) -> float:
+    """How late a check may start: a tenth of its interval, at most ACCURACY seconds."""
+    return min(ACCURACY, cfg.health_interval / 10)
 
 
 def _log(line: str):

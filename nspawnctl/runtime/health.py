@@ -10,6 +10,7 @@ intervals (units/nspawnctl-health.service).
 
 import json
 import os
+import signal
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -135,11 +136,16 @@ def current(paths: Paths, bus: Bus, name: str) -> Health | None:
 
 
 def follow_settings(bus: Bus, name: str, old: ContainerConfig, new: ContainerConfig):
-    """After `set` gave running NAME a check: the scheduler started, if it does not run yet
-    (the container's drop-in wants it, but only at its next start).  It reads the new
-    settings itself, within a second (ops/health.py)."""
+    """After `set` changed running NAME, which has or had a check: the scheduler started, if
+    it does not run yet (the container's drop-in wants it, but only at its next start), else
+    told to read the settings again now (SIGHUP; it would at its next look, within LOOK
+    seconds: ops/health.py)."""
+    if new == old or not (new.health_cmd or old.health_cmd):
+        return
     if new.health_cmd and not old.health_cmd:
         bus.start_unit(SCHEDULER_UNIT)
+    elif bus.active_state(SCHEDULER_UNIT) == "active":
+        bus.kill_unit(SCHEDULER_UNIT, signal.SIGHUP, who="main")
 
 
 def state_file(paths: Paths, name: str):

@@ -28,6 +28,17 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 GRACE = 2.0
 
 
+def readable(fds: Iterable[int], timeout: float | None) -> set[int]:
+    """Which of fds are readable (or hung up), waiting up to timeout seconds (None: until one
+    is).  poll, not select: the health scheduler holds about ten descriptors a container
+    (confine.Entry, a pidfd of its leader), and select takes none numbered 1024 or more."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    wait = None if timeout is None else max(0, math.ceil(timeout * 1000))
+    return {fd for fd, _ in poller.poll(wait)}
+
+
 def merged_env(container: Iterable[str], given: Sequence[tuple[str, str]]) -> dict[str, str]:
     """What the command gets: the container's environment (KEY=VALUE items of its settings),
     with -e's over it; later items win, as in podman."""
@@ -68,9 +79,9 @@ class Check:
     """A check's command running in container NAME (leader pid), started at once: its output
     (both streams; MAX_OUTPUT bytes kept, the rest read and dropped, so a chatty command never
     blocks on a full pipe) gathered by pump() until it ended, or ended by pump() once its
-    timeout passed.  The caller waits on fd (select) and calls pump() when it is readable or
-    at the deadline; done says it is over, status is its exit status (None: it took too
-    long).  In a booted container it is a unit of the container's systemd (systemd-run, the
+    timeout passed.  The caller waits on waits() (readable()) and calls pump() when one is
+    readable or at the deadline; done says it is over, status is its exit status (None: it
+    took too long).  In a booted container it is a unit of the container's systemd (systemd-run, the
     container's systemd ends it at the timeout too); else a process of ours that entered
     the container."""
 
@@ -120,7 +131,7 @@ class Check:
             os.close(write)
 
     def waits(self) -> list[int]:
-        """What to wait on (select) until pump() has something to do, besides the deadline."""
+        """What to wait on (readable()) until pump() has something to do, besides the deadline."""
         return [self.ended_fd] if self.eof else [self.fd, self.ended_fd]
 
     def pump(self) -> bool:
@@ -163,7 +174,7 @@ class Check:
         """Block until it is over: (its exit status, or None when it took too long; its
         output)."""
         while not self.pump():
-            select.select(self.waits(), [], [], max(0.0, self.deadline - time.monotonic()))
+            readable(self.waits(), self.deadline - time.monotonic())
         return self.status, self.output()
 
     def kill(self):

@@ -232,14 +232,25 @@ def start_scheduler(host):
 
 def checks_run(host) -> int:
     """The checks the scheduler ran since it started (its STATUS=: "checking N containers;
-    M checks run"); 0 while it is stopped."""
-    text = check(host, ["systemctl", "show", "-p", "StatusText", "--value", SCHEDULER]).strip()
-    words = text.split()
-    if not text:
+    M checks run"); 0 while it is stopped.  It sends its status every 10 s, and at once on
+    SIGUSR1: asked, then read once it changed, or after a second when it stays the same (no
+    check ran since it was last sent)."""
+    before = _status(host)
+    if not before:
         return 0
+    check(host, ["systemctl", "kill", "-s", "USR1", SCHEDULER])
+    text, asked = before, time.monotonic()
+    while text == before and time.monotonic() < asked + 1.0:
+        time.sleep(0.05)
+        text = _status(host)
+    words = text.split()
     if len(words) < 5 or not words[3].isdigit():
         raise BenchError(f"the scheduler's status is not what the bench reads: {text!r}")
     return int(words[3])
+
+
+def _status(host) -> str:
+    return check(host, ["systemctl", "show", "-p", "StatusText", "--value", SCHEDULER]).strip()
 
 
 def machine_busy() -> tuple[float, float]:

@@ -95,6 +95,11 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
     assert shown["ActiveState"] == "active", shown
     checking = checked_by_scheduler(host)
     assert checking >= len(containers), shown  # (and any other module's left running)
+    # systemctl reload: it reads the settings again at once (SIGHUP), and stays the process
+    main = unit_show(host, "nspawnctl-health.service", "MainPID")["MainPID"]
+    assert host.run(["systemctl", "reload", "nspawnctl-health.service"]).returncode == 0
+    assert unit_show(host, "nspawnctl-health.service", "MainPID", "ActiveState") == \
+        {"MainPID": main, "ActiveState": "active"}
     assert nspawnctl("health", containers["none"]).returncode == 0
     before = {name: leader(nspawnctl, name) for name in containers.values()}
 

@@ -4,6 +4,7 @@ commands run on this host: entering a container is confine.py's, proven in the t
 tests/integration/test_health.py); only the clock is real too, so intervals are 1 s."""
 
 import os
+import resource
 import time
 from dataclasses import replace
 
@@ -12,7 +13,7 @@ import pytest
 from nspawnctl.errors import Error
 from nspawnctl.ops import health as health_ops
 from nspawnctl.runtime import health
-from nspawnctl.runtime.incontainer import Check
+from nspawnctl.runtime.incontainer import Check, readable
 from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import ContainerConfig
 from tests.unit.fakes import FakeBus, context
@@ -59,6 +60,9 @@ def world(paths, monkeypatch):
         return Check(pid, read, timeout)
 
     monkeypatch.setattr(health_ops.Check, "start", start)
+    # A look each second, not each LOOK (10 s): the intervals here are 1 s, and a turn with
+    # nothing due waits until the next look.
+    monkeypatch.setattr(health_ops, "LOOK", 1.0)
     scheduler = health_ops.Scheduler(context(paths, bus))
     yield scheduler, bus, started
     scheduler.close()
@@ -226,3 +230,93 @@ def test_machined_is_asked_once_a_run_not_once_a_check(world, paths, monkeypatch
     run_for(scheduler, 1.0)
     assert asked == ["c1", "c1"]
     assert health.load(paths, "c1").started == f"{os.getpid()}@{int(bus.running['c1'] * 1e6)}"
+
+
+def test_checks_due_about_the_same_time_start_in_one_wake_up_and_never_drift(
+        world, paths, monkeypatch):
+    """A check may start up to a tenth of its interval late (ACCURACY at most), so the ones
+    due within that share one wake-up (as systemd's timers' AccuracySec= coalesces them);
+    the next is due an interval after the last was due, not after it started: no drift."""
+    scheduler, bus, started = world
+    monkeypatch.setattr(health_ops, "LOOK", 60.0)  # only the checks wake it
+    every = replace(CHECKED, health_interval=10)  # 1 s of slack
+    make(paths, "a", every, 9.0, bus)  # due in 1.0 s
+    make(paths, "b", every, 8.5, bus)  # due in 1.5 s: inside a's slack
+    make(paths, "c", every, 6.0, bus)  # due in 4.0 s: one of its own
+    began = time.monotonic()
+    run_for(scheduler, 5.5)
+    at = {name: t - began for name, t in started}
+    assert sorted(at) == ["a", "b", "c"], started
+    assert abs(at["a"] - at["b"]) < 0.1, at  # one wake-up for both
+    assert 1.4 < at["a"] < 2.1 and 4.0 < at["c"] < 5.1, at  # never later than the slack
+    due_a = scheduler.watched["a"].due - began
+    assert 10.9 < due_a < 11.1, due_a  # an interval after it was due, not after it ran
+
+
+def test_the_status_is_sent_seldom_but_at_once_when_the_containers_change(
+        world, paths, monkeypatch):
+    scheduler, bus, _ = world
+    sent = []
+    monkeypatch.setattr(health_ops, "notify", sent.append)
+    make(paths, "c1", CHECKED, 0.8, bus)
+    run_for(scheduler, 2.5)  # its checks at 0.2, 1.2 and 2.2 s
+    assert sent == ["STATUS=checking 1 container; 0 checks run"]
+    scheduler.report_now = True  # SIGUSR1
+    scheduler.step()
+    ran = scheduler.checks_run
+    assert ran >= 3 and sent[-1] == f"STATUS=checking 1 container; {ran} checks run"
+    make(paths, "c2", CHECKED, 0.5, bus)
+    scheduler.next_look = 0
+    scheduler.step()
+    assert sent[-1] == f"STATUS=checking 2 containers; {scheduler.checks_run} checks run"
+    assert len(sent) == 3
+
+
+def test_descriptors_past_1024_are_waited_on(monkeypatch):
+    """The scheduler holds about ten descriptors a container: select() takes none past
+    1023, poll does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 2048:
+        pytest.fail(f"this test needs a hard RLIMIT_NOFILE of 2048 or more, not {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (2048, hard))
+    read, write = os.pipe()
+    try:
+        os.dup2(read, 1500)
+        assert readable([1500], 0) == set()
+        os.write(write, b"x")
+        assert readable([1500], 1) == {1500}
+    finally:
+        for fd in (read, write, 1500):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_stopped_container_is_let_go_at_once_and_sighup_looks_at_once(world, paths,
+                                                                         monkeypatch):
+    """Its leader's end wakes the scheduler (a pidfd), which lets it go at once, not at its
+    next look; SIGHUP (`set` changed a check) makes it look at once."""
+    scheduler, bus, started = world
+    monkeypatch.setattr(health_ops, "LOOK", 60.0)
+    leader = os.fork()
+    if leader == 0:  # pragma: no cover
+        time.sleep(60)
+        os._exit(0)
+    leaders = {"c1": leader, "c2": os.getpid()}
+    monkeypatch.setattr(bus, "machine_properties", lambda name: None if name not in bus.running
+                        else {"Leader": leaders[name],
+                              "Timestamp": int(bus.running[name] * 1e6)})
+    make(paths, "c1", replace(CHECKED, health_interval=30), 0, bus)
+    scheduler.look()  # (a step would wait for its first check, 30 s on)
+    assert "c1" in scheduler.watched and scheduler.watched["c1"].leader is not None
+    scheduler.next_look = time.monotonic() + 60
+    del bus.running["c1"]
+    os.kill(leader, 9)
+    os.waitpid(leader, 0)
+    began = time.monotonic()
+    scheduler.step()
+    assert "c1" not in scheduler.watched and time.monotonic() - began < 1
+    make(paths, "c2", CHECKED, 0, bus)  # (its next look is a minute on)
+    scheduler.reload()
+    began = time.monotonic()
+    scheduler.step()  # looks, then waits for c2's first check, 1 s on
+    assert "c2" in scheduler.watched and time.monotonic() - began < 5

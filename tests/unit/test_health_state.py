@@ -4,6 +4,7 @@ what status/list/--json show."""
 
 import json
 import os
+import signal
 from dataclasses import replace
 
 import pytest
@@ -226,7 +227,8 @@ def test_wait_for_healthy_goes_by_the_checks_kept_of_this_run(tmp_path, monkeypa
 def test_set_another_check_or_none_starts_afresh(private_root, monkeypatch, command):
     """set --health-cmd none on a running container: no check in its files, and what the
     old check found forgotten; another command: the old command's results forgotten too
-    (`wait --for healthy` waits for the new).  The scheduler, running, reads the files."""
+    (`wait --for healthy` waits for the new).  The scheduler, running, is told to read the
+    files again now (SIGHUP; it would at its next look)."""
     paths = private_root
     monkeypatch.setattr(reconfigure, "require_root", lambda: None)
     paths.tree("c1").mkdir(parents=True)
@@ -238,7 +240,8 @@ def test_set_another_check_or_none_starts_afresh(private_root, monkeypatch, comm
     assert bool(load_config(paths, "c1").health_cmd) is (command != "none")
     assert (paths.dropin_dir("c1") / HEALTH_DROPIN_NAME).exists() is (command != "none")
     assert not health.state_file(paths, "c1").exists()
-    assert not [c for c in bus.calls if "nspawnctl-health" in str(c)]
+    assert [c for c in bus.calls if "nspawnctl-health" in str(c)] == \
+        [("kill_unit", ("nspawnctl-health.service", signal.SIGHUP))]
 
 
 def test_set_gives_a_running_container_its_first_check_and_starts_the_scheduler(
