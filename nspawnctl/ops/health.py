@@ -235,6 +235,9 @@ class Scheduler:
         # passes, which would write to every page of it and so copy each one again in the
         # parent after each fork of a check.
         gc.freeze()
+        # Ready only now, its handlers set: systemd counts it active from here on, and `set`
+        # and `systemctl reload` signal it only then (SIGHUP's default action would end it).
+        notify("READY=1")
         try:
             while True:
                 self.step()
@@ -259,8 +262,11 @@ class Scheduler:
         process, a container by a pidfd of its leader."""
         clock = time.monotonic()
         if clock >= self.next_look:
-            self.look()
             self.next_look = clock + LOOK
+            try:
+                self.look()
+            except Error as e:  # machined or the bus, for a moment: the next look asks again
+                _log(f"cannot see which containers run: {e.message}")
         for name, watched in self.watched.items():
             if watched.check is None and watched.due <= time.monotonic():
                 self._start(name, watched)
@@ -344,7 +350,10 @@ class Scheduler:
         if watched.leader is not None and not readable([watched.leader], 0):
             return watched.run
         watched.forget_run()
-        run = self.ctx.bus.machine_properties(name)
+        try:
+            run = self.ctx.bus.machine_properties(name)
+        except Error:
+            return None  # gone between machined's two answers (a stop): as if not running
         if run is None:
             return None
         try:
@@ -448,6 +457,5 @@ def _stamp(path: Path) -> tuple:
 
 def serve(ctx: Context):
     """`nspawnctl health-scheduler`: the scheduler, until SIGTERM."""
-    notify("READY=1")
     with contextlib.suppress(KeyboardInterrupt):
         Scheduler(ctx).serve()

@@ -130,6 +130,11 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
     # the ones stopped are checked no more; the scheduler checks the two still running
     wait_for(lambda: checked_by_scheduler(host) == checking - 2, timeout=5, interval=0.2,
              what="the scheduler to let the stopped ones go")
+    # the same process all along: the restarted container's start told it to look (a
+    # reload, SIGHUP), and a signal before its handlers were set would have ended it
+    assert unit_show(host, "nspawnctl-health.service", "MainPID")["MainPID"] == main, \
+        host.run(["journalctl", "-u", "nspawnctl-health.service", "--no-pager", "-o", "cat",
+                  "-n", "40"]).stdout
     last = {name: host.path(STATE.format(name)).read_text() for name in (stopped, killed)}
     time.sleep(INTERVAL + 1)
     assert last == {name: host.path(STATE.format(name)).read_text() for name in last}

@@ -320,3 +320,25 @@ def test_a_stopped_container_is_let_go_at_once_and_sighup_looks_at_once(world, p
     began = time.monotonic()
     scheduler.step()  # looks, then waits for c2's first check, 1 s on
     assert "c2" in scheduler.watched and time.monotonic() - began < 5
+
+
+def test_machined_failing_for_a_moment_is_no_crash(world, paths, monkeypatch, capsys):
+    """A machine that goes between machined's two answers (its path, then its properties)
+    is one that stopped; a look that fails is said, and the next one asks again."""
+    scheduler, bus, _ = world
+    make(paths, "c1", CHECKED, 0.5, bus)
+
+    def gone(name):
+        raise Error(f"machine {name}: Unknown object")
+
+    monkeypatch.setattr(bus, "machine_properties", gone)
+    scheduler.look()
+    assert "c1" not in scheduler.watched
+
+    def broken():
+        raise Error("cannot connect to the system bus")
+
+    monkeypatch.setattr(bus, "list_machines", broken)
+    scheduler.next_look = 0
+    scheduler.step()
+    assert "cannot see which containers run: cannot connect" in capsys.readouterr().err
