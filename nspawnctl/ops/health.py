@@ -17,11 +17,11 @@ power off holds up no other's checks.
 Which containers it checks it learns from machined every LOOK seconds (which machines run)
 and from their .nspawn files (whether each has a check, and which): a stat each look, read
 again when it changed.  `set` of a running container's check tells it (SIGHUP: `systemctl
-reload nspawnctl-health`), so that it looks at once, and a pidfd of each leader says at once
-when a container stopped.  A container's first check is
-one interval after its start, the next one interval after that, as the timers did
-(OnActiveSec=, OnUnitActiveSec=); the containers that already run when the scheduler starts
-get their first checks spread over one interval.
+reload nspawnctl-health`), and so does a container's start (its drop-in's ExecStartPost=),
+so that it looks at once; a pidfd of each leader says at once when a container stopped.  A
+container's first check is one interval after its start, the next one interval after that,
+as the timers did (OnActiveSec=, OnUnitActiveSec=); the containers that already run when the
+scheduler starts get their first checks spread over one interval.
 
 What it costs is mostly how often it wakes, not what it does awake: on the VMs here a look
 (machined's ListMachines, through dbus-daemon) took 0.3 ms of CPU in a tight loop and 5 ms
