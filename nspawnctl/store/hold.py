@@ -19,6 +19,7 @@ the container (`drop_stale`).
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -87,10 +88,19 @@ def _make_unit_assert(paths: Paths, bus: "Bus", name: str):
                     hint=f"is {dropin} in place? see: systemctl cat {unit}")
 
 
-def require_stopped(bus: "Bus", name: str):
+SETTLE = 10.0  # seconds a job of the held unit is given to end before require_stopped judges
+
+
+def require_stopped(bus: "Bus", name: str, settle: float = SETTLE):
     """Before a swap: NAME is still stopped (a start that came before the hold could have
-    slipped in)."""
+    slipped in).  A start job still queued (behind the stop, say) is waited for, up to
+    settle seconds, not taken for a start: it runs after the hold was made, so its
+    assertion fails it; one that ran before the hold left the unit active, and that is
+    refused."""
     unit = service_unit(name)
+    deadline = time.monotonic() + settle
+    while bus.has_job(unit) and time.monotonic() < deadline:
+        time.sleep(0.05)
     if bus.active_state(unit) not in ("inactive", "failed") or bus.has_job(unit):
         raise Conflict(f"{name} was started while nspawnctl was about to replace its tree; "
                        "nothing was replaced", hint=f"stop it and try again: nspawnctl stop {name}")

@@ -85,3 +85,37 @@ def test_only_a_dead_commands_hold_is_dropped(paths, token, stale):
     (paths.holds / "c1").write_text(token() + "\n")
     assert holds.drop_stale(paths, "c1") is stale
     assert holds.is_held(paths, "c1") is not stale
+
+
+class Jobs:
+    """A unit's state and its job, as systemd would say them: a job that ends after `turns`
+    looks at it, leaving the unit `after`."""
+
+    def __init__(self, turns, after):
+        self.turns, self.after = turns, after
+
+    def has_job(self, unit):
+        if self.turns > 0:
+            self.turns -= 1
+            return True
+        return False
+
+    def active_state(self, unit):
+        return "inactive" if self.turns > 0 else self.after
+
+
+def test_a_start_job_queued_behind_the_stop_is_waited_for_not_taken_for_a_start():
+    """A `systemctl start` that came while the stop ran is a job still queued when the stop
+    ends; it runs after the hold was made, and its assertion fails it: the swap goes on
+    (the integration test's start loop met this once in CI)."""
+    for after in ("failed", "inactive"):
+        jobs = Jobs(turns=3, after=after)
+        holds.require_stopped(jobs, "c1")  # no Conflict
+        assert jobs.turns == 0  # waited until the job was gone
+
+
+def test_a_start_that_ran_before_the_hold_or_a_job_that_never_ends_is_refused():
+    with pytest.raises(Error, match="was started while nspawnctl was about to replace"):
+        holds.require_stopped(Jobs(turns=3, after="active"), "c1")
+    with pytest.raises(Error, match="was started while nspawnctl was about to replace"):
+        holds.require_stopped(Jobs(turns=10**9, after="inactive"), "c1", settle=0.3)
