@@ -2,6 +2,7 @@
 # Both install what is missing first: Debian packages, then a virtualenv with nspawnctl.
 
 PYTHON := /usr/bin/python3
+HELPER := nspawnctl/helpers/nspawnctl-enter
 VENV := .venv
 # Besides nspawnctl's own packages (vagrant/provision.sh): what the tests and benchmarks use.
 TEST_PACKAGES := make socat busybox-static podman runc skopeo umoci zstd python3-pip dnsmasq-base \
@@ -11,7 +12,7 @@ TEST_PACKAGES := make socat busybox-static podman runc skopeo umoci zstd python3
 VM_PACKAGES := qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients iptables \
 	vagrant vagrant-libvirt tini mmdebstrap extlinux syslinux-common fdisk rsync openssh-client
 
-.PHONY: demo test unit lint integration vm vm-test bench deps venv
+.PHONY: demo test unit lint integration vm vm-test bench deps venv helper
 
 demo: venv
 	$(VENV)/bin/python tests/demo.py
@@ -51,6 +52,12 @@ vm-test: venv
 bench: venv
 	$(VENV)/bin/python -m tests.bench
 
+# The small program the health checks enter a container with (its comment says why it is C):
+# static, so that one build runs on the host, in the testbed and in the VM alike.
+helper: $(HELPER)
+$(HELPER): $(HELPER).c
+	cc -O2 -Wall -Wextra -Werror -static -o $@ $<
+
 deps:
 	@vagrant/provision.sh --deps $(TEST_PACKAGES) $(if $(filter never,$(NSPAWNCTL_VM)),,$(VM_PACKAGES))
 
@@ -63,5 +70,5 @@ $(VENV)/.ready: pyproject.toml | deps
 
 # Then the man page and the shell completions, as provision.sh installs them on a host (as
 # root: they go to /usr/local/share and /usr/share; only what differs is written).
-venv: deps $(VENV)/.ready
+venv: deps $(VENV)/.ready $(HELPER)
 	@if [ "$$(id -u)" = 0 ]; then $(VENV)/bin/nspawnctl install-extras; fi

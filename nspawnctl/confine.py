@@ -26,6 +26,7 @@ admin's terminal, which it could type into.
 import ctypes
 import os
 import resource
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -68,19 +69,20 @@ class Entry:
     """What entering the container of leader pid takes, read and opened from outside it: the
     leader's bounding set, its namespaces, root and working directory (descriptors, so that
     nothing of the container is looked up by path once inside), the cgroup.procs files of
-    its cgroups, and its limit of open files (ours may be far higher: the health scheduler
-    raises its own to follow many containers)."""
+    its cgroups that take a process (opened for writing, with their hierarchy's name), and
+    its limit of open files (ours may be far higher: the health scheduler raises its own to
+    follow many containers)."""
 
     pid: int
     mask: int
     fds: dict[str, int]
     root: int
     cwd: int
-    procs: list[tuple[str, Path]]
+    procs: list[tuple[str, int]]
     nofile: tuple[int, int]
 
     def close(self):
-        for fd in [*self.fds.values(), self.root, self.cwd]:
+        for fd in [*self.fds.values(), self.root, self.cwd, *(fd for _, fd in self.procs)]:
             os.close(fd)
 
 
@@ -88,11 +90,11 @@ def opened(pid: int, mounts: dict[frozenset, Path] | None = None) -> Entry:
     """The Entry of leader pid (mounts: the host's cgroup hierarchies, cgroup_mounts(), for a
     caller that enters often); the caller closes it."""
     mask = bounding_set(pid)
-    procs = cgroup_procs(pid, mounts if mounts is not None else cgroup_mounts())
     try:
         nofile = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     except OSError as e:
         raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
+    procs = _opened_procs(pid, mounts if mounts is not None else cgroup_mounts())
     fds: dict[str, int] = {}
     try:
         for ns in NAMESPACES:
@@ -104,10 +106,32 @@ def opened(pid: int, mounts: dict[frozenset, Path] | None = None) -> Entry:
             os.close(root)
             raise
     except OSError as e:
-        for fd in fds.values():
+        for fd in [*fds.values(), *(fd for _, fd in procs)]:
             os.close(fd)
         raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
     return Entry(pid, mask, fds, root, cwd, procs, nofile)
+
+
+# Joining one of these is what puts a process under the container's unit (and limits).
+_REQUIRED = frozenset({"unified", "name=systemd"})
+
+
+def _opened_procs(pid: int, mounts: dict[frozenset, Path]) -> list[tuple[str, int]]:
+    """The cgroup.procs files of pid's cgroups (cgroup_procs()) that open for writing: in a
+    testbed, cgroup v1 controllers are read-only, and there only the systemd and unified
+    hierarchies take a process.  One of those must."""
+    procs = []
+    for name, path in cgroup_procs(pid, mounts):
+        try:
+            procs.append((name, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
+        except OSError:
+            continue  # read-only (v1 controllers in a container) or not delegated
+    if not _REQUIRED & {name for name, _ in procs}:
+        for _, fd in procs:
+            os.close(fd)
+        raise Error(f"cannot join the cgroup of the container's leader (pid {pid})",
+                    hint="is /sys/fs/cgroup mounted read-only here?")
+    return procs
 
 
 def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = None,
@@ -133,16 +157,27 @@ def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = Non
 
 
 def spawn_entered(entry: Entry, argv: list[str], env: dict[str, str], out: int) -> int:
-    """A child of ours that runs argv in the container entry opens as enter() runs it, as
-    its root, with /dev/null as stdin, out as stdout and stderr, in a session of its own (no
-    terminal); its pid, for the caller to wait for.  For the health checks: one fork, where
-    enter() forks twice (a child of ours cannot be moved into another PID namespace, so
-    enter() sets its own PID namespace for children and forks, and the process it forked is
-    left in the container's cgroups).  Here this process sets the container's PID namespace
-    for its children only for the fork and takes its own back at once; the child joins the
-    container's cgroups itself.  The entry stays open: a caller that enters often keeps it
-    while the leader lives."""
+    """A child of ours that runs argv in the container entry opens, confined as enter() runs
+    it, as its root, with /dev/null as stdin, out as stdout and stderr, in a session of its
+    own (no terminal); its pid, for the caller to wait for.  For the health checks, so it
+    costs little: posix_spawn of HELPER, a small program that does what become() does, not
+    a fork of this Python process (which copies its page tables and then, in the child,
+    faults in each page Python touches until the exec: most of what a check cost).  Its
+    descriptors go to HELPER alone (their numbers on its command line, cleared of
+    close-on-exec in that child only), and HELPER closes them before the command runs.
+    This process sets the container's PID namespace for its children only for the spawn and
+    takes its own back at once (a child cannot be moved into another one later).  The
+    entry stays open: a caller that enters often keeps it while the leader lives."""
     pid = entry.pid
+    if not os.access(HELPER, os.X_OK):
+        raise Error(f"{HELPER} is missing", hint="build it: make venv (or vagrant/provision.sh)")
+    must = [str(fd) for name, fd in entry.procs if name in _REQUIRED]
+    may = [str(fd) for name, fd in entry.procs if name not in _REQUIRED]
+    namespaces = [entry.fds[ns] for ns in NAMESPACES if ns != "pid"]  # the user one last
+    passed = [entry.root, entry.cwd, *namespaces, *(fd for _, fd in entry.procs)]
+    helper_argv = [str(HELPER), f"{entry.mask:x}", ":".join(map(_limit, entry.nofile)),
+                   str(entry.root), str(entry.cwd), ",".join(map(str, namespaces)),
+                   ",".join(must), ",".join(may) or "-", "--", *argv]
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
@@ -150,28 +185,29 @@ def spawn_entered(entry: Entry, argv: list[str], env: dict[str, str], out: int) 
         except OSError as e:
             raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
         try:
-            child = os.fork()
-        except BaseException:
-            _setns(own)
-            raise
-        if child != 0:
-            _setns(own)  # an OSError here is fatal: our next fork would be the container's
-        if child == 0:  # pragma: no cover (ends in exec or _exit)
-            try:
-                os.setsid()
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(out, 1)
-                os.dup2(out, 2)
-                join(entry.procs, pid)
-                become(entry, argv, env, None, None, None)
-            except Error as e:
-                os.write(2, f"nspawnctl: {e.message}\n".encode(errors="replace"))
-            finally:
-                os._exit(EXEC_FAILED)
-        return child
+            return os.posix_spawn(
+                HELPER, helper_argv, env,
+                file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                              (os.POSIX_SPAWN_DUP2, out, 1), (os.POSIX_SPAWN_DUP2, out, 2),
+                              *((os.POSIX_SPAWN_DUP2, fd, fd) for fd in passed)],
+                setsid=True, setsigmask=(), setsigdef=_ALL_SIGNALS)
+        except OSError as e:
+            raise Error(f"cannot enter the container (pid {pid}): {e.strerror}") from None
+        finally:
+            _setns(own)  # an OSError here is fatal: our next child would be the container's
     finally:
         os.close(own)
+
+
+# Built from HELPER.c by `make venv` (and vagrant/provision.sh): see its comment.
+HELPER = Path(__file__).parent / "helpers" / "nspawnctl-enter"
+# Every signal at its default action in the command: Python ignores SIGPIPE and SIGXFSZ, and
+# its handlers must not run in a child that shares its memory.
+_ALL_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
+def _limit(value: int) -> str:
+    return str(2**64 - 1 if value == resource.RLIM_INFINITY else value)
 
 
 def become(entry: Entry, argv: list[str], env: dict[str, str], user: str | None,
@@ -311,24 +347,18 @@ def cgroup_procs(pid: int, mounts: dict[frozenset, Path]) -> list[tuple[str, Pat
     return procs
 
 
-def join(procs: list[tuple[str, Path]], pid: int) -> list[str]:
-    """Write this process into each cgroup.procs of procs (cgroup_procs() of leader pid) that
-    takes it; the hierarchies joined.  The unified or the systemd one must be among them."""
+def join(procs: list[tuple[str, int]], pid: int) -> list[str]:
+    """Move this process into each cgroup of procs (an Entry's, of leader pid) that takes it
+    ("0" in cgroup.procs is the writer); the hierarchies joined.  The unified or the systemd
+    one must be among them."""
     joined = []
-    me = str(os.getpid()).encode()
-    for name, path in procs:
+    for name, fd in procs:
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            continue  # read-only (v1 controllers in a container) or not delegated
-        try:
-            os.write(fd, me)
+            os.write(fd, b"0")
         except OSError:
             continue
-        finally:
-            os.close(fd)
         joined.append(name)
-    if not {"unified", "name=systemd"} & set(joined):
+    if not _REQUIRED & set(joined):
         raise Error(f"cannot join the cgroup of the container's leader (pid {pid})",
                     hint="is /sys/fs/cgroup mounted read-only here?")
     return joined

@@ -53,6 +53,17 @@ install_nspawnctl() {
     "$PREFIX/bin/nspawnctl" install-extras
 }
 
+build_helper() {
+    # The small program the health checks enter a container with (nspawnctl/helpers/), built
+    # here when the source comes without a fresh build of it: the testbed and the VM get the
+    # host's build (make venv) with the source tree, and need no compiler.
+    helper="$SRC/nspawnctl/helpers/nspawnctl-enter"
+    if [ ! -x "$helper" ] || [ "$helper.c" -nt "$helper" ]; then
+        apt_install gcc libc6-dev
+        make -s -C "$SRC" helper
+    fi
+}
+
 install_sysctl() {
     # units/60-nspawnctl.conf: the inotify limits many booted containers need (the file says
     # why).  systemd-sysctl applies /etc/sysctl.d at every boot; applied now as well.  In a
@@ -71,6 +82,7 @@ esac
 
 [ "$(id -u)" = 0 ] || { echo "provision: run as root" >&2; exit 1; }
 apt_install $PACKAGES make
+build_helper
 install_nspawnctl
 install_sysctl
 if [ "${1:-}" = --test ]; then

@@ -3,6 +3,7 @@
 import ctypes
 import os
 import resource
+import subprocess
 
 import pytest
 
@@ -44,16 +45,21 @@ def joined_at(tmp_path) -> list[str]:
     """confine.join of this process into its own cgroups, as the mountinfo at tmp_path has
     the hierarchies (enter() joins the leader's so)."""
     mounts = confine.cgroup_mounts(str(tmp_path / "mountinfo"))
-    return confine.join(confine.cgroup_procs(os.getpid(), mounts), os.getpid())
+    procs = confine._opened_procs(os.getpid(), mounts)
+    try:
+        return confine.join(procs, os.getpid())
+    finally:
+        for _, fd in procs:
+            os.close(fd)
 
 
-def test_join_cgroups_writes_this_pid_into_every_hierarchy(tmp_path):
+def test_join_cgroups_writes_this_process_into_every_hierarchy(tmp_path):
     cgroups = fake_hierarchies(tmp_path, os.getpid())
     joined = joined_at(tmp_path)
     assert len(joined) == len(cgroups)
     for _id, controllers, path in cgroups:
         procs = tmp_path / (controllers or "unified") / path.lstrip("/") / "cgroup.procs"
-        assert procs.read_text() == str(os.getpid())
+        assert procs.read_text() == "0"  # cgroupfs takes 0 for the process that writes it
 
 
 def test_join_cgroups_fails_when_no_hierarchy_takes_it(tmp_path):
@@ -123,56 +129,197 @@ def test_exit_status_of_the_entered_command(monkeypatch, tmp_path, no_terminal):
     assert confine.enter(os.getpid(), ["no-such-program"], ENV) == 127
 
 
-def test_spawn_entered_is_one_child_of_ours_and_gives_our_pid_namespace_back(monkeypatch,
-                                                                             tmp_path):
-    """The health scheduler's way in (spawn_entered): one fork, whose child is the command
-    (a session leader, non-dumpable before it joins anything, stdin /dev/null, its output on
-    out), and this process's own PID namespace set back for its next children once the
-    child is forked."""
-    record = fake_entering(monkeypatch, tmp_path)
-    in_parent = []
-    real_fake = confine._setns
-    parent = os.getpid()
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="enters namespaces: needs root "
+                                "(make test runs as root)")
 
-    def setns(fd):
-        if os.getpid() == parent:
-            in_parent.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real_fake(fd)
 
-    monkeypatch.setattr(confine, "_setns", setns)
-    read, write = os.pipe()
+def own_entry(**changes) -> confine.Entry:
+    """The Entry of this very process as the "leader" (with no_user_namespace), for the
+    real helper to enter."""
     entry = confine.opened(os.getpid())
-    pid = confine.spawn_entered(entry, ["sh", "-c", "read x; echo in $$ $x; exit 7"], ENV,
-                                write)
-    entry.close()
-    os.close(write)
+    for key, value in changes.items():
+        setattr(entry, key, value)
+    return entry
+
+
+@pytest.fixture
+def no_user_namespace(monkeypatch):
+    """No user namespace to enter: a process cannot join the one it is in (EINVAL)."""
+    monkeypatch.setattr(confine, "NAMESPACES", tuple(ns for ns in confine.NAMESPACES
+                                                     if ns != "user"))
+
+
+def spawned(entry: confine.Entry, argv: list[str]) -> tuple[int, str]:
+    """(exit status, output) of argv run by spawn_entered into entry."""
+    read, write = os.pipe()
+    try:
+        pid = confine.spawn_entered(entry, argv, ENV, write)
+    finally:
+        os.close(write)
     status = os.waitpid(pid, 0)[1]  # our own child: it is not a relay's
     with os.fdopen(read) as out:
-        assert out.read() == f"in {pid}\n"  # stdin was /dev/null: nothing read
-    assert os.waitstatus_to_exitcode(status) == 7
+        return os.waitstatus_to_exitcode(status), out.read()
+
+
+@needs_root
+def test_spawn_entered_is_one_child_of_ours_and_gives_our_pid_namespace_back(
+        monkeypatch, no_user_namespace):
+    """The health scheduler's way in (spawn_entered): one child of ours, the helper, whose
+    exec is the command (a session leader, stdin /dev/null, its output on out), and this
+    process's own PID namespace set back for its next children once the child is spawned."""
+    in_parent = []
+    real = confine._setns
+
+    def setns(fd):
+        in_parent.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(confine, "_setns", setns)
+    entry = own_entry()
+    try:
+        status, out = spawned(entry, ["sh", "-c", "read x; echo in $$ $x "
+                                      "$(cut -d' ' -f6 /proc/self/stat); exit 7"])
+    finally:
+        entry.close()
+    assert status == 7
+    words = out.split()
+    assert words[0] == "in" and words[1] == words[2]  # no $x: stdin was /dev/null; sid = pid
     own = os.readlink("/proc/self/ns/pid")
     assert in_parent == [own, own]  # the container's (here ours), then ours back
-    joined = [ns for ns in confine.NAMESPACES if ns != "pid"]
-    assert record.read_text().splitlines() == ["0 True"] * len(joined)
 
 
-def test_the_command_gets_the_leaders_limit_of_open_files_not_ours(monkeypatch, tmp_path):
+@needs_root
+def test_the_command_gets_the_leaders_bounding_set_and_no_descriptor_of_ours(
+        no_user_namespace):
+    """The capabilities the leader lacks are dropped from the bounding set, and nothing the
+    helper was given (namespaces, root, cgroup.procs) nor any inheritable descriptor of ours
+    reaches the command: only its stdin, stdout and stderr."""
+    ours = confine.bounding_set(os.getpid())
+    lacks = 1 << 21 | 1 << 16  # sys_admin, sys_module
+    leaked = os.open("/", os.O_RDONLY)  # inheritable, as a careless caller might leave one
+    entry = own_entry(mask=ours & ~lacks)
+    try:
+        status, out = spawned(entry, ["sh", "-c", "grep CapBnd /proc/self/status; "
+                                      "ls /proc/$$/fd"])
+    finally:
+        entry.close()
+        os.close(leaked)
+    assert status == 0
+    lines = out.split("\n")
+    assert int(lines[0].split()[1], 16) == ours & ~lacks
+    assert sorted(lines[1:-1]) == ["0", "1", "2"]
+
+
+@needs_root
+def test_the_command_gets_the_leaders_limit_of_open_files_not_ours(no_user_namespace):
     """The health scheduler raises its own limit of open files (about ten a container it
     follows); what it starts in a container gets the leader's, as the container's own
     processes have it."""
-    fake_entering(monkeypatch, tmp_path)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     lower = min(soft, hard, 1000) - 1
     resource.setrlimit(resource.RLIMIT_NOFILE, (lower, hard))
     try:
-        entry = confine.opened(os.getpid())  # the "leader", at `lower`
+        entry = own_entry()  # the "leader", at `lower`
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # as the scheduler does
-        read, write = os.pipe()
-        pid = confine.spawn_entered(entry, ["sh", "-c", "ulimit -n"], ENV, write)
-        entry.close()
-        os.close(write)
-        os.waitpid(pid, 0)
-        with os.fdopen(read) as out:
-            assert out.read().strip() == str(lower)
+        try:
+            status, out = spawned(entry, ["sh", "-c", "ulimit -n"])
+        finally:
+            entry.close()
+        assert (status, out.strip()) == (0, str(lower))
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@needs_root
+def test_a_command_that_cannot_run_says_so_as_exec_does(no_user_namespace, tmp_path):
+    """127 and one line when it is not found in PATH, 126 when it is no program (no shell
+    runs it instead, as os.execvpe runs none for exec)."""
+    script = tmp_path / "no-program"
+    script.write_text("echo ran by a shell\n")
+    script.chmod(0o755)
+    entry = own_entry()
+    try:
+        missing = spawned(entry, ["no-such-program"])
+        no_program = spawned(entry, [str(script)])
+    finally:
+        entry.close()
+    assert missing == (127, "nspawnctl: cannot run no-such-program in the container: "
+                            "No such file or directory\n")
+    assert no_program == (126, f"nspawnctl: cannot run {script} in the container: "
+                               "Exec format error\n")
+
+
+@needs_root
+def test_the_helper_is_non_dumpable_before_it_joins_anything_and_closes_before_exec(
+        monkeypatch, no_user_namespace, tmp_path):
+    """From its first setns until its exec the helper holds host descriptors in the
+    container's user namespace, where the container's root could ptrace it (runc's
+    CVE-2016-9962): strace shows it non-dumpable before its first cgroup write or setns,
+    and every descriptor but 0-2 closed before the command's exec."""
+    trace = tmp_path / "trace"
+    wrapper = tmp_path / "traced-helper"
+    wrapper.write_text(f"#!/bin/sh\nexec strace -qq -o {trace} -e trace=prctl,setns,write,"
+                       f"close_range,execve,chroot {confine.HELPER} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(confine, "HELPER", wrapper)
+    entry = own_entry()
+    try:
+        status, _ = spawned(entry, ["true"])
+    finally:
+        entry.close()
+    assert status == 0
+    calls = [line.split("(")[0] for line in trace.read_text().splitlines()]
+    calls = calls[calls.index("execve") + 1:]  # after the helper's own exec
+    assert calls[0] == "prctl"
+    assert "PR_SET_DUMPABLE, SUID_DUMP_DISABLE" in trace.read_text().splitlines()[1]
+    assert calls.index("write") < calls.index("setns") < calls.index("chroot")
+    assert calls.index("close_range") < len(calls) - 1 - calls[::-1].index("execve")
+    assert calls[-1] == "execve"
+
+
+def test_the_helper_refuses_a_bad_command_line_with_one_line():
+    """Its command line is ours, but a slip (a descriptor that is not open, no "--") must not
+    run anything: 125 and one line."""
+    for args in (["0", "1:1", "9999", "9999", "-", "-", "-", "--", "true"],
+                 ["x", "1:1", "3", "3", "-", "-", "-", "--", "true"],
+                 ["0", "1:1", "3", "3", "-", "-", "-", "true"]):
+        out = subprocess.run([confine.HELPER, *args], capture_output=True, text=True)
+        assert out.returncode == 125, args
+        assert out.stdout == "" and out.stderr.count("\n") == 1
+        assert out.stderr.startswith("nspawnctl: nspawnctl-enter: ")
+
+
+def test_the_helper_is_built_from_its_source_as_it_is():
+    """make venv builds it; a test run of a changed source against an old build would prove
+    the old one."""
+    source = confine.HELPER.with_name(confine.HELPER.name + ".c")
+    assert confine.HELPER.stat().st_mtime >= source.stat().st_mtime, "run: make helper"
+
+
+@needs_root
+def test_the_command_runs_in_the_leaders_cgroup(no_user_namespace):
+    """The helper joins the cgroups it is given (the leader's) before anything else: here a
+    cgroup made beside ours in the unified (or else the systemd) hierarchy stands for the
+    leader's."""
+    mounts = confine.cgroup_mounts()
+    key = frozenset() if frozenset() in mounts else frozenset({"name=systemd"})
+    name = "unified" if key == frozenset() else "name=systemd"
+    mine = next(line.split(":", 2)[2] for line in confine._lines("/proc/self/cgroup")
+                if line.split(":", 2)[1] == ("" if name == "unified" else name))
+    leaders = f"{mine.rstrip('/')}/nspawnctl-test-{os.getpid()}"
+    directory = mounts[key] / leaders.lstrip("/")
+    directory.mkdir()
+    try:
+        procs = os.open(directory / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        entry = own_entry()
+        for _, fd in entry.procs:
+            os.close(fd)
+        entry.procs = [(name, procs)]
+        try:
+            status, out = spawned(entry, ["cat", "/proc/self/cgroup"])
+        finally:
+            entry.close()
+        assert status == 0
+        assert any(line.endswith(f":{leaders}") for line in out.splitlines()), out
+    finally:
+        directory.rmdir()
