@@ -93,6 +93,7 @@ class Check:
         self.kept = bytearray()
         self.done = False
         self.eof = False  # every writer of the pipe is gone
+        self.late = False  # past its timeout: told to end (deadline: when it is killed)
         self.status: int | None = None
         os.set_blocking(fd, False)
         # Readable once the process ended: its end is waited for, never polled (the pipe's
@@ -135,9 +136,11 @@ class Check:
         return [self.ended_fd] if self.eof else [self.fd, self.ended_fd]
 
     def pump(self) -> bool:
-        """Read what it wrote; end it if its time is up; True once it is over (then fd is
-        closed).  A command that left something of its own holding the pipe ends with its
-        process: the check is over when the process ended, whatever still holds the pipe."""
+        """Read what it wrote; end it once its time is up; True once it is over (then fd is
+        closed).  Ending it takes two deadlines, so that no caller blocks on it: at the
+        timeout SIGTERM (systemd-run passes it on to the unit), GRACE seconds later SIGKILL.
+        A command that left something of its own holding the pipe ends with its process:
+        the check is over when the process ended, whatever still holds the pipe."""
         if self.done:
             return True
         self._drain()
@@ -145,10 +148,20 @@ class Check:
             self._drain()  # what it wrote between the read and its end
             self._finish()
         elif time.monotonic() >= self.deadline:
-            self._end()
+            if not self.late:
+                self.late = True
+                self.deadline = time.monotonic() + GRACE
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGTERM)
+                return False
+            for kill in (os.killpg, os.kill):  # its session too (an entered one leads its own)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(self.pid, signal.SIGKILL)
+            self._ended(block=True)
             self._drain()
             self._finish()
-            self.status = None
+        if self.done and self.late:
+            self.status = None  # it took too long, whatever it ended with
         return self.done
 
     def _drain(self):
@@ -178,10 +191,12 @@ class Check:
         return self.status, self.output()
 
     def kill(self):
-        """Ended now, whatever it was doing (the scheduler stops)."""
-        if not self.done:
+        """Ended now, whatever it was doing (the scheduler stops, its container went away,
+        its command changed): as past its timeout, but waited for here."""
+        if not self.late:
             self.deadline = 0.0
-            self.pump()
+        while not self.pump():
+            readable([self.ended_fd], self.deadline - time.monotonic())
 
     def _ended(self, block: bool = False) -> bool:
         done, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
@@ -196,18 +211,3 @@ class Check:
         self.done = True
         os.close(self.fd)
         os.close(self.ended_fd)
-
-    def _end(self):
-        """Too late: SIGTERM (systemd-run passes it on to the unit), SIGKILL after GRACE, to
-        its session too (an entered one leads its own)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        late = time.monotonic() + GRACE
-        while time.monotonic() < late:
-            if self._ended():
-                return
-            time.sleep(0.02)
-        for kill in (os.killpg, os.kill):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                kill(self.pid, signal.SIGKILL)
-        self._ended(block=True)

@@ -13,7 +13,7 @@ import pytest
 from nspawnctl.errors import Error
 from nspawnctl.ops import health as health_ops
 from nspawnctl.runtime import health
-from nspawnctl.runtime.incontainer import Check, readable
+from nspawnctl.runtime.incontainer import GRACE, Check, readable
 from nspawnctl.settings.files import load_config, save_config
 from nspawnctl.settings.model import ContainerConfig
 from tests.unit.fakes import FakeBus, context
@@ -137,11 +137,31 @@ def test_a_check_past_its_timeout_is_ended_and_counts_as_failed(world, paths):
     make(paths, "hung", replace(CHECKED, health_cmd=("sleep", "30"), health_timeout=1,
                                 health_interval=5), 4.8, bus)  # its first check in 0.2 s
     began = time.monotonic()
-    run_for(scheduler, 1.5)
+    run_for(scheduler, 2.0)  # due at 0.2 s, started by 0.7 s (its slack), ended at 1.7 s
     state = health.load(paths, "hung")
     assert state.streak == 1 and state.exit_status is None
     assert state.last_line() == "the check took longer than 1s"
     assert time.monotonic() - began < 4.5  # ended at its timeout, and GRACE at most
+
+
+def test_a_check_that_ignores_sigterm_holds_up_no_other_while_it_is_given_time(world, paths):
+    """Past its timeout a check gets SIGTERM, and SIGKILL GRACE seconds later: a deadline of
+    its own in the scheduler's wait, not a wait of the scheduler's, so the other containers'
+    checks go on meanwhile."""
+    scheduler, bus, started = world
+    make(paths, "stubborn", replace(CHECKED, health_cmd=("sh", "-c", "trap '' TERM; sleep 30"),
+                                    health_timeout=1, health_interval=5), 4.8, bus)
+    make(paths, "quick", CHECKED, 0, bus)
+    began = time.monotonic()
+    while health.load(paths, "stubborn") is None and time.monotonic() - began < 10:
+        scheduler.step()
+    took = time.monotonic() - began
+    # due at 0.2 s, started by 0.7 s (its slack), SIGTERM at its timeout, SIGKILL GRACE later
+    assert 0.2 + 1 + GRACE - 0.1 < took < 0.7 + 1 + GRACE + 0.3
+    assert health.load(paths, "stubborn").last_line() == "the check took longer than 1s"
+    quick = [t for n, t in started if n == "quick" and t > began + 1.2]
+    assert len(quick) >= 2  # checked each second meanwhile
+    assert all(b - a < 1 + 0.15 for a, b in zip(quick, quick[1:]))
 
 
 def test_set_is_read_from_the_file_and_a_stopped_container_is_let_go(world, paths):
