@@ -1,13 +1,16 @@
 """Health checks: `health NAME` (a check now), the gate auto-update keeps a new image by, and
-the scheduler that checks every running container with a --health-cmd at its interval
-(`nspawnctl health-scheduler`, the process of units/nspawnctl-health.service).
+the scheduler that checks every running container with a --health-cmd at its interval, and
+every booted one without whose --on-unhealthy acts (scheduled(): its check is
+`systemctl is-system-running`), (`nspawnctl health-scheduler`, the process of
+units/nspawnctl-health.service).
 
 One scheduler for all containers, not a timer and a service per container: a check started by
 a timer was a Python process, its imports and a bus connection every interval, about 0.15 s of
 CPU a check, 27 % of a core for 50 containers every 30 s (docs/benchmarks.md).  The scheduler
 is one process that stays: one bus connection, the host's cgroup hierarchies read once, what a
 container's run is (its leader, its namespaces and cgroups) found once a run, and a check is
-one fork that enters the container (confine.spawn_entered), or systemd-run in a booted one.
+one posix_spawn of a small helper that enters the container (confine.spawn_entered), or
+systemd-run in a booted one.
 It runs the checks of all containers at once, each bounded by its timeout, never one after
 another.  What a check found is kept as `health NAME` keeps it
 (runtime/health.py); --on-unhealthy acts as `health NAME` acts, except that a stop is
@@ -53,7 +56,7 @@ from ..runtime.health import Health
 from ..runtime.incontainer import Check, readable
 from ..runtime.lifecycle import stop
 from ..settings.files import load_config
-from ..settings.model import ContainerConfig
+from ..settings.model import ContainerConfig, scheduled
 from ..systemd.notify import notify
 from ..text import shown
 from ..times import now
@@ -315,11 +318,11 @@ class Scheduler:
             except Error as e:
                 _log(f"{name}: its settings cannot be read, no check: {e.message}")
                 cfg = ContainerConfig()  # no check until the file changes again
-            if not cfg.health_cmd:
+            if not scheduled(cfg):
                 self._forget(name)
                 self.watched[name] = _Watched(cfg, stamp, float("inf"))  # to stat, not check
                 continue
-            if watched is not None and watched.cfg.health_cmd:
+            if watched is not None and scheduled(watched.cfg):
                 # set changed it: the next check one new interval from now (a timer restarted)
                 changed = (cfg.health_cmd, cfg.health_interval) != \
                     (watched.cfg.health_cmd, watched.cfg.health_interval)
@@ -388,8 +391,8 @@ class Scheduler:
             _require_user_namespace(name, watched.cfg)
             if not watched.cfg.boot and watched.entry is None:
                 watched.entry = opened(int(run["Leader"]), self.mounts)
-            watched.check = Check.start(name, watched.cfg, int(run["Leader"]),
-                                        list(watched.cfg.health_cmd),
+            command = list(watched.cfg.health_cmd) or health_state.SYSTEM_STATE
+            watched.check = Check.start(name, watched.cfg, int(run["Leader"]), command,
                                         watched.cfg.health_timeout, watched.entry)
             watched.checked_run = run
         except Error as e:
@@ -401,9 +404,15 @@ class Scheduler:
         assert check is not None and run is not None
         self.checks_run += 1
         prev = health_state.load(self.ctx.paths, name)
+        if watched.cfg.health_cmd:
+            ok, output, status, degraded = check.status == 0, check.output(), check.status, False
+        else:  # a booted container's systemd, as health_state.without_check() judges it
+            said = health_state.system_state_said(check.output())
+            ok, output, degraded = health_state.judged(prev, health_state.run_of(run), said)
+            status = None
         try:
-            state = _recorded(self.ctx, name, watched.cfg, run, prev, check.status == 0,
-                              check.output(), check.status)
+            state = _recorded(self.ctx, name, watched.cfg, run, prev, ok, output, status,
+                              degraded)
             if prev is None or prev.state != state.state:
                 _log(f"{name}: {state.state}"
                      + (f": {shown(state.last_line())}" if state.last_line() else ""))
@@ -429,7 +438,7 @@ class Scheduler:
         """systemctl status shows how many containers it checks and how many checks it ran
         (sd_notify's STATUS=): sent when the containers changed, else at most every
         STATUS_EVERY seconds (each message is work for PID 1), and at once on SIGUSR1."""
-        checked = sum(1 for w in self.watched.values() if w.cfg.health_cmd)
+        checked = sum(1 for w in self.watched.values() if scheduled(w.cfg))
         containers = f"checking {checked} container{'' if checked == 1 else 's'}"
         status = f"{containers}; {self.checks_run} checks run"
         if status != self._status and (

@@ -15,7 +15,7 @@ from ..runtime.context import Context
 from ..runtime.lifecycle import journal_tail
 from ..settings import running as running_record
 from ..settings.files import load_config
-from ..settings.model import ContainerConfig, describe, limits
+from ..settings.model import ContainerConfig, describe, limits, scheduled
 from ..store import overlay
 from ..store.containers import is_enabled
 from ..store.images import image_dir, read_meta
@@ -43,10 +43,11 @@ def os_release(tree: Path) -> dict:
 
 def _health(paths: Paths, name: str, cfg: ContainerConfig, up: bool,
             machine: dict | None = None) -> dict | None:
-    """Its health (runtime/health.py) when it has a check and runs: starting until a check
-    of this run was kept (with machine, its run is known: a check of an earlier run does
-    not count; list does not ask machined for each container, and shows the last one)."""
-    if not cfg.health_cmd or not up:
+    """Its health (runtime/health.py) when it runs and the scheduler checks it (a
+    --health-cmd, or booted with an --on-unhealthy action: model.scheduled()): starting until
+    a check of this run was kept (with machine, its run is known: a check of an earlier run
+    does not count; list does not ask machined for each container, and shows the last one)."""
+    if not scheduled(cfg) or not up:
         return None
     kept = health.load(paths, name)
     if kept is None or (machine and kept.started != health.run_of(machine)):

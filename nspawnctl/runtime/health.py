@@ -18,7 +18,7 @@ from ..errors import InvalidInput
 from ..fs.files import read_small_text, write_atomic
 from ..paths import Paths
 from ..settings.files import load_config
-from ..settings.model import ContainerConfig
+from ..settings.model import ContainerConfig, scheduled
 from ..systemd.bus import Bus, guest_state
 
 STARTING, HEALTHY, UNHEALTHY = "starting", "healthy", "unhealthy"
@@ -62,10 +62,6 @@ def bounded(output: bytes) -> str:
     return output[:MAX_OUTPUT].decode(errors="replace")
 
 
-def has_check(cfg: ContainerConfig) -> bool:
-    return bool(cfg.health_cmd)
-
-
 def advance(prev: Health | None, cfg: ContainerConfig, run_id: str, ok: bool, output: str,
             status: int | None, now: str, in_start_period: bool,
             degraded: bool = False) -> tuple[Health, bool]:
@@ -105,7 +101,25 @@ def without_check(cfg: ContainerConfig, name: str, prev: Health | None,
     checks, or failed `retries` times before any, and is not forgiven by degraded.)"""
     if not cfg.boot:
         return True, "running", False
-    system = guest_state(name) or "unreachable"
+    return judged(prev, run_id, guest_state(name) or "unreachable")
+
+
+# What `systemctl is-system-running` says (SystemState): the scheduler asks a booted
+# container without a command so, a check like any other (ops/health.py).
+SYSTEM_STATE = ["systemctl", "is-system-running"]
+_SYSTEM_STATES = frozenset({"initializing", "starting", "running", "degraded", "maintenance",
+                            "stopping", "offline", "unknown"})
+
+
+def system_state_said(output: str) -> str:
+    """The state SYSTEM_STATE's output names (the container wrote it: a known word or
+    nothing), else "unreachable"."""
+    words = output.split()
+    return words[0] if len(words) == 1 and words[0] in _SYSTEM_STATES else "unreachable"
+
+
+def judged(prev: Health | None, run_id: str, system: str) -> tuple[bool, str, bool]:
+    """without_check()'s verdict on a booted container whose systemd says system."""
     first = prev is None or prev.started != run_id or prev.state == STARTING
     degraded = system == "degraded" and (first or (prev is not None and prev.degraded_ok))
     return system == "running" or degraded, f"systemd: {system}", degraded
@@ -136,13 +150,14 @@ def current(paths: Paths, bus: Bus, name: str) -> Health | None:
 
 
 def follow_settings(bus: Bus, name: str, old: ContainerConfig, new: ContainerConfig):
-    """After `set` changed running NAME, which has or had a check: the scheduler started, if
+    """After `set` changed running NAME, which the scheduler checks or checked
+    (model.scheduled()): the scheduler started, if
     it does not run yet (the container's drop-in wants it, but only at its next start), else
     told to read the settings again now (SIGHUP; it would at its next look, within LOOK
     seconds: ops/health.py)."""
-    if new == old or not (new.health_cmd or old.health_cmd):
+    if new == old or not (scheduled(new) or scheduled(old)):
         return
-    if new.health_cmd and not old.health_cmd:
+    if scheduled(new) and not scheduled(old):
         bus.start_unit(SCHEDULER_UNIT)
     elif bus.active_state(SCHEDULER_UNIT) == "active":
         bus.kill_unit(SCHEDULER_UNIT, signal.SIGHUP, who="main")

@@ -20,7 +20,7 @@ from .dropin import (
     parse_dropin,
     render_dropin,
 )
-from .model import NETWORK_MODES, ContainerConfig
+from .model import NETWORK_MODES, ContainerConfig, scheduled
 from .nspawnfile import parse_nspawn, render_nspawn, update_nspawn
 
 
@@ -106,12 +106,13 @@ def save_config(paths: Paths, name: str, cfg: ContainerConfig,
 
 
 def save_health_units(paths: Paths, name: str, cfg: ContainerConfig):
-    """With a --health-cmd, the container's unit wants the health checks' scheduler
-    (units/nspawnctl-health.service); without one, the file is not there.  A timer drop-in
-    of before the scheduler (stop 39) goes either way."""
+    """When the scheduler checks it (model.scheduled(): a --health-cmd, or booted with an
+    --on-unhealthy action), the container's unit wants the health checks' scheduler
+    (units/nspawnctl-health.service); else the file is not there.  A timer drop-in of
+    before the scheduler (stop 39) goes either way."""
     wants = paths.dropin_dir(name) / HEALTH_DROPIN_NAME
     remove_health_timer_dropin(paths, name)
-    if not cfg.health_cmd:
+    if not scheduled(cfg):
         wants.unlink(missing_ok=True)
         return
     install(paths.dropin_dir(name), HEALTH_DROPIN_NAME, render("container-health.conf"))

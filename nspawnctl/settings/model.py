@@ -585,3 +585,11 @@ def live_properties(cfg: ContainerConfig) -> list[tuple[str, int]]:
             value = s.unit.live(getattr(cfg, s.name))  # (property, value) when it picks one
             pairs.append(value if isinstance(value, tuple) else (s.unit.dbus, value))
     return pairs
+
+
+def scheduled(cfg: ContainerConfig) -> bool:
+    """Whether the scheduler checks a running container with these settings at its interval:
+    one with a --health-cmd, and a booted one without, when --on-unhealthy asks for an
+    action (its health is its systemd's: acted on as `health NAME` acts).  Without either,
+    `health`, `status` and `wait` ask its systemd when they run."""
+    return bool(cfg.health_cmd) or (cfg.boot and cfg.on_unhealthy != "none")

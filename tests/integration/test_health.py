@@ -339,6 +339,29 @@ def test_a_booted_container_without_a_command_is_healthy_when_its_systemd_runs(
     wait_for(lambda: system_state(host, name) == "degraded", timeout=10, what="degraded")
     code, said = health_said(nspawnctl, name)
     assert code == 1 and said.startswith(f"{name}: unhealthy"), said
+
+    # --on-unhealthy restart: the scheduler checks it (its systemd's state, each interval)
+    # and restarts it once a unit failed after it ran
+    host.run(["systemctl", "-M", name, "reset-failed"])
+    nspawnctl("set", name, "--on-unhealthy", "restart", "--health-interval", "2s")
+    before = leader(nspawnctl, name)
+    healthy = time.monotonic()
+    def journal():
+        return host.run(["journalctl", "-u", "nspawnctl-health.service", "--no-pager", "-o",
+                         "cat", "-n", "40"]).stdout
+
+    try:
+        wait_for(lambda: (status(nspawnctl, name)["health"] or {}).get("state") == "healthy",
+                 timeout=2 * 2 + SLACK, interval=0.2, what="a check of the scheduler's")
+        host.run(["systemctl", "-M", name, "start", "hc-boot-fail.service"])
+        sick = time.monotonic()
+        wait_for(lambda: leader(nspawnctl, name) not in (None, before),
+                 timeout=2 + SLACK + 10, interval=0.2, what=f"{name} restarted")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: {status(nspawnctl, name)['health']}\n{journal()}") from None
+    print(f"\nbooted health: scheduler healthy after {sick - healthy:.1f}s, restart after "
+          f"{time.monotonic() - sick:.1f}s")
+    assert f"{name}: unhealthy after 1 failed checks: restart" in journal(), journal()
     print(f"\nbooted health: created in {made_in:.1f}s, the rest took "
           f"{time.monotonic() - t0 - made_in:.1f}s")
 

@@ -123,6 +123,36 @@ def test_a_new_container_is_checked_one_interval_after_its_start_and_running_one
     assert max(sum(1 for f in firsts if t <= f < t + 3) for t in range(28)) <= 10, firsts
 
 
+def test_a_booted_container_without_a_command_is_checked_when_its_on_unhealthy_acts(
+        world, paths, monkeypatch, tmp_path):
+    """A booted container without --health-cmd is checked by what its systemd says
+    (`systemctl is-system-running` in it, here a file's word), at its interval, when
+    --on-unhealthy asks for an action: degraded once it ran is unhealthy, `retries` times in
+    a row restarts it; without an action it is not checked."""
+    scheduler, bus, started = world
+    said = tmp_path / "system-state"
+    said.write_text("running\n")
+    monkeypatch.setattr(health, "SYSTEM_STATE", ["cat", str(said)])
+    booted = ContainerConfig(network="none", boot=True, health_interval=1, health_retries=2)
+    make(paths, "watched", replace(booted, on_unhealthy="restart"), 0, bus)
+    make(paths, "unwatched", booted, 0, bus)
+    run_for(scheduler, 1.6)
+    state = health.load(paths, "watched")
+    assert (state.state, state.output) == ("healthy", "systemd: running")
+    said.write_text("degraded\n")
+    run_for(scheduler, 2.2)
+    state = health.load(paths, "watched")
+    assert (state.state, state.output) == ("unhealthy", "systemd: degraded")
+    assert state.streak >= 2
+    assert [c for c in bus.calls if c[0] == "restart_unit"] == \
+        [("restart_unit", ("systemd-nspawn@watched.service",))]
+    said.write_text("running\nrm -rf /\n")  # not one word it knows: not reachable
+    run_for(scheduler, 1.1)
+    assert health.load(paths, "watched").output == "systemd: unreachable"
+    assert health.load(paths, "unwatched") is None
+    assert {n for n, _ in started} == {"watched"}
+
+
 def test_a_slow_check_holds_up_no_other(world, paths):
     scheduler, bus, started = world
     make(paths, "slow", replace(CHECKED, health_cmd=("sleep", "5"), health_timeout=10), 1, bus)

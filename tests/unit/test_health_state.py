@@ -100,6 +100,8 @@ def test_the_json_object_is_the_schemas(tmp_path):
 
 
 def test_a_check_makes_the_unit_want_the_scheduler_and_a_timer_of_before_goes(tmp_path):
+    """The container's unit wants the scheduler while the scheduler has something to check
+    in it (model.scheduled())."""
     paths = _paths(tmp_path)
     legacy = paths.health_timer_dropin_dir("c1") / "50-nspawnctl.conf"  # stop 39's
     legacy.parent.mkdir(parents=True)
@@ -109,6 +111,11 @@ def test_a_check_makes_the_unit_want_the_scheduler_and_a_timer_of_before_goes(tm
     assert "Wants=nspawnctl-health.service" in wants.read_text()
     assert not legacy.parent.exists()
     save_config(paths, "c1", ContainerConfig())  # the check removed: it goes
+    assert not wants.exists()
+    # booted without a command, checked by its systemd's state when --on-unhealthy acts
+    save_config(paths, "c1", ContainerConfig(boot=True, on_unhealthy="restart"))
+    assert "Wants=nspawnctl-health.service" in wants.read_text()
+    save_config(paths, "c1", ContainerConfig(boot=True))
     assert not wants.exists()
 
 
