@@ -21,6 +21,11 @@ namespace its memory was made in, the host's; the exec then gives the command a 
 container's own, traceable there as any of its processes.  It runs in a session of its own,
 on a pty of its own if our stdin, stdout or stderr is a terminal (ptyrelay.py): never on the
 admin's terminal, which it could type into.
+
+The health checks enter the same way through a small program, helpers/nspawnctl-enter.c, that
+the scheduler starts with posix_spawn (spawn_entered): a fork of its Python process was most of
+what a check cost.  That program does become()'s steps for the container's root user, in the
+same order; tests/unit/test_confine.py proves both.
 """
 
 import ctypes

@@ -37,7 +37,8 @@
   makes no bridge or firewall rule.  Where podman cannot run a container, the row says why.
   Podman's own schedule (a systemd timer per container) cannot run there, as there is no
   systemd: only its one check is compared.  A check the scheduler runs is no process of
-  nspawnctl's own (one fork that enters the container): its cost is the steady state's
+  nspawnctl's own (one posix_spawn of the helper that enters the container): its cost is the
+  steady state's
   per-check figure.
 
 The containers are scratch busybox trees (`/bin/sh` and `/bin/true` as links of busybox, a
@@ -253,6 +254,19 @@ def _status(host) -> str:
     return check(host, ["systemctl", "show", "-p", "StatusText", "--value", SCHEDULER]).strip()
 
 
+def passed(host):
+    """Every container's last check passed (`list --json`): a check that cannot run ends
+    early, and its cost would not be a check's."""
+    shown = json.loads(check(host, ["nspawnctl", "list", "--json"]))
+    rows = {row["name"]: row.get("health") or {} for row in shown if row["name"] in FLEET}
+    failed = sorted(name for name in FLEET if rows.get(name, {}).get("state") != "healthy"
+                    or rows[name].get("last_exit_status") != 0)
+    if failed:
+        said = rows.get(failed[0], {}).get("last_output", "")
+        raise BenchError(f"{len(failed)} of {len(FLEET)} containers' checks did not pass "
+                         f"({failed[0]}: {said!r})")
+
+
 def machine_busy() -> tuple[float, float]:
     """This kernel's CPU seconds busy (not idle or waiting for I/O) and stolen by the
     hypervisor, all CPUs, since boot (/proc/stat)."""
@@ -294,6 +308,7 @@ def steady(host, pairs: int, seconds: float) -> list:
             stop_scheduler(host)
         running = kind == "A"
         windows.append(window(host, root, kind, seconds))
+    passed(host)
     stop_scheduler(host)
     f = steady_figures(windows, len(FLEET), INTERVAL)
     parts = ", ".join(f"{name} {Percent(v):.2f}" for name, v in f["parts"].items())
