@@ -2,10 +2,13 @@
 figure that cannot be true (checks while the scheduler was stopped, far from the share of checks
 a window should hold, checks that cost nothing) stops the benchmark instead of becoming a row."""
 
+import json
+import subprocess
+
 import pytest
 
 from tests.bench import common
-from tests.bench.bench_health import PARTS, Window, steady_figures
+from tests.bench.bench_health import FLEET, PARTS, Window, passed, steady_figures
 
 HEALTH_SLICE = PARTS[0][1][0]
 
@@ -50,3 +53,25 @@ def test_a_percent_shows_its_spread_and_its_ratio_to_the_aim():
              "1 % of one core")]
     line = common.table(rows, {}).splitlines()[2]
     assert "33.25 % (30.00-40.00)" in line and "1.00 %" in line and "33.25" in line.split("|")[5]
+
+
+class Listing:
+    """A host whose `nspawnctl list --json` shows the fleet with these health objects."""
+
+    def __init__(self, health: dict):
+        self.health = health
+
+    def run(self, argv, timeout=None, env=None):
+        rows = [{"name": n, "health": self.health.get(n)} for n in FLEET]
+        return subprocess.CompletedProcess(argv, 0, json.dumps(rows), "")
+
+
+def test_checks_that_did_not_pass_stop_the_benchmark():
+    """A check that cannot run ends early: its cost would not be a check's."""
+    good = {"state": "healthy", "last_exit_status": 0, "last_output": ""}
+    passed(Listing({n: good for n in FLEET}))
+    for bad in ({"state": "unhealthy", "last_exit_status": 125,
+                 "last_output": "nspawnctl: cannot enter the container"},
+                {"state": "healthy", "last_exit_status": None}, None):
+        with pytest.raises(common.BenchError, match="1 of 50 containers' checks did not pass"):
+            passed(Listing({**{n: good for n in FLEET}, FLEET[7]: bad}))

@@ -323,3 +323,22 @@ def test_the_command_runs_in_the_leaders_cgroup(no_user_namespace):
         assert any(line.endswith(f":{leaders}") for line in out.splitlines()), out
     finally:
         directory.rmdir()
+
+
+@needs_root
+def test_a_leader_with_the_least_limit_of_open_files_gets_checked_all_the_same(
+        no_user_namespace):
+    """The limit comes from the leader, which the container's root may lower as far as it
+    likes: the helper opens nothing once it set it, so the command is run all the same,
+    with the limit its container chose (at 0, the container's own loader cannot open a
+    library: its error, not the helper's)."""
+    entry = own_entry(nofile=(4, 4))
+    try:
+        status, out = spawned(entry, ["sh", "-c", "ulimit -n; echo ran"])
+        entry.nofile = (0, 0)
+        status0, out0 = spawned(entry, ["sh", "-c", "echo ran"])
+    finally:
+        entry.close()
+    assert (status, out.split()) == (0, ["4", "ran"])
+    assert status0 == 127 and "error while loading shared libraries" in out0
+    assert not out0.startswith("nspawnctl:")
