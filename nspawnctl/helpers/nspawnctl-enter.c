@@ -55,8 +55,8 @@ static void fail(int status, const char *format, ...) {
     _exit(status);
 }
 
-/* A decimal number of at most max, nothing else (the caller wrote it, but a slip must not
- * turn into another descriptor or limit). */
+/* A number in base (10, or 16 for KEEP) of at most max, nothing else, no sign or space (the
+ * caller wrote it, but a slip must not turn into another descriptor or limit). */
 static unsigned long long number(const char *text, unsigned long long max, int base) {
     char *end;
     errno = 0;
