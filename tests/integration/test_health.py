@@ -161,6 +161,55 @@ def test_the_image_check_runs_on_schedule_and_sick_containers_are_handled(
     nspawnctl("wait", reported, "--for", "healthy", "--timeout", INTERVAL + SLACK)
 
 
+CONFINED = "hc-confined"
+# Shell builtins (busybox's image has few applets): what the check's own process sees of
+# itself, and of the container's PID 1 (its leader, in the PID namespace the check should be
+# in); then the process becomes ls, which lists the descriptors it has.
+SELF_REPORT = ("for p in $$ 1; do for f in status cgroup uid_map; do "
+               "while read -r l; do case $f:$l in status:CapBnd*|status:Uid*|cgroup:*|"
+               "uid_map:*) echo $p $f $l;; esac; done < /proc/$p/$f; done; done; "
+               "echo fds; exec ls -l /proc/self/fd")
+
+
+def test_a_check_runs_confined_as_the_containers_own_processes(host, nspawnctl, containers):
+    """A single-command container's check is entered by the helper (nspawnctl-enter), in the
+    container's user namespace: as its root, with its leader's bounding set and cgroup, in
+    its PID namespace (its PID 1 is the leader), and with no descriptor of the host's."""
+    nspawnctl("create", CONFINED, "--from", f"oci-archive:{ARCHIVE}", "--health-cmd",
+              f"sh -c '{SELF_REPORT}'")
+    try:
+        nspawnctl("start", CONFINED)
+        r = nspawnctl("health", CONFINED, check=False)
+        assert r.returncode == 0, str(r)
+        output = status(nspawnctl, CONFINED)["health"]["last_output"]
+        said = output.splitlines()
+        me = said[0].split()[0]  # the check's PID as the container sees it
+        mine = [line.split(" ", 1)[1] for line in said if line.startswith(f"{me} ")]
+        leaders = [line.split(" ", 1)[1] for line in said if line.startswith("1 ")]
+        assert mine and leaders and me != "1", output
+        # (busybox's ls reads the list, closes the directory, then reads each link: its own
+        # descriptor of the list is there without a link)
+        fds = dict(line.split()[-3::2] for line in said[said.index("fds") + 1:] if "->" in line)
+        assert sorted(fds) == ["0", "1", "2"], output  # nothing of the host's open
+        assert fds["0"] == "/dev/null" and fds["1"] == fds["2"], output
+        assert fds["1"].startswith("pipe:"), output
+        field = {line.split(":", 1)[0]: line for line in mine}
+        assert field["status CapBnd"] == next(l for l in leaders
+                                              if l.startswith("status CapBnd")), output
+        assert field["status Uid"].split()[2:] == ["0", "0", "0", "0"], output
+        uid_map = [l for l in mine if l.startswith("uid_map")]
+        assert uid_map == [l for l in leaders if l.startswith("uid_map")], output
+        assert uid_map[0].split()[2] != "0", output  # the container's, not the host's identity
+        unified = [l for l in mine if l.startswith("cgroup 0::")]
+        assert unified and unified == [l for l in leaders if l.startswith("cgroup 0::")], output
+        host_leader = leader(nspawnctl, CONFINED)
+        bound = next(line for line in host.path(f"/proc/{host_leader}/status").read_text()
+                     .splitlines() if line.startswith("CapBnd:"))
+        assert field["status CapBnd"].split()[-1] == bound.split()[-1], (output, bound)
+    finally:
+        nspawnctl("remove", "--force", CONFINED, check=False)
+
+
 def test_wait_times_out_with_one_line(nspawnctl, containers):
     name = containers["none"]
     nspawnctl("wait", name, "--for", "running", "--timeout", 5)
