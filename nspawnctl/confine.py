@@ -131,12 +131,20 @@ def _opened_procs(pid: int, mounts: dict[frozenset, Path]) -> list[tuple[str, in
             procs.append((name, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
         except OSError:
             continue  # read-only (v1 controllers in a container) or not delegated
-    if not _REQUIRED & {name for name, _ in procs}:
+    try:
+        _require_one(procs, pid)
+    except Error:
         for _, fd in procs:
             os.close(fd)
+        raise
+    return procs
+
+
+def _require_one(procs: list[tuple[str, int]], pid: int):
+    """One of procs (hierarchy, cgroup.procs) is the unified or the systemd hierarchy's."""
+    if not _REQUIRED & {name for name, _ in procs}:
         raise Error(f"cannot join the cgroup of the container's leader (pid {pid})",
                     hint="is /sys/fs/cgroup mounted read-only here?")
-    return procs
 
 
 def enter(pid: int, argv: list[str], env: dict[str, str], user: str | None = None,
@@ -362,11 +370,9 @@ def join(procs: list[tuple[str, int]], pid: int) -> list[str]:
             os.write(fd, b"0")
         except OSError:
             continue
-        joined.append(name)
-    if not _REQUIRED & set(joined):
-        raise Error(f"cannot join the cgroup of the container's leader (pid {pid})",
-                    hint="is /sys/fs/cgroup mounted read-only here?")
-    return joined
+        joined.append((name, fd))
+    _require_one(joined, pid)
+    return [name for name, _ in joined]
 
 
 def cgroup_mounts(mountinfo: str = "/proc/self/mountinfo") -> dict[frozenset, Path]:

@@ -38,8 +38,7 @@
   Podman's own schedule (a systemd timer per container) cannot run there, as there is no
   systemd: only its one check is compared.  A check the scheduler runs is no process of
   nspawnctl's own (one posix_spawn of the helper that enters the container): its cost is the
-  steady state's
-  per-check figure.
+  steady state's per-check figure.
 
 The containers are scratch busybox trees (`/bin/sh` and `/bin/true` as links of busybox, a
 sleep as their command, network none): the figures are the checks' costs, not a container's.
